@@ -1,0 +1,76 @@
+/**
+ * The errors a queue throws. Every one of them is a {@linkcode QueueError}, so a caller can
+ * catch the whole family with one `instanceof` check.
+ *
+ * @module
+ */
+
+/**
+ * Base class of every error this library throws for queue conditions.
+ *
+ * @example Catch any queue error
+ * ```ts
+ * import { QueueError } from "./errors.ts";
+ * try {
+ *   throw new QueueError("example");
+ * } catch (e) {
+ *   if (!(e instanceof QueueError)) throw e;
+ * }
+ * ```
+ */
+export class QueueError extends Error {
+  /** Creates the error with a message that says what happened. */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/**
+ * Thrown by `get`/`getSync`/`borrow` when no message arrived before the timeout.
+ *
+ * @example
+ * ```ts
+ * import { EmptyError } from "./errors.ts";
+ * const e = new EmptyError("no message within 3000 ms");
+ * console.assert(e.name === "EmptyError");
+ * ```
+ */
+export class EmptyError extends QueueError {}
+
+/**
+ * Thrown by `put`/`putSync` when the queue stayed full until the timeout.
+ *
+ * @example
+ * ```ts
+ * import { FullError } from "./errors.ts";
+ * const e = new FullError("queue still full after 100 ms");
+ * console.assert(e.name === "FullError");
+ * ```
+ */
+export class FullError extends QueueError {}
+
+/**
+ * Thrown when the end used is closed, when every sender has closed and the queue is drained
+ * (on `get`), or when every receiver has closed (on `put`).
+ *
+ * @example
+ * ```ts
+ * import { ClosedError } from "./errors.ts";
+ * const e = new ClosedError("every sender has closed");
+ * console.assert(e.name === "ClosedError");
+ * ```
+ */
+export class ClosedError extends QueueError {}
+
+/**
+ * Thrown when bytes cannot be decoded: truncated, corrupt, or forged data.
+ *
+ * @example
+ * ```ts
+ * import { DecodeError } from "./errors.ts";
+ * const e = new DecodeError("truncated string at byte 12");
+ * console.assert(e instanceof Error);
+ * ```
+ */
+export class DecodeError extends QueueError {}
