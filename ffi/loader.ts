@@ -1,0 +1,382 @@
+/**
+ * Finds, verifies and opens the shmq native library, once per process.
+ *
+ * Resolution order:
+ * 1. the environment variable `SHMQ_NATIVE_LIB`, a path to a `libshmq.so` you built
+ *    yourself (read only when `--allow-env` grants it: a missing env permission is not an
+ *    error, the variable is then simply not consulted);
+ * 2. when this module was loaded from a `file:` URL, the shipped binary beside it,
+ *    `ffi/lib/<arch>-linux/libshmq.so`;
+ * 3. when it was loaded over http(s) (JSR or a plain URL), the binary beside it is fetched,
+ *    its SHA-256 checked against the digest compiled into `ffi/digests.ts`, stored in a
+ *    per-user cache (`$DENO_DIR/shmq/<digest>/`, else `$XDG_CACHE_HOME/shmq/<digest>/`,
+ *    else `~/.cache/shmq/<digest>/`), and the cached file is opened. A digest mismatch is
+ *    an error, never a fallback. Without env permission to find a cache directory, the
+ *    verified binary goes to a private temporary file that is removed right after opening.
+ *
+ * Supported platforms: Linux on x86_64 and aarch64. The library's `shmq_abi_version()`
+ * must equal {@linkcode ABI_VERSION}, or loading fails with a message saying how to
+ * rebuild.
+ *
+ * @module
+ */
+
+import { ABI_VERSION, type ShmqLibrary, symbols } from "./symbols.ts";
+import { DIGESTS } from "./digests.ts";
+
+export { ABI_VERSION };
+
+/**
+ * The environment variable that names a native library path to use instead of the
+ * shipped one.
+ *
+ * @example
+ * ```ts
+ * import { NATIVE_LIB_ENV } from "./loader.ts";
+ * console.assert(NATIVE_LIB_ENV === "SHMQ_NATIVE_LIB");
+ * ```
+ */
+export const NATIVE_LIB_ENV = "SHMQ_NATIVE_LIB";
+
+/**
+ * The platforms a binary is shipped for, as `<os> <arch>` in `Deno.build` terms.
+ *
+ * @example
+ * ```ts
+ * import { SUPPORTED_PLATFORMS } from "./loader.ts";
+ * console.assert(SUPPORTED_PLATFORMS.includes("linux x86_64"));
+ * ```
+ */
+export const SUPPORTED_PLATFORMS: readonly string[] = ["linux x86_64", "linux aarch64"];
+
+/** Where the loaded library came from. */
+export type NativeSource = "env" | "local" | "remote";
+
+/**
+ * The opened native core.
+ *
+ * @example
+ * ```ts ignore
+ * import { native } from "./loader.ts";
+ * const core = native();
+ * console.log(core.path, core.source, core.symbols.shmq_abi_version());
+ * ```
+ */
+export interface NativeCore {
+  /** The dynamic library handle (never closed: it lives as long as the process). */
+  readonly lib: ShmqLibrary;
+  /** Shortcut for `lib.symbols`. */
+  readonly symbols: ShmqLibrary["symbols"];
+  /** The file that was opened. */
+  readonly path: string;
+  /** How the file was found. */
+  readonly source: NativeSource;
+}
+
+/**
+ * Returns `<arch>-linux` for a supported platform (the directory under `ffi/lib/` and the
+ * key in `DIGESTS`), or throws an error that names the supported platforms.
+ *
+ * @example
+ * ```ts
+ * import { platformKey } from "./loader.ts";
+ * console.assert(platformKey("linux", "aarch64") === "aarch64-linux");
+ * try {
+ *   platformKey("darwin", "aarch64");
+ * } catch (e) {
+ *   console.assert(String(e).includes("linux x86_64"));
+ * }
+ * ```
+ */
+export function platformKey(
+  os: string = Deno.build.os,
+  arch: string = Deno.build.arch,
+): string {
+  if (os === "linux" && (arch === "x86_64" || arch === "aarch64")) return `${arch}-linux`;
+  throw new Error(
+    `shmq: unsupported platform ${os} ${arch}: the native core is shipped for ` +
+      `${SUPPORTED_PLATFORMS.join(" and ")} only (it uses Linux futexes and /dev/shm). ` +
+      `On another Linux architecture, build it with \`zig build\` and set ${NATIVE_LIB_ENV}.`,
+  );
+}
+
+/**
+ * The URL of the shipped binary for a platform key, relative to a module URL (by default
+ * this loader's own URL).
+ *
+ * @example
+ * ```ts
+ * import { libraryUrl } from "./loader.ts";
+ * const url = libraryUrl("x86_64-linux", "https://example.com/pkg/ffi/loader.ts");
+ * console.assert(url.href === "https://example.com/pkg/ffi/lib/x86_64-linux/libshmq.so");
+ * ```
+ */
+export function libraryUrl(key: string, base: string = import.meta.url): URL {
+  return new URL(`./lib/${key}/libshmq.so`, base);
+}
+
+/** Reads an env var only if permission is already granted: never prompts, never throws. */
+function envGet(name: string): string | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
+      return undefined;
+    }
+    const v = Deno.env.get(name);
+    return v === undefined || v === "" ? undefined : v;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The per-user cache directory for fetched binaries (`$DENO_DIR/shmq`, else
+ * `$XDG_CACHE_HOME/shmq`, else `$HOME/.cache/shmq`), or `undefined` when none of those
+ * variables can be read.
+ *
+ * @example
+ * ```ts
+ * import { cacheRoot } from "./loader.ts";
+ * const dir = cacheRoot();
+ * console.assert(dir === undefined || dir.endsWith("/shmq"));
+ * ```
+ */
+export function cacheRoot(): string | undefined {
+  const denoDir = envGet("DENO_DIR");
+  if (denoDir) return `${denoDir}/shmq`;
+  const xdg = envGet("XDG_CACHE_HOME");
+  if (xdg) return `${xdg}/shmq`;
+  const home = envGet("HOME");
+  if (home) return `${home}/.cache/shmq`;
+  return undefined;
+}
+
+/**
+ * Lowercase hex SHA-256 of some bytes.
+ *
+ * @example
+ * ```ts
+ * import { sha256Hex } from "./loader.ts";
+ * const hex = await sha256Hex(new Uint8Array(0));
+ * console.assert(hex.startsWith("e3b0c442"));
+ * ```
+ */
+export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  let hex = "";
+  for (const b of digest) hex += b.toString(16).padStart(2, "0");
+  return hex;
+}
+
+function filePath(url: URL): string {
+  return decodeURIComponent(url.pathname);
+}
+
+/** Opens `path`, checks its ABI version, and returns the full library. */
+function open(path: string, source: NativeSource): NativeCore {
+  const hint = source === "env"
+    ? `unset ${NATIVE_LIB_ENV} or rebuild that library from this version's sources ` +
+      "(`deno task build`, output in zig-out/lib/libshmq.so)"
+    : "rebuild it with `deno task build`, or set " +
+      `${NATIVE_LIB_ENV} to a libshmq.so built from this version's sources`;
+  let probe: Deno.DynamicLibrary<{ shmq_abi_version: { parameters: []; result: "u32" } }>;
+  try {
+    probe = Deno.dlopen(path, { shmq_abi_version: { parameters: [], result: "u32" } });
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      throw new Error(
+        `shmq: opening the native library ${path} needs --allow-ffi (${(e as Error).message})`,
+        { cause: e },
+      );
+    }
+    throw new Error(
+      `shmq: cannot open the native library ${path} (from ${source}): ${(e as Error).message}; ` +
+        hint,
+      { cause: e },
+    );
+  }
+  const version = probe.symbols.shmq_abi_version();
+  if (version !== ABI_VERSION) {
+    probe.close();
+    throw new Error(
+      `shmq: the native library ${path} has ABI version ${version}, but this module needs ` +
+        `ABI version ${ABI_VERSION}: ${hint}`,
+    );
+  }
+  let lib: ShmqLibrary;
+  try {
+    lib = Deno.dlopen(path, symbols);
+  } finally {
+    probe.close();
+  }
+  return { lib, symbols: lib.symbols, path, source };
+}
+
+async function readIfExists(path: string): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  try {
+    return await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Fetches the binary at `url`, verifies its SHA-256 against `digest`, stores it under
+ * `cacheDir/<digest>/libshmq.so` (atomically, via a temporary file and a rename) and
+ * returns that path. An already cached file is verified again instead of being fetched.
+ * Throws on a digest mismatch, leaving nothing in the cache.
+ *
+ * @example
+ * ```ts ignore
+ * import { fetchVerified } from "./loader.ts";
+ * const path = await fetchVerified(
+ *   new URL("https://example.com/pkg/ffi/lib/x86_64-linux/libshmq.so"),
+ *   "db93f17c675287615ad13d88af551f825c937ed05a04762891b7bfd78d76f3d6",
+ *   "/home/me/.cache/shmq",
+ * );
+ * ```
+ */
+export async function fetchVerified(url: URL, digest: string, cacheDir: string): Promise<string> {
+  const dir = `${cacheDir}/${digest}`;
+  const path = `${dir}/libshmq.so`;
+  const cached = await readIfExists(path);
+  if (cached !== undefined && (await sha256Hex(cached)) === digest) return path;
+  const bytes = await fetchAndVerify(url, digest);
+  await Deno.mkdir(dir, { recursive: true });
+  const tmp = `${path}.${crypto.randomUUID()}.tmp`;
+  try {
+    await Deno.writeFile(tmp, bytes, { mode: 0o644 });
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+  return path;
+}
+
+async function fetchAndVerify(url: URL, digest: string): Promise<Uint8Array<ArrayBuffer>> {
+  const res = await fetch(url);
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`shmq: fetching the native library ${url.href} failed: HTTP ${res.status}`);
+  }
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const got = await sha256Hex(bytes);
+  if (got !== digest) {
+    throw new Error(
+      `shmq: SHA-256 digest mismatch for the native library ${url.href}: got ${got}, ` +
+        `expected ${digest} (ffi/digests.ts). Refusing to load it.`,
+    );
+  }
+  return bytes;
+}
+
+let loaded: NativeCore | undefined;
+/** The verified cached binary of an http(s) import, ready to be opened. */
+let remotePath: string | undefined;
+let remoteError: unknown;
+
+function remoteKey(): { url: URL; digest: string } {
+  const key = platformKey();
+  const digest = DIGESTS[key];
+  if (digest === undefined) {
+    throw new Error(`shmq: no digest for ${key} in ffi/digests.ts; run \`deno task build\``);
+  }
+  return { url: libraryUrl(key), digest };
+}
+
+/**
+ * Loads the native core (see the module doc for the resolution order), or returns it if
+ * already loaded. Works for every source, including http(s) imports that were not
+ * prepared yet.
+ *
+ * @example
+ * ```ts ignore
+ * import { loadNative } from "./loader.ts";
+ * const core = await loadNative();
+ * console.log(core.symbols.shmq_abi_version());
+ * ```
+ */
+export async function loadNative(): Promise<NativeCore> {
+  if (loaded) return loaded;
+  const env = envGet(NATIVE_LIB_ENV);
+  if (env !== undefined || !isRemote()) return native();
+  await prepareRemote();
+  return native();
+}
+
+/**
+ * For an http(s) import: makes the verified binary ready in the cache (sets remotePath),
+ * or, without a cache location, opens a private temporary copy right away.
+ */
+async function prepareRemote(): Promise<void> {
+  if (loaded || remotePath !== undefined) return;
+  const { url, digest } = remoteKey();
+  const dir = cacheRoot();
+  if (dir !== undefined) {
+    remotePath = await fetchVerified(url, digest, dir);
+    return;
+  }
+  // No readable cache location: a private temporary copy, removed once opened.
+  const bytes = await fetchAndVerify(url, digest);
+  const tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
+  try {
+    await Deno.writeFile(tmp, bytes);
+    loaded ??= open(tmp, "remote");
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
+  }
+}
+
+function isRemote(): boolean {
+  return import.meta.url.startsWith("https:") || import.meta.url.startsWith("http:");
+}
+
+/**
+ * Returns the native core, opening it on first use (then cached for the process).
+ * Synchronous: for a module imported over http(s), the binary was fetched and verified
+ * while this module was being imported, and an error from that step is thrown here.
+ *
+ * @example
+ * ```ts
+ * import { native } from "./loader.ts";
+ * const core = native();
+ * console.assert(core.symbols.shmq_abi_version() === 1);
+ * ```
+ */
+export function native(): NativeCore {
+  if (loaded) return loaded;
+  const env = envGet(NATIVE_LIB_ENV);
+  if (env !== undefined) return loaded = open(env, "env");
+  const url = import.meta.url;
+  if (url.startsWith("file:")) {
+    return loaded = open(filePath(libraryUrl(platformKey())), "local");
+  }
+  if (isRemote()) {
+    if (remotePath !== undefined) return loaded = open(remotePath, "remote");
+    if (remoteError !== undefined) {
+      throw new Error(`shmq: loading the native library failed: ${errorText(remoteError)}`, {
+        cause: remoteError,
+      });
+    }
+    throw new Error("shmq: the native library was not prepared; call `await loadNative()` first");
+  }
+  throw new Error(
+    `shmq: cannot locate the native library for a module loaded from ${url}; ` +
+      `set ${NATIVE_LIB_ENV} to the path of libshmq.so`,
+  );
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+// An http(s) import cannot fetch synchronously, so the verified binary is made ready while
+// the module is imported; errors are kept and reported by native().
+if (isRemote() && envGet(NATIVE_LIB_ENV) === undefined) {
+  try {
+    await prepareRemote();
+  } catch (e) {
+    remoteError = e;
+  }
+}

@@ -1,0 +1,512 @@
+/**
+ * Thin typed wrappers over the native core: shared memory, futexes, 64-bit atomics,
+ * byte locks and liveness. Failures throw {@linkcode NativeError}, whose message names
+ * the call, the argument that matters and the errno, e.g.
+ * `shm_open("/x"): ENOENT No such file or directory`.
+ *
+ * The library is opened on first use (see `loader.ts`). The futex and atomic wrappers
+ * pass pointers straight through and allocate nothing beyond `bigint` values. 64-bit
+ * arguments are `bigint`: Deno's fast FFI path takes them only as `bigint` (a `number`
+ * works but is about 10x slower).
+ *
+ * @module
+ */
+
+import { native } from "./loader.ts";
+import type { ShmqLibrary } from "./symbols.ts";
+
+let sym: ShmqLibrary["symbols"] | undefined;
+
+/** The native symbols, opening the library on first use. */
+function s(): ShmqLibrary["symbols"] {
+  return sym ??= native().symbols;
+}
+
+const nameCache = new Map<number, string>();
+const textCache = new Map<number, string>();
+
+/**
+ * The symbolic name of a positive errno value (`"EEXIST"`), or `"EUNKNOWN"`.
+ *
+ * @example
+ * ```ts
+ * import { errnoName } from "./native.ts";
+ * console.assert(errnoName(17) === "EEXIST");
+ * ```
+ */
+export function errnoName(errno: number): string {
+  let name = nameCache.get(errno);
+  if (name === undefined) {
+    const p = s().shmq_errno_name(errno);
+    name = p === null ? "EUNKNOWN" : Deno.UnsafePointerView.getCString(p);
+    nameCache.set(errno, name);
+  }
+  return name;
+}
+
+/**
+ * The strerror(3) text of a positive errno value (`"File exists"`).
+ *
+ * @example
+ * ```ts
+ * import { strerror } from "./native.ts";
+ * console.assert(strerror(2) === "No such file or directory");
+ * ```
+ */
+export function strerror(errno: number): string {
+  let text = textCache.get(errno);
+  if (text === undefined) {
+    const p = s().shmq_strerror(errno);
+    text = p === null ? `errno ${errno}` : Deno.UnsafePointerView.getCString(p);
+    textCache.set(errno, text);
+  }
+  return text;
+}
+
+/**
+ * An error reported by a native call: `code` is the errno name (`"EEXIST"`), `errno` its
+ * positive number, `call` the operation (`"shm_open"`) and `arg` the argument that
+ * mattered, if any.
+ *
+ * @example
+ * ```ts
+ * import { NativeError, shmOpen } from "./native.ts";
+ * try {
+ *   shmOpen("/shmq-doc-missing");
+ * } catch (e) {
+ *   console.assert(e instanceof NativeError && e.code === "ENOENT");
+ * }
+ * ```
+ */
+export class NativeError extends Error {
+  /** The errno name, e.g. `"EEXIST"`. */
+  readonly code: string;
+  /** The positive errno number. */
+  readonly errno: number;
+  /** The native operation, e.g. `"shm_open"`. */
+  readonly call: string;
+  /** The argument that mattered (a name, an fd), if any. */
+  readonly arg: string | undefined;
+
+  /** Builds the error from a positive errno; the message reads `call("arg"): CODE text`. */
+  constructor(errno: number, call: string, arg?: string) {
+    const code = errnoName(errno);
+    const where = arg === undefined
+      ? `${call}()`
+      : /^-?[0-9][0-9a-z@ ]*$/i.test(arg)
+      ? `${call}(${arg})` // fds, offsets, sizes
+      : `${call}(${JSON.stringify(arg)})`; // names
+    super(`${where}: ${code} ${strerror(errno)}`);
+    this.name = "NativeError";
+    this.code = code;
+    this.errno = errno;
+    this.call = call;
+    this.arg = arg;
+  }
+}
+
+/**
+ * Returns `result` when it is not negative; otherwise throws a {@linkcode NativeError}
+ * for the errno `-result`, naming `call` and `arg`.
+ *
+ * @example
+ * ```ts
+ * import { check } from "./native.ts";
+ * console.assert(check(3, "close") === 3);
+ * try {
+ *   check(-17, "shm_create", "/x");
+ * } catch (e) {
+ *   console.assert((e as Error).message === 'shm_create("/x"): EEXIST File exists');
+ * }
+ * ```
+ */
+export function check(result: number, call: string, arg?: string): number {
+  if (result < 0) throw new NativeError(-result, call, arg);
+  return result;
+}
+
+/** Like check, for 64-bit results; returns a number (sizes and addresses fit in 2^53). */
+function check64(result: bigint, call: string, arg?: string): number {
+  if (result < 0n) throw new NativeError(Number(-result), call, arg);
+  return Number(result);
+}
+
+const encoder = new TextEncoder();
+
+/** NUL-terminated UTF-8 of a name. */
+function cName(name: string): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(name.length * 3 + 1);
+  const { written } = encoder.encodeInto(name, bytes);
+  if (bytes.subarray(0, written).includes(0)) {
+    throw new NativeError(22, "shm", name); // EINVAL: embedded NUL
+  }
+  return bytes.subarray(0, written + 1);
+}
+
+/**
+ * Creates a new shared-memory object exclusively (mode 0600) of `size` bytes and returns
+ * its fd. Names look like `"/shmq-…"`. Throws `EEXIST` when the name exists.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-create", 4096);
+ * shmUnlink("/shmq-doc-create");
+ * closeFd(fd);
+ * ```
+ */
+export function shmCreate(name: string, size: number): number {
+  return check(s().shmq_shm_create(cName(name), BigInt(size)), "shm_create", name);
+}
+
+/**
+ * Opens an existing shared-memory object read-write and returns its fd. Throws `ENOENT`
+ * when it does not exist.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, shmCreate, shmOpen, shmUnlink } from "./native.ts";
+ * const a = shmCreate("/shmq-doc-open", 4096);
+ * const b = shmOpen("/shmq-doc-open");
+ * shmUnlink("/shmq-doc-open");
+ * closeFd(a);
+ * closeFd(b);
+ * ```
+ */
+export function shmOpen(name: string): number {
+  return check(s().shmq_shm_open(cName(name)), "shm_open", name);
+}
+
+/**
+ * Removes a shared-memory name. Returns `true` when it was removed; with
+ * `missingOk: true` a missing name returns `false` instead of throwing `ENOENT`.
+ *
+ * @example
+ * ```ts
+ * import { shmUnlink } from "./native.ts";
+ * console.assert(shmUnlink("/shmq-doc-never-made", { missingOk: true }) === false);
+ * ```
+ */
+export function shmUnlink(name: string, options?: { missingOk?: boolean }): boolean {
+  const rc = s().shmq_shm_unlink(cName(name));
+  if (rc === -2 && options?.missingOk) return false;
+  check(rc, "shm_unlink", name);
+  return true;
+}
+
+/**
+ * Closes a file descriptor.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-close", 64);
+ * shmUnlink("/shmq-doc-close");
+ * closeFd(fd);
+ * ```
+ */
+export function closeFd(fd: number): void {
+  check(s().shmq_close(fd), "close", String(fd));
+}
+
+/**
+ * The size in bytes of the object behind an fd.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, fdSize, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-size", 8192);
+ * console.assert(fdSize(fd) === 8192);
+ * shmUnlink("/shmq-doc-size");
+ * closeFd(fd);
+ * ```
+ */
+export function fdSize(fd: number): number {
+  return check64(s().shmq_fd_size(fd), "fstat", String(fd));
+}
+
+/**
+ * The link count of the object behind an fd: 1 while its name exists, 0 once unlinked.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, fdLinks, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-links", 64);
+ * console.assert(fdLinks(fd) === 1);
+ * shmUnlink("/shmq-doc-links");
+ * console.assert(fdLinks(fd) === 0);
+ * closeFd(fd);
+ * ```
+ */
+export function fdLinks(fd: number): number {
+  return check(s().shmq_fd_links(fd), "fstat", String(fd));
+}
+
+/**
+ * Maps `size` bytes of an fd read-write and shared; returns the address. Make one
+ * `Deno.UnsafePointerView.getArrayBuffer(ptr, size)` per mapping and reuse it, and never
+ * {@linkcode unmap} while a view of it can still be reached.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-map", 4096);
+ * const ptr = map(fd, 4096);
+ * new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, 4096))[0] = 7;
+ * unmap(ptr, 4096);
+ * shmUnlink("/shmq-doc-map");
+ * closeFd(fd);
+ * ```
+ */
+export function map(fd: number, size: number): Deno.PointerObject {
+  const addr = s().shmq_map(fd, BigInt(size));
+  check64(addr, "mmap", String(fd));
+  const ptr = Deno.UnsafePointer.create(addr);
+  if (ptr === null) throw new NativeError(14, "mmap", String(fd)); // EFAULT: cannot happen
+  return ptr;
+}
+
+/**
+ * Unmaps a mapping made by {@linkcode map}.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-unmap", 4096);
+ * unmap(map(fd, 4096), 4096);
+ * shmUnlink("/shmq-doc-unmap");
+ * closeFd(fd);
+ * ```
+ */
+export function unmap(ptr: Deno.PointerObject, size: number): void {
+  check(s().shmq_unmap(ptr, BigInt(size)), "munmap");
+}
+
+/**
+ * Pre-faults `len` bytes at `ptr` for writing (MADV_POPULATE_WRITE, or touching pages on
+ * old kernels) without changing their contents. Throws (e.g. `ENOMEM`/`EFAULT`) when the
+ * memory cannot be backed, such as a full /dev/shm.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, map, prefault, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-prefault", 1 << 16);
+ * const ptr = map(fd, 1 << 16);
+ * prefault(ptr, 1 << 16);
+ * unmap(ptr, 1 << 16);
+ * shmUnlink("/shmq-doc-prefault");
+ * closeFd(fd);
+ * ```
+ */
+export function prefault(ptr: Deno.PointerObject, len: number): void {
+  check(s().shmq_prefault(ptr, BigInt(len)), "madvise", `${len} bytes`);
+}
+
+/** What a futex wait reports. `"changed"`: the word did not hold `expected` to begin with. */
+export type FutexWaitResult = "woken" | "timeout" | "changed";
+
+const FUTEX_RESULTS: readonly FutexWaitResult[] = ["woken", "timeout", "changed"];
+
+const NO_TIMEOUT = -1n;
+
+function timeoutNs(timeoutMs: number | undefined): bigint {
+  if (timeoutMs === undefined || !(timeoutMs >= 0) || timeoutMs === Infinity) return NO_TIMEOUT;
+  return BigInt(Math.round(timeoutMs * 1e6));
+}
+
+function futexResult(rc: number): FutexWaitResult {
+  if (rc < 0) throw new NativeError(-rc, "futex_wait");
+  return FUTEX_RESULTS[rc];
+}
+
+/**
+ * Blocks the calling thread while the 32-bit word at `ptr` (4-byte aligned, in shared
+ * memory) equals `expected`, until woken or `timeoutMs` elapse (`undefined`, negative or
+ * `Infinity`: no timeout). A spurious or signal wake-up reports `"woken"`: re-check the
+ * condition.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, futexWait, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-futex", 4096);
+ * const ptr = map(fd, 4096);
+ * console.assert(futexWait(ptr, 1, 10) === "changed"); // the word is 0
+ * console.assert(futexWait(ptr, 0, 10) === "timeout");
+ * unmap(ptr, 4096);
+ * shmUnlink("/shmq-doc-futex");
+ * closeFd(fd);
+ * ```
+ */
+export function futexWait(
+  ptr: Deno.PointerObject,
+  expected: number,
+  timeoutMs?: number,
+): FutexWaitResult {
+  return futexResult(s().shmq_futex_wait(ptr, expected >>> 0, timeoutNs(timeoutMs)));
+}
+
+/**
+ * Like {@linkcode futexWait}, but waits on a Deno worker thread and returns a Promise.
+ * Each call costs tens of microseconds: spin or poll first, and use a timeout so a wake
+ * that is never sent cannot hang the caller.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, futexWaitAsync, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-futex-async", 4096);
+ * const ptr = map(fd, 4096);
+ * console.assert((await futexWaitAsync(ptr, 0, 5)) === "timeout");
+ * unmap(ptr, 4096);
+ * shmUnlink("/shmq-doc-futex-async");
+ * closeFd(fd);
+ * ```
+ */
+export async function futexWaitAsync(
+  ptr: Deno.PointerObject,
+  expected: number,
+  timeoutMs?: number,
+): Promise<FutexWaitResult> {
+  return futexResult(await s().shmq_futex_wait_nb(ptr, expected >>> 0, timeoutNs(timeoutMs)));
+}
+
+/**
+ * Wakes up to `count` waiters (any process) on the word at `ptr`; returns how many woke.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, futexWake, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-wake", 4096);
+ * const ptr = map(fd, 4096);
+ * console.assert(futexWake(ptr, 1) === 0); // nobody waits
+ * unmap(ptr, 4096);
+ * shmUnlink("/shmq-doc-wake");
+ * closeFd(fd);
+ * ```
+ */
+export function futexWake(ptr: Deno.PointerObject, count: number = 0x7fffffff): number {
+  const rc = s().shmq_futex_wake(ptr, count);
+  if (rc < 0) throw new NativeError(-rc, "futex_wake");
+  return rc;
+}
+
+/**
+ * 64-bit atomic load with acquire ordering (`ptr` 8-byte aligned).
+ *
+ * @example
+ * ```ts
+ * import { atomicLoadU64, atomicStoreU64, closeFd, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-load", 4096);
+ * const ptr = map(fd, 4096);
+ * atomicStoreU64(ptr, 5n);
+ * console.assert(atomicLoadU64(ptr) === 5n);
+ * unmap(ptr, 4096);
+ * shmUnlink("/shmq-doc-load");
+ * closeFd(fd);
+ * ```
+ */
+export function atomicLoadU64(ptr: Deno.PointerObject): bigint {
+  return s().shmq_atomic_load_u64(ptr);
+}
+
+/**
+ * 64-bit atomic store with release ordering (`ptr` 8-byte aligned).
+ *
+ * @example
+ * ```ts ignore
+ * import { atomicStoreU64 } from "./native.ts";
+ * atomicStoreU64(ptr, 1n); // publish
+ * ```
+ */
+export function atomicStoreU64(ptr: Deno.PointerObject, value: bigint): void {
+  s().shmq_atomic_store_u64(ptr, value);
+}
+
+/**
+ * 64-bit atomic fetch-add (acq_rel); returns the previous value. Wraps modulo 2^64.
+ *
+ * @example
+ * ```ts ignore
+ * import { atomicAddU64 } from "./native.ts";
+ * const ticket = atomicAddU64(ptr, 1n);
+ * ```
+ */
+export function atomicAddU64(ptr: Deno.PointerObject, delta: bigint): bigint {
+  return s().shmq_atomic_add_u64(ptr, delta);
+}
+
+/**
+ * 64-bit strong compare-and-swap (acq_rel): stores `desired` if the word equals
+ * `expected`. Returns `true` if it swapped.
+ *
+ * @example
+ * ```ts ignore
+ * import { atomicCasU64 } from "./native.ts";
+ * if (atomicCasU64(ptr, 0n, 1n)) console.log("claimed");
+ * ```
+ */
+export function atomicCasU64(
+  ptr: Deno.PointerObject,
+  expected: bigint,
+  desired: bigint,
+): boolean {
+  return s().shmq_atomic_cas_u64(ptr, expected, desired) === 1;
+}
+
+/** The modes of {@linkcode lockByte}. */
+export type LockMode = "unlock" | "shared" | "exclusive";
+
+const LOCK_MODES: Record<LockMode, number> = { unlock: 0, shared: 1, exclusive: 2 };
+
+/**
+ * Takes, or releases, an open-file-description lock on byte `offset` of `fd`
+ * (non-blocking). Returns `true` on success and `false` when another open file
+ * description holds a conflicting lock. The kernel drops the lock when the holder's last
+ * fd for that open is closed or its process dies, which makes it a liveness signal.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, lockByte, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-lock", 4096);
+ * console.assert(lockByte(fd, 0, "exclusive"));
+ * lockByte(fd, 0, "unlock");
+ * shmUnlink("/shmq-doc-lock");
+ * closeFd(fd);
+ * ```
+ */
+export function lockByte(fd: number, offset: number, mode: LockMode): boolean {
+  const rc = s().shmq_lock_byte(fd, BigInt(offset), LOCK_MODES[mode]);
+  if (rc === -11) return false; // EAGAIN
+  check(rc, "fcntl_lock", `${fd}@${offset}`);
+  return true;
+}
+
+/**
+ * Whether ANOTHER open file description holds any lock on byte `offset` of `fd` (locks
+ * taken through this same open never count).
+ *
+ * @example
+ * ```ts
+ * import { closeFd, lockProbe, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-probe", 4096);
+ * console.assert(lockProbe(fd, 0) === false);
+ * shmUnlink("/shmq-doc-probe");
+ * closeFd(fd);
+ * ```
+ */
+export function lockProbe(fd: number, offset: number): boolean {
+  return check(s().shmq_lock_probe(fd, BigInt(offset)), "fcntl_getlk", `${fd}@${offset}`) === 1;
+}
+
+/**
+ * Whether a process with this pid exists (`kill(pid, 0)`; a process owned by another user
+ * counts as alive). Pids are reused, so pair it with another check where that matters.
+ *
+ * @example
+ * ```ts
+ * import { pidAlive } from "./native.ts";
+ * console.assert(pidAlive(Deno.pid));
+ * ```
+ */
+export function pidAlive(pid: number): boolean {
+  return check(s().shmq_pid_alive(pid), "kill", String(pid)) === 1;
+}

@@ -1,0 +1,276 @@
+/*
+ * shmq native core. See shmq.h for the contract of every function.
+ *
+ * shm_open/shm_unlink are done by hand on /dev/shm (exactly what glibc does) so the library
+ * needs nothing beyond libc.so.6, whatever the glibc version (older ones keep shm_open in
+ * librt).
+ */
+#define _GNU_SOURCE
+#include "shmq.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+#define SHM_DIR "/dev/shm/"
+#define SHM_DIR_LEN (sizeof(SHM_DIR) - 1)
+
+uint32_t shmq_abi_version(void) { return SHMQ_ABI_VERSION; }
+
+/*
+ * Builds "/dev/shm/<name without its slash>" into path (size PATH_MAX).
+ * Returns 0, -EINVAL for a malformed name, -ENAMETOOLONG for a too long one.
+ */
+static int shm_path(const uint8_t *name, char *path) {
+  if (name == NULL || name[0] != '/') return -EINVAL;
+  const char *rest = (const char *)name + 1;
+  size_t len = strlen(rest);
+  if (len == 0 || strchr(rest, '/') != NULL) return -EINVAL;
+  if (strcmp(rest, ".") == 0 || strcmp(rest, "..") == 0) return -EINVAL;
+  if (len > NAME_MAX) return -ENAMETOOLONG;
+  memcpy(path, SHM_DIR, SHM_DIR_LEN);
+  memcpy(path + SHM_DIR_LEN, rest, len + 1);
+  return 0;
+}
+
+int32_t shmq_shm_create(const uint8_t *name, uint64_t size) {
+  char path[PATH_MAX];
+  int rc = shm_path(name, path);
+  if (rc < 0) return rc;
+  if (size > (uint64_t)INT64_MAX) return -EINVAL;
+  int fd = open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return -errno;
+  /* O_CREAT honours the umask; make sure the mode is exactly 0600. */
+  if (fchmod(fd, 0600) != 0 || ftruncate(fd, (off_t)size) != 0) {
+    int err = errno;
+    unlink(path);
+    close(fd);
+    return -err;
+  }
+  return fd;
+}
+
+int32_t shmq_shm_open(const uint8_t *name) {
+  char path[PATH_MAX];
+  int rc = shm_path(name, path);
+  if (rc < 0) return rc;
+  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  return fd < 0 ? -errno : fd;
+}
+
+int32_t shmq_shm_unlink(const uint8_t *name) {
+  char path[PATH_MAX];
+  int rc = shm_path(name, path);
+  if (rc < 0) return rc;
+  return unlink(path) == 0 ? 0 : -errno;
+}
+
+int32_t shmq_close(int32_t fd) { return close(fd) == 0 ? 0 : -errno; }
+
+int64_t shmq_fd_size(int32_t fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  return (int64_t)st.st_size;
+}
+
+int32_t shmq_fd_links(int32_t fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  return (int32_t)st.st_nlink;
+}
+
+int64_t shmq_map(int32_t fd, uint64_t size) {
+  if (size == 0 || size > (uint64_t)INT64_MAX) return -EINVAL;
+  void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED) return -errno;
+  return (int64_t)(intptr_t)p;
+}
+
+int32_t shmq_unmap(void *addr, uint64_t size) {
+  return munmap(addr, (size_t)size) == 0 ? 0 : -errno;
+}
+
+int32_t shmq_prefault(void *addr, uint64_t len) {
+  if (len == 0) return 0;
+  long page_l = sysconf(_SC_PAGESIZE);
+  uintptr_t page = page_l > 0 ? (uintptr_t)page_l : 4096u;
+  uintptr_t start = (uintptr_t)addr & ~(page - 1);
+  uintptr_t end = (uintptr_t)addr + (uintptr_t)len;
+  if (end < start) return -EINVAL;
+  end = (end + page - 1) & ~(page - 1);
+  if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return 0;
+  int err = errno;
+  if (err != EINVAL && err != ENOSYS) return -err;
+  /* Old kernel: touch every page with a write that does not change its contents. */
+  for (uintptr_t p = start; p < end; p += page) {
+    atomic_fetch_add_explicit((_Atomic uint8_t *)p, 0, memory_order_relaxed);
+  }
+  return 0;
+}
+
+int32_t shmq_futex_wait(void *addr, uint32_t expected, int64_t timeout_ns) {
+  struct timespec ts;
+  struct timespec *tsp = NULL;
+  if (timeout_ns >= 0) {
+    ts.tv_sec = (time_t)(timeout_ns / 1000000000);
+    ts.tv_nsec = (long)(timeout_ns % 1000000000);
+    tsp = &ts;
+  }
+  /* Relative timeout; no FUTEX_PRIVATE_FLAG, so it works across processes. */
+  long rc = syscall(SYS_futex, addr, FUTEX_WAIT, expected, tsp, NULL, 0);
+  if (rc == 0) return 0;
+  switch (errno) {
+    case EINTR:
+      return 0;
+    case ETIMEDOUT:
+      return 1;
+    case EAGAIN:
+      return 2;
+    default:
+      return -errno;
+  }
+}
+
+int32_t shmq_futex_wake(void *addr, int32_t count) {
+  if (count < 0) return -EINVAL;
+  long rc = syscall(SYS_futex, addr, FUTEX_WAKE, count, NULL, NULL, 0);
+  return rc < 0 ? -errno : (int32_t)rc;
+}
+
+uint64_t shmq_atomic_load_u64(void *addr) {
+  return atomic_load_explicit((_Atomic uint64_t *)addr, memory_order_acquire);
+}
+
+void shmq_atomic_store_u64(void *addr, uint64_t v) {
+  atomic_store_explicit((_Atomic uint64_t *)addr, v, memory_order_release);
+}
+
+uint64_t shmq_atomic_add_u64(void *addr, uint64_t delta) {
+  return atomic_fetch_add_explicit((_Atomic uint64_t *)addr, delta, memory_order_acq_rel);
+}
+
+int32_t shmq_atomic_cas_u64(void *addr, uint64_t expected, uint64_t desired) {
+  return atomic_compare_exchange_strong_explicit((_Atomic uint64_t *)addr, &expected, desired,
+                                                 memory_order_acq_rel, memory_order_acquire)
+             ? 1
+             : 0;
+}
+
+static void byte_lock(struct flock *fl, short type, uint64_t offset) {
+  memset(fl, 0, sizeof(*fl));
+  fl->l_type = type;
+  fl->l_whence = SEEK_SET;
+  fl->l_start = (off_t)offset;
+  fl->l_len = 1;
+  fl->l_pid = 0; /* required by F_OFD_* */
+}
+
+int32_t shmq_lock_byte(int32_t fd, uint64_t offset, int32_t mode) {
+  short type;
+  switch (mode) {
+    case 0:
+      type = F_UNLCK;
+      break;
+    case 1:
+      type = F_RDLCK;
+      break;
+    case 2:
+      type = F_WRLCK;
+      break;
+    default:
+      return -EINVAL;
+  }
+  if (offset > (uint64_t)INT64_MAX) return -EINVAL;
+  struct flock fl;
+  byte_lock(&fl, type, offset);
+  if (fcntl(fd, F_OFD_SETLK, &fl) == 0) return 0;
+  int err = errno;
+  return (err == EACCES || err == EAGAIN) ? -EAGAIN : -err;
+}
+
+int32_t shmq_lock_probe(int32_t fd, uint64_t offset) {
+  if (offset > (uint64_t)INT64_MAX) return -EINVAL;
+  struct flock fl;
+  byte_lock(&fl, F_WRLCK, offset);
+  if (fcntl(fd, F_OFD_GETLK, &fl) != 0) return -errno;
+  return fl.l_type == F_UNLCK ? 0 : 1;
+}
+
+int32_t shmq_pid_alive(int32_t pid) {
+  if (pid <= 0) return -EINVAL;
+  if (kill((pid_t)pid, 0) == 0) return 1;
+  if (errno == EPERM) return 1;
+  if (errno == ESRCH) return 0;
+  return -errno;
+}
+
+#define E(x) \
+  case x:    \
+    return #x;
+
+const char *shmq_errno_name(int32_t err) {
+  switch (err) {
+    E(EPERM)
+    E(ENOENT)
+    E(ESRCH)
+    E(EINTR)
+    E(EIO)
+    E(ENXIO)
+    E(E2BIG)
+    E(EBADF)
+    E(ECHILD)
+    E(EAGAIN)
+    E(ENOMEM)
+    E(EACCES)
+    E(EFAULT)
+    E(EBUSY)
+    E(EEXIST)
+    E(EXDEV)
+    E(ENODEV)
+    E(ENOTDIR)
+    E(EISDIR)
+    E(EINVAL)
+    E(ENFILE)
+    E(EMFILE)
+    E(ETXTBSY)
+    E(EFBIG)
+    E(ENOSPC)
+    E(ESPIPE)
+    E(EROFS)
+    E(EMLINK)
+    E(EPIPE)
+    E(EDOM)
+    E(ERANGE)
+    E(EDEADLK)
+    E(ENAMETOOLONG)
+    E(ENOLCK)
+    E(ENOSYS)
+    E(ENOTEMPTY)
+    E(ELOOP)
+    E(EOVERFLOW)
+    E(ENOTSUP)
+    E(ETIMEDOUT)
+    E(ECANCELED)
+    E(EOWNERDEAD)
+    default:
+      return "EUNKNOWN";
+  }
+}
+
+#undef E
+
+const char *shmq_strerror(int32_t err) { return strerror(err); }

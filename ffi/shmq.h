@@ -1,0 +1,132 @@
+/*
+ * shmq native core: the few things TypeScript cannot do itself — POSIX shared memory,
+ * futexes on shared words, 64-bit atomics, open-file-description locks and process
+ * liveness. Linux only (x86_64, aarch64), C11 with <stdatomic.h>, built by `zig build`.
+ *
+ * Conventions
+ *  - Every function that can fail returns a negative errno value (-EEXIST, ...) on failure.
+ *  - Names are NUL-terminated byte strings of the form "/name" (one leading slash, no other
+ *    slash, at most NAME_MAX bytes), exactly as for shm_open(3).
+ *  - Addresses are passed as pointers and returned as int64 (user-space addresses are
+ *    below 2^63, so a negative result is always an errno).
+ *  - No function keeps state between calls, so all of them are safe to call from any
+ *    thread (Deno runs `nonblocking` FFI calls on a worker thread).
+ *
+ * The ABI version is bumped whenever a signature or a behaviour the TypeScript side relies
+ * on changes; the loader refuses a binary whose shmq_abi_version() differs.
+ */
+#ifndef SHMQ_H
+#define SHMQ_H
+
+#include <stdint.h>
+
+#define SHMQ_ABI_VERSION 1
+
+#if defined(__GNUC__) || defined(__clang__)
+#define SHMQ_API __attribute__((visibility("default")))
+#else
+#define SHMQ_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Returns SHMQ_ABI_VERSION of the compiled library. */
+SHMQ_API uint32_t shmq_abi_version(void);
+
+/*
+ * Creates a new shared-memory object `name` exclusively (O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC,
+ * mode 0600) and sizes it to `size` bytes with ftruncate. Returns the fd, or -errno
+ * (-EEXIST when the name exists, -EINVAL for a malformed name). When ftruncate fails the
+ * name is unlinked and the fd closed before returning -errno.
+ */
+SHMQ_API int32_t shmq_shm_create(const uint8_t *name, uint64_t size);
+
+/* Opens an existing shared-memory object read-write (O_RDWR|O_CLOEXEC). Returns fd or -errno. */
+SHMQ_API int32_t shmq_shm_open(const uint8_t *name);
+
+/* Removes the name of a shared-memory object (existing mappings stay valid). 0 or -errno. */
+SHMQ_API int32_t shmq_shm_unlink(const uint8_t *name);
+
+/* close(2). 0 or -errno. */
+SHMQ_API int32_t shmq_close(int32_t fd);
+
+/* fstat(2) st_size of the fd, or -errno. */
+SHMQ_API int64_t shmq_fd_size(int32_t fd);
+
+/* fstat(2) st_nlink of the fd: 1 while the name exists, 0 once it was unlinked; or -errno. */
+SHMQ_API int32_t shmq_fd_links(int32_t fd);
+
+/*
+ * Maps `size` bytes of fd from offset 0, PROT_READ|PROT_WRITE, MAP_SHARED. Returns the
+ * address as an int64, or -errno.
+ */
+SHMQ_API int64_t shmq_map(int32_t fd, uint64_t size);
+
+/* munmap(2). 0 or -errno. */
+SHMQ_API int32_t shmq_unmap(void *addr, uint64_t size);
+
+/*
+ * Pre-faults [addr, addr+len) for writing so later first writes do not page-fault:
+ * madvise(MADV_POPULATE_WRITE), widened to whole pages. On kernels without it (EINVAL or
+ * ENOSYS) it falls back to touching one byte per page with an atomic fetch_add of 0, which
+ * never changes data. Returns 0 or -errno; when the backing tmpfs is full
+ * MADV_POPULATE_WRITE reports an error (-ENOMEM/-EFAULT) instead of a later SIGBUS.
+ * (The fallback path cannot detect a full tmpfs: it would raise SIGBUS.)
+ */
+SHMQ_API int32_t shmq_prefault(void *addr, uint64_t len);
+
+/*
+ * Shared (cross-process, not FUTEX_PRIVATE) FUTEX_WAIT on the 32-bit word at addr while it
+ * equals `expected`. timeout_ns < 0 waits without a timeout. Returns 0 when woken (EINTR
+ * counts as woken: the caller re-checks its condition), 1 on timeout, 2 when the word was
+ * not `expected`, or another -errno.
+ */
+SHMQ_API int32_t shmq_futex_wait(void *addr, uint32_t expected, int64_t timeout_ns);
+
+/* Shared FUTEX_WAKE of up to `count` waiters on addr. Returns the number woken or -errno. */
+SHMQ_API int32_t shmq_futex_wake(void *addr, int32_t count);
+
+/* 64-bit atomic load with acquire ordering. addr must be 8-byte aligned. */
+SHMQ_API uint64_t shmq_atomic_load_u64(void *addr);
+
+/* 64-bit atomic store with release ordering. addr must be 8-byte aligned. */
+SHMQ_API void shmq_atomic_store_u64(void *addr, uint64_t v);
+
+/* 64-bit atomic fetch-add (acq_rel); returns the previous value. */
+SHMQ_API uint64_t shmq_atomic_add_u64(void *addr, uint64_t delta);
+
+/* 64-bit strong compare-and-swap (acq_rel on success, acquire on failure); 1 if swapped, else 0. */
+SHMQ_API int32_t shmq_atomic_cas_u64(void *addr, uint64_t expected, uint64_t desired);
+
+/*
+ * Open-file-description record lock (fcntl F_OFD_SETLK, non-blocking, l_len = 1) on byte
+ * `offset` of fd: mode 0 = unlock, 1 = shared (F_RDLCK), 2 = exclusive (F_WRLCK).
+ * Returns 0, -EAGAIN when another open file description holds a conflicting lock, or
+ * -errno (-EINVAL for a bad mode). The kernel drops the lock when the last fd of the
+ * open file description is closed, including when the holding process dies.
+ */
+SHMQ_API int32_t shmq_lock_byte(int32_t fd, uint64_t offset, int32_t mode);
+
+/*
+ * Asks (F_OFD_GETLK, for an exclusive lock) whether ANOTHER open file description holds
+ * any lock on byte `offset` of fd. Returns 1 if so, 0 if none, or -errno. Locks held
+ * through the same open file description never count. Used as a liveness test.
+ */
+SHMQ_API int32_t shmq_lock_probe(int32_t fd, uint64_t offset);
+
+/* kill(pid, 0): 1 when the process exists (also on EPERM), 0 when gone (ESRCH), or -errno. */
+SHMQ_API int32_t shmq_pid_alive(int32_t pid);
+
+/* Symbolic name ("EEXIST") of a positive errno value, or "EUNKNOWN". Static storage. */
+SHMQ_API const char *shmq_errno_name(int32_t err);
+
+/* strerror(3) text of a positive errno value. Static storage. */
+SHMQ_API const char *shmq_strerror(int32_t err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHMQ_H */
