@@ -57,11 +57,27 @@ export class FullError extends QueueError {}
  * @example
  * ```ts
  * import { ClosedError } from "./errors.ts";
- * const e = new ClosedError("every sender has closed");
- * console.assert(e.name === "ClosedError");
+ * const e = new ClosedError("every sender has closed", { reason: "drained" });
+ * console.assert(e.name === "ClosedError" && e.reason === "drained");
  * ```
  */
-export class ClosedError extends QueueError {}
+export class ClosedError extends QueueError {
+  /**
+   * Why: `"closed"` this end was closed; `"drained"` every sender closed and nothing is left;
+   * `"no-receivers"` every receiver closed; `"gone"` the queue no longer exists; `"corrupt"`
+   * its shared state was found corrupt.
+   */
+  readonly reason: ClosedReason;
+
+  /** Creates the error; `reason` says which of the closed conditions it is. */
+  constructor(message: string, options?: ErrorOptions & { reason?: ClosedReason }) {
+    super(message, options);
+    this.reason = options?.reason ?? "closed";
+  }
+}
+
+/** The conditions a {@linkcode ClosedError} reports. */
+export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "corrupt";
 
 /**
  * Thrown when bytes cannot be decoded: truncated, corrupt, or forged data.

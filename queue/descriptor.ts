@@ -1,0 +1,62 @@
+/**
+ * Descriptors: the plain JSON values that carry a queue end to another process or Worker.
+ *
+ * @module
+ */
+
+import { QUEUE_NAME_PATTERN } from "./layout.ts";
+
+/** Version of the descriptor format. */
+export const DESCRIPTOR_VERSION = 1;
+
+/**
+ * A JSON-serializable reference to a queue. Pass it to another process or Worker (stdin,
+ * argv, postMessage, a file) and open an end there with `openSender` or `openReceiver`.
+ *
+ * @example
+ * ```ts
+ * import type { QueueDescriptor } from "./descriptor.ts";
+ * const d: QueueDescriptor = { shmq: 1, end: "receiver", name: "/shmq-00112233445566778899aabbccddeeff" };
+ * console.assert(JSON.parse(JSON.stringify(d)).name === d.name);
+ * ```
+ */
+export interface QueueDescriptor {
+  /** Descriptor format version. */
+  readonly shmq: 1;
+  /** The end it was taken from (informational: either end's descriptor opens either end). */
+  readonly end: "sender" | "receiver";
+  /** The queue's shared-memory name: `/shmq-` and 32 hex digits. */
+  readonly name: string;
+}
+
+/**
+ * Checks a descriptor that may come from untrusted text, so that it can never make the
+ * library open or unlink anything outside its own naming scheme.
+ */
+export function parseDescriptor(input: unknown, caller: string): QueueDescriptor {
+  const bad = (what: string): never => {
+    throw new TypeError(`${caller}: invalid queue descriptor: ${what}`);
+  };
+  let value = input;
+  if (typeof value === "string") {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      bad("a string that is not JSON");
+    }
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    bad(`expected an object, got ${value === null ? "null" : typeof value}`);
+  }
+  const d = value as Record<string, unknown>;
+  if (d.shmq !== DESCRIPTOR_VERSION) {
+    bad(`version ${JSON.stringify(d.shmq)}, this library reads version ${DESCRIPTOR_VERSION}`);
+  }
+  if (d.end !== "sender" && d.end !== "receiver") {
+    bad(`end must be "sender" or "receiver", got ${JSON.stringify(d.end)}`);
+  }
+  if (typeof d.name !== "string" || !QUEUE_NAME_PATTERN.test(d.name)) {
+    bad(`name must be "/shmq-" and 32 hex digits, got ${JSON.stringify(d.name)}`);
+  }
+  return { shmq: DESCRIPTOR_VERSION, end: d.end as "sender" | "receiver", name: d.name as string };
+}

@@ -1,0 +1,205 @@
+/**
+ * The shared-memory layout of a queue, described once. Every other module reads and writes
+ * shared memory through these named offsets.
+ *
+ * A queue is one main segment plus up to {@linkcode MAX_EXTENSIONS} extension segments for
+ * messages too large for the arena. The main segment:
+ *
+ * ```
+ *  byte 0      ┌──────────────────────────────────────────────────────────────┐
+ *              │ header: magic, layout version, capacity, ring size, limits,  │  written once by
+ *              │ arena offset/size, segment size, queue state                 │  the creator
+ *  byte 64     ├──────────────────────────────────────────────────────────────┤
+ *              │ lock word (futex mutex, owner = participant index + 1)       │  own cache line
+ *  byte 128    ├──────────────────────────────────────────────────────────────┤
+ *              │ put sequence (futex word) │ receivers waiting                │  own cache line
+ *  byte 192    ├──────────────────────────────────────────────────────────────┤
+ *              │ release sequence (futex)  │ senders waiting                  │  own cache line
+ *  byte 256    ├──────────────────────────────────────────────────────────────┤
+ *              │ cursors (under the lock): slot tail/read/write, in flight,   │
+ *              │ live senders/receivers, arena head/tail, totals              │
+ *  byte 384    ├──────────────────────────────────────────────────────────────┤
+ *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
+ *  byte 640    ├──────────────────────────────────────────────────────────────┤
+ *              │ participant table: MAX_PARTICIPANTS × 16 B                   │
+ *              │   {kind, gen, pid, acked}                                    │
+ *  SLOTS       ├──────────────────────────────────────────────────────────────┤
+ *              │ slot ring: ringSize × 64 B                                   │
+ *              │   {state, sender, senderGen, takenBy, segment, _,            │
+ *              │    offset, length, arenaEnd, _}                              │
+ *  arenaOffset ├──────────────────────────────────────────────────────────────┤  page aligned
+ *              │ arena: message bytes, allocated as a ring of 64-byte aligned │
+ *              │ blocks, reclaimed in slot order                              │
+ *              └──────────────────────────────────────────────────────────────┘
+ * ```
+ *
+ * Liveness uses open-file-description record locks on the main segment, never on its data:
+ * every participant holds a shared lock on byte {@linkcode ANY_ALIVE_LOCK_BYTE} and an
+ * exclusive lock on byte `participantLockByte(i)`. The kernel drops them when the process dies,
+ * so a lock probe tells a dead participant apart from a live one without trusting pids.
+ *
+ * @module
+ */
+
+/** "SHMQ" in little-endian. */
+export const MAGIC = 0x514d4853;
+/** Bumped whenever anything in this file changes meaning. */
+export const LAYOUT_VERSION = 1;
+
+export const PAGE_SIZE = 4096;
+export const CACHE_LINE = 64;
+/** Alignment of every message in the arena and of every array payload inside a message. */
+export const MESSAGE_ALIGN = 64;
+
+// Header (written once by the creator, validated by everyone who opens).
+export const H_MAGIC = 0; // u32
+export const H_VERSION = 4; // u32
+export const H_CAPACITY = 8; // u32
+export const H_RING_SIZE = 12; // u32, power of two
+export const H_MAX_PARTICIPANTS = 16; // u32
+export const H_MAX_EXTENSIONS = 20; // u32
+export const H_ARENA_OFFSET = 24; // f64
+export const H_ARENA_SIZE = 32; // f64
+export const H_SEGMENT_SIZE = 40; // f64
+export const H_STATE = 48; // u32: QueueState
+
+/** Lifecycle of a queue as a whole. */
+export const QueueState = {
+  /** Created, header not yet complete. */
+  Initializing: 0,
+  Ready: 1,
+  /** State found inconsistent (a crash inside the lock, or a hostile writer): unusable. */
+  Poisoned: 2,
+} as const;
+
+// Lock-free words, each on its own cache line.
+export const W_LOCK = 64; // i32 futex mutex
+export const W_PUT_SEQ = 128; // i32, bumped after every publish; receivers futex-wait on it
+export const W_RECEIVERS_WAITING = 132; // i32
+export const W_RELEASE_SEQ = 192; // i32, bumped after every release; senders wait on it
+export const W_SENDERS_WAITING = 196; // i32
+
+// Cursors, read and written only under the lock.
+export const C_TAIL = 256; // u32 slot index: oldest slot not yet reclaimed
+export const C_READ = 260; // u32 slot index: next slot to hand to a receiver
+export const C_WRITE = 264; // u32 slot index: next slot to reserve
+export const C_IN_FLIGHT = 268; // u32: messages put (or being put) and not yet released
+export const C_LIVE_SENDERS = 272; // u32
+export const C_LIVE_RECEIVERS = 276; // u32
+export const C_ARENA_HEAD = 288; // f64: logical arena offset of the next allocation
+export const C_ARENA_TAIL = 296; // f64: logical arena offset below which all is free
+export const C_TOTAL_PUT = 304; // f64: messages published since creation
+export const C_TOTAL_RELEASED = 312; // f64
+
+// Extension table.
+export const EXTENSIONS_OFFSET = 384;
+export const EXTENSION_STRIDE = 16;
+export const MAX_EXTENSIONS = 16;
+export const E_STATE = 0; // u32: ExtensionState
+export const E_GEN = 4; // u32: bumped whenever the segment behind the entry is replaced
+export const E_SIZE = 8; // f64: byte size of the segment
+
+/** What an extension table entry holds. */
+export const ExtensionState = {
+  /** No segment. */
+  Empty: 0,
+  /** A segment exists (or is being made by a sender) and no message uses it. */
+  Idle: 1,
+  /** A message lives in it. */
+  Busy: 2,
+} as const;
+
+// Participant table.
+export const PARTICIPANTS_OFFSET = EXTENSIONS_OFFSET + MAX_EXTENSIONS * EXTENSION_STRIDE;
+export const PARTICIPANT_STRIDE = 16;
+export const MAX_PARTICIPANTS = 256;
+export const P_KIND = 0; // u32: ParticipantKind
+export const P_GEN = 4; // u32: bumped when the entry is taken, so stale references miss
+export const P_PID = 8; // i32: informational (liveness uses locks)
+export const P_ACKED = 12; // u32: messages of this sender released by receivers
+
+/** Who holds a participant entry. */
+export const ParticipantKind = { Free: 0, Sender: 1, Receiver: 2 } as const;
+
+/** Byte every live participant holds a shared lock on: a sweep takes it exclusively. */
+export const ANY_ALIVE_LOCK_BYTE = 0;
+/** Byte participant `index` holds an exclusive lock on while it lives. */
+export function participantLockByte(index: number): number {
+  return 1 + index;
+}
+
+// Slot ring.
+export const SLOTS_OFFSET = PARTICIPANTS_OFFSET + MAX_PARTICIPANTS * PARTICIPANT_STRIDE;
+export const SLOT_STRIDE = 64;
+export const S_STATE = 0; // i32, Atomics: SlotState
+export const S_SENDER = 4; // u32 participant index
+export const S_SENDER_GEN = 8; // u32
+export const S_TAKEN_BY = 12; // u32 participant index of the receiver holding it
+export const S_SEGMENT = 16; // u32: 0 = arena, 1 + i = extension i
+export const S_OFFSET = 24; // f64: byte offset inside the segment (arena-relative for the arena)
+export const S_LENGTH = 32; // f64: encoded message length
+export const S_ARENA_END = 40; // f64: logical arena head after this allocation (arena only)
+
+/** Lifecycle of one slot. */
+export const SlotState = {
+  Free: 0,
+  /** Reserved by a sender that is still writing the message. */
+  Writing: 1,
+  /** Published: complete and visible to receivers. */
+  Ready: 2,
+  /** Handed to a receiver, not yet released. */
+  Taken: 3,
+  /** Released, cancelled, or abandoned by a dead sender: waits to be reclaimed. */
+  Done: 4,
+} as const;
+
+/** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */
+export const MAX_CAPACITY = 1 << 20;
+/** Smallest and largest arena. */
+export const MIN_ARENA_SIZE = 64 * 1024;
+export const MAX_ARENA_SIZE = 2 ** 40;
+/** Largest single message: far above any machine's memory, keeps offsets exact in f64. */
+export const MAX_MESSAGE_SIZE = 2 ** 46;
+
+/** Rounds `n` up to a multiple of the power of two `align`. */
+export function alignUp(n: number, align: number): number {
+  return Math.ceil(n / align) * align;
+}
+
+/** Ring size for a capacity: twice the capacity, so released messages behind a held one still
+ * leave room to put, rounded to a power of two for cheap masking. */
+export function ringSizeFor(capacity: number): number {
+  let size = 16;
+  while (size < capacity * 2) size *= 2;
+  return size;
+}
+
+/** Byte offset of the arena for a ring size. */
+export function arenaOffsetFor(ringSize: number): number {
+  return alignUp(SLOTS_OFFSET + ringSize * SLOT_STRIDE, PAGE_SIZE);
+}
+
+/** Byte offset of slot `index` (already masked to the ring). */
+export function slotOffset(index: number): number {
+  return SLOTS_OFFSET + index * SLOT_STRIDE;
+}
+
+/** Byte offset of extension entry `index`. */
+export function extensionOffset(index: number): number {
+  return EXTENSIONS_OFFSET + index * EXTENSION_STRIDE;
+}
+
+/** Byte offset of participant entry `index`. */
+export function participantOffset(index: number): number {
+  return PARTICIPANTS_OFFSET + index * PARTICIPANT_STRIDE;
+}
+
+/** Queue names: a fixed prefix and 128 random bits, so no other file can be named. */
+export const NAME_PREFIX = "shmq-";
+export const QUEUE_NAME_PATTERN = /^\/shmq-[0-9a-f]{32}$/;
+/** Extension segment name: the queue's name, the entry index and its generation. */
+export function extensionName(queueName: string, index: number, gen: number): string {
+  return `${queueName}-x${index}-${gen}`;
+}
+/** Matches any /dev/shm entry of this library: group 1 is the queue id. */
+export const SHM_ENTRY_PATTERN = /^shmq-([0-9a-f]{32})(?:-x\d+-\d+)?$/;

@@ -1,0 +1,103 @@
+/**
+ * A futex mutex in shared memory that survives the death of its holder.
+ *
+ * The lock word holds `owner + 1` (the holder's participant index) and a contention bit.
+ * Critical sections are short and never await, so a waiter spins, then futex-waits in
+ * slices; after each slice it asks whether the owner still lives and, if not, takes the lock
+ * over and lets the queue repair what the dead owner may have left half done.
+ *
+ * @module
+ */
+
+import { futexWait, futexWake } from "../ffi/native.ts";
+import { ClosedError } from "./errors.ts";
+
+const CONTENDED = 0x40000000;
+const OWNER_MASK = CONTENDED - 1;
+const SPINS = 200;
+/** How long a lock waiter sleeps before it checks that the holder is alive. */
+const LIVENESS_SLICE_MS = 100;
+/** A live holder keeping the lock this long is buggy or hostile: give up rather than hang. */
+const STUCK_MS = 10_000;
+
+/** Callbacks a mutex needs from its queue. */
+export interface MutexHooks {
+  /** Whether participant `index` is alive. */
+  isAlive(index: number): boolean;
+  /** Called with the lock held after it was taken over from a dead holder. */
+  recover(deadOwner: number): void;
+}
+
+/** A mutex over one 32-bit word of shared memory. */
+export class ShmMutex {
+  readonly #words: Int32Array;
+  readonly #index: number;
+  readonly #pointer: Deno.PointerObject;
+  readonly #self: number;
+  readonly #hooks: MutexHooks;
+
+  /**
+   * @param words Int32 view of the mapping that holds the lock word.
+   * @param byteOffset Byte offset of the lock word in that mapping.
+   * @param pointer Address of the lock word, for the futex calls.
+   * @param self This participant's index.
+   */
+  constructor(
+    words: Int32Array,
+    byteOffset: number,
+    pointer: Deno.PointerObject,
+    self: number,
+    hooks: MutexHooks,
+  ) {
+    this.#words = words;
+    this.#index = byteOffset >> 2;
+    this.#pointer = pointer;
+    this.#self = self + 1;
+    this.#hooks = hooks;
+  }
+
+  /** Takes the lock, blocking the thread (briefly: holders never wait while holding it). */
+  lock(): void {
+    const words = this.#words;
+    const i = this.#index;
+    if (Atomics.compareExchange(words, i, 0, this.#self) === 0) return;
+    for (let n = 0; n < SPINS; n++) {
+      if (Atomics.load(words, i) === 0 && Atomics.compareExchange(words, i, 0, this.#self) === 0) {
+        return;
+      }
+    }
+    const mine = this.#self | CONTENDED;
+    const giveUpAt = performance.now() + STUCK_MS;
+    for (;;) {
+      let seen = Atomics.load(words, i);
+      if (seen === 0) {
+        if (Atomics.compareExchange(words, i, 0, mine) === 0) return;
+        continue;
+      }
+      if ((seen & CONTENDED) === 0) {
+        if (Atomics.compareExchange(words, i, seen, seen | CONTENDED) !== seen) continue;
+        seen |= CONTENDED;
+      }
+      if (futexWait(this.#pointer, seen, LIVENESS_SLICE_MS) !== "timeout") continue;
+      const owner = (seen & OWNER_MASK) - 1;
+      // A word naming this participant is garbage: it never waits on a lock it holds.
+      if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {
+        if (performance.now() > giveUpAt) {
+          throw new ClosedError(
+            `queue lock held for over ${STUCK_MS} ms by live participant ${owner}: queue unusable`,
+          );
+        }
+        continue;
+      }
+      if (Atomics.compareExchange(words, i, seen, mine) === seen) {
+        this.#hooks.recover(owner);
+        return;
+      }
+    }
+  }
+
+  /** Releases the lock and wakes one waiter if any announced itself. */
+  unlock(): void {
+    if (Atomics.exchange(this.#words, this.#index, 0) & CONTENDED) futexWake(this.#pointer, 1);
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Options of a new queue, with their defaults and checks.
+ *
+ * @module
+ */
+
+import { MAX_ARENA_SIZE, MAX_CAPACITY, MIN_ARENA_SIZE } from "./layout.ts";
+import type { Geometry } from "./shared_queue.ts";
+
+/** Options of {@linkcode createSharedMemoryPair}. */
+export interface QueueOptions {
+  /**
+   * How many messages may be put and not yet released by a receiver; `put` waits while
+   * that many are outstanding. Default 64.
+   */
+  capacity?: number;
+  /**
+   * Bytes of shared memory for messages (the arena), made and pre-faulted once when the
+   * queue is created. Messages above a quarter of it travel in extension segments that are
+   * made on demand and reused, so any size goes through. Default 64 MiB.
+   */
+  arenaBytes?: number;
+}
+
+/** Default capacity. */
+export const DEFAULT_CAPACITY = 64;
+/** Default arena size. */
+export const DEFAULT_ARENA_BYTES = 64 * 1024 * 1024;
+
+/** Checks options and fills in defaults. */
+export function resolveOptions(options: QueueOptions | undefined): Geometry {
+  if (options !== undefined && (typeof options !== "object" || options === null)) {
+    throw new TypeError(`createSharedMemoryPair: options must be an object, got ${options}`);
+  }
+  const capacity = options?.capacity ?? DEFAULT_CAPACITY;
+  const arenaBytes = options?.arenaBytes ?? DEFAULT_ARENA_BYTES;
+  checkInteger("capacity", capacity, 1, MAX_CAPACITY);
+  checkInteger("arenaBytes", arenaBytes, MIN_ARENA_SIZE, MAX_ARENA_SIZE);
+  return { capacity, arenaBytes };
+}
+
+function checkInteger(name: string, value: unknown, min: number, max: number): void {
+  if (typeof value !== "number") {
+    throw new TypeError(`createSharedMemoryPair: ${name} must be a number, got ${typeof value}`);
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new RangeError(
+      `createSharedMemoryPair: ${name} must be an integer from ${min} to ${max}, got ${value}`,
+    );
+  }
+}

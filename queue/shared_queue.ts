@@ -1,0 +1,1034 @@
+/**
+ * One end's attachment to a queue's shared memory, and every operation on the shared state.
+ *
+ * Each sender or receiver object owns one of these: its own descriptor, mapping and
+ * participant entry, so that the kernel's per-open-file-description locks tell every end
+ * apart, even two ends in one process. Everything that changes shared state happens here,
+ * under the queue's mutex, except publishing a written message, which is one release store.
+ *
+ * @module
+ */
+
+import * as native from "../ffi/native.ts";
+import * as L from "./layout.ts";
+import { ClosedError, QueueError } from "./errors.ts";
+import { ShmMutex } from "./mutex.ts";
+
+/** Which end of a queue a participant is. */
+export type EndKind = "sender" | "receiver";
+
+/** Queue geometry chosen by the creator. */
+export interface Geometry {
+  capacity: number;
+  arenaBytes: number;
+}
+
+/** A slot reserved by a sender: where to write the message. */
+export interface Reservation {
+  readonly slot: number;
+  readonly segment: number;
+  readonly offset: number;
+  readonly length: number;
+  /** True when the extension segment must be made (or remade) before writing. */
+  readonly createExtension: boolean;
+}
+
+/** A message handed to this receiver. */
+export interface TakenMessage {
+  readonly slot: number;
+  readonly segment: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** A mapped segment (internal). */
+export interface Mapping {
+  readonly pointer: Deno.PointerObject;
+  readonly size: number;
+  readonly buffer: ArrayBuffer;
+  readonly bytes: Uint8Array;
+}
+
+/** A mapped extension segment (internal). */
+export interface ExtensionMapping extends Mapping {
+  readonly gen: number;
+  /** Zero-copy views (leases, drafts) that still point into this mapping. */
+  refs: number;
+  retired: boolean;
+}
+
+const INT_MAX = 0x7fffffff;
+/** Messages above this share of the arena go to an extension segment. */
+const ARENA_SHARE = 4;
+/** Extension segments are sized in these steps, so similar messages reuse one. */
+const EXTENSION_GRANULE = 2 * 1024 * 1024;
+/** Logical arena offsets are rebased before they get anywhere near 2^53. */
+const ARENA_REBASE_AT = 2 ** 50;
+
+function randomQueueName(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  let hex = "";
+  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
+  return `/${L.NAME_PREFIX}${hex}`;
+}
+
+function mapFd(fd: number, size: number): Mapping {
+  const pointer = native.map(fd, size);
+  const buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, size);
+  return { pointer, size, buffer, bytes: new Uint8Array(buffer) };
+}
+
+/** Detaches the JavaScript view first, so nothing can touch the memory once it is unmapped. */
+function unmapAll(mapping: Mapping): void {
+  if (!mapping.buffer.detached) mapping.buffer.transfer(0);
+  native.unmap(mapping.pointer, mapping.size);
+}
+
+/** Raised inside a critical section when shared state breaks an invariant. */
+class CorruptState extends Error {}
+
+/** An attachment of one queue end to the queue's shared memory. */
+export class SharedQueue {
+  readonly name: string;
+  readonly kind: EndKind;
+  readonly capacity: number;
+  readonly arenaSize: number;
+  readonly #fd: number;
+  readonly #main: Mapping;
+  readonly #i32: Int32Array;
+  readonly #u32: Uint32Array;
+  readonly #f64: Float64Array;
+  readonly #ringSize: number;
+  readonly #mask: number;
+  readonly #arenaOffset: number;
+  readonly #putSeqPointer: Deno.PointerObject;
+  readonly #releaseSeqPointer: Deno.PointerObject;
+  readonly #extensions: (ExtensionMapping | undefined)[] = [];
+  readonly #retired = new Set<ExtensionMapping>();
+  readonly putSignal: FutexWord;
+  readonly releaseSignal: FutexWord;
+  #self = -1;
+  #selfGen = 0;
+  #mutex!: ShmMutex;
+  #closed = false;
+
+  private constructor(name: string, kind: EndKind, fd: number, main: Mapping) {
+    this.name = name;
+    this.kind = kind;
+    this.#fd = fd;
+    this.#main = main;
+    this.#i32 = new Int32Array(main.buffer);
+    this.#u32 = new Uint32Array(main.buffer);
+    this.#f64 = new Float64Array(main.buffer);
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    this.capacity = u32[L.H_CAPACITY >> 2];
+    this.#ringSize = u32[L.H_RING_SIZE >> 2];
+    this.#mask = this.#ringSize - 1;
+    this.#arenaOffset = f64[L.H_ARENA_OFFSET >> 3];
+    this.arenaSize = f64[L.H_ARENA_SIZE >> 3];
+    this.#putSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_PUT_SEQ)!;
+    this.#releaseSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_RELEASE_SEQ)!;
+    // Receivers wait on the put sequence for messages; senders on the release sequence for
+    // space and acks.
+    this.putSignal = {
+      words: this.#i32,
+      seq: L.W_PUT_SEQ >> 2,
+      waiters: L.W_RECEIVERS_WAITING >> 2,
+      pointer: this.#putSeqPointer,
+    };
+    this.releaseSignal = {
+      words: this.#i32,
+      seq: L.W_RELEASE_SEQ >> 2,
+      waiters: L.W_SENDERS_WAITING >> 2,
+      pointer: this.#releaseSeqPointer,
+    };
+  }
+
+  /** Creates a queue and attaches to it as `kind`. */
+  static create(geometry: Geometry, kind: EndKind): SharedQueue {
+    const ringSize = L.ringSizeFor(geometry.capacity);
+    const arenaOffset = L.arenaOffsetFor(ringSize);
+    const arenaSize = L.alignUp(geometry.arenaBytes, L.PAGE_SIZE);
+    const size = arenaOffset + arenaSize;
+    const name = randomQueueName();
+    const fd = native.shmCreate(name, size);
+    let main: Mapping | undefined;
+    try {
+      // Holding the "alive" byte before the header is complete keeps sweepers away.
+      native.lockByte(fd, L.ANY_ALIVE_LOCK_BYTE, "shared");
+      main = mapFd(fd, size);
+      prefaultOrExplain(main.pointer, size, `queue ${name}`);
+      const u32 = new Uint32Array(main.buffer);
+      const f64 = new Float64Array(main.buffer);
+      u32[L.H_VERSION >> 2] = L.LAYOUT_VERSION;
+      u32[L.H_CAPACITY >> 2] = geometry.capacity;
+      u32[L.H_RING_SIZE >> 2] = ringSize;
+      u32[L.H_MAX_PARTICIPANTS >> 2] = L.MAX_PARTICIPANTS;
+      u32[L.H_MAX_EXTENSIONS >> 2] = L.MAX_EXTENSIONS;
+      f64[L.H_ARENA_OFFSET >> 3] = arenaOffset;
+      f64[L.H_ARENA_SIZE >> 3] = arenaSize;
+      f64[L.H_SEGMENT_SIZE >> 3] = size;
+      u32[L.H_STATE >> 2] = L.QueueState.Ready;
+      Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
+      const queue = new SharedQueue(name, kind, fd, main);
+      queue.#register();
+      return queue;
+    } catch (error) {
+      if (main) unmapAll(main);
+      native.closeFd(fd);
+      native.shmUnlink(name, { missingOk: true });
+      throw error;
+    }
+  }
+
+  /** Attaches to an existing queue by name as `kind`. */
+  static open(name: string, kind: EndKind): SharedQueue {
+    let fd: number;
+    try {
+      fd = native.shmOpen(name);
+    } catch (error) {
+      if ((error as { code?: string }).code === "ENOENT") {
+        throw new ClosedError(`queue ${name} no longer exists: every end of it has closed`, {
+          cause: error,
+          reason: "gone",
+        });
+      }
+      throw error;
+    }
+    let main: Mapping | undefined;
+    try {
+      native.lockByte(fd, L.ANY_ALIVE_LOCK_BYTE, "shared");
+      // Unlinked between open and lock: the last end closed, or a sweep found it dead.
+      if (native.fdLinks(fd) === 0) {
+        throw new ClosedError(`queue ${name} no longer exists: every end of it has closed`, {
+          reason: "gone",
+        });
+      }
+      const size = native.fdSize(fd);
+      if (size < L.arenaOffsetFor(16)) {
+        throw new ClosedError(`queue ${name} is not a valid queue (${size} bytes)`);
+      }
+      main = mapFd(fd, size);
+      validateHeader(name, main, size);
+      prefaultOrExplain(main.pointer, size, `queue ${name}`);
+      const queue = new SharedQueue(name, kind, fd, main);
+      queue.#register();
+      return queue;
+    } catch (error) {
+      if (main) unmapAll(main);
+      native.closeFd(fd);
+      throw error;
+    }
+  }
+
+  /** Throws ClosedError once this end is closed. */
+  assertOpen(): void {
+    if (this.#closed) throw new ClosedError(`this ${this.kind} is closed`);
+  }
+
+  /** Whether this end was closed. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Live ends of the other kind, as last recorded (no lock). */
+  get livePeers(): number {
+    return this.#u32[(this.kind === "sender" ? L.C_LIVE_RECEIVERS : L.C_LIVE_SENDERS) >> 2];
+  }
+
+  /** Messages of this sender that receivers have released. */
+  get acked(): number {
+    return Atomics.load(this.#u32, (L.participantOffset(this.#self) + L.P_ACKED) >> 2);
+  }
+
+  /** Messages put and not yet released, as last recorded (no lock). */
+  get inFlight(): number {
+    return this.#u32[L.C_IN_FLIGHT >> 2];
+  }
+
+  // ---------------------------------------------------------------- waiting words
+
+  // ---------------------------------------------------------------- sender side
+
+  /**
+   * Reserves a slot and `length` bytes for a message, or returns undefined when the queue is
+   * full. Throws ClosedError when no receiver is left.
+   */
+  reserve(length: number): Reservation | undefined {
+    this.#lock();
+    try {
+      this.#checkUsable();
+      if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
+        throw new ClosedError("every receiver of the queue has closed", {
+          reason: "no-receivers",
+        });
+      }
+      return this.#reserveLocked(length);
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /**
+   * Reserves and writes a small message in one critical section, then publishes it:
+   * `write` fills the target. Returns false when the queue is full.
+   */
+  putSmall(length: number, write: (target: Uint8Array) => void): boolean {
+    this.#lock();
+    let published = false;
+    try {
+      this.#checkUsable();
+      if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
+        throw new ClosedError("every receiver of the queue has closed", {
+          reason: "no-receivers",
+        });
+      }
+      const r = this.#reserveLocked(length);
+      if (r === undefined) return false;
+      const start = this.#arenaOffset + r.offset;
+      try {
+        write(this.#main.bytes.subarray(start, start + length));
+      } catch (error) {
+        this.#finishLocked(r.slot, L.SlotState.Writing);
+        throw error;
+      }
+      this.#publishState(r.slot);
+      published = true;
+      return true;
+    } finally {
+      this.#unlock();
+      if (published) this.#signal(this.putSignal);
+    }
+  }
+
+  /** Makes a reserved message visible to receivers. */
+  publish(reservation: Reservation): void {
+    this.#publishState(reservation.slot);
+    this.#signal(this.putSignal);
+  }
+
+  /** Gives up a reservation: the message is never delivered and its space is freed. */
+  cancel(reservation: Reservation): void {
+    if (this.#closed) return;
+    this.#lock();
+    try {
+      this.#finishLocked(reservation.slot, L.SlotState.Writing);
+    } finally {
+      this.#unlock();
+    }
+    this.#signal(this.putSignal);
+    this.#signal(this.releaseSignal);
+  }
+
+  /** The bytes of a reservation, in the shared view (valid until this end closes). */
+  reservedBytes(r: Reservation): Uint8Array {
+    if (r.segment === 0) {
+      const start = this.#arenaOffset + r.offset;
+      return this.#main.bytes.subarray(start, start + r.length);
+    }
+    const mapping = this.#extension(r.segment - 1, r.createExtension, r.offset + r.length);
+    return mapping.bytes.subarray(r.offset, r.offset + r.length);
+  }
+
+  // ---------------------------------------------------------------- receiver side
+
+  /**
+   * Takes the next message, or returns undefined when none is ready. Throws ClosedError when
+   * the queue is drained and no sender is left.
+   */
+  take(): TakenMessage | undefined {
+    this.#lock();
+    try {
+      this.#checkUsable();
+      return this.#takeLocked();
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /**
+   * Takes a small message and hands its bytes to `read` inside one critical section, then
+   * releases it. Returns undefined when no message is ready.
+   */
+  takeSmall<T>(maxLength: number, read: (bytes: Uint8Array) => T): { value: T } | undefined | TakenMessage {
+    let released = false;
+    this.#lock();
+    try {
+      this.#checkUsable();
+      const m = this.#takeLocked();
+      if (m === undefined || m.segment !== 0 || m.length > maxLength) return m;
+      const start = this.#arenaOffset + m.offset;
+      try {
+        return { value: read(this.#main.bytes.subarray(start, start + m.length)) };
+      } finally {
+        this.#releaseLocked(m.slot);
+        released = true;
+      }
+    } finally {
+      this.#unlock();
+      if (released) this.#signal(this.releaseSignal);
+    }
+  }
+
+  /** The bytes of a taken message, in the shared view. */
+  messageBytes(m: TakenMessage): Uint8Array {
+    if (m.segment === 0) {
+      const start = this.#arenaOffset + m.offset;
+      return this.#main.bytes.subarray(start, start + m.length);
+    }
+    const mapping = this.#extension(m.segment - 1, false, m.offset + m.length);
+    return mapping.bytes.subarray(m.offset, m.offset + m.length);
+  }
+
+  /**
+   * A fresh ArrayBuffer over exactly the bytes of a message, for zero-copy views that can be
+   * revoked on their own. Pair every call with {@linkcode dropView}.
+   */
+  openView(segment: number, offset: number, length: number, create = false): MessageView {
+    let base: Deno.PointerObject;
+    let mapping: ExtensionMapping | undefined;
+    if (segment === 0) {
+      base = Deno.UnsafePointer.offset(this.#main.pointer, this.#arenaOffset + offset)!;
+    } else {
+      mapping = this.#extension(segment - 1, create, offset + length);
+      mapping.refs++;
+      base = Deno.UnsafePointer.offset(mapping.pointer, offset)!;
+    }
+    // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
+    const buffer = Deno.UnsafePointerView.getArrayBuffer(base, Math.max(length, 1));
+    return { buffer, mapping };
+  }
+
+  /** Revokes a view from {@linkcode openView}: its arrays read as empty afterwards. */
+  dropView(view: MessageView): void {
+    if (!view.buffer.detached) view.buffer.transfer(0);
+    const mapping = view.mapping;
+    if (mapping === undefined || mapping.refs === 0) return;
+    mapping.refs--;
+    if (mapping.retired && mapping.refs === 0) {
+      this.#retired.delete(mapping);
+      unmapAll(mapping);
+    }
+  }
+
+  /** Releases a taken message: its space is reusable and its sender sees an ack. */
+  release(slot: number): void {
+    if (this.#closed) return;
+    this.#lock();
+    try {
+      this.#releaseLocked(slot);
+    } finally {
+      this.#unlock();
+    }
+    this.#signal(this.releaseSignal);
+  }
+
+  // ---------------------------------------------------------------- both sides
+
+  /**
+   * Frees the entries of participants that died, returning their messages and capacity.
+   * Called when a wait times out, so a dead peer is noticed within a wait slice.
+   */
+  reapDead(): void {
+    if (this.#closed) return;
+    this.#lock();
+    try {
+      this.#checkUsable();
+      this.#reapDeadLocked();
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /**
+   * Leaves the queue. The last end to leave unlinks every name of the queue. `beforeLeave`
+   * runs under the lock (to cancel drafts, release leases).
+   */
+  close(): void {
+    if (this.#closed) return;
+    let last = false;
+    try {
+      this.#lock();
+      try {
+        if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
+        this.#removeParticipantLocked(this.#self);
+        const u32 = this.#u32;
+        last = u32[L.C_LIVE_SENDERS >> 2] === 0 && u32[L.C_LIVE_RECEIVERS >> 2] === 0;
+        if (last) this.#unlinkAllLocked();
+      } finally {
+        this.#unlock();
+      }
+    } catch {
+      // A poisoned or stuck queue still lets this end go; the sweep removes leftovers.
+    }
+    this.#signal(this.putSignal, true);
+    this.#signal(this.releaseSignal, true);
+    this.#closed = true;
+    for (const mapping of this.#extensions) if (mapping) unmapAll(mapping);
+    for (const mapping of this.#retired) unmapAll(mapping);
+    this.#extensions.length = 0;
+    this.#retired.clear();
+    unmapAll(this.#main);
+    native.lockByte(this.#fd, L.participantLockByte(this.#self), "unlock");
+    native.closeFd(this.#fd);
+  }
+
+  /** Wakes every waiter on a word, e.g. to interrupt an async wait on abort. */
+  wakeAll(word: FutexWord): void {
+    if (!this.#closed) native.futexWake(word.pointer, INT_MAX);
+  }
+
+  // ---------------------------------------------------------------- internals
+
+  #lock(): void {
+    this.assertOpen();
+    this.#mutex.lock();
+  }
+
+  #unlock(): void {
+    this.#mutex.unlock();
+  }
+
+  #checkUsable(): void {
+    if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) {
+      throw new ClosedError(`queue ${this.name} is unusable: its shared state was found corrupt`, {
+        reason: "corrupt",
+      });
+    }
+  }
+
+  /** Marks the queue unusable for everyone and throws. */
+  #poison(reason: string): never {
+    this.#u32[L.H_STATE >> 2] = L.QueueState.Poisoned;
+    Atomics.add(this.#i32, L.W_PUT_SEQ >> 2, 1);
+    Atomics.add(this.#i32, L.W_RELEASE_SEQ >> 2, 1);
+    native.futexWake(this.#putSeqPointer, INT_MAX);
+    native.futexWake(this.#releaseSeqPointer, INT_MAX);
+    throw new ClosedError(`queue ${this.name} is unusable: corrupt shared state (${reason})`, {
+      reason: "corrupt",
+    });
+  }
+
+  #signal(word: FutexWord, always = false): void {
+    Atomics.add(word.words, word.seq, 1);
+    if (always || Atomics.load(word.words, word.waiters) !== 0) {
+      native.futexWake(word.pointer, INT_MAX);
+    }
+  }
+
+  /**
+   * Joins the participant table. The exclusive lock on an entry's byte is the claim itself:
+   * the kernel grants it to one open file description at a time, and gives it up when its
+   * holder dies, so an entry whose byte we win but whose kind is not Free belonged to a dead
+   * participant and is reaped first.
+   */
+  #register(): void {
+    let index = -1;
+    for (let i = 0; i < L.MAX_PARTICIPANTS && index < 0; i++) {
+      if (native.lockByte(this.#fd, L.participantLockByte(i), "exclusive")) index = i;
+    }
+    if (index < 0) {
+      throw new QueueError(
+        `queue ${this.name} already has ${L.MAX_PARTICIPANTS} open ends: close some first`,
+      );
+    }
+    this.#self = index;
+    this.#mutex = new ShmMutex(
+      this.#i32,
+      L.W_LOCK,
+      Deno.UnsafePointer.offset(this.#main.pointer, L.W_LOCK)!,
+      index,
+      { isAlive: (i) => this.#isAlive(i), recover: (dead) => this.#recover(dead) },
+    );
+    this.#mutex.lock();
+    try {
+      this.#checkUsable();
+      const u32 = this.#u32;
+      const at = L.participantOffset(index);
+      if (u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
+        this.#removeParticipantLocked(index);
+      }
+      const gen = (u32[(at + L.P_GEN) >> 2] + 1) >>> 0;
+      u32[(at + L.P_GEN) >> 2] = gen;
+      this.#i32[(at + L.P_PID) >> 2] = Deno.pid;
+      Atomics.store(u32, (at + L.P_ACKED) >> 2, 0);
+      u32[(at + L.P_KIND) >> 2] = this.kind === "sender"
+        ? L.ParticipantKind.Sender
+        : L.ParticipantKind.Receiver;
+      u32[(this.kind === "sender" ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS) >> 2]++;
+      this.#selfGen = gen;
+    } catch (error) {
+      native.lockByte(this.#fd, L.participantLockByte(index), "unlock");
+      throw error;
+    } finally {
+      this.#mutex.unlock();
+    }
+  }
+
+  #isAlive(index: number): boolean {
+    if (!(index >= 0 && index < L.MAX_PARTICIPANTS)) return false;
+    if (index === this.#self) return true;
+    return native.lockProbe(this.#fd, L.participantLockByte(index));
+  }
+
+  /** Runs with the lock taken over from a dead holder: repair, or poison if beyond repair. */
+  #recover(_deadOwner: number): void {
+    try {
+      this.#validateCursorsLocked();
+      this.#reapDeadLocked();
+    } catch (error) {
+      if (error instanceof CorruptState) this.#poison(error.message);
+      throw error;
+    }
+  }
+
+  #reapDeadLocked(): void {
+    const u32 = this.#u32;
+    let reaped = false;
+    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
+      if (i === this.#self) continue;
+      if (u32[(L.participantOffset(i) + L.P_KIND) >> 2] === L.ParticipantKind.Free) continue;
+      if (this.#isAlive(i)) continue;
+      this.#removeParticipantLocked(i);
+      reaped = true;
+    }
+    if (reaped) {
+      Atomics.add(this.#i32, L.W_PUT_SEQ >> 2, 1);
+      Atomics.add(this.#i32, L.W_RELEASE_SEQ >> 2, 1);
+      native.futexWake(this.#putSeqPointer, INT_MAX);
+      native.futexWake(this.#releaseSeqPointer, INT_MAX);
+    }
+  }
+
+  /** Frees participant `index`'s entry: its unpublished messages are dropped, the messages
+   * it held as a receiver are released. */
+  #removeParticipantLocked(index: number): void {
+    const u32 = this.#u32;
+    const at = L.participantOffset(index);
+    const kind = u32[(at + L.P_KIND) >> 2];
+    const gen = u32[(at + L.P_GEN) >> 2];
+    const mask = this.#mask;
+    const tail = u32[L.C_TAIL >> 2];
+    const write = u32[L.C_WRITE >> 2];
+    const span = Math.min((write - tail) >>> 0, this.#ringSize);
+    for (let k = 0; k < span; k++) {
+      const slot = (tail + k) & mask;
+      const s = L.slotOffset(slot);
+      const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+      if (
+        kind === L.ParticipantKind.Sender && state === L.SlotState.Writing &&
+        u32[(s + L.S_SENDER) >> 2] === index && u32[(s + L.S_SENDER_GEN) >> 2] === gen
+      ) {
+        this.#finishLocked(slot, L.SlotState.Writing, false);
+      } else if (
+        kind === L.ParticipantKind.Receiver && state === L.SlotState.Taken &&
+        u32[(s + L.S_TAKEN_BY) >> 2] === index
+      ) {
+        this.#finishLocked(slot, L.SlotState.Taken, false);
+      }
+    }
+    if (kind === L.ParticipantKind.Sender && u32[L.C_LIVE_SENDERS >> 2] > 0) {
+      u32[L.C_LIVE_SENDERS >> 2]--;
+    } else if (kind === L.ParticipantKind.Receiver && u32[L.C_LIVE_RECEIVERS >> 2] > 0) {
+      u32[L.C_LIVE_RECEIVERS >> 2]--;
+    }
+    u32[(at + L.P_KIND) >> 2] = L.ParticipantKind.Free;
+    this.#reclaimLocked();
+  }
+
+  #reserveLocked(length: number): Reservation | undefined {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const inFlight = u32[L.C_IN_FLIGHT >> 2];
+    const tail = u32[L.C_TAIL >> 2];
+    const write = u32[L.C_WRITE >> 2];
+    if (inFlight >= this.capacity || ((write - tail) >>> 0) >= this.#ringSize) return undefined;
+    const slot = write & this.#mask;
+    const s = L.slotOffset(slot);
+    if (Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Free) {
+      this.#poison(`slot ${slot} reserved twice`);
+    }
+    let segment = 0;
+    let offset = 0;
+    let createExtension = false;
+    const head = f64[L.C_ARENA_HEAD >> 3];
+    let arenaEnd = head;
+    const arenaSize = this.arenaSize;
+    if (length <= arenaSize / ARENA_SHARE) {
+      const need = L.alignUp(Math.max(length, 1), L.MESSAGE_ALIGN);
+      const position = head % arenaSize;
+      const start = position + need > arenaSize ? head + (arenaSize - position) : head;
+      arenaEnd = start + need;
+      if (arenaEnd - f64[L.C_ARENA_TAIL >> 3] > arenaSize) return undefined;
+      f64[L.C_ARENA_HEAD >> 3] = arenaEnd;
+      offset = start % arenaSize;
+    } else {
+      const choice = this.#chooseExtensionLocked(length);
+      if (choice === undefined) return undefined;
+      segment = choice.index + 1;
+      createExtension = choice.create;
+    }
+    u32[(s + L.S_SENDER) >> 2] = this.#self;
+    u32[(s + L.S_SENDER_GEN) >> 2] = this.#selfGen;
+    u32[(s + L.S_TAKEN_BY) >> 2] = 0;
+    u32[(s + L.S_SEGMENT) >> 2] = segment;
+    f64[(s + L.S_OFFSET) >> 3] = offset;
+    f64[(s + L.S_LENGTH) >> 3] = length;
+    f64[(s + L.S_ARENA_END) >> 3] = arenaEnd;
+    Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Writing);
+    u32[L.C_WRITE >> 2] = (write + 1) >>> 0;
+    u32[L.C_IN_FLIGHT >> 2] = inFlight + 1;
+    return { slot, segment, offset, length, createExtension };
+  }
+
+  /** Picks the smallest idle extension that fits, else an empty entry, else replaces the
+   * largest idle one. */
+  #chooseExtensionLocked(length: number): { index: number; create: boolean } | undefined {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    let fit = -1;
+    let empty = -1;
+    let largestIdle = -1;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const e = L.extensionOffset(i);
+      const state = u32[(e + L.E_STATE) >> 2];
+      const size = f64[(e + L.E_SIZE) >> 3];
+      if (state === L.ExtensionState.Idle) {
+        if (size >= length && (fit < 0 || size < f64[(L.extensionOffset(fit) + L.E_SIZE) >> 3])) {
+          fit = i;
+        }
+        if (largestIdle < 0 || size > f64[(L.extensionOffset(largestIdle) + L.E_SIZE) >> 3]) {
+          largestIdle = i;
+        }
+      } else if (state === L.ExtensionState.Empty && empty < 0) {
+        empty = i;
+      }
+    }
+    let index = fit;
+    let create = false;
+    if (index < 0) {
+      index = empty >= 0 ? empty : largestIdle;
+      if (index < 0) return undefined;
+      const e = L.extensionOffset(index);
+      if (u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Idle) {
+        native.shmUnlink(extensionNameOf(this.name, index, u32[(e + L.E_GEN) >> 2]), {
+          missingOk: true,
+        });
+      }
+      u32[(e + L.E_GEN) >> 2] = (u32[(e + L.E_GEN) >> 2] + 1) >>> 0;
+      f64[(e + L.E_SIZE) >> 3] = L.alignUp(length, EXTENSION_GRANULE);
+      create = true;
+    }
+    u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
+    return { index, create };
+  }
+
+  /** Maps extension `index` at its current generation, making the segment if asked. */
+  #extension(index: number, create: boolean, needed: number): ExtensionMapping {
+    if (!(index >= 0 && index < L.MAX_EXTENSIONS)) {
+      throw new ClosedError(`queue ${this.name}: corrupt slot names extension ${index}`);
+    }
+    const e = L.extensionOffset(index);
+    const gen = this.#u32[(e + L.E_GEN) >> 2];
+    const cached = this.#extensions[index];
+    if (cached && cached.gen === gen && cached.size >= needed) return cached;
+    if (cached) {
+      this.#extensions[index] = undefined;
+      if (cached.refs > 0) {
+        cached.retired = true;
+        this.#retired.add(cached);
+      } else {
+        unmapAll(cached);
+      }
+    }
+    const name = extensionNameOf(this.name, index, gen);
+    const size = this.#f64[(e + L.E_SIZE) >> 3];
+    let fd: number;
+    if (create) {
+      if (!(size >= needed && size <= L.MAX_MESSAGE_SIZE + EXTENSION_GRANULE)) {
+        throw new ClosedError(`queue ${this.name}: corrupt extension size ${size}`);
+      }
+      fd = createOrExplain(name, size);
+    } else {
+      fd = native.shmOpen(name);
+    }
+    try {
+      const actual = native.fdSize(fd);
+      if (actual < needed) {
+        throw new ClosedError(
+          `queue ${this.name}: extension segment holds ${actual} bytes, message needs ${needed}`,
+        );
+      }
+      const mapping = mapFd(fd, actual);
+      try {
+        prefaultOrExplain(mapping.pointer, actual, `a ${actual}-byte extension segment`);
+      } catch (error) {
+        unmapAll(mapping);
+        throw error;
+      }
+      const extension: ExtensionMapping = { ...mapping, gen, refs: 0, retired: false };
+      this.#extensions[index] = extension;
+      return extension;
+    } finally {
+      native.closeFd(fd);
+    }
+  }
+
+  #publishState(slot: number): void {
+    const at = (L.slotOffset(slot) + L.S_STATE) >> 2;
+    if (
+      Atomics.compareExchange(this.#i32, at, L.SlotState.Writing, L.SlotState.Ready) !==
+        L.SlotState.Writing
+    ) {
+      throw new ClosedError(
+        `queue ${this.name}: the message was dropped before it was published (slot ${slot})`,
+      );
+    }
+  }
+
+  #takeLocked(): TakenMessage | undefined {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const mask = this.#mask;
+    for (let guard = 0; guard <= this.#ringSize; guard++) {
+      const read = u32[L.C_READ >> 2];
+      const write = u32[L.C_WRITE >> 2];
+      if (read === write) {
+        if (u32[L.C_LIVE_SENDERS >> 2] === 0) {
+          throw new ClosedError("every sender of the queue has closed and the queue is drained", {
+            reason: "drained",
+          });
+        }
+        return undefined;
+      }
+      if (((write - read) >>> 0) > this.#ringSize) this.#poison("read cursor passed write cursor");
+      const slot = read & mask;
+      const s = L.slotOffset(slot);
+      const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+      if (state === L.SlotState.Writing) return undefined;
+      if (state === L.SlotState.Done) {
+        u32[L.C_READ >> 2] = (read + 1) >>> 0;
+        this.#reclaimLocked();
+        continue;
+      }
+      if (state !== L.SlotState.Ready) this.#poison(`slot ${slot} in state ${state} at read`);
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      const offset = f64[(s + L.S_OFFSET) >> 3];
+      const length = f64[(s + L.S_LENGTH) >> 3];
+      if (!this.#validPlacement(segment, offset, length)) {
+        this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
+      }
+      u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
+      Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
+      u32[L.C_READ >> 2] = (read + 1) >>> 0;
+      return { slot, segment, offset, length };
+    }
+    this.#poison("no progress through the slot ring");
+  }
+
+  #validPlacement(segment: number, offset: number, length: number): boolean {
+    if (!(Number.isInteger(offset) && Number.isInteger(length) && offset >= 0 && length >= 0)) {
+      return false;
+    }
+    if (segment === 0) return offset % L.MESSAGE_ALIGN === 0 && offset + length <= this.arenaSize;
+    if (segment > L.MAX_EXTENSIONS || offset !== 0) return false;
+    const e = L.extensionOffset(segment - 1);
+    return this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Busy &&
+      length <= this.#f64[(e + L.E_SIZE) >> 3];
+  }
+
+  #releaseLocked(slot: number): void {
+    const s = L.slotOffset(slot);
+    if (
+      Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Taken ||
+      this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self
+    ) {
+      return; // Already released by a reap that wrongly took this end for dead: nothing to do.
+    }
+    this.#finishLocked(slot, L.SlotState.Taken);
+  }
+
+  /** Moves a slot from `from` to Done, returning its capacity, crediting its sender's ack
+   * count when it had been delivered, and reclaiming space. */
+  #finishLocked(slot: number, from: number, reclaim = true): void {
+    const s = L.slotOffset(slot);
+    const u32 = this.#u32;
+    if (Atomics.compareExchange(this.#i32, (s + L.S_STATE) >> 2, from, L.SlotState.Done) !== from) {
+      return;
+    }
+    const inFlight = u32[L.C_IN_FLIGHT >> 2];
+    u32[L.C_IN_FLIGHT >> 2] = inFlight > 0 ? inFlight - 1 : 0;
+    if (from === L.SlotState.Taken) {
+      this.#f64[L.C_TOTAL_RELEASED >> 3]++;
+      const sender = u32[(s + L.S_SENDER) >> 2];
+      if (sender < L.MAX_PARTICIPANTS) {
+        const p = L.participantOffset(sender);
+        if (u32[(p + L.P_GEN) >> 2] === u32[(s + L.S_SENDER_GEN) >> 2]) {
+          Atomics.add(u32, (p + L.P_ACKED) >> 2, 1);
+        }
+      }
+    }
+    if (reclaim) this.#reclaimLocked();
+  }
+
+  /** Frees Done slots at the tail, in order, with their arena space or extension. */
+  #reclaimLocked(): void {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const read = u32[L.C_READ >> 2];
+    let tail = u32[L.C_TAIL >> 2];
+    for (let guard = 0; tail !== read && guard < this.#ringSize; guard++) {
+      const s = L.slotOffset(tail & this.#mask);
+      if (Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Done) break;
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      if (segment === 0) {
+        const end = f64[(s + L.S_ARENA_END) >> 3];
+        if (end > f64[L.C_ARENA_TAIL >> 3] && end <= f64[L.C_ARENA_HEAD >> 3]) {
+          f64[L.C_ARENA_TAIL >> 3] = end;
+        }
+      } else if (segment <= L.MAX_EXTENSIONS) {
+        u32[(L.extensionOffset(segment - 1) + L.E_STATE) >> 2] = L.ExtensionState.Idle;
+      }
+      Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
+      tail = (tail + 1) >>> 0;
+    }
+    u32[L.C_TAIL >> 2] = tail;
+    // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
+    // logical offsets (f64) never grow past exact integers.
+    if (tail === u32[L.C_WRITE >> 2]) {
+      f64[L.C_ARENA_TAIL >> 3] = 0;
+      f64[L.C_ARENA_HEAD >> 3] = 0;
+    } else if (f64[L.C_ARENA_TAIL >> 3] > ARENA_REBASE_AT) {
+      this.#rebaseArenaLocked();
+    }
+  }
+
+  /** Shifts every logical arena offset down by whole laps of the arena. */
+  #rebaseArenaLocked(): void {
+    const f64 = this.#f64;
+    const shift = Math.floor(f64[L.C_ARENA_TAIL >> 3] / this.arenaSize) * this.arenaSize;
+    f64[L.C_ARENA_TAIL >> 3] -= shift;
+    f64[L.C_ARENA_HEAD >> 3] -= shift;
+    const tail = this.#u32[L.C_TAIL >> 2];
+    const span = Math.min((this.#u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+    for (let k = 0; k < span; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      f64[(s + L.S_ARENA_END) >> 3] = Math.max(0, f64[(s + L.S_ARENA_END) >> 3] - shift);
+    }
+  }
+
+  #validateCursorsLocked(): void {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const tail = u32[L.C_TAIL >> 2];
+    const read = u32[L.C_READ >> 2];
+    const write = u32[L.C_WRITE >> 2];
+    const ring = this.#ringSize;
+    if (((read - tail) >>> 0) > ring || ((write - read) >>> 0) > ring) {
+      throw new CorruptState("slot cursors out of order");
+    }
+    if (((write - tail) >>> 0) > ring) throw new CorruptState("slot ring overfull");
+    const head = f64[L.C_ARENA_HEAD >> 3];
+    const arenaTail = f64[L.C_ARENA_TAIL >> 3];
+    if (!(arenaTail <= head && head - arenaTail <= this.arenaSize)) {
+      throw new CorruptState("arena cursors out of order");
+    }
+  }
+
+  #unlinkAllLocked(): void {
+    const u32 = this.#u32;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const e = L.extensionOffset(i);
+      if (u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty) {
+        native.shmUnlink(extensionNameOf(this.name, i, u32[(e + L.E_GEN) >> 2]), {
+          missingOk: true,
+        });
+      }
+    }
+    native.shmUnlink(this.name, { missingOk: true });
+  }
+}
+
+/** A revocable buffer over one message's bytes. */
+export interface MessageView {
+  readonly buffer: ArrayBuffer;
+  readonly mapping: ExtensionMapping | undefined;
+}
+
+/** A futex word with its sequence and waiter-count indexes. */
+export interface FutexWord {
+  readonly words: Int32Array;
+  readonly seq: number;
+  readonly waiters: number;
+  readonly pointer: Deno.PointerObject;
+}
+
+function extensionNameOf(queueName: string, index: number, gen: number): string {
+  return L.extensionName(queueName, index, gen);
+}
+
+function validateHeader(name: string, main: Mapping, size: number): void {
+  const u32 = new Uint32Array(main.buffer);
+  const f64 = new Float64Array(main.buffer);
+  const invalid = (what: string): never => {
+    throw new ClosedError(`queue ${name} is not a valid queue: ${what}`);
+  };
+  if (Atomics.load(u32, L.H_MAGIC >> 2) !== L.MAGIC) invalid("bad magic");
+  const version = u32[L.H_VERSION >> 2];
+  if (version !== L.LAYOUT_VERSION) {
+    invalid(`layout version ${version}, this library speaks ${L.LAYOUT_VERSION}`);
+  }
+  const capacity = u32[L.H_CAPACITY >> 2];
+  const ringSize = u32[L.H_RING_SIZE >> 2];
+  if (!(capacity >= 1 && capacity <= L.MAX_CAPACITY && ringSize === L.ringSizeFor(capacity))) {
+    invalid(`capacity ${capacity} with ring size ${ringSize}`);
+  }
+  if (
+    u32[L.H_MAX_PARTICIPANTS >> 2] !== L.MAX_PARTICIPANTS ||
+    u32[L.H_MAX_EXTENSIONS >> 2] !== L.MAX_EXTENSIONS
+  ) {
+    invalid("table sizes differ");
+  }
+  const arenaOffset = f64[L.H_ARENA_OFFSET >> 3];
+  const arenaSize = f64[L.H_ARENA_SIZE >> 3];
+  if (
+    arenaOffset !== L.arenaOffsetFor(ringSize) || !Number.isInteger(arenaSize) ||
+    arenaSize < L.PAGE_SIZE || arenaSize % L.PAGE_SIZE !== 0 ||
+    arenaOffset + arenaSize !== f64[L.H_SEGMENT_SIZE >> 3] || arenaOffset + arenaSize > size
+  ) {
+    invalid(`arena of ${arenaSize} bytes at ${arenaOffset} in a ${size}-byte segment`);
+  }
+  if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) invalid("queue not ready or poisoned");
+}
+
+function prefaultOrExplain(pointer: Deno.PointerObject, size: number, what: string): void {
+  try {
+    native.prefault(pointer, size);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOMEM" || code === "ENOSPC" || code === "EFAULT") {
+      throw new RangeError(
+        `/dev/shm has no room for ${what} (${size} bytes): free space in /dev/shm ` +
+          `(df -h /dev/shm) or lower the queue's arenaBytes`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+function createOrExplain(name: string, size: number): number {
+  try {
+    return native.shmCreate(name, size);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOSPC" || code === "ENOMEM" || code === "EFBIG") {
+      throw new RangeError(
+        `/dev/shm has no room for a ${size}-byte segment: free space in /dev/shm (df -h /dev/shm)`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}

@@ -1,0 +1,121 @@
+/**
+ * Waiting for a queue condition: try, spin briefly, then announce a waiter and futex-wait in
+ * slices. A peer only pays for a wake-up syscall when a waiter has announced itself, and an
+ * async waiter only pays for a nonblocking FFI call once the spin found nothing, so a queue
+ * with messages flowing never leaves JavaScript.
+ *
+ * @module
+ */
+
+import { futexWait, futexWaitAsync } from "../ffi/native.ts";
+import type { FutexWord, SharedQueue } from "./shared_queue.ts";
+
+/** Options of every call that can wait. */
+export interface WaitOptions {
+  /** Milliseconds to wait at most; omitted or `Infinity` waits as long as it takes. */
+  timeout?: number;
+  /** Aborts the wait: the call rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** Options of the calls that block the thread (no AbortSignal can fire while blocked). */
+export interface SyncWaitOptions {
+  /** Milliseconds to wait at most; omitted or `Infinity` waits as long as it takes. */
+  timeout?: number;
+}
+
+/** A condition check: a boxed result, or undefined to keep waiting. */
+export type Attempt<T> = () => { value: T } | undefined;
+
+/** How long a waiter spins on the sequence word before it sleeps. */
+const SPIN_MS = 0.05;
+/** The longest sleep between liveness checks: a dead peer is noticed within this. */
+const SLICE_MS = 200;
+
+/** Turns a `timeout` option into an absolute deadline on `performance.now()`'s clock. */
+export function deadlineOf(timeout: number | undefined, method: string): number {
+  if (timeout === undefined || timeout === Infinity) return Infinity;
+  if (typeof timeout !== "number" || !(timeout >= 0)) {
+    throw new RangeError(`${method}: timeout must be a number of milliseconds >= 0, got ${timeout}`);
+  }
+  return performance.now() + timeout;
+}
+
+/** Spins until the word's sequence moves past `seen` or the spin budget is spent. */
+function spin(word: FutexWord, seen: number): boolean {
+  const words = word.words;
+  const until = performance.now() + SPIN_MS;
+  for (;;) {
+    for (let n = 0; n < 64; n++) if (Atomics.load(words, word.seq) !== seen) return true;
+    if (performance.now() >= until) return false;
+  }
+}
+
+/** Blocks the thread until `attempt` succeeds or the deadline passes (then undefined). */
+export function waitSync<T>(
+  queue: SharedQueue,
+  word: FutexWord,
+  attempt: Attempt<T>,
+  deadline: number,
+): { value: T } | undefined {
+  const words = word.words;
+  for (;;) {
+    const seen = Atomics.load(words, word.seq);
+    const result = attempt();
+    if (result !== undefined) return result;
+    const left = deadline - performance.now();
+    if (left <= 0) return undefined;
+    if (spin(word, seen)) continue;
+    Atomics.add(words, word.waiters, 1);
+    let outcome = "changed";
+    try {
+      if (Atomics.load(words, word.seq) === seen) {
+        outcome = futexWait(word.pointer, seen, Math.min(left, SLICE_MS));
+      }
+    } finally {
+      Atomics.sub(words, word.waiters, 1);
+    }
+    if (outcome === "timeout") queue.reapDead();
+  }
+}
+
+/** Like {@linkcode waitSync}, but sleeps on a worker thread so the event loop keeps running. */
+export async function waitAsync<T>(
+  queue: SharedQueue,
+  word: FutexWord,
+  attempt: Attempt<T>,
+  deadline: number,
+  signal: AbortSignal | undefined,
+): Promise<{ value: T } | undefined> {
+  signal?.throwIfAborted();
+  const words = word.words;
+  let onAbort: (() => void) | undefined;
+  try {
+    for (;;) {
+      const seen = Atomics.load(words, word.seq);
+      const result = attempt();
+      if (result !== undefined) return result;
+      const left = deadline - performance.now();
+      if (left <= 0) return undefined;
+      if (spin(word, seen)) continue;
+      if (signal && onAbort === undefined) {
+        onAbort = () => queue.wakeAll(word);
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+      Atomics.add(words, word.waiters, 1);
+      let outcome = "changed";
+      try {
+        if (Atomics.load(words, word.seq) === seen) {
+          outcome = await futexWaitAsync(word.pointer, seen, Math.min(left, SLICE_MS));
+        }
+      } finally {
+        if (!queue.closed) Atomics.sub(words, word.waiters, 1);
+      }
+      signal?.throwIfAborted();
+      queue.assertOpen();
+      if (outcome === "timeout") queue.reapDead();
+    }
+  } finally {
+    if (onAbort) signal!.removeEventListener("abort", onAbort);
+  }
+}
