@@ -1,0 +1,324 @@
+/**
+ * The native core across real processes: shared memory by name, futex wake-ups, timeouts,
+ * errno errors, 64-bit atomics, OFD locks as liveness, the loader's ABI check.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  atomicAddU64,
+  atomicCasU64,
+  atomicLoadU64,
+  atomicStoreU64,
+  closeFd,
+  fdLinks,
+  fdSize,
+  futexWait,
+  futexWaitAsync,
+  futexWake,
+  lockByte,
+  lockProbe,
+  map,
+  NativeError,
+  pidAlive,
+  prefault,
+  shmCreate,
+  shmOpen,
+  shmUnlink,
+  unmap,
+} from "../ffi/native.ts";
+import { native, platformKey } from "../ffi/loader.ts";
+
+const CHILD = new URL("./native_child.ts", import.meta.url).pathname;
+const ROOT = new URL("../", import.meta.url).pathname;
+
+let counter = 0;
+/** A fresh segment name: tests only use /shmq-test-* names. */
+function testName(): string {
+  return `/shmq-test-${Deno.pid}-${++counter}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** A created, mapped segment that cleans itself up. */
+function segment(size = 4096) {
+  const name = testName();
+  const fd = shmCreate(name, size);
+  const ptr = map(fd, size);
+  return {
+    name,
+    fd,
+    ptr,
+    size,
+    bytes: new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(ptr, size)),
+    at: (offset: number) => Deno.UnsafePointer.offset(ptr, offset)!,
+    [Symbol.dispose]() {
+      unmap(ptr, size);
+      shmUnlink(name, { missingOk: true });
+      closeFd(fd);
+    },
+  };
+}
+
+function child(...args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--quiet", "--allow-ffi", "--allow-read", CHILD, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+async function childJson(proc: Deno.ChildProcess): Promise<Record<string, unknown>> {
+  const { code, stdout, stderr } = await proc.output();
+  const err = new TextDecoder().decode(stderr);
+  assert.equal(code, 0, `child failed: ${err}`);
+  return JSON.parse(new TextDecoder().decode(stdout));
+}
+
+Deno.test("a child opens a segment by name and sees the bytes written here", async () => {
+  using seg = segment(8192);
+  for (let i = 0; i < 256; i++) seg.bytes[i] = (i * 7) & 0xff;
+  seg.bytes[8191] = 42;
+  const got = await childJson(child("read", seg.name, "256"));
+  assert.equal(got.size, 8192);
+  assert.deepEqual(got.bytes, Array.from(seg.bytes.subarray(0, 256)));
+  assert.equal(fdSize(seg.fd), 8192);
+});
+
+Deno.test("a sync futex wait here is woken by another process", async () => {
+  using seg = segment();
+  const proc = child("wake", seg.name, "64");
+  // Blocks this thread until the child's wake (the child retries until it woke someone).
+  const result = futexWait(seg.at(64), 0, 10_000);
+  const got = await childJson(proc);
+  assert.equal(result, "woken");
+  assert.equal(got.woken, 1);
+});
+
+Deno.test("an async futex wait here is woken by another process", async () => {
+  using seg = segment();
+  const proc = child("wake", seg.name, "128");
+  const [result, got] = await Promise.all([
+    futexWaitAsync(seg.at(128), 0, 10_000),
+    childJson(proc),
+  ]);
+  assert.equal(result, "woken");
+  assert.equal(got.woken, 1);
+});
+
+Deno.test("futex wait with a timeout times out in a sane time", async () => {
+  using seg = segment();
+  let t = performance.now();
+  assert.equal(futexWait(seg.at(0), 0, 50), "timeout");
+  let ms = performance.now() - t;
+  assert.ok(ms >= 40 && ms <= 2000, `sync wait took ${ms} ms`);
+  t = performance.now();
+  assert.equal(await futexWaitAsync(seg.at(0), 0, 50), "timeout");
+  ms = performance.now() - t;
+  assert.ok(ms >= 40 && ms <= 2000, `async wait took ${ms} ms`);
+});
+
+Deno.test("futex wait reports a changed value without blocking; wake with no waiter is 0", () => {
+  using seg = segment();
+  new Int32Array(seg.bytes.buffer)[1] = 5;
+  const t = performance.now();
+  assert.equal(futexWait(seg.at(4), 4, 5_000), "changed");
+  assert.ok(performance.now() - t < 1000);
+  assert.equal(futexWake(seg.at(4), 1), 0);
+});
+
+Deno.test("open of a missing name gives ENOENT, double create gives EEXIST", () => {
+  const missing = testName();
+  assert.throws(() => shmOpen(missing), (e: unknown) => {
+    assert.ok(e instanceof NativeError);
+    assert.equal(e.code, "ENOENT");
+    assert.equal(e.errno, 2);
+    assert.equal(e.message, `shm_open("${missing}"): ENOENT No such file or directory`);
+    return true;
+  });
+  using seg = segment();
+  assert.throws(() => shmCreate(seg.name, 4096), (e: unknown) => {
+    assert.ok(e instanceof NativeError);
+    assert.equal(e.code, "EEXIST");
+    assert.equal(e.message, `shm_create("${seg.name}"): EEXIST File exists`);
+    return true;
+  });
+  assert.throws(() => shmOpen("no-leading-slash"), { code: "EINVAL" });
+  assert.throws(() => shmOpen("/a/b"), { code: "EINVAL" });
+  assert.throws(() => shmUnlink(missing), { code: "ENOENT" });
+  assert.equal(shmUnlink(missing, { missingOk: true }), false);
+});
+
+Deno.test("a created segment has mode 0600 and loses its link on unlink", async () => {
+  using seg = segment();
+  // Deno gates /dev paths behind --allow-all, so ask stat(1).
+  const st = await new Deno.Command("stat", {
+    args: ["-c", "%a", `/dev/shm${seg.name}`],
+    stdout: "piped",
+  }).output();
+  assert.equal(new TextDecoder().decode(st.stdout).trim(), "600");
+  assert.equal(fdLinks(seg.fd), 1);
+  assert.equal(shmUnlink(seg.name), true);
+  assert.equal(fdLinks(seg.fd), 0);
+});
+
+Deno.test("prefault keeps existing data", () => {
+  using seg = segment(1 << 20);
+  seg.bytes[0] = 1;
+  seg.bytes[5000] = 2;
+  seg.bytes[(1 << 20) - 1] = 3;
+  prefault(seg.ptr, 1 << 20);
+  prefault(seg.at(100), 10); // unaligned ranges are widened to whole pages
+  assert.deepEqual([seg.bytes[0], seg.bytes[5000], seg.bytes[(1 << 20) - 1]], [1, 2, 3]);
+});
+
+Deno.test("64-bit atomics: load/store/add/cas, and adds from two processes", async () => {
+  using seg = segment();
+  const w = seg.at(8);
+  atomicStoreU64(w, 0xffff_ffff_ffffn);
+  assert.equal(atomicLoadU64(w), 0xffff_ffff_ffffn);
+  assert.equal(atomicAddU64(w, 1n), 0xffff_ffff_ffffn);
+  assert.equal(atomicLoadU64(w), 0x1_0000_0000_0000n);
+  assert.equal(atomicCasU64(w, 1n, 2n), false);
+  assert.equal(atomicCasU64(w, 0x1_0000_0000_0000n, 0n), true);
+  atomicStoreU64(w, 2n ** 64n - 1n);
+  assert.equal(atomicAddU64(w, 1n), 2n ** 64n - 1n); // wraps
+  assert.equal(atomicLoadU64(w), 0n);
+
+  const n = 200_000;
+  const proc = child("add", seg.name, "8", String(n));
+  for (let i = 0; i < n; i++) atomicAddU64(w, 1n);
+  await childJson(proc);
+  assert.equal(atomicLoadU64(w), BigInt(2 * n));
+});
+
+Deno.test("an OFD lock held by a child is seen by probe and dropped when it is killed", async () => {
+  using seg = segment();
+  const proc = child("lock", seg.name, "3");
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("locked")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  try {
+    assert.ok(text.includes("locked"), `child said: ${text}`);
+    assert.equal(lockProbe(seg.fd, 3), true);
+    assert.equal(lockProbe(seg.fd, 4), false);
+    assert.equal(lockByte(seg.fd, 3, "exclusive"), false);
+    assert.equal(lockByte(seg.fd, 3, "shared"), false);
+    assert.equal(pidAlive(proc.pid), true);
+  } finally {
+    proc.kill("SIGKILL");
+    await reader.cancel();
+    await proc.stderr.cancel();
+  }
+  const status = await proc.status;
+  assert.equal(status.signal, "SIGKILL");
+  assert.equal(pidAlive(proc.pid), false);
+  assert.equal(lockProbe(seg.fd, 3), false);
+  assert.equal(lockByte(seg.fd, 3, "exclusive"), true);
+  // Our own lock never shows up in our own probe.
+  assert.equal(lockProbe(seg.fd, 3), false);
+  // Another open file description in this process does see it.
+  const other = shmOpen(seg.name);
+  try {
+    assert.equal(lockProbe(other, 3), true);
+    assert.equal(lockByte(other, 3, "shared"), false);
+    assert.equal(lockByte(seg.fd, 3, "shared"), true); // downgrade
+    assert.equal(lockByte(other, 3, "shared"), true);
+    assert.equal(lockByte(other, 3, "unlock"), true);
+  } finally {
+    closeFd(other);
+  }
+  assert.equal(lockByte(seg.fd, 3, "unlock"), true);
+});
+
+Deno.test("unsupported platforms get an error naming the supported ones", () => {
+  assert.equal(platformKey("linux", "x86_64"), "x86_64-linux");
+  assert.equal(platformKey("linux", "aarch64"), "aarch64-linux");
+  for (const [os, arch] of [["darwin", "aarch64"], ["windows", "x86_64"], ["linux", "riscv64"]]) {
+    assert.throws(() => platformKey(os, arch), (e: unknown) => {
+      const msg = (e as Error).message;
+      assert.match(msg, new RegExp(`unsupported platform ${os} ${arch}`));
+      assert.match(msg, /linux x86_64 and linux aarch64/);
+      return true;
+    });
+  }
+});
+
+Deno.test("the loader opens the shipped binary beside the module", () => {
+  const core = native();
+  assert.equal(core.source === "local" || core.source === "env", true);
+  assert.equal(core.symbols.shmq_abi_version(), 1);
+  if (core.source === "local") {
+    assert.equal(core.path, `${ROOT}ffi/lib/${platformKey()}/libshmq.so`);
+  }
+});
+
+async function runLoader(env: Record<string, string>): Promise<Deno.CommandOutput> {
+  const code = `import { native } from ${JSON.stringify(`${ROOT}ffi/loader.ts`)};
+    const c = native();
+    console.log(JSON.stringify({ path: c.path, source: c.source, abi: c.symbols.shmq_abi_version() }));`;
+  return await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
+Deno.test("SHMQ_NATIVE_LIB overrides the library; a wrong ABI version is refused", async () => {
+  const shipped = `${ROOT}ffi/lib/${platformKey()}/libshmq.so`;
+  const ok = await runLoader({ SHMQ_NATIVE_LIB: shipped });
+  assert.equal(ok.code, 0, new TextDecoder().decode(ok.stderr));
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(ok.stdout)), {
+    path: shipped,
+    source: "env",
+    abi: 1,
+  });
+
+  const missing = await runLoader({ SHMQ_NATIVE_LIB: "/nonexistent/libshmq.so" });
+  assert.notEqual(missing.code, 0);
+  assert.match(new TextDecoder().decode(missing.stderr), /cannot open the native library/);
+});
+
+const zig = (() => {
+  try {
+    return new Deno.Command("zig", { args: ["version"], stdout: "null", stderr: "null" })
+        .outputSync().success
+      ? "zig"
+      : undefined;
+  } catch {
+    return undefined;
+  }
+})();
+
+Deno.test({
+  name: "a library with another ABI version is refused with a rebuild hint",
+  ignore: zig === undefined,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "shmq-test-abi-" });
+    try {
+      await Deno.writeTextFile(
+        `${dir}/fake.c`,
+        "unsigned shmq_abi_version(void) { return 99; }\n",
+      );
+      const cc = await new Deno.Command(zig!, {
+        args: ["cc", "-shared", "-fPIC", "-nostdlib", "-o", `${dir}/libfake.so`, `${dir}/fake.c`],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      assert.ok(cc.success, new TextDecoder().decode(cc.stderr));
+      const out = await runLoader({ SHMQ_NATIVE_LIB: `${dir}/libfake.so` });
+      assert.notEqual(out.code, 0);
+      const err = new TextDecoder().decode(out.stderr);
+      assert.match(err, /has ABI version 99, but this module needs ABI version 1/);
+      assert.match(err, /deno task build/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
