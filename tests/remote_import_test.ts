@@ -1,0 +1,220 @@
+/**
+ * Importing the package over http: this test serves the package directory on 127.0.0.1,
+ * runs child `deno` processes that import it from that URL with a private cache, and
+ * checks that the native binary is fetched, verified against ffi/digests.ts, cached and
+ * used, and that a tampered binary is refused.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { DIGESTS } from "../ffi/digests.ts";
+import { platformKey, sha256Hex } from "../ffi/loader.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const KEY = platformKey();
+const SHIPPED = `${ROOT}ffi/lib/${KEY}/libshmq.so`;
+
+/** Serves ROOT under /good/ as is and under /bad/ with every libshmq.so altered. */
+function serve() {
+  const soRequests: string[] = [];
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    async (req) => {
+      const path = decodeURIComponent(new URL(req.url).pathname);
+      const m = /^\/(good|bad)\/(.*)$/.exec(path);
+      if (!m || m[2].split("/").some((p) => p === ".." || p === "." || p === "")) {
+        return new Response("not found", { status: 404 });
+      }
+      const [, variant, rel] = m;
+      let bytes: Uint8Array<ArrayBuffer>;
+      try {
+        bytes = await Deno.readFile(`${ROOT}${rel}`);
+      } catch {
+        return new Response("not found", { status: 404 });
+      }
+      if (rel.endsWith(".so")) {
+        soRequests.push(path);
+        if (variant === "bad") bytes[bytes.length - 1] ^= 0x5a; // one flipped byte
+      }
+      const type = rel.endsWith(".ts")
+        ? "application/typescript; charset=utf-8"
+        : rel.endsWith(".json")
+        ? "application/json"
+        : "application/octet-stream";
+      return new Response(bytes, { headers: { "content-type": type } });
+    },
+  );
+  const { port } = server.addr as Deno.NetAddr;
+  return { server, port, base: `http://127.0.0.1:${port}`, soRequests };
+}
+
+/** The child program: imports the package from a URL and uses the native core. */
+const CHILD = `
+const base = Deno.args[0];
+const withMod = Deno.args[1] === "mod";
+if (withMod) await import(base + "mod.ts");
+const loader = await import(base + "ffi/loader.ts");
+const n = await import(base + "ffi/native.ts");
+const core = loader.native();
+const name = "/shmq-test-remote-" + Deno.pid;
+const fd = n.shmCreate(name, 4096);
+n.shmUnlink(name);
+n.closeFd(fd);
+console.log(JSON.stringify({
+  abi: core.symbols.shmq_abi_version(),
+  path: core.path,
+  source: core.source,
+}));
+`;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function runChild(
+  dir: string,
+  base: string,
+  port: number,
+  env: Record<string, string>,
+  opts: { allowEnv?: boolean; mod?: boolean } = {},
+): Promise<Run> {
+  const script = `${dir}/child.ts`;
+  await Deno.writeTextFile(script, CHILD);
+  const host = `127.0.0.1:${port}`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "--quiet",
+      "--no-config",
+      "--no-lock",
+      `--allow-import=${host}`,
+      `--allow-net=${host}`,
+      "--allow-read",
+      "--allow-write",
+      "--allow-ffi",
+      ...(opts.allowEnv === false ? [] : ["--allow-env"]),
+      script,
+      base,
+      ...(opts.mod ? ["mod"] : []),
+    ],
+    cwd: dir,
+    clearEnv: true,
+    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: dir, NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+Deno.test("imported over http, the binary is fetched, verified, cached and used", async () => {
+  const { server, port, base, soRequests } = serve();
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
+  try {
+    const denoDir = `${dir}/deno`;
+    const digest = DIGESTS[KEY];
+    assert.equal(await sha256Hex(await Deno.readFile(SHIPPED)), digest, "stale ffi/digests.ts");
+    const cached = `${denoDir}/shmq/${digest}/libshmq.so`;
+    const hasMod = await exists(`${ROOT}mod.ts`);
+
+    const first = await runChild(dir, `${base}/good/`, port, { DENO_DIR: denoDir }, {
+      mod: hasMod,
+    });
+    assert.equal(first.code, 0, first.stderr);
+    assert.deepEqual(JSON.parse(first.stdout), { abi: 1, path: cached, source: "remote" });
+    assert.deepEqual(soRequests, [`/good/ffi/lib/${KEY}/libshmq.so`]);
+    assert.deepEqual(await Deno.readFile(cached), await Deno.readFile(SHIPPED));
+
+    // A second run uses the cache (verified again) and fetches nothing.
+    const second = await runChild(dir, `${base}/good/`, port, { DENO_DIR: denoDir });
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(soRequests.length, 1);
+
+    // A corrupted cache entry is not trusted: it is fetched and verified again.
+    const bytes = await Deno.readFile(cached);
+    bytes[100] ^= 0xff;
+    await Deno.writeFile(cached, bytes);
+    const third = await runChild(dir, `${base}/good/`, port, { DENO_DIR: denoDir });
+    assert.equal(third.code, 0, third.stderr);
+    assert.equal(soRequests.length, 2);
+    assert.deepEqual(await Deno.readFile(cached), await Deno.readFile(SHIPPED));
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without DENO_DIR the cache goes to XDG_CACHE_HOME/shmq", async () => {
+  const { server, port, base } = serve();
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
+  try {
+    const xdg = `${dir}/xdg`;
+    const run = await runChild(dir, `${base}/good/`, port, { XDG_CACHE_HOME: xdg });
+    assert.equal(run.code, 0, run.stderr);
+    const cached = `${xdg}/shmq/${DIGESTS[KEY]}/libshmq.so`;
+    assert.equal(JSON.parse(run.stdout).path, cached);
+    assert.ok(await exists(cached));
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("without env permission the verified binary is loaded from a removed temp file", async () => {
+  const { server, port, base } = serve();
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
+  try {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    const run = await runChild(
+      dir,
+      `${base}/good/`,
+      port,
+      { DENO_DIR: `${dir}/deno`, TMPDIR: tmp },
+      { allowEnv: false },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const got = JSON.parse(run.stdout);
+    assert.equal(got.source, "remote");
+    assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
+    assert.equal(await exists(`${dir}/deno/shmq`), false);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a tampered binary served over http is refused with a digest error", async () => {
+  const { server, port, base, soRequests } = serve();
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
+  try {
+    const denoDir = `${dir}/deno`;
+    const run = await runChild(dir, `${base}/bad/`, port, { DENO_DIR: denoDir });
+    assert.notEqual(run.code, 0, `a tampered binary was accepted: ${run.stdout}`);
+    assert.match(run.stderr, /SHA-256 digest mismatch/);
+    assert.match(run.stderr, new RegExp(`expected ${DIGESTS[KEY]}`));
+    assert.deepEqual(soRequests, [`/bad/ffi/lib/${KEY}/libshmq.so`]);
+    // Nothing unverified was cached.
+    const cacheDir = `${denoDir}/shmq/${DIGESTS[KEY]}`;
+    const left = (await exists(cacheDir)) ? [...Deno.readDirSync(cacheDir)] : [];
+    assert.deepEqual(left, []);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
