@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "df208c200e31f472dbc56110d63785e87fbda1cc00bafeba17e7c8469b0d09cc",
-  "x86_64-linux": "db93f17c675287615ad13d88af551f825c937ed05a04762891b7bfd78d76f3d6",
+  "aarch64-linux": "5de104ff02337d747051f3fda743b55ae775bdaa8e430f175cda89e44f4533e5",
+  "x86_64-linux": "61048e6c5bef2374ff75467a73d0315fb88a34e886f3c4b9f94eb94502e69f38",
 };

@@ -194,6 +194,35 @@ export function shmUnlink(name: string, options?: { missingOk?: boolean }): bool
   return true;
 }
 
+let listBuf = new Uint8Array(16 * 1024);
+const decoder = new TextDecoder();
+
+/**
+ * The names of the shared-memory objects whose names start with `prefix` (given with or
+ * without the leading slash), each returned WITHOUT a leading slash, sorted. Use this
+ * rather than reading /dev/shm: Deno refuses to read /dev without `--allow-all`.
+ *
+ * @example
+ * ```ts
+ * import { closeFd, shmCreate, shmList, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-list-a", 64);
+ * console.assert(shmList("/shmq-doc-list-").includes("shmq-doc-list-a"));
+ * shmUnlink("/shmq-doc-list-a");
+ * closeFd(fd);
+ * ```
+ */
+export function shmList(prefix: string = ""): string[] {
+  const pre = cName(prefix);
+  for (;;) {
+    const need = check64(s().shmq_shm_list(pre, listBuf, BigInt(listBuf.length)), "shm_list");
+    if (need <= listBuf.length) {
+      if (need === 0) return [];
+      return decoder.decode(listBuf.subarray(0, need - 1)).split("\0").sort();
+    }
+    listBuf = new Uint8Array(need * 2); // entries appeared meanwhile: leave some room
+  }
+}
+
 /**
  * Closes a file descriptor.
  *

@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #include "shmq.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -77,6 +78,31 @@ int32_t shmq_shm_unlink(const uint8_t *name) {
   int rc = shm_path(name, path);
   if (rc < 0) return rc;
   return unlink(path) == 0 ? 0 : -errno;
+}
+
+int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
+  const char *pre = prefix == NULL ? "" : (const char *)prefix;
+  if (pre[0] == '/') pre++;
+  size_t pre_len = strlen(pre);
+  DIR *dir = opendir(SHM_DIR);
+  if (dir == NULL) return -errno;
+  uint64_t need = 0;
+  for (;;) {
+    errno = 0;
+    struct dirent *e = readdir(dir);
+    if (e == NULL) {
+      int err = errno;
+      closedir(dir);
+      if (err != 0) return -err;
+      break;
+    }
+    if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+    if (strncmp(e->d_name, pre, pre_len) != 0) continue;
+    size_t len = strlen(e->d_name) + 1;
+    if (buf != NULL && need + len <= cap) memcpy(buf + need, e->d_name, len);
+    need += len;
+  }
+  return (int64_t)need;
 }
 
 int32_t shmq_close(int32_t fd) { return close(fd) == 0 ? 0 : -errno; }

@@ -49,6 +49,16 @@ SHMQ_API int32_t shmq_shm_open(const uint8_t *name);
 /* Removes the name of a shared-memory object (existing mappings stay valid). 0 or -errno. */
 SHMQ_API int32_t shmq_shm_unlink(const uint8_t *name);
 
+/*
+ * Lists the shared-memory objects (regular files in /dev/shm) whose names start with
+ * `prefix` (NUL-terminated, with or without its leading slash; "" lists all). Writes the
+ * names, without a leading slash and each followed by a NUL byte, into buf (up to cap
+ * bytes; only whole names are written). Returns the number of bytes the complete list
+ * needs, which exceeds cap when buf was too small (call again with a bigger one), or
+ * -errno. Exists because Deno refuses to read /dev without --allow-all.
+ */
+SHMQ_API int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap);
+
 /* close(2). 0 or -errno. */
 SHMQ_API int32_t shmq_close(int32_t fd);
 

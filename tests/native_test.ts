@@ -24,6 +24,7 @@ import {
   pidAlive,
   prefault,
   shmCreate,
+  shmList,
   shmOpen,
   shmUnlink,
   unmap,
@@ -160,6 +161,23 @@ Deno.test("a created segment has mode 0600 and loses its link on unlink", async 
   assert.equal(fdLinks(seg.fd), 1);
   assert.equal(shmUnlink(seg.name), true);
   assert.equal(fdLinks(seg.fd), 0);
+});
+
+Deno.test("shmList lists segments by prefix, without reading /dev/shm from Deno", () => {
+  const prefix = `/shmq-test-${Deno.pid}-list-${crypto.randomUUID().slice(0, 8)}-`;
+  assert.deepEqual(shmList(prefix), []);
+  const names = Array.from({ length: 300 }, (_, i) => `${prefix}${String(i).padStart(3, "0")}`);
+  const fds = names.map((n) => shmCreate(n, 64));
+  try {
+    const listed = shmList(prefix); // more than the initial 16 KiB buffer holds
+    assert.deepEqual(listed, names.map((n) => n.slice(1)));
+    assert.deepEqual(shmList(prefix.slice(1) + "29"), names.slice(290).map((n) => n.slice(1)));
+    assert.ok(shmList("").includes(names[0].slice(1)));
+  } finally {
+    for (const n of names) shmUnlink(n, { missingOk: true });
+    for (const fd of fds) closeFd(fd);
+  }
+  assert.deepEqual(shmList(prefix), []);
 });
 
 Deno.test("prefault keeps existing data", () => {
