@@ -351,7 +351,10 @@ export class SharedQueue {
    * Takes a small message and hands its bytes to `read` inside one critical section, then
    * releases it. Returns undefined when no message is ready.
    */
-  takeSmall<T>(maxLength: number, read: (bytes: Uint8Array) => T): { value: T } | undefined | TakenMessage {
+  takeSmall<T>(
+    maxLength: number,
+    read: (bytes: Uint8Array) => T,
+  ): { value: T } | undefined | TakenMessage {
     let released = false;
     this.#lock();
     try {

@@ -59,7 +59,9 @@ export function sweepStaleQueues(): SweepResult {
   }
   // Extensions whose queue is gone belong to nobody.
   for (const list of extensions.values()) {
-    for (const name of list) if (native.shmUnlink(`/${name}`, { missingOk: true })) removed.push(name);
+    for (const name of list) {
+      if (native.shmUnlink(`/${name}`, { missingOk: true })) removed.push(name);
+    }
   }
   return { removed };
 }

@@ -36,7 +36,9 @@ const SLICE_MS = 200;
 export function deadlineOf(timeout: number | undefined, method: string): number {
   if (timeout === undefined || timeout === Infinity) return Infinity;
   if (typeof timeout !== "number" || !(timeout >= 0)) {
-    throw new RangeError(`${method}: timeout must be a number of milliseconds >= 0, got ${timeout}`);
+    throw new RangeError(
+      `${method}: timeout must be a number of milliseconds >= 0, got ${timeout}`,
+    );
   }
   return performance.now() + timeout;
 }

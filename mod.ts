@@ -1,0 +1,40 @@
+/**
+ * Shared-memory queues for Deno: pass large arrays and structured messages between
+ * processes and Workers at memory speed.
+ *
+ * ```ts
+ * import { createSharedMemoryPair } from "./mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });
+ * await sender.put({ idx: 12345, source: "actor_3", data: new Float32Array(1024) });
+ * const message = await receiver.get();
+ * sender.close();
+ * receiver.close();
+ * ```
+ *
+ * @module
+ */
+
+export { createSharedMemoryPair, openReceiver, openSender } from "./queue/pair.ts";
+export type { QueueOptions } from "./queue/options.ts";
+export { Sender } from "./queue/sender.ts";
+export { Receiver } from "./queue/receiver.ts";
+export { Draft, Lease } from "./queue/lease.ts";
+export type { SyncWaitOptions, WaitOptions } from "./queue/wait.ts";
+export type { QueueDescriptor } from "./queue/descriptor.ts";
+export {
+  ClosedError,
+  type ClosedReason,
+  DecodeError,
+  EmptyError,
+  FullError,
+  QueueError,
+} from "./queue/errors.ts";
+export { type SweepResult, sweepStaleQueues } from "./queue/sweep.ts";
+export { decode, DType, dtype, encode, NdArray, Reservation, reserve } from "./codec/mod.ts";
+export type {
+  DecodeOptions,
+  DTypeName,
+  ReservableConstructor,
+  TypedArray,
+  TypedArrayConstructor,
+} from "./codec/mod.ts";

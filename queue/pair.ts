@@ -1,0 +1,91 @@
+/**
+ * Making queues and opening their ends.
+ *
+ * @module
+ */
+
+import { parseDescriptor, type QueueDescriptor } from "./descriptor.ts";
+import { type QueueOptions, resolveOptions } from "./options.ts";
+import { Receiver } from "./receiver.ts";
+import { Sender } from "./sender.ts";
+import { SharedQueue } from "./shared_queue.ts";
+import { sweepStaleQueues } from "./sweep.ts";
+
+let swept = false;
+
+/**
+ * Creates a queue in shared memory and returns its two ends. Pass `sender.descriptor` or
+ * `receiver.descriptor` to other processes or Workers and open more ends there with
+ * {@linkcode openSender} and {@linkcode openReceiver}: any number of each may share a queue.
+ *
+ * The first call in a process also removes entries left in /dev/shm by queues whose
+ * processes all died (see `sweepStaleQueues`).
+ *
+ * @example
+ * ```ts
+ * import { createSharedMemoryPair } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });
+ * await sender.put("your data");
+ * console.assert(await receiver.get() === "your data");
+ * sender.close();
+ * receiver.close();
+ * ```
+ */
+export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receiver] {
+  const geometry = resolveOptions(options);
+  if (!swept) {
+    swept = true;
+    sweepStaleQueues();
+  }
+  const senderQueue = SharedQueue.create(geometry, "sender");
+  try {
+    return [new Sender(senderQueue), new Receiver(SharedQueue.open(senderQueue.name, "receiver"))];
+  } catch (error) {
+    senderQueue.close();
+    throw error;
+  }
+}
+
+/**
+ * Opens a new sending end of an existing queue, from a descriptor made in this or another
+ * process (either end's descriptor works). Accepts the descriptor object or its JSON text,
+ * and validates it: a descriptor can only name a queue of this library.
+ *
+ * @example
+ * ```ts
+ * import { createSharedMemoryPair, openSender } from "../mod.ts";
+ * const [first, receiver] = createSharedMemoryPair();
+ * const second = openSender(JSON.stringify(receiver.descriptor)); // as another process would
+ * await second.put(2);
+ * console.assert(await receiver.get() === 2);
+ * first.close();
+ * second.close();
+ * receiver.close();
+ * ```
+ */
+export function openSender(descriptor: QueueDescriptor | string): Sender {
+  const { name } = parseDescriptor(descriptor, "openSender");
+  return new Sender(SharedQueue.open(name, "sender"));
+}
+
+/**
+ * Opens a new receiving end of an existing queue from a descriptor (object or JSON text).
+ * Receivers share the stream: each message goes to exactly one of them.
+ *
+ * @example
+ * ```ts
+ * import { createSharedMemoryPair, openReceiver } from "../mod.ts";
+ * const [sender, first] = createSharedMemoryPair();
+ * const second = openReceiver(sender.descriptor);
+ * await sender.put("once");
+ * const got = first.getNowait() ?? second.getNowait();
+ * console.assert(got === "once");
+ * sender.close();
+ * first.close();
+ * second.close();
+ * ```
+ */
+export function openReceiver(descriptor: QueueDescriptor | string): Receiver {
+  const { name } = parseDescriptor(descriptor, "openReceiver");
+  return new Receiver(SharedQueue.open(name, "receiver"));
+}

@@ -1,0 +1,267 @@
+/**
+ * The sending end of a queue.
+ *
+ * @module
+ */
+
+import { decode, encodeInto, type EncodePlan, planEncode } from "../codec/mod.ts";
+import { ClosedError, FullError } from "./errors.ts";
+import { MAX_MESSAGE_SIZE } from "./layout.ts";
+import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
+import { Draft } from "./lease.ts";
+import type { Reservation, SharedQueue } from "./shared_queue.ts";
+import {
+  type Attempt,
+  deadlineOf,
+  type SyncWaitOptions,
+  waitAsync,
+  type WaitOptions,
+  waitSync,
+} from "./wait.ts";
+
+/** Messages up to this size are encoded inside the queue's critical section: one lock
+ * round trip per message instead of two. */
+const SMALL_MESSAGE = 16 * 1024;
+
+/**
+ * Puts messages into a queue. Make one with `createSharedMemoryPair`, or open one in another
+ * process or Worker with `openSender(descriptor)`.
+ *
+ * @example
+ * ```ts
+ * import { createSharedMemoryPair } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+ * await sender.put({ idx: 1, source: "actor_3" });
+ * console.assert(sender.hasSpace());
+ * console.assert((await receiver.get() as { idx: number }).idx === 1);
+ * await sender.waitForAllAck();
+ * sender.close();
+ * receiver.close();
+ * ```
+ */
+export class Sender implements Disposable {
+  readonly #queue: SharedQueue;
+  readonly #drafts = new Set<Draft<unknown>>();
+  #published = 0;
+
+  /** @internal Use `createSharedMemoryPair` or `openSender`. */
+  constructor(queue: SharedQueue) {
+    this.#queue = queue;
+  }
+
+  /** A JSON-serializable reference to this queue, for `openSender`/`openReceiver` elsewhere. */
+  get descriptor(): QueueDescriptor {
+    return { shmq: DESCRIPTOR_VERSION, end: "sender", name: this.#queue.name };
+  }
+
+  /** The queue's capacity: how many messages may be outstanding. */
+  get capacity(): number {
+    return this.#queue.capacity;
+  }
+
+  /** Whether this end was closed. */
+  get closed(): boolean {
+    return this.#queue.closed;
+  }
+
+  /** Whether a `put` would find room right now (fewer than `capacity` messages outstanding).
+   * Never blocks. False once this end is closed. */
+  hasSpace(): boolean {
+    return !this.#queue.closed && this.#queue.inFlight < this.#queue.capacity;
+  }
+
+  /**
+   * Puts a message, waiting while `capacity` messages are outstanding. Rejects with
+   * `FullError` when `timeout` ms pass first, `ClosedError` when every receiver has closed,
+   * `TypeError` (before anything is written) for a value the codec does not support.
+   */
+  async put(value: unknown, options?: WaitOptions): Promise<void> {
+    const deadline = deadlineOf(options?.timeout, "Sender.put");
+    options?.signal?.throwIfAborted();
+    const plan = this.#plan(value);
+    const attempt = this.#putAttempt(plan);
+    if (attempt() !== undefined) return;
+    const done = await waitAsync(
+      this.#queue,
+      this.#queue.releaseSignal,
+      attempt,
+      deadline,
+      options?.signal,
+    );
+    if (done === undefined) throw this.#full("put", options?.timeout);
+  }
+
+  /** Like {@linkcode put}, but blocks the thread: for actors and Workers that do nothing else. */
+  putSync(value: unknown, options?: SyncWaitOptions): void {
+    const deadline = deadlineOf(options?.timeout, "Sender.putSync");
+    const plan = this.#plan(value);
+    const done = waitSync(this.#queue, this.#queue.releaseSignal, this.#putAttempt(plan), deadline);
+    if (done === undefined) throw this.#full("putSync", options?.timeout);
+  }
+
+  /**
+   * Reserves a message in shared memory for the zero-copy write path. `template` is any
+   * value where the arrays to fill are `reserve(dtype, shape)` (or `reserve(Ctor, length)`)
+   * placeholders; in the returned draft's `value` they are views into shared memory. Fill
+   * them and call `draft.send()`. Waits for room like {@linkcode put}.
+   */
+  async prepare<T = unknown>(template: unknown, options?: WaitOptions): Promise<Draft<T>> {
+    const deadline = deadlineOf(options?.timeout, "Sender.prepare");
+    options?.signal?.throwIfAborted();
+    const plan = this.#plan(template);
+    const attempt = this.#reserveAttempt(plan.byteLength);
+    const reserved = attempt() ??
+      await waitAsync(this.#queue, this.#queue.releaseSignal, attempt, deadline, options?.signal);
+    if (reserved === undefined) throw this.#full("prepare", options?.timeout);
+    return this.#draft<T>(plan, reserved.value);
+  }
+
+  /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
+  prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
+    const deadline = deadlineOf(options?.timeout, "Sender.prepareSync");
+    const plan = this.#plan(template);
+    const reserved = waitSync(
+      this.#queue,
+      this.#queue.releaseSignal,
+      this.#reserveAttempt(plan.byteLength),
+      deadline,
+    );
+    if (reserved === undefined) throw this.#full("prepareSync", options?.timeout);
+    return this.#draft<T>(plan, reserved.value);
+  }
+
+  /**
+   * Waits until every message this sender put has been received and released. Rejects with
+   * `FullError` on timeout, and `ClosedError` when every receiver closed first.
+   */
+  async waitForAllAck(options?: WaitOptions): Promise<void> {
+    const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAck");
+    options?.signal?.throwIfAborted();
+    const done = await waitAsync(
+      this.#queue,
+      this.#queue.releaseSignal,
+      this.#ackAttempt,
+      deadline,
+      options?.signal,
+    );
+    if (done === undefined) throw this.#ackTimeout(options?.timeout);
+  }
+
+  /** Like {@linkcode waitForAllAck}, but blocks the thread. */
+  waitForAllAckSync(options?: SyncWaitOptions): void {
+    const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAckSync");
+    const done = waitSync(this.#queue, this.#queue.releaseSignal, this.#ackAttempt, deadline);
+    if (done === undefined) throw this.#ackTimeout(options?.timeout);
+  }
+
+  /**
+   * Leaves the queue. Messages already put are still delivered; drafts not yet sent are
+   * cancelled. When this was the last sender, receivers get `ClosedError` once drained.
+   */
+  close(): void {
+    if (this.#queue.closed) return;
+    for (const draft of [...this.#drafts]) draft.cancel();
+    this.#queue.close();
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #plan(value: unknown): EncodePlan {
+    this.#queue.assertOpen();
+    const plan = planEncode(value);
+    if (plan.byteLength > MAX_MESSAGE_SIZE) {
+      throw new RangeError(
+        `Sender.put: a message of ${plan.byteLength} bytes exceeds the limit of ` +
+          `${MAX_MESSAGE_SIZE} bytes`,
+      );
+    }
+    return plan;
+  }
+
+  #putAttempt(plan: EncodePlan): Attempt<true> {
+    const queue = this.#queue;
+    const length = plan.byteLength;
+    if (length <= SMALL_MESSAGE) {
+      const write = (target: Uint8Array) => encodeInto(plan, target);
+      return () => {
+        if (!queue.putSmall(length, write)) return undefined;
+        this.#published++;
+        return DONE;
+      };
+    }
+    return () => {
+      const r = queue.reserve(length);
+      if (r === undefined) return undefined;
+      try {
+        encodeInto(plan, queue.reservedBytes(r));
+      } catch (error) {
+        queue.cancel(r);
+        throw error;
+      }
+      queue.publish(r);
+      this.#published++;
+      return DONE;
+    };
+  }
+
+  #reserveAttempt(length: number): Attempt<Reservation> {
+    return () => {
+      const r = this.#queue.reserve(length);
+      return r === undefined ? undefined : { value: r };
+    };
+  }
+
+  #draft<T>(plan: EncodePlan, r: Reservation): Draft<T> {
+    const queue = this.#queue;
+    let view;
+    let value: T;
+    try {
+      view = queue.openView(r.segment, r.offset, r.length, r.createExtension);
+      const bytes = new Uint8Array(view.buffer, 0, r.length);
+      encodeInto(plan, bytes);
+      value = decode(bytes, { view: true }) as T;
+    } catch (error) {
+      if (view) queue.dropView(view);
+      queue.cancel(r);
+      throw error;
+    }
+    const draft = new Draft<T>(queue, r, view, value, (d, sent) => {
+      this.#drafts.delete(d as Draft<unknown>);
+      if (sent) this.#published++;
+    });
+    this.#drafts.add(draft as Draft<unknown>);
+    return draft;
+  }
+
+  readonly #ackAttempt: Attempt<true> = () => {
+    const queue = this.#queue;
+    queue.assertOpen();
+    if (queue.acked === (this.#published >>> 0)) return DONE;
+    if (queue.livePeers === 0) {
+      const missing = (this.#published - queue.acked) >>> 0;
+      throw new ClosedError(
+        `every receiver closed with ${missing} message(s) of this sender not received`,
+        { reason: "no-receivers" },
+      );
+    }
+    return undefined;
+  };
+
+  #full(method: string, timeout: number | undefined): FullError {
+    return new FullError(
+      `Sender.${method}: the queue stayed full (capacity ${this.#queue.capacity}) for ${timeout} ms`,
+    );
+  }
+
+  #ackTimeout(timeout: number | undefined): FullError {
+    const missing = (this.#published - this.#queue.acked) >>> 0;
+    return new FullError(
+      `Sender.waitForAllAck: ${missing} message(s) still not received after ${timeout} ms`,
+    );
+  }
+}
+
+const DONE = { value: true as const };

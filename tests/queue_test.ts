@@ -1,0 +1,329 @@
+import assert from "node:assert/strict";
+import {
+  ClosedError,
+  createSharedMemoryPair,
+  EmptyError,
+  FullError,
+  NdArray,
+  openReceiver,
+  openSender,
+  QueueError,
+  reserve,
+} from "../mod.ts";
+import { shmEntries, withoutLeaks } from "./helpers.ts";
+
+Deno.test("put and get round-trip values of the data model", () =>
+  withoutLeaks(async () => {
+    const [s, first] = createSharedMemoryPair({ capacity: 8 });
+    using _s = s;
+    first.close(); // another receiver keeps the queue alive
+    using r = openReceiver(s.descriptor);
+    const values: unknown[] = [
+      "your data",
+      12345,
+      -0,
+      2n ** 100n,
+      null,
+      undefined,
+      { idx: 12345, source: "actor_3", data: new Float32Array([1.5, 2.5]) },
+      new Map<unknown, unknown>([[1, "a"], ["b", new Set([1, 2])]]),
+      [1, [2, [3]]],
+    ];
+    for (const v of values) {
+      await s.put(v);
+      assert.deepEqual(await r.get(), v);
+    }
+  }));
+
+Deno.test("a message larger than the arena goes through an extension segment, reused", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 256 * 1024 });
+    using _s = s;
+    using _r = r;
+    const big = new Uint8Array(3 * 1024 * 1024).map((_, i) => i * 7);
+    for (let round = 0; round < 3; round++) {
+      big[0] = round;
+      await s.put(big);
+      const got = await r.get<Uint8Array>();
+      assert.equal(got.length, big.length);
+      assert.equal(got[0], round);
+      assert.deepEqual(got.subarray(0, 4096), big.subarray(0, 4096));
+      assert.equal(got[big.length - 1], big[big.length - 1]);
+    }
+    const extensions = shmEntries().filter((n) => n.startsWith(r.descriptor.name.slice(1) + "-x"));
+    assert.equal(extensions.length, 1, `one extension reused, found ${extensions}`);
+  }));
+
+Deno.test("capacity bounds outstanding messages: hasSpace, put timeout, FullError", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 3 });
+    using _s = s;
+    using _r = r;
+    for (let i = 0; i < 3; i++) await s.put(i);
+    assert.equal(s.hasSpace(), false);
+    const started = performance.now();
+    await assert.rejects(s.put(3, { timeout: 50 }), FullError);
+    assert.ok(performance.now() - started >= 45);
+    assert.throws(() => s.putSync(3, { timeout: 0 }), FullError);
+    assert.equal(await r.get(), 0);
+    assert.equal(s.hasSpace(), true);
+    await s.put(3, { timeout: 50 });
+    for (const want of [1, 2, 3]) assert.equal(r.getSync({ timeout: 100 }), want);
+  }));
+
+Deno.test("get timeouts and getNowait on an empty queue", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair();
+    using _s = s;
+    using _r = r;
+    assert.equal(r.getNowait(), undefined);
+    const started = performance.now();
+    await assert.rejects(r.get({ timeout: 40 }), EmptyError);
+    const waited = performance.now() - started;
+    assert.ok(waited >= 35 && waited < 2000, `waited ${waited} ms`);
+    assert.throws(() => r.getSync({ timeout: 10 }), EmptyError);
+    await assert.rejects(r.borrow({ timeout: 10 }), EmptyError);
+    assert.throws(() => r.borrowSync({ timeout: 0 }), EmptyError);
+    await assert.rejects(r.get({ timeout: -1 }), RangeError);
+  }));
+
+Deno.test("a blocked get is woken by a put from another end", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair();
+    using _s = s;
+    using _r = r;
+    const pending = r.get({ timeout: 5000 });
+    await new Promise((ok) => setTimeout(ok, 30));
+    await s.put("late");
+    assert.equal(await pending, "late");
+  }));
+
+Deno.test("waitForAllAck waits for every message to be released", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4 });
+    using _s = s;
+    using _r = r;
+    await s.waitForAllAck({ timeout: 10 });
+    await s.put(1);
+    await s.put(2);
+    await assert.rejects(s.waitForAllAck({ timeout: 20 }), FullError);
+    const acked = s.waitForAllAck({ timeout: 2000 });
+    await r.get();
+    using lease = await r.borrow();
+    assert.equal(lease.value, 2);
+    assert.throws(() => s.waitForAllAckSync({ timeout: 0 }), FullError);
+    lease.release();
+    await acked;
+    s.waitForAllAckSync({ timeout: 0 });
+  }));
+
+Deno.test("borrow lends arrays in place and detaches them on release", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair();
+    using _s = s;
+    using _r = r;
+    const obs = new NdArray("float32", [2, 3], new Float32Array([1, 2, 3, 4, 5, 6]));
+    await s.put({ step: 7, obs, raw: new Uint16Array([9, 8]) });
+    const lease = await r.borrow<{ step: number; obs: NdArray<Float32Array>; raw: Uint16Array }>();
+    assert.equal(lease.value.step, 7);
+    assert.deepEqual([...lease.value.obs.shape], [2, 3]);
+    assert.deepEqual([...lease.value.obs.data], [1, 2, 3, 4, 5, 6]);
+    // In place: the views share one buffer over the message, not a copy per array.
+    assert.equal(lease.value.obs.data.buffer, lease.value.raw.buffer);
+    assert.equal(lease.value.obs.data.buffer.byteLength, lease.byteLength);
+    assert.equal(s.hasSpace(), true);
+    lease.release();
+    assert.equal(lease.value.obs.data.length, 0, "views are detached after release");
+    assert.equal(lease.value.raw.length, 0);
+    lease.release(); // idempotent
+    await s.waitForAllAck({ timeout: 1000 });
+  }));
+
+Deno.test("zero-copy write: prepare, fill in place, send", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    using _r = r;
+    const draft = await s.prepare<{ idx: number; obs: NdArray<Float32Array>; raw: Uint8Array }>({
+      idx: 1,
+      obs: reserve("float32", [4, 2]),
+      raw: reserve(Uint8Array, 5),
+    });
+    draft.value.obs.data.set([0, 1, 2, 3, 4, 5, 6, 7]);
+    draft.value.raw.fill(9);
+    const obsView = draft.value.obs.data;
+    draft.send();
+    assert.equal(obsView.length, 0, "a sent draft's views are detached");
+    assert.throws(() => draft.send(), TypeError);
+    const got = await r.get<{ idx: number; obs: NdArray<Float32Array>; raw: Uint8Array }>();
+    assert.equal(got.idx, 1);
+    assert.deepEqual([...got.obs.data], [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual([...got.raw], [9, 9, 9, 9, 9]);
+
+    // A draft disposed unsent is cancelled: nothing is delivered, its capacity comes back.
+    {
+      using cancelled = s.prepareSync({ data: reserve(Float64Array, 3) });
+      assert.equal(cancelled.settled, false);
+    }
+    await s.put("after");
+    assert.equal(await r.get({ timeout: 1000 }), "after");
+    assert.equal(r.getNowait(), undefined);
+    await s.waitForAllAck({ timeout: 1000 });
+  }));
+
+Deno.test("a rejected value throws before anything is written; the queue stays usable", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    using _r = r;
+    await assert.rejects(s.put({ ok: 1, fn: () => 1 }), (e: Error) => {
+      assert.ok(e instanceof TypeError);
+      assert.match(e.message, /fn/);
+      return true;
+    });
+    assert.throws(() => s.putSync(Symbol("x")), TypeError);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await assert.rejects(s.put(cyclic), TypeError);
+    assert.equal(s.hasSpace(), true);
+    await s.put("fine");
+    assert.equal(await r.get(), "fine");
+    assert.equal(r.getNowait(), undefined);
+    await s.waitForAllAck({ timeout: 100 });
+  }));
+
+Deno.test("closing: drained receivers get ClosedError, senders without receivers too", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair();
+    await s.put(1);
+    await s.put(2);
+    s.close();
+    const seen: unknown[] = [];
+    for await (const v of r) seen.push(v);
+    assert.deepEqual(seen, [1, 2]);
+    await assert.rejects(
+      r.get(),
+      (e: unknown) => e instanceof ClosedError && e.reason === "drained",
+    );
+    assert.throws(() => r.getNowait(), ClosedError);
+    r.close();
+
+    const [s2, r2] = createSharedMemoryPair();
+    r2.close();
+    await assert.rejects(
+      s2.put(1),
+      (e: unknown) => e instanceof ClosedError && e.reason === "no-receivers",
+    );
+    s2.close();
+    await assert.rejects(
+      s2.put(1),
+      (e: unknown) => e instanceof ClosedError && e.reason === "closed",
+    );
+    assert.equal(s2.hasSpace(), false);
+    assert.throws(() => r2.getNowait(), ClosedError);
+    s2.close(); // idempotent
+  }));
+
+Deno.test("an end closed while a get waits makes it reject with ClosedError", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair();
+    const pending = r.get({ timeout: 5000 });
+    await new Promise((ok) => setTimeout(ok, 20));
+    r.close();
+    await assert.rejects(pending, ClosedError);
+    s.close();
+  }));
+
+Deno.test("AbortSignal cancels waiting put, get and waitForAllAck", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    using _s = s;
+    using _r = r;
+    const started = performance.now();
+    await assert.rejects(r.get({ signal: AbortSignal.timeout(30) }), (e: Error) => {
+      assert.equal(e.name, "TimeoutError");
+      return true;
+    });
+    assert.ok(performance.now() - started < 1000);
+    await s.put(1);
+    const controller = new AbortController();
+    const blocked = s.put(2, { signal: controller.signal });
+    const acking = s.waitForAllAck({ signal: controller.signal });
+    controller.abort(new Error("stop"));
+    await assert.rejects(blocked, /stop/);
+    await assert.rejects(acking, /stop/);
+    await assert.rejects(r.get({ signal: controller.signal }), /stop/);
+    assert.equal(await r.get(), 1);
+    assert.equal(r.getNowait(), undefined, "the aborted put wrote nothing");
+  }));
+
+Deno.test("several senders and receivers in one process: each message exactly once", () =>
+  withoutLeaks(async () => {
+    const [s0, r0] = createSharedMemoryPair({ capacity: 16 });
+    const senders = [s0, openSender(s0.descriptor), openSender(r0.descriptor)];
+    const receivers = [r0, openReceiver(s0.descriptor)];
+    const seen: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      await senders[i % 3].put(`${i % 3}:${i}`);
+      const got = receivers[i % 2].getNowait() ?? receivers[(i + 1) % 2].getNowait();
+      seen.push(got as string);
+    }
+    assert.equal(new Set(seen).size, 30);
+    for (const s of senders) s.close();
+    for (const r of receivers) await assert.rejects(r.get(), ClosedError);
+    for (const r of receivers) r.close();
+  }));
+
+Deno.test("the arena wraps around under mixed sizes without corrupting messages", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 6, arenaBytes: 64 * 1024 });
+    using _s = s;
+    using _r = r;
+    const sizes = [10, 5000, 15000, 100, 16000, 3, 9000, 40000, 12000, 1];
+    const pending: Uint8Array[] = [];
+    for (let i = 0; i < 200; i++) {
+      const data = new Uint8Array(sizes[i % sizes.length]).fill(i & 255);
+      if (!s.hasSpace()) {
+        const got = await r.get<Uint8Array>();
+        assert.deepEqual(got, pending.shift());
+      }
+      await s.put(data, { timeout: 1000 });
+      pending.push(data);
+    }
+    while (pending.length) assert.deepEqual(await r.get({ timeout: 1000 }), pending.shift());
+  }));
+
+Deno.test("invalid options and descriptors get errors naming what was wrong", () =>
+  withoutLeaks(() => {
+    for (const capacity of [0, -1, 1.5, 2 ** 30]) {
+      assert.throws(() => createSharedMemoryPair({ capacity }), (e: Error) => {
+        assert.ok(e instanceof RangeError);
+        assert.match(e.message, /capacity/);
+        return true;
+      });
+    }
+    assert.throws(
+      () => createSharedMemoryPair({ capacity: "5" as unknown as number }),
+      /capacity must be a number/,
+    );
+    for (const arenaBytes of [0, 1024, 2 ** 50, NaN]) {
+      assert.throws(() => createSharedMemoryPair({ arenaBytes }), /arenaBytes/);
+    }
+    const bad = [
+      null,
+      "not json",
+      { shmq: 2, end: "sender", name: "/shmq-00000000000000000000000000000000" },
+      { shmq: 1, end: "both", name: "/shmq-00000000000000000000000000000000" },
+      { shmq: 1, end: "sender", name: "/../../etc/passwd" },
+      { shmq: 1, end: "sender", name: "/shmq-0000000000000000000000000000000g" },
+    ];
+    for (const d of bad) {
+      assert.throws(() => openSender(d as never), /invalid queue descriptor/);
+    }
+    assert.throws(
+      () =>
+        openReceiver({ shmq: 1, end: "sender", name: "/shmq-0123456789abcdef0123456789abcdef" }),
+      (e: unknown) => e instanceof ClosedError && e.reason === "gone",
+    );
+    assert.ok(new EmptyError("x") instanceof QueueError);
+  }));
