@@ -1,0 +1,132 @@
+/**
+ * N-dimensional arrays: a dtype, a shape and a flat TypedArray of elements in C order.
+ *
+ * @module
+ */
+
+import { DType, dtype, type DTypeArrayMap, type DTypeName, type TypedArray } from "./dtype.ts";
+import { MAX_NDIM } from "./format.ts";
+
+/**
+ * Checks a shape (non-negative safe integers, at most 64 dimensions) and returns its element
+ * count. Throws a `RangeError` otherwise. Internal to the codec.
+ */
+export function shapeSize(shape: readonly number[]): number {
+  if (!Array.isArray(shape)) throw new TypeError("shape must be an array of integers");
+  if (shape.length > MAX_NDIM) {
+    throw new RangeError(`shape has ${shape.length} dimensions; at most ${MAX_NDIM} are supported`);
+  }
+  let size = 1;
+  for (let i = 0; i < shape.length; i++) {
+    const d = shape[i];
+    if (!Number.isSafeInteger(d) || d < 0) {
+      throw new RangeError(`shape[${i}] = ${String(d)} is not a non-negative integer`);
+    }
+    size *= d;
+  }
+  if (!Number.isSafeInteger(size)) throw new RangeError(`shape [${shape}] has too many elements`);
+  return size;
+}
+
+/**
+ * An N-dimensional array, the counterpart of numpy's `ndarray`: a {@linkcode DType}, a shape,
+ * and the elements in C (row-major) order in a TypedArray of the dtype's
+ * {@linkcode DType.arrayType} class. `bool` elements are bytes (0 or 1) in a `Uint8Array`;
+ * complex elements are interleaved (real, imaginary) pairs, so `data.length` is twice the
+ * element count; `float16` uses `Float16Array` (or a `Uint16Array` of raw bits where the
+ * runtime has no `Float16Array`).
+ *
+ * The constructor checks that `data` has the right class and exactly
+ * `product(shape) * lanes` elements; without `data` it allocates zeros. The shape is frozen.
+ *
+ * @example
+ * ```ts
+ * import { NdArray } from "./ndarray.ts";
+ * const img = new NdArray("float32", [2, 3]);
+ * img.data[1 * 3 + 2] = 1.5; // element [1, 2]
+ * console.assert(img.size === 6 && img.ndim === 2 && img.dtype.name === "float32");
+ *
+ * const labels = new NdArray("int32", [3], new Int32Array([7, 8, 9]));
+ * console.assert(labels.data[2] === 9);
+ * ```
+ */
+export class NdArray<T extends TypedArray = TypedArray> {
+  /** The element type. */
+  readonly dtype: DType;
+  /** The dimensions (frozen). An empty shape is a 0-d array (a scalar) with one element. */
+  readonly shape: readonly number[];
+  /** The elements in C order (see the class description for bool, complex and float16). */
+  readonly data: T;
+
+  /**
+   * Makes an array of `dtype` and `shape` over `data`, or over fresh zeros when `data` is
+   * omitted. Throws a `TypeError` when `data` has the wrong class, a `RangeError` when its
+   * length does not match the shape.
+   */
+  constructor(dtype: DType | DTypeName, shape: readonly number[], data?: T) {
+    const dt = typeof dtype === "string" ? dtypeOf(dtype) : dtype;
+    if (!(dt instanceof DType)) throw new TypeError("dtype must be a DType or a dtype name");
+    const size = shapeSize(shape);
+    const length = size * dt.lanes;
+    let d: TypedArray;
+    if (data === undefined) {
+      d = new dt.arrayType(length);
+    } else {
+      if (Object.getPrototypeOf(data) !== dt.arrayType.prototype) {
+        throw new TypeError(
+          `data of a ${dt.name} array must be a ${dt.arrayType.name}, not ${describe(data)}`,
+        );
+      }
+      d = data;
+      if (d.length !== length) {
+        throw new RangeError(
+          `data has ${d.length} elements; shape [${shape}] of ${dt.name} needs ${length}`,
+        );
+      }
+    }
+    this.dtype = dt;
+    this.shape = Object.freeze(shape.slice());
+    this.data = d as T;
+  }
+
+  /** Number of elements: the product of the shape (1 for a 0-d array). */
+  get size(): number {
+    return this.data.length / this.dtype.lanes;
+  }
+
+  /** Number of dimensions. */
+  get ndim(): number {
+    return this.shape.length;
+  }
+
+  /** Bytes of the elements: `size * dtype.itemSize`. */
+  get byteLength(): number {
+    return this.data.byteLength;
+  }
+
+  /**
+   * A zero-filled array with the TypedArray class that belongs to the dtype.
+   *
+   * @example
+   * ```ts
+   * import { NdArray } from "./ndarray.ts";
+   * const a = NdArray.zeros("int64", [2, 2]);
+   * const first: bigint = a.data[0]; // data is a BigInt64Array
+   * console.assert(first === 0n);
+   * ```
+   */
+  static zeros<N extends DTypeName>(name: N, shape: readonly number[]): NdArray<DTypeArrayMap[N]> {
+    return new NdArray<DTypeArrayMap[N]>(name, shape);
+  }
+}
+
+function dtypeOf(name: DTypeName): DType {
+  return dtype(name);
+}
+
+function describe(x: unknown): string {
+  if (x === null) return "null";
+  if (typeof x !== "object") return typeof x;
+  const c = (x as { constructor?: { name?: unknown } }).constructor;
+  return typeof c?.name === "string" ? `a ${c.name}` : "an object";
+}

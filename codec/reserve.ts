@@ -1,0 +1,186 @@
+/**
+ * Placeholders for the zero-copy write path: a value that encodes like an array of a given
+ * type and size, without copying any element, so that the caller can fill the payload in
+ * place afterwards.
+ *
+ * @module
+ */
+
+import { DType, dtype, type DTypeName, HAS_FLOAT16, type TypedArrayConstructor } from "./dtype.ts";
+import { B_ARRAYBUFFER, B_DATAVIEW } from "./format.ts";
+import { shapeSize } from "./ndarray.ts";
+
+/** The classes {@linkcode reserve} accepts besides a dtype: TypedArrays, ArrayBuffer, DataView. */
+export type ReservableConstructor =
+  | TypedArrayConstructor
+  | ArrayBufferConstructor
+  | DataViewConstructor;
+
+const token = Symbol("Reservation");
+
+/** Binary class code of each constructor (see CODEC.md, tag 0x20). */
+export function binaryClassCode(ctor: unknown): number {
+  switch (ctor) {
+    case ArrayBuffer:
+      return B_ARRAYBUFFER;
+    case Uint8Array:
+      return 1;
+    case Int8Array:
+      return 2;
+    case Uint8ClampedArray:
+      return 3;
+    case Int16Array:
+      return 4;
+    case Uint16Array:
+      return 5;
+    case Int32Array:
+      return 6;
+    case Uint32Array:
+      return 7;
+    case Float32Array:
+      return 9;
+    case Float64Array:
+      return 10;
+    case BigInt64Array:
+      return 11;
+    case BigUint64Array:
+      return 12;
+    case DataView:
+      return B_DATAVIEW;
+  }
+  if (HAS_FLOAT16 && ctor === Float16Array) return 8;
+  return -1;
+}
+
+/**
+ * A placeholder leaf made by {@linkcode reserve}. It encodes exactly like the value it stands
+ * for (an `NdArray` of `dtype` and `shape`, or a `ctor` instance of `length` elements) but the
+ * encoder leaves the payload bytes untouched; decoding gives back an ordinary value of that
+ * kind. Find where the payload landed in `EncodePlan.reservations`.
+ *
+ * @example
+ * ```ts
+ * import { reserve } from "./reserve.ts";
+ * const r = reserve("float32", [480, 640, 3]);
+ * console.assert(r.byteLength === 480 * 640 * 3 * 4);
+ * ```
+ */
+export class Reservation {
+  /** The dtype when this stands for an `NdArray`, else null. */
+  readonly dtype: DType | null;
+  /** The shape when this stands for an `NdArray`, else null. */
+  readonly shape: readonly number[] | null;
+  /** The class when this stands for a TypedArray, ArrayBuffer or DataView, else null. */
+  readonly ctor: ReservableConstructor | null;
+  /** Element count for a class (bytes for ArrayBuffer and DataView); element count of the shape. */
+  readonly length: number;
+  /** Bytes of payload. */
+  readonly byteLength: number;
+  /** Internal: binary class code (-1 for an ndarray). */
+  readonly classCode: number;
+
+  /** Not callable from outside: use {@linkcode reserve}. */
+  private constructor(
+    secret: symbol,
+    dt: DType | null,
+    shape: readonly number[] | null,
+    ctor: ReservableConstructor | null,
+    length: number,
+    byteLength: number,
+    classCode: number,
+  ) {
+    if (secret !== token) throw new TypeError("use reserve() to make a Reservation");
+    this.dtype = dt;
+    this.shape = shape;
+    this.ctor = ctor;
+    this.length = length;
+    this.byteLength = byteLength;
+    this.classCode = classCode;
+    Object.freeze(this);
+  }
+
+  /** Internal factory used by {@linkcode reserve}. */
+  static make(
+    dt: DType | null,
+    shape: readonly number[] | null,
+    ctor: ReservableConstructor | null,
+    length: number,
+    byteLength: number,
+    classCode: number,
+  ): Reservation {
+    return new Reservation(token, dt, shape, ctor, length, byteLength, classCode);
+  }
+}
+
+/**
+ * Reserves room for an array in an encoding without providing its elements: the encoder
+ * writes the header and leaves the payload bytes as they are, so that the caller can fill them
+ * in place (for example straight in shared memory) after `encodeInto`. Two forms:
+ *
+ * - `reserve(dtype, shape)` stands for an `NdArray` of that dtype and shape;
+ * - `reserve(ctor, length)` stands for an instance of a TypedArray class with `length`
+ *   elements, or an `ArrayBuffer` / `DataView` of `length` bytes.
+ *
+ * Throws a `TypeError` or `RangeError` for an unknown class or dtype or an invalid size.
+ *
+ * @example
+ * ```ts
+ * import { encode, decode, planEncode, encodeInto, reserve, reservedView, NdArray } from "./mod.ts";
+ * const plan = planEncode({ step: 7, frame: reserve("uint8", [2, 2]) });
+ * const region = new Uint8Array(plan.byteLength);
+ * encodeInto(plan, region);
+ * const frame = reservedView(region, plan.reservations[0]) as NdArray<Uint8Array>;
+ * frame.data.set([1, 2, 3, 4]); // written in place, after encoding
+ * const back = decode(region) as { frame: NdArray<Uint8Array> };
+ * console.assert(back.frame.data[3] === 4);
+ * ```
+ */
+export function reserve(dtype: DType | DTypeName, shape: readonly number[]): Reservation;
+/** Reserves a TypedArray of `length` elements, or an ArrayBuffer / DataView of `length` bytes. */
+export function reserve(ctor: ReservableConstructor, length: number): Reservation;
+export function reserve(
+  kind: DType | DTypeName | ReservableConstructor,
+  size: readonly number[] | number,
+): Reservation {
+  if (typeof kind === "string" || kind instanceof DType) {
+    const dt = typeof kind === "string" ? dtype(kind) : kind;
+    if (!Array.isArray(size)) throw new TypeError("reserve(dtype, shape): shape must be an array");
+    const shape = Object.freeze((size as readonly number[]).slice());
+    const n = shapeSize(shape);
+    return Reservation.make(dt, shape, null, n, n * dt.itemSize, -1);
+  }
+  const code = binaryClassCode(kind);
+  if (code < 0) {
+    throw new TypeError(
+      "reserve(ctor, length): ctor must be a TypedArray class, ArrayBuffer or DataView",
+    );
+  }
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
+    throw new RangeError(`reserve(ctor, length): length must be a non-negative integer`);
+  }
+  const per = (kind as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1;
+  const byteLength = size * per;
+  if (!Number.isSafeInteger(byteLength)) throw new RangeError("reserve: length too large");
+  return Reservation.make(null, null, kind, size, byteLength, code);
+}
+
+/**
+ * The class that decodes from each binary class code (index = code). Float16 falls back to
+ * Uint16Array (raw bits) on runtimes without Float16Array. Internal to the codec.
+ */
+export const BINARY_CTORS: readonly ReservableConstructor[] = [
+  ArrayBuffer,
+  Uint8Array,
+  Int8Array,
+  Uint8ClampedArray,
+  Int16Array,
+  Uint16Array,
+  Int32Array,
+  Uint32Array,
+  HAS_FLOAT16 ? Float16Array : Uint16Array,
+  Float32Array,
+  Float64Array,
+  BigInt64Array,
+  BigUint64Array,
+  DataView,
+];
