@@ -1,0 +1,676 @@
+import assert from "node:assert/strict";
+import {
+  decode,
+  DType,
+  dtype,
+  type DTypeName,
+  encode,
+  encodeInto,
+  NdArray,
+  planEncode,
+  reserve,
+  reservedView,
+} from "../codec/mod.ts";
+import { DecodeError, QueueError } from "../queue/errors.ts";
+import { assertSame, difference, prng } from "./codec_helpers.ts";
+
+const DTYPES: DTypeName[] = [
+  "bool",
+  "int8",
+  "uint8",
+  "int16",
+  "uint16",
+  "int32",
+  "uint32",
+  "int64",
+  "uint64",
+  "float16",
+  "float32",
+  "float64",
+  "complex64",
+  "complex128",
+];
+
+/** Round trip in both modes, checking the result against the input. */
+function roundTrip<T>(value: T): T {
+  const bytes = encode(value);
+  const copy = decode(bytes);
+  assertSame(copy, value, "copy mode");
+  assertSame(decode(bytes, { view: true }), value, "view mode");
+  // Deterministic: the same value encodes to the same bytes.
+  assert.deepEqual(encode(value), bytes);
+  return copy as T;
+}
+
+function bytesOf(s: string): Uint8Array {
+  return new TextEncoder().encode(s);
+}
+
+function random(n: number, seed: number): Float32Array {
+  const r = prng(seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = r();
+  return a;
+}
+
+Deno.test("codec: small integers, floats and their edge values", () => {
+  const ints = [0, 1, -1, 127, 128, 255, 256, 65535, 2 ** 31 - 1, -(2 ** 31), 2 ** 31, 2 ** 32];
+  const big = [2 ** 53 - 1, -(2 ** 53 - 1), 2 ** 40, -(2 ** 40) - 7, 1234567890123];
+  const floats = [
+    -0,
+    NaN,
+    Infinity,
+    -Infinity,
+    0.5,
+    -1.5,
+    Math.PI,
+    5e-324,
+    -5e-324,
+    Number.MAX_VALUE,
+    -Number.MAX_VALUE,
+    Number.EPSILON,
+    2 ** 53,
+    2 ** 60,
+    -(2 ** 53),
+    1e300,
+  ];
+  for (const v of [...ints, ...big, ...floats]) roundTrip(v);
+  assert.ok(Object.is(decode(encode(-0)), -0));
+  // Kinds: int32, int64 and float64 tags.
+  assert.equal(encode(7)[16], 0x05);
+  assert.equal(encode(2 ** 31)[16], 0x06);
+  assert.equal(encode(-0)[16], 0x07);
+  assert.equal(encode(0.5)[16], 0x07);
+  assert.equal(encode(2 ** 53)[16], 0x07);
+});
+
+Deno.test("codec: bigint of any size, booleans, null, undefined", () => {
+  const values = [
+    0n,
+    1n,
+    -1n,
+    255n,
+    256n,
+    -256n,
+    2n ** 63n - 1n,
+    -(2n ** 63n),
+    2n ** 64n - 1n,
+    2n ** 64n,
+    -(2n ** 64n) - 1n,
+    2n ** 1000n + 12345n,
+    -(3n ** 700n),
+    true,
+    false,
+    null,
+    undefined,
+  ];
+  for (const v of values) roundTrip(v);
+  const huge = 7n ** 20000n; // ~7 KiB of magnitude
+  assert.equal(decode(encode(huge)), huge);
+  assert.equal(decode(encode(-huge)), -huge);
+});
+
+Deno.test("codec: strings, any Unicode including lone surrogates", () => {
+  const strings = [
+    "",
+    "a",
+    "actor_3",
+    "x".repeat(24),
+    "y".repeat(25),
+    "z".repeat(64),
+    "w".repeat(65),
+    "ascii ".repeat(1000),
+    "héllo wörld",
+    "日本語のテキスト",
+    "emoji 😀🎉 pairs",
+    "é".repeat(100),
+    "😀".repeat(100),
+    "\u0000nul\u0000",
+    "\ufeffleading BOM",
+    "\ud800",
+    "\udc00",
+    "a\ud800b",
+    "end\ud83d",
+    "\ude00start",
+    "\udc00\ud800", // reversed pair: two lone surrogates
+    "lone \ud800 in a long string ".repeat(300),
+    "\u07ff\u0800\uffff\u{10000}\u{10ffff}",
+  ];
+  for (const s of strings) {
+    const back = roundTrip(s);
+    assert.equal(back, s);
+  }
+  // Well-formed strings use UTF-8, others UTF-16.
+  assert.equal(encode("é")[16], 0x09);
+  assert.equal(encode("\ud800")[16], 0x0a);
+  // Every single code unit, as one string and as keys.
+  const all = Array.from({ length: 65536 }, (_, i) => String.fromCharCode(i)).join("");
+  roundTrip(all);
+  const r = prng(1);
+  const keys: Record<string, number> = {};
+  for (let i = 0; i < 500; i++) {
+    let k = "";
+    const n = Math.floor(r() * 12);
+    for (let j = 0; j < n; j++) {
+      k += String.fromCharCode(Math.floor(r() * (r() < 0.7 ? 128 : 65536)));
+    }
+    keys[k] = i;
+  }
+  roundTrip(keys);
+});
+
+Deno.test("codec: bytes, every TypedArray class, DataView, views over part of a buffer", () => {
+  const buf = new ArrayBuffer(1024);
+  new Uint8Array(buf).forEach((_, i, a) => (a[i] = (i * 7) & 255));
+  const views = [
+    new Uint8Array([1, 2, 3]),
+    new Uint8Array(0),
+    buf.slice(0, 13),
+    new ArrayBuffer(0),
+    new Int8Array(buf, 8, 5),
+    new Uint8ClampedArray(buf, 3, 9),
+    new Int16Array(buf, 16, 7),
+    new Uint16Array(buf, 2, 3),
+    new Int32Array(buf, 4, 11),
+    new Uint32Array(buf, 64, 16),
+    new Float16Array([1.5, -0, NaN, Infinity, 65504]),
+    new Float32Array(buf, 100, 20),
+    new Float64Array(buf, 8, 30),
+    new Float64Array([NaN, -0, Infinity, -Infinity]),
+    new BigInt64Array(buf, 16, 4),
+    new BigUint64Array(buf, 24, 2),
+    new DataView(buf, 5, 17),
+    new DataView(new ArrayBuffer(0)),
+  ];
+  for (const v of views) {
+    const back = roundTrip(v) as ArrayBufferView | ArrayBuffer;
+    if (!(back instanceof ArrayBuffer)) {
+      // Only the view's own bytes travel; the copy owns exactly those.
+      assert.equal(back.byteOffset, 0);
+      assert.equal(back.buffer.byteLength, back.byteLength);
+    }
+  }
+  // The encoding of a view does not grow with the buffer under it.
+  assert.equal(encode(new Uint8Array(buf, 512, 4)).length, encode(new Uint8Array(4)).length);
+  // NaN payloads inside arrays are bytes and travel exactly.
+  const nan = new Uint8Array([1, 0, 0, 0, 0, 0, 0xf8, 0x7f]);
+  const back = decode(encode(new Float64Array(nan.buffer))) as Float64Array;
+  assert.deepEqual(new Uint8Array(back.buffer), nan);
+});
+
+Deno.test("codec: NdArray of every dtype, dtypes themselves", () => {
+  for (const name of DTYPES) {
+    const dt = dtype(name);
+    for (const shape of [[], [0], [3], [2, 3], [2, 0, 4], [1, 1, 1, 1, 1, 2]]) {
+      const a = new NdArray(dt, shape);
+      const bytes = new Uint8Array(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 13 + 5) & 255;
+      if (name === "bool") a.data.forEach((_, i, d) => (d[i] = i & 1));
+      const back = roundTrip(a);
+      assert.equal(back.dtype, dt);
+      assert.deepEqual(back.shape, shape);
+      assert.ok(Object.isFrozen(back.shape));
+    }
+    assert.equal(roundTrip(dt), dt);
+  }
+  assert.equal(new NdArray("float16", [2]).data.constructor, Float16Array);
+  assert.equal(new NdArray("complex64", [3]).data.length, 6);
+  assert.equal(new NdArray("bool", [3]).data.constructor, Uint8Array);
+  assert.equal(NdArray.zeros("int64", [2, 2]).data.constructor, BigInt64Array);
+  const many = new NdArray("uint8", Array(64).fill(1));
+  roundTrip(many);
+});
+
+Deno.test("codec: NdArray and dtype validation", () => {
+  assert.throws(() => new NdArray("float32", [2], new Float64Array(2) as never), TypeError);
+  assert.throws(() => new NdArray("float32", [2, 2], new Float32Array(3)), RangeError);
+  assert.throws(() => new NdArray("int8", [-1]), RangeError);
+  assert.throws(() => new NdArray("int8", [1.5]), RangeError);
+  assert.throws(() => new NdArray("int8", Array(65).fill(1)), RangeError);
+  assert.throws(() => new NdArray("complex128", [2], new Float64Array(2)), RangeError);
+  assert.throws(() => dtype("float128" as DTypeName), TypeError);
+  assert.equal(dtype("uint64"), dtype("uint64"));
+  assert.equal(dtype("complex64").itemSize, 8);
+  assert.equal(String(dtype("bool")), "bool");
+  assert.equal(JSON.stringify({ d: dtype("int8") }), '{"d":"int8"}');
+  assert.throws(() => new (DType as unknown as new () => DType)(), TypeError);
+});
+
+Deno.test("codec: arrays (with holes), tuples, objects, records, Maps, Sets, Dates", () => {
+  // deno-lint-ignore no-sparse-arrays
+  const holes = [1, , 3, , , undefined];
+  const back = roundTrip(holes);
+  assert.equal(back.length, 6);
+  assert.ok(!(1 in back) && 5 in back);
+  const trailing = [1, 2];
+  trailing.length = 5;
+  assert.equal(roundTrip(trailing).length, 5);
+
+  const tuple = roundTrip(Object.freeze([1, "a", true]));
+  assert.ok(Object.isFrozen(tuple) && Array.isArray(tuple));
+  assert.ok(Object.isFrozen(roundTrip(Object.freeze([]))));
+  assert.ok(!Object.isFrozen(roundTrip([1])));
+
+  const record = roundTrip(Object.freeze({ name: "example", value: 99 }));
+  assert.ok(Object.isFrozen(record));
+
+  const nullProto = Object.assign(Object.create(null), { a: 1, b: { c: null } });
+  const np = roundTrip(nullProto);
+  assert.equal(Object.getPrototypeOf(np), null);
+
+  const obj = { b: 1, a: 2, 10: "ten", 2: "two", "key with spaces": [], "": "empty key" };
+  assert.deepEqual(Object.keys(roundTrip(obj)), Object.keys(obj));
+
+  const key = { k: 1 };
+  const map = new Map<unknown, unknown>([
+    [1, "one"],
+    ["1", "string one"],
+    [1n, "bigint"],
+    [null, undefined],
+    [undefined, null],
+    [NaN, "nan"],
+    [key, [1, 2]],
+    [new Uint8Array([9]), new Set([1])],
+    [new Map([[1, 2]]), new Date(0)],
+  ]);
+  const mb = roundTrip(map);
+  assert.equal(mb.get("1"), "string one");
+  assert.equal(mb.get(NaN), "nan");
+  roundTrip(new Set<unknown>([1, "1", 1n, null, undefined, NaN, [1], { a: 1 }, new Set()]));
+  roundTrip([new Date(0), new Date(-8.64e15), new Date(8.64e15), new Date(NaN), new Date()]);
+  roundTrip({ empty: [], emptyObject: {}, emptyMap: new Map(), emptySet: new Set() });
+});
+
+Deno.test("codec: the __proto__ key is an own property, not a prototype", () => {
+  const v = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}');
+  const back = roundTrip(v) as Record<string, unknown>;
+  assert.equal(Object.getPrototypeOf(back), Object.prototype);
+  assert.ok(Object.hasOwn(back, "__proto__"));
+  assert.equal(({} as Record<string, unknown>).polluted, undefined);
+});
+
+Deno.test("codec: shared (non-cyclic) references are encoded twice", () => {
+  const shared = [1, 2, 3];
+  const back = roundTrip({ x: shared, y: shared });
+  assert.notEqual(back.x, back.y);
+  assert.deepEqual(back.x, back.y);
+});
+
+Deno.test("codec: the reference's small dict", () => {
+  const v = { idx: 12345, source: "actor_3", data: random(256, 3) };
+  const back = roundTrip(v);
+  assert.equal(back.idx, 12345);
+  assert.equal(back.data.length, 256);
+});
+
+Deno.test("codec: the Python reference's large example, translated", () => {
+  const tuple = <T extends unknown[]>(...xs: T) => Object.freeze(xs);
+  const float32 = (shape: number[], seed: number) =>
+    new NdArray("float32", shape, random(shape.reduce((a, b) => a * b, 1), seed));
+  const extensive = {
+    test_id: 98765,
+    description: "This is a comprehensive test data object.",
+    is_active: true,
+    parameters: {
+      learning_rate: 0.001,
+      batch_size: 128,
+      optimizer: "adam",
+      epsilon: 1e-8,
+      byte_config: new Uint8Array([1, 2, 3, 4]),
+    },
+    data_samples: [
+      {
+        sample_idx: 0,
+        image_data: float32([32, 32, 3], 1),
+        label: 10,
+        confidence: 0.95,
+        flags: [true, false, true],
+        metadata: tuple("image", "png", 32, 32),
+      },
+      {
+        sample_idx: 1,
+        image_data: new NdArray("uint8", [16, 16, 1]),
+        label: 5,
+        confidence: 0.88,
+        flags: [false, false, true],
+        metadata: tuple("image", "jpeg", 16, 16),
+      },
+    ],
+    settings_list: [
+      100,
+      "high",
+      false,
+      0.5,
+      bytesOf("setting_bytes"),
+      tuple(1, "a", true),
+      { nested_list_dict: [1, 2, { deep_key: "deep_value" }] },
+      new NdArray("float64", [3], new Float64Array([1.1, 2.2, 3.3])),
+    ],
+    unique_identifiers: new Set([101, 202, 303, 101]),
+    status_codes: new Set([bytesOf("success"), bytesOf("pending"), bytesOf("failed")]),
+    data_types_used: [dtype("float32"), dtype("int64"), dtype("uint8"), dtype("bool")],
+    complex_nested_structure: {
+      level1_dict: {
+        level2_list: [
+          "string_in_list",
+          12345,
+          true,
+          tuple(10, 20, 30),
+          {
+            level3_dict: {
+              array_in_dict: new NdArray("int64", [5], new BigInt64Array([0n, 1n, 2n, 3n, 4n])),
+            },
+          },
+          // TestNamedTuple(name='example', value=99): a record (frozen plain object).
+          Object.freeze({ name: "example", value: 99 }),
+        ],
+        level2_set: new Set([9, 8, 7, "set_string"]),
+        level2_tuple: tuple(
+          "tuple_item_1",
+          56.78,
+          bytesOf("tuple_bytes"),
+          [1, 2, 3],
+          { nested_in_tuple: "hello" },
+        ),
+      },
+    },
+    empty_structures: {
+      empty_list: [],
+      empty_dict: {},
+      empty_set: new Set(),
+      empty_tuple: tuple(),
+    },
+    large_array_example: float32([4, 8, 8, 3], 2),
+  };
+  const back = roundTrip(extensive);
+  assert.equal(back.unique_identifiers.size, 3);
+  assert.equal(back.large_array_example.data[767], extensive.large_array_example.data[767]);
+  assert.ok(Object.isFrozen(back.complex_nested_structure.level1_dict.level2_tuple));
+  // Every payload is 64-byte aligned from the start of the encoding.
+  const bytes = encode(extensive);
+  const view = decode(bytes, { view: true }) as typeof extensive;
+  for (const a of [view.large_array_example.data, view.data_samples[0].image_data.data]) {
+    assert.equal(a.buffer, bytes.buffer);
+    assert.equal((a.byteOffset - bytes.byteOffset) % 64, 0);
+  }
+});
+
+Deno.test("codec: 10,000 (and 100,000) levels of nesting, no stack overflow", () => {
+  for (const depth of [10_000, 100_000]) {
+    const kinds = [
+      (x: unknown) => [x],
+      (x: unknown) => ({ k: x }),
+      (x: unknown) => new Map([["k", x]]),
+      (x: unknown) => new Set([x]),
+      (x: unknown) => Object.freeze([x, 1]),
+    ];
+    for (let kind = 0; kind <= kinds.length; kind++) {
+      let v: unknown = "leaf";
+      for (let i = 0; i < depth; i++) v = kinds[kind === kinds.length ? i % kinds.length : kind](v);
+      const back = decode(encode(v));
+      assert.equal(difference(back, v), null);
+    }
+  }
+});
+
+Deno.test("codec: wide values", () => {
+  const r = prng(7);
+  const ints = Array.from({ length: 100_000 }, () => Math.floor(r() * 2 ** 40) - 2 ** 39);
+  roundTrip(ints);
+  const obj: Record<string, unknown> = {};
+  for (let i = 0; i < 20_000; i++) obj[`key_${i}`] = i % 3 === 0 ? `v${i}` : i * 0.5;
+  roundTrip(obj);
+  roundTrip(new Map(Array.from({ length: 10_000 }, (_, i) => [i, [i]])));
+  roundTrip(Array.from({ length: 1000 }, (_, i) => new Float32Array(i % 17)));
+});
+
+Deno.test("codec: unsupported values are rejected with their path, before anything is written", () => {
+  class Foo {
+    x = 1;
+  }
+  class MyMap extends Map {}
+  class MyArray extends Array {}
+  const cases: [unknown, string][] = [
+    [{ samples: [{}, { fn: () => 1 }] }, "value.samples[1].fn: functions are not supported"],
+    [Symbol("s"), "value: symbols are not supported"],
+    [{ a: [1, new Foo()] }, "value.a[1]: class instances (Foo) are not supported"],
+    [{ w: new WeakMap() }, "value.w: WeakMap is not supported"],
+    [[new WeakSet()], "value[0]: WeakSet is not supported"],
+    [{ p: Promise.resolve(1) }, "value.p: Promise is not supported"],
+    [{ "odd key": /x/ }, 'value["odd key"]: RegExp is not supported'],
+    [new MyMap(), "value: class instances (MyMap) are not supported"],
+    [new MyArray(), "value: Array subclass instances (MyArray) are not supported"],
+    [{ n: new Number(1) }, "value.n: class instances (Number) are not supported"],
+    [new SharedArrayBuffer(8), "value: SharedArrayBuffer is not supported"],
+    [new Map([["k", { f: Math.max }]]), 'value.get("k").f: functions are not supported'],
+    [new Map([[Symbol.iterator, 1]]), "value[key #0]: symbols are not supported"],
+    [new Map([[{}, () => 0]]), "value.get(<key #0>): functions are not supported"],
+    [new Set([1, 2, () => 0]), "value[item #2]: functions are not supported"],
+    [{ e: new Error("x") }, "value.e: Error is not supported"],
+  ];
+  for (const [value, message] of cases) {
+    assert.throws(() => planEncode(value), { name: "TypeError", message });
+    assert.throws(() => encode(value), { name: "TypeError", message });
+  }
+});
+
+Deno.test("codec: cycles are rejected with their path", () => {
+  const a: Record<string, unknown> = {};
+  a.b = { c: a };
+  assert.throws(() => encode({ a }), {
+    name: "TypeError",
+    message: "value.a.b.c: cyclic reference",
+  });
+  const self: unknown[] = [];
+  self.push(self);
+  assert.throws(() => encode(self), { message: "value[0]: cyclic reference" });
+  const m = new Map<unknown, unknown>();
+  m.set("me", m);
+  assert.throws(() => encode(m), { message: 'value.get("me"): cyclic reference' });
+  const s = new Set<unknown>();
+  s.add(s);
+  assert.throws(() => encode([s]), { message: "value[0][item #0]: cyclic reference" });
+  // A cycle deeper than the scanned part of the stack.
+  const root: { next?: unknown } = {};
+  let node = root;
+  for (let i = 0; i < 200; i++) {
+    const n = {};
+    node.next = n;
+    node = n;
+  }
+  node.next = root;
+  assert.throws(() => encode(root), { message: /^value(\.next){201}: cyclic reference$/ });
+  let deep: { next?: unknown } = {};
+  const start = deep;
+  for (let i = 0; i < 100; i++) {
+    const n = {};
+    deep.next = n;
+    deep = n;
+  }
+  deep.next = start.next; // back to depth 1
+  assert.throws(() => encode(start), { message: /cyclic reference$/ });
+  // The same object twice, without a cycle, is fine (also deeper than the scanned part).
+  const leaf = { x: 1 };
+  let chain: unknown = [leaf, leaf];
+  for (let i = 0; i < 100; i++) chain = [chain, leaf];
+  decode(encode(chain));
+});
+
+Deno.test("codec: encodeInto writes at 64-aligned offsets, zero padding, exact length", () => {
+  const value = { idx: 1, s: "abc", a: new Float64Array([1, 2]), b: new Uint8Array([7]) };
+  const plan = planEncode(value);
+  const region = new Uint8Array(plan.byteLength + 100).fill(0xee);
+  assert.equal(encodeInto(plan, region), plan.byteLength);
+  // Nothing past the plan's length is touched.
+  assert.ok(region.subarray(plan.byteLength).every((x) => x === 0xee));
+  // No byte of the encoding is left as it was (padding is zeroed).
+  assert.ok(!region.subarray(0, plan.byteLength).includes(0xee));
+  assertSame(decode(region), value); // bytes after the declared length are ignored
+  const view = decode(region, { view: true }) as typeof value;
+  assert.equal(view.a.byteOffset % 64, 0);
+  assert.equal(view.b.byteOffset % 64, 0);
+  // The same plan can be written again, elsewhere.
+  const other = new Uint8Array(plan.byteLength);
+  encodeInto(plan, other);
+  assert.deepEqual(other, region.subarray(0, plan.byteLength));
+  assert.throws(() => encodeInto(plan, new Uint8Array(plan.byteLength - 1)), RangeError);
+  assert.throws(() => encodeInto({ byteLength: 10, reservations: [] }, other), TypeError);
+});
+
+Deno.test("codec: a plan notices arrays that changed size since planning", () => {
+  const buf = new ArrayBuffer(64, { maxByteLength: 128 });
+  const a = new Uint8Array(buf);
+  const plan = planEncode({ a });
+  buf.resize(32);
+  assert.throws(() => encodeInto(plan, new Uint8Array(plan.byteLength)), TypeError);
+  const b = new Float32Array(8);
+  const plan2 = planEncode([b]);
+  b.buffer.transfer(); // detaches
+  assert.throws(() => encodeInto(plan2, new Uint8Array(plan2.byteLength)), TypeError);
+});
+
+Deno.test("codec: view mode shares memory with the source; copy mode does not", () => {
+  const value = {
+    t: new Float32Array([1, 2, 3]),
+    n: new NdArray("int16", [2, 2], new Int16Array([1, 2, 3, 4])),
+    d: new DataView(new Uint8Array([5, 6]).buffer),
+    b: new ArrayBuffer(4),
+  };
+  const region = new Uint8Array(4096);
+  encodeInto(planEncode(value), region);
+  const view = decode(region, { view: true }) as typeof value;
+  const copy = decode(region) as typeof value;
+  assert.equal(view.t.buffer, region.buffer);
+  assert.equal(view.n.data.buffer, region.buffer);
+  assert.equal(view.d.buffer, region.buffer);
+  assert.notEqual(copy.t.buffer, region.buffer);
+  assert.notEqual(view.b, region.buffer); // ArrayBuffer values are always copies
+  // Write through the source, see it in the views only.
+  new Float32Array(region.buffer, view.t.byteOffset, 3)[1] = 42;
+  new Int16Array(region.buffer, view.n.data.byteOffset, 4)[3] = -7;
+  region[view.d.byteOffset] = 99;
+  assert.equal(view.t[1], 42);
+  assert.equal(view.n.data[3], -7);
+  assert.equal(view.d.getUint8(0), 99);
+  assert.equal(copy.t[1], 2);
+  assert.equal(copy.n.data[3], 4);
+  assert.equal(copy.d.getUint8(0), 5);
+
+  // A region at an odd byte offset: views where the alignment allows, copies elsewhere.
+  const big = new Uint8Array(8192);
+  const odd = big.subarray(3);
+  encodeInto(planEncode(value), odd);
+  const oddView = decode(odd, { view: true }) as typeof value;
+  assertSame(oddView, value);
+  assert.notEqual(oddView.t.buffer, big.buffer); // Float32 at an odd address: copied
+  assert.equal(oddView.d.buffer, big.buffer); // DataView: any address
+});
+
+Deno.test("codec: reserve() encodes without copying; reservedView fills in place", () => {
+  const value = {
+    frame: reserve("uint16", [2, 3]),
+    flat: reserve(Float64Array, 5),
+    raw: reserve(ArrayBuffer, 3),
+    dv: reserve(DataView, 2),
+    step: 7,
+  };
+  const plan = planEncode(value);
+  assert.equal(plan.reservations.length, 4);
+  const region = new Uint8Array(plan.byteLength).fill(0xab);
+  encodeInto(plan, region);
+  for (const slot of plan.reservations) {
+    assert.equal(slot.byteOffset % 64, 0);
+    // The payload was left as it was.
+    assert.ok(
+      region.subarray(slot.byteOffset, slot.byteOffset + slot.byteLength).every((x) => x === 0xab),
+    );
+  }
+  const frame = reservedView(region, plan.reservations[0]) as NdArray<Uint16Array>;
+  frame.data.set([1, 2, 3, 4, 5, 6]);
+  const flat = reservedView(region, plan.reservations[1]) as Float64Array;
+  flat.fill(0.25);
+  (reservedView(region, plan.reservations[2]) as Uint8Array).set([1, 2, 3]);
+  (reservedView(region, plan.reservations[3]) as DataView).setUint16(0, 513, true);
+  const back = decode(region) as {
+    frame: NdArray<Uint16Array>;
+    flat: Float64Array;
+    raw: ArrayBuffer;
+    dv: DataView;
+    step: number;
+  };
+  assert.equal(back.frame.dtype, dtype("uint16"));
+  assert.deepEqual(back.frame.shape, [2, 3]);
+  assert.deepEqual([...back.frame.data], [1, 2, 3, 4, 5, 6]);
+  assert.ok(back.flat instanceof Float64Array && back.flat[4] === 0.25);
+  assert.deepEqual(new Uint8Array(back.raw), new Uint8Array([1, 2, 3]));
+  assert.equal(back.dv.getUint16(0, true), 513);
+  // A reservation encodes exactly like the value it stands for.
+  const real = {
+    frame: new NdArray("uint16", [2, 3], new Uint16Array([1, 2, 3, 4, 5, 6])),
+    flat: new Float64Array(5).fill(0.25),
+    raw: new Uint8Array([1, 2, 3]).buffer,
+    dv: new DataView(new Uint8Array([1, 2]).buffer),
+    step: 7,
+  };
+  assert.deepEqual(encode(real), region);
+  assert.throws(() => reserve(Array as never, 3), TypeError);
+  assert.throws(() => reserve(Uint8Array, -1), RangeError);
+  assert.throws(() => reserve("float32", [-1]), RangeError);
+});
+
+Deno.test("codec: decode rejects malformed input with DecodeError", () => {
+  const good = encode({ a: [1, "x"], b: new Float32Array(2) });
+  const bad = (mutate: (b: Uint8Array) => Uint8Array | void, message: RegExp) => {
+    const b = good.slice();
+    const out = mutate(b) ?? b;
+    assert.throws(() => decode(out), (e: unknown) => {
+      assert.ok(e instanceof DecodeError && e instanceof QueueError, String(e));
+      assert.match((e as Error).message, message);
+      return true;
+    });
+  };
+  bad((b) => b.subarray(0, 10), /truncated header/);
+  bad((b) => void (b[0] = 0), /bad magic/);
+  bad((b) => void (b[4] = 2), /unsupported format version 2/);
+  bad((b) => void (b[6] = 1), /reserved/);
+  bad((b) => b.subarray(0, b.length - 1), /truncated: the header declares/);
+  bad((b) => void (b[8] = 16), /no value/);
+  bad((b) => {
+    const c = new Uint8Array(b.length + 3);
+    c.set(b);
+    c[8] += 3; // declared length includes 3 junk bytes
+    return c;
+  }, /3 trailing bytes/);
+  bad((b) => void (b[16] = 0xee), /unknown tag 0xee at byte 16/);
+  bad((b) => void (b[17] = 0xff), /count \d+ exceeds the remaining bytes/);
+  bad((b) => void (b[21] = 0x05), /object key must be a string/);
+  const hole = encode([undefined]);
+  hole[21] = 0x0c;
+  decode(hole); // a hole inside an array is fine
+  hole[16] = 0x0c;
+  assert.throws(() => decode(hole), DecodeError);
+  const str = encode("abc");
+  str[21] = 0xff;
+  assert.throws(() => decode(str), /invalid UTF-8/);
+  const nd = encode(new NdArray("int8", [4]));
+  nd[17] = 99;
+  assert.throws(() => decode(nd), /unknown dtype code 99/);
+  const bin = encode(new Int32Array(2));
+  bin[18] = 7; // 7 bytes: not a multiple of 4
+  assert.throws(() => decode(bin), /not a multiple of 4/);
+  assert.throws(() => decode(new Uint8Array(0)), DecodeError);
+  assert.throws(() => decode([1, 2] as unknown as Uint8Array), TypeError);
+});
+
+Deno.test("codec: int64 values beyond the safe range (from other encoders) decode as bigint", () => {
+  const b = encode(2 ** 40);
+  assert.equal(b[16], 0x06);
+  b.set([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f], 17);
+  assert.equal(decode(b), 2n ** 63n - 1n);
+  b.set([0, 0, 0, 0, 0, 0, 0xe0, 0xff], 17); // -2^53
+  assert.equal(decode(b), -(2n ** 53n));
+  b.set([1, 0, 0, 0, 0, 0, 0xe0, 0xff], 17); // -2^53 + 1
+  assert.equal(decode(b), -(2 ** 53) + 1);
+  b.set([5, 0, 0, 0, 0, 0, 0, 0], 17); // small value in the int64 form
+  assert.equal(decode(b), 5);
+});
