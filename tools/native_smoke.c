@@ -1,0 +1,68 @@
+/*
+ * Smoke test of a shipped libshmq.so from C, so the binary of another architecture can be
+ * exercised under qemu-user (see tools/cross_smoke.sh). Links against the library given
+ * at link time; prints "ok" and exits 0, or names the failed check and exits 1.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../ffi/shmq.h"
+
+#define CHECK(cond)                                              \
+  do {                                                           \
+    if (!(cond)) {                                               \
+      fprintf(stderr, "native_smoke: failed: %s (line %d)\n", #cond, __LINE__); \
+      return 1;                                                  \
+    }                                                            \
+  } while (0)
+
+int main(void) {
+  char name[64];
+  snprintf(name, sizeof name, "/shmq-test-smoke-%d", (int)getpid());
+  const uint8_t *n = (const uint8_t *)name;
+  CHECK(shmq_abi_version() == SHMQ_ABI_VERSION);
+  int32_t fd = shmq_shm_create(n, 8192);
+  CHECK(fd >= 0);
+  CHECK(shmq_shm_create(n, 8192) == -EEXIST);
+  CHECK(strcmp(shmq_errno_name(EEXIST), "EEXIST") == 0);
+  CHECK(shmq_fd_size(fd) == 8192);
+  CHECK(shmq_fd_links(fd) == 1);
+  int64_t addr = shmq_map(fd, 8192);
+  CHECK(addr > 0);
+  uint8_t *p = (uint8_t *)(intptr_t)addr;
+  p[100] = 7;
+  CHECK(shmq_prefault(p, 8192) == 0);
+  CHECK(p[100] == 7);
+  int32_t fd2 = shmq_shm_open(n);
+  CHECK(fd2 >= 0);
+  int64_t addr2 = shmq_map(fd2, 8192);
+  CHECK(addr2 > 0 && ((uint8_t *)(intptr_t)addr2)[100] == 7);
+  CHECK(shmq_futex_wait(p, 1, 1000000) == 2);
+  CHECK(shmq_futex_wait(p, 0, 1000000) == 1);
+  CHECK(shmq_futex_wake(p, 1) == 0);
+  shmq_atomic_store_u64(p + 8, 41);
+  CHECK(shmq_atomic_add_u64(p + 8, 1) == 41);
+  CHECK(shmq_atomic_load_u64(p + 8) == 42);
+  CHECK(shmq_atomic_cas_u64(p + 8, 42, 1) == 1);
+  CHECK(shmq_atomic_cas_u64(p + 8, 42, 1) == 0);
+  CHECK(shmq_lock_byte(fd, 0, 2) == 0);
+  CHECK(shmq_lock_probe(fd2, 0) == 1);
+  CHECK(shmq_lock_byte(fd2, 0, 1) == -EAGAIN);
+  CHECK(shmq_lock_byte(fd, 0, 0) == 0);
+  CHECK(shmq_lock_probe(fd2, 0) == 0);
+  uint8_t list[4096];
+  int64_t need = shmq_shm_list((const uint8_t *)name, list, sizeof list);
+  CHECK(need == (int64_t)strlen(name));
+  CHECK(strcmp((char *)list, name + 1) == 0);
+  CHECK(shmq_pid_alive((int32_t)getpid()) == 1);
+  CHECK(shmq_unmap(p, 8192) == 0);
+  CHECK(shmq_unmap((void *)(intptr_t)addr2, 8192) == 0);
+  CHECK(shmq_shm_unlink(n) == 0);
+  CHECK(shmq_fd_links(fd) == 0);
+  CHECK(shmq_shm_open(n) == -ENOENT);
+  CHECK(shmq_close(fd) == 0 && shmq_close(fd2) == 0);
+  puts("ok");
+  return 0;
+}
