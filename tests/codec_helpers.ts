@@ -123,7 +123,7 @@ export function toHex(b: Uint8Array): string {
 }
 
 /** Bytes of a hex string (whitespace ignored). */
-export function fromHex(hex: string): Uint8Array {
+export function fromHex(hex: string): Uint8Array<ArrayBuffer> {
   const h = hex.replace(/\s+/g, "");
   if (h.length % 2 !== 0 || /[^0-9a-fA-F]/.test(h)) throw new Error("bad hex");
   const out = new Uint8Array(h.length / 2);
