@@ -5,11 +5,11 @@
  */
 
 import * as native from "../ffi/native.ts";
-import { ANY_ALIVE_LOCK_BYTE, MAGIC, SHM_ENTRY_PATTERN } from "./layout.ts";
+import { ANY_ALIVE_LOCK_BYTE, MAGIC, NAME_PREFIX, SHM_ENTRY_PATTERN } from "./layout.ts";
 
-const SHM_DIR = "/dev/shm";
-/** An entry without a complete header is a queue being created, unless it is this old. */
-const UNFINISHED_GRACE_MS = 60_000;
+/** A creator takes its lock microseconds after making the segment: an entry still without
+ * header and lock after this long was left by a creator that died in between. */
+const UNFINISHED_GRACE_MS = 100;
 
 /** What {@linkcode sweepStaleQueues} removed. */
 export interface SweepResult {
@@ -32,18 +32,13 @@ export interface SweepResult {
  */
 export function sweepStaleQueues(): SweepResult {
   const removed: string[] = [];
-  let entries: string[];
-  try {
-    entries = [...Deno.readDirSync(SHM_DIR)].map((e) => e.name);
-  } catch {
-    return { removed }; // No /dev/shm to read (or no read permission): nothing to sweep.
-  }
+  const entries = native.shmList(`/${NAME_PREFIX}`);
   const mains = new Set<string>();
   const extensions = new Map<string, string[]>();
   for (const name of entries) {
     const match = SHM_ENTRY_PATTERN.exec(name);
     if (!match) continue;
-    if (name.length === `shmq-`.length + 32) {
+    if (name.length === NAME_PREFIX.length + 32) {
       mains.add(match[1]);
     } else {
       const list = extensions.get(match[1]) ?? [];
@@ -78,7 +73,13 @@ function removeIfDead(id: string, extensions: string[]): boolean {
     // Every live participant holds a shared lock on this byte; winning it exclusively
     // proves nobody is left, and keeps late openers out until the names are gone.
     if (!native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "exclusive")) return false;
-    if (!headerComplete(fd) && !olderThan(name, UNFINISHED_GRACE_MS)) return false;
+    if (!headerComplete(fd)) {
+      native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "unlock");
+      sleepSync(UNFINISHED_GRACE_MS);
+      if (!native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "exclusive") || headerComplete(fd)) {
+        return false;
+      }
+    }
     for (const ext of extensions) native.shmUnlink(`/${ext}`, { missingOk: true });
     native.shmUnlink(name, { missingOk: true });
     return true;
@@ -97,11 +98,6 @@ function headerComplete(fd: number): boolean {
   }
 }
 
-function olderThan(name: string, ms: number): boolean {
-  try {
-    const mtime = Deno.statSync(`${SHM_DIR}${name}`).mtime;
-    return mtime !== null && Date.now() - mtime.getTime() > ms;
-  } catch {
-    return false;
-  }
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

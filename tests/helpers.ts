@@ -5,16 +5,14 @@
  */
 
 import assert from "node:assert/strict";
+import { shmList } from "../ffi/native.ts";
 
 /**
- * The /dev/shm entries of this library (queues and their extension segments). Listed with
- * `ls`, because Deno wants --allow-all to read /dev itself.
+ * The /dev/shm entries of this library (queues and their extension segments), listed natively
+ * because Deno wants --allow-all to read /dev itself.
  */
 export function shmEntries(): string[] {
-  const out = new Deno.Command("ls", { args: ["-1", "/dev/shm"] }).outputSync();
-  return new TextDecoder().decode(out.stdout).split("\n")
-    .filter((n) => n.startsWith("shmq-") && !n.startsWith("shmq-test-"))
-    .sort();
+  return shmList("/shmq-").filter((n) => !n.startsWith("shmq-test-"));
 }
 
 /** Asserts that `fn` leaves no new /dev/shm entry of this library behind. */

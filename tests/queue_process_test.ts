@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { ClosedError, createSharedMemoryPair, openReceiver, sweepStaleQueues } from "../mod.ts";
+import { finish, lines, shmEntries, spawnFixture, withoutLeaks } from "./helpers.ts";
+
+/** Waits for a child to print a line starting with `prefix`; returns that line. */
+async function expectLine(it: AsyncGenerator<string>, prefix: string): Promise<string> {
+  for (;;) {
+    const { value, done } = await it.next();
+    if (done) throw new Error(`child exited before printing "${prefix}"`);
+    if (value.startsWith(prefix)) return value;
+  }
+}
+
+Deno.test("4 sender processes x 2 receiver processes: nothing lost or duplicated, order per sender", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16, arenaBytes: 1 << 20 });
+    const d = JSON.stringify(sender.descriptor);
+    const consumers = [0, 1].map(() => spawnFixture("queue_child.ts", ["consume", d]));
+    const consumerLines = consumers.map((c) => lines(c));
+    for (const it of consumerLines) await expectLine(it, "ready");
+    const count = 300;
+    const producers = [0, 1, 2, 3].map((i) =>
+      spawnFixture("queue_child.ts", ["produce", d, `${i}`, `${count}`, `${i + 1}`, "65536"])
+    );
+    const producerLines = producers.map((p) => lines(p));
+    for (const it of producerLines) await expectLine(it, "ready");
+    // Every child opened its ends: the parent's own can go.
+    sender.close();
+    receiver.close();
+    for (const it of producerLines) await expectLine(it, "done");
+    const reports = await Promise.all(
+      consumerLines.map(async (it) => JSON.parse(await expectLine(it, "{"))),
+    );
+    for (const c of [...consumers, ...producers]) assert.equal((await c.status).code, 0);
+    const seen = new Set<string>();
+    for (const { got, bad } of reports) {
+      assert.equal(bad, 0, "checksums match");
+      const last = new Map<number, number>();
+      for (const [s, seq] of got as [number, number][]) {
+        const key = `${s}:${seq}`;
+        assert.ok(!seen.has(key), `duplicate ${key}`);
+        seen.add(key);
+        assert.ok((last.get(s) ?? -1) < seq, `sender ${s} out of order at ${seq}`);
+        last.set(s, seq);
+      }
+    }
+    assert.equal(seen.size, 4 * count, "every message delivered");
+  }));
+
+Deno.test("a killed sender: its complete messages arrive, then ClosedError within a second", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    const child = spawnFixture("queue_child.ts", ["stream", JSON.stringify(sender.descriptor)]);
+    const out = lines(child);
+    await expectLine(out, "ready");
+    sender.close();
+    let next = 0;
+    for (; next < 10; next++) {
+      assert.equal((await receiver.get<{ seq: number }>({ timeout: 5000 })).seq, next);
+    }
+    child.kill("SIGKILL");
+    await child.status;
+    const killedAt = performance.now();
+    try {
+      for (;;) {
+        const m = await receiver.get<{ seq: number; data: Uint8Array }>({ timeout: 5000 });
+        assert.equal(m.seq, next++, "in order, none half-written");
+        assert.equal(m.data.length, 4096);
+      }
+    } catch (error) {
+      assert.ok(error instanceof ClosedError, `got ${error}`);
+      assert.equal(error.reason, "drained");
+    }
+    assert.ok(next >= 10);
+    const noticed = performance.now() - killedAt;
+    assert.ok(noticed < 1500, `noticed the dead sender after ${noticed} ms`);
+    receiver.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
+Deno.test("a killed receiver holding a borrow returns its capacity", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(receiver.descriptor)]);
+    await sender.put({ n: 1 });
+    const out = lines(child);
+    assert.equal(await expectLine(out, "holding"), 'holding {"n":1}');
+    assert.equal(sender.hasSpace(), false);
+    child.kill("SIGKILL");
+    await child.status;
+    await sender.put({ n: 2 }, { timeout: 2000 });
+    assert.deepEqual(await receiver.get({ timeout: 1000 }), { n: 2 });
+    await sender.waitForAllAck({ timeout: 1000 });
+    sender.close();
+    receiver.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
+Deno.test("a sender killed mid-write: the half-written message is never delivered", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    const child = spawnFixture("queue_child.ts", ["draft", JSON.stringify(sender.descriptor)]);
+    const out = lines(child);
+    await expectLine(out, "drafting");
+    assert.equal(sender.hasSpace(), false, "the draft holds the only slot");
+    child.kill("SIGKILL");
+    await child.status;
+    await sender.put("whole", { timeout: 2000 });
+    assert.equal(await receiver.get({ timeout: 1000 }), "whole");
+    assert.equal(receiver.getNowait(), undefined);
+    sender.close();
+    receiver.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
+Deno.test("sweepStaleQueues removes the entries of killed processes and spares live queues", async () => {
+  const [liveSender, liveReceiver] = createSharedMemoryPair();
+  const child = spawnFixture("queue_child.ts", ["create"]);
+  const out = lines(child);
+  const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
+  assert.equal(shmEntries().filter((n) => n.startsWith(name)).length, 2, "queue + extension");
+  child.kill("SIGKILL");
+  await child.status;
+  for await (const _ of out) { /* drain */ }
+  assert.equal(shmEntries().filter((n) => n.startsWith(name)).length, 2, "left behind by SIGKILL");
+  const { removed } = sweepStaleQueues();
+  assert.ok(removed.includes(name), `removed ${removed}`);
+  assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
+  assert.ok(shmEntries().includes(liveSender.descriptor.name.slice(1)), "live queue untouched");
+  await liveSender.put(1);
+  assert.equal(await liveReceiver.get(), 1);
+  liveSender.close();
+  liveReceiver.close();
+  assert.deepEqual(
+    shmEntries().filter((n) => n.startsWith(liveSender.descriptor.name.slice(1))),
+    [],
+  );
+});
+
+Deno.test("a Worker opens a queue end from a descriptor and answers through another queue", () =>
+  withoutLeaks(async () => {
+    const [toWorker, workerInbox] = createSharedMemoryPair();
+    const [workerOutbox, fromWorker] = createSharedMemoryPair();
+    const worker = new Worker(new URL("./fixtures/queue_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    worker.postMessage({ inbox: workerInbox.descriptor, outbox: workerOutbox.descriptor });
+    const ready = new Promise((ok) => worker.onmessage = ok);
+    await ready;
+    workerInbox.close();
+    workerOutbox.close();
+    for (let i = 0; i < 100; i++) await toWorker.put({ i, data: new Float64Array([i, i * 2]) });
+    toWorker.close();
+    const answers: number[] = [];
+    for await (const v of fromWorker) answers.push(v as number);
+    assert.deepEqual(answers, Array.from({ length: 100 }, (_, i) => i * 3));
+    fromWorker.close();
+    worker.terminate();
+  }));
+
+Deno.test("an end opened after every other end closed fails with ClosedError", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const d = sender.descriptor;
+    sender.close();
+    receiver.close();
+    assert.throws(
+      () => openReceiver(d),
+      (e: unknown) => e instanceof ClosedError && e.reason === "gone",
+    );
+  }));
