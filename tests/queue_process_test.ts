@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver, sweepStaleQueues } from "../mod.ts";
-import { finish, lines, shmEntries, spawnFixture, withoutLeaks } from "./helpers.ts";
+import { lines, shmEntries, spawnFixture, withoutLeaks } from "./helpers.ts";
 
 /** Waits for a child to print a line starting with `prefix`; returns that line. */
 async function expectLine(it: AsyncGenerator<string>, prefix: string): Promise<string> {
