@@ -209,8 +209,3 @@ export function dtype(name: DTypeName): DType {
 export function dtypeByCode(code: number): DType | undefined {
   return byCode[code];
 }
-
-/** Every dtype, in format-code order. Internal to the codec. */
-export function allDTypes(): DType[] {
-  return [...byName.values()];
-}

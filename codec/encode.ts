@@ -158,254 +158,263 @@ export function planEncode(value: unknown): EncodePlan {
   let sp = 0;
   let maxSp = 0;
   let deep: Set<object> | null = null;
-  try {
-    let cur: unknown = value;
-    walk: for (;;) {
-      switch (typeof cur) {
-        case "number": {
-          const v = cur as number;
-          if ((v | 0) === v && (v !== 0 || 1 / v > 0)) {
-            ops.push(OP_INT32, v);
-            size += 5;
-          } else if (Number.isSafeInteger(v) && v !== 0) {
-            ops.push(OP_INT64, v);
-            size += 9;
-          } else {
-            ops.push(OP_F64, T_FLOAT64, v);
-            size += 9;
-          }
-          break;
-        }
-        case "string":
-          size += planString(cur as string, ops, refs);
-          break;
-        case "boolean":
-          ops.push(OP_BYTE, cur ? T_TRUE : T_FALSE);
-          size += 1;
-          break;
-        case "undefined":
-          ops.push(OP_BYTE, T_UNDEFINED);
-          size += 1;
-          break;
-        case "bigint": {
-          let v = cur as bigint;
-          let sign = 0;
-          if (v < 0n) {
-            sign = 1;
-            v = -v;
-          }
-          const n = v === 0n ? 0 : (v.toString(16).length + 1) >> 1;
-          if (n > MAX_COUNT) throw new TypeError(`${path()}: bigint too large`);
-          ops.push(OP_BIGINT, sign, n);
-          refs.push(v);
-          size += 6 + n;
-          break;
-        }
-        case "object": {
-          if (cur === null) {
-            ops.push(OP_BYTE, T_NULL);
-            size += 1;
-            break;
-          }
-          if (ArrayBuffer.isView(cur)) {
-            let code = TYPED_CODES.get(Object.getPrototypeOf(cur));
-            if (code === undefined) {
-              // A subclass (e.g. node's Buffer): encode as the nearest known base class.
-              for (let p = Object.getPrototypeOf(cur); p !== null; p = Object.getPrototypeOf(p)) {
-                code = TYPED_CODES.get(p);
-                if (code !== undefined) break;
-              }
-              if (code === undefined) throw new TypeError(`${path()}: ${unsupported(cur)}`);
-            }
-            const bytes = code === B_UINT8 && cur instanceof Uint8Array
-              ? cur
-              : new Uint8Array(cur.buffer, cur.byteOffset, cur.byteLength);
-            size = planPayload(OP_BINARY, code, bytes.byteLength, bytes, size, ops, refs, 10);
-            break;
-          }
-          let kind: number;
-          let items: unknown[];
-          let tag: number;
-          if (Array.isArray(cur)) {
-            if (Object.getPrototypeOf(cur) !== Array.prototype) {
-              throw new TypeError(`${path()}: ${unsupported(cur)}`);
-            }
-            kind = K_ARRAY;
-            items = cur;
-            tag = Object.isFrozen(cur) ? T_TUPLE : T_ARRAY;
-          } else {
-            const proto = Object.getPrototypeOf(cur);
-            if (proto === Object.prototype) {
-              kind = K_OBJECT;
-              items = Object.keys(cur);
-              tag = Object.isFrozen(cur) ? T_RECORD : T_OBJECT;
-            } else if (proto === null) {
-              kind = K_OBJECT;
-              items = Object.keys(cur);
-              tag = T_OBJECT_NULL;
-            } else if (cur instanceof NdArray) {
-              const a = cur as NdArray;
-              const dt = a.dtype;
-              const data = a.data;
-              if (
-                !(dt instanceof DType) || !ArrayBuffer.isView(data) ||
-                Object.getPrototypeOf(data) !== dt.arrayType.prototype ||
-                data.length !== shapeProduct(a.shape) * dt.lanes
-              ) {
-                throw new TypeError(`${path()}: NdArray data does not match its dtype and shape`);
-              }
-              const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-              size = planNd(dt, a.shape, bytes.byteLength, bytes, size, ops, refs);
-              break;
-            } else if (proto === Map.prototype) {
-              kind = K_MAP;
-              const m = cur as Map<unknown, unknown>;
-              items = new Array(m.size * 2);
-              let i = 0;
-              for (const [k, v] of m) {
-                items[i++] = k;
-                items[i++] = v;
-              }
-              items.length = i;
-              tag = T_MAP;
-            } else if (proto === Set.prototype) {
-              kind = K_LIST;
-              items = Array.from(cur as Set<unknown>);
-              tag = T_SET;
-            } else if (proto === Date.prototype) {
-              ops.push(OP_F64, T_DATE, Date.prototype.getTime.call(cur));
-              size += 9;
-              break;
-            } else if (proto === ArrayBuffer.prototype) {
-              const bytes = new Uint8Array(cur as ArrayBuffer);
-              size = planPayload(
-                OP_BINARY,
-                B_ARRAYBUFFER,
-                bytes.byteLength,
-                bytes,
-                size,
-                ops,
-                refs,
-                10,
-              );
-              break;
-            } else if (cur instanceof DType) {
-              ops.push(OP_BYTE2, T_DTYPE, cur.code);
-              size += 2;
-              break;
-            } else if (cur instanceof Reservation) {
-              const r = cur;
-              if (r.dtype !== null) {
-                size = planNd(r.dtype, r.shape!, r.byteLength, null, size, ops, refs);
-              } else {
-                size = planPayload(OP_BINARY, r.classCode, r.byteLength, null, size, ops, refs, 10);
-              }
-              (reservations ??= []).push(
-                Object.freeze({
-                  reservation: r,
-                  byteOffset: size - r.byteLength,
-                  byteLength: r.byteLength,
-                }),
-              );
-              break;
-            } else {
-              throw new TypeError(`${path()}: ${unsupported(cur)}`);
-            }
-          }
-          const count = kind === K_MAP ? items.length >> 1 : items.length;
-          if (count > MAX_COUNT) throw new TypeError(`${path()}: too many elements (${count})`);
-          // Cycle check: is this container one of the open ones?
-          const scan = sp < SCAN_DEPTH ? sp : SCAN_DEPTH;
-          for (let j = 0; j < scan; j++) {
-            if (fObj[j] === cur) throw new TypeError(`${path()}: cyclic reference`);
-          }
-          if (deep !== null && deep.has(cur)) throw new TypeError(`${path()}: cyclic reference`);
-          ops.push(OP_COUNT, tag, count);
+  let cur: unknown = value;
+  walk: for (;;) {
+    switch (typeof cur) {
+      case "number": {
+        const v = cur as number;
+        if ((v | 0) === v && (v !== 0 || 1 / v > 0)) {
+          ops.push(OP_INT32, v);
           size += 5;
-          if (items.length > 0) {
-            if (sp >= SCAN_DEPTH) (deep ??= new Set()).add(cur);
-            fKind[sp] = kind;
-            fObj[sp] = cur;
-            fItems[sp] = items;
-            fIdx[sp] = 0;
-            fLen[sp] = items.length;
-            if (++sp > maxSp) maxSp = sp;
-          }
+        } else if (Number.isSafeInteger(v) && v !== 0) {
+          ops.push(OP_INT64, v);
+          size += 9;
+        } else {
+          ops.push(OP_F64, T_FLOAT64, v);
+          size += 9;
+        }
+        break;
+      }
+      case "string":
+        size += planString(cur as string, ops, refs);
+        break;
+      case "boolean":
+        ops.push(OP_BYTE, cur ? T_TRUE : T_FALSE);
+        size += 1;
+        break;
+      case "undefined":
+        ops.push(OP_BYTE, T_UNDEFINED);
+        size += 1;
+        break;
+      case "bigint": {
+        let v = cur as bigint;
+        let sign = 0;
+        if (v < 0n) {
+          sign = 1;
+          v = -v;
+        }
+        const n = v === 0n ? 0 : (v.toString(16).length + 1) >> 1;
+        if (n > MAX_COUNT) throw new TypeError(`${pathOf(st, sp)}: bigint too large`);
+        ops.push(OP_BIGINT, sign, n);
+        refs.push(v);
+        size += 6 + n;
+        break;
+      }
+      case "object": {
+        if (cur === null) {
+          ops.push(OP_BYTE, T_NULL);
+          size += 1;
           break;
         }
-        case "function":
-          throw new TypeError(`${path()}: functions are not supported`);
-        case "symbol":
-          throw new TypeError(`${path()}: symbols are not supported`);
-        default:
-          throw new TypeError(`${path()}: ${typeof cur} values are not supported`);
-      }
-
-      // Move to the next value: the next child of the innermost open container.
-      for (;;) {
-        if (sp === 0) break walk;
-        const f = sp - 1;
-        const i = fIdx[f];
-        if (i < fLen[f]) {
-          fIdx[f] = i + 1;
-          const items = fItems[f]!;
-          const kind = fKind[f];
-          if (kind === K_ARRAY) {
-            cur = items[i];
-            if (cur === undefined && !(i in items)) {
-              ops.push(OP_BYTE, T_HOLE);
-              size += 1;
-              continue;
+        if (ArrayBuffer.isView(cur)) {
+          let code = TYPED_CODES.get(Object.getPrototypeOf(cur));
+          if (code === undefined) {
+            // A subclass (e.g. node's Buffer): encode as the nearest known base class.
+            for (let p = Object.getPrototypeOf(cur); p !== null; p = Object.getPrototypeOf(p)) {
+              code = TYPED_CODES.get(p);
+              if (code !== undefined) break;
             }
-          } else if (kind === K_OBJECT) {
-            const key = items[i] as string;
-            size += planString(key, ops, refs);
-            cur = (fObj[f] as Record<string, unknown>)[key];
-          } else {
-            cur = items[i];
+            if (code === undefined) throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
           }
-          continue walk;
+          const bytes = code === B_UINT8 && cur instanceof Uint8Array
+            ? cur
+            : new Uint8Array(cur.buffer, cur.byteOffset, cur.byteLength);
+          size = planPayload(OP_BINARY, code, bytes.byteLength, bytes, size, ops, refs, 10);
+          break;
         }
-        sp--;
-        if (sp >= SCAN_DEPTH) deep!.delete(fObj[sp]!);
+        let kind: number;
+        let items: unknown[];
+        let tag: number;
+        if (Array.isArray(cur)) {
+          if (Object.getPrototypeOf(cur) !== Array.prototype) {
+            throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
+          }
+          kind = K_ARRAY;
+          items = cur;
+          tag = Object.isFrozen(cur) ? T_TUPLE : T_ARRAY;
+        } else {
+          const proto = Object.getPrototypeOf(cur);
+          if (proto === Object.prototype) {
+            kind = K_OBJECT;
+            items = Object.keys(cur);
+            tag = Object.isFrozen(cur) ? T_RECORD : T_OBJECT;
+          } else if (proto === null) {
+            kind = K_OBJECT;
+            items = Object.keys(cur);
+            tag = T_OBJECT_NULL;
+          } else if (cur instanceof NdArray) {
+            const a = cur as NdArray;
+            const dt = a.dtype;
+            const data = a.data;
+            if (
+              !(dt instanceof DType) || !ArrayBuffer.isView(data) ||
+              Object.getPrototypeOf(data) !== dt.arrayType.prototype ||
+              data.length !== shapeProduct(a.shape) * dt.lanes
+            ) {
+              throw new TypeError(
+                `${pathOf(st, sp)}: NdArray data does not match its dtype and shape`,
+              );
+            }
+            const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+            size = planNd(dt, a.shape, bytes.byteLength, bytes, size, ops, refs);
+            break;
+          } else if (proto === Map.prototype) {
+            kind = K_MAP;
+            const m = cur as Map<unknown, unknown>;
+            items = new Array(m.size * 2);
+            let i = 0;
+            for (const [k, v] of m) {
+              items[i++] = k;
+              items[i++] = v;
+            }
+            items.length = i;
+            tag = T_MAP;
+          } else if (proto === Set.prototype) {
+            kind = K_LIST;
+            items = Array.from(cur as Set<unknown>);
+            tag = T_SET;
+          } else if (proto === Date.prototype) {
+            ops.push(OP_F64, T_DATE, Date.prototype.getTime.call(cur));
+            size += 9;
+            break;
+          } else if (proto === ArrayBuffer.prototype) {
+            const bytes = new Uint8Array(cur as ArrayBuffer);
+            size = planPayload(
+              OP_BINARY,
+              B_ARRAYBUFFER,
+              bytes.byteLength,
+              bytes,
+              size,
+              ops,
+              refs,
+              10,
+            );
+            break;
+          } else if (cur instanceof DType) {
+            ops.push(OP_BYTE2, T_DTYPE, cur.code);
+            size += 2;
+            break;
+          } else if (cur instanceof Reservation) {
+            const r = cur;
+            if (r.dtype !== null) {
+              size = planNd(r.dtype, r.shape!, r.byteLength, null, size, ops, refs);
+            } else {
+              const code = binaryClassCode(r.ctor);
+              size = planPayload(OP_BINARY, code, r.byteLength, null, size, ops, refs, 10);
+            }
+            (reservations ??= []).push(
+              Object.freeze({
+                reservation: r,
+                byteOffset: size - r.byteLength,
+                byteLength: r.byteLength,
+              }),
+            );
+            break;
+          } else {
+            throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
+          }
+        }
+        const count = kind === K_MAP ? items.length >> 1 : items.length;
+        if (count > MAX_COUNT) {
+          throw new TypeError(`${pathOf(st, sp)}: too many elements (${count})`);
+        }
+        // Cycle check: is this container one of the open ones?
+        const scan = sp < SCAN_DEPTH ? sp : SCAN_DEPTH;
+        for (let j = 0; j < scan; j++) {
+          if (fObj[j] === cur) throw new TypeError(`${pathOf(st, sp)}: cyclic reference`);
+        }
+        if (deep !== null && deep.has(cur)) {
+          throw new TypeError(`${pathOf(st, sp)}: cyclic reference`);
+        }
+        ops.push(OP_COUNT, tag, count);
+        size += 5;
+        if (items.length > 0) {
+          if (sp >= SCAN_DEPTH) (deep ??= new Set()).add(cur);
+          fKind[sp] = kind;
+          fObj[sp] = cur;
+          fItems[sp] = items;
+          fIdx[sp] = 0;
+          fLen[sp] = items.length;
+          if (++sp > maxSp) maxSp = sp;
+        }
+        break;
       }
+      case "function":
+        throw new TypeError(`${pathOf(st, sp)}: functions are not supported`);
+      case "symbol":
+        throw new TypeError(`${pathOf(st, sp)}: symbols are not supported`);
+      default:
+        throw new TypeError(`${pathOf(st, sp)}: ${typeof cur} values are not supported`);
     }
-  } finally {
-    // Drop references to the value, then hand the stack back.
-    for (let j = 0; j < maxSp; j++) {
-      fObj[j] = null;
-      fItems[j] = null;
-    }
-    freeStack = st;
-  }
-  return new Plan(size, ops, refs, reservations ?? NO_RESERVATIONS);
 
-  function path(): string {
-    let p = "value";
-    for (let f = 0; f < sp; f++) {
-      const i = fIdx[f] - 1;
-      const items = fItems[f]!;
-      switch (fKind[f]) {
-        case K_ARRAY:
-          p += `[${i}]`;
-          break;
-        case K_OBJECT: {
+    // Move to the next value: the next child of the innermost open container.
+    for (;;) {
+      if (sp === 0) break walk;
+      const f = sp - 1;
+      const i = fIdx[f];
+      if (i < fLen[f]) {
+        fIdx[f] = i + 1;
+        const items = fItems[f]!;
+        const kind = fKind[f];
+        if (kind === K_ARRAY) {
+          cur = items[i];
+          if (cur === undefined && !(i in items)) {
+            ops.push(OP_BYTE, T_HOLE);
+            size += 1;
+            continue;
+          }
+        } else if (kind === K_OBJECT) {
           const key = items[i] as string;
-          p += /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
-          break;
+          size += planString(key, ops, refs);
+          cur = (fObj[f] as Record<string, unknown>)[key];
+        } else {
+          cur = items[i];
         }
-        case K_MAP: {
-          const e = i >> 1;
-          if ((i & 1) === 0) p += `[key #${e}]`;
-          else p += `.get(${describeKey(items[i - 1], e)})`;
-          break;
-        }
-        default:
-          p += `[item #${i}]`;
+        continue walk;
       }
+      sp--;
+      if (sp >= SCAN_DEPTH) deep!.delete(fObj[sp]!);
     }
-    return p;
   }
+  // Drop references to the value, then hand the stack back. (A call that throws does not hand
+  // it back: the next call makes a new one.)
+  for (let j = 0; j < maxSp; j++) {
+    fObj[j] = null;
+    fItems[j] = null;
+  }
+  freeStack = st;
+  return new Plan(size, ops, refs, reservations ?? NO_RESERVATIONS);
+}
+
+/** The path of the value being planned, for error messages. */
+function pathOf(st: WalkStack, sp: number): string {
+  const fKind = st.kind;
+  const fItems = st.items;
+  const fIdx = st.idx;
+  let p = "value";
+  for (let f = 0; f < sp; f++) {
+    const i = fIdx[f] - 1;
+    const items = fItems[f]!;
+    switch (fKind[f]) {
+      case K_ARRAY:
+        p += `[${i}]`;
+        break;
+      case K_OBJECT: {
+        const key = items[i] as string;
+        p += /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+        break;
+      }
+      case K_MAP: {
+        const e = i >> 1;
+        if ((i & 1) === 0) p += `[key #${e}]`;
+        else p += `.get(${describeKey(items[i - 1], e)})`;
+        break;
+      }
+      default:
+        p += `[item #${i}]`;
+    }
+  }
+  return p;
 }
 
 function describeKey(k: unknown, e: number): string {
@@ -831,7 +840,7 @@ export function reservedView(
     if (abs % es !== 0) throw new RangeError("reservedView: misaligned target");
     return new NdArray(r.dtype, r.shape!, new C(buf, abs, slot.byteLength / es));
   }
-  const code = r.classCode;
+  const code = binaryClassCode(r.ctor);
   if (code === B_ARRAYBUFFER) return new Uint8Array(buf, abs, slot.byteLength);
   if (r.ctor === DataView) return new DataView(buf, abs, slot.byteLength);
   const C = BINARY_CTORS[code] as unknown as {

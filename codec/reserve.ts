@@ -52,6 +52,15 @@ export function binaryClassCode(ctor: unknown): number {
   return -1;
 }
 
+// Set by the static block of Reservation: the only way to construct one.
+let makeReservation: (
+  dt: DType | null,
+  shape: readonly number[] | null,
+  ctor: ReservableConstructor | null,
+  length: number,
+  byteLength: number,
+) => Reservation;
+
 /**
  * A placeholder leaf made by {@linkcode reserve}. It encodes exactly like the value it stands
  * for (an `NdArray` of `dtype` and `shape`, or a `ctor` instance of `length` elements) but the
@@ -76,8 +85,6 @@ export class Reservation {
   readonly length: number;
   /** Bytes of payload. */
   readonly byteLength: number;
-  /** Internal: binary class code (-1 for an ndarray). */
-  readonly classCode: number;
 
   /** Not callable from outside: use {@linkcode reserve}. */
   private constructor(
@@ -87,7 +94,6 @@ export class Reservation {
     ctor: ReservableConstructor | null,
     length: number,
     byteLength: number,
-    classCode: number,
   ) {
     if (secret !== token) throw new TypeError("use reserve() to make a Reservation");
     this.dtype = dt;
@@ -95,20 +101,12 @@ export class Reservation {
     this.ctor = ctor;
     this.length = length;
     this.byteLength = byteLength;
-    this.classCode = classCode;
     Object.freeze(this);
   }
 
-  /** Internal factory used by {@linkcode reserve}. */
-  static make(
-    dt: DType | null,
-    shape: readonly number[] | null,
-    ctor: ReservableConstructor | null,
-    length: number,
-    byteLength: number,
-    classCode: number,
-  ): Reservation {
-    return new Reservation(token, dt, shape, ctor, length, byteLength, classCode);
+  static {
+    makeReservation = (dt, shape, ctor, length, byteLength) =>
+      new Reservation(token, dt, shape, ctor, length, byteLength);
   }
 }
 
@@ -147,7 +145,7 @@ export function reserve(
     if (!Array.isArray(size)) throw new TypeError("reserve(dtype, shape): shape must be an array");
     const shape = Object.freeze((size as readonly number[]).slice());
     const n = shapeSize(shape);
-    return Reservation.make(dt, shape, null, n, n * dt.itemSize, -1);
+    return makeReservation(dt, shape, null, n, n * dt.itemSize);
   }
   const code = binaryClassCode(kind);
   if (code < 0) {
@@ -161,7 +159,7 @@ export function reserve(
   const per = (kind as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1;
   const byteLength = size * per;
   if (!Number.isSafeInteger(byteLength)) throw new RangeError("reserve: length too large");
-  return Reservation.make(null, null, kind, size, byteLength, code);
+  return makeReservation(null, null, kind, size, byteLength);
 }
 
 /**
