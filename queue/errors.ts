@@ -76,7 +76,16 @@ export class ClosedError extends QueueError {
   }
 }
 
-/** The conditions a {@linkcode ClosedError} reports. */
+/**
+ * The conditions a {@linkcode ClosedError} reports.
+ *
+ * @example
+ * ```ts
+ * import { ClosedError, type ClosedReason } from "./errors.ts";
+ * const reason: ClosedReason = new ClosedError("drained", { reason: "drained" }).reason;
+ * console.assert(reason === "drained");
+ * ```
+ */
 export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "corrupt";
 
 /**

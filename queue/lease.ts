@@ -13,10 +13,18 @@ import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shar
  * it is detached so it can never alias a later message.
  *
  * @example
- * ```ts ignore
- * using lease = await receiver.borrow();
- * const { frame } = lease.value as { frame: Float32Array };
- * console.log(frame[0]); // read in place, no copy
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createSharedMemoryPair } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair();
+ * await sender.put({ frame: new Float32Array([0.5, 1.5]) });
+ * const lease = await receiver.borrow<{ frame: Float32Array }>();
+ * const { frame } = lease.value;
+ * assert.equal(frame[1], 1.5); // read in place, no copy
+ * lease.release();
+ * assert.equal(frame.length, 0); // detached: it can never alias a later message
+ * sender.close();
+ * receiver.close();
  * ```
  */
 export class Lease<T = unknown> implements Disposable {
@@ -77,11 +85,21 @@ export class Lease<T = unknown> implements Disposable {
  * Fill them, then {@linkcode send}. Disposing a draft that was not sent cancels it.
  *
  * @example
- * ```ts ignore
- * import { reserve } from "./mod.ts";
- * using draft = await sender.prepare({ step: 7, obs: reserve("float32", [84, 84, 3]) });
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createSharedMemoryPair, type NdArray, reserve } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair();
+ * const draft = await sender.prepare<{ step: number; obs: NdArray<Float32Array> }>({
+ *   step: 7,
+ *   obs: reserve("float32", [84, 84, 3]),
+ * });
  * draft.value.obs.data.fill(0.5); // writes straight into shared memory
  * draft.send();
+ * const got = await receiver.get<{ step: number; obs: NdArray<Float32Array> }>();
+ * assert.deepEqual(got.obs.shape, [84, 84, 3]);
+ * assert.equal(got.obs.data[100], 0.5);
+ * sender.close();
+ * receiver.close();
  * ```
  */
 export class Draft<T = unknown> implements Disposable {

@@ -7,7 +7,18 @@
 import { MAX_ARENA_SIZE, MAX_CAPACITY, MIN_ARENA_SIZE } from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
 
-/** Options of {@linkcode createSharedMemoryPair}. */
+/**
+ * Options of `createSharedMemoryPair`.
+ *
+ * @example
+ * ```ts
+ * import { createSharedMemoryPair, type QueueOptions } from "../mod.ts";
+ * const options: QueueOptions = { capacity: 5, arenaBytes: 16 * 1024 * 1024 };
+ * const [sender, receiver] = createSharedMemoryPair(options);
+ * sender.close();
+ * receiver.close();
+ * ```
+ */
 export interface QueueOptions {
   /**
    * How many messages may be put and not yet released by a receiver; `put` waits while

@@ -23,10 +23,11 @@ let swept = false;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSharedMemoryPair } from "../mod.ts";
  * const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });
  * await sender.put("your data");
- * console.assert(await receiver.get() === "your data");
+ * assert.ok(await receiver.get() === "your data");
  * sender.close();
  * receiver.close();
  * ```
@@ -53,11 +54,12 @@ export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receive
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSharedMemoryPair, openSender } from "../mod.ts";
  * const [first, receiver] = createSharedMemoryPair();
  * const second = openSender(JSON.stringify(receiver.descriptor)); // as another process would
  * await second.put(2);
- * console.assert(await receiver.get() === 2);
+ * assert.ok(await receiver.get() === 2);
  * first.close();
  * second.close();
  * receiver.close();
@@ -74,12 +76,13 @@ export function openSender(descriptor: QueueDescriptor | string): Sender {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSharedMemoryPair, openReceiver } from "../mod.ts";
  * const [sender, first] = createSharedMemoryPair();
  * const second = openReceiver(sender.descriptor);
  * await sender.put("once");
  * const got = first.getNowait() ?? second.getNowait();
- * console.assert(got === "once");
+ * assert.ok(got === "once");
  * sender.close();
  * first.close();
  * second.close();

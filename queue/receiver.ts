@@ -28,16 +28,17 @@ const SMALL_MESSAGE = 16 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSharedMemoryPair, EmptyError } from "../mod.ts";
  * const [sender, receiver] = createSharedMemoryPair();
- * console.assert(receiver.getNowait() === undefined);
+ * assert.ok(receiver.getNowait() === undefined);
  * await sender.put(new Float32Array([1, 2, 3]));
  * const floats = await receiver.get({ timeout: 3000 }) as Float32Array;
- * console.assert(floats[2] === 3);
+ * assert.ok(floats[2] === 3);
  * try {
  *   await receiver.get({ timeout: 10 });
  * } catch (e) {
- *   console.assert(e instanceof EmptyError);
+ *   assert.ok(e instanceof EmptyError);
  * }
  * sender.close();
  * receiver.close();

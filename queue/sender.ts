@@ -29,11 +29,12 @@ const SMALL_MESSAGE = 16 * 1024;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSharedMemoryPair } from "../mod.ts";
  * const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
  * await sender.put({ idx: 1, source: "actor_3" });
- * console.assert(sender.hasSpace());
- * console.assert((await receiver.get() as { idx: number }).idx === 1);
+ * assert.ok(sender.hasSpace());
+ * assert.ok((await receiver.get() as { idx: number }).idx === 1);
  * await sender.waitForAllAck();
  * sender.close();
  * receiver.close();

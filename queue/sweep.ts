@@ -11,7 +11,16 @@ import { ANY_ALIVE_LOCK_BYTE, MAGIC, NAME_PREFIX, SHM_ENTRY_PATTERN } from "./la
  * header and lock after this long was left by a creator that died in between. */
 const UNFINISHED_GRACE_MS = 100;
 
-/** What {@linkcode sweepStaleQueues} removed. */
+/**
+ * What {@linkcode sweepStaleQueues} removed.
+ *
+ * @example
+ * ```ts
+ * import { sweepStaleQueues, type SweepResult } from "./sweep.ts";
+ * const result: SweepResult = sweepStaleQueues();
+ * console.log(result.removed);
+ * ```
+ */
 export interface SweepResult {
   /** Names removed from /dev/shm (without the leading slash). */
   readonly removed: string[];

@@ -10,7 +10,20 @@
 import { futexWait, futexWaitAsync } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
 
-/** Options of every call that can wait. */
+/**
+ * Options of every call that can wait.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createSharedMemoryPair, EmptyError } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair();
+ * await assert.rejects(receiver.get({ timeout: 10 }), EmptyError);
+ * await assert.rejects(receiver.get({ signal: AbortSignal.timeout(10) }), { name: "TimeoutError" });
+ * sender.close();
+ * receiver.close();
+ * ```
+ */
 export interface WaitOptions {
   /** Milliseconds to wait at most; omitted or `Infinity` waits as long as it takes. */
   timeout?: number;
@@ -18,7 +31,19 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
-/** Options of the calls that block the thread (no AbortSignal can fire while blocked). */
+/**
+ * Options of the calls that block the thread (no AbortSignal can fire while blocked).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createSharedMemoryPair, EmptyError } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair();
+ * assert.throws(() => receiver.getSync({ timeout: 5 }), EmptyError);
+ * sender.close();
+ * receiver.close();
+ * ```
+ */
 export interface SyncWaitOptions {
   /** Milliseconds to wait at most; omitted or `Infinity` waits as long as it takes. */
   timeout?: number;
