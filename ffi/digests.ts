@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "5de104ff02337d747051f3fda743b55ae775bdaa8e430f175cda89e44f4533e5",
-  "x86_64-linux": "61048e6c5bef2374ff75467a73d0315fb88a34e886f3c4b9f94eb94502e69f38",
+  "aarch64-linux": "f1e76d9acf618ecdad974a037747fd461f00ee6dbb359337c80157c29bdc55f2",
+  "x86_64-linux": "1dcbafd93823e60b935b872ce43e50b05e213dd851765b366fab3e06b110571b",
 };

@@ -148,6 +148,15 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
   return 0;
 }
 
+int32_t shmq_prepare_copy_target(void *addr, uint64_t len) {
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t lo = ((uintptr_t)addr + huge - 1) & ~(huge - 1);
+  uintptr_t hi = ((uintptr_t)addr + (uintptr_t)len) & ~(huge - 1);
+  /* Advice only: EINVAL where THP is compiled out changes nothing. */
+  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+  return shmq_prefault(addr, len);
+}
+
 int32_t shmq_futex_wait(void *addr, uint32_t expected, int64_t timeout_ns) {
   struct timespec ts;
   struct timespec *tsp = NULL;

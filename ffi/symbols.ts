@@ -45,6 +45,7 @@ export const symbols = {
   shmq_map: { parameters: ["i32", "u64"], result: "i64" },
   shmq_unmap: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_prefault: { parameters: ["pointer", "u64"], result: "i32" },
+  shmq_prepare_copy_target: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_futex_wait: { parameters: ["pointer", "u32", "i64"], result: "i32" },
   shmq_futex_wait_nb: {
     name: "shmq_futex_wait",

@@ -34,6 +34,7 @@ int main(void) {
   uint8_t *p = (uint8_t *)(intptr_t)addr;
   p[100] = 7;
   CHECK(shmq_prefault(p, 8192) == 0);
+  CHECK(shmq_prepare_copy_target(p, 8192) == 0);
   CHECK(p[100] == 7);
   int32_t fd2 = shmq_shm_open(n);
   CHECK(fd2 >= 0);
