@@ -216,9 +216,12 @@ export function planEncode(value: unknown): EncodePlan {
             }
             if (code === undefined) throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
           }
-          const bytes = code === B_UINT8 && cur instanceof Uint8Array
+          if (cur.byteLength === 0 && (cur.buffer as ArrayBuffer).detached) {
+            throw new TypeError(`${pathOf(st, sp)}: its ArrayBuffer is detached`);
+          }
+          const bytes = code === B_UINT8 && cur instanceof Uint8Array && cur.byteLength > 0
             ? cur
-            : new Uint8Array(cur.buffer, cur.byteOffset, cur.byteLength);
+            : bytesOf(cur);
           size = planPayload(OP_BINARY, code, bytes.byteLength, bytes, size, ops, refs, 10);
           break;
         }
@@ -255,7 +258,7 @@ export function planEncode(value: unknown): EncodePlan {
                 `${pathOf(st, sp)}: NdArray data does not match its dtype and shape`,
               );
             }
-            const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+            const bytes = bytesOf(data);
             size = planNd(dt, a.shape, bytes.byteLength, bytes, size, ops, refs);
             break;
           } else if (proto === Map.prototype) {
@@ -278,6 +281,9 @@ export function planEncode(value: unknown): EncodePlan {
             size += 9;
             break;
           } else if (proto === ArrayBuffer.prototype) {
+            if ((cur as ArrayBuffer).detached) {
+              throw new TypeError(`${pathOf(st, sp)}: the ArrayBuffer is detached`);
+            }
             const bytes = new Uint8Array(cur as ArrayBuffer);
             size = planPayload(
               OP_BINARY,
@@ -454,7 +460,18 @@ function unsupported(x: object): string {
   if (Array.isArray(x)) {
     return `Array subclass instances${name ? ` (${name})` : ""} are not supported`;
   }
-  return `class instances${name ? ` (${name})` : ""} are not supported`;
+  if (name === "" || name === "Object") {
+    return "objects with a prototype other than Object.prototype or null are not supported";
+  }
+  return `class instances (${name}) are not supported`;
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** The bytes of a view (no copy); an empty array for a view of no bytes. */
+function bytesOf(v: ArrayBufferView): Uint8Array {
+  const n = v.byteLength;
+  return n === 0 ? EMPTY : new Uint8Array(v.buffer, v.byteOffset, n);
 }
 
 function shapeProduct(shape: readonly number[]): number {
@@ -727,7 +744,7 @@ function writePayload(t: Uint8Array, p: number, len: number, bytes: Uint8Array |
         `encodeInto: an array of the value changed size since planEncode (${len} -> ${bytes.byteLength} bytes)`,
       );
     }
-    t.set(bytes, p);
+    if (len > 0) t.set(bytes, p);
   }
   return p + len;
 }
@@ -784,7 +801,9 @@ function writeMagnitude(t: Uint8Array, p: number, n: number, v: bigint): void {
 /**
  * Encodes `value` into a fresh buffer: {@linkcode planEncode} then {@linkcode encodeInto}.
  * Offsets of array payloads are multiples of 64 from the start of the returned bytes, which
- * start at offset 0 of their own ArrayBuffer.
+ * start at offset 0 of their own ArrayBuffer. (JavaScript cannot choose the address of a new
+ * ArrayBuffer; V8 aligns it to at least 16 bytes, enough to view any element type in place.
+ * Encode into a 64-byte aligned region with `encodeInto` for full cache-line alignment.)
  *
  * @example
  * ```ts

@@ -12,6 +12,7 @@ import {
   reservedView,
 } from "../codec/mod.ts";
 import { DecodeError, QueueError } from "../queue/errors.ts";
+import { Buffer } from "node:buffer";
 import { assertSame, difference, prng } from "./codec_helpers.ts";
 
 const DTYPES: DTypeName[] = [
@@ -447,11 +448,46 @@ Deno.test("codec: unsupported values are rejected with their path, before anythi
     [new Map([[{}, () => 0]]), "value.get(<key #0>): functions are not supported"],
     [new Set([1, 2, () => 0]), "value[item #2]: functions are not supported"],
     [{ e: new Error("x") }, "value.e: Error is not supported"],
+    [
+      [Object.create({ inherited: 1 })],
+      "value[0]: objects with a prototype other than Object.prototype or null are not supported",
+    ],
+    [{ d: detached() }, "value.d: the ArrayBuffer is detached"],
+    [{ v: detachedView() }, "value.v: its ArrayBuffer is detached"],
   ];
   for (const [value, message] of cases) {
     assert.throws(() => planEncode(value), { name: "TypeError", message });
     assert.throws(() => encode(value), { name: "TypeError", message });
   }
+});
+
+function detachedView(): Float64Array {
+  const a = new Float64Array(2);
+  a.buffer.transfer();
+  return a;
+}
+
+function detached(): ArrayBuffer {
+  const b = new ArrayBuffer(8);
+  b.transfer();
+  return b;
+}
+
+Deno.test("codec: TypedArray subclasses (node's Buffer) and views over SharedArrayBuffer", () => {
+  const buf = Buffer.from("héllo");
+  const back = decode(encode({ buf })) as { buf: Uint8Array };
+  assert.equal(back.buf.constructor, Uint8Array);
+  assert.deepEqual(back.buf, new Uint8Array(buf));
+  const shared = new Int32Array(new SharedArrayBuffer(16));
+  shared[3] = 7;
+  const s = decode(encode(shared.subarray(2))) as Int32Array;
+  assert.ok(s instanceof Int32Array && s.buffer instanceof ArrayBuffer);
+  assert.deepEqual([...s], [0, 7]);
+  // An empty view, even of a shrunk resizable buffer, encodes as empty.
+  const rab = new ArrayBuffer(16, { maxByteLength: 32 });
+  const tail = new Uint8Array(rab, 8, 8);
+  rab.resize(4); // tail is now out of bounds: length 0
+  assert.equal((decode(encode(tail)) as Uint8Array).length, 0);
 });
 
 Deno.test("codec: cycles are rejected with their path", () => {
