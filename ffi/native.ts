@@ -350,7 +350,7 @@ export function prepareCopyTarget(buffer: ArrayBuffer): void {
   const pointer = Deno.UnsafePointer.of(buffer);
   if (pointer === null || buffer.byteLength === 0) return;
   check(
-    s().shmq_prepare_copy_target(pointer, buffer.byteLength),
+    s().shmq_prepare_copy_target(pointer, BigInt(buffer.byteLength)),
     "madvise",
     `${buffer.byteLength} bytes`,
   );
