@@ -129,7 +129,10 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
   if (!(bytes instanceof Uint8Array)) throw new TypeError("decode: bytes must be a Uint8Array");
   if (!LITTLE_ENDIAN) throw new Error("shmq codec: big-endian hosts are not supported");
   const view = options !== undefined && options.view === true;
-  const b = bytes;
+  // A subclass such as node's Buffer overrides slice() with a view: use a plain Uint8Array.
+  const b = Object.getPrototypeOf(bytes) === Uint8Array.prototype
+    ? bytes
+    : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
   const len = b.length;
   if (len < HEADER_SIZE) throw new DecodeError(`truncated header: ${len} bytes`);
   if (b[0] !== MAGIC[0] || b[1] !== MAGIC[1] || b[2] !== MAGIC[2] || b[3] !== MAGIC[3]) {

@@ -483,6 +483,14 @@ Deno.test("codec: TypedArray subclasses (node's Buffer) and views over SharedArr
   const s = decode(encode(shared.subarray(2))) as Int32Array;
   assert.ok(s instanceof Int32Array && s.buffer instanceof ArrayBuffer);
   assert.deepEqual([...s], [0, 7]);
+  // Decoding from a Buffer copies like decoding from a Uint8Array (Buffer's slice is a view).
+  const bytes = encode({
+    ab: new Uint8Array([1, 2, 3]).buffer,
+    dv: new DataView(new ArrayBuffer(2)),
+  });
+  const fromBuffer = decode(Buffer.from(bytes)) as { ab: ArrayBuffer; dv: DataView };
+  assert.equal(fromBuffer.ab.byteLength, 3);
+  assert.equal(fromBuffer.dv.buffer.byteLength, 2);
   // An empty view, even of a shrunk resizable buffer, encodes as empty.
   const rab = new ArrayBuffer(16, { maxByteLength: 32 });
   const tail = new Uint8Array(rab, 8, 8);
