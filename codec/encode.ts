@@ -145,7 +145,6 @@ export function planEncode(value: unknown): EncodePlan {
   let reservations: ReservedSlot[] | null = null;
   let size = HEADER_SIZE;
 
-  // The explicit stack of open containers.
   // The explicit stack of open containers, reused between calls (a getter of the value may
   // call planEncode again: such a nested call gets a fresh stack).
   const st = freeStack ?? new WalkStack();
