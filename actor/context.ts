@@ -1,0 +1,233 @@
+/**
+ * The actor side of {@linkcode spawnActor}: reading the handoff from stdin, opening the queue
+ * ends, reporting to the parent, and watching stdin so that the actor exits with its parent.
+ *
+ * @module
+ */
+
+import { decode } from "../codec/mod.ts";
+import type { QueueDescriptor } from "../queue/descriptor.ts";
+import { openSender } from "../queue/pair.ts";
+import type { Sender } from "../queue/sender.ts";
+import { ActorError } from "./errors.ts";
+import {
+  type ActorContext,
+  checkSpec,
+  type ControlMessage,
+  errorText,
+  HANDOFF_VERSION,
+  makeContext,
+  openAll,
+  type OpenedQueues,
+  parseWireQueues,
+  type QueueEnd,
+  type QueueSpec,
+} from "./protocol.ts";
+
+/** Longest handoff line accepted (the args value travels in it). */
+const MAX_HANDOFF_BYTES = 1 << 30;
+/** After stdin closes, how long the main thread gets to close the queue ends and exit before
+ * the watchdog ends the process itself (the main thread may be blocked in a sync wait). */
+const PARENT_GONE_GRACE_MS = 1000;
+
+/**
+ * Options of {@linkcode actorContext}.
+ *
+ * @typeParam S The queue spec.
+ */
+export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
+  /**
+   * The queues this actor expects, by name and end: `{ obs: "sender", cmds: "receiver" }`.
+   * Types `queues` and is checked against what the parent handed over; a mismatch makes both
+   * `actorContext()` and the parent's `spawnActor()` fail with a message saying so.
+   */
+  queues?: S;
+  /**
+   * Exit when the parent goes away (default true): a watchdog thread reads stdin, and when it
+   * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners
+   * run). If the main thread is blocked in a sync wait and cannot do that within a second,
+   * the watchdog ends the process at once; peers then see the ends as dead within about a
+   * second.
+   */
+  exitWithParent?: boolean;
+}
+
+let started: Promise<{ queues: Record<string, QueueEnd>; args: unknown }> | undefined;
+let context: ActorContext<Readonly<Record<string, QueueEnd>>, unknown> | undefined;
+
+/**
+ * In an actor started by {@linkcode spawnActor}: opens the queue ends the parent handed over
+ * and returns them with the `args` value. The first call reads the handoff from stdin and
+ * reports to the parent (whose `spawnActor` resolves then); later calls return the same ends,
+ * checked against their own `queues` spec. Throws {@linkcode ActorError} when the process was
+ * not started by `spawnActor` or the queues do not match the spec.
+ *
+ * Stdin belongs to the library in an actor: do not read it yourself.
+ *
+ * @example An actor that puts observations into the queue named "obs"
+ * ```ts ignore
+ * import { actorContext } from "../mod.ts";
+ * const { queues, args } = await actorContext<{ obs: "sender" }, { count: number }>({
+ *   queues: { obs: "sender" },
+ * });
+ * for (let i = 0; i < args.count; i++) await queues.obs.put({ idx: i });
+ * queues.obs.close(); // the receiver sees the queue drained once every sender closed
+ * ```
+ *
+ * @typeParam S The queue spec (inferred from `options.queues`).
+ * @typeParam A The type of the `args` value.
+ * @param options The expected queues, and whether to exit with the parent.
+ * @returns The opened queue ends and the args.
+ */
+export async function actorContext<S extends QueueSpec = QueueSpec, A = unknown>(
+  options?: ActorContextOptions<S>,
+): Promise<ActorContext<OpenedQueues<S>, A>> {
+  const caller = "actorContext";
+  started ??= start(options, caller);
+  const { queues, args } = await started;
+  checkSpecAgainst(queues, options?.queues, caller);
+  context ??= makeContext(queues, args);
+  return context as ActorContext<OpenedQueues<S>, A>;
+}
+
+function checkSpecAgainst(
+  queues: Record<string, QueueEnd>,
+  spec: QueueSpec | undefined,
+  caller: string,
+): void {
+  const wire = Object.fromEntries(
+    Object.entries(queues).map(([name, end]) => [name, {
+      open: end.descriptor.end,
+      descriptor: end.descriptor,
+    }]),
+  );
+  checkSpec(wire, spec, caller);
+}
+
+async function start(
+  options: ActorContextOptions | undefined,
+  caller: string,
+): Promise<{ queues: Record<string, QueueEnd>; args: unknown }> {
+  if (Deno.stdin.isTerminal()) {
+    throw new ActorError(
+      `${caller}: this process was not started by spawnActor (its stdin is a terminal)`,
+    );
+  }
+  const handoff = await readHandoff(caller);
+  let control: Sender | undefined;
+  if (handoff.control !== undefined) control = openSender(handoff.control as QueueDescriptor);
+  let queues: Record<string, QueueEnd> | undefined;
+  try {
+    const wire = parseWireQueues(handoff.queues, caller);
+    checkSpec(wire, options?.queues, caller);
+    const args = typeof handoff.args === "string"
+      ? decode(Uint8Array.fromBase64(handoff.args))
+      : undefined;
+    queues = openAll(wire, caller);
+    if (options?.exitWithParent ?? true) await startWatchdog(queues);
+    report(control, { ok: true });
+    return { queues, args };
+  } catch (error) {
+    if (queues) { for (const end of Object.values(queues)) end.close(); }
+    report(control, { ok: false, error: errorText(error) });
+    throw error;
+  }
+}
+
+function report(control: Sender | undefined, message: ControlMessage): void {
+  if (control === undefined) return;
+  try {
+    control.putSync(message, { timeout: 5000 });
+  } finally {
+    control.close();
+  }
+}
+
+interface Handoff {
+  shmqActor: number;
+  control?: unknown;
+  queues?: unknown;
+  args?: unknown;
+}
+
+/** Reads the one handoff line from stdin, and not a byte more. */
+async function readHandoff(caller: string): Promise<Handoff> {
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  const buffer = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await Deno.stdin.read(buffer);
+    if (n === null) {
+      throw new ActorError(
+        `${caller}: this process was not started by spawnActor (stdin ended without a handoff)`,
+      );
+    }
+    const chunk = buffer.slice(0, n);
+    chunks.push(chunk);
+    total += n;
+    if (chunk.at(-1) === 0x0a) break; // The parent writes the line and nothing after it.
+    if (total > MAX_HANDOFF_BYTES) throw new ActorError(`${caller}: the handoff is too long`);
+  }
+  const bytes = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  let value: Handoff;
+  try {
+    value = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new ActorError(`${caller}: stdin did not carry a spawnActor handoff`);
+  }
+  if (typeof value !== "object" || value === null || value.shmqActor !== HANDOFF_VERSION) {
+    throw new ActorError(
+      `${caller}: stdin did not carry a spawnActor handoff of version ${HANDOFF_VERSION}`,
+    );
+  }
+  return value;
+}
+
+/**
+ * The watchdog thread: reads stdin until it closes, tells the main thread, and ends the
+ * process itself if the main thread does not (it may be blocked in a sync queue wait).
+ * A `node:worker_threads` Worker because it can be unref'd: it never keeps the actor alive.
+ */
+const WATCHDOG = `
+const { parentPort, workerData } = require("node:worker_threads");
+(async () => {
+  const buffer = new Uint8Array(4096);
+  try {
+    while ((await Deno.stdin.read(buffer)) !== null);
+  } catch {}
+  parentPort.postMessage("parent-gone");
+  setTimeout(() => {
+    try {
+      const libc = Deno.dlopen("libc.so.6", { _exit: { parameters: ["i32"], result: "void" } });
+      libc.symbols._exit(0);
+    } catch (error) {
+      console.error("shmq actor watchdog: cannot end the process: " + error);
+    }
+  }, workerData.graceMs);
+})();
+`;
+
+async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
+  const { Worker } = await import("node:worker_threads");
+  const watchdog = new Worker(WATCHDOG, {
+    eval: true,
+    workerData: { graceMs: PARENT_GONE_GRACE_MS },
+    name: "shmq actor watchdog",
+  });
+  watchdog.unref();
+  watchdog.on("message", () => {
+    for (const end of Object.values(queues)) {
+      try {
+        end.close();
+      } catch {
+        // Exiting anyway.
+      }
+    }
+    Deno.exit(0);
+  });
+}

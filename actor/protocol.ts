@@ -1,0 +1,206 @@
+/**
+ * What the parent and its actors or Workers exchange when queue ends are handed over: which
+ * queue ends to open, typed by a spec on the receiving side, and the structured `args`.
+ *
+ * @module
+ */
+
+import { parseDescriptor, type QueueDescriptor } from "../queue/descriptor.ts";
+import { openReceiver, openSender } from "../queue/pair.ts";
+import type { Receiver } from "../queue/receiver.ts";
+import type { Sender } from "../queue/sender.ts";
+import { ActorError } from "./errors.ts";
+
+/** Version of the handoff format between a parent and its actors or Workers. */
+export const HANDOFF_VERSION = 1;
+
+/** One end of a queue: a {@linkcode Sender} or a {@linkcode Receiver}. */
+export type QueueEnd = Sender | Receiver;
+
+/** Which end of a queue: `"sender"` or `"receiver"`. */
+export type EndKind = "sender" | "receiver";
+
+/**
+ * A queue end handed to an actor or Worker. A `Sender` or `Receiver` makes the other side open
+ * an end of the same kind on the same queue; a {@linkcode QueueDescriptor} makes it open the end
+ * the descriptor names in its `end` field.
+ */
+export type QueueHandoff = Sender | Receiver | QueueDescriptor;
+
+/**
+ * The queues an actor or Worker expects, by name: `{ obs: "sender", cmds: "receiver" }`. Given
+ * to `actorContext`/`workerContext`, it types the opened ends and is checked at run time.
+ */
+export type QueueSpec = Readonly<Record<string, EndKind>>;
+
+/** The end class for an {@linkcode EndKind}: `Sender` for `"sender"`, `Receiver` for `"receiver"`. */
+export type EndOf<K> = K extends "sender" ? Sender : K extends "receiver" ? Receiver : never;
+
+/** The opened queue ends for a {@linkcode QueueSpec}, by name. */
+export type OpenedQueues<S extends QueueSpec> = { readonly [K in keyof S]: EndOf<S[K]> };
+
+/**
+ * What an actor or Worker gets from `actorContext()` / `workerContext()`: the queue ends its
+ * parent handed over, opened in this process, and the `args` value. Closing the context closes
+ * every end; `using` does that at the end of the scope.
+ */
+export interface ActorContext<Q = Readonly<Record<string, QueueEnd>>, A = unknown>
+  extends Disposable {
+  /** The opened queue ends, by the names the parent gave them. */
+  readonly queues: Q;
+  /** The `args` value the parent passed (`undefined` when it passed none). */
+  readonly args: A;
+  /** Closes every queue end of the context. Idempotent. */
+  close(): void;
+}
+
+/** A queue end on the wire: which end to open and the queue's descriptor. */
+export interface WireQueue {
+  readonly open: EndKind;
+  readonly descriptor: QueueDescriptor;
+}
+
+/** Queue ends on the wire, by name. */
+export type WireQueues = Record<string, WireQueue>;
+
+/** What a child reports on the control queue once it has opened its ends (or failed to). */
+export type ControlMessage = { ok: true } | { ok: false; error: string };
+
+/**
+ * Turns the `queues` option into descriptors plus the end to open. Throws a `TypeError` for a
+ * closed end or something that is neither an end nor a descriptor, before anything is started.
+ */
+export function toWire(
+  queues: Readonly<Record<string, QueueHandoff>> | undefined,
+  caller: string,
+): WireQueues {
+  const wire: WireQueues = {};
+  if (queues === undefined) return wire;
+  if (typeof queues !== "object" || queues === null || Array.isArray(queues)) {
+    throw new TypeError(`${caller}: queues must be an object of queue ends by name`);
+  }
+  for (const [name, value] of Object.entries(queues)) {
+    if (value === undefined) continue;
+    const end = value as { descriptor?: unknown; closed?: unknown };
+    if (typeof value === "object" && value !== null && "descriptor" in end) {
+      // A Sender or Receiver (duck-typed, so ends made by another copy of the library work).
+      if (end.closed === true) {
+        throw new TypeError(`${caller}: queue "${name}" is a closed ${kindName(end)}`);
+      }
+      const descriptor = parseDescriptor(end.descriptor, `${caller}: queue "${name}"`);
+      wire[name] = { open: descriptor.end, descriptor };
+    } else {
+      const descriptor = parseDescriptor(value, `${caller}: queue "${name}"`);
+      wire[name] = { open: descriptor.end, descriptor };
+    }
+  }
+  return wire;
+}
+
+function kindName(end: { descriptor?: unknown }): string {
+  const d = end.descriptor as { end?: unknown } | undefined;
+  return d?.end === "receiver" ? "receiver" : "sender";
+}
+
+/** Closes the Sender/Receiver objects among the handed-over ends (for `transfer: true`). */
+export function closeHanded(queues: Readonly<Record<string, QueueHandoff>> | undefined): void {
+  if (queues === undefined) return;
+  for (const value of Object.values(queues)) {
+    const end = value as { close?: unknown } | undefined;
+    if (end && typeof end.close === "function") (end as QueueEnd).close();
+  }
+}
+
+/** Checks a wire record that came from the parent. */
+export function parseWireQueues(input: unknown, caller: string): WireQueues {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new TypeError(`${caller}: the handoff has no queue table`);
+  }
+  const wire: WireQueues = {};
+  for (const [name, entry] of Object.entries(input as Record<string, unknown>)) {
+    const e = entry as { open?: unknown; descriptor?: unknown } | null;
+    if (e === null || typeof e !== "object" || (e.open !== "sender" && e.open !== "receiver")) {
+      throw new TypeError(`${caller}: queue "${name}" of the handoff is malformed`);
+    }
+    wire[name] = {
+      open: e.open,
+      descriptor: parseDescriptor(e.descriptor, `${caller}: queue "${name}"`),
+    };
+  }
+  return wire;
+}
+
+/**
+ * Checks the handed-over queues against the spec the actor expects, before anything is opened:
+ * every named queue must be there, as the named end.
+ */
+export function checkSpec(wire: WireQueues, spec: QueueSpec | undefined, caller: string): void {
+  if (spec === undefined) return;
+  if (typeof spec !== "object" || spec === null) {
+    throw new TypeError(`${caller}: options.queues must be an object like { obs: "sender" }`);
+  }
+  for (const [name, kind] of Object.entries(spec)) {
+    if (kind !== "sender" && kind !== "receiver") {
+      throw new TypeError(
+        `${caller}: options.queues.${name} must be "sender" or "receiver", got ${
+          JSON.stringify(kind)
+        }`,
+      );
+    }
+    const got = Object.hasOwn(wire, name) ? wire[name] : undefined;
+    if (got === undefined) {
+      const handed = Object.keys(wire);
+      throw new TypeError(
+        `${caller}: expected a ${kind} named "${name}", but the parent handed ` +
+          (handed.length ? `only ${handed.map((n) => `"${n}"`).join(", ")}` : "no queues"),
+      );
+    }
+    if (got.open !== kind) {
+      throw new TypeError(
+        `${caller}: expected "${name}" to be a ${kind}, but the parent handed a ${got.open}`,
+      );
+    }
+  }
+}
+
+/** Opens every handed-over end; on failure closes those already opened and rethrows. */
+export function openAll(wire: WireQueues, caller: string): Record<string, QueueEnd> {
+  const opened: Record<string, QueueEnd> = {};
+  try {
+    for (const [name, { open, descriptor }] of Object.entries(wire)) {
+      try {
+        opened[name] = open === "sender" ? openSender(descriptor) : openReceiver(descriptor);
+      } catch (error) {
+        throw new ActorError(
+          `${caller}: opening the ${open} "${name}" failed: ${errorText(error)}`,
+          { cause: error },
+        );
+      }
+    }
+  } catch (error) {
+    for (const end of Object.values(opened)) end.close();
+    throw error;
+  }
+  return opened;
+}
+
+/** Makes the context object over opened ends. */
+export function makeContext<Q, A>(queues: Record<string, QueueEnd>, args: A): ActorContext<Q, A> {
+  const frozen = Object.freeze({ ...queues });
+  return {
+    queues: frozen as Q,
+    args,
+    close(): void {
+      for (const end of Object.values(frozen)) end.close();
+    },
+    [Symbol.dispose](): void {
+      this.close();
+    },
+  };
+}
+
+/** The text of an error, for reporting it to the parent. */
+export function errorText(error: unknown): string {
+  if (error instanceof Error) return `${error.name}: ${error.message}`;
+  return String(error);
+}

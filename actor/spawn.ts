@@ -1,0 +1,514 @@
+/**
+ * Starting Deno subprocess actors and handing them queue ends.
+ *
+ * The parent writes one handoff line to the actor's stdin: the descriptors of the queues (and
+ * which end to open), the `args` value encoded with the library's codec, and the descriptor of
+ * a tiny control queue. The actor's `actorContext()` opens the ends and reports on the control
+ * queue, so `spawnActor` resolves only once the actor holds its own ends: the parent may then
+ * close its copies without the queue being seen as closed. The stdin pipe stays open for the
+ * actor's lifetime; the actor exits when it closes (its parent died or called `stop()`).
+ *
+ * @module
+ */
+
+import { encode } from "../codec/mod.ts";
+import { native, NATIVE_LIB_ENV } from "../ffi/loader.ts";
+import { createSharedMemoryPair } from "../queue/pair.ts";
+import type { Receiver } from "../queue/receiver.ts";
+import type { Sender } from "../queue/sender.ts";
+import { ActorError } from "./errors.ts";
+import {
+  closeHanded,
+  type ControlMessage,
+  HANDOFF_VERSION,
+  type QueueHandoff,
+  toWire,
+  type WireQueues,
+} from "./protocol.ts";
+
+/** Smallest arena a queue can have: the control queue carries one tiny message. */
+const CONTROL_ARENA_BYTES = 64 * 1024;
+
+/**
+ * Permissions granted to an actor, like Deno's `--allow-*` flags: `true` grants all, a list
+ * grants those paths, hosts, variables or commands, absent or `false` grants nothing. The
+ * actor always also gets `--allow-ffi` and read access to the native library, which the
+ * library itself needs.
+ *
+ * @example
+ * ```ts
+ * import type { ActorPermissions } from "./spawn.ts";
+ * const permissions: ActorPermissions = { read: ["./data"], net: ["127.0.0.1:8080"], env: true };
+ * console.assert(permissions.read !== undefined);
+ * ```
+ */
+export interface ActorPermissions {
+  /** `--allow-read`: file system read access. */
+  read?: boolean | readonly (string | URL)[];
+  /** `--allow-write`: file system write access. */
+  write?: boolean | readonly (string | URL)[];
+  /** `--allow-net`: network access, by `host[:port]`. */
+  net?: boolean | readonly string[];
+  /** `--allow-env`: environment variables. */
+  env?: boolean | readonly string[];
+  /** `--allow-run`: running subprocesses. */
+  run?: boolean | readonly (string | URL)[];
+  /** `--allow-sys`: system information (`hostname`, `osRelease`, ...). */
+  sys?: boolean | readonly string[];
+  /** `--allow-ffi`: always granted in full, since the library's native core needs it. */
+  ffi?: boolean | readonly (string | URL)[];
+  /** `--allow-import`: hosts remote modules may be imported from. */
+  import?: boolean | readonly string[];
+}
+
+/** What happens to an actor's stdout or stderr: passed through, captured, or discarded. */
+export type ActorStdio = "inherit" | "piped" | "null";
+
+/**
+ * Options of {@linkcode spawnActor}.
+ *
+ * @typeParam A The type of `args`.
+ */
+export interface SpawnActorOptions<A = unknown> {
+  /**
+   * Queue ends for the actor, by name. For a `Sender` or `Receiver` the actor opens an end of
+   * the same kind on the same queue; for a descriptor, the end its `end` field names. Your
+   * own ends stay open (see `transfer`).
+   */
+  queues?: Readonly<Record<string, QueueHandoff>>;
+  /**
+   * A value for the actor, any value of the library's data model (objects, arrays, Maps,
+   * TypedArrays, NdArrays, bigints, ...): `actorContext()` returns it as `args`.
+   */
+  args?: A;
+  /** Close the `Sender`/`Receiver` objects given in `queues` once the actor has opened its own
+   * ends (default false). */
+  transfer?: boolean;
+  /** Permissions of the actor (default none beyond what the library needs). */
+  permissions?: ActorPermissions;
+  /** Command-line arguments of the actor module (`Deno.args` in the actor). */
+  argv?: readonly string[];
+  /** Extra `deno run` flags placed before the module (e.g. `--v8-flags=...`, `--config`).
+   * Permissions go in `permissions`: `--allow-*` flags here are refused. */
+  denoArgs?: readonly string[];
+  /** Environment variables to set for the actor. */
+  env?: Readonly<Record<string, string>>;
+  /** Start the actor with an empty environment plus `env` (default false). */
+  clearEnv?: boolean;
+  /** Working directory of the actor. */
+  cwd?: string | URL;
+  /** The actor's stdout: `"inherit"` (default) passes it through, `"piped"` captures it in
+   * {@linkcode ActorHandle.stdout}, `"null"` discards it. */
+  stdout?: ActorStdio;
+  /** The actor's stderr, like `stdout`. Default `"inherit"`. */
+  stderr?: ActorStdio;
+  /**
+   * Milliseconds to wait for the actor to open its queues (call `actorContext()`); then it is
+   * killed and `spawnActor` rejects. Default 60000; `Infinity` waits as long as it takes.
+   */
+  readyTimeout?: number;
+  /** Aborting kills the actor (SIGTERM); while starting, `spawnActor` rejects. */
+  signal?: AbortSignal;
+}
+
+/** What {@linkcode ActorHandle.output} returns: the exit status and the captured output. */
+export interface ActorResult {
+  /** The actor's exit status. */
+  readonly status: Deno.CommandStatus;
+  /** Its stdout as text, when `stdout: "piped"` and not read otherwise; else empty. */
+  readonly stdout: string;
+  /** Its stderr as text, when `stderr: "piped"` and not read otherwise; else empty. */
+  readonly stderr: string;
+}
+
+/**
+ * A running actor process, returned by {@linkcode spawnActor}. Dispose it (`await using`) to
+ * make sure the process is gone: it is killed if still running, then awaited.
+ *
+ * @example
+ * ```ts ignore
+ * import { spawnActor } from "../mod.ts";
+ * await using actor = await spawnActor(new URL("./worker.ts", import.meta.url));
+ * console.log(actor.pid);
+ * const status = await actor.status;
+ * console.log(status.code);
+ * ```
+ */
+export class ActorHandle implements AsyncDisposable {
+  readonly #child: Deno.ChildProcess;
+  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #status: Promise<Deno.CommandStatus>;
+  #running = true;
+  #stdinClosed = false;
+
+  /** @internal Made by `spawnActor`. */
+  constructor(child: Deno.ChildProcess) {
+    this.#child = child;
+    this.#stdin = child.stdin.getWriter();
+    this.#status = child.status.then((status) => {
+      this.#running = false;
+      this.#closeStdin();
+      return status;
+    });
+  }
+
+  /** The actor's process id. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
+  /** Resolves with the actor's exit status when it exits (code, and signal if killed by one). */
+  get status(): Promise<Deno.CommandStatus> {
+    return this.#status;
+  }
+
+  /** Whether the actor is still running (as far as this process has seen). */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** The actor's stdout when spawned with `stdout: "piped"`, else `null`. Read it, or the
+   * actor blocks once the pipe is full. */
+  get stdout(): ReadableStream<Uint8Array> | null {
+    return this.#piped("stdout");
+  }
+
+  /** The actor's stderr when spawned with `stderr: "piped"`, else `null`. */
+  get stderr(): ReadableStream<Uint8Array> | null {
+    return this.#piped("stderr");
+  }
+
+  /** Sends a signal to the actor (default SIGTERM). Does nothing once it has exited. */
+  kill(signal: Deno.Signal = "SIGTERM"): void {
+    if (!this.#running) return;
+    try {
+      this.#child.kill(signal);
+    } catch (error) {
+      // It exited between the check and the kill.
+      if (!(error instanceof TypeError) && !(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+
+  /**
+   * Asks the actor to stop: closes its stdin, which its `actorContext()` watchdog treats like
+   * the parent going away (it closes its queue ends and exits with code 0). If it has not
+   * exited after `timeout` ms (default 2000), it is killed with SIGKILL.
+   */
+  async stop(options?: { timeout?: number }): Promise<Deno.CommandStatus> {
+    this.#closeStdin();
+    await this.#awaitExit(options?.timeout ?? 2000);
+    return await this.#status;
+  }
+
+  /**
+   * Waits for the actor to exit and returns its status with the captured output (the piped
+   * streams that nobody else has read, decoded as UTF-8).
+   */
+  async output(): Promise<ActorResult> {
+    const read = (stream: ReadableStream<Uint8Array> | null): Promise<string> =>
+      stream === null || stream.locked ? Promise.resolve("") : new Response(stream).text();
+    const [status, stdout, stderr] = await Promise.all([
+      this.#status,
+      read(this.stdout),
+      read(this.stderr),
+    ]);
+    return { status, stdout, stderr };
+  }
+
+  /** Kills the actor if it is running (SIGTERM, then SIGKILL after 3 s) and waits for it;
+   * releases the pipes nobody reads. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#running) {
+      this.kill("SIGTERM");
+      await this.#awaitExit(3000);
+    }
+    await this.#status;
+    this.#closeStdin();
+    for (const stream of [this.stdout, this.stderr]) {
+      if (stream !== null && !stream.locked) await stream.cancel().catch(() => {});
+    }
+  }
+
+  /** @internal Writes the handoff line (without waiting for the actor to read it). */
+  writeHandoff(bytes: Uint8Array): void {
+    this.#stdin.write(bytes).catch(() => {
+      // The actor exited without reading it: its status says why.
+    });
+  }
+
+  #piped(which: "stdout" | "stderr"): ReadableStream<Uint8Array> | null {
+    try {
+      return this.#child[which];
+    } catch {
+      return null; // Not piped: Deno throws on access.
+    }
+  }
+
+  #closeStdin(): void {
+    if (this.#stdinClosed) return;
+    this.#stdinClosed = true;
+    this.#stdin.abort().catch(() => {});
+  }
+
+  async #awaitExit(timeout: number): Promise<void> {
+    if (!this.#running) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const expired = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), timeout);
+    });
+    try {
+      if (await Promise.race([this.#status.then(() => false), expired])) this.kill("SIGKILL");
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+/**
+ * Starts a Deno subprocess actor running `moduleUrl` (`deno run` with `Deno.execPath()`) and
+ * hands it queue ends. In the actor, `actorContext()` opens them. Resolves once the actor has
+ * opened its ends, so you may close your copies then (or pass `transfer: true`). Rejects with
+ * {@linkcode ActorError} when the actor exits, fails to open its queues or does not call
+ * `actorContext()` within `readyTimeout`; the process is gone by then.
+ *
+ * The actor gets only the permissions you name in `options.permissions`, plus `--allow-ffi`
+ * and read access to the native library (and, when the library came from `SHMQ_NATIVE_LIB` or
+ * a remote import, that variable, so the actor opens the very same binary). Its stdin is the
+ * handoff pipe: when it closes (this process died, or {@linkcode ActorHandle.stop}), the actor
+ * closes its queue ends and exits. The parent needs `--allow-run` (and `--allow-ffi`).
+ *
+ * With no `queues`, it resolves as soon as the process is started.
+ *
+ * @example Hand a sender to an actor and read what it puts
+ * ```ts ignore
+ * import { createSharedMemoryPair, spawnActor } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+ * await using actor = await spawnActor(new URL("./producer.ts", import.meta.url), {
+ *   queues: { out: sender },
+ *   args: { count: 10 },
+ *   transfer: true, // closes `sender` here once the actor holds its own
+ * });
+ * for await (const message of receiver) console.log(message); // ends when the actor is done
+ * console.log((await actor.status).code);
+ * receiver.close();
+ * ```
+ *
+ * @param moduleUrl The actor's module: a URL (`new URL("./actor.ts", import.meta.url)`) or a path.
+ * @param options Queues, args, permissions, output handling.
+ * @returns The running actor, once it holds its queue ends.
+ */
+export async function spawnActor<A = unknown>(
+  moduleUrl: string | URL,
+  options: SpawnActorOptions<A> = {},
+): Promise<ActorHandle> {
+  const caller = "spawnActor";
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`${caller}: options must be an object`);
+  }
+  const module = moduleSpecifier(moduleUrl, caller);
+  const wire = toWire(options.queues, caller);
+  const readyTimeout = options.readyTimeout ?? 60_000;
+  if (typeof readyTimeout !== "number" || !(readyTimeout >= 0)) {
+    throw new RangeError(`${caller}: readyTimeout must be a number of milliseconds >= 0`);
+  }
+  const args = options.args === undefined ? undefined : encode(options.args).toBase64();
+  const library = libraryLocation();
+  const flags = permissionFlags(options.permissions, library, caller);
+  const denoArgs = checkDenoArgs(options.denoArgs, caller);
+  const argv = stringList(options.argv, "argv", caller);
+  const env: Record<string, string> = { ...options.env };
+  if (library !== undefined && library.source !== "local") env[NATIVE_LIB_ENV] = library.path;
+  options.signal?.throwIfAborted();
+
+  const needsAck = Object.keys(wire).length > 0;
+  const control = needsAck
+    ? createSharedMemoryPair({ capacity: 1, arenaBytes: CONTROL_ARENA_BYTES })
+    : undefined;
+  let handle: ActorHandle;
+  try {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...flags, ...denoArgs, module, ...argv],
+      stdin: "piped",
+      stdout: options.stdout ?? "inherit",
+      stderr: options.stderr ?? "inherit",
+      env,
+      clearEnv: options.clearEnv ?? false,
+      cwd: options.cwd,
+      signal: options.signal,
+    }).spawn();
+    handle = new ActorHandle(child);
+  } catch (error) {
+    closeControl(control);
+    throw error;
+  }
+  handle.writeHandoff(handoffLine(wire, args, control?.[1].descriptor));
+  if (control === undefined) return handle;
+
+  try {
+    await awaitReady(handle, control[1], readyTimeout, options.signal);
+  } catch (error) {
+    // Never leave a process behind: the caller gets no handle.
+    handle.kill("SIGKILL");
+    await handle[Symbol.asyncDispose]();
+    closeControl(control); // After the actor is gone, so its control end is reaped.
+    const status = await handle.status;
+    throw new ActorError(`${caller}(${module}): ${(error as Error).message}`, {
+      cause: error,
+      status,
+    });
+  }
+  closeControl(control);
+  if (options.transfer) closeHanded(options.queues);
+  return handle;
+}
+
+/** Waits for the actor's report on the control queue. */
+async function awaitReady(
+  handle: ActorHandle,
+  control: Receiver,
+  timeout: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const stop = new AbortController();
+  let why = "";
+  const abort = (reason: string) => {
+    if (!why) why = reason;
+    stop.abort();
+  };
+  const onSignal = () => abort("aborted");
+  signal?.addEventListener("abort", onSignal, { once: true });
+  handle.status.then((s) => abort(`the actor exited (${describe(s)}) before it opened its queues`));
+  const timer = timeout === Infinity ? undefined : setTimeout(
+    () => abort(`the actor did not open its queues (actorContext()) within ${timeout} ms`),
+    timeout,
+  );
+  let report: ControlMessage | undefined;
+  try {
+    report = await control.get<ControlMessage>({ signal: stop.signal });
+  } catch (error) {
+    if (!stop.signal.aborted) throw error;
+    // It may have reported just before exiting.
+    report = control.getNowait<ControlMessage>();
+    if (report === undefined) throw new Error(why);
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener("abort", onSignal);
+  }
+  if (!report.ok) throw new Error(`the actor could not open its queues: ${report.error}`);
+}
+
+function describe(status: Deno.CommandStatus): string {
+  return status.signal ? `killed by ${status.signal}` : `code ${status.code}`;
+}
+
+function closeControl(control: [Sender, Receiver] | undefined): void {
+  if (control === undefined) return;
+  control[0].close();
+  control[1].close();
+}
+
+function handoffLine(
+  wire: WireQueues,
+  args: string | undefined,
+  control: unknown,
+): Uint8Array {
+  const handoff = { shmqActor: HANDOFF_VERSION, control, queues: wire, args };
+  return new TextEncoder().encode(JSON.stringify(handoff) + "\n");
+}
+
+function moduleSpecifier(moduleUrl: string | URL, caller: string): string {
+  if (moduleUrl instanceof URL) return moduleUrl.href;
+  if (typeof moduleUrl !== "string" || moduleUrl === "") {
+    throw new TypeError(`${caller}: moduleUrl must be a URL or a path`);
+  }
+  return moduleUrl;
+}
+
+/** Where the native library was opened from here, so the actor can be allowed to open it. */
+function libraryLocation(): { path: string; source: string } | undefined {
+  try {
+    const core = native();
+    return { path: core.path, source: core.source };
+  } catch {
+    return undefined; // The actor will report the problem itself.
+  }
+}
+
+const PERMISSIONS = ["read", "write", "net", "env", "run", "sys", "ffi", "import"] as const;
+
+/** The `--allow-*` flags: the caller's, plus what the library needs. */
+export function permissionFlags(
+  permissions: ActorPermissions | undefined,
+  library: { path: string; source: string } | undefined,
+  caller: string,
+): string[] {
+  if (permissions !== undefined && (typeof permissions !== "object" || permissions === null)) {
+    throw new TypeError(`${caller}: permissions must be an object like { read: ["./data"] }`);
+  }
+  for (const key of Object.keys(permissions ?? {})) {
+    if (!(PERMISSIONS as readonly string[]).includes(key)) {
+      throw new TypeError(
+        `${caller}: unknown permission "${key}"; known: ${PERMISSIONS.join(", ")}`,
+      );
+    }
+  }
+  const flags: string[] = [];
+  for (const name of PERMISSIONS) {
+    const given = permissions?.[name];
+    let grant: true | Set<string> | undefined;
+    if (given === true || name === "ffi") {
+      grant = true;
+    } else if (Array.isArray(given)) {
+      grant = new Set(given.map((v) => permissionValue(v, name, caller)));
+    } else if (given !== undefined && given !== false) {
+      throw new TypeError(`${caller}: permissions.${name} must be a boolean or a list`);
+    }
+    if (library !== undefined && grant !== true) {
+      const needed = name === "read"
+        ? library.path
+        : name === "env" && library.source !== "local"
+        ? NATIVE_LIB_ENV
+        : undefined;
+      if (needed !== undefined) {
+        const list: Set<string> = grant ?? new Set();
+        list.add(needed);
+        grant = list;
+      }
+    }
+    if (grant === true) flags.push(`--allow-${name}`);
+    else if (grant !== undefined && grant.size > 0) flags.push(`--allow-${name}=${[...grant]}`);
+  }
+  return flags;
+}
+
+function permissionValue(value: unknown, name: string, caller: string): string {
+  const text = value instanceof URL ? decodeURIComponent(value.pathname) : value;
+  if (typeof text !== "string" || text === "" || text.includes(",")) {
+    throw new TypeError(
+      `${caller}: permissions.${name} entries must be non-empty strings without commas, got ${
+        JSON.stringify(String(value))
+      }`,
+    );
+  }
+  return text;
+}
+
+function checkDenoArgs(denoArgs: readonly string[] | undefined, caller: string): string[] {
+  const list = stringList(denoArgs, "denoArgs", caller);
+  for (const arg of list) {
+    if (/^(--allow-|-A$|--allow-all$|--unsafely-ignore)/.test(arg)) {
+      throw new TypeError(
+        `${caller}: denoArgs may not grant permissions (${arg}); use options.permissions`,
+      );
+    }
+  }
+  return list;
+}
+
+function stringList(list: readonly string[] | undefined, what: string, caller: string): string[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list) || list.some((s) => typeof s !== "string")) {
+    throw new TypeError(`${caller}: ${what} must be a list of strings`);
+  }
+  return [...list];
+}

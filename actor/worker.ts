@@ -1,0 +1,325 @@
+/**
+ * Module Workers that receive queue ends: {@linkcode spawnWorker} in the parent,
+ * {@linkcode workerContext} in the Worker.
+ *
+ * The Worker starts the exchange (`workerContext()` posts a hello), so the handoff can never
+ * arrive before it listens; the parent answers with the descriptors and the `args` encoded by
+ * the library's codec, and `spawnWorker` resolves once the Worker reports its ends open.
+ *
+ * @module
+ */
+
+import { decode, encode } from "../codec/mod.ts";
+import { ActorError } from "./errors.ts";
+import {
+  type ActorContext,
+  checkSpec,
+  closeHanded,
+  errorText,
+  HANDOFF_VERSION,
+  makeContext,
+  openAll,
+  type OpenedQueues,
+  parseWireQueues,
+  type QueueEnd,
+  type QueueHandoff,
+  type QueueSpec,
+  toWire,
+  type WireQueues,
+} from "./protocol.ts";
+
+/** The key of every message the library exchanges with a Worker. */
+const KEY = "shmq:worker";
+
+type ToParent =
+  | { type: "hello" }
+  | { type: "ready" }
+  | { type: "error"; error: string }
+  | { type: "closed" };
+type ToWorker =
+  | { type: "handoff"; version: number; queues: WireQueues; args?: Uint8Array }
+  | { type: "close" };
+
+function ours<T>(data: unknown): T | undefined {
+  if (typeof data !== "object" || data === null || !Object.hasOwn(data, KEY)) return undefined;
+  return (data as Record<string, T>)[KEY];
+}
+
+/**
+ * Options of {@linkcode spawnWorker}.
+ *
+ * @typeParam A The type of `args`.
+ */
+export interface SpawnWorkerOptions<A = unknown> {
+  /** Queue ends for the Worker, by name (as for `spawnActor`: a `Sender` or `Receiver` makes
+   * the Worker open the same kind, a descriptor the end it names). */
+  queues?: Readonly<Record<string, QueueHandoff>>;
+  /** A value of the library's data model for the Worker: `workerContext()` returns it. */
+  args?: A;
+  /** Close the `Sender`/`Receiver` objects in `queues` once the Worker holds its own ends. */
+  transfer?: boolean;
+  /** The Worker's name (for debugging). */
+  name?: string;
+  /** Milliseconds to wait for the Worker to call `workerContext()` (default 60000). */
+  readyTimeout?: number;
+  /** Aborting while the Worker starts terminates it and rejects `spawnWorker`. */
+  signal?: AbortSignal;
+}
+
+/**
+ * A module Worker started by {@linkcode spawnWorker}. Dispose it (`await using`) or call
+ * {@linkcode WorkerHandle.close} to stop it cleanly: the Worker's queue ends are closed first,
+ * then it is terminated.
+ *
+ * @example
+ * ```ts ignore
+ * import { spawnWorker } from "../mod.ts";
+ * await using worker = await spawnWorker(new URL("./worker.ts", import.meta.url));
+ * worker.worker.postMessage("hello"); // the plain Worker is there for your own messages
+ * ```
+ */
+export class WorkerHandle implements AsyncDisposable {
+  readonly #worker: Worker;
+  #closing: Promise<void> | undefined;
+  #closed?: () => void;
+  #terminated = false;
+
+  /** @internal Made by `spawnWorker`. */
+  constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.addEventListener("message", (event) => {
+      if (ours<ToParent>(event.data)?.type === "closed") this.#closed?.();
+    });
+  }
+
+  /** The Worker itself, for your own messages and event listeners. */
+  get worker(): Worker {
+    return this.#worker;
+  }
+
+  /**
+   * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
+   * in it then reject with `ClosedError`, and errors thrown by that are not reported), waits
+   * until it has (at most `timeout` ms, default 1000), then terminates it. A Worker that is
+   * blocked in a sync wait cannot answer; its ends stay open until the process exits.
+   */
+  close(options?: { timeout?: number }): Promise<void> {
+    return this.#closing ??= this.#close(options?.timeout ?? 1000);
+  }
+
+  /** Terminates the Worker at once. Its queue ends are not closed (they stay open until this
+   * process exits), so prefer {@linkcode close}. */
+  terminate(): void {
+    this.#terminated = true;
+    this.#worker.terminate();
+  }
+
+  /** Same as {@linkcode close}. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  async #close(timeout: number): Promise<void> {
+    if (this.#terminated) return;
+    // Closing its ends makes the Worker's pending waits throw; those are expected.
+    this.#worker.addEventListener("error", (event) => event.preventDefault());
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await new Promise<void>((resolve) => {
+      this.#closed = resolve;
+      timer = setTimeout(resolve, timeout);
+      this.#worker.postMessage({ [KEY]: { type: "close" } satisfies ToWorker });
+    });
+    clearTimeout(timer);
+    this.terminate();
+  }
+}
+
+/**
+ * Starts a module Worker running `moduleUrl` and hands it queue ends; in the Worker,
+ * {@linkcode workerContext} opens them. Resolves once the Worker holds its ends, so you may
+ * close your copies then (or pass `transfer: true`). Rejects with {@linkcode ActorError}
+ * (and terminates the Worker) when the Worker fails to load, fails to open its queues or does
+ * not call `workerContext()` within `readyTimeout`. With no `queues`, it resolves at once.
+ *
+ * Several Workers can be handed the same queue: each opens its own end, and the queue
+ * delivers every message to exactly one receiver.
+ *
+ * @example Two Workers consuming one queue
+ * ```ts ignore
+ * import { createSharedMemoryPair, spawnWorker } from "../mod.ts";
+ * const [jobs, inbox] = createSharedMemoryPair();
+ * const url = new URL("./squarer.ts", import.meta.url);
+ * await using a = await spawnWorker(url, { queues: { jobs: inbox } });
+ * await using b = await spawnWorker(url, { queues: { jobs: inbox } });
+ * inbox.close();
+ * for (let i = 0; i < 100; i++) await jobs.put(i);
+ * jobs.close(); // the Workers' `for await` loops end once the queue is drained
+ * ```
+ *
+ * @param moduleUrl The Worker's module (`new URL("./worker.ts", import.meta.url)`).
+ * @param options Queues, args, name.
+ * @returns The running Worker, once it holds its queue ends.
+ */
+export async function spawnWorker<A = unknown>(
+  moduleUrl: string | URL,
+  options: SpawnWorkerOptions<A> = {},
+): Promise<WorkerHandle> {
+  const caller = "spawnWorker";
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(`${caller}: options must be an object`);
+  }
+  const wire = toWire(options.queues, caller);
+  const args = options.args === undefined ? undefined : encode(options.args);
+  const readyTimeout = options.readyTimeout ?? 60_000;
+  if (typeof readyTimeout !== "number" || !(readyTimeout >= 0)) {
+    throw new RangeError(`${caller}: readyTimeout must be a number of milliseconds >= 0`);
+  }
+  options.signal?.throwIfAborted();
+
+  const worker = new Worker(moduleUrl, { type: "module", name: options.name });
+  const handle = new WorkerHandle(worker);
+  let settle: { resolve(): void; reject(error: Error): void } | undefined;
+  const ready = new Promise<void>((resolve, reject) => settle = { resolve, reject });
+  const onMessage = (event: MessageEvent) => {
+    const message = ours<ToParent>(event.data);
+    if (message === undefined) return;
+    event.stopImmediatePropagation();
+    if (message.type === "hello") {
+      const handoff: ToWorker = { type: "handoff", version: HANDOFF_VERSION, queues: wire, args };
+      worker.postMessage({ [KEY]: handoff });
+    } else if (message.type === "ready") {
+      settle?.resolve();
+    } else if (message.type === "error") {
+      settle?.reject(new Error(`the Worker could not open its queues: ${message.error}`));
+    }
+  };
+  const onError = (event: ErrorEvent) => {
+    event.preventDefault();
+    settle?.reject(new Error(`the Worker failed: ${event.message}`));
+  };
+  // Stays for the Worker's lifetime: it answers the hello even when nobody waits for "ready".
+  worker.addEventListener("message", onMessage);
+  if (Object.keys(wire).length === 0) return handle;
+
+  worker.addEventListener("error", onError);
+  const onAbort = () => settle?.reject(new Error("aborted"));
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  const timer = readyTimeout === Infinity ? undefined : setTimeout(
+    () =>
+      settle?.reject(
+        new Error(`the Worker did not open its queues (workerContext()) within ${readyTimeout} ms`),
+      ),
+    readyTimeout,
+  );
+  try {
+    await ready;
+  } catch (error) {
+    handle.terminate();
+    throw new ActorError(`${caller}(${moduleUrl}): ${(error as Error).message}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener("abort", onAbort);
+    worker.removeEventListener("error", onError);
+  }
+  if (options.transfer) closeHanded(options.queues);
+  return handle;
+}
+
+/**
+ * Options of {@linkcode workerContext}.
+ *
+ * @typeParam S The queue spec.
+ */
+export interface WorkerContextOptions<S extends QueueSpec = QueueSpec> {
+  /** The queues this Worker expects, by name and end: `{ jobs: "receiver" }`. Types `queues`
+   * and is checked against what the parent handed over. */
+  queues?: S;
+}
+
+interface WorkerScope {
+  postMessage(message: unknown): void;
+  addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+}
+
+let workerStarted: Promise<{ queues: Record<string, QueueEnd>; args: unknown }> | undefined;
+let workerCtx: ActorContext<Readonly<Record<string, QueueEnd>>, unknown> | undefined;
+
+/**
+ * In a Worker started by {@linkcode spawnWorker}: opens the queue ends the parent handed over
+ * and returns them with the `args` value. The first call asks the parent for the handoff;
+ * later calls return the same ends, checked against their own spec. Messages of the library
+ * carry the key `"shmq:worker"` and are not passed to your listeners registered after it.
+ *
+ * Close the ends (or the context, or `using`) when the Worker is done; the parent's
+ * {@linkcode WorkerHandle.close} closes them too.
+ *
+ * @example A Worker squaring numbers from one queue into another
+ * ```ts ignore
+ * import { workerContext } from "../mod.ts";
+ * using ctx = await workerContext({ queues: { jobs: "receiver", results: "sender" } });
+ * for await (const n of ctx.queues.jobs) await ctx.queues.results.put((n as number) ** 2);
+ * ```
+ *
+ * @typeParam S The queue spec (inferred from `options.queues`).
+ * @typeParam A The type of the `args` value.
+ * @param options The expected queues.
+ * @returns The opened queue ends and the args.
+ */
+export async function workerContext<S extends QueueSpec = QueueSpec, A = unknown>(
+  options?: WorkerContextOptions<S>,
+): Promise<ActorContext<OpenedQueues<S>, A>> {
+  const caller = "workerContext";
+  workerStarted ??= startWorker(options, caller);
+  const { queues, args } = await workerStarted;
+  const wire = Object.fromEntries(
+    Object.entries(queues).map(([name, end]) => [name, {
+      open: end.descriptor.end,
+      descriptor: end.descriptor,
+    }]),
+  );
+  checkSpec(wire, options?.queues, caller);
+  workerCtx ??= makeContext(queues, args);
+  return workerCtx as ActorContext<OpenedQueues<S>, A>;
+}
+
+function startWorker(
+  options: WorkerContextOptions | undefined,
+  caller: string,
+): Promise<{ queues: Record<string, QueueEnd>; args: unknown }> {
+  const scope = globalThis as unknown as Partial<WorkerScope>;
+  if (typeof scope.postMessage !== "function" || typeof scope.addEventListener !== "function") {
+    return Promise.reject(
+      new ActorError(`${caller}: not in a Worker (use actorContext() in a subprocess actor)`),
+    );
+  }
+  const post = (message: ToParent) => scope.postMessage!({ [KEY]: message });
+  return new Promise((resolve, reject) => {
+    let opened: Record<string, QueueEnd> | undefined;
+    scope.addEventListener!("message", (event: MessageEvent) => {
+      const message = ours<ToWorker>(event.data);
+      if (message === undefined) return;
+      event.stopImmediatePropagation();
+      if (message.type === "close") {
+        if (opened) { for (const end of Object.values(opened)) end.close(); }
+        post({ type: "closed" });
+        return;
+      }
+      if (opened !== undefined) return;
+      try {
+        if (message.version !== HANDOFF_VERSION) {
+          throw new ActorError(`${caller}: handoff version ${message.version} is not supported`);
+        }
+        const wire = parseWireQueues(message.queues, caller);
+        checkSpec(wire, options?.queues, caller);
+        const args = message.args === undefined ? undefined : decode(message.args);
+        opened = openAll(wire, caller);
+        post({ type: "ready" });
+        resolve({ queues: opened, args });
+      } catch (error) {
+        post({ type: "error", error: errorText(error) });
+        reject(error);
+      }
+    });
+    post({ type: "hello" });
+  });
+}
