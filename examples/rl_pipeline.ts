@@ -1,0 +1,111 @@
+/**
+ * A reinforcement-learning-shaped pipeline: N actor processes put observation batches
+ * `{ idx, source, obs: float32 [batch, 84, 84, 3] }` into one queue; a replay-buffer process
+ * collects them and serves randomly sampled batches to a learner process through a second
+ * queue. Batches are written in place (`prepare` + `reserve`) and read in place (`borrow`).
+ * Every process prints its throughput as it runs; this one prints a summary at the end.
+ *
+ * ```sh
+ * deno run --allow-ffi --allow-run examples/rl_pipeline.ts \
+ *   [--actors=2] [--batches=100] [--batch=32] [--sample=32] [--buffer=1024]
+ * ```
+ *
+ * `--batches` per actor, `--batch` observations per batch, `--sample` observations per sampled
+ * batch, `--buffer` observations held by the replay buffer.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { type ActorHandle, createSharedMemoryPair, spawnActor } from "../mod.ts";
+import { OBS_FLOATS, type Report } from "./rl_common.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    actors: { type: "string", default: "2" },
+    batches: { type: "string", default: "100" },
+    batch: { type: "string", default: "32" },
+    sample: { type: "string", default: "32" },
+    buffer: { type: "string", default: "1024" },
+  },
+});
+const actors = Number(values.actors);
+const batches = Number(values.batches);
+const batch = Number(values.batch);
+const sample = Number(values.sample);
+const buffer = Number(values.buffer);
+if (buffer < sample) throw new RangeError("--buffer must hold at least --sample observations");
+if (actors * batches * batch >= 2 ** 24) throw new RangeError("ids must stay exact in float32");
+
+const here = (file: string) => new URL(file, import.meta.url);
+const MiB = 1024 * 1024;
+/** An arena that holds `slots` messages of `bytes`, and at least 4 (so none goes to an
+ * extension segment). */
+const arenaFor = (slots: number, bytes: number) =>
+  Math.ceil((Math.max(slots, 4) * (bytes + 64 * 1024)) / MiB) * MiB;
+
+const batchBytes = batch * OBS_FLOATS * 4;
+const sampleBytes = sample * OBS_FLOATS * 4;
+const [obsOut, obsIn] = createSharedMemoryPair({
+  capacity: 8,
+  arenaBytes: arenaFor(8, batchBytes),
+});
+const [samplesOut, samplesIn] = createSharedMemoryPair({
+  capacity: 4,
+  arenaBytes: arenaFor(4, sampleBytes),
+});
+const [reportsOut, reportsIn] = createSharedMemoryPair({ capacity: 16, arenaBytes: 64 * 1024 });
+
+const start = performance.now();
+const processes: ActorHandle[] = [];
+try {
+  processes.push(
+    await spawnActor(here("./rl_learner.ts"), {
+      queues: { samples: samplesIn, reports: reportsOut },
+    }),
+  );
+  processes.push(
+    await spawnActor(here("./rl_replay.ts"), {
+      queues: { obs: obsIn, samples: samplesOut, reports: reportsOut },
+      args: { capacity: buffer, sample, seed: 1 },
+    }),
+  );
+  for (let actor = 0; actor < actors; actor++) {
+    processes.push(
+      await spawnActor(here("./rl_actor.ts"), {
+        queues: { obs: obsOut, reports: reportsOut },
+        args: { actor, batches, batch },
+      }),
+    );
+  }
+  // Every process holds its own ends now: close ours, so that each queue is seen drained
+  // once its producers finish.
+  for (const end of [obsOut, obsIn, samplesOut, samplesIn, reportsOut]) end.close();
+
+  const reports: Report[] = [];
+  for await (const report of reportsIn) reports.push(report as Report);
+  const statuses = await Promise.all(processes.map((p) => p.status));
+  const seconds = (performance.now() - start) / 1000;
+
+  const produced = reports.filter((r) => r.role === "actor").reduce((n, r) => n + r.batches, 0);
+  const replay = reports.find((r) => r.role === "replay");
+  const learner = reports.find((r) => r.role === "learner");
+  const expectedSamples = Math.max(0, actors * batches - Math.ceil(sample / batch) + 1);
+  const gb = (bytes: number) => (bytes / 1e9).toFixed(2);
+  console.log(
+    `pipeline: ${actors} actors put ${produced} batches (${gb(produced * batchBytes)} GB), ` +
+      `the learner got ${learner?.batches} samples (${gb(learner?.bytes ?? 0)} GB) ` +
+      `in ${seconds.toFixed(2)} s: ` +
+      `${gb(produced * batchBytes / seconds)} GB/s into the replay buffer, ` +
+      `${gb((learner?.bytes ?? 0) / seconds)} GB/s to the learner`,
+  );
+  const ok = statuses.every((s) => s.success) && produced === actors * batches &&
+    replay?.batches === produced && replay.sampled === expectedSamples &&
+    learner?.batches === expectedSamples && learner.mismatches === 0;
+  console.log(ok ? "pipeline: ok" : "pipeline: FAILED");
+  if (!ok) Deno.exitCode = 1;
+} finally {
+  for (const end of [obsOut, obsIn, samplesOut, samplesIn, reportsOut, reportsIn]) end.close();
+  for (const p of processes) await p[Symbol.asyncDispose]();
+}

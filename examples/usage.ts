@@ -1,0 +1,46 @@
+/**
+ * The usage example of the Python reference (py-sharedmemory), translated: a producer process
+ * and a consumer process share one queue of capacity 5.
+ *
+ * ```sh
+ * deno run --allow-ffi --allow-run examples/usage.ts [--count=20] [--size=1048576]
+ * ```
+ *
+ * `--count` messages of `--size` bytes each; the producer is `usage_producer.ts`, the consumer
+ * `usage_consumer.ts`.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { createSharedMemoryPair, spawnActor } from "../mod.ts";
+
+const flags = parseArgs({
+  args: Deno.args,
+  options: {
+    count: { type: "string", default: "20" },
+    size: { type: "string", default: "1048576" },
+  },
+});
+const count = Number(flags.values.count);
+const size = Number(flags.values.size);
+
+const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });
+
+// mp.Process(target=producer_sm, args=(sender,)).start(), and the same for the consumer.
+// `transfer: true` closes this process's ends once each actor holds its own, so the consumer
+// sees the queue drained when the producer closes its sender.
+await using producer = await spawnActor(new URL("./usage_producer.ts", import.meta.url), {
+  queues: { sender },
+  args: { count, size },
+  transfer: true,
+});
+await using consumer = await spawnActor(new URL("./usage_consumer.ts", import.meta.url), {
+  queues: { receiver },
+  args: { count },
+  transfer: true,
+});
+
+const [p, c] = await Promise.all([producer.status, consumer.status]);
+console.log(`producer exited with ${p.code}, consumer with ${c.code}`);
+if (!p.success || !c.success) Deno.exitCode = 1;

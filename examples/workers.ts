@@ -1,0 +1,82 @@
+/**
+ * Workers in one process sharing a queue: this thread puts image-like jobs (NdArrays) into
+ * one queue; several Workers each open a receiver on it (every job goes to exactly one of
+ * them), borrow each job in place, and put a small result into a second queue that this
+ * thread reads until every Worker has closed it.
+ *
+ * ```sh
+ * deno run --allow-ffi --allow-read examples/workers.ts [--workers=3] [--jobs=200] [--size=256]
+ * ```
+ *
+ * `--size` is the side of the square float32 RGB images.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { createSharedMemoryPair, NdArray, spawnWorker, type WorkerHandle } from "../mod.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: {
+    workers: { type: "string", default: "3" },
+    jobs: { type: "string", default: "200" },
+    size: { type: "string", default: "256" },
+  },
+});
+const workers = Number(values.workers);
+const jobs = Number(values.jobs);
+const size = Number(values.size);
+
+const [jobsOut, jobsIn] = createSharedMemoryPair({ capacity: 16 });
+const [resultsOut, resultsIn] = createSharedMemoryPair({ capacity: 64 });
+
+const handles: WorkerHandle[] = [];
+for (let i = 0; i < workers; i++) {
+  handles.push(
+    await spawnWorker(new URL("./workers_worker.ts", import.meta.url), {
+      name: `worker_${i}`,
+      queues: { jobs: jobsIn, results: resultsOut },
+      args: { name: `worker_${i}` },
+    }),
+  );
+}
+// The Workers hold their own ends now.
+jobsIn.close();
+resultsOut.close();
+
+const start = performance.now();
+const expected = new Float64Array(jobs);
+const putting = (async () => {
+  const image = new NdArray("float32", [size, size, 3]);
+  for (let id = 0; id < jobs; id++) {
+    image.data.fill(id % 251); // every pixel of job `id` holds id % 251
+    expected[id] = id % 251;
+    await jobsOut.put({ id, image }); // copied into shared memory
+  }
+  jobsOut.close(); // the Workers' loops end once the queue is drained
+})();
+
+const perWorker = new Map<string, number>();
+const seen = new Set<number>();
+let wrong = 0;
+for await (const message of resultsIn) {
+  const { id, worker, mean } = message as { id: number; worker: string; mean: number };
+  if (seen.has(id) || mean !== expected[id]) wrong++;
+  seen.add(id);
+  perWorker.set(worker, (perWorker.get(worker) ?? 0) + 1);
+}
+await putting;
+const seconds = (performance.now() - start) / 1000;
+resultsIn.close();
+for (const handle of handles) await handle.close();
+
+const gb = (jobs * size * size * 3 * 4) / 1e9;
+console.log(
+  `workers: ${seen.size} of ${jobs} jobs done in ${seconds.toFixed(2)} s ` +
+    `(${(gb / seconds).toFixed(2)} GB/s), by ` +
+    [...perWorker].sort().map(([w, n]) => `${w}: ${n}`).join(", "),
+);
+const ok = seen.size === jobs && wrong === 0;
+console.log(ok ? "workers: ok" : `workers: FAILED (${wrong} wrong or repeated results)`);
+if (!ok) Deno.exitCode = 1;
