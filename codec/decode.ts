@@ -52,6 +52,13 @@ export interface DecodeOptions {
    * always copied. Default false: the result owns all its memory.
    */
   view?: boolean;
+  /**
+   * In copy mode, makes the ArrayBuffer that each copied array payload goes into, given its
+   * byte length; it must return a fresh, unshared ArrayBuffer of exactly that length. The
+   * queue uses it to ready large targets (huge pages, pre-faulted) before the copy.
+   * Default: a new ArrayBuffer.
+   */
+  allocate?: (byteLength: number) => ArrayBuffer;
 }
 
 // Frame kinds of the explicit decode stack.
@@ -129,6 +136,7 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
   if (!(bytes instanceof Uint8Array)) throw new TypeError("decode: bytes must be a Uint8Array");
   if (!LITTLE_ENDIAN) throw new Error("shmq codec: big-endian hosts are not supported");
   const view = options !== undefined && options.view === true;
+  const allocate = options?.allocate;
   // A subclass such as node's Buffer overrides slice() with a view: use a plain Uint8Array.
   const b = Object.getPrototypeOf(bytes) === Uint8Array.prototype
     ? bytes
@@ -300,11 +308,11 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
         if (n % es !== 0) fail(`binary length ${n} is not a multiple of ${es}`, at);
         const abs = base + start;
         if (code === B_ARRAYBUFFER) {
-          v = b.slice(start, start + n).buffer;
+          v = copyOut(b, start, n, allocate);
         } else if (code === B_DATAVIEW) {
-          v = view ? new DataView(buffer, abs, n) : new DataView(b.slice(start, start + n).buffer);
+          v = view ? new DataView(buffer, abs, n) : new DataView(copyOut(b, start, n, allocate));
         } else {
-          v = makeArray(BINARY_CTORS[code] as ViewCtor, es, b, start, n, view);
+          v = makeArray(BINARY_CTORS[code] as ViewCtor, es, b, start, n, view, allocate);
         }
         p = start + n;
         break;
@@ -344,6 +352,7 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
           start,
           n,
           view,
+          allocate,
         );
         v = new NdArray(dt, shape, data);
         p = start + n;
@@ -471,13 +480,27 @@ function makeArray(
   rel: number,
   n: number,
   view: boolean,
+  allocate: ((byteLength: number) => ArrayBuffer) | undefined,
 ): TypedArray {
   const abs = b.byteOffset + rel;
-  if (abs % es === 0) {
-    const a = new C(b.buffer, abs, n / es);
-    return view ? a : a.slice();
+  if (view && abs % es === 0) return new C(b.buffer, abs, n / es);
+  return new C(copyOut(b, rel, n, allocate), 0, n / es);
+}
+
+/** A copy of the `n` bytes at `rel` of `b` in a buffer of its own. */
+function copyOut(
+  b: Uint8Array,
+  rel: number,
+  n: number,
+  allocate: ((byteLength: number) => ArrayBuffer) | undefined,
+): ArrayBuffer {
+  if (allocate === undefined) return b.slice(rel, rel + n).buffer;
+  const target = allocate(n);
+  if (!(target instanceof ArrayBuffer) || target.byteLength !== n) {
+    throw new TypeError(`decode: allocate(${n}) must return an ArrayBuffer of ${n} bytes`);
   }
-  return new C(b.slice(rel, rel + n).buffer, 0, n / es);
+  new Uint8Array(target).set(b.subarray(rel, rel + n));
+  return target;
 }
 
 const KEY_CACHE_BITS = 12;

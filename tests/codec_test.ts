@@ -718,3 +718,25 @@ Deno.test("codec: int64 values beyond the safe range (from other encoders) decod
   b.set([5, 0, 0, 0, 0, 0, 0, 0], 17); // small value in the int64 form
   assert.equal(decode(b), 5);
 });
+
+Deno.test("decode copy mode puts payloads in buffers from the allocate option", () => {
+  const bytes = encode({
+    a: new Float32Array([1, 2]),
+    b: new Uint8Array([3]),
+    c: new ArrayBuffer(2),
+  });
+  const made: ArrayBuffer[] = [];
+  const out = decode(bytes, {
+    allocate(n) {
+      const buffer = new ArrayBuffer(n);
+      made.push(buffer);
+      return buffer;
+    },
+  }) as { a: Float32Array; b: Uint8Array; c: ArrayBuffer };
+  assert.equal(made.length, 3);
+  assert.equal(out.a.buffer, made[0]);
+  assert.deepEqual([...out.a], [1, 2]);
+  assert.equal(out.b.buffer, made[1]);
+  assert.equal(out.c, made[2]);
+  assert.throws(() => decode(bytes, { allocate: (n) => new ArrayBuffer(n + 1) }), TypeError);
+});
