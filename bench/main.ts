@@ -1,0 +1,488 @@
+/**
+ * `deno task bench`: this library against every alternative, in one run.
+ *
+ * One way between two Deno processes (unless said otherwise), for each message size and
+ * payload kind: shmq `get` (async and sync), `borrow`, the zero-copy write path, a stdio
+ * pipe, Worker `postMessage` (clone and transfer), the py-sharedmemory design (a segment per
+ * message), and single-thread memcpy. Plus 64-byte message rates, round-trip latency, and
+ * fan-in of 4 sender processes. Every case runs in fresh processes, warms up, and reports
+ * the median of repeated rounds; a message counts when the receiver has it.
+ *
+ * Progress goes to stderr; the Markdown report to stdout and, with the JSON and SVG charts,
+ * to the results folder.
+ *
+ * Options:
+ *   --quick              few sizes, short rounds (the CI smoke test)
+ *   --sizes=10,1KiB,...  message sizes (default 10 B .. 1 GiB; 10GiB on request)
+ *   --budget-ms=N        measured time per case (default 1000; warm-up adds a quarter)
+ *   --repeats=N          measured rounds per case (default 5)
+ *   --kinds=bytes,struct payload kinds
+ *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-borrow shmq-zerocopy
+ *                        pipe postmessage-clone postmessage-transfer segment memcpy
+ *   --no-latency --no-fanin --no-small --no-codec   skip sections
+ *   --out=DIR            results folder (default bench/results)
+ *
+ * @module
+ */
+
+import {
+  formatSize,
+  type Kind,
+  memAvailableBytes,
+  parseFlags,
+  parseSize,
+  windowFor,
+} from "./common.ts";
+import { measureRounds, median, percentile } from "./measure.ts";
+import { CaseProcs, RUN_TOKEN, seenQueues, shmEntries, strayProcesses } from "./procs.ts";
+import { launchShmq, transport, type TransportId, TRANSPORTS } from "./transports.ts";
+import type { FanInResult, LatencyResult, Results, ThroughputResult } from "./results_types.ts";
+import { checkTargets } from "./targets.ts";
+import { renderMarkdown } from "./report.ts";
+import { renderChart } from "./chart.ts";
+
+const DEFAULT_SIZES = [
+  10,
+  100,
+  1024,
+  10 * 1024,
+  100 * 1024,
+  1024 ** 2,
+  10 * 1024 ** 2,
+  100 * 1024 ** 2,
+  1024 ** 3,
+];
+const QUICK_SIZES = [100, 1024 ** 2];
+
+/** Resolved options of a run. */
+export interface Options {
+  quick: boolean;
+  sizes: number[];
+  budgetMs: number;
+  repeats: number;
+  kinds: Kind[];
+  transports: TransportId[];
+  latency: boolean;
+  fanIn: boolean;
+  small: boolean;
+  codec: boolean;
+  out: string;
+}
+
+function parseOptions(args: string[]): Options {
+  const flags = parseFlags(args.filter((a) => !a.startsWith("--bench-run=")));
+  if (flags.has("help")) {
+    const doc = Deno.readTextFileSync(new URL(import.meta.url));
+    console.log(/\/\*\*([\s\S]*?)\*\//.exec(doc)![1].replace(/^ \* ?/gm, "").trim());
+    Deno.exit(0);
+  }
+  const known = new Set([
+    "quick",
+    "sizes",
+    "budget-ms",
+    "repeats",
+    "kinds",
+    "transports",
+    "no-latency",
+    "no-fanin",
+    "no-small",
+    "no-codec",
+    "out",
+  ]);
+  for (const k of flags.keys()) if (!known.has(k)) throw new TypeError(`unknown option --${k}`);
+  const quick = flags.has("quick");
+  const sizes = flags.has("sizes")
+    ? flags.get("sizes")!.split(",").map(parseSize)
+    : quick
+    ? QUICK_SIZES
+    : DEFAULT_SIZES;
+  const transports = flags.has("transports")
+    ? flags.get("transports")!.split(",").map((id) => transport(id as TransportId).id)
+    : TRANSPORTS.map((t) => t.id);
+  const kinds = (flags.get("kinds")?.split(",") ?? ["bytes", "struct"]) as Kind[];
+  for (const k of kinds) if (k !== "bytes" && k !== "struct") throw new TypeError(`bad kind ${k}`);
+  return {
+    quick,
+    sizes: [...new Set(sizes)].sort((a, b) => a - b),
+    budgetMs: Number(flags.get("budget-ms") ?? (quick ? 150 : 1000)),
+    repeats: Number(flags.get("repeats") ?? (quick ? 3 : 5)),
+    kinds,
+    transports,
+    latency: !flags.has("no-latency"),
+    fanIn: !flags.has("no-fanin"),
+    small: !flags.has("no-small"),
+    codec: !flags.has("no-codec"),
+    out: flags.get("out") ?? new URL("./results", import.meta.url).pathname,
+  };
+}
+
+// ---- progress --------------------------------------------------------------------------
+
+const started = performance.now();
+const encoder = new TextEncoder();
+
+function clock(): string {
+  const s = Math.floor((performance.now() - started) / 1000);
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+function progress(line: string): void {
+  Deno.stderr.writeSync(encoder.encode(`[${clock()}] ${line}\n`));
+}
+
+/** `1.23 GB/s` with sensible precision. */
+export function fmtRate(gbps: number | undefined): string {
+  if (gbps === undefined || !Number.isFinite(gbps)) return "—";
+  if (gbps >= 100) return gbps.toFixed(0);
+  if (gbps >= 10) return gbps.toFixed(1);
+  if (gbps >= 1) return gbps.toFixed(2);
+  if (gbps >= 0.01) return gbps.toFixed(3);
+  return gbps.toPrecision(2);
+}
+
+/** `1.2M`, `35k`, `812`. */
+export function fmtCount(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n)) return "—";
+  if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(n >= 1e4 ? 0 : 1)}k`;
+  if (n >= 10) return n.toFixed(0);
+  return n.toFixed(2);
+}
+
+// ---- cases -----------------------------------------------------------------------------
+
+async function runThroughput(
+  opts: Options,
+  id: TransportId,
+  kind: Kind,
+  size: number,
+  tag: string,
+): Promise<ThroughputResult> {
+  const t = transport(id);
+  const window = windowFor(size);
+  const base: ThroughputResult = { transport: id, kind, size, window, status: "ok" };
+  const label = `${tag} ${t.label} · ${kind} · ${formatSize(size)}`;
+  const needBytes = t.memoryFactor(kind, window) * size + 400 * 1024 ** 2;
+  const available = memAvailableBytes();
+  if (needBytes > 0.8 * available) {
+    const reason = `needs ~${formatSize(Math.round(needBytes / 2 ** 20) * 2 ** 20)}, ` +
+      `${formatSize(Math.round(available / 2 ** 20) * 2 ** 20)} available`;
+    progress(`${label}: skipped (${reason})`);
+    return { ...base, status: "skipped", reason };
+  }
+  const procs = new CaseProcs();
+  const t0 = performance.now();
+  try {
+    await t.launch(procs, { transport: id, kind, size, window });
+    const rounds = await measureRounds(procs, {
+      warmMs: opts.budgetMs / 4,
+      minWarm: window + 1,
+      measureMs: opts.budgetMs,
+      repeats: opts.repeats,
+      onRound: (phase, i, of, ms) => {
+        if (ms > 1500) {
+          progress(
+            `${label}: ${phase} round ${i}${of ? `/${of}` : ""} took ${(ms / 1000).toFixed(1)} s`,
+          );
+        }
+      },
+    });
+    const final = await procs.finish(120_000);
+    const gb = rounds.ms.map((ms) => (rounds.n * size) / (ms * 1e6));
+    const result: ThroughputResult = {
+      ...base,
+      n: rounds.n,
+      roundsMs: rounds.ms.map((ms) => Math.round(ms * 1000) / 1000),
+      gbps: median(gb),
+      msgps: rounds.n / (median(rounds.ms) / 1000),
+      gbpsMin: Math.min(...gb),
+      gbpsMax: Math.max(...gb),
+      receiverPeak: final.receiverHwm as number | null,
+      senderPeak: final.senderHwm as (number | null)[],
+      sameProcess: final.sameProcess === true,
+      wallMs: Math.round(performance.now() - t0),
+    };
+    progress(
+      `${label}: ${fmtRate(result.gbps)} GB/s, ${fmtCount(result.msgps)} msg/s ` +
+        `(${rounds.ms.length}×${rounds.n} msgs, ${((performance.now() - t0) / 1000).toFixed(1)} s)`,
+    );
+    return result;
+  } catch (error) {
+    const reason = String((error as Error)?.message ?? error);
+    progress(`${label}: ERROR ${reason}`);
+    return { ...base, status: "error", reason, wallMs: Math.round(performance.now() - t0) };
+  } finally {
+    await procs.close(5_000);
+  }
+}
+
+const LATENCY_LABELS: Record<LatencyResult["mode"], string> = {
+  "shmq-sync": "shmq putSync/getSync",
+  "shmq-async": "shmq put/get (async)",
+  "pipe": "stdio pipe",
+  "postmessage": "postMessage (Worker)",
+};
+
+async function runLatency(
+  opts: Options,
+  mode: LatencyResult["mode"],
+  size: number,
+  tag: string,
+): Promise<LatencyResult> {
+  const label = `${tag} round trip ${LATENCY_LABELS[mode]} · ${size} B`;
+  const base: LatencyResult = { mode, label: LATENCY_LABELS[mode], size, status: "ok" };
+  const procs = new CaseProcs();
+  try {
+    procs.spawnDeno("peers/latency_host.ts", [`--mode=${mode}`, `--size=${size}`], {
+      driver: true,
+      timer: true,
+    });
+    await procs.expect("ready", 60_000);
+    await procs.command(`go ${opts.quick ? 200 : 2000}`); // warm-up
+    const warm = await procs.expect("round", 60_000);
+    const rate = (warm.n as number) / (warm.ms as number);
+    const perRound = Math.max(
+      50,
+      Math.min(50_000, Math.round(rate * opts.budgetMs / opts.repeats)),
+    );
+    const samples: number[] = [];
+    for (let i = 0; i < opts.repeats; i++) {
+      await procs.command(`go ${perRound}`);
+      const r = await procs.expect("round", 120_000);
+      samples.push(...(r.samples as number[]));
+    }
+    await procs.finish(30_000);
+    const result: LatencyResult = {
+      ...base,
+      trips: samples.length,
+      p50Us: percentile(samples, 50),
+      p99Us: percentile(samples, 99),
+      meanUs: samples.reduce((a, b) => a + b, 0) / samples.length,
+      minUs: Math.min(...samples),
+    };
+    progress(
+      `${label}: p50 ${result.p50Us!.toFixed(1)} µs, p99 ${
+        result.p99Us!.toFixed(1)
+      } µs (${samples.length} trips)`,
+    );
+    return result;
+  } catch (error) {
+    const reason = String((error as Error)?.message ?? error);
+    progress(`${label}: ERROR ${reason}`);
+    return { ...base, status: "error", reason };
+  } finally {
+    await procs.close(5_000);
+  }
+}
+
+async function runFanIn(
+  opts: Options,
+  which: FanInResult["transport"],
+  size: number,
+  senders: number,
+  tag: string,
+): Promise<FanInResult> {
+  const name = which === "pipe" ? "stdio pipes" : "shmq getSync";
+  const label = `${tag} fan-in ${senders}→1 ${name} · ${formatSize(size)}`;
+  const base: FanInResult = { transport: which, label: name, size, senders, status: "ok" };
+  const procs = new CaseProcs();
+  try {
+    if (which === "pipe") {
+      procs.spawnDeno("peers/pipe_fanin.ts", [`--size=${size}`, `--senders=${senders}`], {
+        driver: true,
+        timer: true,
+      });
+      await procs.expect("ready", 60_000);
+    } else {
+      await launchShmq(
+        procs,
+        { kind: "bytes", size, window: windowFor(size) },
+        "get-sync",
+        "sync",
+        senders,
+      );
+    }
+    const rounds = await measureRounds(procs, {
+      warmMs: opts.budgetMs / 4,
+      minWarm: windowFor(size) + 1,
+      measureMs: opts.budgetMs,
+      repeats: opts.repeats,
+    });
+    const final = await procs.finish(60_000);
+    const total = rounds.n * senders;
+    const gb = rounds.ms.map((ms) => (total * size) / (ms * 1e6));
+    const result: FanInResult = {
+      ...base,
+      n: total,
+      roundsMs: rounds.ms,
+      gbps: median(gb),
+      msgps: total / (median(rounds.ms) / 1000),
+      receiverPeak: final.receiverHwm as number | null,
+      senderPeak: final.senderHwm as (number | null)[],
+    };
+    progress(
+      `${label}: ${fmtRate(result.gbps)} GB/s, ${fmtCount(result.msgps)} msg/s (order checked)`,
+    );
+    return result;
+  } catch (error) {
+    const reason = String((error as Error)?.message ?? error);
+    progress(`${label}: ERROR ${reason}`);
+    return { ...base, status: "error", reason };
+  } finally {
+    await procs.close(5_000);
+  }
+}
+
+async function runCodec(opts: Options): Promise<unknown> {
+  const path = new URL("./codec_bench.ts", import.meta.url);
+  try {
+    Deno.statSync(path);
+  } catch {
+    progress("codec: bench/codec_bench.ts not present, skipped");
+    return { status: "skipped", reason: "bench/codec_bench.ts not present" };
+  }
+  try {
+    const mod = await import(path.href);
+    if (typeof mod.runCodecBench !== "function") {
+      progress("codec: bench/codec_bench.ts has no runCodecBench(), skipped");
+      return { status: "skipped", reason: "no runCodecBench() export" };
+    }
+    progress("codec: runCodecBench()");
+    return await mod.runCodecBench({ quick: opts.quick });
+  } catch (error) {
+    const reason = String((error as Error)?.stack ?? error);
+    progress(`codec: ERROR ${reason}`);
+    return { status: "error", reason };
+  }
+}
+
+// ---- machine ---------------------------------------------------------------------------
+
+function machine(): Record<string, unknown> {
+  let cpu = "unknown";
+  try {
+    cpu = /^model name\s*:\s*(.*)$/m.exec(Deno.readTextFileSync("/proc/cpuinfo"))?.[1] ?? cpu;
+  } catch { /* /proc needs --allow-all in Deno 2.9: fall back to lscpu below */ }
+  if (cpu === "unknown") {
+    try {
+      const out = new Deno.Command("lscpu", { stdout: "piped", stderr: "null" }).outputSync();
+      cpu = /^Model name:\s*(.*)$/m.exec(new TextDecoder().decode(out.stdout))?.[1] ?? cpu;
+    } catch { /* no lscpu */ }
+  }
+  const mem = Deno.systemMemoryInfo();
+  return {
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    memoryGiB: Math.round(mem.total / 2 ** 30 * 10) / 10,
+    os: `${Deno.build.os} ${Deno.osRelease()}`,
+    arch: Deno.build.arch,
+    deno: Deno.version.deno,
+    v8: Deno.version.v8,
+    hostname: Deno.hostname(),
+  };
+}
+
+// ---- main ------------------------------------------------------------------------------
+
+/** Runs the benchmark with command-line `args`; returns the results. */
+export async function run(args: string[]): Promise<Results> {
+  const opts = parseOptions(args);
+  const startedAt = new Date().toISOString();
+  const shmBefore = shmEntries();
+  const results: Results = {
+    version: 1,
+    startedAt,
+    finishedAt: "",
+    command: `deno task bench${args.length ? " " + args.join(" ") : ""}`,
+    options: { ...opts, out: undefined, token: RUN_TOKEN },
+    machine: machine(),
+    throughput: [],
+    small: [],
+    latency: [],
+    fanIn: [],
+    targets: [],
+    cleanup: { strayProcesses: [], leakedShm: [] },
+  };
+
+  const cases: { id: TransportId; kind: Kind; size: number }[] = [];
+  for (const size of opts.sizes) {
+    for (const kind of opts.kinds) {
+      for (const id of opts.transports) {
+        if (id === "memcpy" && kind !== opts.kinds[0]) continue; // the same bytes for both kinds
+        cases.push({ id, kind, size });
+      }
+    }
+  }
+  const smallCases: TransportId[] = opts.small
+    ? (["shmq-get-sync", "shmq-get-async", "pipe"] as TransportId[])
+    : [];
+  const latencyModes: LatencyResult["mode"][] = opts.latency
+    ? ["shmq-sync", "shmq-async", "pipe", "postmessage"]
+    : [];
+  const fanInCases: [FanInResult["transport"], number][] = opts.fanIn
+    ? (opts.quick ? [["shmq-get-sync", 64], ["pipe", 64]] : [
+      ["shmq-get-sync", 64],
+      ["pipe", 64],
+      ["shmq-get-sync", 1024 ** 2],
+      ["pipe", 1024 ** 2],
+    ])
+    : [];
+  const total = cases.length + smallCases.length + latencyModes.length + fanInCases.length;
+  let index = 0;
+  const tag = () => `(${++index}/${total})`;
+  progress(
+    `shmq bench: ${total} cases, sizes ${opts.sizes.map(formatSize).join(", ")}; ` +
+      `${opts.budgetMs} ms × ${opts.repeats} rounds per case; results → ${opts.out}`,
+  );
+
+  for (const c of cases) {
+    results.throughput.push(await runThroughput(opts, c.id, c.kind, c.size, tag()));
+  }
+  for (const id of smallCases) {
+    results.small.push(await runThroughput(opts, id, "bytes", 64, tag()));
+  }
+  for (const mode of latencyModes) results.latency.push(await runLatency(opts, mode, 64, tag()));
+  for (const [which, size] of fanInCases) {
+    results.fanIn.push(await runFanIn(opts, which, size, 4, tag()));
+  }
+  if (opts.codec) results.codec = await runCodec(opts);
+
+  // Cleanup checks: nothing of ours may be left running or in /dev/shm.
+  const strays = await strayProcesses();
+  for (const p of strays) {
+    try {
+      Deno.kill(p.pid, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  results.cleanup.strayProcesses = strays.map((p) => `${p.pid} ${p.args}`);
+  const shmAfter = shmEntries();
+  results.cleanup.leakedShm = [...shmAfter].filter((name) =>
+    !shmBefore.has(name) &&
+    (name.startsWith("shmq-bench-") || [...seenQueues].some((q) => name.startsWith(q)))
+  );
+
+  results.targets = checkTargets(results);
+  results.finishedAt = new Date().toISOString();
+
+  await Deno.mkdir(opts.out, { recursive: true });
+  const md = renderMarkdown(results);
+  await Deno.writeTextFile(`${opts.out}/results.json`, JSON.stringify(results, null, 1) + "\n");
+  await Deno.writeTextFile(`${opts.out}/results.md`, md);
+  for (const kind of opts.kinds) {
+    await Deno.writeTextFile(`${opts.out}/throughput-${kind}.svg`, renderChart(results, kind));
+  }
+  console.log(md);
+  progress(`done in ${clock()}; wrote ${opts.out}/results.{json,md} and throughput-*.svg`);
+  return results;
+}
+
+if (import.meta.main) {
+  const results = await run(Deno.args);
+  const failed = [...results.throughput, ...results.small, ...results.latency, ...results.fanIn]
+    .filter((r) => r.status === "error").length;
+  const dirty = results.cleanup.strayProcesses.length + results.cleanup.leakedShm.length;
+  if (failed > 0 || dirty > 0) {
+    progress(`${failed} case(s) failed, ${dirty} cleanup problem(s)`);
+    Deno.exit(1);
+  }
+}

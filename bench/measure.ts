@@ -1,0 +1,97 @@
+/**
+ * Warm-up and repeated rounds of a running case, and the statistics of the results.
+ *
+ * @module
+ */
+
+import type { CaseProcs, TimerMessage } from "./procs.ts";
+
+/** How long to warm up and measure a case. */
+export interface MeasureOptions {
+  /** Warm-up time (ms of rounds) before measuring. */
+  warmMs: number;
+  /** Messages the warm-up must send at least (e.g. to create every pipelined resource). */
+  minWarm: number;
+  /** Total measured time, split into `repeats` rounds. */
+  measureMs: number;
+  /** Measured rounds; the result is their median. */
+  repeats: number;
+  /** Called after every round (progress). */
+  onRound?: (phase: "warm-up" | "measure", index: number, of: number, ms: number) => void;
+}
+
+/** The measured rounds of a case. */
+export interface Rounds {
+  /** Messages per measured round. */
+  n: number;
+  /** Duration of each measured round, ms. */
+  ms: number[];
+  /** Messages sent while warming up. */
+  warmMessages: number;
+}
+
+const MAX_ROUND_MESSAGES = 20_000_000;
+
+/** One round: `go n`, then the timer's answer. */
+export async function round(procs: CaseProcs, n: number, expectMs: number): Promise<TimerMessage> {
+  await procs.command(`go ${n}`);
+  const r = await procs.expect("round", 60_000 + expectMs * 20);
+  if (typeof r.n === "number" && r.n % n !== 0) {
+    throw new Error(`round of ${n} messages reported ${r.n}`);
+  }
+  if (typeof r.bad === "number" && r.bad > 0) {
+    throw new Error(`the receiver saw ${r.bad} malformed or out-of-order message(s)`);
+  }
+  return r;
+}
+
+/** Warms a case up, then runs its measured rounds. */
+export async function measureRounds(procs: CaseProcs, opts: MeasureOptions): Promise<Rounds> {
+  let n = 1;
+  let elapsed = 0;
+  let sent = 0;
+  let rate = 0; // messages per ms, from the latest (largest) warm-up round
+  let index = 0;
+  for (;;) {
+    const r = await round(procs, n, n / Math.max(rate, 1e-6));
+    const ms = r.ms as number;
+    elapsed += ms;
+    sent += n;
+    rate = n / Math.max(ms, 1e-3);
+    opts.onRound?.("warm-up", ++index, 0, ms);
+    if (elapsed >= opts.warmMs && sent >= opts.minWarm) break;
+    const left = opts.warmMs - elapsed;
+    n = left > 0
+      ? Math.max(1, Math.min(n * 8, Math.ceil(rate * left / 2), MAX_ROUND_MESSAGES))
+      : Math.max(1, opts.minWarm - sent);
+  }
+  let repeats = opts.repeats;
+  const perRound = opts.measureMs / repeats;
+  const oneMessageMs = 1 / rate;
+  // Messages slower than two rounds' budget: three rounds of one message still give a median.
+  if (oneMessageMs > 2 * perRound) repeats = Math.min(repeats, 3);
+  n = Math.max(1, Math.min(MAX_ROUND_MESSAGES, Math.round(rate * perRound)));
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const r = await round(procs, n, n / rate);
+    times.push(r.ms as number);
+    opts.onRound?.("measure", i + 1, repeats, r.ms as number);
+  }
+  return { n, ms: times, warmMessages: sent };
+}
+
+/** Median of numbers (mean of the middle two for an even count). */
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The p-th percentile (0..100) by nearest rank. */
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const s = Float64Array.from(values).sort();
+  const rank = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[rank];
+}

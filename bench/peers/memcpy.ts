@@ -1,0 +1,28 @@
+/**
+ * The physical limit of one copy: `TypedArray.prototype.set` of `size` bytes between two
+ * already-touched buffers, in one thread. `go n` copies n times.
+ *
+ * Flags: --size=N
+ *
+ * @module
+ */
+
+import { CommandReader, need, parseFlags, peakRssBytes, report } from "../common.ts";
+
+const flags = parseFlags(Deno.args);
+const size = Number(need(flags, "size"));
+const src = new Uint8Array(size).fill(0x5a);
+const dst = new Uint8Array(size).fill(1);
+report({ t: "ready" });
+
+const commands = new CommandReader();
+for (;;) {
+  const cmd = commands.next();
+  if (cmd.op === "quit") break;
+  const t0 = performance.now();
+  for (let i = 0; i < cmd.n; i++) dst.set(src);
+  const ms = performance.now() - t0;
+  report({ t: "round", ms, n: cmd.n, bad: dst[size - 1] === 0x5a ? 0 : 1 });
+}
+const hwm = peakRssBytes();
+report({ t: "final", receiverHwm: hwm, senderHwm: [hwm], bad: 0, sameProcess: true });

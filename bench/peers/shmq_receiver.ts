@@ -1,0 +1,101 @@
+/**
+ * Timer of the shmq one-way cases: creates the queue, prints its descriptor, receives and
+ * times every round. A round starts when the first sender's marker (a number: the round's
+ * message count) arrives and ends when the receiver has every message of every sender.
+ *
+ * Flags: --mode=get-async|get-sync|borrow --kind=bytes|struct --size=N --window=N
+ * [--senders=N] [--check-order] [--arena=N]
+ *
+ * @module
+ */
+
+import { createSharedMemoryPair, type Lease } from "../../mod.ts";
+import { isPayload, type Kind, need, parseFlags, peakRssBytes, report } from "../common.ts";
+
+const flags = parseFlags(Deno.args);
+const mode = need(flags, "mode");
+const kind = need(flags, "kind") as Kind;
+const size = Number(need(flags, "size"));
+const window = Number(need(flags, "window"));
+const senders = Number(flags.get("senders") ?? 1);
+const checkOrder = flags.has("check-order");
+const arena = flags.has("arena") ? Number(flags.get("arena")) : undefined;
+
+const [spare, receiver] = createSharedMemoryPair({ capacity: window, arenaBytes: arena });
+let spareOpen = true;
+report({ t: "ready", descriptor: receiver.descriptor });
+
+let expected = 0; // messages of the current round
+let received = 0;
+let markers = 0;
+let t0 = 0;
+let finals = 0;
+const senderHwm: (number | null)[] = [];
+const nextSeq = new Map<number, number>();
+let bad = 0;
+
+/** Handles one received value; returns false once every sender has finished. */
+function handle(value: unknown): boolean {
+  if (typeof value === "number") {
+    if (markers === 0) {
+      t0 = performance.now();
+      expected = value * senders;
+      received = 0;
+      if (spareOpen) {
+        spare.close(); // the real senders are attached now
+        spareOpen = false;
+      }
+    }
+    markers++;
+    if (expected === 0 && markers === senders) endRound();
+    return true;
+  }
+  if (typeof value === "string") {
+    const stats = JSON.parse(value) as { hwm: number | null };
+    senderHwm.push(stats.hwm);
+    return ++finals < senders;
+  }
+  if (!isPayload(value, kind, size)) bad++;
+  else if (checkOrder) {
+    const bytes = value as Uint8Array;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, 8);
+    const id = view.getUint32(0, true);
+    const seq = view.getUint32(4, true);
+    const want = nextSeq.get(id) ?? 0;
+    if (seq !== want) bad++;
+    nextSeq.set(id, seq + 1);
+  }
+  if (++received === expected && markers === senders) endRound();
+  return true;
+}
+
+function endRound(): void {
+  const ms = performance.now() - t0;
+  report({ t: "round", ms, n: expected, bad });
+  markers = 0;
+  expected = 0;
+  received = 0;
+}
+
+try {
+  if (mode === "get-sync") {
+    while (handle(receiver.getSync()));
+  } else if (mode === "get-async") {
+    while (handle(await receiver.get()));
+  } else if (mode === "borrow") {
+    for (;;) {
+      const lease: Lease = receiver.borrowSync();
+      const more = handle(lease.value);
+      lease.release();
+      if (!more) break;
+    }
+  } else {
+    throw new TypeError(`unknown mode ${mode}`);
+  }
+  report({ t: "final", receiverHwm: peakRssBytes(), senderHwm, bad });
+} catch (error) {
+  report({ t: "error", message: String((error as Error)?.stack ?? error) });
+} finally {
+  if (spareOpen) spare.close();
+  receiver.close();
+}

@@ -1,0 +1,189 @@
+/**
+ * The performance targets of issues 4 (the queue) and 3 (the codec), checked against one
+ * run's results.
+ *
+ * @module
+ */
+
+import { formatSize, type Kind } from "./common.ts";
+import type { LatencyResult, Results, TargetCheck, ThroughputResult } from "./results_types.ts";
+import type { TransportId } from "./transports.ts";
+
+const MiB = 1024 ** 2;
+
+function ok(r: ThroughputResult | undefined): r is ThroughputResult & { gbps: number } {
+  return r !== undefined && r.status === "ok" && typeof r.gbps === "number";
+}
+
+/** The result of a transport at a size and kind (memcpy is measured once per size). */
+export function find(
+  results: Results,
+  id: TransportId,
+  kind: Kind,
+  size: number,
+): ThroughputResult | undefined {
+  return results.throughput.find((r) =>
+    r.transport === id && r.size === size && (id === "memcpy" || r.kind === kind)
+  );
+}
+
+function fmt(x: number): string {
+  return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+/** Checks `lib ≥ factor × ref` at each size in `sizes`, for each kind and library transport. */
+function ratioCheck(
+  results: Results,
+  issue: number,
+  target: string,
+  libs: TransportId[],
+  ref: TransportId,
+  factor: number,
+  sizeFilter: (size: number) => boolean,
+): TargetCheck {
+  const fails: string[] = [];
+  let worst: { ratio: number; where: string } | undefined;
+  let checked = 0;
+  const kinds = [...new Set(results.throughput.map((r) => r.kind))];
+  const sizes = [...new Set(results.throughput.map((r) => r.size))].filter(sizeFilter);
+  for (const lib of libs) {
+    for (const kind of kinds) {
+      for (const size of sizes) {
+        const a = find(results, lib, kind, size);
+        const b = find(results, ref, kind, size);
+        if (!ok(a) || !ok(b)) continue;
+        checked++;
+        const ratio = a.gbps / b.gbps;
+        const where = `${lib} ${kind} ${formatSize(size)}: ${fmt(a.gbps)} vs ${
+          fmt(b.gbps)
+        } GB/s = ${fmt(ratio)}×`;
+        if (!worst || ratio < worst.ratio) worst = { ratio, where };
+        if (ratio < factor) fails.push(where);
+      }
+    }
+  }
+  if (checked === 0) return { issue, target, verdict: "n/a", detail: "no sizes of this run apply" };
+  return {
+    issue,
+    target,
+    verdict: fails.length ? "FAIL" : "PASS",
+    detail: fails.length
+      ? `${fails.length} of ${checked} below ${factor}×: ${fails.join("; ")}`
+      : `${checked} checked; lowest ${worst!.where}`,
+  };
+}
+
+function rateCheck(
+  results: Results,
+  target: string,
+  id: TransportId,
+  minimum: number,
+): TargetCheck {
+  const r = results.small.find((r) => r.transport === id && r.size === 64);
+  if (!r || r.status !== "ok" || r.msgps === undefined) {
+    return { issue: 4, target, verdict: "n/a", detail: r?.reason ?? "not measured in this run" };
+  }
+  return {
+    issue: 4,
+    target,
+    verdict: r.msgps >= minimum ? "PASS" : "FAIL",
+    detail: `${Math.round(r.msgps).toLocaleString("en-US")} msg/s (target ${
+      minimum.toLocaleString("en-US")
+    })`,
+  };
+}
+
+function latencyCheck(results: Results, mode: LatencyResult["mode"]): TargetCheck {
+  const target = `64 B round trip (${mode}) at most 1/5 of the stdio pipe's (p50)`;
+  const lib = results.latency.find((r) => r.mode === mode);
+  const pipe = results.latency.find((r) => r.mode === "pipe");
+  if (lib?.status !== "ok" || pipe?.status !== "ok") {
+    return { issue: 4, target, verdict: "n/a", detail: "not measured in this run" };
+  }
+  const ratio = lib.p50Us! / pipe.p50Us!;
+  return {
+    issue: 4,
+    target,
+    verdict: ratio <= 0.2 ? "PASS" : "FAIL",
+    detail: `p50 ${lib.p50Us!.toFixed(1)} µs vs pipe ${pipe.p50Us!.toFixed(1)} µs = ${
+      ratio.toFixed(2)
+    }× (p99 ${lib.p99Us!.toFixed(1)} vs ${pipe.p99Us!.toFixed(1)} µs)`,
+  };
+}
+
+/** Issue 3's targets as reported by `runCodecBench()`, when it reports them. */
+function codecChecks(results: Results): TargetCheck[] {
+  const codec = results.codec as { targets?: unknown } | undefined;
+  const listed = Array.isArray(codec?.targets) ? codec!.targets as Record<string, unknown>[] : [];
+  const checks: TargetCheck[] = [];
+  for (const t of listed) {
+    const verdict = String(
+      t.verdict ?? t.status ?? (t.pass === true ? "PASS" : t.pass === false ? "FAIL" : "n/a"),
+    )
+      .toUpperCase();
+    checks.push({
+      issue: 3,
+      target: String(t.target ?? t.name ?? "codec target"),
+      verdict: verdict === "PASS" || verdict === "FAIL" ? verdict : "n/a",
+      detail: String(t.detail ?? t.details ?? JSON.stringify(t)),
+    });
+  }
+  if (checks.length === 0) {
+    const names = [
+      "small structured messages: encode+decode at least as fast as node:v8 and JSON",
+      "large arrays (64 MiB+): encode at least 0.9× TypedArray.set",
+    ];
+    const why = (results.codec as { reason?: string } | undefined)?.reason ??
+      "runCodecBench() reported no target checks";
+    for (const target of names) checks.push({ issue: 3, target, verdict: "n/a", detail: why });
+  }
+  return checks;
+}
+
+/** Every target check of the run. */
+export function checkTargets(results: Results): TargetCheck[] {
+  const big = (size: number) => size >= MiB;
+  return [
+    ratioCheck(
+      results,
+      4,
+      "≥ 1 MiB: get (copy out) at least 0.4× single-thread memcpy",
+      ["shmq-get-sync", "shmq-get-async"],
+      "memcpy",
+      0.4,
+      big,
+    ),
+    ratioCheck(
+      results,
+      4,
+      "≥ 1 MiB: borrow at least 0.8× single-thread memcpy",
+      ["shmq-borrow"],
+      "memcpy",
+      0.8,
+      big,
+    ),
+    ratioCheck(
+      results,
+      4,
+      "≥ 1 MiB: at least 10× the stdio pipe's throughput (get and borrow)",
+      ["shmq-get-sync", "shmq-get-async", "shmq-borrow"],
+      "pipe",
+      10,
+      big,
+    ),
+    rateCheck(results, "64 B messages: ≥ 500k msg/s with the sync API", "shmq-get-sync", 500_000),
+    rateCheck(results, "64 B messages: ≥ 100k msg/s with the async API", "shmq-get-async", 100_000),
+    latencyCheck(results, "shmq-sync"),
+    latencyCheck(results, "shmq-async"),
+    ratioCheck(
+      results,
+      4,
+      "faster than the stdio pipe at every size from 10 B to 1 GB (get sync/async, borrow)",
+      ["shmq-get-sync", "shmq-get-async", "shmq-borrow"],
+      "pipe",
+      1,
+      (size) => size >= 10 && size <= 1024 ** 3,
+    ),
+    ...codecChecks(results),
+  ];
+}
