@@ -13,13 +13,21 @@ import { sweepStaleQueues } from "./sweep.ts";
 
 let swept = false;
 
+/** The first queue end a process makes or opens first removes what dead processes left. */
+function sweepOnce(): void {
+  if (swept) return;
+  swept = true;
+  sweepStaleQueues();
+}
+
 /**
  * Creates a queue in shared memory and returns its two ends. Pass `sender.descriptor` or
  * `receiver.descriptor` to other processes or Workers and open more ends there with
  * {@linkcode openSender} and {@linkcode openReceiver}: any number of each may share a queue.
  *
- * The first call in a process also removes entries left in /dev/shm by queues whose
- * processes all died (see `sweepStaleQueues`).
+ * The first queue end a process makes or opens also removes the entries left in /dev/shm by
+ * queues whose processes all died (see `sweepStaleQueues`). Ends still open when the process
+ * exits normally are closed then, so the last one out unlinks the queue.
  *
  * @example
  * ```ts
@@ -34,10 +42,7 @@ let swept = false;
  */
 export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receiver] {
   const geometry = resolveOptions(options);
-  if (!swept) {
-    swept = true;
-    sweepStaleQueues();
-  }
+  sweepOnce();
   const senderQueue = SharedQueue.create(geometry, "sender");
   try {
     return [new Sender(senderQueue), new Receiver(SharedQueue.open(senderQueue.name, "receiver"))];
@@ -67,6 +72,7 @@ export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receive
  */
 export function openSender(descriptor: QueueDescriptor | string): Sender {
   const { name } = parseDescriptor(descriptor, "openSender");
+  sweepOnce();
   return new Sender(SharedQueue.open(name, "sender"));
 }
 
@@ -90,5 +96,6 @@ export function openSender(descriptor: QueueDescriptor | string): Sender {
  */
 export function openReceiver(descriptor: QueueDescriptor | string): Receiver {
   const { name } = parseDescriptor(descriptor, "openReceiver");
+  sweepOnce();
   return new Receiver(SharedQueue.open(name, "receiver"));
 }

@@ -84,6 +84,25 @@ function unmapAll(mapping: Mapping): void {
   native.unmap(mapping.pointer, mapping.size);
 }
 
+/** Ends open in this process (or Worker), closed on a normal exit so that the last one out
+ * unlinks the queue's names; a killed process leaves that to the next sweep. */
+const openEnds = new Set<SharedQueue>();
+let closeOnUnload = false;
+
+/** The queue names of the ends this process (or Worker) has open: for leak checks in tests. */
+export function openEndNames(): string[] {
+  return [...openEnds].map((end) => end.name);
+}
+
+function track(queue: SharedQueue): void {
+  openEnds.add(queue);
+  if (closeOnUnload) return;
+  closeOnUnload = true;
+  globalThis.addEventListener("unload", () => {
+    for (const end of [...openEnds]) end.close();
+  });
+}
+
 /** Raised inside a critical section when shared state breaks an invariant. */
 class CorruptState extends Error {}
 
@@ -173,6 +192,7 @@ export class SharedQueue {
       Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
       const queue = new SharedQueue(name, kind, fd, main);
       queue.#register();
+      track(queue);
       return queue;
     } catch (error) {
       if (main) unmapAll(main);
@@ -214,6 +234,7 @@ export class SharedQueue {
       prefaultOrExplain(main.pointer, size, `queue ${name}`);
       const queue = new SharedQueue(name, kind, fd, main);
       queue.#register();
+      track(queue);
       return queue;
     } catch (error) {
       if (main) unmapAll(main);
@@ -450,6 +471,7 @@ export class SharedQueue {
    */
   close(): void {
     if (this.#closed) return;
+    openEnds.delete(this);
     let last = false;
     try {
       this.#lock();

@@ -137,6 +137,15 @@ Deno.test("sweepStaleQueues removes the entries of killed processes and spares l
   );
 });
 
+Deno.test("a process that exits without closing its ends leaves nothing in /dev/shm", async () => {
+  const child = spawnFixture("queue_child.ts", ["exit"]);
+  const out = lines(child);
+  const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
+  for await (const _ of out) { /* drain */ }
+  assert.equal((await child.status).code, 0);
+  assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
+});
+
 Deno.test("a Worker opens a queue end from a descriptor and answers through another queue", () =>
   withoutLeaks(async () => {
     const [toWorker, workerInbox] = createSharedMemoryPair();
