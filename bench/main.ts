@@ -14,7 +14,7 @@
  * Options:
  *   --quick              few sizes, short rounds (the CI smoke test)
  *   --sizes=10,1KiB,...  message sizes (default 10 B .. 1 GiB; 10GiB on request)
- *   --budget-ms=N        measured time per case (default 1000; warm-up adds a quarter)
+ *   --budget-ms=N        measured time per case (default 500; warm-up adds a quarter)
  *   --repeats=N          measured rounds per case (default 5)
  *   --kinds=bytes,struct payload kinds
  *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-borrow shmq-zerocopy
@@ -104,7 +104,7 @@ function parseOptions(args: string[]): Options {
   return {
     quick,
     sizes: [...new Set(sizes)].sort((a, b) => a - b),
-    budgetMs: Number(flags.get("budget-ms") ?? (quick ? 150 : 1000)),
+    budgetMs: Number(flags.get("budget-ms") ?? (quick ? 150 : 500)),
     repeats: Number(flags.get("repeats") ?? (quick ? 3 : 5)),
     kinds,
     transports,
@@ -176,7 +176,7 @@ async function runThroughput(
     await t.launch(procs, { transport: id, kind, size, window });
     const rounds = await measureRounds(procs, {
       warmMs: opts.budgetMs / 4,
-      minWarm: window + 1,
+      minWarm: t.pooled ? window + 1 : 1,
       measureMs: opts.budgetMs,
       repeats: opts.repeats,
       onRound: (phase, i, of, ms) => {
@@ -347,8 +347,21 @@ async function runCodec(opts: Options): Promise<unknown> {
       progress("codec: bench/codec_bench.ts has no runCodecBench(), skipped");
       return { status: "skipped", reason: "no runCodecBench() export" };
     }
-    progress("codec: runCodecBench()");
-    return await mod.runCodecBench({ quick: opts.quick });
+    progress("codec: runCodecBench() (small message vs node:v8 and JSON; 64 MiB encode vs set)");
+    const result = await mod.runCodecBench(
+      opts.quick ? { largeBytes: 64 * 1024 ** 2, repeats: 3, smallRepeatMs: 5 } : {},
+    );
+    const markdown = typeof mod.formatCodecBench === "function"
+      ? String(mod.formatCodecBench(result))
+      : undefined;
+    const s = result?.small, l = result?.large;
+    if (s && l) {
+      progress(
+        `codec: small message ${s.vsV8?.toFixed(2)}× node:v8, ${s.vsJson?.toFixed(1)}× JSON; ` +
+          `64 MiB encode ${l.ratio?.toFixed(2)}× set`,
+      );
+    }
+    return { status: "ok", result, markdown };
   } catch (error) {
     const reason = String((error as Error)?.stack ?? error);
     progress(`codec: ERROR ${reason}`);
@@ -378,7 +391,7 @@ function machine(): Record<string, unknown> {
     arch: Deno.build.arch,
     deno: Deno.version.deno,
     v8: Deno.version.v8,
-    hostname: Deno.hostname(),
+    loadAverageAtStart: Deno.loadavg(),
   };
 }
 
@@ -461,6 +474,7 @@ export async function run(args: string[]): Promise<Results> {
     (name.startsWith("shmq-bench-") || [...seenQueues].some((q) => name.startsWith(q)))
   );
 
+  (results.machine as Record<string, unknown>).loadAverageAtEnd = Deno.loadavg();
   results.targets = checkTargets(results);
   results.finishedAt = new Date().toISOString();
 

@@ -50,19 +50,22 @@ export async function measureRounds(procs: CaseProcs, opts: MeasureOptions): Pro
   let n = 1;
   let elapsed = 0;
   let sent = 0;
-  let rate = 0; // messages per ms, from the latest (largest) warm-up round
+  let rate = 0; // messages per ms: from the latest round of 2 ms or more, else the longest one
+  let longest = 0;
   let index = 0;
   for (;;) {
-    const r = await round(procs, n, n / Math.max(rate, 1e-6));
-    const ms = r.ms as number;
+    const r = await round(procs, n, rate > 0 ? n / rate : 1000);
+    const ms = Math.max(r.ms as number, 1e-3);
     elapsed += ms;
     sent += n;
-    rate = n / Math.max(ms, 1e-3);
+    if (ms >= 2 || ms >= longest) rate = n / ms;
+    longest = Math.max(longest, ms);
     opts.onRound?.("warm-up", ++index, 0, ms);
-    if (elapsed >= opts.warmMs && sent >= opts.minWarm) break;
+    if (elapsed >= 0.9 * opts.warmMs && sent >= opts.minWarm) break;
     const left = opts.warmMs - elapsed;
+    // Ramp up at most 8× per round, aiming to spend what is left of the warm-up in one round.
     n = left > 0
-      ? Math.max(1, Math.min(n * 8, Math.ceil(rate * left / 2), MAX_ROUND_MESSAGES))
+      ? Math.max(1, Math.min(n * 8, Math.ceil(rate * left), MAX_ROUND_MESSAGES))
       : Math.max(1, opts.minWarm - sent);
   }
   let repeats = opts.repeats;

@@ -167,14 +167,11 @@ function fanInTable(rows: FanInResult[]): string {
 
 function codecSection(codec: unknown): string {
   if (codec === undefined) return "";
-  const md = "## Codec (bench/codec_bench.ts)\n\n";
-  const c = codec as { markdown?: unknown; status?: unknown; reason?: unknown };
-  if (typeof c === "string") return md + c + "\n\n";
-  if (typeof c?.markdown === "string") return md + c.markdown + "\n\n";
-  if (c?.status === "skipped" || c?.status === "error") {
-    return md + `Not run: ${String(c.reason).split("\n")[0]}\n\n`;
-  }
-  return md + "```json\n" + JSON.stringify(codec, null, 1).slice(0, 8000) + "\n```\n\n";
+  const md = "## Codec (bench/codec_bench.ts, `runCodecBench()`)\n\n";
+  const c = codec as { markdown?: unknown; status?: unknown; reason?: unknown; result?: unknown };
+  if (c.status !== "ok") return md + `Not run: ${String(c.reason).split("\n")[0]}\n\n`;
+  if (typeof c.markdown === "string") return md + c.markdown.trim() + "\n\n";
+  return md + "```json\n" + JSON.stringify(c.result, null, 1) + "\n```\n\n";
 }
 
 /** The whole report. */
@@ -184,6 +181,10 @@ export function renderMarkdown(results: Results): string {
   let md = `# shmq benchmark\n\n`;
   md += `Run ${results.startedAt} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os} ` +
     `(${m.arch}), Deno ${m.deno} (V8 ${m.v8}).\n\n`;
+  const load = (x: unknown) =>
+    Array.isArray(x) ? x.map((v) => Number(v).toFixed(2)).join(" / ") : "?";
+  md += `Load average (1 / 5 / 15 min) at start ${load(m.loadAverageAtStart)}, at end ` +
+    `${load(m.loadAverageAtEnd)}; anything else running on the machine shows up as noise.\n\n`;
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
     `rounds after a warm-up; every case runs in fresh processes.\n\n`;
   md += "One way between two Deno processes unless noted; a message counts when the receiver " +

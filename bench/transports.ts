@@ -30,6 +30,11 @@ export interface Transport {
   library: boolean;
   /** Estimated peak memory of the case, in multiples of the message size. */
   memoryFactor(kind: Kind, window: number): number;
+  /**
+   * Whether the transport keeps resources per message in flight that are made on first use
+   * (the queue's extension segments): then the warm-up sends at least window + 1 messages.
+   */
+  pooled: boolean;
   /** Starts the case's processes; resolves when it is ready for `go`. */
   launch(procs: CaseProcs, spec: CaseSpec): Promise<void>;
 }
@@ -56,6 +61,7 @@ function shmq(
     label,
     description,
     library: true,
+    pooled: true,
     // sender's source + the messages in shared memory + the receiver's copies (and garbage)
     memoryFactor: (_kind, window) =>
       1 + window + (receiverMode === "borrow" ? 0 : Math.min(window, 2) + 1),
@@ -134,6 +140,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "messages), reads into owned buffers (large frames read straight into their own buffer); " +
       "structured messages `node:v8` serialize/deserialize",
     library: false,
+    pooled: false,
     memoryFactor: (kind) => kind === "bytes" ? 3 : 5,
     async launch(procs, spec) {
       const common = [`--kind=${spec.kind}`, `--size=${spec.size}`];
@@ -151,6 +158,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "Worker → main thread `postMessage` (structured clone), one process; batched acks keep " +
       "at most `window` messages in flight",
     library: false,
+    pooled: false,
     memoryFactor: (_kind, window) => 2 + 2 * window,
     async launch(procs, spec) {
       await launchWorker(procs, spec, "clone");
@@ -163,6 +171,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "Worker → main thread `postMessage` transferring the ArrayBuffer, one process; a pool of " +
       "`window` buffers goes back and forth (zero copy, no allocation per message)",
     library: false,
+    pooled: false,
     memoryFactor: (_kind, window) => 1 + window,
     async launch(procs, spec) {
       await launchWorker(procs, spec, "transfer");
@@ -176,6 +185,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "MADV_POPULATE_WRITE, copy in, unmap), metadata as a JSON frame over a stdio pipe, the " +
       "receiver maps, copies out, unmaps and unlinks, acks over a pipe; `window` unacked at most",
     library: false,
+    pooled: false,
     memoryFactor: (_kind, window) => 3 + window,
     async launch(procs, spec) {
       procs.spawnDeno("peers/segment_receiver.ts", [
@@ -191,6 +201,7 @@ export const TRANSPORTS: readonly Transport[] = [
     label: "memcpy",
     description: "one thread, `dst.set(src)` between two already-touched buffers of the size",
     library: false,
+    pooled: false,
     memoryFactor: () => 2,
     async launch(procs, spec) {
       procs.spawnDeno("peers/memcpy.ts", [`--size=${spec.size}`], { driver: true, timer: true });
