@@ -8,7 +8,7 @@
  * ```
  *  byte 0      ┌──────────────────────────────────────────────────────────────┐
  *              │ header: magic, layout version, capacity, ring size, limits,  │  written once by
- *              │ arena offset/size, segment size, queue state                 │  the creator
+ *              │ arena offset/size, segment size, queue state, byte budget    │  the creator
  *  byte 64     ├──────────────────────────────────────────────────────────────┤
  *              │ lock word (futex mutex, owner = participant index + 1)       │  own cache line
  *  byte 128    ├──────────────────────────────────────────────────────────────┤
@@ -62,6 +62,7 @@ export const H_ARENA_OFFSET = 24; // f64
 export const H_ARENA_SIZE = 32; // f64
 export const H_SEGMENT_SIZE = 40; // f64
 export const H_STATE = 48; // u32: QueueState
+export const H_BYTE_BUDGET = 56; // f64: bound on arena + extension bytes (one message may exceed)
 
 /** Lifecycle of a queue as a whole. */
 export const QueueState = {

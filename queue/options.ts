@@ -4,7 +4,7 @@
  * @module
  */
 
-import { MAX_ARENA_SIZE, MAX_CAPACITY, MIN_ARENA_SIZE } from "./layout.ts";
+import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
 
 /**
@@ -13,7 +13,7 @@ import type { Geometry } from "./shared_queue.ts";
  * @example
  * ```ts
  * import { createSharedMemoryPair, type QueueOptions } from "../mod.ts";
- * const options: QueueOptions = { capacity: 5, arenaBytes: 16 * 1024 * 1024 };
+ * const options: QueueOptions = { capacity: 5, arenaBytes: 16 << 20, byteBudget: 256 << 20 };
  * const [sender, receiver] = createSharedMemoryPair(options);
  * sender.close();
  * receiver.close();
@@ -31,12 +31,21 @@ export interface QueueOptions {
    * made on demand and reused, so any size goes through. Default 64 MiB.
    */
   arenaBytes?: number;
+  /**
+   * Bound on all the shared memory the queue holds: the arena plus extension segments.
+   * Senders wait while more would be needed; idle extensions are dropped to make room. One
+   * message larger than the budget still goes through, alone, as long as /dev/shm has
+   * room for it. Default 1 GiB, and never less than `arenaBytes`.
+   */
+  byteBudget?: number;
 }
 
 /** Default capacity. */
 export const DEFAULT_CAPACITY = 64;
 /** Default arena size. */
 export const DEFAULT_ARENA_BYTES = 64 * 1024 * 1024;
+/** Default byte budget. */
+export const DEFAULT_BYTE_BUDGET = 1024 * 1024 * 1024;
 
 /** Checks options and fills in defaults. */
 export function resolveOptions(options: QueueOptions | undefined): Geometry {
@@ -47,7 +56,9 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
   const arenaBytes = options?.arenaBytes ?? DEFAULT_ARENA_BYTES;
   checkInteger("capacity", capacity, 1, MAX_CAPACITY);
   checkInteger("arenaBytes", arenaBytes, MIN_ARENA_SIZE, MAX_ARENA_SIZE);
-  return { capacity, arenaBytes };
+  const byteBudget = options?.byteBudget ?? Math.max(DEFAULT_BYTE_BUDGET, arenaBytes);
+  checkInteger("byteBudget", byteBudget, arenaBytes, MAX_MESSAGE_SIZE);
+  return { capacity, arenaBytes, byteBudget };
 }
 
 function checkInteger(name: string, value: unknown, min: number, max: number): void {

@@ -21,6 +21,7 @@ export type EndKind = "sender" | "receiver";
 export interface Geometry {
   capacity: number;
   arenaBytes: number;
+  byteBudget: number;
 }
 
 /** A slot reserved by a sender: where to write the message. */
@@ -60,8 +61,13 @@ export interface ExtensionMapping extends Mapping {
 const INT_MAX = 0x7fffffff;
 /** Messages above this share of the arena go to an extension segment. */
 const ARENA_SHARE = 4;
-/** Extension segments are sized in these steps, so similar messages reuse one. */
+/** Extension segments of 16 MiB and more are sized in 2 MiB steps (huge-page friendly, and
+ * similar messages reuse one); smaller ones in pages. */
 const EXTENSION_GRANULE = 2 * 1024 * 1024;
+
+function extensionSizeFor(length: number): number {
+  return L.alignUp(length, length >= 8 * EXTENSION_GRANULE ? EXTENSION_GRANULE : L.PAGE_SIZE);
+}
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
 const ARENA_REBASE_AT = 2 ** 50;
 
@@ -112,6 +118,7 @@ export class SharedQueue {
   readonly kind: EndKind;
   readonly capacity: number;
   readonly arenaSize: number;
+  readonly #byteBudget: number;
   readonly #fd: number;
   readonly #main: Mapping;
   readonly #i32: Int32Array;
@@ -146,6 +153,7 @@ export class SharedQueue {
     this.#mask = this.#ringSize - 1;
     this.#arenaOffset = f64[L.H_ARENA_OFFSET >> 3];
     this.arenaSize = f64[L.H_ARENA_SIZE >> 3];
+    this.#byteBudget = f64[L.H_BYTE_BUDGET >> 3];
     this.#putSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_PUT_SEQ)!;
     this.#releaseSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_RELEASE_SEQ)!;
     // Receivers wait on the put sequence for messages; senders on the release sequence for
@@ -188,6 +196,7 @@ export class SharedQueue {
       f64[L.H_ARENA_OFFSET >> 3] = arenaOffset;
       f64[L.H_ARENA_SIZE >> 3] = arenaSize;
       f64[L.H_SEGMENT_SIZE >> 3] = size;
+      f64[L.H_BYTE_BUDGET >> 3] = Math.max(geometry.byteBudget, arenaSize);
       u32[L.H_STATE >> 2] = L.QueueState.Ready;
       Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
       const queue = new SharedQueue(name, kind, fd, main);
@@ -460,6 +469,7 @@ export class SharedQueue {
     try {
       this.#checkUsable();
       this.#reapDeadLocked();
+      this.#unmapStaleExtensions();
     } finally {
       this.#unlock();
     }
@@ -707,46 +717,94 @@ export class SharedQueue {
     return { slot, segment, offset, length, createExtension };
   }
 
-  /** Picks the smallest idle extension that fits, else an empty entry, else replaces the
-   * largest idle one. */
+  /**
+   * Picks an extension for a message of `length` bytes: the smallest idle one that fits,
+   * else a new one, dropping idle ones to stay within the byte budget. Returns undefined
+   * (wait) when the budget is taken by messages in flight; a message larger than the whole
+   * budget still goes when it is the only one.
+   */
   #chooseExtensionLocked(length: number): { index: number; create: boolean } | undefined {
     const u32 = this.#u32;
     const f64 = this.#f64;
+    const stateOf = (i: number) => u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
+    const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
     let fit = -1;
     let empty = -1;
-    let largestIdle = -1;
+    let busyBytes = 0;
+    let heldBytes = 0;
+    const idle: number[] = [];
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const e = L.extensionOffset(i);
-      const state = u32[(e + L.E_STATE) >> 2];
-      const size = f64[(e + L.E_SIZE) >> 3];
-      if (state === L.ExtensionState.Idle) {
-        if (size >= length && (fit < 0 || size < f64[(L.extensionOffset(fit) + L.E_SIZE) >> 3])) {
-          fit = i;
-        }
-        if (largestIdle < 0 || size > f64[(L.extensionOffset(largestIdle) + L.E_SIZE) >> 3]) {
-          largestIdle = i;
-        }
-      } else if (state === L.ExtensionState.Empty && empty < 0) {
-        empty = i;
+      const state = stateOf(i);
+      if (state === L.ExtensionState.Empty) {
+        if (empty < 0) empty = i;
+        continue;
+      }
+      heldBytes += sizeOf(i);
+      if (state === L.ExtensionState.Busy) {
+        busyBytes += sizeOf(i);
+      } else {
+        idle.push(i);
+        if (sizeOf(i) >= length && (fit < 0 || sizeOf(i) < sizeOf(fit))) fit = i;
       }
     }
+    const room = this.#byteBudget - this.arenaSize;
     let index = fit;
     let create = false;
-    if (index < 0) {
-      index = empty >= 0 ? empty : largestIdle;
-      if (index < 0) return undefined;
-      const e = L.extensionOffset(index);
-      if (u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Idle) {
-        native.shmUnlink(extensionNameOf(this.name, index, u32[(e + L.E_GEN) >> 2]), {
-          missingOk: true,
-        });
+    if (index >= 0) {
+      if (busyBytes > 0 && busyBytes + sizeOf(index) > room) return undefined;
+    } else {
+      const size = extensionSizeFor(length);
+      if (busyBytes > 0 && busyBytes + size > room) return undefined;
+      // Largest idle ones go first: they hold the most memory.
+      idle.sort((a, b) => sizeOf(b) - sizeOf(a));
+      for (const i of idle) {
+        if (heldBytes + size <= room && empty >= 0) break;
+        heldBytes -= sizeOf(i);
+        this.#dropExtensionLocked(i);
+        if (empty < 0 || i < empty) empty = i;
       }
+      if (empty < 0) return undefined; // Every entry carries a message in flight.
+      index = empty;
+      const e = L.extensionOffset(index);
       u32[(e + L.E_GEN) >> 2] = (u32[(e + L.E_GEN) >> 2] + 1) >>> 0;
-      f64[(e + L.E_SIZE) >> 3] = L.alignUp(length, EXTENSION_GRANULE);
+      f64[(e + L.E_SIZE) >> 3] = size;
       create = true;
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
     return { index, create };
+  }
+
+  /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
+  #dropExtensionLocked(index: number): void {
+    const e = L.extensionOffset(index);
+    native.shmUnlink(extensionNameOf(this.name, index, this.#u32[(e + L.E_GEN) >> 2]), {
+      missingOk: true,
+    });
+    this.#u32[(e + L.E_GEN) >> 2] = (this.#u32[(e + L.E_GEN) >> 2] + 1) >>> 0;
+    this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Empty;
+    this.#f64[(e + L.E_SIZE) >> 3] = 0;
+  }
+
+  /** Unmaps cached extensions whose segment was replaced or dropped, unless views remain. */
+  #unmapStaleExtensions(): void {
+    for (let i = 0; i < this.#extensions.length; i++) {
+      const cached = this.#extensions[i];
+      if (cached === undefined) continue;
+      const e = L.extensionOffset(i);
+      if (
+        cached.gen === this.#u32[(e + L.E_GEN) >> 2] &&
+        this.#u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty
+      ) {
+        continue;
+      }
+      this.#extensions[i] = undefined;
+      if (cached.refs > 0) {
+        cached.retired = true;
+        this.#retired.add(cached);
+      } else {
+        unmapAll(cached);
+      }
+    }
   }
 
   /** Maps extension `index` at its current generation, making the segment if asked. */
@@ -754,6 +812,7 @@ export class SharedQueue {
     if (!(index >= 0 && index < L.MAX_EXTENSIONS)) {
       throw new ClosedError(`queue ${this.name}: corrupt slot names extension ${index}`);
     }
+    this.#unmapStaleExtensions();
     const e = L.extensionOffset(index);
     const gen = this.#u32[(e + L.E_GEN) >> 2];
     const cached = this.#extensions[index];
@@ -1024,6 +1083,8 @@ function validateHeader(name: string, main: Mapping, size: number): void {
   ) {
     invalid(`arena of ${arenaSize} bytes at ${arenaOffset} in a ${size}-byte segment`);
   }
+  const budget = f64[L.H_BYTE_BUDGET >> 3];
+  if (!(budget >= arenaSize && budget <= L.MAX_MESSAGE_SIZE)) invalid(`byte budget ${budget}`);
   if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) invalid("queue not ready or poisoned");
 }
 

@@ -327,3 +327,37 @@ Deno.test("invalid options and descriptors get errors naming what was wrong", ()
     );
     assert.ok(new EmptyError("x") instanceof QueueError);
   }));
+
+Deno.test("the byte budget bounds extension memory; one larger message still goes alone", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({
+      capacity: 8,
+      arenaBytes: 256 * 1024,
+      byteBudget: 1024 * 1024,
+    });
+    using _s = s;
+    using _r = r;
+    const big = new Uint8Array(1536 * 1024).fill(1); // over the whole budget
+    await s.put(big);
+    assert.equal(s.hasSpace(), true, "capacity is not the limit here");
+    await assert.rejects(s.put(big, { timeout: 50 }), FullError);
+    const pending = s.put(big.fill(2), { timeout: 5000 });
+    assert.equal((await r.get<Uint8Array>())[0], 1);
+    await pending;
+    assert.equal((await r.get<Uint8Array>())[0], 2);
+    const prefix = s.descriptor.name.slice(1) + "-x";
+    assert.equal(shmEntries().filter((n) => n.startsWith(prefix)).length, 1, "one reused");
+    // Two messages that fit the budget together travel side by side.
+    const half = new Uint8Array(300 * 1024);
+    const [s2, r2] = createSharedMemoryPair({ arenaBytes: 256 * 1024, byteBudget: 1024 * 1024 });
+    using _s2 = s2;
+    using _r2 = r2;
+    await s2.put(half);
+    await s2.put(half, { timeout: 50 });
+    assert.equal((await r2.get<Uint8Array>()).length, half.length);
+    assert.equal((await r2.get<Uint8Array>()).length, half.length);
+    assert.throws(
+      () => createSharedMemoryPair({ arenaBytes: 1 << 20, byteBudget: 1 << 19 }),
+      /byteBudget/,
+    );
+  }));
