@@ -4,6 +4,7 @@
  * @module
  */
 
+import { shmList } from "../ffi/native.ts";
 import { childArgs, lines, RUN_ENV } from "./common.ts";
 
 /** This run's token: every process the benchmark spawns carries `--bench-run=<token>`. */
@@ -145,13 +146,12 @@ export async function strayProcesses(): Promise<{ pid: number; args: string }[]>
   return found;
 }
 
-/** Names of /dev/shm entries. */
+/**
+ * Names of the /dev/shm entries starting with `shmq-` (the library's queues and this
+ * benchmark's per-message segments), listed natively: Deno wants --allow-all to read /dev.
+ */
 export function shmEntries(): Set<string> {
-  const names = new Set<string>();
-  try {
-    for (const e of Deno.readDirSync("/dev/shm")) names.add(e.name);
-  } catch { /* no /dev/shm */ }
-  return names;
+  return new Set(shmList("/shmq-"));
 }
 
 /** Quotes a word for `sh -c`. */

@@ -1,0 +1,152 @@
+/**
+ * Smoke test of `deno task bench`: the quick mode runs every transport end to end across real
+ * processes and writes its reports, and leaves no process or /dev/shm entry behind. Plus unit
+ * checks of the benchmark's framing, size parsing and statistics.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  CHILD_FLAGS,
+  formatSize,
+  FRAME_HEADER,
+  FrameReader,
+  FrameType,
+  FrameWriter,
+  parseSize,
+} from "../bench/common.ts";
+import { median, percentile } from "../bench/measure.ts";
+import { shmList } from "../ffi/native.ts";
+import type { Results } from "../bench/results_types.ts";
+import { TRANSPORTS } from "../bench/transports.ts";
+
+Deno.test("bench: sizes parse and print", () => {
+  assert.equal(parseSize("10"), 10);
+  assert.equal(parseSize("100B"), 100);
+  assert.equal(parseSize("1KiB"), 1024);
+  assert.equal(parseSize("1MiB"), 1024 ** 2);
+  assert.equal(parseSize("10GiB"), 10 * 1024 ** 3);
+  assert.equal(parseSize("2kB"), 2000);
+  assert.throws(() => parseSize("1 parsec"), RangeError);
+  assert.equal(formatSize(10), "10 B");
+  assert.equal(formatSize(100 * 1024), "100 KiB");
+  assert.equal(formatSize(1024 ** 3), "1 GiB");
+});
+
+Deno.test("bench: median and percentile", () => {
+  assert.equal(median([3, 1, 2]), 2);
+  assert.equal(median([4, 1, 3, 2]), 2.5);
+  const xs = Array.from({ length: 100 }, (_, i) => i + 1);
+  assert.equal(percentile(xs, 50), 50);
+  assert.equal(percentile(xs, 99), 99);
+  assert.equal(percentile(xs, 100), 100);
+});
+
+Deno.test("bench: frames survive any split of the byte stream, small and large", () => {
+  const chunks: Uint8Array[] = [];
+  const sink = { writeSync: (p: Uint8Array) => (chunks.push(p.slice()), p.length) };
+  const out = new FrameWriter(sink);
+  const sizes = [0, 1, 10, 4096, 70_000, 9, 300_000, 5];
+  for (const [i, n] of sizes.entries()) {
+    out.write(FrameType.Bytes, new Uint8Array(n).map((_, j) => (i * 31 + j) & 0xff));
+  }
+  const stream = new Uint8Array(chunks.reduce((a, c) => a + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    stream.set(c, at);
+    at += c.length;
+  }
+  assert.equal(stream.length, sizes.reduce((a, n) => a + n + FRAME_HEADER, 0));
+  for (const piece of [1, 7, 4096, 1 << 20]) {
+    let pos = 0;
+    const source = {
+      readSync(p: Uint8Array): number | null {
+        if (pos === stream.length) return null;
+        const n = Math.min(piece, p.length, stream.length - pos);
+        p.set(stream.subarray(pos, pos + n));
+        pos += n;
+        return n;
+      },
+    };
+    const reader = new FrameReader(64 * 1024);
+    for (const [i, n] of sizes.entries()) {
+      const frame = reader.readSync(source);
+      assert.ok(frame, `frame ${i} with reads of ${piece}`);
+      assert.equal(frame.type, FrameType.Bytes);
+      assert.equal(frame.payload.length, n);
+      for (let j = 0; j < n; j += 997) assert.equal(frame.payload[j], (i * 31 + j) & 0xff);
+    }
+    assert.equal(reader.readSync(source), null);
+  }
+});
+
+Deno.test({
+  name: "bench: --quick runs every transport across processes and cleans up",
+  // The benchmark spawns processes and maps shared memory on purpose; it checks itself that
+  // nothing is left behind (its results list stray processes and /dev/shm entries).
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "shmq-bench-smoke-" });
+    const shmBefore = new Set(shmList("/shmq-bench-"));
+    try {
+      const main = new URL("../bench/main.ts", import.meta.url).pathname;
+      const started = performance.now();
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [...CHILD_FLAGS, main, "--quick", `--out=${out}`],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
+      const { code, stdout, stderr } = await child.output();
+      clearTimeout(timer);
+      const seconds = (performance.now() - started) / 1000;
+      const err = new TextDecoder().decode(stderr);
+      assert.equal(code, 0, `bench --quick failed:\n${err.slice(-4000)}`);
+      assert.ok(seconds < 60, `--quick took ${seconds.toFixed(1)} s`);
+      assert.match(err, /\(1\/\d+\)/, "progress goes to stderr");
+      const md = new TextDecoder().decode(stdout);
+      assert.match(md, /## Targets \(issues 3 and 4\)/);
+      assert.match(md, /## Throughput: Uint8Array messages/);
+
+      const results: Results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
+      for (const kind of ["bytes", "struct"] as const) {
+        for (const size of [100, 1024 ** 2]) {
+          for (const t of TRANSPORTS) {
+            if (t.id === "memcpy" && kind === "struct") continue;
+            const r = results.throughput.find((r) =>
+              r.transport === t.id && r.kind === kind && r.size === size
+            );
+            assert.ok(r, `${t.id} ${kind} ${size} measured`);
+            assert.equal(r.status, "ok", `${t.id} ${kind} ${size}: ${r.reason}`);
+            assert.ok(r.gbps! > 0 && r.msgps! > 0 && r.roundsMs!.length >= 1);
+            assert.ok((r.receiverPeak ?? 0) > 0, `${t.id}: receiver peak memory reported`);
+          }
+        }
+      }
+      assert.deepEqual(
+        results.latency.map((r) => [r.mode, r.status]),
+        [["shmq-sync", "ok"], ["shmq-async", "ok"], ["pipe", "ok"], ["postmessage", "ok"]],
+      );
+      for (const r of results.latency) assert.ok(r.p50Us! > 0 && r.p99Us! >= r.p50Us!);
+      assert.ok(results.fanIn.length >= 2 && results.fanIn.every((r) => r.status === "ok"));
+      assert.ok(results.small.every((r) => r.status === "ok" && r.size === 64));
+      const issues = new Set(results.targets.map((t) => t.issue));
+      assert.ok(issues.has(3) && issues.has(4));
+      for (const t of results.targets) assert.match(t.verdict, /^(PASS|FAIL|n\/a)$/);
+      assert.deepEqual(results.cleanup, { strayProcesses: [], leakedShm: [] });
+
+      for (const kind of ["bytes", "struct"]) {
+        const svg = await Deno.readTextFile(`${out}/throughput-${kind}.svg`);
+        assert.match(svg, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+        assert.match(svg, /<\/svg>\n$/);
+        assert.ok((svg.match(/<path /g) ?? []).length >= 8, "one line per transport");
+      }
+      const ours = shmList("/shmq-bench-").filter((n) => !shmBefore.has(n));
+      assert.deepEqual(ours, [], "per-message segments unlinked");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
