@@ -50,16 +50,16 @@ export async function measureRounds(procs: CaseProcs, opts: MeasureOptions): Pro
   let n = 1;
   let elapsed = 0;
   let sent = 0;
-  let rate = 0; // messages per ms: from the latest round of 2 ms or more, else the longest one
-  let longest = 0;
+  // Messages per ms: from the latest round that took 1 ms or more, or any faster round (a
+  // slow first round is start-up, not the steady rate).
+  let rate = 0;
   let index = 0;
   for (;;) {
     const r = await round(procs, n, rate > 0 ? n / rate : 1000);
     const ms = Math.max(r.ms as number, 1e-3);
     elapsed += ms;
     sent += n;
-    if (ms >= 2 || ms >= longest) rate = n / ms;
-    longest = Math.max(longest, ms);
+    if (ms >= 1 || n / ms > rate) rate = n / ms;
     opts.onRound?.("warm-up", ++index, 0, ms);
     if (elapsed >= 0.9 * opts.warmMs && sent >= opts.minWarm) break;
     const left = opts.warmMs - elapsed;
