@@ -48,7 +48,7 @@ resultsOut.close();
 const start = performance.now();
 const expected = new Float64Array(jobs);
 const putting = (async () => {
-  const image = new NdArray("float32", [size, size, 3]);
+  const image = NdArray.zeros("float32", [size, size, 3]);
   for (let id = 0; id < jobs; id++) {
     image.data.fill(id % 251); // every pixel of job `id` holds id % 251
     expected[id] = id % 251;

@@ -1,0 +1,264 @@
+/**
+ * Fixtures and helpers of the actor tests. Holds no tests: imported, it exports helpers; run
+ * with `deno run` (as an actor: `deno run ... actor_fixture_test.ts <role>`) or loaded as a
+ * Worker (the role is the Worker's name), it plays the role named.
+ *
+ * @module
+ */
+
+import {
+  actorContext,
+  ClosedError,
+  createSharedMemoryPair,
+  NdArray,
+  type Receiver,
+  type Sender,
+  spawnActor,
+  workerContext,
+} from "../mod.ts";
+import { closeFd, fdSize, lockProbe, map, pidAlive, shmOpen, unmap } from "../ffi/native.ts";
+import {
+  ANY_ALIVE_LOCK_BYTE,
+  MAX_PARTICIPANTS,
+  P_KIND,
+  P_PID,
+  PARTICIPANT_STRIDE,
+  PARTICIPANTS_OFFSET,
+  SHM_ENTRY_PATTERN,
+} from "../queue/layout.ts";
+import { shmEntries } from "./helpers.ts";
+
+/** This module, to run as an actor or a Worker. */
+export const FIXTURE: URL = new URL(import.meta.url);
+
+// ------------------------------------------------------------------------------- helpers
+
+/** The library's /dev/shm entries now. */
+export function shmSnapshot(): Set<string> {
+  return new Set(shmEntries());
+}
+
+/**
+ * The entries that appeared since `before` and are leaked: no live process holds them, or
+ * only this process does (a queue end the test forgot to close). Entries of other live
+ * processes (tests running in parallel) do not count. Suspects are checked twice.
+ */
+export async function leaksSince(before: Set<string>): Promise<string[]> {
+  const suspects = () => shmEntries().filter((name) => !before.has(name) && isLeak(name));
+  if (suspects().length === 0) return [];
+  await sleep(300);
+  return suspects();
+}
+
+function isLeak(name: string): boolean {
+  const match = SHM_ENTRY_PATTERN.exec(name);
+  if (!match) return false;
+  const main = `/shmq-${match[1]}`;
+  let fd: number;
+  try {
+    fd = shmOpen(main);
+  } catch {
+    return `/${name}` !== main; // An extension segment whose queue is gone.
+  }
+  try {
+    if (!lockProbe(fd, ANY_ALIVE_LOCK_BYTE)) return true; // Nobody alive holds it.
+    return heldHere(fd);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** Whether a participant of the queue is this process. */
+function heldHere(fd: number): boolean {
+  const size = PARTICIPANTS_OFFSET + MAX_PARTICIPANTS * PARTICIPANT_STRIDE;
+  if (fdSize(fd) < size) return false;
+  const pointer = map(fd, size);
+  try {
+    const view = new Deno.UnsafePointerView(pointer);
+    for (let i = 0; i < MAX_PARTICIPANTS; i++) {
+      const at = PARTICIPANTS_OFFSET + i * PARTICIPANT_STRIDE;
+      if (view.getUint32(at + P_KIND) !== 0 && view.getInt32(at + P_PID) === Deno.pid) return true;
+    }
+    return false;
+  } finally {
+    unmap(pointer, size);
+  }
+}
+
+/** Waits until a process is gone (or a zombie); false if it is still there after `ms`. */
+export async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const deadline = performance.now() + ms;
+  let polls = 0;
+  while (performance.now() < deadline) {
+    if (!pidAlive(pid)) return true;
+    // An orphan that nobody reaped yet is a zombie: it has exited.
+    if (++polls % 10 === 0 && await isZombie(pid)) return true;
+    await sleep(50);
+  }
+  return !pidAlive(pid) || await isZombie(pid);
+}
+
+async function isZombie(pid: number): Promise<boolean> {
+  try {
+    const { stdout } = await new Deno.Command("ps", {
+      args: ["-o", "stat=", "-p", String(pid)],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(stdout).trim().startsWith("Z");
+  } catch {
+    return false;
+  }
+}
+
+/** Sleeps `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** What the echo roles send back for every message. */
+export interface Echo {
+  got: unknown;
+  args: unknown;
+  by: string;
+}
+
+// ------------------------------------------------------------------------------- roles
+
+/** Echoes every message of `in` to `out` with the args, until `in` is drained. */
+async function echo(queues: { in: Receiver; out: Sender }, args: unknown, by: string) {
+  for await (const got of queues.in) await queues.out.put({ got, args, by });
+  queues.out.close();
+  queues.in.close();
+}
+
+/** Blocks the main thread for good (no event loop turns). */
+function blockForever(): never {
+  const word = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) Atomics.wait(word, 0, 0);
+}
+
+const roles: Record<string, () => Promise<void> | void> = {
+  async echo() {
+    const { queues, args } = await actorContext({ queues: { in: "receiver", out: "sender" } });
+    await echo(queues, args, "actor");
+  },
+
+  async permissions() {
+    const { queues, args } = await actorContext<{ out: "sender" }, { library: string }>({
+      queues: { out: "sender" },
+    });
+    const state = (descriptor: Deno.PermissionDescriptor) =>
+      Deno.permissions.querySync(descriptor).state;
+    await queues.out.put({
+      readLibrary: state({ name: "read", path: args.library }),
+      readEtc: state({ name: "read", path: "/etc/hostname" }),
+      write: state({ name: "write", path: "/tmp" }),
+      netLocal: state({ name: "net", host: "127.0.0.1" }),
+      netOther: state({ name: "net", host: "example.com" }),
+      envHome: state({ name: "env", variable: "HOME" }),
+      envPath: state({ name: "env", variable: "PATH" }),
+      run: state({ name: "run" }),
+      sys: state({ name: "sys", kind: "hostname" }),
+      ffi: state({ name: "ffi" }),
+    });
+    queues.out.close();
+  },
+
+  async print() {
+    const { args } = await actorContext();
+    console.log(`stdout: ${JSON.stringify(args)}`);
+    console.error("stderr: hello");
+  },
+
+  exit3() {
+    Deno.exit(3); // Never calls actorContext().
+  },
+
+  async slow() {
+    await sleep(60_000); // Never calls actorContext().
+  },
+
+  async mismatch() {
+    await actorContext({ queues: { inbox: "sender" } });
+  },
+
+  /** Holds a receiver; `sync` blocks the main thread, `async` idles in the event loop. */
+  async holder() {
+    await actorContext({ queues: { inbox: "receiver" } });
+    if (Deno.args[1] === "sync") blockForever();
+    setInterval(() => {}, 1000);
+  },
+
+  /** Puts numbered messages as fast as the queue takes them, forever. */
+  async streamer() {
+    const { queues } = await actorContext({ queues: { out: "sender" } });
+    const payload = new Uint8Array(4096);
+    for (let seq = 0;; seq++) queues.out.putSync({ seq, payload });
+  },
+
+  /** An intermediate parent: starts a holder actor, prints its pid, waits to be killed. */
+  async middle() {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const actor = await spawnActor(FIXTURE, {
+      queues: { inbox: receiver },
+      argv: ["holder", Deno.args[1]],
+      transfer: true,
+    });
+    console.log(actor.pid);
+    await sleep(120_000);
+    sender.close();
+  },
+};
+
+const workerRoles: Record<string, () => Promise<void> | void> = {
+  async echo() {
+    const { queues, args } = await workerContext({ queues: { in: "receiver", out: "sender" } });
+    await echo(queues, args, "worker");
+  },
+
+  throws() {
+    throw new Error("this Worker fails on load");
+  },
+
+  async mismatch() {
+    await workerContext({ queues: { inbox: "sender" } });
+  },
+
+  /** Waits on its receiver until the parent closes the Worker. */
+  async idle() {
+    const { queues } = await workerContext({ queues: { inbox: "receiver" } });
+    try {
+      await queues.inbox.get();
+    } catch (error) {
+      if (!(error instanceof ClosedError)) throw error;
+    }
+  },
+
+  /** Sums the `value` of every message of `in` and puts the total on `out`. */
+  async sum() {
+    const { queues, args } = await workerContext<
+      { in: "receiver"; out: "sender" },
+      { name: string }
+    >({ queues: { in: "receiver", out: "sender" } });
+    let total = 0;
+    let count = 0;
+    for await (const m of queues.in) {
+      total += (m as { value: number }).value;
+      count++;
+    }
+    await queues.out.put({ name: args.name, total, count, probe: new NdArray("int8", [1]) });
+    queues.out.close();
+    queues.in.close();
+  },
+};
+
+const inWorker = typeof (globalThis as { postMessage?: unknown }).postMessage === "function";
+if (inWorker) {
+  const name = (globalThis as { name?: string }).name ?? "";
+  await workerRoles[name]?.();
+} else if (import.meta.main) {
+  const role = roles[Deno.args[0]];
+  if (role === undefined) throw new Error(`unknown role ${Deno.args[0]}`);
+  await role();
+}

@@ -1,0 +1,327 @@
+/**
+ * Subprocess actors, with real processes: descriptor handoff, permissions, output capture,
+ * start-up failures, an actor killed mid-stream, and actors outliving a killed parent.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  ActorError,
+  type ActorHandle,
+  ClosedError,
+  createSharedMemoryPair,
+  NdArray,
+  spawnActor,
+  sweepStaleQueues,
+} from "../mod.ts";
+import { native } from "../ffi/loader.ts";
+import {
+  type Echo,
+  FIXTURE,
+  leaksSince,
+  shmSnapshot,
+  sleep,
+  waitGone,
+} from "./actor_fixture_test.ts";
+
+/** Runs a test body and asserts that it leaves nothing in /dev/shm. */
+function clean(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    const before = shmSnapshot();
+    await fn();
+    assert.deepEqual(await leaksSince(before), [], "left in /dev/shm");
+  };
+}
+
+/** Resolves with what the promise gives, or rejects if it takes longer than `ms`. */
+async function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} took over ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test(
+  "spawnActor hands named queue ends and args to a real actor process",
+  clean(async () => {
+    const [toActor, actorIn] = createSharedMemoryPair({ capacity: 4 });
+    const [actorOut, fromActor] = createSharedMemoryPair({ capacity: 4 });
+    const args = {
+      scale: 2,
+      big: 1n << 70n,
+      tags: new Map([["a", new Set([1, 2])]]),
+      weights: new NdArray("float32", [2, 3], new Float32Array([1, 2, 3, 4, 5, 6])),
+    };
+    await using actor = await spawnActor(FIXTURE, {
+      argv: ["echo"],
+      queues: { in: actorIn, out: actorOut },
+      args,
+      transfer: true,
+    });
+    // transfer: our copies are closed, the actor holds its own.
+    assert.ok(actorIn.closed && actorOut.closed);
+    assert.ok(actor.pid > 0 && actor.running);
+
+    const echoes: Echo[] = [];
+    const reading = (async () => {
+      for await (const m of fromActor) echoes.push(m as Echo);
+    })();
+    for (let i = 0; i < 20; i++) await toActor.put({ i, data: new Float64Array([i, i / 2]) });
+    toActor.close(); // the actor's loop ends once drained; it closes `out`
+    await reading;
+    fromActor.close();
+    assert.equal(echoes.length, 20);
+    echoes.forEach((e, i) => {
+      const got = e.got as { i: number; data: Float64Array };
+      assert.equal(got.i, i);
+      assert.deepEqual([...got.data], [i, i / 2]);
+      assert.equal(e.by, "actor");
+    });
+    const back = echoes[0].args as typeof args;
+    assert.equal(back.big, 1n << 70n);
+    assert.deepEqual(back.tags, args.tags);
+    assert.ok(back.weights instanceof NdArray);
+    assert.deepEqual(back.weights.shape, [2, 3]);
+    assert.deepEqual([...back.weights.data], [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual({ ...await actor.status }, { success: true, code: 0, signal: null });
+  }),
+);
+
+Deno.test(
+  "an actor gets the permissions named, plus --allow-ffi and read access to the library",
+  clean(async () => {
+    const [out, results] = createSharedMemoryPair({ capacity: 2 });
+    const library = native().path;
+    await using actor = await spawnActor(FIXTURE, {
+      argv: ["permissions"],
+      queues: { out },
+      args: { library },
+      permissions: { net: ["127.0.0.1"], env: ["HOME"] },
+      transfer: true,
+    });
+    const states = await results.get<Record<string, string>>({ timeout: 10_000 });
+    results.close();
+    assert.deepEqual(states, {
+      readLibrary: "granted",
+      readEtc: "prompt",
+      write: "prompt",
+      netLocal: "granted",
+      netOther: "prompt",
+      envHome: "granted",
+      envPath: "prompt",
+      run: "prompt",
+      sys: "prompt",
+      ffi: "granted",
+    });
+    assert.equal((await actor.status).code, 0);
+  }),
+);
+
+Deno.test("piped output is captured; no queues means no wait for the actor", async () => {
+  const actor = await spawnActor(FIXTURE, {
+    argv: ["print"],
+    args: { n: 7 },
+    stdout: "piped",
+    stderr: "piped",
+  });
+  const { status, stdout, stderr } = await actor.output();
+  assert.equal(status.code, 0);
+  assert.equal(stdout, 'stdout: {"n":7}\n');
+  assert.equal(stderr, "stderr: hello\n");
+  await actor[Symbol.asyncDispose]();
+});
+
+Deno.test(
+  "spawnActor rejects, leaving no process, when the actor exits before opening its queues",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const error = await spawnActor(FIXTURE, { argv: ["exit3"], queues: { inbox: receiver } })
+      .then(() => undefined, (e) => e);
+    assert.ok(error instanceof ActorError, String(error));
+    assert.match(error.message, /exited \(code 3\) before it opened its queues/);
+    assert.equal(error.status?.code, 3);
+    assert.ok(!receiver.closed, "without transfer nothing is closed");
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test(
+  "spawnActor rejects with the actor's reason when it expects other queues",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const error = await spawnActor(FIXTURE, {
+      argv: ["mismatch"],
+      queues: { inbox: receiver },
+      stderr: "null",
+      transfer: true,
+    }).then(() => undefined, (e) => e);
+    assert.ok(error instanceof ActorError, String(error));
+    assert.match(
+      error.message,
+      /expected "inbox" to be a sender, but the parent handed a receiver/,
+    );
+    assert.ok(!receiver.closed, "a failed transfer closes nothing");
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test(
+  "spawnActor kills an actor that does not open its queues within readyTimeout",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const started = performance.now();
+    const error = await spawnActor(FIXTURE, {
+      argv: ["slow"],
+      queues: { inbox: receiver },
+      readyTimeout: 500,
+    }).then(() => undefined, (e) => e);
+    assert.ok(error instanceof ActorError, String(error));
+    assert.match(error.message, /within 500 ms/);
+    assert.equal(error.status?.signal, "SIGKILL");
+    assert.ok(performance.now() - started < 10_000);
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test("bad options are refused before any process starts", async () => {
+  const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+  sender.close();
+  await assert.rejects(() => spawnActor(FIXTURE, { queues: { out: sender } }), /closed sender/);
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { denoArgs: ["--allow-all"] }),
+    /use options.permissions/,
+  );
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { permissions: { hrtime: true } as never }),
+    /unknown permission "hrtime"/,
+  );
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { queues: { x: { shmq: 1, end: "sender", name: "/etc/passwd" } } }),
+    /invalid queue descriptor/,
+  );
+  receiver.close();
+});
+
+Deno.test(
+  "an actor killed with SIGKILL mid-stream: the parent sees its status, and the stream ends",
+  clean(async () => {
+    const [out, stream] = createSharedMemoryPair({ capacity: 8, arenaBytes: 256 * 1024 });
+    await using actor = await spawnActor(FIXTURE, {
+      argv: ["streamer"],
+      queues: { out },
+      transfer: true,
+    });
+    let next = 0;
+    for (; next < 200; next++) {
+      assert.equal((await stream.get<{ seq: number }>({ timeout: 10_000 })).seq, next);
+    }
+    actor.kill("SIGKILL");
+    const status = await within(5000, actor.status, "the actor's status");
+    assert.equal(status.signal, "SIGKILL");
+    assert.equal(status.success, false);
+
+    // What it had put is still delivered, in order, then the queue is drained (the dead
+    // sender is detected within about a second) instead of waiting forever.
+    const killedAt = performance.now();
+    await within(
+      5000,
+      (async () => {
+        for await (const m of stream) assert.equal((m as { seq: number }).seq, next++);
+      })(),
+      "draining after the kill",
+    );
+    assert.ok(performance.now() - killedAt < 5000);
+    await assert.rejects(() => stream.get(), (e) => e instanceof ClosedError);
+    stream.close();
+  }),
+);
+
+for (const mode of ["async", "sync"]) {
+  Deno.test(`when its parent is killed, an actor (main thread ${mode}) exits`, async () => {
+    const before = shmSnapshot();
+    const middle = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-ffi", "--allow-run", FIXTURE.pathname, "middle", mode],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = middle.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    const actorPid = Number(text.trim());
+    assert.ok(actorPid > 0, `the intermediate parent printed ${JSON.stringify(text)}`);
+
+    middle.kill("SIGKILL");
+    assert.equal((await middle.status).signal, "SIGKILL");
+    await reader.cancel();
+    assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
+
+    // An actor that could close its ends left nothing; one blocked in a sync wait was ended
+    // by its watchdog, and the sweep removes what the dead processes held.
+    if (mode === "sync") sweepStaleQueues();
+    assert.deepEqual(await leaksSince(before), [], "left in /dev/shm");
+  });
+}
+
+Deno.test(
+  "disposing a handle kills a running actor and waits for it",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    let handle: ActorHandle;
+    {
+      await using actor = await spawnActor(FIXTURE, {
+        argv: ["holder", "sync"],
+        queues: { inbox: receiver },
+        transfer: true,
+      });
+      handle = actor;
+      assert.ok(actor.running);
+    }
+    assert.ok(!handle.running);
+    assert.equal((await handle.status).signal, "SIGTERM");
+    assert.ok(await waitGone(handle.pid, 1000));
+    // The dead receiver is noticed: with no receiver left, put fails instead of hanging.
+    await within(
+      5000,
+      assert.rejects(async () => {
+        for (;;) await sender.put(1);
+      }, (e) => e instanceof ClosedError && e.reason === "no-receivers"),
+      "put after the receiver died",
+    );
+    sender.close();
+  }),
+);
+
+Deno.test(
+  "stop() closes the actor's stdin: it closes its ends and exits with code 0",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const actor = await spawnActor(FIXTURE, {
+      argv: ["holder", "async"],
+      queues: { inbox: receiver },
+      transfer: true,
+    });
+    await sleep(100);
+    const status = await within(5000, actor.stop(), "stop()");
+    assert.deepEqual({ ...status }, { success: true, code: 0, signal: null });
+    // It closed its receiver on the way out, so put fails at once.
+    await assert.rejects(() => sender.put(1), (e) => e instanceof ClosedError);
+    sender.close();
+    await actor[Symbol.asyncDispose]();
+  }),
+);

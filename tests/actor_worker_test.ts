@@ -1,0 +1,135 @@
+/**
+ * Module Workers that receive queue ends: handoff, several Workers on one queue, failures,
+ * and closing a Worker's ends from the parent.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import {
+  ActorError,
+  ClosedError,
+  createSharedMemoryPair,
+  NdArray,
+  spawnWorker,
+  workerContext,
+  type WorkerHandle,
+} from "../mod.ts";
+import { type Echo, FIXTURE, leaksSince, shmSnapshot } from "./actor_fixture_test.ts";
+
+function clean(fn: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    const before = shmSnapshot();
+    await fn();
+    assert.deepEqual(await leaksSince(before), [], "left in /dev/shm");
+  };
+}
+
+Deno.test(
+  "spawnWorker hands named queue ends and codec-encoded args to a Worker",
+  clean(async () => {
+    const [toWorker, workerIn] = createSharedMemoryPair({ capacity: 4 });
+    const [workerOut, fromWorker] = createSharedMemoryPair({ capacity: 4 });
+    const args = { big: -(1n << 65n), shape: new NdArray("uint16", [2, 2]) };
+    await using worker = await spawnWorker(FIXTURE, {
+      name: "echo",
+      queues: { in: workerIn, out: workerOut },
+      args,
+      transfer: true,
+    });
+    assert.ok(workerIn.closed && workerOut.closed);
+    assert.ok(worker.worker instanceof Worker);
+
+    const echoes: Echo[] = [];
+    const reading = (async () => {
+      for await (const m of fromWorker) echoes.push(m as Echo);
+    })();
+    for (let i = 0; i < 10; i++) await toWorker.put(i);
+    toWorker.close();
+    await reading;
+    fromWorker.close();
+    assert.deepEqual(echoes.map((e) => e.got), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    assert.equal(echoes[0].by, "worker");
+    const back = echoes[0].args as typeof args;
+    assert.equal(back.big, -(1n << 65n));
+    assert.ok(back.shape instanceof NdArray, "NdArray survives (the codec, not structured clone)");
+  }),
+);
+
+Deno.test(
+  "several Workers share one queue: each message reaches exactly one of them",
+  clean(async () => {
+    const [jobs, jobsIn] = createSharedMemoryPair({ capacity: 8 });
+    const [totalsOut, totals] = createSharedMemoryPair({ capacity: 8 });
+    const workers: WorkerHandle[] = [];
+    for (const name of ["sum", "sum", "sum"]) {
+      workers.push(
+        await spawnWorker(FIXTURE, {
+          name,
+          queues: { in: jobsIn, out: totalsOut },
+          args: { name: `w${workers.length}` },
+        }),
+      );
+    }
+    jobsIn.close();
+    totalsOut.close();
+    let expected = 0;
+    for (let value = 1; value <= 300; value++) {
+      await jobs.put({ value });
+      expected += value;
+    }
+    jobs.close();
+    let total = 0;
+    let count = 0;
+    for await (const m of totals) {
+      total += (m as { total: number }).total;
+      count += (m as { count: number }).count;
+    }
+    totals.close();
+    assert.equal(count, 300);
+    assert.equal(total, expected);
+    for (const w of workers) await w.close();
+  }),
+);
+
+Deno.test(
+  "spawnWorker rejects and terminates a Worker that fails to load or expects other queues",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    await assert.rejects(
+      () => spawnWorker(FIXTURE, { name: "throws", queues: { inbox: receiver } }),
+      (e) => e instanceof ActorError && /this Worker fails on load/.test(e.message),
+    );
+    await assert.rejects(
+      () => spawnWorker(FIXTURE, { name: "mismatch", queues: { inbox: receiver } }),
+      (e) =>
+        e instanceof ActorError &&
+        /expected "inbox" to be a sender, but the parent handed a receiver/.test(e.message),
+    );
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test(
+  "WorkerHandle.close() closes the Worker's queue ends before terminating it",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const worker = await spawnWorker(FIXTURE, {
+      name: "idle",
+      queues: { inbox: receiver },
+      transfer: true,
+    });
+    await worker.close();
+    // The Worker's receiver was the only one: closed, not leaked, so put fails at once.
+    await assert.rejects(
+      () => sender.put(1),
+      (e) => e instanceof ClosedError && e.reason === "no-receivers",
+    );
+    sender.close();
+  }),
+);
+
+Deno.test("workerContext outside a Worker says so", async () => {
+  await assert.rejects(() => workerContext(), /not in a Worker/);
+});
