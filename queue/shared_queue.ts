@@ -750,6 +750,14 @@ export class SharedQueue {
     let create = false;
     if (index >= 0) {
       if (busyBytes > 0 && busyBytes + sizeOf(index) > room) return undefined;
+      // A sender that died (or failed) between reserving a new extension and making its
+      // segment left the entry without one: make it anew.
+      if (!this.#extensionExists(index)) {
+        const e = L.extensionOffset(index);
+        u32[(e + L.E_GEN) >> 2] = (u32[(e + L.E_GEN) >> 2] + 1) >>> 0;
+        f64[(e + L.E_SIZE) >> 3] = extensionSizeFor(length);
+        create = true;
+      }
     } else {
       const size = extensionSizeFor(length);
       if (busyBytes > 0 && busyBytes + size > room) return undefined;
@@ -770,6 +778,19 @@ export class SharedQueue {
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
     return { index, create };
+  }
+
+  /** Whether extension `index`'s segment exists at its current generation. */
+  #extensionExists(index: number): boolean {
+    const gen = this.#u32[(L.extensionOffset(index) + L.E_GEN) >> 2];
+    if (this.#extensions[index]?.gen === gen) return true;
+    try {
+      native.closeFd(native.shmOpen(extensionNameOf(this.name, index, gen)));
+      return true;
+    } catch (error) {
+      if ((error as { code?: string }).code === "ENOENT") return false;
+      throw error;
+    }
   }
 
   /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
