@@ -609,6 +609,7 @@ export class SharedQueue {
   #recover(_deadOwner: number): void {
     try {
       this.#validateCursorsLocked();
+      this.#recountLocked();
       this.#reapDeadLocked();
     } catch (error) {
       if (error instanceof CorruptState) this.#poison(error.message);
@@ -1019,6 +1020,51 @@ export class SharedQueue {
       const s = L.slotOffset((tail + k) & this.#mask);
       f64[(s + L.S_ARENA_END) >> 3] = Math.max(0, f64[(s + L.S_ARENA_END) >> 3] - shift);
     }
+  }
+
+  /**
+   * A holder killed inside a critical section may have left it half done: a slot reserved
+   * past the write cursor, slots freed with the tail cursor not moved, counters not yet
+   * updated, an extension marked busy for no slot. Recounts all of that from the slot ring
+   * and the participant table, which every critical section updates first.
+   */
+  #recountLocked(): void {
+    const u32 = this.#u32;
+    const i32 = this.#i32;
+    const stateOf = (k: number) =>
+      Atomics.load(i32, (L.slotOffset(k & this.#mask) + L.S_STATE) >> 2);
+    const read = u32[L.C_READ >> 2];
+    const write = u32[L.C_WRITE >> 2];
+    let tail = u32[L.C_TAIL >> 2];
+    while (tail !== read && stateOf(tail) === L.SlotState.Free) tail = (tail + 1) >>> 0;
+    u32[L.C_TAIL >> 2] = tail;
+    const span = (write - tail) >>> 0;
+    let inFlight = 0;
+    const used = new Set<number>();
+    for (let k = 0; k < this.#ringSize; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
+      if (k >= span) {
+        if (state !== L.SlotState.Free) Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
+        continue;
+      }
+      if (state !== L.SlotState.Done && state !== L.SlotState.Free) inFlight++;
+      if (state !== L.SlotState.Free) used.add(u32[(s + L.S_SEGMENT) >> 2] - 1);
+    }
+    u32[L.C_IN_FLIGHT >> 2] = inFlight;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
+      if (u32[at] === L.ExtensionState.Busy && !used.has(i)) u32[at] = L.ExtensionState.Idle;
+    }
+    let senders = 0;
+    let receivers = 0;
+    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
+      const kind = u32[(L.participantOffset(i) + L.P_KIND) >> 2];
+      if (kind === L.ParticipantKind.Sender) senders++;
+      if (kind === L.ParticipantKind.Receiver) receivers++;
+    }
+    u32[L.C_LIVE_SENDERS >> 2] = senders;
+    u32[L.C_LIVE_RECEIVERS >> 2] = receivers;
   }
 
   #validateCursorsLocked(): void {
