@@ -44,6 +44,7 @@ export class Sender implements Disposable {
   readonly #queue: SharedQueue;
   readonly #drafts = new Set<Draft<unknown>>();
   #published = 0;
+  #nextAckCheck = 0;
 
   /** @internal Use `createSharedMemoryPair` or `openSender`. */
   constructor(queue: SharedQueue) {
@@ -138,6 +139,7 @@ export class Sender implements Disposable {
   async waitForAllAck(options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAck");
     options?.signal?.throwIfAborted();
+    this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = await waitAsync(
       this.#queue,
       this.#queue.releaseSignal,
@@ -151,6 +153,7 @@ export class Sender implements Disposable {
   /** Like {@linkcode waitForAllAck}, but blocks the thread. */
   waitForAllAckSync(options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAckSync");
+    this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = waitSync(this.#queue, this.#queue.releaseSignal, this.#ackAttempt, deadline);
     if (done === undefined) throw this.#ackTimeout(options?.timeout);
   }
@@ -241,6 +244,13 @@ export class Sender implements Disposable {
     const queue = this.#queue;
     queue.assertOpen();
     if (queue.acked === (this.#published >>> 0)) return DONE;
+    // An ack can be lost to a receiver killed mid-release: now and then, and before giving
+    // up, ask the slot ring itself whether anything of this sender is still out.
+    const now = performance.now();
+    if (now >= this.#nextAckCheck || queue.livePeers === 0) {
+      this.#nextAckCheck = now + ACK_CHECK_MS;
+      if (queue.settleAcks(this.#published)) return DONE;
+    }
     if (queue.livePeers === 0) {
       const missing = (this.#published - queue.acked) >>> 0;
       throw new ClosedError(
@@ -266,3 +276,5 @@ export class Sender implements Disposable {
 }
 
 const DONE = { value: true as const };
+/** How often a waiting waitForAllAck checks the slot ring for lost acks. */
+const ACK_CHECK_MS = 250;

@@ -272,6 +272,36 @@ export class SharedQueue {
     return Atomics.load(this.#u32, (L.participantOffset(this.#self) + L.P_ACKED) >> 2);
   }
 
+  /**
+   * Checks the slot ring for messages this sender published that are still waiting or held;
+   * when there are none, sets its ack count to `published` and returns true. Restores an ack
+   * lost by a receiver killed between releasing a message and crediting its sender.
+   */
+  settleAcks(published: number): boolean {
+    this.#lock();
+    try {
+      this.#checkUsable();
+      const u32 = this.#u32;
+      const tail = u32[L.C_TAIL >> 2];
+      const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+      for (let k = 0; k < span; k++) {
+        const s = L.slotOffset((tail + k) & this.#mask);
+        const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+        if (
+          (state === L.SlotState.Ready || state === L.SlotState.Taken) &&
+          u32[(s + L.S_SENDER) >> 2] === this.#self &&
+          u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen
+        ) {
+          return false;
+        }
+      }
+      Atomics.store(u32, (L.participantOffset(this.#self) + L.P_ACKED) >> 2, published >>> 0);
+      return true;
+    } finally {
+      this.#unlock();
+    }
+  }
+
   /** Messages put and not yet released, as last recorded (no lock). */
   get inFlight(): number {
     return this.#u32[L.C_IN_FLIGHT >> 2];
