@@ -33,6 +33,16 @@ const PARENT_GONE_GRACE_MS = 1000;
 /**
  * Options of {@linkcode actorContext}.
  *
+ * @example
+ * ```ts
+ * import type { ActorContextOptions } from "../mod.ts";
+ * const options: ActorContextOptions<{ obs: "sender" }> = {
+ *   queues: { obs: "sender" },
+ *   exitWithParent: true,
+ * };
+ * console.assert(options.queues?.obs === "sender");
+ * ```
+ *
  * @typeParam S The queue spec.
  */
 export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
@@ -47,7 +57,8 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
    * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners
    * run). If the main thread is blocked in a sync wait and cannot do that within a second,
    * the watchdog ends the process at once; peers then see the ends as dead within about a
-   * second.
+   * second. The watchdog is a small Worker (about 18 MB of memory); it never keeps the
+   * process alive.
    */
   exitWithParent?: boolean;
 }
@@ -116,22 +127,29 @@ async function start(
   const handoff = await readHandoff(caller);
   let control: Sender | undefined;
   if (handoff.control !== undefined) control = openSender(handoff.control as QueueDescriptor);
-  let queues: Record<string, QueueEnd> | undefined;
+  let queues: Record<string, QueueEnd>;
+  let args: unknown;
   try {
     const wire = parseWireQueues(handoff.queues, caller);
     checkSpec(wire, options?.queues, caller);
-    const args = typeof handoff.args === "string"
+    args = typeof handoff.args === "string"
       ? decode(Uint8Array.fromBase64(handoff.args))
       : undefined;
-    queues = openAll(wire, caller);
-    if (options?.exitWithParent ?? true) await startWatchdog(queues);
-    report(control, { ok: true });
-    return { queues, args };
+    queues = openAll(wire, caller); // Closes what it opened when one fails.
   } catch (error) {
-    if (queues) { for (const end of Object.values(queues)) end.close(); }
     report(control, { ok: false, error: errorText(error) });
     throw error;
   }
+  try {
+    report(control, { ok: true }); // The parent's spawnActor resolves now.
+  } catch (error) {
+    for (const end of Object.values(queues)) end.close();
+    throw error;
+  }
+  // Started after the report, so that it does not delay the parent: if the parent is already
+  // gone by then, the watchdog reads the end of stdin at once.
+  if (options?.exitWithParent ?? true) await startWatchdog(queues);
+  return { queues, args };
 }
 
 function report(control: Sender | undefined, message: ControlMessage): void {

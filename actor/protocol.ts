@@ -14,35 +14,100 @@ import { ActorError } from "./errors.ts";
 /** Version of the handoff format between a parent and its actors or Workers. */
 export const HANDOFF_VERSION = 1;
 
-/** One end of a queue: a {@linkcode Sender} or a {@linkcode Receiver}. */
+/**
+ * One end of a queue: a {@linkcode Sender} or a {@linkcode Receiver}.
+ *
+ * @example
+ * ```ts
+ * import { createSharedMemoryPair, type QueueEnd } from "../mod.ts";
+ * const ends: QueueEnd[] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+ * for (const end of ends) end.close();
+ * ```
+ */
 export type QueueEnd = Sender | Receiver;
 
-/** Which end of a queue: `"sender"` or `"receiver"`. */
+/**
+ * Which end of a queue: `"sender"` or `"receiver"`.
+ *
+ * @example
+ * ```ts
+ * import type { EndKind } from "../mod.ts";
+ * const kind: EndKind = "receiver";
+ * console.assert(kind === "receiver");
+ * ```
+ */
 export type EndKind = "sender" | "receiver";
 
 /**
  * A queue end handed to an actor or Worker. A `Sender` or `Receiver` makes the other side open
  * an end of the same kind on the same queue; a {@linkcode QueueDescriptor} makes it open the end
  * the descriptor names in its `end` field.
+ *
+ * @example
+ * ```ts
+ * import { createSharedMemoryPair, type QueueHandoff } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+ * const queues: Record<string, QueueHandoff> = {
+ *   out: sender, // the actor opens a sender
+ *   tap: { ...sender.descriptor, end: "receiver" }, // the actor opens a receiver
+ * };
+ * console.assert(Object.keys(queues).length === 2);
+ * sender.close();
+ * receiver.close();
+ * ```
  */
 export type QueueHandoff = Sender | Receiver | QueueDescriptor;
 
 /**
  * The queues an actor or Worker expects, by name: `{ obs: "sender", cmds: "receiver" }`. Given
  * to `actorContext`/`workerContext`, it types the opened ends and is checked at run time.
+ *
+ * @example
+ * ```ts
+ * import type { QueueSpec } from "../mod.ts";
+ * const spec = { obs: "sender", cmds: "receiver" } as const satisfies QueueSpec;
+ * console.assert(spec.obs === "sender");
+ * ```
  */
 export type QueueSpec = Readonly<Record<string, EndKind>>;
 
-/** The end class for an {@linkcode EndKind}: `Sender` for `"sender"`, `Receiver` for `"receiver"`. */
+/**
+ * The end class for an {@linkcode EndKind}: `Sender` for `"sender"`, `Receiver` for `"receiver"`.
+ *
+ * @example
+ * ```ts
+ * import type { EndOf, Sender } from "../mod.ts";
+ * const pick = (end: EndOf<"sender">): Sender => end;
+ * console.assert(typeof pick === "function");
+ * ```
+ */
 export type EndOf<K> = K extends "sender" ? Sender : K extends "receiver" ? Receiver : never;
 
-/** The opened queue ends for a {@linkcode QueueSpec}, by name. */
+/**
+ * The opened queue ends for a {@linkcode QueueSpec}, by name.
+ *
+ * @example
+ * ```ts
+ * import type { OpenedQueues, Receiver } from "../mod.ts";
+ * type Queues = OpenedQueues<{ obs: "sender"; cmds: "receiver" }>;
+ * const commands = (queues: Queues): Receiver => queues.cmds;
+ * console.assert(typeof commands === "function");
+ * ```
+ */
 export type OpenedQueues<S extends QueueSpec> = { readonly [K in keyof S]: EndOf<S[K]> };
 
 /**
  * What an actor or Worker gets from `actorContext()` / `workerContext()`: the queue ends its
  * parent handed over, opened in this process, and the `args` value. Closing the context closes
  * every end; `using` does that at the end of the scope.
+ *
+ * @example
+ * ```ts ignore
+ * import { actorContext } from "../mod.ts";
+ * using context = await actorContext({ queues: { out: "sender" } });
+ * await context.queues.out.put(context.args);
+ * // leaving the scope closes `out`
+ * ```
  */
 export interface ActorContext<Q = Readonly<Record<string, QueueEnd>>, A = unknown>
   extends Disposable {

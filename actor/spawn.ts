@@ -61,11 +61,32 @@ export interface ActorPermissions {
   import?: boolean | readonly string[];
 }
 
-/** What happens to an actor's stdout or stderr: passed through, captured, or discarded. */
+/**
+ * What happens to an actor's stdout or stderr: passed through, captured, or discarded.
+ *
+ * @example
+ * ```ts
+ * import type { ActorStdio } from "../mod.ts";
+ * const capture: ActorStdio = "piped";
+ * console.assert(capture === "piped");
+ * ```
+ */
 export type ActorStdio = "inherit" | "piped" | "null";
 
 /**
  * Options of {@linkcode spawnActor}.
+ *
+ * @example
+ * ```ts
+ * import type { SpawnActorOptions } from "../mod.ts";
+ * const options: SpawnActorOptions<{ seed: number }> = {
+ *   args: { seed: 1 },
+ *   permissions: { read: ["./data"] },
+ *   stdout: "piped",
+ *   readyTimeout: 10_000,
+ * };
+ * console.assert(options.args?.seed === 1);
+ * ```
  *
  * @typeParam A The type of `args`.
  */
@@ -111,7 +132,17 @@ export interface SpawnActorOptions<A = unknown> {
   signal?: AbortSignal;
 }
 
-/** What {@linkcode ActorHandle.output} returns: the exit status and the captured output. */
+/**
+ * What {@linkcode ActorHandle.output} returns: the exit status and the captured output.
+ *
+ * @example
+ * ```ts ignore
+ * import { spawnActor } from "../mod.ts";
+ * const actor = await spawnActor("./report.ts", { stdout: "piped" });
+ * const { status, stdout } = await actor.output();
+ * console.log(status.code, stdout);
+ * ```
+ */
 export interface ActorResult {
   /** The actor's exit status. */
   readonly status: Deno.CommandStatus;
@@ -293,7 +324,8 @@ export class ActorHandle implements AsyncDisposable {
  * receiver.close();
  * ```
  *
- * @param moduleUrl The actor's module: a URL (`new URL("./actor.ts", import.meta.url)`) or a path.
+ * @param moduleUrl The actor's module: a URL (`new URL("./actor.ts", import.meta.url)`) or a
+ *   path (a relative path is resolved by `deno run` in the actor's working directory).
  * @param options Queues, args, permissions, output handling.
  * @returns The running actor, once it holds its queue ends.
  */
@@ -357,9 +389,25 @@ export async function spawnActor<A = unknown>(
       status,
     });
   }
-  closeControl(control);
+  await settleControl(control);
   if (options.transfer) closeHanded(options.queues);
   return handle;
+}
+
+/**
+ * Closes the control queue after a successful report, as its last end: the actor closes its
+ * control sender right after reporting, but it may be killed in between, so wait until the
+ * queue is drained (the actor closed, or its death was noticed) and only then leave. Leaving
+ * first could leave the dying actor as the last participant, and the queue in /dev/shm.
+ */
+async function settleControl([sender, receiver]: [Sender, Receiver]): Promise<void> {
+  sender.close();
+  try {
+    await receiver.get({ timeout: 5000 });
+  } catch {
+    // Drained, as expected (or still held after 5 s: then a later sweep removes it).
+  }
+  receiver.close();
 }
 
 /** Waits for the actor's report on the control queue. */

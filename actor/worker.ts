@@ -48,6 +48,13 @@ function ours<T>(data: unknown): T | undefined {
 /**
  * Options of {@linkcode spawnWorker}.
  *
+ * @example
+ * ```ts
+ * import type { SpawnWorkerOptions } from "../mod.ts";
+ * const options: SpawnWorkerOptions<{ name: string }> = { name: "w0", args: { name: "w0" } };
+ * console.assert(options.args?.name === "w0");
+ * ```
+ *
  * @typeParam A The type of `args`.
  */
 export interface SpawnWorkerOptions<A = unknown> {
@@ -156,7 +163,8 @@ export class WorkerHandle implements AsyncDisposable {
  * jobs.close(); // the Workers' `for await` loops end once the queue is drained
  * ```
  *
- * @param moduleUrl The Worker's module (`new URL("./worker.ts", import.meta.url)`).
+ * @param moduleUrl The Worker's module: a URL (`new URL("./worker.ts", import.meta.url)`) or
+ *   an absolute path.
  * @param options Queues, args, name.
  * @returns The running Worker, once it holds its queue ends.
  */
@@ -176,7 +184,10 @@ export async function spawnWorker<A = unknown>(
   }
   options.signal?.throwIfAborted();
 
-  const worker = new Worker(moduleUrl, { type: "module", name: options.name });
+  const specifier = typeof moduleUrl === "string" && moduleUrl.startsWith("/")
+    ? new URL(`file://${encodeURI(moduleUrl)}`) // an absolute path
+    : moduleUrl;
+  const worker = new Worker(specifier, { type: "module", name: options.name });
   const handle = new WorkerHandle(worker);
   let settle: { resolve(): void; reject(error: Error): void } | undefined;
   const ready = new Promise<void>((resolve, reject) => settle = { resolve, reject });
@@ -227,6 +238,13 @@ export async function spawnWorker<A = unknown>(
 
 /**
  * Options of {@linkcode workerContext}.
+ *
+ * @example
+ * ```ts
+ * import type { WorkerContextOptions } from "../mod.ts";
+ * const options: WorkerContextOptions<{ jobs: "receiver" }> = { queues: { jobs: "receiver" } };
+ * console.assert(options.queues?.jobs === "receiver");
+ * ```
  *
  * @typeParam S The queue spec.
  */

@@ -39,18 +39,24 @@ export function shmSnapshot(): Set<string> {
 }
 
 /**
- * The entries that appeared since `before` and are leaked: no live process holds them, or
- * only this process does (a queue end the test forgot to close). Entries of other live
- * processes (tests running in parallel) do not count. Suspects are checked twice.
+ * The entries that appeared since `before` and are leaked by the given processes (default:
+ * this one): queues one of them took part in (by the pids in the participant table) that no
+ * live process holds any more, or that this process still holds (an end the test forgot to
+ * close). Entries of other processes (tests running in parallel, even crashing ones) do not
+ * count. Suspects are checked twice.
  */
-export async function leaksSince(before: Set<string>): Promise<string[]> {
-  const suspects = () => shmEntries().filter((name) => !before.has(name) && isLeak(name));
+export async function leaksSince(
+  before: Set<string>,
+  pids: readonly number[] = [Deno.pid],
+): Promise<string[]> {
+  const suspects = () =>
+    shmEntries().filter((name) => !before.has(name) && isLeak(name, new Set([Deno.pid, ...pids])));
   if (suspects().length === 0) return [];
   await sleep(300);
   return suspects();
 }
 
-function isLeak(name: string): boolean {
+function isLeak(name: string, pids: Set<number>): boolean {
   const match = SHM_ENTRY_PATTERN.exec(name);
   if (!match) return false;
   const main = `/shmq-${match[1]}`;
@@ -58,28 +64,32 @@ function isLeak(name: string): boolean {
   try {
     fd = shmOpen(main);
   } catch {
-    return `/${name}` !== main; // An extension segment whose queue is gone.
+    return false; // Gone (an extension without its queue is swept; we cannot tell whose).
   }
   try {
+    const participants = participantPids(fd);
+    if (!participants.some((p) => pids.has(p.pid))) return false; // Not ours.
     if (!lockProbe(fd, ANY_ALIVE_LOCK_BYTE)) return true; // Nobody alive holds it.
-    return heldHere(fd);
+    return participants.some((p) => p.live && p.pid === Deno.pid); // Held by this process.
   } finally {
     closeFd(fd);
   }
 }
 
-/** Whether a participant of the queue is this process. */
-function heldHere(fd: number): boolean {
+/** The pids in the participant table (entries in use and, still recorded, freed ones). */
+function participantPids(fd: number): { pid: number; live: boolean }[] {
   const size = PARTICIPANTS_OFFSET + MAX_PARTICIPANTS * PARTICIPANT_STRIDE;
-  if (fdSize(fd) < size) return false;
+  if (fdSize(fd) < size) return [];
   const pointer = map(fd, size);
   try {
     const view = new Deno.UnsafePointerView(pointer);
+    const list = [];
     for (let i = 0; i < MAX_PARTICIPANTS; i++) {
       const at = PARTICIPANTS_OFFSET + i * PARTICIPANT_STRIDE;
-      if (view.getUint32(at + P_KIND) !== 0 && view.getInt32(at + P_PID) === Deno.pid) return true;
+      const pid = view.getInt32(at + P_PID);
+      if (pid !== 0) list.push({ pid, live: view.getUint32(at + P_KIND) !== 0 });
     }
-    return false;
+    return list;
   } finally {
     unmap(pointer, size);
   }

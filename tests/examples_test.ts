@@ -17,20 +17,22 @@ async function runExample(
   args: string[],
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const before = shmSnapshot();
-  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...flags, `examples/${file}`, ...args],
     cwd: ROOT,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
-  }).output();
+  }).spawn();
+  const { code, stdout, stderr } = await child.output();
   const result = {
     code,
     stdout: new TextDecoder().decode(stdout),
     stderr: new TextDecoder().decode(stderr),
   };
   assert.equal(result.code, 0, `${file} failed:\n${result.stdout}\n${result.stderr}`);
-  assert.deepEqual(await leaksSince(before), [], `${file} left entries in /dev/shm`);
+  // The example creates every queue (its actors and Workers only open them).
+  assert.deepEqual(await leaksSince(before, [child.pid]), [], `${file} left entries in /dev/shm`);
   return result;
 }
 
@@ -68,6 +70,7 @@ Deno.test("examples/workers.ts: Workers in one process sharing a queue", async (
     "--jobs=30",
     "--size=16",
   ]);
-  assert.match(stdout, /^workers: 30 of 30 jobs done in .* by worker_0: \d+, worker_1: \d+$/m);
+  // Which Worker takes which job is up to them (with tiny jobs one may take them all).
+  assert.match(stdout, /^workers: 30 of 30 jobs done in .* by worker_\d: \d+(, worker_\d: \d+)?$/m);
   assert.match(stdout, /^workers: ok$/m);
 });
