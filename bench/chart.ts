@@ -68,7 +68,11 @@ export function renderChart(results: Results, kind: Kind): string {
   // Grid and axes.
   out.push(`<g stroke="#e3e3e3" stroke-width="1">`);
   for (let d = yMin; d <= yMax; d++) {
-    out.push(`<line x1="${left}" x2="${left + pw}" y1="${ys(10 ** d)}" y2="${ys(10 ** d)}"/>`);
+    out.push(
+      `<line x1="${left}" x2="${left + pw}" y1="${ys(10 ** d).toFixed(1)}" y2="${
+        ys(10 ** d).toFixed(1)
+      }"/>`,
+    );
   }
   for (const s of sizes) {
     out.push(`<line x1="${xs(s)}" x2="${xs(s)}" y1="${top}" y2="${top + ph}"/>`);
@@ -81,12 +85,14 @@ export function renderChart(results: Results, kind: Kind): string {
     const v = 10 ** d;
     const label = v >= 1 ? String(v) : v.toPrecision(1);
     out.push(
-      `<text x="${left - 8}" y="${ys(v) + 4}" text-anchor="end">${label}</text>`,
+      `<text x="${left - 8}" y="${(ys(v) + 4).toFixed(1)}" text-anchor="end">${label}</text>`,
     );
   }
   for (const s of sizes) {
     out.push(
-      `<text x="${xs(s)}" y="${top + ph + 18}" text-anchor="middle">${esc(formatSize(s))}</text>`,
+      `<text x="${xs(s).toFixed(1)}" y="${top + ph + 18}" text-anchor="middle">${
+        esc(formatSize(s))
+      }</text>`,
     );
   }
   out.push(

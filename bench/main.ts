@@ -165,8 +165,8 @@ async function runThroughput(
   const needBytes = t.memoryFactor(kind, window) * size + 400 * 1024 ** 2;
   const available = memAvailableBytes();
   if (needBytes > 0.8 * available) {
-    const reason = `needs ~${formatSize(Math.round(needBytes / 2 ** 20) * 2 ** 20)}, ` +
-      `${formatSize(Math.round(available / 2 ** 20) * 2 ** 20)} available`;
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    const reason = `needs ~${gib(needBytes)}, ${gib(available)} available`;
     progress(`${label}: skipped (${reason})`);
     return { ...base, status: "skipped", reason };
   }
