@@ -193,6 +193,7 @@ async function runThroughput(
       ...base,
       n: rounds.n,
       roundsMs: rounds.ms.map((ms) => Math.round(ms * 1000) / 1000),
+      rawRoundsMs: rounds.rawMs.map((ms) => Math.round(ms * 1000) / 1000),
       gbps: median(gb),
       msgps: rounds.n / (median(rounds.ms) / 1000),
       gbpsMin: Math.min(...gb),
@@ -309,7 +310,7 @@ async function runFanIn(
       repeats: opts.repeats,
     });
     const final = await procs.finish(60_000);
-    const total = rounds.n * senders;
+    const total = rounds.n;
     const gb = rounds.ms.map((ms) => (total * size) / (ms * 1e6));
     const result: FanInResult = {
       ...base,

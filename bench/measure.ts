@@ -16,16 +16,25 @@ export interface MeasureOptions {
   measureMs: number;
   /** Measured rounds; the result is their median. */
   repeats: number;
+  /** Fewest messages per measured round (default 2, so a steady-state period is seen). */
+  minRound?: number;
   /** Called after every round (progress). */
   onRound?: (phase: "warm-up" | "measure", index: number, of: number, ms: number) => void;
 }
 
 /** The measured rounds of a case. */
 export interface Rounds {
-  /** Messages per measured round. */
+  /** Messages per measured round (all senders together). */
   n: number;
-  /** Duration of each measured round, ms. */
+  /**
+   * Steady-state time of each measured round, ms: the time from the first message's arrival
+   * to the last one's, scaled from n - 1 to n messages. The first message's own transit
+   * (pipeline fill) is left out, so a transport that overlaps sending and receiving is not
+   * charged for the start of each round. With one message, the whole round.
+   */
   ms: number[];
+  /** Raw time of each measured round, from its marker to its last message, ms. */
+  rawMs: number[];
   /** Messages sent while warming up. */
   warmMessages: number;
 }
@@ -73,14 +82,29 @@ export async function measureRounds(procs: CaseProcs, opts: MeasureOptions): Pro
   const oneMessageMs = 1 / rate;
   // Messages slower than two rounds' budget: three rounds of one message still give a median.
   if (oneMessageMs > 2 * perRound) repeats = Math.min(repeats, 3);
-  n = Math.max(1, Math.min(MAX_ROUND_MESSAGES, Math.round(rate * perRound)));
+  n = Math.max(opts.minRound ?? 2, Math.min(MAX_ROUND_MESSAGES, Math.round(rate * perRound)));
   const times: number[] = [];
+  const raw: number[] = [];
+  let total = n;
   for (let i = 0; i < repeats; i++) {
     const r = await round(procs, n, n / rate);
-    times.push(r.ms as number);
+    total = r.n as number;
+    times.push(steadyMs(r));
+    raw.push(r.ms as number);
     opts.onRound?.("measure", i + 1, repeats, r.ms as number);
   }
-  return { n, ms: times, warmMessages: sent };
+  return { n: total, ms: times, rawMs: raw, warmMessages: sent };
+}
+
+/** The steady-state time of a round (see `Rounds.ms`). */
+export function steadyMs(r: TimerMessage): number {
+  const ms = r.ms as number;
+  const first = r.firstMs as number | undefined;
+  const n = r.n as number;
+  if (n >= 2 && typeof first === "number" && first >= 0 && ms > first) {
+    return ((ms - first) * n) / (n - 1);
+  }
+  return ms;
 }
 
 /** Median of numbers (mean of the middle two for an even count). */

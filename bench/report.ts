@@ -6,7 +6,7 @@
 
 import { formatSize, type Kind } from "./common.ts";
 import type { FanInResult, Results, ThroughputResult } from "./results_types.ts";
-import { find } from "./targets.ts";
+import { find, memcpyBandwidth } from "./targets.ts";
 import { type TransportId, TRANSPORTS } from "./transports.ts";
 
 /** GB/s with sensible precision. */
@@ -28,9 +28,13 @@ function count(n: number | undefined): string {
   return n.toFixed(2);
 }
 
-function ratio(a: ThroughputResult | undefined, b: ThroughputResult | undefined): string {
-  if (a?.status !== "ok" || b?.status !== "ok" || !a.gbps || !b.gbps) return "—";
-  const r = a.gbps / b.gbps;
+function ratio(
+  a: ThroughputResult | undefined,
+  b: ThroughputResult | number | undefined,
+): string {
+  const den = typeof b === "number" ? b : b?.status === "ok" ? b.gbps : undefined;
+  if (a?.status !== "ok" || !a.gbps || !den) return "—";
+  const r = a.gbps / den;
   return `${r >= 100 ? r.toFixed(0) : r >= 10 ? r.toFixed(1) : r.toFixed(2)}×`;
 }
 
@@ -118,6 +122,7 @@ function summary(results: Results): string {
   const sizes = [...new Set(results.throughput.map((r) => r.size))].sort((a, b) => a - b);
   const kind: Kind = results.throughput.some((r) => r.kind === "bytes") ? "bytes" : "struct";
   const get = (id: TransportId, size: number) => find(results, id, kind, size);
+  const bw = memcpyBandwidth(results);
   let md = `## Summary (${KIND_TITLE[kind]}, GB/s)\n\n`;
   md += table(
     [
@@ -130,8 +135,8 @@ function summary(results: Results): string {
       "memcpy",
       "get sync ÷ pipe",
       "borrow ÷ pipe",
-      "get sync ÷ memcpy",
-      "borrow ÷ memcpy",
+      "get sync ÷ memcpy bw",
+      "borrow ÷ memcpy bw",
     ],
     sizes.map((s) => [
       formatSize(s),
@@ -143,10 +148,14 @@ function summary(results: Results): string {
       cell(get("memcpy", s), "gbps"),
       ratio(get("shmq-get-sync", s), get("pipe", s)),
       ratio(get("shmq-borrow", s), get("pipe", s)),
-      ratio(get("shmq-get-sync", s), get("memcpy", s)),
-      ratio(get("shmq-borrow", s), get("memcpy", s)),
+      ratio(get("shmq-get-sync", s), bw),
+      ratio(get("shmq-borrow", s), bw),
     ]),
   );
+  md += bw === undefined
+    ? "\n(No memcpy of 64 MiB or more in this run: no memcpy bandwidth figure.)\n"
+    : `\nmemcpy bw = single-thread memcpy bandwidth out of the caches, ${gb(bw)} GB/s (median ` +
+      "of the memcpy results at 64 MiB and more); smaller memcpy sizes run in the CPU caches.\n";
   return md + "\n";
 }
 
@@ -188,7 +197,10 @@ export function renderMarkdown(results: Results): string {
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
     `rounds after a warm-up; every case runs in fresh processes.\n\n`;
   md += "One way between two Deno processes unless noted; a message counts when the receiver " +
-    "has it (decoded, or borrowed). Sizes are payload bytes; the structured message holds a " +
+    "has it (decoded, or borrowed). Throughput is the steady state of each round (at least 2 " +
+    "messages): messages after the first ÷ time from the first arrival to the last, so no " +
+    "transport is charged for filling its pipeline; the median of the rounds is shown. " +
+    "Sizes are payload bytes; the structured message holds a " +
     "Float32Array of size/4 elements plus `idx` and `source`. Messages in flight are bounded " +
     "the same way for every windowed transport: 64, or fewer so that at most ~1 GiB is in " +
     "flight (2 at 1 GiB). memcpy is kind-independent and repeated in both tables.\n\n";

@@ -23,8 +23,10 @@ export interface ThroughputResult {
   reason?: string;
   /** Messages per measured round. */
   n?: number;
-  /** Duration of each measured round, ms. */
+  /** Steady-state time of each measured round, ms (see `Rounds.ms` in measure.ts). */
   roundsMs?: number[];
+  /** Raw time of each measured round, from its start marker to its last message, ms. */
+  rawRoundsMs?: number[];
   /** Median throughput, GB/s (1e9 bytes/s). */
   gbps?: number;
   /** Median messages per second. */

@@ -31,13 +31,36 @@ function fmt(x: number): string {
   return x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
 
-/** Checks `lib ≥ factor × ref` at each size in `sizes`, for each kind and library transport. */
+/** A reference throughput for a kind and size: its GB/s and how to name it. */
+type Reference = (kind: Kind, size: number) => { gbps: number; name: string } | undefined;
+
+/** The result of transport `id` at the same size and kind as the reference. */
+function sameSize(results: Results, id: TransportId, name: string): Reference {
+  return (kind, size) => {
+    const r = find(results, id, kind, size);
+    return ok(r) ? { gbps: r.gbps, name } : undefined;
+  };
+}
+
+/**
+ * Single-thread memcpy bandwidth out of the caches: the median of the memcpy results at
+ * 64 MiB and more (DESIGN.md: 11-14 GB/s here), or undefined when the run has none.
+ */
+export function memcpyBandwidth(results: Results): number | undefined {
+  const big = results.throughput.filter((r) => r.transport === "memcpy" && r.size >= 64 * MiB)
+    .filter(ok).map((r) => r.gbps);
+  if (big.length === 0) return undefined;
+  const s = big.sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Checks `lib ≥ factor × reference` at each size that `sizeFilter` keeps, per kind. */
 function ratioCheck(
   results: Results,
   issue: number,
   target: string,
   libs: TransportId[],
-  ref: TransportId,
+  reference: Reference,
   factor: number,
   sizeFilter: (size: number) => boolean,
 ): TargetCheck {
@@ -50,11 +73,11 @@ function ratioCheck(
     for (const kind of kinds) {
       for (const size of sizes) {
         const a = find(results, lib, kind, size);
-        const b = find(results, ref, kind, size);
-        if (!ok(a) || !ok(b)) continue;
+        const b = reference(kind, size);
+        if (!ok(a) || !b) continue;
         checked++;
         const ratio = a.gbps / b.gbps;
-        const where = `${lib} ${kind} ${formatSize(size)}: ${fmt(a.gbps)} vs ${
+        const where = `${lib} ${kind} ${formatSize(size)}: ${fmt(a.gbps)} vs ${b.name} ${
           fmt(b.gbps)
         } GB/s = ${fmt(ratio)}×`;
         if (!worst || ratio < worst.ratio) worst = { ratio, where };
@@ -160,31 +183,61 @@ function codecChecks(results: Results): TargetCheck[] {
 /** Every target check of the run. */
 export function checkTargets(results: Results): TargetCheck[] {
   const big = (size: number) => size >= MiB;
+  const bandwidth = memcpyBandwidth(results);
+  // "memcpy bandwidth" as DESIGN.md measures it: copies of 64 MiB and more, out of the caches.
+  // Without such sizes in the run, fall back to memcpy of the same size.
+  const dram: Reference = bandwidth === undefined
+    ? sameSize(results, "memcpy", "memcpy")
+    : () => ({ gbps: bandwidth, name: "memcpy bandwidth" });
+  const sameMemcpy = sameSize(results, "memcpy", "same-size memcpy");
+  const pipe = sameSize(results, "pipe", "pipe");
+  const bwNote = bandwidth === undefined
+    ? "same-size memcpy (no ≥ 64 MiB memcpy in this run)"
+    : `memcpy bandwidth (${fmt(bandwidth)} GB/s: median memcpy at ≥ 64 MiB)`;
   return [
     ratioCheck(
       results,
       4,
-      "≥ 1 MiB: get (copy out) at least 0.4× single-thread memcpy",
+      `≥ 1 MiB: get (copy out) at least 0.4× single-thread ${bwNote}`,
       ["shmq-get-sync", "shmq-get-async"],
-      "memcpy",
+      dram,
       0.4,
       big,
     ),
     ratioCheck(
       results,
       4,
-      "≥ 1 MiB: borrow at least 0.8× single-thread memcpy",
+      `≥ 1 MiB: borrow at least 0.8× single-thread ${bwNote}`,
       ["shmq-borrow"],
-      "memcpy",
+      dram,
       0.8,
       big,
     ),
     ratioCheck(
       results,
       4,
-      "≥ 1 MiB: at least 10× the stdio pipe's throughput (get and borrow)",
+      "(stricter reading) ≥ 1 MiB: get at least 0.4× memcpy of the same size " +
+        "(in cache below ~32 MiB)",
+      ["shmq-get-sync", "shmq-get-async"],
+      sameMemcpy,
+      0.4,
+      big,
+    ),
+    ratioCheck(
+      results,
+      4,
+      "(stricter reading) ≥ 1 MiB: borrow at least 0.8× memcpy of the same size",
+      ["shmq-borrow"],
+      sameMemcpy,
+      0.8,
+      big,
+    ),
+    ratioCheck(
+      results,
+      4,
+      "≥ 1 MiB: at least 10× the stdio pipe's throughput (get sync/async, borrow)",
       ["shmq-get-sync", "shmq-get-async", "shmq-borrow"],
-      "pipe",
+      pipe,
       10,
       big,
     ),
@@ -197,7 +250,7 @@ export function checkTargets(results: Results): TargetCheck[] {
       4,
       "faster than the stdio pipe at every size from 10 B to 1 GB (get sync/async, borrow)",
       ["shmq-get-sync", "shmq-get-async", "shmq-borrow"],
-      "pipe",
+      pipe,
       1,
       (size) => size >= 10 && size <= 1024 ** 3,
     ),

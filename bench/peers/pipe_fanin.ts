@@ -47,7 +47,7 @@ const senderHwm: (number | null)[] = [];
 let bad = 0;
 
 /** Reads one sender's frames until its round (or its final frame) is complete. */
-async function drain(i: number, onMarker: () => void): Promise<void> {
+async function drain(i: number, onMarker: () => void, onMessage: () => void): Promise<void> {
   let expected = -1;
   let received = 0;
   while (expected < 0 || received < expected) {
@@ -71,6 +71,7 @@ async function drain(i: number, onMarker: () => void): Promise<void> {
     }
     nextSeq[i]++;
     received++;
+    onMessage();
   }
 }
 
@@ -80,14 +81,18 @@ for (;;) {
   const cmd = commands.next();
   const line = encoder.encode(cmd.op === "quit" ? "quit\n" : `go ${cmd.n}\n`);
   let t0 = 0;
+  let first = 0;
   const onMarker = () => {
     if (t0 === 0) t0 = performance.now();
   };
-  const rounds = children.map((_, i) => drain(i, onMarker));
+  const onMessage = () => {
+    if (first === 0) first = performance.now() - t0;
+  };
+  const rounds = children.map((_, i) => drain(i, onMarker, onMessage));
   await Promise.all(writers.map((w) => w.write(line)));
   await Promise.all(rounds);
   if (cmd.op === "quit") break;
-  report({ t: "round", ms: performance.now() - t0, n: cmd.n * senders, bad });
+  report({ t: "round", ms: performance.now() - t0, firstMs: first, n: cmd.n * senders, bad });
 }
 for (const w of writers) await w.close();
 await Promise.all(children.map((c) => c.status));

@@ -28,6 +28,7 @@ const reader = new FrameReader();
 let expected = 0;
 let received = 0;
 let t0 = 0;
+let first = 0;
 let bad = 0;
 let senderHwm: number | null = null;
 report({ t: "ready" });
@@ -47,6 +48,9 @@ for (;;) {
   }
   const value = frame.type === FrameType.V8 ? deserialize(frame.payload) : frame.payload;
   if (!isPayload(value, kind, size)) bad++;
-  if (++received === expected) report({ t: "round", ms: performance.now() - t0, n: expected, bad });
+  if (++received === 1) first = performance.now() - t0;
+  if (received === expected) {
+    report({ t: "round", ms: performance.now() - t0, firstMs: first, n: expected, bad });
+  }
 }
 report({ t: "final", receiverHwm: peakRssBytes(), senderHwm: [senderHwm], bad });

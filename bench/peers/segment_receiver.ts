@@ -99,6 +99,7 @@ try {
     let expected = -1;
     let received = 0;
     let t0 = 0;
+    let first = 0;
     while (expected < 0 || received < expected) {
       const frame = await frames.read(fromSender);
       if (frame === null) throw new Error("segment sender exited early");
@@ -113,11 +114,11 @@ try {
       }
       const value = receive(JSON.parse(decoder.decode(frame.payload)) as Meta);
       if (!isPayload(value, kind, size)) bad++;
-      received++;
+      if (++received === 1) first = performance.now() - t0;
       pending = toSender.write(ACK); // acks are queued in order; not awaited one by one
     }
     if (cmd.op === "quit") break;
-    report({ t: "round", ms: performance.now() - t0, n: expected, bad });
+    report({ t: "round", ms: performance.now() - t0, firstMs: first, n: expected, bad });
     await pending;
   }
   await toSender.close();

@@ -29,6 +29,7 @@ let expected = 0; // messages of the current round
 let received = 0;
 let markers = 0;
 let t0 = 0;
+let first = 0;
 let finals = 0;
 const senderHwm: (number | null)[] = [];
 const nextSeq = new Map<number, number>();
@@ -65,13 +66,14 @@ function handle(value: unknown): boolean {
     if (seq !== want) bad++;
     nextSeq.set(id, seq + 1);
   }
-  if (++received === expected && markers === senders) endRound();
+  if (++received === 1) first = performance.now() - t0;
+  if (received === expected && markers === senders) endRound();
   return true;
 }
 
 function endRound(): void {
   const ms = performance.now() - t0;
-  report({ t: "round", ms, n: expected, bad });
+  report({ t: "round", ms, firstMs: first, n: expected, bad });
   markers = 0;
   expected = 0;
   received = 0;

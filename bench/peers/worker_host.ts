@@ -35,6 +35,7 @@ let expected = -1;
 let received = 0;
 let unacked = 0;
 let t0 = 0;
+let first = 0;
 let bad = 0;
 let done: (() => void) | undefined;
 
@@ -57,7 +58,8 @@ worker.onmessage = (e: MessageEvent) => {
     worker.postMessage(unacked);
     unacked = 0;
   }
-  if (++received === expected) done?.();
+  if (++received === 1) first = performance.now() - t0;
+  if (received === expected) done?.();
 };
 worker.onerror = (e) => {
   report({ t: "error", message: e.message });
@@ -71,7 +73,7 @@ for (;;) {
   const finished = new Promise<void>((resolve) => done = resolve);
   worker.postMessage({ go: cmd.n });
   await finished;
-  report({ t: "round", ms: performance.now() - t0, n: expected, bad });
+  report({ t: "round", ms: performance.now() - t0, firstMs: first, n: expected, bad });
   if (unacked > 0) {
     worker.postMessage(unacked);
     unacked = 0;
