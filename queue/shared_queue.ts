@@ -899,6 +899,9 @@ export class SharedQueue {
         prefaultOrExplain(mapping.pointer, actual, `a ${actual}-byte extension segment`);
       } catch (error) {
         unmapAll(mapping);
+        // A segment this end just made but could not back goes at once: it would keep the
+        // memory it got and fail every later message that fits it the same way.
+        if (create) native.shmUnlink(name, { missingOk: true });
         throw error;
       }
       const extension: ExtensionMapping = { ...mapping, gen, refs: 0, retired: false };
