@@ -85,6 +85,7 @@ export function waitSync<T>(
   attempt: Attempt<T>,
   deadline: number,
 ): { value: T } | undefined {
+  queue.assertOpen();
   const words = word.words;
   for (;;) {
     const seen = Atomics.load(words, word.seq);
@@ -115,6 +116,7 @@ export async function waitAsync<T>(
   signal: AbortSignal | undefined,
 ): Promise<{ value: T } | undefined> {
   signal?.throwIfAborted();
+  queue.assertOpen();
   const words = word.words;
   let onAbort: (() => void) | undefined;
   try {
