@@ -14,7 +14,7 @@ import { openEndNames } from "../queue/shared_queue.ts";
  * because Deno wants --allow-all to read /dev itself.
  */
 export function shmEntries(): string[] {
-  return native.shmList("/shmq-").filter((n) => !n.startsWith("shmq-test-"));
+  return native.shmList("/shmq-").filter((n) => SHM_ENTRY_PATTERN.test(n));
 }
 
 /**
@@ -169,4 +169,40 @@ export function mapSegment(name: string): SegmentMapping | undefined {
   } finally {
     native.closeFd(fd);
   }
+}
+
+let isolation: Promise<boolean> | undefined;
+
+/** Whether {@linkcode isolated} can run here: it needs root and `unshare`. */
+export function canIsolate(): Promise<boolean> {
+  isolation ??= Deno.uid() !== 0 ? Promise.resolve(false) : new Deno.Command("unshare", {
+    args: ["--mount", "--propagation", "private", "true"],
+    stdout: "null",
+    stderr: "null",
+  }).output().then((o) => o.success, () => false);
+  return isolation;
+}
+
+/**
+ * Runs a fixture in a private mount namespace with its own /dev/shm: a tmpfs of `shmBytes`
+ * that no other process sees, so what is left in it, or running out of it, concerns this
+ * run alone. Returns its stdout; fails when it exits non-zero. Check
+ * {@linkcode canIsolate} first.
+ */
+export async function isolated(name: string, args: string[], shmBytes: number): Promise<string> {
+  const script = `mount -t tmpfs -o size=${shmBytes} shmq-test /dev/shm && exec "$0" "$@"`;
+  const out = await new Deno.Command("unshare", {
+    args: [
+      ...["--mount", "--propagation", "private", "sh", "-c", script, Deno.execPath(), "run"],
+      ...CHILD_PERMISSIONS,
+      "--allow-run",
+      fixture(name),
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.ok(out.success, `isolated ${name} ${args.join(" ")} failed: ${stderr}`);
+  return new TextDecoder().decode(out.stdout);
 }

@@ -1,0 +1,177 @@
+// Bad input: invalid options and timeouts, values that change or throw while being encoded,
+// every method of a closed end, and running out of /dev/shm.
+import assert from "node:assert/strict";
+import { ClosedError, createSharedMemoryPair, reserve } from "../mod.ts";
+import { canIsolate, isolated, withoutLeaks } from "./helpers.ts";
+
+Deno.test("invalid options get a TypeError or RangeError naming the option", () =>
+  withoutLeaks(() => {
+    const cases: [Record<string, unknown>, string, typeof TypeError | typeof RangeError][] = [];
+    for (const v of [NaN, Infinity, -Infinity, -0, 0.5, 1e308, -(2 ** 31)]) {
+      cases.push([{ capacity: v }, "capacity", RangeError]);
+    }
+    for (const v of [NaN, Infinity, 65536.5, -65536, 2 ** 60, 4096]) {
+      cases.push([{ arenaBytes: v }, "arenaBytes", RangeError]);
+    }
+    for (const v of [NaN, Infinity, 2 ** 60, (1 << 20) + 0.5, 1 << 10]) {
+      cases.push([{ arenaBytes: 1 << 20, byteBudget: v }, "byteBudget", RangeError]);
+    }
+    for (const v of ["64", 5n, true, {}, [8]]) {
+      cases.push([{ capacity: v }, "capacity", TypeError]);
+      cases.push([{ arenaBytes: v }, "arenaBytes", TypeError]);
+      cases.push([{ byteBudget: v }, "byteBudget", TypeError]);
+    }
+    for (const [options, name, type] of cases) {
+      assert.throws(() => createSharedMemoryPair(options), (e: Error) => {
+        assert.ok(e instanceof type, `${JSON.stringify(options, (_, v) => `${v}`)}: ${e}`);
+        assert.match(e.message, new RegExp(name));
+        return true;
+      });
+    }
+    for (const options of ["capacity=5", 5, true]) {
+      assert.throws(() => createSharedMemoryPair(options as never), TypeError);
+    }
+  }));
+
+Deno.test("invalid timeouts get a RangeError naming the method and the timeout", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    using _s = s;
+    using _r = r;
+    for (const timeout of [-1, NaN, "100" as unknown as number, -Infinity]) {
+      await assert.rejects(s.put(1, { timeout }), /Sender\.put: timeout/);
+      assert.throws(() => s.putSync(1, { timeout }), /Sender\.putSync: timeout/);
+      await assert.rejects(r.get({ timeout }), /Receiver\.get: timeout/);
+      assert.throws(() => r.getSync({ timeout }), /Receiver\.getSync: timeout/);
+      await assert.rejects(r.borrow({ timeout }), RangeError);
+      await assert.rejects(s.waitForAllAck({ timeout }), RangeError);
+    }
+    assert.equal(r.getNowait(), undefined, "nothing was put");
+  }));
+
+/** An object whose `data` is one size when first read and another later: an encoder that
+ * walked a value twice (measure, then write) could be made to overrun what it reserved. */
+function shapeShifter(first: number, second: number): Record<string, unknown> {
+  let reads = 0;
+  return {
+    get data() {
+      return new Uint8Array(reads++ === 0 ? first : second);
+    },
+  };
+}
+
+Deno.test("values that change or throw while encoded leave the queue intact", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2, arenaBytes: 256 << 10 });
+    using _s = s;
+    using _r = r;
+    const hostile: [string, () => unknown][] = [
+      ["grows (small)", () => shapeShifter(10, 1 << 20)],
+      ["grows (arena)", () => shapeShifter(30 << 10, 1 << 20)],
+      ["grows (extension)", () => shapeShifter(100 << 10, 4 << 20)],
+      ["shrinks (extension)", () => shapeShifter(4 << 20, 10)],
+      ["throwing getter", () => ({
+        get data(): never {
+          throw new Error("hostile getter");
+        },
+      })],
+      ["revoked proxy", () => {
+        const { proxy, revoke } = Proxy.revocable({}, {});
+        revoke();
+        return { proxy };
+      }],
+    ];
+    for (const [what, make] of hostile) {
+      let failed = false;
+      try {
+        await s.put(make(), { timeout: 1000 });
+      } catch {
+        failed = true;
+      }
+      try {
+        s.putSync(make(), { timeout: 1000 });
+      } catch {
+        failed = true;
+      }
+      // The encoder reads each value once (the plan keeps what it measured), so a value that
+      // changes in between goes through as measured; one that throws is rejected. Whatever
+      // went through is a whole, valid message.
+      for (let m; (m = r.getNowait<Record<string, unknown>>()) !== undefined;) {
+        assert.ok(m.data instanceof Uint8Array, `${what}: ${m}`);
+      }
+      assert.equal(failed, !what.startsWith("grows") && !what.startsWith("shrinks"), what);
+      assert.equal(s.hasSpace(), true, `${what}: capacity intact`);
+      await s.put({ ok: what }, { timeout: 1000 });
+      assert.deepEqual(await r.get({ timeout: 1000 }), { ok: what }, `${what}: still works`);
+      await s.waitForAllAck({ timeout: 1000 });
+    }
+    // The zero-copy path: a template that is not a valid value.
+    await assert.rejects(s.prepare({ f: () => 1, a: reserve(Uint8Array, 10) }), TypeError);
+    assert.equal(s.hasSpace(), true);
+  }));
+
+Deno.test("every method of a closed end throws ClosedError (reason closed)", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair();
+    s.close();
+    r.close();
+    const closed = (e: unknown) => e instanceof ClosedError && e.reason === "closed";
+    await assert.rejects(s.put(1), closed);
+    assert.throws(() => s.putSync(1), closed);
+    await assert.rejects(s.prepare({ a: reserve(Uint8Array, 4) }), closed);
+    assert.throws(() => s.prepareSync({ a: reserve(Uint8Array, 4) }), closed);
+    await assert.rejects(s.waitForAllAck(), closed);
+    assert.throws(() => s.waitForAllAckSync(), closed);
+    assert.equal(s.hasSpace(), false);
+    await assert.rejects(r.get(), closed);
+    assert.throws(() => r.getSync(), closed);
+    assert.throws(() => r.getNowait(), closed);
+    await assert.rejects(r.borrow(), closed);
+    assert.throws(() => r.borrowSync(), closed);
+    await assert.rejects(
+      (async () => {
+        for await (const _ of r) { /* nothing */ }
+      })(),
+      closed,
+    );
+    assert.ok(s.closed && r.closed);
+    s.close(); // idempotent
+    r.close();
+  }));
+
+Deno.test("a draft sent or a lease released after its end closed: no crash, no effect", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    await s.put(new Uint8Array(4096));
+    const draft = await s.prepare<{ a: Uint8Array }>({ a: reserve(Uint8Array, 4096) });
+    const lease = await r.borrow<Uint8Array>({ timeout: 1000 });
+    s.close(); // cancels the draft
+    r.close(); // releases the lease
+    assert.equal(draft.settled, true);
+    assert.throws(() => draft.send(), TypeError);
+    assert.equal(draft.value.a.length, 0, "the draft's view is detached");
+    assert.equal(lease.released, true);
+    assert.equal(lease.value.length, 0, "the lease's view is detached");
+    lease.release();
+  }));
+
+Deno.test({
+  name: "out of /dev/shm (a private 8 MiB tmpfs): RangeError naming /dev/shm and the sizes",
+  ignore: !(await canIsolate()),
+  async fn() {
+    const out = await isolated("fault_child.ts", ["oom"], 8 << 20);
+    const report = JSON.parse(out.trim().split("\n").pop()!);
+    // A queue whose arena does not fit.
+    assert.match(report.create, /^RangeError: \/dev\/shm has no room .*67125248 bytes/);
+    assert.deepEqual(report.leftAfterCreate, [], "nothing left of the queue that failed");
+    // A message whose extension segment does not fit.
+    assert.match(report.put, /^RangeError: \/dev\/shm has no room .*69206016/);
+    assert.equal(report.leftAfterPut.length, 1, "the segment that failed is gone");
+    // The queue goes on: small messages, and extension messages that fit.
+    assert.equal(report.small, "no error");
+    assert.equal(report.smallGot, "no error");
+    assert.equal(report.fits, "no error");
+    assert.equal(report.fitsGot, "no error");
+    assert.deepEqual(report.left, []);
+  },
+});
