@@ -325,3 +325,25 @@ Deno.test(
     await actor[Symbol.asyncDispose]();
   }),
 );
+
+Deno.test(
+  "aborting the signal while the actor starts rejects spawnActor and kills the actor",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const controller = new AbortController();
+    const starting = spawnActor(FIXTURE, {
+      argv: ["slow"],
+      queues: { inbox: receiver },
+      signal: controller.signal,
+      readyTimeout: Infinity,
+    });
+    await sleep(200);
+    controller.abort();
+    const error = await within(5000, starting.then(() => undefined, (e) => e), "the abort");
+    assert.ok(error instanceof ActorError, String(error));
+    assert.match(error.message, /aborted/);
+    assert.ok(error.status !== undefined && !error.status.success);
+    sender.close();
+    receiver.close();
+  }),
+);
