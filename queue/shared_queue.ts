@@ -720,11 +720,20 @@ export class SharedQueue {
     let arenaEnd = head;
     const arenaSize = this.arenaSize;
     if (length <= arenaSize / ARENA_SHARE) {
+      // These cursors decide where this end writes (through raw pointers, for drafts): a
+      // forged one must not send it outside the arena, nor keep it waiting for room forever.
+      const arenaTail = f64[L.C_ARENA_TAIL >> 3];
+      if (
+        !(Number.isInteger(head) && head % L.MESSAGE_ALIGN === 0 && arenaTail >= 0 &&
+          arenaTail <= head && head - arenaTail <= arenaSize)
+      ) {
+        this.#poison(`arena cursors ${arenaTail}..${head}`);
+      }
       const need = L.alignUp(Math.max(length, 1), L.MESSAGE_ALIGN);
       const position = head % arenaSize;
       const start = position + need > arenaSize ? head + (arenaSize - position) : head;
       arenaEnd = start + need;
-      if (arenaEnd - f64[L.C_ARENA_TAIL >> 3] > arenaSize) return undefined;
+      if (arenaEnd - arenaTail > arenaSize) return undefined;
       f64[L.C_ARENA_HEAD >> 3] = arenaEnd;
       offset = start % arenaSize;
     } else {
