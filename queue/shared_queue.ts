@@ -889,8 +889,12 @@ export class SharedQueue {
     const size = this.#f64[(e + L.E_SIZE) >> 3];
     let fd: number;
     if (create) {
-      if (!(size >= needed && size <= L.MAX_MESSAGE_SIZE + EXTENSION_GRANULE)) {
-        throw new ClosedError(`queue ${this.name}: corrupt extension size ${size}`);
+      // The reservation set this size for this message: anything else was forged since, and
+      // must not make this end create (and pre-fault) a segment of that size.
+      if (size !== extensionSizeFor(needed)) {
+        throw new ClosedError(`queue ${this.name}: corrupt extension size ${size}`, {
+          reason: "corrupt",
+        });
       }
       fd = createOrExplain(name, size);
     } else {
