@@ -898,7 +898,15 @@ export class SharedQueue {
       }
       fd = createOrExplain(name, size);
     } else {
-      fd = native.shmOpen(name);
+      try {
+        fd = native.shmOpen(name);
+      } catch (error) {
+        if ((error as { code?: string }).code !== "ENOENT") throw error;
+        throw new ClosedError(`queue ${this.name}: extension segment ${name} is missing`, {
+          cause: error,
+          reason: "corrupt",
+        });
+      }
     }
     try {
       const actual = native.fdSize(fd);
