@@ -35,7 +35,8 @@ export interface QueueOptions {
    * Bound on all the shared memory the queue holds: the arena plus extension segments.
    * Senders wait while more would be needed; idle extensions are dropped to make room. One
    * message larger than the budget still goes through, alone, as long as /dev/shm has
-   * room for it. Default 1 GiB, and never less than `arenaBytes`.
+   * room for it. Default 4 GiB (two messages of the reference's 1.7 GB travel side by side),
+   * and never less than `arenaBytes`. Memory is only taken as messages need it.
    */
   byteBudget?: number;
 }
@@ -45,7 +46,7 @@ export const DEFAULT_CAPACITY = 64;
 /** Default arena size. */
 export const DEFAULT_ARENA_BYTES = 64 * 1024 * 1024;
 /** Default byte budget. */
-export const DEFAULT_BYTE_BUDGET = 1024 * 1024 * 1024;
+export const DEFAULT_BYTE_BUDGET = 4 * 1024 * 1024 * 1024;
 
 /** Checks options and fills in defaults. */
 export function resolveOptions(options: QueueOptions | undefined): Geometry {

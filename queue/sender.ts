@@ -262,9 +262,13 @@ export class Sender implements Disposable {
   };
 
   #full(method: string, timeout: number | undefined): FullError {
-    return new FullError(
-      `Sender.${method}: the queue stayed full (capacity ${this.#queue.capacity}) for ${timeout} ms`,
-    );
+    const { inFlight, extensionBytes, byteBudget } = this.#queue.usage();
+    const capacity = this.#queue.capacity;
+    const why = inFlight >= capacity
+      ? `${inFlight} of capacity ${capacity} messages are unreleased`
+      : `messages in flight hold ${extensionBytes} bytes of extension segments and the byte ` +
+        `budget is ${byteBudget} (or the arena is full)`;
+    return new FullError(`Sender.${method}: no room for ${timeout} ms: ${why}`);
   }
 
   #ackTimeout(timeout: number | undefined): FullError {

@@ -307,6 +307,18 @@ export class SharedQueue {
     return this.#u32[L.C_IN_FLIGHT >> 2];
   }
 
+  /** What holds the queue's room right now (no lock; for error messages). */
+  usage(): { inFlight: number; extensionBytes: number; byteBudget: number } {
+    let extensionBytes = 0;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const e = L.extensionOffset(i);
+      if (this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Busy) {
+        extensionBytes += this.#f64[(e + L.E_SIZE) >> 3];
+      }
+    }
+    return { inFlight: this.inFlight, extensionBytes, byteBudget: this.#byteBudget };
+  }
+
   // ---------------------------------------------------------------- sender side
 
   /**
