@@ -24,3 +24,6 @@ deno check --doc-only ffi
 lint_targets=(ffi/loader.ts ffi/native.ts ffi/symbols.ts ffi/digests.ts)
 if [ -e mod.ts ]; then lint_targets=(mod.ts "${lint_targets[@]}"); fi
 deno doc --lint "${lint_targets[@]}"
+
+# The package as JSR would take it.
+deno publish --dry-run --allow-dirty >/dev/null
