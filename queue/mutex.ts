@@ -90,7 +90,13 @@ export class ShmMutex {
         continue;
       }
       if (Atomics.compareExchange(words, i, seen, mine) === seen) {
-        this.#hooks.recover(owner);
+        try {
+          this.#hooks.recover(owner);
+        } catch (error) {
+          // Beyond repair (the queue is poisoned now): let the others see it at once.
+          this.unlock();
+          throw error;
+        }
         return;
       }
     }
