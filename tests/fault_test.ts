@@ -12,11 +12,10 @@ import {
   canIsolate,
   checksum32,
   isolated,
-  lines,
   mapSegment,
   prng,
   shmEntries,
-  spawnFixture,
+  Watched,
 } from "./helpers.ts";
 
 const REPEAT = Number(Deno.env.get("FAULT_REPEAT") ?? 3);
@@ -44,67 +43,9 @@ const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const yieldToEvents = () => sleep(0);
 
 /** A fault_child.ts process whose stdout lines are collected as they come. */
-class Child {
-  readonly proc: Deno.ChildProcess;
-  readonly out: string[] = [];
-  readonly #drained: Promise<void>;
-  #wake: (() => void) | undefined;
-
+class Child extends Watched {
   constructor(mode: string, args: string[]) {
-    const proc = this.proc = spawnFixture("fault_child.ts", [mode, ...args]);
-    this.#drained = (async () => {
-      for await (const line of lines(proc)) {
-        this.out.push(line);
-        this.#wake?.();
-      }
-      this.#wake?.();
-    })();
-  }
-
-  /** Waits for a line starting with `prefix`; returns it. */
-  async expect(prefix: string, timeoutMs = 30_000): Promise<string> {
-    const until = performance.now() + timeoutMs;
-    let from = 0;
-    for (;;) {
-      for (; from < this.out.length; from++) {
-        if (this.out[from].startsWith(prefix)) return this.out[from];
-      }
-      if (performance.now() > until) throw new Error(`no "${prefix}" line; got ${this.out}`);
-      const ended = await Promise.race([
-        new Promise<boolean>((ok) => this.#wake = () => ok(false)),
-        this.#drained.then(() => true),
-        sleep(50).then(() => false),
-      ]);
-      if (ended && from >= this.out.length) {
-        throw new Error(`child exited before printing "${prefix}"; got ${this.out}`);
-      }
-    }
-  }
-
-  /** Sends `signal`, waits for the exit and the end of its output. */
-  async stop(signal: Deno.Signal = "SIGKILL"): Promise<Deno.CommandStatus> {
-    try {
-      this.proc.kill(signal);
-    } catch { /* already gone */ }
-    const status = await this.proc.status;
-    await this.#drained;
-    return status;
-  }
-
-  /** Waits for a normal exit. */
-  async exit(): Promise<Deno.CommandStatus> {
-    const status = await this.proc.status;
-    await this.#drained;
-    return status;
-  }
-
-  /** Largest N of the lines "<word> N". */
-  last(word: string): number {
-    let n = -1;
-    for (const line of this.out) {
-      if (line.startsWith(word + " ")) n = Math.max(n, Number(line.slice(word.length + 1)));
-    }
-    return n;
+    super("fault_child.ts", [mode, ...args]);
   }
 }
 

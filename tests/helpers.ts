@@ -206,3 +206,84 @@ export async function isolated(name: string, args: string[], shmBytes: number): 
   assert.ok(out.success, `isolated ${name} ${args.join(" ")} failed: ${stderr}`);
   return new TextDecoder().decode(out.stdout);
 }
+
+/** A fixture process whose stdout lines are collected as they come, for tests that watch a
+ * child and kill it at a chosen moment. */
+export class Watched {
+  readonly proc: Deno.ChildProcess;
+  readonly out: string[] = [];
+  readonly #drained: Promise<void>;
+  #wake: (() => void) | undefined;
+
+  constructor(fixtureName: string, args: string[]) {
+    const proc = this.proc = spawnFixture(fixtureName, args);
+    this.#drained = (async () => {
+      for await (const line of lines(proc)) {
+        this.out.push(line);
+        this.#wake?.();
+      }
+      this.#wake?.();
+    })();
+  }
+
+  /** Waits for line number `index` (from 0); undefined when the child ended first or
+   * `timeoutMs` passed. */
+  async line(index: number, timeoutMs = 30_000): Promise<string | undefined> {
+    const until = performance.now() + timeoutMs;
+    let ended = false;
+    while (index >= this.out.length && !ended && performance.now() < until) {
+      ended = await Promise.race([
+        new Promise<boolean>((ok) => this.#wake = () => ok(false)),
+        this.#drained.then(() => true),
+        new Promise((ok) => setTimeout(ok, 50)).then(() => false),
+      ]);
+    }
+    return this.out[index];
+  }
+
+  /** Waits for a line starting with `prefix`; returns it. */
+  async expect(prefix: string, timeoutMs = 30_000): Promise<string> {
+    const until = performance.now() + timeoutMs;
+    let from = 0;
+    for (;;) {
+      for (; from < this.out.length; from++) {
+        if (this.out[from].startsWith(prefix)) return this.out[from];
+      }
+      if (performance.now() > until) throw new Error(`no "${prefix}" line; got ${this.out}`);
+      const ended = await Promise.race([
+        new Promise<boolean>((ok) => this.#wake = () => ok(false)),
+        this.#drained.then(() => true),
+        new Promise((ok) => setTimeout(ok, 50)).then(() => false),
+      ]);
+      if (ended && from >= this.out.length) {
+        throw new Error(`child exited before printing "${prefix}"; got ${this.out}`);
+      }
+    }
+  }
+
+  /** Sends `signal`, waits for the exit and the end of its output. */
+  async stop(signal: Deno.Signal = "SIGKILL"): Promise<Deno.CommandStatus> {
+    try {
+      this.proc.kill(signal);
+    } catch { /* already gone */ }
+    const status = await this.proc.status;
+    await this.#drained;
+    return status;
+  }
+
+  /** Waits for a normal exit. */
+  async exit(): Promise<Deno.CommandStatus> {
+    const status = await this.proc.status;
+    await this.#drained;
+    return status;
+  }
+
+  /** Largest N of the lines "<word> N". */
+  last(word: string): number {
+    let n = -1;
+    for (const line of this.out) {
+      if (line.startsWith(word + " ")) n = Math.max(n, Number(line.slice(word.length + 1)));
+    }
+    return n;
+  }
+}

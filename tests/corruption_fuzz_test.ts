@@ -1,0 +1,419 @@
+// Hostile or corrupt shared memory: any process of the same user can write a queue's
+// segments. Whatever it writes, the ends must get ClosedError or DecodeError (or correct
+// values), never a crash, an out-of-bounds access, an endless wait or loop, or an allocation
+// sized by a forged length. Victims run in child processes, so a crash shows as an abnormal
+// exit; each must exit normally, in bounded time, with a bounded peak of memory.
+//
+// FUZZ_ROUNDS (queue lifetimes per victim, default 40), FUZZ_VICTIMS (default 2),
+// FUZZ_ROUND_MS (default 400) and FUZZ_SCRIBBLES (most corruptions per queue lifetime,
+// default 3) scale the random part; FUZZ_SEED picks its randomness;
+// FUZZ_LIVE_LOCK=1 also lets it forge lock words naming live ends (each costs the victim the
+// 10 s stuck-holder limit).
+import assert from "node:assert/strict";
+import { ClosedError, createSharedMemoryPair, openReceiver, openSender } from "../mod.ts";
+import * as L from "../queue/layout.ts";
+import {
+  CHILD_PERMISSIONS,
+  fixture,
+  mapSegment,
+  prng,
+  type SegmentMapping,
+  shmEntries,
+  Watched,
+  withoutLeaks,
+} from "./helpers.ts";
+
+const ROUNDS = Number(Deno.env.get("FUZZ_ROUNDS") ?? 40);
+const VICTIMS = Number(Deno.env.get("FUZZ_VICTIMS") ?? 2);
+const ROUND_MS = Number(Deno.env.get("FUZZ_ROUND_MS") ?? 400);
+const SCRIBBLES = Number(Deno.env.get("FUZZ_SCRIBBLES") ?? 3);
+const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 1);
+const LIVE_LOCK = Deno.env.get("FUZZ_LIVE_LOCK") === "1";
+/** The mutex gives up on a live holder after 10 s; a round may take that once, and more. */
+const ROUND_LIMIT_MS = ROUND_MS + 25_000;
+/** A victim moves messages of up to 600 KiB through queues of a 4 MiB budget. */
+const PEAK_LIMIT_KIB = 640 * 1024;
+
+type Outcome = { ok?: unknown; error?: string; reason?: string; message?: string; ms: number };
+
+/** Runs fixtures/fault_forge.ts; it must exit normally. Returns its report. */
+async function forge(...args: string[]): Promise<Record<string, Outcome>> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CHILD_PERMISSIONS, fixture("fault_forge.ts"), ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.signal, null, `fault_forge ${args}: killed by ${out.signal} ${stderr}`);
+  assert.equal(out.code, 0, `fault_forge ${args}: exit ${out.code} ${stderr}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+}
+
+function assertCorrupt(outcome: Outcome, what: string): void {
+  assert.equal(outcome.error, "ClosedError", `${what}: ${JSON.stringify(outcome)}`);
+  assert.equal(outcome.reason, "corrupt", `${what}: ${JSON.stringify(outcome)}`);
+}
+
+Deno.test("a forged arena cursor never sends a sender outside the arena", async () => {
+  // Before the sender checked them: -300000 wrote 100 KiB before the mapping (SIGSEGV),
+  // NaN threw RangeError, 100 wrote a message every receiver rejected, 1e300 and -1e12 left
+  // every put waiting for room forever.
+  const forged: [string, string][] = [
+    ["head", "-300000"],
+    ["head", "-70000"],
+    ["head", "NaN"],
+    ["head", "100"],
+    ["head", "0.5"],
+    ["head", "1e300"],
+    ["head", "9007199254740992"],
+    ["tail", "-1e12"],
+    ["tail", "1e15"],
+  ];
+  for (const [field, value] of forged) {
+    const report = await forge(field, value);
+    for (const call of ["small", "arena", "prepare"]) {
+      assertCorrupt(report[call], `${field}=${value}, ${call}`);
+    }
+  }
+  // A consistent one is fine.
+  const report = await forge("head", "2048");
+  assert.deepEqual(report.get.ok, "1000 bytes of 1");
+});
+
+Deno.test("a forged extension size never makes a sender create a huge segment", async () => {
+  for (const value of [`${256 << 20}`, "1e300", "NaN", "-1"]) {
+    const report = await forge("ext-size", value);
+    assertCorrupt(report.write, `size ${value}`);
+    const sizes = report.segmentSizes as unknown as number[];
+    assert.ok(sizes.every((n) => n < 4 << 20), `segments made: ${sizes}`);
+  }
+});
+
+Deno.test("a missing extension segment gives the receiver ClosedError, the queue goes on", async () => {
+  const report = await forge("ext-missing");
+  assertCorrupt(report.get, "get");
+  assert.match(report.get.message!, /extension segment .* is missing/);
+  assert.equal(report.after.ok, "next");
+});
+
+Deno.test("a lock word naming a live participant: ClosedError after the stuck limit, no hang", async () => {
+  const report = await forge("live-lock");
+  assert.equal(report.put.error, "ClosedError", JSON.stringify(report.put));
+  assert.match(report.put.message!, /lock held for over 10000 ms by live participant 1/);
+  assert.ok(report.put.ms < 12_000, `gave up after ${report.put.ms} ms`);
+  // The end the word names takes the lock back at once: it never waits on itself.
+  assert.ok(report.get.ms < 1000 && report.get.error === "EmptyError", JSON.stringify(report));
+});
+
+Deno.test("a takeover that finds the queue beyond repair lets go of the lock: all fail at once", async () => {
+  const report = await forge("poison-takeover");
+  assertCorrupt(report.put, "put (takes the lock over, poisons)");
+  // Before: the poisoning end kept the lock, so the others waited 10 s for a "live holder".
+  assertCorrupt(report.get, "get");
+  assert.ok(report.get.ms < 1000, `get failed after ${report.get.ms} ms`);
+  assertCorrupt(report["put again"], "put again");
+  assert.equal(report.lockWord as unknown, 0, "the lock is free");
+});
+
+Deno.test("a forged header: new ends get ClosedError, open ends carry on", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
+    const m = mapSegment(s.descriptor.name)!;
+    const fields: [string, number, "u32" | "f64", number[]][] = [
+      ["magic", L.H_MAGIC, "u32", [0, 0x514d4854]],
+      ["version", L.H_VERSION, "u32", [0, 2, 0xffffffff]],
+      ["capacity", L.H_CAPACITY, "u32", [0, 9, L.MAX_CAPACITY + 1, 0xffffffff]],
+      ["ring size", L.H_RING_SIZE, "u32", [0, 15, 1 << 30]],
+      ["participants", L.H_MAX_PARTICIPANTS, "u32", [0, 1 << 20]],
+      ["extensions", L.H_MAX_EXTENSIONS, "u32", [0, 1 << 20]],
+      ["arena offset", L.H_ARENA_OFFSET, "f64", [0, -4096, NaN, 1e300, 4096.5]],
+      ["arena size", L.H_ARENA_SIZE, "f64", [0, 2 ** 40, NaN, -(1 << 20), 1000]],
+      ["segment size", L.H_SEGMENT_SIZE, "f64", [0, 2 ** 40, NaN]],
+      ["state", L.H_STATE, "u32", [L.QueueState.Initializing, L.QueueState.Poisoned, 7]],
+    ];
+    for (const [what, offset, type, values] of fields) {
+      const view = type === "u32" ? m.u32 : m.f64;
+      const index = offset / (type === "u32" ? 4 : 8);
+      const original = view[index];
+      for (const value of values) {
+        view[index] = value;
+        for (const open of [openSender, openReceiver]) {
+          assert.throws(
+            () => open(s.descriptor).close(),
+            (e: unknown) => e instanceof ClosedError && /not a valid queue/.test(e.message),
+            `${what} = ${value}`,
+          );
+        }
+      }
+      view[index] = original;
+    }
+    m.unmap();
+    // The open ends read the header once, when they opened: they carry on.
+    await s.put("still fine");
+    assert.equal(await r.get(), "still fine");
+    s.close();
+    r.close();
+  }));
+
+// ------------------------------------------------------------------------- random scribbling
+
+/** Scribbles random values over one queue's shared memory. */
+class Scribbler {
+  readonly counts: Record<string, number> = {};
+  readonly #main: SegmentMapping;
+  readonly #name: string;
+  readonly #ringSize: number;
+  readonly #arenaOffset: number;
+  readonly #random: () => number;
+  readonly #extensions = new Map<string, SegmentMapping | undefined>();
+
+  constructor(name: string, main: SegmentMapping, random: () => number) {
+    this.#name = name;
+    this.#main = main;
+    this.#random = random;
+    // Read once: the victims read the geometry once too, when they open.
+    this.#ringSize = Math.min(main.u32[L.H_RING_SIZE >> 2], 1 << 12);
+    this.#arenaOffset = main.f64[L.H_ARENA_OFFSET >> 3];
+  }
+
+  #int(n: number): number {
+    return Math.floor(this.#random() * n);
+  }
+
+  #u32(current: number): number {
+    switch (this.#int(5)) {
+      case 0:
+        return this.#int(2 ** 32);
+      case 1:
+        return this.#int(8);
+      case 2:
+        return (current + this.#int(7) - 3) >>> 0;
+      case 3:
+        return 0xffffffff;
+      default:
+        return 0x80000000 + this.#int(4);
+    }
+  }
+
+  #f64(current: number): number {
+    const specials = [NaN, Infinity, -Infinity, -1, 0.5, 1e300, -1e12, 2 ** 53, 0];
+    switch (this.#int(4)) {
+      case 0:
+        return specials[this.#int(specials.length)];
+      case 1:
+        return current + (this.#int(9) - 4) * 64;
+      case 2:
+        return current + this.#int(200) - 100;
+      default:
+        return this.#int(2 ** 32);
+    }
+  }
+
+  #count(target: string): void {
+    this.counts[target] = (this.counts[target] ?? 0) + 1;
+  }
+
+  #field(base: number, fields: [number, "u32" | "f64"][]): void {
+    const [offset, type] = fields[this.#int(fields.length)];
+    if (type === "u32") {
+      const i = (base + offset) >> 2;
+      this.#main.u32[i] = this.#u32(this.#main.u32[i]);
+    } else {
+      const i = (base + offset) >> 3;
+      this.#main.f64[i] = this.#f64(this.#main.f64[i]);
+    }
+  }
+
+  #lockWord(): number {
+    // A word naming a live end makes its waiters give up after 10 s: only on request.
+    const value = [0, 0x40000000 | (300 + this.#int(1000)), 300 + this.#int(2 ** 29)][this.#int(3)];
+    if (LIVE_LOCK && this.#random() < 0.3) return 1 + this.#int(6);
+    return value;
+  }
+
+  /** One scribble somewhere; returns what it hit. */
+  once(): string {
+    const m = this.#main;
+    const pick = this.#int(20);
+    let target: string;
+    if (pick < 1) {
+      target = "header";
+      this.#field(0, [[L.H_MAGIC, "u32"], [L.H_CAPACITY, "u32"], [L.H_ARENA_SIZE, "f64"], [
+        L.H_STATE,
+        "u32",
+      ]]);
+    } else if (pick < 2) {
+      target = "lock word";
+      Atomics.store(m.i32, L.W_LOCK >> 2, this.#lockWord());
+    } else if (pick < 3) {
+      target = "sequence and waiter words";
+      const words = [L.W_PUT_SEQ, L.W_RECEIVERS_WAITING, L.W_RELEASE_SEQ, L.W_SENDERS_WAITING];
+      const i = words[this.#int(words.length)] >> 2;
+      Atomics.store(m.i32, i, this.#u32(m.i32[i]) | 0);
+    } else if (pick < 6) {
+      target = "cursors and counters";
+      this.#field(0, [
+        [L.C_TAIL, "u32"],
+        [L.C_READ, "u32"],
+        [L.C_WRITE, "u32"],
+        [L.C_IN_FLIGHT, "u32"],
+        [L.C_LIVE_SENDERS, "u32"],
+        [L.C_LIVE_RECEIVERS, "u32"],
+        [L.C_ARENA_HEAD, "f64"],
+        [L.C_ARENA_TAIL, "f64"],
+      ]);
+    } else if (pick < 8) {
+      target = "extension table";
+      this.#field(L.extensionOffset(this.#int(4)), [[L.E_STATE, "u32"], [L.E_GEN, "u32"], [
+        L.E_SIZE,
+        "f64",
+      ]]);
+    } else if (pick < 10) {
+      target = "participant table";
+      this.#field(L.participantOffset(this.#int(8)), [
+        [L.P_KIND, "u32"],
+        [L.P_GEN, "u32"],
+        [L.P_PID, "u32"],
+        [L.P_ACKED, "u32"],
+      ]);
+    } else if (pick < 14) {
+      target = "slots";
+      this.#field(L.slotOffset(this.#int(this.#ringSize)), [
+        [L.S_STATE, "u32"],
+        [L.S_SENDER, "u32"],
+        [L.S_SENDER_GEN, "u32"],
+        [L.S_TAKEN_BY, "u32"],
+        [L.S_SEGMENT, "u32"],
+        [L.S_OFFSET, "f64"],
+        [L.S_LENGTH, "f64"],
+        [L.S_ARENA_END, "f64"],
+      ]);
+    } else if (pick < 17) {
+      target = "arena bytes";
+      const at = this.#arenaOffset + this.#int(m.size - this.#arenaOffset - 16);
+      for (let k = this.#int(16); k >= 0; k--) m.bytes[at + k] = this.#int(256);
+    } else if (pick < 19) {
+      target = "extension bytes";
+      const names = shmEntries().filter((n) => n.startsWith(this.#name.slice(1) + "-x"));
+      if (names.length === 0) return "nothing";
+      const name = names[this.#int(names.length)];
+      if (!this.#extensions.has(name)) this.#extensions.set(name, mapSegment(`/${name}`));
+      const ext = this.#extensions.get(name);
+      if (ext === undefined) return "nothing";
+      // Mostly the codec header at the start, where lengths and types live.
+      const at = this.#random() < 0.7 ? this.#int(256) : this.#int(ext.size - 16);
+      for (let k = this.#int(16); k >= 0; k--) ext.bytes[at + k] = this.#int(256);
+    } else {
+      target = "bit flips";
+      let at = this.#int(this.#arenaOffset);
+      // A flipped lock word may name a live end (a 10 s wait): only on request.
+      if (!LIVE_LOCK && at >> 2 === L.W_LOCK >> 2) at += 4;
+      m.bytes[at] ^= 1 << this.#int(8);
+    }
+    this.#count(target);
+    return target;
+  }
+
+  close(): void {
+    this.#main.unmap();
+    for (const ext of this.#extensions.values()) ext?.unmap();
+  }
+}
+
+type VictimReport = {
+  ops: number;
+  values: number;
+  intact: number;
+  damaged: number;
+  errors: Record<string, number>;
+  unexpected: string[];
+  samples: string[];
+  slowestOverrunMs: number;
+  slowest: string;
+  peakKiB: number;
+};
+
+/** Runs one victim through its rounds, scribbling over each of its queues. */
+async function victim(
+  index: number,
+  totals: { rounds: number; scribbles: number; counts: Record<string, number> },
+): Promise<VictimReport> {
+  const random = prng(SEED * 1000 + index);
+  const child = new Watched("fault_fuzz_victim.ts", [
+    `${ROUNDS}`,
+    `${ROUND_MS}`,
+    `${SEED * 1000 + index}`,
+  ]);
+  let next = 0;
+  try {
+    for (let round = 0; round < ROUNDS; round++) {
+      const line = await child.line(next++, ROUND_LIMIT_MS);
+      assert.ok(line?.startsWith("queue "), `victim ${index} round ${round}: ${line}`);
+      const name = line!.slice(6);
+      const main = mapSegment(name);
+      const scribbler = main && new Scribbler(name, main, random);
+      const ended = child.line(next++, ROUND_LIMIT_MS);
+      let done = false;
+      ended.then(() => done = true);
+      // A few corruptions at random moments of the queue's life, so that the victim lives
+      // with each one for a while (a queue poisoned at once tests little).
+      const moments = Array.from(
+        { length: 1 + Math.floor(random() * SCRIBBLES) },
+        () => random() * ROUND_MS * 0.8,
+      ).sort((a, b) => a - b);
+      const started = performance.now();
+      for (const at of moments) {
+        await new Promise((ok) => setTimeout(ok, Math.max(0, started + at - performance.now())));
+        if (done || !scribbler) break;
+        scribbler.once();
+        totals.scribbles++;
+      }
+      const report = await ended;
+      assert.ok(report?.startsWith("round "), `victim ${index} round ${round} hung: ${report}`);
+      scribbler?.close();
+      for (const [k, v] of Object.entries(scribbler?.counts ?? {})) {
+        totals.counts[k] = (totals.counts[k] ?? 0) + v;
+      }
+      totals.rounds++;
+    }
+    const done = await child.line(next, ROUND_LIMIT_MS);
+    assert.ok(done?.startsWith("done "), `victim ${index}: ${done}`);
+    const status = await child.exit();
+    assert.equal(status.signal, null, `victim ${index} killed by ${status.signal}`);
+    assert.equal(status.code, 0, `victim ${index} exit code`);
+    return JSON.parse(done!.slice(5));
+  } finally {
+    await child.stop();
+  }
+}
+
+Deno.test("random corruption of live queues while messages flow: no crash, hang or balloon", async () => {
+  const totals = { rounds: 0, scribbles: 0, counts: {} as Record<string, number> };
+  const started = performance.now();
+  const reports = await Promise.all(
+    Array.from({ length: VICTIMS }, (_, i) => victim(i, totals)),
+  );
+  const sum = (f: (r: VictimReport) => number) => reports.reduce((n, r) => n + f(r), 0);
+  const errors: Record<string, number> = {};
+  for (const r of reports) {
+    for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+  }
+  console.log(
+    `corruption fuzz: ${totals.rounds} queue lifetimes, ${totals.scribbles} corruptions ` +
+      `(${JSON.stringify(totals.counts)}), ${sum((r) => r.ops)} calls in the victims, ` +
+      `${sum((r) => r.values)} values received (${sum((r) => r.intact)} intact, ` +
+      `${sum((r) => r.damaged)} with scribbled payload), errors ${JSON.stringify(errors)}, ` +
+      `slowest call ${Math.max(...reports.map((r) => r.slowestOverrunMs)).toFixed(0)} ms ` +
+      `past its timeout, peak ${Math.max(...reports.map((r) => r.peakKiB)) >> 10} MiB, ` +
+      `${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+  if (Deno.env.get("FUZZ_VERBOSE")) console.log(reports.map((r) => [r.slowest, r.samples]));
+  for (const r of reports) {
+    assert.deepEqual(r.unexpected, [], "only ClosedError, DecodeError, EmptyError, FullError");
+    assert.ok(r.peakKiB < PEAK_LIMIT_KIB, `peak memory ${r.peakKiB} KiB`);
+    // Every call has a timeout of at most 200 ms; a forged lock word naming a live end costs
+    // 10 s, and only when FUZZ_LIVE_LOCK=1.
+    assert.ok(r.slowestOverrunMs < (LIVE_LOCK ? 11_000 : 2_000), `${r.slowestOverrunMs} ms`);
+  }
+  assert.equal(totals.rounds, ROUNDS * VICTIMS);
+});
