@@ -48,15 +48,33 @@ export function parseDescriptor(input: unknown, caller: string): QueueDescriptor
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     bad(`expected an object, got ${value === null ? "null" : typeof value}`);
   }
-  const d = value as Record<string, unknown>;
-  if (d.shmq !== DESCRIPTOR_VERSION) {
-    bad(`version ${JSON.stringify(d.shmq)}, this library reads version ${DESCRIPTOR_VERSION}`);
+  // Each field is read once: a getter or proxy must not pass the checks with one value and
+  // hand over another.
+  let shmq: unknown, end: unknown, name: unknown;
+  try {
+    ({ shmq, end, name } = value as Record<string, unknown>);
+  } catch {
+    bad("its fields cannot be read");
   }
-  if (d.end !== "sender" && d.end !== "receiver") {
-    bad(`end must be "sender" or "receiver", got ${JSON.stringify(d.end)}`);
+  if (shmq !== DESCRIPTOR_VERSION) {
+    bad(`version ${show(shmq)}, this library reads version ${DESCRIPTOR_VERSION}`);
   }
-  if (typeof d.name !== "string" || !QUEUE_NAME_PATTERN.test(d.name)) {
-    bad(`name must be "/shmq-" and 32 hex digits, got ${JSON.stringify(d.name)}`);
+  if (end !== "sender" && end !== "receiver") {
+    bad(`end must be "sender" or "receiver", got ${show(end)}`);
   }
-  return { shmq: DESCRIPTOR_VERSION, end: d.end as "sender" | "receiver", name: d.name as string };
+  if (typeof name !== "string" || !QUEUE_NAME_PATTERN.test(name)) {
+    bad(`name must be "/shmq-" and 32 hex digits, got ${show(name)}`);
+  }
+  return { shmq: DESCRIPTOR_VERSION, end: end as "sender" | "receiver", name: name as string };
+}
+
+/** A short rendering of an untrusted value for an error message. */
+function show(value: unknown): string {
+  let text: string;
+  try {
+    text = typeof value === "bigint" ? `${value}n` : JSON.stringify(value) ?? String(value);
+  } catch {
+    text = Object.prototype.toString.call(value);
+  }
+  return text.length > 80 ? `${text.slice(0, 80)}… (${text.length} characters)` : text;
 }
