@@ -1,0 +1,185 @@
+// Descriptors from untrusted text or objects, what a descriptor can make the library touch,
+// segment modes, and the randomness of queue names. The trust model is in SECURITY.md.
+import assert from "node:assert/strict";
+import {
+  createSharedMemoryPair,
+  openReceiver,
+  openSender,
+  type QueueDescriptor,
+  sweepStaleQueues,
+} from "../mod.ts";
+import * as native from "../ffi/native.ts";
+import { CHILD_PERMISSIONS, fixture, withoutLeaks } from "./helpers.ts";
+
+const invalid = /invalid queue descriptor/;
+
+Deno.test("descriptor text: no prototype pollution, extra fields dropped, huge input bounded", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10 });
+    const { name } = s.descriptor;
+    const text =
+      `{"__proto__": {"polluted": "yes"}, "constructor": {"prototype": {"polluted": 1}},` +
+      ` "shmq": 1, "end": "sender", "name": "${name}", "extra": "${"x".repeat(1000)}"}`;
+    const opened = openReceiver(text);
+    assert.equal(({} as Record<string, unknown>).polluted, undefined, "Object.prototype intact");
+    assert.deepEqual(opened.descriptor, { shmq: 1, end: "receiver", name });
+    opened.close();
+
+    // Huge or deeply nested input: a clear TypeError, with a message of bounded size.
+    const huge = [
+      JSON.stringify({ shmq: 1, end: "sender", name: `/shmq-${"a".repeat(20 << 20)}` }),
+      JSON.stringify({ shmq: 1, end: "x".repeat(20 << 20), name }),
+      JSON.stringify({ shmq: "9".repeat(20 << 20), end: "sender", name }),
+      "[".repeat(1 << 20) + "]".repeat(1 << 20),
+      " ".repeat(20 << 20),
+      `"${"a".repeat(20 << 20)}"`,
+    ];
+    for (const input of huge) {
+      assert.throws(() => openSender(input), (e: Error) => {
+        assert.ok(e instanceof TypeError, `${e}`);
+        assert.match(e.message, invalid);
+        assert.ok(e.message.length < 400, `a ${e.message.length}-character message`);
+        return true;
+      });
+    }
+    // Names that are not ours, whatever their spelling.
+    for (
+      const bad of [
+        `${name}\0`,
+        `${name}/../../etc/passwd`,
+        name.toUpperCase(),
+        ` ${name}`,
+        `${name}-x0-1`,
+        "/shmq-" + "g".repeat(32),
+        "shmq-" + "0".repeat(32),
+        "/dev/shm/shmq-" + "0".repeat(32),
+        "\u202e/shmq-" + "0".repeat(32),
+      ]
+    ) {
+      assert.throws(() => openSender({ shmq: 1, end: "sender", name: bad }), invalid, bad);
+    }
+    s.close();
+    r.close();
+  }));
+
+Deno.test("descriptor objects are read once: a getter or proxy cannot swap the name after the check", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10 });
+    // A file outside the naming scheme that the library must never open.
+    const foreign = `/shmq-test-foreign-${crypto.randomUUID()}`;
+    native.closeFd(native.shmCreate(foreign, 64 << 10));
+    try {
+      let reads = 0;
+      const shifty = {
+        shmq: 1,
+        end: "sender",
+        get name() {
+          return reads++ < 2 ? s.descriptor.name : foreign;
+        },
+      };
+      const proxied = new Proxy({ shmq: 1, end: "sender", name: s.descriptor.name }, {
+        get(target, key) {
+          return key === "name" && reads++ > 4 ? foreign : target[key as keyof typeof target];
+        },
+      });
+      for (const d of [shifty, proxied]) {
+        let end;
+        try {
+          end = openSender(d as unknown as QueueDescriptor);
+        } catch (error) {
+          assert.doesNotMatch(String(error), /foreign/, "it opened the foreign file");
+          throw error;
+        }
+        assert.equal(end.descriptor.name, s.descriptor.name);
+        end.close();
+      }
+    } finally {
+      native.shmUnlink(foreign);
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("the sweep removes nothing outside the naming scheme", () => {
+  const names = [
+    `/shmq-test-${crypto.randomUUID()}`,
+    `/shmq-${"0".repeat(31)}`, // 31 hex digits
+    `/shmq-${"0".repeat(32)}-y0-1`,
+    `/shmq-${"A".repeat(32)}`,
+  ];
+  for (const n of names) native.closeFd(native.shmCreate(n, 4096));
+  try {
+    const { removed } = sweepStaleQueues();
+    for (const n of names) {
+      assert.ok(!removed.includes(n.slice(1)), `${n} swept`);
+      assert.ok(native.shmList(n).includes(n.slice(1)), `${n} still there`);
+    }
+  } finally {
+    for (const n of names) native.shmUnlink(n, { missingOk: true });
+  }
+});
+
+/** Mode bits of /dev/shm entries, through stat(1): Deno wants --allow-all to stat /dev. */
+async function modes(names: string[]): Promise<string[]> {
+  const out = await new Deno.Command("stat", {
+    args: ["-c", "%a", ...names.map((n) => `/dev/shm/${n}`)],
+  }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout).trim().split("\n");
+}
+
+Deno.test("segments are 0600 whatever the umask, and made exclusively", async () => {
+  // A child with umask 0 makes a queue with an extension segment and reports their modes.
+  const script = `umask 0; exec "$0" "$@"`;
+  const child = new Deno.Command("sh", {
+    args: [
+      "-c",
+      script,
+      Deno.execPath(),
+      "run",
+      ...CHILD_PERMISSIONS,
+      "--allow-run",
+      fixture("fault_child.ts"),
+      "modes",
+    ],
+    stdout: "piped",
+  }).spawn();
+  const out = new TextDecoder().decode((await child.output()).stdout).trim().split("\n").pop()!;
+  const report = JSON.parse(out);
+  assert.equal(report.umask, 0);
+  assert.equal(report.entries.length, 2, "queue and extension");
+  assert.deepEqual(report.modes, ["600", "600"]);
+  // Exclusive: making a segment whose name exists fails instead of sharing it.
+  const name = `/shmq-test-excl-${crypto.randomUUID()}`;
+  native.closeFd(native.shmCreate(name, 4096));
+  try {
+    assert.throws(() => native.shmCreate(name, 4096), /EEXIST/);
+    assert.deepEqual(await modes([name.slice(1)]), ["600"]);
+  } finally {
+    native.shmUnlink(name);
+  }
+});
+
+Deno.test("queue names carry 128 random bits: every bit varies, no repeats", () =>
+  withoutLeaks(() => {
+    const count = 600;
+    const ones = new Array(128).fill(0);
+    const seen = new Set<string>();
+    for (let i = 0; i < count; i++) {
+      const [s, r] = createSharedMemoryPair({ capacity: 1, arenaBytes: 64 << 10 });
+      const name = s.descriptor.name;
+      s.close();
+      r.close();
+      assert.match(name, /^\/shmq-[0-9a-f]{32}$/);
+      assert.ok(!seen.has(name), "no repeated name");
+      seen.add(name);
+      const hex = name.slice(6);
+      for (let bit = 0; bit < 128; bit++) {
+        if ((parseInt(hex[bit >> 2], 16) >> (3 - (bit & 3))) & 1) ones[bit]++;
+      }
+    }
+    // Each bit is set in about half the names (binomial, sd ~12 for 600: allow 6 sd).
+    for (let bit = 0; bit < 128; bit++) {
+      assert.ok(Math.abs(ones[bit] - count / 2) < 75, `bit ${bit} set ${ones[bit]} of ${count}`);
+    }
+  }));
