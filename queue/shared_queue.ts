@@ -1246,6 +1246,14 @@ function createOrExplain(name: string, size: number): number {
         { cause: error },
       );
     }
+    if (code === "EEXIST") {
+      // Generations only grow and replaced segments are unlinked first: a name taken means
+      // the extension table was written by someone else.
+      throw new ClosedError(`segment ${name} exists already: corrupt extension table`, {
+        cause: error,
+        reason: "corrupt",
+      });
+    }
     throw error;
   }
 }
