@@ -89,6 +89,12 @@ Deno.test("a forged extension size never makes a sender create a huge segment", 
   }
 });
 
+Deno.test("a forged extension generation naming an existing segment: ClosedError", async () => {
+  const report = await forge("ext-gen");
+  assertCorrupt(report.put, "put");
+  assert.match(report.put.message!, /exists already/);
+});
+
 Deno.test("a missing extension segment gives the receiver ClosedError, the queue goes on", async () => {
   const report = await forge("ext-missing");
   assertCorrupt(report.get, "get");
