@@ -1,0 +1,219 @@
+// `deno task soak`: minutes of load on one queue while random actors are killed (SIGKILL) or
+// stopped (SIGTERM) and replaced. Senders put small, arena-sized or extension-sized
+// messages; receivers check every checksum and each sender's order; the run checks that no
+// message arrives twice and reports what moved, what failed, and what is left in /dev/shm.
+// Not part of `deno task test`.
+//
+//   SOAK_SECONDS (default 180), SOAK_SENDERS (4), SOAK_RECEIVERS (2), SOAK_SEED (1)
+import { createSharedMemoryPair, sweepStaleQueues } from "../mod.ts";
+import { prng, shmEntries, Watched } from "./helpers.ts";
+
+const SECONDS = Number(Deno.env.get("SOAK_SECONDS") ?? 180);
+const SENDERS = Number(Deno.env.get("SOAK_SENDERS") ?? 4);
+const RECEIVERS = Number(Deno.env.get("SOAK_RECEIVERS") ?? 2);
+const random = prng(Number(Deno.env.get("SOAK_SEED") ?? 1));
+const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+const log = (line: string) => console.log(`[${(performance.now() / 1000).toFixed(1)} s] ${line}`);
+
+const entriesBefore = shmEntries().length;
+// The parent keeps one end of each kind open all along, so that the queue outlives any set of
+// actors; it never puts or gets.
+const [anchorSender, anchorReceiver] = createSharedMemoryPair({
+  capacity: 32,
+  arenaBytes: 32 << 20,
+  byteBudget: 256 << 20,
+});
+const name = anchorSender.descriptor.name;
+const descriptor = JSON.stringify(anchorSender.descriptor);
+
+const sizeClasses: [string, number, number][] = [
+  ["small", 0, 1024],
+  ["arena", 16 << 10, 256 << 10],
+  ["extension", 9 << 20, 24 << 20],
+  ["mixed", 0, 4 << 20],
+];
+
+type Actor = {
+  kind: "sender" | "receiver";
+  id: number;
+  child: Watched;
+  sizes: string;
+  fate?: "killed" | "stopped";
+};
+
+const stats = {
+  started: 0,
+  killed: 0,
+  stopped: 0,
+  abnormalExits: 0,
+  errors: {} as Record<string, number>,
+  errorSamples: [] as string[],
+  messages: 0,
+  bytes: 0,
+  duplicates: 0,
+  outOfOrder: 0,
+  badChecksums: 0,
+};
+let nextSender = 0;
+const actors: Actor[] = [];
+/** Per sender id: delivered runs [first, last], merged. */
+const delivered = new Map<number, [number, number][]>();
+/** Per sender id: how many messages it completed, when known exactly (it exited normally). */
+const completed = new Map<number, number>();
+const retired: Actor[] = [];
+
+function start(kind: "sender" | "receiver"): Actor {
+  stats.started++;
+  if (kind === "receiver") {
+    const a: Actor = {
+      kind,
+      id: -1,
+      sizes: "",
+      child: new Watched("fault_load_child.ts", ["consume", descriptor]),
+    };
+    actors.push(a);
+    return a;
+  }
+  const id = nextSender++;
+  const [sizes, min, max] = sizeClasses[Math.floor(random() * sizeClasses.length)];
+  const a: Actor = {
+    kind,
+    id,
+    sizes,
+    child: new Watched("fault_load_child.ts", [
+      "produce",
+      descriptor,
+      `${id}`,
+      "0",
+      `${id + 1}`,
+      `${min}`,
+      `${max}`,
+      "0.02",
+      "20",
+    ]),
+  };
+  actors.push(a);
+  return a;
+}
+
+function addRun(sender: number, first: number, last: number): void {
+  const runs = delivered.get(sender) ?? [];
+  delivered.set(sender, runs);
+  for (const [a, b] of runs) {
+    if (first <= b && last >= a) stats.duplicates += Math.min(b, last) - Math.max(a, first) + 1;
+  }
+  runs.push([first, last]);
+  runs.sort((x, y) => x[0] - y[0]);
+  for (let i = 1; i < runs.length; i++) {
+    if (runs[i][0] <= runs[i - 1][1] + 1) {
+      runs[i - 1][1] = Math.max(runs[i - 1][1], runs[i][1]);
+      runs.splice(i--, 1);
+    }
+  }
+}
+
+/** Reads what a finished actor printed. */
+function account(a: Actor, status: Deno.CommandStatus): void {
+  const lastSeq = new Map<number, number>();
+  let moved: [number, number] = [0, 0];
+  for (const line of a.child.out) {
+    if (line.startsWith("runs ")) {
+      for (const [s, first, last] of JSON.parse(line.slice(5)) as number[][]) {
+        if (first <= (lastSeq.get(s) ?? -1)) stats.outOfOrder++;
+        lastSeq.set(s, last);
+        addRun(s, first, last);
+      }
+    } else if (line.startsWith("moved ")) {
+      moved = line.slice(6).split(" ").map(Number) as [number, number];
+    } else if (line.startsWith("error ")) {
+      const kind = line.slice(6, line.indexOf(":"));
+      stats.errors[kind] = (stats.errors[kind] ?? 0) + 1;
+      if (stats.errorSamples.length < 12) stats.errorSamples.push(line.slice(0, 200));
+    } else if (line.startsWith("done ") && a.kind === "receiver") {
+      const r = JSON.parse(line.slice(5));
+      stats.badChecksums += r.bad;
+      stats.outOfOrder += r.outOfOrder;
+    } else if (line.startsWith("done ") && a.kind === "sender") {
+      completed.set(a.id, Number(line.slice(5)));
+    }
+  }
+  stats.messages += moved[0];
+  stats.bytes += moved[1];
+  if (a.fate !== "killed" && status.code !== 0) {
+    stats.abnormalExits++;
+    log(`${a.kind} ${a.id} exited with ${status.code} ${status.signal ?? ""}`);
+  }
+}
+
+async function retire(a: Actor, how: "killed" | "stopped"): Promise<void> {
+  actors.splice(actors.indexOf(a), 1);
+  a.fate = how;
+  stats[how]++;
+  const status = await a.child.stop(how === "killed" ? "SIGKILL" : "SIGTERM");
+  account(a, status);
+  retired.push(a);
+}
+
+for (let i = 0; i < RECEIVERS; i++) start("receiver");
+for (let i = 0; i < SENDERS; i++) start("sender");
+await Promise.all(actors.map((a) => a.child.expect("ready")));
+log(`queue ${name}: ${SENDERS} senders, ${RECEIVERS} receivers, ${SECONDS} s`);
+
+const until = performance.now() + SECONDS * 1000;
+let lastReport = performance.now();
+while (performance.now() < until) {
+  await sleep(500 + random() * 2500);
+  const victim = actors[Math.floor(random() * actors.length)];
+  const how = random() < 0.7 ? "killed" : "stopped";
+  await retire(victim, how);
+  // Now and then every receiver at once: senders must wait, then go on.
+  if (random() < 0.05) {
+    for (const r of actors.filter((a) => a.kind === "receiver")) await retire(r, "killed");
+  }
+  while (actors.filter((a) => a.kind === "receiver").length < RECEIVERS) start("receiver");
+  while (actors.filter((a) => a.kind === "sender").length < SENDERS) start("sender");
+  if (performance.now() - lastReport > 15_000) {
+    lastReport = performance.now();
+    log(
+      `${stats.started} actors started, ${stats.killed} killed, ${stats.stopped} stopped; ` +
+        `${stats.messages} messages (${(stats.bytes / 2 ** 30).toFixed(2)} GiB) accounted so far`,
+    );
+  }
+}
+
+// Wind down: stop everything gracefully, then close the parent's ends.
+for (const a of [...actors]) await retire(a, "stopped");
+anchorSender.close();
+anchorReceiver.close();
+const left = shmEntries().filter((n) => n.startsWith(name.slice(1)));
+const { removed } = sweepStaleQueues();
+
+// Messages a sender completed (known for those that exited normally) that no receiver
+// reported: taken by a receiver that was killed before it reported them, or held by it.
+let unaccounted = 0;
+for (const [id, count] of completed) {
+  const got = (delivered.get(id) ?? []).reduce((n, [a, b]) => n + (b - a + 1), 0);
+  unaccounted += count - got;
+}
+const seconds = SECONDS;
+console.log(
+  [
+    `soak: ${seconds} s, ${stats.started} actors started, ${stats.killed} SIGKILLed, ` +
+    `${stats.stopped} stopped with SIGTERM, ${stats.abnormalExits} abnormal exits`,
+    `  moved ${stats.messages} messages, ${(stats.bytes / 2 ** 30).toFixed(2)} GiB ` +
+    `(${Math.round(stats.messages / seconds)} msg/s, ` +
+    `${(stats.bytes / 2 ** 20 / seconds).toFixed(0)} MiB/s) as reported by receivers`,
+    `  duplicates ${stats.duplicates}, out of order ${stats.outOfOrder}, bad checksums ` +
+    `${stats.badChecksums}, completed-but-unreported ${unaccounted} (receivers killed ` +
+    `before reporting, or holding a message)`,
+    `  errors seen: ${JSON.stringify(stats.errors)}`,
+    ...stats.errorSamples.map((s) => `    ${s}`),
+    `  /dev/shm: ${left.length} entries of the queue left after the last close; sweep removed ` +
+    `${removed.length}; shmq entries now ${shmEntries().length} (before the run: ${entriesBefore})`,
+  ].join("\n"),
+);
+if (
+  stats.duplicates || stats.outOfOrder || stats.badChecksums || stats.abnormalExits || left.length
+) {
+  Deno.exit(1);
+}
