@@ -22,6 +22,8 @@ import {
 /** Messages up to this size are decoded inside the critical section that takes them, and
  * released in the same one. */
 const SMALL_MESSAGE = 16 * 1024;
+/** How often polling calls (getNowait) look for dead peers when they find nothing. */
+const REAP_EVERY_MS = 200;
 
 /**
  * Gets messages from a queue. Make one with `createSharedMemoryPair`, or open one in another
@@ -48,6 +50,7 @@ const SMALL_MESSAGE = 16 * 1024;
 export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #queue: SharedQueue;
   readonly #leases = new Set<Lease<unknown>>();
+  #nextReap = 0;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
@@ -98,6 +101,14 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * once every sender has closed and the queue is drained.
    */
   getNowait<T = unknown>(): T | undefined {
+    const got = this.#getAttempt();
+    if (got !== undefined) return got.value as T;
+    // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
+    // Waiting calls notice dead peers on their own; a caller that only polls must, too.
+    const now = performance.now();
+    if (now < this.#nextReap) return undefined;
+    this.#nextReap = now + REAP_EVERY_MS;
+    this.#queue.reapDead();
     return this.#getAttempt()?.value as T | undefined;
   }
 

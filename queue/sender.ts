@@ -22,6 +22,8 @@ import {
 /** Messages up to this size are encoded inside the queue's critical section: one lock
  * round trip per message instead of two. */
 const SMALL_MESSAGE = 16 * 1024;
+/** How often polling calls (hasSpace) look for dead peers when they find no room. */
+const REAP_EVERY_MS = 200;
 
 /**
  * Puts messages into a queue. Make one with `createSharedMemoryPair`, or open one in another
@@ -45,6 +47,7 @@ export class Sender implements Disposable {
   readonly #drafts = new Set<Draft<unknown>>();
   #published = 0;
   #nextAckCheck = 0;
+  #nextReap = 0;
 
   /** @internal Use `createSharedMemoryPair` or `openSender`. */
   constructor(queue: SharedQueue) {
@@ -67,9 +70,22 @@ export class Sender implements Disposable {
   }
 
   /** Whether a `put` would find room right now (fewer than `capacity` messages outstanding).
-   * Never blocks. False once this end is closed. */
+   * Never waits for room. False once this end is closed. */
   hasSpace(): boolean {
-    return !this.#queue.closed && this.#queue.inFlight < this.#queue.capacity;
+    const queue = this.#queue;
+    if (queue.closed) return false;
+    if (queue.inFlight < queue.capacity) return true;
+    // Full, maybe only because a dead receiver holds messages. Waiting calls notice dead
+    // peers on their own; a caller that only polls must, too.
+    const now = performance.now();
+    if (now < this.#nextReap) return false;
+    this.#nextReap = now + REAP_EVERY_MS;
+    try {
+      queue.reapDead();
+    } catch {
+      return false; // Corrupt or stuck: no room either way.
+    }
+    return queue.inFlight < queue.capacity;
   }
 
   /**
