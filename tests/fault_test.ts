@@ -445,6 +445,44 @@ Deno.test("a receiver killed holding a borrow: waitForAllAck learns, with and wi
   }
 });
 
+Deno.test("callers that only poll (getNowait, hasSpace) get past dead peers too", async () => {
+  {
+    // A dead sender's unfinished message at the head of the queue, a whole one behind it.
+    const [s, r] = createSharedMemoryPair({ capacity: 4 });
+    const child = new Watched("queue_child.ts", ["draft", JSON.stringify(s.descriptor)]);
+    await child.expect("drafting");
+    await s.put("behind the draft");
+    await child.stop();
+    stats.cases++;
+    const diedAt = performance.now();
+    let got;
+    while ((got = r.getNowait()) === undefined && performance.now() - diedAt < 5000) {
+      await sleep(10);
+    }
+    noticed(performance.now() - diedAt, "a getNowait loop behind a dead sender's draft");
+    assert.equal(got, "behind the draft");
+    s.close();
+    r.close();
+  }
+  {
+    // A dead receiver holding the only slot.
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    const child = new Child("get", [JSON.stringify(r.descriptor), "hold"]);
+    await child.expect("ready");
+    await s.put({ seq: 0, sum: checksum32(new Uint8Array(8)), data: new Uint8Array(8) });
+    await child.expect("got 0");
+    assert.equal(s.hasSpace(), false);
+    await child.stop();
+    stats.cases++;
+    const diedAt = performance.now();
+    while (!s.hasSpace() && performance.now() - diedAt < 5000) await sleep(10);
+    noticed(performance.now() - diedAt, "a hasSpace loop behind a dead receiver's borrow");
+    assert.equal(s.hasSpace(), true);
+    s.close();
+    r.close();
+  }
+});
+
 // ------------------------------------------------------------------ extension segments
 
 Deno.test("a sender killed after reserving a new extension, before making its segment", async () => {
