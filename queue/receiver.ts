@@ -18,6 +18,7 @@ import {
   type WaitOptions,
   waitSync,
 } from "./wait.ts";
+import { turnIfDue } from "./fairness.ts";
 
 /** Messages up to this size are decoded inside the critical section that takes them, and
  * released in the same one. */
@@ -76,6 +77,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   async get<T = unknown>(options?: WaitOptions): Promise<T> {
     const deadline = deadlineOf(options?.timeout, "Receiver.get");
     options?.signal?.throwIfAborted();
+    const turn = turnIfDue();
+    if (turn) await turn;
     const got = this.#getAttempt() ??
       await waitAsync(
         this.#queue,
@@ -120,6 +123,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
     const deadline = deadlineOf(options?.timeout, "Receiver.borrow");
     options?.signal?.throwIfAborted();
+    const turn = turnIfDue();
+    if (turn) await turn;
     const taken = this.#takeAttempt() ??
       await waitAsync(
         this.#queue,

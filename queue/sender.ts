@@ -18,6 +18,7 @@ import {
   type WaitOptions,
   waitSync,
 } from "./wait.ts";
+import { turnIfDue } from "./fairness.ts";
 
 /** Messages up to this size are encoded inside the queue's critical section: one lock
  * round trip per message instead of two. */
@@ -96,6 +97,8 @@ export class Sender implements Disposable {
   async put(value: unknown, options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options?.timeout, "Sender.put");
     options?.signal?.throwIfAborted();
+    const turn = turnIfDue();
+    if (turn) await turn;
     const plan = this.#plan(value);
     const attempt = this.#putAttempt(plan);
     if (attempt() !== undefined) return;
@@ -126,6 +129,8 @@ export class Sender implements Disposable {
   async prepare<T = unknown>(template: unknown, options?: WaitOptions): Promise<Draft<T>> {
     const deadline = deadlineOf(options?.timeout, "Sender.prepare");
     options?.signal?.throwIfAborted();
+    const turn = turnIfDue();
+    if (turn) await turn;
     const plan = this.#plan(template);
     const attempt = this.#reserveAttempt(plan.byteLength);
     const reserved = attempt() ??

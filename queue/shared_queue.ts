@@ -183,7 +183,7 @@ export class SharedQueue {
     let main: Mapping | undefined;
     try {
       // Holding the "alive" byte before the header is complete keeps sweepers away.
-      native.lockByte(fd, L.ANY_ALIVE_LOCK_BYTE, "shared");
+      holdAliveByte(fd, name);
       main = mapFd(fd, size);
       prefaultOrExplain(main.pointer, size, `queue ${name}`);
       const u32 = new Uint32Array(main.buffer);
@@ -227,7 +227,7 @@ export class SharedQueue {
     }
     let main: Mapping | undefined;
     try {
-      native.lockByte(fd, L.ANY_ALIVE_LOCK_BYTE, "shared");
+      holdAliveByte(fd, name);
       // Unlinked between open and lock: the last end closed, or a sweep found it dead.
       if (native.fdLinks(fd) === 0) {
         throw new ClosedError(`queue ${name} no longer exists: every end of it has closed`, {
@@ -1217,6 +1217,23 @@ function validateHeader(name: string, main: Mapping, size: number): void {
   const budget = f64[L.H_BYTE_BUDGET >> 3];
   if (!(budget >= arenaSize && budget <= L.MAX_MESSAGE_SIZE)) invalid(`byte budget ${budget}`);
   if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) invalid("queue not ready or poisoned");
+}
+
+/** A sweep holds the "alive" byte exclusively while it decides; that takes microseconds, or
+ * a tenth of a second for a queue without header. Wait it out rather than go on without the
+ * byte, which would leave this end invisible to the next sweep. */
+const ALIVE_BYTE_PATIENCE_MS = 2_000;
+
+function holdAliveByte(fd: number, name: string): void {
+  const giveUpAt = performance.now() + ALIVE_BYTE_PATIENCE_MS;
+  while (!native.lockByte(fd, L.ANY_ALIVE_LOCK_BYTE, "shared")) {
+    if (performance.now() > giveUpAt) {
+      throw new ClosedError(`queue ${name}: a sweep kept it locked for over 2 s`, {
+        reason: "gone",
+      });
+    }
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+  }
 }
 
 function prefaultOrExplain(pointer: Deno.PointerObject, size: number, what: string): void {

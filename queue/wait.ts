@@ -9,6 +9,7 @@
 
 import { futexWait, futexWaitAsync } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
+import { turned } from "./fairness.ts";
 
 /**
  * Options of every call that can wait.
@@ -136,6 +137,7 @@ export async function waitAsync<T>(
       try {
         if (Atomics.load(words, word.seq) === seen) {
           outcome = await futexWaitAsync(word.pointer, seen, Math.min(left, SLICE_MS));
+          turned();
         }
       } finally {
         if (!queue.closed) Atomics.sub(words, word.waiters, 1);

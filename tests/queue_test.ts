@@ -361,3 +361,21 @@ Deno.test("the byte budget bounds extension memory; one larger message still goe
       /byteBudget/,
     );
   }));
+
+Deno.test("a for-await loop over a queue that never runs dry still lets timers run", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64 });
+    using _s = s;
+    using _r = r;
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const started = performance.now();
+    // Producer and consumer in one loop: every put and get completes at once.
+    await s.put(0);
+    for await (const v of r) {
+      if (performance.now() - started > 300) break;
+      await s.put((v as number) + 1);
+    }
+    clearInterval(timer);
+    assert.ok(ticks >= 5, `the interval ran ${ticks} times in 300 ms`);
+  }));
