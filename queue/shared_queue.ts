@@ -68,6 +68,9 @@ const EXTENSION_GRANULE = 2 * 1024 * 1024;
 function extensionSizeFor(length: number): number {
   return L.alignUp(length, length >= 8 * EXTENSION_GRANULE ? EXTENSION_GRANULE : L.PAGE_SIZE);
 }
+/** Extensions that may carry messages of one size class at once: the sender fills one while
+ * receivers copy out of the others. */
+const EXTENSIONS_IN_FLIGHT = 3;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
 const ARENA_REBASE_AT = 2 ** 50;
 
@@ -781,6 +784,7 @@ export class SharedQueue {
     let fit = -1;
     let empty = -1;
     let busyBytes = 0;
+    let busyFitting = 0;
     let heldBytes = 0;
     const idle: number[] = [];
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
@@ -792,6 +796,7 @@ export class SharedQueue {
       heldBytes += sizeOf(i);
       if (state === L.ExtensionState.Busy) {
         busyBytes += sizeOf(i);
+        if (sizeOf(i) >= length) busyFitting++;
       } else {
         idle.push(i);
         if (sizeOf(i) >= length && (fit < 0 || sizeOf(i) < sizeOf(fit))) fit = i;
@@ -811,6 +816,9 @@ export class SharedQueue {
         create = true;
       }
     } else {
+      // Enough segments of this size are in flight to keep both sides busy: waiting for one
+      // is cheaper than making (and pre-faulting) yet another.
+      if (busyFitting >= EXTENSIONS_IN_FLIGHT) return undefined;
       const size = extensionSizeFor(length);
       if (busyBytes > 0 && busyBytes + size > room) return undefined;
       // Largest idle ones go first: they hold the most memory.
