@@ -202,10 +202,7 @@ export class SharedQueue {
       f64[L.H_BYTE_BUDGET >> 3] = Math.max(geometry.byteBudget, arenaSize);
       u32[L.H_STATE >> 2] = L.QueueState.Ready;
       Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
-      const queue = new SharedQueue(name, kind, fd, main);
-      queue.#register();
-      track(queue);
-      return queue;
+      return SharedQueue.#join(name, kind, fd, main);
     } catch (error) {
       if (main) unmapAll(main);
       native.closeFd(fd);
@@ -244,15 +241,20 @@ export class SharedQueue {
       main = mapFd(fd, size);
       validateHeader(name, main, size);
       prefaultOrExplain(main.pointer, size, `queue ${name}`);
-      const queue = new SharedQueue(name, kind, fd, main);
-      queue.#register();
-      track(queue);
-      return queue;
+      return SharedQueue.#join(name, kind, fd, main);
     } catch (error) {
       if (main) unmapAll(main);
       native.closeFd(fd);
       throw error;
     }
+  }
+
+  /** Takes a participant entry in a mapped, valid queue, and tracks the end for exit. */
+  static #join(name: string, kind: EndKind, fd: number, main: Mapping): SharedQueue {
+    const queue = new SharedQueue(name, kind, fd, main);
+    queue.#register();
+    track(queue);
+    return queue;
   }
 
   /** Throws ClosedError once this end is closed. */
