@@ -4,26 +4,10 @@
  * throw a DecodeError, never anything else, and never hang. Seeded, so deterministic.
  */
 import assert from "node:assert/strict";
-import { decode, dtype, type DTypeName, encode, NdArray } from "../codec/mod.ts";
+import { decode, dtype, encode, NdArray } from "../codec/mod.ts";
 import { DecodeError } from "../queue/errors.ts";
-import { difference, prng, toHex } from "./codec_helpers.ts";
+import { difference, DTYPES, prng, toHex } from "./codec_helpers.ts";
 
-const DTYPES: DTypeName[] = [
-  "bool",
-  "int8",
-  "uint8",
-  "int16",
-  "uint16",
-  "int32",
-  "uint32",
-  "int64",
-  "uint64",
-  "float16",
-  "float32",
-  "float64",
-  "complex64",
-  "complex128",
-];
 const TYPED = [
   Int8Array,
   Uint8Array,

@@ -4,19 +4,27 @@
  * @module
  */
 
-import { DType, NdArray } from "../codec/mod.ts";
+import { DType, type DTypeName, NdArray } from "../codec/mod.ts";
 
-/** A small seeded PRNG (mulberry32): deterministic tests. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from "./prng.ts";
+
+/** Every dtype name the codec supports, as numpy spells them. */
+export const DTYPES: readonly DTypeName[] = [
+  "bool",
+  "int8",
+  "uint8",
+  "int16",
+  "uint16",
+  "int32",
+  "uint32",
+  "int64",
+  "uint64",
+  "float16",
+  "float32",
+  "float64",
+  "complex64",
+  "complex128",
+];
 
 function bytesOf(x: ArrayBufferView | ArrayBuffer): Uint8Array {
   return x instanceof ArrayBuffer

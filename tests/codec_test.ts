@@ -13,24 +13,7 @@ import {
 } from "../codec/mod.ts";
 import { DecodeError, QueueError } from "../queue/errors.ts";
 import { Buffer } from "node:buffer";
-import { assertSame, difference, prng } from "./codec_helpers.ts";
-
-const DTYPES: DTypeName[] = [
-  "bool",
-  "int8",
-  "uint8",
-  "int16",
-  "uint16",
-  "int32",
-  "uint32",
-  "int64",
-  "uint64",
-  "float16",
-  "float32",
-  "float64",
-  "complex64",
-  "complex128",
-];
+import { assertSame, difference, DTYPES, prng } from "./codec_helpers.ts";
 
 /** Round trip in both modes, checking the result against the input. */
 function roundTrip<T>(value: T): T {
