@@ -11,7 +11,7 @@
  */
 
 import { encode } from "../codec/mod.ts";
-import { toHex } from "./codec_helpers.ts";
+import { DTYPES, toHex } from "./codec_helpers.ts";
 import {
   fromNotation,
   type InvalidVector,
@@ -105,22 +105,7 @@ const valid: [string, string, Notation][] = [
   ["ndarray-empty", "uint8 [0, 3]: no elements", ["ndarray", "uint8", [0, 3], ""]],
   ["dtypes", "every dtype, in an array", [
     "array",
-    [
-      "bool",
-      "int8",
-      "uint8",
-      "int16",
-      "uint16",
-      "int32",
-      "uint32",
-      "int64",
-      "uint64",
-      "float16",
-      "float32",
-      "float64",
-      "complex64",
-      "complex128",
-    ].map((d) => ["dtype", d] as Notation),
+    DTYPES.map((d) => ["dtype", d] as Notation),
   ]],
   ["array-empty", "[]", ["array", []]],
   ["array-mixed", '[1, "a", null]', ["array", [["int", 1], ["str", "a"], ["null"]]]],
