@@ -14,7 +14,7 @@
  *  byte 128    ├──────────────────────────────────────────────────────────────┤
  *              │ put sequence (futex word) │ receivers waiting                │  own cache line
  *  byte 192    ├──────────────────────────────────────────────────────────────┤
- *              │ release sequence (futex)  │ senders waiting                  │  own cache line
+ *              │ release sequence (futex)  │ senders waiting │ unsettled      │  own cache line
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, arena head/tail, totals              │
@@ -44,7 +44,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -79,6 +79,9 @@ export const W_PUT_SEQ = 128; // i32, bumped after every publish; receivers fute
 export const W_RECEIVERS_WAITING = 132; // i32
 export const W_RELEASE_SEQ = 192; // i32, bumped after every release; senders wait on it
 export const W_SENDERS_WAITING = 196; // i32
+/** i32: slots released without the lock and not yet settled (see SlotState.Released). Only a
+ * hint of how far to scan: a count lost to a crash delays settling, never loses a slot. */
+export const W_UNSETTLED = 200;
 
 // Cursors, read and written only under the lock.
 export const C_TAIL = 256; // u32 slot index: oldest slot not yet reclaimed
@@ -152,6 +155,12 @@ export const SlotState = {
   Taken: 3,
   /** Released, cancelled, or abandoned by a dead sender: waits to be reclaimed. */
   Done: 4,
+  /**
+   * Released by its receiver without taking the lock. The next critical section settles it:
+   * returns its capacity, credits its sender's ack, and makes it Done. Keeps decoding and
+   * releasing out of the lock, so sender and receiver run in parallel.
+   */
+  Released: 5,
 } as const;
 
 /** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */

@@ -20,9 +20,6 @@ import {
 } from "./wait.ts";
 import { turnIfDue } from "./fairness.ts";
 
-/** Messages up to this size are encoded inside the queue's critical section: one lock
- * round trip per message instead of two. */
-const SMALL_MESSAGE = 16 * 1024;
 /** How often polling calls (hasSpace) look for dead peers when they find no room. */
 const REAP_EVERY_MS = 200;
 
@@ -76,6 +73,15 @@ export class Sender implements Disposable {
     const queue = this.#queue;
     if (queue.closed) return false;
     if (queue.inFlight < queue.capacity) return true;
+    if (queue.unsettled) {
+      // Receivers released messages without the lock: count them.
+      try {
+        queue.settle();
+      } catch {
+        return false;
+      }
+      if (queue.inFlight < queue.capacity) return true;
+    }
     // Full, maybe only because a dead receiver holds messages. Waiting calls notice dead
     // peers on their own; a caller that only polls must, too.
     const now = performance.now();
@@ -209,14 +215,8 @@ export class Sender implements Disposable {
   #putAttempt(plan: EncodePlan): Attempt<true> {
     const queue = this.#queue;
     const length = plan.byteLength;
-    if (length <= SMALL_MESSAGE) {
-      const write = (target: Uint8Array) => encodeInto(plan, target);
-      return () => {
-        if (!queue.putSmall(length, write)) return undefined;
-        this.#published++;
-        return DONE;
-      };
-    }
+    // Only the reservation takes the lock: encoding runs outside it, in parallel with the
+    // receivers, and publishing is one atomic store.
     return () => {
       const r = queue.reserve(length);
       if (r === undefined) return undefined;
@@ -265,6 +265,10 @@ export class Sender implements Disposable {
     const queue = this.#queue;
     queue.assertOpen();
     if (queue.acked === (this.#published >>> 0)) return DONE;
+    if (queue.unsettled) {
+      queue.settle(); // acks are credited when releases are settled
+      if (queue.acked === (this.#published >>> 0)) return DONE;
+    }
     // An ack can be lost to a receiver killed mid-release: now and then, and before giving
     // up, ask the slot ring itself whether anything of this sender is still out.
     const now = performance.now();

@@ -286,6 +286,7 @@ export class SharedQueue {
     this.#lock();
     try {
       this.#checkUsable();
+      this.#settleLocked();
       const u32 = this.#u32;
       const tail = u32[L.C_TAIL >> 2];
       const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
@@ -345,38 +346,6 @@ export class SharedQueue {
     }
   }
 
-  /**
-   * Reserves and writes a small message in one critical section, then publishes it:
-   * `write` fills the target. Returns false when the queue is full.
-   */
-  putSmall(length: number, write: (target: Uint8Array) => void): boolean {
-    this.#lock();
-    let published = false;
-    try {
-      this.#checkUsable();
-      if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
-        throw new ClosedError("every receiver of the queue has closed", {
-          reason: "no-receivers",
-        });
-      }
-      const r = this.#reserveLocked(length);
-      if (r === undefined) return false;
-      const start = this.#arenaOffset + r.offset;
-      try {
-        write(this.#main.bytes.subarray(start, start + length));
-      } catch (error) {
-        this.#finishLocked(r.slot, L.SlotState.Writing);
-        throw error;
-      }
-      this.#publishState(r.slot);
-      published = true;
-      return true;
-    } finally {
-      this.#unlock();
-      if (published) this.#signal(this.putSignal);
-    }
-  }
-
   /** Makes a reserved message visible to receivers. */
   publish(reservation: Reservation): void {
     this.#publishState(reservation.slot);
@@ -422,33 +391,6 @@ export class SharedQueue {
     }
   }
 
-  /**
-   * Takes a small message and hands its bytes to `read` inside one critical section, then
-   * releases it. Returns undefined when no message is ready.
-   */
-  takeSmall<T>(
-    maxLength: number,
-    read: (bytes: Uint8Array) => T,
-  ): { value: T } | undefined | TakenMessage {
-    let released = false;
-    this.#lock();
-    try {
-      this.#checkUsable();
-      const m = this.#takeLocked();
-      if (m === undefined || m.segment !== 0 || m.length > maxLength) return m;
-      const start = this.#arenaOffset + m.offset;
-      try {
-        return { value: read(this.#main.bytes.subarray(start, start + m.length)) };
-      } finally {
-        this.#releaseLocked(m.slot);
-        released = true;
-      }
-    } finally {
-      this.#unlock();
-      if (released) this.#signal(this.releaseSignal);
-    }
-  }
-
   /** The bytes of a taken message, in the shared view. */
   messageBytes(m: TakenMessage): Uint8Array {
     if (m.segment === 0) {
@@ -490,16 +432,43 @@ export class SharedQueue {
     }
   }
 
-  /** Releases a taken message: its space is reusable and its sender sees an ack. */
+  /**
+   * Releases a taken message without the lock: the slot becomes Released, and the next
+   * critical section of any end settles it (its space and capacity come back, its sender
+   * sees an ack).
+   */
   release(slot: number): void {
+    if (this.#closed) return;
+    const s = L.slotOffset(slot);
+    // A slot no longer taken by this end was released already, by a reap that wrongly took
+    // this end for dead: nothing to do.
+    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return;
+    const at = (s + L.S_STATE) >> 2;
+    if (
+      Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Released) !==
+        L.SlotState.Taken
+    ) {
+      return;
+    }
+    Atomics.add(this.#i32, L.W_UNSETTLED >> 2, 1);
+    this.#signal(this.releaseSignal);
+  }
+
+  /** Settles released messages now, so `inFlight` and `acked` are current. */
+  settle(): void {
     if (this.#closed) return;
     this.#lock();
     try {
-      this.#releaseLocked(slot);
+      this.#checkUsable();
+      this.#settleLocked();
     } finally {
       this.#unlock();
     }
-    this.#signal(this.releaseSignal);
+  }
+
+  /** Whether messages were released since the last settle (no lock). */
+  get unsettled(): boolean {
+    return Atomics.load(this.#i32, L.W_UNSETTLED >> 2) > 0;
   }
 
   // ---------------------------------------------------------------- both sides
@@ -557,6 +526,24 @@ export class SharedQueue {
   /** Wakes every waiter on a word, e.g. to interrupt an async wait on abort. */
   wakeAll(word: FutexWord): void {
     if (!this.#closed) native.futexWake(word.pointer, INT_MAX);
+  }
+
+  /**
+   * For fault tests: runs the critical section of a put (sender) or a take (receiver) and
+   * calls `inside` before leaving it, so a test can kill an end that holds the lock mid-way.
+   * Returns false, without calling `inside`, when a take found nothing.
+   */
+  criticalSectionForTest(inside: () => void): boolean {
+    this.#lock();
+    try {
+      this.#checkUsable();
+      const got = this.kind === "sender" ? this.#reserveLocked(64) : this.#takeLocked();
+      if (got === undefined) return false;
+      inside();
+      return true;
+    } finally {
+      this.#unlock();
+    }
   }
 
   // ---------------------------------------------------------------- internals
@@ -719,6 +706,7 @@ export class SharedQueue {
   }
 
   #reserveLocked(length: number): Reservation | undefined {
+    this.#settleLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
     const inFlight = u32[L.C_IN_FLIGHT >> 2];
@@ -968,6 +956,7 @@ export class SharedQueue {
   }
 
   #takeLocked(): TakenMessage | undefined {
+    this.#settleLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
     const mask = this.#mask;
@@ -1018,38 +1007,67 @@ export class SharedQueue {
       length <= this.#f64[(e + L.E_SIZE) >> 3];
   }
 
-  #releaseLocked(slot: number): void {
-    const s = L.slotOffset(slot);
-    if (
-      Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Taken ||
-      this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self
-    ) {
-      return; // Already released by a reap that wrongly took this end for dead: nothing to do.
-    }
-    this.#finishLocked(slot, L.SlotState.Taken);
-  }
-
   /** Moves a slot from `from` to Done, returning its capacity, crediting its sender's ack
    * count when it had been delivered, and reclaiming space. */
   #finishLocked(slot: number, from: number, reclaim = true): void {
     const s = L.slotOffset(slot);
-    const u32 = this.#u32;
     if (Atomics.compareExchange(this.#i32, (s + L.S_STATE) >> 2, from, L.SlotState.Done) !== from) {
       return;
     }
+    this.#creditLocked(s, from !== L.SlotState.Writing);
+    if (reclaim) this.#reclaimLocked();
+  }
+
+  /** Books a slot that just became Done: one less in flight and, when it had been
+   * delivered, one more ack for its sender. */
+  #creditLocked(s: number, delivered: boolean): void {
+    const u32 = this.#u32;
     const inFlight = u32[L.C_IN_FLIGHT >> 2];
     u32[L.C_IN_FLIGHT >> 2] = inFlight > 0 ? inFlight - 1 : 0;
-    if (from === L.SlotState.Taken) {
-      this.#f64[L.C_TOTAL_RELEASED >> 3]++;
-      const sender = u32[(s + L.S_SENDER) >> 2];
-      if (sender < L.MAX_PARTICIPANTS) {
-        const p = L.participantOffset(sender);
-        if (u32[(p + L.P_GEN) >> 2] === u32[(s + L.S_SENDER_GEN) >> 2]) {
-          Atomics.add(u32, (p + L.P_ACKED) >> 2, 1);
-        }
+    if (!delivered) return;
+    this.#f64[L.C_TOTAL_RELEASED >> 3]++;
+    const sender = u32[(s + L.S_SENDER) >> 2];
+    if (sender < L.MAX_PARTICIPANTS) {
+      const p = L.participantOffset(sender);
+      if (u32[(p + L.P_GEN) >> 2] === u32[(s + L.S_SENDER_GEN) >> 2]) {
+        Atomics.add(u32, (p + L.P_ACKED) >> 2, 1);
       }
     }
-    if (reclaim) this.#reclaimLocked();
+  }
+
+  /**
+   * Settles Released slots (see SlotState.Released), then reclaims. The unsettled count
+   * bounds the scan: releases come mostly in order, so the first slots scanned are the ones.
+   */
+  #settleLocked(): void {
+    const i32 = this.#i32;
+    const pending = Atomics.load(i32, L.W_UNSETTLED >> 2);
+    if (pending <= 0) return;
+    const u32 = this.#u32;
+    const tail = u32[L.C_TAIL >> 2];
+    const span = Math.min((u32[L.C_READ >> 2] - tail) >>> 0, this.#ringSize);
+    let settled = 0;
+    let k = 0;
+    for (; k < span && settled < pending; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      if (
+        Atomics.compareExchange(
+          i32,
+          (s + L.S_STATE) >> 2,
+          L.SlotState.Released,
+          L.SlotState.Done,
+        ) ===
+          L.SlotState.Released
+      ) {
+        this.#creditLocked(s, true);
+        settled++;
+      }
+    }
+    // A full scan short of `pending` means the count ran ahead (a releaser counted after a
+    // settle took its slot, or the word was forged): drop the excess rather than rescan the
+    // ring on every call. A count that ends up low only delays settling to the tail's pace.
+    Atomics.sub(i32, L.W_UNSETTLED >> 2, k === span ? pending : settled);
+    this.#reclaimLocked();
   }
 
   /** Frees Done slots at the tail, in order, with their arena space or extension. */
@@ -1060,7 +1078,15 @@ export class SharedQueue {
     let tail = u32[L.C_TAIL >> 2];
     for (let guard = 0; tail !== read && guard < this.#ringSize; guard++) {
       const s = L.slotOffset(tail & this.#mask);
-      if (Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Done) break;
+      const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+      if (state === L.SlotState.Released) {
+        // Released by a receiver that died before counting it: settle it here.
+        if (
+          Atomics.compareExchange(this.#i32, (s + L.S_STATE) >> 2, state, L.SlotState.Done) !==
+            state
+        ) break;
+        this.#creditLocked(s, true);
+      } else if (state !== L.SlotState.Done) break;
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       if (segment === 0) {
         const end = f64[(s + L.S_ARENA_END) >> 3];
@@ -1116,6 +1142,7 @@ export class SharedQueue {
     u32[L.C_TAIL >> 2] = tail;
     const span = (write - tail) >>> 0;
     let inFlight = 0;
+    let unsettled = 0;
     const used = new Set<number>();
     for (let k = 0; k < this.#ringSize; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
@@ -1125,9 +1152,11 @@ export class SharedQueue {
         continue;
       }
       if (state !== L.SlotState.Done && state !== L.SlotState.Free) inFlight++;
+      if (state === L.SlotState.Released) unsettled++;
       if (state !== L.SlotState.Free) used.add(u32[(s + L.S_SEGMENT) >> 2] - 1);
     }
     u32[L.C_IN_FLIGHT >> 2] = inFlight;
+    Atomics.store(i32, L.W_UNSETTLED >> 2, unsettled);
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
       if (u32[at] === L.ExtensionState.Busy && !used.has(i)) u32[at] = L.ExtensionState.Idle;

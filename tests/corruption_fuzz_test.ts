@@ -129,7 +129,7 @@ Deno.test("a forged header: new ends get ClosedError, open ends carry on", () =>
     const m = mapSegment(s.descriptor.name)!;
     const fields: [string, number, "u32" | "f64", number[]][] = [
       ["magic", L.H_MAGIC, "u32", [0, 0x514d4854]],
-      ["version", L.H_VERSION, "u32", [0, 2, 0xffffffff]],
+      ["version", L.H_VERSION, "u32", [0, L.LAYOUT_VERSION + 1, 0xffffffff]],
       ["capacity", L.H_CAPACITY, "u32", [0, 9, L.MAX_CAPACITY + 1, 0xffffffff]],
       ["ring size", L.H_RING_SIZE, "u32", [0, 15, 1 << 30]],
       ["participants", L.H_MAX_PARTICIPANTS, "u32", [0, 1 << 20]],
@@ -255,7 +255,13 @@ class Scribbler {
       Atomics.store(m.i32, L.W_LOCK >> 2, this.#lockWord());
     } else if (pick < 3) {
       target = "sequence and waiter words";
-      const words = [L.W_PUT_SEQ, L.W_RECEIVERS_WAITING, L.W_RELEASE_SEQ, L.W_SENDERS_WAITING];
+      const words = [
+        L.W_PUT_SEQ,
+        L.W_RECEIVERS_WAITING,
+        L.W_RELEASE_SEQ,
+        L.W_SENDERS_WAITING,
+        L.W_UNSETTLED,
+      ];
       const i = words[this.#int(words.length)] >> 2;
       Atomics.store(m.i32, i, this.#u32(m.i32[i]) | 0);
     } else if (pick < 6) {

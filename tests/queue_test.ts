@@ -379,3 +379,64 @@ Deno.test("a for-await loop over a queue that never runs dry still lets timers r
     clearInterval(timer);
     assert.ok(ticks >= 5, `the interval ran ${ticks} times in 300 ms`);
   }));
+
+Deno.test("get copies arrays into buffers from allocate, in every get flavor", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    using _s = s;
+    using _r = r;
+    const pool = [new ArrayBuffer(64), new ArrayBuffer(64), new ArrayBuffer(64)];
+    const asked: number[] = [];
+    const allocate = (n: number) => {
+      asked.push(n);
+      return pool[asked.length - 1];
+    };
+    for (let i = 0; i < 3; i++) s.putSync({ i, data: new Float64Array(8).fill(i + 0.5) });
+    const a = await r.get<{ data: Float64Array }>({ allocate });
+    const b = r.getSync<{ data: Float64Array }>({ allocate });
+    const c = r.getNowait<{ data: Float64Array }>({ allocate })!;
+    assert.deepEqual(asked, [64, 64, 64]);
+    assert.ok(a.data.buffer === pool[0] && b.data.buffer === pool[1] && c.data.buffer === pool[2]);
+    assert.deepEqual([a.data[7], b.data[7], c.data[7]], [0.5, 1.5, 2.5]);
+    assert.throws(
+      // deno-lint-ignore no-explicit-any
+      () => r.getSync({ allocate: 5 as any }),
+      (e: Error) => e instanceof TypeError && /allocate must be a function/.test(e.message),
+    );
+  }));
+
+Deno.test("a failing allocate loses no message: it stays first in line for that end", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    using _s = s;
+    using _r = r;
+    for (let i = 0; i < 3; i++) await s.put(new Int32Array([i]));
+    assert.throws(() =>
+      r.getSync({
+        allocate: () => {
+          throw new Error("pool exhausted");
+        },
+      }), /pool exhausted/);
+    await assert.rejects(
+      r.get({ allocate: () => new ArrayBuffer(3) }),
+      (e: Error) =>
+        e instanceof TypeError && /must return an ArrayBuffer of 4 bytes/.test(e.message),
+    );
+    assert.deepEqual(await r.get(), new Int32Array([0]));
+    const lease = r.borrowSync<Int32Array>();
+    assert.equal(lease.value[0], 1);
+    lease.release();
+    assert.deepEqual(r.getSync(), new Int32Array([2]));
+    await s.waitForAllAck({ timeout: 3000 });
+  }));
+
+Deno.test("a message kept after a failed allocate is dropped on close, not leaked", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    await s.put(new Uint8Array(16));
+    assert.throws(() => r.getSync({ allocate: () => new ArrayBuffer(1) }), TypeError);
+    assert.equal(s.hasSpace(), true); // one of two still out
+    r.close();
+    await assert.rejects(s.put(1), ClosedError);
+  }));
