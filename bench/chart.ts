@@ -13,6 +13,7 @@ import { TRANSPORTS } from "./transports.ts";
 const STYLE: Record<string, { color: string; dash?: string }> = {
   "shmq-get-async": { color: "#1f77b4" },
   "shmq-get-sync": { color: "#2ca02c" },
+  "shmq-get-reuse": { color: "#bcbd22" },
   "shmq-borrow": { color: "#d62728" },
   "shmq-zerocopy": { color: "#9467bd" },
   "pipe": { color: "#ff7f0e", dash: "6 4" },

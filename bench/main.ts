@@ -17,7 +17,8 @@
  *   --budget-ms=N        measured time per case (default 500; warm-up adds a quarter)
  *   --repeats=N          measured rounds per case (default 5)
  *   --kinds=bytes,struct payload kinds
- *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-borrow shmq-zerocopy
+ *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-get-reuse shmq-borrow
+ *                        shmq-zerocopy
  *                        pipe postmessage-clone postmessage-transfer segment memcpy
  *   --no-latency --no-fanin --no-small --no-codec   skip sections
  *   --out=DIR            results folder (default bench/results)

@@ -207,6 +207,15 @@ export function checkTargets(results: Results): TargetCheck[] {
     ratioCheck(
       results,
       4,
+      `(get into reused buffers) ≥ 1 MiB: \`getSync({ allocate })\` at least 0.4× ${bwNote}`,
+      ["shmq-get-reuse"],
+      dram,
+      0.4,
+      big,
+    ),
+    ratioCheck(
+      results,
+      4,
       `≥ 1 MiB: borrow at least 0.8× single-thread ${bwNote}`,
       ["shmq-borrow"],
       dram,

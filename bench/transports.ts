@@ -11,6 +11,7 @@ import { type CaseProcs, shellQuote } from "./procs.ts";
 export type TransportId =
   | "shmq-get-async"
   | "shmq-get-sync"
+  | "shmq-get-reuse"
   | "shmq-borrow"
   | "shmq-zerocopy"
   | "pipe"
@@ -115,6 +116,14 @@ export const TRANSPORTS: readonly Transport[] = [
     "get-sync",
     "sync",
     "`sender.putSync(v)` → `receiver.getSync()`",
+  ),
+  shmq(
+    "shmq-get-reuse",
+    "shmq get (reused buffers)",
+    "get-reuse",
+    "sync",
+    "`receiver.getSync({ allocate })` handing out two recycled ArrayBuffers in turn: copied out " +
+      "into memory the receiver already owns, so no fresh pages",
   ),
   shmq(
     "shmq-borrow",

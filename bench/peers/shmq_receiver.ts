@@ -3,7 +3,7 @@
  * times every round. A round starts when the first sender's marker (a number: the round's
  * message count) arrives and ends when the receiver has every message of every sender.
  *
- * Flags: --mode=get-async|get-sync|borrow --kind=bytes|struct --size=N --window=N
+ * Flags: --mode=get-async|get-sync|get-reuse|borrow --kind=bytes|struct --size=N --window=N
  * [--senders=N] [--check-order] [--arena=N]
  *
  * @module
@@ -82,6 +82,20 @@ function endRound(): void {
 try {
   if (mode === "get-sync") {
     while (handle(receiver.getSync()));
+  } else if (mode === "get-reuse") {
+    // Two buffers per array size, in turn: the previous message is done with by the time
+    // the next get copies into its buffer.
+    const pool = new Map<number, ArrayBuffer[]>();
+    let turn = 0;
+    const allocate = (byteLength: number): ArrayBuffer => {
+      let buffers = pool.get(byteLength);
+      if (buffers === undefined) {
+        buffers = [new ArrayBuffer(byteLength), new ArrayBuffer(byteLength)];
+        pool.set(byteLength, buffers);
+      }
+      return buffers[turn++ & 1];
+    };
+    while (handle(receiver.getSync({ allocate })));
   } else if (mode === "get-async") {
     while (handle(await receiver.get()));
   } else if (mode === "borrow") {
