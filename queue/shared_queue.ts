@@ -955,33 +955,59 @@ export class SharedQueue {
     }
   }
 
+  /**
+   * Hands out the oldest ready message. A message still being written (a draft, a large
+   * copy in progress) holds back only later messages of its own sender: others are taken out
+   * of turn, and the read cursor moves over them once the slow one is taken.
+   */
   #takeLocked(): TakenMessage | undefined {
     this.#settleLocked();
     const u32 = this.#u32;
+    const i32 = this.#i32;
     const f64 = this.#f64;
     const mask = this.#mask;
-    for (let guard = 0; guard <= this.#ringSize; guard++) {
-      const read = u32[L.C_READ >> 2];
-      const write = u32[L.C_WRITE >> 2];
-      if (read === write) {
-        if (u32[L.C_LIVE_SENDERS >> 2] === 0) {
-          throw new ClosedError("every sender of the queue has closed and the queue is drained", {
-            reason: "drained",
-          });
-        }
-        return undefined;
+    const write = u32[L.C_WRITE >> 2];
+    let read = u32[L.C_READ >> 2];
+    if (((write - read) >>> 0) > this.#ringSize) this.#poison("read cursor passed write cursor");
+    const start = read;
+    while (read !== write) {
+      const state = Atomics.load(i32, (L.slotOffset(read & mask) + L.S_STATE) >> 2);
+      if (state !== L.SlotState.Done && state !== L.SlotState.Taken) {
+        if (state !== L.SlotState.Released) break;
       }
-      if (((write - read) >>> 0) > this.#ringSize) this.#poison("read cursor passed write cursor");
-      const slot = read & mask;
+      read = (read + 1) >>> 0;
+    }
+    if (read !== start) {
+      u32[L.C_READ >> 2] = read;
+      this.#reclaimLocked();
+    }
+    if (read === write) {
+      if (u32[L.C_LIVE_SENDERS >> 2] === 0) {
+        throw new ClosedError("every sender of the queue has closed and the queue is drained", {
+          reason: "drained",
+        });
+      }
+      return undefined;
+    }
+    let writers: number[] | undefined; // senders of skipped slots still being written
+    for (let k = read; k !== write; k = (k + 1) >>> 0) {
+      const slot = k & mask;
       const s = L.slotOffset(slot);
-      const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-      if (state === L.SlotState.Writing) return undefined;
-      if (state === L.SlotState.Done) {
-        u32[L.C_READ >> 2] = (read + 1) >>> 0;
-        this.#reclaimLocked();
+      const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
+      if (state === L.SlotState.Writing) {
+        (writers ??= []).push(u32[(s + L.S_SENDER) >> 2]);
         continue;
       }
-      if (state !== L.SlotState.Ready) this.#poison(`slot ${slot} in state ${state} at read`);
+      if (state !== L.SlotState.Ready) {
+        if (
+          state !== L.SlotState.Taken && state !== L.SlotState.Released &&
+          state !== L.SlotState.Done
+        ) {
+          this.#poison(`slot ${slot} in state ${state} between the read and write cursors`);
+        }
+        continue; // taken out of turn already, or finished
+      }
+      if (writers !== undefined && writers.includes(u32[(s + L.S_SENDER) >> 2])) continue;
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       const offset = f64[(s + L.S_OFFSET) >> 3];
       const length = f64[(s + L.S_LENGTH) >> 3];
@@ -989,11 +1015,11 @@ export class SharedQueue {
         this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
       }
       u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
-      Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
-      u32[L.C_READ >> 2] = (read + 1) >>> 0;
+      Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
+      if (k === read) u32[L.C_READ >> 2] = (read + 1) >>> 0;
       return { slot, segment, offset, length };
     }
-    this.#poison("no progress through the slot ring");
+    return undefined;
   }
 
   #validPlacement(segment: number, offset: number, length: number): boolean {
@@ -1045,7 +1071,8 @@ export class SharedQueue {
     if (pending <= 0) return;
     const u32 = this.#u32;
     const tail = u32[L.C_TAIL >> 2];
-    const span = Math.min((u32[L.C_READ >> 2] - tail) >>> 0, this.#ringSize);
+    // Up to the write cursor: a message taken out of turn is released beyond the read cursor.
+    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
     let settled = 0;
     let k = 0;
     for (; k < span && settled < pending; k++) {

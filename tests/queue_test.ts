@@ -440,3 +440,38 @@ Deno.test("a message kept after a failed allocate is dropped on close, not leake
     r.close();
     await assert.rejects(s.put(1), ClosedError);
   }));
+
+Deno.test("an unsent draft holds back only its own sender's later messages", () =>
+  withoutLeaks(async () => {
+    const [slow, r] = createSharedMemoryPair({ capacity: 8 });
+    using _slow = slow;
+    using _r = r;
+    using fast = openSender(slow.descriptor);
+    const draft = slow.prepareSync<{ from: string; data: Uint8Array }>({
+      from: "slow",
+      data: reserve(Uint8Array, 1024),
+    });
+    await slow.put({ from: "slow", n: 2 }); // behind its own draft
+    await fast.put({ from: "fast", n: 1 });
+    await fast.put({ from: "fast", n: 2 });
+    assert.deepEqual(await r.get({ timeout: 1000 }), { from: "fast", n: 1 });
+    using lease = r.borrowSync<{ from: string; n: number }>({ timeout: 1000 });
+    assert.deepEqual(lease.value, { from: "fast", n: 2 });
+    assert.equal(r.getNowait(), undefined, "the slow sender's later message waits for its draft");
+    await fast.waitForAllAck({ timeout: 1000 }).then(
+      () => assert.fail("a held lease is not acked"),
+      (e) => assert.ok(e instanceof FullError),
+    );
+    lease.release();
+    await fast.waitForAllAck({ timeout: 1000 }); // released out of turn, acked all the same
+    draft.value.data.fill(3);
+    draft.send();
+    const first = await r.get<{ from: string; data: Uint8Array }>({ timeout: 1000 });
+    assert.equal(first.from, "slow");
+    assert.equal(first.data[1023], 3);
+    assert.deepEqual(await r.get({ timeout: 1000 }), { from: "slow", n: 2 });
+    await slow.waitForAllAck({ timeout: 1000 });
+    // Messages taken out of turn were reclaimed too: the whole capacity is free again.
+    for (let i = 0; i < 8; i++) assert.ok(fast.hasSpace() && (await fast.put(i), true));
+    for (let i = 0; i < 8; i++) assert.equal(await r.get({ timeout: 1000 }), i);
+  }));
