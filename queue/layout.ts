@@ -14,7 +14,8 @@
  *  byte 128    ├──────────────────────────────────────────────────────────────┤
  *              │ put sequence (futex word) │ receivers waiting                │  own cache line
  *  byte 192    ├──────────────────────────────────────────────────────────────┤
- *              │ release sequence (futex)  │ senders waiting │ unsettled      │  own cache line
+ *              │ release sequence (futex) │ senders waiting for room │        │  own cache line
+ *              │ unsettled │ waiting for acks                                 │
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, arena head/tail, totals              │
@@ -78,10 +79,13 @@ export const W_LOCK = 64; // i32 futex mutex
 export const W_PUT_SEQ = 128; // i32, bumped after every publish; receivers futex-wait on it
 export const W_RECEIVERS_WAITING = 132; // i32
 export const W_RELEASE_SEQ = 192; // i32, bumped after every release; senders wait on it
-export const W_SENDERS_WAITING = 196; // i32
+export const W_SENDERS_WAITING = 196; // i32: senders waiting for room
 /** i32: slots released without the lock and not yet settled (see SlotState.Released). Only a
  * hint of how far to scan: a count lost to a crash delays settling, never loses a slot. */
 export const W_UNSETTLED = 200;
+/** i32: senders in waitForAllAck (they wait on the release sequence too, but are always woken:
+ * wake-ups for room may be batched). */
+export const W_ACK_WAITING = 204;
 
 // Cursors, read and written only under the lock.
 export const C_TAIL = 256; // u32 slot index: oldest slot not yet reclaimed

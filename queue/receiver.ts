@@ -253,7 +253,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       else queue.release(got.slot);
       throw error;
     }
-    queue.release(got.slot);
+    queue.release(got.slot, true);
     return { value };
   }
 

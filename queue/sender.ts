@@ -13,6 +13,7 @@ import type { Reservation, SharedQueue } from "./shared_queue.ts";
 import {
   type Attempt,
   deadlineOf,
+  ROOM_SLICE_MS,
   type SyncWaitOptions,
   waitAsync,
   type WaitOptions,
@@ -114,6 +115,7 @@ export class Sender implements Disposable {
       attempt,
       deadline,
       options?.signal,
+      ROOM_SLICE_MS,
     );
     if (done === undefined) throw this.#full("put", options?.timeout);
   }
@@ -122,7 +124,13 @@ export class Sender implements Disposable {
   putSync(value: unknown, options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options?.timeout, "Sender.putSync");
     const plan = this.#plan(value);
-    const done = waitSync(this.#queue, this.#queue.releaseSignal, this.#putAttempt(plan), deadline);
+    const done = waitSync(
+      this.#queue,
+      this.#queue.releaseSignal,
+      this.#putAttempt(plan),
+      deadline,
+      ROOM_SLICE_MS,
+    );
     if (done === undefined) throw this.#full("putSync", options?.timeout);
   }
 
@@ -140,7 +148,14 @@ export class Sender implements Disposable {
     const plan = this.#plan(template);
     const attempt = this.#reserveAttempt(plan.byteLength);
     const reserved = attempt() ??
-      await waitAsync(this.#queue, this.#queue.releaseSignal, attempt, deadline, options?.signal);
+      await waitAsync(
+        this.#queue,
+        this.#queue.releaseSignal,
+        attempt,
+        deadline,
+        options?.signal,
+        ROOM_SLICE_MS,
+      );
     if (reserved === undefined) throw this.#full("prepare", options?.timeout);
     return this.#draft<T>(plan, reserved.value);
   }
@@ -154,6 +169,7 @@ export class Sender implements Disposable {
       this.#queue.releaseSignal,
       this.#reserveAttempt(plan.byteLength),
       deadline,
+      ROOM_SLICE_MS,
     );
     if (reserved === undefined) throw this.#full("prepareSync", options?.timeout);
     return this.#draft<T>(plan, reserved.value);
@@ -169,7 +185,7 @@ export class Sender implements Disposable {
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = await waitAsync(
       this.#queue,
-      this.#queue.releaseSignal,
+      this.#queue.ackSignal,
       this.#ackAttempt,
       deadline,
       options?.signal,
@@ -181,7 +197,7 @@ export class Sender implements Disposable {
   waitForAllAckSync(options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAckSync");
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
-    const done = waitSync(this.#queue, this.#queue.releaseSignal, this.#ackAttempt, deadline);
+    const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);
     if (done === undefined) throw this.#ackTimeout(options?.timeout);
   }
 

@@ -136,10 +136,16 @@ export class SharedQueue {
   readonly #retired = new Set<ExtensionMapping>();
   readonly putSignal: FutexWord;
   readonly releaseSignal: FutexWord;
+  /** The release sequence, for senders waiting for acks (announced apart: always woken). */
+  readonly ackSignal: FutexWord;
   #self = -1;
   #selfGen = 0;
   #mutex!: ShmMutex;
   #closed = false;
+  /** A release left senders waiting for room asleep: wake them before this end waits. */
+  #wakeDeferred = false;
+  /** Room (in messages) worth waking senders for, when a receiver releases as it goes. */
+  readonly #wakeBatch: number;
 
   private constructor(name: string, kind: EndKind, fd: number, main: Mapping) {
     this.name = name;
@@ -173,6 +179,8 @@ export class SharedQueue {
       waiters: L.W_SENDERS_WAITING >> 2,
       pointer: this.#releaseSeqPointer,
     };
+    this.ackSignal = { ...this.releaseSignal, waiters: L.W_ACK_WAITING >> 2 };
+    this.#wakeBatch = Math.ceil(this.capacity / 4);
   }
 
   /** Creates a queue and attaches to it as `kind`. */
@@ -382,13 +390,21 @@ export class SharedQueue {
    * the queue is drained and no sender is left.
    */
   take(): TakenMessage | undefined {
+    let taken: TakenMessage | undefined;
     this.#lock();
     try {
       this.#checkUsable();
-      return this.#takeLocked();
+      taken = this.#takeLocked();
     } finally {
       this.#unlock();
     }
+    if (taken === undefined && this.#wakeDeferred) {
+      this.#wakeDeferred = false;
+      if (Atomics.load(this.#i32, L.W_SENDERS_WAITING >> 2) !== 0) {
+        native.futexWake(this.#releaseSeqPointer, INT_MAX);
+      }
+    }
+    return taken;
   }
 
   /** The bytes of a taken message, in the shared view. */
@@ -436,8 +452,13 @@ export class SharedQueue {
    * Releases a taken message without the lock: the slot becomes Released, and the next
    * critical section of any end settles it (its space and capacity come back, its sender
    * sees an ack).
+   *
+   * `andTakeNext` says the caller goes on to take another message at once (a get loop). Then
+   * senders waiting for room are woken only once a quarter of the capacity is free, or when
+   * this end finds nothing more to take: a full queue with sleeping senders would otherwise
+   * cost a wake-up syscall per message, and wake every sender for one free slot.
    */
-  release(slot: number): void {
+  release(slot: number, andTakeNext = false): void {
     if (this.#closed) return;
     const s = L.slotOffset(slot);
     // A slot no longer taken by this end was released already, by a reap that wrongly took
@@ -450,8 +471,19 @@ export class SharedQueue {
     ) {
       return;
     }
-    Atomics.add(this.#i32, L.W_UNSETTLED >> 2, 1);
-    this.#signal(this.releaseSignal);
+    const i32 = this.#i32;
+    const unsettled = Atomics.add(i32, L.W_UNSETTLED >> 2, 1) + 1;
+    Atomics.add(i32, L.W_RELEASE_SEQ >> 2, 1);
+    if (Atomics.load(i32, L.W_ACK_WAITING >> 2) === 0) {
+      if (Atomics.load(i32, L.W_SENDERS_WAITING >> 2) === 0) return;
+      const room = this.capacity - (this.#u32[L.C_IN_FLIGHT >> 2] - Math.max(unsettled, 0));
+      if (andTakeNext && room < this.#wakeBatch) {
+        this.#wakeDeferred = true;
+        return;
+      }
+    }
+    this.#wakeDeferred = false;
+    native.futexWake(this.#releaseSeqPointer, INT_MAX);
   }
 
   /** Settles released messages now, so `inFlight` and `acked` are current. */

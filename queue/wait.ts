@@ -55,8 +55,12 @@ export type Attempt<T> = () => { value: T } | undefined;
 
 /** How long a waiter spins on the sequence word before it sleeps. */
 const SPIN_MS = 0.05;
-/** The longest sleep between liveness checks: a dead peer is noticed within this. */
-const SLICE_MS = 200;
+/** Liveness checks run this often while waiting: a dead peer is noticed within this. */
+const REAP_EVERY_MS = 200;
+/** The longest sleep of a waiter for room. A receiver draining a full queue wakes sleeping
+ * senders once a quarter of the capacity is free (see SharedQueue.release); when it stops
+ * short of that, a sender finds the room it left at its next slice. */
+export const ROOM_SLICE_MS = 20;
 
 /** Turns a `timeout` option into an absolute deadline on `performance.now()`'s clock. */
 export function deadlineOf(timeout: number | undefined, method: string): number {
@@ -85,9 +89,11 @@ export function waitSync<T>(
   word: FutexWord,
   attempt: Attempt<T>,
   deadline: number,
+  sliceMs = REAP_EVERY_MS,
 ): { value: T } | undefined {
   queue.assertOpen();
   const words = word.words;
+  let nextReap = performance.now() + REAP_EVERY_MS;
   for (;;) {
     const seen = Atomics.load(words, word.seq);
     const result = attempt();
@@ -99,12 +105,15 @@ export function waitSync<T>(
     let outcome = "changed";
     try {
       if (Atomics.load(words, word.seq) === seen) {
-        outcome = futexWait(word.pointer, seen, Math.min(left, SLICE_MS));
+        outcome = futexWait(word.pointer, seen, Math.min(left, sliceMs));
       }
     } finally {
       Atomics.sub(words, word.waiters, 1);
     }
-    if (outcome === "timeout") queue.reapDead();
+    if (outcome === "timeout" && performance.now() >= nextReap) {
+      nextReap = performance.now() + REAP_EVERY_MS;
+      queue.reapDead();
+    }
   }
 }
 
@@ -115,10 +124,12 @@ export async function waitAsync<T>(
   attempt: Attempt<T>,
   deadline: number,
   signal: AbortSignal | undefined,
+  sliceMs = REAP_EVERY_MS,
 ): Promise<{ value: T } | undefined> {
   signal?.throwIfAborted();
   queue.assertOpen();
   const words = word.words;
+  let nextReap = performance.now() + REAP_EVERY_MS;
   let onAbort: (() => void) | undefined;
   try {
     for (;;) {
@@ -136,7 +147,7 @@ export async function waitAsync<T>(
       let outcome = "changed";
       try {
         if (Atomics.load(words, word.seq) === seen) {
-          outcome = await futexWaitAsync(word.pointer, seen, Math.min(left, SLICE_MS));
+          outcome = await futexWaitAsync(word.pointer, seen, Math.min(left, sliceMs));
           turned();
         }
       } finally {
@@ -144,7 +155,10 @@ export async function waitAsync<T>(
       }
       signal?.throwIfAborted();
       queue.assertOpen();
-      if (outcome === "timeout") queue.reapDead();
+      if (outcome === "timeout" && performance.now() >= nextReap) {
+        nextReap = performance.now() + REAP_EVERY_MS;
+        queue.reapDead();
+      }
     }
   } finally {
     if (onAbort) signal!.removeEventListener("abort", onAbort);

@@ -261,6 +261,7 @@ class Scribbler {
         L.W_RELEASE_SEQ,
         L.W_SENDERS_WAITING,
         L.W_UNSETTLED,
+        L.W_ACK_WAITING,
       ];
       const i = words[this.#int(words.length)] >> 2;
       Atomics.store(m.i32, i, this.#u32(m.i32[i]) | 0);

@@ -475,3 +475,19 @@ Deno.test("an unsent draft holds back only its own sender's later messages", () 
     for (let i = 0; i < 8; i++) assert.ok(fast.hasSpace() && (await fast.put(i), true));
     for (let i = 0; i < 8; i++) assert.equal(await r.get({ timeout: 1000 }), i);
   }));
+
+Deno.test("a put blocked on a full queue goes on after a get, with no further gets", () =>
+  withoutLeaks(async () => {
+    // A receiver that releases as it goes may leave waking the senders for later (to batch
+    // wake-ups); a receiver that then stops taking must not leave a sender blocked.
+    const [s, r] = createSharedMemoryPair({ capacity: 16 });
+    using _s = s;
+    using _r = r;
+    for (let i = 0; i < 16; i++) await s.put(i);
+    const blocked = s.put("after", { timeout: 2000 });
+    await new Promise((ok) => setTimeout(ok, 30)); // the put is asleep by now
+    assert.equal(r.getSync(), 0);
+    await blocked;
+    for (let i = 1; i < 16; i++) assert.equal(r.getSync(), i);
+    assert.equal(r.getSync(), "after");
+  }));
