@@ -21,7 +21,9 @@
  *                        shmq-zerocopy
  *                        pipe postmessage-clone postmessage-transfer segment memcpy
  *   --no-latency --no-fanin --no-small --no-codec   skip sections
- *   --out=DIR            results folder (default bench/results)
+ *   --out=DIR            results folder (default bench/results for a run with no options,
+ *                        else bench/results-partial, so a partial run never replaces the
+ *                        published results)
  *
  * @module
  */
@@ -113,7 +115,9 @@ function parseOptions(args: string[]): Options {
     fanIn: !flags.has("no-fanin"),
     small: !flags.has("no-small"),
     codec: !flags.has("no-codec"),
-    out: flags.get("out") ?? new URL("./results", import.meta.url).pathname,
+    // Only a full default run replaces the published results; a partial one goes aside.
+    out: flags.get("out") ??
+      new URL(flags.size === 0 ? "./results" : "./results-partial", import.meta.url).pathname,
   };
 }
 
