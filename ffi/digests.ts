@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "f1e76d9acf618ecdad974a037747fd461f00ee6dbb359337c80157c29bdc55f2",
-  "x86_64-linux": "1dcbafd93823e60b935b872ce43e50b05e213dd851765b366fab3e06b110571b",
+  "aarch64-linux": "d1f0e13a0b94f7598a226fa3e311f1551979a9e2012c2dcd7591cc237e7325e5",
+  "x86_64-linux": "17634f24f4828887f7268b822d9f03da8a8df2a0a79c83f9929a5b52f907fb0c",
 };

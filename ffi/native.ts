@@ -224,6 +224,19 @@ export function shmList(prefix: string = ""): string[] {
 }
 
 /**
+ * Bytes of /dev/shm this process may still fill (statvfs).
+ *
+ * @example
+ * ```ts
+ * import { shmFreeBytes } from "./native.ts";
+ * console.assert(shmFreeBytes() >= 0);
+ * ```
+ */
+export function shmFreeBytes(): number {
+  return check64(s().shmq_shm_free_bytes(), "statvfs", "/dev/shm");
+}
+
+/**
  * Closes a file descriptor.
  *
  * @example

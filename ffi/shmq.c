@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -78,6 +79,13 @@ int32_t shmq_shm_unlink(const uint8_t *name) {
   int rc = shm_path(name, path);
   if (rc < 0) return rc;
   return unlink(path) == 0 ? 0 : -errno;
+}
+
+int64_t shmq_shm_free_bytes(void) {
+  struct statvfs st;
+  if (statvfs(SHM_DIR, &st) != 0) return -errno;
+  uint64_t bytes = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+  return bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)bytes;
 }
 
 int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {

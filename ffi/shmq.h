@@ -59,6 +59,13 @@ SHMQ_API int32_t shmq_shm_unlink(const uint8_t *name);
  */
 SHMQ_API int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap);
 
+/*
+ * Bytes of /dev/shm an unprivileged process may still fill (statvfs(2): f_bavail *
+ * f_frsize), or -errno. Lets a caller refuse a segment that cannot fit before filling
+ * /dev/shm trying, which would starve every other user of shared memory meanwhile.
+ */
+SHMQ_API int64_t shmq_shm_free_bytes(void);
+
 /* close(2). 0 or -errno. */
 SHMQ_API int32_t shmq_close(int32_t fd);
 

@@ -190,13 +190,14 @@ export class SharedQueue {
     const arenaSize = L.alignUp(geometry.arenaBytes, L.PAGE_SIZE);
     const size = arenaOffset + arenaSize;
     const name = randomQueueName();
+    ensureRoom(size, "a queue", ARENA_REMEDY);
     const fd = native.shmCreate(name, size);
     let main: Mapping | undefined;
     try {
       // Holding the "alive" byte before the header is complete keeps sweepers away.
       holdAliveByte(fd, name);
       main = mapFd(fd, size);
-      prefaultOrExplain(main.pointer, size, `queue ${name}`);
+      prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
       const u32 = new Uint32Array(main.buffer);
       const f64 = new Float64Array(main.buffer);
       u32[L.H_VERSION >> 2] = L.LAYOUT_VERSION;
@@ -248,7 +249,7 @@ export class SharedQueue {
       }
       main = mapFd(fd, size);
       validateHeader(name, main, size);
-      prefaultOrExplain(main.pointer, size, `queue ${name}`);
+      prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
       return SharedQueue.#join(name, kind, fd, main);
     } catch (error) {
       if (main) unmapAll(main);
@@ -938,6 +939,7 @@ export class SharedQueue {
           reason: "corrupt",
         });
       }
+      ensureRoom(size, "an extension segment", EXTENSION_REMEDY);
       fd = createOrExplain(name, size);
     } else {
       try {
@@ -959,7 +961,7 @@ export class SharedQueue {
       }
       const mapping = mapFd(fd, actual);
       try {
-        prefaultOrExplain(mapping.pointer, actual, `a ${actual}-byte extension segment`);
+        prefaultOrExplain(mapping.pointer, actual, "an extension segment", EXTENSION_REMEDY);
       } catch (error) {
         unmapAll(mapping);
         // A segment this end just made but could not back goes at once: it would keep the
@@ -1334,21 +1336,53 @@ function holdAliveByte(fd: number, name: string): void {
   }
 }
 
-function prefaultOrExplain(pointer: Deno.PointerObject, size: number, what: string): void {
+/**
+ * Backs a new mapping with memory now, so running out shows here as an error rather than as
+ * SIGBUS on some later write. `remedy` says which knob makes the segment smaller.
+ */
+function prefaultOrExplain(
+  pointer: Deno.PointerObject,
+  size: number,
+  what: string,
+  remedy: string,
+): void {
   try {
     native.prefault(pointer, size);
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === "ENOMEM" || code === "ENOSPC" || code === "EFAULT") {
       throw new RangeError(
-        `/dev/shm has no room for ${what} (${size} bytes): free space in /dev/shm ` +
-          `(df -h /dev/shm) or lower the queue's arenaBytes`,
+        `/dev/shm has no room for ${what} of ${size} bytes: free space in /dev/shm ` +
+          `(df -h /dev/shm) or ${remedy}`,
         { cause: error },
       );
     }
     throw error;
   }
 }
+
+/**
+ * Refuses a segment /dev/shm cannot hold before making it: pre-faulting it would fill
+ * /dev/shm first, starving every other user of shared memory until it fails.
+ */
+function ensureRoom(size: number, what: string, remedy: string): void {
+  let free: number;
+  try {
+    free = native.shmFreeBytes();
+  } catch {
+    return; // No figure: pre-faulting still fails cleanly when the segment does not fit.
+  }
+  if (size > free) {
+    throw new RangeError(
+      `/dev/shm has no room for ${what} of ${size} bytes (${free} bytes free): free space in ` +
+        `/dev/shm (df -h /dev/shm) or ${remedy}`,
+    );
+  }
+}
+
+const ARENA_REMEDY = "lower the queue's arenaBytes";
+const EXTENSION_REMEDY = "lower the queue's byteBudget, which bounds the memory of large " +
+  "messages in flight (each message larger than a quarter of the arena gets a segment of its own)";
 
 function createOrExplain(name: string, size: number): number {
   try {

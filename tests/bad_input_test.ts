@@ -2,6 +2,7 @@
 // every method of a closed end, and running out of /dev/shm.
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, reserve } from "../mod.ts";
+import { shmFreeBytes } from "../ffi/native.ts";
 import { canIsolate, isolated, withoutLeaks } from "./helpers.ts";
 
 Deno.test("invalid options get a TypeError or RangeError naming the option", () =>
@@ -155,6 +156,20 @@ Deno.test("a draft sent or a lease released after its end closed: no crash, no e
     lease.release();
   }));
 
+Deno.test("an arena /dev/shm cannot hold is refused before anything is made", () =>
+  withoutLeaks(() => {
+    const free = shmFreeBytes();
+    const arenaBytes = Math.min(2 ** 40, Math.ceil((free + (1 << 30)) / 4096) * 4096);
+    assert.throws(
+      () => createSharedMemoryPair({ arenaBytes }),
+      (e: Error) =>
+        e instanceof RangeError &&
+        /\/dev\/shm has no room for a queue of \d+ bytes \(\d+ bytes free\).*arenaBytes/.test(
+          e.message,
+        ),
+    );
+  }));
+
 Deno.test({
   name: "out of /dev/shm (a private 8 MiB tmpfs): RangeError naming /dev/shm and the sizes",
   ignore: !(await canIsolate()),
@@ -162,10 +177,13 @@ Deno.test({
     const out = await isolated("fault_child.ts", ["oom"], 8 << 20);
     const report = JSON.parse(out.trim().split("\n").pop()!);
     // A queue whose arena does not fit.
-    assert.match(report.create, /^RangeError: \/dev\/shm has no room .*67125248 bytes/);
+    assert.match(
+      report.create,
+      /^RangeError: \/dev\/shm has no room .*67125248 bytes.*lower the queue's arenaBytes/,
+    );
     assert.deepEqual(report.leftAfterCreate, [], "nothing left of the queue that failed");
     // A message whose extension segment does not fit.
-    assert.match(report.put, /^RangeError: \/dev\/shm has no room .*69206016/);
+    assert.match(report.put, /^RangeError: \/dev\/shm has no room .*69206016.*byteBudget/);
     assert.equal(report.leftAfterPut.length, 1, "the segment that failed is gone");
     // The queue goes on: small messages, and extension messages that fit.
     assert.equal(report.small, "no error");
