@@ -10,7 +10,13 @@
 // FUZZ_LIVE_LOCK=1 also lets it forge lock words naming live ends (each costs the victim the
 // 10 s stuck-holder limit).
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, openReceiver, openSender } from "../mod.ts";
+import {
+  ClosedError,
+  createSharedMemoryPair,
+  openReceiver,
+  openSender,
+  sweepStaleQueues,
+} from "../mod.ts";
 import * as L from "../queue/layout.ts";
 import {
   CHILD_PERMISSIONS,
@@ -412,6 +418,7 @@ async function victim(
 }
 
 Deno.test("random corruption of live queues while messages flow: no crash, hang or balloon", async () => {
+  const before = new Set(shmEntries());
   const totals = { rounds: 0, scribbles: 0, counts: {} as Record<string, number> };
   const started = performance.now();
   const reports = await Promise.all(
@@ -432,6 +439,11 @@ Deno.test("random corruption of live queues while messages flow: no crash, hang 
       `${((performance.now() - started) / 1000).toFixed(1)} s`,
   );
   if (Deno.env.get("FUZZ_VERBOSE")) console.log(reports.map((r) => [r.slowest, r.samples]));
+  // A forged header or extension table can keep the last end from removing every name of
+  // its queue; once the victims are gone, the sweep must still find and remove them all.
+  sweepStaleQueues();
+  const left = shmEntries().filter((n) => !before.has(n));
+  assert.deepEqual(left, [], "the sweep removes whatever corrupt queues left behind");
   for (const r of reports) {
     assert.deepEqual(r.unexpected, [], "only ClosedError, DecodeError, EmptyError, FullError");
     assert.ok(r.peakKiB < PEAK_LIMIT_KIB, `peak memory ${r.peakKiB} KiB`);
