@@ -19,6 +19,9 @@ const SPINS = 200;
 const LIVENESS_SLICE_MS = 100;
 /** A live holder keeping the lock this long is buggy or hostile: give up rather than hang. */
 const STUCK_MS = 10_000;
+/** Once a call gave up on a holder, later calls that find the lock word unchanged give up
+ * after this: a stopped holder costs each of them one liveness slice, not STUCK_MS. */
+const STILL_STUCK_MS = 2 * LIVENESS_SLICE_MS;
 
 /** Callbacks a mutex needs from its queue. */
 export interface MutexHooks {
@@ -35,6 +38,8 @@ export class ShmMutex {
   readonly #pointer: Deno.PointerObject;
   readonly #self: number;
   readonly #hooks: MutexHooks;
+  /** The lock word a previous call gave up on, or 0. */
+  #stuckWord = 0;
 
   /**
    * @param words Int32 view of the mapping that holds the lock word.
@@ -67,11 +72,15 @@ export class ShmMutex {
       }
     }
     const mine = this.#self | CONTENDED;
-    const giveUpAt = performance.now() + STUCK_MS;
+    const again = this.#stuckWord !== 0 && (Atomics.load(words, i) | CONTENDED) === this.#stuckWord;
+    const giveUpAt = performance.now() + (again ? STILL_STUCK_MS : STUCK_MS);
     for (;;) {
       let seen = Atomics.load(words, i);
       if (seen === 0) {
-        if (Atomics.compareExchange(words, i, 0, mine) === 0) return;
+        if (Atomics.compareExchange(words, i, 0, mine) === 0) {
+          this.#stuckWord = 0;
+          return;
+        }
         continue;
       }
       if ((seen & CONTENDED) === 0) {
@@ -83,8 +92,12 @@ export class ShmMutex {
       // A word naming this participant is garbage: it never waits on a lock it holds.
       if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {
         if (performance.now() > giveUpAt) {
+          this.#stuckWord = seen | CONTENDED;
           throw new ClosedError(
-            `queue lock held for over ${STUCK_MS} ms by live participant ${owner}: queue unusable`,
+            again
+              ? `queue lock still held by live participant ${owner}, which kept it for over ` +
+                `${STUCK_MS} ms before: queue unusable`
+              : `queue lock held for over ${STUCK_MS} ms by live participant ${owner}: queue unusable`,
           );
         }
         continue;

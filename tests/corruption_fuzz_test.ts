@@ -115,6 +115,10 @@ Deno.test("a lock word naming a live participant: ClosedError after the stuck li
   assert.equal(report.put.error, "ClosedError", JSON.stringify(report.put));
   assert.match(report.put.message!, /lock held for over 10000 ms by live participant 1/);
   assert.ok(report.put.ms < 12_000, `gave up after ${report.put.ms} ms`);
+  // The next call finds the same holder still there: it gives up after one liveness slice.
+  assert.equal(report["put again"].error, "ClosedError", JSON.stringify(report["put again"]));
+  assert.match(report["put again"].message!, /still held by live participant 1/);
+  assert.ok(report["put again"].ms < 2000, `gave up after ${report["put again"].ms} ms`);
   // The end the word names takes the lock back at once: it never waits on itself.
   assert.ok(report.get.ms < 1000 && report.get.error === "EmptyError", JSON.stringify(report));
 });
