@@ -140,7 +140,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   getSync<T = unknown>(options?: SyncGetOptions): T {
     const deadline = deadlineOf(options?.timeout, "Receiver.getSync");
     const attempt = this.#getAttemptFor(options?.allocate, "getSync");
-    const got = waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
+    const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
     if (got === undefined) throw this.#empty("getSync", options?.timeout);
     return got.value as T;
   }
@@ -187,7 +187,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** Like {@linkcode borrow}, but blocks the thread. */
   borrowSync<T = unknown>(options?: SyncWaitOptions): Lease<T> {
     const deadline = deadlineOf(options?.timeout, "Receiver.borrowSync");
-    const taken = waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
+    const taken = this.#takeAttempt() ??
+      waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
     if (taken === undefined) throw this.#empty("borrowSync", options?.timeout);
     return this.#lease<T>(taken.value);
   }
@@ -243,7 +244,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     // Decoding runs outside the lock, and the release takes none.
     let value: unknown;
     try {
-      value = decode(queue.messageBytes(got), options);
+      // Messages too small to hold a large array need no readied copy targets.
+      const plain = options === COPY_OPTIONS && got.length < LARGE_COPY;
+      value = decode(queue.messageBytes(got), plain ? undefined : options);
     } catch (error) {
       // A message that cannot be read or decoded is consumed. One whose caller-supplied
       // `allocate` failed is kept for the next call of this end: it is not lost, and nothing

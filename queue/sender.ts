@@ -123,14 +123,9 @@ export class Sender implements Disposable {
   /** Like {@linkcode put}, but blocks the thread: for actors and Workers that do nothing else. */
   putSync(value: unknown, options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options?.timeout, "Sender.putSync");
-    const plan = this.#plan(value);
-    const done = waitSync(
-      this.#queue,
-      this.#queue.releaseSignal,
-      this.#putAttempt(plan),
-      deadline,
-      ROOM_SLICE_MS,
-    );
+    const attempt = this.#putAttempt(this.#plan(value));
+    const done = attempt() ??
+      waitSync(this.#queue, this.#queue.releaseSignal, attempt, deadline, ROOM_SLICE_MS);
     if (done === undefined) throw this.#full("putSync", options?.timeout);
   }
 
