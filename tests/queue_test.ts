@@ -362,13 +362,15 @@ Deno.test("the byte budget bounds extension memory; one larger message still goe
     );
   }));
 
-Deno.test("a for-await loop over a queue that never runs dry still lets timers run", () =>
+Deno.test("a for-await loop over a queue that never runs dry still lets timers and I/O run", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 64 });
     using _s = s;
     using _r = r;
     let ticks = 0;
     const timer = setInterval(() => ticks++, 1);
+    let read = false;
+    const io = Deno.readFile(new URL(import.meta.url)).then(() => read = true);
     const started = performance.now();
     // Producer and consumer in one loop: every put and get completes at once.
     await s.put(0);
@@ -377,7 +379,10 @@ Deno.test("a for-await loop over a queue that never runs dry still lets timers r
       await s.put((v as number) + 1);
     }
     clearInterval(timer);
+    const readInLoop = read;
+    await io;
     assert.ok(ticks >= 5, `the interval ran ${ticks} times in 300 ms`);
+    assert.ok(readInLoop, "a file read completed while the loop ran");
   }));
 
 Deno.test("get copies arrays into buffers from allocate, in every get flavor", () =>
