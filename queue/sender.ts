@@ -106,17 +106,8 @@ export class Sender implements Disposable {
     options?.signal?.throwIfAborted();
     const turn = turnIfDue();
     if (turn) await turn;
-    const plan = this.#plan(value);
-    const attempt = this.#putAttempt(plan);
-    if (attempt() !== undefined) return;
-    const done = await waitAsync(
-      this.#queue,
-      this.#queue.releaseSignal,
-      attempt,
-      deadline,
-      options?.signal,
-      ROOM_SLICE_MS,
-    );
+    const attempt = this.#putAttempt(this.#plan(value));
+    const done = attempt() ?? await this.#waitForRoom(attempt, deadline, options?.signal);
     if (done === undefined) throw this.#full("put", options?.timeout);
   }
 
@@ -124,8 +115,7 @@ export class Sender implements Disposable {
   putSync(value: unknown, options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options?.timeout, "Sender.putSync");
     const attempt = this.#putAttempt(this.#plan(value));
-    const done = attempt() ??
-      waitSync(this.#queue, this.#queue.releaseSignal, attempt, deadline, ROOM_SLICE_MS);
+    const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
     if (done === undefined) throw this.#full("putSync", options?.timeout);
   }
 
@@ -142,15 +132,7 @@ export class Sender implements Disposable {
     if (turn) await turn;
     const plan = this.#plan(template);
     const attempt = this.#reserveAttempt(plan.byteLength);
-    const reserved = attempt() ??
-      await waitAsync(
-        this.#queue,
-        this.#queue.releaseSignal,
-        attempt,
-        deadline,
-        options?.signal,
-        ROOM_SLICE_MS,
-      );
+    const reserved = attempt() ?? await this.#waitForRoom(attempt, deadline, options?.signal);
     if (reserved === undefined) throw this.#full("prepare", options?.timeout);
     return this.#draft<T>(plan, reserved.value);
   }
@@ -159,13 +141,8 @@ export class Sender implements Disposable {
   prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
     const deadline = deadlineOf(options?.timeout, "Sender.prepareSync");
     const plan = this.#plan(template);
-    const reserved = waitSync(
-      this.#queue,
-      this.#queue.releaseSignal,
-      this.#reserveAttempt(plan.byteLength),
-      deadline,
-      ROOM_SLICE_MS,
-    );
+    const attempt = this.#reserveAttempt(plan.byteLength);
+    const reserved = attempt() ?? this.#waitForRoomSync(attempt, deadline);
     if (reserved === undefined) throw this.#full("prepareSync", options?.timeout);
     return this.#draft<T>(plan, reserved.value);
   }
@@ -209,6 +186,21 @@ export class Sender implements Disposable {
   /** Same as {@linkcode close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /** Waits until `attempt` finds room, waking on releases (or a room slice) and the signal. */
+  #waitForRoom<T>(
+    attempt: Attempt<T>,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ value: T } | undefined> {
+    const queue = this.#queue;
+    return waitAsync(queue, queue.releaseSignal, attempt, deadline, signal, ROOM_SLICE_MS);
+  }
+
+  /** Like {@linkcode #waitForRoom}, blocking the thread. */
+  #waitForRoomSync<T>(attempt: Attempt<T>, deadline: number): { value: T } | undefined {
+    return waitSync(this.#queue, this.#queue.releaseSignal, attempt, deadline, ROOM_SLICE_MS);
   }
 
   #plan(value: unknown): EncodePlan {
