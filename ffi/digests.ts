@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "d1f0e13a0b94f7598a226fa3e311f1551979a9e2012c2dcd7591cc237e7325e5",
-  "x86_64-linux": "17634f24f4828887f7268b822d9f03da8a8df2a0a79c83f9929a5b52f907fb0c",
+  "aarch64-linux": "0ba55b8ff8c6b70479779b77d4e8b3e895c0c4424a7cadf621969d1430dcd788",
+  "x86_64-linux": "25fc5218110298ccdc507336f7cc24fac314314c5f7967dcc43e95fd11ecf2c5",
 };

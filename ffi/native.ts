@@ -237,6 +237,19 @@ export function shmFreeBytes(): number {
 }
 
 /**
+ * Gives the CPU to another runnable thread, if any (sched_yield): for waiters that spin.
+ *
+ * @example
+ * ```ts
+ * import { yieldCpu } from "./native.ts";
+ * yieldCpu();
+ * ```
+ */
+export function yieldCpu(): void {
+  s().shmq_yield();
+}
+
+/**
  * Closes a file descriptor.
  *
  * @example

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -79,6 +80,10 @@ int32_t shmq_shm_unlink(const uint8_t *name) {
   int rc = shm_path(name, path);
   if (rc < 0) return rc;
   return unlink(path) == 0 ? 0 : -errno;
+}
+
+int32_t shmq_yield(void) {
+  return sched_yield() == 0 ? 0 : -errno;
 }
 
 int64_t shmq_shm_free_bytes(void) {

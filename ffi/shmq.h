@@ -66,6 +66,13 @@ SHMQ_API int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap
  */
 SHMQ_API int64_t shmq_shm_free_bytes(void);
 
+/*
+ * sched_yield(2): lets another runnable thread on this CPU run. A waiter that spins calls
+ * it between checks, so on a machine with more busy processes than cores the peer it waits
+ * for gets the CPU instead of losing it to the spin. 0 or -errno.
+ */
+SHMQ_API int32_t shmq_yield(void);
+
 /* close(2). 0 or -errno. */
 SHMQ_API int32_t shmq_close(int32_t fd);
 

@@ -40,6 +40,7 @@ export const symbols = {
   shmq_shm_unlink: { parameters: ["buffer"], result: "i32" },
   shmq_shm_list: { parameters: ["buffer", "buffer", "u64"], result: "i64" },
   shmq_shm_free_bytes: { parameters: [], result: "i64" },
+  shmq_yield: { parameters: [], result: "i32" },
   shmq_close: { parameters: ["i32"], result: "i32" },
   shmq_fd_size: { parameters: ["i32"], result: "i64" },
   shmq_fd_links: { parameters: ["i32"], result: "i32" },

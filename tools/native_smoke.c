@@ -58,6 +58,7 @@ int main(void) {
   CHECK(need == (int64_t)strlen(name));
   CHECK(strcmp((char *)list, name + 1) == 0);
   CHECK(shmq_shm_free_bytes() >= 0);
+  CHECK(shmq_yield() == 0);
   CHECK(shmq_pid_alive((int32_t)getpid()) == 1);
   CHECK(shmq_unmap(p, 8192) == 0);
   CHECK(shmq_unmap((void *)(intptr_t)addr2, 8192) == 0);
