@@ -65,15 +65,20 @@ export class ShmMutex {
   lock(): void {
     const words = this.#words;
     const i = this.#index;
-    if (Atomics.compareExchange(words, i, 0, this.#self) === 0) return;
+    if (Atomics.compareExchange(words, i, 0, this.#self) === 0) {
+      this.#stuckWord = 0;
+      return;
+    }
     for (let n = 0; n < SPINS; n++) {
       if (Atomics.load(words, i) === 0 && Atomics.compareExchange(words, i, 0, this.#self) === 0) {
+        this.#stuckWord = 0;
         return;
       }
     }
     const mine = this.#self | CONTENDED;
-    const again = this.#stuckWord !== 0 && (Atomics.load(words, i) | CONTENDED) === this.#stuckWord;
-    const giveUpAt = performance.now() + (again ? STILL_STUCK_MS : STUCK_MS);
+    const started = performance.now();
+    // Whether the lock moved since this call began: then its holder is not the stuck one.
+    let moved = false;
     for (;;) {
       let seen = Atomics.load(words, i);
       if (seen === 0) {
@@ -81,18 +86,23 @@ export class ShmMutex {
           this.#stuckWord = 0;
           return;
         }
+        moved = true;
         continue;
       }
       if ((seen & CONTENDED) === 0) {
         if (Atomics.compareExchange(words, i, seen, seen | CONTENDED) !== seen) continue;
         seen |= CONTENDED;
       }
-      if (futexWait(this.#pointer, seen, LIVENESS_SLICE_MS) !== "timeout") continue;
+      if (futexWait(this.#pointer, seen, LIVENESS_SLICE_MS) !== "timeout") {
+        moved = true;
+        continue;
+      }
       const owner = (seen & OWNER_MASK) - 1;
       // A word naming this participant is garbage: it never waits on a lock it holds.
       if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {
-        if (performance.now() > giveUpAt) {
-          this.#stuckWord = seen | CONTENDED;
+        const again = !moved && seen === this.#stuckWord;
+        if (performance.now() - started > (again ? STILL_STUCK_MS : STUCK_MS)) {
+          this.#stuckWord = seen;
           throw new ClosedError(
             again
               ? `queue lock still held by live participant ${owner}, which kept it for over ` +
@@ -103,6 +113,7 @@ export class ShmMutex {
         continue;
       }
       if (Atomics.compareExchange(words, i, seen, mine) === seen) {
+        this.#stuckWord = 0;
         try {
           this.#hooks.recover(owner);
         } catch (error) {

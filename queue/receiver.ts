@@ -6,7 +6,7 @@
 
 import { decode, type DecodeOptions } from "../codec/mod.ts";
 import { prepareCopyTarget } from "../ffi/native.ts";
-import { ClosedError, EmptyError, QueueError } from "./errors.ts";
+import { ClosedError, EmptyError } from "./errors.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
 import type { SharedQueue, TakenMessage } from "./shared_queue.ts";
@@ -208,7 +208,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /** Leaves the queue. Outstanding leases are released and their views detached; a message
-   * kept after a failed `allocate` is dropped. */
+   * kept after a failed `allocate` is dropped (its sender counts it as received). */
   close(): void {
     if (this.#queue.closed) return;
     for (const lease of [...this.#leases]) lease.release();
@@ -233,11 +233,27 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         `Receiver.${method}: allocate must be a function, got ${typeof allocate}`,
       );
     }
-    const options = { allocate };
-    return () => this.#takeDecoded(options);
+    // Whether the caller's allocate threw or returned a wrong buffer: the codec's own errors,
+    // and a QueueError the callback itself may throw, are told apart by this, not by type.
+    let failed = false;
+    const options = {
+      allocate(byteLength: number): ArrayBuffer {
+        failed = true;
+        const buffer = allocate(byteLength);
+        failed = !(buffer instanceof ArrayBuffer && buffer.byteLength === byteLength);
+        return buffer;
+      },
+    };
+    return () => {
+      failed = false;
+      return this.#takeDecoded(options, () => failed);
+    };
   }
 
-  #takeDecoded(options: DecodeOptions): { value: unknown } | undefined {
+  #takeDecoded(
+    options: DecodeOptions,
+    allocateFailed?: () => boolean,
+  ): { value: unknown } | undefined {
     const queue = this.#queue;
     const got = this.#takeNext();
     if (got === undefined) return undefined;
@@ -251,8 +267,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       // A message that cannot be read or decoded is consumed. One whose caller-supplied
       // `allocate` failed is kept for the next call of this end: it is not lost, and nothing
       // overtakes it here.
-      const allocateFailed = options !== COPY_OPTIONS && !(error instanceof QueueError);
-      if (allocateFailed && !queue.closed) this.#pending = got;
+      if (allocateFailed?.() && !queue.closed) this.#pending = got;
       else queue.release(got.slot);
       throw error;
     }

@@ -144,6 +144,9 @@ export class SharedQueue {
   #closed = false;
   /** A release left senders waiting for room asleep: wake them before this end waits. */
   #wakeDeferred = false;
+  /** Scratch of #takeLocked: which senders have a message still being written. */
+  readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
+  #writingMarked = false;
   /** Room (in messages) worth waking senders for, when a receiver releases as it goes. */
   readonly #wakeBatch: number;
 
@@ -295,7 +298,7 @@ export class SharedQueue {
     this.#lock();
     try {
       this.#checkUsable();
-      this.#settleLocked();
+      this.#settleLocked(true);
       const u32 = this.#u32;
       const tail = u32[L.C_TAIL >> 2];
       const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
@@ -742,6 +745,8 @@ export class SharedQueue {
     this.#settleLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
+    // Full: make sure it is not only releases the count missed.
+    if (u32[L.C_IN_FLIGHT >> 2] >= this.capacity) this.#settleLocked(true);
     const inFlight = u32[L.C_IN_FLIGHT >> 2];
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];
@@ -998,7 +1003,6 @@ export class SharedQueue {
     this.#settleLocked();
     const u32 = this.#u32;
     const i32 = this.#i32;
-    const f64 = this.#f64;
     const mask = this.#mask;
     const write = u32[L.C_WRITE >> 2];
     let read = u32[L.C_READ >> 2];
@@ -1023,13 +1027,32 @@ export class SharedQueue {
       }
       return undefined;
     }
-    let writers: number[] | undefined; // senders of skipped slots still being written
+    try {
+      return this.#takeReadyLocked(read, write);
+    } finally {
+      if (this.#writingMarked) {
+        this.#writing.fill(0);
+        this.#writingMarked = false;
+      }
+    }
+  }
+
+  /** The first Ready slot from `read` on whose sender has no earlier slot still Writing. */
+  #takeReadyLocked(read: number, write: number): TakenMessage | undefined {
+    const u32 = this.#u32;
+    const i32 = this.#i32;
+    const f64 = this.#f64;
+    const mask = this.#mask;
+    const writing = this.#writing;
     for (let k = read; k !== write; k = (k + 1) >>> 0) {
       const slot = k & mask;
       const s = L.slotOffset(slot);
       const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
       if (state === L.SlotState.Writing) {
-        (writers ??= []).push(u32[(s + L.S_SENDER) >> 2]);
+        const sender = u32[(s + L.S_SENDER) >> 2];
+        if (sender >= L.MAX_PARTICIPANTS) this.#poison(`slot ${slot} names sender ${sender}`);
+        writing[sender] = 1;
+        this.#writingMarked = true;
         continue;
       }
       if (state !== L.SlotState.Ready) {
@@ -1041,7 +1064,8 @@ export class SharedQueue {
         }
         continue; // taken out of turn already, or finished
       }
-      if (writers !== undefined && writers.includes(u32[(s + L.S_SENDER) >> 2])) continue;
+      const sender = u32[(s + L.S_SENDER) >> 2];
+      if (sender < L.MAX_PARTICIPANTS && writing[sender] !== 0) continue;
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       const offset = f64[(s + L.S_OFFSET) >> 3];
       const length = f64[(s + L.S_LENGTH) >> 3];
@@ -1098,37 +1122,39 @@ export class SharedQueue {
   /**
    * Settles Released slots (see SlotState.Released), then reclaims. The unsettled count
    * bounds the scan: releases come mostly in order, so the first slots scanned are the ones.
+   * With `all`, the whole span is scanned whatever the count says: for the few places that
+   * must not miss a release the count does not cover (a releaser killed between its CAS and
+   * its count).
    */
-  #settleLocked(): void {
+  #settleLocked(all = false): void {
     const i32 = this.#i32;
     const pending = Atomics.load(i32, L.W_UNSETTLED >> 2);
-    if (pending <= 0) return;
-    const u32 = this.#u32;
-    const tail = u32[L.C_TAIL >> 2];
-    // Up to the write cursor: a message taken out of turn is released beyond the read cursor.
-    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
-    let settled = 0;
-    let k = 0;
-    for (; k < span && settled < pending; k++) {
-      const s = L.slotOffset((tail + k) & this.#mask);
-      if (
-        Atomics.compareExchange(
-          i32,
-          (s + L.S_STATE) >> 2,
-          L.SlotState.Released,
-          L.SlotState.Done,
-        ) ===
-          L.SlotState.Released
-      ) {
-        this.#creditLocked(s, true);
-        settled++;
+    // Only settles lower the count, under the lock, and never below what they read.
+    if (pending < 0) this.#poison(`unsettled count ${pending}`);
+    if (pending > 0 || all) {
+      const u32 = this.#u32;
+      const tail = u32[L.C_TAIL >> 2];
+      // Up to the write cursor: a message taken out of turn is released beyond the read cursor.
+      const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+      let settled = 0;
+      let k = 0;
+      for (; k < span && (all || settled < pending); k++) {
+        const at = (L.slotOffset((tail + k) & this.#mask) + L.S_STATE) >> 2;
+        if (
+          Atomics.compareExchange(i32, at, L.SlotState.Released, L.SlotState.Done) ===
+            L.SlotState.Released
+        ) {
+          this.#creditLocked(L.slotOffset((tail + k) & this.#mask), true);
+          settled++;
+        }
       }
+      // A full scan short of `pending` means the count ran ahead (a releaser counted after a
+      // settle took its slot, or the word was forged): drop the excess rather than rescan the
+      // ring on every call. A count left low is made good by the next full scan.
+      const drop = Math.min(pending, k === span ? pending : settled);
+      if (drop > 0) Atomics.sub(i32, L.W_UNSETTLED >> 2, drop);
+      this.#reclaimLocked();
     }
-    // A full scan short of `pending` means the count ran ahead (a releaser counted after a
-    // settle took its slot, or the word was forged): drop the excess rather than rescan the
-    // ring on every call. A count that ends up low only delays settling to the tail's pace.
-    Atomics.sub(i32, L.W_UNSETTLED >> 2, k === span ? pending : settled);
-    this.#reclaimLocked();
   }
 
   /** Frees Done slots at the tail, in order, with their arena space or extension. */
@@ -1141,7 +1167,7 @@ export class SharedQueue {
       const s = L.slotOffset(tail & this.#mask);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
       if (state === L.SlotState.Released) {
-        // Released by a receiver that died before counting it: settle it here.
+        // Not settled yet (a cancel or a reap reclaims without settling first): settle it.
         if (
           Atomics.compareExchange(this.#i32, (s + L.S_STATE) >> 2, state, L.SlotState.Done) !==
             state

@@ -10,7 +10,8 @@ import {
   QueueError,
   reserve,
 } from "../mod.ts";
-import { shmEntries, withoutLeaks } from "./helpers.ts";
+import { mapSegment, shmEntries, withoutLeaks } from "./helpers.ts";
+import * as L from "../queue/layout.ts";
 
 Deno.test("put and get round-trip values of the data model", () =>
   withoutLeaks(async () => {
@@ -427,6 +428,13 @@ Deno.test("a failing allocate loses no message: it stays first in line for that 
       (e: Error) =>
         e instanceof TypeError && /must return an ArrayBuffer of 4 bytes/.test(e.message),
     );
+    // Even when what the callback throws is one of this library's own errors.
+    assert.throws(() =>
+      r.getSync({
+        allocate: () => {
+          throw new EmptyError("the pool's own queue is empty");
+        },
+      }), EmptyError);
     assert.deepEqual(await r.get(), new Int32Array([0]));
     const lease = r.borrowSync<Int32Array>();
     assert.equal(lease.value[0], 1);
@@ -495,4 +503,40 @@ Deno.test("a put blocked on a full queue goes on after a get, with no further ge
     await blocked;
     for (let i = 1; i < 16; i++) assert.equal(r.getSync(), i);
     assert.equal(r.getSync(), "after");
+  }));
+
+Deno.test("releases the unsettled count missed are still settled: acks exact, room found", () =>
+  withoutLeaks(async () => {
+    // A receiver killed between releasing a message and counting the release leaves it
+    // uncounted; the count is forged to zero here to stand for that.
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    using _r = r;
+    const m = mapSegment(s.descriptor.name)!;
+    try {
+      await s.put("a");
+      assert.equal(await r.get(), "a");
+      Atomics.store(m.i32, L.W_UNSETTLED >> 2, 0);
+      await s.waitForAllAck({ timeout: 2000 }); // found by a scan of the ring, not the count
+      await s.put("b");
+      // "a" must not be credited a second time, which would ack "b" unreceived.
+      await assert.rejects(s.waitForAllAck({ timeout: 400 }), FullError);
+      assert.equal(await r.get(), "b");
+      Atomics.store(m.i32, L.W_UNSETTLED >> 2, 0);
+      // A full queue whose room is only in uncounted releases: put still finds it.
+      await s.put("c", { timeout: 1000 });
+      assert.equal(await r.get(), "c");
+      Atomics.store(m.i32, L.W_UNSETTLED >> 2, 0);
+      await s.put("d", { timeout: 1000 });
+      await s.put("e", { timeout: 1000 });
+      assert.deepEqual([await r.get(), await r.get()], ["d", "e"]);
+      // A negative count can only be forged: the queue is declared corrupt, not stalled.
+      Atomics.store(m.i32, L.W_UNSETTLED >> 2, -5);
+      await assert.rejects(
+        s.put("f", { timeout: 1000 }),
+        (e: Error) => e instanceof ClosedError && e.reason === "corrupt",
+      );
+    } finally {
+      m.unmap();
+    }
   }));
