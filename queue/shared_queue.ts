@@ -519,6 +519,9 @@ export class SharedQueue {
     try {
       this.#checkUsable();
       this.#reapDeadLocked();
+      // Releases the count missed (a receiver killed between its CAS and its count) would
+      // otherwise hold their room until the tail reaches them.
+      this.#settleLocked(true);
       this.#unmapStaleExtensions();
     } finally {
       this.#unlock();
@@ -745,8 +748,6 @@ export class SharedQueue {
     this.#settleLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
-    // Full: make sure it is not only releases the count missed.
-    if (u32[L.C_IN_FLIGHT >> 2] >= this.capacity) this.#settleLocked(true);
     const inFlight = u32[L.C_IN_FLIGHT >> 2];
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];
@@ -1122,9 +1123,9 @@ export class SharedQueue {
   /**
    * Settles Released slots (see SlotState.Released), then reclaims. The unsettled count
    * bounds the scan: releases come mostly in order, so the first slots scanned are the ones.
-   * With `all`, the whole span is scanned whatever the count says: for the few places that
-   * must not miss a release the count does not cover (a releaser killed between its CAS and
-   * its count).
+   * With `all`, the whole span is scanned whatever the count says: for the few, slow places
+   * that must not miss a release the count does not cover (a releaser killed between its CAS
+   * and its count): settleAcks, and reapDead, which waits that time out run.
    */
   #settleLocked(all = false): void {
     const i32 = this.#i32;
@@ -1140,7 +1141,9 @@ export class SharedQueue {
       let k = 0;
       for (; k < span && (all || settled < pending); k++) {
         const at = (L.slotOffset((tail + k) & this.#mask) + L.S_STATE) >> 2;
+        // Load first: a CAS would take every slot's cache line from its owner.
         if (
+          Atomics.load(i32, at) === L.SlotState.Released &&
           Atomics.compareExchange(i32, at, L.SlotState.Released, L.SlotState.Done) ===
             L.SlotState.Released
         ) {
