@@ -905,13 +905,18 @@ export class SharedQueue {
       ) {
         continue;
       }
-      this.#extensions[i] = undefined;
-      if (cached.refs > 0) {
-        cached.retired = true;
-        this.#retired.add(cached);
-      } else {
-        unmapAll(cached);
-      }
+      this.#dropCachedExtension(i, cached);
+    }
+  }
+
+  /** Forgets extension `index`'s mapping: unmapped now, or once the views into it are gone. */
+  #dropCachedExtension(index: number, cached: ExtensionMapping): void {
+    this.#extensions[index] = undefined;
+    if (cached.refs > 0) {
+      cached.retired = true;
+      this.#retired.add(cached);
+    } else {
+      unmapAll(cached);
     }
   }
 
@@ -925,15 +930,7 @@ export class SharedQueue {
     const gen = this.#u32[(e + L.E_GEN) >> 2];
     const cached = this.#extensions[index];
     if (cached && cached.gen === gen && cached.size >= needed) return cached;
-    if (cached) {
-      this.#extensions[index] = undefined;
-      if (cached.refs > 0) {
-        cached.retired = true;
-        this.#retired.add(cached);
-      } else {
-        unmapAll(cached);
-      }
-    }
+    if (cached) this.#dropCachedExtension(index, cached);
     const name = extensionNameOf(this.name, index, gen);
     const size = this.#f64[(e + L.E_SIZE) >> 3];
     let fd: number;
@@ -1140,14 +1137,15 @@ export class SharedQueue {
       let settled = 0;
       let k = 0;
       for (; k < span && (all || settled < pending); k++) {
-        const at = (L.slotOffset((tail + k) & this.#mask) + L.S_STATE) >> 2;
+        const s = L.slotOffset((tail + k) & this.#mask);
+        const at = (s + L.S_STATE) >> 2;
         // Load first: a CAS would take every slot's cache line from its owner.
         if (
           Atomics.load(i32, at) === L.SlotState.Released &&
           Atomics.compareExchange(i32, at, L.SlotState.Released, L.SlotState.Done) ===
             L.SlotState.Released
         ) {
-          this.#creditLocked(L.slotOffset((tail + k) & this.#mask), true);
+          this.#creditLocked(s, true);
           settled++;
         }
       }
