@@ -484,6 +484,8 @@ function makeArray(
 ): TypedArray {
   const abs = b.byteOffset + rel;
   if (view && abs % es === 0) return new C(b.buffer, abs, n / es);
+  // The copy is a Uint8Array already: wrapping its buffer again would cost a second object.
+  if (C === Uint8Array && allocate === undefined) return b.slice(rel, rel + n);
   return new C(copyOut(b, rel, n, allocate), 0, n / es);
 }
 
