@@ -45,7 +45,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 2;
+export const LAYOUT_VERSION = 3;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -165,6 +165,14 @@ export const SlotState = {
    * releasing out of the lock, so sender and receiver run in parallel.
    */
   Released: 5,
+  /**
+   * Taken ahead by a receiver that was the only one when it took: the next few messages in
+   * ring order come out with the one it asked for, under one lock, and are handed out later
+   * without the lock (a CAS to `Taken`). Any other receiver (one that joined since) takes it
+   * over like a `Ready` one, with a CAS, so prefetching never holds work back. Back to
+   * `Ready` when its holder closes or dies before handing it out.
+   */
+  Prefetched: 6,
 } as const;
 
 /** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */

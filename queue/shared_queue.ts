@@ -13,6 +13,7 @@ import * as native from "../ffi/native.ts";
 import * as L from "./layout.ts";
 import { ClosedError, QueueError } from "./errors.ts";
 import { ShmMutex } from "./mutex.ts";
+import { MIN_SPIN_MS } from "./wait.ts";
 
 /** Which end of a queue a participant is. */
 export type EndKind = "sender" | "receiver";
@@ -73,6 +74,11 @@ function extensionSizeFor(length: number): number {
 const EXTENSIONS_IN_FLIGHT = 3;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
 const ARENA_REBASE_AT = 2 ** 50;
+/** A lone receiver takes up to this many more messages with the one asked for (see
+ * #prefetchLocked)... */
+const PREFETCH_MESSAGES = 16;
+/** ...when each is at most this long: for larger ones the copy dwarfs the lock. */
+const PREFETCH_MAX_BYTES = 64 * 1024;
 
 function randomQueueName(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
@@ -149,6 +155,13 @@ export class SharedQueue {
   #writingMarked = false;
   /** Room (in messages) worth waking senders for, when a receiver releases as it goes. */
   readonly #wakeBatch: number;
+  /** Messages this end took ahead (SlotState.Prefetched), handed out from #prefetchHead on. */
+  readonly #prefetched: TakenMessage[] = [];
+  #prefetchHead = 0;
+  /** Set by #takeReadyLocked: the ring position it took, and whether that was the read
+   * cursor's (in order). */
+  #takenAt = 0;
+  #takenInOrder = false;
 
   private constructor(name: string, kind: EndKind, fd: number, main: Mapping) {
     this.name = name;
@@ -175,12 +188,14 @@ export class SharedQueue {
       seq: L.W_PUT_SEQ >> 2,
       waiters: L.W_RECEIVERS_WAITING >> 2,
       pointer: this.#putSeqPointer,
+      spinMs: MIN_SPIN_MS,
     };
     this.releaseSignal = {
       words: this.#i32,
       seq: L.W_RELEASE_SEQ >> 2,
       waiters: L.W_SENDERS_WAITING >> 2,
       pointer: this.#releaseSeqPointer,
+      spinMs: MIN_SPIN_MS,
     };
     this.ackSignal = { ...this.releaseSignal, waiters: L.W_ACK_WAITING >> 2 };
     this.#wakeBatch = Math.ceil(this.capacity / 4);
@@ -306,7 +321,8 @@ export class SharedQueue {
         const s = L.slotOffset((tail + k) & this.#mask);
         const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
         if (
-          (state === L.SlotState.Ready || state === L.SlotState.Taken) &&
+          (state === L.SlotState.Ready || state === L.SlotState.Taken ||
+            state === L.SlotState.Prefetched) &&
           u32[(s + L.S_SENDER) >> 2] === this.#self &&
           u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen
         ) {
@@ -394,11 +410,16 @@ export class SharedQueue {
    * the queue is drained and no sender is left.
    */
   take(): TakenMessage | undefined {
+    if (this.#prefetchHead < this.#prefetched.length) {
+      const ahead = this.#handOutPrefetched();
+      if (ahead !== undefined) return ahead;
+    }
     let taken: TakenMessage | undefined;
     this.#lock();
     try {
       this.#checkUsable();
       taken = this.#takeLocked();
+      if (taken !== undefined && this.#takenInOrder) this.#prefetchLocked(taken);
     } finally {
       this.#unlock();
     }
@@ -733,8 +754,20 @@ export class SharedQueue {
         u32[(s + L.S_TAKEN_BY) >> 2] === index
       ) {
         this.#finishLocked(slot, L.SlotState.Taken, false);
+      } else if (
+        kind === L.ParticipantKind.Receiver && state === L.SlotState.Prefetched &&
+        u32[(s + L.S_TAKEN_BY) >> 2] === index
+      ) {
+        // Never handed to its caller: another receiver gets it, in its sender's order.
+        Atomics.compareExchange(
+          this.#i32,
+          (s + L.S_STATE) >> 2,
+          L.SlotState.Prefetched,
+          L.SlotState.Ready,
+        );
       }
     }
+    if (index === this.#self) this.#forgetPrefetched();
     if (kind === L.ParticipantKind.Sender && u32[L.C_LIVE_SENDERS >> 2] > 0) {
       u32[L.C_LIVE_SENDERS >> 2]--;
     } else if (kind === L.ParticipantKind.Receiver && u32[L.C_LIVE_RECEIVERS >> 2] > 0) {
@@ -1053,7 +1086,11 @@ export class SharedQueue {
         this.#writingMarked = true;
         continue;
       }
-      if (state !== L.SlotState.Ready) {
+      // A message prefetched and not yet handed out (by another receiver, or by this one
+      // before a failed hand-out) is taken over like a Ready one, in ring order: a receiver
+      // that prefetched while alone never holds work back from one that came later.
+      const prefetched = state === L.SlotState.Prefetched;
+      if (state !== L.SlotState.Ready && !prefetched) {
         if (
           state !== L.SlotState.Taken && state !== L.SlotState.Released &&
           state !== L.SlotState.Done
@@ -1070,12 +1107,88 @@ export class SharedQueue {
       if (!this.#validPlacement(segment, offset, length)) {
         this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
       }
-      u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
-      Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
+      if (prefetched) {
+        // Its holder hands it out without the lock: claim it with a CAS, then own it.
+        if (
+          Atomics.compareExchange(
+            i32,
+            (s + L.S_STATE) >> 2,
+            L.SlotState.Prefetched,
+            L.SlotState.Taken,
+          ) !== L.SlotState.Prefetched
+        ) continue;
+        u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
+      } else {
+        u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
+        Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
+      }
+      this.#takenAt = k;
+      this.#takenInOrder = k === read;
       if (k === read) u32[L.C_READ >> 2] = (read + 1) >>> 0;
       return { slot, segment, offset, length };
     }
     return undefined;
+  }
+
+  /**
+   * Takes up to PREFETCH_MESSAGES more small messages that follow `first` in ring order, when
+   * this end is the only receiver: one critical section then serves many gets, which halves
+   * the cost of a small get and the lock traffic between sender and receiver. Stops at the
+   * first slot that is not Ready, so it never passes a message still being written.
+   */
+  #prefetchLocked(first: TakenMessage): void {
+    const u32 = this.#u32;
+    if (
+      first.segment !== 0 || first.length > PREFETCH_MAX_BYTES ||
+      u32[L.C_LIVE_RECEIVERS >> 2] !== 1
+    ) return;
+    const i32 = this.#i32;
+    const f64 = this.#f64;
+    const write = u32[L.C_WRITE >> 2];
+    let k = (this.#takenAt + 1) >>> 0;
+    for (let n = 0; n < PREFETCH_MESSAGES && k !== write; n++, k = (k + 1) >>> 0) {
+      const slot = k & this.#mask;
+      const s = L.slotOffset(slot);
+      if (Atomics.load(i32, (s + L.S_STATE) >> 2) !== L.SlotState.Ready) break;
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      const length = f64[(s + L.S_LENGTH) >> 3];
+      if (segment !== 0 || length > PREFETCH_MAX_BYTES) break;
+      const offset = f64[(s + L.S_OFFSET) >> 3];
+      if (!this.#validPlacement(segment, offset, length)) {
+        this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
+      }
+      u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
+      Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Prefetched);
+      this.#prefetched.push({ slot, segment, offset, length });
+    }
+  }
+
+  /** The next prefetched message, made Taken without the lock; undefined when it is no
+   * longer this end's (then the locked path takes whatever is still prefetched for it). */
+  #handOutPrefetched(): TakenMessage | undefined {
+    if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) this.#checkUsable();
+    const m = this.#prefetched[this.#prefetchHead++];
+    if (this.#prefetchHead === this.#prefetched.length) this.#forgetPrefetched();
+    const s = L.slotOffset(m.slot);
+    if (
+      this.#u32[(s + L.S_TAKEN_BY) >> 2] === this.#self &&
+      Atomics.compareExchange(
+          this.#i32,
+          (s + L.S_STATE) >> 2,
+          L.SlotState.Prefetched,
+          L.SlotState.Taken,
+        ) === L.SlotState.Prefetched
+    ) {
+      return m;
+    }
+    // Reaped by an end that took this one for dead, or a forged word: the rest is doubtful.
+    this.#forgetPrefetched();
+    return undefined;
+  }
+
+  #forgetPrefetched(): void {
+    this.#prefetched.length = 0;
+    this.#prefetchHead = 0;
   }
 
   #validPlacement(segment: number, offset: number, length: number): boolean {
@@ -1162,9 +1275,13 @@ export class SharedQueue {
   #reclaimLocked(): void {
     const u32 = this.#u32;
     const f64 = this.#f64;
-    const read = u32[L.C_READ >> 2];
+    const write = u32[L.C_WRITE >> 2];
+    let read = u32[L.C_READ >> 2];
     let tail = u32[L.C_TAIL >> 2];
-    for (let guard = 0; tail !== read && guard < this.#ringSize; guard++) {
+    // Past the read cursor too, which then moves along: messages handed out ahead of it (out
+    // of turn, or prefetched) give their space back as soon as they are released, not at the
+    // next take.
+    for (let guard = 0; tail !== write && guard < this.#ringSize; guard++) {
       const s = L.slotOffset(tail & this.#mask);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
       if (state === L.SlotState.Released) {
@@ -1185,9 +1302,11 @@ export class SharedQueue {
         u32[(L.extensionOffset(segment - 1) + L.E_STATE) >> 2] = L.ExtensionState.Idle;
       }
       Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
+      if (tail === read) read = (read + 1) >>> 0;
       tail = (tail + 1) >>> 0;
     }
     u32[L.C_TAIL >> 2] = tail;
+    u32[L.C_READ >> 2] = read;
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {
@@ -1304,6 +1423,8 @@ export interface FutexWord {
   readonly seq: number;
   readonly waiters: number;
   readonly pointer: Deno.PointerObject;
+  /** How long this end spins on the word before it sleeps; wait.ts adapts it. */
+  spinMs: number;
 }
 
 function extensionNameOf(queueName: string, index: number, gen: number): string {

@@ -53,8 +53,16 @@ export interface SyncWaitOptions {
 /** A condition check: a boxed result, or undefined to keep waiting. */
 export type Attempt<T> = () => { value: T } | undefined;
 
-/** How long a waiter spins on the sequence word before it sleeps. */
-const SPIN_MS = 0.05;
+/**
+ * How long a waiter spins on the sequence word before it sleeps: between these, adapted per
+ * word by {@linkcode adaptSpin}. A sleeping waiter on this VM takes 50-200 µs to run again
+ * once woken, and its peer pays a wake-up syscall; a peer's garbage collection pauses it for
+ * 40-100 µs every few milliseconds of a busy stream. Spinning through such a pause keeps a
+ * stream of small messages from falling into sleep-and-wake cycles on both sides; a word
+ * whose waits outlast the spin goes back to the short one, so an idle end burns little.
+ */
+export const MIN_SPIN_MS = 0.05;
+const MAX_SPIN_MS = 0.25;
 /** How long of that it spins without yielding the CPU. */
 const PURE_SPIN_MS = 0.01;
 /** Liveness checks run this often while waiting: a dead peer is noticed within this. */
@@ -89,9 +97,19 @@ function spin(word: FutexWord, seen: number): boolean {
   for (;;) {
     for (let n = 0; n < 64; n++) if (Atomics.load(words, word.seq) !== seen) return true;
     const spent = performance.now() - started;
-    if (spent >= SPIN_MS) return false;
+    if (spent >= word.spinMs) return false;
     // A reply within microseconds is caught without the syscall.
     if (spent >= PURE_SPIN_MS) yieldCpu();
+  }
+}
+
+/** Spins longer on a word whose sleeps end soon after they start (the event would have been
+ * caught by a longer spin), and shorter on one whose sleeps run long. */
+function adaptSpin(word: FutexWord, outcome: string, sleptMs: number): void {
+  if (outcome !== "timeout" && sleptMs < MAX_SPIN_MS) {
+    word.spinMs = Math.min(MAX_SPIN_MS, word.spinMs * 2);
+  } else {
+    word.spinMs = Math.max(MIN_SPIN_MS, word.spinMs / 2);
   }
 }
 
@@ -117,7 +135,9 @@ export function waitSync<T>(
     let outcome = "changed";
     try {
       if (Atomics.load(words, word.seq) === seen) {
+        const before = performance.now();
         outcome = futexWait(word.pointer, seen, Math.min(left, sliceMs));
+        adaptSpin(word, outcome, performance.now() - before);
       }
     } finally {
       Atomics.sub(words, word.waiters, 1);
@@ -159,7 +179,9 @@ export async function waitAsync<T>(
       let outcome = "changed";
       try {
         if (Atomics.load(words, word.seq) === seen) {
+          const before = performance.now();
           outcome = await futexWaitAsync(word.pointer, seen, Math.min(left, sliceMs));
+          adaptSpin(word, outcome, performance.now() - before);
           turned();
         }
       } finally {

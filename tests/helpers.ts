@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import * as native from "../ffi/native.ts";
 import { ANY_ALIVE_LOCK_BYTE, SHM_ENTRY_PATTERN } from "../queue/layout.ts";
+import * as L from "../queue/layout.ts";
 import { openEndNames } from "../queue/shared_queue.ts";
 
 /**
@@ -158,6 +159,22 @@ export function mapSegment(name: string): SegmentMapping | undefined {
     };
   } finally {
     native.closeFd(fd);
+  }
+}
+
+/** How many slots of queue `name` are in `state` (a `SlotState`), read from its shared memory. */
+export function slotsInState(name: string, state: number): number {
+  const m = mapSegment(name);
+  if (m === undefined) throw new Error(`no queue named ${name}`);
+  try {
+    const ring = m.u32[L.H_RING_SIZE >> 2];
+    let n = 0;
+    for (let i = 0; i < ring; i++) {
+      if (Atomics.load(m.i32, (L.slotOffset(i) + L.S_STATE) >> 2) === state) n++;
+    }
+    return n;
+  } finally {
+    m.unmap();
   }
 }
 

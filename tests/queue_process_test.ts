@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver, sweepStaleQueues } from "../mod.ts";
-import { lines, shmEntries, spawnFixture, withoutLeaks } from "./helpers.ts";
+import { lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
+import * as L from "../queue/layout.ts";
 
 /** Waits for a child to print a line starting with `prefix`; returns that line. */
 async function expectLine(it: AsyncGenerator<string>, prefix: string): Promise<string> {
@@ -93,6 +94,28 @@ Deno.test("a killed receiver holding a borrow returns its capacity", () =>
     await sender.waitForAllAck({ timeout: 1000 });
     sender.close();
     receiver.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
+Deno.test("a killed receiver's prefetched messages go to the next receiver, in order", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 32 });
+    const name = sender.descriptor.name;
+    const descriptor = receiver.descriptor;
+    for (let n = 0; n < 12; n++) await sender.put({ n });
+    receiver.close(); // the child is the only receiver: it takes messages ahead
+    const child = spawnFixture("queue_child.ts", ["getone", JSON.stringify(descriptor)]);
+    const out = lines(child);
+    assert.equal(await expectLine(out, "got"), 'got {"n":0}');
+    const ahead = slotsInState(name, L.SlotState.Prefetched);
+    assert.ok(ahead >= 2, `the child holds messages it took ahead (${ahead})`);
+    child.kill("SIGKILL");
+    await child.status;
+    using next = openReceiver(descriptor);
+    for (let n = 1; n < 12; n++) assert.deepEqual(await next.get({ timeout: 2000 }), { n });
+    assert.equal(next.getNowait(), undefined);
+    await sender.waitForAllAck({ timeout: 1000 });
+    sender.close();
     for await (const _ of out) { /* drain */ }
   }));
 

@@ -10,7 +10,7 @@ import {
   QueueError,
   reserve,
 } from "../mod.ts";
-import { mapSegment, shmEntries, withoutLeaks } from "./helpers.ts";
+import { mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 
 Deno.test("put and get round-trip values of the data model", () =>
@@ -539,4 +539,51 @@ Deno.test("releases the unsettled count missed are still settled: acks exact, ro
     } finally {
       m.unmap();
     }
+  }));
+
+Deno.test("a lone receiver prefetches; a receiver that joins later takes those messages over", () =>
+  withoutLeaks(async () => {
+    const [s, r1] = createSharedMemoryPair({ capacity: 32 });
+    using _s = s;
+    using _r1 = r1;
+    for (let i = 0; i < 20; i++) await s.put(i);
+    assert.equal(r1.getSync(), 0);
+    const ahead = slotsInState(s.descriptor.name, L.SlotState.Prefetched);
+    assert.ok(ahead >= 2, `the lone receiver took messages ahead (${ahead})`);
+    // A second receiver gets work at once: nothing waits for the first to hand it out.
+    using r2 = openReceiver(r1.descriptor);
+    const got1: number[] = [0];
+    const got2: number[] = [];
+    got2.push(r2.getSync({ timeout: 1000 }));
+    assert.equal(got2[0], 1, "the earliest message goes first, whoever prefetched it");
+    for (let turn = 0; got1.length + got2.length < 20; turn++) {
+      const v = (turn % 2 ? r1 : r2).getNowait<number>();
+      if (v !== undefined) (turn % 2 ? got1 : got2).push(v);
+    }
+    assert.equal(r1.getNowait(), undefined);
+    assert.equal(r2.getNowait(), undefined);
+    for (const got of [got1, got2]) {
+      assert.deepEqual(got, [...got].sort((a, b) => a - b), "each receiver sees put order");
+    }
+    assert.deepEqual([...got1, ...got2].sort((a, b) => a - b), [...Array(20).keys()]);
+    await s.waitForAllAck({ timeout: 1000 });
+    assert.equal(slotsInState(s.descriptor.name, L.SlotState.Prefetched), 0);
+  }));
+
+Deno.test("closing a receiver gives its prefetched messages back, in order", () =>
+  withoutLeaks(async () => {
+    const [s, r1] = createSharedMemoryPair({ capacity: 32 });
+    using _s = s;
+    for (let i = 0; i < 10; i++) await s.put({ i });
+    assert.deepEqual(await r1.get(), { i: 0 });
+    assert.ok(slotsInState(s.descriptor.name, L.SlotState.Prefetched) > 0);
+    using r2 = openReceiver(r1.descriptor);
+    r1.close();
+    assert.equal(slotsInState(s.descriptor.name, L.SlotState.Prefetched), 0);
+    for (let i = 1; i < 10; i++) assert.deepEqual(await r2.get({ timeout: 1000 }), { i });
+    assert.equal(r2.getNowait(), undefined);
+    await s.waitForAllAck({ timeout: 1000 });
+    // Room and arena space all came back.
+    for (let i = 0; i < 32; i++) assert.ok(s.hasSpace() && (await s.put(i), true));
+    for (let i = 0; i < 32; i++) assert.equal(r2.getSync(), i);
   }));
