@@ -9,12 +9,14 @@
  * @module
  */
 
-import { futexWait, futexWake } from "../ffi/native.ts";
+import { futexWait, futexWake, yieldCpu } from "../ffi/native.ts";
 import { ClosedError } from "./errors.ts";
 
 const CONTENDED = 0x40000000;
 const OWNER_MASK = CONTENDED - 1;
 const SPINS = 200;
+const SPIN_MS = 0.05;
+const PURE_SPIN_ROUNDS = 4;
 /** How long a lock waiter sleeps before it checks that the holder is alive. */
 const LIVENESS_SLICE_MS = 100;
 /** A live holder keeping the lock this long is buggy or hostile: give up rather than hang. */
@@ -69,11 +71,18 @@ export class ShmMutex {
       this.#stuckWord = 0;
       return;
     }
-    for (let n = 0; n < SPINS; n++) {
-      if (Atomics.load(words, i) === 0 && Atomics.compareExchange(words, i, 0, this.#self) === 0) {
-        this.#stuckWord = 0;
-        return;
+    const spinUntil = performance.now() + SPIN_MS;
+    for (let round = 0;; round++) {
+      for (let n = 0; n < SPINS; n++) {
+        if (
+          Atomics.load(words, i) === 0 && Atomics.compareExchange(words, i, 0, this.#self) === 0
+        ) {
+          this.#stuckWord = 0;
+          return;
+        }
       }
+      if (performance.now() >= spinUntil) break;
+      if (round >= PURE_SPIN_ROUNDS) yieldCpu();
     }
     const mine = this.#self | CONTENDED;
     const started = performance.now();

@@ -95,7 +95,10 @@ function spin(word: FutexWord, seen: number): boolean {
   const words = word.words;
   const started = performance.now();
   for (;;) {
-    for (let n = 0; n < 64; n++) if (Atomics.load(words, word.seq) !== seen) return true;
+    for (let n = 0; n < 64; n++) {
+      if (Atomics.load(words, word.seq) !== seen) return true;
+      Atomics.pause(); // spin-wait hint: the peer's core or hyperthread runs faster meanwhile
+    }
     const spent = performance.now() - started;
     if (spent >= word.spinMs) return false;
     // A reply within microseconds is caught without the syscall.
