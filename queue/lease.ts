@@ -8,9 +8,10 @@
 import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shared_queue.ts";
 
 /**
- * A received message whose arrays are views into the queue's shared memory. Release it (or
- * let `using` dispose it) when done: its space goes back to the sender, and every view into
- * it is detached so it can never alias a later message.
+ * A received message whose arrays are views into the queue's shared memory (for a message of
+ * at most 2 KiB, into a copy the receiver recycles). Release it (or let `using` dispose it)
+ * when done: its space goes back to the sender, and every view into it is detached so it can
+ * never alias a later message.
  *
  * @example
  * ```ts

@@ -463,6 +463,12 @@ export class SharedQueue {
 
   /** Revokes a view from {@linkcode openView}: its arrays read as empty afterwards. */
   dropView(view: MessageView): void {
+    if (view.recycle !== undefined) {
+      // A copy in a receiver's buffer: moving its memory to a new ArrayBuffer detaches every
+      // view of the old one, and the memory serves the next small lease.
+      if (!view.buffer.detached) view.recycle(view.buffer.transfer());
+      return;
+    }
     if (!view.buffer.detached) view.buffer.transfer(0);
     const mapping = view.mapping;
     if (mapping === undefined || mapping.refs === 0) return;
@@ -1415,6 +1421,8 @@ export class SharedQueue {
 export interface MessageView {
   readonly buffer: ArrayBuffer;
   readonly mapping: ExtensionMapping | undefined;
+  /** Set when `buffer` holds a copy in memory its owner recycles: takes the memory back. */
+  readonly recycle?: (memory: ArrayBuffer) => void;
 }
 
 /** A futex word with its sequence and waiter-count indexes. */
