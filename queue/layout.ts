@@ -173,6 +173,12 @@ export const SlotState = {
    * `Ready` when its holder closes or dies before handing it out.
    */
   Prefetched: 6,
+  /**
+   * A receiver taking over another's `Prefetched` message, between its CAS and its record of
+   * itself as the taker, under the lock. The holder's lock-free hand-out and release both
+   * fail on it. Only a lock holder killed in between leaves one; recovery makes it `Ready`.
+   */
+  Claimed: 7,
 } as const;
 
 /** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */

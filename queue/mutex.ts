@@ -80,6 +80,7 @@ export class ShmMutex {
           this.#stuckWord = 0;
           return;
         }
+        Atomics.pause();
       }
       if (performance.now() >= spinUntil) break;
       if (round >= PURE_SPIN_ROUNDS) yieldCpu();

@@ -318,12 +318,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   #smallView(m: TakenMessage): MessageView {
     const buffer = this.#spareLeaseBuffers.pop() ?? new ArrayBuffer(SMALL_LEASE);
     new Uint8Array(buffer, 0, m.length).set(this.#queue.messageBytes(m));
-    return { buffer, mapping: undefined, recycle: this.#recycleLeaseBuffer };
+    return { buffer, mapping: undefined, recycle: this.#recycleLeaseBuffer, used: m.length };
   }
 
   readonly #spareLeaseBuffers: ArrayBuffer[] = [];
-  readonly #recycleLeaseBuffer = (memory: ArrayBuffer): void => {
-    if (this.#spareLeaseBuffers.length < SPARE_LEASE_BUFFERS) this.#spareLeaseBuffers.push(memory);
+  readonly #recycleLeaseBuffer = (memory: ArrayBuffer, used: number): void => {
+    if (this.#spareLeaseBuffers.length >= SPARE_LEASE_BUFFERS) return;
+    // Zeroed, so a later lease's buffer shows nothing of an earlier message past its own.
+    new Uint8Array(memory, 0, used).fill(0);
+    this.#spareLeaseBuffers.push(memory);
   };
 
   #empty(method: string, timeout: number | undefined): EmptyError {

@@ -466,7 +466,7 @@ export class SharedQueue {
     if (view.recycle !== undefined) {
       // A copy in a receiver's buffer: moving its memory to a new ArrayBuffer detaches every
       // view of the old one, and the memory serves the next small lease.
-      if (!view.buffer.detached) view.recycle(view.buffer.transfer());
+      if (!view.buffer.detached) view.recycle(view.buffer.transfer(), view.used ?? 0);
       return;
     }
     if (!view.buffer.detached) view.buffer.transfer(0);
@@ -577,6 +577,7 @@ export class SharedQueue {
     } catch {
       // A poisoned or stuck queue still lets this end go; the sweep removes leftovers.
     }
+    this.#forgetPrefetched();
     this.#signal(this.putSignal, true);
     this.#signal(this.releaseSignal, true);
     this.#closed = true;
@@ -1114,16 +1115,19 @@ export class SharedQueue {
         this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
       }
       if (prefetched) {
-        // Its holder hands it out without the lock: claim it with a CAS, then own it.
+        // Its holder hands it out without the lock: claim it with a CAS, then own it. Claimed
+        // in between, so neither the holder's hand-out nor its release can act on a slot
+        // whose taker is half recorded.
         if (
           Atomics.compareExchange(
             i32,
             (s + L.S_STATE) >> 2,
             L.SlotState.Prefetched,
-            L.SlotState.Taken,
+            L.SlotState.Claimed,
           ) !== L.SlotState.Prefetched
         ) continue;
         u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
+        Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
       } else {
         u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
         Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
@@ -1311,8 +1315,10 @@ export class SharedQueue {
       if (tail === read) read = (read + 1) >>> 0;
       tail = (tail + 1) >>> 0;
     }
-    u32[L.C_TAIL >> 2] = tail;
+    // Read first: a holder killed between the two stores leaves the tail behind the read
+    // cursor, as everywhere else, never ahead of it.
     u32[L.C_READ >> 2] = read;
+    u32[L.C_TAIL >> 2] = tail;
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {
@@ -1348,10 +1354,16 @@ export class SharedQueue {
     const i32 = this.#i32;
     const stateOf = (k: number) =>
       Atomics.load(i32, (L.slotOffset(k & this.#mask) + L.S_STATE) >> 2);
-    const read = u32[L.C_READ >> 2];
+    let read = u32[L.C_READ >> 2];
     const write = u32[L.C_WRITE >> 2];
     let tail = u32[L.C_TAIL >> 2];
-    while (tail !== read && stateOf(tail) === L.SlotState.Free) tail = (tail + 1) >>> 0;
+    // Slots a reclaim freed before its holder died, up to the write cursor (a reclaim runs
+    // past the read cursor, which then follows).
+    while (tail !== write && stateOf(tail) === L.SlotState.Free) {
+      if (tail === read) read = (read + 1) >>> 0;
+      tail = (tail + 1) >>> 0;
+    }
+    u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
     const span = (write - tail) >>> 0;
     let inFlight = 0;
@@ -1363,6 +1375,11 @@ export class SharedQueue {
       if (k >= span) {
         if (state !== L.SlotState.Free) Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
         continue;
+      }
+      // A takeover cut short: the message goes back to the queue (its holder's hand-out
+      // fails on Ready, and the holder drops what it prefetched).
+      if (state === L.SlotState.Claimed) {
+        Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Ready);
       }
       if (state !== L.SlotState.Done && state !== L.SlotState.Free) inFlight++;
       if (state === L.SlotState.Released) unsettled++;
@@ -1421,8 +1438,10 @@ export class SharedQueue {
 export interface MessageView {
   readonly buffer: ArrayBuffer;
   readonly mapping: ExtensionMapping | undefined;
-  /** Set when `buffer` holds a copy in memory its owner recycles: takes the memory back. */
-  readonly recycle?: (memory: ArrayBuffer) => void;
+  /** Set when `buffer` holds a copy in memory its owner recycles: takes the memory back,
+   * of which the copy used the first `used` bytes. */
+  readonly recycle?: (memory: ArrayBuffer, used: number) => void;
+  readonly used?: number;
 }
 
 /** A futex word with its sequence and waiter-count indexes. */

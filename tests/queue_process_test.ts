@@ -3,6 +3,27 @@ import { ClosedError, createSharedMemoryPair, openReceiver, sweepStaleQueues } f
 import { lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 
+/** Checks consumers' reports: every message of `total` seen once, each sender's in order by
+ * every consumer, checksums intact. */
+function assertExactlyOnceInOrder(
+  reports: { got: [number, number][]; bad: number }[],
+  total: number,
+): void {
+  const seen = new Set<string>();
+  for (const { got, bad } of reports) {
+    assert.equal(bad, 0, "checksums match");
+    const last = new Map<number, number>();
+    for (const [s, seq] of got) {
+      const key = `${s}:${seq}`;
+      assert.ok(!seen.has(key), `duplicate ${key}`);
+      seen.add(key);
+      assert.ok((last.get(s) ?? -1) < seq, `sender ${s} out of order at ${seq}`);
+      last.set(s, seq);
+    }
+  }
+  assert.equal(seen.size, total, "every message delivered");
+}
+
 /** Waits for a child to print a line starting with `prefix`; returns that line. */
 async function expectLine(it: AsyncGenerator<string>, prefix: string): Promise<string> {
   for (;;) {
@@ -33,19 +54,45 @@ Deno.test("4 sender processes x 2 receiver processes: nothing lost or duplicated
       consumerLines.map(async (it) => JSON.parse(await expectLine(it, "{"))),
     );
     for (const c of [...consumers, ...producers]) assert.equal((await c.status).code, 0);
-    const seen = new Set<string>();
-    for (const { got, bad } of reports) {
-      assert.equal(bad, 0, "checksums match");
-      const last = new Map<number, number>();
-      for (const [s, seq] of got as [number, number][]) {
-        const key = `${s}:${seq}`;
-        assert.ok(!seen.has(key), `duplicate ${key}`);
-        seen.add(key);
-        assert.ok((last.get(s) ?? -1) < seq, `sender ${s} out of order at ${seq}`);
-        last.set(s, seq);
-      }
+    assertExactlyOnceInOrder(reports, 4 * count);
+  }));
+
+Deno.test("receivers joining and leaving a stream take over prefetched messages: none lost or repeated", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 32, arenaBytes: 1 << 20 });
+    const d = JSON.stringify(sender.descriptor);
+    // One long-lived consumer, alone at times (then it takes messages ahead), and short-lived
+    // ones that join, take some messages (over from it, too) and leave, one after another.
+    const steady = spawnFixture("queue_child.ts", ["consume", d]);
+    const steadyLines = lines(steady);
+    await expectLine(steadyLines, "ready");
+    const count = 20_000;
+    const producers = [0, 1].map((i) =>
+      spawnFixture("queue_child.ts", ["produce", d, `${i}`, `${count}`, `${i + 7}`, "200"])
+    );
+    const producerLines = producers.map((p) => lines(p));
+    for (const it of producerLines) await expectLine(it, "ready");
+    sender.close();
+    receiver.close();
+    let producing = true;
+    const produced = Promise.all(producerLines.map((it) => expectLine(it, "done")))
+      .then(() => producing = false);
+    const reports: { got: [number, number][]; bad: number }[] = [];
+    let overlapping = 0;
+    while (producing) {
+      const nibbler = spawnFixture("queue_child.ts", ["nibble", d, "300"]);
+      const out = lines(nibbler);
+      await expectLine(out, "ready");
+      const report = JSON.parse(await expectLine(out, "{"));
+      assert.equal((await nibbler.status).code, 0);
+      reports.push(report);
+      if (producing && report.got.length > 0) overlapping++;
     }
-    assert.equal(seen.size, 4 * count, "every message delivered");
+    await produced;
+    reports.push(JSON.parse(await expectLine(steadyLines, "{")));
+    for (const c of [steady, ...producers]) assert.equal((await c.status).code, 0);
+    assert.ok(overlapping > 0, "a receiver joined while messages flowed");
+    assertExactlyOnceInOrder(reports, 2 * count);
   }));
 
 Deno.test("a killed sender: its complete messages arrive, then ClosedError within a second", () =>

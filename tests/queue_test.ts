@@ -614,3 +614,62 @@ Deno.test("leases of small messages (copies recycled) and large ones (in place) 
     for (const l of [...held, next]) l.release();
     await s.waitForAllAck({ timeout: 1000 });
   }));
+
+Deno.test("recovery after a lock holder died mid-reclaim or mid-takeover: nothing lost, nothing stuck", () =>
+  withoutLeaks(async () => {
+    // A holder's death is staged by writing what it would have left in shared memory, and a
+    // lock word naming an entry nobody holds: the next end to lock takes over and recovers.
+    const deadHolder = L.MAX_PARTICIPANTS - 1 + 1; // owner index 255, never registered here
+    {
+      // Killed inside a reclaim that had freed slots past the read cursor (messages handed
+      // out ahead of it) before it stored the cursors.
+      const [s, r] = createSharedMemoryPair({ capacity: 8 });
+      using _s = s;
+      using _r = r;
+      for (let i = 0; i < 3; i++) await s.put(i);
+      assert.deepEqual([r.getSync(), r.getSync(), r.getSync()], [0, 1, 2]); // 1, 2 prefetched
+      const m = mapSegment(s.descriptor.name)!;
+      try {
+        r.getNowait(); // settles the releases: slots 0-2 are Done, the read cursor is at 1
+        for (let k = 0; k < 3; k++) {
+          Atomics.store(m.i32, (L.slotOffset(k) + L.S_STATE) >> 2, L.SlotState.Free);
+        }
+        m.u32[L.C_TAIL >> 2] = 0;
+        m.u32[L.C_READ >> 2] = 1;
+        Atomics.store(m.i32, L.W_LOCK >> 2, deadHolder);
+      } finally {
+        m.unmap();
+      }
+      await s.put(3, { timeout: 2000 });
+      assert.equal(r.getSync({ timeout: 1000 }), 3);
+      await s.waitForAllAck({ timeout: 1000 });
+      for (let i = 0; i < 8; i++) await s.put(i, { timeout: 1000 }); // all room came back
+      for (let i = 0; i < 8; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
+    }
+    {
+      // A receiver killed taking over another's prefetched message, between its CAS and its
+      // record of itself: the message goes back to the queue and is delivered once.
+      const [s, r] = createSharedMemoryPair({ capacity: 4 });
+      using _s = s;
+      using _r = r;
+      for (let i = 0; i < 3; i++) await s.put(i);
+      assert.equal(r.getSync(), 0); // 1 and 2 prefetched
+      const m = mapSegment(s.descriptor.name)!;
+      try {
+        const at = (L.slotOffset(1) + L.S_STATE) >> 2;
+        assert.equal(Atomics.load(m.i32, at), L.SlotState.Prefetched);
+        Atomics.store(m.i32, at, L.SlotState.Claimed);
+        m.u32[(L.slotOffset(1) + L.S_TAKEN_BY) >> 2] = deadHolder - 1;
+        Atomics.store(m.i32, L.W_LOCK >> 2, deadHolder);
+      } finally {
+        m.unmap();
+      }
+      await s.put(3, { timeout: 2000 }); // takes the lock over: recovery
+      const rest = [1, 2, 3].map(() => r.getSync({ timeout: 1000 }));
+      assert.deepEqual(rest, [1, 2, 3]);
+      assert.equal(r.getNowait(), undefined);
+      await s.waitForAllAck({ timeout: 1000 });
+      for (let i = 0; i < 4; i++) await s.put(i, { timeout: 1000 });
+      for (let i = 0; i < 4; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
+    }
+  }));
