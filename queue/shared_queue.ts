@@ -737,7 +737,7 @@ export class SharedQueue {
   }
 
   /** Frees participant `index`'s entry: its unpublished messages are dropped, the messages
-   * it held as a receiver are released. */
+   * it held as a receiver are released, those it had prefetched go back to the queue. */
   #removeParticipantLocked(index: number): void {
     const u32 = this.#u32;
     const at = L.participantOffset(index);
