@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver, sweepStaleQueues } from "../mod.ts";
-import { lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
+import { finish, lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 
 /** Checks consumers' reports: every message of `total` seen once, each sender's in order by
@@ -247,4 +247,14 @@ Deno.test("an end opened after every other end closed fails with ClosedError", (
       () => openReceiver(d),
       (e: unknown) => e instanceof ClosedError && e.reason === "gone",
     );
+  }));
+
+Deno.test("a process in a getSync loop of large messages keeps its memory bounded", () =>
+  withoutLeaks(async () => {
+    // The loop never lets the event loop turn; the collector must keep pace all the same, or
+    // gigabytes of dropped copies pile up (1.3-2 GB here before it was made to).
+    const { code, text } = await finish(spawnFixture("large_get_loop.ts", []));
+    assert.equal(code, 0);
+    const grewMiB = Number(text.trim());
+    assert.ok(grewMiB < 1024, `resident memory grew by ${grewMiB} MiB`);
   }));
