@@ -367,8 +367,9 @@ const nudgeSink: { last?: unknown[] } = {};
  * In a `getSync` loop it stalls: copies already dropped pile up as external memory, and the
  * kernel must find ever fresh pages, which on this VM cost a host fault each. A little heap
  * garbage per large copy drives the marking. Measured on a 2-vCPU VM, one process, putSync +
- * getSync in a loop: 100 MiB 0.72 -> 1.83 GB/s and peak RSS 4.0 -> 0.7 GB; 1 GiB 1.1 -> 2.8
- * GB/s; 1 MiB unchanged in speed, RSS halved. 16 KiB of garbage did part of it, 1 KiB nothing.
+ * getSync in a loop: 100 MiB 0.72 -> 1.8-2.8 GB/s and peak RSS 4.0 -> 0.7 GB; 1 GiB 1.1 ->
+ * 1.7-2.8 GB/s; 1 MiB unchanged in speed, RSS halved. 16 KiB of garbage did part of it, 1 KiB
+ * nothing.
  */
 function nudgeCollector(): void {
   nudgeSink.last = new Array(NUDGE_BYTES / 8); // stored, so not optimized away
