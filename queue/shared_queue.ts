@@ -1111,27 +1111,21 @@ export class SharedQueue {
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       const offset = f64[(s + L.S_OFFSET) >> 3];
       const length = f64[(s + L.S_LENGTH) >> 3];
-      if (!this.#validPlacement(segment, offset, length)) {
-        this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
-      }
-      if (prefetched) {
-        // Its holder hands it out without the lock: claim it with a CAS, then own it. Claimed
-        // in between, so neither the holder's hand-out nor its release can act on a slot
-        // whose taker is half recorded.
-        if (
-          Atomics.compareExchange(
+      this.#checkPlacement(slot, segment, offset, length);
+      // A prefetched one's holder hands it out without the lock: claim it with a CAS, then own
+      // it. Claimed in between, so neither the holder's hand-out nor its release can act on a
+      // slot whose taker is half recorded.
+      if (
+        prefetched &&
+        Atomics.compareExchange(
             i32,
             (s + L.S_STATE) >> 2,
             L.SlotState.Prefetched,
             L.SlotState.Claimed,
           ) !== L.SlotState.Prefetched
-        ) continue;
-        u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
-        Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
-      } else {
-        u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
-        Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
-      }
+      ) continue;
+      u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
+      Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);
       this.#takenAt = k;
       this.#takenInOrder = k === read;
       if (k === read) u32[L.C_READ >> 2] = (read + 1) >>> 0;
@@ -1165,9 +1159,7 @@ export class SharedQueue {
       const length = f64[(s + L.S_LENGTH) >> 3];
       if (segment !== 0 || length > PREFETCH_MAX_BYTES) break;
       const offset = f64[(s + L.S_OFFSET) >> 3];
-      if (!this.#validPlacement(segment, offset, length)) {
-        this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
-      }
+      this.#checkPlacement(slot, segment, offset, length);
       u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
       Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Prefetched);
       this.#prefetched.push({ slot, segment, offset, length });
@@ -1200,6 +1192,13 @@ export class SharedQueue {
   #forgetPrefetched(): void {
     this.#prefetched.length = 0;
     this.#prefetchHead = 0;
+  }
+
+  /** Poisons the queue when slot `slot` places its message outside its segment. */
+  #checkPlacement(slot: number, segment: number, offset: number, length: number): void {
+    if (!this.#validPlacement(segment, offset, length)) {
+      this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
+    }
   }
 
   #validPlacement(segment: number, offset: number, length: number): boolean {
