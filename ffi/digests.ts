@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "0ba55b8ff8c6b70479779b77d4e8b3e895c0c4424a7cadf621969d1430dcd788",
-  "x86_64-linux": "25fc5218110298ccdc507336f7cc24fac314314c5f7967dcc43e95fd11ecf2c5",
+  "aarch64-linux": "ccc2dfe1753aafe51a61758dcad301b4ad8fcf75b6a205f0176bb3ac5e2c0f2e",
+  "x86_64-linux": "e6e7cfb65e64f0b41e20038eb6c1baf6bd5214445ab8b713cdebf6bc32e3a53f",
 };

@@ -590,3 +590,104 @@ export function lockProbe(fd: number, offset: number): boolean {
 export function pidAlive(pid: number): boolean {
   return check(s().shmq_pid_alive(pid), "kill", String(pid)) === 1;
 }
+
+/** Who a thread is, as far as the kernel can later tell it apart from its successors. */
+export interface ThreadIdentity {
+  /** Its tid (equal to the pid for a process's main thread). */
+  tid: number;
+  /** Its start time in clock ticks since boot: a tid reused later starts later. */
+  start: number;
+  /** The inode of its pid namespace: tids mean something only inside one. */
+  pidNamespace: number;
+}
+
+/**
+ * The calling thread's identity, or `undefined` where `/proc` cannot give it (the ends
+ * then count as alive for as long as their process lives, as before).
+ *
+ * @example
+ * ```ts
+ * import { threadAlive, threadIdentity } from "./native.ts";
+ * const me = threadIdentity()!;
+ * console.assert(threadAlive(Deno.pid, me));
+ * ```
+ */
+export function threadIdentity(): ThreadIdentity | undefined {
+  const out = new Float64Array(3);
+  if (s().shmq_thread_identity(out) !== 0) return undefined;
+  return { tid: out[0], start: out[1], pidNamespace: out[2] };
+}
+
+/**
+ * Whether the thread `identity` names, in process `pid`, still runs. True when that cannot
+ * be told from here (another pid namespace, no `/proc`): only an ended thread is reported.
+ *
+ * @example
+ * ```ts
+ * import { threadAlive, threadIdentity } from "./native.ts";
+ * const me = threadIdentity()!;
+ * console.assert(!threadAlive(Deno.pid, { ...me, start: me.start + 1 })); // a successor
+ * ```
+ */
+export function threadAlive(pid: number, identity: ThreadIdentity): boolean {
+  return s().shmq_thread_alive(pid, identity.tid, identity.start, identity.pidNamespace) !== 0;
+}
+
+/**
+ * A random integer in [1, 2^52) shared by every Worker of this process and practically
+ * never by another process: it tells whether an fd number found in shared memory is ours.
+ *
+ * @example
+ * ```ts
+ * import { processToken } from "./native.ts";
+ * console.assert(processToken() === processToken() && processToken() >= 1);
+ * ```
+ */
+export function processToken(): number {
+  return s().shmq_process_token();
+}
+
+/**
+ * Records that `fd`, and `mapping` of it, belong to an end the calling thread opened, in a
+ * table private to this process: {@linkcode closeOrphan} acts only on fds recorded so.
+ * False when the table is full or `/proc` cannot name the thread (the fd is then never
+ * closed as an orphan). Close the fd ({@linkcode closeFd} forgets it) before unmapping.
+ *
+ * @example
+ * ```ts
+ * import { adoptFd, closeFd, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-adopt", 4096);
+ * const ptr = map(fd, 4096);
+ * console.assert(adoptFd(fd, { pointer: ptr, size: 4096 }));
+ * shmUnlink("/shmq-doc-adopt");
+ * closeFd(fd); // also forgets it
+ * unmap(ptr, 4096);
+ * ```
+ */
+export function adoptFd(
+  fd: number,
+  mapping?: { pointer: Deno.PointerObject; size: number },
+): boolean {
+  return s().shmq_fd_adopt(fd, mapping?.pointer ?? null, BigInt(mapping?.size ?? 0)) === 0;
+}
+
+/**
+ * Unmaps and closes what an end whose thread has ended (a Worker terminated) left in this
+ * process: `fd`, if {@linkcode adoptFd} recorded it from a thread that no longer runs and
+ * it refers to the same file as `sameAs`, and the mapping recorded with it. Its fd locks go
+ * with them. Returns whether it did; shared memory can name any fd number, so every one of
+ * those conditions is checked here.
+ *
+ * @example
+ * ```ts
+ * import { adoptFd, closeFd, closeOrphan, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-orphan", 64);
+ * shmUnlink("/shmq-doc-orphan");
+ * adoptFd(fd);
+ * console.assert(!closeOrphan(fd, fd)); // its thread, this one, still runs
+ * closeFd(fd);
+ * ```
+ */
+export function closeOrphan(fd: number, sameAs: number): boolean {
+  return s().shmq_close_orphan(fd, sameAs) === 0;
+}

@@ -15,6 +15,8 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
@@ -118,7 +120,41 @@ int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
   return (int64_t)need;
 }
 
-int32_t shmq_close(int32_t fd) { return close(fd) == 0 ? 0 : -errno; }
+/*
+ * The fds of this process's ends, with the thread that opened each (see shmq_fd_adopt).
+ * fd + 1 is stored, so a zeroed entry is free. A spin lock: every critical section is short.
+ */
+#define MAX_ADOPTED 1024
+static struct {
+  int32_t fd_plus_one;
+  pid_t tid;
+  unsigned long long start;
+  void *addr;
+  uint64_t size;
+} adopted[MAX_ADOPTED];
+static atomic_flag adopted_lock = ATOMIC_FLAG_INIT;
+
+static void lock_adopted(void) {
+  while (atomic_flag_test_and_set_explicit(&adopted_lock, memory_order_acquire)) sched_yield();
+}
+
+static void unlock_adopted(void) { atomic_flag_clear_explicit(&adopted_lock, memory_order_release); }
+
+/* Index of fd in the table, or -1. Call with the table locked. */
+static int find_adopted(int32_t fd) {
+  for (int i = 0; i < MAX_ADOPTED; i++) {
+    if (adopted[i].fd_plus_one == fd + 1) return i;
+  }
+  return -1;
+}
+
+int32_t shmq_close(int32_t fd) {
+  lock_adopted();
+  int i = find_adopted(fd);
+  if (i >= 0) adopted[i].fd_plus_one = 0;
+  unlock_adopted();
+  return close(fd) == 0 ? 0 : -errno;
+}
 
 int64_t shmq_fd_size(int32_t fd) {
   struct stat st;
@@ -266,6 +302,123 @@ int32_t shmq_pid_alive(int32_t pid) {
   return -errno;
 }
 
+/*
+ * Start time (field 22, clock ticks since boot) of thread tid of process pid: 1 found,
+ * 0 when the thread is gone, -errno when /proc cannot tell. Fields are counted from the
+ * last ')', since the command name (field 2) may hold spaces and parentheses.
+ */
+static int thread_start(pid_t pid, pid_t tid, unsigned long long *start) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == ESRCH ? 0 : -errno;
+  char buf[1024];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  int err = errno;
+  close(fd);
+  if (n < 0) return err == ESRCH ? 0 : -err;
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  if (p == NULL) return -EINVAL;
+  /* After ')' come field 3 (state) ... field 22 (starttime): 20 spaces to skip. */
+  for (int field = 3; field <= 22; field++) {
+    p = strchr(p + 1, ' ');
+    if (p == NULL) return -EINVAL;
+  }
+  *start = strtoull(p + 1, NULL, 10);
+  return 1;
+}
+
+/* Inode of the calling thread's pid namespace, or 0 when /proc cannot tell. */
+static unsigned long long pid_namespace(void) {
+  struct stat st;
+  return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+int32_t shmq_thread_identity(double *out) {
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  unsigned long long start = 0, ns = pid_namespace();
+  int rc = thread_start(getpid(), tid, &start);
+  if (rc <= 0) return rc == 0 ? -ENOENT : rc;
+  if (ns == 0) return -ENOENT;
+  out[0] = (double)tid;
+  out[1] = (double)start;
+  out[2] = (double)ns;
+  return 0;
+}
+
+int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double ns) {
+  if (pid <= 0 || tid <= 0 || ns != (double)pid_namespace()) return 1;
+  /* Cheap first: no such thread in that process at all. */
+  if (syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH) return 0;
+  unsigned long long now = 0;
+  int rc = thread_start(pid, tid, &now);
+  if (rc < 0) return 1;
+  return rc == 1 && (double)now == start;
+}
+
+double shmq_process_token(void) {
+  static _Atomic uint64_t token;
+  uint64_t t = atomic_load_explicit(&token, memory_order_acquire);
+  if (t != 0) return (double)t;
+  uint64_t r = 0;
+  if (syscall(SYS_getrandom, &r, sizeof r, 0) != (long)sizeof r) {
+    /* No getrandom (pre-3.17 kernel): the clock and pid still differ between processes. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    r = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^ ((uint64_t)getpid() << 32);
+  }
+  r &= ((uint64_t)1 << 52) - 1;
+  if (r == 0) r = 1;
+  uint64_t expected = 0;
+  /* Two threads drawing at once agree on the first value stored. */
+  if (!atomic_compare_exchange_strong(&token, &expected, r)) r = expected;
+  return (double)r;
+}
+
+int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
+  if (fd < 0) return -EBADF;
+  pid_t tid = (pid_t)syscall(SYS_gettid);
+  unsigned long long start = 0;
+  int rc = thread_start(getpid(), tid, &start);
+  if (rc <= 0) return rc == 0 ? -ESRCH : rc;
+  lock_adopted();
+  int i = find_adopted(fd);
+  if (i < 0) i = find_adopted(-1); /* a free entry */
+  if (i >= 0) {
+    adopted[i].fd_plus_one = fd + 1;
+    adopted[i].tid = tid;
+    adopted[i].start = start;
+    adopted[i].addr = addr;
+    adopted[i].size = size;
+  }
+  unlock_adopted();
+  return i >= 0 ? 0 : -ENOSPC;
+}
+
+int32_t shmq_close_orphan(int32_t fd, int32_t same_as) {
+  lock_adopted();
+  int i = find_adopted(fd);
+  int rc = i < 0 ? -ENOENT : 0;
+  if (rc == 0) {
+    unsigned long long now = 0;
+    int found = thread_start(getpid(), adopted[i].tid, &now);
+    if (found < 0) rc = found;
+    else if (found == 1 && now == adopted[i].start) rc = -EBUSY;
+  }
+  struct stat a, b;
+  if (rc == 0 && (fstat(fd, &a) != 0 || fstat(same_as, &b) != 0)) rc = -errno;
+  if (rc == 0 && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) rc = -ESTALE;
+  if (rc == 0) {
+    adopted[i].fd_plus_one = 0;
+    /* Nothing of the ended thread uses it: its isolate went with it. */
+    if (adopted[i].addr != NULL) munmap(adopted[i].addr, (size_t)adopted[i].size);
+    rc = close(fd) == 0 ? 0 : -errno;
+  }
+  unlock_adopted();
+  return rc;
+}
+
 #define E(x) \
   case x:    \
     return #x;
@@ -314,6 +467,7 @@ const char *shmq_errno_name(int32_t err) {
     E(ETIMEDOUT)
     E(ECANCELED)
     E(EOWNERDEAD)
+    E(ESTALE)
     default:
       return "EUNKNOWN";
   }

@@ -1,7 +1,7 @@
 /*
  * shmq native core: the few things TypeScript cannot do itself — POSIX shared memory,
- * futexes on shared words, 64-bit atomics, open-file-description locks and process
- * liveness. Linux only (x86_64, aarch64), C11 with <stdatomic.h>, built by `zig build`.
+ * futexes on shared words, 64-bit atomics, open-file-description locks, and process and
+ * thread liveness. Linux only (x86_64, aarch64), C11 with <stdatomic.h>, built by `zig build`.
  *
  * Conventions
  *  - Every function that can fail returns a negative errno value (-EEXIST, ...) on failure.
@@ -9,8 +9,9 @@
  *    slash, at most NAME_MAX bytes), exactly as for shm_open(3).
  *  - Addresses are passed as pointers and returned as int64 (user-space addresses are
  *    below 2^63, so a negative result is always an errno).
- *  - No function keeps state between calls, so all of them are safe to call from any
- *    thread (Deno runs `nonblocking` FFI calls on a worker thread).
+ *  - Functions keep no state between calls, except shmq_process_token (drawn once) and the
+ *    table of adopted fds (under a lock), so all of them are safe to call from any thread
+ *    (Deno runs `nonblocking` FFI calls on a worker thread).
  *
  * The ABI version is bumped whenever a signature or a behaviour the TypeScript side relies
  * on changes; the loader refuses a binary whose shmq_abi_version() differs.
@@ -20,7 +21,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 1
+#define SHMQ_ABI_VERSION 2
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -73,7 +74,8 @@ SHMQ_API int64_t shmq_shm_free_bytes(void);
  */
 SHMQ_API int32_t shmq_yield(void);
 
-/* close(2). 0 or -errno. */
+/* close(2); also forgets fd (and its mapping) if shmq_fd_adopt recorded it: close it before
+ * unmapping that mapping. 0 or -errno. */
 SHMQ_API int32_t shmq_close(int32_t fd);
 
 /* fstat(2) st_size of the fd, or -errno. */
@@ -148,6 +150,49 @@ SHMQ_API int32_t shmq_lock_byte(int32_t fd, uint64_t offset, int32_t mode);
  * through the same open file description never count. Used as a liveness test.
  */
 SHMQ_API int32_t shmq_lock_probe(int32_t fd, uint64_t offset);
+
+/*
+ * Thread liveness. fd locks die with a process, but a Worker's thread can end (terminate())
+ * while its process, and so its fds and their locks, live on. An end records the identity
+ * of the thread that opened it, and others ask the kernel whether that thread still runs.
+ *
+ * shmq_thread_identity writes three values into out: the calling thread's tid, its start
+ * time (clock ticks since boot, from /proc/self/task/<tid>/stat) and the inode of its pid
+ * namespace (tids mean something only inside one). Returns 0 or -errno (-ENOENT without /proc).
+ */
+SHMQ_API int32_t shmq_thread_identity(double *out);
+
+/*
+ * 0 when thread `tid` of process `pid`, started at `start` (as shmq_thread_identity gave it),
+ * has ended: no such thread, or a later one reusing its tid. 1 when it runs, or when that
+ * cannot be told from here: another pid namespace than `ns`, or no /proc. Never -errno.
+ */
+SHMQ_API int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double ns);
+
+/*
+ * A random integer in [1, 2^52) drawn once per loaded copy of this library: every Worker
+ * of a process shares it, and two processes practically never do. Marks which process an
+ * fd number recorded in shared memory belongs to.
+ */
+SHMQ_API double shmq_process_token(void);
+
+/*
+ * Records, in a table private to this process, that fd, and the mapping of it at addr
+ * (size bytes), belong to an end the calling thread opened. shmq_close_orphan acts only on
+ * fds recorded so, whatever shared memory says. 0, -ENOSPC when the table (1024 fds) is
+ * full, or -errno when /proc cannot name the thread.
+ */
+SHMQ_API int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size);
+
+/*
+ * Unmaps the mapping recorded with fd and closes fd: what an end whose thread has ended (a
+ * terminated Worker) left behind while this process lives on. The fd locks it holds go
+ * with the last reference to its open file description, the mapping included. Only if
+ * shmq_fd_adopt recorded fd, the thread it recorded has ended, and fd refers to the same
+ * file as fd `same_as`. 0 when done; -ENOENT when fd is not recorded, -EBUSY when its
+ * thread still runs, -ESTALE when it refers to another file, or another -errno.
+ */
+SHMQ_API int32_t shmq_close_orphan(int32_t fd, int32_t same_as);
 
 /* kill(pid, 0): 1 when the process exists (also on EPERM), 0 when gone (ESRCH), or -errno. */
 SHMQ_API int32_t shmq_pid_alive(int32_t pid);

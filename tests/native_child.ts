@@ -7,6 +7,7 @@
  * - wake <name> <offset>: futex-wake the word at offset until one waiter was woken.
  * - add <name> <offset> <count>: atomically add 1 to the u64 at offset, count times.
  * - lock <name> <offset>: take an exclusive byte lock, print "locked", sleep forever.
+ * - identity <name>: print this process's pid, token and main thread identity.
  *
  * @module
  */
@@ -18,7 +19,9 @@ import {
   futexWake,
   lockByte,
   map,
+  processToken,
   shmOpen,
+  threadIdentity,
   unmap,
 } from "../ffi/native.ts";
 
@@ -62,6 +65,10 @@ switch (mode) {
     }
     console.log("locked");
     await new Promise(() => setInterval(() => {}, 1_000_000));
+    break;
+  }
+  case "identity": {
+    out({ pid: Deno.pid, token: processToken(), thread: threadIdentity() });
     break;
   }
   default:

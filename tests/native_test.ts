@@ -7,11 +7,13 @@
 
 import assert from "node:assert/strict";
 import {
+  adoptFd,
   atomicAddU64,
   atomicCasU64,
   atomicLoadU64,
   atomicStoreU64,
   closeFd,
+  closeOrphan,
   fdLinks,
   fdSize,
   futexWait,
@@ -23,13 +25,16 @@ import {
   NativeError,
   pidAlive,
   prefault,
+  processToken,
   shmCreate,
   shmList,
   shmOpen,
   shmUnlink,
+  threadAlive,
+  threadIdentity,
   unmap,
 } from "../ffi/native.ts";
-import { native, platformKey } from "../ffi/loader.ts";
+import { ABI_VERSION, native, platformKey } from "../ffi/loader.ts";
 
 const CHILD = new URL("./native_child.ts", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -253,6 +258,68 @@ Deno.test("an OFD lock held by a child is seen by probe and dropped when it is k
   assert.equal(lockByte(seg.fd, 3, "unlock"), true);
 });
 
+Deno.test("a thread identity tells a thread from its successor and from an ended one", async () => {
+  const me = threadIdentity()!;
+  assert.ok(me.tid > 0 && me.start > 0 && me.pidNamespace > 0);
+  assert.equal(threadAlive(Deno.pid, me), true);
+  // The same tid started later is another thread: this one has ended.
+  assert.equal(threadAlive(Deno.pid, { ...me, start: me.start + 1 }), false);
+  // In another pid namespace the numbers mean nothing here: never reported ended.
+  assert.equal(threadAlive(Deno.pid, { ...me, start: 1, pidNamespace: me.pidNamespace + 1 }), true);
+
+  const token = processToken();
+  assert.ok(Number.isInteger(token) && token >= 1 && token < 2 ** 52);
+  assert.equal(processToken(), token);
+  using seg = segment();
+  const other = await childJson(child("identity", seg.name)) as {
+    pid: number;
+    token: number;
+    thread: { tid: number; start: number; pidNamespace: number };
+  };
+  assert.notEqual(other.token, token, "each process draws its own token");
+  assert.equal(other.thread.pidNamespace, me.pidNamespace);
+  assert.equal(threadAlive(other.pid, other.thread), false, "the child has exited");
+});
+
+Deno.test("closeOrphan closes only an adopted fd whose thread has ended", async () => {
+  using a = segment();
+  const extra = shmOpen(a.name);
+  try {
+    assert.equal(closeOrphan(extra, a.fd), false, "not adopted: never closed");
+    assert.equal(adoptFd(extra), true);
+    assert.equal(closeOrphan(extra, a.fd), false, "adopted by this thread, which runs");
+    assert.equal(fdSize(extra), 4096, "still open");
+  } finally {
+    closeFd(extra);
+  }
+  // Adopted by a Worker's thread that has since ended: closed, if it is the same file.
+  using b = segment();
+  const worker = new Worker(
+    `data:application/javascript,${
+      encodeURIComponent(`
+      import { adoptFd, shmOpen, threadIdentity } from ${
+        JSON.stringify(new URL("../ffi/native.ts", import.meta.url).href)
+      };
+      const fd = shmOpen(${JSON.stringify(a.name)});
+      adoptFd(fd);
+      postMessage({ fd, thread: threadIdentity() });`)
+    }`,
+    { type: "module" },
+  );
+  const { fd: orphan, thread } = await new Promise<
+    { fd: number; thread: { tid: number; start: number; pidNamespace: number } }
+  >((ok) => worker.onmessage = (e) => ok(e.data));
+  assert.equal(closeOrphan(orphan, a.fd), false, "its thread still runs");
+  worker.terminate();
+  for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) {
+    await new Promise((ok) => setTimeout(ok, 20));
+  }
+  assert.equal(threadAlive(Deno.pid, thread), false, "the Worker's thread ended");
+  assert.equal(closeOrphan(orphan, b.fd), false, "another file: never closed");
+  assert.equal(closeOrphan(orphan, a.fd), true);
+  assert.equal(closeOrphan(orphan, a.fd), false, "forgotten once closed");
+});
+
 Deno.test("unsupported platforms get an error naming the supported ones", () => {
   assert.equal(platformKey("linux", "x86_64"), "x86_64-linux");
   assert.equal(platformKey("linux", "aarch64"), "aarch64-linux");
@@ -269,7 +336,7 @@ Deno.test("unsupported platforms get an error naming the supported ones", () => 
 Deno.test("the loader opens the shipped binary beside the module", () => {
   const core = native();
   assert.equal(core.source === "local" || core.source === "env", true);
-  assert.equal(core.symbols.shmq_abi_version(), 1);
+  assert.equal(core.symbols.shmq_abi_version(), ABI_VERSION);
   if (core.source === "local") {
     assert.equal(core.path, `${ROOT}ffi/lib/${platformKey()}/libshmq.so`);
   }
@@ -295,7 +362,7 @@ Deno.test("SHMQ_NATIVE_LIB overrides the library; a wrong ABI version is refused
   assert.deepEqual(JSON.parse(new TextDecoder().decode(ok.stdout)), {
     path: shipped,
     source: "env",
-    abi: 1,
+    abi: ABI_VERSION,
   });
 
   const missing = await runLoader({ SHMQ_NATIVE_LIB: "/nonexistent/libshmq.so" });
@@ -333,7 +400,10 @@ Deno.test({
       const out = await runLoader({ SHMQ_NATIVE_LIB: `${dir}/libfake.so` });
       assert.notEqual(out.code, 0);
       const err = new TextDecoder().decode(out.stderr);
-      assert.match(err, /has ABI version 99, but this module needs ABI version 1/);
+      assert.match(
+        err,
+        new RegExp(`has ABI version 99, but this module needs ABI version ${ABI_VERSION}`),
+      );
       assert.match(err, /deno task build/);
     } finally {
       await Deno.remove(dir, { recursive: true });

@@ -9,7 +9,7 @@
 
 import assert from "node:assert/strict";
 import { DIGESTS } from "../ffi/digests.ts";
-import { platformKey, sha256Hex } from "../ffi/loader.ts";
+import { ABI_VERSION, platformKey, sha256Hex } from "../ffi/loader.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 const KEY = platformKey();
@@ -135,7 +135,11 @@ Deno.test("imported over http, the binary is fetched, verified, cached and used"
       mod: hasMod,
     });
     assert.equal(first.code, 0, first.stderr);
-    assert.deepEqual(JSON.parse(first.stdout), { abi: 1, path: cached, source: "remote" });
+    assert.deepEqual(JSON.parse(first.stdout), {
+      abi: ABI_VERSION,
+      path: cached,
+      source: "remote",
+    });
     assert.deepEqual(soRequests, [`/good/ffi/lib/${KEY}/libshmq.so`]);
     assert.deepEqual(await Deno.readFile(cached), await Deno.readFile(SHIPPED));
 

@@ -60,6 +60,16 @@ int main(void) {
   CHECK(shmq_shm_free_bytes() >= 0);
   CHECK(shmq_yield() == 0);
   CHECK(shmq_pid_alive((int32_t)getpid()) == 1);
+  double me[3];
+  CHECK(shmq_thread_identity(me) == 0 && me[0] == (double)getpid() && me[1] > 0);
+  CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1], me[2]) == 1);
+  CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1] + 1, me[2]) == 0);
+  double token = shmq_process_token();
+  CHECK(token >= 1 && token == shmq_process_token());
+  int32_t fd3 = shmq_shm_open(n);
+  CHECK(fd3 >= 0 && shmq_close_orphan(fd3, fd) == -ENOENT);
+  CHECK(shmq_fd_adopt(fd3, NULL, 0) == 0 && shmq_close_orphan(fd3, fd) == -EBUSY);
+  CHECK(shmq_close(fd3) == 0);
   CHECK(shmq_unmap(p, 8192) == 0);
   CHECK(shmq_unmap((void *)(intptr_t)addr2, 8192) == 0);
   CHECK(shmq_shm_unlink(n) == 0);
