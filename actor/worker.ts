@@ -108,14 +108,16 @@ export class WorkerHandle implements AsyncDisposable {
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
    * in it then reject with `ClosedError`, and errors thrown by that are not reported), waits
    * until it has (at most `timeout` ms, default 1000), then terminates it. A Worker that is
-   * blocked in a sync wait cannot answer; its ends stay open until the process exits.
+   * blocked in a sync wait cannot answer, and Deno cannot stop it either: its thread runs on,
+   * and its ends stay open until the process exits.
    */
   close(options?: { timeout?: number }): Promise<void> {
     return this.#closing ??= this.#close(options?.timeout ?? 1000);
   }
 
-  /** Terminates the Worker at once. Its queue ends are not closed (they stay open until this
-   * process exits), so prefer {@linkcode close}. */
+  /** Terminates the Worker at once. Its queue ends are not closed: their peers treat them as
+   * dead once the Worker's thread has ended (within about a second), and a message one of them
+   * held counts as received. Prefer {@linkcode close}. */
   terminate(): void {
     this.#terminated = true;
     this.#worker.terminate();

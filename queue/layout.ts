@@ -22,8 +22,9 @@
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
- *              │ participant table: MAX_PARTICIPANTS × 16 B                   │
- *              │   {kind, gen, pid, acked}                                    │
+ *              │ participant table: MAX_PARTICIPANTS × 64 B                   │
+ *              │   {kind, gen, pid, acked, fd, tid, process, thread start,    │
+ *              │    pid namespace, _}                                         │
  *  SLOTS       ├──────────────────────────────────────────────────────────────┤
  *              │ slot ring: ringSize × 64 B                                   │
  *              │   {state, sender, senderGen, takenBy, segment, _,            │
@@ -38,6 +39,10 @@
  * every participant holds a shared lock on byte {@linkcode ANY_ALIVE_LOCK_BYTE} and an
  * exclusive lock on byte `participantLockByte(i)`. The kernel drops them when the process dies,
  * so a lock probe tells a dead participant apart from a live one without trusting pids.
+ * A Worker's thread can end (`terminate()`) while its process, and so its locks, live on:
+ * an entry also records the thread that opened the end, and a participant whose thread has
+ * ended counts as dead too. An end in the same process then closes the fd the ended thread
+ * left open (`P_FD`, `P_PROCESS`), which frees its lock byte for reuse.
  *
  * @module
  */
@@ -45,7 +50,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 3;
+export const LAYOUT_VERSION = 4;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -119,12 +124,20 @@ export const ExtensionState = {
 
 // Participant table.
 export const PARTICIPANTS_OFFSET = EXTENSIONS_OFFSET + MAX_EXTENSIONS * EXTENSION_STRIDE;
-export const PARTICIPANT_STRIDE = 16;
+export const PARTICIPANT_STRIDE = 64;
 export const MAX_PARTICIPANTS = 256;
 export const P_KIND = 0; // u32: ParticipantKind
 export const P_GEN = 4; // u32: bumped when the entry is taken, so stale references miss
-export const P_PID = 8; // i32: informational (liveness uses locks)
+export const P_PID = 8; // i32: the holder's process (with P_TID, names its thread)
 export const P_ACKED = 12; // u32: messages of this sender released by receivers
+/** i32: the holder's fd of the main segment plus one (0 = none). Means something only in
+ * the process whose token is at `P_PROCESS`: there another end closes the fd an ended
+ * Worker left open, which frees the entry's lock byte. */
+export const P_FD = 16;
+export const P_TID = 20; // i32: the holder's thread, 0 = unknown (no /proc: locks only)
+export const P_PROCESS = 24; // f64: the holder's process token (native processToken)
+export const P_THREAD_START = 32; // f64: its thread's start time, so a reused tid is no match
+export const P_PID_NAMESPACE = 40; // f64: the pid namespace its pid and tid belong to
 
 /** Who holds a participant entry. */
 export const ParticipantKind = { Free: 0, Sender: 1, Receiver: 2 } as const;

@@ -15,6 +15,17 @@ import { ClosedError, QueueError } from "./errors.ts";
 import { ShmMutex } from "./mutex.ts";
 import { MIN_SPIN_MS } from "./wait.ts";
 
+/** The process token, drawn once (see native.processToken). */
+const processToken = (): number => token ??= native.processToken();
+let token: number | undefined;
+
+/** The thread running this module (each Worker loads its own copy), null without /proc. */
+function thisThread(): native.ThreadIdentity | null {
+  if (thread === undefined) thread = native.threadIdentity() ?? null;
+  return thread;
+}
+let thread: native.ThreadIdentity | null | undefined;
+
 /** Which end of a queue a participant is. */
 export type EndKind = "sender" | "receiver";
 
@@ -231,8 +242,8 @@ export class SharedQueue {
       Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
       return SharedQueue.#join(name, kind, fd, main);
     } catch (error) {
+      native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
-      native.closeFd(fd);
       native.shmUnlink(name, { missingOk: true });
       throw error;
     }
@@ -270,8 +281,8 @@ export class SharedQueue {
       prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
       return SharedQueue.#join(name, kind, fd, main);
     } catch (error) {
+      native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
-      native.closeFd(fd);
       throw error;
     }
   }
@@ -585,9 +596,10 @@ export class SharedQueue {
     for (const mapping of this.#retired) unmapAll(mapping);
     this.#extensions.length = 0;
     this.#retired.clear();
-    unmapAll(this.#main);
     native.lockByte(this.#fd, L.participantLockByte(this.#self), "unlock");
+    // The fd first: closing it forgets the mapping recorded with it (see native.adoptFd).
     native.closeFd(this.#fd);
+    unmapAll(this.#main);
   }
 
   /** Wakes every waiter on a word, e.g. to interrupt an async wait on abort. */
@@ -668,6 +680,9 @@ export class SharedQueue {
       );
     }
     this.#self = index;
+    // Before the lock: whoever checks on this end as the lock's holder reads these.
+    this.#recordThread(index);
+    native.adoptFd(this.#fd, this.#main);
     this.#mutex = new ShmMutex(
       this.#i32,
       L.W_LOCK,
@@ -685,7 +700,8 @@ export class SharedQueue {
       }
       const gen = (u32[(at + L.P_GEN) >> 2] + 1) >>> 0;
       u32[(at + L.P_GEN) >> 2] = gen;
-      this.#i32[(at + L.P_PID) >> 2] = Deno.pid;
+      this.#i32[(at + L.P_FD) >> 2] = this.#fd + 1;
+      this.#f64[(at + L.P_PROCESS) >> 3] = processToken();
       Atomics.store(u32, (at + L.P_ACKED) >> 2, 0);
       u32[(at + L.P_KIND) >> 2] = this.kind === "sender"
         ? L.ParticipantKind.Sender
@@ -700,10 +716,56 @@ export class SharedQueue {
     }
   }
 
+  /** Writes who runs this end into its entry: its process and the thread that opened it. */
+  #recordThread(index: number): void {
+    const at = L.participantOffset(index);
+    const thread = thisThread();
+    this.#i32[(at + L.P_PID) >> 2] = Deno.pid;
+    this.#i32[(at + L.P_TID) >> 2] = thread?.tid ?? 0;
+    this.#f64[(at + L.P_THREAD_START) >> 3] = thread?.start ?? 0;
+    this.#f64[(at + L.P_PID_NAMESPACE) >> 3] = thread?.pidNamespace ?? 0;
+  }
+
+  /** Alive while its process holds its lock byte and the thread that opened it runs. */
   #isAlive(index: number): boolean {
     if (!(index >= 0 && index < L.MAX_PARTICIPANTS)) return false;
     if (index === this.#self) return true;
-    return native.lockProbe(this.#fd, L.participantLockByte(index));
+    return native.lockProbe(this.#fd, L.participantLockByte(index)) && this.#threadRuns(index);
+  }
+
+  /** False once the thread that opened participant `index`'s end has ended (a Worker
+   * terminated) while its process lives on; true when that cannot be told. */
+  #threadRuns(index: number): boolean {
+    const at = L.participantOffset(index);
+    const pid = this.#i32[(at + L.P_PID) >> 2];
+    const tid = this.#i32[(at + L.P_TID) >> 2];
+    // A main thread (tid = pid) ends with its process, which the lock byte already tells.
+    if (tid <= 0 || tid === pid) return true;
+    return native.threadAlive(pid, {
+      tid,
+      start: this.#f64[(at + L.P_THREAD_START) >> 3],
+      pidNamespace: this.#f64[(at + L.P_PID_NAMESPACE) >> 3],
+    });
+  }
+
+  /** Whether participant `index`'s entry names an fd of this process (see L.P_FD). */
+  #namesOurFd(index: number): boolean {
+    const at = L.participantOffset(index);
+    return this.#i32[(at + L.P_FD) >> 2] > 0 &&
+      this.#f64[(at + L.P_PROCESS) >> 3] === processToken();
+  }
+
+  /**
+   * Closes the fd an ended thread of this process left open for participant `index`, so its
+   * lock byte (and the "alive" byte) are free again. The record is cleared first, so nobody
+   * tries twice; the native side checks the fd is one an ended thread of ours opened.
+   */
+  #closeOrphanLocked(index: number): void {
+    const at = L.participantOffset(index);
+    if (this.#threadRuns(index)) return;
+    const fd = this.#i32[(at + L.P_FD) >> 2] - 1;
+    this.#i32[(at + L.P_FD) >> 2] = 0;
+    native.closeOrphan(fd, this.#fd);
   }
 
   /** Runs with the lock taken over from a dead holder: repair, or poison if beyond repair. */
@@ -723,10 +785,13 @@ export class SharedQueue {
     let reaped = false;
     for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
       if (i === this.#self) continue;
-      if (u32[(L.participantOffset(i) + L.P_KIND) >> 2] === L.ParticipantKind.Free) continue;
-      if (this.#isAlive(i)) continue;
-      this.#removeParticipantLocked(i);
-      reaped = true;
+      if (u32[(L.participantOffset(i) + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
+        if (this.#isAlive(i)) continue;
+        this.#removeParticipantLocked(i);
+        reaped = true;
+      }
+      // Reaped now, or earlier by another process, which cannot close our fds.
+      if (this.#namesOurFd(i)) this.#closeOrphanLocked(i);
     }
     if (reaped) {
       Atomics.add(this.#i32, L.W_PUT_SEQ >> 2, 1);
@@ -774,7 +839,11 @@ export class SharedQueue {
         );
       }
     }
-    if (index === this.#self) this.#forgetPrefetched();
+    if (index === this.#self) {
+      this.#forgetPrefetched();
+      // This end closes its fd itself, right after: nobody else may.
+      this.#i32[(at + L.P_FD) >> 2] = 0;
+    }
     if (kind === L.ParticipantKind.Sender && u32[L.C_LIVE_SENDERS >> 2] > 0) {
       u32[L.C_LIVE_SENDERS >> 2]--;
     } else if (kind === L.ParticipantKind.Receiver && u32[L.C_LIVE_RECEIVERS >> 2] > 0) {

@@ -3,6 +3,8 @@
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, reserve } from "../mod.ts";
 import { shmFreeBytes } from "../ffi/native.ts";
+import * as L from "../queue/layout.ts";
+import { DEFAULT_CAPACITY } from "../queue/options.ts";
 import { canIsolate, isolated, withoutLeaks } from "./helpers.ts";
 
 Deno.test("invalid options get a TypeError or RangeError naming the option", () =>
@@ -176,10 +178,13 @@ Deno.test({
   async fn() {
     const out = await isolated("fault_child.ts", ["oom"], 8 << 20);
     const report = JSON.parse(out.trim().split("\n").pop()!);
-    // A queue whose arena does not fit.
+    // A queue whose arena does not fit: the size named is the whole main segment.
+    const queueBytes = L.arenaOffsetFor(L.ringSizeFor(DEFAULT_CAPACITY)) + (64 << 20);
     assert.match(
       report.create,
-      /^RangeError: \/dev\/shm has no room .*67125248 bytes.*lower the queue's arenaBytes/,
+      new RegExp(
+        `^RangeError: /dev/shm has no room .*${queueBytes} bytes.*lower the queue's arenaBytes`,
+      ),
     );
     assert.deepEqual(report.leftAfterCreate, [], "nothing left of the queue that failed");
     // A message whose extension segment does not fit.

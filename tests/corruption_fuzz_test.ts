@@ -300,6 +300,11 @@ class Scribbler {
         [L.P_GEN, "u32"],
         [L.P_PID, "u32"],
         [L.P_ACKED, "u32"],
+        [L.P_FD, "u32"],
+        [L.P_TID, "u32"],
+        [L.P_PROCESS, "f64"],
+        [L.P_THREAD_START, "f64"],
+        [L.P_PID_NAMESPACE, "f64"],
       ]);
     } else if (pick < 14) {
       target = "slots";

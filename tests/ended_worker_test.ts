@@ -1,0 +1,113 @@
+// Workers ended with terminate(): their process, and so the fd locks that tell a live end from
+// a dead one, live on, but their thread does not. The queue must count their ends as dead
+// (their messages come back, their room is freed, a lock they held is taken over) and close
+// the fds they left open.
+import assert from "node:assert/strict";
+import { ClosedError, createSharedMemoryPair, openReceiver } from "../mod.ts";
+import { fixture, mapSegment, withoutLeaks } from "./helpers.ts";
+import * as L from "../queue/layout.ts";
+import { closeFd, lockProbe, shmOpen, threadAlive } from "../ffi/native.ts";
+
+const delay = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
+
+async function startWorker(): Promise<Worker> {
+  const worker = new Worker(new URL(`file://${fixture("ended_worker.ts")}`), { type: "module" });
+  assert.equal(await nextMessage(worker), "loaded");
+  return worker;
+}
+
+function nextMessage<T>(worker: Worker): Promise<T> {
+  return new Promise((ok, fail) => {
+    worker.onmessage = (e) => ok(e.data as T);
+    worker.onerror = (e) => fail(new Error(e.message));
+  });
+}
+
+/** Whether any open file description holds participant `index`'s lock byte of queue `name`:
+ * a Worker's end that ended holds it through the fd it left open, until that fd is closed. */
+function entryLockHeld(name: string, index: number): boolean {
+  const fd = shmOpen(name);
+  try {
+    return lockProbe(fd, L.participantLockByte(index));
+  } finally {
+    closeFd(fd);
+  }
+}
+
+Deno.test("a terminated Worker's receiver counts as closed: its messages go on, nothing hangs", () =>
+  withoutLeaks(async () => {
+    const [sender, creator] = createSharedMemoryPair({ capacity: 32 });
+    const { descriptor } = creator;
+    for (let i = 0; i < 20; i++) sender.putSync(i);
+    const worker = await startWorker();
+    try {
+      let reply = nextMessage<string>(worker);
+      worker.postMessage({ mode: "hold", descriptor });
+      assert.equal(await reply, "opened");
+      // The Worker's receiver is now the only one, so its take prefetches what follows.
+      creator.close();
+      const held = nextMessage<{ held: number; got: number }>(worker);
+      worker.postMessage("go");
+      assert.deepEqual(await held, { held: 0, got: 1 });
+      // Entries: the sender 0, the creator's receiver 1 (closed now), the Worker's receiver 2.
+      assert.ok(entryLockHeld(descriptor.name, 2));
+      reply = new Promise(() => {});
+      worker.terminate();
+
+      using receiver = openReceiver(descriptor);
+      const rest: unknown[] = [];
+      for (let i = 2; i < 20; i++) rest.push(await receiver.get({ timeout: 5000 }));
+      assert.deepEqual(rest, Array.from({ length: 18 }, (_, i) => i + 2));
+      // Message 0 went with the Worker (lent and never released): it no longer pins the queue.
+      await sender.waitForAllAck({ timeout: 5000 });
+      // The sender found the Worker's end dead and closed the fd it left open.
+      assert.ok(!entryLockHeld(descriptor.name, 2), "the Worker's fd was closed");
+      receiver.close();
+      await assert.rejects(
+        () => sender.put("nobody left", { timeout: 5000 }),
+        (e: unknown) => e instanceof ClosedError,
+      );
+    } finally {
+      worker.terminate();
+      sender.close();
+    }
+  }));
+
+Deno.test("a lock left by a Worker that ended is taken over at once", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const { name } = sender.descriptor;
+    const worker = await startWorker();
+    const m = mapSegment(name)!;
+    try {
+      const opened = nextMessage<string>(worker);
+      worker.postMessage({ mode: "open", descriptor: sender.descriptor });
+      assert.equal(await opened, "opened");
+      // The pair took entries 0 and 1; the Worker's sender took entry 2.
+      const at = L.participantOffset(2);
+      assert.equal(m.u32[(at + L.P_KIND) >> 2], L.ParticipantKind.Sender);
+      const thread = {
+        tid: m.i32[(at + L.P_TID) >> 2],
+        start: m.f64[(at + L.P_THREAD_START) >> 3],
+        pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
+      };
+      assert.ok(thread.tid > 0 && thread.tid !== Deno.pid, "a Worker runs on a thread of its own");
+      assert.ok(threadAlive(Deno.pid, thread));
+      worker.terminate();
+      for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
+      assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
+      // As if it had ended inside a critical section: Deno stops a Worker only between tasks,
+      // so this stands for a holder whose thread ended with the lock taken. Its process (ours)
+      // lives on, and so does the fd lock of its entry.
+      Atomics.store(m.i32, L.W_LOCK >> 2, 2 + 1);
+      // Before: "held for over 10000 ms by live participant 2", then ClosedError.
+      await sender.put("after", { timeout: 3000 });
+      assert.equal(await receiver.get({ timeout: 3000 }), "after");
+      assert.ok(!entryLockHeld(name, 2), "the Worker's fd was closed in the takeover");
+    } finally {
+      m.unmap();
+      worker.terminate();
+      sender.close();
+      receiver.close();
+    }
+  }));
