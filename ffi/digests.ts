@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "ccc2dfe1753aafe51a61758dcad301b4ad8fcf75b6a205f0176bb3ac5e2c0f2e",
-  "x86_64-linux": "e6e7cfb65e64f0b41e20038eb6c1baf6bd5214445ab8b713cdebf6bc32e3a53f",
+  "aarch64-linux": "5a73ea7bb41c36cc24cb863775859fc569e560ae278deb326063839589f214c2",
+  "x86_64-linux": "471ec55306d213dcc704d2aa6f52f36d21989868a1a430cde61fa95b01ea9350",
 };

@@ -672,9 +672,51 @@ export function adoptFd(
 }
 
 /**
+ * Records one more mapping of the end whose adopted fd is `ownerFd` (an extension
+ * segment's), so that {@linkcode closeOrphan} unmaps it too. False when the table is full
+ * (that memory then stays mapped until the process exits, should the end become an orphan).
+ * Call {@linkcode forgetMapping} before unmapping it.
+ *
+ * @example
+ * ```ts
+ * import { adoptFd, adoptMapping, closeFd, forgetMapping, map, shmCreate, shmUnlink, unmap } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-adopt-map", 4096);
+ * adoptFd(fd);
+ * const ptr = map(fd, 4096);
+ * console.assert(adoptMapping(fd, { pointer: ptr, size: 4096 }));
+ * console.assert(forgetMapping(ptr));
+ * unmap(ptr, 4096);
+ * shmUnlink("/shmq-doc-adopt-map");
+ * closeFd(fd);
+ * ```
+ */
+export function adoptMapping(
+  ownerFd: number,
+  mapping: { pointer: Deno.PointerObject; size: number },
+): boolean {
+  return s().shmq_map_adopt(ownerFd, mapping.pointer, BigInt(mapping.size)) === 0;
+}
+
+/**
+ * Forgets a mapping recorded by {@linkcode adoptFd} or {@linkcode adoptMapping}, before it
+ * is unmapped, so the table never names memory that is gone. Returns whether it was
+ * recorded.
+ *
+ * @example
+ * ```ts
+ * import { forgetMapping } from "./native.ts";
+ * const ptr = Deno.UnsafePointer.of(new Uint8Array(8))!;
+ * console.assert(!forgetMapping(ptr)); // never recorded
+ * ```
+ */
+export function forgetMapping(pointer: Deno.PointerObject): boolean {
+  return s().shmq_map_forget(pointer) === 1;
+}
+
+/**
  * Unmaps and closes what an end whose thread has ended (a Worker terminated) left in this
  * process: `fd`, if {@linkcode adoptFd} recorded it from a thread that no longer runs and
- * it refers to the same file as `sameAs`, and the mapping recorded with it. Its fd locks go
+ * it refers to the same file as `sameAs`, and the mappings recorded with it. Its fd locks go
  * with them. Returns whether it did; shared memory can name any fd number, so every one of
  * those conditions is checked here.
  *

@@ -121,17 +121,22 @@ int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
 }
 
 /*
- * The fds of this process's ends, with the thread that opened each (see shmq_fd_adopt).
- * fd + 1 is stored, so a zeroed entry is free. A spin lock: every critical section is short.
+ * The fds of this process's ends, with the thread that opened each (see shmq_fd_adopt), and
+ * their mappings. fd + 1 is stored, so a zeroed entry is free. One spin lock guards both:
+ * every critical section is short.
  */
 #define MAX_ADOPTED 1024
+#define MAX_ADOPTED_MAPS 4096
 static struct {
   int32_t fd_plus_one;
   pid_t tid;
   unsigned long long start;
+} adopted[MAX_ADOPTED];
+static struct {
+  int32_t owner_plus_one;
   void *addr;
   uint64_t size;
-} adopted[MAX_ADOPTED];
+} adopted_maps[MAX_ADOPTED_MAPS];
 static atomic_flag adopted_lock = ATOMIC_FLAG_INIT;
 
 static void lock_adopted(void) {
@@ -148,10 +153,28 @@ static int find_adopted(int32_t fd) {
   return -1;
 }
 
+/* Index of a free mapping entry, or -1. Call with the table locked. */
+static int free_adopted_map(void) {
+  for (int i = 0; i < MAX_ADOPTED_MAPS; i++) {
+    if (adopted_maps[i].owner_plus_one == 0) return i;
+  }
+  return -1;
+}
+
+/* Forgets fd and its mappings; unmaps those too when asked. Call with the table locked. */
+static void drop_adopted(int i, int unmap) {
+  for (int m = 0; m < MAX_ADOPTED_MAPS; m++) {
+    if (adopted_maps[m].owner_plus_one != adopted[i].fd_plus_one) continue;
+    if (unmap) munmap(adopted_maps[m].addr, (size_t)adopted_maps[m].size);
+    adopted_maps[m].owner_plus_one = 0;
+  }
+  adopted[i].fd_plus_one = 0;
+}
+
 int32_t shmq_close(int32_t fd) {
   lock_adopted();
   int i = find_adopted(fd);
-  if (i >= 0) adopted[i].fd_plus_one = 0;
+  if (i >= 0) drop_adopted(i, 0);
   unlock_adopted();
   return close(fd) == 0 ? 0 : -errno;
 }
@@ -384,16 +407,53 @@ int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
   if (rc <= 0) return rc == 0 ? -ESRCH : rc;
   lock_adopted();
   int i = find_adopted(fd);
-  if (i < 0) i = find_adopted(-1); /* a free entry */
-  if (i >= 0) {
+  if (i >= 0) drop_adopted(i, 0); /* a stale record: fds are only adopted while open */
+  i = find_adopted(-1); /* a free entry */
+  int m = addr != NULL ? free_adopted_map() : -1;
+  if (i >= 0 && (addr == NULL || m >= 0)) {
     adopted[i].fd_plus_one = fd + 1;
     adopted[i].tid = tid;
     adopted[i].start = start;
-    adopted[i].addr = addr;
-    adopted[i].size = size;
+    if (m >= 0) {
+      adopted_maps[m].owner_plus_one = fd + 1;
+      adopted_maps[m].addr = addr;
+      adopted_maps[m].size = size;
+    }
+  } else {
+    i = -1;
   }
   unlock_adopted();
   return i >= 0 ? 0 : -ENOSPC;
+}
+
+int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size) {
+  if (addr == NULL) return -EINVAL;
+  int rc = -ENOENT;
+  lock_adopted();
+  if (find_adopted(owner_fd) >= 0) {
+    int m = free_adopted_map();
+    rc = m < 0 ? -ENOSPC : 0;
+    if (m >= 0) {
+      adopted_maps[m].owner_plus_one = owner_fd + 1;
+      adopted_maps[m].addr = addr;
+      adopted_maps[m].size = size;
+    }
+  }
+  unlock_adopted();
+  return rc;
+}
+
+int32_t shmq_map_forget(void *addr) {
+  int found = 0;
+  lock_adopted();
+  for (int m = 0; m < MAX_ADOPTED_MAPS && !found; m++) {
+    if (adopted_maps[m].owner_plus_one != 0 && adopted_maps[m].addr == addr) {
+      adopted_maps[m].owner_plus_one = 0;
+      found = 1;
+    }
+  }
+  unlock_adopted();
+  return found;
 }
 
 int32_t shmq_close_orphan(int32_t fd, int32_t same_as) {
@@ -410,9 +470,8 @@ int32_t shmq_close_orphan(int32_t fd, int32_t same_as) {
   if (rc == 0 && (fstat(fd, &a) != 0 || fstat(same_as, &b) != 0)) rc = -errno;
   if (rc == 0 && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) rc = -ESTALE;
   if (rc == 0) {
-    adopted[i].fd_plus_one = 0;
-    /* Nothing of the ended thread uses it: its isolate went with it. */
-    if (adopted[i].addr != NULL) munmap(adopted[i].addr, (size_t)adopted[i].size);
+    /* Nothing of the ended thread uses them: its isolate went with it. */
+    drop_adopted(i, 1);
     rc = close(fd) == 0 ? 0 : -errno;
   }
   unlock_adopted();

@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 2
+#define SHMQ_ABI_VERSION 3
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -74,8 +74,8 @@ SHMQ_API int64_t shmq_shm_free_bytes(void);
  */
 SHMQ_API int32_t shmq_yield(void);
 
-/* close(2); also forgets fd (and its mapping) if shmq_fd_adopt recorded it: close it before
- * unmapping that mapping. 0 or -errno. */
+/* close(2); also forgets fd and the mappings recorded with it (see shmq_fd_adopt): close it
+ * before unmapping them. 0 or -errno. */
 SHMQ_API int32_t shmq_close(int32_t fd);
 
 /* fstat(2) st_size of the fd, or -errno. */
@@ -185,7 +185,21 @@ SHMQ_API double shmq_process_token(void);
 SHMQ_API int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size);
 
 /*
- * Unmaps the mapping recorded with fd and closes fd: what an end whose thread has ended (a
+ * Records one more mapping (addr, size bytes) of the end whose adopted fd is owner_fd: an
+ * extension segment's, so that an orphan's memory goes too. 0, or -ENOSPC when the table
+ * (4096 mappings) is full.
+ */
+SHMQ_API int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size);
+
+/*
+ * Forgets the mapping at addr recorded by shmq_fd_adopt or shmq_map_adopt, if any. Call it
+ * before unmapping that memory, so the table never names memory that is gone. Returns 1 if
+ * it was recorded, else 0.
+ */
+SHMQ_API int32_t shmq_map_forget(void *addr);
+
+/*
+ * Unmaps the mappings recorded with fd and closes fd: what an end whose thread has ended (a
  * terminated Worker) left behind while this process lives on. The fd locks it holds go
  * with the last reference to its open file description, the mapping included. Only if
  * shmq_fd_adopt recorded fd, the thread it recorded has ended, and fd refers to the same

@@ -16,7 +16,7 @@
  * console.assert(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -67,6 +67,8 @@ export const symbols = {
   shmq_thread_alive: { parameters: ["i32", "i32", "f64", "f64"], result: "i32" },
   shmq_process_token: { parameters: [], result: "f64" },
   shmq_fd_adopt: { parameters: ["i32", "pointer", "u64"], result: "i32" },
+  shmq_map_adopt: { parameters: ["i32", "pointer", "u64"], result: "i32" },
+  shmq_map_forget: { parameters: ["pointer"], result: "i32" },
   shmq_close_orphan: { parameters: ["i32", "i32"], result: "i32" },
   shmq_errno_name: { parameters: ["i32"], result: "pointer" },
   shmq_strerror: { parameters: ["i32"], result: "pointer" },

@@ -104,9 +104,11 @@ function mapFd(fd: number, size: number): Mapping {
   return { pointer, size, buffer, bytes: new Uint8Array(buffer) };
 }
 
-/** Detaches the JavaScript view first, so nothing can touch the memory once it is unmapped. */
+/** Detaches the JavaScript view first, so nothing can touch the memory once it is unmapped,
+ * and forgets it in the native table of orphans' mappings (see native.adoptFd) before. */
 function unmapAll(mapping: Mapping): void {
   if (!mapping.buffer.detached) mapping.buffer.transfer(0);
+  native.forgetMapping(mapping.pointer);
   native.unmap(mapping.pointer, mapping.size);
 }
 
@@ -1082,6 +1084,8 @@ export class SharedQueue {
         throw error;
       }
       const extension: ExtensionMapping = { ...mapping, gen, refs: 0, retired: false };
+      // Should this end's Worker be terminated, another end of this process unmaps it.
+      native.adoptMapping(this.#fd, mapping);
       this.#extensions[index] = extension;
       return extension;
     } finally {

@@ -281,7 +281,7 @@ Deno.test("a thread identity tells a thread from its successor and from an ended
   assert.equal(threadAlive(other.pid, other.thread), false, "the child has exited");
 });
 
-Deno.test("closeOrphan closes only an adopted fd whose thread has ended", async () => {
+Deno.test("closeOrphan unmaps and closes only what a thread that has ended adopted", async () => {
   using a = segment();
   const extra = shmOpen(a.name);
   try {
@@ -292,23 +292,32 @@ Deno.test("closeOrphan closes only an adopted fd whose thread has ended", async 
   } finally {
     closeFd(extra);
   }
-  // Adopted by a Worker's thread that has since ended: closed, if it is the same file.
+  // Adopted by a Worker's thread that has since ended: unmapped and closed, if the same file.
   using b = segment();
-  const worker = new Worker(
-    `data:application/javascript,${
-      encodeURIComponent(`
-      import { adoptFd, shmOpen, threadIdentity } from ${
-        JSON.stringify(new URL("../ffi/native.ts", import.meta.url).href)
-      };
-      const fd = shmOpen(${JSON.stringify(a.name)});
-      adoptFd(fd);
-      postMessage({ fd, thread: threadIdentity() });`)
-    }`,
-    { type: "module" },
-  );
-  const { fd: orphan, thread } = await new Promise<
-    { fd: number; thread: { tid: number; start: number; pidNamespace: number } }
-  >((ok) => worker.onmessage = (e) => ok(e.data));
+  const native = JSON.stringify(new URL("../ffi/native.ts", import.meta.url).href);
+  const source = `
+    import { adoptFd, adoptMapping, closeFd, map, shmOpen, threadIdentity } from ${native};
+    const fd = shmOpen(${JSON.stringify(a.name)});
+    const main = map(fd, 4096);
+    adoptFd(fd, { pointer: main, size: 4096 });
+    const other = shmOpen(${JSON.stringify(b.name)});
+    const extension = map(other, 4096);
+    closeFd(other);
+    adoptMapping(fd, { pointer: extension, size: 4096 });
+    postMessage({
+      fd,
+      thread: threadIdentity(),
+      mappings: [Deno.UnsafePointer.value(main), Deno.UnsafePointer.value(extension)],
+    });`;
+  const worker = new Worker(`data:application/javascript,${encodeURIComponent(source)}`, {
+    type: "module",
+  });
+  const { fd: orphan, thread, mappings } = await new Promise<{
+    fd: number;
+    thread: { tid: number; start: number; pidNamespace: number };
+    mappings: bigint[];
+  }>((ok) => worker.onmessage = (e) => ok(e.data));
+  const left = mappings.map((value) => Deno.UnsafePointer.create(value)!);
   assert.equal(closeOrphan(orphan, a.fd), false, "its thread still runs");
   worker.terminate();
   for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) {
@@ -316,7 +325,15 @@ Deno.test("closeOrphan closes only an adopted fd whose thread has ended", async 
   }
   assert.equal(threadAlive(Deno.pid, thread), false, "the Worker's thread ended");
   assert.equal(closeOrphan(orphan, b.fd), false, "another file: never closed");
+  for (const pointer of left) prefault(pointer, 4096); // still mapped
   assert.equal(closeOrphan(orphan, a.fd), true);
+  // Unmapped with it: madvise on memory that is not mapped fails with ENOMEM.
+  for (const pointer of left) {
+    assert.throws(
+      () => prefault(pointer, 4096),
+      (e: unknown) => e instanceof NativeError && /ENOMEM/.test(e.message),
+    );
+  }
   assert.equal(closeOrphan(orphan, a.fd), false, "forgotten once closed");
 });
 
