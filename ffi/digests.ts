@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "5a73ea7bb41c36cc24cb863775859fc569e560ae278deb326063839589f214c2",
-  "x86_64-linux": "471ec55306d213dcc704d2aa6f52f36d21989868a1a430cde61fa95b01ea9350",
+  "aarch64-linux": "89e76e553a39b3004ad53e5653edc582c9893452ba5adb321705236bbde91db2",
+  "x86_64-linux": "4eca0e772604c0840fcbd46f3213303412096cd1a19987c6490b3a1b88fa79f8",
 };

@@ -599,6 +599,8 @@ export interface ThreadIdentity {
   start: number;
   /** The inode of its pid namespace: tids mean something only inside one. */
   pidNamespace: number;
+  /** The inode of its time namespace (0 without them): start times compare within one. */
+  timeNamespace: number;
 }
 
 /**
@@ -613,14 +615,15 @@ export interface ThreadIdentity {
  * ```
  */
 export function threadIdentity(): ThreadIdentity | undefined {
-  const out = new Float64Array(3);
+  const out = new Float64Array(4);
   if (s().shmq_thread_identity(out) !== 0) return undefined;
-  return { tid: out[0], start: out[1], pidNamespace: out[2] };
+  return { tid: out[0], start: out[1], pidNamespace: out[2], timeNamespace: out[3] };
 }
 
 /**
  * Whether the thread `identity` names, in process `pid`, still runs. True when that cannot
- * be told from here (another pid namespace, no `/proc`): only an ended thread is reported.
+ * be told from here (other pid or time namespaces, no `/proc`): only an ended thread is
+ * reported.
  *
  * @example
  * ```ts
@@ -630,7 +633,13 @@ export function threadIdentity(): ThreadIdentity | undefined {
  * ```
  */
 export function threadAlive(pid: number, identity: ThreadIdentity): boolean {
-  return s().shmq_thread_alive(pid, identity.tid, identity.start, identity.pidNamespace) !== 0;
+  return s().shmq_thread_alive(
+    pid,
+    identity.tid,
+    identity.start,
+    identity.pidNamespace,
+    identity.timeNamespace,
+  ) !== 0;
 }
 
 /**
@@ -649,7 +658,7 @@ export function processToken(): number {
 
 /**
  * Records that `fd`, and `mapping` of it, belong to an end the calling thread opened, in a
- * table private to this process: {@linkcode closeOrphan} acts only on fds recorded so.
+ * table private to this process: {@linkcode closeOrphans} acts only on fds recorded so.
  * False when the table is full or `/proc` cannot name the thread (the fd is then never
  * closed as an orphan). Close the fd ({@linkcode closeFd} forgets it) before unmapping.
  *
@@ -673,7 +682,7 @@ export function adoptFd(
 
 /**
  * Records one more mapping of the end whose adopted fd is `ownerFd` (an extension
- * segment's), so that {@linkcode closeOrphan} unmaps it too. False when the table is full
+ * segment's), so that {@linkcode closeOrphans} unmaps it too. False when the table is full
  * (that memory then stays mapped until the process exits, should the end become an orphan).
  * Call {@linkcode forgetMapping} before unmapping it.
  *
@@ -714,22 +723,22 @@ export function forgetMapping(pointer: Deno.PointerObject): boolean {
 }
 
 /**
- * Unmaps and closes what an end whose thread has ended (a Worker terminated) left in this
- * process: `fd`, if {@linkcode adoptFd} recorded it from a thread that no longer runs and
- * it refers to the same file as `sameAs`, and the mappings recorded with it. Its fd locks go
- * with them. Returns whether it did; shared memory can name any fd number, so every one of
- * those conditions is checked here.
+ * Unmaps and closes what the ends of ended threads (terminated Workers) left in this
+ * process: every fd {@linkcode adoptFd} recorded from a thread that no longer runs and that
+ * refers to the same file as `sameAs`, with the mappings recorded with it. Their fd locks
+ * go with them. Decided from the private table alone, whatever shared memory says. Returns
+ * how many fds it closed.
  *
  * @example
  * ```ts
- * import { adoptFd, closeFd, closeOrphan, shmCreate, shmUnlink } from "./native.ts";
- * const fd = shmCreate("/shmq-doc-orphan", 64);
- * shmUnlink("/shmq-doc-orphan");
+ * import { adoptFd, closeFd, closeOrphans, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-orphans", 64);
+ * shmUnlink("/shmq-doc-orphans");
  * adoptFd(fd);
- * console.assert(!closeOrphan(fd, fd)); // its thread, this one, still runs
+ * console.assert(closeOrphans(fd) === 0); // its thread, this one, still runs
  * closeFd(fd);
  * ```
  */
-export function closeOrphan(fd: number, sameAs: number): boolean {
-  return s().shmq_close_orphan(fd, sameAs) === 0;
+export function closeOrphans(sameAs: number): number {
+  return check(s().shmq_close_orphans(sameAs), "close_orphans", String(sameAs));
 }

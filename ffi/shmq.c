@@ -352,32 +352,58 @@ static int thread_start(pid_t pid, pid_t tid, unsigned long long *start) {
   return 1;
 }
 
-/* Inode of the calling thread's pid namespace, or 0 when /proc cannot tell. */
-static unsigned long long pid_namespace(void) {
+/*
+ * Inodes of the calling process's pid and time namespaces (0 for a kernel without time
+ * namespaces). The pid namespace is 0, unknown, when the /proc mounted here belongs to
+ * another one: its numbers would name other threads. Start times are shifted into the
+ * reader's time namespace, so they compare only within one.
+ */
+static void namespaces(unsigned long long *pid_ns, unsigned long long *time_ns) {
   struct stat st;
-  return stat("/proc/self/ns/pid", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+  char self[32];
+  ssize_t n = readlink("/proc/self", self, sizeof self - 1);
+  *pid_ns = 0;
+  *time_ns = stat("/proc/self/ns/time", &st) == 0 ? (unsigned long long)st.st_ino : 0;
+  if (n <= 0) return;
+  self[n] = 0;
+  if (strtol(self, NULL, 10) != (long)getpid()) return;
+  if (stat("/proc/self/ns/pid", &st) == 0) *pid_ns = (unsigned long long)st.st_ino;
+}
+
+/*
+ * 1 when thread tid of process pid, started at start, has ended (no such thread, or a later
+ * one under its tid), 0 while it runs, -errno when that cannot be told.
+ */
+static int thread_ended(pid_t pid, pid_t tid, unsigned long long start) {
+  /* Cheap first, and needs no fd: no such thread in that process at all. */
+  if (syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH) return 1;
+  unsigned long long now = 0;
+  int rc = thread_start(pid, tid, &now);
+  if (rc < 0) return rc;
+  return rc == 0 || now != start;
 }
 
 int32_t shmq_thread_identity(double *out) {
   pid_t tid = (pid_t)syscall(SYS_gettid);
-  unsigned long long start = 0, ns = pid_namespace();
+  unsigned long long start = 0, pid_ns, time_ns;
+  namespaces(&pid_ns, &time_ns);
   int rc = thread_start(getpid(), tid, &start);
   if (rc <= 0) return rc == 0 ? -ENOENT : rc;
-  if (ns == 0) return -ENOENT;
+  if (pid_ns == 0) return -ENOENT;
   out[0] = (double)tid;
   out[1] = (double)start;
-  out[2] = (double)ns;
+  out[2] = (double)pid_ns;
+  out[3] = (double)time_ns;
   return 0;
 }
 
-int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double ns) {
-  if (pid <= 0 || tid <= 0 || ns != (double)pid_namespace()) return 1;
-  /* Cheap first: no such thread in that process at all. */
-  if (syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH) return 0;
-  unsigned long long now = 0;
-  int rc = thread_start(pid, tid, &now);
-  if (rc < 0) return 1;
-  return rc == 1 && (double)now == start;
+int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double pid_ns,
+                          double time_ns) {
+  unsigned long long my_pid_ns, my_time_ns;
+  namespaces(&my_pid_ns, &my_time_ns);
+  if (pid <= 0 || tid <= 0 || my_pid_ns == 0) return 1;
+  if (pid_ns != (double)my_pid_ns || time_ns != (double)my_time_ns) return 1;
+  return thread_ended(pid, tid, (unsigned long long)start) == 1 ? 0 : 1;
 }
 
 double shmq_process_token(void) {
@@ -427,6 +453,7 @@ int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
 }
 
 int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size) {
+  if (owner_fd < 0) return -EBADF;
   if (addr == NULL) return -EINVAL;
   int rc = -ENOENT;
   lock_adopted();
@@ -456,26 +483,22 @@ int32_t shmq_map_forget(void *addr) {
   return found;
 }
 
-int32_t shmq_close_orphan(int32_t fd, int32_t same_as) {
+int32_t shmq_close_orphans(int32_t same_as) {
+  struct stat ref, st;
+  if (fstat(same_as, &ref) != 0) return -errno;
+  int32_t closed = 0;
   lock_adopted();
-  int i = find_adopted(fd);
-  int rc = i < 0 ? -ENOENT : 0;
-  if (rc == 0) {
-    unsigned long long now = 0;
-    int found = thread_start(getpid(), adopted[i].tid, &now);
-    if (found < 0) rc = found;
-    else if (found == 1 && now == adopted[i].start) rc = -EBUSY;
-  }
-  struct stat a, b;
-  if (rc == 0 && (fstat(fd, &a) != 0 || fstat(same_as, &b) != 0)) rc = -errno;
-  if (rc == 0 && (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) rc = -ESTALE;
-  if (rc == 0) {
+  for (int i = 0; i < MAX_ADOPTED; i++) {
+    int32_t fd = adopted[i].fd_plus_one - 1;
+    if (fd < 0) continue;
+    if (fstat(fd, &st) != 0 || st.st_dev != ref.st_dev || st.st_ino != ref.st_ino) continue;
+    if (thread_ended(getpid(), adopted[i].tid, adopted[i].start) != 1) continue;
     /* Nothing of the ended thread uses them: its isolate went with it. */
     drop_adopted(i, 1);
-    rc = close(fd) == 0 ? 0 : -errno;
+    if (close(fd) == 0) closed++;
   }
   unlock_adopted();
-  return rc;
+  return closed;
 }
 
 #define E(x) \

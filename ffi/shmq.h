@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 3
+#define SHMQ_ABI_VERSION 4
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -156,18 +156,22 @@ SHMQ_API int32_t shmq_lock_probe(int32_t fd, uint64_t offset);
  * while its process, and so its fds and their locks, live on. An end records the identity
  * of the thread that opened it, and others ask the kernel whether that thread still runs.
  *
- * shmq_thread_identity writes three values into out: the calling thread's tid, its start
- * time (clock ticks since boot, from /proc/self/task/<tid>/stat) and the inode of its pid
- * namespace (tids mean something only inside one). Returns 0 or -errno (-ENOENT without /proc).
+ * shmq_thread_identity writes four values into out: the calling thread's tid, its start
+ * time (clock ticks since boot, from /proc/self/task/<tid>/stat), and the inodes of its pid
+ * namespace (tids mean something only inside one) and of its time namespace (start times
+ * are shifted into the reader's; 0 without time namespaces). Returns 0, or -ENOENT when
+ * /proc is missing or belongs to another pid namespace.
  */
 SHMQ_API int32_t shmq_thread_identity(double *out);
 
 /*
- * 0 when thread `tid` of process `pid`, started at `start` (as shmq_thread_identity gave it),
- * has ended: no such thread, or a later one reusing its tid. 1 when it runs, or when that
- * cannot be told from here: another pid namespace than `ns`, or no /proc. Never -errno.
+ * 0 when thread `tid` of process `pid`, started at `start` (as shmq_thread_identity gave
+ * it), has ended: no such thread, or a later one reusing its tid. 1 when it runs, or when
+ * that cannot be told from here: other pid or time namespaces than `pid_ns` and `time_ns`,
+ * or no /proc. Never -errno.
  */
-SHMQ_API int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double ns);
+SHMQ_API int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double pid_ns,
+                                   double time_ns);
 
 /*
  * A random integer in [1, 2^52) drawn once per loaded copy of this library: every Worker
@@ -178,7 +182,7 @@ SHMQ_API double shmq_process_token(void);
 
 /*
  * Records, in a table private to this process, that fd, and the mapping of it at addr
- * (size bytes), belong to an end the calling thread opened. shmq_close_orphan acts only on
+ * (size bytes), belong to an end the calling thread opened. shmq_close_orphans acts only on
  * fds recorded so, whatever shared memory says. 0, -ENOSPC when the table (1024 fds) is
  * full, or -errno when /proc cannot name the thread.
  */
@@ -186,8 +190,9 @@ SHMQ_API int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size);
 
 /*
  * Records one more mapping (addr, size bytes) of the end whose adopted fd is owner_fd: an
- * extension segment's, so that an orphan's memory goes too. 0, or -ENOSPC when the table
- * (4096 mappings) is full.
+ * extension segment's, so that an orphan's memory goes too. 0, -ENOENT when owner_fd is not
+ * adopted, -ENOSPC when the table (4096 mappings) is full, -EBADF or -EINVAL for a negative
+ * fd or a NULL addr.
  */
 SHMQ_API int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size);
 
@@ -199,14 +204,14 @@ SHMQ_API int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size);
 SHMQ_API int32_t shmq_map_forget(void *addr);
 
 /*
- * Unmaps the mappings recorded with fd and closes fd: what an end whose thread has ended (a
- * terminated Worker) left behind while this process lives on. The fd locks it holds go
- * with the last reference to its open file description, the mapping included. Only if
- * shmq_fd_adopt recorded fd, the thread it recorded has ended, and fd refers to the same
- * file as fd `same_as`. 0 when done; -ENOENT when fd is not recorded, -EBUSY when its
- * thread still runs, -ESTALE when it refers to another file, or another -errno.
+ * Unmaps and closes what ends whose thread has ended (terminated Workers) left behind in
+ * this process while it lives on: every adopted fd that refers to the same file as fd
+ * `same_as` and whose recorded thread has ended, with the mappings recorded with it. The fd
+ * locks it holds go with the last reference to its open file description, the mappings
+ * included. Decided from the private table alone, whatever shared memory says. Returns how
+ * many fds it closed, or -errno when same_as is bad.
  */
-SHMQ_API int32_t shmq_close_orphan(int32_t fd, int32_t same_as);
+SHMQ_API int32_t shmq_close_orphans(int32_t same_as);
 
 /* kill(pid, 0): 1 when the process exists (also on EPERM), 0 when gone (ESRCH), or -errno. */
 SHMQ_API int32_t shmq_pid_alive(int32_t pid);

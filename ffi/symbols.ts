@@ -16,7 +16,7 @@
  * console.assert(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -64,12 +64,12 @@ export const symbols = {
   shmq_lock_probe: { parameters: ["i32", "u64"], result: "i32" },
   shmq_pid_alive: { parameters: ["i32"], result: "i32" },
   shmq_thread_identity: { parameters: ["buffer"], result: "i32" },
-  shmq_thread_alive: { parameters: ["i32", "i32", "f64", "f64"], result: "i32" },
+  shmq_thread_alive: { parameters: ["i32", "i32", "f64", "f64", "f64"], result: "i32" },
   shmq_process_token: { parameters: [], result: "f64" },
   shmq_fd_adopt: { parameters: ["i32", "pointer", "u64"], result: "i32" },
   shmq_map_adopt: { parameters: ["i32", "pointer", "u64"], result: "i32" },
   shmq_map_forget: { parameters: ["pointer"], result: "i32" },
-  shmq_close_orphan: { parameters: ["i32", "i32"], result: "i32" },
+  shmq_close_orphans: { parameters: ["i32"], result: "i32" },
   shmq_errno_name: { parameters: ["i32"], result: "pointer" },
   shmq_strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;

@@ -24,7 +24,7 @@
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
  *              │ participant table: MAX_PARTICIPANTS × 64 B                   │
  *              │   {kind, gen, pid, acked, fd, tid, process, thread start,    │
- *              │    pid namespace, _}                                         │
+ *              │    pid namespace, time namespace, _}                         │
  *  SLOTS       ├──────────────────────────────────────────────────────────────┤
  *              │ slot ring: ringSize × 64 B                                   │
  *              │   {state, sender, senderGen, takenBy, segment, _,            │
@@ -41,8 +41,8 @@
  * so a lock probe tells a dead participant apart from a live one without trusting pids.
  * A Worker's thread can end (`terminate()`) while its process, and so its locks, live on:
  * an entry also records the thread that opened the end, and a participant whose thread has
- * ended counts as dead too. An end in the same process then closes the fd the ended thread
- * left open (`P_FD`, `P_PROCESS`), which frees its lock byte for reuse.
+ * ended counts as dead too. An end in the same process (`P_PROCESS`) then has the native
+ * side unmap and close what the ended thread left, which frees its lock byte for reuse.
  *
  * @module
  */
@@ -130,14 +130,15 @@ export const P_KIND = 0; // u32: ParticipantKind
 export const P_GEN = 4; // u32: bumped when the entry is taken, so stale references miss
 export const P_PID = 8; // i32: the holder's process (with P_TID, names its thread)
 export const P_ACKED = 12; // u32: messages of this sender released by receivers
-/** i32: the holder's fd of the main segment plus one (0 = none). Means something only in
- * the process whose token is at `P_PROCESS`: there another end closes the fd an ended
- * Worker left open, which frees the entry's lock byte. */
+/** i32: the holder's fd of the main segment plus one (0 = none), for the process whose token
+ * is at `P_PROCESS`: a hint that an ended Worker there may have left it open. What is closed
+ * is decided by that process's own records (native closeOrphans), never by this field. */
 export const P_FD = 16;
 export const P_TID = 20; // i32: the holder's thread, 0 = unknown (no /proc: locks only)
 export const P_PROCESS = 24; // f64: the holder's process token (native processToken)
 export const P_THREAD_START = 32; // f64: its thread's start time, so a reused tid is no match
 export const P_PID_NAMESPACE = 40; // f64: the pid namespace its pid and tid belong to
+export const P_TIME_NAMESPACE = 48; // f64: the time namespace its start time belongs to
 
 /** Who holds a participant entry. */
 export const ParticipantKind = { Free: 0, Sender: 1, Receiver: 2 } as const;

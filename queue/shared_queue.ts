@@ -580,6 +580,8 @@ export class SharedQueue {
       this.#lock();
       try {
         if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
+        // No orphan to look for here: this end closes its fd itself.
+        this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
         this.#removeParticipantLocked(this.#self);
         const u32 = this.#u32;
         last = u32[L.C_LIVE_SENDERS >> 2] === 0 && u32[L.C_LIVE_RECEIVERS >> 2] === 0;
@@ -599,6 +601,9 @@ export class SharedQueue {
     this.#extensions.length = 0;
     this.#retired.clear();
     native.lockByte(this.#fd, L.participantLockByte(this.#self), "unlock");
+    // Whatever a terminated Worker of this process left of this queue, whether or not shared
+    // memory still hints at it: this end may be the last here to notice.
+    native.closeOrphans(this.#fd);
     // The fd first: closing it forgets the mapping recorded with it (see native.adoptFd).
     native.closeFd(this.#fd);
     unmapAll(this.#main);
@@ -702,8 +707,6 @@ export class SharedQueue {
       }
       const gen = (u32[(at + L.P_GEN) >> 2] + 1) >>> 0;
       u32[(at + L.P_GEN) >> 2] = gen;
-      this.#i32[(at + L.P_FD) >> 2] = this.#fd + 1;
-      this.#f64[(at + L.P_PROCESS) >> 3] = processToken();
       Atomics.store(u32, (at + L.P_ACKED) >> 2, 0);
       u32[(at + L.P_KIND) >> 2] = this.kind === "sender"
         ? L.ParticipantKind.Sender
@@ -726,6 +729,9 @@ export class SharedQueue {
     this.#i32[(at + L.P_TID) >> 2] = thread?.tid ?? 0;
     this.#f64[(at + L.P_THREAD_START) >> 3] = thread?.start ?? 0;
     this.#f64[(at + L.P_PID_NAMESPACE) >> 3] = thread?.pidNamespace ?? 0;
+    this.#f64[(at + L.P_TIME_NAMESPACE) >> 3] = thread?.timeNamespace ?? 0;
+    this.#f64[(at + L.P_PROCESS) >> 3] = processToken();
+    this.#i32[(at + L.P_FD) >> 2] = this.#fd + 1;
   }
 
   /** Alive while its process holds its lock byte and the thread that opened it runs. */
@@ -747,27 +753,23 @@ export class SharedQueue {
       tid,
       start: this.#f64[(at + L.P_THREAD_START) >> 3],
       pidNamespace: this.#f64[(at + L.P_PID_NAMESPACE) >> 3],
+      timeNamespace: this.#f64[(at + L.P_TIME_NAMESPACE) >> 3],
     });
   }
 
-  /** Whether participant `index`'s entry names an fd of this process (see L.P_FD). */
-  #namesOurFd(index: number): boolean {
-    const at = L.participantOffset(index);
-    return this.#i32[(at + L.P_FD) >> 2] > 0 &&
-      this.#f64[(at + L.P_PROCESS) >> 3] === processToken();
-  }
-
   /**
-   * Closes the fd an ended thread of this process left open for participant `index`, so its
-   * lock byte (and the "alive" byte) are free again. The record is cleared first, so nobody
-   * tries twice; the native side checks the fd is one an ended thread of ours opened.
+   * Whether participant `index` was an end of this process whose thread has ended, which may
+   * have left its fd and mappings here (see L.P_FD). Clears the hint: one look is enough, and
+   * closing this end looks again regardless.
    */
-  #closeOrphanLocked(index: number): void {
+  #leftAnOrphan(index: number): boolean {
     const at = L.participantOffset(index);
-    if (this.#threadRuns(index)) return;
-    const fd = this.#i32[(at + L.P_FD) >> 2] - 1;
+    if (this.#i32[(at + L.P_FD) >> 2] === 0) return false;
+    if (this.#f64[(at + L.P_PROCESS) >> 3] !== processToken() || this.#threadRuns(index)) {
+      return false;
+    }
     this.#i32[(at + L.P_FD) >> 2] = 0;
-    native.closeOrphan(fd, this.#fd);
+    return true;
   }
 
   /** Runs with the lock taken over from a dead holder: repair, or poison if beyond repair. */
@@ -785,6 +787,7 @@ export class SharedQueue {
   #reapDeadLocked(): void {
     const u32 = this.#u32;
     let reaped = false;
+    let orphans = false;
     for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
       if (i === this.#self) continue;
       if (u32[(L.participantOffset(i) + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
@@ -793,8 +796,10 @@ export class SharedQueue {
         reaped = true;
       }
       // Reaped now, or earlier by another process, which cannot close our fds.
-      if (this.#namesOurFd(i)) this.#closeOrphanLocked(i);
+      if (this.#leftAnOrphan(i)) orphans = true;
     }
+    // Frees the lock bytes (and memory) the ended threads' ends still hold.
+    if (orphans) native.closeOrphans(this.#fd);
     if (reaped) {
       Atomics.add(this.#i32, L.W_PUT_SEQ >> 2, 1);
       Atomics.add(this.#i32, L.W_RELEASE_SEQ >> 2, 1);
@@ -841,11 +846,7 @@ export class SharedQueue {
         );
       }
     }
-    if (index === this.#self) {
-      this.#forgetPrefetched();
-      // This end closes its fd itself, right after: nobody else may.
-      this.#i32[(at + L.P_FD) >> 2] = 0;
-    }
+    if (index === this.#self) this.#forgetPrefetched();
     if (kind === L.ParticipantKind.Sender && u32[L.C_LIVE_SENDERS >> 2] > 0) {
       u32[L.C_LIVE_SENDERS >> 2]--;
     } else if (kind === L.ParticipantKind.Receiver && u32[L.C_LIVE_RECEIVERS >> 2] > 0) {

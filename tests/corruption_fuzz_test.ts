@@ -305,6 +305,7 @@ class Scribbler {
         [L.P_PROCESS, "f64"],
         [L.P_THREAD_START, "f64"],
         [L.P_PID_NAMESPACE, "f64"],
+        [L.P_TIME_NAMESPACE, "f64"],
       ]);
     } else if (pick < 14) {
       target = "slots";

@@ -97,20 +97,54 @@ Deno.test("a lock left by a Worker that ended is taken over at once", () =>
         tid: m.i32[(at + L.P_TID) >> 2],
         start: m.f64[(at + L.P_THREAD_START) >> 3],
         pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
+        timeNamespace: m.f64[(at + L.P_TIME_NAMESPACE) >> 3],
       };
       assert.ok(thread.tid > 0 && thread.tid !== Deno.pid, "a Worker runs on a thread of its own");
       assert.ok(threadAlive(Deno.pid, thread));
       worker.terminate();
       for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
       assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
-      // As if it had ended inside a critical section: Deno stops a Worker only between tasks,
-      // so this stands for a holder whose thread ended with the lock taken. Its process (ours)
-      // lives on, and so does the fd lock of its entry.
+      // As if it had ended inside a critical section (Deno 2.9 stops an idle Worker, not one
+      // busy in sync code, so this stands for a holder whose thread ended with the lock
+      // taken). Its process (ours) lives on, and so does the fd lock of its entry.
       Atomics.store(m.i32, L.W_LOCK >> 2, 2 + 1);
       // Before: "held for over 10000 ms by live participant 2", then ClosedError.
       await sender.put("after", { timeout: 3000 });
       assert.equal(await receiver.get({ timeout: 3000 }), "after");
       assert.ok(!entryLockHeld(name, 2), "the Worker's fd was closed in the takeover");
+    } finally {
+      m.unmap();
+      worker.terminate();
+      sender.close();
+      receiver.close();
+    }
+  }));
+
+Deno.test("closing an end frees what a terminated Worker left, even with no hint left", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const { name } = sender.descriptor;
+    const worker = await startWorker();
+    const m = mapSegment(name)!;
+    try {
+      const opened = nextMessage<string>(worker);
+      worker.postMessage({ mode: "open", descriptor: sender.descriptor });
+      assert.equal(await opened, "opened");
+      const at = L.participantOffset(2);
+      const thread = {
+        tid: m.i32[(at + L.P_TID) >> 2],
+        start: m.f64[(at + L.P_THREAD_START) >> 3],
+        pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
+        timeNamespace: m.f64[(at + L.P_TIME_NAMESPACE) >> 3],
+      };
+      worker.terminate();
+      for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
+      assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
+      // As if another process had reaped the entry and a peer had scribbled the hint away.
+      m.i32[(at + L.P_FD) >> 2] = 0;
+      assert.ok(entryLockHeld(name, 2));
+      sender.close();
+      assert.ok(!entryLockHeld(name, 2), "closing the sender closed the Worker's fd");
     } finally {
       m.unmap();
       worker.terminate();

@@ -13,7 +13,7 @@ import {
   atomicLoadU64,
   atomicStoreU64,
   closeFd,
-  closeOrphan,
+  closeOrphans,
   fdLinks,
   fdSize,
   futexWait,
@@ -31,6 +31,7 @@ import {
   shmOpen,
   shmUnlink,
   threadAlive,
+  type ThreadIdentity,
   threadIdentity,
   unmap,
 } from "../ffi/native.ts";
@@ -264,8 +265,13 @@ Deno.test("a thread identity tells a thread from its successor and from an ended
   assert.equal(threadAlive(Deno.pid, me), true);
   // The same tid started later is another thread: this one has ended.
   assert.equal(threadAlive(Deno.pid, { ...me, start: me.start + 1 }), false);
-  // In another pid namespace the numbers mean nothing here: never reported ended.
+  // In another pid namespace the numbers mean nothing here, and in another time namespace
+  // start times are shifted: never reported ended.
   assert.equal(threadAlive(Deno.pid, { ...me, start: 1, pidNamespace: me.pidNamespace + 1 }), true);
+  assert.equal(
+    threadAlive(Deno.pid, { ...me, start: 1, timeNamespace: me.timeNamespace + 1 }),
+    true,
+  );
 
   const token = processToken();
   assert.ok(Number.isInteger(token) && token >= 1 && token < 2 ** 52);
@@ -274,67 +280,66 @@ Deno.test("a thread identity tells a thread from its successor and from an ended
   const other = await childJson(child("identity", seg.name)) as {
     pid: number;
     token: number;
-    thread: { tid: number; start: number; pidNamespace: number };
+    thread: ThreadIdentity;
   };
   assert.notEqual(other.token, token, "each process draws its own token");
   assert.equal(other.thread.pidNamespace, me.pidNamespace);
   assert.equal(threadAlive(other.pid, other.thread), false, "the child has exited");
 });
 
-Deno.test("closeOrphan unmaps and closes only what a thread that has ended adopted", async () => {
-  using a = segment();
+Deno.test("closeOrphans unmaps and closes only what threads that have ended adopted", async () => {
+  const size = 3 * 4096; // an unusual size, so the freed range is unlikely to be reused at once
+  using a = segment(size);
   const extra = shmOpen(a.name);
   try {
-    assert.equal(closeOrphan(extra, a.fd), false, "not adopted: never closed");
+    assert.equal(closeOrphans(a.fd), 0, "not adopted: never closed");
     assert.equal(adoptFd(extra), true);
-    assert.equal(closeOrphan(extra, a.fd), false, "adopted by this thread, which runs");
-    assert.equal(fdSize(extra), 4096, "still open");
+    assert.equal(closeOrphans(a.fd), 0, "adopted by this thread, which runs");
+    assert.equal(fdSize(extra), size, "still open");
   } finally {
     closeFd(extra);
   }
-  // Adopted by a Worker's thread that has since ended: unmapped and closed, if the same file.
-  using b = segment();
+  // Adopted by a Worker's thread that has since ended: unmapped and closed.
+  using b = segment(size);
   const native = JSON.stringify(new URL("../ffi/native.ts", import.meta.url).href);
   const source = `
     import { adoptFd, adoptMapping, closeFd, map, shmOpen, threadIdentity } from ${native};
     const fd = shmOpen(${JSON.stringify(a.name)});
-    const main = map(fd, 4096);
-    adoptFd(fd, { pointer: main, size: 4096 });
+    const main = map(fd, ${size});
+    adoptFd(fd, { pointer: main, size: ${size} });
     const other = shmOpen(${JSON.stringify(b.name)});
-    const extension = map(other, 4096);
+    const extension = map(other, ${size});
     closeFd(other);
-    adoptMapping(fd, { pointer: extension, size: 4096 });
+    adoptMapping(fd, { pointer: extension, size: ${size} });
     postMessage({
-      fd,
       thread: threadIdentity(),
       mappings: [Deno.UnsafePointer.value(main), Deno.UnsafePointer.value(extension)],
     });`;
   const worker = new Worker(`data:application/javascript,${encodeURIComponent(source)}`, {
     type: "module",
   });
-  const { fd: orphan, thread, mappings } = await new Promise<{
-    fd: number;
-    thread: { tid: number; start: number; pidNamespace: number };
+  const { thread, mappings } = await new Promise<{
+    thread: ThreadIdentity;
     mappings: bigint[];
   }>((ok) => worker.onmessage = (e) => ok(e.data));
   const left = mappings.map((value) => Deno.UnsafePointer.create(value)!);
-  assert.equal(closeOrphan(orphan, a.fd), false, "its thread still runs");
+  assert.equal(closeOrphans(a.fd), 0, "its thread still runs");
   worker.terminate();
   for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) {
     await new Promise((ok) => setTimeout(ok, 20));
   }
   assert.equal(threadAlive(Deno.pid, thread), false, "the Worker's thread ended");
-  assert.equal(closeOrphan(orphan, b.fd), false, "another file: never closed");
-  for (const pointer of left) prefault(pointer, 4096); // still mapped
-  assert.equal(closeOrphan(orphan, a.fd), true);
+  assert.equal(closeOrphans(b.fd), 0, "only fds of the same file");
+  for (const pointer of left) prefault(pointer, size); // still mapped
+  assert.equal(closeOrphans(a.fd), 1);
   // Unmapped with it: madvise on memory that is not mapped fails with ENOMEM.
   for (const pointer of left) {
     assert.throws(
-      () => prefault(pointer, 4096),
+      () => prefault(pointer, size),
       (e: unknown) => e instanceof NativeError && /ENOMEM/.test(e.message),
     );
   }
-  assert.equal(closeOrphan(orphan, a.fd), false, "forgotten once closed");
+  assert.equal(closeOrphans(a.fd), 0, "forgotten once closed");
 });
 
 Deno.test("unsupported platforms get an error naming the supported ones", () => {

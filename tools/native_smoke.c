@@ -60,15 +60,17 @@ int main(void) {
   CHECK(shmq_shm_free_bytes() >= 0);
   CHECK(shmq_yield() == 0);
   CHECK(shmq_pid_alive((int32_t)getpid()) == 1);
-  double me[3];
+  double me[4];
   CHECK(shmq_thread_identity(me) == 0 && me[0] == (double)getpid() && me[1] > 0);
-  CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1], me[2]) == 1);
-  CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1] + 1, me[2]) == 0);
+  CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1], me[2], me[3]) == 1);
+  CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1] + 1, me[2], me[3]) == 0);
+  CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1] + 1, me[2], me[3] + 1) == 1);
   double token = shmq_process_token();
   CHECK(token >= 1 && token == shmq_process_token());
   int32_t fd3 = shmq_shm_open(n);
-  CHECK(fd3 >= 0 && shmq_close_orphan(fd3, fd) == -ENOENT);
-  CHECK(shmq_fd_adopt(fd3, NULL, 0) == 0 && shmq_close_orphan(fd3, fd) == -EBUSY);
+  CHECK(fd3 >= 0 && shmq_fd_adopt(fd3, NULL, 0) == 0);
+  CHECK(shmq_close_orphans(fd) == 0); /* adopted by this thread, which runs */
+  CHECK(shmq_map_adopt(-1, p, 8192) == -EBADF && shmq_map_forget(p) == 0);
   CHECK(shmq_close(fd3) == 0);
   CHECK(shmq_unmap(p, 8192) == 0);
   CHECK(shmq_unmap((void *)(intptr_t)addr2, 8192) == 0);
