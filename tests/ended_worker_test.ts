@@ -4,7 +4,7 @@
 // the fds they left open.
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver } from "../mod.ts";
-import { fixture, mapSegment, withoutLeaks } from "./helpers.ts";
+import { finish, fixture, mapSegment, spawnFixture, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 import { closeFd, lockProbe, shmOpen, threadAlive } from "../ffi/native.ts";
 
@@ -145,6 +145,47 @@ Deno.test("closing an end frees what a terminated Worker left, even with no hint
       assert.ok(entryLockHeld(name, 2));
       sender.close();
       assert.ok(!entryLockHeld(name, 2), "closing the sender closed the Worker's fd");
+    } finally {
+      m.unmap();
+      worker.terminate();
+      sender.close();
+      receiver.close();
+    }
+  }));
+
+Deno.test("another process reaps a terminated Worker's end; this one then frees what it left", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const { name } = sender.descriptor;
+    const worker = await startWorker();
+    const m = mapSegment(name)!;
+    try {
+      const opened = nextMessage<string>(worker);
+      worker.postMessage({ mode: "open", descriptor: sender.descriptor });
+      assert.equal(await opened, "opened");
+      const at = L.participantOffset(2);
+      const thread = {
+        tid: m.i32[(at + L.P_TID) >> 2],
+        start: m.f64[(at + L.P_THREAD_START) >> 3],
+        pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
+        timeNamespace: m.f64[(at + L.P_TIME_NAMESPACE) >> 3],
+      };
+      worker.terminate();
+      for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
+      assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
+      // A receiver in another process opens and closes; its close reaps the Worker's end,
+      // which it finds dead through /proc alone: the fd lock of that end lives on here.
+      const child = spawnFixture("queue_child.ts", [
+        "nibble",
+        JSON.stringify(receiver.descriptor),
+        "0",
+      ]);
+      assert.equal((await finish(child)).code, 0);
+      assert.equal(m.u32[(at + L.P_KIND) >> 2], L.ParticipantKind.Free, "reaped by the child");
+      assert.ok(entryLockHeld(name, 2), "the child cannot close this process's fd");
+      // Any reap here finds the hint the child left: a poll that finds nothing reaps.
+      assert.equal(receiver.getNowait(), undefined);
+      assert.ok(!entryLockHeld(name, 2), "this process closed the Worker's fd");
     } finally {
       m.unmap();
       worker.terminate();
