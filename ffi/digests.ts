@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "89e76e553a39b3004ad53e5653edc582c9893452ba5adb321705236bbde91db2",
-  "x86_64-linux": "4eca0e772604c0840fcbd46f3213303412096cd1a19987c6490b3a1b88fa79f8",
+  "aarch64-linux": "4013907f7d946b8a9c655436adc55ee9d966b02ee52a1a5896d88c13246a5f5e",
+  "x86_64-linux": "b3acdbf99e4b15834cd4c6b98e363e307dd09181bc0c4fcd9579a242e22960f3",
 };

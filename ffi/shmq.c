@@ -359,15 +359,30 @@ static int thread_start(pid_t pid, pid_t tid, unsigned long long *start) {
  * reader's time namespace, so they compare only within one.
  */
 static void namespaces(unsigned long long *pid_ns, unsigned long long *time_ns) {
+  /* Looked up once: a process's own namespaces never change (setns and unshare of these
+   * two apply to its children), and every liveness probe would otherwise pay 3 syscalls. */
+  static _Atomic unsigned long long cached_pid_ns, cached_time_ns;
+  static _Atomic int cached;
+  if (atomic_load_explicit(&cached, memory_order_acquire)) {
+    *pid_ns = atomic_load_explicit(&cached_pid_ns, memory_order_relaxed);
+    *time_ns = atomic_load_explicit(&cached_time_ns, memory_order_relaxed);
+    return;
+  }
   struct stat st;
   char self[32];
   ssize_t n = readlink("/proc/self", self, sizeof self - 1);
   *pid_ns = 0;
   *time_ns = stat("/proc/self/ns/time", &st) == 0 ? (unsigned long long)st.st_ino : 0;
-  if (n <= 0) return;
-  self[n] = 0;
-  if (strtol(self, NULL, 10) != (long)getpid()) return;
-  if (stat("/proc/self/ns/pid", &st) == 0) *pid_ns = (unsigned long long)st.st_ino;
+  if (n > 0) {
+    self[n] = 0;
+    if (strtol(self, NULL, 10) == (long)getpid() && stat("/proc/self/ns/pid", &st) == 0) {
+      *pid_ns = (unsigned long long)st.st_ino;
+    }
+  }
+  /* Racing threads compute the same values. */
+  atomic_store_explicit(&cached_pid_ns, *pid_ns, memory_order_relaxed);
+  atomic_store_explicit(&cached_time_ns, *time_ns, memory_order_relaxed);
+  atomic_store_explicit(&cached, 1, memory_order_release);
 }
 
 /*

@@ -9,9 +9,9 @@
  *    slash, at most NAME_MAX bytes), exactly as for shm_open(3).
  *  - Addresses are passed as pointers and returned as int64 (user-space addresses are
  *    below 2^63, so a negative result is always an errno).
- *  - Functions keep no state between calls, except shmq_process_token (drawn once) and the
- *    table of adopted fds (under a lock), so all of them are safe to call from any thread
- *    (Deno runs `nonblocking` FFI calls on a worker thread).
+ *  - Functions keep no state between calls, except shmq_process_token and the process's
+ *    namespaces (found once) and the table of adopted fds (under a lock), so all of them
+ *    are safe to call from any thread (Deno runs `nonblocking` FFI calls on a worker thread).
  *
  * The ABI version is bumped whenever a signature or a behaviour the TypeScript side relies
  * on changes; the loader refuses a binary whose shmq_abi_version() differs.
