@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "4013907f7d946b8a9c655436adc55ee9d966b02ee52a1a5896d88c13246a5f5e",
-  "x86_64-linux": "b3acdbf99e4b15834cd4c6b98e363e307dd09181bc0c4fcd9579a242e22960f3",
+  "aarch64-linux": "c17dad153551c00a5bc0c4fdb3887a73b996fcc01aa47e5771b7cd04a6dfc500",
+  "x86_64-linux": "03aac7af5316ffcd31150ae3564efb45f34af094971d06d00c5c6bfa0b92430f",
 };

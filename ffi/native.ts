@@ -382,6 +382,47 @@ export function prepareCopyTarget(buffer: ArrayBuffer): void {
   );
 }
 
+/**
+ * Starts readying a freshly allocated buffer for a large copy on a helper thread: huge
+ * pages, and its pages pre-faulted from the end backwards while the caller copies into it
+ * from the front, so the kernel's zeroing of fresh pages runs on another core. Bytes the
+ * caller writes meanwhile stay as written. Returns an id for {@linkcode prefaultJoin}, or
+ * `undefined` when no helper was started (a buffer without a whole 2 MiB page, or 8
+ * helpers busy): then use {@linkcode prepareCopyTarget}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { prefaultJoin, prefaultStart } from "./native.ts";
+ * const target = new Uint8Array(8 << 20);
+ * const helper = prefaultStart(target.buffer);
+ * target.set(new Uint8Array(8 << 20).fill(1));
+ * if (helper !== undefined) prefaultJoin(helper);
+ * assert.equal(target[(8 << 20) - 1], 1);
+ * ```
+ */
+export function prefaultStart(buffer: ArrayBuffer): number | undefined {
+  const pointer = Deno.UnsafePointer.of(buffer);
+  if (pointer === null || buffer.byteLength === 0) return undefined;
+  const id = s().shmq_prefault_start(pointer, BigInt(buffer.byteLength));
+  return id >= 0 ? id : undefined;
+}
+
+/**
+ * Stops and waits for the helper {@linkcode prefaultStart} started. Call it before the
+ * buffer may be freed: at the latest before the code that copies returns to its caller.
+ *
+ * @example
+ * ```ts
+ * import { prefaultJoin, prefaultStart } from "./native.ts";
+ * const helper = prefaultStart(new ArrayBuffer(8 << 20));
+ * if (helper !== undefined) prefaultJoin(helper);
+ * ```
+ */
+export function prefaultJoin(id: number): void {
+  check(s().shmq_prefault_join(id), "pthread_join", String(id));
+}
+
 /** What a futex wait reports. `"changed"`: the word did not hold `expected` to begin with. */
 export type FutexWaitResult = "woken" | "timeout" | "changed";
 

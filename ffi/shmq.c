@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -227,6 +228,57 @@ int32_t shmq_prepare_copy_target(void *addr, uint64_t len) {
   /* Advice only: EINVAL where THP is compiled out changes nothing. */
   if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
   return shmq_prefault(addr, len);
+}
+
+/* Helpers of shmq_prefault_start: a fixed few, each claimed with a CAS on its flag. */
+#define MAX_PREFAULTERS 8
+static struct {
+  pthread_t thread;
+  uintptr_t lo, hi;
+  _Atomic int stop;
+} prefaulters[MAX_PREFAULTERS];
+static _Atomic int prefaulter_claimed[MAX_PREFAULTERS];
+
+static void *prefault_backwards(void *arg) {
+  int id = (int)(intptr_t)arg;
+  const uintptr_t step = (uintptr_t)2 << 20;
+  uintptr_t lo = prefaulters[id].lo, end = prefaulters[id].hi;
+  while (end > lo && !atomic_load_explicit(&prefaulters[id].stop, memory_order_relaxed)) {
+    uintptr_t start = end - lo > step ? end - step : lo;
+    if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) != 0) break;
+    end = start;
+  }
+  return NULL;
+}
+
+int32_t shmq_prefault_start(void *addr, uint64_t len) {
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  uintptr_t lo = ((uintptr_t)addr + huge - 1) & ~(huge - 1);
+  uintptr_t hi = ((uintptr_t)addr + (uintptr_t)len) & ~(huge - 1);
+  if (hi <= lo) return -EINVAL;
+  (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+  for (int id = 0; id < MAX_PREFAULTERS; id++) {
+    int expected = 0;
+    if (!atomic_compare_exchange_strong(&prefaulter_claimed[id], &expected, 1)) continue;
+    prefaulters[id].lo = lo;
+    prefaulters[id].hi = hi;
+    atomic_store(&prefaulters[id].stop, 0);
+    int rc = pthread_create(&prefaulters[id].thread, NULL, prefault_backwards, (void *)(intptr_t)id);
+    if (rc != 0) {
+      atomic_store(&prefaulter_claimed[id], 0);
+      return -rc;
+    }
+    return id;
+  }
+  return -EBUSY;
+}
+
+int32_t shmq_prefault_join(int32_t id) {
+  if (id < 0 || id >= MAX_PREFAULTERS || !atomic_load(&prefaulter_claimed[id])) return -EINVAL;
+  atomic_store(&prefaulters[id].stop, 1);
+  int rc = pthread_join(prefaulters[id].thread, NULL);
+  atomic_store(&prefaulter_claimed[id], 0);
+  return -rc;
 }
 
 int32_t shmq_futex_wait(void *addr, uint32_t expected, int64_t timeout_ns) {

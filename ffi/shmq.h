@@ -10,8 +10,9 @@
  *  - Addresses are passed as pointers and returned as int64 (user-space addresses are
  *    below 2^63, so a negative result is always an errno).
  *  - Functions keep no state between calls, except shmq_process_token and the process's
- *    namespaces (found once) and the table of adopted fds (under a lock), so all of them
- *    are safe to call from any thread (Deno runs `nonblocking` FFI calls on a worker thread).
+ *    namespaces (found once), the table of adopted fds (under a lock) and the pre-fault
+ *    helpers (claimed atomically), so all of them are safe to call from any thread (Deno
+ *    runs `nonblocking` FFI calls on a worker thread).
  *
  * The ABI version is bumped whenever a signature or a behaviour the TypeScript side relies
  * on changes; the loader refuses a binary whose shmq_abi_version() differs.
@@ -21,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 4
+#define SHMQ_ABI_VERSION 5
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -111,6 +112,23 @@ SHMQ_API int32_t shmq_prefault(void *addr, uint64_t len);
  * speed. Contents are unchanged. Returns 0 or -errno.
  */
 SHMQ_API int32_t shmq_prepare_copy_target(void *addr, uint64_t len);
+
+/*
+ * Like shmq_prepare_copy_target, but the pre-faulting runs on a helper thread, from the
+ * end of the range backwards in 2 MiB steps, while the caller copies into it from the
+ * front: the kernel's zeroing of fresh pages, most of the cost of a large copy into new
+ * memory, then runs on another core. Pages already present are left as they are, so no
+ * byte the caller wrote changes. Returns an id for shmq_prefault_join, -EINVAL when the
+ * range holds no whole 2 MiB page, -EBUSY when 8 helpers run already, or -errno.
+ */
+SHMQ_API int32_t shmq_prefault_start(void *addr, uint64_t len);
+
+/*
+ * Stops the helper of shmq_prefault_start (it finishes its current 2 MiB step) and waits for
+ * it. Call it before the memory can be freed, and before the calling code can unload this
+ * library. 0 or -errno (-EINVAL for an unknown id).
+ */
+SHMQ_API int32_t shmq_prefault_join(int32_t id);
 
 /*
  * Shared (cross-process, not FUTEX_PRIVATE) FUTEX_WAIT on the 32-bit word at addr while it

@@ -25,6 +25,8 @@ import {
   NativeError,
   pidAlive,
   prefault,
+  prefaultJoin,
+  prefaultStart,
   processToken,
   shmCreate,
   shmList,
@@ -257,6 +259,32 @@ Deno.test("an OFD lock held by a child is seen by probe and dropped when it is k
     closeFd(other);
   }
   assert.equal(lockByte(seg.fd, 3, "unlock"), true);
+});
+
+Deno.test("a copy target pre-faulted by a helper keeps every byte written meanwhile", () => {
+  const n = 32 << 20;
+  const source = new Uint8Array(n);
+  for (let i = 0; i < n; i++) source[i] = (i * 2654435761) >>> 24 || 1;
+  const words = (b: Uint8Array) => new BigUint64Array(b.buffer, b.byteOffset, b.length / 8);
+  for (let round = 0; round < 3; round++) {
+    const target = new Uint8Array(n);
+    const helper = prefaultStart(target.buffer);
+    assert.notEqual(helper, undefined);
+    // The helper works from the end, this copy from the front: they cross somewhere.
+    target.set(source);
+    prefaultJoin(helper!);
+    const want = words(source);
+    const got = words(target);
+    let differ = 0;
+    for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) differ++;
+    assert.equal(differ, 0, `round ${round}: ${differ} words changed`);
+  }
+  assert.equal(prefaultStart(new ArrayBuffer(4096)), undefined, "no whole 2 MiB page");
+  // At most 8 helpers run at once; each is claimed until joined.
+  const ids = Array.from({ length: 9 }, () => prefaultStart(new ArrayBuffer(6 << 20)));
+  assert.deepEqual(ids.map((id) => id === undefined), [...Array(8).fill(false), true]);
+  for (const id of ids) if (id !== undefined) prefaultJoin(id);
+  assert.throws(() => prefaultJoin(ids[0]!), NativeError, "joined already");
 });
 
 Deno.test("a thread identity tells a thread from its successor and from an ended one", async () => {

@@ -673,3 +673,29 @@ Deno.test("recovery after a lock holder died mid-reclaim or mid-takeover: nothin
       for (let i = 0; i < 4; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
     }
   }));
+
+Deno.test("large arrays copied out while a helper pre-faults their targets arrive intact", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2, arenaBytes: 1 << 20 });
+    try {
+      // Several large arrays in one message: each copy's helper is joined before the next.
+      const message = () => ({
+        bytes: Uint8Array.from({ length: 6 << 20 }, (_, i) => (i * 7 + 3) & 255),
+        doubles: Float64Array.from({ length: 1 << 20 }, (_, i) => i / 3),
+        ints: Int32Array.from({ length: 2 << 20 }, (_, i) => i ^ 0x5a5a),
+      });
+      const want = message();
+      for (let round = 0; round < 3; round++) {
+        await sender.put(want);
+        const got = round % 2 === 0
+          ? await receiver.get<typeof want>()
+          : receiver.getSync<typeof want>();
+        assert.deepEqual(got.bytes, want.bytes);
+        assert.deepEqual(got.doubles, want.doubles);
+        assert.deepEqual(got.ints, want.ints);
+      }
+    } finally {
+      sender.close();
+      receiver.close();
+    }
+  }));

@@ -72,6 +72,12 @@ int main(void) {
   CHECK(shmq_close_orphans(fd) == 0); /* adopted by this thread, which runs */
   CHECK(shmq_map_adopt(-1, p, 8192) == -EBADF && shmq_map_forget(p) == 0);
   CHECK(shmq_close(fd3) == 0);
+  static char big[8 << 20];
+  int32_t helper = shmq_prefault_start(big, sizeof big);
+  CHECK(helper >= 0);
+  memset(big, 7, sizeof big);
+  CHECK(shmq_prefault_join(helper) == 0 && big[sizeof big - 1] == 7);
+  CHECK(shmq_prefault_join(helper) == -EINVAL);
   CHECK(shmq_unmap(p, 8192) == 0);
   CHECK(shmq_unmap((void *)(intptr_t)addr2, 8192) == 0);
   CHECK(shmq_shm_unlink(n) == 0);
