@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "c17dad153551c00a5bc0c4fdb3887a73b996fcc01aa47e5771b7cd04a6dfc500",
-  "x86_64-linux": "03aac7af5316ffcd31150ae3564efb45f34af094971d06d00c5c6bfa0b92430f",
+  "aarch64-linux": "f6f921f941b7970241d19a9934b997df7b43d402a47fd1f81e2af42fd458daf2",
+  "x86_64-linux": "9c49edcca76972a22e00741e6799136bd2df96148d2ef407595adfc2690c6212",
 };

@@ -387,8 +387,9 @@ export function prepareCopyTarget(buffer: ArrayBuffer): void {
  * pages, and its pages pre-faulted from the end backwards while the caller copies into it
  * from the front, so the kernel's zeroing of fresh pages runs on another core. Bytes the
  * caller writes meanwhile stay as written. Returns an id for {@linkcode prefaultJoin}, or
- * `undefined` when no helper was started (a buffer without a whole 2 MiB page, or 8
- * helpers busy): then use {@linkcode prepareCopyTarget}.
+ * `undefined` when no helper was started (a buffer without a whole 2 MiB page, a kernel
+ * older than 5.14, 8 helpers started and not yet joined, or no thread to be had): then use
+ * {@linkcode prepareCopyTarget}.
  *
  * @example
  * ```ts
@@ -409,8 +410,9 @@ export function prefaultStart(buffer: ArrayBuffer): number | undefined {
 }
 
 /**
- * Stops and waits for the helper {@linkcode prefaultStart} started. Call it before the
- * buffer may be freed: at the latest before the code that copies returns to its caller.
+ * Stops and waits for the helper {@linkcode prefaultStart} started, and returns how many
+ * bytes it pre-faulted. Call it before the buffer may be freed: at the latest before the
+ * code that copies returns to its caller. Each id is joined once.
  *
  * @example
  * ```ts
@@ -419,8 +421,8 @@ export function prefaultStart(buffer: ArrayBuffer): number | undefined {
  * if (helper !== undefined) prefaultJoin(helper);
  * ```
  */
-export function prefaultJoin(id: number): void {
-  check(s().shmq_prefault_join(id), "pthread_join", String(id));
+export function prefaultJoin(id: number): number {
+  return check64(BigInt(s().shmq_prefault_join(id)), "pthread_join", String(id));
 }
 
 /** What a futex wait reports. `"changed"`: the word did not hold `expected` to begin with. */

@@ -230,25 +230,46 @@ int32_t shmq_prepare_copy_target(void *addr, uint64_t len) {
   return shmq_prefault(addr, len);
 }
 
-/* Helpers of shmq_prefault_start: a fixed few, each claimed with a CAS on its flag. */
+/*
+ * Helpers of shmq_prefault_start: a fixed few. A slot's claim holds the token of its
+ * current helper (nonzero, with a generation, so a stale id misses), and a join swaps it
+ * for JOINING first, so only one caller ever joins a thread.
+ */
 #define MAX_PREFAULTERS 8
+#define JOINING (-1)
 static struct {
   pthread_t thread;
   uintptr_t lo, hi;
   _Atomic int stop;
+  _Atomic uint64_t done; /* bytes pre-faulted so far */
 } prefaulters[MAX_PREFAULTERS];
-static _Atomic int prefaulter_claimed[MAX_PREFAULTERS];
+static _Atomic int32_t prefaulter_claim[MAX_PREFAULTERS];
+static _Atomic uint32_t prefaulter_generation;
 
 static void *prefault_backwards(void *arg) {
-  int id = (int)(intptr_t)arg;
+  int slot = (int)(intptr_t)arg;
   const uintptr_t step = (uintptr_t)2 << 20;
-  uintptr_t lo = prefaulters[id].lo, end = prefaulters[id].hi;
-  while (end > lo && !atomic_load_explicit(&prefaulters[id].stop, memory_order_relaxed)) {
+  uintptr_t lo = prefaulters[slot].lo, end = prefaulters[slot].hi;
+  while (end > lo && !atomic_load_explicit(&prefaulters[slot].stop, memory_order_relaxed)) {
     uintptr_t start = end - lo > step ? end - step : lo;
     if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) != 0) break;
+    atomic_fetch_add_explicit(&prefaulters[slot].done, end - start, memory_order_relaxed);
     end = start;
   }
   return NULL;
+}
+
+/* Whether this kernel knows MADV_POPULATE_WRITE (5.14+): the advice is checked before the
+ * length, so an empty range asks without touching anything. */
+static int populate_supported(void) {
+  static _Atomic int known; /* 0 unknown, 1 yes, 2 no */
+  int k = atomic_load_explicit(&known, memory_order_relaxed);
+  if (k == 0) {
+    static char probe[1] __attribute__((aligned(65536))); /* page aligned on any page size */
+    k = madvise(probe, 0, MADV_POPULATE_WRITE) == 0 ? 1 : 2;
+    atomic_store_explicit(&known, k, memory_order_relaxed);
+  }
+  return k == 1;
 }
 
 int32_t shmq_prefault_start(void *addr, uint64_t len) {
@@ -256,29 +277,39 @@ int32_t shmq_prefault_start(void *addr, uint64_t len) {
   uintptr_t lo = ((uintptr_t)addr + huge - 1) & ~(huge - 1);
   uintptr_t hi = ((uintptr_t)addr + (uintptr_t)len) & ~(huge - 1);
   if (hi <= lo) return -EINVAL;
-  (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-  for (int id = 0; id < MAX_PREFAULTERS; id++) {
-    int expected = 0;
-    if (!atomic_compare_exchange_strong(&prefaulter_claimed[id], &expected, 1)) continue;
-    prefaulters[id].lo = lo;
-    prefaulters[id].hi = hi;
-    atomic_store(&prefaulters[id].stop, 0);
-    int rc = pthread_create(&prefaulters[id].thread, NULL, prefault_backwards, (void *)(intptr_t)id);
+  if (!populate_supported()) return -ENOSYS;
+  for (int slot = 0; slot < MAX_PREFAULTERS; slot++) {
+    uint32_t gen = atomic_fetch_add(&prefaulter_generation, 1) + 1;
+    int32_t token = (int32_t)(((gen & 0x0fffffffu) << 3) | (uint32_t)slot);
+    if (token <= 0) token = MAX_PREFAULTERS + slot; /* never 0 or JOINING */
+    int32_t expected = 0;
+    if (!atomic_compare_exchange_strong(&prefaulter_claim[slot], &expected, token)) continue;
+    (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+    prefaulters[slot].lo = lo;
+    prefaulters[slot].hi = hi;
+    atomic_store(&prefaulters[slot].stop, 0);
+    atomic_store(&prefaulters[slot].done, 0);
+    int rc =
+      pthread_create(&prefaulters[slot].thread, NULL, prefault_backwards, (void *)(intptr_t)slot);
     if (rc != 0) {
-      atomic_store(&prefaulter_claimed[id], 0);
+      atomic_store(&prefaulter_claim[slot], 0);
       return -rc;
     }
-    return id;
+    return token;
   }
   return -EBUSY;
 }
 
-int32_t shmq_prefault_join(int32_t id) {
-  if (id < 0 || id >= MAX_PREFAULTERS || !atomic_load(&prefaulter_claimed[id])) return -EINVAL;
-  atomic_store(&prefaulters[id].stop, 1);
-  int rc = pthread_join(prefaulters[id].thread, NULL);
-  atomic_store(&prefaulter_claimed[id], 0);
-  return -rc;
+int64_t shmq_prefault_join(int32_t id) {
+  if (id <= 0) return -EINVAL;
+  int slot = id % MAX_PREFAULTERS;
+  int32_t expected = id;
+  if (!atomic_compare_exchange_strong(&prefaulter_claim[slot], &expected, JOINING)) return -EINVAL;
+  atomic_store(&prefaulters[slot].stop, 1);
+  int rc = pthread_join(prefaulters[slot].thread, NULL);
+  int64_t done = (int64_t)atomic_load(&prefaulters[slot].done);
+  atomic_store(&prefaulter_claim[slot], 0);
+  return rc != 0 ? -rc : done;
 }
 
 int32_t shmq_futex_wait(void *addr, uint32_t expected, int64_t timeout_ns) {

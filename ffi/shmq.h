@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 5
+#define SHMQ_ABI_VERSION 6
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -114,21 +114,25 @@ SHMQ_API int32_t shmq_prefault(void *addr, uint64_t len);
 SHMQ_API int32_t shmq_prepare_copy_target(void *addr, uint64_t len);
 
 /*
- * Like shmq_prepare_copy_target, but the pre-faulting runs on a helper thread, from the
- * end of the range backwards in 2 MiB steps, while the caller copies into it from the
- * front: the kernel's zeroing of fresh pages, most of the cost of a large copy into new
- * memory, then runs on another core. Pages already present are left as they are, so no
- * byte the caller wrote changes. Returns an id for shmq_prefault_join, -EINVAL when the
- * range holds no whole 2 MiB page, -EBUSY when 8 helpers run already, or -errno.
+ * Starts pre-faulting a freshly allocated range for a large copy on a helper thread: huge
+ * pages asked for on its 2 MiB-aligned interior, which the helper then pre-faults from the
+ * end backwards in 2 MiB steps while the caller copies into the range from the front. The
+ * kernel's zeroing of fresh pages, most of the cost of a large copy into new memory, then
+ * runs on another core. Pages already present are left as they are, so no byte the caller
+ * wrote changes. The partial 2 MiB pages at either end are left to the copy. Returns a
+ * positive id for shmq_prefault_join; -EINVAL when the range holds no whole 2 MiB page,
+ * -ENOSYS without MADV_POPULATE_WRITE (Linux < 5.14: use shmq_prepare_copy_target), -EBUSY
+ * when 8 helpers are started and not yet joined, or -errno from pthread_create.
  */
 SHMQ_API int32_t shmq_prefault_start(void *addr, uint64_t len);
 
 /*
  * Stops the helper of shmq_prefault_start (it finishes its current 2 MiB step) and waits for
  * it. Call it before the memory can be freed, and before the calling code can unload this
- * library. 0 or -errno (-EINVAL for an unknown id).
+ * library. Returns the bytes the helper pre-faulted, or -EINVAL for an id that is not a
+ * started, unjoined helper (each id is joined once, by one caller), or -errno.
  */
-SHMQ_API int32_t shmq_prefault_join(int32_t id);
+SHMQ_API int64_t shmq_prefault_join(int32_t id);
 
 /*
  * Shared (cross-process, not FUTEX_PRIVATE) FUTEX_WAIT on the 32-bit word at addr while it

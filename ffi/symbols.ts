@@ -16,7 +16,7 @@
  * console.assert(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 6;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -49,7 +49,7 @@ export const symbols = {
   shmq_prefault: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_prepare_copy_target: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_prefault_start: { parameters: ["pointer", "u64"], result: "i32" },
-  shmq_prefault_join: { parameters: ["i32"], result: "i32" },
+  shmq_prefault_join: { parameters: ["i32"], result: "i64" },
   shmq_futex_wait: { parameters: ["pointer", "u32", "i64"], result: "i32" },
   shmq_futex_wait_nb: {
     name: "shmq_futex_wait",

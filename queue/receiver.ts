@@ -354,9 +354,9 @@ const SPARE_LEASE_BUFFERS = 8;
  * Copies this large have their target pre-faulted by a helper thread, from its end, while
  * the copy fills it from the front (native.prefaultStart): the kernel's zeroing of fresh
  * pages, which costs more than the copy on this VM, then runs on the other core. Measured on
- * a 2-vCPU VM, two processes, getSync: 4 MiB 3.5-4.3 -> 4.7-5.1 GB/s, 10 MiB 3.1-3.9 ->
- * 3.5-4.3, 100 MiB 3.1-3.9 -> 4.3-4.8, 1 GiB 1.0-1.3 -> 1.8-3.6; at 1 MiB it gained nothing
- * (starting a thread costs tens of microseconds).
+ * a 2-vCPU VM, two processes, getSync, runs taken in turn: 4 MiB 3.5-4.3 -> 4.7-5.1 GB/s,
+ * 10 MiB 3.1-3.9 -> 3.5-4.3, 100 MiB 2.3-3.9 -> 3.7-4.8, 1 GiB 1.0-1.3 -> 1.8-3.6; at 1 MiB
+ * it gained nothing (starting a thread costs tens of microseconds).
  */
 const PIPELINED_COPY = 4 << 20;
 

@@ -280,11 +280,18 @@ Deno.test("a copy target pre-faulted by a helper keeps every byte written meanwh
     assert.equal(differ, 0, `round ${round}: ${differ} words changed`);
   }
   assert.equal(prefaultStart(new ArrayBuffer(4096)), undefined, "no whole 2 MiB page");
-  // At most 8 helpers run at once; each is claimed until joined.
+  // Left alone, a helper pre-faults the whole 2 MiB-aligned interior of the buffer.
+  const alone = new ArrayBuffer(8 << 20);
+  const helper = prefaultStart(alone)!;
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300); // a helper takes ~5 ms
+  const interior = prefaultJoin(helper);
+  assert.ok(interior >= 6 << 20 && interior <= 8 << 20, `pre-faulted ${interior} bytes`);
+  // At most 8 helpers are started and not yet joined; each id is joined once.
   const ids = Array.from({ length: 9 }, () => prefaultStart(new ArrayBuffer(6 << 20)));
   assert.deepEqual(ids.map((id) => id === undefined), [...Array(8).fill(false), true]);
   for (const id of ids) if (id !== undefined) prefaultJoin(id);
   assert.throws(() => prefaultJoin(ids[0]!), NativeError, "joined already");
+  assert.throws(() => prefaultJoin(helper), NativeError, "a stale id misses a reused slot");
 });
 
 Deno.test("a thread identity tells a thread from its successor and from an ended one", async () => {

@@ -11,6 +11,7 @@ import {
   reserve,
 } from "../mod.ts";
 import { mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
+import { prefaultJoin, prefaultStart } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 
 Deno.test("put and get round-trip values of the data model", () =>
@@ -694,6 +695,10 @@ Deno.test("large arrays copied out while a helper pre-faults their targets arriv
         assert.deepEqual(got.doubles, want.doubles);
         assert.deepEqual(got.ints, want.ints);
       }
+      // Every helper was joined: all 8 can be started again.
+      const helpers = Array.from({ length: 8 }, () => prefaultStart(new ArrayBuffer(4 << 20)));
+      for (const id of helpers) if (id !== undefined) prefaultJoin(id);
+      assert.ok(helpers.every((id) => id !== undefined), "a helper was left unjoined");
     } finally {
       sender.close();
       receiver.close();

@@ -76,7 +76,7 @@ int main(void) {
   int32_t helper = shmq_prefault_start(big, sizeof big);
   CHECK(helper >= 0);
   memset(big, 7, sizeof big);
-  CHECK(shmq_prefault_join(helper) == 0 && big[sizeof big - 1] == 7);
+  CHECK(shmq_prefault_join(helper) >= 0 && big[sizeof big - 1] == 7);
   CHECK(shmq_prefault_join(helper) == -EINVAL);
   CHECK(shmq_unmap(p, 8192) == 0);
   CHECK(shmq_unmap((void *)(intptr_t)addr2, 8192) == 0);
