@@ -3,10 +3,17 @@
 // (their messages come back, their room is freed, a lock they held is taken over) and close
 // the fds they left open.
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, openReceiver } from "../mod.ts";
-import { finish, fixture, mapSegment, spawnFixture, withoutLeaks } from "./helpers.ts";
+import { ClosedError, createSharedMemoryPair, openReceiver, type QueueDescriptor } from "../mod.ts";
+import {
+  finish,
+  fixture,
+  mapSegment,
+  type SegmentMapping,
+  spawnFixture,
+  withoutLeaks,
+} from "./helpers.ts";
 import * as L from "../queue/layout.ts";
-import { closeFd, lockProbe, shmOpen, threadAlive } from "../ffi/native.ts";
+import { closeFd, lockProbe, shmOpen, threadAlive, type ThreadIdentity } from "../ffi/native.ts";
 
 const delay = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -21,6 +28,33 @@ function nextMessage<T>(worker: Worker): Promise<T> {
     worker.onmessage = (e) => ok(e.data as T);
     worker.onerror = (e) => fail(new Error(e.message));
   });
+}
+
+/** Has the Worker open a sender of the queue (it takes entry 2 of a fresh pair's queue) and
+ * returns the thread that entry names. */
+async function openSenderIn(
+  worker: Worker,
+  descriptor: QueueDescriptor,
+  m: SegmentMapping,
+): Promise<ThreadIdentity> {
+  const opened = nextMessage<string>(worker);
+  worker.postMessage({ mode: "open", descriptor });
+  assert.equal(await opened, "opened");
+  const at = L.participantOffset(2);
+  assert.equal(m.u32[(at + L.P_KIND) >> 2], L.ParticipantKind.Sender);
+  return {
+    tid: m.i32[(at + L.P_TID) >> 2],
+    start: m.f64[(at + L.P_THREAD_START) >> 3],
+    pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
+    timeNamespace: m.f64[(at + L.P_TIME_NAMESPACE) >> 3],
+  };
+}
+
+/** Terminates the Worker and waits (up to 5 s) until its thread has ended. */
+async function terminateAndWait(worker: Worker, thread: ThreadIdentity): Promise<void> {
+  worker.terminate();
+  for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
+  assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
 }
 
 /** Whether any open file description holds participant `index`'s lock byte of queue `name`:
@@ -87,23 +121,11 @@ Deno.test("a lock left by a Worker that ended is taken over at once", () =>
     const worker = await startWorker();
     const m = mapSegment(name)!;
     try {
-      const opened = nextMessage<string>(worker);
-      worker.postMessage({ mode: "open", descriptor: sender.descriptor });
-      assert.equal(await opened, "opened");
       // The pair took entries 0 and 1; the Worker's sender took entry 2.
-      const at = L.participantOffset(2);
-      assert.equal(m.u32[(at + L.P_KIND) >> 2], L.ParticipantKind.Sender);
-      const thread = {
-        tid: m.i32[(at + L.P_TID) >> 2],
-        start: m.f64[(at + L.P_THREAD_START) >> 3],
-        pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
-        timeNamespace: m.f64[(at + L.P_TIME_NAMESPACE) >> 3],
-      };
+      const thread = await openSenderIn(worker, sender.descriptor, m);
       assert.ok(thread.tid > 0 && thread.tid !== Deno.pid, "a Worker runs on a thread of its own");
       assert.ok(threadAlive(Deno.pid, thread));
-      worker.terminate();
-      for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
-      assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
+      await terminateAndWait(worker, thread);
       // As if it had ended inside a critical section (Deno 2.9 stops an idle Worker, not one
       // busy in sync code, so this stands for a holder whose thread ended with the lock
       // taken). Its process (ours) lives on, and so does the fd lock of its entry.
@@ -127,19 +149,9 @@ Deno.test("closing an end frees what a terminated Worker left, even with no hint
     const worker = await startWorker();
     const m = mapSegment(name)!;
     try {
-      const opened = nextMessage<string>(worker);
-      worker.postMessage({ mode: "open", descriptor: sender.descriptor });
-      assert.equal(await opened, "opened");
+      const thread = await openSenderIn(worker, sender.descriptor, m);
       const at = L.participantOffset(2);
-      const thread = {
-        tid: m.i32[(at + L.P_TID) >> 2],
-        start: m.f64[(at + L.P_THREAD_START) >> 3],
-        pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
-        timeNamespace: m.f64[(at + L.P_TIME_NAMESPACE) >> 3],
-      };
-      worker.terminate();
-      for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
-      assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
+      await terminateAndWait(worker, thread);
       // As if another process had reaped the entry and a peer had scribbled the hint away.
       m.i32[(at + L.P_FD) >> 2] = 0;
       assert.ok(entryLockHeld(name, 2));
@@ -160,19 +172,9 @@ Deno.test("another process reaps a terminated Worker's end; this one then frees 
     const worker = await startWorker();
     const m = mapSegment(name)!;
     try {
-      const opened = nextMessage<string>(worker);
-      worker.postMessage({ mode: "open", descriptor: sender.descriptor });
-      assert.equal(await opened, "opened");
+      const thread = await openSenderIn(worker, sender.descriptor, m);
       const at = L.participantOffset(2);
-      const thread = {
-        tid: m.i32[(at + L.P_TID) >> 2],
-        start: m.f64[(at + L.P_THREAD_START) >> 3],
-        pidNamespace: m.f64[(at + L.P_PID_NAMESPACE) >> 3],
-        timeNamespace: m.f64[(at + L.P_TIME_NAMESPACE) >> 3],
-      };
-      worker.terminate();
-      for (let i = 0; i < 250 && threadAlive(Deno.pid, thread); i++) await delay(20);
-      assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
+      await terminateAndWait(worker, thread);
       // A receiver in another process opens and closes; its close reaps the Worker's end,
       // which it finds dead through /proc alone: the fd lock of that end lives on here.
       const child = spawnFixture("queue_child.ts", [
