@@ -221,12 +221,19 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
   return 0;
 }
 
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* The whole 2 MiB pages inside [addr, addr + len), as [*lo, *hi); 0 when there are none. */
+static int huge_interior(void *addr, uint64_t len, uintptr_t *lo, uintptr_t *hi) {
+  *lo = ((uintptr_t)addr + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+  *hi = ((uintptr_t)addr + (uintptr_t)len) & ~(HUGE_PAGE - 1);
+  return *hi > *lo;
+}
+
 int32_t shmq_prepare_copy_target(void *addr, uint64_t len) {
-  const uintptr_t huge = (uintptr_t)2 << 20;
-  uintptr_t lo = ((uintptr_t)addr + huge - 1) & ~(huge - 1);
-  uintptr_t hi = ((uintptr_t)addr + (uintptr_t)len) & ~(huge - 1);
+  uintptr_t lo, hi;
   /* Advice only: EINVAL where THP is compiled out changes nothing. */
-  if (hi > lo) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+  if (huge_interior(addr, len, &lo, &hi)) (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
   return shmq_prefault(addr, len);
 }
 
@@ -248,10 +255,9 @@ static _Atomic uint32_t prefaulter_generation;
 
 static void *prefault_backwards(void *arg) {
   int slot = (int)(intptr_t)arg;
-  const uintptr_t step = (uintptr_t)2 << 20;
   uintptr_t lo = prefaulters[slot].lo, end = prefaulters[slot].hi;
   while (end > lo && !atomic_load_explicit(&prefaulters[slot].stop, memory_order_relaxed)) {
-    uintptr_t start = end - lo > step ? end - step : lo;
+    uintptr_t start = end - lo > HUGE_PAGE ? end - HUGE_PAGE : lo;
     if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) != 0) break;
     atomic_fetch_add_explicit(&prefaulters[slot].done, end - start, memory_order_relaxed);
     end = start;
@@ -273,10 +279,8 @@ static int populate_supported(void) {
 }
 
 int32_t shmq_prefault_start(void *addr, uint64_t len) {
-  const uintptr_t huge = (uintptr_t)2 << 20;
-  uintptr_t lo = ((uintptr_t)addr + huge - 1) & ~(huge - 1);
-  uintptr_t hi = ((uintptr_t)addr + (uintptr_t)len) & ~(huge - 1);
-  if (hi <= lo) return -EINVAL;
+  uintptr_t lo, hi;
+  if (!huge_interior(addr, len, &lo, &hi)) return -EINVAL;
   if (!populate_supported()) return -ENOSYS;
   for (int slot = 0; slot < MAX_PREFAULTERS; slot++) {
     uint32_t gen = atomic_fetch_add(&prefaulter_generation, 1) + 1;
