@@ -175,6 +175,14 @@ export class SharedQueue {
    * cursor's (in order). */
   #takenAt = 0;
   #takenInOrder = false;
+  /** External buffers over shared memory handed out by openView and not yet dropped: close
+   * detaches them, so a lease or draft kept past its end's close (an unload listener that
+   * runs after the one closing every end) reads as empty instead of faulting. */
+  readonly #views = new Set<ArrayBuffer>();
+  /** Async futex waits of this end in flight: their worker threads hold a pointer into the
+   * main mapping, which close must not unmap under them. */
+  #asyncWaits = 0;
+  #unmapDeferred = false;
 
   private constructor(name: string, kind: EndKind, fd: number, main: Mapping) {
     this.name = name;
@@ -471,6 +479,7 @@ export class SharedQueue {
     }
     // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
     const buffer = Deno.UnsafePointerView.getArrayBuffer(base, Math.max(length, 1));
+    this.#views.add(buffer);
     return { buffer, mapping };
   }
 
@@ -482,6 +491,7 @@ export class SharedQueue {
       if (!view.buffer.detached) view.recycle(view.buffer.transfer(), view.used ?? 0);
       return;
     }
+    this.#views.delete(view.buffer);
     if (!view.buffer.detached) view.buffer.transfer(0);
     const mapping = view.mapping;
     if (mapping === undefined || mapping.refs === 0) return;
@@ -596,6 +606,8 @@ export class SharedQueue {
     this.#signal(this.putSignal, true);
     this.#signal(this.releaseSignal, true);
     this.#closed = true;
+    for (const buffer of this.#views) if (!buffer.detached) buffer.transfer(0);
+    this.#views.clear();
     for (const mapping of this.#extensions) if (mapping) unmapAll(mapping);
     for (const mapping of this.#retired) unmapAll(mapping);
     this.#extensions.length = 0;
@@ -606,7 +618,28 @@ export class SharedQueue {
     native.closeOrphans(this.#fd);
     // The fd first: closing it forgets the mapping recorded with it (see native.adoptFd).
     native.closeFd(this.#fd);
-    unmapAll(this.#main);
+    // An async wait still in flight was woken above (its word moved, so one not yet asleep
+    // returns at once); the last of them unmaps (see beginAsyncWait).
+    if (this.#asyncWaits === 0) unmapAll(this.#main);
+    else this.#unmapDeferred = true;
+  }
+
+  /**
+   * Marks an async futex wait on a word of this end as started: until the matching
+   * {@linkcode endAsyncWait}, the main mapping stays mapped even if the end closes, so the
+   * wait's worker thread never reaches unmapped (or since reused) memory, and the waiter
+   * count it announced can still be taken back.
+   */
+  beginAsyncWait(): void {
+    this.#asyncWaits++;
+  }
+
+  /** Marks an async wait as returned; the last one out unmaps a closed end's memory. */
+  endAsyncWait(): void {
+    if (--this.#asyncWaits === 0 && this.#unmapDeferred) {
+      this.#unmapDeferred = false;
+      unmapAll(this.#main);
+    }
   }
 
   /** Wakes every waiter on a word, e.g. to interrupt an async wait on abort. */

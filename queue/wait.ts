@@ -180,6 +180,10 @@ export async function waitAsync<T>(
         onAbort = () => queue.wakeAll(word);
         signal.addEventListener("abort", onAbort, { once: true });
       }
+      // Keeps the memory mapped while the wait is out, even if this end closes meanwhile: so
+      // the count announced here is always taken back (a stale one would cost every peer a
+      // wake-up syscall per message for the queue's lifetime).
+      queue.beginAsyncWait();
       Atomics.add(words, word.waiters, 1);
       let outcome = "changed";
       try {
@@ -190,7 +194,8 @@ export async function waitAsync<T>(
           turned();
         }
       } finally {
-        if (!queue.closed) Atomics.sub(words, word.waiters, 1);
+        Atomics.sub(words, word.waiters, 1);
+        queue.endAsyncWait();
       }
       signal?.throwIfAborted();
       queue.assertOpen();

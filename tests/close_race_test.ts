@@ -1,0 +1,120 @@
+/**
+ * Closing an end while its own async calls wait, and exiting with leases or drafts open:
+ * the calls fail with ClosedError, the shared waiter counts are taken back, and views into
+ * the queue's memory read as detached instead of faulting.
+ */
+
+import assert from "node:assert/strict";
+import { ClosedError, createSharedMemoryPair, openReceiver, openSender } from "../mod.ts";
+import * as L from "../queue/layout.ts";
+import { mapSegment, shmEntries, withoutLeaks } from "./helpers.ts";
+
+/** Reads an i32 word of a queue's main segment from outside the library. */
+function word(name: string, offset: number): number {
+  const m = mapSegment(name)!;
+  try {
+    return Atomics.load(m.i32, offset >> 2);
+  } finally {
+    m.unmap();
+  }
+}
+
+/** Lets 10 ms pass, so the next async call takes a fairness turn: the call after it then
+ * goes to its futex wait without one. */
+function makeTurnDue(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+Deno.test("close() during a waiting get, put or waitForAllAck always rejects with ClosedError", async () => {
+  await withoutLeaks(async () => {
+    const outcomes = new Map<string, number>();
+    const note = (error: unknown) => {
+      const key = error instanceof ClosedError ? "ClosedError" : String(error);
+      outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
+    };
+    for (let i = 0; i < 60; i++) {
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+      const which = i % 3;
+      if (which === 0) {
+        sender.putSync(1);
+        await receiver.get(); // takes a turn if due, so the next get goes straight to its wait
+        const get = receiver.get();
+        receiver.close();
+        note(await get.then(() => "resolved", (e) => e));
+      } else if (which === 1) {
+        await sender.put(0);
+        const put = sender.put(1);
+        sender.close();
+        note(await put.then(() => "resolved", (e) => e));
+      } else {
+        await sender.put(0);
+        const ack = sender.waitForAllAck();
+        sender.close();
+        note(await ack.then(() => "resolved", (e) => e));
+      }
+      sender.close();
+      receiver.close();
+    }
+    assert.deepEqual([...outcomes], [["ClosedError", 60]]);
+  });
+});
+
+Deno.test("an end closed during its async wait takes its waiter announcement back", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    const other = openReceiver(sender.descriptor);
+    const name = sender.descriptor.name;
+    const get = receiver.get();
+    await makeTurnDue(); // well into its futex wait
+    assert.equal(word(name, L.W_RECEIVERS_WAITING), 1);
+    receiver.close();
+    await assert.rejects(get, ClosedError);
+    assert.equal(word(name, L.W_RECEIVERS_WAITING), 0);
+
+    const second = openSender(sender.descriptor);
+    sender.putSync("held");
+    const ack = sender.waitForAllAck();
+    await makeTurnDue();
+    assert.equal(word(name, L.W_ACK_WAITING), 1);
+    sender.close();
+    await assert.rejects(ack, ClosedError);
+    assert.equal(word(name, L.W_ACK_WAITING), 0);
+    assert.equal(other.getSync({ timeout: 1000 }), "held");
+    second.close();
+    other.close();
+  });
+});
+
+Deno.test("leases and drafts kept past exit read as detached, and nothing is left", async () => {
+  const before = new Set(shmEntries());
+  const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+  // The library closes every end from an unload listener; a later listener still holding a
+  // lease or a draft must find their views detached, not unmapped memory under them.
+  const code = `
+    import { createSharedMemoryPair, reserve } from ${mod};
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    sender.putSync(new Uint8Array(8192).fill(7));
+    sender.putSync(new Uint8Array(64 << 20).fill(9)); // too big for the arena: an extension
+    const small = receiver.borrowSync({ timeout: 1000 });
+    const large = receiver.borrowSync({ timeout: 1000 });
+    const draft = sender.prepareSync({ data: reserve(Uint8Array, 8192) });
+    console.log("open", small.value[100], large.value[100], draft.value.data.length);
+    globalThis.addEventListener("unload", () => {
+      console.log("after", small.value.byteLength, large.value.byteLength,
+        draft.value.data.byteLength, large.value[100]);
+    });
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.signal, null, `the child died of ${out.signal}: ${stderr}`);
+  assert.equal(out.code, 0, stderr);
+  assert.deepEqual(new TextDecoder().decode(out.stdout).trim().split("\n"), [
+    "open 7 9 8192",
+    "after 0 0 0 undefined",
+  ]);
+  assert.deepEqual(shmEntries().filter((n) => !before.has(n)), []);
+});
