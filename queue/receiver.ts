@@ -18,7 +18,7 @@ import {
   type WaitOptions,
   waitSync,
 } from "./wait.ts";
-import { turnIfDue } from "./fairness.ts";
+import { Lane } from "./lane.ts";
 
 /**
  * Options of `get`: where its arrays are copied to.
@@ -99,6 +99,8 @@ const REAP_EVERY_MS = 200;
 export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #queue: SharedQueue;
   readonly #leases = new Set<Lease<unknown>>();
+  /** This end's async gets and borrows, served in call order. */
+  readonly #lane = new Lane();
   #nextReap = 0;
   #pending: TakenMessage | undefined;
 
@@ -123,15 +125,16 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * and the queue is drained, `DecodeError` for a message that cannot be decoded (it is
    * consumed, and the queue stays usable). When `allocate` throws or returns the wrong
    * buffer, that error propagates and the message stays first in line for this end.
+   *
+   * Calls that overlap (not awaited one by one) get messages in the order they were made
+   * (`getSync`, `getNowait` and `borrowSync`, which cannot wait for them, go first).
    */
   async get<T = unknown>(options?: GetOptions): Promise<T> {
     const deadline = deadlineOf(options?.timeout, "Receiver.get");
     options?.signal?.throwIfAborted();
-    const turn = turnIfDue();
-    if (turn) await turn;
     const attempt = this.#getAttemptFor(options?.allocate, "get");
-    const got = attempt() ??
-      await waitAsync(this.#queue, this.#queue.putSignal, attempt, deadline, options?.signal);
+    const got = this.#lane.now(attempt) ??
+      await this.#lane.later(attempt, deadline, options?.signal, this.#waitForMessage);
     if (got === undefined) throw this.#empty("get", options?.timeout);
     return got.value as T;
   }
@@ -171,16 +174,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
     const deadline = deadlineOf(options?.timeout, "Receiver.borrow");
     options?.signal?.throwIfAborted();
-    const turn = turnIfDue();
-    if (turn) await turn;
-    const taken = this.#takeAttempt() ??
-      await waitAsync(
-        this.#queue,
-        this.#queue.putSignal,
-        this.#takeAttempt,
-        deadline,
-        options?.signal,
-      );
+    const taken = this.#lane.now(this.#takeAttempt) ??
+      await this.#lane.later(this.#takeAttempt, deadline, options?.signal, this.#waitForMessage);
     if (taken === undefined) throw this.#empty("borrow", options?.timeout);
     return this.#lease<T>(taken.value);
   }
@@ -223,6 +218,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   readonly #getAttempt: Attempt<unknown> = () => this.#takeDecoded(COPY_OPTIONS);
+
+  /** Waits until `attempt` finds a message, waking on puts and the signal. */
+  readonly #waitForMessage = <T>(
+    attempt: Attempt<T>,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ value: T } | undefined> => {
+    return waitAsync(this.#queue, this.#queue.putSignal, attempt, deadline, signal);
+  };
 
   #getAttemptFor(
     allocate: ((byteLength: number) => ArrayBuffer) | undefined,

@@ -19,7 +19,7 @@ import {
   type WaitOptions,
   waitSync,
 } from "./wait.ts";
-import { turnIfDue } from "./fairness.ts";
+import { Lane, settledBy } from "./lane.ts";
 
 /** How often polling calls (hasSpace) look for dead peers when they find no room. */
 const REAP_EVERY_MS = 200;
@@ -44,6 +44,8 @@ const REAP_EVERY_MS = 200;
 export class Sender implements Disposable {
   readonly #queue: SharedQueue;
   readonly #drafts = new Set<Draft<unknown>>();
+  /** This end's async puts and prepares, served in call order. */
+  readonly #lane = new Lane();
   #published = 0;
   #nextAckCheck = 0;
   #nextReap = 0;
@@ -100,21 +102,30 @@ export class Sender implements Disposable {
    * Puts a message, waiting while `capacity` messages are outstanding. Rejects with
    * `FullError` when `timeout` ms pass first, `ClosedError` when every receiver has closed,
    * `TypeError` (before anything is written) for a value the codec does not support.
+   *
+   * Calls that overlap (not awaited one by one) are put in the order they were made. The
+   * value's structure, numbers and strings are read when you call; the contents of its
+   * arrays are copied when the message is written, so leave them alone until the promise
+   * settles.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options?.timeout, "Sender.put");
     options?.signal?.throwIfAborted();
-    const turn = turnIfDue();
-    if (turn) await turn;
-    const attempt = this.#putAttempt(this.#plan(value));
-    const done = attempt() ?? await this.#waitForRoom(attempt, deadline, options?.signal);
+    const attempt = this.#putAttempt(this.#plan(value, "put"));
+    const done = this.#lane.now(attempt) ??
+      await this.#lane.later(attempt, deadline, options?.signal, this.#waitForRoom);
     if (done === undefined) throw this.#full("put", options?.timeout);
   }
 
-  /** Like {@linkcode put}, but blocks the thread: for actors and Workers that do nothing else. */
+  /**
+   * Like {@linkcode put}, but blocks the thread: for actors and Workers that do nothing else.
+   * Throws `TypeError` while a `put` or `prepare` of this sender is still waiting: it would
+   * overtake it.
+   */
   putSync(value: unknown, options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options?.timeout, "Sender.putSync");
-    const attempt = this.#putAttempt(this.#plan(value));
+    this.#assertNoneWaiting("putSync");
+    const attempt = this.#putAttempt(this.#plan(value, "putSync"));
     const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
     if (done === undefined) throw this.#full("putSync", options?.timeout);
   }
@@ -124,15 +135,17 @@ export class Sender implements Disposable {
    * value where the arrays to fill are `reserve(dtype, shape)` (or `reserve(Ctor, length)`)
    * placeholders; in the returned draft's `value` they are views into shared memory. Fill
    * them and call `draft.send()`. Waits for room like {@linkcode put}.
+   *
+   * The reserved arrays start with whatever bytes their space held before (earlier
+   * messages'), not zeros: write every element you send.
    */
   async prepare<T = unknown>(template: unknown, options?: WaitOptions): Promise<Draft<T>> {
     const deadline = deadlineOf(options?.timeout, "Sender.prepare");
     options?.signal?.throwIfAborted();
-    const turn = turnIfDue();
-    if (turn) await turn;
-    const plan = this.#plan(template);
+    const plan = this.#plan(template, "prepare", true);
     const attempt = this.#reserveAttempt(plan.byteLength);
-    const reserved = attempt() ?? await this.#waitForRoom(attempt, deadline, options?.signal);
+    const reserved = this.#lane.now(attempt) ??
+      await this.#lane.later(attempt, deadline, options?.signal, this.#waitForRoom);
     if (reserved === undefined) throw this.#full("prepare", options?.timeout);
     return this.#draft<T>(plan, reserved.value);
   }
@@ -140,7 +153,8 @@ export class Sender implements Disposable {
   /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
   prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
     const deadline = deadlineOf(options?.timeout, "Sender.prepareSync");
-    const plan = this.#plan(template);
+    this.#assertNoneWaiting("prepareSync");
+    const plan = this.#plan(template, "prepareSync", true);
     const attempt = this.#reserveAttempt(plan.byteLength);
     const reserved = attempt() ?? this.#waitForRoomSync(attempt, deadline);
     if (reserved === undefined) throw this.#full("prepareSync", options?.timeout);
@@ -148,12 +162,16 @@ export class Sender implements Disposable {
   }
 
   /**
-   * Waits until every message this sender put has been received and released. Rejects with
-   * `FullError` on timeout, and `ClosedError` when every receiver closed first.
+   * Waits until every message this sender put has been received and released, including
+   * those of `put` calls still waiting for room. Rejects with `FullError` on timeout, and
+   * `ClosedError` when every receiver closed first.
    */
   async waitForAllAck(options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAck");
     options?.signal?.throwIfAborted();
+    if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
+      throw this.#ackTimeout(options?.timeout);
+    }
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = await waitAsync(
       this.#queue,
@@ -165,9 +183,11 @@ export class Sender implements Disposable {
     if (done === undefined) throw this.#ackTimeout(options?.timeout);
   }
 
-  /** Like {@linkcode waitForAllAck}, but blocks the thread. */
+  /** Like {@linkcode waitForAllAck}, but blocks the thread. Throws `TypeError` while a `put` of
+   * this sender is still waiting: blocking, it could never see that message acked. */
   waitForAllAckSync(options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAckSync");
+    this.#assertNoneWaiting("waitForAllAckSync");
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);
     if (done === undefined) throw this.#ackTimeout(options?.timeout);
@@ -189,13 +209,22 @@ export class Sender implements Disposable {
   }
 
   /** Waits until `attempt` finds room, waking on releases (or a room slice) and the signal. */
-  #waitForRoom<T>(
+  readonly #waitForRoom = <T>(
     attempt: Attempt<T>,
     deadline: number,
     signal: AbortSignal | undefined,
-  ): Promise<{ value: T } | undefined> {
+  ): Promise<{ value: T } | undefined> => {
     const queue = this.#queue;
     return waitAsync(queue, queue.releaseSignal, attempt, deadline, signal, ROOM_SLICE_MS);
+  };
+
+  #assertNoneWaiting(method: string): void {
+    if (this.#lane.busy) {
+      throw new TypeError(
+        `Sender.${method}: a put() or prepare() of this sender is still waiting; await it ` +
+          "first, so that the messages keep the order they were put in",
+      );
+    }
   }
 
   /** Like {@linkcode #waitForRoom}, blocking the thread. */
@@ -203,14 +232,31 @@ export class Sender implements Disposable {
     return waitSync(this.#queue, this.#queue.releaseSignal, attempt, deadline, ROOM_SLICE_MS);
   }
 
-  #plan(value: unknown): EncodePlan {
+  #plan(value: unknown, method: string, drafting = false): EncodePlan {
     this.#queue.assertOpen();
     const plan = planEncode(value);
     if (plan.byteLength > MAX_MESSAGE_SIZE) {
       throw new RangeError(
-        `Sender.put: a message of ${plan.byteLength} bytes exceeds the limit of ` +
+        `Sender.${method}: a message of ${plan.byteLength} bytes exceeds the limit of ` +
           `${MAX_MESSAGE_SIZE} bytes`,
       );
+    }
+    for (const { reservation } of plan.reservations) {
+      // A put would send whatever the space held before: another message's bytes.
+      if (!drafting) {
+        throw new TypeError(
+          `Sender.${method}: the value holds reserve() placeholders, which only prepare() ` +
+            "fills in place; put the arrays themselves",
+        );
+      }
+      // An ArrayBuffer cannot view part of shared memory, so a draft could only hand out a
+      // copy, and what was written into it would be lost.
+      if (reservation.ctor === ArrayBuffer) {
+        throw new TypeError(
+          `Sender.${method}: reserve(ArrayBuffer, n) cannot be written in place; use ` +
+            "reserve(Uint8Array, n) (the receiver then gets a Uint8Array)",
+        );
+      }
     }
     return plan;
   }

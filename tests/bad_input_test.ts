@@ -198,3 +198,27 @@ Deno.test({
     assert.deepEqual(report.left, []);
   },
 });
+
+Deno.test("put refuses reserve() placeholders, prepare refuses reserve(ArrayBuffer)", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    await assert.rejects(sender.put({ a: reserve(Uint8Array, 64) }), {
+      name: "TypeError",
+      message: /reserve\(\) placeholders.*prepare/,
+    });
+    assert.throws(() => sender.putSync([reserve(Float32Array, 4)]), TypeError);
+    await assert.rejects(sender.prepare({ raw: reserve(ArrayBuffer, 8) }), {
+      name: "TypeError",
+      message: /reserve\(Uint8Array, n\)/,
+    });
+    assert.throws(() => sender.prepareSync(reserve(ArrayBuffer, 8)), TypeError);
+    // Nothing was reserved or sent by the refused calls.
+    const draft = sender.prepareSync<{ raw: Uint8Array }>({ raw: reserve(Uint8Array, 4) });
+    draft.value.raw.set([1, 2, 3, 4]);
+    draft.send();
+    assert.deepEqual(receiver.getSync({ timeout: 1000 }), { raw: new Uint8Array([1, 2, 3, 4]) });
+    assert.equal(receiver.getNowait(), undefined);
+    sender.close();
+    receiver.close();
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * Serving the async calls of one queue end in the order they were made.
+ *
+ * An async `put` that waits (for a fairness turn, or for room) must not be overtaken by a
+ * later `put` of the same sender that finds room at once: the receiver would get the two
+ * messages the other way round. The same holds for a receiver's `get`s, which would hand
+ * messages to their callers out of order. So an end's async calls queue in a lane: a call
+ * with nobody ahead of it tries at once (the common case, which costs one field read and no
+ * promise), and one that has to wait lets every earlier call of that end finish first.
+ *
+ * @module
+ */
+
+import { turnIfDue } from "./fairness.ts";
+import type { Attempt } from "./wait.ts";
+
+/** The longest delay `setTimeout` honors; longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** The async calls of one queue end, in call order. */
+export class Lane {
+  #queued = 0;
+  /** Settles once every call that joined so far has left. */
+  #tail: Promise<void> = Promise.resolve();
+  /** A fairness turn {@linkcode now} found due, for the {@linkcode later} that follows. */
+  #dueTurn: Promise<void> | undefined;
+
+  /** Whether a call of this end is still waiting (for a turn, for room, or for a message). */
+  get busy(): boolean {
+    return this.#queued > 0;
+  }
+
+  /** Settles once every call queued now has finished (whatever its outcome). */
+  get drained(): Promise<void> {
+    return this.#tail;
+  }
+
+  /**
+   * The fast path of an async call: runs `attempt` at once when nothing of this end waits
+   * and no fairness turn is due. When it returns undefined, call {@linkcode later} next, in
+   * the same synchronous step (it takes over a turn found due here).
+   */
+  now<T>(attempt: Attempt<T>): { value: T } | undefined {
+    if (this.#queued !== 0) return undefined;
+    const turn = turnIfDue();
+    if (turn !== undefined) {
+      this.#dueTurn = turn;
+      return undefined;
+    }
+    return attempt();
+  }
+
+  /**
+   * The rest of an async call that {@linkcode now} could not finish: after every earlier call
+   * of this end has finished and the turn was taken, `attempt` again, then `wait` (until the
+   * deadline, or the signal aborts). Resolves undefined when the deadline passed first.
+   */
+  async later<T>(
+    attempt: Attempt<T>,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    wait: (
+      attempt: Attempt<T>,
+      deadline: number,
+      signal: AbortSignal | undefined,
+    ) => Promise<{ value: T } | undefined>,
+  ): Promise<{ value: T } | undefined> {
+    const turn = this.#dueTurn;
+    this.#dueTurn = undefined;
+    const ahead = this.#tail;
+    let leave!: () => void;
+    const left = new Promise<void>((resolve) => (leave = resolve));
+    // The next call waits for this one and for everything ahead of it: a call that gives up
+    // early (timeout, abort) must not let a later one pass an earlier one still waiting.
+    this.#tail = Promise.all([ahead, left]).then(() => {});
+    this.#queued++;
+    try {
+      if (!(await settledBy(ahead, deadline, signal))) return undefined;
+      if (turn) await turn;
+      signal?.throwIfAborted();
+      return attempt() ?? await wait(attempt, deadline, signal);
+    } finally {
+      this.#queued--;
+      leave();
+    }
+  }
+}
+
+/**
+ * Waits for `promise` to settle: true once it has, false when `deadline` (on
+ * `performance.now()`'s clock) passes first. Rejects with the signal's reason on abort.
+ */
+export async function settledBy(
+  promise: Promise<unknown>,
+  deadline: number,
+  signal: AbortSignal | undefined,
+): Promise<boolean> {
+  signal?.throwIfAborted();
+  if (deadline === Infinity && signal === undefined) {
+    await promise.catch(() => {});
+    return true;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await new Promise<boolean>((resolve, reject) => {
+      promise.then(() => resolve(true), () => resolve(true));
+      // A timer runs after the microtask that reports a promise settled already, so a call
+      // with nothing left to wait for is never timed out here. A deadline beyond the longest
+      // timer is as good as none.
+      const left = Math.max(0, deadline - performance.now());
+      if (left <= MAX_TIMER_MS) timer = setTimeout(() => resolve(false), left);
+      if (signal !== undefined) {
+        onAbort = () => reject(signal.reason);
+        signal.addEventListener("abort", onAbort, { once: true });
+      }
+    });
+  } finally {
+    clearTimeout(timer);
+    if (onAbort !== undefined) signal!.removeEventListener("abort", onAbort);
+  }
+}

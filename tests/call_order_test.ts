@@ -1,0 +1,176 @@
+/**
+ * Async calls of one queue end that overlap (not awaited one by one) are served in the order
+ * they were made, and read their value when called; sync calls never overtake a waiting put.
+ */
+
+import assert from "node:assert/strict";
+import { createSharedMemoryPair, FullError, reserve } from "../mod.ts";
+import { withoutLeaks } from "./helpers.ts";
+
+/** Lets 10 ms pass without an event-loop wait of the library, so its next async call owes
+ * the event loop a turn (queue/fairness.ts) and awaits it before trying. */
+function makeTurnDue(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+Deno.test("overlapping puts of one sender arrive in call order, also when they must wait", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    const count = 200;
+    const puts: Promise<void>[] = [];
+    for (let i = 0; i < count; i++) {
+      if (i % 50 === 0) await makeTurnDue();
+      puts.push(sender.put(i));
+    }
+    const got: number[] = [];
+    while (got.length < count) got.push(await receiver.get<number>({ timeout: 5000 }));
+    await Promise.all(puts);
+    assert.deepEqual(got, [...Array(count).keys()]);
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("put reads its value when called, not when room comes", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    sender.putSync("fills the queue");
+    await makeTurnDue();
+    const message = { idx: 1, source: "actor_1" };
+    const put = sender.put(message);
+    message.idx = 2;
+    message.source = "changed";
+    assert.equal(receiver.getSync({ timeout: 1000 }), "fills the queue");
+    await put;
+    assert.deepEqual(receiver.getSync({ timeout: 1000 }), { idx: 1, source: "actor_1" });
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("a put aborted right after the call is not sent, even with a turn due", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    await makeTurnDue();
+    const abort = new AbortController();
+    const put = sender.put("never", { signal: abort.signal });
+    abort.abort();
+    await assert.rejects(put, { name: "AbortError" });
+    await sender.put("sent");
+    assert.equal(receiver.getSync({ timeout: 1000 }), "sent");
+    assert.equal(receiver.getNowait(), undefined);
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("overlapping gets of one receiver get messages in call order", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    for (let round = 0; round < 4; round++) {
+      // Messages already there, or still to come: either way the first call gets the first.
+      const early = round % 2 === 0;
+      if (early) { for (let i = 0; i < 3; i++) sender.putSync(round * 3 + i); }
+      await makeTurnDue();
+      const gets = [receiver.get<number>(), receiver.get<number>()] as const;
+      const borrowed = receiver.borrow<number>();
+      if (!early) { for (let i = 0; i < 3; i++) sender.putSync(round * 3 + i); }
+      const [a, b, lease] = await Promise.all([...gets, borrowed]);
+      assert.deepEqual([a, b, lease.value], [round * 3, round * 3 + 1, round * 3 + 2]);
+      lease.release();
+    }
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("a get aborted while it awaits its turn rejects and leaves the message queued", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    sender.putSync("kept");
+    await makeTurnDue();
+    const abort = new AbortController();
+    const get = receiver.get({ signal: abort.signal });
+    abort.abort();
+    await assert.rejects(get, { name: "AbortError" });
+    assert.equal(receiver.getNowait(), "kept");
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("sync puts and acks refuse to overtake a waiting put; the queue stays usable", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    sender.putSync(0);
+    const waiting = sender.put(1);
+    // (Timeouts, so that code without the check fails instead of blocking for good.)
+    assert.throws(() => sender.putSync(2, { timeout: 50 }), {
+      name: "TypeError",
+      message: /still waiting/,
+    });
+    assert.throws(
+      () => sender.prepareSync(reserve(Uint8Array, 4), { timeout: 50 }),
+      /still waiting/,
+    );
+    assert.throws(() => sender.waitForAllAckSync({ timeout: 10 }), /still waiting/);
+    assert.equal(receiver.getSync({ timeout: 1000 }), 0);
+    await waiting;
+    assert.equal(receiver.getSync({ timeout: 1000 }), 1);
+    sender.putSync(2, { timeout: 1000 });
+    assert.equal(receiver.getSync({ timeout: 1000 }), 2);
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("waitForAllAck covers puts still waiting", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    sender.putSync("a");
+    assert.equal(receiver.getSync({ timeout: 1000 }), "a");
+    await sender.waitForAllAck({ timeout: 1000 });
+    // "b" waits for room, and later "c" for its fairness turn: neither is put yet when the
+    // ack wait starts, and the ack must still cover it.
+    sender.putSync("full");
+    const b = sender.put("b");
+    let acked = false;
+    const ack = sender.waitForAllAck({ timeout: 5000 }).then(() => (acked = true));
+    assert.equal(receiver.getSync({ timeout: 1000 }), "full");
+    await b;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(acked, false, "acked before the waiting put's message was received");
+    assert.equal(receiver.getSync({ timeout: 1000 }), "b");
+    await ack;
+    await makeTurnDue();
+    const c = sender.put("c");
+    let ackedC = false;
+    const ackC = sender.waitForAllAck({ timeout: 5000 }).then(() => (ackedC = true));
+    await c;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(ackedC, false, "acked before a put waiting for its turn was received");
+    assert.equal(receiver.getSync({ timeout: 1000 }), "c");
+    await ackC;
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("a later put times out on time behind an earlier one that waits", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    sender.putSync(0);
+    const abort = new AbortController();
+    const first = sender.put(1, { signal: abort.signal });
+    const started = performance.now();
+    await assert.rejects(sender.put(2, { timeout: 50 }), FullError);
+    const waited = performance.now() - started;
+    assert.ok(waited >= 45 && waited < 2000, `timed out after ${waited} ms`);
+    abort.abort();
+    await assert.rejects(first, { name: "AbortError" });
+    assert.equal(receiver.getSync({ timeout: 1000 }), 0);
+    assert.equal(receiver.getNowait(), undefined, "an abandoned put was sent");
+    sender.close();
+    receiver.close();
+  });
+});
