@@ -12,7 +12,8 @@
  *    per-user cache (`$DENO_DIR/shmq/<digest>/`, else `$XDG_CACHE_HOME/shmq/<digest>/`,
  *    else `~/.cache/shmq/<digest>/`), and the cached file is opened. A digest mismatch is
  *    an error, never a fallback. Without env permission to find a cache directory, the
- *    verified binary goes to a private temporary file that is removed right after opening.
+ *    verified binary goes to a private temporary file, removed when the process exits
+ *    (actors it spawns open that file too).
  *
  * Supported platforms: Linux on x86_64 and aarch64. The library's `shmq_abi_version()`
  * must equal {@linkcode ABI_VERSION}, or loading fails with a message saying how to
@@ -317,15 +318,25 @@ async function prepareRemote(): Promise<void> {
     remotePath = await fetchVerified(url, digest, dir);
     return;
   }
-  // No readable cache location: a private temporary copy, removed once opened.
+  // No readable cache location: a private temporary copy. It stays while this process
+  // runs, since actors it spawns are pointed at it (see spawnActor), and is removed on exit.
   const bytes = await fetchAndVerify(url, digest);
   const tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
+  const remove = () => {
+    try {
+      Deno.removeSync(tmp);
+    } catch {
+      // Gone already, or no longer ours to remove: nothing to do.
+    }
+  };
   try {
     await Deno.writeFile(tmp, bytes);
     loaded ??= open(tmp, "remote");
-  } finally {
-    await Deno.remove(tmp).catch(() => {});
+  } catch (error) {
+    remove();
+    throw error;
   }
+  globalThis.addEventListener("unload", remove);
 }
 
 function isRemote(): boolean {

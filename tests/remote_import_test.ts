@@ -178,7 +178,7 @@ Deno.test("without DENO_DIR the cache goes to XDG_CACHE_HOME/shmq", async () => 
   }
 });
 
-Deno.test("without env permission the verified binary is loaded from a removed temp file", async () => {
+Deno.test("without env permission the verified binary is loaded from a temp file, removed at exit", async () => {
   const { server, port, base } = serve();
   const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
   try {
@@ -197,6 +197,70 @@ Deno.test("without env permission the verified binary is loaded from a removed t
     assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
     assert.equal(await exists(`${dir}/deno/shmq`), false);
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** A parent importing the package from a URL, without env permission: it starts an actor
+ * (tests/fixtures/remote_actor.ts) that imports the package from there too. */
+const ACTOR_PARENT = `
+const base = Deno.args[0];
+const { createSharedMemoryPair, spawnActor } = await import(base + "mod.ts");
+const { native } = await import(base + "ffi/loader.ts");
+const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+await using actor = await spawnActor(Deno.args[1], {
+  queues: { out: sender },
+  transfer: true,
+  argv: [base],
+  denoArgs: ["--no-config", "--no-lock"], // the fixture sits in this project: leave its files alone
+  permissions: { import: [new URL(base).host] },
+  readyTimeout: 30_000,
+});
+console.log(JSON.stringify({ parent: native().path, actor: await receiver.get({ timeout: 30_000 }) }));
+receiver.close();
+`;
+
+Deno.test("without env permission, actors open the parent's verified temp copy", async () => {
+  const { server, port, base, soRequests } = serve();
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
+  try {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    const script = `${dir}/parent.ts`;
+    await Deno.writeTextFile(script, ACTOR_PARENT);
+    const host = `127.0.0.1:${port}`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-config",
+        "--no-lock",
+        `--allow-import=${host}`,
+        `--allow-net=${host}`,
+        "--allow-read",
+        "--allow-write",
+        "--allow-ffi",
+        "--allow-run",
+        script,
+        `${base}/good/`,
+        new URL("./fixtures/remote_actor.ts", import.meta.url).pathname,
+      ],
+      cwd: dir,
+      clearEnv: true,
+      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: dir, TMPDIR: tmp, NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, stderr);
+    const got = JSON.parse(new TextDecoder().decode(out.stdout));
+    assert.ok(got.parent.startsWith(`${tmp}/shmq-native-`), got.parent);
+    assert.equal(got.actor, got.parent, "the actor opened another library");
+    assert.equal(soRequests.length, 1, "the binary was fetched more than once");
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
   } finally {
     await server.shutdown();
     await Deno.remove(dir, { recursive: true });
