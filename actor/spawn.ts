@@ -16,7 +16,9 @@ import { native, NATIVE_LIB_ENV } from "../ffi/loader.ts";
 import { createSharedMemoryPair } from "../queue/pair.ts";
 import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
+import { type Timer, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
+import { StartupOutput } from "./output.ts";
 import {
   closeHanded,
   type ControlMessage,
@@ -28,6 +30,9 @@ import {
 
 /** Smallest arena a queue can have: the control queue carries one tiny message. */
 const CONTROL_ARENA_BYTES = 64 * 1024;
+/** How much of a piped stderr a failed start quotes, and how long it waits for the rest. */
+const STDERR_TAIL_BYTES = 2048;
+const STDERR_TAIL_WAIT_MS = 500;
 
 /**
  * Permissions granted to an actor, like Deno's `--allow-*` flags: `true` grants all, a list
@@ -110,7 +115,8 @@ export interface SpawnActorOptions<A = unknown> {
   /** Command-line arguments of the actor module (`Deno.args` in the actor). */
   argv?: readonly string[];
   /** Extra `deno run` flags placed before the module (e.g. `--v8-flags=...`, `--config`).
-   * Permissions go in `permissions`: `--allow-*` flags here are refused. */
+   * Permissions go in `permissions`: flags here that grant any (`--allow-*`, `-A`, `-R`, `-N`,
+   * ... alone or grouped, `--permission-set`) are refused with a TypeError. */
   denoArgs?: readonly string[];
   /** Environment variables to set for the actor. */
   env?: Readonly<Record<string, string>>;
@@ -156,6 +162,11 @@ export interface ActorResult {
  * A running actor process, returned by {@linkcode spawnActor}. Dispose it (`await using`) to
  * make sure the process is gone: it is killed if still running, then awaited.
  *
+ * The actor does not keep this process alive by itself: a parent whose script ends exits,
+ * and its actors then exit too (their stdin closes). Reading {@linkcode status}, the piped
+ * streams or {@linkcode output}, and {@linkcode stop} or disposing, keep it alive until the
+ * actor has exited.
+ *
  * @example
  * ```ts ignore
  * import { spawnActor } from "../mod.ts";
@@ -169,13 +180,20 @@ export class ActorHandle implements AsyncDisposable {
   readonly #child: Deno.ChildProcess;
   readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
   readonly #status: Promise<Deno.CommandStatus>;
+  readonly #stdout: StartupOutput | undefined;
+  readonly #stderr: StartupOutput | undefined;
   #running = true;
   #stdinClosed = false;
 
   /** @internal Made by `spawnActor`. */
-  constructor(child: Deno.ChildProcess) {
+  constructor(child: Deno.ChildProcess, piped: { stdout: boolean; stderr: boolean }) {
     this.#child = child;
+    // Otherwise a parent that forgets its actor never exits: the running child would keep it
+    // alive, while the actor waits for the parent's end of its stdin to close.
+    child.unref();
     this.#stdin = child.stdin.getWriter();
+    this.#stdout = piped.stdout ? new StartupOutput(child.stdout) : undefined;
+    this.#stderr = piped.stderr ? new StartupOutput(child.stderr) : undefined;
     this.#status = child.status.then((status) => {
       this.#running = false;
       this.#closeStdin();
@@ -183,13 +201,31 @@ export class ActorHandle implements AsyncDisposable {
     });
   }
 
+  /** @internal The exit status, without keeping this process alive for it. */
+  get exited(): Promise<Deno.CommandStatus> {
+    return this.#status;
+  }
+
+  /** @internal `spawnActor` hands the handle out: reading the pipes ahead stops. */
+  handedOut(): void {
+    this.#stdout?.stopCapturing();
+    this.#stderr?.stopCapturing();
+  }
+
+  /** @internal The end of a piped stderr (once the actor exited, or after a short wait). */
+  stderrTail(): Promise<string> {
+    return this.#stderr?.tail(STDERR_TAIL_WAIT_MS, STDERR_TAIL_BYTES) ?? Promise.resolve("");
+  }
+
   /** The actor's process id. */
   get pid(): number {
     return this.#child.pid;
   }
 
-  /** Resolves with the actor's exit status when it exits (code, and signal if killed by one). */
+  /** Resolves with the actor's exit status when it exits (code, and signal if killed by one).
+   * Keeps this process alive until then. */
   get status(): Promise<Deno.CommandStatus> {
+    this.#child.ref();
     return this.#status;
   }
 
@@ -198,15 +234,16 @@ export class ActorHandle implements AsyncDisposable {
     return this.#running;
   }
 
-  /** The actor's stdout when spawned with `stdout: "piped"`, else `null`. Read it, or the
-   * actor blocks once the pipe is full. */
+  /** The actor's stdout when spawned with `stdout: "piped"`, else `null`: from its first
+   * byte (what it printed while starting was kept). Read it, or the actor blocks once the
+   * pipe is full. */
   get stdout(): ReadableStream<Uint8Array> | null {
-    return this.#piped("stdout");
+    return this.#piped(this.#stdout);
   }
 
   /** The actor's stderr when spawned with `stderr: "piped"`, else `null`. */
   get stderr(): ReadableStream<Uint8Array> | null {
-    return this.#piped("stderr");
+    return this.#piped(this.#stderr);
   }
 
   /** Sends a signal to the actor (default SIGTERM). Does nothing once it has exited. */
@@ -226,8 +263,13 @@ export class ActorHandle implements AsyncDisposable {
    * exited after `timeout` ms (default 2000), it is killed with SIGKILL.
    */
   async stop(options?: { timeout?: number }): Promise<Deno.CommandStatus> {
+    const timeout = options?.timeout ?? 2000;
+    if (typeof timeout !== "number" || !(timeout >= 0)) {
+      throw new RangeError("ActorHandle.stop: timeout must be a number of milliseconds >= 0");
+    }
+    this.#child.ref();
     this.#closeStdin();
-    await this.#awaitExit(options?.timeout ?? 2000);
+    await this.#awaitExit(timeout);
     return await this.#status;
   }
 
@@ -239,7 +281,7 @@ export class ActorHandle implements AsyncDisposable {
     const read = (stream: ReadableStream<Uint8Array> | null): Promise<string> =>
       stream === null || stream.locked ? Promise.resolve("") : new Response(stream).text();
     const [status, stdout, stderr] = await Promise.all([
-      this.#status,
+      this.status,
       read(this.stdout),
       read(this.stderr),
     ]);
@@ -249,6 +291,7 @@ export class ActorHandle implements AsyncDisposable {
   /** Kills the actor if it is running (SIGTERM, then SIGKILL after 3 s) and waits for it;
    * releases the pipes nobody reads. */
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#child.ref();
     if (this.#running) {
       this.kill("SIGTERM");
       await this.#awaitExit(3000);
@@ -267,12 +310,10 @@ export class ActorHandle implements AsyncDisposable {
     });
   }
 
-  #piped(which: "stdout" | "stderr"): ReadableStream<Uint8Array> | null {
-    try {
-      return this.#child[which];
-    } catch {
-      return null; // Not piped: Deno throws on access.
-    }
+  #piped(output: StartupOutput | undefined): ReadableStream<Uint8Array> | null {
+    if (output === undefined) return null;
+    this.#child.ref(); // Whoever reads it waits for it.
+    return output.stream;
   }
 
   #closeStdin(): void {
@@ -283,9 +324,9 @@ export class ActorHandle implements AsyncDisposable {
 
   async #awaitExit(timeout: number): Promise<void> {
     if (!this.#running) return;
-    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timer: Timer | undefined;
     const expired = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(true), timeout);
+      timer = timerFor(timeout, () => resolve(true));
     });
     try {
       if (await Promise.race([this.#status.then(() => false), expired])) this.kill("SIGKILL");
@@ -368,29 +409,38 @@ export async function spawnActor<A = unknown>(
       cwd: options.cwd,
       signal: options.signal,
     }).spawn();
-    handle = new ActorHandle(child);
+    handle = new ActorHandle(child, {
+      stdout: options.stdout === "piped",
+      stderr: options.stderr === "piped",
+    });
   } catch (error) {
     closeControl(control);
     throw error;
   }
   handle.writeHandoff(handoffLine(wire, args, control?.[1].descriptor));
-  if (control === undefined) return handle;
+  if (control === undefined) {
+    handle.handedOut();
+    return handle;
+  }
 
   try {
     await awaitReady(handle, control[1], readyTimeout, options.signal);
   } catch (error) {
     // Never leave a process behind: the caller gets no handle.
     handle.kill("SIGKILL");
+    const status = await handle.status;
+    const stderr = (await handle.stderrTail()).trimEnd();
     await handle[Symbol.asyncDispose]();
     closeControl(control); // After the actor is gone, so its control end is reaped.
-    const status = await handle.status;
-    throw new ActorError(`${caller}(${module}): ${(error as Error).message}`, {
+    const said = stderr === "" ? "" : `; its stderr ended with:\n${stderr}`;
+    throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}`, {
       cause: error,
       status,
     });
   }
   await settleControl(control);
   if (options.transfer) closeHanded(options.queues);
+  handle.handedOut();
   return handle;
 }
 
@@ -425,10 +475,10 @@ async function awaitReady(
   };
   const onSignal = () => abort("aborted");
   signal?.addEventListener("abort", onSignal, { once: true });
-  handle.status.then((s) => abort(`the actor exited (${describe(s)}) before it opened its queues`));
-  const timer = timeout === Infinity ? undefined : setTimeout(
-    () => abort(`the actor did not open its queues (actorContext()) within ${timeout} ms`),
+  handle.exited.then((s) => abort(`the actor exited (${describe(s)}) before it opened its queues`));
+  const timer = timerFor(
     timeout,
+    () => abort(`the actor did not open its queues (actorContext()) within ${timeout} ms`),
   );
   let report: ControlMessage | undefined;
   try {
@@ -541,10 +591,14 @@ function permissionValue(value: unknown, name: string, caller: string): string {
   return text;
 }
 
+/** `deno run` flags that grant permissions: the long ones, and short ones alone or in a group
+ * (`-A`, `-R`, `-W`, `-N`, `-E`, `-S`, `-I`, `-P`, `-RW`, `-N=host`). */
+const PERMISSION_FLAG = /^(--allow-|--permission-set|--unsafely-ignore|-[A-Za-z]*[ARWNESIP])/;
+
 function checkDenoArgs(denoArgs: readonly string[] | undefined, caller: string): string[] {
   const list = stringList(denoArgs, "denoArgs", caller);
   for (const arg of list) {
-    if (/^(--allow-|-A$|--allow-all$|--unsafely-ignore)/.test(arg)) {
+    if (PERMISSION_FLAG.test(arg)) {
       throw new TypeError(
         `${caller}: denoArgs may not grant permissions (${arg}); use options.permissions`,
       );

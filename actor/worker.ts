@@ -9,7 +9,9 @@
  * @module
  */
 
+import { pathToFileURL } from "node:url";
 import { decode, encode } from "../codec/mod.ts";
+import { timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import {
   type ActorContext,
@@ -112,7 +114,13 @@ export class WorkerHandle implements AsyncDisposable {
    * and its ends stay open until the process exits.
    */
   close(options?: { timeout?: number }): Promise<void> {
-    return this.#closing ??= this.#close(options?.timeout ?? 1000);
+    const timeout = options?.timeout ?? 1000;
+    if (typeof timeout !== "number" || !(timeout >= 0)) {
+      return Promise.reject(
+        new RangeError(`WorkerHandle.close: timeout must be a number of milliseconds >= 0`),
+      );
+    }
+    return this.#closing ??= this.#close(timeout);
   }
 
   /** Terminates the Worker at once. Its queue ends are not closed: their peers treat them as
@@ -135,7 +143,7 @@ export class WorkerHandle implements AsyncDisposable {
     let timer: ReturnType<typeof setTimeout> | undefined;
     await new Promise<void>((resolve) => {
       this.#closed = resolve;
-      timer = setTimeout(resolve, timeout);
+      timer = timerFor(timeout, resolve);
       this.#worker.postMessage({ [KEY]: { type: "close" } satisfies ToWorker });
     });
     clearTimeout(timer);
@@ -187,7 +195,7 @@ export async function spawnWorker<A = unknown>(
   options.signal?.throwIfAborted();
 
   const specifier = typeof moduleUrl === "string" && moduleUrl.startsWith("/")
-    ? new URL(`file://${encodeURI(moduleUrl)}`) // an absolute path
+    ? pathToFileURL(moduleUrl) // an absolute path (with "#" or "?" in it, too)
     : moduleUrl;
   const worker = new Worker(specifier, { type: "module", name: options.name });
   const handle = new WorkerHandle(worker);
@@ -217,12 +225,12 @@ export async function spawnWorker<A = unknown>(
   worker.addEventListener("error", onError);
   const onAbort = () => settle?.reject(new Error("aborted"));
   options.signal?.addEventListener("abort", onAbort, { once: true });
-  const timer = readyTimeout === Infinity ? undefined : setTimeout(
+  const timer = timerFor(
+    readyTimeout,
     () =>
       settle?.reject(
         new Error(`the Worker did not open its queues (workerContext()) within ${readyTimeout} ms`),
       ),
-    readyTimeout,
   );
   try {
     await ready;

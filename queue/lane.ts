@@ -12,10 +12,8 @@
  */
 
 import { turnIfDue } from "./fairness.ts";
+import { timerFor } from "./timer.ts";
 import type { Attempt } from "./wait.ts";
-
-/** The longest delay `setTimeout` honors; longer ones fire at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** The async calls of one queue end, in call order. */
 export class Lane {
@@ -106,10 +104,8 @@ export async function settledBy(
     return await new Promise<boolean>((resolve, reject) => {
       promise.then(() => resolve(true), () => resolve(true));
       // A timer runs after the microtask that reports a promise settled already, so a call
-      // with nothing left to wait for is never timed out here. A deadline beyond the longest
-      // timer is as good as none.
-      const left = Math.max(0, deadline - performance.now());
-      if (left <= MAX_TIMER_MS) timer = setTimeout(() => resolve(false), left);
+      // with nothing left to wait for is never timed out here.
+      timer = timerFor(deadline - performance.now(), () => resolve(false));
       if (signal !== undefined) {
         onAbort = () => reject(signal.reason);
         signal.addEventListener("abort", onAbort, { once: true });

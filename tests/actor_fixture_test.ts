@@ -185,6 +185,34 @@ const roles: Record<string, () => Promise<void> | void> = {
     Deno.exit(3); // Never calls actorContext().
   },
 
+  /** Prints more than a pipe holds before it opens its queues, then a last line. */
+  async chatty() {
+    await Deno.stdout.write(new Uint8Array(256 * 1024).fill(0x61));
+    const { queues } = await actorContext({ queues: { out: "sender" } });
+    console.log("\nready");
+    await queues.out.put("ok");
+    queues.out.close();
+  },
+
+  /** Says why on stderr, then fails before opening its queues. */
+  crash() {
+    console.error("config file /nonexistent/actor.toml is missing");
+    throw new Error("start-up failed");
+  },
+
+  /** A parent that starts a holder actor, puts to it, prints its pid and just ends: no
+   * dispose, no close. */
+  async forgetful() {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const actor = await spawnActor(FIXTURE, {
+      queues: { inbox: receiver },
+      argv: ["holder", "async"],
+      transfer: true,
+    });
+    await sender.put(1);
+    console.log(actor.pid);
+  },
+
   async slow() {
     await sleep(60_000); // Never calls actorContext().
   },

@@ -210,8 +210,111 @@ Deno.test("bad options are refused before any process starts", async () => {
     () => spawnActor(FIXTURE, { queues: { x: { shmq: 1, end: "sender", name: "/etc/passwd" } } }),
     /invalid queue descriptor/,
   );
+  // Short permission flags, alone, grouped or with values, grant as much as the long ones.
+  for (
+    const flag of ["-A", "-R", "-W", "-N", "-E", "-S", "-I", "-P", "-RW", "-qN", "-N=x.org"]
+      .concat([
+        "--permission-set",
+        "--permission-set=all",
+        "--allow-read=/",
+        "--unsafely-ignore-certificate-errors",
+      ])
+  ) {
+    await assert.rejects(
+      () => spawnActor(FIXTURE, { denoArgs: [flag] }),
+      { name: "TypeError", message: /may not grant permissions/ },
+      flag,
+    );
+  }
   receiver.close();
 });
+
+Deno.test("denoArgs that grant nothing are passed to the actor", async () => {
+  await using actor = await spawnActor(FIXTURE, {
+    argv: ["print"],
+    denoArgs: ["-q", "-L=info", "--v8-flags=--stack-size=2000"],
+    stdout: "piped",
+    stderr: "null",
+  });
+  const { status, stdout } = await actor.output();
+  assert.equal(status.code, 0);
+  assert.equal(stdout, "stdout: undefined\n");
+});
+
+Deno.test(
+  "an actor that prints more than a pipe holds before opening its queues still starts",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    await using actor = await within(
+      30_000,
+      spawnActor(FIXTURE, {
+        argv: ["chatty"],
+        queues: { out: sender },
+        transfer: true,
+        stdout: "piped",
+        readyTimeout: 20_000,
+      }),
+      "spawnActor",
+    );
+    assert.equal(await receiver.get({ timeout: 10_000 }), "ok");
+    const { status, stdout } = await actor.output();
+    assert.equal(status.code, 0);
+    assert.equal(stdout, "a".repeat(256 * 1024) + "\nready\n", "output lost or reordered");
+    receiver.close();
+  }),
+);
+
+Deno.test(
+  "a failed start quotes the end of the actor's piped stderr",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const error = await spawnActor(FIXTURE, {
+      argv: ["crash"],
+      queues: { out: sender },
+      stderr: "piped",
+    }).then(() => undefined, (e) => e);
+    assert.ok(error instanceof ActorError, String(error));
+    assert.match(error.message, /exited \(code 1\) before it opened its queues/);
+    assert.match(error.message, /its stderr ended with:\n.*actor\.toml is missing/s);
+    assert.match(error.message, /start-up failed/);
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test(
+  "timeouts longer than a timer holds, and Infinity, do not fire at once",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const actor = await spawnActor(FIXTURE, {
+      argv: ["holder", "async"],
+      queues: { inbox: receiver },
+      readyTimeout: 2 ** 31,
+    });
+    // Killed at once, this would end with SIGKILL: stopped cleanly, it exits with code 0.
+    const status = await actor.stop({ timeout: Infinity });
+    assert.deepEqual([status.code, status.signal], [0, null]);
+    await assert.rejects(() => actor.stop({ timeout: -1 }), RangeError);
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test(
+  "a parent that ends without disposing its actor exits, and so does the actor",
+  clean(async () => {
+    const parent = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", FIXTURE.pathname, "forgetful"],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const { code, stdout } = await within(15_000, parent.output(), "the parent's exit");
+    assert.equal(code, 0);
+    const actorPid = Number(new TextDecoder().decode(stdout).trim());
+    assert.ok(actorPid > 0, "no actor pid printed");
+    assert.ok(await waitGone(actorPid, 10_000), "the actor outlived its parent");
+  }),
+);
 
 Deno.test(
   "an actor killed with SIGKILL mid-stream: the parent sees its status, and the stream ends",

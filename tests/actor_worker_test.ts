@@ -130,6 +130,40 @@ Deno.test(
   }),
 );
 
+Deno.test(
+  "spawnWorker takes absolute paths with # in them, and timeouts beyond a timer's reach",
+  clean(async () => {
+    const dir = await Deno.makeTempDir({ prefix: "shmq-worker-" });
+    try {
+      const path = `${dir}/idle #1?worker.ts`;
+      await Deno.writeTextFile(
+        path,
+        `import { ClosedError, workerContext } from ${
+          JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+        };
+        const { queues } = await workerContext({ queues: { inbox: "receiver" } });
+        try { await queues.inbox.get(); } catch (e) { if (!(e instanceof ClosedError)) throw e; }`,
+      );
+      const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+      // A readyTimeout of 2^31 ms fired at once before (Deno clamps such timers to 1 ms).
+      const worker = await spawnWorker(path, {
+        queues: { inbox: receiver },
+        transfer: true,
+        readyTimeout: 2 ** 31,
+      });
+      await worker.close({ timeout: Infinity });
+      await assert.rejects(
+        () => sender.put(1),
+        (e) => e instanceof ClosedError && e.reason === "no-receivers",
+      );
+      await assert.rejects(() => worker.close({ timeout: -1 }), RangeError);
+      sender.close();
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }),
+);
+
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
 });

@@ -1,0 +1,21 @@
+/**
+ * Timers for timeouts that may be longer than a timer can hold.
+ *
+ * @module
+ */
+
+/** What `setTimeout` returns. */
+export type Timer = ReturnType<typeof setTimeout>;
+
+/** The longest delay `setTimeout` honors: a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * `setTimeout(fire, ms)` for a timeout that may be `Infinity` or longer than a timer holds:
+ * then nothing is set (such a timeout never fires in practice) and undefined is returned.
+ * Negative delays fire at once. Cancel with `clearTimeout`.
+ */
+export function timerFor(ms: number, fire: () => void): Timer | undefined {
+  if (!(ms <= MAX_TIMER_MS)) return undefined;
+  return setTimeout(fire, Math.max(0, ms));
+}
