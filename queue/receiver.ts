@@ -189,7 +189,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     return this.#lease<T>(taken.value);
   }
 
-  /** Yields messages until every sender has closed and the queue is drained. */
+  /** Yields messages until every sender has closed and the queue is drained, or until this
+   * end is closed (from elsewhere: a loop that must stop). */
   async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
     for (;;) {
       let value: unknown;
@@ -197,6 +198,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         value = await this.get();
       } catch (error) {
         if (error instanceof ClosedError && error.reason === "drained") return;
+        if (error instanceof ClosedError && error.reason === "closed" && this.closed) return;
         throw error;
       }
       yield value;

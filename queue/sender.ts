@@ -199,8 +199,12 @@ export class Sender implements Disposable {
    */
   close(): void {
     if (this.#queue.closed) return;
-    for (const draft of [...this.#drafts]) draft.cancel();
-    this.#queue.close();
+    try {
+      for (const draft of [...this.#drafts]) draft.cancel();
+    } finally {
+      // Even when a cancel failed (a corrupt queue): this end must still leave.
+      this.#queue.close();
+    }
   }
 
   /** Same as {@linkcode close}, for `using`. */

@@ -642,9 +642,15 @@ export class SharedQueue {
     }
   }
 
-  /** Wakes every waiter on a word, e.g. to interrupt an async wait on abort. */
+  /**
+   * Wakes every waiter on a word, e.g. to interrupt an async wait on abort. The word moves
+   * too: a wait whose thread has not reached the kernel yet would miss the wake and sleep a
+   * whole slice, but sees the word changed and returns at once. Other waiters just retry.
+   */
   wakeAll(word: FutexWord): void {
-    if (!this.#closed) native.futexWake(word.pointer, INT_MAX);
+    if (this.#closed) return;
+    Atomics.add(word.words, word.seq, 1);
+    native.futexWake(word.pointer, INT_MAX);
   }
 
   /**

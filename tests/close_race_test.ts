@@ -118,3 +118,19 @@ Deno.test("leases and drafts kept past exit read as detached, and nothing is lef
   ]);
   assert.deepEqual(shmEntries().filter((n) => !before.has(n)), []);
 });
+
+Deno.test("closing a receiver ends a for-await loop over it quietly", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const loop = (async () => {
+      const got: unknown[] = [];
+      for await (const value of receiver) got.push(value);
+      return got;
+    })();
+    sender.putSync("first");
+    await makeTurnDue(); // the loop took it and waits for the next one
+    receiver.close();
+    assert.deepEqual(await loop, ["first"]);
+    sender.close();
+  });
+});
