@@ -190,8 +190,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /** Yields messages until every sender has closed and the queue is drained, or until this
-   * end is closed (from elsewhere: a loop that must stop). */
+   * end is closed while the loop runs (how a loop is stopped from elsewhere). A loop over an
+   * end closed already throws `ClosedError`. */
   async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
+    this.#queue.assertOpen();
     for (;;) {
       let value: unknown;
       try {
