@@ -20,7 +20,7 @@ export class Lane {
   #queued = 0;
   /** Settles once every call that joined so far has left. */
   #tail: Promise<void> = Promise.resolve();
-  /** A fairness turn {@linkcode now} found due, for the {@linkcode later} that follows. */
+  /** A fairness turn {@linkcode now} found due, until {@linkcode takeDueTurn}. */
   #dueTurn: Promise<void> | undefined;
 
   /** Whether a call of this end is still waiting (for a turn, for room, or for a message). */
@@ -34,23 +34,33 @@ export class Lane {
   }
 
   /**
-   * The fast path of an async call: runs `attempt` at once when nothing of this end waits
-   * and no fairness turn is due. When it returns undefined, call {@linkcode later} next, in
-   * the same synchronous step (it takes over a turn found due here).
+   * The fast path of an async call: runs `attempt` at once when nothing of this end waits.
+   * When a fairness turn is due, a receiver (`turnAfter` false) takes it first, in
+   * {@linkcode later}: a message taken now would sit in a promise while a sync get of the
+   * same end took the next one. A sender (`turnAfter` true) puts at once and takes the turn
+   * afterwards: its message is out, so its sync calls need not wait for the yield. Either
+   * way, call {@linkcode takeDueTurn} right after, in the same synchronous step.
    */
-  now<T>(attempt: Attempt<T>): { value: T } | undefined {
+  now<T>(attempt: Attempt<T>, turnAfter = false): { value: T } | undefined {
+    this.#dueTurn = undefined;
     if (this.#queued !== 0) return undefined;
     const turn = turnIfDue();
-    if (turn !== undefined) {
-      this.#dueTurn = turn;
-      return undefined;
-    }
+    this.#dueTurn = turn;
+    if (turn !== undefined && !turnAfter) return undefined;
     return attempt();
+  }
+
+  /** The fairness turn the last {@linkcode now} found due, handed over: await it after a
+   * call that `now` completed, or pass it to {@linkcode later}. */
+  takeDueTurn(): Promise<void> | undefined {
+    const turn = this.#dueTurn;
+    this.#dueTurn = undefined;
+    return turn;
   }
 
   /**
    * The rest of an async call that {@linkcode now} could not finish: after every earlier call
-   * of this end has finished and the turn was taken, `attempt` again, then `wait` (until the
+   * of this end has finished and `turn` was taken, `attempt` again, then `wait` (until the
    * deadline, or the signal aborts). Resolves undefined when the deadline passed first.
    */
   async later<T>(
@@ -62,9 +72,8 @@ export class Lane {
       deadline: number,
       signal: AbortSignal | undefined,
     ) => Promise<{ value: T } | undefined>,
+    turn: Promise<void> | undefined,
   ): Promise<{ value: T } | undefined> {
-    const turn = this.#dueTurn;
-    this.#dueTurn = undefined;
     const ahead = this.#tail;
     let leave!: () => void;
     const left = new Promise<void>((resolve) => (leave = resolve));

@@ -133,8 +133,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const deadline = deadlineOf(options?.timeout, "Receiver.get");
     options?.signal?.throwIfAborted();
     const attempt = this.#getAttemptFor(options?.allocate, "get");
-    const got = this.#lane.now(attempt) ??
-      await this.#lane.later(attempt, deadline, options?.signal, this.#waitForMessage);
+    const lane = this.#lane;
+    const got = lane.now(attempt) ??
+      await lane.later(
+        attempt,
+        deadline,
+        options?.signal,
+        this.#waitForMessage,
+        lane.takeDueTurn(),
+      );
     if (got === undefined) throw this.#empty("get", options?.timeout);
     return got.value as T;
   }
@@ -174,8 +181,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
     const deadline = deadlineOf(options?.timeout, "Receiver.borrow");
     options?.signal?.throwIfAborted();
-    const taken = this.#lane.now(this.#takeAttempt) ??
-      await this.#lane.later(this.#takeAttempt, deadline, options?.signal, this.#waitForMessage);
+    const lane = this.#lane;
+    const taken = lane.now(this.#takeAttempt) ??
+      await lane.later(
+        this.#takeAttempt,
+        deadline,
+        options?.signal,
+        this.#waitForMessage,
+        lane.takeDueTurn(),
+      );
     if (taken === undefined) throw this.#empty("borrow", options?.timeout);
     return this.#lease<T>(taken.value);
   }

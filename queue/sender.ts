@@ -103,17 +103,23 @@ export class Sender implements Disposable {
    * `FullError` when `timeout` ms pass first, `ClosedError` when every receiver has closed,
    * `TypeError` (before anything is written) for a value the codec does not support.
    *
-   * Calls that overlap (not awaited one by one) are put in the order they were made. The
-   * value's structure, numbers and strings are read when you call; the contents of its
-   * arrays are copied when the message is written, so leave them alone until the promise
-   * settles.
+   * Calls that overlap (not awaited one by one) are put in the order they were made. With
+   * room, the message is written during the call. Without, the value's structure, numbers and
+   * strings are read when you call and its arrays' contents once room comes, so leave them
+   * alone until the promise settles; an abort cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options?.timeout, "Sender.put");
     options?.signal?.throwIfAborted();
     const attempt = this.#putAttempt(this.#plan(value, "put"));
-    const done = this.#lane.now(attempt) ??
-      await this.#lane.later(attempt, deadline, options?.signal, this.#waitForRoom);
+    const lane = this.#lane;
+    const put = lane.now(attempt, true);
+    const turn = lane.takeDueTurn();
+    if (put !== undefined) {
+      if (turn) await turn;
+      return;
+    }
+    const done = await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, turn);
     if (done === undefined) throw this.#full("put", options?.timeout);
   }
 
@@ -144,8 +150,9 @@ export class Sender implements Disposable {
     options?.signal?.throwIfAborted();
     const plan = this.#plan(template, "prepare", true);
     const attempt = this.#reserveAttempt(plan.byteLength);
-    const reserved = this.#lane.now(attempt) ??
-      await this.#lane.later(attempt, deadline, options?.signal, this.#waitForRoom);
+    const lane = this.#lane;
+    const reserved = lane.now(attempt) ??
+      await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, lane.takeDueTurn());
     if (reserved === undefined) throw this.#full("prepare", options?.timeout);
     return this.#draft<T>(plan, reserved.value);
   }

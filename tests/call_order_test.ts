@@ -48,17 +48,22 @@ Deno.test("put reads its value when called, not when room comes", async () => {
   });
 });
 
-Deno.test("a put aborted right after the call is not sent, even with a turn due", async () => {
+Deno.test("an abort cancels a put only while it waits; one that found room is out", async () => {
   await withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
     await makeTurnDue();
     const abort = new AbortController();
-    const put = sender.put("never", { signal: abort.signal });
+    // Room now: written during the call, even with a fairness turn due (taken afterwards).
+    const sent = sender.put("sent", { signal: abort.signal });
     abort.abort();
-    await assert.rejects(put, { name: "AbortError" });
-    await sender.put("sent");
+    await sent;
+    // No room: it waits, and the abort cancels it.
+    const again = new AbortController();
+    const waiting = sender.put("never", { signal: again.signal });
+    again.abort();
+    await assert.rejects(waiting, { name: "AbortError" });
     assert.equal(receiver.getSync({ timeout: 1000 }), "sent");
-    assert.equal(receiver.getNowait(), undefined);
+    assert.equal(receiver.getNowait(), undefined, "an aborted put was sent");
     sender.close();
     receiver.close();
   });
@@ -119,6 +124,24 @@ Deno.test("sync puts and acks refuse to overtake a waiting put; the queue stays 
     assert.equal(receiver.getSync({ timeout: 1000 }), 1);
     sender.putSync(2, { timeout: 1000 });
     assert.equal(receiver.getSync({ timeout: 1000 }), 2);
+    sender.close();
+    receiver.close();
+  });
+});
+
+Deno.test("a put that found room never makes the next putSync throw, turn due or not", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 64 });
+    const puts: Promise<void>[] = [];
+    const got: number[] = [];
+    for (let i = 0; i < 120; i += 2) {
+      if (i % 20 === 0) await makeTurnDue();
+      puts.push(sender.put(i)); // not awaited: written at once, its turn taken afterwards
+      sender.putSync(i + 1, { timeout: 1000 });
+      while (got.length < i + 2) got.push(receiver.getSync<number>({ timeout: 1000 }));
+    }
+    await Promise.all(puts);
+    assert.deepEqual(got, [...Array(120).keys()]);
     sender.close();
     receiver.close();
   });
