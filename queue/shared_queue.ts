@@ -105,9 +105,12 @@ function mapFd(fd: number, size: number): Mapping {
 }
 
 /** Detaches the JavaScript view first, so nothing can touch the memory once it is unmapped,
- * and forgets it in the native table of orphans' mappings (see native.adoptFd) before. */
+ * and forgets it in the native table of orphans' mappings (see native.adoptFd) before. Only
+ * this detaches a mapping's view, so a detached one is unmapped already: a second call does
+ * nothing (unmapping again could hit whatever was mapped there since). */
 function unmapAll(mapping: Mapping): void {
-  if (!mapping.buffer.detached) mapping.buffer.transfer(0);
+  if (mapping.buffer.detached) return;
+  mapping.buffer.transfer(0);
   native.forgetMapping(mapping.pointer);
   native.unmap(mapping.pointer, mapping.size);
 }
@@ -493,6 +496,7 @@ export class SharedQueue {
     }
     this.#views.delete(view.buffer);
     if (!view.buffer.detached) view.buffer.transfer(0);
+    if (this.#closed) return; // Its mapping went with the end.
     const mapping = view.mapping;
     if (mapping === undefined || mapping.refs === 0) return;
     mapping.refs--;
