@@ -71,8 +71,13 @@ export class StartupOutput {
   /** What was kept, then the rest of the stream, read on demand. */
   readonly stream: ReadableStream<Uint8Array> = new ReadableStream<Uint8Array>({
     pull: async (controller) => {
-      await this.#captured; // a read of the start still under way comes first
-      const kept = this.#kept.shift();
+      // What was kept goes out at once. Only then the read of the start still under way: its
+      // bytes come after those, and the reader must not be shared with it.
+      let kept = this.#kept.shift();
+      if (kept === undefined) {
+        await this.#captured;
+        kept = this.#kept.shift();
+      }
       if (kept !== undefined) return controller.enqueue(kept);
       if (this.#ended) return controller.close();
       const { done, value } = await this.#reader.read();

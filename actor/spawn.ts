@@ -12,7 +12,7 @@
  */
 
 import { encode } from "../codec/mod.ts";
-import { native, NATIVE_LIB_ENV } from "../ffi/loader.ts";
+import { native, NATIVE_LIB_ENV, transientLibraryBytes } from "../ffi/loader.ts";
 import { createSharedMemoryPair } from "../queue/pair.ts";
 import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
@@ -385,13 +385,20 @@ export async function spawnActor<A = unknown>(
     throw new RangeError(`${caller}: readyTimeout must be a number of milliseconds >= 0`);
   }
   const args = options.args === undefined ? undefined : encode(options.args).toBase64();
-  const library = libraryLocation();
-  const flags = permissionFlags(options.permissions, library, caller);
   const denoArgs = checkDenoArgs(options.denoArgs, caller);
   const argv = stringList(options.argv, "argv", caller);
+  options.signal?.throwIfAborted();
+  const copy = await libraryCopy();
+  const library = copy === undefined ? libraryLocation() : { path: copy.path, source: "remote" };
+  let flags: string[];
+  try {
+    flags = permissionFlags(options.permissions, library, caller);
+  } catch (error) {
+    copy?.remove();
+    throw error;
+  }
   const env: Record<string, string> = { ...options.env };
   if (library !== undefined && library.source !== "local") env[NATIVE_LIB_ENV] = library.path;
-  options.signal?.throwIfAborted();
 
   const needsAck = Object.keys(wire).length > 0;
   const control = needsAck
@@ -415,8 +422,11 @@ export async function spawnActor<A = unknown>(
     });
   } catch (error) {
     closeControl(control);
+    copy?.remove();
     throw error;
   }
+  // An actor without queues may open the library any time while it runs.
+  if (copy !== undefined) handle.exited.then(copy.remove);
   handle.writeHandoff(handoffLine(wire, args, control?.[1].descriptor));
   if (control === undefined) {
     handle.handedOut();
@@ -438,6 +448,7 @@ export async function spawnActor<A = unknown>(
       status,
     });
   }
+  copy?.remove(); // The actor opened its queues: its library is open.
   await settleControl(control);
   if (options.transfer) closeHanded(options.queues);
   handle.handedOut();
@@ -520,6 +531,34 @@ function moduleSpecifier(moduleUrl: string | URL, caller: string): string {
     throw new TypeError(`${caller}: moduleUrl must be a URL or a path`);
   }
   return moduleUrl;
+}
+
+/**
+ * A private copy of the native library for one actor, when this process opened its own from a
+ * temporary copy removed since (an http(s) import without env permission); else undefined.
+ * `remove` deletes it (once the actor has opened it, or exited).
+ */
+async function libraryCopy(): Promise<{ path: string; remove(): void } | undefined> {
+  const bytes = transientLibraryBytes();
+  if (bytes === undefined) return undefined;
+  const path = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
+  let removed = false;
+  const remove = () => {
+    if (removed) return;
+    removed = true;
+    try {
+      Deno.removeSync(path);
+    } catch {
+      // Gone already: nothing to do.
+    }
+  };
+  try {
+    await Deno.writeFile(path, bytes);
+  } catch (error) {
+    remove();
+    throw error;
+  }
+  return { path, remove };
 }
 
 /** Where the native library was opened from here, so the actor can be allowed to open it. */

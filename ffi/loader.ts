@@ -12,8 +12,8 @@
  *    per-user cache (`$DENO_DIR/shmq/<digest>/`, else `$XDG_CACHE_HOME/shmq/<digest>/`,
  *    else `~/.cache/shmq/<digest>/`), and the cached file is opened. A digest mismatch is
  *    an error, never a fallback. Without env permission to find a cache directory, the
- *    verified binary goes to a private temporary file, removed when the process exits
- *    (actors it spawns open that file too).
+ *    verified binary goes to a private temporary file that is removed right after opening
+ *    (an actor gets a copy of its own, see `spawnActor`).
  *
  * Supported platforms: Linux on x86_64 and aarch64. The library's `shmq_abi_version()`
  * must equal {@linkcode ABI_VERSION}, or loading fails with a message saying how to
@@ -276,6 +276,7 @@ let loaded: NativeCore | undefined;
 /** The verified cached binary of an http(s) import, ready to be opened. */
 let remotePath: string | undefined;
 let remoteError: unknown;
+let transientBytes: Uint8Array | undefined;
 
 function remoteKey(): { url: URL; digest: string } {
   const key = platformKey();
@@ -318,25 +319,32 @@ async function prepareRemote(): Promise<void> {
     remotePath = await fetchVerified(url, digest, dir);
     return;
   }
-  // No readable cache location: a private temporary copy. It stays while this process
-  // runs, since actors it spawns are pointed at it (see spawnActor), and is removed on exit.
+  // No readable cache location: a private temporary copy, removed once opened. The verified
+  // bytes are kept, for the copies actors get (see transientLibraryBytes).
   const bytes = await fetchAndVerify(url, digest);
   const tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
-  const remove = () => {
-    try {
-      Deno.removeSync(tmp);
-    } catch {
-      // Gone already, or no longer ours to remove: nothing to do.
-    }
-  };
   try {
     await Deno.writeFile(tmp, bytes);
     loaded ??= open(tmp, "remote");
-  } catch (error) {
-    remove();
-    throw error;
+    transientBytes = bytes;
+  } finally {
+    await Deno.remove(tmp).catch(() => {});
   }
-  globalThis.addEventListener("unload", remove);
+}
+
+/**
+ * The verified bytes of the native library when the file this process opened was a private
+ * temporary copy, removed since (an http(s) import without env permission): a child that
+ * must open the same library needs a copy of its own. Undefined otherwise.
+ *
+ * @example
+ * ```ts
+ * import { transientLibraryBytes } from "./loader.ts";
+ * console.assert(transientLibraryBytes() === undefined); // imported from files
+ * ```
+ */
+export function transientLibraryBytes(): Uint8Array | undefined {
+  return transientBytes;
 }
 
 function isRemote(): boolean {

@@ -194,6 +194,14 @@ const roles: Record<string, () => Promise<void> | void> = {
     queues.out.close();
   },
 
+  /** Prints a line before opening its queues, then waits for a message and prints it. */
+  async greeter() {
+    console.log("hello before ready");
+    const { queues } = await actorContext({ queues: { inbox: "receiver" } });
+    console.log(`got ${await queues.inbox.get()}`);
+    queues.inbox.close();
+  },
+
   /** Says why on stderr, then fails before opening its queues. */
   crash() {
     console.error("config file /nonexistent/actor.toml is missing");

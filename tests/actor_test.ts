@@ -265,6 +265,39 @@ Deno.test(
 );
 
 Deno.test(
+  "what an actor printed while starting can be read before it prints again",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    await using actor = await spawnActor(FIXTURE, {
+      argv: ["greeter"],
+      queues: { inbox: receiver },
+      transfer: true,
+      stdout: "piped",
+    });
+    // The actor waits for a message, which this test sends only once it has read the line.
+    const reader = actor.stdout!.getReader();
+    const decoder = new TextDecoder();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { done, value } = await within(5000, reader.read(), "reading the first line");
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    assert.equal(text, "hello before ready\n");
+    await sender.put("x");
+    sender.close();
+    while (!text.includes("got x\n")) {
+      const { done, value } = await within(5000, reader.read(), "reading the second line");
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    assert.equal(text, "hello before ready\ngot x\n");
+    reader.releaseLock();
+    assert.equal((await actor.status).code, 0);
+  }),
+);
+
+Deno.test(
   "a failed start quotes the end of the actor's piped stderr",
   clean(async () => {
     const [sender, receiver] = createSharedMemoryPair();
