@@ -53,10 +53,11 @@ export interface DecodeOptions {
    */
   view?: boolean;
   /**
-   * In copy mode, makes the ArrayBuffer that each copied array payload goes into, given its
-   * byte length; it must return a fresh, unshared ArrayBuffer of exactly that length. The
-   * queue uses it to ready large targets (huge pages, pre-faulted) before the copy.
-   * Default: a new ArrayBuffer.
+   * Makes the ArrayBuffer that each copied payload goes into, given its byte length: every
+   * payload in copy mode, and in view mode the ones that are copied all the same
+   * (`ArrayBuffer` values, and payloads whose address does not suit their element size). It
+   * must return a fresh, unshared ArrayBuffer of exactly that length. The queue uses it to
+   * ready large targets (huge pages, pre-faulted) before the copy. Default: a new ArrayBuffer.
    */
   allocate?: (byteLength: number) => ArrayBuffer;
 }
@@ -83,8 +84,12 @@ const HOLE: unique symbol = Symbol("hole");
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const scratch = new DataView(new ArrayBuffer(8));
-const HEX: string[] = [];
-for (let i = 0; i < 256; i++) HEX.push(i.toString(16).padStart(2, "0"));
+/** ASCII hex digits, and a decoder that makes one flat string of them. */
+const HEX_DIGITS = new TextEncoder().encode("0123456789abcdef");
+const latin1 = new TextDecoder("latin1");
+/** V8 limits: a BigInt has at most 2^30 bits, a string at most 2^29 - 24 code units. */
+const MAX_BIGINT_BYTES = 2 ** 27;
+const MAX_STRING_LENGTH = 2 ** 29 - 24;
 
 function fail(msg: string, at: number): never {
   throw new DecodeError(`${msg} at byte ${at}`);
@@ -184,6 +189,7 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
           p += n;
         } else if (t === T_STRING16) {
           if (n > (end - p) / 2) fail("truncated object key", at);
+          if (n > MAX_STRING_LENGTH) fail("object key too long for this runtime", at);
           key = readUtf16(b, p, n);
           p += 2 * n;
         } else {
@@ -249,6 +255,7 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
         const n = u32(b, p);
         p += 4;
         if (n > (end - p) / 2) fail("truncated string", at);
+        if (n > MAX_STRING_LENGTH) fail("string too long for this runtime", at);
         v = readUtf16(b, p, n);
         p += 2 * n;
         break;
@@ -270,10 +277,19 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
           }
           m = hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
         } else {
-          let hex = "0x";
-          for (let j = n - 1; j >= 0; j--) hex += HEX[b[p + j]];
+          // Refused before any work, and parsed from one flat hex string: a string built by
+          // appending costs tens of bytes per digit, and a hostile length would exhaust memory.
+          if (n > MAX_BIGINT_BYTES) fail("bigint too large for this runtime", at);
+          const digits = new Uint8Array(2 + 2 * n);
+          digits[0] = 0x30; // "0"
+          digits[1] = 0x78; // "x"
+          for (let j = n - 1, q = 2; j >= 0; j--, q += 2) {
+            const byte = b[p + j];
+            digits[q] = HEX_DIGITS[byte >> 4];
+            digits[q + 1] = HEX_DIGITS[byte & 15];
+          }
           try {
-            m = BigInt(hex);
+            m = BigInt(latin1.decode(digits));
           } catch {
             fail("bigint too large for this runtime", at);
           }
@@ -354,7 +370,13 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
           view,
           allocate,
         );
-        v = new NdArray(dt, shape, data);
+        try {
+          v = new NdArray(dt, shape, data);
+        } catch (error) {
+          // A shape the header allows but the runtime cannot hold (e.g. dimensions whose
+          // product overflows, next to a zero).
+          fail(`invalid ndarray: ${(error as Error).message}`, at);
+        }
         p = start + n;
         break;
       }
@@ -541,8 +563,11 @@ function readUtf8(b: Uint8Array, p: number, n: number, at: number): string {
 function readUtf8Slow(b: Uint8Array, p: number, n: number, at: number): string {
   try {
     return utf8.decode(b.subarray(p, p + n));
-  } catch {
-    fail("invalid UTF-8 in string", at);
+  } catch (error) {
+    fail(
+      error instanceof RangeError ? "string too long for this runtime" : "invalid UTF-8 in string",
+      at,
+    );
   }
 }
 

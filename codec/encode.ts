@@ -10,7 +10,7 @@ import { DType } from "./dtype.ts";
 import {
   ALIGN,
   B_ARRAYBUFFER,
-  B_UINT8,
+  B_DATAVIEW,
   HEADER_SIZE,
   MAGIC,
   MAX_COUNT,
@@ -38,7 +38,7 @@ import {
   T_UNDEFINED,
   VERSION,
 } from "./format.ts";
-import { NdArray } from "./ndarray.ts";
+import { NdArray, shapeSize } from "./ndarray.ts";
 import { BINARY_CTORS, binaryClassCode, Reservation } from "./reserve.ts";
 
 /**
@@ -112,11 +112,65 @@ let freeStack: WalkStack | null = new WalkStack();
 /** Depth up to which cycles are found by scanning the stack; deeper frames use a Set. */
 const SCAN_DEPTH = 32;
 
-const TYPED_CODES = new Map<object, number>();
+/** Binary class code of each TypedArray class, by the name its instances carry inside V8. */
+const TYPED_CODES = new Map<string, number>();
 for (let code = 0; code < BINARY_CTORS.length; code++) {
   const ctor = BINARY_CTORS[code];
   if (code === 8 && binaryClassCode(ctor) !== 8) continue; // no Float16Array here
-  if (ctor !== ArrayBuffer) TYPED_CODES.set(ctor.prototype, code);
+  if (ctor !== ArrayBuffer && ctor !== DataView) TYPED_CODES.set(ctor.name, code);
+}
+
+// A view's class, buffer, offset and length are read with the built-in getters, called on it:
+// its own or inherited properties (a subclass, a swapped prototype, a defineProperty) could
+// claim other values, and the bytes copied must be exactly the bytes planned.
+function builtinGetter(proto: object, key: PropertyKey): (this: unknown) => unknown {
+  return Object.getOwnPropertyDescriptor(proto, key)!.get!;
+}
+const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
+const typedArrayName = builtinGetter(TypedArrayPrototype, Symbol.toStringTag);
+const typedArrayBuffer = builtinGetter(TypedArrayPrototype, "buffer");
+const typedArrayByteOffset = builtinGetter(TypedArrayPrototype, "byteOffset");
+const typedArrayByteLength = builtinGetter(TypedArrayPrototype, "byteLength");
+const dataViewBuffer = builtinGetter(DataView.prototype, "buffer");
+const dataViewByteOffset = builtinGetter(DataView.prototype, "byteOffset");
+const dataViewByteLength = builtinGetter(DataView.prototype, "byteLength");
+
+/**
+ * The class code and the bytes of a TypedArray or DataView, as a fresh fixed-length view of
+ * its buffer; undefined for a TypedArray class the codec does not know. Throws a TypeError
+ * saying why (with `where` first) for a view whose buffer is detached or too short for it.
+ */
+function viewBytes(v: ArrayBufferView, where: () => string): ViewBytes | undefined {
+  const name = typedArrayName.call(v) as string | undefined;
+  let code: number | undefined;
+  let buffer: ArrayBufferLike;
+  let offset: number;
+  let length: number;
+  if (name !== undefined) {
+    code = TYPED_CODES.get(name);
+    if (code === undefined) return undefined;
+    buffer = typedArrayBuffer.call(v) as ArrayBufferLike;
+    offset = typedArrayByteOffset.call(v) as number;
+    length = typedArrayByteLength.call(v) as number;
+  } else {
+    code = B_DATAVIEW;
+    buffer = dataViewBuffer.call(v) as ArrayBufferLike;
+    try {
+      offset = dataViewByteOffset.call(v) as number;
+      length = dataViewByteLength.call(v) as number;
+    } catch {
+      throw new TypeError(`${where()}: its ArrayBuffer is detached or too short for it`);
+    }
+  }
+  if (length === 0 && (buffer as ArrayBuffer).detached === true) {
+    throw new TypeError(`${where()}: its ArrayBuffer is detached`);
+  }
+  return { code, bytes: length === 0 ? EMPTY : new Uint8Array(buffer, offset, length) };
+}
+
+interface ViewBytes {
+  readonly code: number;
+  readonly bytes: Uint8Array;
 }
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -206,22 +260,11 @@ export function planEncode(value: unknown): EncodePlan {
           break;
         }
         if (ArrayBuffer.isView(cur)) {
-          let code = TYPED_CODES.get(Object.getPrototypeOf(cur));
-          if (code === undefined) {
-            // A subclass (e.g. node's Buffer): encode as the nearest known base class.
-            for (let p = Object.getPrototypeOf(cur); p !== null; p = Object.getPrototypeOf(p)) {
-              code = TYPED_CODES.get(p);
-              if (code !== undefined) break;
-            }
-            if (code === undefined) throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
-          }
-          if (cur.byteLength === 0 && (cur.buffer as ArrayBuffer).detached) {
-            throw new TypeError(`${pathOf(st, sp)}: its ArrayBuffer is detached`);
-          }
-          const bytes = code === B_UINT8 && cur instanceof Uint8Array && cur.byteLength > 0
-            ? cur
-            : bytesOf(cur);
-          size = planPayload(OP_BINARY, code, bytes.byteLength, bytes, size, ops, refs, 10);
+          // A subclass (e.g. node's Buffer) goes as the built-in class it is made of.
+          const view = viewBytes(cur, () => pathOf(st, sp));
+          if (view === undefined) throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
+          const bytes = view.bytes;
+          size = planPayload(OP_BINARY, view.code, bytes.byteLength, bytes, size, ops, refs, 10);
           break;
         }
         let kind: number;
@@ -248,17 +291,28 @@ export function planEncode(value: unknown): EncodePlan {
             const a = cur as NdArray;
             const dt = a.dtype;
             const data = a.data;
+            // Each read once: what is planned is what is written.
+            let shape: number[];
+            let elements: number;
+            try {
+              shape = [...a.shape];
+              elements = shapeSize(shape);
+            } catch (error) {
+              throw new TypeError(`${pathOf(st, sp)}: NdArray ${(error as Error).message}`);
+            }
+            const view = dt instanceof DType && ArrayBuffer.isView(data) &&
+                Object.getPrototypeOf(data) === dt.arrayType.prototype
+              ? viewBytes(data, () => pathOf(st, sp))
+              : undefined;
             if (
-              !(dt instanceof DType) || !ArrayBuffer.isView(data) ||
-              Object.getPrototypeOf(data) !== dt.arrayType.prototype ||
-              data.length !== shapeProduct(a.shape) * dt.lanes
+              view === undefined ||
+              view.bytes.byteLength !== elements * dt.lanes * dt.arrayType.BYTES_PER_ELEMENT
             ) {
               throw new TypeError(
                 `${pathOf(st, sp)}: NdArray data does not match its dtype and shape`,
               );
             }
-            const bytes = bytesOf(data);
-            size = planNd(dt, a.shape, bytes.byteLength, bytes, size, ops, refs);
+            size = planNd(dt, shape, view.bytes.byteLength, view.bytes, size, ops, refs);
             break;
           } else if (proto === Map.prototype) {
             kind = K_MAP;
@@ -319,7 +373,10 @@ export function planEncode(value: unknown): EncodePlan {
             throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
           }
         }
-        const count = kind === K_MAP ? items.length >> 1 : items.length;
+        // Read once: a Proxy may answer differently each time, and the count written must
+        // match the elements walked.
+        const length = items.length;
+        const count = kind === K_MAP ? length >> 1 : length;
         if (count > MAX_COUNT) {
           throw new TypeError(`${pathOf(st, sp)}: too many elements (${count})`);
         }
@@ -333,13 +390,13 @@ export function planEncode(value: unknown): EncodePlan {
         }
         ops.push(OP_COUNT, tag, count);
         size += 5;
-        if (items.length > 0) {
+        if (length > 0) {
           if (sp >= SCAN_DEPTH) (deep ??= new Set()).add(cur);
           fKind[sp] = kind;
           fObj[sp] = cur;
           fItems[sp] = items;
           fIdx[sp] = 0;
-          fLen[sp] = items.length;
+          fLen[sp] = length;
           if (++sp > maxSp) maxSp = sp;
         }
         break;
@@ -467,18 +524,6 @@ function unsupported(x: object): string {
 
 const EMPTY = new Uint8Array(0);
 
-/** The bytes of a view (no copy); an empty array for a view of no bytes. */
-function bytesOf(v: ArrayBufferView): Uint8Array {
-  const n = v.byteLength;
-  return n === 0 ? EMPTY : new Uint8Array(v.buffer, v.byteOffset, n);
-}
-
-function shapeProduct(shape: readonly number[]): number {
-  let n = 1;
-  for (let i = 0; i < shape.length; i++) n *= shape[i];
-  return n;
-}
-
 /** Adds a T_BINARY value; returns the new size. `headerBytes` = tag + class + u64. */
 function planPayload(
   op: number,
@@ -569,8 +614,9 @@ function writeI64(t: Uint8Array, p: number, v: number): void {
  * multiples of 64 counted from `target[0]`; give a 64-byte aligned target if the receiver
  * wants to view them in place with any element type. Each payload is copied exactly once;
  * the payloads of {@linkcode reserve} placeholders are not touched. Throws a `RangeError`
- * when `target` is too small, and a `TypeError` when an array of the value changed size
- * since the plan was made.
+ * when `target` is too small, and a `TypeError` when the buffer of an array of the value was
+ * detached or shrank below it since the plan was made (an array over a buffer that grew is
+ * written at its planned size). Never writes past `plan.byteLength`.
  *
  * @example
  * ```ts

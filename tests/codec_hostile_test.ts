@@ -1,0 +1,127 @@
+/**
+ * The codec against values that lie about themselves and inputs built to exhaust the decoder:
+ * encodeInto writes exactly the bytes it planned, and decode answers a DecodeError, quickly.
+ */
+
+import assert from "node:assert/strict";
+import { decode, encode, encodeInto, NdArray, planEncode } from "../codec/mod.ts";
+import { DecodeError } from "../queue/errors.ts";
+
+/** A buffer with a valid header declaring `total` bytes. */
+function header(total: number): Uint8Array {
+  const b = new Uint8Array(total);
+  b.set([0x53, 0x4d, 0x51, 0x43, 1]);
+  new DataView(b.buffer).setUint32(8, total, true);
+  return b;
+}
+
+Deno.test("a view's own or inherited properties cannot make encodeInto write past its plan", () => {
+  const u = new Uint8Array(1000).fill(7);
+  Object.defineProperty(u, "byteLength", { get: () => 1 });
+  Object.defineProperty(u, "length", { get: () => 1 });
+  const plan = planEncode({ u });
+  const region = new Uint8Array(plan.byteLength + 2000);
+  encodeInto(plan, region);
+  assert.equal(region.subarray(plan.byteLength).some((x) => x !== 0), false, "wrote past plan");
+  assert.deepEqual(decode(region), { u: new Uint8Array(1000).fill(7) });
+});
+
+Deno.test("a TypedArray with a swapped prototype is encoded as what it is, every byte", () => {
+  const f = new Float64Array([1.5, 2.5]);
+  Object.setPrototypeOf(f, Uint8Array.prototype);
+  const plan = planEncode(f);
+  const region = new Uint8Array(plan.byteLength).fill(0xee); // an old slot's bytes
+  encodeInto(plan, region);
+  const back = decode(region);
+  assert.ok(back instanceof Float64Array, String(back));
+  assert.deepEqual([...back], [1.5, 2.5]);
+});
+
+Deno.test("views over detached or shrunk buffers are refused with the value's path", () => {
+  const ab = new ArrayBuffer(8);
+  const dv = new DataView(ab);
+  ab.transfer();
+  assert.throws(() => planEncode({ a: [dv] }), { name: "TypeError", message: /value\.a\[0\]/ });
+
+  const resizable = new ArrayBuffer(16, { maxByteLength: 64 });
+  const view = new DataView(resizable, 8, 8);
+  resizable.resize(4);
+  assert.throws(() => planEncode({ v: view }), { name: "TypeError", message: /value\.v/ });
+
+  // Shrunk after the plan: a TypeError, nothing written past the plan. Grown: the planned size.
+  const growing = new ArrayBuffer(8, { maxByteLength: 64 });
+  const floats = new Float32Array(growing).fill(3);
+  const shrinkPlan = planEncode(floats);
+  growing.resize(4);
+  assert.throws(() => encodeInto(shrinkPlan, new Uint8Array(shrinkPlan.byteLength)), TypeError);
+  growing.resize(8);
+  const growPlan = planEncode(floats);
+  growing.resize(32);
+  const out = new Uint8Array(growPlan.byteLength);
+  encodeInto(growPlan, out);
+  assert.equal((decode(out) as Float32Array).length, 2);
+});
+
+Deno.test("an NdArray with an invalid shape is refused when planned", () => {
+  for (const shape of [[0.5, 2], [-1, -1], new Array(65).fill(1)]) {
+    const a = new NdArray("float32", [1]);
+    (a as unknown as { shape: number[] }).shape = shape;
+    assert.throws(() => planEncode({ a }), { name: "TypeError", message: /value\.a/ });
+  }
+});
+
+Deno.test("a Proxy array is counted once: the encoding stays valid", () => {
+  let reads = 0;
+  const p = new Proxy([1, 2, 3], {
+    get: (t, k, r) => k === "length" ? (++reads === 1 ? 3 : 1) : Reflect.get(t, k, r),
+  });
+  assert.deepEqual(decode(encode([p, 9])), [[1, 2, 3], 9]);
+});
+
+Deno.test("an ndarray shape whose product overflows next to a zero is a DecodeError", () => {
+  const ndim = 21; // 20 dimensions of 2^53 - 1 and one of 0: a payload of 0 bytes
+  const at = 16 + 3 + 8 * ndim;
+  const b = header(at + ((64 - (at % 64)) % 64));
+  b.set([0x21, 11, ndim], 16);
+  const dv = new DataView(b.buffer);
+  for (let i = 0; i < ndim - 1; i++) dv.setBigUint64(19 + 8 * i, 2n ** 53n - 1n, true);
+  assert.throws(() => decode(b), DecodeError);
+});
+
+Deno.test("a bigint beyond the runtime's limit is a DecodeError at once; a large one decodes", () => {
+  const n = 2 ** 27 + 1; // one byte more than V8's 2^30-bit limit
+  const b = header(16 + 6 + n);
+  b[16] = 0x08;
+  new DataView(b.buffer).setUint32(18, n, true);
+  const started = performance.now();
+  assert.throws(() => decode(b), { name: "DecodeError", message: /bigint too large/ });
+  assert.ok(performance.now() - started < 1000, "the refusal took long: work before the check");
+
+  const big = (1n << 8_000_000n) - 12345n; // a megabyte of magnitude
+  assert.equal(decode(encode(-big)), -big);
+});
+
+Deno.test("a UTF-16 string beyond the runtime's limit is a DecodeError", async () => {
+  // A gigabyte of input: run apart, so this process's heap stays small.
+  const codec = JSON.stringify(new URL("../codec/mod.ts", import.meta.url).href);
+  const errors = JSON.stringify(new URL("../queue/errors.ts", import.meta.url).href);
+  const code = `
+    import { decode } from ${codec};
+    import { DecodeError } from ${errors};
+    const n = 2 ** 29;
+    const b = new Uint8Array(16 + 5 + 2 * n);
+    b.set([0x53, 0x4d, 0x51, 0x43, 1]);
+    new DataView(b.buffer).setUint32(8, b.length, true);
+    b[16] = 0x0a;
+    new DataView(b.buffer).setUint32(17, n, true);
+    try { decode(b); console.log("decoded"); }
+    catch (e) { console.log(e instanceof DecodeError ? e.message : "other: " + e); }
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.match(new TextDecoder().decode(out.stdout), /string too long for this runtime/);
+});
