@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "f6f921f941b7970241d19a9934b997df7b43d402a47fd1f81e2af42fd458daf2",
-  "x86_64-linux": "9c49edcca76972a22e00741e6799136bd2df96148d2ef407595adfc2690c6212",
+  "aarch64-linux": "0ae90b27322fac9faa01a7d62dd154e8b9e33dabad811b9e552bed63512adf03",
+  "x86_64-linux": "9513748da02bce1e351ff470df2aa212f8ae5057fcdd557eb972e28505110abd",
 };

@@ -38,6 +38,8 @@ import {
   unmap,
 } from "../ffi/native.ts";
 import { ABI_VERSION, native, platformKey } from "../ffi/loader.ts";
+import { isNodelete } from "../tools/elf_nodelete.ts";
+import { CHILD_PERMISSIONS, fixture } from "./helpers.ts";
 
 const CHILD = new URL("./native_child.ts", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -466,4 +468,22 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("the shipped libraries are NODELETE: a terminated Worker cannot unload running code", async () => {
+  for (const arch of ["x86_64-linux", "aarch64-linux"]) {
+    const elf = await Deno.readFile(new URL(`../ffi/lib/${arch}/libshmq.so`, import.meta.url));
+    assert.ok(isNodelete(elf), `${arch}: not marked NODELETE (deno task build marks it)`);
+  }
+  // Without the flag, Deno's closing the Worker's handle unmapped the library while a runtime
+  // thread still waited in it, and the process died of SIGSEGV.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CHILD_PERMISSIONS, fixture("worker_only_native.ts")],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.signal, null, `the process died of ${out.signal}: ${stderr}`);
+  assert.equal(out.code, 0, stderr);
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), "survived");
 });
