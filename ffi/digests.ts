@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "0ae90b27322fac9faa01a7d62dd154e8b9e33dabad811b9e552bed63512adf03",
-  "x86_64-linux": "9513748da02bce1e351ff470df2aa212f8ae5057fcdd557eb972e28505110abd",
+  "aarch64-linux": "3dc7896452f7b4cfbf9100d017785ca03f708852776c2978a6e522dd94de0242",
+  "x86_64-linux": "b00f1cf60f4bc9cdbfce1d4448f98723dcccbae0d532a39020505680d3c60667",
 };

@@ -249,6 +249,10 @@ static struct {
   uintptr_t lo, hi;
   _Atomic int stop;
   _Atomic uint64_t done; /* bytes pre-faulted so far */
+  /* The thread that started it: a Worker terminated mid-copy never joins (V8 skips its
+   * finally), and once that thread has ended its slot is reclaimed (see reclaim_orphans). */
+  pid_t starter;
+  unsigned long long starter_start;
 } prefaulters[MAX_PREFAULTERS];
 static _Atomic int32_t prefaulter_claim[MAX_PREFAULTERS];
 static _Atomic uint32_t prefaulter_generation;
@@ -278,30 +282,68 @@ static int populate_supported(void) {
   return k == 1;
 }
 
-int32_t shmq_prefault_start(void *addr, uint64_t len) {
-  uintptr_t lo, hi;
-  if (!huge_interior(addr, len, &lo, &hi)) return -EINVAL;
-  if (!populate_supported()) return -ENOSYS;
+static int thread_start(pid_t pid, pid_t tid, unsigned long long *start);
+static int thread_ended(pid_t pid, pid_t tid, unsigned long long start);
+
+/* Joins and frees the helpers whose starting thread has ended without joining them; returns
+ * how many. Only when every slot is taken: the check reads /proc. */
+static int reclaim_orphans(void) {
+  int freed = 0;
+  for (int slot = 0; slot < MAX_PREFAULTERS; slot++) {
+    int32_t token = atomic_load(&prefaulter_claim[slot]);
+    if (token <= 0 || prefaulters[slot].starter == 0) continue;
+    if (thread_ended(getpid(), prefaulters[slot].starter, prefaulters[slot].starter_start) != 1) {
+      continue;
+    }
+    if (!atomic_compare_exchange_strong(&prefaulter_claim[slot], &token, JOINING)) continue;
+    atomic_store(&prefaulters[slot].stop, 1);
+    (void)pthread_join(prefaulters[slot].thread, NULL);
+    atomic_store(&prefaulter_claim[slot], 0);
+    freed++;
+  }
+  return freed;
+}
+
+/* Claims a free helper slot for a new token; -1 when all are taken. */
+static int claim_slot(int32_t *token_out) {
   for (int slot = 0; slot < MAX_PREFAULTERS; slot++) {
     uint32_t gen = atomic_fetch_add(&prefaulter_generation, 1) + 1;
     int32_t token = (int32_t)(((gen & 0x0fffffffu) << 3) | (uint32_t)slot);
     if (token <= 0) token = MAX_PREFAULTERS + slot; /* never 0 or JOINING */
     int32_t expected = 0;
-    if (!atomic_compare_exchange_strong(&prefaulter_claim[slot], &expected, token)) continue;
-    (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-    prefaulters[slot].lo = lo;
-    prefaulters[slot].hi = hi;
-    atomic_store(&prefaulters[slot].stop, 0);
-    atomic_store(&prefaulters[slot].done, 0);
-    int rc =
-      pthread_create(&prefaulters[slot].thread, NULL, prefault_backwards, (void *)(intptr_t)slot);
-    if (rc != 0) {
-      atomic_store(&prefaulter_claim[slot], 0);
-      return -rc;
+    if (atomic_compare_exchange_strong(&prefaulter_claim[slot], &expected, token)) {
+      *token_out = token;
+      return slot;
     }
-    return token;
   }
-  return -EBUSY;
+  return -1;
+}
+
+int32_t shmq_prefault_start(void *addr, uint64_t len) {
+  uintptr_t lo, hi;
+  if (!huge_interior(addr, len, &lo, &hi)) return -EINVAL;
+  if (!populate_supported()) return -ENOSYS;
+  int32_t token = 0;
+  int slot = claim_slot(&token);
+  if (slot < 0 && reclaim_orphans() > 0) slot = claim_slot(&token);
+  if (slot < 0) return -EBUSY;
+  pid_t self = (pid_t)syscall(SYS_gettid);
+  unsigned long long started = 0;
+  /* Without /proc the starter cannot be judged later: record none, never reclaimed. */
+  prefaulters[slot].starter = thread_start(getpid(), self, &started) == 1 ? self : 0;
+  prefaulters[slot].starter_start = started;
+  (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+  prefaulters[slot].lo = lo;
+  prefaulters[slot].hi = hi;
+  atomic_store(&prefaulters[slot].stop, 0);
+  atomic_store(&prefaulters[slot].done, 0);
+  int rc =
+    pthread_create(&prefaulters[slot].thread, NULL, prefault_backwards, (void *)(intptr_t)slot);
+  if (rc != 0) {
+    atomic_store(&prefaulter_claim[slot], 0);
+    return -rc;
+  }
+  return token;
 }
 
 int64_t shmq_prefault_join(int32_t id) {

@@ -122,7 +122,9 @@ SHMQ_API int32_t shmq_prepare_copy_target(void *addr, uint64_t len);
  * wrote changes. The partial 2 MiB pages at either end are left to the copy. Returns a
  * positive id for shmq_prefault_join; -EINVAL when the range holds no whole 2 MiB page,
  * -ENOSYS without MADV_POPULATE_WRITE (Linux < 5.14: use shmq_prepare_copy_target), -EBUSY
- * when 8 helpers are started and not yet joined, or -errno from pthread_create.
+ * when 8 helpers are started and not yet joined, or -errno from pthread_create. A helper
+ * whose starting thread ended without joining it (a Worker terminated mid-copy) is joined
+ * and its slot reused when all 8 are taken.
  */
 SHMQ_API int32_t shmq_prefault_start(void *addr, uint64_t len);
 

@@ -13,7 +13,15 @@ import {
   withoutLeaks,
 } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
-import { closeFd, lockProbe, shmOpen, threadAlive, type ThreadIdentity } from "../ffi/native.ts";
+import {
+  closeFd,
+  lockProbe,
+  prefaultJoin,
+  prefaultStart,
+  shmOpen,
+  threadAlive,
+  type ThreadIdentity,
+} from "../ffi/native.ts";
 
 const delay = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 
@@ -195,3 +203,25 @@ Deno.test("another process reaps a terminated Worker's end; this one then frees 
       receiver.close();
     }
   }));
+
+Deno.test("copy helpers a terminated Worker left unjoined are reclaimed when needed", async () => {
+  const worker = await startWorker();
+  const posted = nextMessage<{ started: number; thread: ThreadIdentity }>(worker);
+  worker.postMessage({ mode: "helpers" });
+  const { started, thread } = await posted;
+  assert.equal(started, 8, "the Worker should have taken every helper slot");
+  // While the Worker lives, its helpers are its own: none to be had here.
+  const target = new ArrayBuffer(8 << 20);
+  assert.equal(prefaultStart(target), undefined);
+  await terminateAndWait(worker, thread);
+  // Its thread ended without joining them (V8 skips finally blocks on terminate): the next
+  // start joins them and takes a slot, instead of running without helpers for good.
+  const id = prefaultStart(target);
+  assert.notEqual(id, undefined, "the ended Worker's helpers were not reclaimed");
+  assert.ok(prefaultJoin(id!) >= 0);
+  for (let i = 0; i < 8; i++) {
+    const more = prefaultStart(new ArrayBuffer(4 << 20));
+    assert.notEqual(more, undefined, `slot ${i} still taken`);
+    prefaultJoin(more!);
+  }
+});
