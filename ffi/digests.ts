@@ -13,6 +13,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "3dc7896452f7b4cfbf9100d017785ca03f708852776c2978a6e522dd94de0242",
-  "x86_64-linux": "b00f1cf60f4bc9cdbfce1d4448f98723dcccbae0d532a39020505680d3c60667",
+  "aarch64-linux": "8a6cd7299e324164d8b291879089bf24b14888de0428bea71dc38ac7add79380",
+  "x86_64-linux": "84938d3a1b7e6aca14e999de75aae35373f7412f1a47e21060993ee459966d9f",
 };

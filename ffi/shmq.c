@@ -284,6 +284,7 @@ static int populate_supported(void) {
 
 static int thread_start(pid_t pid, pid_t tid, unsigned long long *start);
 static int thread_ended(pid_t pid, pid_t tid, unsigned long long start);
+static int proc_is_ours(void);
 
 /* Joins and frees the helpers whose starting thread has ended without joining them; returns
  * how many. Only when every slot is taken: the check reads /proc. */
@@ -329,8 +330,10 @@ int32_t shmq_prefault_start(void *addr, uint64_t len) {
   if (slot < 0) return -EBUSY;
   pid_t self = (pid_t)syscall(SYS_gettid);
   unsigned long long started = 0;
-  /* Without /proc the starter cannot be judged later: record none, never reclaimed. */
-  prefaulters[slot].starter = thread_start(getpid(), self, &started) == 1 ? self : 0;
+  /* Without a /proc of its own the starter cannot be judged later: record none, so the
+   * slot is never reclaimed under a live starter. */
+  prefaulters[slot].starter =
+    proc_is_ours() && thread_start(getpid(), self, &started) == 1 ? self : 0;
   prefaulters[slot].starter_start = started;
   (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
   prefaulters[slot].lo = lo;
@@ -514,6 +517,14 @@ static void namespaces(unsigned long long *pid_ns, unsigned long long *time_ns) 
   atomic_store_explicit(&cached, 1, memory_order_release);
 }
 
+/* Whether /proc shows this process's own pid namespace: else its pids name other
+ * processes' threads, and nothing may be judged from them. */
+static int proc_is_ours(void) {
+  unsigned long long pid_ns, time_ns;
+  namespaces(&pid_ns, &time_ns);
+  return pid_ns != 0;
+}
+
 /*
  * 1 when thread tid of process pid, started at start, has ended (no such thread, or a later
  * one under its tid), 0 while it runs, -errno when that cannot be told.
@@ -571,6 +582,9 @@ double shmq_process_token(void) {
 
 int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
   if (fd < 0) return -EBADF;
+  /* A foreign /proc would record another process's thread, whose end would then close a
+   * live end's fd and unmap its memory. */
+  if (!proc_is_ours()) return -ENOENT;
   pid_t tid = (pid_t)syscall(SYS_gettid);
   unsigned long long start = 0;
   int rc = thread_start(getpid(), tid, &start);

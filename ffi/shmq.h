@@ -208,7 +208,9 @@ SHMQ_API double shmq_process_token(void);
  * Records, in a table private to this process, that fd, and the mapping of it at addr
  * (size bytes), belong to an end the calling thread opened. shmq_close_orphans acts only on
  * fds recorded so, whatever shared memory says. 0, -ENOSPC when the table (1024 fds) is
- * full, or -errno when /proc cannot name the thread.
+ * full, -ENOENT when /proc is not of this process's pid namespace (nothing is recorded
+ * then: an end of such a process is never taken for an orphan), or -errno when /proc cannot
+ * name the thread.
  */
 SHMQ_API int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size);
 

@@ -487,3 +487,24 @@ Deno.test("the shipped libraries are NODELETE: a terminated Worker cannot unload
   assert.equal(out.code, 0, stderr);
   assert.equal(new TextDecoder().decode(out.stdout).trim(), "survived");
 });
+
+Deno.test({
+  name: "under a /proc of another pid namespace, no end is adopted as a possible orphan",
+  ignore: Deno.uid() !== 0, // unshare --pid needs root here
+  async fn() {
+    const run = (args: string[]) =>
+      new Deno.Command(args[0], { args: args.slice(1), stdout: "piped", stderr: "piped" })
+        .output();
+    const script = [Deno.execPath(), "run", ...CHILD_PERMISSIONS, fixture("foreign_proc.ts")];
+    const own = await run(script);
+    assert.equal(own.code, 0, new TextDecoder().decode(own.stderr));
+    assert.equal(JSON.parse(new TextDecoder().decode(own.stdout)).adopted, true);
+    // A new pid namespace, /proc not remounted: pid 1 there, another process's in /proc.
+    const foreign = await run(["unshare", "--pid", "--fork", ...script]);
+    assert.equal(foreign.code, 0, new TextDecoder().decode(foreign.stderr));
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(foreign.stdout)), {
+      pid: 1,
+      adopted: false,
+    });
+  },
+});
