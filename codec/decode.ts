@@ -460,7 +460,9 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
         case F_OBJECT:
         case F_RECORD: {
           const key = sKey[f] as string;
-          if (key === "__proto__") {
+          // A key Object.prototype has ("__proto__", or one made an accessor or read-only
+          // there) would run its setter, or throw, on assignment: define an own property.
+          if (key in Object.prototype) {
             Object.defineProperty(c, key, {
               value: v,
               writable: true,

@@ -125,3 +125,28 @@ Deno.test("a UTF-16 string beyond the runtime's limit is a DecodeError", async (
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   assert.match(new TextDecoder().decode(out.stdout), /string too long for this runtime/);
 });
+
+Deno.test("decoding ignores what was done to Object.prototype: no setter runs, nothing throws", async () => {
+  // Run apart: this process's Object.prototype must stay as it is.
+  const codec = JSON.stringify(new URL("../codec/mod.ts", import.meta.url).href);
+  const code = `
+    import { decode, encode } from ${codec};
+    const bytes = encode({ toString: 1, constructor: 2, watched: 3, __proto__x: 4 });
+    let setterRan = false;
+    Object.defineProperty(Object.prototype, "watched", { set() { setterRan = true; } });
+    Object.freeze(Object.prototype);
+    const v = decode(bytes);
+    console.log(JSON.stringify({ setterRan, own: Object.keys(v), values: Object.values(v) }));
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
+    setterRan: false,
+    own: ["toString", "constructor", "watched", "__proto__x"],
+    values: [1, 2, 3, 4],
+  });
+});
