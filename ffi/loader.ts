@@ -323,12 +323,20 @@ async function prepareRemote(): Promise<void> {
   // bytes are kept, for the copies actors get (see transientLibraryBytes).
   const bytes = await fetchAndVerify(url, digest);
   const tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
+  // Every isolate of this process (each Worker imports anew) opens it under one name: the
+  // dynamic loader then hands them the library already loaded, so they share its
+  // process-wide state (the orphan tables, the process token) as they do from a cache.
+  const shared = `${tmp.slice(0, tmp.lastIndexOf("/") + 1)}shmq-native-${
+    digest.slice(0, 16)
+  }-${Deno.pid}.so`;
   try {
     await Deno.writeFile(tmp, bytes);
-    loaded ??= open(tmp, "remote");
+    await Deno.rename(tmp, shared);
+    loaded ??= open(shared, "remote");
     transientBytes = bytes;
   } finally {
     await Deno.remove(tmp).catch(() => {});
+    await Deno.remove(shared).catch(() => {});
   }
 }
 

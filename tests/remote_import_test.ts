@@ -268,6 +268,65 @@ Deno.test("without env permission, an actor gets a verified temp copy of its own
   }
 });
 
+/** A parent importing the package from a URL, without env permission, and a Worker of it
+ * that imports the package too: each prints the process token of the library it opened. */
+const WORKER_PARENT = `
+const base = Deno.args[0];
+const native = await import(base + "ffi/native.ts");
+const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+worker.postMessage(base);
+const workerToken = await new Promise((resolve) => (worker.onmessage = (e) => resolve(e.data)));
+worker.terminate();
+console.log(JSON.stringify({ parent: native.processToken(), worker: workerToken }));
+`;
+const WORKER = `
+self.onmessage = async (e) => {
+  const native = await import(e.data + "ffi/native.ts");
+  self.postMessage(native.processToken());
+};
+`;
+
+Deno.test("without env permission, Workers share the parent's library, not a copy each", async () => {
+  const { server, port, base } = serve();
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
+  try {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    await Deno.writeTextFile(`${dir}/parent.ts`, WORKER_PARENT);
+    await Deno.writeTextFile(`${dir}/worker.ts`, WORKER);
+    const host = `127.0.0.1:${port}`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--quiet",
+        "--no-config",
+        "--no-lock",
+        `--allow-import=${host}`,
+        `--allow-net=${host}`,
+        "--allow-read",
+        "--allow-write",
+        "--allow-ffi",
+        `${dir}/parent.ts`,
+        `${base}/good/`,
+      ],
+      cwd: dir,
+      clearEnv: true,
+      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: dir, TMPDIR: tmp, NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const got = JSON.parse(new TextDecoder().decode(out.stdout));
+    // One library per process: its process-wide tables see every isolate's ends.
+    assert.equal(got.worker, got.parent);
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a tampered binary served over http is refused with a digest error", async () => {
   const { server, port, base, soRequests } = serve();
   const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
