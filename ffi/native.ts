@@ -389,7 +389,8 @@ export function prepareCopyTarget(buffer: ArrayBuffer): void {
  * caller writes meanwhile stay as written. Returns an id for {@linkcode prefaultJoin}, or
  * `undefined` when no helper was started (a buffer without a whole 2 MiB page, a kernel
  * older than 5.14, 8 helpers started and not yet joined, or no thread to be had): then use
- * {@linkcode prepareCopyTarget}.
+ * {@linkcode prepareCopyTarget}. Helpers that a thread which has ended left unjoined (a
+ * Worker terminated mid-copy) are joined to make room.
  *
  * @example
  * ```ts
