@@ -5,13 +5,7 @@
 
 import assert from "node:assert/strict";
 import { createSharedMemoryPair, FullError, reserve } from "../mod.ts";
-import { withoutLeaks } from "./helpers.ts";
-
-/** Lets 10 ms pass without an event-loop wait of the library, so its next async call owes
- * the event loop a turn (queue/fairness.ts) and awaits it before trying. */
-function makeTurnDue(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 10));
-}
+import { makeTurnDue, withoutLeaks } from "./helpers.ts";
 
 Deno.test("overlapping puts of one sender arrive in call order, also when they must wait", async () => {
   await withoutLeaks(async () => {

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver, openSender } from "../mod.ts";
 import * as L from "../queue/layout.ts";
-import { mapSegment, shmEntries, withoutLeaks } from "./helpers.ts";
+import { makeTurnDue, mapSegment, shmEntries, withoutLeaks } from "./helpers.ts";
 
 /** Reads an i32 word of a queue's main segment from outside the library. */
 function word(name: string, offset: number): number {
@@ -17,12 +17,6 @@ function word(name: string, offset: number): number {
   } finally {
     m.unmap();
   }
-}
-
-/** Lets 10 ms pass, so the next async call takes a fairness turn: the call after it then
- * goes to its futex wait without one. */
-function makeTurnDue(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 10));
 }
 
 Deno.test("close() during a waiting get, put or waitForAllAck always rejects with ClosedError", async () => {

@@ -7,6 +7,18 @@ import assert from "node:assert/strict";
 import { decode, encode, encodeInto, NdArray, planEncode } from "../codec/mod.ts";
 import { DecodeError } from "../queue/errors.ts";
 
+/** Runs `code` in a child Deno process (its heap and globals apart from this one's); returns
+ * its stdout, after asserting that it exited with 0. */
+async function evalApart(code: string): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return new TextDecoder().decode(out.stdout);
+}
+
 /** A buffer with a valid header declaring `total` bytes. */
 function header(total: number): Uint8Array {
   const b = new Uint8Array(total);
@@ -117,13 +129,7 @@ Deno.test("a UTF-16 string beyond the runtime's limit is a DecodeError", async (
     try { decode(b); console.log("decoded"); }
     catch (e) { console.log(e instanceof DecodeError ? e.message : "other: " + e); }
   `;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  assert.match(new TextDecoder().decode(out.stdout), /string too long for this runtime/);
+  assert.match(await evalApart(code), /string too long for this runtime/);
 });
 
 Deno.test("decoding ignores what was done to Object.prototype: no setter runs, nothing throws", async () => {
@@ -138,13 +144,7 @@ Deno.test("decoding ignores what was done to Object.prototype: no setter runs, n
     const v = decode(bytes);
     console.log(JSON.stringify({ setterRan, own: Object.keys(v), values: Object.values(v) }));
   `;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  assert.deepEqual(JSON.parse(new TextDecoder().decode(out.stdout)), {
+  assert.deepEqual(JSON.parse(await evalApart(code)), {
     setterRan: false,
     own: ["toString", "constructor", "watched", "__proto__x"],
     values: [1, 2, 3, 4],

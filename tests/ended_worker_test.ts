@@ -3,7 +3,14 @@
 // (their messages come back, their room is freed, a lock they held is taken over) and close
 // the fds they left open.
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, openReceiver, type QueueDescriptor } from "../mod.ts";
+import {
+  ClosedError,
+  createSharedMemoryPair,
+  openReceiver,
+  type QueueDescriptor,
+  type Receiver,
+  type Sender,
+} from "../mod.ts";
 import {
   finish,
   fixture,
@@ -65,6 +72,37 @@ async function terminateAndWait(worker: Worker, thread: ThreadIdentity): Promise
   assert.ok(!threadAlive(Deno.pid, thread), "the Worker's thread ended");
 }
 
+/** What a test of a Worker's sender works on: a fresh pair's queue, mapped here, and a
+ * Worker that opened a sender of it (entry 2) on its thread `thread`. */
+interface WorkerSender {
+  sender: Sender;
+  receiver: Receiver;
+  name: string;
+  m: SegmentMapping;
+  worker: Worker;
+  thread: ThreadIdentity;
+}
+
+/** Runs `body` on a {@linkcode WorkerSender}, then ends the Worker and closes everything,
+ * whatever `body` did. */
+function withWorkerSender(body: (w: WorkerSender) => Promise<void>): Promise<void> {
+  return withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const { name } = sender.descriptor;
+    const worker = await startWorker();
+    const m = mapSegment(name)!;
+    try {
+      const thread = await openSenderIn(worker, sender.descriptor, m);
+      await body({ sender, receiver, name, m, worker, thread });
+    } finally {
+      m.unmap();
+      worker.terminate();
+      sender.close();
+      receiver.close();
+    }
+  });
+}
+
 /** Whether any open file description holds participant `index`'s lock byte of queue `name`:
  * a Worker's end that ended holds it through the fd it left open, until that fd is closed. */
 function entryLockHeld(name: string, index: number): boolean {
@@ -123,85 +161,49 @@ Deno.test("a terminated Worker's receiver counts as closed: its messages go on, 
   }));
 
 Deno.test("a lock left by a Worker that ended is taken over at once", () =>
-  withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
-    const { name } = sender.descriptor;
-    const worker = await startWorker();
-    const m = mapSegment(name)!;
-    try {
-      // The pair took entries 0 and 1; the Worker's sender took entry 2.
-      const thread = await openSenderIn(worker, sender.descriptor, m);
-      assert.ok(thread.tid > 0 && thread.tid !== Deno.pid, "a Worker runs on a thread of its own");
-      assert.ok(threadAlive(Deno.pid, thread));
-      await terminateAndWait(worker, thread);
-      // As if it had ended inside a critical section (Deno 2.9 stops an idle Worker, not one
-      // busy in sync code, so this stands for a holder whose thread ended with the lock
-      // taken). Its process (ours) lives on, and so does the fd lock of its entry.
-      Atomics.store(m.i32, L.W_LOCK >> 2, 2 + 1);
-      // Before: "held for over 10000 ms by live participant 2", then ClosedError.
-      await sender.put("after", { timeout: 3000 });
-      assert.equal(await receiver.get({ timeout: 3000 }), "after");
-      assert.ok(!entryLockHeld(name, 2), "the Worker's fd was closed in the takeover");
-    } finally {
-      m.unmap();
-      worker.terminate();
-      sender.close();
-      receiver.close();
-    }
+  withWorkerSender(async ({ sender, receiver, name, m, worker, thread }) => {
+    // The pair took entries 0 and 1; the Worker's sender took entry 2.
+    assert.ok(thread.tid > 0 && thread.tid !== Deno.pid, "a Worker runs on a thread of its own");
+    assert.ok(threadAlive(Deno.pid, thread));
+    await terminateAndWait(worker, thread);
+    // As if it had ended inside a critical section (Deno 2.9 stops an idle Worker, not one
+    // busy in sync code, so this stands for a holder whose thread ended with the lock
+    // taken). Its process (ours) lives on, and so does the fd lock of its entry.
+    Atomics.store(m.i32, L.W_LOCK >> 2, 2 + 1);
+    // Before: "held for over 10000 ms by live participant 2", then ClosedError.
+    await sender.put("after", { timeout: 3000 });
+    assert.equal(await receiver.get({ timeout: 3000 }), "after");
+    assert.ok(!entryLockHeld(name, 2), "the Worker's fd was closed in the takeover");
   }));
 
 Deno.test("closing an end frees what a terminated Worker left, even with no hint left", () =>
-  withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
-    const { name } = sender.descriptor;
-    const worker = await startWorker();
-    const m = mapSegment(name)!;
-    try {
-      const thread = await openSenderIn(worker, sender.descriptor, m);
-      const at = L.participantOffset(2);
-      await terminateAndWait(worker, thread);
-      // As if another process had reaped the entry and a peer had scribbled the hint away.
-      m.i32[(at + L.P_FD) >> 2] = 0;
-      assert.ok(entryLockHeld(name, 2));
-      sender.close();
-      assert.ok(!entryLockHeld(name, 2), "closing the sender closed the Worker's fd");
-    } finally {
-      m.unmap();
-      worker.terminate();
-      sender.close();
-      receiver.close();
-    }
+  withWorkerSender(async ({ sender, name, m, worker, thread }) => {
+    const at = L.participantOffset(2);
+    await terminateAndWait(worker, thread);
+    // As if another process had reaped the entry and a peer had scribbled the hint away.
+    m.i32[(at + L.P_FD) >> 2] = 0;
+    assert.ok(entryLockHeld(name, 2));
+    sender.close();
+    assert.ok(!entryLockHeld(name, 2), "closing the sender closed the Worker's fd");
   }));
 
 Deno.test("another process reaps a terminated Worker's end; this one then frees what it left", () =>
-  withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
-    const { name } = sender.descriptor;
-    const worker = await startWorker();
-    const m = mapSegment(name)!;
-    try {
-      const thread = await openSenderIn(worker, sender.descriptor, m);
-      const at = L.participantOffset(2);
-      await terminateAndWait(worker, thread);
-      // A receiver in another process opens and closes; its close reaps the Worker's end,
-      // which it finds dead through /proc alone: the fd lock of that end lives on here.
-      const child = spawnFixture("queue_child.ts", [
-        "nibble",
-        JSON.stringify(receiver.descriptor),
-        "0",
-      ]);
-      assert.equal((await finish(child)).code, 0);
-      assert.equal(m.u32[(at + L.P_KIND) >> 2], L.ParticipantKind.Free, "reaped by the child");
-      assert.ok(entryLockHeld(name, 2), "the child cannot close this process's fd");
-      // Any reap here finds the hint the child left: a poll that finds nothing reaps.
-      assert.equal(receiver.getNowait(), undefined);
-      assert.ok(!entryLockHeld(name, 2), "this process closed the Worker's fd");
-    } finally {
-      m.unmap();
-      worker.terminate();
-      sender.close();
-      receiver.close();
-    }
+  withWorkerSender(async ({ receiver, name, m, worker, thread }) => {
+    const at = L.participantOffset(2);
+    await terminateAndWait(worker, thread);
+    // A receiver in another process opens and closes; its close reaps the Worker's end,
+    // which it finds dead through /proc alone: the fd lock of that end lives on here.
+    const child = spawnFixture("queue_child.ts", [
+      "nibble",
+      JSON.stringify(receiver.descriptor),
+      "0",
+    ]);
+    assert.equal((await finish(child)).code, 0);
+    assert.equal(m.u32[(at + L.P_KIND) >> 2], L.ParticipantKind.Free, "reaped by the child");
+    assert.ok(entryLockHeld(name, 2), "the child cannot close this process's fd");
+    // Any reap here finds the hint the child left: a poll that finds nothing reaps.
+    assert.equal(receiver.getNowait(), undefined);
+    assert.ok(!entryLockHeld(name, 2), "this process closed the Worker's fd");
   }));
 
 Deno.test("copy helpers a terminated Worker left unjoined are reclaimed when needed", async () => {

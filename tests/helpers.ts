@@ -49,6 +49,15 @@ function heldByLiveProcess(name: string): boolean {
   }
 }
 
+/**
+ * Lets 10 ms pass without an event-loop wait of the library, so its next async call owes the
+ * event loop a turn (queue/fairness.ts): a get or prepare awaits it before trying, a put
+ * after writing. A call right after that one goes straight to its attempt (or futex wait).
+ */
+export function makeTurnDue(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 10));
+}
+
 /** Permissions every child of the tests needs. */
 export const CHILD_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-env"];
 

@@ -74,15 +74,26 @@ interface Run {
   stderr: string;
 }
 
+/**
+ * Runs a child program (default CHILD) from `dir` with a private HOME, network and import
+ * access to the test server only, and `base` as its first argument (then `opts.args`, or
+ * "mod" with `opts.mod`).
+ */
 async function runChild(
   dir: string,
   base: string,
   port: number,
   env: Record<string, string>,
-  opts: { allowEnv?: boolean; mod?: boolean } = {},
+  opts: {
+    allowEnv?: boolean;
+    allowRun?: boolean;
+    mod?: boolean;
+    program?: string;
+    args?: string[];
+  } = {},
 ): Promise<Run> {
   const script = `${dir}/child.ts`;
-  await Deno.writeTextFile(script, CHILD);
+  await Deno.writeTextFile(script, opts.program ?? CHILD);
   const host = `127.0.0.1:${port}`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -96,9 +107,10 @@ async function runChild(
       "--allow-write",
       "--allow-ffi",
       ...(opts.allowEnv === false ? [] : ["--allow-env"]),
+      ...(opts.allowRun ? ["--allow-run"] : []),
       script,
       base,
-      ...(opts.mod ? ["mod"] : []),
+      ...(opts.args ?? (opts.mod ? ["mod"] : [])),
     ],
     cwd: dir,
     clearEnv: true,
@@ -228,35 +240,14 @@ Deno.test("without env permission, an actor gets a verified temp copy of its own
   try {
     const tmp = `${dir}/tmp`;
     await Deno.mkdir(tmp);
-    const script = `${dir}/parent.ts`;
-    await Deno.writeTextFile(script, ACTOR_PARENT);
-    const host = `127.0.0.1:${port}`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--no-config",
-        "--no-lock",
-        `--allow-import=${host}`,
-        `--allow-net=${host}`,
-        "--allow-read",
-        "--allow-write",
-        "--allow-ffi",
-        "--allow-run",
-        script,
-        `${base}/good/`,
-        new URL("./fixtures/remote_actor.ts", import.meta.url).pathname,
-      ],
-      cwd: dir,
-      clearEnv: true,
-      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: dir, TMPDIR: tmp, NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stderr = new TextDecoder().decode(out.stderr);
-    assert.equal(out.code, 0, stderr);
-    const got = JSON.parse(new TextDecoder().decode(out.stdout));
+    const run = await runChild(dir, `${base}/good/`, port, { TMPDIR: tmp }, {
+      allowEnv: false,
+      allowRun: true,
+      program: ACTOR_PARENT,
+      args: [new URL("./fixtures/remote_actor.ts", import.meta.url).pathname],
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const got = JSON.parse(run.stdout);
     assert.ok(got.parent.startsWith(`${tmp}/shmq-native-`), got.parent);
     assert.ok(got.actor.startsWith(`${tmp}/shmq-native-`), got.actor);
     assert.notEqual(got.actor, got.parent, "the actor was pointed at the parent's removed copy");
@@ -292,32 +283,13 @@ Deno.test("without env permission, Workers share the parent's library, not a cop
   try {
     const tmp = `${dir}/tmp`;
     await Deno.mkdir(tmp);
-    await Deno.writeTextFile(`${dir}/parent.ts`, WORKER_PARENT);
-    await Deno.writeTextFile(`${dir}/worker.ts`, WORKER);
-    const host = `127.0.0.1:${port}`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "--quiet",
-        "--no-config",
-        "--no-lock",
-        `--allow-import=${host}`,
-        `--allow-net=${host}`,
-        "--allow-read",
-        "--allow-write",
-        "--allow-ffi",
-        `${dir}/parent.ts`,
-        `${base}/good/`,
-      ],
-      cwd: dir,
-      clearEnv: true,
-      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: dir, TMPDIR: tmp, NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-    const got = JSON.parse(new TextDecoder().decode(out.stdout));
+    await Deno.writeTextFile(`${dir}/worker.ts`, WORKER); // beside the child program
+    const run = await runChild(dir, `${base}/good/`, port, { TMPDIR: tmp }, {
+      allowEnv: false,
+      program: WORKER_PARENT,
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const got = JSON.parse(run.stdout);
     // One library per process: its process-wide tables see every isolate's ends.
     assert.equal(got.worker, got.parent);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
