@@ -16,7 +16,7 @@ import { native, NATIVE_LIB_ENV, transientLibraryBytes } from "../ffi/loader.ts"
 import { createSharedMemoryPair } from "../queue/pair.ts";
 import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
-import { type Timer, timerFor } from "../queue/timer.ts";
+import { timeoutOption, type Timer, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import { StartupOutput } from "./output.ts";
 import {
@@ -263,10 +263,7 @@ export class ActorHandle implements AsyncDisposable {
    * exited after `timeout` ms (default 2000), it is killed with SIGKILL.
    */
   async stop(options?: { timeout?: number }): Promise<Deno.CommandStatus> {
-    const timeout = options?.timeout ?? 2000;
-    if (typeof timeout !== "number" || !(timeout >= 0)) {
-      throw new RangeError("ActorHandle.stop: timeout must be a number of milliseconds >= 0");
-    }
+    const timeout = timeoutOption(options?.timeout, 2000, "ActorHandle.stop: timeout");
     this.#child.ref();
     this.#closeStdin();
     await this.#awaitExit(timeout);
@@ -380,10 +377,7 @@ export async function spawnActor<A = unknown>(
   }
   const module = moduleSpecifier(moduleUrl, caller);
   const wire = toWire(options.queues, caller);
-  const readyTimeout = options.readyTimeout ?? 60_000;
-  if (typeof readyTimeout !== "number" || !(readyTimeout >= 0)) {
-    throw new RangeError(`${caller}: readyTimeout must be a number of milliseconds >= 0`);
-  }
+  const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);
   const args = options.args === undefined ? undefined : encode(options.args).toBase64();
   const denoArgs = checkDenoArgs(options.denoArgs, caller);
   const argv = stringList(options.argv, "argv", caller);

@@ -11,7 +11,7 @@
 
 import { pathToFileURL } from "node:url";
 import { decode, encode } from "../codec/mod.ts";
-import { timerFor } from "../queue/timer.ts";
+import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import {
   type ActorContext,
@@ -114,11 +114,11 @@ export class WorkerHandle implements AsyncDisposable {
    * and its ends stay open until the process exits.
    */
   close(options?: { timeout?: number }): Promise<void> {
-    const timeout = options?.timeout ?? 1000;
-    if (typeof timeout !== "number" || !(timeout >= 0)) {
-      return Promise.reject(
-        new RangeError(`WorkerHandle.close: timeout must be a number of milliseconds >= 0`),
-      );
+    let timeout: number;
+    try {
+      timeout = timeoutOption(options?.timeout, 1000, "WorkerHandle.close: timeout");
+    } catch (error) {
+      return Promise.reject(error);
     }
     return this.#closing ??= this.#close(timeout);
   }
@@ -188,10 +188,7 @@ export async function spawnWorker<A = unknown>(
   }
   const wire = toWire(options.queues, caller);
   const args = options.args === undefined ? undefined : encode(options.args);
-  const readyTimeout = options.readyTimeout ?? 60_000;
-  if (typeof readyTimeout !== "number" || !(readyTimeout >= 0)) {
-    throw new RangeError(`${caller}: readyTimeout must be a number of milliseconds >= 0`);
-  }
+  const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);
   options.signal?.throwIfAborted();
 
   const specifier = typeof moduleUrl === "string" && moduleUrl.startsWith("/")

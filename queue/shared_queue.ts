@@ -652,9 +652,7 @@ export class SharedQueue {
    * whole slice, but sees the word changed and returns at once. Other waiters just retry.
    */
   wakeAll(word: FutexWord): void {
-    if (this.#closed) return;
-    Atomics.add(word.words, word.seq, 1);
-    native.futexWake(word.pointer, INT_MAX);
+    if (!this.#closed) this.#signal(word, true);
   }
 
   /**

@@ -19,3 +19,15 @@ export function timerFor(ms: number, fire: () => void): Timer | undefined {
   if (!(ms <= MAX_TIMER_MS)) return undefined;
   return setTimeout(fire, Math.max(0, ms));
 }
+
+/**
+ * `value`, or `fallback` when it is undefined, checked as a timeout: a number of
+ * milliseconds >= 0 (`Infinity` included). Throws a RangeError naming `what` otherwise.
+ */
+export function timeoutOption(value: unknown, fallback: number, what: string): number {
+  const ms = value ?? fallback;
+  if (typeof ms !== "number" || !(ms >= 0)) {
+    throw new RangeError(`${what} must be a number of milliseconds >= 0`);
+  }
+  return ms;
+}
