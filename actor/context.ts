@@ -35,12 +35,13 @@ const PARENT_GONE_GRACE_MS = 1000;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ActorContextOptions } from "../mod.ts";
  * const options: ActorContextOptions<{ obs: "sender" }> = {
  *   queues: { obs: "sender" },
  *   exitWithParent: true,
  * };
- * console.assert(options.queues?.obs === "sender");
+ * assert.ok(options.queues?.obs === "sender");
  * ```
  *
  * @typeParam S The queue spec.

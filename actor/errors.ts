@@ -11,9 +11,10 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ActorError } from "./errors.ts";
  * const e = new ActorError("actor exited with code 1 before it opened its queues");
- * console.assert(e.name === "ActorError" && e.status === undefined);
+ * assert.ok(e.name === "ActorError" && e.status === undefined);
  * ```
  */
 export class ActorError extends Error {

@@ -31,9 +31,10 @@ export type QueueEnd = Sender | Receiver;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { EndKind } from "../mod.ts";
  * const kind: EndKind = "receiver";
- * console.assert(kind === "receiver");
+ * assert.ok(kind === "receiver");
  * ```
  */
 export type EndKind = "sender" | "receiver";
@@ -45,13 +46,14 @@ export type EndKind = "sender" | "receiver";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { createSharedMemoryPair, type QueueHandoff } from "../mod.ts";
  * const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
  * const queues: Record<string, QueueHandoff> = {
  *   out: sender, // the actor opens a sender
  *   tap: { ...sender.descriptor, end: "receiver" }, // the actor opens a receiver
  * };
- * console.assert(Object.keys(queues).length === 2);
+ * assert.ok(Object.keys(queues).length === 2);
  * sender.close();
  * receiver.close();
  * ```
@@ -64,9 +66,10 @@ export type QueueHandoff = Sender | Receiver | QueueDescriptor;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { QueueSpec } from "../mod.ts";
  * const spec = { obs: "sender", cmds: "receiver" } as const satisfies QueueSpec;
- * console.assert(spec.obs === "sender");
+ * assert.ok(spec.obs === "sender");
  * ```
  */
 export type QueueSpec = Readonly<Record<string, EndKind>>;
@@ -76,9 +79,10 @@ export type QueueSpec = Readonly<Record<string, EndKind>>;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { EndOf, Sender } from "../mod.ts";
  * const pick = (end: EndOf<"sender">): Sender => end;
- * console.assert(typeof pick === "function");
+ * assert.ok(typeof pick === "function");
  * ```
  */
 export type EndOf<K> = K extends "sender" ? Sender : K extends "receiver" ? Receiver : never;
@@ -88,10 +92,11 @@ export type EndOf<K> = K extends "sender" ? Sender : K extends "receiver" ? Rece
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { OpenedQueues, Receiver } from "../mod.ts";
  * type Queues = OpenedQueues<{ obs: "sender"; cmds: "receiver" }>;
  * const commands = (queues: Queues): Receiver => queues.cmds;
- * console.assert(typeof commands === "function");
+ * assert.ok(typeof commands === "function");
  * ```
  */
 export type OpenedQueues<S extends QueueSpec> = { readonly [K in keyof S]: EndOf<S[K]> };

@@ -42,9 +42,10 @@ const STDERR_TAIL_WAIT_MS = 500;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ActorPermissions } from "./spawn.ts";
  * const permissions: ActorPermissions = { read: ["./data"], net: ["127.0.0.1:8080"], env: true };
- * console.assert(permissions.read !== undefined);
+ * assert.ok(permissions.read !== undefined);
  * ```
  */
 export interface ActorPermissions {
@@ -71,9 +72,10 @@ export interface ActorPermissions {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { ActorStdio } from "../mod.ts";
  * const capture: ActorStdio = "piped";
- * console.assert(capture === "piped");
+ * assert.ok(capture === "piped");
  * ```
  */
 export type ActorStdio = "inherit" | "piped" | "null";
@@ -83,6 +85,7 @@ export type ActorStdio = "inherit" | "piped" | "null";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { SpawnActorOptions } from "../mod.ts";
  * const options: SpawnActorOptions<{ seed: number }> = {
  *   args: { seed: 1 },
@@ -90,7 +93,7 @@ export type ActorStdio = "inherit" | "piped" | "null";
  *   stdout: "piped",
  *   readyTimeout: 10_000,
  * };
- * console.assert(options.args?.seed === 1);
+ * assert.ok(options.args?.seed === 1);
  * ```
  *
  * @typeParam A The type of `args`.

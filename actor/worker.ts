@@ -52,9 +52,10 @@ function ours<T>(data: unknown): T | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { SpawnWorkerOptions } from "../mod.ts";
  * const options: SpawnWorkerOptions<{ name: string }> = { name: "w0", args: { name: "w0" } };
- * console.assert(options.args?.name === "w0");
+ * assert.ok(options.args?.name === "w0");
  * ```
  *
  * @typeParam A The type of `args`.
@@ -248,9 +249,10 @@ export async function spawnWorker<A = unknown>(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { WorkerContextOptions } from "../mod.ts";
  * const options: WorkerContextOptions<{ jobs: "receiver" }> = { queues: { jobs: "receiver" } };
- * console.assert(options.queues?.jobs === "receiver");
+ * assert.ok(options.queues?.jobs === "receiver");
  * ```
  *
  * @typeParam S The queue spec.

@@ -130,11 +130,12 @@ function f64(b: Uint8Array, p: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encode, decode } from "./mod.ts";
  * const bytes = encode({ idx: 1, data: new Float32Array([1, 2, 3]) });
  * const copy = decode(bytes) as { data: Float32Array };
  * const view = decode(bytes, { view: true }) as { data: Float32Array };
- * console.assert(copy.data[2] === 3 && view.data.buffer === bytes.buffer);
+ * assert.ok(copy.data[2] === 3 && view.data.buffer === bytes.buffer);
  * ```
  */
 export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {

@@ -111,10 +111,11 @@ const byCode: (DType | undefined)[] = [];
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dtype } from "./dtype.ts";
  * const f = dtype("float32");
- * console.assert(f.itemSize === 4 && f.kind === "f" && f.arrayType === Float32Array);
- * console.assert(dtype("float32") === f);
+ * assert.ok(f.itemSize === 4 && f.kind === "f" && f.arrayType === Float32Array);
+ * assert.ok(dtype("float32") === f);
  * ```
  */
 export class DType {
@@ -194,9 +195,10 @@ export class DType {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { dtype } from "./dtype.ts";
- * console.assert(dtype("int64").itemSize === 8);
- * console.assert(dtype("bool").arrayType === Uint8Array);
+ * assert.ok(dtype("int64").itemSize === 8);
+ * assert.ok(dtype("bool").arrayType === Uint8Array);
  * ```
  */
 export function dtype(name: DTypeName): DType {

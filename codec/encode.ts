@@ -187,10 +187,11 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { planEncode, encodeInto } from "./encode.ts";
  * const plan = planEncode({ idx: 12345, source: "actor_3", data: new Float32Array(256) });
  * const region = new Uint8Array(plan.byteLength); // e.g. a slot in shared memory
- * console.assert(encodeInto(plan, region) === plan.byteLength);
+ * assert.ok(encodeInto(plan, region) === plan.byteLength);
  * ```
  */
 export function planEncode(value: unknown): EncodePlan {
@@ -620,12 +621,13 @@ function writeI64(t: Uint8Array, p: number, v: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { planEncode, encodeInto, decode } from "./mod.ts";
  * const plan = planEncode([1, "two", new Float64Array([3])]);
  * const region = new Uint8Array(4096);
  * const n = encodeInto(plan, region);
- * console.assert(n === plan.byteLength);
- * console.assert((decode(region.subarray(0, n)) as unknown[])[1] === "two");
+ * assert.ok(n === plan.byteLength);
+ * assert.ok((decode(region.subarray(0, n)) as unknown[])[1] === "two");
  * ```
  */
 export function encodeInto(plan: EncodePlan, target: Uint8Array): number {
@@ -852,10 +854,11 @@ function writeMagnitude(t: Uint8Array, p: number, n: number, v: bigint): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encode, decode } from "./mod.ts";
  * const bytes = encode({ idx: 12345, source: "actor_3", data: new Float32Array(256) });
  * const back = decode(bytes) as { idx: number; data: Float32Array };
- * console.assert(back.idx === 12345 && back.data.length === 256);
+ * assert.ok(back.idx === 12345 && back.data.length === 256);
  * ```
  */
 export function encode(value: unknown): Uint8Array {

@@ -7,10 +7,11 @@
  *
  * @example Round trip
  * ```ts
+ * import assert from "node:assert/strict";
  * import { decode, encode, NdArray } from "./mod.ts";
  * const msg = { idx: 12345, source: "actor_3", obs: new NdArray("float32", [4, 84, 84]) };
  * const back = decode(encode(msg)) as typeof msg;
- * console.assert(back.obs.shape[2] === 84 && back.source === "actor_3");
+ * assert.ok(back.obs.shape[2] === 84 && back.source === "actor_3");
  * ```
  *
  * @module

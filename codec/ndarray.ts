@@ -41,13 +41,14 @@ export function shapeSize(shape: readonly number[]): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NdArray } from "./ndarray.ts";
  * const img = new NdArray("float32", [2, 3]);
  * img.data[1 * 3 + 2] = 1.5; // element [1, 2]
- * console.assert(img.size === 6 && img.ndim === 2 && img.dtype.name === "float32");
+ * assert.ok(img.size === 6 && img.ndim === 2 && img.dtype.name === "float32");
  *
  * const labels = new NdArray("int32", [3], new Int32Array([7, 8, 9]));
- * console.assert(labels.data[2] === 9);
+ * assert.ok(labels.data[2] === 9);
  * ```
  */
 export class NdArray<T extends TypedArray = TypedArray> {
@@ -109,10 +110,11 @@ export class NdArray<T extends TypedArray = TypedArray> {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { NdArray } from "./ndarray.ts";
    * const a = NdArray.zeros("int64", [2, 2]);
    * const first: bigint = a.data[0]; // data is a BigInt64Array
-   * console.assert(first === 0n);
+   * assert.ok(first === 0n);
    * ```
    */
   static zeros<N extends DTypeName>(name: N, shape: readonly number[]): NdArray<DTypeArrayMap[N]> {

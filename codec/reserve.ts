@@ -69,9 +69,10 @@ let makeReservation: (
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { reserve } from "./reserve.ts";
  * const r = reserve("float32", [480, 640, 3]);
- * console.assert(r.byteLength === 480 * 640 * 3 * 4);
+ * assert.ok(r.byteLength === 480 * 640 * 3 * 4);
  * ```
  */
 export class Reservation {
@@ -123,6 +124,7 @@ export class Reservation {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { encode, decode, planEncode, encodeInto, reserve, reservedView, NdArray } from "./mod.ts";
  * const plan = planEncode({ step: 7, frame: reserve("uint8", [2, 2]) });
  * const region = new Uint8Array(plan.byteLength);
@@ -130,7 +132,7 @@ export class Reservation {
  * const frame = reservedView(region, plan.reservations[0]) as NdArray<Uint8Array>;
  * frame.data.set([1, 2, 3, 4]); // written in place, after encoding
  * const back = decode(region) as { frame: NdArray<Uint8Array> };
- * console.assert(back.frame.data[3] === 4);
+ * assert.ok(back.frame.data[3] === 4);
  * ```
  */
 export function reserve(dtype: DType | DTypeName, shape: readonly number[]): Reservation;

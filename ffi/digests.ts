@@ -8,8 +8,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DIGESTS } from "./digests.ts";
- * console.assert(/^[0-9a-f]{64}$/.test(DIGESTS["x86_64-linux"]));
+ * assert.ok(/^[0-9a-f]{64}$/.test(DIGESTS["x86_64-linux"]));
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {

@@ -33,8 +33,9 @@ export { ABI_VERSION };
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NATIVE_LIB_ENV } from "./loader.ts";
- * console.assert(NATIVE_LIB_ENV === "SHMQ_NATIVE_LIB");
+ * assert.ok(NATIVE_LIB_ENV === "SHMQ_NATIVE_LIB");
  * ```
  */
 export const NATIVE_LIB_ENV = "SHMQ_NATIVE_LIB";
@@ -44,8 +45,9 @@ export const NATIVE_LIB_ENV = "SHMQ_NATIVE_LIB";
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { SUPPORTED_PLATFORMS } from "./loader.ts";
- * console.assert(SUPPORTED_PLATFORMS.includes("linux x86_64"));
+ * assert.ok(SUPPORTED_PLATFORMS.includes("linux x86_64"));
  * ```
  */
 export const SUPPORTED_PLATFORMS: readonly string[] = ["linux x86_64", "linux aarch64"];
@@ -80,12 +82,13 @@ export interface NativeCore {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { platformKey } from "./loader.ts";
- * console.assert(platformKey("linux", "aarch64") === "aarch64-linux");
+ * assert.ok(platformKey("linux", "aarch64") === "aarch64-linux");
  * try {
  *   platformKey("darwin", "aarch64");
  * } catch (e) {
- *   console.assert(String(e).includes("linux x86_64"));
+ *   assert.ok(String(e).includes("linux x86_64"));
  * }
  * ```
  */
@@ -107,9 +110,10 @@ export function platformKey(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { libraryUrl } from "./loader.ts";
  * const url = libraryUrl("x86_64-linux", "https://example.com/pkg/ffi/loader.ts");
- * console.assert(url.href === "https://example.com/pkg/ffi/lib/x86_64-linux/libshmq.so");
+ * assert.ok(url.href === "https://example.com/pkg/ffi/lib/x86_64-linux/libshmq.so");
  * ```
  */
 export function libraryUrl(key: string, base: string = import.meta.url): URL {
@@ -136,9 +140,10 @@ function envGet(name: string): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { cacheRoot } from "./loader.ts";
  * const dir = cacheRoot();
- * console.assert(dir === undefined || dir.endsWith("/shmq"));
+ * assert.ok(dir === undefined || dir.endsWith("/shmq"));
  * ```
  */
 export function cacheRoot(): string | undefined {
@@ -156,9 +161,10 @@ export function cacheRoot(): string | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { sha256Hex } from "./loader.ts";
  * const hex = await sha256Hex(new Uint8Array(0));
- * console.assert(hex.startsWith("e3b0c442"));
+ * assert.ok(hex.startsWith("e3b0c442"));
  * ```
  */
 export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
@@ -347,8 +353,9 @@ async function prepareRemote(): Promise<void> {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { transientLibraryBytes } from "./loader.ts";
- * console.assert(transientLibraryBytes() === undefined); // imported from files
+ * assert.ok(transientLibraryBytes() === undefined); // imported from files
  * ```
  */
 export function transientLibraryBytes(): Uint8Array | undefined {
@@ -366,9 +373,10 @@ function isRemote(): boolean {
  *
  * @example
  * ```ts
- * import { native } from "./loader.ts";
+ * import assert from "node:assert/strict";
+ * import { ABI_VERSION, native } from "./loader.ts";
  * const core = native();
- * console.assert(core.symbols.shmq_abi_version() === 1);
+ * assert.equal(core.symbols.shmq_abi_version(), ABI_VERSION);
  * ```
  */
 export function native(): NativeCore {

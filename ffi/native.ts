@@ -30,8 +30,9 @@ const textCache = new Map<number, string>();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { errnoName } from "./native.ts";
- * console.assert(errnoName(17) === "EEXIST");
+ * assert.ok(errnoName(17) === "EEXIST");
  * ```
  */
 export function errnoName(errno: number): string {
@@ -49,8 +50,9 @@ export function errnoName(errno: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { strerror } from "./native.ts";
- * console.assert(strerror(2) === "No such file or directory");
+ * assert.ok(strerror(2) === "No such file or directory");
  * ```
  */
 export function strerror(errno: number): string {
@@ -70,11 +72,12 @@ export function strerror(errno: number): string {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { NativeError, shmOpen } from "./native.ts";
  * try {
  *   shmOpen("/shmq-doc-missing");
  * } catch (e) {
- *   console.assert(e instanceof NativeError && e.code === "ENOENT");
+ *   assert.ok(e instanceof NativeError && e.code === "ENOENT");
  * }
  * ```
  */
@@ -111,12 +114,13 @@ export class NativeError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { check } from "./native.ts";
- * console.assert(check(3, "close") === 3);
+ * assert.ok(check(3, "close") === 3);
  * try {
  *   check(-17, "shm_create", "/x");
  * } catch (e) {
- *   console.assert((e as Error).message === 'shm_create("/x"): EEXIST File exists');
+ *   assert.ok((e as Error).message === 'shm_create("/x"): EEXIST File exists');
  * }
  * ```
  */
@@ -183,8 +187,9 @@ export function shmOpen(name: string): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { shmUnlink } from "./native.ts";
- * console.assert(shmUnlink("/shmq-doc-never-made", { missingOk: true }) === false);
+ * assert.ok(shmUnlink("/shmq-doc-never-made", { missingOk: true }) === false);
  * ```
  */
 export function shmUnlink(name: string, options?: { missingOk?: boolean }): boolean {
@@ -204,9 +209,10 @@ const decoder = new TextDecoder();
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, shmCreate, shmList, shmUnlink } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-list-a", 64);
- * console.assert(shmList("/shmq-doc-list-").includes("shmq-doc-list-a"));
+ * assert.ok(shmList("/shmq-doc-list-").includes("shmq-doc-list-a"));
  * shmUnlink("/shmq-doc-list-a");
  * closeFd(fd);
  * ```
@@ -228,8 +234,9 @@ export function shmList(prefix: string = ""): string[] {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { shmFreeBytes } from "./native.ts";
- * console.assert(shmFreeBytes() >= 0);
+ * assert.ok(shmFreeBytes() >= 0);
  * ```
  */
 export function shmFreeBytes(): number {
@@ -269,9 +276,10 @@ export function closeFd(fd: number): void {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, fdSize, shmCreate, shmUnlink } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-size", 8192);
- * console.assert(fdSize(fd) === 8192);
+ * assert.ok(fdSize(fd) === 8192);
  * shmUnlink("/shmq-doc-size");
  * closeFd(fd);
  * ```
@@ -285,11 +293,12 @@ export function fdSize(fd: number): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, fdLinks, shmCreate, shmUnlink } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-links", 64);
- * console.assert(fdLinks(fd) === 1);
+ * assert.ok(fdLinks(fd) === 1);
  * shmUnlink("/shmq-doc-links");
- * console.assert(fdLinks(fd) === 0);
+ * assert.ok(fdLinks(fd) === 0);
  * closeFd(fd);
  * ```
  */
@@ -451,11 +460,12 @@ function futexResult(rc: number): FutexWaitResult {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, futexWait, map, shmCreate, shmUnlink, unmap } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-futex", 4096);
  * const ptr = map(fd, 4096);
- * console.assert(futexWait(ptr, 1, 10) === "changed"); // the word is 0
- * console.assert(futexWait(ptr, 0, 10) === "timeout");
+ * assert.ok(futexWait(ptr, 1, 10) === "changed"); // the word is 0
+ * assert.ok(futexWait(ptr, 0, 10) === "timeout");
  * unmap(ptr, 4096);
  * shmUnlink("/shmq-doc-futex");
  * closeFd(fd);
@@ -476,10 +486,11 @@ export function futexWait(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, futexWaitAsync, map, shmCreate, shmUnlink, unmap } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-futex-async", 4096);
  * const ptr = map(fd, 4096);
- * console.assert((await futexWaitAsync(ptr, 0, 5)) === "timeout");
+ * assert.ok((await futexWaitAsync(ptr, 0, 5)) === "timeout");
  * unmap(ptr, 4096);
  * shmUnlink("/shmq-doc-futex-async");
  * closeFd(fd);
@@ -498,10 +509,11 @@ export async function futexWaitAsync(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, futexWake, map, shmCreate, shmUnlink, unmap } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-wake", 4096);
  * const ptr = map(fd, 4096);
- * console.assert(futexWake(ptr, 1) === 0); // nobody waits
+ * assert.ok(futexWake(ptr, 1) === 0); // nobody waits
  * unmap(ptr, 4096);
  * shmUnlink("/shmq-doc-wake");
  * closeFd(fd);
@@ -518,11 +530,12 @@ export function futexWake(ptr: Deno.PointerObject, count: number = 0x7fffffff): 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { atomicLoadU64, atomicStoreU64, closeFd, map, shmCreate, shmUnlink, unmap } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-load", 4096);
  * const ptr = map(fd, 4096);
  * atomicStoreU64(ptr, 5n);
- * console.assert(atomicLoadU64(ptr) === 5n);
+ * assert.ok(atomicLoadU64(ptr) === 5n);
  * unmap(ptr, 4096);
  * shmUnlink("/shmq-doc-load");
  * closeFd(fd);
@@ -589,9 +602,10 @@ const LOCK_MODES: Record<LockMode, number> = { unlock: 0, shared: 1, exclusive: 
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, lockByte, shmCreate, shmUnlink } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-lock", 4096);
- * console.assert(lockByte(fd, 0, "exclusive"));
+ * assert.ok(lockByte(fd, 0, "exclusive"));
  * lockByte(fd, 0, "unlock");
  * shmUnlink("/shmq-doc-lock");
  * closeFd(fd);
@@ -610,9 +624,10 @@ export function lockByte(fd: number, offset: number, mode: LockMode): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { closeFd, lockProbe, shmCreate, shmUnlink } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-probe", 4096);
- * console.assert(lockProbe(fd, 0) === false);
+ * assert.ok(lockProbe(fd, 0) === false);
  * shmUnlink("/shmq-doc-probe");
  * closeFd(fd);
  * ```
@@ -627,8 +642,9 @@ export function lockProbe(fd: number, offset: number): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { pidAlive } from "./native.ts";
- * console.assert(pidAlive(Deno.pid));
+ * assert.ok(pidAlive(Deno.pid));
  * ```
  */
 export function pidAlive(pid: number): boolean {
@@ -653,9 +669,10 @@ export interface ThreadIdentity {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { threadAlive, threadIdentity } from "./native.ts";
  * const me = threadIdentity()!;
- * console.assert(threadAlive(Deno.pid, me));
+ * assert.ok(threadAlive(Deno.pid, me));
  * ```
  */
 export function threadIdentity(): ThreadIdentity | undefined {
@@ -671,9 +688,10 @@ export function threadIdentity(): ThreadIdentity | undefined {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { threadAlive, threadIdentity } from "./native.ts";
  * const me = threadIdentity()!;
- * console.assert(!threadAlive(Deno.pid, { ...me, start: me.start + 1 })); // a successor
+ * assert.ok(!threadAlive(Deno.pid, { ...me, start: me.start + 1 })); // a successor
  * ```
  */
 export function threadAlive(pid: number, identity: ThreadIdentity): boolean {
@@ -692,8 +710,9 @@ export function threadAlive(pid: number, identity: ThreadIdentity): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { processToken } from "./native.ts";
- * console.assert(processToken() === processToken() && processToken() >= 1);
+ * assert.ok(processToken() === processToken() && processToken() >= 1);
  * ```
  */
 export function processToken(): number {
@@ -708,10 +727,11 @@ export function processToken(): number {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { adoptFd, closeFd, map, shmCreate, shmUnlink, unmap } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-adopt", 4096);
  * const ptr = map(fd, 4096);
- * console.assert(adoptFd(fd, { pointer: ptr, size: 4096 }));
+ * assert.ok(adoptFd(fd, { pointer: ptr, size: 4096 }));
  * shmUnlink("/shmq-doc-adopt");
  * closeFd(fd); // also forgets it
  * unmap(ptr, 4096);
@@ -732,12 +752,13 @@ export function adoptFd(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { adoptFd, adoptMapping, closeFd, forgetMapping, map, shmCreate, shmUnlink, unmap } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-adopt-map", 4096);
  * adoptFd(fd);
  * const ptr = map(fd, 4096);
- * console.assert(adoptMapping(fd, { pointer: ptr, size: 4096 }));
- * console.assert(forgetMapping(ptr));
+ * assert.ok(adoptMapping(fd, { pointer: ptr, size: 4096 }));
+ * assert.ok(forgetMapping(ptr));
  * unmap(ptr, 4096);
  * shmUnlink("/shmq-doc-adopt-map");
  * closeFd(fd);
@@ -757,9 +778,10 @@ export function adoptMapping(
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { forgetMapping } from "./native.ts";
  * const ptr = Deno.UnsafePointer.of(new Uint8Array(8))!;
- * console.assert(!forgetMapping(ptr)); // never recorded
+ * assert.ok(!forgetMapping(ptr)); // never recorded
  * ```
  */
 export function forgetMapping(pointer: Deno.PointerObject): boolean {
@@ -775,11 +797,12 @@ export function forgetMapping(pointer: Deno.PointerObject): boolean {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { adoptFd, closeFd, closeOrphans, shmCreate, shmUnlink } from "./native.ts";
  * const fd = shmCreate("/shmq-doc-orphans", 64);
  * shmUnlink("/shmq-doc-orphans");
  * adoptFd(fd);
- * console.assert(closeOrphans(fd) === 0); // its thread, this one, still runs
+ * assert.ok(closeOrphans(fd) === 0); // its thread, this one, still runs
  * closeFd(fd);
  * ```
  */

@@ -12,8 +12,9 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ABI_VERSION } from "./symbols.ts";
- * console.assert(ABI_VERSION >= 1);
+ * assert.ok(ABI_VERSION >= 1);
  * ```
  */
 export const ABI_VERSION = 6;

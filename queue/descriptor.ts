@@ -15,9 +15,10 @@ export const DESCRIPTOR_VERSION = 1;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import type { QueueDescriptor } from "./descriptor.ts";
  * const d: QueueDescriptor = { shmq: 1, end: "receiver", name: "/shmq-00112233445566778899aabbccddeeff" };
- * console.assert(JSON.parse(JSON.stringify(d)).name === d.name);
+ * assert.ok(JSON.parse(JSON.stringify(d)).name === d.name);
  * ```
  */
 export interface QueueDescriptor {

@@ -31,9 +31,10 @@ export class QueueError extends Error {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { EmptyError } from "./errors.ts";
  * const e = new EmptyError("no message within 3000 ms");
- * console.assert(e.name === "EmptyError");
+ * assert.ok(e.name === "EmptyError");
  * ```
  */
 export class EmptyError extends QueueError {}
@@ -43,9 +44,10 @@ export class EmptyError extends QueueError {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { FullError } from "./errors.ts";
  * const e = new FullError("queue still full after 100 ms");
- * console.assert(e.name === "FullError");
+ * assert.ok(e.name === "FullError");
  * ```
  */
 export class FullError extends QueueError {}
@@ -56,9 +58,10 @@ export class FullError extends QueueError {}
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ClosedError } from "./errors.ts";
  * const e = new ClosedError("every sender has closed", { reason: "drained" });
- * console.assert(e.name === "ClosedError" && e.reason === "drained");
+ * assert.ok(e.name === "ClosedError" && e.reason === "drained");
  * ```
  */
 export class ClosedError extends QueueError {
@@ -81,9 +84,10 @@ export class ClosedError extends QueueError {
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { ClosedError, type ClosedReason } from "./errors.ts";
  * const reason: ClosedReason = new ClosedError("drained", { reason: "drained" }).reason;
- * console.assert(reason === "drained");
+ * assert.ok(reason === "drained");
  * ```
  */
 export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "corrupt";
@@ -93,9 +97,10 @@ export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "cor
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
  * import { DecodeError } from "./errors.ts";
  * const e = new DecodeError("truncated string at byte 12");
- * console.assert(e instanceof Error);
+ * assert.ok(e instanceof Error);
  * ```
  */
 export class DecodeError extends QueueError {}
