@@ -28,8 +28,14 @@ export async function withoutLeaks(fn: () => Promise<void> | void): Promise<void
   const openBefore = openEndNames().length;
   await fn();
   assert.deepEqual(openEndNames().slice(openBefore), [], "queue ends left open");
-  const leaked = shmEntries().filter((n) => !before.has(n) && !heldByLiveProcess(n));
+  const leaked = leakedSince(before);
   assert.deepEqual(leaked, [], `left in /dev/shm: ${leaked.join(", ")}`);
+}
+
+/** Entries made since the snapshot `before` that no live process holds: leaks, not other
+ * programs' live queues. */
+export function leakedSince(before: ReadonlySet<string>): string[] {
+  return shmEntries().filter((n) => !before.has(n) && !heldByLiveProcess(n));
 }
 
 /** Whether any live process holds the queue that entry `name` belongs to. */
