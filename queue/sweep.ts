@@ -29,8 +29,9 @@ export interface SweepResult {
 /**
  * Removes from /dev/shm every entry of this library whose queue has no live participant:
  * queues whose processes were all killed, and extension segments left without their queue.
- * A queue with any live participant is never touched. Runs once, automatically, the first
- * time a process creates a queue; call it yourself after a crash to clean up at once.
+ * A queue with any live participant is never touched. Runs automatically when a process makes
+ * or opens a queue end (its first, then at most once a second); call it yourself after a
+ * crash to clean up at once.
  *
  * @example
  * ```ts

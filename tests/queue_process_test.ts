@@ -207,6 +207,23 @@ Deno.test("sweepStaleQueues removes the entries of killed processes and spares l
   );
 });
 
+Deno.test("a long-running process sweeps again: a killed child's own queue goes with its next end", async () => {
+  // An end made first, as a long-running parent has: whatever this process swept, it did so by
+  // now.
+  const [first, firstReceiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+  const child = spawnFixture("queue_child.ts", ["create"]);
+  const out = lines(child);
+  const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
+  child.kill("SIGKILL");
+  await child.status;
+  for await (const _ of out) { /* drain */ }
+  assert.equal(shmEntries().filter((n) => n.startsWith(name)).length, 2, "left behind by SIGKILL");
+  await new Promise((ok) => setTimeout(ok, 1100)); // past the interval between sweeps
+  const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+  assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
+  for (const end of [first, firstReceiver, sender, receiver]) end.close();
+});
+
 Deno.test("a process that exits without closing its ends leaves nothing in /dev/shm", async () => {
   const child = spawnFixture("queue_child.ts", ["exit"]);
   const out = lines(child);
