@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "8a6cd7299e324164d8b291879089bf24b14888de0428bea71dc38ac7add79380",
-  "x86_64-linux": "84938d3a1b7e6aca14e999de75aae35373f7412f1a47e21060993ee459966d9f",
+  "aarch64-linux": "494e0a6a08add575e6cf0f7413f67fb602b118e65086621a50787a392820df9b",
+  "x86_64-linux": "c9d4d1cd54be84d1ec3b60211a0b2b6b167d1de6fc7ac753642b9773db5b538a",
 };

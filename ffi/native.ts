@@ -347,6 +347,28 @@ export function unmap(ptr: Deno.PointerObject, size: number): void {
 }
 
 /**
+ * Instead of {@linkcode unmap}, for a mapping that a buffer moved out of the library's hands
+ * may still reach: its pages become private zero pages, kept for the life of the process
+ * (address space only; memory is taken only if something writes there).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, map, quarantine, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-quarantine", 4096);
+ * const ptr = map(fd, 4096);
+ * new Deno.UnsafePointerView(ptr).getUint8(0); // shared memory
+ * quarantine(ptr, 4096);
+ * assert.equal(new Deno.UnsafePointerView(ptr).getUint8(0), 0); // still readable, and private
+ * shmUnlink("/shmq-doc-quarantine");
+ * closeFd(fd);
+ * ```
+ */
+export function quarantine(ptr: Deno.PointerObject, size: number): void {
+  check(s().shmq_quarantine(ptr, BigInt(size)), "mmap");
+}
+
+/**
  * Pre-faults `len` bytes at `ptr` for writing (MADV_POPULATE_WRITE, or touching pages on
  * old kernels) without changing their contents. Throws (e.g. `ENOMEM`/`EFAULT`) when the
  * memory cannot be backed, such as a full /dev/shm.

@@ -203,6 +203,12 @@ int32_t shmq_unmap(void *addr, uint64_t size) {
   return munmap(addr, (size_t)size) == 0 ? 0 : -errno;
 }
 
+int32_t shmq_quarantine(void *addr, uint64_t size) {
+  void *p = mmap(addr, (size_t)size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+  return p == MAP_FAILED ? -errno : 0;
+}
+
 int32_t shmq_prefault(void *addr, uint64_t len) {
   if (len == 0) return 0;
   long page_l = sysconf(_SC_PAGESIZE);

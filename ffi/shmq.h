@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 6
+#define SHMQ_ABI_VERSION 7
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -93,6 +93,15 @@ SHMQ_API int64_t shmq_map(int32_t fd, uint64_t size);
 
 /* munmap(2). 0 or -errno. */
 SHMQ_API int32_t shmq_unmap(void *addr, uint64_t size);
+
+/*
+ * Replaces a mapping with private, zero-filled, unreserved pages at the same address, in one
+ * mmap(MAP_FIXED) call, and keeps them for the process's life. For shared memory that a
+ * JavaScript buffer moved out of the library's hands (ArrayBuffer.prototype.transfer) may
+ * still reach: unmapping would let that buffer crash the process, keeping the shared pages
+ * would let it see later messages. 0 or -errno.
+ */
+SHMQ_API int32_t shmq_quarantine(void *addr, uint64_t size);
 
 /*
  * Pre-faults [addr, addr+len) for writing so later first writes do not page-fault:

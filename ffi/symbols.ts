@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 6;
+export const ABI_VERSION = 7;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -47,6 +47,7 @@ export const symbols = {
   shmq_fd_links: { parameters: ["i32"], result: "i32" },
   shmq_map: { parameters: ["i32", "u64"], result: "i64" },
   shmq_unmap: { parameters: ["pointer", "u64"], result: "i32" },
+  shmq_quarantine: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_prefault: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_prepare_copy_target: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_prefault_start: { parameters: ["pointer", "u64"], result: "i32" },

@@ -11,7 +11,9 @@ import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shar
  * A received message whose arrays are views into the queue's shared memory (for a message of
  * at most 2 KiB, into a copy the receiver recycles). Release it (or let `using` dispose it)
  * when done: its space goes back to the sender, and every view into it is detached so it can
- * never alias a later message.
+ * never alias a later message. (Do not `transfer()` a view's buffer: a moved buffer escapes
+ * that. The library makes sure it cannot crash the process, but one over the arena may show
+ * later messages; copy with `slice()` instead.)
  *
  * @example
  * ```ts
@@ -83,7 +85,8 @@ export class Lease<T = unknown> implements Disposable {
 
 /**
  * A message being written in place: its arrays already live in the queue's shared memory.
- * Fill them, then {@linkcode send}. Disposing a draft that was not sent cancels it.
+ * Fill them, then {@linkcode send}. Disposing a draft that was not sent cancels it. (Do not
+ * `transfer()` their buffer: writes through a moved buffer could still change the message.)
  *
  * @example
  * ```ts

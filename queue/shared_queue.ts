@@ -60,6 +60,8 @@ export interface Mapping {
   readonly size: number;
   readonly buffer: ArrayBuffer;
   readonly bytes: Uint8Array;
+  /** A view into it was moved out of the library's hands: quarantine it, never unmap it. */
+  moved?: boolean;
 }
 
 /** A mapped extension segment (internal). */
@@ -112,7 +114,8 @@ function unmapAll(mapping: Mapping): void {
   if (mapping.buffer.detached) return;
   mapping.buffer.transfer(0);
   native.forgetMapping(mapping.pointer);
-  native.unmap(mapping.pointer, mapping.size);
+  if (mapping.moved) native.quarantine(mapping.pointer, mapping.size);
+  else native.unmap(mapping.pointer, mapping.size);
 }
 
 /** Ends open in this process (or Worker), closed on a normal exit so that the last one out
@@ -178,10 +181,11 @@ export class SharedQueue {
    * cursor's (in order). */
   #takenAt = 0;
   #takenInOrder = false;
-  /** External buffers over shared memory handed out by openView and not yet dropped: close
-   * detaches them, so a lease or draft kept past its end's close (an unload listener that
-   * runs after the one closing every end) reads as empty instead of faulting. */
-  readonly #views = new Set<ArrayBuffer>();
+  /** External buffers over shared memory handed out by openView and not yet dropped, with the
+   * extension mapping each is in (undefined: the main one): close detaches them, so a lease
+   * or draft kept past its end's close (an unload listener that runs after the one closing
+   * every end) reads as empty instead of faulting. */
+  readonly #views = new Map<ArrayBuffer, ExtensionMapping | undefined>();
   /** Async futex waits of this end in flight: their worker threads hold a pointer into the
    * main mapping, which close must not unmap under them. */
   #asyncWaits = 0;
@@ -482,7 +486,7 @@ export class SharedQueue {
     }
     // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
     const buffer = Deno.UnsafePointerView.getArrayBuffer(base, Math.max(length, 1));
-    this.#views.add(buffer);
+    this.#views.set(buffer, mapping);
     return { buffer, mapping };
   }
 
@@ -494,9 +498,10 @@ export class SharedQueue {
       if (!view.buffer.detached) view.recycle(view.buffer.transfer(), view.used ?? 0);
       return;
     }
+    if (this.#closed) return; // Detached, and its mapping gone, with the end.
     this.#views.delete(view.buffer);
-    if (!view.buffer.detached) view.buffer.transfer(0);
-    if (this.#closed) return; // Its mapping went with the end.
+    if (view.buffer.detached) this.#noteMoved(view.mapping);
+    else view.buffer.transfer(0);
     const mapping = view.mapping;
     if (mapping === undefined || mapping.refs === 0) return;
     mapping.refs--;
@@ -610,7 +615,10 @@ export class SharedQueue {
     this.#signal(this.putSignal, true);
     this.#signal(this.releaseSignal, true);
     this.#closed = true;
-    for (const buffer of this.#views) if (!buffer.detached) buffer.transfer(0);
+    for (const [buffer, mapping] of this.#views) {
+      if (buffer.detached) this.#noteMoved(mapping);
+      else buffer.transfer(0);
+    }
     this.#views.clear();
     for (const mapping of this.#extensions) if (mapping) unmapAll(mapping);
     for (const mapping of this.#retired) unmapAll(mapping);
@@ -1060,6 +1068,24 @@ export class SharedQueue {
       }
       this.#dropCachedExtension(i, cached);
     }
+  }
+
+  /**
+   * A view's buffer was detached before the library detached it: the user moved its memory
+   * out (`transfer()`, a `postMessage` transfer), and the moved buffer is beyond revoking. Its
+   * mapping is quarantined instead of unmapped (see unmapAll), so that buffer can never fault.
+   * An extension's is also retired now: the queue maps the segment anew for its next message,
+   * which the moved buffer then never shows. (Arena messages share the main mapping, which
+   * this end keeps using until it closes.)
+   */
+  #noteMoved(mapping: ExtensionMapping | undefined): void {
+    if (mapping === undefined) {
+      this.#main.moved = true;
+      return;
+    }
+    mapping.moved = true;
+    const index = this.#extensions.indexOf(mapping);
+    if (index >= 0) this.#dropCachedExtension(index, mapping);
   }
 
   /** Forgets extension `index`'s mapping: unmapped now, or once the views into it are gone. */

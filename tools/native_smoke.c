@@ -78,6 +78,11 @@ int main(void) {
   memset(big, 7, sizeof big);
   CHECK(shmq_prefault_join(helper) >= 0 && big[sizeof big - 1] == 7);
   CHECK(shmq_prefault_join(helper) == -EINVAL);
+  volatile unsigned char *shared = (volatile unsigned char *)(intptr_t)addr2;
+  ((volatile unsigned char *)p)[100] = 5;
+  CHECK(shared[100] == 5);
+  CHECK(shmq_quarantine(p, 8192) == 0);
+  CHECK(((volatile unsigned char *)p)[100] == 0 && shared[100] == 5); /* private now */
   CHECK(shmq_unmap(p, 8192) == 0);
   CHECK(shmq_unmap((void *)(intptr_t)addr2, 8192) == 0);
   CHECK(shmq_shm_unlink(n) == 0);

@@ -1,0 +1,97 @@
+/**
+ * Leases and drafts hand out buffers over shared memory, and revoke them by detaching. A
+ * buffer the user moved out first (`transfer()`, a `postMessage` transfer) is beyond that:
+ * these check that such a buffer can never crash the process, and never shows a later
+ * message of an extension segment. Each case runs in its own process: a failure there is a
+ * SIGSEGV.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { withoutLeaks } from "./helpers.ts";
+
+const MOD = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+
+/** Runs `body` (with `createSharedMemoryPair` and `reserve` in scope) in a fresh process and
+ * returns its stdout lines. */
+async function runApart(body: string): Promise<string[]> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", `import { createSharedMemoryPair, reserve } from ${MOD};\n${body}`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.signal, null, `the child died of ${out.signal}: ${stderr}`);
+  assert.equal(out.code, 0, stderr);
+  return new TextDecoder().decode(out.stdout).trim().split("\n");
+}
+
+Deno.test("a moved lease buffer of an extension segment: zeros after release, never the next message", () =>
+  withoutLeaks(async () => {
+    const lines = await runApart(`
+      // 1 MiB is above a quarter of this arena: the message goes to an extension segment.
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 2, arenaBytes: 1 << 20 });
+      sender.putSync(new Uint8Array(1 << 20).fill(7));
+      const lease = receiver.borrowSync({ timeout: 1000 });
+      const moved = new Uint8Array(lease.value.buffer.transfer());
+      const last = moved.length - 1;
+      console.log("before release", moved[last]);
+      lease.release();
+      sender.putSync(new Uint8Array(1 << 20).fill(9)); // the same segment, reused
+      const next = receiver.getSync({ timeout: 1000 });
+      console.log("after release", moved[last], "next", next[0], next[next.length - 1]);
+      sender.close();
+      receiver.close();
+      moved.fill(5); // private pages now: harmless
+      console.log("after close", moved[last]);
+    `);
+    assert.deepEqual(lines, [
+      "before release 7",
+      "after release 0 next 9 9",
+      "after close 5",
+    ]);
+  }));
+
+Deno.test("a moved lease buffer of the arena can be read and written after its ends closed", () =>
+  withoutLeaks(async () => {
+    const lines = await runApart(`
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+      sender.putSync(new Uint8Array(8192).fill(7)); // above the 2 KiB lent from a copy
+      const lease = receiver.borrowSync({ timeout: 1000 });
+      const moved = new Uint8Array(lease.value.buffer.transfer());
+      const last = moved.length - 1;
+      console.log("before release", moved[last]);
+      lease.release();
+      sender.putSync("still works");
+      console.log(receiver.getSync({ timeout: 1000 }));
+      sender.close();
+      receiver.close();
+      const read = moved[last];
+      moved.fill(5);
+      console.log("after close", read, moved[last]);
+    `);
+    assert.deepEqual(lines, ["before release 7", "still works", "after close 0 5"]);
+  }));
+
+Deno.test("a moved draft buffer can be written after send and close without harm to the process", () =>
+  withoutLeaks(async () => {
+    const lines = await runApart(`
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
+      for (const n of [8192, 1 << 20]) { // the arena, then an extension segment
+        const draft = sender.prepareSync({ data: reserve(Uint8Array, n) });
+        const at = draft.value.data.byteOffset;
+        const moved = new Uint8Array(draft.value.data.buffer.transfer(), at, n); // the data only
+        moved.fill(3);
+        draft.send();
+        const got = receiver.getSync({ timeout: 1000 });
+        console.log(n, got.data[0], got.data[n - 1]);
+        setTimeout(() => moved.fill(4)); // once the ends below are closed
+      }
+      sender.close();
+      receiver.close();
+      await new Promise((ok) => setTimeout(ok, 10));
+      console.log("done");
+    `);
+    assert.deepEqual(lines, ["8192 3 3", "1048576 3 3", "done"]);
+  }));
