@@ -130,7 +130,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * (`getSync`, `getNowait` and `borrowSync`, which cannot wait for them, go first).
    */
   async get<T = unknown>(options?: GetOptions): Promise<T> {
-    const deadline = deadlineOf(options?.timeout, "Receiver.get");
+    const deadline = deadlineOf(options, "Receiver.get");
     options?.signal?.throwIfAborted();
     const attempt = this.#getAttemptFor(options?.allocate, "get");
     const lane = this.#lane;
@@ -148,7 +148,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Like {@linkcode get}, but blocks the thread: for actors and Workers that do nothing else. */
   getSync<T = unknown>(options?: SyncGetOptions): T {
-    const deadline = deadlineOf(options?.timeout, "Receiver.getSync");
+    const deadline = deadlineOf(options, "Receiver.getSync");
     const attempt = this.#getAttemptFor(options?.allocate, "getSync");
     const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
     if (got === undefined) throw this.#empty("getSync", options?.timeout);
@@ -179,7 +179,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * costs less than a view at this size, and release detaches it the same way.)
    */
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
-    const deadline = deadlineOf(options?.timeout, "Receiver.borrow");
+    const deadline = deadlineOf(options, "Receiver.borrow");
     options?.signal?.throwIfAborted();
     const lane = this.#lane;
     const taken = lane.now(this.#takeAttempt) ??
@@ -196,7 +196,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Like {@linkcode borrow}, but blocks the thread. */
   borrowSync<T = unknown>(options?: SyncWaitOptions): Lease<T> {
-    const deadline = deadlineOf(options?.timeout, "Receiver.borrowSync");
+    const deadline = deadlineOf(options, "Receiver.borrowSync");
     const taken = this.#takeAttempt() ??
       waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
     if (taken === undefined) throw this.#empty("borrowSync", options?.timeout);

@@ -109,7 +109,7 @@ export class Sender implements Disposable {
    * alone until the promise settles; an abort cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
-    const deadline = deadlineOf(options?.timeout, "Sender.put");
+    const deadline = deadlineOf(options, "Sender.put");
     options?.signal?.throwIfAborted();
     const attempt = this.#putAttempt(this.#plan(value, "put"));
     const lane = this.#lane;
@@ -129,7 +129,7 @@ export class Sender implements Disposable {
    * overtake it.
    */
   putSync(value: unknown, options?: SyncWaitOptions): void {
-    const deadline = deadlineOf(options?.timeout, "Sender.putSync");
+    const deadline = deadlineOf(options, "Sender.putSync");
     this.#assertNoneWaiting("putSync");
     const attempt = this.#putAttempt(this.#plan(value, "putSync"));
     const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
@@ -146,7 +146,7 @@ export class Sender implements Disposable {
    * messages'), not zeros: write every element you send.
    */
   async prepare<T = unknown>(template: unknown, options?: WaitOptions): Promise<Draft<T>> {
-    const deadline = deadlineOf(options?.timeout, "Sender.prepare");
+    const deadline = deadlineOf(options, "Sender.prepare");
     options?.signal?.throwIfAborted();
     const plan = this.#plan(template, "prepare", true);
     const attempt = this.#reserveAttempt(plan.byteLength);
@@ -159,7 +159,7 @@ export class Sender implements Disposable {
 
   /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
   prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
-    const deadline = deadlineOf(options?.timeout, "Sender.prepareSync");
+    const deadline = deadlineOf(options, "Sender.prepareSync");
     this.#assertNoneWaiting("prepareSync");
     const plan = this.#plan(template, "prepareSync", true);
     const attempt = this.#reserveAttempt(plan.byteLength);
@@ -174,7 +174,7 @@ export class Sender implements Disposable {
    * `ClosedError` when every receiver closed first.
    */
   async waitForAllAck(options?: WaitOptions): Promise<void> {
-    const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAck");
+    const deadline = deadlineOf(options, "Sender.waitForAllAck");
     options?.signal?.throwIfAborted();
     if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
       throw this.#ackTimeout(options?.timeout);
@@ -193,7 +193,7 @@ export class Sender implements Disposable {
   /** Like {@linkcode waitForAllAck}, but blocks the thread. Throws `TypeError` while a `put` of
    * this sender is still waiting: blocking, it could never see that message acked. */
   waitForAllAckSync(options?: SyncWaitOptions): void {
-    const deadline = deadlineOf(options?.timeout, "Sender.waitForAllAckSync");
+    const deadline = deadlineOf(options, "Sender.waitForAllAckSync");
     this.#assertNoneWaiting("waitForAllAckSync");
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);

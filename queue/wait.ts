@@ -74,15 +74,40 @@ const REAP_EVERY_MS = 200;
  * short of that, a sender finds the room it left at its next slice. */
 export const ROOM_SLICE_MS = 20;
 
-/** Turns a `timeout` option into an absolute deadline on `performance.now()`'s clock. */
-export function deadlineOf(timeout: number | undefined, method: string): number {
+/**
+ * Checks a method's options and turns their `timeout` into an absolute deadline on
+ * `performance.now()`'s clock. Options that are not an object are refused rather than
+ * ignored: `get(50)`, the py-sharedmemory way, would otherwise wait forever.
+ */
+export function deadlineOf(
+  options: { timeout?: number; signal?: AbortSignal } | undefined,
+  method: string,
+): number {
+  if (options === undefined) return Infinity;
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `${method}: options must be an object such as { timeout: 100 }, got ${shown(options)}`,
+    );
+  }
+  const { timeout, signal } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(`${method}: signal must be an AbortSignal, got ${shown(signal)}`);
+  }
   if (timeout === undefined || timeout === Infinity) return Infinity;
   if (typeof timeout !== "number" || !(timeout >= 0)) {
     throw new RangeError(
-      `${method}: timeout must be a number of milliseconds >= 0, got ${timeout}`,
+      `${method}: timeout must be a number of milliseconds >= 0, got ${shown(timeout)}`,
     );
   }
   return performance.now() + timeout;
+}
+
+/** A value for an error message: numbers as they are, anything else with its type. */
+function shown(value: unknown): string {
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (typeof value === "bigint") return `the bigint ${value}n`;
+  return value === null ? "null" : typeof value;
 }
 
 /**

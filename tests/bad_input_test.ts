@@ -52,6 +52,36 @@ Deno.test("invalid timeouts get a RangeError naming the method and the timeout",
     assert.equal(r.getNowait(), undefined, "nothing was put");
   }));
 
+Deno.test("options that are not an object, or a signal that is not an AbortSignal, are refused", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    using _s = s;
+    using _r = r;
+    // get(50), the py-sharedmemory way, used to be read as no options: a wait without end.
+    const fifty = 50 as unknown as { timeout: number };
+    await assert.rejects(r.get(fifty), /Receiver\.get: options must be an object .*got 50/);
+    assert.throws(() => r.getSync(fifty), /Receiver\.getSync: options must be an object/);
+    await assert.rejects(r.borrow(fifty), TypeError);
+    assert.throws(() => r.borrowSync(fifty), TypeError);
+    await assert.rejects(s.put(1, fifty), /Sender\.put: options must be an object/);
+    assert.throws(() => s.putSync(1, null as unknown as { timeout: number }), /got null/);
+    await assert.rejects(s.waitForAllAck(fifty), TypeError);
+    const signal = "x" as unknown as AbortSignal;
+    await assert.rejects(
+      r.get({ signal }),
+      /Receiver\.get: signal must be an AbortSignal, got the string "x"/,
+    );
+    await assert.rejects(s.put(1, { signal }), TypeError);
+    assert.throws(
+      () => r.getSync({ timeout: "10" as unknown as number }),
+      /timeout must be a number of milliseconds >= 0, got the string "10"/,
+    );
+    // Nothing was put or taken by the refused calls.
+    assert.equal(r.getNowait(), undefined);
+    await s.put("ok", { timeout: 100 });
+    assert.equal(await r.get({ timeout: 100 }), "ok");
+  }));
+
 /** An object whose `data` is one size when first read and another later: an encoder that
  * walked a value twice (measure, then write) could be made to overrun what it reserved. */
 function shapeShifter(first: number, second: number): Record<string, unknown> {
