@@ -195,6 +195,23 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  * ```
  */
 export function planEncode(value: unknown): EncodePlan {
+  try {
+    return plan(value);
+  } catch (error) {
+    // V8's own words for an array past its limit name neither the value nor a remedy.
+    if (error instanceof RangeError && error.message === "Invalid array length") {
+      throw new RangeError(
+        "encode: the value holds too many items for one message (its plan outgrew a " +
+          "JavaScript array: tens of millions of numbers or strings): put numbers in a " +
+          "TypedArray or NdArray, which have no such limit",
+        { cause: error },
+      );
+    }
+    throw error;
+  }
+}
+
+function plan(value: unknown): EncodePlan {
   const ops: number[] = [];
   const refs: unknown[] = [];
   let reservations: ReservedSlot[] | null = null;
