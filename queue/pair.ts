@@ -32,8 +32,8 @@ function sweepNowAndThen(): void {
  * {@linkcode openSender} and {@linkcode openReceiver}: any number of each may share a queue.
  *
  * Making or opening a queue end also removes the entries left in /dev/shm by queues whose
- * processes all died (see `sweepStaleQueues`; at most once a second). Ends still open when the process
- * exits normally are closed then, so the last one out unlinks the queue.
+ * processes all died (see `sweepStaleQueues`; at most once a second). Ends still open when
+ * the process exits normally are closed then, so the last one out unlinks the queue.
  *
  * @example
  * ```ts
