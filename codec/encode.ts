@@ -196,7 +196,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
  */
 export function planEncode(value: unknown): EncodePlan {
   try {
-    return plan(value);
+    return planValue(value);
   } catch (error) {
     // V8's own words for an array past its limit name neither the value nor a remedy.
     if (error instanceof RangeError && error.message === "Invalid array length") {
@@ -211,7 +211,7 @@ export function planEncode(value: unknown): EncodePlan {
   }
 }
 
-function plan(value: unknown): EncodePlan {
+function planValue(value: unknown): EncodePlan {
   const ops: number[] = [];
   const refs: unknown[] = [];
   let reservations: ReservedSlot[] | null = null;
