@@ -70,8 +70,11 @@ export class Sender implements Disposable {
     return this.#queue.closed;
   }
 
-  /** Whether a `put` would find room right now (fewer than `capacity` messages outstanding).
-   * Never waits for room. False once this end is closed. */
+  /** Whether a `put` would find room right now: fewer than `capacity` messages outstanding.
+   * Never waits. It counts messages, not bytes: a large message may still wait for room in the
+   * arena or byte budget. True while every receiver is gone too (a `put` then throws
+   * `ClosedError`, which a loop waiting for room would otherwise never learn). False once this
+   * end is closed. */
   hasSpace(): boolean {
     const queue = this.#queue;
     if (queue.closed) return false;
