@@ -296,6 +296,14 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       // overtakes it here.
       if (allocateFailed?.() && !queue.closed) this.#pending = got;
       else queue.release(got.slot);
+      // Closed from inside the call (an `allocate` that closed this end): the decode then
+      // failed on the unmapped message, which says nothing useful.
+      if (queue.closed && !(error instanceof ClosedError)) {
+        throw new ClosedError("the receiver was closed while it decoded a message", {
+          reason: "closed",
+          cause: error,
+        });
+      }
       throw error;
     }
     queue.release(got.slot, true);

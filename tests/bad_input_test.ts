@@ -172,6 +172,23 @@ Deno.test("every method of a closed end throws ClosedError (reason closed)", () 
     r.close();
   }));
 
+Deno.test("a receiver closed by its own allocate callback: ClosedError, not a detached-buffer error", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    s.putSync(new Uint8Array(100).fill(1));
+    const allocate = (n: number) => {
+      r.close();
+      return new ArrayBuffer(n);
+    };
+    assert.throws(
+      () => r.getSync({ allocate }),
+      (e) =>
+        e instanceof ClosedError && e.reason === "closed" && /while it decoded/.test(e.message),
+    );
+    assert.throws(() => r.getSync(), ClosedError);
+  }));
+
 Deno.test("a draft sent or a lease released after its end closed: no crash, no effect", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 2 });
