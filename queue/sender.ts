@@ -114,7 +114,8 @@ export class Sender implements Disposable {
   async put(value: unknown, options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options, "Sender.put");
     options?.signal?.throwIfAborted();
-    const attempt = this.#putAttempt(this.#plan(value, "put"));
+    const plan = this.#plan(value, "put");
+    const attempt = this.#putAttempt(plan);
     const lane = this.#lane;
     const put = lane.now(attempt, true);
     const turn = lane.takeDueTurn();
@@ -123,7 +124,7 @@ export class Sender implements Disposable {
       return;
     }
     const done = await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, turn);
-    if (done === undefined) throw this.#full("put", options?.timeout);
+    if (done === undefined) throw this.#full("put", options?.timeout, plan.byteLength);
   }
 
   /**
@@ -134,9 +135,10 @@ export class Sender implements Disposable {
   putSync(value: unknown, options?: SyncWaitOptions): void {
     const deadline = deadlineOf(options, "Sender.putSync");
     this.#assertNoneWaiting("putSync");
-    const attempt = this.#putAttempt(this.#plan(value, "putSync"));
+    const plan = this.#plan(value, "putSync");
+    const attempt = this.#putAttempt(plan);
     const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
-    if (done === undefined) throw this.#full("putSync", options?.timeout);
+    if (done === undefined) throw this.#full("putSync", options?.timeout, plan.byteLength);
   }
 
   /**
@@ -156,7 +158,7 @@ export class Sender implements Disposable {
     const lane = this.#lane;
     const reserved = lane.now(attempt) ??
       await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, lane.takeDueTurn());
-    if (reserved === undefined) throw this.#full("prepare", options?.timeout);
+    if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
     return this.#draft<T>(plan, reserved.value);
   }
 
@@ -167,7 +169,9 @@ export class Sender implements Disposable {
     const plan = this.#plan(template, "prepareSync", true);
     const attempt = this.#reserveAttempt(plan.byteLength);
     const reserved = attempt() ?? this.#waitForRoomSync(attempt, deadline);
-    if (reserved === undefined) throw this.#full("prepareSync", options?.timeout);
+    if (reserved === undefined) {
+      throw this.#full("prepareSync", options?.timeout, plan.byteLength);
+    }
     return this.#draft<T>(plan, reserved.value);
   }
 
@@ -349,13 +353,17 @@ export class Sender implements Disposable {
     return undefined;
   };
 
-  #full(method: string, timeout: number | undefined): FullError {
-    const { inFlight, extensionBytes, byteBudget } = this.#queue.usage();
-    const capacity = this.#queue.capacity;
+  #full(method: string, timeout: number | undefined, byteLength: number): FullError {
+    const queue = this.#queue;
+    const { inFlight, extensionBytes, byteBudget, arenaHeld } = queue.usage();
+    const capacity = queue.capacity;
     const why = inFlight >= capacity
       ? `${inFlight} of capacity ${capacity} messages are unreleased`
+      : queue.fitsArena(byteLength)
+      ? `the arena has no room for this ${byteLength}-byte message: unreleased messages ` +
+        `hold ${arenaHeld} of its ${queue.arenaSize} bytes`
       : `messages in flight hold ${extensionBytes} bytes of extension segments and the byte ` +
-        `budget is ${byteBudget} (or the arena is full)`;
+        `budget is ${byteBudget}`;
     return new FullError(`Sender.${method}: no room for ${timeout} ms: ${why}`);
   }
 

@@ -370,7 +370,7 @@ export class SharedQueue {
   }
 
   /** What holds the queue's room right now (no lock; for error messages). */
-  usage(): { inFlight: number; extensionBytes: number; byteBudget: number } {
+  usage(): { inFlight: number; extensionBytes: number; byteBudget: number; arenaHeld: number } {
     let extensionBytes = 0;
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const e = L.extensionOffset(i);
@@ -378,7 +378,14 @@ export class SharedQueue {
         extensionBytes += this.#f64[(e + L.E_SIZE) >> 3];
       }
     }
-    return { inFlight: this.inFlight, extensionBytes, byteBudget: this.#byteBudget };
+    // Read without the lock: a figure for messages, not for decisions.
+    const arenaHeld = this.#f64[L.C_ARENA_HEAD >> 3] - this.#f64[L.C_ARENA_TAIL >> 3];
+    return { inFlight: this.inFlight, extensionBytes, byteBudget: this.#byteBudget, arenaHeld };
+  }
+
+  /** Whether a message of `length` encoded bytes goes to the arena (else an extension). */
+  fitsArena(length: number): boolean {
+    return length <= this.arenaSize / ARENA_SHARE;
   }
 
   // ---------------------------------------------------------------- sender side
@@ -924,7 +931,7 @@ export class SharedQueue {
     const head = f64[L.C_ARENA_HEAD >> 3];
     let arenaEnd = head;
     const arenaSize = this.arenaSize;
-    if (length <= arenaSize / ARENA_SHARE) {
+    if (this.fitsArena(length)) {
       // These cursors decide where this end writes (through raw pointers, for drafts): a
       // forged one must not send it outside the arena, nor keep it waiting for room forever.
       const arenaTail = f64[L.C_ARENA_TAIL >> 3];

@@ -66,11 +66,37 @@ Deno.test("capacity bounds outstanding messages: hasSpace, put timeout, FullErro
     const started = performance.now();
     await assert.rejects(s.put(3, { timeout: 50 }), FullError);
     assert.ok(performance.now() - started >= 45);
-    assert.throws(() => s.putSync(3, { timeout: 0 }), FullError);
+    assert.throws(() => s.putSync(3, { timeout: 0 }), /3 of capacity 3 messages are unreleased/);
     assert.equal(await r.get(), 0);
     assert.equal(s.hasSpace(), true);
     await s.put(3, { timeout: 50 });
     for (const want of [1, 2, 3]) assert.equal(r.getSync({ timeout: 100 }), want);
+  }));
+
+Deno.test("a full arena: FullError says the arena has no room, and the queue goes on", () =>
+  withoutLeaks(async () => {
+    // 64 KiB of arena, room for many messages by count, four of 12 KiB by bytes.
+    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 * 1024 });
+    using _s = s;
+    using _r = r;
+    const block = new Uint8Array(12 * 1024).fill(7);
+    let put = 0;
+    for (; put < 64; put++) {
+      try {
+        s.putSync(block, { timeout: 0 });
+      } catch (error) {
+        assert.ok(error instanceof FullError);
+        assert.match(error.message, /the arena has no room for this \d+-byte message/);
+        assert.match(error.message, /hold \d+ of its 65536 bytes/);
+        break;
+      }
+    }
+    assert.ok(put >= 3 && put < 64, `${put} messages fit`);
+    assert.equal(s.hasSpace(), true, "counts messages, not bytes");
+    await assert.rejects(s.put(block, { timeout: 10 }), /the arena has no room/);
+    for (let i = 0; i < put; i++) assert.equal((r.getSync({ timeout: 100 }) as Uint8Array)[9], 7);
+    s.putSync(block, { timeout: 100 });
+    assert.equal((r.getSync({ timeout: 100 }) as Uint8Array).length, block.length);
   }));
 
 Deno.test("get timeouts and getNowait on an empty queue", () =>
