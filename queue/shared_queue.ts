@@ -1704,8 +1704,9 @@ function ensureRoom(size: number, what: string, remedy: string): void {
 }
 
 const ARENA_REMEDY = "lower the queue's arenaBytes";
-const EXTENSION_REMEDY = "lower the queue's byteBudget, which bounds the memory of large " +
-  "messages in flight (each message larger than a quarter of the arena gets a segment of its own)";
+const EXTENSION_REMEDY = "send the data in smaller messages; a lower byteBudget helps only " +
+  "when other large messages in flight hold the space (each message larger than a quarter of " +
+  "the arena gets a segment of its own, and the budget bounds them together)";
 
 function createOrExplain(name: string, size: number): number {
   try {

@@ -235,7 +235,7 @@ Deno.test({
     );
     assert.deepEqual(report.leftAfterCreate, [], "nothing left of the queue that failed");
     // A message whose extension segment does not fit.
-    assert.match(report.put, /^RangeError: \/dev\/shm has no room .*69206016.*byteBudget/);
+    assert.match(report.put, /^RangeError: \/dev\/shm has no room .*69206016.*smaller messages/);
     assert.equal(report.leftAfterPut.length, 1, "the segment that failed is gone");
     // The queue goes on: small messages, and extension messages that fit.
     assert.equal(report.small, "no error");
