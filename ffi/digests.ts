@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "494e0a6a08add575e6cf0f7413f67fb602b118e65086621a50787a392820df9b",
-  "x86_64-linux": "c9d4d1cd54be84d1ec3b60211a0b2b6b167d1de6fc7ac753642b9773db5b538a",
+  "aarch64-linux": "4445fbe7ddb94243151f3435f93a9e442900ea5c12154f316d060177764b4129",
+  "x86_64-linux": "cdd4dedb2191b9bbcce80d104d3444b2c896fd96341fcfae887b465415f9f28a",
 };

@@ -811,11 +811,12 @@ export function forgetMapping(pointer: Deno.PointerObject): boolean {
 }
 
 /**
- * Unmaps and closes what the ends of ended threads (terminated Workers) left in this
- * process: every fd {@linkcode adoptFd} recorded from a thread that no longer runs and that
- * refers to the same file as `sameAs`, with the mappings recorded with it. Their fd locks
- * go with them. Decided from the private table alone, whatever shared memory says. Returns
- * how many fds it closed.
+ * Closes what the ends of ended threads (terminated Workers) left in this process: every fd
+ * {@linkcode adoptFd} recorded from a thread that no longer runs and that refers to the same
+ * file as `sameAs`. The mappings recorded with it are quarantined (see {@linkcode
+ * quarantine}), not unmapped: the ended thread may have transferred a buffer over them to a
+ * thread that lives on. Their fd locks go with them. Decided from the private table alone,
+ * whatever shared memory says. Returns how many fds it closed.
  *
  * @example
  * ```ts

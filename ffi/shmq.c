@@ -162,11 +162,15 @@ static int free_adopted_map(void) {
   return -1;
 }
 
-/* Forgets fd and its mappings; unmaps those too when asked. Call with the table locked. */
-static void drop_adopted(int i, int unmap) {
+/*
+ * Forgets fd and its mappings; quarantines those too when asked (an ended thread's: it may
+ * have transferred a buffer over them to a thread that lives on, which must never fault).
+ * Call with the table locked.
+ */
+static void drop_adopted(int i, int quarantine) {
   for (int m = 0; m < MAX_ADOPTED_MAPS; m++) {
     if (adopted_maps[m].owner_plus_one != adopted[i].fd_plus_one) continue;
-    if (unmap) munmap(adopted_maps[m].addr, (size_t)adopted_maps[m].size);
+    if (quarantine) shmq_quarantine(adopted_maps[m].addr, adopted_maps[m].size);
     adopted_maps[m].owner_plus_one = 0;
   }
   adopted[i].fd_plus_one = 0;

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 7
+#define SHMQ_ABI_VERSION 8
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -239,10 +239,12 @@ SHMQ_API int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size);
 SHMQ_API int32_t shmq_map_forget(void *addr);
 
 /*
- * Unmaps and closes what ends whose thread has ended (terminated Workers) left behind in
- * this process while it lives on: every adopted fd that refers to the same file as fd
- * `same_as` and whose recorded thread has ended, with the mappings recorded with it. The fd
- * locks it holds go with the last reference to its open file description, the mappings
+ * Closes what ends whose thread has ended (terminated Workers) left behind in this process
+ * while it lives on: every adopted fd that refers to the same file as fd `same_as` and whose
+ * recorded thread has ended, and quarantines the mappings recorded with it (shmq_quarantine:
+ * the ended thread may have transferred a buffer over them to one that lives on, so they
+ * become private zero pages, not holes; address space is all they keep). The fd locks it
+ * holds go with the last reference to its open file description, the shared mappings
  * included. Decided from the private table alone, whatever shared memory says. Returns how
  * many fds it closed, or -errno when same_as is bad.
  */

@@ -114,8 +114,16 @@ function unmapAll(mapping: Mapping): void {
   if (mapping.buffer.detached) return;
   mapping.buffer.transfer(0);
   native.forgetMapping(mapping.pointer);
-  if (mapping.moved) native.quarantine(mapping.pointer, mapping.size);
-  else native.unmap(mapping.pointer, mapping.size);
+  if (!mapping.moved) {
+    native.unmap(mapping.pointer, mapping.size);
+    return;
+  }
+  try {
+    native.quarantine(mapping.pointer, mapping.size);
+  } catch {
+    // No memory for the private pages (strict overcommit): the shared mapping stays, which
+    // keeps the moved buffer from faulting all the same.
+  }
 }
 
 /** Ends open in this process (or Worker), closed on a normal exit so that the last one out

@@ -95,3 +95,34 @@ Deno.test("a moved draft buffer can be written after send and close without harm
     `);
     assert.deepEqual(lines, ["8192 3 3", "1048576 3 3", "done"]);
   }));
+
+Deno.test("buffers a terminated Worker moved out of its leases stay readable after its ends are reclaimed", () =>
+  withoutLeaks(async () => {
+    const native = JSON.stringify(new URL("../ffi/native.ts", import.meta.url).href);
+    const lines = await runApart(`
+      import { threadAlive, threadIdentity } from ${native};
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
+      const worker = new Worker("data:application/javascript," + encodeURIComponent(\`
+        import { openReceiver } from ${MOD};
+        import { threadIdentity } from ${native};
+        const r = openReceiver(\${JSON.stringify(receiver.descriptor)});
+        const arena = r.borrowSync({ timeout: 5000 }); // 8 KiB: in the arena
+        const extension = r.borrowSync({ timeout: 5000 }); // 1 MiB: an extension segment
+        const a = arena.value.buffer;
+        const e = extension.value.buffer;
+        postMessage({ a, e, thread: threadIdentity() }, [a, e]); // leases never released
+      \`), { type: "module" });
+      sender.putSync(new Uint8Array(8192).fill(7));
+      sender.putSync(new Uint8Array(1 << 20).fill(8));
+      const { a, e, thread } = await new Promise((ok) => worker.onmessage = (m) => ok(m.data));
+      const arena = new Uint8Array(a);
+      const extension = new Uint8Array(e);
+      console.log("moved", arena[arena.length - 1], extension[extension.length - 1]);
+      worker.terminate();
+      while (threadAlive(Deno.pid, thread)) await new Promise((ok) => setTimeout(ok, 10));
+      receiver.close(); // reclaims what the ended Worker's end left
+      sender.close();
+      console.log("after", arena[arena.length - 1], extension[extension.length - 1]);
+    `);
+    assert.deepEqual(lines, ["moved 7 8", "after 0 0"]);
+  }));
