@@ -23,7 +23,11 @@ function sweepNowAndThen(): void {
   const now = performance.now();
   if (now - lastSweep < SWEEP_INTERVAL_MS) return;
   lastSweep = now;
-  sweepStaleQueues();
+  try {
+    sweepStaleQueues();
+  } catch {
+    // Leftovers of others are no reason to refuse this end; sweepStaleQueues() reports.
+  }
 }
 
 /**

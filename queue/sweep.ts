@@ -31,7 +31,8 @@ export interface SweepResult {
  * queues whose processes were all killed, and extension segments left without their queue.
  * A queue with any live participant is never touched. Runs automatically when a process makes
  * or opens a queue end (its first, then at most once a second); call it yourself after a
- * crash to clean up at once.
+ * crash to clean up at once. An entry it cannot remove (another user's, or not a file) is
+ * left alone, not an error.
  *
  * @example
  * ```ts
@@ -57,42 +58,48 @@ export function sweepStaleQueues(): SweepResult {
     }
   }
   for (const id of mains) {
-    if (removeIfDead(id, extensions.get(id) ?? [])) {
-      removed.push(`shmq-${id}`, ...(extensions.get(id) ?? []));
-    }
+    removed.push(...removeIfDead(id, extensions.get(id) ?? []));
     extensions.delete(id);
   }
   // Extensions whose queue is gone belong to nobody.
   for (const list of extensions.values()) {
-    for (const name of list) {
-      if (native.shmUnlink(`/${name}`, { missingOk: true })) removed.push(name);
-    }
+    for (const name of list) if (unlinked(name)) removed.push(name);
   }
   return { removed };
 }
 
-function removeIfDead(id: string, extensions: string[]): boolean {
-  const name = `/shmq-${id}`;
+/** Unlinks `/name`; false when it was gone already or cannot be removed (another user's
+ * entry, a directory): what the sweep cannot remove, it leaves. */
+function unlinked(name: string): boolean {
+  try {
+    return native.shmUnlink(`/${name}`, { missingOk: true });
+  } catch {
+    return false;
+  }
+}
+
+/** Removes queue `id` and its `extensions` if no participant of it is alive; returns the
+ * names removed. */
+function removeIfDead(id: string, extensions: string[]): string[] {
+  const name = `shmq-${id}`;
   let fd: number;
   try {
-    fd = native.shmOpen(name);
+    fd = native.shmOpen(`/${name}`);
   } catch {
-    return false; // Gone already, or not ours to open.
+    return []; // Gone already, or not ours to open.
   }
   try {
     // Every live participant holds a shared lock on this byte; winning it exclusively
     // proves nobody is left, and keeps late openers out until the names are gone.
-    if (!native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "exclusive")) return false;
+    if (!native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "exclusive")) return [];
     if (!headerComplete(fd)) {
       native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "unlock");
       sleepSync(UNFINISHED_GRACE_MS);
       if (!native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "exclusive") || headerComplete(fd)) {
-        return false;
+        return [];
       }
     }
-    for (const ext of extensions) native.shmUnlink(`/${ext}`, { missingOk: true });
-    native.shmUnlink(name, { missingOk: true });
-    return true;
+    return [...extensions, name].filter(unlinked);
   } finally {
     native.closeFd(fd);
   }

@@ -224,6 +224,55 @@ Deno.test("a long-running process sweeps again: a killed child's own queue goes 
   for (const end of [first, firstReceiver, sender, receiver]) end.close();
 });
 
+/** Whether this run can play an unprivileged user against root's /dev/shm entries. */
+async function canDropPrivileges(): Promise<boolean> {
+  if (Deno.uid() !== 0) return false;
+  try {
+    const out = await new Deno.Command("setpriv", { args: ["--version"] }).output();
+    return out.success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "another user's leftover that the sweep cannot remove never fails making an end",
+  ignore: !(await canDropPrivileges()),
+  async fn() {
+    // Root's file in the sticky /dev/shm, named like an extension whose queue is gone: an
+    // unprivileged sweep's unlink fails with EPERM.
+    const name = `/dev/shm/shmq-${"0123456789abcdef".repeat(2)}-x0-0`;
+    assert.ok((await new Deno.Command("touch", { args: [name] }).output()).success);
+    const home = await Deno.makeTempDir({ prefix: "shmq-nobody-" });
+    try {
+      await Deno.chown(home, 65534, 65534);
+      const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+      const code = `
+        import { createSharedMemoryPair } from ${mod};
+        for (let i = 0; i < 2; i++) { // the first sweep of the process, then a later one
+          const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+          sender.close();
+          receiver.close();
+          console.log("made");
+          await new Promise((ok) => setTimeout(ok, 1100));
+        }`;
+      const out = await new Deno.Command("setpriv", {
+        args: ["--reuid=65534", "--regid=65534", "--clear-groups", Deno.execPath(), "eval", code],
+        env: { DENO_DIR: home, HOME: home },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      assert.equal(new TextDecoder().decode(out.stdout), "made\nmade\n");
+      assert.ok((await Deno.stat(name)).isFile, "left alone");
+    } finally {
+      await new Deno.Command("rm", { args: ["-f", name] }).output();
+      await Deno.remove(home, { recursive: true });
+    }
+  },
+});
+
 Deno.test("a process that exits without closing its ends leaves nothing in /dev/shm", async () => {
   const child = spawnFixture("queue_child.ts", ["exit"]);
   const out = lines(child);
