@@ -88,6 +88,9 @@ export class Sender implements Disposable {
       }
       if (queue.inFlight < queue.capacity) return true;
     }
+    // Full with no receiver left: a put would throw ClosedError at once, which a loop polling
+    // for room must get to learn.
+    if (queue.livePeers === 0) return true;
     // Full, maybe only because a dead receiver holds messages. Waiting calls notice dead
     // peers on their own; a caller that only polls must, too.
     const now = performance.now();
@@ -98,7 +101,7 @@ export class Sender implements Disposable {
     } catch {
       return false; // Corrupt or stuck: no room either way.
     }
-    return queue.inFlight < queue.capacity;
+    return queue.inFlight < queue.capacity || queue.livePeers === 0;
   }
 
   /**

@@ -99,6 +99,18 @@ Deno.test("a full arena: FullError says the arena has no room, and the queue goe
     assert.equal((r.getSync({ timeout: 100 }) as Uint8Array).length, block.length);
   }));
 
+Deno.test("hasSpace is true on a full queue whose receivers are gone, so a polling put learns why", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    s.putSync(1);
+    s.putSync(2);
+    assert.equal(s.hasSpace(), false, "full, a receiver is there");
+    r.close(); // the two messages stay in flight
+    assert.equal(s.hasSpace(), true);
+    assert.throws(() => s.putSync(3, { timeout: 0 }), (e) => e instanceof ClosedError);
+  }));
+
 Deno.test("get timeouts and getNowait on an empty queue", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair();
