@@ -12,6 +12,7 @@ import { Lease } from "./lease.ts";
 import type { MessageView, SharedQueue, TakenMessage } from "./shared_queue.ts";
 import {
   type Attempt,
+  checkOptionsObject,
   deadlineOf,
   type SyncWaitOptions,
   waitAsync,
@@ -160,6 +161,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * once every sender has closed and the queue is drained.
    */
   getNowait<T = unknown>(options?: Pick<GetOptions, "allocate">): T | undefined {
+    if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait");
     const attempt = this.#getAttemptFor(options?.allocate, "getNowait");
     const got = attempt();
     if (got !== undefined) return got.value as T;
@@ -290,6 +292,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       } finally {
         finishCopyHelper();
       }
+      // Closed from inside the call (an `allocate` that closed this end) while the mapping
+      // stayed for an async wait: the close released the message, whose space a sender may
+      // be writing by now, so what was decoded cannot be trusted (and is dropped, as a close
+      // drops every message an end holds).
+      if (queue.closed) throw new ClosedError("the receiver was closed while it decoded a message");
     } catch (error) {
       // A message that cannot be read or decoded is consumed. One whose caller-supplied
       // `allocate` failed is kept for the next call of this end: it is not lost, and nothing

@@ -84,11 +84,7 @@ export function deadlineOf(
   method: string,
 ): number {
   if (options === undefined) return Infinity;
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(
-      `${method}: options must be an object such as { timeout: 100 }, got ${shown(options)}`,
-    );
-  }
+  checkOptionsObject(options, method);
   const { timeout, signal } = options;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new TypeError(`${method}: signal must be an AbortSignal, got ${shown(signal)}`);
@@ -100,6 +96,15 @@ export function deadlineOf(
     );
   }
   return performance.now() + timeout;
+}
+
+/** Refuses options that are not an object (`get(50)`), which would otherwise be ignored. */
+export function checkOptionsObject(options: unknown, method: string): void {
+  if (typeof options !== "object" || options === null) {
+    throw new TypeError(
+      `${method}: options must be an object such as { timeout: 100 }, got ${shown(options)}`,
+    );
+  }
 }
 
 /** A value for an error message: numbers as they are, anything else with its type. */

@@ -66,6 +66,7 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
     await assert.rejects(s.put(1, fifty), /Sender\.put: options must be an object/);
     assert.throws(() => s.putSync(1, null as unknown as { timeout: number }), /got null/);
     await assert.rejects(s.waitForAllAck(fifty), TypeError);
+    assert.throws(() => r.getNowait(50 as never), /Receiver\.getNowait: options must be an object/);
     const signal = "x" as unknown as AbortSignal;
     await assert.rejects(
       r.get({ signal }),
@@ -187,6 +188,22 @@ Deno.test("a receiver closed by its own allocate callback: ClosedError, not a de
         e instanceof ClosedError && e.reason === "closed" && /while it decoded/.test(e.message),
     );
     assert.throws(() => r.getSync(), ClosedError);
+  }));
+
+Deno.test("closed by its own allocate while an async get waits: ClosedError, not the message", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    // The waiting get keeps the mapping past close, so the decode could read on.
+    const waiting = r.get().then(() => "resolved", (e) => e.constructor.name);
+    await new Promise((ok) => setTimeout(ok, 20));
+    s.putSync({ data: new Float64Array([1, 2, 3]) });
+    const allocate = (n: number) => {
+      r.close();
+      return new ArrayBuffer(n);
+    };
+    assert.throws(() => r.getSync({ allocate }), ClosedError);
+    assert.equal(await waiting, "ClosedError");
   }));
 
 Deno.test("a draft sent or a lease released after its end closed: no crash, no effect", () =>
