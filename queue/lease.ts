@@ -12,8 +12,8 @@ import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shar
  * at most 2 KiB, into a copy the receiver recycles). Release it (or let `using` dispose it)
  * when done: its space goes back to the sender, and every view into it is detached so it can
  * never alias a later message. (Do not `transfer()` a view's buffer: a moved buffer escapes
- * that. The library makes sure it cannot crash the process, but one over the arena may show
- * later messages; copy with `slice()` instead.)
+ * that. The library makes sure it cannot crash the process, but one over the arena shows,
+ * and if written corrupts, later messages; copy with `slice()` instead.)
  *
  * @example
  * ```ts
