@@ -12,8 +12,9 @@ import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shar
  * at most 2 KiB, into a copy the receiver recycles). Release it (or let `using` dispose it)
  * when done: its space goes back to the sender, and every view into it is detached so it can
  * never alias a later message. (Do not `transfer()` a view's buffer: a moved buffer escapes
- * that. The library makes sure it cannot crash the process, but one over the arena shows,
- * and if written corrupts, later messages; copy with `slice()` instead.)
+ * the detaching. The library cuts it off from shared memory once the views of its mapping
+ * are released, so it cannot crash the process or touch later messages, but copying with
+ * `slice()` is the way to keep bytes.)
  *
  * @example
  * ```ts
@@ -86,7 +87,7 @@ export class Lease<T = unknown> implements Disposable {
 /**
  * A message being written in place: its arrays already live in the queue's shared memory.
  * Fill them, then {@linkcode send}. Disposing a draft that was not sent cancels it. (Do not
- * `transfer()` their buffer: writes through a moved buffer could still change the message.)
+ * `transfer()` their buffer: a moved buffer escapes the detaching on send.)
  *
  * @example
  * ```ts

@@ -64,8 +64,10 @@ export interface Mapping {
   moved?: boolean;
 }
 
-/** A mapped extension segment (internal). */
+/** A mapping zero-copy views are made over (internal): an extension segment's, or the main
+ * segment's second mapping for arena views (see SharedQueue.#lendMapping; gen 0). */
 export interface ExtensionMapping extends Mapping {
+  /** The extension table generation it maps. */
   readonly gen: number;
   /** Zero-copy views (leases, drafts) that still point into this mapping. */
   refs: number;
@@ -190,10 +192,12 @@ export class SharedQueue {
   #takenAt = 0;
   #takenInOrder = false;
   /** External buffers over shared memory handed out by openView and not yet dropped, with the
-   * extension mapping each is in (undefined: the main one): close detaches them, so a lease
-   * or draft kept past its end's close (an unload listener that runs after the one closing
-   * every end) reads as empty instead of faulting. */
-  readonly #views = new Map<ArrayBuffer, ExtensionMapping | undefined>();
+   * mapping each is in: close detaches them, so a lease or draft kept past its end's close (an
+   * unload listener that runs after the one closing every end) reads as empty instead of
+   * faulting. */
+  readonly #views = new Map<ArrayBuffer, ExtensionMapping>();
+  /** See #lendMapping. */
+  #lend: ExtensionMapping | undefined;
   /** Async futex waits of this end in flight: their worker threads hold a pointer into the
    * main mapping, which close must not unmap under them. */
   #asyncWaits = 0;
@@ -490,19 +494,33 @@ export class SharedQueue {
    * revoked on their own. Pair every call with {@linkcode dropView}.
    */
   openView(segment: number, offset: number, length: number, create = false): MessageView {
-    let base: Deno.PointerObject;
-    let mapping: ExtensionMapping | undefined;
-    if (segment === 0) {
-      base = Deno.UnsafePointer.offset(this.#main.pointer, this.#arenaOffset + offset)!;
-    } else {
-      mapping = this.#extension(segment - 1, create, offset + length);
-      mapping.refs++;
-      base = Deno.UnsafePointer.offset(mapping.pointer, offset)!;
-    }
+    const mapping = segment === 0
+      ? this.#lendMapping()
+      : this.#extension(segment - 1, create, offset + length);
+    const start = segment === 0 ? this.#arenaOffset + offset : offset;
+    const base = Deno.UnsafePointer.offset(mapping.pointer, start)!;
     // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
     const buffer = Deno.UnsafePointerView.getArrayBuffer(base, Math.max(length, 1));
+    mapping.refs++;
     this.#views.set(buffer, mapping);
     return { buffer, mapping };
+  }
+
+  /**
+   * The mapping arena views (leases, drafts) are made over: a second mapping of the main
+   * segment, apart from the one this end works through, made at the first view. Should a
+   * view's buffer be moved out of the library's hands, this one alone is retired, and
+   * quarantined once its views are gone (see #noteMoved), and later views get a fresh one.
+   */
+  #lendMapping(): ExtensionMapping {
+    if (this.#lend !== undefined) return this.#lend;
+    const mapping = mapFd(this.#fd, this.#main.size);
+    // The pages are there already (the main mapping holds them): only page tables are made.
+    native.prefault(mapping.pointer, mapping.size);
+    // Should this end's Worker be terminated, another end of this process reclaims it.
+    native.adoptMapping(this.#fd, mapping);
+    this.#lend = { ...mapping, gen: 0, refs: 0, retired: false };
+    return this.#lend;
   }
 
   /** Revokes a view from {@linkcode openView}: its arrays read as empty afterwards. */
@@ -513,12 +531,12 @@ export class SharedQueue {
       if (!view.buffer.detached) view.recycle(view.buffer.transfer(), view.used ?? 0);
       return;
     }
-    if (this.#closed) return; // Detached, and its mapping gone, with the end.
-    this.#views.delete(view.buffer);
-    if (view.buffer.detached) this.#noteMoved(view.mapping);
-    else view.buffer.transfer(0);
     const mapping = view.mapping;
-    if (mapping === undefined || mapping.refs === 0) return;
+    if (this.#closed || mapping === undefined) return; // Detached, and unmapped, with the end.
+    this.#views.delete(view.buffer);
+    if (view.buffer.detached) this.#noteMoved(mapping);
+    else view.buffer.transfer(0);
+    if (mapping.refs === 0) return;
     mapping.refs--;
     if (mapping.retired && mapping.refs === 0) {
       this.#retired.delete(mapping);
@@ -637,6 +655,8 @@ export class SharedQueue {
     this.#views.clear();
     for (const mapping of this.#extensions) if (mapping) unmapAll(mapping);
     for (const mapping of this.#retired) unmapAll(mapping);
+    if (this.#lend !== undefined) unmapAll(this.#lend);
+    this.#lend = undefined;
     this.#extensions.length = 0;
     this.#retired.clear();
     native.lockByte(this.#fd, L.participantLockByte(this.#self), "unlock");
@@ -1088,17 +1108,18 @@ export class SharedQueue {
   /**
    * A view's buffer was detached before the library detached it: the user moved its memory
    * out (`transfer()`, a `postMessage` transfer), and the moved buffer is beyond revoking. Its
-   * mapping is quarantined instead of unmapped (see unmapAll), so that buffer can never fault.
-   * An extension's is also retired now: the queue maps the segment anew for its next message,
-   * which the moved buffer then never shows. (Arena messages share the main mapping, which
-   * this end keeps using until it closes.)
+   * mapping is retired now, so later messages are mapped anew and the moved buffer never
+   * shows (nor, written, corrupts) them once the mapping's last view is gone; and it is
+   * quarantined then instead of unmapped (see unmapAll), so that buffer can never fault.
    */
-  #noteMoved(mapping: ExtensionMapping | undefined): void {
-    if (mapping === undefined) {
-      this.#main.moved = true;
+  #noteMoved(mapping: ExtensionMapping): void {
+    mapping.moved = true;
+    if (mapping === this.#lend) {
+      this.#lend = undefined;
+      mapping.retired = true;
+      this.#retired.add(mapping);
       return;
     }
-    mapping.moved = true;
     const index = this.#extensions.indexOf(mapping);
     if (index >= 0) this.#dropCachedExtension(index, mapping);
   }
@@ -1593,6 +1614,7 @@ export class SharedQueue {
 /** A revocable buffer over one message's bytes. */
 export interface MessageView {
   readonly buffer: ArrayBuffer;
+  /** The mapping the view is over; undefined for a copy (see `recycle`). */
   readonly mapping: ExtensionMapping | undefined;
   /** Set when `buffer` holds a copy in memory its owner recycles: takes the memory back,
    * of which the copy used the first `used` bytes. */
