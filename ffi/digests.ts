@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "4445fbe7ddb94243151f3435f93a9e442900ea5c12154f316d060177764b4129",
-  "x86_64-linux": "cdd4dedb2191b9bbcce80d104d3444b2c896fd96341fcfae887b465415f9f28a",
+  "aarch64-linux": "4abd11dfe128adfd1a358a7c0fa70568aebc929c5c1b2cabad6df264d4bc30af",
+  "x86_64-linux": "7760208fafa7febcbabc27de3e18d913803d8e2dac6ebf55e97d461aeafde666",
 };

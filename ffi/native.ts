@@ -794,6 +794,34 @@ export function adoptMapping(
 }
 
 /**
+ * The view count the native table keeps for a mapping recorded by {@linkcode adoptMapping}:
+ * store in it how many views (leases, drafts) are open over the mapping, so that should this
+ * thread end with views open, {@linkcode closeOrphans} quarantines the mapping instead of
+ * unmapping it. Undefined when the mapping is not recorded; valid until it is forgotten.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { adoptFd, adoptMapping, closeFd, map, mapViews, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-views", 4096);
+ * shmUnlink("/shmq-doc-views");
+ * adoptFd(fd);
+ * const pointer = map(fd, 4096);
+ * adoptMapping(fd, { pointer, size: 4096 });
+ * const views = mapViews(pointer)!;
+ * Atomics.store(views, 0, 1); // one view open now
+ * closeFd(fd); // forgets the mapping too
+ * assert.equal(mapViews(pointer), undefined);
+ * ```
+ */
+export function mapViews(pointer: Deno.PointerObject): Int32Array | undefined {
+  const counter = s().shmq_map_views(pointer);
+  return counter === null
+    ? undefined
+    : new Int32Array(Deno.UnsafePointerView.getArrayBuffer(counter, 4));
+}
+
+/**
  * Forgets a mapping recorded by {@linkcode adoptFd} or {@linkcode adoptMapping}, before it
  * is unmapped, so the table never names memory that is gone. Returns whether it was
  * recorded.

@@ -135,6 +135,8 @@ static struct {
 } adopted[MAX_ADOPTED];
 static struct {
   int32_t owner_plus_one;
+  /* Views its end has open over it, kept by that end (see shmq_map_views). */
+  _Atomic int32_t views;
   void *addr;
   uint64_t size;
 } adopted_maps[MAX_ADOPTED_MAPS];
@@ -163,14 +165,19 @@ static int free_adopted_map(void) {
 }
 
 /*
- * Forgets fd and its mappings; quarantines those too when asked (an ended thread's: it may
- * have transferred a buffer over them to a thread that lives on, which must never fault).
- * Call with the table locked.
+ * Forgets fd and its mappings; when asked to reclaim them too (an ended thread's), unmaps
+ * those without views and quarantines those with: the ended thread may have transferred a
+ * view's buffer to a thread that lives on, which must never fault. Call with the table
+ * locked.
  */
-static void drop_adopted(int i, int quarantine) {
+static void drop_adopted(int i, int reclaim) {
   for (int m = 0; m < MAX_ADOPTED_MAPS; m++) {
     if (adopted_maps[m].owner_plus_one != adopted[i].fd_plus_one) continue;
-    if (quarantine) shmq_quarantine(adopted_maps[m].addr, adopted_maps[m].size);
+    if (reclaim && atomic_load(&adopted_maps[m].views) > 0) {
+      shmq_quarantine(adopted_maps[m].addr, adopted_maps[m].size);
+    } else if (reclaim) {
+      munmap(adopted_maps[m].addr, (size_t)adopted_maps[m].size);
+    }
     adopted_maps[m].owner_plus_one = 0;
   }
   adopted[i].fd_plus_one = 0;
@@ -208,9 +215,13 @@ int32_t shmq_unmap(void *addr, uint64_t size) {
 }
 
 int32_t shmq_quarantine(void *addr, uint64_t size) {
-  void *p = mmap(addr, (size_t)size, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? -errno : 0;
+  const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
+  if (mmap(addr, (size_t)size, PROT_READ | PROT_WRITE, flags, -1, 0) != MAP_FAILED) return 0;
+  int err = errno;
+  /* Strict overcommit can refuse writable pages, and kernels before 6.12 may have unmapped
+   * the range by then: read-only zero pages are never charged, and leave no hole. */
+  if (mmap(addr, (size_t)size, PROT_READ, flags, -1, 0) != MAP_FAILED) return 0;
+  return -err;
 }
 
 int32_t shmq_prefault(void *addr, uint64_t len) {
@@ -610,6 +621,7 @@ int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
     adopted[i].start = start;
     if (m >= 0) {
       adopted_maps[m].owner_plus_one = fd + 1;
+      atomic_store(&adopted_maps[m].views, 0);
       adopted_maps[m].addr = addr;
       adopted_maps[m].size = size;
     }
@@ -630,6 +642,7 @@ int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size) {
     rc = m < 0 ? -ENOSPC : 0;
     if (m >= 0) {
       adopted_maps[m].owner_plus_one = owner_fd + 1;
+      atomic_store(&adopted_maps[m].views, 0);
       adopted_maps[m].addr = addr;
       adopted_maps[m].size = size;
     }
@@ -649,6 +662,18 @@ int32_t shmq_map_forget(void *addr) {
   }
   unlock_adopted();
   return found;
+}
+
+_Atomic int32_t *shmq_map_views(void *addr) {
+  _Atomic int32_t *views = NULL;
+  lock_adopted();
+  for (int m = 0; m < MAX_ADOPTED_MAPS && views == NULL; m++) {
+    if (adopted_maps[m].owner_plus_one != 0 && adopted_maps[m].addr == addr) {
+      views = &adopted_maps[m].views;
+    }
+  }
+  unlock_adopted();
+  return views;
 }
 
 int32_t shmq_close_orphans(int32_t same_as) {

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 8
+#define SHMQ_ABI_VERSION 9
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -96,7 +96,8 @@ SHMQ_API int32_t shmq_unmap(void *addr, uint64_t size);
 
 /*
  * Replaces a mapping with private, zero-filled, unreserved pages at the same address, in one
- * mmap(MAP_FIXED) call, and keeps them for the process's life. For shared memory that a
+ * mmap(MAP_FIXED) call, and keeps them for the process's life (read-only ones if writable
+ * ones are refused, under strict overcommit). For shared memory that a
  * JavaScript buffer moved out of the library's hands (ArrayBuffer.prototype.transfer) may
  * still reach: unmapping would let that buffer crash the process, keeping the shared pages
  * would let it see later messages. 0 or -errno.
@@ -239,11 +240,20 @@ SHMQ_API int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size);
 SHMQ_API int32_t shmq_map_forget(void *addr);
 
 /*
+ * The count of views open over the mapping at addr recorded by shmq_map_adopt, or NULL when
+ * none is recorded there. The end that owns the mapping keeps it current (a plain atomic
+ * store from JavaScript, no call per view); shmq_close_orphans reads it to tell mappings a
+ * transferred buffer may still reach (quarantined) from the rest (unmapped). Valid until the
+ * mapping is forgotten.
+ */
+SHMQ_API _Atomic int32_t *shmq_map_views(void *addr);
+
+/*
  * Closes what ends whose thread has ended (terminated Workers) left behind in this process
  * while it lives on: every adopted fd that refers to the same file as fd `same_as` and whose
- * recorded thread has ended, and quarantines the mappings recorded with it (shmq_quarantine:
- * the ended thread may have transferred a buffer over them to one that lives on, so they
- * become private zero pages, not holes; address space is all they keep). The fd locks it
+ * recorded thread has ended, with the mappings recorded with it: unmapped, or quarantined
+ * (shmq_quarantine) when their view count (shmq_map_views) says views were open, since the
+ * ended thread may have transferred a buffer over them to one that lives on. The fd locks it
  * holds go with the last reference to its open file description, the shared mappings
  * included. Decided from the private table alone, whatever shared memory says. Returns how
  * many fds it closed, or -errno when same_as is bad.

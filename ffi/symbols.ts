@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 9;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -73,6 +73,7 @@ export const symbols = {
   shmq_fd_adopt: { parameters: ["i32", "pointer", "u64"], result: "i32" },
   shmq_map_adopt: { parameters: ["i32", "pointer", "u64"], result: "i32" },
   shmq_map_forget: { parameters: ["pointer"], result: "i32" },
+  shmq_map_views: { parameters: ["pointer"], result: "pointer" },
   shmq_close_orphans: { parameters: ["i32"], result: "i32" },
   shmq_errno_name: { parameters: ["i32"], result: "pointer" },
   shmq_strerror: { parameters: ["i32"], result: "pointer" },

@@ -72,6 +72,8 @@ export interface ExtensionMapping extends Mapping {
   /** Zero-copy views (leases, drafts) that still point into this mapping. */
   refs: number;
   retired: boolean;
+  /** The native table's copy of `refs` (native.mapViews), when the mapping is recorded. */
+  readonly views: Int32Array | undefined;
 }
 
 const INT_MAX = 0x7fffffff;
@@ -126,6 +128,13 @@ function unmapAll(mapping: Mapping): void {
     // No memory for the private pages (strict overcommit): the shared mapping stays, which
     // keeps the moved buffer from faulting all the same.
   }
+}
+
+/** Counts a view opened (+1) or dropped (-1) over `mapping`, in the native table too: should
+ * this thread end with views open, the end that reclaims the mapping quarantines it. */
+function countView(mapping: ExtensionMapping, change: 1 | -1): void {
+  mapping.refs += change;
+  if (mapping.views !== undefined) Atomics.store(mapping.views, 0, mapping.refs);
 }
 
 /** Ends open in this process (or Worker), closed on a normal exit so that the last one out
@@ -501,7 +510,7 @@ export class SharedQueue {
     const base = Deno.UnsafePointer.offset(mapping.pointer, start)!;
     // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
     const buffer = Deno.UnsafePointerView.getArrayBuffer(base, Math.max(length, 1));
-    mapping.refs++;
+    countView(mapping, 1);
     this.#views.set(buffer, mapping);
     return { buffer, mapping };
   }
@@ -514,12 +523,13 @@ export class SharedQueue {
    */
   #lendMapping(): ExtensionMapping {
     if (this.#lend !== undefined) return this.#lend;
+    // Not pre-faulted: the pages exist (the main mapping holds them), and page tables for a
+    // whole arena took 15 ms at 64 MiB when the first lease needs a few.
     const mapping = mapFd(this.#fd, this.#main.size);
-    // The pages are there already (the main mapping holds them): only page tables are made.
-    native.prefault(mapping.pointer, mapping.size);
     // Should this end's Worker be terminated, another end of this process reclaims it.
     native.adoptMapping(this.#fd, mapping);
-    this.#lend = { ...mapping, gen: 0, refs: 0, retired: false };
+    const views = native.mapViews(mapping.pointer);
+    this.#lend = { ...mapping, gen: 0, refs: 0, retired: false, views };
     return this.#lend;
   }
 
@@ -537,7 +547,7 @@ export class SharedQueue {
     if (view.buffer.detached) this.#noteMoved(mapping);
     else view.buffer.transfer(0);
     if (mapping.refs === 0) return;
-    mapping.refs--;
+    countView(mapping, -1);
     if (mapping.retired && mapping.refs === 0) {
       this.#retired.delete(mapping);
       unmapAll(mapping);
@@ -1187,9 +1197,10 @@ export class SharedQueue {
         if (create) native.shmUnlink(name, { missingOk: true });
         throw error;
       }
-      const extension: ExtensionMapping = { ...mapping, gen, refs: 0, retired: false };
-      // Should this end's Worker be terminated, another end of this process unmaps it.
+      // Should this end's Worker be terminated, another end of this process reclaims it.
       native.adoptMapping(this.#fd, mapping);
+      const views = native.mapViews(mapping.pointer);
+      const extension: ExtensionMapping = { ...mapping, gen, refs: 0, retired: false, views };
       this.#extensions[index] = extension;
       return extension;
     } finally {

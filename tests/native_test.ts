@@ -324,7 +324,7 @@ Deno.test("a thread identity tells a thread from its successor and from an ended
   assert.equal(threadAlive(other.pid, other.thread), false, "the child has exited");
 });
 
-Deno.test("closeOrphans quarantines and closes only what threads that have ended adopted", async () => {
+Deno.test("closeOrphans closes only what ended threads adopted: mappings with views quarantined", async () => {
   const size = 3 * 4096; // an unusual size, so the freed range is unlikely to be reused at once
   using a = segment(size);
   const extra = shmOpen(a.name);
@@ -336,11 +336,12 @@ Deno.test("closeOrphans quarantines and closes only what threads that have ended
   } finally {
     closeFd(extra);
   }
-  // Adopted by a Worker's thread that has since ended: closed, its mappings quarantined.
+  // Adopted by a Worker's thread that has since ended: closed, its main mapping unmapped, and
+  // its extension mapping, which had a view open, quarantined.
   using b = segment(size);
   const native = JSON.stringify(new URL("../ffi/native.ts", import.meta.url).href);
   const source = `
-    import { adoptFd, adoptMapping, closeFd, map, shmOpen, threadIdentity } from ${native};
+    import { adoptFd, adoptMapping, closeFd, map, mapViews, shmOpen, threadIdentity } from ${native};
     const fd = shmOpen(${JSON.stringify(a.name)});
     const main = map(fd, ${size});
     adoptFd(fd, { pointer: main, size: ${size} });
@@ -348,6 +349,7 @@ Deno.test("closeOrphans quarantines and closes only what threads that have ended
     const extension = map(other, ${size});
     closeFd(other);
     adoptMapping(fd, { pointer: extension, size: ${size} });
+    Atomics.store(mapViews(extension), 0, 1); // a lease open over it
     postMessage({
       thread: threadIdentity(),
       mappings: [Deno.UnsafePointer.value(main), Deno.UnsafePointer.value(extension)],
@@ -368,20 +370,22 @@ Deno.test("closeOrphans quarantines and closes only what threads that have ended
   assert.equal(threadAlive(Deno.pid, thread), false, "the Worker's thread ended");
   assert.equal(closeOrphans(b.fd), 0, "only fds of the same file");
   // Still the shared segments: a byte written through each shows in this thread's mapping.
-  const mine = [a.bytes, b.bytes];
-  const seen = left.map((pointer) => new Deno.UnsafePointerView(pointer));
-  seen.forEach((view, i) => {
-    mine[i][100] = 7 + i;
-    assert.equal(view.getUint8(100), 7 + i, "still shared");
-  });
+  const [mainLeft, extensionLeft] = left;
+  const seen = new Deno.UnsafePointerView(extensionLeft);
+  b.bytes[100] = 7;
+  assert.equal(seen.getUint8(100), 7, "still shared");
+  prefault(mainLeft, size); // mapped
   assert.equal(closeOrphans(a.fd), 1);
+  // Unmapped: madvise on memory that is not mapped fails with ENOMEM.
+  assert.throws(
+    () => prefault(mainLeft, size),
+    (e: unknown) => e instanceof NativeError && /ENOMEM/.test(e.message),
+  );
   // Quarantined: still readable and writable (a transferred buffer must not fault), but
-  // private zero pages now, cut off from the segments.
-  seen.forEach((view, i) => {
-    assert.equal(view.getUint8(100), 0, "private now");
-    new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(left[i], size)).fill(9);
-    assert.equal(mine[i][100], 7 + i, "the segment is untouched");
-  });
+  // private zero pages now, cut off from the segment.
+  assert.equal(seen.getUint8(100), 0, "private now");
+  new Uint8Array(Deno.UnsafePointerView.getArrayBuffer(extensionLeft, size)).fill(9);
+  assert.equal(b.bytes[100], 7, "the segment is untouched");
   assert.equal(closeOrphans(a.fd), 0, "forgotten once closed");
 });
 

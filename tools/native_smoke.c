@@ -71,6 +71,10 @@ int main(void) {
   CHECK(fd3 >= 0 && shmq_fd_adopt(fd3, NULL, 0) == 0);
   CHECK(shmq_close_orphans(fd) == 0); /* adopted by this thread, which runs */
   CHECK(shmq_map_adopt(-1, p, 8192) == -EBADF && shmq_map_forget(p) == 0);
+  CHECK(shmq_map_views(p) == NULL && shmq_map_adopt(fd3, p, 8192) == 0);
+  _Atomic int32_t *views = shmq_map_views(p);
+  CHECK(views != NULL && *views == 0);
+  CHECK(shmq_map_forget(p) == 1 && shmq_map_views(p) == NULL);
   CHECK(shmq_close(fd3) == 0);
   static char big[8 << 20];
   int32_t helper = shmq_prefault_start(big, sizeof big);
