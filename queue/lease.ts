@@ -12,9 +12,9 @@ import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shar
  * at most 2 KiB, into a copy the receiver recycles). Release it (or let `using` dispose it)
  * when done: its space goes back to the sender, and every view into it is detached so it can
  * never alias a later message. (Do not `transfer()` a view's buffer: a moved buffer escapes
- * the detaching. The library cuts it off from shared memory once the views of its mapping
- * are released, so it cannot crash the process or touch later messages, but copying with
- * `slice()` is the way to keep bytes.)
+ * the detaching. It can never crash the process, and is cut off from shared memory once
+ * every view of its mapping is released; while other leases of this end are held it still
+ * shows, and if written corrupts, later messages. Copy with `slice()` to keep bytes.)
  *
  * @example
  * ```ts
