@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "4abd11dfe128adfd1a358a7c0fa70568aebc929c5c1b2cabad6df264d4bc30af",
-  "x86_64-linux": "7760208fafa7febcbabc27de3e18d913803d8e2dac6ebf55e97d461aeafde666",
+  "aarch64-linux": "d6cc599da01d82a7265d8cd7997b6d19bc716fa484fb3bee5d50893e4e63c05f",
+  "x86_64-linux": "c9a5b4865baf33bdb05ff3ddd1bcf33bc222e6e6e21b6e29fab56bff85b493b9",
 };

@@ -218,8 +218,10 @@ int32_t shmq_quarantine(void *addr, uint64_t size) {
   const int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE;
   if (mmap(addr, (size_t)size, PROT_READ | PROT_WRITE, flags, -1, 0) != MAP_FAILED) return 0;
   int err = errno;
-  /* Strict overcommit can refuse writable pages, and kernels before 6.12 may have unmapped
-   * the range by then: read-only zero pages are never charged, and leave no hole. */
+  /* Strict overcommit can refuse writable pages. Since Linux 6.12 the old mapping then
+   * stays, still writable, and is better kept; before, it may be gone: msync fails with
+   * ENOMEM on a hole, which read-only zero pages (never charged) then fill. */
+  if (msync(addr, (size_t)size, MS_ASYNC) == 0) return -err;
   if (mmap(addr, (size_t)size, PROT_READ, flags, -1, 0) != MAP_FAILED) return 0;
   return -err;
 }

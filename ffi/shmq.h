@@ -96,8 +96,9 @@ SHMQ_API int32_t shmq_unmap(void *addr, uint64_t size);
 
 /*
  * Replaces a mapping with private, zero-filled, unreserved pages at the same address, in one
- * mmap(MAP_FIXED) call, and keeps them for the process's life (read-only ones if writable
- * ones are refused, under strict overcommit). For shared memory that a
+ * mmap(MAP_FIXED) call, and keeps them for the process's life. Under strict overcommit
+ * writable pages may be refused: then the old mapping is kept if it is still there (-errno),
+ * and a hole the kernel left is filled with read-only zero pages (0). For shared memory that a
  * JavaScript buffer moved out of the library's hands (ArrayBuffer.prototype.transfer) may
  * still reach: unmapping would let that buffer crash the process, keeping the shared pages
  * would let it see later messages. 0 or -errno.

@@ -547,11 +547,15 @@ export class SharedQueue {
     if (view.buffer.detached) this.#noteMoved(mapping);
     else view.buffer.transfer(0);
     if (mapping.refs === 0) return;
-    countView(mapping, -1);
-    if (mapping.retired && mapping.refs === 0) {
+    if (mapping.retired && mapping.refs === 1) {
+      // The last view of a retired mapping: gone from the native table with unmapAll, never
+      // counted 0 there before (a reclaim in between would unmap what a moved buffer reaches).
+      mapping.refs = 0;
       this.#retired.delete(mapping);
       unmapAll(mapping);
+      return;
     }
+    countView(mapping, -1);
   }
 
   /**

@@ -129,3 +129,29 @@ Deno.test("buffers a terminated Worker moved out of its leases stay readable aft
     `);
     assert.deepEqual(lines, ["moved 7 8", "after 0 0"]);
   }));
+
+Deno.test("a quarantine refused for lack of memory leaves the moved buffer writable", () =>
+  withoutLeaks(async () => {
+    // RLIMIT_DATA refuses private writable pages as strict overcommit would.
+    const lines = await runApart(`
+      const libc = Deno.dlopen("libc.so.6", {
+        getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+        setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+      });
+      const RLIMIT_DATA = 2;
+      const old = new BigUint64Array(2);
+      libc.symbols.getrlimit(RLIMIT_DATA, old);
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
+      sender.putSync(new Uint8Array(8192).fill(7));
+      const lease = receiver.borrowSync({ timeout: 1000 });
+      const moved = new Uint8Array(lease.value.buffer.transfer());
+      libc.symbols.setrlimit(RLIMIT_DATA, new BigUint64Array([4096n, old[1]]));
+      lease.release(); // the quarantine fails: the shared mapping stays
+      libc.symbols.setrlimit(RLIMIT_DATA, old);
+      sender.close();
+      receiver.close();
+      moved[100] = 1;
+      console.log("written", moved[100]);
+    `);
+    assert.deepEqual(lines, ["written 1"]);
+  }));
