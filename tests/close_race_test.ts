@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver, openSender } from "../mod.ts";
 import * as L from "../queue/layout.ts";
-import { leakedSince, makeTurnDue, mapSegment, shmEntries, withoutLeaks } from "./helpers.ts";
+import {
+  leakedSince,
+  makeTurnDue,
+  mapSegment,
+  runDeno,
+  shmEntries,
+  withoutLeaks,
+} from "./helpers.ts";
 
 /** Reads an i32 word of a queue's main segment from outside the library. */
 function word(name: string, offset: number): number {
@@ -98,15 +105,7 @@ Deno.test("leases and drafts kept past exit read as detached, and nothing is lef
         draft.value.data.byteLength, large.value[100]);
     });
   `;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.signal, null, `the child died of ${out.signal}: ${stderr}`);
-  assert.equal(out.code, 0, stderr);
-  assert.deepEqual(new TextDecoder().decode(out.stdout).trim().split("\n"), [
+  assert.deepEqual((await runDeno(["eval", code])).trim().split("\n"), [
     "open 7 9 8192",
     "after 0 0 0 undefined",
   ]);

@@ -6,18 +6,7 @@
 import assert from "node:assert/strict";
 import { decode, encode, encodeInto, NdArray, planEncode } from "../codec/mod.ts";
 import { DecodeError } from "../queue/errors.ts";
-
-/** Runs `code` in a child Deno process (its heap and globals apart from this one's); returns
- * its stdout, after asserting that it exited with 0. */
-async function evalApart(code: string): Promise<string> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", code],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
-  return new TextDecoder().decode(out.stdout);
-}
+import { runDeno } from "./helpers.ts";
 
 /** A buffer with a valid header declaring `total` bytes. */
 function header(total: number): Uint8Array {
@@ -129,7 +118,7 @@ Deno.test("a UTF-16 string beyond the runtime's limit is a DecodeError", async (
     try { decode(b); console.log("decoded"); }
     catch (e) { console.log(e instanceof DecodeError ? e.message : "other: " + e); }
   `;
-  assert.match(await evalApart(code), /string too long for this runtime/);
+  assert.match(await runDeno(["eval", code]), /string too long for this runtime/);
 });
 
 Deno.test("decoding ignores what was done to Object.prototype: no setter runs, nothing throws", async () => {
@@ -144,7 +133,7 @@ Deno.test("decoding ignores what was done to Object.prototype: no setter runs, n
     const v = decode(bytes);
     console.log(JSON.stringify({ setterRan, own: Object.keys(v), values: Object.values(v) }));
   `;
-  assert.deepEqual(JSON.parse(await evalApart(code)), {
+  assert.deepEqual(JSON.parse(await runDeno(["eval", code])), {
     setterRan: false,
     own: ["toString", "constructor", "watched", "__proto__x"],
     values: [1, 2, 3, 4],

@@ -64,6 +64,20 @@ export function makeTurnDue(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 10));
 }
 
+/** Runs `deno <args>` to its end and returns its stdout, after asserting that it exited with
+ * 0 and not by a signal (a SIGSEGV shows here, with the child's stderr). */
+export async function runDeno(args: string[]): Promise<string> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.signal, null, `the child died of ${out.signal}: ${stderr}`);
+  assert.equal(out.code, 0, stderr);
+  return new TextDecoder().decode(out.stdout);
+}
+
 /** Permissions every child of the tests needs. */
 export const CHILD_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-env"];
 

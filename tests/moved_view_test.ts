@@ -9,22 +9,15 @@
  */
 
 import assert from "node:assert/strict";
-import { withoutLeaks } from "./helpers.ts";
+import { runDeno, withoutLeaks } from "./helpers.ts";
 
 const MOD = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
 
 /** Runs `body` (with `createSharedMemoryPair` and `reserve` in scope) in a fresh process and
  * returns its stdout lines. */
 async function runApart(body: string): Promise<string[]> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["eval", `import { createSharedMemoryPair, reserve } from ${MOD};\n${body}`],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.signal, null, `the child died of ${out.signal}: ${stderr}`);
-  assert.equal(out.code, 0, stderr);
-  return new TextDecoder().decode(out.stdout).trim().split("\n");
+  const code = `import { createSharedMemoryPair, reserve } from ${MOD};\n${body}`;
+  return (await runDeno(["eval", code])).trim().split("\n");
 }
 
 Deno.test("a moved lease buffer of an extension segment: zeros after release, never the next message", () =>

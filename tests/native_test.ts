@@ -39,7 +39,7 @@ import {
 } from "../ffi/native.ts";
 import { ABI_VERSION, native, platformKey } from "../ffi/loader.ts";
 import { isNodelete } from "../tools/elf_nodelete.ts";
-import { CHILD_PERMISSIONS, fixture } from "./helpers.ts";
+import { CHILD_PERMISSIONS, fixture, runDeno } from "./helpers.ts";
 
 const CHILD = new URL("./native_child.ts", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -487,15 +487,8 @@ Deno.test("the shipped libraries are NODELETE: a terminated Worker cannot unload
   }
   // Without the flag, Deno's closing the Worker's handle unmapped the library while a runtime
   // thread still waited in it, and the process died of SIGSEGV.
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CHILD_PERMISSIONS, fixture("worker_only_native.ts")],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.equal(out.signal, null, `the process died of ${out.signal}: ${stderr}`);
-  assert.equal(out.code, 0, stderr);
-  assert.equal(new TextDecoder().decode(out.stdout).trim(), "survived");
+  const out = await runDeno(["run", ...CHILD_PERMISSIONS, fixture("worker_only_native.ts")]);
+  assert.equal(out.trim(), "survived");
 });
 
 Deno.test({
