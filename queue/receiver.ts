@@ -284,6 +284,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     if (got === undefined) return undefined;
     // Decoding runs outside the lock, and the release takes none.
     let value: unknown;
+    let failed: { cause: unknown } | undefined;
     try {
       // Messages too small to hold a large array need no readied copy targets.
       const plain = options === COPY_OPTIONS && got.length < LARGE_COPY;
@@ -292,26 +293,25 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       } finally {
         finishCopyHelper();
       }
-      // Closed from inside the call (an `allocate` that closed this end) while the mapping
-      // stayed for an async wait: the close released the message, whose space a sender may
-      // be writing by now, so what was decoded cannot be trusted (and is dropped, as a close
-      // drops every message an end holds).
-      if (queue.closed) throw new ClosedError("the receiver was closed while it decoded a message");
     } catch (error) {
       // A message that cannot be read or decoded is consumed. One whose caller-supplied
       // `allocate` failed is kept for the next call of this end: it is not lost, and nothing
       // overtakes it here.
       if (allocateFailed?.() && !queue.closed) this.#pending = got;
       else queue.release(got.slot);
-      // Closed from inside the call (an `allocate` that closed this end): the decode then
-      // failed on the unmapped message, which says nothing useful.
-      if (queue.closed && !(error instanceof ClosedError)) {
-        throw new ClosedError("the receiver was closed while it decoded a message", {
-          reason: "closed",
-          cause: error,
-        });
-      }
-      throw error;
+      if (!queue.closed || error instanceof ClosedError) throw error;
+      failed = { cause: error };
+    }
+    // Closed from inside the call (an `allocate` that closed this end): the decode failed on
+    // the unmapped message, which says nothing useful; or, while the mapping stayed for an
+    // async wait, it read a message the close had released, whose space a sender may be
+    // writing by now. Either way nothing is returned (a close drops every message an end
+    // holds).
+    if (queue.closed) {
+      throw new ClosedError("the receiver was closed while it decoded a message", {
+        reason: "closed",
+        ...failed,
+      });
     }
     queue.release(got.slot, true);
     return { value };
