@@ -16,6 +16,9 @@
  *   --sizes=10,1KiB,...  message sizes (default 10 B .. 1 GiB; 10GiB on request)
  *   --budget-ms=N        measured time per case (default 500; warm-up adds a quarter)
  *   --repeats=N          measured rounds per case (default 5)
+ *   --passes=N           cases up to 10 MiB run in N passes interleaved with the other
+ *                        transports of their size, each pass in fresh processes with its own
+ *                        warm-up and an Nth of the budget (default 3; 1 with --quick)
  *   --kinds=bytes,struct payload kinds
  *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-get-reuse shmq-borrow
  *                        shmq-zerocopy
@@ -63,6 +66,7 @@ export interface Options {
   sizes: number[];
   budgetMs: number;
   repeats: number;
+  passes: number;
   kinds: Kind[];
   transports: TransportId[];
   latency: boolean;
@@ -84,6 +88,7 @@ function parseOptions(args: string[]): Options {
     "sizes",
     "budget-ms",
     "repeats",
+    "passes",
     "kinds",
     "transports",
     "no-latency",
@@ -109,6 +114,7 @@ function parseOptions(args: string[]): Options {
     sizes: [...new Set(sizes)].sort((a, b) => a - b),
     budgetMs: Number(flags.get("budget-ms") ?? (quick ? 150 : 500)),
     repeats: Number(flags.get("repeats") ?? (quick ? 3 : 5)),
+    passes: positiveInteger(flags.get("passes") ?? (quick ? "1" : "3"), "passes"),
     kinds,
     transports,
     latency: !flags.has("no-latency"),
@@ -119,6 +125,12 @@ function parseOptions(args: string[]): Options {
     out: flags.get("out") ??
       new URL(flags.size === 0 ? "./results" : "./results-partial", import.meta.url).pathname,
   };
+}
+
+function positiveInteger(text: string, name: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new TypeError(`--${name} must be a whole number >= 1`);
+  return n;
 }
 
 // ---- progress --------------------------------------------------------------------------
@@ -156,12 +168,34 @@ export function fmtCount(n: number | undefined): string {
 
 // ---- cases -----------------------------------------------------------------------------
 
+/** What one pass of a case measures: its warm-up, measured time and rounds. */
+interface PassShare {
+  warmMs: number;
+  measureMs: number;
+  repeats: number;
+}
+
+/** Cases of this size or less run in `opts.passes` interleaved passes; larger ones in one,
+ * since a round of them takes long enough to ride out a noisy moment. */
+const MAX_PASSED_SIZE = 10 * 1024 ** 2;
+
+/** One pass's share of a case's budget. Each pass warms up in full (its processes are fresh)
+ * and measures at least 3 rounds, so that every pass has a median of its own. */
+function passShare(opts: Options, passes: number): PassShare {
+  return {
+    warmMs: opts.budgetMs / 4,
+    measureMs: opts.budgetMs / passes,
+    repeats: passes === 1 ? opts.repeats : Math.max(3, Math.ceil(opts.repeats / passes)),
+  };
+}
+
 async function runThroughput(
   opts: Options,
   id: TransportId,
   kind: Kind,
   size: number,
   tag: string,
+  share: PassShare = passShare(opts, 1),
 ): Promise<ThroughputResult> {
   const t = transport(id);
   const window = windowFor(size);
@@ -180,10 +214,10 @@ async function runThroughput(
   try {
     await t.launch(procs, { transport: id, kind, size, window });
     const rounds = await measureRounds(procs, {
-      warmMs: opts.budgetMs / 4,
+      warmMs: share.warmMs,
       minWarm: t.pooled ? window + 1 : 1,
-      measureMs: opts.budgetMs,
-      repeats: opts.repeats,
+      measureMs: share.measureMs,
+      repeats: share.repeats,
       onRound: (phase, i, of, ms) => {
         if (ms > 1500) {
           progress(
@@ -220,6 +254,69 @@ async function runThroughput(
   } finally {
     await procs.close(5_000);
   }
+}
+
+/**
+ * Runs the cases of one size and kind (the transports compared with each other) in passes:
+ * every transport once per pass, each pass in a rotated order, so a moment of noise on the
+ * machine (on a 2-vCPU VM, runs minutes apart differed 2×) falls on several transports
+ * rather than on whichever ran then. Returns one merged result per case, in `block` order.
+ */
+async function runBlock(
+  opts: Options,
+  block: readonly { id: TransportId; kind: Kind; size: number }[],
+  passes: number,
+  tag: () => string,
+): Promise<ThroughputResult[]> {
+  const share = passShare(opts, passes);
+  const parts = block.map((): ThroughputResult[] => []);
+  for (let pass = 0; pass < passes; pass++) {
+    for (let j = 0; j < block.length; j++) {
+      const i = (j + pass) % block.length;
+      const c = block[i];
+      const done = parts[i];
+      if (done.length > 0 && done[done.length - 1].status !== "ok") {
+        tag(); // a case that failed or was skipped is not run again
+        continue;
+      }
+      done.push(await runThroughput(opts, c.id, c.kind, c.size, tag(), share));
+    }
+  }
+  return parts.map(mergePasses);
+}
+
+/**
+ * One result from the passes of a case: every pass's rounds, scaled to the first pass's
+ * message count (each pass sizes its rounds from its own warm-up), with the median, slowest
+ * and fastest over all of them. A pass that failed or was skipped stands for the case.
+ */
+export function mergePasses(parts: readonly ThroughputResult[]): ThroughputResult {
+  const notOk = parts.find((r) => r.status !== "ok");
+  if (notOk !== undefined || parts.length === 1) return { ...(notOk ?? parts[0]) };
+  const first = parts[0];
+  const n = first.n!;
+  const scaled = (r: ThroughputResult, ms: number[] | undefined) =>
+    (ms ?? []).map((v) => Math.round((v * n) / r.n! * 1000) / 1000);
+  const roundsMs = parts.flatMap((r) => scaled(r, r.roundsMs));
+  const gb = roundsMs.map((ms) => (n * first.size) / (ms * 1e6));
+  const peak = (values: (number | null | undefined)[]) => {
+    const known = values.filter((v): v is number => typeof v === "number");
+    return known.length ? Math.max(...known) : null;
+  };
+  return {
+    ...first,
+    n,
+    roundsMs,
+    rawRoundsMs: parts.flatMap((r) => scaled(r, r.rawRoundsMs)),
+    gbps: median(gb),
+    msgps: n / (median(roundsMs) / 1000),
+    gbpsMin: Math.min(...gb),
+    gbpsMax: Math.max(...gb),
+    receiverPeak: peak(parts.map((r) => r.receiverPeak)),
+    senderPeak: (first.senderPeak ?? []).map((_, i) => peak(parts.map((r) => r.senderPeak?.[i]))),
+    wallMs: parts.reduce((sum, r) => sum + (r.wallMs ?? 0), 0),
+    passes: parts.length,
+  };
 }
 
 const LATENCY_LABELS: Record<LatencyResult["mode"], string> = {
@@ -423,13 +520,16 @@ export async function run(args: string[]): Promise<Results> {
     cleanup: { strayProcesses: [], leakedShm: [] },
   };
 
-  const cases: { id: TransportId; kind: Kind; size: number }[] = [];
+  type Case = { id: TransportId; kind: Kind; size: number };
+  const blocks: { cases: Case[]; passes: number }[] = [];
   for (const size of opts.sizes) {
     for (const kind of opts.kinds) {
+      const cases: Case[] = [];
       for (const id of opts.transports) {
         if (id === "memcpy" && kind !== opts.kinds[0]) continue; // the same bytes for both kinds
         cases.push({ id, kind, size });
       }
+      if (cases.length) blocks.push({ cases, passes: size <= MAX_PASSED_SIZE ? opts.passes : 1 });
     }
   }
   const smallCases: TransportId[] = opts.small
@@ -446,20 +546,23 @@ export async function run(args: string[]): Promise<Results> {
       ["pipe", 1024 ** 2],
     ])
     : [];
-  const total = cases.length + smallCases.length + latencyModes.length + fanInCases.length;
+  const runs = blocks.reduce((sum, b) => sum + b.cases.length * b.passes, 0) +
+    smallCases.length * opts.passes;
+  const total = runs + latencyModes.length + fanInCases.length;
   let index = 0;
   const tag = () => `(${++index}/${total})`;
   progress(
     `shmq bench: ${total} cases, sizes ${opts.sizes.map(formatSize).join(", ")}; ` +
-      `${opts.budgetMs} ms × ${opts.repeats} rounds per case; results → ${opts.out}`,
+      `${opts.budgetMs} ms × ${opts.repeats} rounds per case` +
+      (opts.passes > 1 ? ` in ${opts.passes} interleaved passes up to 10 MiB` : "") +
+      `; results → ${opts.out}`,
   );
 
-  for (const c of cases) {
-    results.throughput.push(await runThroughput(opts, c.id, c.kind, c.size, tag()));
+  for (const block of blocks) {
+    results.throughput.push(...await runBlock(opts, block.cases, block.passes, tag));
   }
-  for (const id of smallCases) {
-    results.small.push(await runThroughput(opts, id, "bytes", 64, tag()));
-  }
+  const small = smallCases.map((id) => ({ id, kind: "bytes" as Kind, size: 64 }));
+  results.small.push(...await runBlock(opts, small, opts.passes, tag));
   for (const mode of latencyModes) results.latency.push(await runLatency(opts, mode, 64, tag()));
   for (const [which, size] of fanInCases) {
     results.fanIn.push(await runFanIn(opts, which, size, 4, tag()));

@@ -198,8 +198,17 @@ export function renderMarkdown(results: Results): string {
     Array.isArray(x) ? x.map((v) => Number(v).toFixed(2)).join(" / ") : "?";
   md += `Load average (1 / 5 / 15 min) at start ${load(m.loadAverageAtStart)}, at end ` +
     `${load(m.loadAverageAtEnd)}; anything else running on the machine shows up as noise.\n\n`;
+  const passes = Number(o.passes ?? 1);
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
-    `rounds after a warm-up; every case runs in fresh processes.\n\n`;
+    `rounds after a warm-up; every case runs in fresh processes.` +
+    (passes > 1
+      ? ` Cases up to 10 MiB (and the 64 B ones) ran in ${passes} passes, each in fresh ` +
+        `processes with its own warm-up, 1/${passes} of the measured time and at least 3 ` +
+        `rounds; every pass runs each transport of a size once, in a rotated order, so noise ` +
+        `on the machine falls on all of them alike. Their median is over every round of ` +
+        `every pass.`
+      : "") +
+    "\n\n";
   md += "One way between two Deno processes unless noted; a message counts when the receiver " +
     "has it (decoded, or borrowed). Throughput is the steady state of each round (at least 2 " +
     "messages): messages after the first ÷ time from the first arrival to the last, so no " +

@@ -41,6 +41,9 @@ export interface ThroughputResult {
   sameProcess?: boolean;
   /** Wall time of the whole case, including process start and warm-up, ms. */
   wallMs?: number;
+  /** Passes the case ran in, each in fresh processes, interleaved with the other transports
+   * of its size and kind (absent: one). Its rounds are scaled to `n` messages. */
+  passes?: number;
 }
 
 /** Round-trip latency of one transport. */

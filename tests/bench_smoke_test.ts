@@ -17,8 +17,9 @@ import {
   parseSize,
 } from "../bench/common.ts";
 import { median, percentile } from "../bench/measure.ts";
+import { mergePasses } from "../bench/main.ts";
 import { shmList } from "../ffi/native.ts";
-import type { Results } from "../bench/results_types.ts";
+import type { Results, ThroughputResult } from "../bench/results_types.ts";
 import { TRANSPORTS } from "../bench/transports.ts";
 
 Deno.test("bench: sizes parse and print", () => {
@@ -145,6 +146,86 @@ Deno.test({
       }
       const ours = shmList("/shmq-bench-").filter((n) => !shmBefore.has(n));
       assert.deepEqual(ours, [], "per-message segments unlinked");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
+
+Deno.test("bench: passes merge into one result, rounds scaled to the first pass's count", () => {
+  const base = {
+    transport: "pipe",
+    kind: "bytes",
+    size: 1000,
+    window: 64,
+    status: "ok",
+  } satisfies ThroughputResult;
+  const merged = mergePasses([
+    { ...base, n: 100, roundsMs: [10, 20, 30], rawRoundsMs: [11, 21, 31] },
+    // Twice the messages per round in the second pass: its rounds count half.
+    { ...base, n: 200, roundsMs: [80, 20, 40], rawRoundsMs: [82, 22, 42] },
+  ].map((r) => ({ ...r, receiverPeak: r.n, senderPeak: [r.n * 2], wallMs: 5 })));
+  assert.equal(merged.passes, 2);
+  assert.equal(merged.n, 100);
+  assert.deepEqual(merged.roundsMs, [10, 20, 30, 40, 10, 20]);
+  assert.deepEqual(merged.rawRoundsMs, [11, 21, 31, 41, 11, 21]);
+  assert.equal(merged.msgps, 100 / (20 / 1000)); // median round 20 ms
+  assert.equal(merged.gbps, (100 * 1000) / (20 * 1e6));
+  assert.equal(merged.gbpsMin, (100 * 1000) / (40 * 1e6));
+  assert.equal(merged.gbpsMax, (100 * 1000) / (10 * 1e6));
+  assert.equal(merged.receiverPeak, 200);
+  assert.deepEqual(merged.senderPeak, [400]);
+  assert.equal(merged.wallMs, 10);
+  // A pass that failed stands for the whole case.
+  const failed = mergePasses([
+    { ...base, n: 1, roundsMs: [1] },
+    { ...base, status: "error" as const, reason: "peer died" },
+  ]);
+  assert.equal(failed.status, "error");
+  assert.equal(failed.reason, "peer died");
+});
+
+Deno.test({
+  name: "bench: --passes interleaves the transports of a size, each pass in fresh processes",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "shmq-bench-passes-" });
+    try {
+      const main = new URL("../bench/main.ts", import.meta.url).pathname;
+      const { code, stderr } = await new Deno.Command(Deno.execPath(), {
+        args: [
+          ...CHILD_FLAGS,
+          main,
+          "--sizes=100",
+          "--kinds=bytes",
+          "--transports=shmq-get-sync,pipe",
+          "--passes=2",
+          "--budget-ms=60",
+          "--no-latency",
+          "--no-fanin",
+          "--no-small",
+          "--no-codec",
+          `--out=${out}`,
+        ],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(stderr);
+      assert.equal(code, 0, err.slice(-4000));
+      // Each pass starts with a different transport.
+      const order = [...err.matchAll(/\((\d+)\/4\) (shmq get \(sync\)|stdio pipe)/g)].map((m) =>
+        m[2]
+      );
+      assert.deepEqual(order, ["shmq get (sync)", "stdio pipe", "stdio pipe", "shmq get (sync)"]);
+      const results: Results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
+      assert.equal(results.throughput.length, 2);
+      for (const r of results.throughput) {
+        assert.equal(r.status, "ok", r.reason);
+        assert.equal(r.passes, 2);
+        assert.ok(r.roundsMs!.length >= 6, `3 rounds a pass: ${r.roundsMs}`);
+      }
+      assert.deepEqual(results.cleanup, { strayProcesses: [], leakedShm: [] });
     } finally {
       await Deno.remove(out, { recursive: true });
     }
