@@ -1079,17 +1079,30 @@ export class SharedQueue {
     return { index, create };
   }
 
-  /** Whether extension `index`'s segment exists at its current generation. */
+  /**
+   * Whether extension `index`'s segment exists at its current generation, at its full size.
+   * A sender killed between creating the segment and sizing it leaves it short (empty): such
+   * a segment is unlinked here, to be made anew, or it would fail every message it fits.
+   */
   #extensionExists(index: number): boolean {
-    const gen = this.#u32[(L.extensionOffset(index) + L.E_GEN) >> 2];
+    const e = L.extensionOffset(index);
+    const gen = this.#u32[(e + L.E_GEN) >> 2];
     if (this.#extensions[index]?.gen === gen) return true;
+    const name = extensionNameOf(this.name, index, gen);
+    let fd: number;
     try {
-      native.closeFd(native.shmOpen(extensionNameOf(this.name, index, gen)));
-      return true;
+      fd = native.shmOpen(name);
     } catch (error) {
       if ((error as { code?: string }).code === "ENOENT") return false;
       throw error;
     }
+    try {
+      if (native.fdSize(fd) >= this.#f64[(e + L.E_SIZE) >> 3]) return true;
+    } finally {
+      native.closeFd(fd);
+    }
+    native.shmUnlink(name, { missingOk: true });
+    return false;
   }
 
   /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
@@ -1189,6 +1202,7 @@ export class SharedQueue {
       if (actual < needed) {
         throw new ClosedError(
           `queue ${this.name}: extension segment holds ${actual} bytes, message needs ${needed}`,
+          { reason: "corrupt" },
         );
       }
       const mapping = mapFd(fd, actual);

@@ -6,7 +6,8 @@
 //
 // FAULT_REPEAT=n repeats every random-timing case n times (default 3).
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, type Receiver } from "../mod.ts";
+import { ClosedError, createSharedMemoryPair, openSender, type Receiver } from "../mod.ts";
+import { closeFd, shmCreate, shmUnlink } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import {
   canIsolate,
@@ -500,6 +501,31 @@ Deno.test("a sender killed after reserving a new extension, before making its se
   await s.put(data.subarray(0, 2 << 20), { timeout: 2000 });
   assert.equal((await r.get<Uint8Array>({ timeout: 2000 })).length, 2 << 20);
   s.close();
+  r.close();
+  assert.deepEqual(entriesOf(name), []);
+});
+
+Deno.test("a sender killed after making an extension segment, before sizing it", () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 2, arenaBytes: 1 << 20 });
+  const name = s.descriptor.name;
+  const data = new Uint8Array(2 << 20).fill(9);
+  s.putSync(data);
+  assert.deepEqual(r.getSync({ timeout: 2000 }), data);
+  // What such a sender leaves once it is reaped: an idle entry whose segment, at the current
+  // generation, is empty (shm_open made it; the ftruncate never ran).
+  const [extension] = entriesOf(name).filter((n) => n !== name.slice(1));
+  assert.match(extension, /-x0-/);
+  shmUnlink(`/${extension}`);
+  closeFd(shmCreate(`/${extension}`, 0));
+  stats.cases++;
+  // A sender with no mapping of its own must make the segment anew, not fail on it forever.
+  const later = openSender(s.descriptor);
+  s.close();
+  for (let i = 0; i < 3; i++) {
+    later.putSync(data, { timeout: 2000 });
+    assert.deepEqual(r.getSync({ timeout: 2000 }), data);
+  }
+  later.close();
   r.close();
   assert.deepEqual(entriesOf(name), []);
 });
