@@ -70,15 +70,16 @@ export class Sender implements Disposable {
     return this.#queue.closed;
   }
 
-  /** Whether a `put` would find room right now: fewer than `capacity` messages outstanding.
-   * Never waits. It counts messages, not bytes: a large message may still wait for room in the
-   * arena or byte budget. True while every receiver is gone too (a `put` then throws
-   * `ClosedError`, which a loop waiting for room would otherwise never learn). False once this
-   * end is closed. */
+  /** Whether a `put` would find room right now: fewer than `capacity` messages outstanding,
+   * and a free slot behind any message held for long (a lease, an unsent draft). Never waits.
+   * It counts messages, not bytes: a large message may still wait for room in the arena or
+   * byte budget. True while every receiver is gone too (a `put` then throws `ClosedError`,
+   * which a loop waiting for room would otherwise never learn). False once this end is
+   * closed. */
   hasSpace(): boolean {
     const queue = this.#queue;
     if (queue.closed) return false;
-    if (queue.inFlight < queue.capacity) return true;
+    if (queue.inFlight < queue.capacity && !queue.ringFull) return true;
     if (queue.unsettled) {
       // Receivers released messages without the lock: count them.
       try {
@@ -86,7 +87,7 @@ export class Sender implements Disposable {
       } catch {
         return false;
       }
-      if (queue.inFlight < queue.capacity) return true;
+      if (queue.inFlight < queue.capacity && !queue.ringFull) return true;
     }
     // Full with no receiver left: a put would throw ClosedError at once, which a loop polling
     // for room must get to learn.
@@ -101,7 +102,7 @@ export class Sender implements Disposable {
     } catch {
       return false; // Corrupt or stuck: no room either way.
     }
-    return queue.inFlight < queue.capacity || queue.livePeers === 0;
+    return (queue.inFlight < queue.capacity && !queue.ringFull) || queue.livePeers === 0;
   }
 
   /**
@@ -362,6 +363,10 @@ export class Sender implements Disposable {
     const capacity = queue.capacity;
     const why = inFlight >= capacity
       ? `${inFlight} of capacity ${capacity} messages are unreleased`
+      : queue.ringFull
+      ? `the oldest unreleased message (a lease not yet released, or a draft not yet sent) ` +
+        `holds back the queue's ${queue.ringSize} slots, which are reused in order: release ` +
+        `it, or send or cancel the draft`
       : queue.fitsArena(byteLength)
       ? `the arena has no room for this ${byteLength}-byte message: unreleased messages ` +
         `hold ${arenaHeld} of its ${queue.arenaSize} bytes`

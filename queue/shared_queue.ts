@@ -390,6 +390,21 @@ export class SharedQueue {
     return this.#u32[L.C_IN_FLIGHT >> 2];
   }
 
+  /**
+   * Whether every slot of the ring is in use (no lock): slots are reclaimed in order, so a
+   * message held at the tail (a lease, an unsent draft) stops puts once the ring's other
+   * slots have been put behind it, even with capacity to spare.
+   */
+  get ringFull(): boolean {
+    const u32 = this.#u32;
+    return ((u32[L.C_WRITE >> 2] - u32[L.C_TAIL >> 2]) >>> 0) >= this.#ringSize;
+  }
+
+  /** Slots in the ring: twice the capacity, at least 16 (see layout.ringSizeFor). */
+  get ringSize(): number {
+    return this.#ringSize;
+  }
+
   /** What holds the queue's room right now (no lock; for error messages). */
   usage(): { inFlight: number; extensionBytes: number; byteBudget: number; arenaHeld: number } {
     let extensionBytes = 0;
@@ -1080,6 +1095,35 @@ export class SharedQueue {
   }
 
   /**
+   * Drops idle extensions, largest first, while the queue holds more than its byte budget.
+   * Only a message larger than the budget takes the queue past it; once that message is done
+   * with, its segment goes, or it would keep its memory (RAM, in tmpfs) for the queue's life,
+   * being the smallest idle fit of every later extension message. A sender's or receiver's
+   * mapping of it stays until that end next maps an extension or waits (see reapDead).
+   */
+  #trimExtensionsLocked(): void {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
+    const room = this.#byteBudget - this.arenaSize;
+    let held = 0;
+    const idle: number[] = [];
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const state = u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
+      if (state === L.ExtensionState.Empty) continue;
+      held += sizeOf(i);
+      if (state === L.ExtensionState.Idle) idle.push(i);
+    }
+    if (held <= room) return;
+    idle.sort((a, b) => sizeOf(b) - sizeOf(a));
+    for (const i of idle) {
+      if (held <= room) break;
+      held -= sizeOf(i);
+      this.#dropExtensionLocked(i);
+    }
+  }
+
+  /**
    * Whether extension `index`'s segment exists at its current generation, at its full size.
    * A sender killed between creating the segment and sizing it leaves it short (empty): such
    * a segment is unlinked here, to be made anew, or it would fail every message it fits.
@@ -1494,6 +1538,7 @@ export class SharedQueue {
     const write = u32[L.C_WRITE >> 2];
     let read = u32[L.C_READ >> 2];
     let tail = u32[L.C_TAIL >> 2];
+    let idled = false;
     // Past the read cursor too, which then moves along: messages handed out ahead of it (out
     // of turn, or prefetched) give their space back as soon as they are released, not at the
     // next take.
@@ -1516,6 +1561,7 @@ export class SharedQueue {
         }
       } else if (segment <= L.MAX_EXTENSIONS) {
         u32[(L.extensionOffset(segment - 1) + L.E_STATE) >> 2] = L.ExtensionState.Idle;
+        idled = true;
       }
       Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
       if (tail === read) read = (read + 1) >>> 0;
@@ -1525,6 +1571,7 @@ export class SharedQueue {
     // cursor, as everywhere else, never ahead of it.
     u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
+    if (idled) this.#trimExtensionsLocked();
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {

@@ -11,7 +11,7 @@ import {
   reserve,
 } from "../mod.ts";
 import { mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
-import { prefaultJoin, prefaultStart } from "../ffi/native.ts";
+import { closeFd, fdSize, prefaultJoin, prefaultStart, shmOpen } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 
 Deno.test("put and get round-trip values of the data model", () =>
@@ -109,6 +109,42 @@ Deno.test("hasSpace is true on a full queue whose receivers are gone, so a polli
     r.close(); // the two messages stay in flight
     assert.equal(s.hasSpace(), true);
     assert.throws(() => s.putSync(3, { timeout: 0 }), (e) => e instanceof ClosedError);
+  }));
+
+Deno.test("a held lease or unsent draft stops puts once the slot ring fills: hasSpace says so", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4 }); // a ring of 16 slots
+    using _s = s;
+    using _r = r;
+    s.putSync("held");
+    const lease = r.borrowSync({ timeout: 100 });
+    // The ring's other 15 slots pass the held message...
+    for (let i = 0; i < 15; i++) {
+      assert.equal(s.hasSpace(), true, `message ${i}`);
+      s.putSync(i, { timeout: 100 });
+      assert.equal(r.getSync({ timeout: 100 }), i);
+    }
+    // ...then the slots behind it are all used, with capacity to spare.
+    assert.equal(s.hasSpace(), false);
+    await assert.rejects(s.put("next", { timeout: 10 }), /holds back the queue's 16 slots/);
+    lease.release();
+    assert.equal(s.hasSpace(), true);
+    s.putSync("next", { timeout: 100 });
+    assert.equal(r.getSync({ timeout: 100 }), "next");
+    // An unsent draft does the same, for every sender.
+    const draft = s.prepareSync({ data: reserve(Uint8Array, 8) });
+    const other = openSender(s.descriptor);
+    using _other = other;
+    for (let i = 0; i < 15; i++) {
+      assert.equal(other.hasSpace(), true, `message ${i}`);
+      other.putSync(i, { timeout: 100 });
+      assert.equal(r.getSync({ timeout: 100 }), i);
+    }
+    assert.equal(other.hasSpace(), false);
+    assert.throws(() => other.putSync("next", { timeout: 0 }), /send or cancel the draft/);
+    draft.send();
+    assert.deepEqual((r.getSync({ timeout: 100 }) as { data: Uint8Array }).data.length, 8);
+    assert.equal(other.hasSpace(), true);
   }));
 
 Deno.test("get timeouts and getNowait on an empty queue", () =>
@@ -385,7 +421,25 @@ Deno.test("the byte budget bounds extension memory; one larger message still goe
     await pending;
     assert.equal((await r.get<Uint8Array>())[0], 2);
     const prefix = s.descriptor.name.slice(1) + "-x";
-    assert.equal(shmEntries().filter((n) => n.startsWith(prefix)).length, 1, "one reused");
+    // Past the budget only while such a message is in flight: its segment goes after it.
+    await s.waitForAllAck(); // settles the release
+    assert.deepEqual(shmEntries().filter((n) => n.startsWith(prefix)), [], "none kept");
+    // Smaller extension messages then stay within the budget again.
+    const ext = new Uint8Array(100 * 1024).fill(3);
+    for (let i = 0; i < 3; i++) {
+      await s.put(ext);
+      assert.deepEqual(await r.get(), ext);
+    }
+    const held = shmEntries().filter((n) => n.startsWith(prefix)).map((n) => {
+      const fd = shmOpen(`/${n}`);
+      try {
+        return fdSize(fd);
+      } finally {
+        closeFd(fd);
+      }
+    });
+    assert.equal(held.length, 1, "one reused");
+    assert.ok(held[0] < 1024 * 1024, `extension of ${held[0]} bytes within the budget`);
     // Two messages that fit the budget together travel side by side.
     const half = new Uint8Array(300 * 1024);
     const [s2, r2] = createSharedMemoryPair({ arenaBytes: 256 * 1024, byteBudget: 1024 * 1024 });
