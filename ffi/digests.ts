@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "d6cc599da01d82a7265d8cd7997b6d19bc716fa484fb3bee5d50893e4e63c05f",
-  "x86_64-linux": "c9a5b4865baf33bdb05ff3ddd1bcf33bc222e6e6e21b6e29fab56bff85b493b9",
+  "aarch64-linux": "7b38b5313835db2660626ca9c63ee25a2583c9f8db609ca5de0f78999773d157",
+  "x86_64-linux": "bfc94eab395ae18634257330de22b6e86e470a9524db1afca3946c85c4a8a602",
 };

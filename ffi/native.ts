@@ -307,6 +307,25 @@ export function fdLinks(fd: number): number {
 }
 
 /**
+ * Milliseconds since the last status change of the object behind an fd: for a segment, since
+ * it was created and sized (writes through a mapping do not count). 0 when the wall clock
+ * reads earlier than that.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, fdAgeMs, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-age", 64);
+ * assert.ok(fdAgeMs(fd) < 60_000);
+ * shmUnlink("/shmq-doc-age");
+ * closeFd(fd);
+ * ```
+ */
+export function fdAgeMs(fd: number): number {
+  return check64(s().shmq_fd_age_ms(fd), "fstat", String(fd));
+}
+
+/**
  * Maps `size` bytes of an fd read-write and shared; returns the address. Make one
  * `Deno.UnsafePointerView.getArrayBuffer(ptr, size)` per mapping and reuse it, and never
  * {@linkcode unmap} while a view of it can still be reached.

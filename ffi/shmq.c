@@ -203,6 +203,15 @@ int32_t shmq_fd_links(int32_t fd) {
   return (int32_t)st.st_nlink;
 }
 
+int64_t shmq_fd_age_ms(int32_t fd) {
+  struct stat st;
+  struct timespec now;
+  if (fstat(fd, &st) != 0 || clock_gettime(CLOCK_REALTIME, &now) != 0) return -errno;
+  int64_t ms = ((int64_t)now.tv_sec - (int64_t)st.st_ctim.tv_sec) * 1000 +
+               ((int64_t)now.tv_nsec - (int64_t)st.st_ctim.tv_nsec) / 1000000;
+  return ms > 0 ? ms : 0;
+}
+
 int64_t shmq_map(int32_t fd, uint64_t size) {
   if (size == 0 || size > (uint64_t)INT64_MAX) return -EINVAL;
   void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

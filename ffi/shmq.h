@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 9
+#define SHMQ_ABI_VERSION 10
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -84,6 +84,10 @@ SHMQ_API int64_t shmq_fd_size(int32_t fd);
 
 /* fstat(2) st_nlink of the fd: 1 while the name exists, 0 once it was unlinked; or -errno. */
 SHMQ_API int32_t shmq_fd_links(int32_t fd);
+
+/* Milliseconds since the fd's last status change (fstat(2) st_ctim, on CLOCK_REALTIME): for a
+ * segment, since it was created and sized. 0 when the clock reads earlier than that; -errno. */
+SHMQ_API int64_t shmq_fd_age_ms(int32_t fd);
 
 /*
  * Maps `size` bytes of fd from offset 0, PROT_READ|PROT_WRITE, MAP_SHARED. Returns the

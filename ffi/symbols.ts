@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 9;
+export const ABI_VERSION = 10;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -45,6 +45,7 @@ export const symbols = {
   shmq_close: { parameters: ["i32"], result: "i32" },
   shmq_fd_size: { parameters: ["i32"], result: "i64" },
   shmq_fd_links: { parameters: ["i32"], result: "i32" },
+  shmq_fd_age_ms: { parameters: ["i32"], result: "i64" },
   shmq_map: { parameters: ["i32", "u64"], result: "i64" },
   shmq_unmap: { parameters: ["pointer", "u64"], result: "i32" },
   shmq_quarantine: { parameters: ["pointer", "u64"], result: "i32" },

@@ -7,9 +7,12 @@
 import * as native from "../ffi/native.ts";
 import { ANY_ALIVE_LOCK_BYTE, MAGIC, NAME_PREFIX, SHM_ENTRY_PATTERN } from "./layout.ts";
 
-/** A creator takes its lock microseconds after making the segment: an entry still without
- * header and lock after this long was left by a creator that died in between. */
-const UNFINISHED_GRACE_MS = 100;
+/** A creator takes its lock microseconds after making the segment, but a loaded machine may
+ * stall it in between for a while: an entry still without header and lock is taken for one
+ * left by a creator that died in between only once it is this old (by its ctime), and left
+ * alone before. Judged by age, not by waiting: a sweep that waited 100 ms and then unlinked
+ * removed the queue of a creator stalled longer than that. */
+const UNFINISHED_GRACE_MS = 10_000;
 
 /**
  * What {@linkcode sweepStaleQueues} removed.
@@ -42,6 +45,21 @@ export interface SweepResult {
  * ```
  */
 export function sweepStaleQueues(): SweepResult {
+  return sweepWithGrace(UNFINISHED_GRACE_MS);
+}
+
+/**
+ * {@linkcode sweepStaleQueues} with another age from which a queue still without header and
+ * lock counts as its dead creator's. For tests, which cannot age a segment: with 0, what a
+ * sweep would remove once such entries are old enough. Not exported from mod.ts.
+ *
+ * @example
+ * ```ts
+ * import { sweepWithGrace } from "./sweep.ts";
+ * console.log(sweepWithGrace(10_000).removed.length);
+ * ```
+ */
+export function sweepWithGrace(unfinishedGraceMs: number): SweepResult {
   const removed: string[] = [];
   const entries = native.shmList(`/${NAME_PREFIX}`);
   const mains = new Set<string>();
@@ -58,7 +76,7 @@ export function sweepStaleQueues(): SweepResult {
     }
   }
   for (const id of mains) {
-    removed.push(...removeIfDead(id, extensions.get(id) ?? []));
+    removed.push(...removeIfDead(id, extensions.get(id) ?? [], unfinishedGraceMs));
     extensions.delete(id);
   }
   // Extensions whose queue is gone belong to nobody.
@@ -80,7 +98,7 @@ function unlinked(name: string): boolean {
 
 /** Removes queue `id` and its `extensions` if no participant of it is alive; returns the
  * names removed. */
-function removeIfDead(id: string, extensions: string[]): string[] {
+function removeIfDead(id: string, extensions: string[], unfinishedGraceMs: number): string[] {
   const name = `shmq-${id}`;
   let fd: number;
   try {
@@ -92,12 +110,9 @@ function removeIfDead(id: string, extensions: string[]): string[] {
     // Every live participant holds a shared lock on this byte; winning it exclusively
     // proves nobody is left, and keeps late openers out until the names are gone.
     if (!native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "exclusive")) return [];
-    if (!headerComplete(fd)) {
+    if (!headerComplete(fd) && native.fdAgeMs(fd) < unfinishedGraceMs) {
       native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "unlock");
-      sleepSync(UNFINISHED_GRACE_MS);
-      if (!native.lockByte(fd, ANY_ALIVE_LOCK_BYTE, "exclusive") || headerComplete(fd)) {
-        return [];
-      }
+      return [];
     }
     return [...extensions, name].filter(unlinked);
   } finally {
@@ -113,8 +128,4 @@ function headerComplete(fd: number): boolean {
   } finally {
     native.unmap(pointer, 4096);
   }
-}
-
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver, sweepStaleQueues } from "../mod.ts";
 import { finish, lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
+import { sweepWithGrace } from "../queue/sweep.ts";
+import { closeFd, shmCreate, shmUnlink } from "../ffi/native.ts";
 
 /** Checks consumers' reports: every message of `total` seen once, each sender's in order by
  * every consumer, checksums intact. */
@@ -205,6 +207,26 @@ Deno.test("sweepStaleQueues removes the entries of killed processes and spares l
     shmEntries().filter((n) => n.startsWith(liveSender.descriptor.name.slice(1))),
     [],
   );
+});
+
+Deno.test("the sweep spares a queue still being made, however long its creator stalls", () => {
+  // What a creator stalled between making its segment and taking its lock shows: a segment
+  // with a queue's name, no header and no lock.
+  const hex = Array.from(
+    crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  const name = `shmq-${hex}`;
+  closeFd(shmCreate(`/${name}`, 4096));
+  try {
+    assert.ok(!sweepStaleQueues().removed.includes(name));
+    assert.ok(shmEntries().includes(name), "spared: its creator may be about to lock it");
+    // Once older than any stall (by its ctime), it counts as a dead creator's.
+    assert.ok(sweepWithGrace(0).removed.includes(name));
+    assert.ok(!shmEntries().includes(name));
+  } finally {
+    shmUnlink(`/${name}`, { missingOk: true });
+  }
 });
 
 Deno.test("a long-running process sweeps again: a killed child's own queue goes with its next end", async () => {
