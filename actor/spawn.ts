@@ -33,6 +33,9 @@ const CONTROL_ARENA_BYTES = 64 * 1024;
 /** How much of a piped stderr a failed start quotes, and how long it waits for the rest. */
 const STDERR_TAIL_BYTES = 2048;
 const STDERR_TAIL_WAIT_MS = 500;
+/** How long disposing a running actor waits for it to stop on its own (its watchdog ends it
+ * within a second of its stdin closing, blocked or not) before signalling it. */
+const STOP_GRACE_MS = 1500;
 
 /**
  * Permissions granted to an actor, like Deno's `--allow-*` flags: `true` grants all, a list
@@ -288,13 +291,22 @@ export class ActorHandle implements AsyncDisposable {
     return { status, stdout, stderr };
   }
 
-  /** Kills the actor if it is running (SIGTERM, then SIGKILL after 3 s) and waits for it;
-   * releases the pipes nobody reads. */
+  /**
+   * Ends the actor if it is running and waits for it; releases the pipes nobody reads. First
+   * as {@linkcode stop} does: its stdin closes, and its `actorContext()` watchdog closes its
+   * queue ends and exits, within about a second even when the actor is blocked. An actor
+   * killed outright dies without closing them, and when it was a queue's last end the queue
+   * stays in /dev/shm until a later sweep. One that has not exited by then (started without
+   * the watchdog) gets SIGTERM, then SIGKILL after 3 s.
+   */
   async [Symbol.asyncDispose](): Promise<void> {
     this.#child.ref();
     if (this.#running) {
-      this.kill("SIGTERM");
-      await this.#awaitExit(3000);
+      this.#closeStdin();
+      if (await this.#stillRunningAfter(STOP_GRACE_MS)) {
+        this.kill("SIGTERM");
+        await this.#awaitExit(3000);
+      }
     }
     await this.#status;
     this.#closeStdin();
@@ -323,13 +335,18 @@ export class ActorHandle implements AsyncDisposable {
   }
 
   async #awaitExit(timeout: number): Promise<void> {
-    if (!this.#running) return;
+    if (await this.#stillRunningAfter(timeout)) this.kill("SIGKILL");
+  }
+
+  /** Waits up to `timeout` ms for the actor to exit; true when it is still running then. */
+  async #stillRunningAfter(timeout: number): Promise<boolean> {
+    if (!this.#running) return false;
     let timer: Timer | undefined;
     const expired = new Promise<boolean>((resolve) => {
       timer = timerFor(timeout, () => resolve(true));
     });
     try {
-      if (await Promise.race([this.#status.then(() => false), expired])) this.kill("SIGKILL");
+      return await Promise.race([this.#status.then(() => false), expired]);
     } finally {
       clearTimeout(timer);
     }

@@ -229,9 +229,11 @@ const roles: Record<string, () => Promise<void> | void> = {
     await actorContext({ queues: { inbox: "sender" } });
   },
 
-  /** Holds a receiver; `sync` blocks the main thread, `async` idles in the event loop. */
+  /** Holds a receiver; `sync` blocks the main thread, `async` idles in the event loop; with
+   * `no-watchdog`, it does not exit when its stdin closes. */
   async holder() {
-    await actorContext({ queues: { inbox: "receiver" } });
+    const exitWithParent = Deno.args[2] !== "no-watchdog";
+    await actorContext({ queues: { inbox: "receiver" }, exitWithParent });
     if (Deno.args[1] === "sync") blockForever();
     setInterval(() => {}, 1000);
   },

@@ -24,6 +24,7 @@ import {
   sleep,
   waitGone,
 } from "./actor_fixture_test.ts";
+import { shmEntries } from "./helpers.ts";
 
 /** Runs a test body and asserts that it leaves nothing in /dev/shm. */
 function clean(fn: () => Promise<void>): () => Promise<void> {
@@ -334,6 +335,26 @@ Deno.test(
 );
 
 Deno.test(
+  "disposing a running actor that holds a queue's last end removes the queue",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const name = sender.descriptor.name.slice(1);
+    {
+      await using actor = await spawnActor(FIXTURE, {
+        argv: ["holder", "async"],
+        queues: { inbox: receiver },
+        transfer: true,
+      });
+      sender.close(); // the actor's receiver is the queue's last end now
+      assert.ok(shmEntries().includes(name));
+      assert.equal(actor.pid > 0, true);
+    }
+    // Stopped as stop() does, it closed its end on the way out: killed, it could not have.
+    assert.ok(!shmEntries().includes(name), "the queue is gone with its last end");
+  }),
+);
+
+Deno.test(
   "a parent that ends without disposing its actor exits, and so does the actor",
   clean(async () => {
     const parent = new Deno.Command(Deno.execPath(), {
@@ -414,34 +435,43 @@ for (const mode of ["async", "sync"]) {
   });
 }
 
-Deno.test(
-  "disposing a handle kills a running actor and waits for it",
-  clean(async () => {
-    const [sender, receiver] = createSharedMemoryPair();
-    let handle: ActorHandle;
-    {
-      await using actor = await spawnActor(FIXTURE, {
-        argv: ["holder", "sync"],
-        queues: { inbox: receiver },
-        transfer: true,
-      });
-      handle = actor;
-      assert.ok(actor.running);
-    }
-    assert.ok(!handle.running);
-    assert.equal((await handle.status).signal, "SIGTERM");
-    assert.ok(await waitGone(handle.pid, 1000));
-    // The dead receiver is noticed: with no receiver left, put fails instead of hanging.
-    await within(
-      5000,
-      assert.rejects(async () => {
-        for (;;) await sender.put(1);
-      }, (e) => e instanceof ClosedError && e.reason === "no-receivers"),
-      "put after the receiver died",
-    );
-    sender.close();
-  }),
-);
+for (
+  const [watchdog, ended] of [
+    ["with", "its watchdog ends it (code 0)"],
+    ["without", "SIGTERM ends it"],
+  ] as const
+) {
+  Deno.test(
+    `disposing a handle ends a running actor blocked in a sync call, ${watchdog} a watchdog: ${ended}`,
+    clean(async () => {
+      const [sender, receiver] = createSharedMemoryPair();
+      let handle: ActorHandle;
+      {
+        await using actor = await spawnActor(FIXTURE, {
+          argv: ["holder", "sync", ...(watchdog === "with" ? [] : ["no-watchdog"])],
+          queues: { inbox: receiver },
+          transfer: true,
+        });
+        handle = actor;
+        assert.ok(actor.running);
+      }
+      assert.ok(!handle.running);
+      const status = await handle.status;
+      if (watchdog === "with") assert.deepEqual([status.code, status.signal], [0, null]);
+      else assert.equal(status.signal, "SIGTERM");
+      assert.ok(await waitGone(handle.pid, 1000));
+      // The dead receiver is noticed: with no receiver left, put fails instead of hanging.
+      await within(
+        5000,
+        assert.rejects(async () => {
+          for (;;) await sender.put(1);
+        }, (e) => e instanceof ClosedError && e.reason === "no-receivers"),
+        "put after the receiver died",
+      );
+      sender.close();
+    }),
+  );
+}
 
 Deno.test(
   "stop() closes the actor's stdin: it closes its ends and exits with code 0",
