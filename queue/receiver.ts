@@ -158,7 +158,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /**
    * Returns the next message, or `undefined` when none is waiting. Throws `ClosedError`
-   * once every sender has closed and the queue is drained.
+   * once every sender has closed and the queue is drained. A message whose value is
+   * `undefined` looks the same as none: on a queue that carries such values, use
+   * `getSync({ timeout: 0 })`, which throws `EmptyError` when none is waiting.
    */
   getNowait<T = unknown>(options?: Pick<GetOptions, "allocate">): T | undefined {
     if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait");
