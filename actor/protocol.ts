@@ -10,6 +10,7 @@ import { openReceiver, openSender } from "../queue/pair.ts";
 import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
 import { ActorError } from "./errors.ts";
+import { encode } from "../codec/encode.ts";
 
 /** Version of the handoff format between a parent and its actors or Workers. */
 export const HANDOFF_VERSION = 1;
@@ -135,6 +136,25 @@ export type WireQueues = Record<string, WireQueue>;
 
 /** What a child reports on the control queue once it has opened its ends (or failed to). */
 export type ControlMessage = { ok: true } | { ok: false; error: string };
+
+/**
+ * Encodes the `args` option with the library's codec. Its errors name the path from `args`
+ * (`args.f: functions are not supported`), not from the codec's `value`.
+ */
+export function encodeArgs(args: unknown, caller: string): Uint8Array {
+  try {
+    return encode(args);
+  } catch (error) {
+    if (
+      (error instanceof TypeError || error instanceof RangeError) &&
+      error.message.startsWith("value")
+    ) {
+      const Kind = error instanceof TypeError ? TypeError : RangeError;
+      throw new Kind(`${caller}: args${error.message.slice("value".length)}`, { cause: error });
+    }
+    throw error;
+  }
+}
 
 /**
  * Turns the `queues` option into descriptors plus the end to open. Throws a `TypeError` for a

@@ -11,7 +11,6 @@
  * @module
  */
 
-import { encode } from "../codec/mod.ts";
 import { native, NATIVE_LIB_ENV, transientLibraryBytes } from "../ffi/loader.ts";
 import { createSharedMemoryPair } from "../queue/pair.ts";
 import type { Receiver } from "../queue/receiver.ts";
@@ -22,6 +21,7 @@ import { StartupOutput } from "./output.ts";
 import {
   closeHanded,
   type ControlMessage,
+  encodeArgs,
   HANDOFF_VERSION,
   type QueueHandoff,
   toWire,
@@ -398,7 +398,9 @@ export async function spawnActor<A = unknown>(
   const module = moduleSpecifier(moduleUrl, caller);
   const wire = toWire(options.queues, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);
-  const args = options.args === undefined ? undefined : encode(options.args).toBase64();
+  const args = options.args === undefined ? undefined : encodeArgs(options.args, caller).toBase64();
+  const stdout = stdioOption(options.stdout, "stdout", caller);
+  const stderr = stdioOption(options.stderr, "stderr", caller);
   const denoArgs = checkDenoArgs(options.denoArgs, caller);
   const argv = stringList(options.argv, "argv", caller);
   options.signal?.throwIfAborted();
@@ -423,16 +425,16 @@ export async function spawnActor<A = unknown>(
     const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "--no-prompt", ...flags, ...denoArgs, module, ...argv],
       stdin: "piped",
-      stdout: options.stdout ?? "inherit",
-      stderr: options.stderr ?? "inherit",
+      stdout,
+      stderr,
       env,
       clearEnv: options.clearEnv ?? false,
       cwd: options.cwd,
       signal: options.signal,
     }).spawn();
     handle = new ActorHandle(child, {
-      stdout: options.stdout === "piped",
-      stderr: options.stderr === "piped",
+      stdout: stdout === "piped",
+      stderr: stderr === "piped",
     });
   } catch (error) {
     closeControl(control);
@@ -537,6 +539,16 @@ function handoffLine(
 ): Uint8Array {
   const handoff = { shmqActor: HANDOFF_VERSION, control, queues: wire, args };
   return new TextEncoder().encode(JSON.stringify(handoff) + "\n");
+}
+
+function stdioOption(value: ActorStdio | undefined, name: string, caller: string): ActorStdio {
+  if (value === undefined) return "inherit";
+  if (value !== "inherit" && value !== "piped" && value !== "null") {
+    throw new TypeError(
+      `${caller}: ${name} must be "inherit", "piped" or "null", got ${JSON.stringify(value)}`,
+    );
+  }
+  return value;
 }
 
 function moduleSpecifier(moduleUrl: string | URL, caller: string): string {

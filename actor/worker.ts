@@ -10,13 +10,14 @@
  */
 
 import { pathToFileURL } from "node:url";
-import { decode, encode } from "../codec/mod.ts";
+import { decode } from "../codec/mod.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import {
   type ActorContext,
   checkSpec,
   closeHanded,
+  encodeArgs,
   errorText,
   HANDOFF_VERSION,
   makeContext,
@@ -188,13 +189,19 @@ export async function spawnWorker<A = unknown>(
     throw new TypeError(`${caller}: options must be an object`);
   }
   const wire = toWire(options.queues, caller);
-  const args = options.args === undefined ? undefined : encode(options.args);
+  const args = options.args === undefined ? undefined : encodeArgs(options.args, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);
   options.signal?.throwIfAborted();
 
   const specifier = typeof moduleUrl === "string" && moduleUrl.startsWith("/")
     ? pathToFileURL(moduleUrl) // an absolute path (with "#" or "?" in it, too)
     : moduleUrl;
+  if (typeof specifier === "string" && !URL.canParse(specifier)) {
+    throw new TypeError(
+      `${caller}: moduleUrl must be a URL or an absolute path, got ${JSON.stringify(specifier)} ` +
+        `(for a module next to yours: new URL(${JSON.stringify(specifier)}, import.meta.url))`,
+    );
+  }
   const worker = new Worker(specifier, { type: "module", name: options.name });
   const handle = new WorkerHandle(worker);
   let settle: { resolve(): void; reject(error: Error): void } | undefined;

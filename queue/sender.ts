@@ -188,7 +188,7 @@ export class Sender implements Disposable {
     const deadline = deadlineOf(options, "Sender.waitForAllAck");
     options?.signal?.throwIfAborted();
     if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
-      throw this.#ackTimeout(options?.timeout);
+      throw this.#ackTimeout("waitForAllAck", options?.timeout);
     }
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = await waitAsync(
@@ -198,7 +198,7 @@ export class Sender implements Disposable {
       deadline,
       options?.signal,
     );
-    if (done === undefined) throw this.#ackTimeout(options?.timeout);
+    if (done === undefined) throw this.#ackTimeout("waitForAllAck", options?.timeout);
   }
 
   /** Like {@linkcode waitForAllAck}, but blocks the thread. Throws `TypeError` while a `put` of
@@ -208,7 +208,7 @@ export class Sender implements Disposable {
     this.#assertNoneWaiting("waitForAllAckSync");
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);
-    if (done === undefined) throw this.#ackTimeout(options?.timeout);
+    if (done === undefined) throw this.#ackTimeout("waitForAllAckSync", options?.timeout);
   }
 
   /**
@@ -375,10 +375,15 @@ export class Sender implements Disposable {
     return new FullError(`Sender.${method}: no room for ${timeout} ms: ${why}`);
   }
 
-  #ackTimeout(timeout: number | undefined): FullError {
+  #ackTimeout(method: string, timeout: number | undefined): FullError {
     const missing = (this.#published - this.#queue.acked) >>> 0;
+    // An unsent draft holds back this sender's later messages (their order is kept).
+    const drafts = this.#drafts.size > 0
+      ? `; this sender has ${this.#drafts.size} unsent draft(s), which the messages put after ` +
+        `them wait behind`
+      : "";
     return new FullError(
-      `Sender.waitForAllAck: ${missing} message(s) still not received after ${timeout} ms`,
+      `Sender.${method}: ${missing} message(s) still not received after ${timeout} ms${drafts}`,
     );
   }
 }

@@ -13,6 +13,7 @@ import {
   createSharedMemoryPair,
   NdArray,
   spawnActor,
+  spawnWorker,
   sweepStaleQueues,
 } from "../mod.ts";
 import { native } from "../ffi/loader.ts";
@@ -210,6 +211,23 @@ Deno.test("bad options are refused before any process starts", async () => {
   await assert.rejects(
     () => spawnActor(FIXTURE, { queues: { x: { shmq: 1, end: "sender", name: "/etc/passwd" } } }),
     /invalid queue descriptor/,
+  );
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { stdout: "file" as "null" }),
+    { name: "TypeError", message: /spawnActor: stdout must be "inherit", "piped" or "null"/ },
+  );
+  // The args' path is named from `args`, not from the codec's `value`.
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { args: { job: { run: () => {} } } }),
+    { name: "TypeError", message: /^spawnActor: args\.job\.run: functions are not supported/ },
+  );
+  await assert.rejects(
+    () => spawnWorker("./relative.ts", { args: 1 }),
+    { name: "TypeError", message: /new URL\("\.\/relative\.ts", import\.meta\.url\)/ },
+  );
+  await assert.rejects(
+    () => spawnWorker(FIXTURE, { args: [Symbol("s")] }),
+    { name: "TypeError", message: /^spawnWorker: args\[0\]/ },
   );
   // Short permission flags, alone, grouped or with values, grant as much as the long ones.
   for (

@@ -145,6 +145,17 @@ Deno.test("a held lease or unsent draft stops puts once the slot ring fills: has
     draft.send();
     assert.deepEqual((r.getSync({ timeout: 100 }) as { data: Uint8Array }).data.length, 8);
     assert.equal(other.hasSpace(), true);
+    // A message the draft's sender puts after it waits behind it, and an ack wait says why.
+    const again = s.prepareSync({ data: reserve(Uint8Array, 8) });
+    s.putSync("after the draft", { timeout: 100 });
+    assert.throws(
+      () => s.waitForAllAckSync({ timeout: 5 }),
+      /^FullError: Sender\.waitForAllAckSync: .* 1 unsent draft\(s\)/,
+    );
+    again.send();
+    assert.deepEqual((r.getSync({ timeout: 100 }) as { data: Uint8Array }).data.length, 8);
+    assert.equal(r.getSync({ timeout: 100 }), "after the draft");
+    s.waitForAllAckSync({ timeout: 1000 });
   }));
 
 Deno.test("get timeouts and getNowait on an empty queue", () =>
