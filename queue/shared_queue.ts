@@ -147,12 +147,29 @@ export function openEndNames(): string[] {
   return [...openEnds].map((end) => end.name);
 }
 
+/**
+ * Queues an end of the main thread left while only ends of this process remained in them:
+ * Workers' ends, maybe of Workers terminated since, whose threads had not ended yet then.
+ * Nobody else is left to remove such a queue once this process exits: the main thread does
+ * it on its way out, if that is still so (see SharedQueue.removeAtExit).
+ */
+const leftToThisProcess = new Set<string>();
+let mainThread: boolean | undefined;
+
+/** Whether this is the process's main thread, whose unload is the process's exit. */
+function isMainThread(): boolean {
+  return mainThread ??= native.threadIdentity()?.tid === Deno.pid;
+}
+
 function track(queue: SharedQueue): void {
   openEnds.add(queue);
   if (closeOnUnload) return;
   closeOnUnload = true;
   globalThis.addEventListener("unload", () => {
     for (const end of [...openEnds]) end.close();
+    if (!isMainThread()) return;
+    for (const name of leftToThisProcess) SharedQueue.removeAtExit(name);
+    leftToThisProcess.clear();
   });
 }
 
@@ -188,6 +205,8 @@ export class SharedQueue {
   #closed = false;
   /** A release left senders waiting for room asleep: wake them before this end waits. */
   #wakeDeferred = false;
+  /** Closing on the process's way out (see removeAtExit). */
+  #exiting = false;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -285,6 +304,21 @@ export class SharedQueue {
       native.shmUnlink(name, { missingOk: true });
       throw error;
     }
+  }
+
+  /**
+   * On the main thread's way out: removes queue `name` if every end still in it belongs to
+   * this process (they all end with it). It joins the queue for that, as a receiver.
+   */
+  static removeAtExit(name: string): void {
+    let queue: SharedQueue;
+    try {
+      queue = SharedQueue.open(name, "receiver");
+    } catch {
+      return; // Gone already, full of ends, or unusable: nothing this exit can do.
+    }
+    queue.#exiting = true;
+    queue.close();
   }
 
   /** Attaches to an existing queue by name as `kind`. */
@@ -666,7 +700,10 @@ export class SharedQueue {
         this.#removeParticipantLocked(this.#self);
         const u32 = this.#u32;
         last = u32[L.C_LIVE_SENDERS >> 2] === 0 && u32[L.C_LIVE_RECEIVERS >> 2] === 0;
-        if (last) this.#unlinkAllLocked();
+        const onlyOurs = !last && (this.#exiting || isMainThread()) &&
+          this.#onlyThisProcessLocked();
+        if (last || (onlyOurs && this.#exiting)) this.#unlinkAllLocked();
+        else if (onlyOurs) leftToThisProcess.add(this.name);
       } finally {
         this.#unlock();
       }
@@ -852,6 +889,18 @@ export class SharedQueue {
     if (!(index >= 0 && index < L.MAX_PARTICIPANTS)) return false;
     if (index === this.#self) return true;
     return native.lockProbe(this.#fd, L.participantLockByte(index)) && this.#threadRuns(index);
+  }
+
+  /** Whether every end left in the queue, but this one, belongs to this process. */
+  #onlyThisProcessLocked(): boolean {
+    const u32 = this.#u32;
+    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
+      if (i === this.#self) continue;
+      const at = L.participantOffset(i);
+      if (u32[(at + L.P_KIND) >> 2] === L.ParticipantKind.Free) continue;
+      if (this.#f64[(at + L.P_PROCESS) >> 3] !== processToken() && this.#isAlive(i)) return false;
+    }
+    return true;
   }
 
   /** False once the thread that opened participant `index`'s end has ended (a Worker

@@ -16,6 +16,7 @@ import {
   fixture,
   mapSegment,
   type SegmentMapping,
+  shmEntries,
   spawnFixture,
   withoutLeaks,
 } from "./helpers.ts";
@@ -205,6 +206,15 @@ Deno.test("another process reaps a terminated Worker's end; this one then frees 
     assert.equal(receiver.getNowait(), undefined);
     assert.ok(!entryLockHeld(name, 2), "this process closed the Worker's fd");
   }));
+
+Deno.test("a queue whose last end was a just-terminated Worker's is removed when its process exits", async () => {
+  const child = spawnFixture("fault_child.ts", ["worker-left"]);
+  const { code, text } = await finish(child);
+  assert.equal(code, 0);
+  const name = text.trim().slice(1);
+  assert.match(name, /^shmq-[0-9a-f]{32}$/);
+  assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
+});
 
 Deno.test("copy helpers a terminated Worker left unjoined are reclaimed when needed", async () => {
   const worker = await startWorker();
