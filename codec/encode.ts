@@ -131,6 +131,8 @@ const typedArrayName = builtinGetter(TypedArrayPrototype, Symbol.toStringTag);
 const typedArrayBuffer = builtinGetter(TypedArrayPrototype, "buffer");
 const typedArrayByteOffset = builtinGetter(TypedArrayPrototype, "byteOffset");
 const typedArrayByteLength = builtinGetter(TypedArrayPrototype, "byteLength");
+// Throws for a TypedArray out of its buffer's bounds, which reads as empty otherwise.
+const typedArraySet = (TypedArrayPrototype as { set(source: ArrayLike<number>): void }).set;
 const dataViewBuffer = builtinGetter(DataView.prototype, "buffer");
 const dataViewByteOffset = builtinGetter(DataView.prototype, "byteOffset");
 const dataViewByteLength = builtinGetter(DataView.prototype, "byteLength");
@@ -164,6 +166,15 @@ function viewBytes(v: ArrayBufferView, where: () => string): ViewBytes | undefin
   }
   if (length === 0 && (buffer as ArrayBuffer).detached === true) {
     throw new TypeError(`${where()}: its ArrayBuffer is detached`);
+  }
+  if (length === 0 && name !== undefined && (buffer as ArrayBuffer).resizable === true) {
+    // A fixed-length view over a resizable buffer that shrank below it reads as empty; sent
+    // as such, its elements would vanish without a word.
+    try {
+      typedArraySet.call(v, []);
+    } catch {
+      throw new TypeError(`${where()}: its ArrayBuffer shrank below it`);
+    }
   }
   return { code, bytes: length === 0 ? EMPTY : new Uint8Array(buffer, offset, length) };
 }

@@ -474,11 +474,18 @@ Deno.test("codec: TypedArray subclasses (node's Buffer) and views over SharedArr
   const fromBuffer = decode(Buffer.from(bytes)) as { ab: ArrayBuffer; dv: DataView };
   assert.equal(fromBuffer.ab.byteLength, 3);
   assert.equal(fromBuffer.dv.buffer.byteLength, 2);
-  // An empty view, even of a shrunk resizable buffer, encodes as empty.
+  // An empty view of a shrunk resizable buffer, within its bounds, encodes as empty.
   const rab = new ArrayBuffer(16, { maxByteLength: 32 });
   const tail = new Uint8Array(rab, 8, 8);
-  rab.resize(4); // tail is now out of bounds: length 0
-  assert.equal((decode(encode(tail)) as Uint8Array).length, 0);
+  rab.resize(4);
+  assert.equal((decode(encode(new Uint8Array(rab, 4, 0))) as Uint8Array).length, 0);
+  assert.equal((decode(encode(new Uint8Array(rab))) as Uint8Array).length, 4); // length-tracking
+  // One the buffer shrank below reads as empty: its elements are gone, so it is refused, as a
+  // DataView is, rather than sent empty.
+  assert.throws(() => encode({ tail }), {
+    name: "TypeError",
+    message: "value.tail: its ArrayBuffer shrank below it",
+  });
 });
 
 Deno.test("codec: cycles are rejected with their path", () => {
