@@ -94,12 +94,16 @@ export class WorkerHandle implements AsyncDisposable {
   #closing: Promise<void> | undefined;
   #closed?: () => void;
   #terminated = false;
+  /** Whether the Worker called `workerContext()`: only then is there anything to close first. */
+  #hasContext = false;
 
   /** @internal Made by `spawnWorker`. */
   constructor(worker: Worker) {
     this.#worker = worker;
     worker.addEventListener("message", (event) => {
-      if (ours<ToParent>(event.data)?.type === "closed") this.#closed?.();
+      const type = ours<ToParent>(event.data)?.type;
+      if (type === "hello") this.#hasContext = true;
+      if (type === "closed") this.#closed?.();
     });
   }
 
@@ -111,7 +115,8 @@ export class WorkerHandle implements AsyncDisposable {
   /**
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
    * in it then reject with `ClosedError`, and errors thrown by that are not reported), waits
-   * until it has (at most `timeout` ms, default 1000), then terminates it. A Worker that is
+   * until it has (at most `timeout` ms, default 1000), then terminates it; one that never
+   * called `workerContext()` is terminated at once. A Worker that is
    * blocked in a sync wait cannot answer, and Deno cannot stop it either: its thread runs on,
    * and its ends stay open until the process exits.
    */
@@ -140,6 +145,11 @@ export class WorkerHandle implements AsyncDisposable {
 
   async #close(timeout: number): Promise<void> {
     if (this.#terminated) return;
+    if (!this.#hasContext) {
+      // No workerContext(), no ends of the library to close: nothing would answer.
+      this.terminate();
+      return;
+    }
     // Closing its ends makes the Worker's pending waits throw; those are expected.
     this.#worker.addEventListener("error", (event) => event.preventDefault());
     let timer: ReturnType<typeof setTimeout> | undefined;

@@ -273,6 +273,11 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     await workerContext({ queues: { inbox: "sender" } });
   },
 
+  /** Never calls workerContext(): a plain Worker that idles until terminated. */
+  plain() {
+    setInterval(() => {}, 1000);
+  },
+
   /** Waits on its receiver until the parent closes the Worker. */
   async idle() {
     const { queues } = await workerContext({ queues: { inbox: "receiver" } });

@@ -248,6 +248,12 @@ Deno.test("bad options are refused before any process starts", async () => {
   receiver.close();
 });
 
+Deno.test("closing a Worker that never called workerContext() terminates it at once", async () => {
+  const handle = await spawnWorker(FIXTURE, { name: "plain" });
+  // Nothing in it can answer the request to close its ends: no wait for the timeout.
+  await within(5000, handle.close({ timeout: 60_000 }), "close()");
+});
+
 Deno.test("denoArgs that grant nothing are passed to the actor", async () => {
   await using actor = await spawnActor(FIXTURE, {
     argv: ["print"],
