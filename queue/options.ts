@@ -53,18 +53,25 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
   if (options !== undefined && (typeof options !== "object" || options === null)) {
     throw new TypeError(`createSharedMemoryPair: options must be an object, got ${options}`);
   }
-  const capacity = options?.capacity ?? DEFAULT_CAPACITY;
-  const arenaBytes = options?.arenaBytes ?? DEFAULT_ARENA_BYTES;
+  // Only a missing option takes the default: null is refused like any other non-number.
+  const capacity = options?.capacity === undefined ? DEFAULT_CAPACITY : options.capacity;
+  const arenaBytes = options?.arenaBytes === undefined ? DEFAULT_ARENA_BYTES : options.arenaBytes;
   checkInteger("capacity", capacity, 1, MAX_CAPACITY);
   checkInteger("arenaBytes", arenaBytes, MIN_ARENA_SIZE, MAX_ARENA_SIZE);
-  const byteBudget = options?.byteBudget ?? Math.max(DEFAULT_BYTE_BUDGET, arenaBytes);
+  const byteBudget = options?.byteBudget === undefined
+    ? Math.max(DEFAULT_BYTE_BUDGET, arenaBytes)
+    : options.byteBudget;
   checkInteger("byteBudget", byteBudget, arenaBytes, MAX_MESSAGE_SIZE);
   return { capacity, arenaBytes, byteBudget };
 }
 
 function checkInteger(name: string, value: unknown, min: number, max: number): void {
   if (typeof value !== "number") {
-    throw new TypeError(`createSharedMemoryPair: ${name} must be a number, got ${typeof value}`);
+    throw new TypeError(
+      `createSharedMemoryPair: ${name} must be a number, got ${
+        value === null ? "null" : typeof value
+      }`,
+    );
   }
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(

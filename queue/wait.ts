@@ -100,7 +100,7 @@ export function deadlineOf(
 
 /** Refuses options that are not an object (`get(50)`), which would otherwise be ignored. */
 export function checkOptionsObject(options: unknown, method: string): void {
-  if (typeof options !== "object" || options === null) {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(
       `${method}: options must be an object such as { timeout: 100 }, got ${shown(options)}`,
     );
@@ -112,6 +112,7 @@ function shown(value: unknown): string {
   if (typeof value === "number") return String(value);
   if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
   if (typeof value === "bigint") return `the bigint ${value}n`;
+  if (Array.isArray(value)) return "an array";
   return value === null ? "null" : typeof value;
 }
 

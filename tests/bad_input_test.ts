@@ -67,6 +67,10 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
     assert.throws(() => s.putSync(1, null as unknown as { timeout: number }), /got null/);
     await assert.rejects(s.waitForAllAck(fifty), TypeError);
     assert.throws(() => r.getNowait(50 as never), /Receiver\.getNowait: options must be an object/);
+    await assert.rejects(
+      r.get([] as never),
+      /Receiver\.get: options must be an object .*got an array/,
+    );
     const signal = "x" as unknown as AbortSignal;
     await assert.rejects(
       r.get({ signal }),

@@ -392,6 +392,13 @@ Deno.test("invalid options and descriptors get errors naming what was wrong", ()
       () => createSharedMemoryPair({ capacity: "5" as unknown as number }),
       /capacity must be a number/,
     );
+    // Only a missing option takes the default, not null.
+    for (const option of ["capacity", "arenaBytes", "byteBudget"]) {
+      assert.throws(
+        () => createSharedMemoryPair({ [option]: null }),
+        new RegExp(`${option} must be a number, got null`),
+      );
+    }
     for (const arenaBytes of [0, 1024, 2 ** 50, NaN]) {
       assert.throws(() => createSharedMemoryPair({ arenaBytes }), /arenaBytes/);
     }
