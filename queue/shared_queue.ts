@@ -156,6 +156,11 @@ export function openEndNames(): string[] {
 const leftToThisProcess = new Set<string>();
 let mainThread: boolean | undefined;
 
+/** The queues the main thread will check on its way out (see leftToThisProcess): for tests. */
+export function queuesLeftToThisProcess(): string[] {
+  return [...leftToThisProcess];
+}
+
 /** Whether this is the process's main thread, whose unload is the process's exit. */
 function isMainThread(): boolean {
   return mainThread ??= native.threadIdentity()?.tid === Deno.pid;
@@ -207,6 +212,8 @@ export class SharedQueue {
   #wakeDeferred = false;
   /** Closing on the process's way out (see removeAtExit). */
   #exiting = false;
+  /** An extension went idle in a reclaim of this end: the queue may be past its budget. */
+  #trimDue = false;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -700,10 +707,12 @@ export class SharedQueue {
         this.#removeParticipantLocked(this.#self);
         const u32 = this.#u32;
         last = u32[L.C_LIVE_SENDERS >> 2] === 0 && u32[L.C_LIVE_RECEIVERS >> 2] === 0;
-        const onlyOurs = !last && (this.#exiting || isMainThread()) &&
-          this.#onlyThisProcessLocked();
-        if (last || (onlyOurs && this.#exiting)) this.#unlinkAllLocked();
-        else if (onlyOurs) leftToThisProcess.add(this.name);
+        const left = last || !(this.#exiting || isMainThread())
+          ? "none"
+          : this.#remainingEndsLocked();
+        if (last || (this.#exiting && left !== "elsewhere")) this.#unlinkAllLocked();
+        else if (left === "workers") leftToThisProcess.add(this.name);
+        if (last) leftToThisProcess.delete(this.name);
       } finally {
         this.#unlock();
       }
@@ -891,16 +900,28 @@ export class SharedQueue {
     return native.lockProbe(this.#fd, L.participantLockByte(index)) && this.#threadRuns(index);
   }
 
-  /** Whether every end left in the queue, but this one, belongs to this process. */
-  #onlyThisProcessLocked(): boolean {
+  /**
+   * Where the ends left in the queue, but this one, are: `"elsewhere"` when one is a live end
+   * of another process; else `"workers"` when one is of another thread of this process (a
+   * Worker's); else `"here"` (this thread's own, closed at its exit like any).
+   */
+  #remainingEndsLocked(): "elsewhere" | "workers" | "here" {
     const u32 = this.#u32;
+    const i32 = this.#i32;
+    let workers = false;
     for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
       if (i === this.#self) continue;
       const at = L.participantOffset(i);
       if (u32[(at + L.P_KIND) >> 2] === L.ParticipantKind.Free) continue;
-      if (this.#f64[(at + L.P_PROCESS) >> 3] !== processToken() && this.#isAlive(i)) return false;
+      if (this.#f64[(at + L.P_PROCESS) >> 3] !== processToken()) {
+        if (this.#isAlive(i)) return "elsewhere";
+      } else if (
+        i32[(at + L.P_TID) >> 2] !== i32[(L.participantOffset(this.#self) + L.P_TID) >> 2]
+      ) {
+        workers = true;
+      }
     }
-    return true;
+    return workers ? "workers" : "here";
   }
 
   /** False once the thread that opened participant `index`'s end has ended (a Worker
@@ -1037,6 +1058,12 @@ export class SharedQueue {
     const head = f64[L.C_ARENA_HEAD >> 3];
     let arenaEnd = head;
     const arenaSize = this.arenaSize;
+    // An extension went idle since: if the queue is past its budget (an oversized message was
+    // done with), its segments go now, unless this message is oversized too and can reuse one.
+    if (this.#trimDue && length <= this.#byteBudget - arenaSize) {
+      this.#trimDue = false;
+      this.#trimExtensionsLocked();
+    }
     if (this.fitsArena(length)) {
       // These cursors decide where this end writes (through raw pointers, for drafts): a
       // forged one must not send it outside the arena, nor keep it waiting for room forever.
@@ -1080,6 +1107,8 @@ export class SharedQueue {
    * budget still goes when it is the only one.
    */
   #chooseExtensionLocked(length: number): { index: number; create: boolean } | undefined {
+    // Whoever left an oversized segment idle, a message that fits the budget does not reuse it.
+    if (length <= this.#byteBudget - this.arenaSize) this.#trimExtensionsLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
     const stateOf = (i: number) => u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
@@ -1145,10 +1174,11 @@ export class SharedQueue {
 
   /**
    * Drops idle extensions, largest first, while the queue holds more than its byte budget.
-   * Only a message larger than the budget takes the queue past it; once that message is done
-   * with, its segment goes, or it would keep its memory (RAM, in tmpfs) for the queue's life,
-   * being the smallest idle fit of every later extension message. A sender's or receiver's
-   * mapping of it stays until that end next maps an extension or waits (see reapDead).
+   * Only a message larger than the budget takes the queue past it. Once that message is done
+   * with, its segment goes at the next put that does not need it (a stream of such messages
+   * reuses it), or it would keep its memory (RAM, in tmpfs) for the queue's life, being the
+   * smallest idle fit of every later extension message. A sender's or receiver's mapping of
+   * it stays until that end next maps an extension or waits (see reapDead).
    */
   #trimExtensionsLocked(): void {
     const u32 = this.#u32;
@@ -1620,7 +1650,7 @@ export class SharedQueue {
     // cursor, as everywhere else, never ahead of it.
     u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
-    if (idled) this.#trimExtensionsLocked();
+    if (idled) this.#trimDue = true;
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {

@@ -21,6 +21,7 @@ import {
   withoutLeaks,
 } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
+import { queuesLeftToThisProcess } from "../queue/shared_queue.ts";
 import {
   closeFd,
   lockProbe,
@@ -214,6 +215,13 @@ Deno.test("a queue whose last end was a just-terminated Worker's is removed when
   const name = text.trim().slice(1);
   assert.match(name, /^shmq-[0-9a-f]{32}$/);
   assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
+});
+
+Deno.test("queues closed by the main thread alone are not kept for the exit check", () => {
+  const [sender, receiver] = createSharedMemoryPair({ capacity: 2, arenaBytes: 64 * 1024 });
+  sender.close(); // the receiver, this thread's own, remains
+  receiver.close();
+  assert.deepEqual(queuesLeftToThisProcess(), []);
 });
 
 Deno.test("copy helpers a terminated Worker left unjoined are reclaimed when needed", async () => {
