@@ -438,7 +438,10 @@ export class SharedQueue {
    */
   get ringFull(): boolean {
     const u32 = this.#u32;
-    return ((u32[L.C_WRITE >> 2] - u32[L.C_TAIL >> 2]) >>> 0) >= this.#ringSize;
+    // The tail first: read after the write cursor, a tail that moved on meanwhile could pass
+    // it, and the difference wrap around to "full".
+    const tail = u32[L.C_TAIL >> 2];
+    return ((u32[L.C_WRITE >> 2] - tail) >>> 0) >= this.#ringSize;
   }
 
   /** Slots in the ring: twice the capacity, at least 16 (see layout.ringSizeFor). */
