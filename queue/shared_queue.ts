@@ -148,10 +148,10 @@ export function openEndNames(): string[] {
 }
 
 /**
- * Queues an end of the main thread left while only ends of this process remained in them:
- * Workers' ends, maybe of Workers terminated since, whose threads had not ended yet then.
- * Nobody else is left to remove such a queue once this process exits: the main thread does
- * it on its way out, if that is still so (see SharedQueue.removeAtExit).
+ * Queues an end of the main thread left while ends of Workers of this process, and none of
+ * another process, remained in them (Workers maybe terminated since, whose threads had not
+ * ended yet then). Nobody else is left to remove such a queue once this process exits: the
+ * main thread does it on its way out, if that is still so (see SharedQueue.removeAtExit).
  */
 const leftToThisProcess = new Set<string>();
 let mainThread: boolean | undefined;
