@@ -36,8 +36,9 @@ export interface QueueOptions {
    * Senders wait while more would be needed; idle extensions are dropped to make room. One
    * message larger than the budget still goes through, alone, as long as /dev/shm has
    * room for it; its segment is reused by the next such message, and dropped by the next
-   * put that fits the budget. Default 4 GiB (two messages of the reference's 1.7 GB travel side by side),
-   * and never less than `arenaBytes`. Memory is only taken as messages need it.
+   * put that fits the budget. Default 4 GiB (two messages of the reference's 1.7 GB travel
+   * side by side), and never less than `arenaBytes`. Memory is only taken as messages need
+   * it.
    */
   byteBudget?: number;
 }

@@ -79,7 +79,8 @@ export class Sender implements Disposable {
   hasSpace(): boolean {
     const queue = this.#queue;
     if (queue.closed) return false;
-    if (queue.inFlight < queue.capacity && !queue.ringFull) return true;
+    const room = () => queue.inFlight < queue.capacity && !queue.ringFull;
+    if (room()) return true;
     if (queue.unsettled) {
       // Receivers released messages without the lock: count them.
       try {
@@ -87,7 +88,7 @@ export class Sender implements Disposable {
       } catch {
         return false;
       }
-      if (queue.inFlight < queue.capacity && !queue.ringFull) return true;
+      if (room()) return true;
     }
     // Full with no receiver left: a put would throw ClosedError at once, which a loop polling
     // for room must get to learn.
@@ -102,7 +103,7 @@ export class Sender implements Disposable {
     } catch {
       return false; // Corrupt or stuck: no room either way.
     }
-    return (queue.inFlight < queue.capacity && !queue.ringFull) || queue.livePeers === 0;
+    return room() || queue.livePeers === 0;
   }
 
   /**

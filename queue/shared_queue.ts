@@ -584,12 +584,16 @@ export class SharedQueue {
     if (this.#lend !== undefined) return this.#lend;
     // Not pre-faulted: the pages exist (the main mapping holds them), and page tables for a
     // whole arena took 15 ms at 64 MiB when the first lease needs a few.
-    const mapping = mapFd(this.#fd, this.#main.size);
+    this.#lend = this.#lendable(mapFd(this.#fd, this.#main.size), 0);
+    return this.#lend;
+  }
+
+  /** A mapping readied for zero-copy views, at extension generation `gen` (0: the arena's). */
+  #lendable(mapping: Mapping, gen: number): ExtensionMapping {
     // Should this end's Worker be terminated, another end of this process reclaims it.
     native.adoptMapping(this.#fd, mapping);
     const views = native.mapViews(mapping.pointer);
-    this.#lend = { ...mapping, gen: 0, refs: 0, retired: false, views };
-    return this.#lend;
+    return { ...mapping, gen, refs: 0, retired: false, views };
   }
 
   /** Revokes a view from {@linkcode openView}: its arrays read as empty afterwards. */
@@ -1061,13 +1065,15 @@ export class SharedQueue {
     const head = f64[L.C_ARENA_HEAD >> 3];
     let arenaEnd = head;
     const arenaSize = this.arenaSize;
-    // An extension went idle since: if the queue is past its budget (an oversized message was
-    // done with), its segments go now, unless this message is oversized too and can reuse one.
-    if (this.#trimDue && length <= this.#byteBudget - arenaSize) {
+    // Past its budget, the queue drops the oversized segments left idle, unless this message
+    // is oversized too and can reuse one: at any extension message (whoever left them), and at
+    // an arena message once this end saw an extension go idle.
+    const fitsArena = this.fitsArena(length);
+    if ((this.#trimDue || !fitsArena) && length <= this.#byteBudget - arenaSize) {
       this.#trimDue = false;
       this.#trimExtensionsLocked();
     }
-    if (this.fitsArena(length)) {
+    if (fitsArena) {
       // These cursors decide where this end writes (through raw pointers, for drafts): a
       // forged one must not send it outside the arena, nor keep it waiting for room forever.
       const arenaTail = f64[L.C_ARENA_TAIL >> 3];
@@ -1110,8 +1116,6 @@ export class SharedQueue {
    * budget still goes when it is the only one.
    */
   #chooseExtensionLocked(length: number): { index: number; create: boolean } | undefined {
-    // Whoever left an oversized segment idle, a message that fits the budget does not reuse it.
-    if (length <= this.#byteBudget - this.arenaSize) this.#trimExtensionsLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
     const stateOf = (i: number) => u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
@@ -1341,10 +1345,7 @@ export class SharedQueue {
         if (create) native.shmUnlink(name, { missingOk: true });
         throw error;
       }
-      // Should this end's Worker be terminated, another end of this process reclaims it.
-      native.adoptMapping(this.#fd, mapping);
-      const views = native.mapViews(mapping.pointer);
-      const extension: ExtensionMapping = { ...mapping, gen, refs: 0, retired: false, views };
+      const extension = this.#lendable(mapping, gen);
       this.#extensions[index] = extension;
       return extension;
     } finally {
