@@ -18,7 +18,8 @@
  *              │ unsettled │ waiting for acks                                 │
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
- *              │ live senders/receivers, arena head/tail, totals              │
+ *              │ live senders/receivers, extension epoch, arena head/tail,    │
+ *              │ totals                                                       │
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
@@ -50,7 +51,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 4;
+export const LAYOUT_VERSION = 5;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -99,6 +100,10 @@ export const C_WRITE = 264; // u32 slot index: next slot to reserve
 export const C_IN_FLIGHT = 268; // u32: messages put (or being put) and not yet released
 export const C_LIVE_SENDERS = 272; // u32
 export const C_LIVE_RECEIVERS = 276; // u32
+/** u32: bumped whenever an extension segment is dropped or replaced, so every end notices at
+ * its next put or take that a mapping it caches is stale, and unmaps it (frees its memory)
+ * instead of holding it until it next waits. */
+export const C_EXTENSION_EPOCH = 280;
 export const C_ARENA_HEAD = 288; // f64: logical arena offset of the next allocation
 export const C_ARENA_TAIL = 296; // f64: logical arena offset below which all is free
 export const C_TOTAL_PUT = 304; // f64: messages published since creation

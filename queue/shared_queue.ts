@@ -214,6 +214,8 @@ export class SharedQueue {
   #exiting = false;
   /** An extension went idle in a reclaim of this end: the queue may be past its budget. */
   #trimDue = false;
+  /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
+  #extensionEpoch = 0;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -483,7 +485,9 @@ export class SharedQueue {
           reason: "no-receivers",
         });
       }
-      return this.#reserveLocked(length);
+      const reservation = this.#reserveLocked(length);
+      this.#noticeRenewedExtensionsLocked();
+      return reservation;
     } finally {
       this.#unlock();
     }
@@ -535,6 +539,7 @@ export class SharedQueue {
       this.#checkUsable();
       taken = this.#takeLocked();
       if (taken !== undefined && this.#takenInOrder) this.#prefetchLocked(taken);
+      this.#noticeRenewedExtensionsLocked();
     } finally {
       this.#unlock();
     }
@@ -1149,9 +1154,8 @@ export class SharedQueue {
       // A sender that died (or failed) between reserving a new extension and making its
       // segment left the entry without one: make it anew.
       if (!this.#extensionExists(index)) {
-        const e = L.extensionOffset(index);
-        u32[(e + L.E_GEN) >> 2] = (u32[(e + L.E_GEN) >> 2] + 1) >>> 0;
-        f64[(e + L.E_SIZE) >> 3] = extensionSizeFor(length);
+        this.#renewExtensionLocked(index);
+        f64[(L.extensionOffset(index) + L.E_SIZE) >> 3] = extensionSizeFor(length);
         create = true;
       }
     } else {
@@ -1170,9 +1174,8 @@ export class SharedQueue {
       }
       if (empty < 0) return undefined; // Every entry carries a message in flight.
       index = empty;
-      const e = L.extensionOffset(index);
-      u32[(e + L.E_GEN) >> 2] = (u32[(e + L.E_GEN) >> 2] + 1) >>> 0;
-      f64[(e + L.E_SIZE) >> 3] = size;
+      this.#renewExtensionLocked(index);
+      f64[(L.extensionOffset(index) + L.E_SIZE) >> 3] = size;
       create = true;
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
@@ -1184,8 +1187,8 @@ export class SharedQueue {
    * Only a message larger than the budget takes the queue past it. Once that message is done
    * with, its segment goes at the next put that does not need it (a stream of such messages
    * reuses it), or it would keep its memory (RAM, in tmpfs) for the queue's life, being the
-   * smallest idle fit of every later extension message. A sender's or receiver's mapping of
-   * it stays until that end next maps an extension or waits (see reapDead).
+   * smallest idle fit of every later extension message. Each end unmaps it at its next put,
+   * take or wait (see #noticeRenewedExtensionsLocked); an end that does none of these keeps it.
    */
   #trimExtensionsLocked(): void {
     const u32 = this.#u32;
@@ -1241,9 +1244,28 @@ export class SharedQueue {
     native.shmUnlink(extensionNameOf(this.name, index, this.#u32[(e + L.E_GEN) >> 2]), {
       missingOk: true,
     });
-    this.#u32[(e + L.E_GEN) >> 2] = (this.#u32[(e + L.E_GEN) >> 2] + 1) >>> 0;
+    this.#renewExtensionLocked(index);
     this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Empty;
     this.#f64[(e + L.E_SIZE) >> 3] = 0;
+  }
+
+  /** Moves extension `index` to a new generation (a new segment name) and tells every end. */
+  #renewExtensionLocked(index: number): void {
+    const at = (L.extensionOffset(index) + L.E_GEN) >> 2;
+    this.#u32[at] = (this.#u32[at] + 1) >>> 0;
+    this.#u32[L.C_EXTENSION_EPOCH >> 2] = (this.#u32[L.C_EXTENSION_EPOCH >> 2] + 1) >>> 0;
+  }
+
+  /**
+   * Unmaps stale extensions once another end (or this one) dropped or replaced a segment: a
+   * 1.7 GB message's segment, dropped at the next put, would otherwise stay in every end's
+   * address space, and in RAM, until that end next waits.
+   */
+  #noticeRenewedExtensionsLocked(): void {
+    const epoch = this.#u32[L.C_EXTENSION_EPOCH >> 2];
+    if (epoch === this.#extensionEpoch) return;
+    this.#extensionEpoch = epoch;
+    this.#unmapStaleExtensions();
   }
 
   /** Unmaps cached extensions whose segment was replaced or dropped, unless views remain. */

@@ -32,6 +32,18 @@ export async function withoutLeaks(fn: () => Promise<void> | void): Promise<void
   assert.deepEqual(leaked, [], `left in /dev/shm: ${leaked.join(", ")}`);
 }
 
+/**
+ * The files this process has mapped (from /proc/self/maps, read by `cat` because Deno wants
+ * --allow-all to read /proc itself). A segment unlinked but still mapped shows as "(deleted)".
+ */
+export function mappedFiles(): string[] {
+  const out = new Deno.Command("cat", { args: [`/proc/${Deno.pid}/maps`] }).outputSync();
+  assert.ok(out.success, "cat /proc/PID/maps");
+  return new TextDecoder().decode(out.stdout).split("\n")
+    .map((line) => line.split(/\s+/).slice(5).join(" "))
+    .filter((file) => file !== "");
+}
+
 /** Entries made since the snapshot `before` that no live process holds: leaks, not other
  * programs' live queues. */
 export function leakedSince(before: ReadonlySet<string>): string[] {

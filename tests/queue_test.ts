@@ -10,7 +10,7 @@ import {
   QueueError,
   reserve,
 } from "../mod.ts";
-import { mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
+import { mappedFiles, mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
 import { closeFd, fdSize, prefaultJoin, prefaultStart, shmOpen } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 
@@ -446,6 +446,9 @@ Deno.test("the byte budget bounds extension memory; one larger message still goe
     await s.put("small");
     assert.equal(await r.get(), "small");
     assert.deepEqual(extensions(), [], "none kept");
+    // Nor mapped: neither end holds its memory until it next waits.
+    const mapped = mappedFiles().filter((file) => file.includes(prefix));
+    assert.deepEqual(mapped, [], "the dropped segment is unmapped by both ends");
     // Smaller extension messages then stay within the budget again.
     const ext = new Uint8Array(100 * 1024).fill(3);
     for (let i = 0; i < 3; i++) {
