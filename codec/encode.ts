@@ -137,6 +137,17 @@ const dataViewBuffer = builtinGetter(DataView.prototype, "buffer");
 const dataViewByteOffset = builtinGetter(DataView.prototype, "byteOffset");
 const dataViewByteLength = builtinGetter(DataView.prototype, "byteLength");
 
+/** The errors the walk threw itself, with the path first: anything else came from the value's
+ * own code (a getter, a Proxy trap) and gets the path added. */
+const placedErrors = new WeakSet<Error>();
+
+/** A TypeError that names where in the value the problem is. */
+function placed(path: string, message: string): TypeError {
+  const error = new TypeError(`${path}: ${message}`);
+  placedErrors.add(error);
+  return error;
+}
+
 /**
  * The class code and the bytes of a TypedArray or DataView, as a fresh fixed-length view of
  * its buffer; undefined for a TypedArray class the codec does not know. Throws a TypeError
@@ -161,11 +172,11 @@ function viewBytes(v: ArrayBufferView, where: () => string): ViewBytes | undefin
       offset = dataViewByteOffset.call(v) as number;
       length = dataViewByteLength.call(v) as number;
     } catch {
-      throw new TypeError(`${where()}: its ArrayBuffer is detached or too short for it`);
+      throw placed(where(), `its ArrayBuffer is detached or too short for it`);
     }
   }
   if (length === 0 && (buffer as ArrayBuffer).detached === true) {
-    throw new TypeError(`${where()}: its ArrayBuffer is detached`);
+    throw placed(where(), `its ArrayBuffer is detached`);
   }
   if (length === 0 && name !== undefined && (buffer as ArrayBuffer).resizable === true) {
     // A fixed-length view over a resizable buffer that shrank below it reads as empty; sent
@@ -173,7 +184,7 @@ function viewBytes(v: ArrayBufferView, where: () => string): ViewBytes | undefin
     try {
       typedArraySet.call(v, []);
     } catch {
-      throw new TypeError(`${where()}: its ArrayBuffer shrank below it`);
+      throw placed(where(), `its ArrayBuffer shrank below it`);
     }
   }
   return { code, bytes: length === 0 ? EMPTY : new Uint8Array(buffer, offset, length) };
@@ -241,231 +252,233 @@ function planValue(value: unknown): EncodePlan {
   let maxSp = 0;
   let deep: Set<object> | null = null;
   let cur: unknown = value;
-  walk: for (;;) {
-    switch (typeof cur) {
-      case "number": {
-        const v = cur as number;
-        if ((v | 0) === v && (v !== 0 || 1 / v > 0)) {
-          ops.push(OP_INT32, v);
-          size += 5;
-        } else if (Number.isSafeInteger(v) && v !== 0) {
-          ops.push(OP_INT64, v);
-          size += 9;
-        } else {
-          ops.push(OP_F64, T_FLOAT64, v);
-          size += 9;
+  try {
+    walk: for (;;) {
+      switch (typeof cur) {
+        case "number": {
+          const v = cur as number;
+          if ((v | 0) === v && (v !== 0 || 1 / v > 0)) {
+            ops.push(OP_INT32, v);
+            size += 5;
+          } else if (Number.isSafeInteger(v) && v !== 0) {
+            ops.push(OP_INT64, v);
+            size += 9;
+          } else {
+            ops.push(OP_F64, T_FLOAT64, v);
+            size += 9;
+          }
+          break;
         }
-        break;
-      }
-      case "string":
-        size += planString(cur as string, ops, refs);
-        break;
-      case "boolean":
-        ops.push(OP_BYTE, cur ? T_TRUE : T_FALSE);
-        size += 1;
-        break;
-      case "undefined":
-        ops.push(OP_BYTE, T_UNDEFINED);
-        size += 1;
-        break;
-      case "bigint": {
-        let v = cur as bigint;
-        let sign = 0;
-        if (v < 0n) {
-          sign = 1;
-          v = -v;
-        }
-        const n = v === 0n ? 0 : (v.toString(16).length + 1) >> 1;
-        if (n > MAX_COUNT) throw new TypeError(`${pathOf(st, sp)}: bigint too large`);
-        ops.push(OP_BIGINT, sign, n);
-        refs.push(v);
-        size += 6 + n;
-        break;
-      }
-      case "object": {
-        if (cur === null) {
-          ops.push(OP_BYTE, T_NULL);
+        case "string":
+          size += planString(cur as string, ops, refs);
+          break;
+        case "boolean":
+          ops.push(OP_BYTE, cur ? T_TRUE : T_FALSE);
           size += 1;
           break;
-        }
-        if (ArrayBuffer.isView(cur)) {
-          // A subclass (e.g. node's Buffer) goes as the built-in class it is made of.
-          const view = viewBytes(cur, () => pathOf(st, sp));
-          if (view === undefined) throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
-          const bytes = view.bytes;
-          size = planPayload(OP_BINARY, view.code, bytes.byteLength, bytes, size, ops, refs, 10);
+        case "undefined":
+          ops.push(OP_BYTE, T_UNDEFINED);
+          size += 1;
+          break;
+        case "bigint": {
+          let v = cur as bigint;
+          let sign = 0;
+          if (v < 0n) {
+            sign = 1;
+            v = -v;
+          }
+          const n = v === 0n ? 0 : (v.toString(16).length + 1) >> 1;
+          if (n > MAX_COUNT) throw placed(pathOf(st, sp), "bigint too large");
+          ops.push(OP_BIGINT, sign, n);
+          refs.push(v);
+          size += 6 + n;
           break;
         }
-        let kind: number;
-        let items: unknown[];
-        let tag: number;
-        if (Array.isArray(cur)) {
-          if (Object.getPrototypeOf(cur) !== Array.prototype) {
-            throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
-          }
-          kind = K_ARRAY;
-          items = cur;
-          tag = Object.isFrozen(cur) ? T_TUPLE : T_ARRAY;
-        } else {
-          const proto = Object.getPrototypeOf(cur);
-          if (proto === Object.prototype) {
-            kind = K_OBJECT;
-            items = Object.keys(cur);
-            tag = Object.isFrozen(cur) ? T_RECORD : T_OBJECT;
-          } else if (proto === null) {
-            kind = K_OBJECT;
-            items = Object.keys(cur);
-            tag = T_OBJECT_NULL;
-          } else if (cur instanceof NdArray) {
-            const a = cur as NdArray;
-            const dt = a.dtype;
-            const data = a.data;
-            // Each read once: what is planned is what is written.
-            let shape: number[];
-            let elements: number;
-            try {
-              shape = [...a.shape];
-              elements = shapeSize(shape);
-            } catch (error) {
-              throw new TypeError(`${pathOf(st, sp)}: NdArray ${(error as Error).message}`);
-            }
-            const view = dt instanceof DType && ArrayBuffer.isView(data) &&
-                Object.getPrototypeOf(data) === dt.arrayType.prototype
-              ? viewBytes(data, () => pathOf(st, sp))
-              : undefined;
-            if (
-              view === undefined ||
-              view.bytes.byteLength !== elements * dt.lanes * dt.arrayType.BYTES_PER_ELEMENT
-            ) {
-              throw new TypeError(
-                `${pathOf(st, sp)}: NdArray data does not match its dtype and shape`,
-              );
-            }
-            size = planNd(dt, shape, view.bytes.byteLength, view.bytes, size, ops, refs);
-            break;
-          } else if (proto === Map.prototype) {
-            kind = K_MAP;
-            const m = cur as Map<unknown, unknown>;
-            items = new Array(m.size * 2);
-            let i = 0;
-            for (const [k, v] of m) {
-              items[i++] = k;
-              items[i++] = v;
-            }
-            items.length = i;
-            tag = T_MAP;
-          } else if (proto === Set.prototype) {
-            kind = K_LIST;
-            items = Array.from(cur as Set<unknown>);
-            tag = T_SET;
-          } else if (proto === Date.prototype) {
-            ops.push(OP_F64, T_DATE, Date.prototype.getTime.call(cur));
-            size += 9;
-            break;
-          } else if (proto === ArrayBuffer.prototype) {
-            if ((cur as ArrayBuffer).detached) {
-              throw new TypeError(`${pathOf(st, sp)}: the ArrayBuffer is detached`);
-            }
-            const bytes = new Uint8Array(cur as ArrayBuffer);
-            size = planPayload(
-              OP_BINARY,
-              B_ARRAYBUFFER,
-              bytes.byteLength,
-              bytes,
-              size,
-              ops,
-              refs,
-              10,
-            );
-            break;
-          } else if (cur instanceof DType) {
-            ops.push(OP_BYTE2, T_DTYPE, cur.code);
-            size += 2;
-            break;
-          } else if (cur instanceof Reservation) {
-            const r = cur;
-            if (r.dtype !== null) {
-              size = planNd(r.dtype, r.shape!, r.byteLength, null, size, ops, refs);
-            } else {
-              const code = binaryClassCode(r.ctor);
-              size = planPayload(OP_BINARY, code, r.byteLength, null, size, ops, refs, 10);
-            }
-            (reservations ??= []).push(
-              Object.freeze({
-                reservation: r,
-                byteOffset: size - r.byteLength,
-                byteLength: r.byteLength,
-              }),
-            );
-            break;
-          } else {
-            throw new TypeError(`${pathOf(st, sp)}: ${unsupported(cur)}`);
-          }
-        }
-        // Read once: a Proxy may answer differently each time, and the count written must
-        // match the elements walked.
-        const length = items.length;
-        const count = kind === K_MAP ? length >> 1 : length;
-        if (count > MAX_COUNT) {
-          throw new TypeError(`${pathOf(st, sp)}: too many elements (${count})`);
-        }
-        // Cycle check: is this container one of the open ones?
-        const scan = sp < SCAN_DEPTH ? sp : SCAN_DEPTH;
-        for (let j = 0; j < scan; j++) {
-          if (fObj[j] === cur) throw new TypeError(`${pathOf(st, sp)}: cyclic reference`);
-        }
-        if (deep !== null && deep.has(cur)) {
-          throw new TypeError(`${pathOf(st, sp)}: cyclic reference`);
-        }
-        ops.push(OP_COUNT, tag, count);
-        size += 5;
-        if (length > 0) {
-          if (sp >= SCAN_DEPTH) (deep ??= new Set()).add(cur);
-          fKind[sp] = kind;
-          fObj[sp] = cur;
-          fItems[sp] = items;
-          fIdx[sp] = 0;
-          fLen[sp] = length;
-          if (++sp > maxSp) maxSp = sp;
-        }
-        break;
-      }
-      case "function":
-        throw new TypeError(`${pathOf(st, sp)}: functions are not supported`);
-      case "symbol":
-        throw new TypeError(`${pathOf(st, sp)}: symbols are not supported`);
-      default:
-        throw new TypeError(`${pathOf(st, sp)}: ${typeof cur} values are not supported`);
-    }
-
-    // Move to the next value: the next child of the innermost open container.
-    for (;;) {
-      if (sp === 0) break walk;
-      const f = sp - 1;
-      const i = fIdx[f];
-      if (i < fLen[f]) {
-        fIdx[f] = i + 1;
-        const items = fItems[f]!;
-        const kind = fKind[f];
-        if (kind === K_ARRAY) {
-          cur = items[i];
-          if (cur === undefined && !(i in items)) {
-            ops.push(OP_BYTE, T_HOLE);
+        case "object": {
+          if (cur === null) {
+            ops.push(OP_BYTE, T_NULL);
             size += 1;
-            continue;
+            break;
           }
-        } else if (kind === K_OBJECT) {
-          const key = items[i] as string;
-          size += planString(key, ops, refs);
-          cur = (fObj[f] as Record<string, unknown>)[key];
-        } else {
-          cur = items[i];
+          if (ArrayBuffer.isView(cur)) {
+            // A subclass (e.g. node's Buffer) goes as the built-in class it is made of.
+            const view = viewBytes(cur, () => pathOf(st, sp));
+            if (view === undefined) throw placed(pathOf(st, sp), unsupported(cur));
+            const bytes = view.bytes;
+            size = planPayload(OP_BINARY, view.code, bytes.byteLength, bytes, size, ops, refs, 10);
+            break;
+          }
+          let kind: number;
+          let items: unknown[];
+          let tag: number;
+          if (Array.isArray(cur)) {
+            if (Object.getPrototypeOf(cur) !== Array.prototype) {
+              throw placed(pathOf(st, sp), unsupported(cur));
+            }
+            kind = K_ARRAY;
+            items = cur;
+            tag = Object.isFrozen(cur) ? T_TUPLE : T_ARRAY;
+          } else {
+            const proto = Object.getPrototypeOf(cur);
+            if (proto === Object.prototype) {
+              kind = K_OBJECT;
+              items = Object.keys(cur);
+              tag = Object.isFrozen(cur) ? T_RECORD : T_OBJECT;
+            } else if (proto === null) {
+              kind = K_OBJECT;
+              items = Object.keys(cur);
+              tag = T_OBJECT_NULL;
+            } else if (cur instanceof NdArray) {
+              const a = cur as NdArray;
+              const dt = a.dtype;
+              const data = a.data;
+              // Each read once: what is planned is what is written.
+              let shape: number[];
+              let elements: number;
+              try {
+                shape = [...a.shape];
+                elements = shapeSize(shape);
+              } catch (error) {
+                throw placed(pathOf(st, sp), `NdArray ${(error as Error).message}`);
+              }
+              const view = dt instanceof DType && ArrayBuffer.isView(data) &&
+                  Object.getPrototypeOf(data) === dt.arrayType.prototype
+                ? viewBytes(data, () => pathOf(st, sp))
+                : undefined;
+              if (
+                view === undefined ||
+                view.bytes.byteLength !== elements * dt.lanes * dt.arrayType.BYTES_PER_ELEMENT
+              ) {
+                throw placed(pathOf(st, sp), "NdArray data does not match its dtype and shape");
+              }
+              size = planNd(dt, shape, view.bytes.byteLength, view.bytes, size, ops, refs);
+              break;
+            } else if (proto === Map.prototype) {
+              kind = K_MAP;
+              const m = cur as Map<unknown, unknown>;
+              items = new Array(m.size * 2);
+              let i = 0;
+              for (const [k, v] of m) {
+                items[i++] = k;
+                items[i++] = v;
+              }
+              items.length = i;
+              tag = T_MAP;
+            } else if (proto === Set.prototype) {
+              kind = K_LIST;
+              items = Array.from(cur as Set<unknown>);
+              tag = T_SET;
+            } else if (proto === Date.prototype) {
+              ops.push(OP_F64, T_DATE, Date.prototype.getTime.call(cur));
+              size += 9;
+              break;
+            } else if (proto === ArrayBuffer.prototype) {
+              if ((cur as ArrayBuffer).detached) {
+                throw placed(pathOf(st, sp), "the ArrayBuffer is detached");
+              }
+              const bytes = new Uint8Array(cur as ArrayBuffer);
+              size = planPayload(
+                OP_BINARY,
+                B_ARRAYBUFFER,
+                bytes.byteLength,
+                bytes,
+                size,
+                ops,
+                refs,
+                10,
+              );
+              break;
+            } else if (cur instanceof DType) {
+              ops.push(OP_BYTE2, T_DTYPE, cur.code);
+              size += 2;
+              break;
+            } else if (cur instanceof Reservation) {
+              const r = cur;
+              if (r.dtype !== null) {
+                size = planNd(r.dtype, r.shape!, r.byteLength, null, size, ops, refs);
+              } else {
+                const code = binaryClassCode(r.ctor);
+                size = planPayload(OP_BINARY, code, r.byteLength, null, size, ops, refs, 10);
+              }
+              (reservations ??= []).push(
+                Object.freeze({
+                  reservation: r,
+                  byteOffset: size - r.byteLength,
+                  byteLength: r.byteLength,
+                }),
+              );
+              break;
+            } else {
+              throw placed(pathOf(st, sp), unsupported(cur));
+            }
+          }
+          // Read once: a Proxy may answer differently each time, and the count written must
+          // match the elements walked.
+          const length = items.length;
+          const count = kind === K_MAP ? length >> 1 : length;
+          if (count > MAX_COUNT) {
+            throw placed(pathOf(st, sp), `too many elements (${count})`);
+          }
+          // Cycle check: is this container one of the open ones?
+          const scan = sp < SCAN_DEPTH ? sp : SCAN_DEPTH;
+          for (let j = 0; j < scan; j++) {
+            if (fObj[j] === cur) throw placed(pathOf(st, sp), "cyclic reference");
+          }
+          if (deep !== null && deep.has(cur)) {
+            throw placed(pathOf(st, sp), "cyclic reference");
+          }
+          ops.push(OP_COUNT, tag, count);
+          size += 5;
+          if (length > 0) {
+            if (sp >= SCAN_DEPTH) (deep ??= new Set()).add(cur);
+            fKind[sp] = kind;
+            fObj[sp] = cur;
+            fItems[sp] = items;
+            fIdx[sp] = 0;
+            fLen[sp] = length;
+            if (++sp > maxSp) maxSp = sp;
+          }
+          break;
         }
-        continue walk;
+        case "function":
+          throw placed(pathOf(st, sp), "functions are not supported");
+        case "symbol":
+          throw placed(pathOf(st, sp), "symbols are not supported");
+        default:
+          throw placed(pathOf(st, sp), `${typeof cur} values are not supported`);
       }
-      sp--;
-      if (sp >= SCAN_DEPTH) deep!.delete(fObj[sp]!);
+
+      // Move to the next value: the next child of the innermost open container.
+      for (;;) {
+        if (sp === 0) break walk;
+        const f = sp - 1;
+        const i = fIdx[f];
+        if (i < fLen[f]) {
+          fIdx[f] = i + 1;
+          const items = fItems[f]!;
+          const kind = fKind[f];
+          if (kind === K_ARRAY) {
+            cur = items[i];
+            if (cur === undefined && !(i in items)) {
+              ops.push(OP_BYTE, T_HOLE);
+              size += 1;
+              continue;
+            }
+          } else if (kind === K_OBJECT) {
+            const key = items[i] as string;
+            size += planString(key, ops, refs);
+            cur = (fObj[f] as Record<string, unknown>)[key];
+          } else {
+            cur = items[i];
+          }
+          continue walk;
+        }
+        sp--;
+        if (sp >= SCAN_DEPTH) deep!.delete(fObj[sp]!);
+      }
     }
+  } catch (error) {
+    throw placedErrors.has(error as Error) ? error : fromValueCode(error, pathOf(st, sp));
   }
   // Drop references to the value, then hand the stack back. (A call that throws does not hand
   // it back: the next call makes a new one.)
@@ -475,6 +488,21 @@ function planValue(value: unknown): EncodePlan {
   }
   freeStack = st;
   return new Plan(size, ops, refs, reservations ?? NO_RESERVATIONS);
+}
+
+/**
+ * An error thrown by the value's own code while it was walked (a getter, a Proxy trap), with
+ * where it happened. V8's "Invalid array length" is the walk's own, handled by planEncode.
+ */
+function fromValueCode(error: unknown, path: string): unknown {
+  if (error instanceof RangeError && error.message === "Invalid array length") return error;
+  let what = "a value that cannot be shown";
+  try {
+    what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  } catch { /* a thrown object whose own getters throw too */ }
+  const wrapped = new TypeError(`${path}: reading it threw ${what}`, { cause: error });
+  placedErrors.add(wrapped);
+  return wrapped;
 }
 
 /** The path of the value being planned, for error messages. */

@@ -103,33 +103,42 @@ Deno.test("values that change or throw while encoded leave the queue intact", ()
     const [s, r] = createSharedMemoryPair({ capacity: 2, arenaBytes: 256 << 10 });
     using _s = s;
     using _r = r;
-    const hostile: [string, () => unknown][] = [
+    // Each with the error it gets, if any: where in the value, and what the value's code threw.
+    const hostile: [string, () => unknown, RegExp?][] = [
       ["grows (small)", () => shapeShifter(10, 1 << 20)],
       ["grows (arena)", () => shapeShifter(30 << 10, 1 << 20)],
       ["grows (extension)", () => shapeShifter(100 << 10, 4 << 20)],
       ["shrinks (extension)", () => shapeShifter(4 << 20, 10)],
       ["throwing getter", () => ({
-        get data(): never {
-          throw new Error("hostile getter");
-        },
-      })],
+        list: [1, {
+          get data(): never {
+            throw new Error("hostile getter");
+          },
+        }],
+      }), /^value\.list\[1\]\.data: reading it threw Error: hostile getter$/],
       ["revoked proxy", () => {
         const { proxy, revoke } = Proxy.revocable({}, {});
         revoke();
         return { proxy };
-      }],
+      }, /^value\.proxy: reading it threw TypeError: .*revoked/],
     ];
-    for (const [what, make] of hostile) {
+    for (const [what, make, expected] of hostile) {
       let failed = false;
+      const check = (error: unknown) => {
+        failed = true;
+        assert.ok(error instanceof TypeError, `${what}: ${error}`);
+        if (expected) assert.match(error.message, expected);
+        assert.ok(error.cause instanceof Error, `${what}: the value's own error is the cause`);
+      };
       try {
         await s.put(make(), { timeout: 1000 });
-      } catch {
-        failed = true;
+      } catch (error) {
+        check(error);
       }
       try {
         s.putSync(make(), { timeout: 1000 });
-      } catch {
-        failed = true;
+      } catch (error) {
+        check(error);
       }
       // The encoder reads each value once (the plan keeps what it measured), so a value that
       // changes in between goes through as measured; one that throws is rejected. Whatever
