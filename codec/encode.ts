@@ -844,7 +844,8 @@ function writePayload(t: Uint8Array, p: number, len: number, bytes: Uint8Array |
   if (bytes !== null) {
     if (bytes.byteLength !== len) {
       throw new TypeError(
-        `encodeInto: an array of the value changed size since planEncode (${len} -> ${bytes.byteLength} bytes)`,
+        `encodeInto: an array of the value (${len} bytes when planEncode measured it) was ` +
+          `detached, or its resizable buffer shrank below it, since then`,
       );
     }
     if (len > 0) t.set(bytes, p);

@@ -114,13 +114,14 @@ export class Sender implements Disposable {
    * Calls that overlap (not awaited one by one) are put in the order they were made. With
    * room, the message is written during the call. Without, the value's structure, numbers and
    * strings are read when you call and its arrays' contents once room comes, so leave them
-   * alone until the promise settles; an abort cancels the put only while it waits.
+   * alone until the promise settles (an array detached or shrunk meanwhile rejects it with a
+   * `TypeError`, and nothing is sent); an abort cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options, "Sender.put");
     options?.signal?.throwIfAborted();
     const plan = this.#plan(value, "put");
-    const attempt = this.#putAttempt(plan);
+    const attempt = this.#putAttempt(plan, "put");
     const lane = this.#lane;
     const put = lane.now(attempt, true);
     const turn = lane.takeDueTurn();
@@ -141,7 +142,7 @@ export class Sender implements Disposable {
     const deadline = deadlineOf(options, "Sender.putSync");
     this.#assertNoneWaiting("putSync");
     const plan = this.#plan(value, "putSync");
-    const attempt = this.#putAttempt(plan);
+    const attempt = this.#putAttempt(plan, "putSync");
     const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
     if (done === undefined) throw this.#full("putSync", options?.timeout, plan.byteLength);
   }
@@ -164,7 +165,7 @@ export class Sender implements Disposable {
     const reserved = lane.now(attempt) ??
       await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, lane.takeDueTurn());
     if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
-    return this.#draft<T>(plan, reserved.value);
+    return this.#draft<T>(plan, reserved.value, "prepare");
   }
 
   /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
@@ -177,7 +178,7 @@ export class Sender implements Disposable {
     if (reserved === undefined) {
       throw this.#full("prepareSync", options?.timeout, plan.byteLength);
     }
-    return this.#draft<T>(plan, reserved.value);
+    return this.#draft<T>(plan, reserved.value, "prepareSync");
   }
 
   /**
@@ -284,7 +285,7 @@ export class Sender implements Disposable {
     return plan;
   }
 
-  #putAttempt(plan: EncodePlan): Attempt<true> {
+  #putAttempt(plan: EncodePlan, method: string): Attempt<true> {
     const queue = this.#queue;
     const length = plan.byteLength;
     // Only the reservation takes the lock: encoding runs outside it, in parallel with the
@@ -296,7 +297,7 @@ export class Sender implements Disposable {
         encodeInto(plan, queue.reservedBytes(r));
       } catch (error) {
         queue.cancel(r);
-        throw error;
+        throw named(error, method);
       }
       queue.publish(r);
       this.#published++;
@@ -311,7 +312,7 @@ export class Sender implements Disposable {
     };
   }
 
-  #draft<T>(plan: EncodePlan, r: Reservation): Draft<T> {
+  #draft<T>(plan: EncodePlan, r: Reservation, method: string): Draft<T> {
     const queue = this.#queue;
     let view;
     let value: T;
@@ -323,7 +324,7 @@ export class Sender implements Disposable {
     } catch (error) {
       if (view) queue.dropView(view);
       queue.cancel(r);
-      throw error;
+      throw named(error, method);
     }
     const draft = new Draft<T>(queue, r, view, value, (d, sent) => {
       this.#drafts.delete(d as Draft<unknown>);
@@ -390,5 +391,16 @@ export class Sender implements Disposable {
 }
 
 const DONE = { value: true as const };
+
+/**
+ * An error of writing a planned value, named after the method the user called: the only one
+ * a user can cause is an array that was detached, or whose resizable buffer shrank, while the
+ * call waited for room.
+ */
+function named(error: unknown, method: string): unknown {
+  if (!(error instanceof TypeError)) return error;
+  const what = error.message.replace(/^encodeInto: /, "");
+  return new TypeError(`Sender.${method}: ${what}; nothing was sent`, { cause: error });
+}
 /** How often a waiting waitForAllAck checks the slot ring for lost acks. */
 const ACK_CHECK_MS = 250;

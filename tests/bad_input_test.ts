@@ -299,3 +299,34 @@ Deno.test("put refuses reserve() placeholders, prepare refuses reserve(ArrayBuff
     receiver.close();
   });
 });
+
+Deno.test("an array that shrinks while put or prepare waits for room: TypeError naming the call, nothing sent", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    using _s = s;
+    using _r = r;
+    for (const method of ["put", "prepare"] as const) {
+      s.putSync("first");
+      const buffer = new ArrayBuffer(64, { maxByteLength: 128 });
+      const value = { a: new Uint8Array(buffer), b: reserve(Uint8Array, 8) };
+      const waiting = method === "put"
+        ? s.put({ a: value.a }, { timeout: 5000 })
+        : s.prepare(value, { timeout: 5000 });
+      buffer.resize(32); // the 64 bytes measured are no longer there
+      assert.equal(await r.get(), "first");
+      await assert.rejects(waiting, (e: Error) => {
+        assert.ok(e instanceof TypeError);
+        assert.equal(
+          e.message,
+          `Sender.${method}: an array of the value (64 bytes when planEncode measured it) was ` +
+            "detached, or its resizable buffer shrank below it, since then; nothing was sent",
+        );
+        return true;
+      });
+      assert.equal(r.getNowait(), undefined, `${method}: nothing was sent`);
+      assert.equal(s.hasSpace(), true, `${method}: its room is back`);
+    }
+    await s.put("after");
+    assert.equal(await r.get(), "after");
+    await s.waitForAllAck({ timeout: 1000 });
+  }));
