@@ -6,6 +6,7 @@
 
 import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
+import { shown } from "./shown.ts";
 
 /**
  * Options of `createSharedMemoryPair`.
@@ -53,7 +54,7 @@ export const DEFAULT_BYTE_BUDGET = 4 * 1024 * 1024 * 1024;
 /** Checks options and fills in defaults. */
 export function resolveOptions(options: QueueOptions | undefined): Geometry {
   if (options !== undefined && (typeof options !== "object" || options === null)) {
-    throw new TypeError(`createSharedMemoryPair: options must be an object, got ${options}`);
+    throw new TypeError(`createSharedMemoryPair: options must be an object, got ${shown(options)}`);
   }
   // Only a missing option takes the default: null is refused like any other non-number.
   const capacity = options?.capacity === undefined ? DEFAULT_CAPACITY : options.capacity;
@@ -69,11 +70,7 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
 
 function checkInteger(name: string, value: unknown, min: number, max: number): void {
   if (typeof value !== "number") {
-    throw new TypeError(
-      `createSharedMemoryPair: ${name} must be a number, got ${
-        value === null ? "null" : typeof value
-      }`,
-    );
+    throw new TypeError(`createSharedMemoryPair: ${name} must be a number, got ${shown(value)}`);
   }
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(

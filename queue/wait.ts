@@ -10,6 +10,7 @@
 import { futexWait, futexWaitAsync, yieldCpu } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
 import { turned } from "./fairness.ts";
+import { shown } from "./shown.ts";
 
 /**
  * Options of every call that can wait.
@@ -105,15 +106,6 @@ export function checkOptionsObject(options: unknown, method: string): void {
       `${method}: options must be an object such as { timeout: 100 }, got ${shown(options)}`,
     );
   }
-}
-
-/** A value for an error message: numbers as they are, anything else with its type. */
-function shown(value: unknown): string {
-  if (typeof value === "number") return String(value);
-  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
-  if (typeof value === "bigint") return `the bigint ${value}n`;
-  if (Array.isArray(value)) return "an array";
-  return value === null ? "null" : typeof value;
 }
 
 /**

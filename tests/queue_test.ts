@@ -390,7 +390,11 @@ Deno.test("invalid options and descriptors get errors naming what was wrong", ()
     }
     assert.throws(
       () => createSharedMemoryPair({ capacity: "5" as unknown as number }),
-      /capacity must be a number/,
+      /capacity must be a number, got the string "5"/,
+    );
+    assert.throws(
+      () => createSharedMemoryPair(64 as never),
+      /createSharedMemoryPair: options must be an object, got 64/,
     );
     // Only a missing option takes the default, not null.
     for (const option of ["capacity", "arenaBytes", "byteBudget"]) {
