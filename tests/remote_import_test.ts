@@ -123,6 +123,20 @@ async function runChild(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** Runs `fn` with the test server up and a fresh temp dir, and removes both afterwards. */
+async function withServer(
+  fn: (ctx: ReturnType<typeof serve> & { dir: string }) => Promise<void>,
+): Promise<void> {
+  const served = serve();
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
+  try {
+    await fn({ ...served, dir });
+  } finally {
+    await served.server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
@@ -133,10 +147,8 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-Deno.test("imported over http, the binary is fetched, verified, cached and used", async () => {
-  const { server, port, base, soRequests } = serve();
-  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
-  try {
+Deno.test("imported over http, the binary is fetched, verified, cached and used", () =>
+  withServer(async ({ dir, port, base, soRequests }) => {
     const denoDir = `${dir}/deno`;
     const digest = DIGESTS[KEY];
     assert.equal(await sha256Hex(await Deno.readFile(SHIPPED)), digest, "stale ffi/digests.ts");
@@ -168,32 +180,20 @@ Deno.test("imported over http, the binary is fetched, verified, cached and used"
     assert.equal(third.code, 0, third.stderr);
     assert.equal(soRequests.length, 2);
     assert.deepEqual(await Deno.readFile(cached), await Deno.readFile(SHIPPED));
-  } finally {
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("without DENO_DIR the cache goes to XDG_CACHE_HOME/shmq", async () => {
-  const { server, port, base } = serve();
-  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
-  try {
+Deno.test("without DENO_DIR the cache goes to XDG_CACHE_HOME/shmq", () =>
+  withServer(async ({ dir, port, base }) => {
     const xdg = `${dir}/xdg`;
     const run = await runChild(dir, `${base}/good/`, port, { XDG_CACHE_HOME: xdg });
     assert.equal(run.code, 0, run.stderr);
     const cached = `${xdg}/shmq/${DIGESTS[KEY]}/libshmq.so`;
     assert.equal(JSON.parse(run.stdout).path, cached);
     assert.ok(await exists(cached));
-  } finally {
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("without env permission the verified binary is loaded from a removed temp file", async () => {
-  const { server, port, base } = serve();
-  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
-  try {
+Deno.test("without env permission the verified binary is loaded from a removed temp file", () =>
+  withServer(async ({ dir, port, base }) => {
     const tmp = `${dir}/tmp`;
     await Deno.mkdir(tmp);
     const run = await runChild(
@@ -209,11 +209,7 @@ Deno.test("without env permission the verified binary is loaded from a removed t
     assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
     assert.equal(await exists(`${dir}/deno/shmq`), false);
-  } finally {
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 /** A parent importing the package from a URL, without env permission: it starts an actor
  * (tests/fixtures/remote_actor.ts) that imports the package from there too. */
@@ -234,10 +230,8 @@ console.log(JSON.stringify({ parent: native().path, actor: await receiver.get({ 
 receiver.close();
 `;
 
-Deno.test("without env permission, an actor gets a verified temp copy of its own, removed after", async () => {
-  const { server, port, base, soRequests } = serve();
-  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
-  try {
+Deno.test("without env permission, an actor gets a verified temp copy of its own, removed after", () =>
+  withServer(async ({ dir, port, base, soRequests }) => {
     const tmp = `${dir}/tmp`;
     await Deno.mkdir(tmp);
     const run = await runChild(dir, `${base}/good/`, port, { TMPDIR: tmp }, {
@@ -253,11 +247,7 @@ Deno.test("without env permission, an actor gets a verified temp copy of its own
     assert.notEqual(got.actor, got.parent, "the actor was pointed at the parent's removed copy");
     assert.equal(soRequests.length, 1, "the actor fetched the binary itself");
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
-  } finally {
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
 /** A parent importing the package from a URL, without env permission, and a Worker of it
  * that imports the package too: each prints the process token of the library it opened. */
@@ -277,10 +267,8 @@ self.onmessage = async (e) => {
 };
 `;
 
-Deno.test("without env permission, Workers share the parent's library, not a copy each", async () => {
-  const { server, port, base } = serve();
-  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
-  try {
+Deno.test("without env permission, Workers share the parent's library, not a copy each", () =>
+  withServer(async ({ dir, port, base }) => {
     const tmp = `${dir}/tmp`;
     await Deno.mkdir(tmp);
     await Deno.writeTextFile(`${dir}/worker.ts`, WORKER); // beside the child program
@@ -293,16 +281,10 @@ Deno.test("without env permission, Workers share the parent's library, not a cop
     // One library per process: its process-wide tables see every isolate's ends.
     assert.equal(got.worker, got.parent);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
-  } finally {
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
 
-Deno.test("a tampered binary served over http is refused with a digest error", async () => {
-  const { server, port, base, soRequests } = serve();
-  const dir = await Deno.makeTempDir({ prefix: "shmq-test-remote-" });
-  try {
+Deno.test("a tampered binary served over http is refused with a digest error", () =>
+  withServer(async ({ dir, port, base, soRequests }) => {
     const denoDir = `${dir}/deno`;
     const run = await runChild(dir, `${base}/bad/`, port, { DENO_DIR: denoDir });
     assert.notEqual(run.code, 0, `a tampered binary was accepted: ${run.stdout}`);
@@ -313,8 +295,4 @@ Deno.test("a tampered binary served over http is refused with a digest error", a
     const cacheDir = `${denoDir}/shmq/${DIGESTS[KEY]}`;
     const left = (await exists(cacheDir)) ? [...Deno.readDirSync(cacheDir)] : [];
     assert.deepEqual(left, []);
-  } finally {
-    await server.shutdown();
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  }));
