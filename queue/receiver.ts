@@ -334,6 +334,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   #lease<T>(m: TakenMessage): Lease<T> {
     const queue = this.#queue;
+    // Closed while a waiting borrow resumed: the close dropped the message, whose space may
+    // be another's by now, and this end's fd number may name another queue's segment.
+    queue.assertOpen();
     let view;
     let value: T;
     try {

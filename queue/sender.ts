@@ -314,6 +314,8 @@ export class Sender implements Disposable {
 
   #draft<T>(plan: EncodePlan, r: Reservation, method: string): Draft<T> {
     const queue = this.#queue;
+    // Closed while a waiting prepare resumed: the close gave the reservation back.
+    queue.assertOpen();
     let view;
     let value: T;
     try {

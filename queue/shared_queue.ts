@@ -567,6 +567,7 @@ export class SharedQueue {
    * revoked on their own. Pair every call with {@linkcode dropView}.
    */
   openView(segment: number, offset: number, length: number, create = false): MessageView {
+    this.assertOpen();
     const mapping = segment === 0
       ? this.#lendMapping()
       : this.#extension(segment - 1, create, offset + length);

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, openReceiver, openSender } from "../mod.ts";
+import { ClosedError, createSharedMemoryPair, openReceiver, openSender, reserve } from "../mod.ts";
 import * as L from "../queue/layout.ts";
 import {
   leakedSince,
@@ -57,6 +57,76 @@ Deno.test("close() during a waiting get, put or waitForAllAck always rejects wit
       receiver.close();
     }
     assert.deepEqual([...outcomes], [["ClosedError", 60]]);
+  });
+});
+
+Deno.test("close() as a waiting borrow or prepare resumes: ClosedError, or a lease or draft that close revoked", async () => {
+  await withoutLeaks(async () => {
+    const size = 1 << 16; // past the small-lease copy: a view into shared memory
+    /** Closes `end` once `k` promise reactions have run after `after` settles. */
+    const closeLater = (after: Promise<unknown>, k: number, end: { close(): void }) => {
+      let p = after.then(() => {}, () => {});
+      for (let i = 0; i < k; i++) p = p.then(() => {});
+      p.then(() => end.close());
+    };
+    let rejected = 0;
+    for (let k = 0; k < 12; k++) {
+      // borrow: a get ahead of it in line takes the first message; the close lands somewhere
+      // between the borrow taking the second and building its lease.
+      {
+        const [s, r] = createSharedMemoryPair({ capacity: 2 });
+        const first = r.get({ timeout: 5000 });
+        const lease = r.borrow<{ a: Uint8Array }>({ timeout: 5000 });
+        closeLater(first, k, r);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        s.putSync({ a: new Uint8Array(size).fill(1) });
+        s.putSync({ a: new Uint8Array(size).fill(2) });
+        await first;
+        try {
+          const l = await lease;
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          assert.ok(r.closed);
+          assert.equal(l.value.a.length, 0, `k=${k}: a lease outliving its end's close is revoked`);
+        } catch (error) {
+          assert.ok(error instanceof ClosedError, `k=${k}: ${error}`);
+          rejected++;
+        }
+        s.close();
+      }
+      // prepare: the same with a put ahead of it waiting for room.
+      {
+        const [s, r] = createSharedMemoryPair({ capacity: 2 });
+        s.putSync(1);
+        s.putSync(2);
+        const first = s.put(3, { timeout: 5000 });
+        const draft = s.prepare<{ a: Uint8Array }>({ a: reserve(Uint8Array, size) }, {
+          timeout: 5000,
+        });
+        closeLater(first, k, s);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        r.getSync();
+        r.getSync();
+        await first;
+        try {
+          const d = await draft;
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          assert.ok(s.closed);
+          assert.equal(d.value.a.length, 0, `k=${k}: a draft outliving its end's close is revoked`);
+          assert.throws(() => d.send(), /Draft\.send: this draft was already sent or cancelled/);
+        } catch (error) {
+          assert.ok(error instanceof ClosedError, `k=${k}: ${error}`);
+          rejected++;
+        }
+        // Whatever the close gave back was not handed to anyone twice.
+        assert.equal(r.getNowait(), 3);
+        assert.throws(
+          () => r.getNowait(),
+          (e) => e instanceof ClosedError && e.reason === "drained",
+        );
+        r.close();
+      }
+    }
+    assert.ok(rejected > 0, "some closes landed while the calls waited");
   });
 });
 
