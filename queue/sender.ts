@@ -121,7 +121,7 @@ export class Sender implements Disposable {
     const deadline = deadlineOf(options, "Sender.put");
     options?.signal?.throwIfAborted();
     const plan = this.#plan(value, "put");
-    const attempt = this.#putAttempt(plan, "put");
+    const attempt = this.#putAttempt(plan, "put", deadline);
     const lane = this.#lane;
     const put = lane.now(attempt, true);
     const turn = lane.takeDueTurn();
@@ -142,7 +142,7 @@ export class Sender implements Disposable {
     const deadline = deadlineOf(options, "Sender.putSync");
     this.#assertNoneWaiting("putSync");
     const plan = this.#plan(value, "putSync");
-    const attempt = this.#putAttempt(plan, "putSync");
+    const attempt = this.#putAttempt(plan, "putSync", deadline);
     const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
     if (done === undefined) throw this.#full("putSync", options?.timeout, plan.byteLength);
   }
@@ -160,7 +160,7 @@ export class Sender implements Disposable {
     const deadline = deadlineOf(options, "Sender.prepare");
     options?.signal?.throwIfAborted();
     const plan = this.#plan(template, "prepare", true);
-    const attempt = this.#reserveAttempt(plan.byteLength);
+    const attempt = this.#reserveAttempt(plan.byteLength, deadline);
     const lane = this.#lane;
     const reserved = lane.now(attempt) ??
       await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, lane.takeDueTurn());
@@ -173,7 +173,7 @@ export class Sender implements Disposable {
     const deadline = deadlineOf(options, "Sender.prepareSync");
     this.#assertNoneWaiting("prepareSync");
     const plan = this.#plan(template, "prepareSync", true);
-    const attempt = this.#reserveAttempt(plan.byteLength);
+    const attempt = this.#reserveAttempt(plan.byteLength, deadline);
     const reserved = attempt() ?? this.#waitForRoomSync(attempt, deadline);
     if (reserved === undefined) {
       throw this.#full("prepareSync", options?.timeout, plan.byteLength);
@@ -285,13 +285,13 @@ export class Sender implements Disposable {
     return plan;
   }
 
-  #putAttempt(plan: EncodePlan, method: string): Attempt<true> {
+  #putAttempt(plan: EncodePlan, method: string, deadline: number): Attempt<true> {
     const queue = this.#queue;
     const length = plan.byteLength;
     // Only the reservation takes the lock: encoding runs outside it, in parallel with the
     // receivers, and publishing is one atomic store.
     return () => {
-      const r = queue.reserve(length);
+      const r = queue.reserve(length, deadline);
       if (r === undefined) return undefined;
       try {
         encodeInto(plan, queue.reservedBytes(r));
@@ -305,9 +305,9 @@ export class Sender implements Disposable {
     };
   }
 
-  #reserveAttempt(length: number): Attempt<Reservation> {
+  #reserveAttempt(length: number, deadline: number): Attempt<Reservation> {
     return () => {
-      const r = this.#queue.reserve(length);
+      const r = this.#queue.reserve(length, deadline);
       return r === undefined ? undefined : { value: r };
     };
   }

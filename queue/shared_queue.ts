@@ -13,7 +13,7 @@ import * as native from "../ffi/native.ts";
 import * as L from "./layout.ts";
 import { ClosedError, QueueError } from "./errors.ts";
 import { ShmMutex } from "./mutex.ts";
-import { MIN_SPIN_MS } from "./wait.ts";
+import { MIN_SPIN_MS, ROOM_SLICE_MS } from "./wait.ts";
 
 /** The process token, drawn once (see native.processToken). */
 const processToken = (): number => token ??= native.processToken();
@@ -86,9 +86,12 @@ const EXTENSION_GRANULE = 2 * 1024 * 1024;
 function extensionSizeFor(length: number): number {
   return L.alignUp(length, length >= 8 * EXTENSION_GRANULE ? EXTENSION_GRANULE : L.PAGE_SIZE);
 }
-/** Extensions that may carry messages of one size class at once: the sender fills one while
- * receivers copy out of the others. */
+/** Extensions of one size class whose messages wait in line before a sender waits for one to
+ * come back instead of making another: it fills one while receivers copy out of the others. */
 const EXTENSIONS_IN_FLIGHT = 3;
+/** Bytes per millisecond a new extension is made (created and pre-faulted) at here: about
+ * 1 GB/s. A sender waits for a busy one at most as long as making one would take. */
+const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
 const ARENA_REBASE_AT = 2 ** 50;
 /** A lone receiver takes up to this many more messages with the one asked for (see
@@ -216,6 +219,11 @@ export class SharedQueue {
   #trimDue = false;
   /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
   #extensionEpoch = 0;
+  /** The deadline (performance.now()) of the reservation being tried, and until when it
+   * waits for a busy extension rather than make one (0: it does not wait): see
+   * #waitForBusyLocked. */
+  #deadline = Infinity;
+  #waitForBusyUntil = 0;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -476,7 +484,8 @@ export class SharedQueue {
    * Reserves a slot and `length` bytes for a message, or returns undefined when the queue is
    * full. Throws ClosedError when no receiver is left.
    */
-  reserve(length: number): Reservation | undefined {
+  reserve(length: number, deadline = Infinity): Reservation | undefined {
+    this.#deadline = deadline;
     this.#lock();
     try {
       this.#checkUsable();
@@ -1160,10 +1169,10 @@ export class SharedQueue {
         create = true;
       }
     } else {
-      // Enough segments of this size are in flight to keep both sides busy: waiting for one
-      // is cheaper than making (and pre-faulting) yet another.
-      if (busyFitting >= EXTENSIONS_IN_FLIGHT) return undefined;
       const size = extensionSizeFor(length);
+      if (busyFitting >= EXTENSIONS_IN_FLIGHT && this.#waitForBusyLocked(length, size)) {
+        return undefined;
+      }
       if (busyBytes > 0 && busyBytes + size > room) return undefined;
       // Largest idle ones go first: they hold the most memory.
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
@@ -1180,7 +1189,49 @@ export class SharedQueue {
       create = true;
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
+    this.#waitForBusyUntil = 0;
     return { index, create };
+  }
+
+  /**
+   * Whether a sender about to make a new extension of `size` bytes should wait for a busy one
+   * to come back instead. It should while enough messages of this size wait in line to keep
+   * both sides busy: receivers hand those back soon, and waiting costs less than making (and
+   * pre-faulting) another. Only so long as making one would take, though, and only when the
+   * call can wait that long: `capacity` and the byte budget are the limits, this is not. And
+   * messages held (leases, unsent drafts) do not count: they may never come back while it
+   * waits, and a sender holding three drafts would wait on itself.
+   */
+  #waitForBusyLocked(length: number, size: number): boolean {
+    const now = performance.now();
+    if (this.#waitForBusyUntil === 0) {
+      const makeMs = size / EXTENSION_MAKE_BYTES_PER_MS;
+      if (this.#deadline - now < makeMs + ROOM_SLICE_MS) return false;
+      if (this.#queuedInExtensionsLocked(length) < EXTENSIONS_IN_FLIGHT) return false;
+      this.#waitForBusyUntil = now + makeMs;
+      return true;
+    }
+    if (now >= this.#waitForBusyUntil) return false;
+    return this.#queuedInExtensionsLocked(length) >= EXTENSIONS_IN_FLIGHT;
+  }
+
+  /** Published messages not yet taken (or only taken ahead) in extensions of at least
+   * `length` bytes. */
+  #queuedInExtensionsLocked(length: number): number {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const write = u32[L.C_WRITE >> 2];
+    let queued = 0;
+    let i = u32[L.C_TAIL >> 2];
+    for (let n = 0; i !== write && n < this.#ringSize; i = (i + 1) >>> 0, n++) {
+      const s = L.slotOffset(i & this.#mask);
+      const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+      if (state !== L.SlotState.Ready && state !== L.SlotState.Prefetched) continue;
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      if (segment === 0 || segment > L.MAX_EXTENSIONS) continue;
+      if (f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3] >= length) queued++;
+    }
+    return queued;
   }
 
   /**

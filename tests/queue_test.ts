@@ -484,6 +484,39 @@ Deno.test("the byte budget bounds extension memory; one larger message still goe
     );
   }));
 
+Deno.test("large messages are bounded by capacity and the byte budget only, not by a count of segments", () =>
+  withoutLeaks(async () => {
+    // 300 KiB messages travel in extension segments (over a quarter of the 1 MiB arena).
+    const [s, r] = createSharedMemoryPair({ capacity: 8, arenaBytes: 1 << 20 });
+    using _s = s;
+    using _r = r;
+    const big = (i: number) => new Uint8Array(300 << 10).fill(i);
+    // Drafts held by their sender: none waits on another.
+    const drafts = [];
+    for (let i = 0; i < 6; i++) {
+      const d = await s.prepare<{ a: Uint8Array }>({ a: reserve(Uint8Array, 300 << 10) }, {
+        timeout: 0,
+      });
+      d.value.a.fill(i);
+      drafts.push(d);
+    }
+    for (const d of drafts) d.send();
+    // Puts while nobody takes: a call with no time to spare never waits for a segment.
+    for (let i = 6; i < 8; i++) s.putSync({ a: big(i) }, { timeout: 0 });
+    for (let i = 0; i < 8; i++) assert.equal(r.getSync<{ a: Uint8Array }>().a[0], i);
+    // Leases held by a receiver (a replay buffer): puts still go through.
+    for (let i = 0; i < 4; i++) s.putSync(big(i), { timeout: 0 });
+    const leases = [];
+    for (let i = 0; i < 4; i++) leases.push(r.borrowSync<Uint8Array>());
+    for (let i = 0; i < 4; i++) s.putSync(big(8 + i), { timeout: 0 });
+    assert.equal(s.hasSpace(), false, "capacity is the limit");
+    for (const [i, l] of leases.entries()) {
+      assert.equal(l.value[0], i);
+      l.release();
+    }
+    for (let i = 8; i < 12; i++) assert.equal(r.getSync<Uint8Array>()[0], i);
+  }));
+
 Deno.test("a for-await loop over a queue that never runs dry still lets timers and I/O run", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 64 });
