@@ -18,8 +18,8 @@
  *              │ unsettled │ waiting for acks                                 │
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
- *              │ live senders/receivers, extension epoch, arena head/tail,    │
- *              │ totals                                                       │
+ *              │ live senders/receivers, extension epoch, trim due, arena     │
+ *              │ head/tail, totals                                            │
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
@@ -104,6 +104,9 @@ export const C_LIVE_RECEIVERS = 276; // u32
  * its next put or take that a mapping it caches is stale, and unmaps it (frees its memory)
  * instead of holding it until it next waits. */
 export const C_EXTENSION_EPOCH = 280;
+/** u32: nonzero once an extension went idle: the queue may be past its byte budget, and the
+ * next put of any sender that fits it drops idle extensions until it is not. */
+export const C_TRIM_DUE = 284;
 export const C_ARENA_HEAD = 288; // f64: logical arena offset of the next allocation
 export const C_ARENA_TAIL = 296; // f64: logical arena offset below which all is free
 export const C_TOTAL_PUT = 304; // f64: messages published since creation

@@ -215,8 +215,6 @@ export class SharedQueue {
   #wakeDeferred = false;
   /** Closing on the process's way out (see removeAtExit). */
   #exiting = false;
-  /** An extension went idle in a reclaim of this end: the queue may be past its budget. */
-  #trimDue = false;
   /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
   #extensionEpoch = 0;
   /** The deadline (performance.now()) of the reservation being tried, and until when it
@@ -1082,10 +1080,10 @@ export class SharedQueue {
     const arenaSize = this.arenaSize;
     // Past its budget, the queue drops the oversized segments left idle, unless this message
     // is oversized too and can reuse one: at any extension message (whoever left them), and at
-    // an arena message once this end saw an extension go idle.
+    // an arena message once any end saw an extension go idle.
     const fitsArena = this.fitsArena(length);
-    if ((this.#trimDue || !fitsArena) && length <= this.#byteBudget - arenaSize) {
-      this.#trimDue = false;
+    if ((u32[L.C_TRIM_DUE >> 2] !== 0 || !fitsArena) && length <= this.#byteBudget - arenaSize) {
+      u32[L.C_TRIM_DUE >> 2] = 0;
       this.#trimExtensionsLocked();
     }
     if (fitsArena) {
@@ -1728,7 +1726,8 @@ export class SharedQueue {
     // cursor, as everywhere else, never ahead of it.
     u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
-    if (idled) this.#trimDue = true;
+    // Whichever end reclaimed it (often a receiver), the next put trims.
+    if (idled) this.#u32[L.C_TRIM_DUE >> 2] = 1;
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {

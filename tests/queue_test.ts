@@ -450,6 +450,13 @@ Deno.test("the byte budget bounds extension memory; one larger message still goe
     await s.put("small");
     assert.equal(await r.get(), "small");
     assert.deepEqual(extensions(), [], "none kept");
+    // Also when a receiver (looking for more) was the end that found it idle.
+    s.putSync(big);
+    r.getSync();
+    assert.equal(r.getNowait(), undefined);
+    s.putSync("small");
+    assert.equal(r.getSync(), "small");
+    assert.deepEqual(extensions(), [], "none kept after a receiver's reclaim");
     // Nor mapped: neither end holds its memory until it next waits.
     const mapped = mappedFiles().filter((file) => file.includes(prefix));
     assert.deepEqual(mapped, [], "the dropped segment is unmapped by both ends");
