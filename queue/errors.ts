@@ -68,7 +68,8 @@ export class ClosedError extends QueueError {
   /**
    * Why: `"closed"` this end was closed; `"drained"` every sender closed and nothing is left;
    * `"no-receivers"` every receiver closed; `"gone"` the queue no longer exists; `"corrupt"`
-   * its shared state was found corrupt.
+   * its shared state (or the segment by its name) was found corrupt; `"stuck"` a live end has
+   * held the queue's lock too long (a process stopped with SIGSTOP, or hung inside a call).
    */
   readonly reason: ClosedReason;
 
@@ -90,7 +91,7 @@ export class ClosedError extends QueueError {
  * assert.ok(reason === "drained");
  * ```
  */
-export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "corrupt";
+export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "corrupt" | "stuck";
 
 /**
  * Thrown when bytes cannot be decoded: truncated, corrupt, or forged data.

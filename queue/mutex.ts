@@ -126,6 +126,7 @@ export class ShmMutex {
               ? `queue lock still held by live participant ${owner}, which kept it for over ` +
                 `${STUCK_MS} ms before: queue unusable`
               : `queue lock held for over ${STUCK_MS} ms by live participant ${owner}: queue unusable`,
+            { reason: "stuck" },
           );
         }
         continue;

@@ -361,7 +361,9 @@ export class SharedQueue {
       }
       const size = native.fdSize(fd);
       if (size < L.arenaOffsetFor(16)) {
-        throw new ClosedError(`queue ${name} is not a valid queue (${size} bytes)`);
+        throw new ClosedError(`queue ${name} is not a valid queue (${size} bytes)`, {
+          reason: "corrupt",
+        });
       }
       main = mapFd(fd, size);
       validateHeader(name, main, size);
@@ -1367,7 +1369,9 @@ export class SharedQueue {
   /** Maps extension `index` at its current generation, making the segment if asked. */
   #extension(index: number, create: boolean, needed: number): ExtensionMapping {
     if (!(index >= 0 && index < L.MAX_EXTENSIONS)) {
-      throw new ClosedError(`queue ${this.name}: corrupt slot names extension ${index}`);
+      throw new ClosedError(`queue ${this.name}: corrupt slot names extension ${index}`, {
+        reason: "corrupt",
+      });
     }
     this.#unmapStaleExtensions();
     const e = L.extensionOffset(index);
@@ -1872,7 +1876,7 @@ function validateHeader(name: string, main: Mapping, size: number): void {
   const u32 = new Uint32Array(main.buffer);
   const f64 = new Float64Array(main.buffer);
   const invalid = (what: string): never => {
-    throw new ClosedError(`queue ${name} is not a valid queue: ${what}`);
+    throw new ClosedError(`queue ${name} is not a valid queue: ${what}`, { reason: "corrupt" });
   };
   if (Atomics.load(u32, L.H_MAGIC >> 2) !== L.MAGIC) invalid("bad magic");
   const version = u32[L.H_VERSION >> 2];

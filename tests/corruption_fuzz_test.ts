@@ -114,6 +114,7 @@ Deno.test("a lock word naming a live participant: ClosedError after the stuck li
   const report = await forge("live-lock");
   assert.equal(report.put.error, "ClosedError", JSON.stringify(report.put));
   assert.match(report.put.message!, /lock held for over 10000 ms by live participant 1/);
+  assert.equal(report.put.reason, "stuck");
   assert.ok(report.put.ms < 12_000, `gave up after ${report.put.ms} ms`);
   // The next call finds the same holder still there: it gives up after one liveness slice.
   assert.equal(report["put again"].error, "ClosedError", JSON.stringify(report["put again"]));
@@ -158,7 +159,9 @@ Deno.test("a forged header: new ends get ClosedError, open ends carry on", () =>
         for (const open of [openSender, openReceiver]) {
           assert.throws(
             () => open(s.descriptor).close(),
-            (e: unknown) => e instanceof ClosedError && /not a valid queue/.test(e.message),
+            (e: unknown) =>
+              e instanceof ClosedError && /not a valid queue/.test(e.message) &&
+              e.reason === "corrupt",
             `${what} = ${value}`,
           );
         }
