@@ -173,16 +173,22 @@ export class WorkerHandle implements AsyncDisposable {
  * Several Workers can be handed the same queue: each opens its own end, and the queue
  * delivers every message to exactly one receiver.
  *
- * @example Two Workers consuming one queue
+ * @example Two Workers consuming one queue, answering on another
  * ```ts ignore
  * import { createSharedMemoryPair, spawnWorker } from "../mod.ts";
  * const [jobs, inbox] = createSharedMemoryPair();
+ * const [outbox, results] = createSharedMemoryPair();
  * const url = new URL("./squarer.ts", import.meta.url);
- * await using a = await spawnWorker(url, { queues: { jobs: inbox } });
- * await using b = await spawnWorker(url, { queues: { jobs: inbox } });
+ * const queues = { jobs: inbox, results: outbox };
+ * await using a = await spawnWorker(url, { queues });
+ * await using b = await spawnWorker(url, { queues });
  * inbox.close();
+ * outbox.close();
  * for (let i = 0; i < 100; i++) await jobs.put(i);
  * jobs.close(); // the Workers' `for await` loops end once the queue is drained
+ * let sum = 0;
+ * // Every answer is in before `a` and `b` are closed (which stops work in progress).
+ * for (let i = 0; i < 100; i++) sum += await results.get<number>();
  * ```
  *
  * @param moduleUrl The Worker's module: a URL (`new URL("./worker.ts", import.meta.url)`) or
