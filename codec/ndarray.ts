@@ -20,7 +20,8 @@ export function shapeSize(shape: readonly number[]): number {
   for (let i = 0; i < shape.length; i++) {
     const d = shape[i];
     if (!Number.isSafeInteger(d) || d < 0) {
-      throw new RangeError(`shape[${i}] = ${String(d)} is not a non-negative integer`);
+      const shown = typeof d === "string" ? `the string ${JSON.stringify(d)}` : String(d);
+      throw new RangeError(`shape[${i}] = ${shown} is not a non-negative integer`);
     }
     size *= d;
   }

@@ -155,12 +155,19 @@ export function reserve(
       "reserve(ctor, length): ctor must be a TypedArray class, ArrayBuffer or DataView",
     );
   }
-  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
-    throw new RangeError(`reserve(ctor, length): length must be a non-negative integer`);
+  if (typeof size !== "number" || !Number.isInteger(size) || size < 0) {
+    const shown = typeof size === "number" ? String(size) : typeof size;
+    throw new RangeError(
+      `reserve(ctor, length): length must be a non-negative integer, got ${shown}`,
+    );
   }
   const per = (kind as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1;
   const byteLength = size * per;
-  if (!Number.isSafeInteger(byteLength)) throw new RangeError("reserve: length too large");
+  if (!Number.isSafeInteger(byteLength)) {
+    throw new RangeError(
+      `reserve(ctor, length): length ${size} is too large (${size} × ${per} bytes is past 2^53)`,
+    );
+  }
   return makeReservation(null, null, kind, size, byteLength);
 }
 

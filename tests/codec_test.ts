@@ -648,8 +648,14 @@ Deno.test("codec: reserve() encodes without copying; reservedView fills in place
   };
   assert.deepEqual(encode(real), region);
   assert.throws(() => reserve(Array as never, 3), TypeError);
-  assert.throws(() => reserve(Uint8Array, -1), RangeError);
+  assert.throws(() => reserve(Uint8Array, -1), /length must be a non-negative integer, got -1/);
+  assert.throws(() => reserve(Uint8Array, "3" as never), /non-negative integer, got string/);
+  assert.throws(() => reserve(Float32Array, 2 ** 60), /length 1152921504606847000 is too large/);
   assert.throws(() => reserve("float32", [-1]), RangeError);
+  assert.throws(
+    () => reserve("float32", ["3" as never]),
+    /shape\[0\] = the string "3" is not a non-negative integer/,
+  );
 });
 
 Deno.test("codec: decode rejects malformed input with DecodeError", () => {
