@@ -92,6 +92,8 @@ const EXTENSIONS_IN_FLIGHT = 3;
 /** Bytes per millisecond a new extension is made (created and pre-faulted) at here: about
  * 1 GB/s. A sender waits for a busy one at most as long as making one would take. */
 const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
+/** Slots #queuedInExtensionsLocked looks at, at most. */
+const QUEUED_SCAN_LIMIT = 4096;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
 const ARENA_REBASE_AT = 2 ** 50;
 /** A lone receiver takes up to this many more messages with the one asked for (see
@@ -1197,39 +1199,43 @@ export class SharedQueue {
    * Whether a sender about to make a new extension of `size` bytes should wait for a busy one
    * to come back instead. It should while enough messages of this size wait in line to keep
    * both sides busy: receivers hand those back soon, and waiting costs less than making (and
-   * pre-faulting) another. Only so long as making one would take, though, and only when the
-   * call can wait that long: `capacity` and the byte budget are the limits, this is not. And
-   * messages held (leases, unsent drafts) do not count: they may never come back while it
-   * waits, and a sender holding three drafts would wait on itself.
+   * pre-faulting) another. Only so long as making one would take, though, only when that is
+   * worth a wait slice, and only when the call can wait that long: `capacity` and the byte
+   * budget are the limits, this is not. Messages held (leases, unsent drafts) do not count:
+   * they may never come back while it waits, and a sender holding three drafts would wait on
+   * itself.
    */
   #waitForBusyLocked(length: number, size: number): boolean {
+    const makeMs = size / EXTENSION_MAKE_BYTES_PER_MS;
+    if (makeMs < ROOM_SLICE_MS) return false;
     const now = performance.now();
-    if (this.#waitForBusyUntil === 0) {
-      const makeMs = size / EXTENSION_MAKE_BYTES_PER_MS;
-      if (this.#deadline - now < makeMs + ROOM_SLICE_MS) return false;
-      if (this.#queuedInExtensionsLocked(length) < EXTENSIONS_IN_FLIGHT) return false;
-      this.#waitForBusyUntil = now + makeMs;
-      return true;
-    }
-    if (now >= this.#waitForBusyUntil) return false;
+    // Started at the first attempt that found the line full, ended by the next reservation
+    // of an extension: a call that gave up (an abort) leaves its window to the next call,
+    // whose own deadline is checked all the same.
+    if (this.#waitForBusyUntil === 0) this.#waitForBusyUntil = now + makeMs;
+    const left = this.#waitForBusyUntil - now;
+    if (left <= 0 || this.#deadline - now < left + ROOM_SLICE_MS) return false;
     return this.#queuedInExtensionsLocked(length) >= EXTENSIONS_IN_FLIGHT;
   }
 
-  /** Published messages not yet taken (or only taken ahead) in extensions of at least
-   * `length` bytes. */
+  /** Whether at least EXTENSIONS_IN_FLIGHT published messages not yet taken (or only taken
+   * ahead) sit in extensions of at least `length` bytes. Looks at a bounded stretch of the
+   * ring after the read cursor: the lock is held meanwhile. */
   #queuedInExtensionsLocked(length: number): number {
     const u32 = this.#u32;
     const f64 = this.#f64;
     const write = u32[L.C_WRITE >> 2];
     let queued = 0;
-    let i = u32[L.C_TAIL >> 2];
-    for (let n = 0; i !== write && n < this.#ringSize; i = (i + 1) >>> 0, n++) {
+    let i = u32[L.C_READ >> 2];
+    const limit = Math.min(this.#ringSize, QUEUED_SCAN_LIMIT);
+    for (let n = 0; i !== write && n < limit; i = (i + 1) >>> 0, n++) {
       const s = L.slotOffset(i & this.#mask);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
       if (state !== L.SlotState.Ready && state !== L.SlotState.Prefetched) continue;
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       if (segment === 0 || segment > L.MAX_EXTENSIONS) continue;
-      if (f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3] >= length) queued++;
+      if (f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3] < length) continue;
+      if (++queued >= EXTENSIONS_IN_FLIGHT) break;
     }
     return queued;
   }

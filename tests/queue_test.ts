@@ -13,6 +13,7 @@ import {
 import { mappedFiles, mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
 import { closeFd, fdSize, prefaultJoin, prefaultStart, shmOpen } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
+import { SharedQueue } from "../queue/shared_queue.ts";
 
 Deno.test("put and get round-trip values of the data model", () =>
   withoutLeaks(async () => {
@@ -522,6 +523,47 @@ Deno.test("large messages are bounded by capacity and the byte budget only, not 
       l.release();
     }
     for (let i = 8; i < 12; i++) assert.equal(r.getSync<Uint8Array>()[0], i);
+  }));
+
+Deno.test("a sender waits for a busy extension only behind messages in line, and only with time to spare", () =>
+  withoutLeaks(() => {
+    // 24 MiB messages: extensions (the arena is 1 MiB), each worth waiting ~25 ms for.
+    const length = 24 << 20;
+    const s = SharedQueue.create(
+      { capacity: 16, arenaBytes: 1 << 20, byteBudget: 1 << 30 },
+      "sender",
+    );
+    const r = SharedQueue.open(s.name, "receiver");
+    try {
+      const reserve = (deadline = Infinity) => {
+        const got = s.reserve(length, deadline);
+        if (got?.createExtension) s.reservedBytes(got); // makes the segment
+        return got;
+      };
+      // Three being written (unsent drafts) do not count: a fourth goes at once.
+      const first = [reserve(), reserve(), reserve(), reserve()];
+      assert.ok(first.every((w) => w !== undefined), "drafts held");
+      for (const w of first) s.publish(w!);
+      // Four taken and held (leases) do not count either.
+      const taken = [r.take(), r.take(), r.take(), r.take()];
+      assert.ok(taken.every((t) => t !== undefined));
+      const fifth = reserve();
+      assert.ok(fifth !== undefined, "leases held");
+      s.publish(fifth);
+      for (const t of taken) r.release(t!.slot);
+      // Five in line, not yet taken (four of them reuse the segments given back): the next
+      // waits for one to come back instead of making a sixth...
+      for (let i = 0; i < 4; i++) s.publish(reserve()!);
+      assert.equal(s.inFlight, 5);
+      assert.equal(reserve(), undefined, "waits behind messages in line");
+      // ...unless its deadline is too near for that: then it makes one.
+      const late = reserve(performance.now() + 5);
+      assert.ok(late !== undefined, "no time to wait");
+      s.cancel(late);
+    } finally {
+      r.close();
+      s.close();
+    }
   }));
 
 Deno.test("a for-await loop over a queue that never runs dry still lets timers and I/O run", () =>
