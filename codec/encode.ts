@@ -139,21 +139,21 @@ const dataViewByteLength = builtinGetter(DataView.prototype, "byteLength");
 
 /** The errors the walk threw itself, with the path first: anything else came from the value's
  * own code (a getter, a Proxy trap) and gets the path added. */
-const placedErrors = new WeakSet<Error>();
+const placedErrors = new WeakMap<Error, WalkStack>();
 
-/** A TypeError that names where in the value the problem is. */
-function placed(path: string, message: string): TypeError {
+/** A TypeError that names where in the value the problem is, thrown by the walk on `st`. */
+function placed(st: WalkStack, path: string, message: string): TypeError {
   const error = new TypeError(`${path}: ${message}`);
-  placedErrors.add(error);
+  placedErrors.set(error, st);
   return error;
 }
 
 /**
  * The class code and the bytes of a TypedArray or DataView, as a fresh fixed-length view of
- * its buffer; undefined for a TypedArray class the codec does not know. Throws a TypeError
- * saying why (with `where` first) for a view whose buffer is detached or too short for it.
+ * its buffer; undefined for a TypedArray class the codec does not know. Throws the error
+ * made by `fail` for a view whose buffer is detached or too short for it.
  */
-function viewBytes(v: ArrayBufferView, where: () => string): ViewBytes | undefined {
+function viewBytes(v: ArrayBufferView, fail: (message: string) => Error): ViewBytes | undefined {
   const name = typedArrayName.call(v) as string | undefined;
   let code: number | undefined;
   let buffer: ArrayBufferLike;
@@ -172,11 +172,11 @@ function viewBytes(v: ArrayBufferView, where: () => string): ViewBytes | undefin
       offset = dataViewByteOffset.call(v) as number;
       length = dataViewByteLength.call(v) as number;
     } catch {
-      throw placed(where(), `its ArrayBuffer is detached or too short for it`);
+      throw fail("its ArrayBuffer is detached or too short for it");
     }
   }
   if (length === 0 && (buffer as ArrayBuffer).detached === true) {
-    throw placed(where(), `its ArrayBuffer is detached`);
+    throw fail("its ArrayBuffer is detached");
   }
   if (length === 0 && name !== undefined && (buffer as ArrayBuffer).resizable === true) {
     // A fixed-length view over a resizable buffer that shrank below it reads as empty; sent
@@ -184,7 +184,7 @@ function viewBytes(v: ArrayBufferView, where: () => string): ViewBytes | undefin
     try {
       typedArraySet.call(v, []);
     } catch {
-      throw placed(where(), `its ArrayBuffer shrank below it`);
+      throw fail("its ArrayBuffer shrank below it");
     }
   }
   return { code, bytes: length === 0 ? EMPTY : new Uint8Array(buffer, offset, length) };
@@ -288,7 +288,7 @@ function planValue(value: unknown): EncodePlan {
             v = -v;
           }
           const n = v === 0n ? 0 : (v.toString(16).length + 1) >> 1;
-          if (n > MAX_COUNT) throw placed(pathOf(st, sp), "bigint too large");
+          if (n > MAX_COUNT) throw placed(st, pathOf(st, sp), "bigint too large");
           ops.push(OP_BIGINT, sign, n);
           refs.push(v);
           size += 6 + n;
@@ -302,8 +302,8 @@ function planValue(value: unknown): EncodePlan {
           }
           if (ArrayBuffer.isView(cur)) {
             // A subclass (e.g. node's Buffer) goes as the built-in class it is made of.
-            const view = viewBytes(cur, () => pathOf(st, sp));
-            if (view === undefined) throw placed(pathOf(st, sp), unsupported(cur));
+            const view = viewBytes(cur, (m) => placed(st, pathOf(st, sp), m));
+            if (view === undefined) throw placed(st, pathOf(st, sp), unsupported(cur));
             const bytes = view.bytes;
             size = planPayload(OP_BINARY, view.code, bytes.byteLength, bytes, size, ops, refs, 10);
             break;
@@ -313,7 +313,7 @@ function planValue(value: unknown): EncodePlan {
           let tag: number;
           if (Array.isArray(cur)) {
             if (Object.getPrototypeOf(cur) !== Array.prototype) {
-              throw placed(pathOf(st, sp), unsupported(cur));
+              throw placed(st, pathOf(st, sp), unsupported(cur));
             }
             kind = K_ARRAY;
             items = cur;
@@ -339,17 +339,17 @@ function planValue(value: unknown): EncodePlan {
                 shape = [...a.shape];
                 elements = shapeSize(shape);
               } catch (error) {
-                throw placed(pathOf(st, sp), `NdArray ${(error as Error).message}`);
+                throw placed(st, pathOf(st, sp), `NdArray ${(error as Error).message}`);
               }
               const view = dt instanceof DType && ArrayBuffer.isView(data) &&
                   Object.getPrototypeOf(data) === dt.arrayType.prototype
-                ? viewBytes(data, () => pathOf(st, sp))
+                ? viewBytes(data, (m) => placed(st, pathOf(st, sp), m))
                 : undefined;
               if (
                 view === undefined ||
                 view.bytes.byteLength !== elements * dt.lanes * dt.arrayType.BYTES_PER_ELEMENT
               ) {
-                throw placed(pathOf(st, sp), "NdArray data does not match its dtype and shape");
+                throw placed(st, pathOf(st, sp), "NdArray data does not match its dtype and shape");
               }
               size = planNd(dt, shape, view.bytes.byteLength, view.bytes, size, ops, refs);
               break;
@@ -374,7 +374,7 @@ function planValue(value: unknown): EncodePlan {
               break;
             } else if (proto === ArrayBuffer.prototype) {
               if ((cur as ArrayBuffer).detached) {
-                throw placed(pathOf(st, sp), "the ArrayBuffer is detached");
+                throw placed(st, pathOf(st, sp), "the ArrayBuffer is detached");
               }
               const bytes = new Uint8Array(cur as ArrayBuffer);
               size = planPayload(
@@ -409,7 +409,7 @@ function planValue(value: unknown): EncodePlan {
               );
               break;
             } else {
-              throw placed(pathOf(st, sp), unsupported(cur));
+              throw placed(st, pathOf(st, sp), unsupported(cur));
             }
           }
           // Read once: a Proxy may answer differently each time, and the count written must
@@ -417,15 +417,15 @@ function planValue(value: unknown): EncodePlan {
           const length = items.length;
           const count = kind === K_MAP ? length >> 1 : length;
           if (count > MAX_COUNT) {
-            throw placed(pathOf(st, sp), `too many elements (${count})`);
+            throw placed(st, pathOf(st, sp), `too many elements (${count})`);
           }
           // Cycle check: is this container one of the open ones?
           const scan = sp < SCAN_DEPTH ? sp : SCAN_DEPTH;
           for (let j = 0; j < scan; j++) {
-            if (fObj[j] === cur) throw placed(pathOf(st, sp), "cyclic reference");
+            if (fObj[j] === cur) throw placed(st, pathOf(st, sp), "cyclic reference");
           }
           if (deep !== null && deep.has(cur)) {
-            throw placed(pathOf(st, sp), "cyclic reference");
+            throw placed(st, pathOf(st, sp), "cyclic reference");
           }
           ops.push(OP_COUNT, tag, count);
           size += 5;
@@ -441,11 +441,11 @@ function planValue(value: unknown): EncodePlan {
           break;
         }
         case "function":
-          throw placed(pathOf(st, sp), "functions are not supported");
+          throw placed(st, pathOf(st, sp), "functions are not supported");
         case "symbol":
-          throw placed(pathOf(st, sp), "symbols are not supported");
+          throw placed(st, pathOf(st, sp), "symbols are not supported");
         default:
-          throw placed(pathOf(st, sp), `${typeof cur} values are not supported`);
+          throw placed(st, pathOf(st, sp), `${typeof cur} values are not supported`);
       }
 
       // Move to the next value: the next child of the innermost open container.
@@ -478,7 +478,9 @@ function planValue(value: unknown): EncodePlan {
       }
     }
   } catch (error) {
-    throw placedErrors.has(error as Error) ? error : fromValueCode(error, pathOf(st, sp));
+    throw placedErrors.get(error as Error) === st
+      ? error
+      : fromValueCode(error, st, pathOf(st, sp));
   }
   // Drop references to the value, then hand the stack back. (A call that throws does not hand
   // it back: the next call makes a new one.)
@@ -494,14 +496,14 @@ function planValue(value: unknown): EncodePlan {
  * An error thrown by the value's own code while it was walked (a getter, a Proxy trap), with
  * where it happened. V8's "Invalid array length" is the walk's own, handled by planEncode.
  */
-function fromValueCode(error: unknown, path: string): unknown {
+function fromValueCode(error: unknown, st: WalkStack, path: string): unknown {
   if (error instanceof RangeError && error.message === "Invalid array length") return error;
   let what = "a value that cannot be shown";
   try {
     what = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
   } catch { /* a thrown object whose own getters throw too */ }
   const wrapped = new TypeError(`${path}: reading it threw ${what}`, { cause: error });
-  placedErrors.add(wrapped);
+  placedErrors.set(wrapped, st);
   return wrapped;
 }
 

@@ -736,3 +736,25 @@ Deno.test("decode copy mode puts payloads in buffers from the allocate option", 
   assert.equal(out.c, made[2]);
   assert.throws(() => decode(bytes, { allocate: (n) => new ArrayBuffer(n + 1) }), TypeError);
 });
+
+Deno.test("codec: an error from a nested encode inside a getter is placed at the outer getter", () => {
+  const value = {
+    list: [0, {
+      get data() {
+        return planEncode({ fn() {} }); // another value, with an unsupported part
+      },
+    }],
+  };
+  assert.throws(
+    () => planEncode(value),
+    (e: Error) => {
+      assert.ok(e instanceof TypeError);
+      assert.equal(
+        e.message,
+        "value.list[1].data: reading it threw TypeError: value.fn: functions are not supported",
+      );
+      assert.ok(e.cause instanceof TypeError);
+      return true;
+    },
+  );
+});
