@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "7b38b5313835db2660626ca9c63ee25a2583c9f8db609ca5de0f78999773d157",
-  "x86_64-linux": "bfc94eab395ae18634257330de22b6e86e470a9524db1afca3946c85c4a8a602",
+  "aarch64-linux": "2781f88cfffe9177335a5c97cdef137699ad45b99c12c0a4e842d9648a1388bd",
+  "x86_64-linux": "9e1973c34eef99ec673d49995d3bcce401087b627f70d15d38a60d808a21517c",
 };

@@ -483,8 +483,13 @@ const FUTEX_RESULTS: readonly FutexWaitResult[] = ["woken", "timeout", "changed"
 
 const NO_TIMEOUT = -1n;
 
+/** Longer waits than this (about 292 years) do not fit the native i64 of nanoseconds. */
+const MAX_TIMEOUT_MS = 9.2e12;
+
 function timeoutNs(timeoutMs: number | undefined): bigint {
-  if (timeoutMs === undefined || !(timeoutMs >= 0) || timeoutMs === Infinity) return NO_TIMEOUT;
+  if (timeoutMs === undefined || !(timeoutMs >= 0) || timeoutMs >= MAX_TIMEOUT_MS) {
+    return NO_TIMEOUT;
+  }
   return BigInt(Math.round(timeoutMs * 1e6));
 }
 
@@ -860,9 +865,10 @@ export function forgetMapping(pointer: Deno.PointerObject): boolean {
 /**
  * Closes what the ends of ended threads (terminated Workers) left in this process: every fd
  * {@linkcode adoptFd} recorded from a thread that no longer runs and that refers to the same
- * file as `sameAs`. The mappings recorded with it are quarantined (see {@linkcode
- * quarantine}), not unmapped: the ended thread may have transferred a buffer over them to a
- * thread that lives on. Their fd locks go with them. Decided from the private table alone,
+ * file as `sameAs`. The mappings recorded with it are unmapped, except those with views
+ * still counted (see {@linkcode mapViews}), which are quarantined (see {@linkcode
+ * quarantine}): the ended thread may have transferred a buffer over them to a thread that
+ * lives on. Their fd locks go with them. Decided from the private table alone,
  * whatever shared memory says. Returns how many fds it closed.
  *
  * @example

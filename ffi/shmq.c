@@ -123,8 +123,9 @@ int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
 
 /*
  * The fds of this process's ends, with the thread that opened each (see shmq_fd_adopt), and
- * their mappings. fd + 1 is stored, so a zeroed entry is free. One spin lock guards both:
- * every critical section is short.
+ * their mappings. fd + 1 is stored, so a zeroed entry is free. One spin lock guards both;
+ * its holders yield while they wait. Most critical sections are table scans; the longest,
+ * shmq_close_orphans, also reads /proc and unmaps, and runs only when an end closes.
  */
 #define MAX_ADOPTED 1024
 #define MAX_ADOPTED_MAPS 4096
@@ -142,14 +143,17 @@ static struct {
 } adopted_maps[MAX_ADOPTED_MAPS];
 static atomic_flag adopted_lock = ATOMIC_FLAG_INIT;
 
+/* Takes the table lock, yielding the CPU while another thread holds it. */
 static void lock_adopted(void) {
   while (atomic_flag_test_and_set_explicit(&adopted_lock, memory_order_acquire)) sched_yield();
 }
 
+/* Releases the table lock. */
 static void unlock_adopted(void) { atomic_flag_clear_explicit(&adopted_lock, memory_order_release); }
 
-/* Index of fd in the table, or -1. Call with the table locked. */
+/* Index of fd in the table (-1: a free entry), or -1. Call with the table locked. */
 static int find_adopted(int32_t fd) {
+  if (fd < -1 || fd == INT32_MAX) return -1; /* never stored; and fd + 1 must not overflow */
   for (int i = 0; i < MAX_ADOPTED; i++) {
     if (adopted[i].fd_plus_one == fd + 1) return i;
   }
@@ -184,6 +188,7 @@ static void drop_adopted(int i, int reclaim) {
 }
 
 int32_t shmq_close(int32_t fd) {
+  if (fd < 0) return -EBADF; /* and -1 would name a free table entry */
   lock_adopted();
   int i = find_adopted(fd);
   if (i >= 0) drop_adopted(i, 0);
@@ -235,6 +240,8 @@ int32_t shmq_quarantine(void *addr, uint64_t size) {
   return -err;
 }
 
+static int populate_supported(void);
+
 int32_t shmq_prefault(void *addr, uint64_t len) {
   if (len == 0) return 0;
   long page_l = sysconf(_SC_PAGESIZE);
@@ -245,10 +252,13 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
   end = (end + page - 1) & ~(page - 1);
   if (madvise((void *)start, end - start, MADV_POPULATE_WRITE) == 0) return 0;
   int err = errno;
-  if (err != EINVAL && err != ENOSYS) return -err;
-  /* Old kernel: touch every page with a write that does not change its contents. */
+  /* EINVAL from a kernel that knows the advice means the range cannot be populated (read
+   * only, say): an error, not a cue to write into it. */
+  if (populate_supported() || (err != EINVAL && err != ENOSYS)) return -err;
+  /* Old kernel: touch every page with a write that does not change its contents. A volatile
+   * atomic OR, because the compiler drops a plain atomic add of 0 altogether. */
   for (uintptr_t p = start; p < end; p += page) {
-    atomic_fetch_add_explicit((_Atomic uint8_t *)p, 0, memory_order_relaxed);
+    atomic_fetch_or_explicit((volatile _Atomic uint8_t *)p, 0, memory_order_relaxed);
   }
   return 0;
 }
@@ -276,6 +286,8 @@ int32_t shmq_prepare_copy_target(void *addr, uint64_t len) {
  */
 #define MAX_PREFAULTERS 8
 #define JOINING (-1)
+/* Claimed, fields being written: no one may join or reclaim it yet. */
+#define STARTING (-2)
 static struct {
   pthread_t thread;
   uintptr_t lo, hi;
@@ -289,6 +301,8 @@ static struct {
 static _Atomic int32_t prefaulter_claim[MAX_PREFAULTERS];
 static _Atomic uint32_t prefaulter_generation;
 
+/* A helper thread: populates its slot's range in 2 MiB steps from the end down (the copy
+ * runs from the start up, so the two meet), until done or told to stop. */
 static void *prefault_backwards(void *arg) {
   int slot = (int)(intptr_t)arg;
   uintptr_t lo = prefaulters[slot].lo, end = prefaulters[slot].hi;
@@ -323,7 +337,7 @@ static int proc_is_ours(void);
 static int reclaim_orphans(void) {
   int freed = 0;
   for (int slot = 0; slot < MAX_PREFAULTERS; slot++) {
-    int32_t token = atomic_load(&prefaulter_claim[slot]);
+    int32_t token = atomic_load_explicit(&prefaulter_claim[slot], memory_order_acquire);
     if (token <= 0 || prefaulters[slot].starter == 0) continue;
     if (thread_ended(getpid(), prefaulters[slot].starter, prefaulters[slot].starter_start) != 1) {
       continue;
@@ -331,20 +345,22 @@ static int reclaim_orphans(void) {
     if (!atomic_compare_exchange_strong(&prefaulter_claim[slot], &token, JOINING)) continue;
     atomic_store(&prefaulters[slot].stop, 1);
     (void)pthread_join(prefaulters[slot].thread, NULL);
+    prefaulters[slot].starter = 0;
     atomic_store(&prefaulter_claim[slot], 0);
     freed++;
   }
   return freed;
 }
 
-/* Claims a free helper slot for a new token; -1 when all are taken. */
+/* Claims a free helper slot (as STARTING) and picks its new token, which the caller
+ * publishes once the slot's fields are written; -1 when all are taken. */
 static int claim_slot(int32_t *token_out) {
   for (int slot = 0; slot < MAX_PREFAULTERS; slot++) {
-    uint32_t gen = atomic_fetch_add(&prefaulter_generation, 1) + 1;
-    int32_t token = (int32_t)(((gen & 0x0fffffffu) << 3) | (uint32_t)slot);
-    if (token <= 0) token = MAX_PREFAULTERS + slot; /* never 0 or JOINING */
     int32_t expected = 0;
-    if (atomic_compare_exchange_strong(&prefaulter_claim[slot], &expected, token)) {
+    if (atomic_compare_exchange_strong(&prefaulter_claim[slot], &expected, STARTING)) {
+      uint32_t gen = atomic_fetch_add(&prefaulter_generation, 1) + 1;
+      int32_t token = (int32_t)(((gen & 0x0fffffffu) << 3) | (uint32_t)slot);
+      if (token <= 0) token = MAX_PREFAULTERS + slot; /* never 0, JOINING or STARTING */
       *token_out = token;
       return slot;
     }
@@ -378,6 +394,7 @@ int32_t shmq_prefault_start(void *addr, uint64_t len) {
     atomic_store(&prefaulter_claim[slot], 0);
     return -rc;
   }
+  atomic_store_explicit(&prefaulter_claim[slot], token, memory_order_release);
   return token;
 }
 
@@ -389,6 +406,7 @@ int64_t shmq_prefault_join(int32_t id) {
   atomic_store(&prefaulters[slot].stop, 1);
   int rc = pthread_join(prefaulters[slot].thread, NULL);
   int64_t done = (int64_t)atomic_load(&prefaulters[slot].done);
+  prefaulters[slot].starter = 0;
   atomic_store(&prefaulter_claim[slot], 0);
   return rc != 0 ? -rc : done;
 }
@@ -441,6 +459,7 @@ int32_t shmq_atomic_cas_u64(void *addr, uint64_t expected, uint64_t desired) {
              : 0;
 }
 
+/* Fills fl to lock one byte at offset with an OFD lock of type. */
 static void byte_lock(struct flock *fl, short type, uint64_t offset) {
   memset(fl, 0, sizeof(*fl));
   fl->l_type = type;
@@ -590,6 +609,7 @@ int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double pid_ns,
   namespaces(&my_pid_ns, &my_time_ns);
   if (pid <= 0 || tid <= 0 || my_pid_ns == 0) return 1;
   if (pid_ns != (double)my_pid_ns || time_ns != (double)my_time_ns) return 1;
+  if (!(start >= 0 && start < 0x1p64)) return 1; /* read from shared memory: cannot tell */
   return thread_ended(pid, tid, (unsigned long long)start) == 1 ? 0 : 1;
 }
 
@@ -613,7 +633,7 @@ double shmq_process_token(void) {
 }
 
 int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
-  if (fd < 0) return -EBADF;
+  if (fd < 0 || fd == INT32_MAX) return -EBADF;
   /* A foreign /proc would record another process's thread, whose end would then close a
    * live end's fd and unmap its memory. */
   if (!proc_is_ours()) return -ENOENT;
@@ -644,7 +664,7 @@ int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
 }
 
 int32_t shmq_map_adopt(int32_t owner_fd, void *addr, uint64_t size) {
-  if (owner_fd < 0) return -EBADF;
+  if (owner_fd < 0 || owner_fd == INT32_MAX) return -EBADF;
   if (addr == NULL) return -EINVAL;
   int rc = -ENOENT;
   lock_adopted();

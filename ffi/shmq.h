@@ -76,7 +76,7 @@ SHMQ_API int64_t shmq_shm_free_bytes(void);
 SHMQ_API int32_t shmq_yield(void);
 
 /* close(2); also forgets fd and the mappings recorded with it (see shmq_fd_adopt): close it
- * before unmapping them. 0 or -errno. */
+ * before unmapping them. 0 or -errno (-EBADF for a negative fd). */
 SHMQ_API int32_t shmq_close(int32_t fd);
 
 /* fstat(2) st_size of the fd, or -errno. */
@@ -112,8 +112,8 @@ SHMQ_API int32_t shmq_quarantine(void *addr, uint64_t size);
 /*
  * Pre-faults [addr, addr+len) for writing so later first writes do not page-fault:
  * madvise(MADV_POPULATE_WRITE), widened to whole pages. On kernels without it (EINVAL or
- * ENOSYS) it falls back to touching one byte per page with an atomic fetch_add of 0, which
- * never changes data. Returns 0 or -errno; when the backing tmpfs is full
+ * ENOSYS) it falls back to touching one byte per page with an atomic OR of 0, which never
+ * changes data; on a kernel with it, EINVAL (a read-only range, say) is returned. Returns 0 or -errno; when the backing tmpfs is full
  * MADV_POPULATE_WRITE reports an error (-ENOMEM/-EFAULT) instead of a later SIGBUS.
  * (The fallback path cannot detect a full tmpfs: it would raise SIGBUS.)
  */
@@ -207,7 +207,7 @@ SHMQ_API int32_t shmq_thread_identity(double *out);
  * 0 when thread `tid` of process `pid`, started at `start` (as shmq_thread_identity gave
  * it), has ended: no such thread, or a later one reusing its tid. 1 when it runs, or when
  * that cannot be told from here: other pid or time namespaces than `pid_ns` and `time_ns`,
- * or no /proc. Never -errno.
+ * a `start` that is no start time (it comes from shared memory), or no /proc. Never -errno.
  */
 SHMQ_API int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double pid_ns,
                                    double time_ns);
@@ -223,7 +223,7 @@ SHMQ_API double shmq_process_token(void);
  * Records, in a table private to this process, that fd, and the mapping of it at addr
  * (size bytes), belong to an end the calling thread opened. shmq_close_orphans acts only on
  * fds recorded so, whatever shared memory says. 0, -ENOSPC when the table (1024 fds) is
- * full, -ENOENT when /proc is not of this process's pid namespace (nothing is recorded
+ * full (or, with an addr, the mapping table: 4096), -EBADF for an invalid fd, -ENOENT when /proc is not of this process's pid namespace (nothing is recorded
  * then: an end of such a process is never taken for an orphan), or -errno when /proc cannot
  * name the thread.
  */

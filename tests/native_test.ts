@@ -129,6 +129,26 @@ Deno.test("futex wait with a timeout times out in a sane time", async () => {
   assert.ok(ms >= 40 && ms <= 2000, `async wait took ${ms} ms`);
 });
 
+Deno.test("a futex wait too long for the native i64 of nanoseconds waits until woken", async () => {
+  using seg = segment();
+  // 1e30 ms once wrapped to 0 ns (at once "timeout"), 1e13 to a wait of a few minutes.
+  for (const ms of [1e13, 1e30, Number.MAX_VALUE]) {
+    const waiting = futexWaitAsync(seg.at(0), 0, ms);
+    const early = await Promise.race([waiting, new Promise((ok) => setTimeout(ok, 50, "none"))]);
+    assert.equal(early, "none", `${ms} ms: returned ${early} before it was woken`);
+    Atomics.store(new Int32Array(seg.bytes.buffer), 0, 1);
+    futexWake(seg.at(0));
+    assert.notEqual(await waiting, "timeout", `${ms} ms`);
+    Atomics.store(new Int32Array(seg.bytes.buffer), 0, 0);
+  }
+});
+
+Deno.test("closing an fd that cannot be open gives EBADF", () => {
+  for (const fd of [-1, 0x7fffffff]) {
+    assert.throws(() => closeFd(fd), (e) => e instanceof NativeError && e.code === "EBADF");
+  }
+});
+
 Deno.test("futex wait reports a changed value without blocking; wake with no waiter is 0", () => {
   using seg = segment();
   new Int32Array(seg.bytes.buffer)[1] = 5;
@@ -198,6 +218,12 @@ Deno.test("prefault keeps existing data", () => {
   prefault(seg.ptr, 1 << 20);
   prefault(seg.at(100), 10); // unaligned ranges are widened to whole pages
   assert.deepEqual([seg.bytes[0], seg.bytes[5000], seg.bytes[(1 << 20) - 1]], [1, 2, 3]);
+  // Memory that cannot be written is an error, not written to: the library's read-only data.
+  const readOnly = native().symbols.shmq_errno_name(1)!;
+  assert.throws(
+    () => prefault(readOnly, 1),
+    (e) => e instanceof NativeError && e.code === "EINVAL",
+  );
 });
 
 Deno.test("64-bit atomics: load/store/add/cas, and adds from two processes", async () => {
