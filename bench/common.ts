@@ -75,6 +75,15 @@ export function isPayload(value: unknown, kind: Kind, size: number): boolean {
     m.data.length === floatsFor(size) && m.idx === 12345;
 }
 
+/**
+ * Fewest messages in a measured round: 5 up to 256 MiB, so a round's steady state spans four
+ * intervals between arrivals (with two, one slow arrival at 100 MiB moved a median by half);
+ * 2 above, where each round already takes seconds.
+ */
+export function minRoundFor(size: number): number {
+  return size <= 256 * 2 ** 20 ? 5 : 2;
+}
+
 /** Messages in flight allowed by every windowed transport: at most ~1 GiB, 1..64 messages. */
 export function windowFor(size: number): number {
   return Math.max(1, Math.min(64, Math.floor(2 ** 30 / size)));

@@ -35,6 +35,7 @@ import {
   formatSize,
   type Kind,
   memAvailableBytes,
+  minRoundFor,
   parseFlags,
   parseSize,
   windowFor,
@@ -218,6 +219,7 @@ async function runThroughput(
       minWarm: t.pooled ? window + 1 : 1,
       measureMs: share.measureMs,
       repeats: share.repeats,
+      minRound: minRoundFor(size),
       onRound: (phase, i, of, ms) => {
         if (ms > 1500) {
           progress(

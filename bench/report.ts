@@ -210,8 +210,9 @@ export function renderMarkdown(results: Results): string {
       : "") +
     "\n\n";
   md += "One way between two Deno processes unless noted; a message counts when the receiver " +
-    "has it (decoded, or borrowed). Throughput is the steady state of each round (at least 2 " +
-    "messages): messages after the first ÷ time from the first arrival to the last, so no " +
+    "has it (decoded, or borrowed). Throughput is the steady state of each round (at least 5 " +
+    "messages up to 256 MiB, 2 above): messages after the first ÷ time from the first arrival " +
+    "to the last, so no " +
     "transport is charged for filling its pipeline; the median of the rounds is shown. " +
     "Sizes are payload bytes; the structured message holds a " +
     "Float32Array of size/4 elements plus `idx` and `source`. Messages in flight are bounded " +
