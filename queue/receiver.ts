@@ -376,7 +376,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   };
 
   #empty(method: string, timeout: number | undefined): EmptyError {
-    return new EmptyError(`Receiver.${method}: no message arrived within ${timeout} ms`);
+    const queue = this.#queue;
+    const held = this.#leases.size;
+    // Senders may be waiting for room this very receiver holds: say so, or the wait looks
+    // like a silent producer.
+    const why = held > 0 && queue.inFlight >= queue.capacity
+      ? `: this receiver holds ${held} unreleased lease(s), and the queue's capacity of ` +
+        `${queue.capacity} messages is taken, so senders wait for room: release leases`
+      : "";
+    return new EmptyError(`Receiver.${method}: no message arrived within ${timeout} ms${why}`);
   }
 }
 

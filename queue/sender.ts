@@ -116,7 +116,8 @@ export class Sender implements Disposable {
    * room, the message is written during the call. Without, the value's structure, numbers and
    * strings are read when you call and its arrays' contents once room comes, so leave them
    * alone until the promise settles (an array detached or shrunk meanwhile rejects it with a
-   * `TypeError`, and nothing is sent); an abort cancels the put only while it waits.
+   * `TypeError`, and nothing is sent); a signal already aborted rejects at once, and an abort
+   * later cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
     const deadline = deadlineOf(options, "Sender.put");

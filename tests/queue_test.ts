@@ -907,3 +907,24 @@ Deno.test("large arrays copied out while a helper pre-faults their targets arriv
       receiver.close();
     }
   }));
+
+Deno.test("a receiver whose own leases take the capacity is told so when its wait expires", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    using _r = r;
+    s.putSync(1);
+    s.putSync(2);
+    const leases = [r.borrowSync(), r.borrowSync()];
+    assert.equal(s.hasSpace(), false);
+    assert.throws(
+      () => r.borrowSync({ timeout: 0 }),
+      (e: Error) =>
+        e instanceof EmptyError &&
+        /this receiver holds 2 unreleased lease\(s\), and the queue's capacity of 2 messages is taken/
+          .test(e.message),
+    );
+    for (const lease of leases) lease.release();
+    // Without leases the plain message.
+    assert.throws(() => r.getSync({ timeout: 0 }), /no message arrived within 0 ms$/);
+  }));
