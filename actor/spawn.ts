@@ -13,6 +13,7 @@
 
 import { native, NATIVE_LIB_ENV, transientLibraryBytes } from "../ffi/loader.ts";
 import { createSharedMemoryPair } from "../queue/pair.ts";
+import { sweepStaleQueues } from "../queue/sweep.ts";
 import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
 import { timeoutOption, type Timer, timerFor } from "../queue/timer.ts";
@@ -203,6 +204,14 @@ export class ActorHandle implements AsyncDisposable {
     this.#status = child.status.then((status) => {
       this.#running = false;
       this.#closeStdin();
+      // An actor that died without closing its ends (killed, or an uncaught error: no unload
+      // then) may have held the last end of a queue: remove what it left now, not whenever
+      // a process next makes or opens a queue end. The sweep never touches a live queue.
+      if (!status.success) {
+        try {
+          sweepStaleQueues();
+        } catch { /* best effort: the next end made or opened sweeps again */ }
+      }
       return status;
     });
   }
@@ -364,7 +373,9 @@ export class ActorHandle implements AsyncDisposable {
  * and read access to the native library (and, when the library came from `SHMQ_NATIVE_LIB` or
  * a remote import, that variable, so the actor opens the very same binary). Its stdin is the
  * handoff pipe: when it closes (this process died, or {@linkcode ActorHandle.stop}), the actor
- * closes its queue ends and exits. The parent needs `--allow-run` (and `--allow-ffi`).
+ * closes its queue ends and exits. An actor that exits with an error or a signal may not have
+ * closed them: this process then runs `sweepStaleQueues()`, which removes a queue it left with
+ * no live end. The parent needs `--allow-run` (and `--allow-ffi`).
  *
  * With no `queues`, it resolves as soon as the process is started.
  *

@@ -225,6 +225,12 @@ const roles: Record<string, () => Promise<void> | void> = {
     await sleep(60_000); // Never calls actorContext().
   },
 
+  /** Opens its sender, then dies of an uncaught error: no unload, no close. */
+  async uncaught() {
+    await actorContext({ queues: { out: "sender" } });
+    throw new Error("the actor fails after opening its queue");
+  },
+
   async mismatch() {
     await actorContext({ queues: { inbox: "sender" } });
   },

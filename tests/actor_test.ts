@@ -196,6 +196,27 @@ Deno.test(
   }),
 );
 
+Deno.test(
+  "an actor that dies of an uncaught error holding the queue's last end: the queue goes when it exits",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const name = sender.descriptor.name.slice(1);
+    const actor = await spawnActor(FIXTURE, {
+      argv: ["uncaught"],
+      queues: { out: sender },
+      transfer: true,
+      stderr: "null",
+    });
+    receiver.close(); // the actor's sender is now the queue's only end
+    const status = await actor.status;
+    assert.equal(status.success, false);
+    // Nothing else made or opened a queue meanwhile (which would sweep too): the parent did,
+    // on seeing its actor fail.
+    assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
+    await actor[Symbol.asyncDispose]();
+  }),
+);
+
 Deno.test("bad options are refused before any process starts", async () => {
   const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
   sender.close();
