@@ -96,6 +96,8 @@ export class WorkerHandle implements AsyncDisposable {
   #terminated = false;
   /** Whether the Worker called `workerContext()`: only then is there anything to close first. */
   #hasContext = false;
+  /** The Worker failed with an uncaught error: Deno ended it, nothing is left to answer. */
+  #failed = false;
 
   /** @internal Made by `spawnWorker`. */
   constructor(worker: Worker) {
@@ -104,6 +106,11 @@ export class WorkerHandle implements AsyncDisposable {
       const type = ours<ToParent>(event.data)?.type;
       if (type === "hello") this.#hasContext = true;
       if (type === "closed") this.#closed?.();
+    });
+    // Only noted, never prevented: whether the error ends this process stays the caller's call.
+    worker.addEventListener("error", () => {
+      this.#failed = true;
+      this.#closed?.();
     });
   }
 
@@ -145,8 +152,8 @@ export class WorkerHandle implements AsyncDisposable {
 
   async #close(timeout: number): Promise<void> {
     if (this.#terminated) return;
-    if (!this.#hasContext) {
-      // No workerContext(), no ends of the library to close: nothing would answer.
+    if (!this.#hasContext || this.#failed) {
+      // No workerContext() (or the Worker failed since): nothing would answer.
       this.terminate();
       return;
     }

@@ -275,6 +275,14 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     throw new Error("this Worker fails on load");
   },
 
+  /** Opens its receiver, then fails with an uncaught error. */
+  async throwsLater() {
+    await workerContext({ queues: { inbox: "receiver" } });
+    setTimeout(() => {
+      throw new Error("this Worker fails after opening its queue");
+    }, 10);
+  },
+
   async mismatch() {
     await workerContext({ queues: { inbox: "sender" } });
   },

@@ -164,6 +164,37 @@ Deno.test(
   }),
 );
 
+Deno.test(
+  "close() of a Worker that already failed returns at once",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const worker = await spawnWorker(FIXTURE, {
+      name: "throwsLater",
+      queues: { inbox: receiver },
+      transfer: true,
+    });
+    // Handled here, the Worker's error does not end this process; the Worker is gone.
+    const failed = new Promise<void>((resolve) =>
+      worker.worker.addEventListener("error", (event) => {
+        event.preventDefault();
+        resolve();
+      })
+    );
+    await failed;
+    const started = performance.now();
+    await worker.close({ timeout: 20_000 }); // it could only time out: nobody answers
+    const ms = performance.now() - started;
+    assert.ok(ms < 5_000, `close took ${ms} ms`);
+    // Its end is dead: a wait notices, and the queue goes with the last end here.
+    await sender.put(1);
+    await assert.rejects(
+      sender.waitForAllAck({ timeout: 10_000 }),
+      (e) => e instanceof ClosedError && e.reason === "no-receivers",
+    );
+    sender.close();
+  }),
+);
+
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
 });
