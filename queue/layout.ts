@@ -19,7 +19,7 @@
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, extension epoch, trim due, arena     │
- *              │ head/tail, totals                                            │
+ *              │ head/tail, totals, how the last sender/receiver left         │
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
@@ -111,6 +111,11 @@ export const C_ARENA_HEAD = 288; // f64: logical arena offset of the next alloca
 export const C_ARENA_TAIL = 296; // f64: logical arena offset below which all is free
 export const C_TOTAL_PUT = 304; // f64: messages published since creation
 export const C_TOTAL_RELEASED = 312; // f64
+/** u32: how the last sender (bit 0) and the last receiver (bit 1) to leave left: set when it
+ * was reaped as dead (killed, crashed), clear when it closed. Only for error messages. */
+export const C_LAST_LEFT_DEAD = 320;
+export const LAST_SENDER_DIED = 1;
+export const LAST_RECEIVER_DIED = 2;
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 384;

@@ -150,6 +150,7 @@ for (const v of putVariants) {
         s.close();
       } else {
         assert.ok(error?.reason === "drained", `ClosedError "drained", got ${error}`);
+        assert.match(error.message, /the last one died without closing/);
       }
       noticed(at - Math.max(diedAt, lastAt), `${v.name}, receiver after the sender's death`);
       assertContiguous(seqs, v.name);
@@ -255,6 +256,7 @@ for (const v of getVariants) {
           error instanceof ClosedError && error.reason === "no-receivers",
           `put fails with ClosedError "no-receivers", got ${error}`,
         );
+        assert.match(error.message, /every receiver of the queue is gone, the last one died/);
         const ackStart = performance.now();
         await s.waitForAllAck({ timeout: 5000 }).catch((e) => {
           assert.ok(e instanceof ClosedError, `waitForAllAck: ClosedError, got ${e}`);

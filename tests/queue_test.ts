@@ -928,3 +928,16 @@ Deno.test("a receiver whose own leases take the capacity is told so when its wai
     // Without leases the plain message.
     assert.throws(() => r.getSync({ timeout: 0 }), /no message arrived within 0 ms$/);
   }));
+
+Deno.test("a drained queue whose senders all closed says so, not that one died", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair();
+    s.close();
+    assert.throws(
+      () => r.getNowait(),
+      (e: Error) =>
+        e instanceof ClosedError &&
+        e.message === "every sender of the queue has closed and the queue is drained",
+    );
+    r.close();
+  }));
