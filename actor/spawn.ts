@@ -470,7 +470,13 @@ export async function spawnActor<A = unknown>(
     await handle[Symbol.asyncDispose]();
     closeControl(control); // After the actor is gone, so its control end is reaped.
     const said = stderr === "" ? "" : `; its stderr ended with:\n${stderr}`;
-    throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}`, {
+    // Deno's own advice ("run again with the --allow-read flag") does not apply to an actor,
+    // whose permissions come from options.permissions (denoArgs refuses permission flags).
+    const hint = /NotCapable|Requires \w+ access/.test(stderr)
+      ? "\n(an actor gets only the permissions named in spawnActor's options.permissions, " +
+        'e.g. { read: ["./data"] }: pass the one it asks for there)'
+      : "";
+    throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}${hint}`, {
       cause: error,
       status,
     });

@@ -225,6 +225,11 @@ const roles: Record<string, () => Promise<void> | void> = {
     await sleep(60_000); // Never calls actorContext().
   },
 
+  /** Reads a file it was given no permission for, before opening its queues. */
+  needsRead() {
+    Deno.readTextFileSync("/etc/hostname");
+  },
+
   /** Opens its sender, then dies of an uncaught error: no unload, no close. */
   async uncaught() {
     await actorContext({ queues: { out: "sender" } });

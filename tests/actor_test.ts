@@ -362,6 +362,23 @@ Deno.test(
 );
 
 Deno.test(
+  "an actor that lacks a permission: the error says to grant it through options.permissions",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const error = await spawnActor(FIXTURE, {
+      argv: ["needsRead"],
+      queues: { out: sender },
+      stderr: "piped",
+    }).then(() => undefined, (e) => e);
+    assert.ok(error instanceof ActorError, String(error));
+    assert.match(error.message, /NotCapable: Requires read access/);
+    assert.match(error.message, /options\.permissions, e\.g\. \{ read: \["\.\/data"\] \}/);
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test(
   "timeouts longer than a timer holds, and Infinity, do not fire at once",
   clean(async () => {
     const [sender, receiver] = createSharedMemoryPair();
