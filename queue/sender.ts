@@ -74,9 +74,9 @@ export class Sender implements Disposable {
    * and a free slot behind any message held for long (a lease, an unsent draft). Never waits.
    * It counts messages, not bytes: a large message may still wait for room in the arena or
    * byte budget (or, no longer than making a new segment would take, for one a receiver is
-   * about to give back). True while every receiver is gone too (a `put` then throws `ClosedError`,
-   * which a loop waiting for room would otherwise never learn). False once this end is
-   * closed. */
+   * about to give back). True while every receiver is gone too (a `put` then throws
+   * `ClosedError`, which a loop waiting for room would otherwise never learn). False once
+   * this end is closed. */
   hasSpace(): boolean {
     const queue = this.#queue;
     if (queue.closed) return false;

@@ -1234,9 +1234,9 @@ export class SharedQueue {
     return this.#queuedInExtensionsLocked(length) >= EXTENSIONS_IN_FLIGHT;
   }
 
-  /** Whether at least EXTENSIONS_IN_FLIGHT published messages not yet taken (or only taken
-   * ahead) sit in extensions of at least `length` bytes. Looks at a bounded stretch of the
-   * ring after the read cursor: the lock is held meanwhile. */
+  /** How many published messages not yet taken (or only taken ahead) sit in extensions of at
+   * least `length` bytes, counting up to EXTENSIONS_IN_FLIGHT. Looks at a bounded stretch of
+   * the ring after the read cursor: the lock is held meanwhile. */
   #queuedInExtensionsLocked(length: number): number {
     const u32 = this.#u32;
     const f64 = this.#f64;
