@@ -303,10 +303,10 @@ export class ActorHandle implements AsyncDisposable {
   /**
    * Ends the actor if it is running and waits for it; releases the pipes nobody reads. First
    * as {@linkcode stop} does: its stdin closes, and its `actorContext()` watchdog closes its
-   * queue ends and exits, within about a second even when the actor is blocked. An actor
-   * killed outright dies without closing them, and when it was a queue's last end the queue
-   * stays in /dev/shm until a later sweep. One that has not exited by then (started without
-   * the watchdog) gets SIGTERM, then SIGKILL after 3 s.
+   * queue ends and exits, within about a second even when the actor is blocked. One that has
+   * not exited by then (started without the watchdog) gets SIGTERM, then SIGKILL after 3 s:
+   * killed, it dies without closing its ends, and this process then sweeps what it left (see
+   * {@linkcode spawnActor}).
    */
   async [Symbol.asyncDispose](): Promise<void> {
     this.#child.ref();
@@ -472,9 +472,14 @@ export async function spawnActor<A = unknown>(
     const said = stderr === "" ? "" : `; its stderr ended with:\n${stderr}`;
     // Deno's own advice ("run again with the --allow-read flag") does not apply to an actor,
     // whose permissions come from options.permissions (denoArgs refuses permission flags).
+    // Its stderr is quoted only when piped: otherwise it went to this process's stderr, which
+    // may hold the same advice.
+    const permissions = "an actor gets only the permissions named in spawnActor's " +
+      'options.permissions, e.g. { read: ["./data"] }';
     const hint = /NotCapable|Requires \w+ access/.test(stderr)
-      ? "\n(an actor gets only the permissions named in spawnActor's options.permissions, " +
-        'e.g. { read: ["./data"] }: pass the one it asks for there)'
+      ? `\n(${permissions}: pass the one it asks for there)`
+      : stderr === "" && status.code !== 0 && status.signal === null
+      ? `\n(its stderr was not captured: if it asks for a permission there, note that ${permissions})`
       : "";
     throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}${hint}`, {
       cause: error,

@@ -356,7 +356,7 @@ export class Sender implements Disposable {
     if (queue.livePeers === 0) {
       const missing = (this.#published - queue.acked) >>> 0;
       throw new ClosedError(
-        `every receiver closed with ${missing} message(s) of this sender not received`,
+        queue.goneMessage("receiver", `with ${missing} message(s) of this sender not received`),
         { reason: "no-receivers" },
       );
     }

@@ -492,7 +492,7 @@ export class SharedQueue {
     try {
       this.#checkUsable();
       if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
-        throw new ClosedError(this.#goneMessage("receiver"), {
+        throw new ClosedError(this.goneMessage("receiver"), {
           reason: "no-receivers",
         });
       }
@@ -728,7 +728,9 @@ export class SharedQueue {
         if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
         // No orphan to look for here: this end closes its fd itself.
         this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
-        this.#removeParticipantLocked(this.#self, false);
+        // The exit check's own end is no sender or receiver of the program's: how the last real
+        // one left stays on record.
+        this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : "closed");
         const u32 = this.#u32;
         last = u32[L.C_LIVE_SENDERS >> 2] === 0 && u32[L.C_LIVE_RECEIVERS >> 2] === 0;
         const left = last || !(this.#exiting || isMainThread())
@@ -826,15 +828,17 @@ export class SharedQueue {
     this.#mutex.unlock();
   }
 
-  /** Says that every end of `kind` left, and whether the last one died rather than closed. */
-  #goneMessage(kind: EndKind, and = ""): string {
+  /**
+   * Says that every end of `kind` left (`and` what else holds), and whether the last one
+   * ended without closing: its process killed or crashed, or a Worker that ended with it open.
+   */
+  goneMessage(kind: EndKind, and = ""): string {
     const bit = kind === "sender" ? L.LAST_SENDER_DIED : L.LAST_RECEIVER_DIED;
-    const tail = and === "" ? "" : ` ${and}`;
     if ((this.#u32[L.C_LAST_LEFT_DEAD >> 2] & bit) === 0) {
-      return `every ${kind} of the queue has closed${tail}`;
+      return `every ${kind} of the queue has closed${and === "" ? "" : ` ${and}`}`;
     }
-    return `every ${kind} of the queue is gone, the last one died without closing (killed or ` +
-      `crashed),${tail}`;
+    return `every ${kind} of the queue is gone, the last one ended without closing (its ` +
+      `process killed or crashed, or its Worker ended)${and === "" ? "" : `, ${and}`}`;
   }
 
   #checkUsable(): void {
@@ -897,7 +901,7 @@ export class SharedQueue {
       const u32 = this.#u32;
       const at = L.participantOffset(index);
       if (u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
-        this.#removeParticipantLocked(index, true);
+        this.#removeParticipantLocked(index, "died");
       }
       const gen = (u32[(at + L.P_GEN) >> 2] + 1) >>> 0;
       u32[(at + L.P_GEN) >> 2] = gen;
@@ -1010,7 +1014,7 @@ export class SharedQueue {
       if (i === this.#self) continue;
       if (u32[(L.participantOffset(i) + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
         if (this.#isAlive(i)) continue;
-        this.#removeParticipantLocked(i, true);
+        this.#removeParticipantLocked(i, "died");
         reaped = true;
       }
       // Reaped now, or earlier by another process, which cannot close our fds.
@@ -1028,7 +1032,7 @@ export class SharedQueue {
 
   /** Frees participant `index`'s entry: its unpublished messages are dropped, the messages
    * it held as a receiver are released, those it had prefetched go back to the queue. */
-  #removeParticipantLocked(index: number, died: boolean): void {
+  #removeParticipantLocked(index: number, left: "closed" | "died" | "unrecorded"): void {
     const u32 = this.#u32;
     const at = L.participantOffset(index);
     const kind = u32[(at + L.P_KIND) >> 2];
@@ -1069,11 +1073,11 @@ export class SharedQueue {
     const live = sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS;
     if (
       (sender || kind === L.ParticipantKind.Receiver) && u32[live >> 2] > 0 &&
-      --u32[live >> 2] === 0
+      --u32[live >> 2] === 0 && left !== "unrecorded"
     ) {
       const bit = sender ? L.LAST_SENDER_DIED : L.LAST_RECEIVER_DIED;
       const how = u32[L.C_LAST_LEFT_DEAD >> 2];
-      u32[L.C_LAST_LEFT_DEAD >> 2] = died ? how | bit : how & ~bit;
+      u32[L.C_LAST_LEFT_DEAD >> 2] = left === "died" ? how | bit : how & ~bit;
     }
     u32[(at + L.P_KIND) >> 2] = L.ParticipantKind.Free;
     this.#reclaimLocked();
@@ -1490,7 +1494,7 @@ export class SharedQueue {
     }
     if (read === write) {
       if (u32[L.C_LIVE_SENDERS >> 2] === 0) {
-        throw new ClosedError(this.#goneMessage("sender", "and the queue is drained"), {
+        throw new ClosedError(this.goneMessage("sender", "and the queue is drained"), {
           reason: "drained",
         });
       }

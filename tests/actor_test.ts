@@ -373,6 +373,13 @@ Deno.test(
     assert.ok(error instanceof ActorError, String(error));
     assert.match(error.message, /NotCapable: Requires read access/);
     assert.match(error.message, /options\.permissions, e\.g\. \{ read: \["\.\/data"\] \}/);
+    // Its stderr not captured: the hint still comes, as a possibility.
+    const unseen = await spawnActor(FIXTURE, {
+      argv: ["needsRead"],
+      queues: { out: sender },
+      stderr: "null",
+    }).then(() => undefined, (e) => e);
+    assert.match(unseen.message, /its stderr was not captured: if it asks for a permission/);
     sender.close();
     receiver.close();
   }),

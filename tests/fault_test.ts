@@ -150,7 +150,10 @@ for (const v of putVariants) {
         s.close();
       } else {
         assert.ok(error?.reason === "drained", `ClosedError "drained", got ${error}`);
-        assert.match(error.message, /the last one died without closing/);
+        assert.match(
+          error.message,
+          /^every sender of the queue is gone, the last one ended without closing \(its process killed or crashed, or its Worker ended\), and the queue is drained$/,
+        );
       }
       noticed(at - Math.max(diedAt, lastAt), `${v.name}, receiver after the sender's death`);
       assertContiguous(seqs, v.name);
@@ -256,7 +259,10 @@ for (const v of getVariants) {
           error instanceof ClosedError && error.reason === "no-receivers",
           `put fails with ClosedError "no-receivers", got ${error}`,
         );
-        assert.match(error.message, /every receiver of the queue is gone, the last one died/);
+        assert.match(
+          error.message,
+          /^every receiver of the queue is gone, the last one ended without closing \([^)]*\)$/,
+        );
         const ackStart = performance.now();
         await s.waitForAllAck({ timeout: 5000 }).catch((e) => {
           assert.ok(e instanceof ClosedError, `waitForAllAck: ClosedError, got ${e}`);

@@ -4,6 +4,7 @@ import { finish, lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } f
 import * as L from "../queue/layout.ts";
 import { sweepWithGrace } from "../queue/sweep.ts";
 import { closeFd, shmCreate, shmUnlink } from "../ffi/native.ts";
+import { SharedQueue } from "../queue/shared_queue.ts";
 
 /** Checks consumers' reports: every message of `total` seen once, each sender's in order by
  * every consumer, checksums intact. */
@@ -345,4 +346,30 @@ Deno.test("a process in a getSync loop of large messages keeps its memory bounde
     assert.equal(code, 0);
     const grewMiB = Number(text.trim());
     assert.ok(grewMiB < 1024, `resident memory grew by ${grewMiB} MiB`);
+  }));
+
+Deno.test("a receiver killed as the last one: senders are told it ended without closing, even after the exit check", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(r.descriptor)]);
+    const out = lines(child);
+    s.putSync("held");
+    assert.match((await out.next()).value!, /^holding/);
+    r.close(); // the child's receiver is the last one now
+    child.kill("SIGKILL");
+    await child.status;
+    const gone = /^every receiver of the queue is gone, the last one ended without closing/;
+    // Puts find room until the queue is full; the one that waits notices the dead receiver.
+    let error: unknown;
+    for (let i = 0; i < 8 && error === undefined; i++) {
+      await s.put(i, { timeout: 5000 }).catch((e) => error = e);
+    }
+    assert.ok(error instanceof ClosedError && error.reason === "no-receivers", String(error));
+    assert.match(error.message, gone);
+    // The exit check joins as a receiver and leaves again: no receiver of the program's, and
+    // not a clean close of the last one.
+    SharedQueue.removeAtExit(s.descriptor.name);
+    assert.throws(() => s.putSync(2, { timeout: 0 }), (e: Error) => gone.test(e.message));
+    await assert.rejects(s.waitForAllAck({ timeout: 5000 }), (e: Error) => gone.test(e.message));
+    s.close();
   }));
