@@ -11,6 +11,7 @@
 
 import { pathToFileURL } from "node:url";
 import { decode } from "../codec/mod.ts";
+import { onStopRequest } from "../queue/stop.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import {
@@ -40,7 +41,14 @@ type ToParent =
   | { type: "error"; error: string }
   | { type: "closed" };
 type ToWorker =
-  | { type: "handoff"; version: number; queues: WireQueues; args?: Uint8Array }
+  | {
+    type: "handoff";
+    version: number;
+    queues: WireQueues;
+    args?: Uint8Array;
+    /** Raised by WorkerHandle.close: see queue/stop.ts. */
+    stop?: Int32Array;
+  }
   | { type: "close" };
 
 function ours<T>(data: unknown): T | undefined {
@@ -98,6 +106,8 @@ export class WorkerHandle implements AsyncDisposable {
   #hasContext = false;
   /** The Worker failed with an uncaught error: Deno ended it, nothing is left to answer. */
   #failed = false;
+  /** Raised by close, for a Worker blocked in a sync call (see queue/stop.ts). */
+  readonly #stop = new Int32Array(new SharedArrayBuffer(4));
 
   /** @internal Made by `spawnWorker`. */
   constructor(worker: Worker) {
@@ -114,6 +124,11 @@ export class WorkerHandle implements AsyncDisposable {
     });
   }
 
+  /** @internal The stop word `spawnWorker` hands the Worker. */
+  get stopWord(): Int32Array {
+    return this.#stop;
+  }
+
   /** The Worker itself, for your own messages and event listeners. */
   get worker(): Worker {
     return this.#worker;
@@ -123,9 +138,11 @@ export class WorkerHandle implements AsyncDisposable {
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
    * in it then reject with `ClosedError`, and errors thrown by that are not reported), waits
    * until it has (at most `timeout` ms, default 1000), then terminates it; one that never
-   * called `workerContext()` is terminated at once. A Worker that is
-   * blocked in a sync wait cannot answer, and Deno cannot stop it either: its thread runs on,
-   * and its ends stay open until the process exits.
+   * called `workerContext()`, or that failed, is terminated at once. A Worker in a loop of the
+   * library's sync calls (`getSync`, `putSync`, …) never reads the request, and Deno cannot
+   * stop its thread; its next sync call (or its current one, within a 0.2 s wait slice) closes
+   * those ends and throws `ClosedError` instead. A Worker blocked or busy elsewhere runs on, and
+   * its ends stay open until the process exits.
    */
   close(options?: { timeout?: number }): Promise<void> {
     let timeout: number;
@@ -163,6 +180,8 @@ export class WorkerHandle implements AsyncDisposable {
     await new Promise<void>((resolve) => {
       this.#closed = resolve;
       timer = timerFor(timeout, resolve);
+      // Read by a Worker blocked in a sync call, which never reads the message.
+      Atomics.store(this.#stop, 0, 1);
       this.#worker.postMessage({ [KEY]: { type: "close" } satisfies ToWorker });
     });
     clearTimeout(timer);
@@ -234,7 +253,13 @@ export async function spawnWorker<A = unknown>(
     if (message === undefined) return;
     event.stopImmediatePropagation();
     if (message.type === "hello") {
-      const handoff: ToWorker = { type: "handoff", version: HANDOFF_VERSION, queues: wire, args };
+      const handoff: ToWorker = {
+        type: "handoff",
+        version: HANDOFF_VERSION,
+        queues: wire,
+        args,
+        stop: handle.stopWord,
+      };
       worker.postMessage({ [KEY]: handoff });
     } else if (message.type === "ready") {
       settle?.resolve();
@@ -369,7 +394,12 @@ function startWorker(
         const wire = parseWireQueues(message.queues, caller);
         checkSpec(wire, options?.queues, caller);
         const args = message.args === undefined ? undefined : decode(message.args);
-        opened = openAll(wire, caller);
+        const ends = opened = openAll(wire, caller);
+        if (message.stop instanceof Int32Array) {
+          onStopRequest(message.stop, () => {
+            for (const end of Object.values(ends)) end.close();
+          });
+        }
         post({ type: "ready" });
         resolve({ queues: opened, args });
       } catch (error) {

@@ -20,6 +20,7 @@ import {
   waitSync,
 } from "./wait.ts";
 import { Lane } from "./lane.ts";
+import { stopIfRequested } from "./stop.ts";
 
 /**
  * Options of `get`: where its arrays are copied to.
@@ -149,6 +150,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Like {@linkcode get}, but blocks the thread: for actors and Workers that do nothing else. */
   getSync<T = unknown>(options?: SyncGetOptions): T {
+    stopIfRequested();
     const deadline = deadlineOf(options, "Receiver.getSync");
     const attempt = this.#getAttemptFor(options?.allocate, "getSync");
     const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
@@ -200,6 +202,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Like {@linkcode borrow}, but blocks the thread. */
   borrowSync<T = unknown>(options?: SyncWaitOptions): Lease<T> {
+    stopIfRequested();
     const deadline = deadlineOf(options, "Receiver.borrowSync");
     const taken = this.#takeAttempt() ??
       waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);

@@ -20,6 +20,7 @@ import {
   waitSync,
 } from "./wait.ts";
 import { Lane, settledBy } from "./lane.ts";
+import { stopIfRequested } from "./stop.ts";
 
 /** How often polling calls (hasSpace) look for dead peers when they find no room. */
 const REAP_EVERY_MS = 200;
@@ -141,6 +142,7 @@ export class Sender implements Disposable {
    * overtake it.
    */
   putSync(value: unknown, options?: SyncWaitOptions): void {
+    stopIfRequested();
     const deadline = deadlineOf(options, "Sender.putSync");
     this.#assertNoneWaiting("putSync");
     const plan = this.#plan(value, "putSync");
@@ -172,6 +174,7 @@ export class Sender implements Disposable {
 
   /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
   prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
+    stopIfRequested();
     const deadline = deadlineOf(options, "Sender.prepareSync");
     this.#assertNoneWaiting("prepareSync");
     const plan = this.#plan(template, "prepareSync", true);
@@ -208,6 +211,7 @@ export class Sender implements Disposable {
   /** Like {@linkcode waitForAllAck}, but blocks the thread. Throws `TypeError` while a `put` of
    * this sender is still waiting: blocking, it could never see that message acked. */
   waitForAllAckSync(options?: SyncWaitOptions): void {
+    stopIfRequested();
     const deadline = deadlineOf(options, "Sender.waitForAllAckSync");
     this.#assertNoneWaiting("waitForAllAckSync");
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;

@@ -11,6 +11,7 @@ import { futexWait, futexWaitAsync, yieldCpu } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
 import { turned } from "./fairness.ts";
 import { shown } from "./shown.ts";
+import { stopIfRequested } from "./stop.ts";
 
 /**
  * Options of every call that can wait.
@@ -153,6 +154,8 @@ export function waitSync<T>(
   const words = word.words;
   let nextReap = performance.now() + REAP_EVERY_MS;
   for (;;) {
+    stopIfRequested();
+    queue.assertOpen(); // closed by the stop: its words are unmapped
     const seen = Atomics.load(words, word.seq);
     const result = attempt();
     if (result !== undefined) return result;

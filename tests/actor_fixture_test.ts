@@ -280,6 +280,12 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     throw new Error("this Worker fails on load");
   },
 
+  /** Echoes in a loop of sync calls: never back in its event loop, where "close" waits. */
+  async syncEcho() {
+    const { queues } = await workerContext({ queues: { in: "receiver", out: "sender" } });
+    for (;;) queues.out.putSync(queues.in.getSync());
+  },
+
   /** Opens its receiver, then fails with an uncaught error. */
   async throwsLater() {
     await workerContext({ queues: { inbox: "receiver" } });

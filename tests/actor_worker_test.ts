@@ -195,6 +195,30 @@ Deno.test(
   }),
 );
 
+Deno.test(
+  "close() stops a Worker blocked in sync calls: its ends close and it takes nothing more",
+  clean(async () => {
+    const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const [outbox, results] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const worker = await spawnWorker(FIXTURE, {
+      name: "syncEcho",
+      queues: { in: inbox, out: outbox },
+      transfer: true,
+    });
+    await jobs.put(1);
+    assert.equal(await results.get({ timeout: 5000 }), 1);
+    await worker.close({ timeout: 5000 });
+    // Before, the Worker ran on in getSync and answered this one after close().
+    await assert.rejects(
+      jobs.put(2, { timeout: 1000 }),
+      (e) => e instanceof ClosedError && e.reason === "no-receivers",
+    );
+    jobs.close();
+    assert.throws(() => results.getNowait(), (e) => e instanceof ClosedError);
+    results.close();
+  }),
+);
+
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
 });
