@@ -11,6 +11,7 @@
 
 import { pathToFileURL } from "node:url";
 import { decode } from "../codec/mod.ts";
+import { closeEndsOfThisThread } from "../queue/shared_queue.ts";
 import { onStopRequest } from "../queue/stop.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
@@ -136,13 +137,15 @@ export class WorkerHandle implements AsyncDisposable {
 
   /**
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
-   * in it then reject with `ClosedError`, and errors thrown by that are not reported), waits
+   * in it then reject with `ClosedError`; errors that causes do not end this process, though
+   * Deno may print them), waits
    * until it has (at most `timeout` ms, default 1000), then terminates it; one that never
    * called `workerContext()`, or that failed, is terminated at once. A Worker in a loop of the
-   * library's sync calls (`getSync`, `putSync`, …) never reads the request, and Deno cannot
-   * stop its thread; its next sync call (or its current one, within a 0.2 s wait slice) closes
-   * those ends and throws `ClosedError` instead. A Worker blocked or busy elsewhere runs on, and
-   * its ends stay open until the process exits.
+   * library's blocking or polling calls (`getSync`, `borrowSync`, `putSync`, `prepareSync`,
+   * `waitForAllAckSync`, `getNowait`, `hasSpace`) never reads the request, and Deno cannot stop
+   * its thread; its next such call (or its current one, within a 0.2 s wait slice) closes every
+   * end the Worker has open and throws `ClosedError` instead. A Worker blocked or busy
+   * elsewhere runs on, and its ends stay open until the process exits.
    */
   close(options?: { timeout?: number }): Promise<void> {
     let timeout: number;
@@ -396,8 +399,11 @@ function startWorker(
         const args = message.args === undefined ? undefined : decode(message.args);
         const ends = opened = openAll(wire, caller);
         if (message.stop instanceof Int32Array) {
+          // Every end of this Worker, not only these: one that catches the ClosedError and
+          // loops on queues it opened itself must stop as well.
           onStopRequest(message.stop, () => {
             for (const end of Object.values(ends)) end.close();
+            closeEndsOfThisThread();
           });
         }
         post({ type: "ready" });

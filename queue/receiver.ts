@@ -165,6 +165,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * `getSync({ timeout: 0 })`, which throws `EmptyError` when none is waiting.
    */
   getNowait<T = unknown>(options?: Pick<GetOptions, "allocate">): T | undefined {
+    stopIfRequested();
     if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait");
     const attempt = this.#getAttemptFor(options?.allocate, "getNowait");
     const got = attempt();

@@ -79,6 +79,7 @@ export class Sender implements Disposable {
    * `ClosedError`, which a loop waiting for room would otherwise never learn). False once
    * this end is closed. */
   hasSpace(): boolean {
+    stopIfRequested();
     const queue = this.#queue;
     if (queue.closed) return false;
     const room = () => queue.inFlight < queue.capacity && !queue.ringFull;

@@ -147,6 +147,11 @@ function countView(mapping: ExtensionMapping, change: 1 | -1): void {
 const openEnds = new Set<SharedQueue>();
 let closeOnUnload = false;
 
+/** Closes every end this thread (a Worker being stopped, see queue/stop.ts) has open. */
+export function closeEndsOfThisThread(): void {
+  for (const end of [...openEnds]) end.close();
+}
+
 /** The queue names of the ends this process (or Worker) has open: for leak checks in tests. */
 export function openEndNames(): string[] {
   return [...openEnds].map((end) => end.name);

@@ -1,11 +1,12 @@
 /**
  * A stop request from the thread that started this Worker, seen by the Worker's sync calls.
  *
- * A Worker blocked in `getSync` (or any sync call of the library) never returns to its event
- * loop, so the "close" message of `WorkerHandle.close()` would wait there unread, and Deno does
- * not stop such a thread either. The handle also raises a word in shared memory; every sync
- * call checks it on entry and between wait slices, and once it is raised the Worker's ends
- * are closed there and then: the call throws `ClosedError`, and the Worker's loop ends.
+ * A Worker in a loop of the library's blocking or polling calls (`getSync`, `getNowait`, …)
+ * never returns to its event loop, so the "close" message of `WorkerHandle.close()` would wait
+ * there unread, and Deno does not stop such a thread either. The handle also raises a word in
+ * shared memory; those calls check it on entry and between wait slices, and once it is raised
+ * every end of the Worker is closed there and then: the call throws `ClosedError`, and the
+ * Worker's loop ends.
  *
  * @module
  */

@@ -10,7 +10,10 @@ import {
   actorContext,
   ClosedError,
   createSharedMemoryPair,
+  EmptyError,
   NdArray,
+  openReceiver,
+  type QueueDescriptor,
   type Receiver,
   type Sender,
   spawnActor,
@@ -284,6 +287,27 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
   async syncEcho() {
     const { queues } = await workerContext({ queues: { in: "receiver", out: "sender" } });
     for (;;) queues.out.putSync(queues.in.getSync());
+  },
+
+  /** Polls with getNowait in a loop of JS that never yields. */
+  async pollLoop() {
+    const { queues } = await workerContext({ queues: { in: "receiver" } });
+    for (;;) queues.in.getNowait();
+  },
+
+  /** Loops on a queue it opened itself (from `args.own`), shrugging off empty waits. */
+  async ownLoop() {
+    const { args } = await workerContext<{ in: "receiver" }, { own: QueueDescriptor }>({
+      queues: { in: "receiver" },
+    });
+    const own = openReceiver(args.own);
+    for (;;) {
+      try {
+        own.getSync({ timeout: 50 });
+      } catch (error) {
+        if (!(error instanceof EmptyError)) throw error;
+      }
+    }
   },
 
   /** Opens its receiver, then fails with an uncaught error. */

@@ -219,6 +219,49 @@ Deno.test(
   }),
 );
 
+Deno.test(
+  "close() stops a Worker polling with getNowait, or looping on a queue it opened itself",
+  clean(async () => {
+    // Polling: a loop of getNowait that never yields.
+    {
+      const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+      const worker = await spawnWorker(FIXTURE, {
+        name: "pollLoop",
+        queues: { in: inbox },
+        transfer: true,
+      });
+      await worker.close({ timeout: 5000 });
+      await assert.rejects(
+        jobs.put(1, { timeout: 1000 }),
+        (e) => e instanceof ClosedError && e.reason === "no-receivers",
+      );
+      jobs.close();
+    }
+    // Its own queue: every end of the Worker closes, not only those of workerContext().
+    {
+      const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+      const [ownSender, ownReceiver] = createSharedMemoryPair({
+        capacity: 4,
+        arenaBytes: 64 * 1024,
+      });
+      const worker = await spawnWorker(FIXTURE, {
+        name: "ownLoop",
+        queues: { in: inbox },
+        args: { own: ownReceiver.descriptor },
+        transfer: true,
+      });
+      ownReceiver.close(); // the Worker's is the only receiver now
+      await worker.close({ timeout: 5000 });
+      await assert.rejects(
+        ownSender.put(1, { timeout: 1000 }),
+        (e) => e instanceof ClosedError && e.reason === "no-receivers",
+      );
+      ownSender.close();
+      jobs.close();
+    }
+  }),
+);
+
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
 });
