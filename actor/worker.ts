@@ -138,9 +138,9 @@ export class WorkerHandle implements AsyncDisposable {
   /**
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
    * in it then reject with `ClosedError`; errors that causes do not end this process, though
-   * Deno may print them), waits
-   * until it has (at most `timeout` ms, default 1000), then terminates it; one that never
-   * called `workerContext()`, or that failed, is terminated at once. A Worker in a loop of the
+   * Deno may print them), waits until it has (at most `timeout` ms, default 1000), then
+   * terminates it; one that never called `workerContext()`, or that failed, is terminated at
+   * once. A Worker in a loop of the
    * library's blocking or polling calls (`getSync`, `borrowSync`, `putSync`, `prepareSync`,
    * `waitForAllAckSync`, `getNowait`, `hasSpace`) never reads the request, and Deno cannot stop
    * its thread; its next such call (or its current one, within a 0.2 s wait slice) closes every
