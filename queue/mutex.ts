@@ -39,6 +39,9 @@ export interface MutexHooks {
   isAlive(index: number): boolean;
   /** Called with the lock held after it was taken over from a dead holder. */
   recover(deadOwner: number): void;
+  /** How long a live holder may keep the lock before a waiter gives up (default STUCK_MS):
+   * shorter while the process exits, which should not wait 10 s per queue for a stopped one. */
+  stuckMs?(): number | undefined;
 }
 
 /** A mutex over one 32-bit word of shared memory. */
@@ -95,6 +98,7 @@ export class ShmMutex {
     }
     const mine = this.#self | CONTENDED;
     const started = performance.now();
+    const stuckMs = this.#hooks.stuckMs?.() ?? STUCK_MS;
     // Whether the lock moved since this call began: then its holder is not the stuck one.
     let moved = false;
     for (;;) {
@@ -119,13 +123,13 @@ export class ShmMutex {
       // A word naming this participant is garbage: it never waits on a lock it holds.
       if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {
         const again = !moved && seen === this.#stuckWord;
-        if (performance.now() - started > (again ? STILL_STUCK_MS : STUCK_MS)) {
+        if (performance.now() - started > (again ? STILL_STUCK_MS : stuckMs)) {
           this.#stuckWord = seen;
           throw new ClosedError(
             again
               ? `queue lock still held by live participant ${owner}, which kept it for over ` +
-                `${STUCK_MS} ms before: queue unusable`
-              : `queue lock held for over ${STUCK_MS} ms by live participant ${owner}: queue unusable`,
+                `${stuckMs} ms before: queue unusable`
+              : `queue lock held for over ${stuckMs} ms by live participant ${owner}: queue unusable`,
             { reason: "stuck" },
           );
         }

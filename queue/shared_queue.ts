@@ -146,6 +146,10 @@ function countView(mapping: ExtensionMapping, change: 1 | -1): void {
  * unlinks the queue's names; a killed process leaves that to the next sweep. */
 const openEnds = new Set<SharedQueue>();
 let closeOnUnload = false;
+/** This thread is unloading (the process exiting, on the main thread): a lock held by a live
+ * but stopped participant is given up on after EXIT_STUCK_MS, not the usual 10 s per queue. */
+let unloading = false;
+const EXIT_STUCK_MS = 500;
 
 /** Closes every end this thread (a Worker being stopped, see queue/stop.ts) has open. */
 export function closeEndsOfThisThread(): void {
@@ -181,6 +185,7 @@ function track(queue: SharedQueue): void {
   if (closeOnUnload) return;
   closeOnUnload = true;
   globalThis.addEventListener("unload", () => {
+    unloading = true;
     for (const end of [...openEnds]) end.close();
     if (!isMainThread()) return;
     for (const name of leftToThisProcess) SharedQueue.removeAtExit(name);
@@ -898,7 +903,11 @@ export class SharedQueue {
       L.W_LOCK,
       Deno.UnsafePointer.offset(this.#main.pointer, L.W_LOCK)!,
       index,
-      { isAlive: (i) => this.#isAlive(i), recover: (dead) => this.#recover(dead) },
+      {
+        isAlive: (i) => this.#isAlive(i),
+        recover: (dead) => this.#recover(dead),
+        stuckMs: () => unloading ? EXIT_STUCK_MS : undefined,
+      },
     );
     this.#mutex.lock();
     try {

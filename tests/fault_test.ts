@@ -314,6 +314,27 @@ Deno.test("tight small-get loop killed at random moments: at most the message in
 
 // ------------------------------------------------------------------ holding the queue mutex
 
+Deno.test("a process exiting while a stopped peer holds the lock gives up on it quickly", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 1 });
+  const name = s.descriptor.name;
+  const leaving = new Child("join", [JSON.stringify(s.descriptor), "sender"]);
+  await leaving.expect("ready");
+  const holder = new Child("lock", [JSON.stringify(s.descriptor), "sender"]);
+  await holder.expect("locked"); // alive, and never letting go
+  assert.ok(mutexHeld(name));
+  // SIGUSR1: Deno.exit(0), whose unload closes its end, which needs the lock.
+  const started = performance.now();
+  const status = await leaving.stop("SIGUSR1");
+  const ms = performance.now() - started;
+  assert.equal(status.code, 0);
+  // It used to wait the full 10 s a live holder gets before a call gives up.
+  assert.ok(ms < 5_000, `exit took ${ms} ms`);
+  await holder.stop();
+  s.close();
+  r.close();
+  assert.deepEqual(entriesOf(name), [], "nothing left in /dev/shm");
+});
+
 for (const kind of ["sender", "receiver"] as const) {
   for (const livePeer of [false, true]) {
     Deno.test(`a ${kind} killed while holding the queue mutex (${livePeer ? "live peer left" : "last of its kind"})`, async () => {
