@@ -188,9 +188,55 @@ function track(queue: SharedQueue): void {
     unloading = true;
     for (const end of [...openEnds]) end.close();
     if (!isMainThread()) return;
-    for (const name of leftToThisProcess) SharedQueue.removeAtExit(name);
+    // Also the queues whose ends were only ever in Workers, which run no unload at exit.
+    const left = new Set([...leftToThisProcess, ...queuesWithEndsOfThisProcess()]);
+    for (const name of left) SharedQueue.removeAtExit(name);
     leftToThisProcess.clear();
   });
+}
+
+/**
+ * The queues in /dev/shm that still record an end of this process and no live end of another:
+ * on the main thread's way out, after it closed its own, those ends are Workers', and the
+ * queue ends with this process. Reads each queue's participant table without joining it (the
+ * exit check then joins only these); an entry it cannot open (another user's) is skipped.
+ */
+function queuesWithEndsOfThisProcess(): string[] {
+  const token = processToken();
+  const tableEnd = L.PARTICIPANTS_OFFSET + L.MAX_PARTICIPANTS * L.PARTICIPANT_STRIDE;
+  const found: string[] = [];
+  for (const entry of native.shmList(`/${L.NAME_PREFIX}`)) {
+    if (entry.length !== L.NAME_PREFIX.length + 32 || !L.SHM_ENTRY_PATTERN.test(entry)) continue;
+    let fd: number;
+    try {
+      fd = native.shmOpen(`/${entry}`);
+    } catch {
+      continue;
+    }
+    try {
+      if (native.fdSize(fd) < tableEnd) continue;
+      const pointer = native.map(fd, tableEnd);
+      try {
+        const view = new Deno.UnsafePointerView(pointer);
+        let ours = false;
+        let elsewhere = false;
+        for (let i = 0; i < L.MAX_PARTICIPANTS && !elsewhere; i++) {
+          const at = L.participantOffset(i);
+          if (view.getUint32(at + L.P_KIND) === L.ParticipantKind.Free) continue;
+          if (view.getFloat64(at + L.P_PROCESS) === token) ours = true;
+          else elsewhere = native.lockProbe(fd, L.participantLockByte(i));
+        }
+        if (ours && !elsewhere) found.push(`/${entry}`);
+      } finally {
+        native.unmap(pointer, tableEnd);
+      }
+    } catch {
+      // Gone meanwhile, or not ours to map: nothing this exit can do.
+    } finally {
+      native.closeFd(fd);
+    }
+  }
+  return found;
 }
 
 /** Raised inside a critical section when shared state breaks an invariant. */

@@ -217,6 +217,15 @@ Deno.test("a queue whose last end was a just-terminated Worker's is removed when
   assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
 });
 
+Deno.test("a queue whose ends were only ever in a Worker is removed when its process exits", async () => {
+  const child = spawnFixture("fault_child.ts", ["worker-only"]);
+  const { code, text } = await finish(child);
+  assert.equal(code, 0);
+  const name = text.trim().slice(1);
+  assert.match(name, /^shmq-[0-9a-f]{32}$/);
+  assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
+});
+
 Deno.test("queues closed by the main thread alone are not kept for the exit check", () => {
   const [sender, receiver] = createSharedMemoryPair({ capacity: 2, arenaBytes: 64 * 1024 });
   sender.close(); // the receiver, this thread's own, remains
