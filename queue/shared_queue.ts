@@ -275,10 +275,8 @@ export class SharedQueue {
   #exiting = false;
   /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
   #extensionEpoch = 0;
-  /** The deadline (performance.now()) of the reservation being tried, and until when it
-   * waits for a busy extension rather than make one (0: it does not wait): see
-   * #waitForBusyLocked. */
-  #deadline = Infinity;
+  /** Until when a reservation waits for a busy extension rather than make one (0: it does
+   * not wait): see #waitForBusyLocked. */
   #waitForBusyUntil = 0;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
@@ -543,7 +541,6 @@ export class SharedQueue {
    * full. Throws ClosedError when no receiver is left.
    */
   reserve(length: number, deadline = Infinity): Reservation | undefined {
-    this.#deadline = deadline;
     this.#lock();
     try {
       this.#checkUsable();
@@ -552,7 +549,7 @@ export class SharedQueue {
           reason: "no-receivers",
         });
       }
-      const reservation = this.#reserveLocked(length);
+      const reservation = this.#reserveLocked(length, deadline);
       this.#noticeRenewedExtensionsLocked();
       return reservation;
     } finally {
@@ -1143,7 +1140,7 @@ export class SharedQueue {
     this.#reclaimLocked();
   }
 
-  #reserveLocked(length: number): Reservation | undefined {
+  #reserveLocked(length: number, deadline = Infinity): Reservation | undefined {
     this.#settleLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
@@ -1188,7 +1185,7 @@ export class SharedQueue {
       f64[L.C_ARENA_HEAD >> 3] = arenaEnd;
       offset = start % arenaSize;
     } else {
-      const choice = this.#chooseExtensionLocked(length);
+      const choice = this.#chooseExtensionLocked(length, deadline);
       if (choice === undefined) return undefined;
       segment = choice.index + 1;
       createExtension = choice.create;
@@ -1212,7 +1209,10 @@ export class SharedQueue {
    * (wait) when the budget is taken by messages in flight; a message larger than the whole
    * budget still goes when it is the only one.
    */
-  #chooseExtensionLocked(length: number): { index: number; create: boolean } | undefined {
+  #chooseExtensionLocked(
+    length: number,
+    deadline: number,
+  ): { index: number; create: boolean } | undefined {
     const u32 = this.#u32;
     const f64 = this.#f64;
     const stateOf = (i: number) => u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
@@ -1252,7 +1252,7 @@ export class SharedQueue {
       }
     } else {
       const size = extensionSizeFor(length);
-      if (busyFitting >= EXTENSIONS_IN_FLIGHT && this.#waitForBusyLocked(length, size)) {
+      if (busyFitting >= EXTENSIONS_IN_FLIGHT && this.#waitForBusyLocked(length, size, deadline)) {
         return undefined;
       }
       if (busyBytes > 0 && busyBytes + size > room) return undefined;
@@ -1285,7 +1285,7 @@ export class SharedQueue {
    * they may never come back while it waits, and a sender holding three drafts would wait on
    * itself.
    */
-  #waitForBusyLocked(length: number, size: number): boolean {
+  #waitForBusyLocked(length: number, size: number, deadline: number): boolean {
     const makeMs = size / EXTENSION_MAKE_BYTES_PER_MS;
     if (makeMs < ROOM_SLICE_MS) return false;
     const now = performance.now();
@@ -1294,7 +1294,7 @@ export class SharedQueue {
     // whose own deadline is checked all the same.
     if (this.#waitForBusyUntil === 0) this.#waitForBusyUntil = now + makeMs;
     const left = this.#waitForBusyUntil - now;
-    if (left <= 0 || this.#deadline - now < left + ROOM_SLICE_MS) return false;
+    if (left <= 0 || deadline - now < left + ROOM_SLICE_MS) return false;
     return this.#queuedInExtensionsLocked(length) >= EXTENSIONS_IN_FLIGHT;
   }
 
