@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "2781f88cfffe9177335a5c97cdef137699ad45b99c12c0a4e842d9648a1388bd",
-  "x86_64-linux": "9e1973c34eef99ec673d49995d3bcce401087b627f70d15d38a60d808a21517c",
+  "aarch64-linux": "cf483cedde27a64ac06c5b2e4ed586cc150af0df893efc974caa4be222aaae2a",
+  "x86_64-linux": "e8dc388298e37e3529b83ea7ec9e3717813386a489df08de9ab8a414dccfcc78",
 };

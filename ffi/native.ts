@@ -476,6 +476,28 @@ export function prefaultJoin(id: number): number {
   return check64(BigInt(s().shmq_prefault_join(id)), "pthread_join", String(id));
 }
 
+/**
+ * Tunes glibc malloc, for the whole process, for copying large messages out into fresh buffers:
+ * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB the
+ * collector frees there stays for the next copies instead of going back to the kernel, to be
+ * faulted in and zeroed again a page at a time. Returns the mmap threshold now in effect, or
+ * `undefined` when malloc was left alone: the process started with `SHMQ_TUNE_MALLOC=0` in
+ * its environment, or with a `glibc.malloc.*` tunable first in `GLIBC_TUNABLES` (glibc hides
+ * the later ones once it has read them). The receiver calls it before its first copy of
+ * 256 KiB or more.
+ *
+ * @example
+ * ```ts
+ * import { tuneMallocForCopies } from "./native.ts";
+ * const heapBelow = tuneMallocForCopies();
+ * console.log(heapBelow === undefined ? "left to GLIBC_TUNABLES" : `${heapBelow} bytes`);
+ * ```
+ */
+export function tuneMallocForCopies(): number | undefined {
+  const threshold = check64(BigInt(s().shmq_tune_malloc()), "mallopt");
+  return threshold > 0 ? threshold : undefined;
+}
+
 /** What a futex wait reports. `"changed"`: the word did not hold `expected` to begin with. */
 export type FutexWaitResult = "woken" | "timeout" | "changed";
 

@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -261,6 +262,52 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
     atomic_fetch_or_explicit((volatile _Atomic uint8_t *)p, 0, memory_order_relaxed);
   }
   return 0;
+}
+
+#define TUNED_MMAP_THRESHOLD (32 << 20)
+#define TUNED_TRIM_THRESHOLD (128 << 20)
+
+/* Whether malloc is to be left alone: the process started with SHMQ_TUNE_MALLOC=0 or with a
+ * glibc.malloc tunable in GLIBC_TUNABLES (the user chose). Read from /proc rather than with
+ * getenv, which races with a Deno.env.set on another thread. glibc 2.36 cuts GLIBC_TUNABLES
+ * down to its first tunable once it has read it, so only a malloc tunable listed first is
+ * seen: hence the switch of our own. */
+static int malloc_left_alone(void) {
+  int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  size_t cap = 1 << 16, len = 0;
+  char *env = malloc(cap + 1);
+  ssize_t got = 0;
+  while (env != NULL && ((got = read(fd, env + len, cap - len)) > 0 || (got < 0 && errno == EINTR))) {
+    if (got < 0) continue;
+    len += (size_t)got;
+    if (len < cap) continue;
+    char *grown = realloc(env, 2 * cap + 1);
+    if (grown == NULL) free(env);
+    env = grown;
+    cap *= 2;
+  }
+  close(fd);
+  if (env == NULL) return 0;
+  env[len] = 0; /* entries are NUL-separated: the last one ends here too */
+  static const char tunables[] = "GLIBC_TUNABLES=";
+  int found = 0;
+  for (char *entry = env; entry < env + len && !found; entry += strlen(entry) + 1) {
+    found = strcmp(entry, "SHMQ_TUNE_MALLOC=0") == 0 ||
+            (strncmp(entry, tunables, sizeof(tunables) - 1) == 0 &&
+             strstr(entry, "glibc.malloc.") != NULL);
+  }
+  free(env);
+  return found;
+}
+
+int64_t shmq_tune_malloc(void) {
+  if (malloc_left_alone()) return 0;
+  if (mallopt(M_MMAP_THRESHOLD, TUNED_MMAP_THRESHOLD) != 1) return -EINVAL;
+  /* Either call stops glibc sliding both thresholds, so the mmap one goes first: the other way
+   * round, 1 MiB buffers would come from mmap meanwhile. */
+  if (mallopt(M_TRIM_THRESHOLD, TUNED_TRIM_THRESHOLD) != 1) return -EINVAL;
+  return TUNED_MMAP_THRESHOLD;
 }
 
 #define HUGE_PAGE ((uintptr_t)2 << 20)

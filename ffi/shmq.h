@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 10
+#define SHMQ_ABI_VERSION 11
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -150,6 +150,17 @@ SHMQ_API int32_t shmq_prefault_start(void *addr, uint64_t len);
  * started, unjoined helper (each id is joined once, by one caller), or -errno.
  */
 SHMQ_API int64_t shmq_prefault_join(int32_t id);
+
+/*
+ * Tunes glibc malloc for a process that copies large messages out into fresh buffers: a fixed
+ * mmap threshold of 32 MiB (glibc's own ceiling for its sliding one) and a trim threshold of
+ * 128 MiB. Buffers a garbage collection frees in a batch then stay in the heap for the next
+ * copies, instead of going back to the kernel and faulting in again, zeroed, a page at a
+ * time. Leaves malloc alone when the process started with SHMQ_TUNE_MALLOC=0, or with a
+ * glibc.malloc tunable first in GLIBC_TUNABLES (glibc hides the others once read). Returns the mmap threshold now in effect (buffers
+ * below it come from the heap), 0 when left alone, or -errno (-EINVAL when mallopt refused).
+ */
+SHMQ_API int64_t shmq_tune_malloc(void);
 
 /*
  * Shared (cross-process, not FUTEX_PRIVATE) FUTEX_WAIT on the 32-bit word at addr while it

@@ -322,6 +322,34 @@ Deno.test("a copy target pre-faulted by a helper keeps every byte written meanwh
   assert.throws(() => prefaultJoin(helper), NativeError, "a stale id misses a reused slot");
 });
 
+/** What tuneMallocForCopies returns in a fresh process started with `env` added. */
+async function tunedIn(env: Record<string, string>): Promise<number | null> {
+  const script = `import { tuneMallocForCopies } from "${ROOT}ffi/native.ts";
+    console.log(JSON.stringify(tuneMallocForCopies() ?? null));`;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    env,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+Deno.test("malloc is tuned for large copies unless the user opted out or tuned it", async () => {
+  // A 100 KiB variable sorts first in the child's environment: the scan reads past 64 KiB.
+  const big = { AAAA_SHMQ_TEST_FILLER: "x".repeat(100_000) };
+  assert.equal(await tunedIn({}), 32 << 20);
+  assert.equal(await tunedIn({ ...big, GLIBC_TUNABLES: "glibc.rtld.nns=4" }), 32 << 20);
+  assert.equal(await tunedIn({ ...big, SHMQ_TUNE_MALLOC: "1" }), 32 << 20);
+  assert.equal(await tunedIn({ ...big, SHMQ_TUNE_MALLOC: "0" }), null, "opted out");
+  assert.equal(
+    await tunedIn({ ...big, GLIBC_TUNABLES: "glibc.malloc.trim_threshold=0:glibc.rtld.nns=4" }),
+    null,
+    "the user's malloc tunables are left alone",
+  );
+});
+
 Deno.test("a thread identity tells a thread from its successor and from an ended one", async () => {
   const me = threadIdentity()!;
   assert.ok(me.tid > 0 && me.start > 0 && me.pidNamespace > 0);
