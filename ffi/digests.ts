@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "cf483cedde27a64ac06c5b2e4ed586cc150af0df893efc974caa4be222aaae2a",
-  "x86_64-linux": "e8dc388298e37e3529b83ea7ec9e3717813386a489df08de9ab8a414dccfcc78",
+  "aarch64-linux": "66f23ffdd8487972e4e406287986274c7aa12383f6d22fee66514bd9b9345a2c",
+  "x86_64-linux": "e9c2c84e5c22ac2e9fe0b7e4cc5294ca933ae2410b522b1bee3cddcf13ec6be0",
 };

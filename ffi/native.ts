@@ -481,20 +481,20 @@ export function prefaultJoin(id: number): number {
  * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB the
  * collector frees there stays for the next copies instead of going back to the kernel, to be
  * faulted in and zeroed again a page at a time. Returns the mmap threshold now in effect, or
- * `undefined` when malloc was left alone: the process started with `SHMQ_TUNE_MALLOC=0` in
- * its environment, or with a `glibc.malloc.*` tunable first in `GLIBC_TUNABLES` (glibc hides
- * the later ones once it has read them). The receiver calls it before its first copy of
- * 256 KiB or more.
+ * `undefined` when malloc was left alone: the environment the process started with has
+ * `SHMQ_TUNE_MALLOC=0`, a `glibc.malloc.*` tunable in `GLIBC_TUNABLES`, a `MALLOC_*` variable
+ * or a non-empty `LD_PRELOAD`, or cannot be read, or glibc refused. Never throws once the
+ * library is loaded. The receiver calls it before its first copy of 256 KiB or more.
  *
  * @example
  * ```ts
  * import { tuneMallocForCopies } from "./native.ts";
  * const heapBelow = tuneMallocForCopies();
- * console.log(heapBelow === undefined ? "left to GLIBC_TUNABLES" : `${heapBelow} bytes`);
+ * console.log(heapBelow === undefined ? "malloc left alone" : `heap below ${heapBelow} bytes`);
  * ```
  */
 export function tuneMallocForCopies(): number | undefined {
-  const threshold = check64(BigInt(s().shmq_tune_malloc()), "mallopt");
+  const threshold = Number(s().shmq_tune_malloc());
   return threshold > 0 ? threshold : undefined;
 }
 

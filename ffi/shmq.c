@@ -267,19 +267,31 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 #define TUNED_MMAP_THRESHOLD (32 << 20)
 #define TUNED_TRIM_THRESHOLD (128 << 20)
 
-/* Whether malloc is to be left alone: the process started with SHMQ_TUNE_MALLOC=0 or with a
- * glibc.malloc tunable in GLIBC_TUNABLES (the user chose). Read from /proc rather than with
- * getenv, which races with a Deno.env.set on another thread. glibc 2.36 cuts GLIBC_TUNABLES
- * down to its first tunable once it has read it, so only a malloc tunable listed first is
- * seen: hence the switch of our own. */
+/* Whether one entry of the initial environment says the user tunes malloc, or may not be
+ * using glibc's. glibc up to 2.38 cuts GLIBC_TUNABLES into pieces in place as it parses it,
+ * so a tunable after the first shows as a piece of its own. */
+static int user_tunes_malloc(const char *entry) {
+  static const char tunables[] = "GLIBC_TUNABLES=";
+  return strcmp(entry, "SHMQ_TUNE_MALLOC=0") == 0 ||
+         (strncmp(entry, tunables, sizeof(tunables) - 1) == 0 &&
+          strstr(entry, "glibc.malloc.") != NULL) ||
+         strncmp(entry, "glibc.malloc.", 13) == 0 || strncmp(entry, "MALLOC_", 7) == 0 ||
+         (strncmp(entry, "LD_PRELOAD=", 11) == 0 && entry[11] != 0);
+}
+
+/* Whether malloc is to be left alone: see shmq_tune_malloc. Reads /proc rather than calling
+ * getenv, which races with a Deno.env.set on another thread. An environment that cannot be
+ * read counts as a no. */
 static int malloc_left_alone(void) {
   int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return 1;
   size_t cap = 1 << 16, len = 0;
   char *env = malloc(cap + 1);
   ssize_t got = 0;
-  while (env != NULL && ((got = read(fd, env + len, cap - len)) > 0 || (got < 0 && errno == EINTR))) {
-    if (got < 0) continue;
+  while (env != NULL) {
+    got = read(fd, env + len, cap - len);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
     len += (size_t)got;
     if (len < cap) continue;
     char *grown = realloc(env, 2 * cap + 1);
@@ -288,14 +300,14 @@ static int malloc_left_alone(void) {
     cap *= 2;
   }
   close(fd);
-  if (env == NULL) return 0;
+  if (env == NULL || got < 0) {
+    free(env);
+    return 1;
+  }
   env[len] = 0; /* entries are NUL-separated: the last one ends here too */
-  static const char tunables[] = "GLIBC_TUNABLES=";
   int found = 0;
   for (char *entry = env; entry < env + len && !found; entry += strlen(entry) + 1) {
-    found = strcmp(entry, "SHMQ_TUNE_MALLOC=0") == 0 ||
-            (strncmp(entry, tunables, sizeof(tunables) - 1) == 0 &&
-             strstr(entry, "glibc.malloc.") != NULL);
+    found = user_tunes_malloc(entry);
   }
   free(env);
   return found;
@@ -303,10 +315,11 @@ static int malloc_left_alone(void) {
 
 int64_t shmq_tune_malloc(void) {
   if (malloc_left_alone()) return 0;
-  if (mallopt(M_MMAP_THRESHOLD, TUNED_MMAP_THRESHOLD) != 1) return -EINVAL;
+  /* Refused (a glibc.malloc.hugetlb tunable lowers the ceiling): nothing was changed. */
+  if (mallopt(M_MMAP_THRESHOLD, TUNED_MMAP_THRESHOLD) != 1) return 0;
   /* Either call stops glibc sliding both thresholds, so the mmap one goes first: the other way
    * round, 1 MiB buffers would come from mmap meanwhile. */
-  if (mallopt(M_TRIM_THRESHOLD, TUNED_TRIM_THRESHOLD) != 1) return -EINVAL;
+  (void)mallopt(M_TRIM_THRESHOLD, TUNED_TRIM_THRESHOLD);
   return TUNED_MMAP_THRESHOLD;
 }
 

@@ -156,9 +156,11 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
  * mmap threshold of 32 MiB (glibc's own ceiling for its sliding one) and a trim threshold of
  * 128 MiB. Buffers a garbage collection frees in a batch then stay in the heap for the next
  * copies, instead of going back to the kernel and faulting in again, zeroed, a page at a
- * time. Leaves malloc alone when the process started with SHMQ_TUNE_MALLOC=0, or with a
- * glibc.malloc tunable first in GLIBC_TUNABLES (glibc hides the others once read). Returns the mmap threshold now in effect (buffers
- * below it come from the heap), 0 when left alone, or -errno (-EINVAL when mallopt refused).
+ * time. Leaves malloc alone when the environment the process started with has
+ * SHMQ_TUNE_MALLOC=0, a glibc.malloc tunable in GLIBC_TUNABLES, a MALLOC_* variable, or a
+ * non-empty LD_PRELOAD (which may replace malloc), or cannot be read. Returns the mmap
+ * threshold now in effect (buffers below it come from the heap), or 0 when malloc was left
+ * alone (also when glibc refused the threshold). Never fails.
  */
 SHMQ_API int64_t shmq_tune_malloc(void);
 

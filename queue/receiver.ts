@@ -442,6 +442,9 @@ function finishCopyHelper(): void {
  * left alone.
  */
 let heapCopyLimit: number | undefined;
+/** What malloc adds to a request before it compares it with its mmap threshold (a chunk
+ * header, rounding), with room to spare: a buffer just below the limit is mapped afresh too. */
+const MALLOC_CHUNK_OVERHEAD = 64;
 
 const COPY_OPTIONS = {
   allocate(byteLength: number): ArrayBuffer {
@@ -450,7 +453,7 @@ const COPY_OPTIONS = {
     const buffer = new ArrayBuffer(byteLength);
     // The array before this one in the message is copied by now: its helper is done.
     finishCopyHelper();
-    if (byteLength >= heapCopyLimit) {
+    if (byteLength + MALLOC_CHUNK_OVERHEAD >= heapCopyLimit) {
       if (byteLength >= PIPELINED_COPY) copyHelper = prefaultStart(buffer);
       if (copyHelper === undefined) prepareCopyTarget(buffer);
     }

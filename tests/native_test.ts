@@ -322,13 +322,25 @@ Deno.test("a copy target pre-faulted by a helper keeps every byte written meanwh
   assert.throws(() => prefaultJoin(helper), NativeError, "a stale id misses a reused slot");
 });
 
-/** What tuneMallocForCopies returns in a fresh process started with `env` added. */
-async function tunedIn(env: Record<string, string>): Promise<number | null> {
+/**
+ * In a fresh process started with `env` added: what tuneMallocForCopies returns, and whether a
+ * 1 MiB ArrayBuffer allocated afterwards lies in the brk heap (glibc maps one afresh, by
+ * itself, at its default thresholds).
+ */
+async function tunedIn(
+  env: Record<string, string>,
+): Promise<{ threshold: number | null; inHeap: boolean }> {
   const script = `import { tuneMallocForCopies } from "${ROOT}ffi/native.ts";
-    console.log(JSON.stringify(tuneMallocForCopies() ?? null));`;
+    const threshold = tuneMallocForCopies() ?? null;
+    const buffer = new ArrayBuffer(1 << 20);
+    const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+    const heap = Deno.readTextFileSync("/proc/self/maps").split("\\n").find((l) => l.endsWith("[heap]"));
+    const [lo, hi] = (heap ?? "0-0").split(" ")[0].split("-").map((x) => BigInt("0x" + x));
+    console.log(JSON.stringify({ threshold, inHeap: address >= lo && address < hi }));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", script],
-    env,
+    // Whatever the environment of the test run, each case starts from the default.
+    env: { SHMQ_TUNE_MALLOC: "1", GLIBC_TUNABLES: "", LD_PRELOAD: "", ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();
@@ -337,17 +349,19 @@ async function tunedIn(env: Record<string, string>): Promise<number | null> {
 }
 
 Deno.test("malloc is tuned for large copies unless the user opted out or tuned it", async () => {
+  const tuned = await tunedIn({});
+  assert.deepEqual(tuned, { threshold: 32 << 20, inHeap: true }, "1 MiB comes from the heap");
   // A 100 KiB variable sorts first in the child's environment: the scan reads past 64 KiB.
   const big = { AAAA_SHMQ_TEST_FILLER: "x".repeat(100_000) };
-  assert.equal(await tunedIn({}), 32 << 20);
-  assert.equal(await tunedIn({ ...big, GLIBC_TUNABLES: "glibc.rtld.nns=4" }), 32 << 20);
-  assert.equal(await tunedIn({ ...big, SHMQ_TUNE_MALLOC: "1" }), 32 << 20);
-  assert.equal(await tunedIn({ ...big, SHMQ_TUNE_MALLOC: "0" }), null, "opted out");
-  assert.equal(
-    await tunedIn({ ...big, GLIBC_TUNABLES: "glibc.malloc.trim_threshold=0:glibc.rtld.nns=4" }),
-    null,
-    "the user's malloc tunables are left alone",
-  );
+  const threshold = async (env: Record<string, string>) => (await tunedIn(env)).threshold;
+  assert.equal(await threshold({ ...big, GLIBC_TUNABLES: "glibc.rtld.nns=4" }), 32 << 20);
+  assert.equal(await threshold({ ...big, SHMQ_TUNE_MALLOC: "0" }), null, "opted out");
+  for (
+    const tunables of ["glibc.malloc.trim_threshold=0", "glibc.rtld.nns=4:glibc.malloc.check=0"]
+  ) {
+    assert.equal(await threshold({ ...big, GLIBC_TUNABLES: tunables }), null, tunables);
+  }
+  assert.equal(await threshold({ MALLOC_TRIM_THRESHOLD_: "1048576" }), null, "MALLOC_*");
 });
 
 Deno.test("a thread identity tells a thread from its successor and from an ended one", async () => {

@@ -889,9 +889,9 @@ Deno.test("large arrays copied out while a helper pre-faults their targets arriv
         return array;
       };
       const message = () => ({
+        more: filled(new Uint8Array(40 << 20), (i) => i ^ 0x5a),
         bytes: filled(new Uint8Array(6 << 20), (i) => (i * 7 + 3) & 255),
         doubles: filled(new Float64Array(33 << 17), (i) => i / 3),
-        more: filled(new Uint8Array(40 << 20), (i) => i ^ 0x5a),
       });
       const want = message();
       for (let round = 0; round < 3; round++) {
