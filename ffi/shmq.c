@@ -150,7 +150,9 @@ static void lock_adopted(void) {
 }
 
 /* Releases the table lock. */
-static void unlock_adopted(void) { atomic_flag_clear_explicit(&adopted_lock, memory_order_release); }
+static void unlock_adopted(void) {
+  atomic_flag_clear_explicit(&adopted_lock, memory_order_release);
+}
 
 /* Index of fd in the table (-1: a free entry), or -1. Call with the table locked. */
 static int find_adopted(int32_t fd) {

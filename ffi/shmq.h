@@ -113,8 +113,9 @@ SHMQ_API int32_t shmq_quarantine(void *addr, uint64_t size);
  * Pre-faults [addr, addr+len) for writing so later first writes do not page-fault:
  * madvise(MADV_POPULATE_WRITE), widened to whole pages. On kernels without it (EINVAL or
  * ENOSYS) it falls back to touching one byte per page with an atomic OR of 0, which never
- * changes data; on a kernel with it, EINVAL (a read-only range, say) is returned. Returns 0 or -errno; when the backing tmpfs is full
- * MADV_POPULATE_WRITE reports an error (-ENOMEM/-EFAULT) instead of a later SIGBUS.
+ * changes data; on a kernel with it, EINVAL (a read-only range, say) is returned. Returns 0
+ * or -errno; when the backing tmpfs is full MADV_POPULATE_WRITE reports an error
+ * (-ENOMEM/-EFAULT) instead of a later SIGBUS.
  * (The fallback path cannot detect a full tmpfs: it would raise SIGBUS.)
  */
 SHMQ_API int32_t shmq_prefault(void *addr, uint64_t len);
@@ -236,9 +237,9 @@ SHMQ_API double shmq_process_token(void);
  * Records, in a table private to this process, that fd, and the mapping of it at addr
  * (size bytes), belong to an end the calling thread opened. shmq_close_orphans acts only on
  * fds recorded so, whatever shared memory says. 0, -ENOSPC when the table (1024 fds) is
- * full (or, with an addr, the mapping table: 4096), -EBADF for an invalid fd, -ENOENT when /proc is not of this process's pid namespace (nothing is recorded
- * then: an end of such a process is never taken for an orphan), or -errno when /proc cannot
- * name the thread.
+ * full (or, with an addr, the mapping table: 4096), -EBADF for an invalid fd, -ENOENT when
+ * /proc is not of this process's pid namespace (nothing is recorded then: an end of such a
+ * process is never taken for an orphan), or -errno when /proc cannot name the thread.
  */
 SHMQ_API int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size);
 

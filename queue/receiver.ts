@@ -435,11 +435,11 @@ function finishCopyHelper(): void {
  * and the heap keeps what the collector frees for the next copies: their pages are in place,
  * and readying them would cost more than it saves. Without the tuning, glibc gave a batch of
  * freed buffers back to the kernel once it passed twice the largest buffer glibc had mapped,
- * and the next copies faulted it in again, zeroed. Measured on a 2-vCPU VM, two processes, getSync, runs taken in turn:
- * 256 KiB 3.0-3.4 -> 4.7-5.0 GB/s, 1 MiB 4.3-5.3 -> 6.5-7.1 (async 4.0-4.2 -> 5.6-6.7),
- * 4 MiB 5.1-6.4 -> 6.9-7.2, 10 MiB 4.5-5.7 -> 5.6-6.5, 100 MiB unchanged; 1 MiB tuned but
- * still readied 5.2-5.6. `undefined` until this isolate's first large copy, 0 when malloc was
- * left alone.
+ * and the next copies faulted it in again, zeroed. Measured on a 2-vCPU VM, two processes,
+ * getSync, runs taken in turn: 256 KiB 3.0-3.4 -> 4.7-5.0 GB/s, 1 MiB 4.3-5.3 -> 6.5-7.1
+ * (async 4.0-4.2 -> 5.6-6.7), 4 MiB 5.1-6.4 -> 6.9-7.2, 10 MiB 4.5-5.7 -> 5.6-6.5, 100 MiB
+ * unchanged; 1 MiB tuned but still readied 5.2-5.6. `undefined` until this isolate's first
+ * large copy, 0 when malloc was left alone.
  */
 let heapCopyLimit: number | undefined;
 /** What malloc adds to a request before it compares it with its mmap threshold (a chunk
