@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "66f23ffdd8487972e4e406287986274c7aa12383f6d22fee66514bd9b9345a2c",
-  "x86_64-linux": "e9c2c84e5c22ac2e9fe0b7e4cc5294ca933ae2410b522b1bee3cddcf13ec6be0",
+  "aarch64-linux": "bac16b577e38c1e442b2877b3f5cbac0d5be7233addf0798d968922bb3dded06",
+  "x86_64-linux": "540bf2aebb2a3e537dcc8e5904724533a278d6bc018906ba8cd730e9fb6a0b2c",
 };

@@ -269,21 +269,24 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 #define TUNED_MMAP_THRESHOLD (32 << 20)
 #define TUNED_TRIM_THRESHOLD (128 << 20)
 
+/* Whether s begins with prefix. */
+static int starts_with(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
 /* Whether one entry of the initial environment says the user tunes malloc, or may not be
  * using glibc's. glibc up to 2.38 cuts GLIBC_TUNABLES into pieces in place as it parses it,
  * so a tunable after the first shows as a piece of its own. */
 static int user_tunes_malloc(const char *entry) {
-  static const char tunables[] = "GLIBC_TUNABLES=";
   return strcmp(entry, "SHMQ_TUNE_MALLOC=0") == 0 ||
-         (strncmp(entry, tunables, sizeof(tunables) - 1) == 0 &&
-          strstr(entry, "glibc.malloc.") != NULL) ||
-         strncmp(entry, "glibc.malloc.", 13) == 0 || strncmp(entry, "MALLOC_", 7) == 0 ||
-         (strncmp(entry, "LD_PRELOAD=", 11) == 0 && entry[11] != 0);
+         (starts_with(entry, "GLIBC_TUNABLES=") && strstr(entry, "glibc.malloc.") != NULL) ||
+         starts_with(entry, "glibc.malloc.") || starts_with(entry, "MALLOC_") ||
+         (starts_with(entry, "LD_PRELOAD=") && strcmp(entry, "LD_PRELOAD=") != 0);
 }
 
 /* Whether malloc is to be left alone: see shmq_tune_malloc. Reads /proc rather than calling
  * getenv, which races with a Deno.env.set on another thread. An environment that cannot be
- * read counts as a no. */
+ * read leaves malloc alone too. */
 static int malloc_left_alone(void) {
   int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 1;
