@@ -322,6 +322,16 @@ Deno.test("a copy target pre-faulted by a helper keeps every byte written meanwh
   assert.throws(() => prefaultJoin(helper), NativeError, "a stale id misses a reused slot");
 });
 
+/** The variables of this process among `names` that are set. */
+function inherited(...names: string[]): Record<string, string> {
+  return Object.fromEntries(
+    names.flatMap((name) => {
+      const value = Deno.env.get(name);
+      return value === undefined ? [] : [[name, value]];
+    }),
+  );
+}
+
 /**
  * In a fresh process started with `env` added: what tuneMallocForCopies returns, and whether a
  * 1 MiB ArrayBuffer allocated afterwards lies in the brk heap (glibc maps one afresh, by
@@ -339,8 +349,10 @@ async function tunedIn(
     console.log(JSON.stringify({ threshold, inHeap: address >= lo && address < hi }));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", script],
-    // Whatever the environment of the test run, each case starts from the default.
-    env: { SHMQ_TUNE_MALLOC: "1", GLIBC_TUNABLES: "", LD_PRELOAD: "", ...env },
+    // Whatever the environment of the test run (a MALLOC_ARENA_MAX, say), each case starts
+    // from the default.
+    clearEnv: true,
+    env: { ...inherited("PATH", "HOME", "DENO_DIR"), ...env },
     stdout: "piped",
     stderr: "piped",
   }).output();

@@ -247,14 +247,31 @@ Deno.test("a long-running process sweeps again: a killed child's own queue goes 
   for (const end of [first, firstReceiver, sender, receiver]) end.close();
 });
 
-/** Whether this run can play an unprivileged user against root's /dev/shm entries. */
+/** Runs `deno eval code` as the unprivileged user 65534, with `home` as its HOME. */
+function evalAsNobody(code: string, home: string): Promise<Deno.CommandOutput> {
+  return new Deno.Command("setpriv", {
+    args: ["--reuid=65534", "--regid=65534", "--clear-groups", Deno.execPath(), "eval", code],
+    env: { DENO_DIR: home, HOME: home },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+}
+
+const MOD_URL = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+
+/** Whether this run can play an unprivileged user against root's /dev/shm entries: as root,
+ * with setpriv, and with Deno and this checkout readable by that user (a clone under a
+ * private home directory is not). */
 async function canDropPrivileges(): Promise<boolean> {
   if (Deno.uid() !== 0) return false;
+  const home = await Deno.makeTempDir({ prefix: "shmq-nobody-" });
   try {
-    const out = await new Deno.Command("setpriv", { args: ["--version"] }).output();
-    return out.success;
+    await Deno.chown(home, 65534, 65534);
+    return (await evalAsNobody(`await import(${MOD_URL});`, home)).success;
   } catch {
-    return false;
+    return false; // no setpriv
+  } finally {
+    await Deno.remove(home, { recursive: true });
   }
 }
 
@@ -264,14 +281,14 @@ Deno.test({
   async fn() {
     // Root's file in the sticky /dev/shm, named like an extension whose queue is gone: an
     // unprivileged sweep's unlink fails with EPERM.
-    const name = `/dev/shm/shmq-${"0123456789abcdef".repeat(2)}-x0-0`;
+    const id = crypto.randomUUID().replaceAll("-", ""); // runs at once do not share it
+    const name = `/dev/shm/shmq-${id}-x0-0`;
     assert.ok((await new Deno.Command("touch", { args: [name] }).output()).success);
     const home = await Deno.makeTempDir({ prefix: "shmq-nobody-" });
     try {
       await Deno.chown(home, 65534, 65534);
-      const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
       const code = `
-        import { createSharedMemoryPair } from ${mod};
+        import { createSharedMemoryPair } from ${MOD_URL};
         for (let i = 0; i < 2; i++) { // the first sweep of the process, then a later one
           const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
           sender.close();
@@ -279,12 +296,7 @@ Deno.test({
           console.log("made");
           await new Promise((ok) => setTimeout(ok, 1100));
         }`;
-      const out = await new Deno.Command("setpriv", {
-        args: ["--reuid=65534", "--regid=65534", "--clear-groups", Deno.execPath(), "eval", code],
-        env: { DENO_DIR: home, HOME: home },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
+      const out = await evalAsNobody(code, home);
       const stderr = new TextDecoder().decode(out.stderr);
       assert.equal(out.code, 0, stderr);
       assert.equal(new TextDecoder().decode(out.stdout), "made\nmade\n");
