@@ -107,7 +107,7 @@ export class WorkerHandle implements AsyncDisposable {
   #hasContext = false;
   /** The Worker failed with an uncaught error: Deno ended it, nothing is left to answer. */
   #failed = false;
-  /** Raised by close, for a Worker blocked in a sync call (see queue/stop.ts). */
+  /** Raised by close and terminate, for a Worker blocked in a sync call (see queue/stop.ts). */
   readonly #stop = new Int32Array(new SharedArrayBuffer(4));
 
   /** @internal Made by `spawnWorker`. */
@@ -159,9 +159,16 @@ export class WorkerHandle implements AsyncDisposable {
 
   /** Terminates the Worker at once. Its queue ends are not closed: their peers treat them as
    * dead once the Worker's thread has ended (within about a second), and a message one of them
-   * held counts as received. Prefer {@linkcode close}. */
+   * held counts as received. A Worker in a loop of the library's blocking or polling calls,
+   * which Deno does not stop, is stopped by its next such call as in {@linkcode close}: its
+   * ends close then. Prefer {@linkcode close}. */
   terminate(): void {
+    if (!this.#terminated) {
+      // The ClosedError the stop throws in the Worker is expected: it must not end this process.
+      this.#worker.addEventListener("error", (event) => event.preventDefault());
+    }
     this.#terminated = true;
+    Atomics.store(this.#stop, 0, 1);
     this.#worker.terminate();
   }
 

@@ -220,6 +220,31 @@ Deno.test(
 );
 
 Deno.test(
+  "terminate() stops a Worker blocked in sync calls too: it takes nothing more",
+  clean(async () => {
+    const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const [outbox, results] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const worker = await spawnWorker(FIXTURE, {
+      name: "syncEcho",
+      queues: { in: inbox, out: outbox },
+      transfer: true,
+    });
+    await jobs.put(1);
+    assert.equal(await results.get({ timeout: 5000 }), 1);
+    worker.terminate();
+    // Before, Deno left the Worker running in getSync: it took and answered this one.
+    await jobs.put(2, { timeout: 5000 });
+    await assert.rejects(
+      jobs.waitForAllAck({ timeout: 5000 }),
+      (e) => e instanceof ClosedError && e.reason === "no-receivers",
+    );
+    jobs.close();
+    assert.throws(() => results.getNowait(), (e) => e instanceof ClosedError);
+    results.close();
+  }),
+);
+
+Deno.test(
   "close() stops a Worker polling with getNowait, or looping on a queue it opened itself",
   clean(async () => {
     // Polling: a loop of getNowait that never yields.
