@@ -9,6 +9,7 @@ import { decode } from "../codec/mod.ts";
 import type { QueueDescriptor } from "../queue/descriptor.ts";
 import { openSender } from "../queue/pair.ts";
 import type { Sender } from "../queue/sender.ts";
+import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { ActorError } from "./errors.ts";
 import {
   type ActorContext,
@@ -64,6 +65,10 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
   exitWithParent?: boolean;
 }
 
+const ACTOR_CONTEXT_OPTIONS = ["queues", "exitWithParent"] as const satisfies (
+  keyof ActorContextOptions
+)[];
+
 let started: Promise<{ queues: Record<string, QueueEnd>; args: unknown }> | undefined;
 let context: ActorContext<Readonly<Record<string, QueueEnd>>, unknown> | undefined;
 
@@ -95,6 +100,7 @@ export async function actorContext<S extends QueueSpec = QueueSpec, A = unknown>
   options?: ActorContextOptions<S>,
 ): Promise<ActorContext<OpenedQueues<S>, A>> {
   const caller = "actorContext";
+  if (options !== undefined) refuseUnknownOptions(options, ACTOR_CONTEXT_OPTIONS, caller);
   started ??= start(options, caller);
   const { queues, args } = await started;
   checkSpecAgainst(queues, options?.queues, caller);

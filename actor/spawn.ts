@@ -16,6 +16,7 @@ import { createSharedMemoryPair } from "../queue/pair.ts";
 import { sweepStaleQueues } from "../queue/sweep.ts";
 import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
+import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, type Timer, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import { StartupOutput } from "./output.ts";
@@ -144,6 +145,22 @@ export interface SpawnActorOptions<A = unknown> {
   /** Aborting kills the actor (SIGTERM); while starting, `spawnActor` rejects. */
   signal?: AbortSignal;
 }
+
+const SPAWN_ACTOR_OPTIONS = [
+  "queues",
+  "args",
+  "transfer",
+  "permissions",
+  "argv",
+  "denoArgs",
+  "env",
+  "clearEnv",
+  "cwd",
+  "stdout",
+  "stderr",
+  "readyTimeout",
+  "signal",
+] as const satisfies (keyof SpawnActorOptions)[];
 
 /**
  * What {@linkcode ActorHandle.output} returns: the exit status and the captured output.
@@ -278,6 +295,7 @@ export class ActorHandle implements AsyncDisposable {
    * exited after `timeout` ms (default 2000), it is killed with SIGKILL.
    */
   async stop(options?: { timeout?: number }): Promise<Deno.CommandStatus> {
+    if (options !== undefined) refuseUnknownOptions(options, ["timeout"], "ActorHandle.stop");
     const timeout = timeoutOption(options?.timeout, 2000, "ActorHandle.stop: timeout");
     this.#child.ref();
     this.#closeStdin();
@@ -406,6 +424,7 @@ export async function spawnActor<A = unknown>(
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`${caller}: options must be an object`);
   }
+  refuseUnknownOptions(options, SPAWN_ACTOR_OPTIONS, caller);
   const module = moduleSpecifier(moduleUrl, caller);
   const wire = toWire(options.queues, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);

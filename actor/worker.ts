@@ -13,6 +13,7 @@ import { pathToFileURL } from "node:url";
 import { decode } from "../codec/mod.ts";
 import { closeEndsOfThisThread } from "../queue/shared_queue.ts";
 import { onStopRequest } from "../queue/stop.ts";
+import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import {
@@ -86,6 +87,15 @@ export interface SpawnWorkerOptions<A = unknown> {
   signal?: AbortSignal;
 }
 
+const SPAWN_WORKER_OPTIONS = [
+  "queues",
+  "args",
+  "transfer",
+  "name",
+  "readyTimeout",
+  "signal",
+] as const satisfies (keyof SpawnWorkerOptions)[];
+
 /**
  * A module Worker started by {@linkcode spawnWorker}. Dispose it (`await using`) or call
  * {@linkcode WorkerHandle.close} to stop it cleanly: the Worker's queue ends are closed first,
@@ -150,6 +160,7 @@ export class WorkerHandle implements AsyncDisposable {
   close(options?: { timeout?: number }): Promise<void> {
     let timeout: number;
     try {
+      if (options !== undefined) refuseUnknownOptions(options, ["timeout"], "WorkerHandle.close");
       timeout = timeoutOption(options?.timeout, 1000, "WorkerHandle.close: timeout");
     } catch (error) {
       return Promise.reject(error);
@@ -240,6 +251,7 @@ export async function spawnWorker<A = unknown>(
   if (typeof options !== "object" || options === null) {
     throw new TypeError(`${caller}: options must be an object`);
   }
+  refuseUnknownOptions(options, SPAWN_WORKER_OPTIONS, caller);
   const wire = toWire(options.queues, caller);
   const args = options.args === undefined ? undefined : encodeArgs(options.args, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);
@@ -361,6 +373,7 @@ export async function workerContext<S extends QueueSpec = QueueSpec, A = unknown
   options?: WorkerContextOptions<S>,
 ): Promise<ActorContext<OpenedQueues<S>, A>> {
   const caller = "workerContext";
+  if (options !== undefined) refuseUnknownOptions(options, ["queues"], caller);
   workerStarted ??= startWorker(options, caller);
   const { queues, args } = await workerStarted;
   const wire = Object.fromEntries(

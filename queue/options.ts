@@ -6,6 +6,7 @@
 
 import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
+import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
 
 /**
@@ -44,6 +45,10 @@ export interface QueueOptions {
   byteBudget?: number;
 }
 
+const QUEUE_OPTIONS = ["capacity", "arenaBytes", "byteBudget"] as const satisfies (
+  keyof QueueOptions
+)[];
+
 /** Default capacity. */
 export const DEFAULT_CAPACITY = 64;
 /** Default arena size. */
@@ -56,6 +61,7 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
   if (options !== undefined && (typeof options !== "object" || options === null)) {
     throw new TypeError(`createSharedMemoryPair: options must be an object, got ${shown(options)}`);
   }
+  if (options !== undefined) refuseUnknownOptions(options, QUEUE_OPTIONS, "createSharedMemoryPair");
   // Only a missing option takes the default: null is refused like any other non-number.
   const capacity = options?.capacity === undefined ? DEFAULT_CAPACITY : options.capacity;
   const arenaBytes = options?.arenaBytes === undefined ? DEFAULT_ARENA_BYTES : options.arenaBytes;

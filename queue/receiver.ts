@@ -19,7 +19,9 @@ import {
   type Attempt,
   checkOptionsObject,
   deadlineOf,
+  SYNC_WAIT_OPTIONS,
   type SyncWaitOptions,
+  WAIT_OPTIONS,
   waitAsync,
   type WaitOptions,
   waitSync,
@@ -77,6 +79,11 @@ export interface SyncGetOptions extends SyncWaitOptions {
   /** See {@linkcode GetOptions.allocate}. */
   allocate?: (byteLength: number) => ArrayBuffer;
 }
+
+const GET_OPTIONS = [...WAIT_OPTIONS, "allocate"] as const satisfies (keyof GetOptions)[];
+const SYNC_GET_OPTIONS = [...SYNC_WAIT_OPTIONS, "allocate"] as const satisfies (
+  keyof SyncGetOptions
+)[];
 
 /** How often polling calls (getNowait) look for dead peers when they find nothing. */
 const REAP_EVERY_MS = 200;
@@ -137,7 +144,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * (`getSync`, `getNowait` and `borrowSync`, which cannot wait for them, go first).
    */
   async get<T = unknown>(options?: GetOptions): Promise<T> {
-    const deadline = deadlineOf(options, "Receiver.get");
+    const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
     options?.signal?.throwIfAborted();
     const attempt = this.#getAttemptFor(options?.allocate, "get");
     const lane = this.#lane;
@@ -156,7 +163,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** Like {@linkcode get}, but blocks the thread: for actors and Workers that do nothing else. */
   getSync<T = unknown>(options?: SyncGetOptions): T {
     stopIfRequested();
-    const deadline = deadlineOf(options, "Receiver.getSync");
+    const deadline = deadlineOf(options, "Receiver.getSync", SYNC_GET_OPTIONS);
     const attempt = this.#getAttemptFor(options?.allocate, "getSync");
     const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
     if (got === undefined) throw this.#empty("getSync", options?.timeout);
@@ -171,7 +178,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    */
   getNowait<T = unknown>(options?: Pick<GetOptions, "allocate">): T | undefined {
     stopIfRequested();
-    if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait");
+    if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait", ["allocate"]);
     const attempt = this.#getAttemptFor(options?.allocate, "getNowait");
     const got = attempt();
     if (got !== undefined) return got.value as T;
@@ -191,7 +198,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * costs less than a view at this size, and release detaches it the same way.)
    */
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
-    const deadline = deadlineOf(options, "Receiver.borrow");
+    const deadline = deadlineOf(options, "Receiver.borrow", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     const lane = this.#lane;
     const taken = lane.now(this.#takeAttempt) ??
@@ -209,7 +216,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** Like {@linkcode borrow}, but blocks the thread. */
   borrowSync<T = unknown>(options?: SyncWaitOptions): Lease<T> {
     stopIfRequested();
-    const deadline = deadlineOf(options, "Receiver.borrowSync");
+    const deadline = deadlineOf(options, "Receiver.borrowSync", SYNC_WAIT_OPTIONS);
     const taken = this.#takeAttempt() ??
       waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
     if (taken === undefined) throw this.#empty("borrowSync", options?.timeout);

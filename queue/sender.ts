@@ -14,7 +14,9 @@ import {
   type Attempt,
   deadlineOf,
   ROOM_SLICE_MS,
+  SYNC_WAIT_OPTIONS,
   type SyncWaitOptions,
+  WAIT_OPTIONS,
   waitAsync,
   type WaitOptions,
   waitSync,
@@ -122,7 +124,7 @@ export class Sender implements Disposable {
    * later cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
-    const deadline = deadlineOf(options, "Sender.put");
+    const deadline = deadlineOf(options, "Sender.put", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     const plan = this.#plan(value, "put");
     const attempt = this.#putAttempt(plan, "put", deadline);
@@ -144,7 +146,7 @@ export class Sender implements Disposable {
    */
   putSync(value: unknown, options?: SyncWaitOptions): void {
     stopIfRequested();
-    const deadline = deadlineOf(options, "Sender.putSync");
+    const deadline = deadlineOf(options, "Sender.putSync", SYNC_WAIT_OPTIONS);
     this.#assertNoneWaiting("putSync");
     const plan = this.#plan(value, "putSync");
     const attempt = this.#putAttempt(plan, "putSync", deadline);
@@ -162,7 +164,7 @@ export class Sender implements Disposable {
    * messages'), not zeros: write every element you send.
    */
   async prepare<T = unknown>(template: unknown, options?: WaitOptions): Promise<Draft<T>> {
-    const deadline = deadlineOf(options, "Sender.prepare");
+    const deadline = deadlineOf(options, "Sender.prepare", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     const plan = this.#plan(template, "prepare", true);
     const attempt = this.#reserveAttempt(plan.byteLength, deadline);
@@ -176,7 +178,7 @@ export class Sender implements Disposable {
   /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
   prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
     stopIfRequested();
-    const deadline = deadlineOf(options, "Sender.prepareSync");
+    const deadline = deadlineOf(options, "Sender.prepareSync", SYNC_WAIT_OPTIONS);
     this.#assertNoneWaiting("prepareSync");
     const plan = this.#plan(template, "prepareSync", true);
     const attempt = this.#reserveAttempt(plan.byteLength, deadline);
@@ -193,7 +195,7 @@ export class Sender implements Disposable {
    * `ClosedError` when every receiver closed first.
    */
   async waitForAllAck(options?: WaitOptions): Promise<void> {
-    const deadline = deadlineOf(options, "Sender.waitForAllAck");
+    const deadline = deadlineOf(options, "Sender.waitForAllAck", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
       throw this.#ackTimeout("waitForAllAck", options?.timeout);
@@ -213,7 +215,7 @@ export class Sender implements Disposable {
    * this sender is still waiting: blocking, it could never see that message acked. */
   waitForAllAckSync(options?: SyncWaitOptions): void {
     stopIfRequested();
-    const deadline = deadlineOf(options, "Sender.waitForAllAckSync");
+    const deadline = deadlineOf(options, "Sender.waitForAllAckSync", SYNC_WAIT_OPTIONS);
     this.#assertNoneWaiting("waitForAllAckSync");
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
     const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);

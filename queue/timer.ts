@@ -4,6 +4,8 @@
  * @module
  */
 
+import { shown } from "./shown.ts";
+
 /** What `setTimeout` returns. */
 export type Timer = ReturnType<typeof setTimeout>;
 
@@ -22,12 +24,14 @@ export function timerFor(ms: number, fire: () => void): Timer | undefined {
 
 /**
  * `value`, or `fallback` when it is undefined, checked as a timeout: a number of
- * milliseconds >= 0 (`Infinity` included). Throws a RangeError naming `what` otherwise.
+ * milliseconds >= 0 (`Infinity` included). Throws a TypeError naming `what` for another type,
+ * a RangeError for a negative number or NaN.
  */
 export function timeoutOption(value: unknown, fallback: number, what: string): number {
   const ms = value ?? fallback;
-  if (typeof ms !== "number" || !(ms >= 0)) {
-    throw new RangeError(`${what} must be a number of milliseconds >= 0`);
+  if (typeof ms !== "number") {
+    throw new TypeError(`${what} must be a number of milliseconds, got ${shown(ms)}`);
   }
+  if (!(ms >= 0)) throw new RangeError(`${what} must be a number of milliseconds >= 0, got ${ms}`);
   return ms;
 }

@@ -10,6 +10,7 @@
 import { futexWait, futexWaitAsync, yieldCpu } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
 import { turned } from "./fairness.ts";
+import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
 import { stopIfRequested } from "./stop.ts";
 
@@ -76,37 +77,62 @@ const REAP_EVERY_MS = 200;
  * short of that, a sender finds the room it left at its next slice. */
 export const ROOM_SLICE_MS = 20;
 
+/** The options of the calls that wait asynchronously. */
+export const WAIT_OPTIONS = ["timeout", "signal"] as const satisfies (keyof WaitOptions)[];
+/** The options of the calls that block the thread. */
+export const SYNC_WAIT_OPTIONS = ["timeout"] as const satisfies (keyof SyncWaitOptions)[];
+
 /**
- * Checks a method's options and turns their `timeout` into an absolute deadline on
- * `performance.now()`'s clock. Options that are not an object are refused rather than
- * ignored: `get(50)`, the py-sharedmemory way, would otherwise wait forever.
+ * Checks a method's options (`known` names those it takes) and turns their `timeout` into an
+ * absolute deadline on `performance.now()`'s clock. Options that are not an object are
+ * refused rather than ignored: `get(50)`, the py-sharedmemory way, would otherwise wait
+ * forever; so are misspelled ones.
  */
 export function deadlineOf(
   options: { timeout?: number; signal?: AbortSignal } | undefined,
   method: string,
+  known: readonly string[],
 ): number {
   if (options === undefined) return Infinity;
-  checkOptionsObject(options, method);
+  checkOptionsObject(options, method, known);
   const { timeout, signal } = options;
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new TypeError(`${method}: signal must be an AbortSignal, got ${shown(signal)}`);
   }
   if (timeout === undefined || timeout === Infinity) return Infinity;
-  if (typeof timeout !== "number" || !(timeout >= 0)) {
+  if (typeof timeout !== "number") {
+    throw new TypeError(
+      `${method}: timeout must be a number of milliseconds, got ${shown(timeout)}`,
+    );
+  }
+  if (!(timeout >= 0)) {
     throw new RangeError(
-      `${method}: timeout must be a number of milliseconds >= 0, got ${shown(timeout)}`,
+      `${method}: timeout must be a number of milliseconds >= 0, got ${timeout}`,
     );
   }
   return performance.now() + timeout;
 }
 
-/** Refuses options that are not an object (`get(50)`), which would otherwise be ignored. */
-export function checkOptionsObject(options: unknown, method: string): void {
+/** Refuses options that are not an object (`get(50)`), which would otherwise be ignored, and
+ * options the method does not take. A blocking call told of a signal hears why it has none. */
+export function checkOptionsObject(
+  options: unknown,
+  method: string,
+  known: readonly string[],
+): void {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(
       `${method}: options must be an object such as { timeout: 100 }, got ${shown(options)}`,
     );
   }
+  const { signal } = options as { signal?: unknown };
+  if (signal !== undefined && !known.includes("signal")) {
+    throw new TypeError(
+      `${method}: takes no signal: it blocks the thread, where no abort can reach it; ` +
+        `use its async form, or a timeout`,
+    );
+  }
+  refuseUnknownOptions(options, known, method);
 }
 
 /**

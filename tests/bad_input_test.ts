@@ -1,7 +1,7 @@
 // Bad input: invalid options and timeouts, values that change or throw while being encoded,
 // every method of a closed end, and running out of /dev/shm.
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, reserve } from "../mod.ts";
+import { ClosedError, createSharedMemoryPair, reserve, spawnActor, spawnWorker } from "../mod.ts";
 import { shmFreeBytes } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import { DEFAULT_CAPACITY } from "../queue/options.ts";
@@ -36,12 +36,28 @@ Deno.test("invalid options get a TypeError or RangeError naming the option", () 
     }
   }));
 
-Deno.test("invalid timeouts get a RangeError naming the method and the timeout", () =>
+Deno.test("misspelled options of the actor calls are refused before anything starts", async () => {
+  const module = new URL("./fixtures/queue_child.ts", import.meta.url);
+  await assert.rejects(
+    spawnActor(module, { readytimeout: 5 } as never),
+    /^TypeError: spawnActor: unknown option `readytimeout` \(did you mean `readyTimeout`\?\)/,
+  );
+  await assert.rejects(
+    spawnWorker(module, { queue: {} } as never),
+    /spawnWorker: unknown option `queue` \(did you mean `queues`\?\)/,
+  );
+  await assert.rejects(
+    spawnWorker(module, { readyTimeout: "1s" } as never),
+    (e) => e instanceof TypeError && /readyTimeout must be a number/.test(e.message),
+  );
+});
+
+Deno.test("invalid timeouts get a RangeError (a TypeError if not a number) naming the method", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 1 });
     using _s = s;
     using _r = r;
-    for (const timeout of [-1, NaN, "100" as unknown as number, -Infinity]) {
+    for (const timeout of [-1, NaN, -Infinity]) {
       await assert.rejects(s.put(1, { timeout }), /Sender\.put: timeout/);
       assert.throws(() => s.putSync(1, { timeout }), /Sender\.putSync: timeout/);
       await assert.rejects(r.get({ timeout }), /Receiver\.get: timeout/);
@@ -79,8 +95,32 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
     await assert.rejects(s.put(1, { signal }), TypeError);
     assert.throws(
       () => r.getSync({ timeout: "10" as unknown as number }),
-      /timeout must be a number of milliseconds >= 0, got the string "10"/,
+      (e) =>
+        e instanceof TypeError &&
+        /timeout must be a number of milliseconds, got the string "10"/.test(e.message),
     );
+    assert.throws(() => r.getSync({ timeout: -1 }), RangeError);
+    // Misspelled options used to be ignored: `timout` waited forever.
+    const misspelled = { timout: 10 } as unknown as { timeout: number };
+    assert.throws(
+      () => r.getSync(misspelled),
+      /^TypeError: Receiver\.getSync: unknown option `timout` \(did you mean `timeout`\?\); the options it takes: `timeout`, `allocate`$/,
+    );
+    await assert.rejects(r.get(misspelled), /Receiver\.get: unknown option `timout`/);
+    await assert.rejects(s.put(1, misspelled), /Sender\.put: unknown option `timout`/);
+    assert.throws(() => s.waitForAllAckSync(misspelled), /waitForAllAckSync: unknown option/);
+    assert.throws(() => r.getNowait(misspelled as never), /getNowait: unknown option `timout`/);
+    assert.throws(
+      () => createSharedMemoryPair({ capcity: 5 } as never),
+      /createSharedMemoryPair: unknown option `capcity` \(did you mean `capacity`\?\)/,
+    );
+    // A blocking call has no signal to offer; one passed used to be ignored.
+    assert.throws(
+      () => s.putSync(1, { signal: AbortSignal.timeout(10) } as never),
+      /Sender\.putSync: takes no signal/,
+    );
+    // Forwarded options that are undefined change nothing and pass.
+    assert.equal(r.getNowait({ timeout: undefined } as never), undefined);
     // Nothing was put or taken by the refused calls.
     assert.equal(r.getNowait(), undefined);
     await s.put("ok", { timeout: 100 });
