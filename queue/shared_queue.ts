@@ -399,7 +399,10 @@ export class SharedQueue {
       fd = native.shmOpen(name);
     } catch (error) {
       if ((error as { code?: string }).code === "ENOENT") {
-        throw new ClosedError(`queue ${name} no longer exists: every end of it has closed`, {
+        // Never made here and long gone look alike: name both.
+        const why = "every end of it has closed (or died), or its descriptor was made on " +
+          "another machine or container, whose /dev/shm this one does not see";
+        throw new ClosedError(`queue ${name} does not exist: ${why}`, {
           cause: error,
           reason: "gone",
         });
