@@ -396,9 +396,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const held = this.#leases.size;
     // Senders may be waiting for room this very receiver holds: say so, or the wait looks
     // like a silent producer.
-    const why = held > 0 && queue.inFlight >= queue.capacity
+    const why = held === 0
+      ? ""
+      : queue.inFlight >= queue.capacity
       ? `: this receiver holds ${held} unreleased lease(s), and the queue's capacity of ` +
         `${queue.capacity} messages is taken, so senders wait for room: release leases`
+      : queue.ringFull
+      ? `: this receiver holds ${held} unreleased lease(s), and the queue's ${queue.ringSize} ` +
+        `slots, reused in order, are all taken behind the oldest unreleased message, so ` +
+        `senders wait for room: release leases you are done with`
       : "";
     return new EmptyError(`Receiver.${method}: no message arrived within ${timeout} ms${why}`);
   }

@@ -936,6 +936,23 @@ Deno.test("a receiver whose own leases take the capacity is told so when its wai
     for (const lease of leases) lease.release();
     // Without leases the plain message.
     assert.throws(() => r.getSync({ timeout: 0 }), /no message arrived within 0 ms$/);
+    // One lease kept while the rest stream past it: slots are reused in order, so the ring
+    // fills behind it with capacity to spare.
+    const kept = (s.putSync("kept"), r.borrowSync());
+    while (s.hasSpace()) {
+      s.putSync(0);
+      r.getSync();
+    }
+    assert.throws(
+      () => r.getSync({ timeout: 0 }),
+      (e: Error) =>
+        e instanceof EmptyError &&
+        /holds 1 unreleased lease\(s\), and the queue's 16 slots, reused in order, are all taken/
+          .test(e.message),
+    );
+    kept.release();
+    s.putSync("after");
+    assert.equal(r.getSync({ timeout: 1000 }), "after");
   }));
 
 Deno.test("a drained queue whose senders all closed says so, not that one died", () =>
