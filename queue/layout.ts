@@ -19,7 +19,8 @@
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, extension epoch, trim due, arena     │
- *              │ head/tail, totals, how the last sender/receiver left         │
+ *              │ head/tail, totals, how the last sender/receiver left, how    │
+ *              │ many of each died                                            │
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
@@ -51,7 +52,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 5;
+export const LAYOUT_VERSION = 6;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -116,6 +117,11 @@ export const C_TOTAL_RELEASED = 312; // f64
 export const C_LAST_LEFT_DEAD = 320;
 export const LAST_SENDER_DIED = 1;
 export const LAST_RECEIVER_DIED = 2;
+/** u32: senders reaped as dead (killed, crashed, their Worker ended) since the queue was made,
+ * so a receiver can tell a stream cut short from one whose senders all finished. */
+export const C_SENDERS_DIED = 324;
+/** u32: the same for receivers. */
+export const C_RECEIVERS_DIED = 328;
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 384;

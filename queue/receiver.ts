@@ -134,6 +134,29 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /**
+   * How many senders of this queue ended without closing (their process killed or crashed,
+   * or their Worker ended) since the queue was made: nonzero tells a stream cut short from
+   * one whose senders all finished, which `for await` and a `"drained"` `ClosedError` do not.
+   * A death counts once an end has noticed it: within about a second, and always by the time
+   * `for await` ends. After `close()`, the figure this end last saw.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * sender.putSync("last");
+   * sender.close();
+   * for await (const message of receiver) assert.equal(message, "last");
+   * assert.equal(receiver.sendersDied, 0, "every sender closed: the stream is whole");
+   * receiver.close();
+   * ```
+   */
+  get sendersDied(): number {
+    return this.#queue.peersDied;
+  }
+
+  /**
    * Waits for a message and returns it decoded into memory the caller owns. Rejects with
    * `EmptyError` when `timeout` ms pass first, `ClosedError` once every sender has closed
    * and the queue is drained, `DecodeError` for a message that cannot be decoded (it is

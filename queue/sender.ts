@@ -73,6 +73,27 @@ export class Sender implements Disposable {
     return this.#queue.closed;
   }
 
+  /**
+   * How many receivers of this queue ended without closing (their process killed or
+   * crashed, or their Worker ended) since the queue was made. A message a dead receiver was
+   * working on counts as received; this says such a loss may have happened. A death counts
+   * once an end has noticed it (within about a second). After `close()`, the figure this end
+   * last saw.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * receiver.close();
+   * assert.equal(sender.receiversDied, 0, "it closed");
+   * sender.close();
+   * ```
+   */
+  get receiversDied(): number {
+    return this.#queue.peersDied;
+  }
+
   /** Whether a `put` would find room right now: fewer than `capacity` messages outstanding,
    * and a free slot behind any message held for long (a lease, an unsent draft). Never waits.
    * It counts messages, not bytes: a large message may still wait for room in the arena or

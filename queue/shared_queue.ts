@@ -273,6 +273,8 @@ export class SharedQueue {
   #wakeDeferred = false;
   /** Closing on the process's way out (see removeAtExit). */
   #exiting = false;
+  /** peersDied when this end closed: its memory is unmapped then. */
+  #peersDiedAtClose = 0;
   /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
   #extensionEpoch = 0;
   /** Until when a reservation waits for a busy extension rather than make one (0: it does
@@ -451,6 +453,13 @@ export class SharedQueue {
   /** Whether this end was closed. */
   get closed(): boolean {
     return this.#closed;
+  }
+
+  /** Ends of the other kind reaped as dead since the queue was made (no lock); once this end
+   * is closed, the figure it last saw. */
+  get peersDied(): number {
+    if (this.#closed) return this.#peersDiedAtClose;
+    return this.#u32[(this.kind === "sender" ? L.C_RECEIVERS_DIED : L.C_SENDERS_DIED) >> 2];
   }
 
   /** Live ends of the other kind, as last recorded (no lock). */
@@ -804,6 +813,7 @@ export class SharedQueue {
     this.#forgetPrefetched();
     this.#signal(this.putSignal, true);
     this.#signal(this.releaseSignal, true);
+    this.#peersDiedAtClose = this.peersDied;
     this.#closed = true;
     for (const [buffer, mapping] of this.#views) {
       if (buffer.detached) this.#noteMoved(mapping);
@@ -1131,6 +1141,9 @@ export class SharedQueue {
     if (index === this.#self) this.#forgetPrefetched();
     const sender = kind === L.ParticipantKind.Sender;
     const live = sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS;
+    if (left === "died" && (sender || kind === L.ParticipantKind.Receiver)) {
+      u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2]++;
+    }
     if (
       (sender || kind === L.ParticipantKind.Receiver) && u32[live >> 2] > 0 &&
       --u32[live >> 2] === 0 && left !== "unrecorded"

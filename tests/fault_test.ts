@@ -156,6 +156,8 @@ for (const v of putVariants) {
         );
       }
       noticed(at - Math.max(diedAt, lastAt), `${v.name}, receiver after the sender's death`);
+      // The stream was cut short, and the receiver can tell: the child's sender died.
+      assert.equal(r.sendersDied, 1, "one sender died");
       assertContiguous(seqs, v.name);
       assert.ok(seqs.length - 1 >= ended, `every completed put arrived (${seqs.length}/${ended})`);
       assert.ok(seqs.length - 1 <= begun, "nothing arrived that was never begun");

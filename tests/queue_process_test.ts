@@ -383,5 +383,8 @@ Deno.test("a receiver killed as the last one: senders are told it ended without 
     SharedQueue.removeAtExit(s.descriptor.name);
     assert.throws(() => s.putSync(2, { timeout: 0 }), (e: Error) => gone.test(e.message));
     await assert.rejects(s.waitForAllAck({ timeout: 5000 }), (e: Error) => gone.test(e.message));
+    // The killed one; neither the receiver closed here nor the exit check's probe counts.
+    assert.equal(s.receiversDied, 1);
     s.close();
+    assert.equal(s.receiversDied, 1, "the figure stays readable after close");
   }));

@@ -965,5 +965,6 @@ Deno.test("a drained queue whose senders all closed says so, not that one died",
         e instanceof ClosedError &&
         e.message === "every sender of the queue has closed and the queue is drained",
     );
+    assert.equal(r.sendersDied, 0);
     r.close();
   }));
