@@ -222,15 +222,23 @@ export function planEncode(value: unknown): EncodePlan {
   } catch (error) {
     // V8's own words for an array past its limit name neither the value nor a remedy.
     if (error instanceof RangeError && error.message === "Invalid array length") {
-      throw new RangeError(
-        "encode: the value holds too many items for one message (its plan outgrew a " +
-          "JavaScript array: tens of millions of numbers or strings): put numbers in a " +
-          "TypedArray or NdArray, which have no such limit",
-        { cause: error },
-      );
+      throw tooManyItems(error);
     }
     throw error;
   }
+}
+
+/** Elements a JavaScript array holds at most (V8's FixedArray limit on 64-bit): the plan is
+ * one, with at least two entries per item. */
+const MAX_PLAN_ENTRIES = 134_217_725;
+
+function tooManyItems(cause: unknown): RangeError {
+  return new RangeError(
+    "encode: the value holds too many items for one message (its plan outgrew a " +
+      "JavaScript array: tens of millions of numbers or strings): put numbers in a " +
+      "TypedArray or NdArray, which have no such limit",
+    { cause },
+  );
 }
 
 function planValue(value: unknown): EncodePlan {
@@ -418,6 +426,17 @@ function planValue(value: unknown): EncodePlan {
           const count = kind === K_MAP ? length >> 1 : length;
           if (count > MAX_COUNT) {
             throw placed(st, pathOf(st, sp), `too many elements (${count})`);
+          }
+          // A sparse array this long would walk its holes for seconds before the plan
+          // outgrew its own array.
+          if (kind === K_ARRAY && ops.length + 2 * length > MAX_PLAN_ENTRIES) {
+            const error = new RangeError(
+              `${pathOf(st, sp)}: an array of ${length} items, holes included, is more than ` +
+                "one message can hold: put numbers in a TypedArray or NdArray, which have no " +
+                "such limit",
+            );
+            placedErrors.set(error, st);
+            throw error;
           }
           // Cycle check: is this container one of the open ones?
           const scan = sp < SCAN_DEPTH ? sp : SCAN_DEPTH;

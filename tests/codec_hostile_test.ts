@@ -63,6 +63,22 @@ Deno.test("views over detached or shrunk buffers are refused with the value's pa
   assert.equal((decode(out) as Float32Array).length, 2);
 });
 
+Deno.test("a sparse array too long for one message is refused at once, with its path", () => {
+  const sparse: number[] = [];
+  sparse[1e9] = 1; // its holes would take seconds to walk, then fail anyway
+  const started = performance.now();
+  assert.throws(
+    () => planEncode({ list: [0, sparse] }),
+    (e: Error) =>
+      e instanceof RangeError &&
+      /^value\.list\[1\]: an array of 1000000001 items, holes included, is more than one message/
+        .test(e.message),
+  );
+  assert.ok(performance.now() - started < 1000, "refused before walking the holes");
+  const holey = [1, , 3]; // a short one keeps its holes
+  assert.ok(!(1 in (decode(encode(holey)) as number[])));
+});
+
 Deno.test("an NdArray with an invalid shape is refused when planned", () => {
   for (const shape of [[0.5, 2], [-1, -1], new Array(65).fill(1)]) {
     const a = new NdArray("float32", [1]);
