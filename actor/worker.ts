@@ -11,8 +11,8 @@
 
 import { pathToFileURL } from "node:url";
 import { decode } from "../codec/mod.ts";
-import { closeEndsOfThisThread } from "../queue/shared_queue.ts";
-import { onStopRequest } from "../queue/stop.ts";
+import { closeEndsOfThisThread, recordEndsOfThisThreadAsDead } from "../queue/shared_queue.ts";
+import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
@@ -171,15 +171,17 @@ export class WorkerHandle implements AsyncDisposable {
   /** Terminates the Worker at once. Its queue ends are not closed: their peers treat them as
    * dead once the Worker's thread has ended (within about a second), and a message one of them
    * held counts as received. A Worker in a loop of the library's blocking or polling calls,
-   * which Deno does not stop, is stopped by its next such call as in {@linkcode close}: its
-   * ends close then. Prefer {@linkcode close}. */
+   * which Deno does not stop, is stopped by its next such call as in {@linkcode close}; its
+   * ends then leave as dead ones do (peers count them in `sendersDied`/`receiversDied`).
+   * Prefer {@linkcode close}. */
   terminate(): void {
     if (!this.#terminated) {
       // The ClosedError the stop throws in the Worker is expected: it must not end this process.
       this.#worker.addEventListener("error", (event) => event.preventDefault());
     }
     this.#terminated = true;
-    Atomics.store(this.#stop, 0, 1);
+    // Unless a close() asked for a clean close first (it ends with this terminate).
+    Atomics.compareExchange(this.#stop, 0, 0, STOP_TERMINATED);
     this.#worker.terminate();
   }
 
@@ -202,7 +204,7 @@ export class WorkerHandle implements AsyncDisposable {
       this.#closed = resolve;
       timer = timerFor(timeout, resolve);
       // Read by a Worker blocked in a sync call, which never reads the message.
-      Atomics.store(this.#stop, 0, 1);
+      Atomics.store(this.#stop, 0, STOP_CLOSE);
       this.#worker.postMessage({ [KEY]: { type: "close" } satisfies ToWorker });
     });
     clearTimeout(timer);
@@ -421,7 +423,8 @@ function startWorker(
         if (message.stop instanceof Int32Array) {
           // Every end of this Worker, not only these: one that catches the ClosedError and
           // loops on queues it opened itself must stop as well.
-          onStopRequest(message.stop, () => {
+          onStopRequest(message.stop, (how) => {
+            if (how === STOP_TERMINATED) recordEndsOfThisThreadAsDead();
             for (const end of Object.values(ends)) end.close();
             closeEndsOfThisThread();
           });

@@ -6,17 +6,23 @@
  * @module
  */
 
+import { shown } from "./shown.ts";
+
 /**
- * Throws a TypeError naming the first own option of `options` that is not in `known`, with
- * the known name it is closest to, if one is near. An unknown option whose value is
+ * Throws a TypeError when `options` is not an object (`null` included), or naming the first
+ * own option of it that is not in `known`, with the known name it is closest to, if one is
+ * near. An unknown option whose value is
  * `undefined` changes nothing and passes: code that forwards `{ signal: undefined }` to a
  * call without that option keeps working.
  */
 export function refuseUnknownOptions(
-  options: object,
+  options: unknown,
   known: readonly string[],
   where: string,
 ): void {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(`${where}: options must be an object, got ${shown(options)}`);
+  }
   for (const [name, value] of Object.entries(options)) {
     if (value === undefined || known.includes(name)) continue;
     const near = known.find((k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= 2);

@@ -426,8 +426,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         `${queue.capacity} messages is taken, so senders wait for room: release leases`
       : queue.ringFull
       ? `: this receiver holds ${held} unreleased lease(s), and the queue's ${queue.ringSize} ` +
-        `slots, reused in order, are all taken behind the oldest unreleased message, so ` +
-        `senders wait for room: release leases you are done with`
+        `slots, reused in order, are all taken behind the oldest unreleased message (one of ` +
+        `these, or another end's lease or unsent draft), so senders wait for room: release ` +
+        `leases you are done with`
       : "";
     return new EmptyError(`Receiver.${method}: no message arrived within ${timeout} ms${why}`);
   }

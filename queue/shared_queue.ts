@@ -156,6 +156,12 @@ export function closeEndsOfThisThread(): void {
   for (const end of [...openEnds]) end.close();
 }
 
+/** Has every end this thread has open leave as a dead one does when it closes: its Worker
+ * was terminated, and what it was doing is cut short (see WorkerHandle.terminate). */
+export function recordEndsOfThisThreadAsDead(): void {
+  for (const end of openEnds) end.leaveAsDead();
+}
+
 /** The queue names of the ends this process (or Worker) has open: for leak checks in tests. */
 export function openEndNames(): string[] {
   return [...openEnds].map((end) => end.name);
@@ -275,6 +281,8 @@ export class SharedQueue {
   #exiting = false;
   /** peersDied when this end closed: its memory is unmapped then. */
   #peersDiedAtClose = 0;
+  /** How this end's leaving is recorded when it closes (see leaveAsDead). */
+  #leaveAs: "closed" | "died" = "closed";
   /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
   #extensionEpoch = 0;
   /** Until when a reservation waits for a busy extension rather than make one (0: it does
@@ -443,6 +451,11 @@ export class SharedQueue {
     queue.#register();
     track(queue);
     return queue;
+  }
+
+  /** Records this end's coming close as a death: its thread is being cut short. */
+  leaveAsDead(): void {
+    this.#leaveAs = "died";
   }
 
   /** Throws ClosedError once this end is closed. */
@@ -795,7 +808,7 @@ export class SharedQueue {
         this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
         // The exit check's own end is no sender or receiver of the program's: how the last real
         // one left stays on record.
-        this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : "closed");
+        this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
         const u32 = this.#u32;
         last = u32[L.C_LIVE_SENDERS >> 2] === 0 && u32[L.C_LIVE_RECEIVERS >> 2] === 0;
         const left = last || !(this.#exiting || isMainThread())
@@ -1141,9 +1154,6 @@ export class SharedQueue {
     if (index === this.#self) this.#forgetPrefetched();
     const sender = kind === L.ParticipantKind.Sender;
     const live = sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS;
-    if (left === "died" && (sender || kind === L.ParticipantKind.Receiver)) {
-      u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2]++;
-    }
     if (
       (sender || kind === L.ParticipantKind.Receiver) && u32[live >> 2] > 0 &&
       --u32[live >> 2] === 0 && left !== "unrecorded"
@@ -1153,6 +1163,11 @@ export class SharedQueue {
       u32[L.C_LAST_LEFT_DEAD >> 2] = left === "died" ? how | bit : how & ~bit;
     }
     u32[(at + L.P_KIND) >> 2] = L.ParticipantKind.Free;
+    // After the entry is freed: a lock holder killed in between leaves one death uncounted,
+    // where before it the recovery would reap the entry, and count it, again.
+    if (left === "died" && (sender || kind === L.ParticipantKind.Receiver)) {
+      u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2]++;
+    }
     this.#reclaimLocked();
   }
 

@@ -11,17 +11,26 @@
  * @module
  */
 
-let request: { word: Int32Array; stop: () => void } | undefined;
+/** What a raised word asks for: `WorkerHandle.close()` a clean close of every end. */
+export const STOP_CLOSE = 1;
+/** `WorkerHandle.terminate()`: the ends leave as dead ones do, so peers can tell that what
+ * the Worker was doing was cut short (see Receiver.sendersDied). */
+export const STOP_TERMINATED = 2;
 
-/** Registers `stop` to run (once) when `word[0]` becomes nonzero. One request per thread. */
-export function onStopRequest(word: Int32Array, stop: () => void): void {
+let request: { word: Int32Array; stop: (how: number) => void } | undefined;
+
+/** Registers `stop` to run (once) when `word[0]` becomes nonzero, with that value. One
+ * request per thread. */
+export function onStopRequest(word: Int32Array, stop: (how: number) => void): void {
   request = { word, stop };
 }
 
 /** Runs the registered stop if it was requested; cheap enough for every sync call. */
 export function stopIfRequested(): void {
   const r = request;
-  if (r === undefined || Atomics.load(r.word, 0) === 0) return;
+  if (r === undefined) return;
+  const how = Atomics.load(r.word, 0);
+  if (how === 0) return;
   request = undefined;
-  r.stop();
+  r.stop(how);
 }

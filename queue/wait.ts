@@ -114,7 +114,8 @@ export function deadlineOf(
 }
 
 /** Refuses options that are not an object (`get(50)`), which would otherwise be ignored, and
- * options the method does not take. A blocking call told of a signal hears why it has none. */
+ * options the method does not take. A call that blocks (it takes a timeout but no signal),
+ * told of a signal, hears why it has none. */
 export function checkOptionsObject(
   options: unknown,
   method: string,
@@ -126,7 +127,7 @@ export function checkOptionsObject(
     );
   }
   const { signal } = options as { signal?: unknown };
-  if (signal !== undefined && !known.includes("signal")) {
+  if (signal !== undefined && known.includes("timeout") && !known.includes("signal")) {
     throw new TypeError(
       `${method}: takes no signal: it blocks the thread, where no abort can reach it; ` +
         `use its async form, or a timeout`,

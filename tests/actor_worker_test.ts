@@ -213,6 +213,7 @@ Deno.test(
       jobs.put(2, { timeout: 1000 }),
       (e) => e instanceof ClosedError && e.reason === "no-receivers",
     );
+    assert.equal(jobs.receiversDied, 0, "closed, not died");
     jobs.close();
     assert.throws(() => results.getNowait(), (e) => e instanceof ClosedError);
     results.close();
@@ -238,8 +239,11 @@ Deno.test(
       jobs.waitForAllAck({ timeout: 5000 }),
       (e) => e instanceof ClosedError && e.reason === "no-receivers",
     );
+    // Its ends left as dead ones do: cut short, not finished.
+    assert.equal(jobs.receiversDied, 1);
     jobs.close();
     assert.throws(() => results.getNowait(), (e) => e instanceof ClosedError);
+    assert.equal(results.sendersDied, 1);
     results.close();
   }),
 );

@@ -1,7 +1,15 @@
 // Bad input: invalid options and timeouts, values that change or throw while being encoded,
 // every method of a closed end, and running out of /dev/shm.
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, reserve, spawnActor, spawnWorker } from "../mod.ts";
+import {
+  actorContext,
+  ClosedError,
+  createSharedMemoryPair,
+  reserve,
+  spawnActor,
+  spawnWorker,
+  workerContext,
+} from "../mod.ts";
 import { shmFreeBytes } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import { DEFAULT_CAPACITY } from "../queue/options.ts";
@@ -50,6 +58,8 @@ Deno.test("misspelled options of the actor calls are refused before anything sta
     spawnWorker(module, { readyTimeout: "1s" } as never),
     (e) => e instanceof TypeError && /readyTimeout must be a number/.test(e.message),
   );
+  await assert.rejects(actorContext(null as never), /actorContext: options must be an object/);
+  await assert.rejects(workerContext(null as never), /workerContext: options must be an object/);
 });
 
 Deno.test("invalid timeouts get a RangeError (a TypeError if not a number) naming the method", () =>
@@ -118,6 +128,11 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
     assert.throws(
       () => s.putSync(1, { signal: AbortSignal.timeout(10) } as never),
       /Sender\.putSync: takes no signal/,
+    );
+    // A call that never blocks is not told it blocks: the signal is just not its option.
+    assert.throws(
+      () => r.getNowait({ signal: AbortSignal.timeout(10) } as never),
+      /Receiver\.getNowait: unknown option `signal`; the options it takes: `allocate`$/,
     );
     // Forwarded options that are undefined change nothing and pass.
     assert.equal(r.getNowait({ timeout: undefined } as never), undefined);
