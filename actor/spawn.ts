@@ -184,7 +184,8 @@ export interface ActorResult {
 
 /**
  * A running actor process, returned by {@linkcode spawnActor}. Dispose it (`await using`) to
- * make sure the process is gone: it is killed if still running, then awaited.
+ * make sure the process is gone: asked to stop as {@linkcode stop} does, then, if still
+ * running after 1.5 s, sent SIGTERM, and SIGKILL 3 s later; then awaited.
  *
  * The actor does not keep this process alive by itself: a parent whose script ends exits,
  * and its actors then exit too (their stdin closes). Reading {@linkcode status}, the piped
@@ -279,7 +280,7 @@ export class ActorHandle implements AsyncDisposable {
   }
 
   /** Sends a signal to the actor (default SIGTERM). Does nothing once it has exited. */
-  kill(signal: Deno.Signal = "SIGTERM"): void {
+  kill(signal?: Deno.Signal): void {
     if (!this.#running) return;
     try {
       this.#child.kill(signal);

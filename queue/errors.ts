@@ -27,7 +27,8 @@ export class QueueError extends Error {
 }
 
 /**
- * Thrown by `get`/`getSync`/`borrow` when no message arrived before the timeout.
+ * Thrown by `get`/`getSync`/`borrow`/`borrowSync` when no message arrived before the
+ * timeout.
  *
  * @example
  * ```ts
@@ -40,7 +41,9 @@ export class QueueError extends Error {
 export class EmptyError extends QueueError {}
 
 /**
- * Thrown by `put`/`putSync` when the queue stayed full until the timeout.
+ * Thrown by `put`/`putSync` and `prepare`/`prepareSync` when the queue stayed full until the
+ * timeout, and by `waitForAllAck`/`waitForAllAckSync` when messages were still not received
+ * then; the message says which, and what holds the room.
  *
  * @example
  * ```ts

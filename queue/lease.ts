@@ -5,6 +5,7 @@
  * @module
  */
 
+import { ClosedError } from "./errors.ts";
 import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shared_queue.ts";
 
 /**
@@ -114,6 +115,7 @@ export class Draft<T = unknown> implements Disposable {
   readonly #onSettle: (draft: Draft<T>, sent: boolean) => void;
   readonly #value: T;
   #settled = false;
+  #sent = false;
 
   /** @internal Made by `Sender.prepare`. */
   constructor(
@@ -142,8 +144,15 @@ export class Draft<T = unknown> implements Disposable {
 
   /** Publishes the message. Its views are detached: the receiver owns the bytes now. */
   send(): void {
-    if (this.#settled) throw new TypeError("Draft.send: this draft was already sent or cancelled");
+    if (this.#settled) {
+      throw this.#sent
+        ? new TypeError("Draft.send: this draft was already sent")
+        : this.#queue.closed
+        ? new ClosedError("Draft.send: its sender was closed, which cancelled this draft")
+        : new TypeError("Draft.send: this draft was cancelled");
+    }
     this.#settled = true;
+    this.#sent = true;
     this.#queue.dropView(this.#view);
     this.#queue.publish(this.#reservation);
     this.#onSettle(this, true);

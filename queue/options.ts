@@ -24,13 +24,14 @@ import { shown } from "./shown.ts";
 export interface QueueOptions {
   /**
    * How many messages may be put and not yet released by a receiver; `put` waits while
-   * that many are outstanding. Default 64.
+   * that many are outstanding. Default 64; from 1 to 1,048,576.
    */
   capacity?: number;
   /**
    * Bytes of shared memory for messages (the arena), made and pre-faulted once when the
    * queue is created. Messages above a quarter of it travel in extension segments that are
-   * made on demand and reused, so any size goes through. Default 64 MiB.
+   * made on demand and reused, so any size goes through. Default 64 MiB; from 64 KiB to
+   * 1 TiB.
    */
   arenaBytes?: number;
   /**
@@ -39,8 +40,8 @@ export interface QueueOptions {
    * message larger than the budget still goes through, alone, as long as /dev/shm has
    * room for it; its segment is reused by the next such message, and dropped by the next
    * put that fits the budget. Default 4 GiB (two messages of the reference's 1.7 GB travel
-   * side by side), and never less than `arenaBytes`. Memory is only taken as messages need
-   * it.
+   * side by side), or `arenaBytes` if that is larger; a budget below `arenaBytes` is a
+   * `RangeError`. Memory is only taken as messages need it.
    */
   byteBudget?: number;
 }

@@ -128,6 +128,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     return { shmq: DESCRIPTOR_VERSION, end: "receiver", name: this.#queue.name };
   }
 
+  /** The queue's capacity: how many messages may be outstanding. */
+  get capacity(): number {
+    return this.#queue.capacity;
+  }
+
   /** Whether this end was closed. */
   get closed(): boolean {
     return this.#queue.closed;
@@ -248,7 +253,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Yields messages until every sender has closed and the queue is drained, or until this
    * end is closed while the loop runs (how a loop is stopped from elsewhere). A loop over an
-   * end closed already throws `ClosedError`. */
+   * end closed already throws `ClosedError`. Leaving the loop early (`break`, `return`, a
+   * throw) leaves this end open, with the messages not yet taken still queued: close it
+   * yourself, or declare it with `using`. */
   async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
     this.#queue.assertOpen();
     for (;;) {
@@ -265,7 +272,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /** Leaves the queue. Outstanding leases are released and their views detached; a message
-   * kept after a failed `allocate` is dropped (its sender counts it as received). */
+   * kept after a failed `allocate` is dropped (its sender counts it as received). Calls of
+   * this end still waiting (`get`, `borrow`, a `for await`) then end: a `for await` ends, the
+   * others reject with `ClosedError` (reason `"closed"`), and no message is taken for them. */
   close(): void {
     if (this.#queue.closed) return;
     for (const lease of [...this.#leases]) lease.release();

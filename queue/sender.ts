@@ -245,7 +245,9 @@ export class Sender implements Disposable {
 
   /**
    * Leaves the queue. Messages already put are still delivered; drafts not yet sent are
-   * cancelled. When this was the last sender, receivers get `ClosedError` once drained.
+   * cancelled. Calls of this end still waiting (`put`, `prepare`, `waitForAllAck`) reject
+   * with `ClosedError` (reason `"closed"`), and the value of a `put` still waiting for room is
+   * not delivered. When this was the last sender, receivers get `ClosedError` once drained.
    */
   close(): void {
     if (this.#queue.closed) return;

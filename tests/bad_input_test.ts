@@ -283,7 +283,7 @@ Deno.test("a draft sent or a lease released after its end closed: no crash, no e
     s.close(); // cancels the draft
     r.close(); // releases the lease
     assert.equal(draft.settled, true);
-    assert.throws(() => draft.send(), TypeError);
+    assert.throws(() => draft.send(), /ClosedError: Draft\.send: its sender was closed/);
     assert.equal(draft.value.a.length, 0, "the draft's view is detached");
     assert.equal(lease.released, true);
     assert.equal(lease.value.length, 0, "the lease's view is detached");

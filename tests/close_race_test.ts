@@ -112,7 +112,12 @@ Deno.test("close() as a waiting borrow or prepare resumes: ClosedError, or a lea
           await new Promise((resolve) => setTimeout(resolve, 0));
           assert.ok(s.closed);
           assert.equal(d.value.a.length, 0, `k=${k}: a draft outliving its end's close is revoked`);
-          assert.throws(() => d.send(), /Draft\.send: this draft was already sent or cancelled/);
+          assert.throws(
+            () => d.send(),
+            (e) =>
+              e instanceof ClosedError &&
+              /^Draft\.send: its sender was closed, which cancelled this draft$/.test(e.message),
+          );
         } catch (error) {
           assert.ok(error instanceof ClosedError, `k=${k}: ${error}`);
           rejected++;

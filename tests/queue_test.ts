@@ -60,6 +60,7 @@ Deno.test("a message larger than the arena goes through an extension segment, re
 Deno.test("capacity bounds outstanding messages: hasSpace, put timeout, FullError", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 3 });
+    assert.deepEqual([s.capacity, r.capacity], [3, 3]);
     using _s = s;
     using _r = r;
     for (let i = 0; i < 3; i++) await s.put(i);
