@@ -33,6 +33,7 @@ export { type SweepResult, sweepStaleQueues } from "./queue/sweep.ts";
 export { decode, DType, dtype, encode, NdArray, Reservation, reserve } from "./codec/mod.ts";
 export type {
   DecodeOptions,
+  DTypeArrayMap,
   DTypeName,
   ReservableConstructor,
   TypedArray,

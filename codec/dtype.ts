@@ -60,6 +60,14 @@ export type DTypeName =
  * one byte per element (0 or 1) in a `Uint8Array`; complex numbers as interleaved (real,
  * imaginary) pairs; `float16` in a `Float16Array`, or raw bits in a `Uint16Array` on runtimes
  * without `Float16Array`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type DTypeArrayMap, NdArray } from "../mod.ts";
+ * const frame: NdArray<DTypeArrayMap["uint8"]> = NdArray.zeros("uint8", [2, 3]);
+ * assert.ok(frame.data instanceof Uint8Array && frame.data.length === 6);
+ * ```
  */
 export interface DTypeArrayMap {
   /** One byte per element, 0 or 1. */
