@@ -26,6 +26,11 @@ import { stopIfRequested } from "./stop.ts";
 
 /** How often polling calls (hasSpace) look for dead peers when they find no room. */
 const REAP_EVERY_MS = 200;
+/** How often a put that finds room looks for dead receivers (see #noticeDeadPeers). */
+const PEER_CHECK_MS = 1000;
+/** Puts between two looks at the clock for that. Fewer than a queue's capacity (64 by
+ * default) is enough: a sender that fills the queue waits, and waits look anyway. */
+const PUTS_PER_PEER_CHECK = 16;
 
 /**
  * Puts messages into a queue. Make one with `createSharedMemoryPair`, or open one in another
@@ -52,6 +57,8 @@ export class Sender implements Disposable {
   #published = 0;
   #nextAckCheck = 0;
   #nextReap = 0;
+  #nextPeerCheck = performance.now() + PEER_CHECK_MS;
+  #putsUntilPeerCheck = PUTS_PER_PEER_CHECK;
 
   /** @internal Use `createSharedMemoryPair` or `openSender`. */
   constructor(queue: SharedQueue) {
@@ -317,12 +324,32 @@ export class Sender implements Disposable {
     return plan;
   }
 
+  /**
+   * Only waiting calls look for dead peers, and a sender that always finds room never waits:
+   * it would go on filling a queue whose receivers all died. So a put also looks, once per
+   * PEER_CHECK_MS, and throws `ClosedError` (the reserve does) once none is left.
+   */
+  #noticeDeadPeers(): void {
+    // Reading the clock on every put cost 10-15% of a 64 B stream: only every few puts.
+    if (--this.#putsUntilPeerCheck > 0) return;
+    this.#putsUntilPeerCheck = PUTS_PER_PEER_CHECK;
+    const now = performance.now();
+    if (now < this.#nextPeerCheck) return;
+    this.#nextPeerCheck = now + PEER_CHECK_MS;
+    try {
+      this.#queue.reapDead();
+    } catch {
+      // Corrupt or stuck: the reservation reports it.
+    }
+  }
+
   #putAttempt(plan: EncodePlan, method: string, deadline: number): Attempt<true> {
     const queue = this.#queue;
     const length = plan.byteLength;
     // Only the reservation takes the lock: encoding runs outside it, in parallel with the
     // receivers, and publishing is one atomic store.
     return () => {
+      this.#noticeDeadPeers();
       const r = queue.reserve(length, deadline);
       if (r === undefined) return undefined;
       try {
@@ -339,6 +366,7 @@ export class Sender implements Disposable {
 
   #reserveAttempt(length: number, deadline: number): Attempt<Reservation> {
     return () => {
+      this.#noticeDeadPeers();
       const r = this.#queue.reserve(length, deadline);
       return r === undefined ? undefined : { value: r };
     };

@@ -360,6 +360,34 @@ Deno.test("a process in a getSync loop of large messages keeps its memory bounde
     assert.ok(grewMiB < 1024, `resident memory grew by ${grewMiB} MiB`);
   }));
 
+Deno.test("a put that finds room notices, within about a second, that every receiver died", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 * 1024 });
+    const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(r.descriptor)]);
+    const out = lines(child);
+    s.putSync("held");
+    assert.match((await out.next()).value!, /^holding/);
+    r.close(); // the child's receiver is the only one now
+    child.kill("SIGKILL");
+    await child.status;
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // Room for 63 more: before, each went into a queue nobody would read, with no error. A
+    // put looks at the clock every 16 puts.
+    let error: unknown;
+    let put = 0;
+    for (; put < 20 && error === undefined; put++) {
+      try {
+        s.putSync(put, { timeout: 0 });
+      } catch (e) {
+        error = e;
+      }
+    }
+    assert.ok(error instanceof ClosedError && error.reason === "no-receivers", String(error));
+    assert.ok(put <= 16, `noticed only at put ${put}`);
+    assert.equal(s.receiversDied, 1);
+    s.close();
+  }));
+
 Deno.test("a receiver killed as the last one: senders are told it ended without closing, even after the exit check", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
