@@ -23,8 +23,10 @@ export function refuseUnknownOptions(
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
     throw new TypeError(`${where}: options must be an object, got ${shown(options)}`);
   }
-  for (const [name, value] of Object.entries(options)) {
-    if (value === undefined || known.includes(name)) continue;
+  // for-in over V8's enum cache, not Object.entries: this runs on every call with options.
+  for (const name in options) {
+    if (known.includes(name) || !Object.hasOwn(options, name)) continue;
+    if ((options as Record<string, unknown>)[name] === undefined) continue;
     const near = known.find((k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= 2);
     const hint = near === undefined ? "" : ` (did you mean \`${near}\`?)`;
     const list = known.length === 0 ? "none" : known.map((k) => `\`${k}\``).join(", ");
