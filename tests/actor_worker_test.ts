@@ -11,6 +11,8 @@ import {
   ClosedError,
   createSharedMemoryPair,
   NdArray,
+  type Receiver,
+  type Sender,
   spawnWorker,
   workerContext,
   type WorkerHandle,
@@ -195,18 +197,28 @@ Deno.test(
   }),
 );
 
+/** A Worker echoing in a loop of getSync/putSync, once it has answered a first job. */
+async function syncEchoAnswering(): Promise<{
+  jobs: Sender;
+  results: Receiver;
+  worker: WorkerHandle;
+}> {
+  const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+  const [outbox, results] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+  const worker = await spawnWorker(FIXTURE, {
+    name: "syncEcho",
+    queues: { in: inbox, out: outbox },
+    transfer: true,
+  });
+  await jobs.put(1);
+  assert.equal(await results.get({ timeout: 5000 }), 1);
+  return { jobs, results, worker };
+}
+
 Deno.test(
   "close() stops a Worker blocked in sync calls: its ends close and it takes nothing more",
   clean(async () => {
-    const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
-    const [outbox, results] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
-    const worker = await spawnWorker(FIXTURE, {
-      name: "syncEcho",
-      queues: { in: inbox, out: outbox },
-      transfer: true,
-    });
-    await jobs.put(1);
-    assert.equal(await results.get({ timeout: 5000 }), 1);
+    const { jobs, results, worker } = await syncEchoAnswering();
     await worker.close({ timeout: 5000 });
     // Before, the Worker ran on in getSync and answered this one after close().
     await assert.rejects(
@@ -223,15 +235,7 @@ Deno.test(
 Deno.test(
   "terminate() stops a Worker blocked in sync calls too: it takes nothing more",
   clean(async () => {
-    const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
-    const [outbox, results] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
-    const worker = await spawnWorker(FIXTURE, {
-      name: "syncEcho",
-      queues: { in: inbox, out: outbox },
-      transfer: true,
-    });
-    await jobs.put(1);
-    assert.equal(await results.get({ timeout: 5000 }), 1);
+    const { jobs, results, worker } = await syncEchoAnswering();
     worker.terminate();
     // Before, Deno left the Worker running in getSync: it took and answered this one.
     await jobs.put(2, { timeout: 5000 });

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, openReceiver, sweepStaleQueues } from "../mod.ts";
+import {
+  ClosedError,
+  createSharedMemoryPair,
+  openReceiver,
+  type Sender,
+  sweepStaleQueues,
+} from "../mod.ts";
 import { finish, lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 import { sweepWithGrace } from "../queue/sweep.ts";
@@ -360,16 +366,22 @@ Deno.test("a process in a getSync loop of large messages keeps its memory bounde
     assert.ok(grewMiB < 1024, `resident memory grew by ${grewMiB} MiB`);
   }));
 
+/** A sender whose queue's last receiver, in a child holding one message, was SIGKILLed. */
+async function senderWhoseLastReceiverWasKilled(capacity: number): Promise<Sender> {
+  const [s, r] = createSharedMemoryPair({ capacity, arenaBytes: 64 * 1024 });
+  const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(r.descriptor)]);
+  const out = lines(child);
+  s.putSync("held");
+  assert.match((await out.next()).value!, /^holding/);
+  r.close(); // the child's receiver is the last one now
+  child.kill("SIGKILL");
+  await child.status;
+  return s;
+}
+
 Deno.test("a put that finds room notices, within about a second, that every receiver died", () =>
   withoutLeaks(async () => {
-    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 * 1024 });
-    const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(r.descriptor)]);
-    const out = lines(child);
-    s.putSync("held");
-    assert.match((await out.next()).value!, /^holding/);
-    r.close(); // the child's receiver is the only one now
-    child.kill("SIGKILL");
-    await child.status;
+    const s = await senderWhoseLastReceiverWasKilled(64);
     await new Promise((resolve) => setTimeout(resolve, 1100));
     // Room for 63 more: before, each went into a queue nobody would read, with no error. A
     // put looks at the clock every 16 puts.
@@ -390,14 +402,7 @@ Deno.test("a put that finds room notices, within about a second, that every rece
 
 Deno.test("a receiver killed as the last one: senders are told it ended without closing, even after the exit check", () =>
   withoutLeaks(async () => {
-    const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
-    const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(r.descriptor)]);
-    const out = lines(child);
-    s.putSync("held");
-    assert.match((await out.next()).value!, /^holding/);
-    r.close(); // the child's receiver is the last one now
-    child.kill("SIGKILL");
-    await child.status;
+    const s = await senderWhoseLastReceiverWasKilled(4);
     const gone = /^every receiver of the queue is gone, the last one ended without closing/;
     // Puts find room until the queue is full; the one that waits notices the dead receiver.
     let error: unknown;
