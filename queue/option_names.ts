@@ -11,9 +11,8 @@ import { shown } from "./shown.ts";
 /**
  * Throws a TypeError when `options` is not an object (`null` included), or naming the first
  * own option of it that is not in `known`, with the known name it is closest to, if one is
- * near. An unknown option whose value is
- * `undefined` changes nothing and passes: code that forwards `{ signal: undefined }` to a
- * call without that option keeps working.
+ * near. An unknown option whose value is `undefined` changes nothing and passes: code that
+ * forwards `{ signal: undefined }` to a call without that option keeps working.
  */
 export function refuseUnknownOptions(
   options: unknown,
