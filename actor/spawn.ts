@@ -182,6 +182,21 @@ export interface ActorResult {
   readonly stderr: string;
 }
 
+/** What `spawnActor` does with a handle while the actor starts: kept out of its public face,
+ * where a call such as `writeHandoff` could corrupt the handoff. */
+interface ActorStartup {
+  /** The exit status, without keeping this process alive for it. */
+  exited: Promise<Deno.CommandStatus>;
+  /** The handle is handed out: reading the pipes ahead stops. */
+  handedOut(): void;
+  /** The end of a piped stderr (once the actor exited, or after a short wait). */
+  stderrTail(): Promise<string>;
+  /** Writes the handoff line (without waiting for the actor to read it). */
+  writeHandoff(bytes: Uint8Array): void;
+}
+
+const startups = new WeakMap<ActorHandle, ActorStartup>();
+
 /**
  * A running actor process, returned by {@linkcode spawnActor}. Dispose it (`await using`) to
  * make sure the process is gone: asked to stop as {@linkcode stop} does, then, if still
@@ -232,22 +247,20 @@ export class ActorHandle implements AsyncDisposable {
       }
       return status;
     });
-  }
-
-  /** @internal The exit status, without keeping this process alive for it. */
-  get exited(): Promise<Deno.CommandStatus> {
-    return this.#status;
-  }
-
-  /** @internal `spawnActor` hands the handle out: reading the pipes ahead stops. */
-  handedOut(): void {
-    this.#stdout?.stopCapturing();
-    this.#stderr?.stopCapturing();
-  }
-
-  /** @internal The end of a piped stderr (once the actor exited, or after a short wait). */
-  stderrTail(): Promise<string> {
-    return this.#stderr?.tail(STDERR_TAIL_WAIT_MS, STDERR_TAIL_BYTES) ?? Promise.resolve("");
+    startups.set(this, {
+      exited: this.#status,
+      handedOut: () => {
+        this.#stdout?.stopCapturing();
+        this.#stderr?.stopCapturing();
+      },
+      stderrTail: () =>
+        this.#stderr?.tail(STDERR_TAIL_WAIT_MS, STDERR_TAIL_BYTES) ?? Promise.resolve(""),
+      writeHandoff: (bytes) => {
+        this.#stdin.write(bytes).catch(() => {
+          // The actor exited without reading it: its status says why.
+        });
+      },
+    });
   }
 
   /** The actor's process id. */
@@ -341,13 +354,6 @@ export class ActorHandle implements AsyncDisposable {
     for (const stream of [this.stdout, this.stderr]) {
       if (stream !== null && !stream.locked) await stream.cancel().catch(() => {});
     }
-  }
-
-  /** @internal Writes the handoff line (without waiting for the actor to read it). */
-  writeHandoff(bytes: Uint8Array): void {
-    this.#stdin.write(bytes).catch(() => {
-      // The actor exited without reading it: its status says why.
-    });
   }
 
   #piped(output: StartupOutput | undefined): ReadableStream<Uint8Array> | null {
@@ -473,20 +479,21 @@ export async function spawnActor<A = unknown>(
     throw error;
   }
   // An actor without queues may open the library any time while it runs.
-  if (copy !== undefined) handle.exited.then(copy.remove);
-  handle.writeHandoff(handoffLine(wire, args, control?.[1].descriptor));
+  const startup = startups.get(handle)!;
+  if (copy !== undefined) startup.exited.then(copy.remove);
+  startup.writeHandoff(handoffLine(wire, args, control?.[1].descriptor));
   if (control === undefined) {
-    handle.handedOut();
+    startup.handedOut();
     return handle;
   }
 
   try {
-    await awaitReady(handle, control[1], readyTimeout, options.signal);
+    await awaitReady(startup, control[1], readyTimeout, options.signal);
   } catch (error) {
     // Never leave a process behind: the caller gets no handle.
     handle.kill("SIGKILL");
     const status = await handle.status;
-    const stderr = (await handle.stderrTail()).trimEnd();
+    const stderr = (await startup.stderrTail()).trimEnd();
     await handle[Symbol.asyncDispose]();
     closeControl(control); // After the actor is gone, so its control end is reaped.
     const said = stderr === "" ? "" : `; its stderr ended with:\n${stderr}`;
@@ -509,7 +516,7 @@ export async function spawnActor<A = unknown>(
   copy?.remove(); // The actor opened its queues: its library is open.
   await settleControl(control);
   if (options.transfer) closeHanded(options.queues);
-  handle.handedOut();
+  startup.handedOut();
   return handle;
 }
 
@@ -531,7 +538,7 @@ async function settleControl([sender, receiver]: [Sender, Receiver]): Promise<vo
 
 /** Waits for the actor's report on the control queue. */
 async function awaitReady(
-  handle: ActorHandle,
+  startup: ActorStartup,
   control: Receiver,
   timeout: number,
   signal: AbortSignal | undefined,
@@ -544,7 +551,9 @@ async function awaitReady(
   };
   const onSignal = () => abort("aborted");
   signal?.addEventListener("abort", onSignal, { once: true });
-  handle.exited.then((s) => abort(`the actor exited (${describe(s)}) before it opened its queues`));
+  startup.exited.then((s) =>
+    abort(`the actor exited (${describe(s)}) before it opened its queues`)
+  );
   const timer = timerFor(
     timeout,
     () => abort(`the actor did not open its queues (actorContext()) within ${timeout} ms`),

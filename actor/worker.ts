@@ -96,6 +96,10 @@ const SPAWN_WORKER_OPTIONS = [
   "signal",
 ] as const satisfies (keyof SpawnWorkerOptions)[];
 
+/** The stop word of each handle, which `spawnWorker` hands its Worker: kept out of the
+ * handle's public face. */
+const stopWords = new WeakMap<WorkerHandle, Int32Array>();
+
 /**
  * A module Worker started by {@linkcode spawnWorker}. Dispose it (`await using`) or call
  * {@linkcode WorkerHandle.close} to stop it cleanly: the Worker's queue ends are closed first,
@@ -123,6 +127,7 @@ export class WorkerHandle implements AsyncDisposable {
   /** @internal Made by `spawnWorker`. */
   constructor(worker: Worker) {
     this.#worker = worker;
+    stopWords.set(this, this.#stop);
     worker.addEventListener("message", (event) => {
       const type = ours<ToParent>(event.data)?.type;
       if (type === "hello") this.#hasContext = true;
@@ -133,11 +138,6 @@ export class WorkerHandle implements AsyncDisposable {
       this.#failed = true;
       this.#closed?.();
     });
-  }
-
-  /** @internal The stop word `spawnWorker` hands the Worker. */
-  get stopWord(): Int32Array {
-    return this.#stop;
   }
 
   /** The Worker itself, for your own messages and event listeners. */
@@ -282,7 +282,7 @@ export async function spawnWorker<A = unknown>(
         version: HANDOFF_VERSION,
         queues: wire,
         args,
-        stop: handle.stopWord,
+        stop: stopWords.get(handle)!,
       };
       worker.postMessage({ [KEY]: handoff });
     } else if (message.type === "ready") {
