@@ -219,7 +219,8 @@ Deno.test("every method of a closed end throws ClosedError (reason closed)", () 
     r.close();
     const closed = (e: unknown) => e instanceof ClosedError && e.reason === "closed";
     await assert.rejects(s.put(1), closed);
-    assert.throws(() => s.putSync(1), closed);
+    assert.throws(() => s.putSync(1), /^ClosedError: Sender\.putSync: this sender is closed$/);
+    await assert.rejects(r.get(), /^ClosedError: Receiver\.get: this receiver is closed$/);
     await assert.rejects(s.prepare({ a: reserve(Uint8Array, 4) }), closed);
     assert.throws(() => s.prepareSync({ a: reserve(Uint8Array, 4) }), closed);
     await assert.rejects(s.waitForAllAck(), closed);
