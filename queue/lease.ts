@@ -85,6 +85,15 @@ export class Lease<T = unknown> implements Disposable {
   }
 }
 
+/** Drafts cancelled because their sender closed, not by a call of the user's. */
+const cancelledOnClose = new WeakSet<object>();
+
+/** Cancels a draft because its sender closes: a later `send` then says so. */
+export function cancelOnClose<T>(draft: Draft<T>): void {
+  cancelledOnClose.add(draft);
+  draft.cancel();
+}
+
 /**
  * A message being written in place: its arrays already live in the queue's shared memory.
  * Fill them, then {@linkcode send}. Disposing a draft that was not sent cancels it. (Do not
@@ -144,10 +153,12 @@ export class Draft<T = unknown> implements Disposable {
 
   /** Publishes the message. Its views are detached: the receiver owns the bytes now. */
   send(): void {
+    // Closed under it without a cancel: a Worker's stop closes the ends it opened itself.
+    if (!this.#settled && this.#queue.closed) cancelOnClose(this);
     if (this.#settled) {
       throw this.#sent
         ? new TypeError("Draft.send: this draft was already sent")
-        : this.#queue.closed
+        : cancelledOnClose.has(this)
         ? new ClosedError("Draft.send: its sender was closed, which cancelled this draft")
         : new TypeError("Draft.send: this draft was cancelled");
     }

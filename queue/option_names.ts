@@ -24,8 +24,10 @@ export function refuseUnknownOptions(
   }
   // for-in over V8's enum cache, not Object.entries: this runs on every call with options.
   for (const name in options) {
-    if (known.includes(name) || !Object.hasOwn(options, name)) continue;
-    if ((options as Record<string, unknown>)[name] === undefined) continue;
+    if (known.includes(name)) continue;
+    // Its descriptor, not its value: a getter of an option refused is not run.
+    const own = Object.getOwnPropertyDescriptor(options, name);
+    if (own === undefined || ("value" in own && own.value === undefined)) continue;
     const near = known.find((k) => editDistance(k.toLowerCase(), name.toLowerCase()) <= 2);
     const hint = near === undefined ? "" : ` (did you mean \`${near}\`?)`;
     const list = known.length === 0 ? "none" : known.map((k) => `\`${k}\``).join(", ");

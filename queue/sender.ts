@@ -8,7 +8,7 @@ import { decode, encodeInto, type EncodePlan, planEncode } from "../codec/mod.ts
 import { ClosedError, FullError } from "./errors.ts";
 import { MAX_MESSAGE_SIZE } from "./layout.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
-import { Draft } from "./lease.ts";
+import { cancelOnClose, Draft } from "./lease.ts";
 import type { Reservation, SharedQueue } from "./shared_queue.ts";
 import {
   type Attempt,
@@ -265,7 +265,7 @@ export class Sender implements Disposable {
   close(): void {
     if (this.#queue.closed) return;
     try {
-      for (const draft of [...this.#drafts]) draft.cancel();
+      for (const draft of [...this.#drafts]) cancelOnClose(draft);
     } finally {
       // Even when a cancel failed (a corrupt queue): this end must still leave.
       this.#queue.close();

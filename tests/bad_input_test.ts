@@ -13,6 +13,7 @@ import {
 import { shmFreeBytes } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import { DEFAULT_CAPACITY } from "../queue/options.ts";
+import { closeEndsOfThisThread } from "../queue/shared_queue.ts";
 import { canIsolate, isolated, withoutLeaks } from "./helpers.ts";
 
 Deno.test("invalid options get a TypeError or RangeError naming the option", () =>
@@ -134,6 +135,14 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
       () => r.getNowait({ signal: AbortSignal.timeout(10) } as never),
       /Receiver\.getNowait: unknown option `signal`; the options it takes: `allocate`$/,
     );
+    // An unknown option's getter is not run: the option is refused as it is.
+    const getter = {
+      timeout: 10,
+      get extra(): number {
+        throw new Error("read");
+      },
+    };
+    assert.throws(() => s.putSync(1, getter), /Sender\.putSync: unknown option `extra`/);
     // Forwarded options that are undefined change nothing and pass.
     assert.equal(r.getNowait({ timeout: undefined } as never), undefined);
     // Nothing was put or taken by the refused calls.
@@ -285,6 +294,20 @@ Deno.test("a draft sent or a lease released after its end closed: no crash, no e
     r.close(); // releases the lease
     assert.equal(draft.settled, true);
     assert.throws(() => draft.send(), /ClosedError: Draft\.send: its sender was closed/);
+    // One the user cancelled says so, closed sender or not.
+    const [s2, r2] = createSharedMemoryPair({ capacity: 2 });
+    const mine = s2.prepareSync<{ a: Uint8Array }>({ a: reserve(Uint8Array, 8) });
+    mine.cancel();
+    s2.close();
+    assert.throws(() => mine.send(), /^TypeError: Draft\.send: this draft was cancelled$/);
+    r2.close();
+    // Closed under it without a cancel, as a Worker's stop closes the ends it opened itself:
+    // before, send() published into unmapped memory and threw a detached-buffer TypeError.
+    const [s3, r3] = createSharedMemoryPair({ capacity: 2 });
+    const orphan = s3.prepareSync<{ a: Uint8Array }>({ a: reserve(Uint8Array, 8) });
+    closeEndsOfThisThread();
+    assert.throws(() => orphan.send(), /^ClosedError: Draft\.send: its sender was closed/);
+    assert.ok(s3.closed && r3.closed);
     assert.equal(draft.value.a.length, 0, "the draft's view is detached");
     assert.equal(lease.released, true);
     assert.equal(lease.value.length, 0, "the lease's view is detached");
