@@ -1,0 +1,52 @@
+/**
+ * The bench's target verdicts: a library case that did not complete fails its target.
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { checkTargets } from "../bench/targets.ts";
+import type { Results, ThroughputResult } from "../bench/results_types.ts";
+
+const MiB = 1024 * 1024;
+
+function result(transport: ThroughputResult["transport"], gbps: number | undefined) {
+  return {
+    transport,
+    kind: "bytes",
+    size: MiB,
+    window: 64,
+    status: gbps === undefined ? "error" : "ok",
+    gbps,
+  } as ThroughputResult;
+}
+
+function run(throughput: ThroughputResult[]): Results {
+  return {
+    version: 1,
+    startedAt: "",
+    finishedAt: "",
+    command: "",
+    options: {},
+    machine: {},
+    throughput,
+    small: [],
+    latency: [],
+    fanIn: [],
+    targets: [],
+    cleanup: { strayProcesses: [], leakedShm: [] },
+  };
+}
+
+const pipeTarget = (r: Results) =>
+  checkTargets(r).find((t) => t.target.includes("10× the stdio pipe"))!;
+
+Deno.test("bench targets: a library case that failed is a FAIL, not left out", () => {
+  const pipe = result("pipe", 0.5);
+  const passing = run([pipe, result("shmq-get-sync", 6), result("shmq-borrow", 15)]);
+  assert.equal(pipeTarget(passing).verdict, "PASS");
+  const failed = run([pipe, result("shmq-get-sync", undefined), result("shmq-borrow", 15)]);
+  const verdict = pipeTarget(failed);
+  assert.equal(verdict.verdict, "FAIL");
+  assert.match(verdict.detail, /shmq-get-sync bytes 1 MiB: did not complete \(error\)/);
+});
