@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "bac16b577e38c1e442b2877b3f5cbac0d5be7233addf0798d968922bb3dded06",
-  "x86_64-linux": "540bf2aebb2a3e537dcc8e5904724533a278d6bc018906ba8cd730e9fb6a0b2c",
+  "aarch64-linux": "644290d663d70c8bf51f18bff480e2145ec0ec0188a268e25a66d68d77c3384d",
+  "x86_64-linux": "10341d68081638e61f6c76a620717bc076b68c25ddaa33514350752eaf65e6fc",
 };

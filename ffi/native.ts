@@ -165,7 +165,9 @@ export function shmCreate(name: string, size: number): number {
 
 /**
  * Opens an existing shared-memory object read-write and returns its fd. Throws `ENOENT`
- * when it does not exist.
+ * when it does not exist, and `EPERM` for anything but a regular file of this user with no
+ * group or other permission (what {@linkcode shmCreate} makes): another user could truncate
+ * such a file under a mapping of it.
  *
  * @example
  * ```ts

@@ -76,7 +76,20 @@ int32_t shmq_shm_open(const uint8_t *name) {
   int rc = shm_path(name, path);
   if (rc < 0) return rc;
   int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  return fd < 0 ? -errno : fd;
+  if (fd < 0) return -errno;
+  /* Only a segment this user made, as made: another user's file, even one left writable,
+   * could be truncated under our mapping (SIGBUS) or read by others. */
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+    close(fd);
+    return -EPERM;
+  }
+  return fd;
 }
 
 int32_t shmq_shm_unlink(const uint8_t *name) {

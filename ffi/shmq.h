@@ -45,7 +45,12 @@ SHMQ_API uint32_t shmq_abi_version(void);
  */
 SHMQ_API int32_t shmq_shm_create(const uint8_t *name, uint64_t size);
 
-/* Opens an existing shared-memory object read-write (O_RDWR|O_CLOEXEC). Returns fd or -errno. */
+/*
+ * Opens an existing shared-memory object read-write (O_RDWR|O_CLOEXEC|O_NOFOLLOW). Returns
+ * the fd, or -errno: -EPERM for anything but a regular file of this effective user with no
+ * group or other permission (what shmq_shm_create makes), which another user could truncate
+ * under a mapping of it.
+ */
 SHMQ_API int32_t shmq_shm_open(const uint8_t *name);
 
 /* Removes the name of a shared-memory object (existing mappings stay valid). 0 or -errno. */

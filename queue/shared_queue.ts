@@ -408,6 +408,13 @@ export class SharedQueue {
     try {
       fd = native.shmOpen(name);
     } catch (error) {
+      if ((error as { code?: string }).code === "EPERM") {
+        throw new ClosedError(
+          `queue ${name} is not this user's own (another user's file, or one open to other ` +
+            `users): refused`,
+          { cause: error, reason: "corrupt" },
+        );
+      }
       if ((error as { code?: string }).code === "ENOENT") {
         // Never made here and long gone look alike: name both.
         const why = "every end of it has closed (or died), or its descriptor was made on " +

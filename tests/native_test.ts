@@ -193,6 +193,23 @@ Deno.test("a created segment has mode 0600 and loses its link on unlink", async 
   assert.equal(fdLinks(seg.fd), 0);
 });
 
+Deno.test("only a segment of this user, open to no other, is opened: others get EPERM", async () => {
+  using seg = segment();
+  const path = `/dev/shm${seg.name}`;
+  // Deno gates /dev paths behind --allow-all: change the file with chmod(1) and chown(1).
+  const run = async (cmd: string, ...args: string[]) =>
+    assert.ok((await new Deno.Command(cmd, { args: [...args, path] }).output()).success, cmd);
+  await run("chmod", "0644");
+  // Another user could have made it so, and truncate it under our mapping: SIGBUS.
+  assert.throws(() => shmOpen(seg.name), (e) => e instanceof NativeError && e.code === "EPERM");
+  await run("chmod", "0600");
+  closeFd(shmOpen(seg.name));
+  if (Deno.uid() === 0) {
+    await run("chown", "65534");
+    assert.throws(() => shmOpen(seg.name), (e) => e instanceof NativeError && e.code === "EPERM");
+  }
+});
+
 Deno.test("shmList lists segments by prefix, without reading /dev/shm from Deno", () => {
   const prefix = `/shmq-test-${Deno.pid}-list-${crypto.randomUUID().slice(0, 8)}-`;
   assert.deepEqual(shmList(prefix), []);

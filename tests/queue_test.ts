@@ -11,7 +11,15 @@ import {
   reserve,
 } from "../mod.ts";
 import { mappedFiles, mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
-import { closeFd, fdSize, prefaultJoin, prefaultStart, shmOpen } from "../ffi/native.ts";
+import {
+  closeFd,
+  fdSize,
+  prefaultJoin,
+  prefaultStart,
+  shmCreate,
+  shmOpen,
+  shmUnlink,
+} from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import { SharedQueue } from "../queue/shared_queue.ts";
 
@@ -382,7 +390,7 @@ Deno.test("the arena wraps around under mixed sizes without corrupting messages"
   }));
 
 Deno.test("invalid options and descriptors get errors naming what was wrong", () =>
-  withoutLeaks(() => {
+  withoutLeaks(async () => {
     for (const capacity of [0, -1, 1.5, 2 ** 30]) {
       assert.throws(() => createSharedMemoryPair({ capacity }), (e: Error) => {
         assert.ok(e instanceof RangeError);
@@ -428,6 +436,23 @@ Deno.test("invalid options and descriptors get errors naming what was wrong", ()
         /does not exist: every end of it has closed \(or died\), or its descriptor was made on another machine or container/
           .test(e.message),
     );
+    // A file open to other users (or theirs) is refused, not mapped: they could truncate it.
+    const id = crypto.randomUUID().replaceAll("-", "");
+    closeFd(shmCreate(`/shmq-${id}`, 1 << 20));
+    try {
+      const chmod = new Deno.Command("chmod", { args: ["0666", `/dev/shm/shmq-${id}`] });
+      assert.ok((await chmod.output()).success);
+      assert.throws(
+        () => openSender({ shmq: 1, end: "sender", name: `/shmq-${id}` }),
+        (e: unknown) =>
+          e instanceof ClosedError && e.reason === "corrupt" &&
+          /is not this user's own \(another user's file, or one open to other users\)/.test(
+            e.message,
+          ),
+      );
+    } finally {
+      shmUnlink(`/shmq-${id}`);
+    }
     assert.ok(new EmptyError("x") instanceof QueueError);
   }));
 
