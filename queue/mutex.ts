@@ -101,6 +101,10 @@ export class ShmMutex {
     const stuckMs = this.#hooks.stuckMs?.() ?? STUCK_MS;
     // Whether the lock moved since this call began: then its holder is not the stuck one.
     let moved = false;
+    // The word's value, and since when it has held it: a wake alone is no progress (a peer
+    // can send them without ever letting go), a change of the word is.
+    let held = 0;
+    let heldSince = started;
     for (;;) {
       let seen = Atomics.load(words, i);
       if (seen === 0) {
@@ -115,15 +119,18 @@ export class ShmMutex {
         if (Atomics.compareExchange(words, i, seen, seen | CONTENDED) !== seen) continue;
         seen |= CONTENDED;
       }
-      if (futexWait(this.#pointer, seen, LIVENESS_SLICE_MS) !== "timeout") {
-        moved = true;
-        continue;
+      if (seen !== held) {
+        if (held !== 0) moved = true;
+        held = seen;
+        heldSince = performance.now();
       }
+      const woke = futexWait(this.#pointer, seen, LIVENESS_SLICE_MS) !== "timeout";
+      if (woke && Atomics.load(words, i) !== seen) continue;
       const owner = (seen & OWNER_MASK) - 1;
       // A word naming this participant is garbage: it never waits on a lock it holds.
       if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {
         const again = !moved && seen === this.#stuckWord;
-        if (performance.now() - started > (again ? STILL_STUCK_MS : stuckMs)) {
+        if (performance.now() - heldSince > (again ? STILL_STUCK_MS : stuckMs)) {
           this.#stuckWord = seen;
           throw new ClosedError(
             again

@@ -124,6 +124,16 @@ Deno.test("a lock word naming a live participant: ClosedError after the stuck li
   assert.ok(report.get.ms < 1000 && report.get.error === "EmptyError", JSON.stringify(report));
 });
 
+Deno.test("a live holder whose waiters are woken all along: still ClosedError after the limit", async () => {
+  // Before, every wake-up counted as progress: the put stayed blocked as long as the wakes
+  // went on, its 300 ms timeout and the 10 s limit notwithstanding.
+  const report = await forge("live-lock-wakes");
+  assert.equal(report.put.error, "ClosedError", JSON.stringify(report.put));
+  assert.equal(report.put.reason, "stuck");
+  assert.ok(report.put.ms < 12_000, `gave up after ${report.put.ms} ms`);
+  assert.ok(report.get.ms < 1000 && report.get.error === "EmptyError", JSON.stringify(report));
+});
+
 Deno.test("a takeover that finds the queue beyond repair lets go of the lock: all fail at once", async () => {
   const report = await forge("poison-takeover");
   assertCorrupt(report.put, "put (takes the lock over, poisons)");
