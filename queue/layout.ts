@@ -20,7 +20,7 @@
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, extension epoch, trim due, arena     │
  *              │ head/tail, totals, how the last sender/receiver left, how    │
- *              │ many of each died                                            │
+ *              │ many of each died, the extensions' name salt (set once)      │
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
@@ -52,7 +52,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 6;
+export const LAYOUT_VERSION = 7;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -122,6 +122,10 @@ export const LAST_RECEIVER_DIED = 2;
 export const C_SENDERS_DIED = 324;
 /** u32: the same for receivers. */
 export const C_RECEIVERS_DIED = 328;
+/** 2 × u32: 64 random bits in every extension segment's name, written once by the creator
+ * before the header is complete. Queue names are listed in /dev/shm for every user to see:
+ * without a secret of the (0600) queue, another user could make the extension names first. */
+export const C_EXTENSION_SALT = 332;
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 384;
@@ -258,9 +262,10 @@ export function participantOffset(index: number): number {
 /** Queue names: a fixed prefix and 128 random bits, so no other file can be named. */
 export const NAME_PREFIX = "shmq-";
 export const QUEUE_NAME_PATTERN = /^\/shmq-[0-9a-f]{32}$/;
-/** Extension segment name: the queue's name, the entry index and its generation. */
-export function extensionName(queueName: string, index: number, gen: number): string {
-  return `${queueName}-x${index}-${gen}`;
+/** Extension segment name: the queue's name, the entry index, its generation and the
+ * queue's salt (16 hex digits, see C_EXTENSION_SALT). */
+export function extensionName(queueName: string, index: number, gen: number, salt: string): string {
+  return `${queueName}-x${index}-${gen}-${salt}`;
 }
 /** Matches any /dev/shm entry of this library: group 1 is the queue id. */
-export const SHM_ENTRY_PATTERN = /^shmq-([0-9a-f]{32})(?:-x\d+-\d+)?$/;
+export const SHM_ENTRY_PATTERN = /^shmq-([0-9a-f]{32})(?:-x\d+-\d+-[0-9a-f]{16})?$/;

@@ -261,6 +261,8 @@ export class SharedQueue {
   readonly #u32: Uint32Array;
   readonly #f64: Float64Array;
   readonly #ringSize: number;
+  /** The extensions' name salt, as hex (see layout.C_EXTENSION_SALT). */
+  readonly #salt: string;
   readonly #mask: number;
   readonly #arenaOffset: number;
   readonly #putSeqPointer: Deno.PointerObject;
@@ -323,6 +325,8 @@ export class SharedQueue {
     const u32 = this.#u32;
     const f64 = this.#f64;
     this.capacity = u32[L.H_CAPACITY >> 2];
+    this.#salt = [u32[L.C_EXTENSION_SALT >> 2], u32[(L.C_EXTENSION_SALT >> 2) + 1]]
+      .map((word) => word.toString(16).padStart(8, "0")).join("");
     this.#ringSize = u32[L.H_RING_SIZE >> 2];
     this.#mask = this.#ringSize - 1;
     this.#arenaOffset = f64[L.H_ARENA_OFFSET >> 3];
@@ -376,6 +380,7 @@ export class SharedQueue {
       f64[L.H_ARENA_SIZE >> 3] = arenaSize;
       f64[L.H_SEGMENT_SIZE >> 3] = size;
       f64[L.H_BYTE_BUDGET >> 3] = Math.max(geometry.byteBudget, arenaSize);
+      crypto.getRandomValues(u32.subarray(L.C_EXTENSION_SALT >> 2, (L.C_EXTENSION_SALT >> 2) + 2));
       u32[L.H_STATE >> 2] = L.QueueState.Ready;
       Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
       return SharedQueue.#join(name, kind, fd, main);
@@ -1388,6 +1393,11 @@ export class SharedQueue {
     }
   }
 
+  /** The name of extension `index`'s segment at generation `gen`. */
+  #extensionName(index: number, gen: number): string {
+    return L.extensionName(this.name, index, gen, this.#salt);
+  }
+
   /**
    * Whether extension `index`'s segment exists at its current generation, at its full size.
    * A sender killed between creating the segment and sizing it leaves it short (empty): such
@@ -1397,7 +1407,7 @@ export class SharedQueue {
     const e = L.extensionOffset(index);
     const gen = this.#u32[(e + L.E_GEN) >> 2];
     if (this.#extensions[index]?.gen === gen) return true;
-    const name = extensionNameOf(this.name, index, gen);
+    const name = this.#extensionName(index, gen);
     let fd: number;
     try {
       fd = native.shmOpen(name);
@@ -1417,7 +1427,7 @@ export class SharedQueue {
   /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
   #dropExtensionLocked(index: number): void {
     const e = L.extensionOffset(index);
-    native.shmUnlink(extensionNameOf(this.name, index, this.#u32[(e + L.E_GEN) >> 2]), {
+    native.shmUnlink(this.#extensionName(index, this.#u32[(e + L.E_GEN) >> 2]), {
       missingOk: true,
     });
     this.#renewExtensionLocked(index);
@@ -1503,7 +1513,7 @@ export class SharedQueue {
     const cached = this.#extensions[index];
     if (cached && cached.gen === gen && cached.size >= needed) return cached;
     if (cached) this.#dropCachedExtension(index, cached);
-    const name = extensionNameOf(this.name, index, gen);
+    const name = this.#extensionName(index, gen);
     const size = this.#f64[(e + L.E_SIZE) >> 3];
     let fd: number;
     if (create) {
@@ -1962,7 +1972,7 @@ export class SharedQueue {
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const e = L.extensionOffset(i);
       if (u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty) {
-        native.shmUnlink(extensionNameOf(this.name, i, u32[(e + L.E_GEN) >> 2]), {
+        native.shmUnlink(this.#extensionName(i, u32[(e + L.E_GEN) >> 2]), {
           missingOk: true,
         });
       }
@@ -1990,10 +2000,6 @@ export interface FutexWord {
   readonly pointer: Deno.PointerObject;
   /** How long this end spins on the word before it sleeps; wait.ts adapts it. */
   spinMs: number;
-}
-
-function extensionNameOf(queueName: string, index: number, gen: number): string {
-  return L.extensionName(queueName, index, gen);
 }
 
 function validateHeader(name: string, main: Mapping, size: number): void {

@@ -288,7 +288,7 @@ Deno.test({
     // Root's file in the sticky /dev/shm, named like an extension whose queue is gone: an
     // unprivileged sweep's unlink fails with EPERM.
     const id = crypto.randomUUID().replaceAll("-", ""); // runs at once do not share it
-    const name = `/dev/shm/shmq-${id}-x0-0`;
+    const name = `/dev/shm/shmq-${id}-x0-0-0123456789abcdef`;
     assert.ok((await new Deno.Command("touch", { args: [name] }).output()).success);
     const home = await Deno.makeTempDir({ prefix: "shmq-nobody-" });
     try {

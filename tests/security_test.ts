@@ -62,6 +62,27 @@ Deno.test("descriptor text: no prototype pollution, extra fields dropped, huge i
     r.close();
   }));
 
+Deno.test("extension names cannot be squatted from the queue's listed name: they carry a secret", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10 });
+    const name = s.descriptor.name;
+    // What anyone who lists /dev/shm can derive: before the salt, these were the names of
+    // the queue's first extension segments, and a large put failed with "exists already".
+    const squatted = [0, 1].flatMap((i) => [1, 2, 3].map((gen) => `${name}-x${i}-${gen}`));
+    for (const planted of squatted) native.closeFd(native.shmCreate(planted, 4096));
+    try {
+      const big = new Uint8Array(200 << 10).fill(7);
+      await s.put(big, { timeout: 5000 });
+      assert.deepEqual(await r.get({ timeout: 5000 }), big);
+      const extensions = native.shmList(`${name}-x`);
+      assert.ok(extensions.some((n) => /-x0-\d+-[0-9a-f]{16}$/.test(n)), `${extensions}`);
+    } finally {
+      for (const planted of squatted) native.shmUnlink(planted, { missingOk: true });
+      s.close();
+      r.close();
+    }
+  }));
+
 Deno.test("descriptor objects are read once: a getter or proxy cannot swap the name after the check", () =>
   withoutLeaks(() => {
     const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10 });
