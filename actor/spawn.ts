@@ -428,10 +428,7 @@ export async function spawnActor<A = unknown>(
   options: SpawnActorOptions<A> = {},
 ): Promise<ActorHandle> {
   const caller = "spawnActor";
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(`${caller}: options must be an object`);
-  }
-  refuseUnknownOptions(options, SPAWN_ACTOR_OPTIONS, caller);
+  refuseUnknownOptions(options, SPAWN_ACTOR_OPTIONS, caller); // also refuses what is not an object
   const module = moduleSpecifier(moduleUrl, caller);
   const wire = toWire(options.queues, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);

@@ -250,10 +250,7 @@ export async function spawnWorker<A = unknown>(
   options: SpawnWorkerOptions<A> = {},
 ): Promise<WorkerHandle> {
   const caller = "spawnWorker";
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError(`${caller}: options must be an object`);
-  }
-  refuseUnknownOptions(options, SPAWN_WORKER_OPTIONS, caller);
+  refuseUnknownOptions(options, SPAWN_WORKER_OPTIONS, caller); // also refuses what is not an object
   const wire = toWire(options.queues, caller);
   const args = options.args === undefined ? undefined : encodeArgs(options.args, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);

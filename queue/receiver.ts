@@ -172,7 +172,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * (`getSync`, `getNowait` and `borrowSync`, which cannot wait for them, go first).
    */
   async get<T = unknown>(options?: GetOptions): Promise<T> {
-    this.#assertOpen("get");
+    this.#queue.assertOpen("Receiver.get");
     const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
     options?.signal?.throwIfAborted();
     const attempt = this.#getAttemptFor(options?.allocate, "get");
@@ -192,7 +192,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** Like {@linkcode get}, but blocks the thread: for actors and Workers that do nothing else. */
   getSync<T = unknown>(options?: SyncGetOptions): T {
     stopIfRequested();
-    this.#assertOpen("getSync");
+    this.#queue.assertOpen("Receiver.getSync");
     const deadline = deadlineOf(options, "Receiver.getSync", SYNC_GET_OPTIONS);
     const attempt = this.#getAttemptFor(options?.allocate, "getSync");
     const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
@@ -208,7 +208,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    */
   getNowait<T = unknown>(options?: Pick<GetOptions, "allocate">): T | undefined {
     stopIfRequested();
-    this.#assertOpen("getNowait");
+    this.#queue.assertOpen("Receiver.getNowait");
     if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait", ["allocate"]);
     const attempt = this.#getAttemptFor(options?.allocate, "getNowait");
     const got = attempt();
@@ -229,7 +229,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * costs less than a view at this size, and release detaches it the same way.)
    */
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
-    this.#assertOpen("borrow");
+    this.#queue.assertOpen("Receiver.borrow");
     const deadline = deadlineOf(options, "Receiver.borrow", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     const lane = this.#lane;
@@ -248,7 +248,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** Like {@linkcode borrow}, but blocks the thread. */
   borrowSync<T = unknown>(options?: SyncWaitOptions): Lease<T> {
     stopIfRequested();
-    this.#assertOpen("borrowSync");
+    this.#queue.assertOpen("Receiver.borrowSync");
     const deadline = deadlineOf(options, "Receiver.borrowSync", SYNC_WAIT_OPTIONS);
     const taken = this.#takeAttempt() ??
       waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
@@ -285,13 +285,6 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     for (const lease of [...this.#leases]) lease.release();
     if (this.#pending) this.#queue.release(this.#pending.slot);
     this.#queue.close();
-  }
-
-  /** Throws ClosedError, naming the call, once this end is closed. */
-  #assertOpen(method: string): void {
-    if (this.#queue.closed) {
-      throw new ClosedError(`Receiver.${method}: this receiver is closed`);
-    }
   }
 
   /** Same as {@linkcode close}, for `using`. */

@@ -152,7 +152,7 @@ export class Sender implements Disposable {
    * later cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
-    this.#assertOpen("put");
+    this.#queue.assertOpen("Sender.put");
     const deadline = deadlineOf(options, "Sender.put", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     const plan = this.#plan(value, "put");
@@ -175,7 +175,7 @@ export class Sender implements Disposable {
    */
   putSync(value: unknown, options?: SyncWaitOptions): void {
     stopIfRequested();
-    this.#assertOpen("putSync");
+    this.#queue.assertOpen("Sender.putSync");
     const deadline = deadlineOf(options, "Sender.putSync", SYNC_WAIT_OPTIONS);
     this.#assertNoneWaiting("putSync");
     const plan = this.#plan(value, "putSync");
@@ -194,7 +194,7 @@ export class Sender implements Disposable {
    * messages'), not zeros: write every element you send.
    */
   async prepare<T = unknown>(template: unknown, options?: WaitOptions): Promise<Draft<T>> {
-    this.#assertOpen("prepare");
+    this.#queue.assertOpen("Sender.prepare");
     const deadline = deadlineOf(options, "Sender.prepare", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     const plan = this.#plan(template, "prepare", true);
@@ -209,7 +209,7 @@ export class Sender implements Disposable {
   /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
   prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
     stopIfRequested();
-    this.#assertOpen("prepareSync");
+    this.#queue.assertOpen("Sender.prepareSync");
     const deadline = deadlineOf(options, "Sender.prepareSync", SYNC_WAIT_OPTIONS);
     this.#assertNoneWaiting("prepareSync");
     const plan = this.#plan(template, "prepareSync", true);
@@ -227,7 +227,7 @@ export class Sender implements Disposable {
    * `ClosedError` when every receiver closed first.
    */
   async waitForAllAck(options?: WaitOptions): Promise<void> {
-    this.#assertOpen("waitForAllAck");
+    this.#queue.assertOpen("Sender.waitForAllAck");
     const deadline = deadlineOf(options, "Sender.waitForAllAck", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
@@ -248,7 +248,7 @@ export class Sender implements Disposable {
    * this sender is still waiting: blocking, it could never see that message acked. */
   waitForAllAckSync(options?: SyncWaitOptions): void {
     stopIfRequested();
-    this.#assertOpen("waitForAllAckSync");
+    this.#queue.assertOpen("Sender.waitForAllAckSync");
     const deadline = deadlineOf(options, "Sender.waitForAllAckSync", SYNC_WAIT_OPTIONS);
     this.#assertNoneWaiting("waitForAllAckSync");
     this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
@@ -328,13 +328,6 @@ export class Sender implements Disposable {
       }
     }
     return plan;
-  }
-
-  /** Throws ClosedError, naming the call, once this end is closed. */
-  #assertOpen(method: string): void {
-    if (this.#queue.closed) {
-      throw new ClosedError(`Sender.${method}: this sender is closed`);
-    }
   }
 
   /**

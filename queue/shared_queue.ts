@@ -470,9 +470,12 @@ export class SharedQueue {
     this.#leaveAs = "died";
   }
 
-  /** Throws ClosedError once this end is closed. */
-  assertOpen(): void {
-    if (this.#closed) throw new ClosedError(`this ${this.kind} is closed`);
+  /** Throws ClosedError once this end is closed, naming `method` (e.g. "Sender.put") when
+   * given. */
+  assertOpen(method?: string): void {
+    if (!this.#closed) return;
+    const what = `this ${this.kind} is closed`;
+    throw new ClosedError(method === undefined ? what : `${method}: ${what}`);
   }
 
   /** Whether this end was closed. */

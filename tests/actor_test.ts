@@ -343,45 +343,39 @@ Deno.test(
   }),
 );
 
+/** The ActorError of the fixture actor run as `mode` with a sender end, which fails to start. */
+async function failedStart(mode: string, stderr: "piped" | "null"): Promise<ActorError> {
+  const [sender, receiver] = createSharedMemoryPair();
+  try {
+    const error = await spawnActor(FIXTURE, { argv: [mode], queues: { out: sender }, stderr })
+      .then(() => undefined, (e) => e);
+    assert.ok(error instanceof ActorError, String(error));
+    return error;
+  } finally {
+    sender.close();
+    receiver.close();
+  }
+}
+
 Deno.test(
   "a failed start quotes the end of the actor's piped stderr",
   clean(async () => {
-    const [sender, receiver] = createSharedMemoryPair();
-    const error = await spawnActor(FIXTURE, {
-      argv: ["crash"],
-      queues: { out: sender },
-      stderr: "piped",
-    }).then(() => undefined, (e) => e);
-    assert.ok(error instanceof ActorError, String(error));
+    const error = await failedStart("crash", "piped");
     assert.match(error.message, /exited \(code 1\) before it opened its queues/);
     assert.match(error.message, /its stderr ended with:\n.*actor\.toml is missing/s);
     assert.match(error.message, /start-up failed/);
-    sender.close();
-    receiver.close();
   }),
 );
 
 Deno.test(
   "an actor that lacks a permission: the error says to grant it through options.permissions",
   clean(async () => {
-    const [sender, receiver] = createSharedMemoryPair();
-    const error = await spawnActor(FIXTURE, {
-      argv: ["needsRead"],
-      queues: { out: sender },
-      stderr: "piped",
-    }).then(() => undefined, (e) => e);
-    assert.ok(error instanceof ActorError, String(error));
+    const error = await failedStart("needsRead", "piped");
     assert.match(error.message, /NotCapable: Requires read access/);
     assert.match(error.message, /options\.permissions, e\.g\. \{ read: \["\.\/data"\] \}/);
     // Its stderr not captured: the hint still comes, as a possibility.
-    const unseen = await spawnActor(FIXTURE, {
-      argv: ["needsRead"],
-      queues: { out: sender },
-      stderr: "null",
-    }).then(() => undefined, (e) => e);
+    const unseen = await failedStart("needsRead", "null");
     assert.match(unseen.message, /its stderr was not captured: if it asks for a permission/);
-    sender.close();
-    receiver.close();
   }),
 );
 
