@@ -212,7 +212,7 @@ function queuesWithEndsOfThisProcess(): string[] {
   const tableEnd = L.PARTICIPANTS_OFFSET + L.MAX_PARTICIPANTS * L.PARTICIPANT_STRIDE;
   const found: string[] = [];
   for (const entry of native.shmList(`/${L.NAME_PREFIX}`)) {
-    if (entry.length !== L.NAME_PREFIX.length + 32 || !L.SHM_ENTRY_PATTERN.test(entry)) continue;
+    if (!L.QUEUE_NAME_PATTERN.test(`/${entry}`)) continue; // a main segment, no extension
     let fd: number;
     try {
       fd = native.shmOpen(`/${entry}`);
@@ -1168,11 +1168,9 @@ export class SharedQueue {
     }
     if (index === this.#self) this.#forgetPrefetched();
     const sender = kind === L.ParticipantKind.Sender;
+    const end = sender || kind === L.ParticipantKind.Receiver;
     const live = sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS;
-    if (
-      (sender || kind === L.ParticipantKind.Receiver) && u32[live >> 2] > 0 &&
-      --u32[live >> 2] === 0 && left !== "unrecorded"
-    ) {
+    if (end && u32[live >> 2] > 0 && --u32[live >> 2] === 0 && left !== "unrecorded") {
       const bit = sender ? L.LAST_SENDER_DIED : L.LAST_RECEIVER_DIED;
       const how = u32[L.C_LAST_LEFT_DEAD >> 2];
       u32[L.C_LAST_LEFT_DEAD >> 2] = left === "died" ? how | bit : how & ~bit;
@@ -1180,7 +1178,7 @@ export class SharedQueue {
     u32[(at + L.P_KIND) >> 2] = L.ParticipantKind.Free;
     // After the entry is freed: a lock holder killed in between leaves one death uncounted,
     // where before it the recovery would reap the entry, and count it, again.
-    if (left === "died" && (sender || kind === L.ParticipantKind.Receiver)) {
+    if (left === "died" && end) {
       u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2]++;
     }
     this.#reclaimLocked();
