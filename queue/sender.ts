@@ -303,7 +303,12 @@ export class Sender implements Disposable {
 
   #plan(value: unknown, method: string, drafting = false): EncodePlan {
     this.#queue.assertOpen();
-    const plan = planEncode(value);
+    let plan: EncodePlan;
+    try {
+      plan = planEncode(value);
+    } catch (error) {
+      throw named(error, method, true);
+    }
     if (plan.byteLength > MAX_MESSAGE_SIZE) {
       throw new RangeError(
         `Sender.${method}: a message of ${plan.byteLength} bytes exceeds the limit of ` +
@@ -461,14 +466,19 @@ export class Sender implements Disposable {
 const DONE = { value: true as const };
 
 /**
- * An error of writing a planned value, named after the method the user called: the only one
- * a user can cause is an array that was detached, or whose resizable buffer shrank, while the
- * call waited for room.
+ * A codec refusal, named after the method the user called: while `planning`, a value it
+ * cannot encode (TypeError, with the path of the offending part) or too large a part
+ * (RangeError); afterwards, an array that was detached, or whose resizable buffer shrank,
+ * while the call waited for room. Other errors (the queue's own) pass unchanged.
  */
-function named(error: unknown, method: string): unknown {
-  if (!(error instanceof TypeError)) return error;
-  const what = error.message.replace(/^encodeInto: /, "");
-  return new TypeError(`Sender.${method}: ${what}; nothing was sent`, { cause: error });
+function named(error: unknown, method: string, planning = false): unknown {
+  const kind = (error as Error | undefined)?.constructor;
+  if (kind !== TypeError && !(planning && kind === RangeError)) return error;
+  const Ctor = kind === TypeError ? TypeError : RangeError;
+  const what = (error as Error).message.replace(/^encodeInto: /, "");
+  // The value's own error (a getter's) stays the cause, where the codec put it.
+  const cause = "cause" in (error as Error) ? (error as Error).cause : error;
+  return new Ctor(`Sender.${method}: ${what}; nothing was sent`, { cause });
 }
 /** How often a waiting waitForAllAck checks the slot ring for lost acks. */
 const ACK_CHECK_MS = 250;
