@@ -19,6 +19,7 @@ import {
   type Attempt,
   checkOptionsObject,
   deadlineOf,
+  REAP_EVERY_MS,
   SYNC_WAIT_OPTIONS,
   type SyncWaitOptions,
   WAIT_OPTIONS,
@@ -84,9 +85,6 @@ const GET_OPTIONS = [...WAIT_OPTIONS, "allocate"] as const satisfies (keyof GetO
 const SYNC_GET_OPTIONS = [...SYNC_WAIT_OPTIONS, "allocate"] as const satisfies (
   keyof SyncGetOptions
 )[];
-
-/** How often polling calls (getNowait) look for dead peers when they find nothing. */
-const REAP_EVERY_MS = 200;
 
 /**
  * Gets messages from a queue. Make one with `createSharedMemoryPair`, or open one in another

@@ -13,6 +13,7 @@ import type { Reservation, SharedQueue } from "./shared_queue.ts";
 import {
   type Attempt,
   deadlineOf,
+  REAP_EVERY_MS,
   ROOM_SLICE_MS,
   SYNC_WAIT_OPTIONS,
   type SyncWaitOptions,
@@ -24,8 +25,6 @@ import {
 import { Lane, settledBy } from "./lane.ts";
 import { stopIfRequested } from "./stop.ts";
 
-/** How often polling calls (hasSpace) look for dead peers when they find no room. */
-const REAP_EVERY_MS = 200;
 /** How often a put that finds room looks for dead receivers (see #noticeDeadPeers). */
 const PEER_CHECK_MS = 1000;
 /** Puts between two looks at the clock for that. Fewer than a queue's capacity (64 by

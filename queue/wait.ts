@@ -70,8 +70,9 @@ export const MIN_SPIN_MS = 0.05;
 const MAX_SPIN_MS = 0.25;
 /** How long of that it spins without yielding the CPU. */
 const PURE_SPIN_MS = 0.01;
-/** Liveness checks run this often while waiting: a dead peer is noticed within this. */
-const REAP_EVERY_MS = 200;
+/** Liveness checks run this often while waiting, and in polling calls that find nothing: a
+ * dead peer is noticed within this. */
+export const REAP_EVERY_MS = 200;
 /** The longest sleep of a waiter for room. A receiver draining a full queue wakes sleeping
  * senders once a quarter of the capacity is free (see SharedQueue.release); when it stops
  * short of that, a sender finds the room it left at its next slice. */
