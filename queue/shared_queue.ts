@@ -1540,15 +1540,18 @@ export class SharedQueue {
     }
     try {
       const actual = native.fdSize(fd);
-      if (actual < needed) {
+      // Only the recorded size is mapped and pre-faulted: a segment grown since (by a
+      // same-user peer) must not make this end fill /dev/shm with memory no message uses.
+      if (!(Number.isSafeInteger(size) && size >= needed && actual >= size)) {
         throw new ClosedError(
-          `queue ${this.name}: extension segment holds ${actual} bytes, message needs ${needed}`,
+          `queue ${this.name}: extension segment holds ${actual} bytes, its record says ` +
+            `${size} and the message needs ${needed}`,
           { reason: "corrupt" },
         );
       }
-      const mapping = mapFd(fd, actual);
+      const mapping = mapFd(fd, size);
       try {
-        prefaultOrExplain(mapping.pointer, actual, "an extension segment", EXTENSION_REMEDY);
+        prefaultOrExplain(mapping.pointer, size, "an extension segment", EXTENSION_REMEDY);
       } catch (error) {
         unmapAll(mapping);
         // A segment this end just made but could not back goes at once: it would keep the
@@ -2030,7 +2033,9 @@ function validateHeader(name: string, main: Mapping, size: number): void {
   if (
     arenaOffset !== L.arenaOffsetFor(ringSize) || !Number.isInteger(arenaSize) ||
     arenaSize < L.PAGE_SIZE || arenaSize % L.PAGE_SIZE !== 0 ||
-    arenaOffset + arenaSize !== f64[L.H_SEGMENT_SIZE >> 3] || arenaOffset + arenaSize > size
+    // Exactly the size it was made with: a segment grown since would have this end map and
+    // pre-fault memory the queue never uses (a same-user peer could fill /dev/shm so).
+    arenaOffset + arenaSize !== f64[L.H_SEGMENT_SIZE >> 3] || arenaOffset + arenaSize !== size
   ) {
     invalid(`arena of ${arenaSize} bytes at ${arenaOffset} in a ${size}-byte segment`);
   }

@@ -2,6 +2,7 @@
 // segment modes, and the randomness of queue names. The trust model is in SECURITY.md.
 import assert from "node:assert/strict";
 import {
+  ClosedError,
   createSharedMemoryPair,
   openReceiver,
   openSender,
@@ -78,6 +79,68 @@ Deno.test("extension names cannot be squatted from the queue's listed name: they
       assert.ok(extensions.some((n) => /-x0-\d+-[0-9a-f]{16}$/.test(n)), `${extensions}`);
     } finally {
       for (const planted of squatted) native.shmUnlink(planted, { missingOk: true });
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("a segment grown behind the queue's back is not mapped and pre-faulted whole", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10 });
+    const corrupt = (pattern: RegExp) => (e: unknown) =>
+      e instanceof ClosedError && e.reason === "corrupt" && pattern.test(e.message);
+    // What a same-user peer could do: grow a segment by a sparse GiB, which an end that maps
+    // and pre-faults the whole file would turn into a GiB of /dev/shm. (Deno asks for
+    // --allow-all to touch /dev paths itself, so libc does it.)
+    const libc = Deno.dlopen(
+      "libc.so.6",
+      {
+        ftruncate: { parameters: ["i32", "i64"], result: "i32" },
+      } as const,
+    );
+    const resize = (name: string, size: number) => {
+      const fd = native.shmOpen(name);
+      try {
+        assert.equal(libc.symbols.ftruncate(fd, BigInt(size)), 0);
+      } finally {
+        native.closeFd(fd);
+      }
+    };
+    const sizeOf = (name: string) => {
+      const fd = native.shmOpen(name);
+      try {
+        return native.fdSize(fd);
+      } finally {
+        native.closeFd(fd);
+      }
+    };
+    const GIB = 1 << 30;
+    // Far less than the GiB a pre-fault would take, far more than other tests' noise.
+    const assertNotFilled = (freeBefore: number) =>
+      assert.ok(native.shmFreeBytes() > freeBefore - GIB / 2, "/dev/shm was filled");
+    try {
+      const main = s.descriptor.name;
+      const size = sizeOf(main);
+      resize(main, size + GIB);
+      let free = native.shmFreeBytes();
+      // A new end refuses a main segment of another size than its header's (the ends that
+      // have it open go on).
+      assert.throws(() => openReceiver(s.descriptor), corrupt(/arena of .* in a \d+-byte segment/));
+      assertNotFilled(free);
+      resize(main, size);
+
+      const big = new Uint8Array(200 << 10).fill(7);
+      await s.put(big, { timeout: 5000 });
+      const extension = `/${native.shmList(`${main}-x`)[0]}`; // listed without the slash
+      resize(extension, sizeOf(extension) + GIB);
+      free = native.shmFreeBytes();
+      // The extension's end maps what its record says, and the message arrives whole.
+      assert.deepEqual(await r.get({ timeout: 5000 }), big);
+      assertNotFilled(free);
+      await s.put("small", { timeout: 5000 });
+      assert.equal(await r.get({ timeout: 5000 }), "small");
+    } finally {
+      libc.close();
       s.close();
       r.close();
     }
