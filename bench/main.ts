@@ -40,7 +40,7 @@ import {
   parseSize,
   windowFor,
 } from "./common.ts";
-import { measureRounds, median, percentile } from "./measure.ts";
+import { measureRounds, median, percentile, warmMsFor } from "./measure.ts";
 import { CaseProcs, RUN_TOKEN, seenQueues, shmEntries, strayProcesses } from "./procs.ts";
 import { launchShmq, transport, type TransportId, TRANSPORTS } from "./transports.ts";
 import type { FanInResult, LatencyResult, Results, ThroughputResult } from "./results_types.ts";
@@ -215,7 +215,7 @@ async function runThroughput(
   try {
     await t.launch(procs, { transport: id, kind, size, window });
     const rounds = await measureRounds(procs, {
-      warmMs: share.warmMs,
+      warmMs: warmMsFor(size, share.warmMs, opts.quick),
       minWarm: t.pooled ? window + 1 : 1,
       measureMs: share.measureMs,
       repeats: share.repeats,
@@ -408,7 +408,7 @@ async function runFanIn(
       );
     }
     const rounds = await measureRounds(procs, {
-      warmMs: opts.budgetMs / 4,
+      warmMs: warmMsFor(size, opts.budgetMs / 4, opts.quick),
       minWarm: windowFor(size) + 1,
       measureMs: opts.budgetMs,
       repeats: opts.repeats,

@@ -41,6 +41,24 @@ export interface Rounds {
 
 const MAX_ROUND_MESSAGES = 20_000_000;
 
+/**
+ * The shortest warm-up of a case whose messages are at most {@linkcode JIT_PACED_SIZE}: their
+ * rate is set by JavaScript, which V8 compiles in tiers, and a shmq stream of them runs at
+ * about half its steady speed for its first 0.3-0.4 s. Measured on a 2-vCPU VM, two
+ * processes, 100 B messages, rate per 25k messages: getSync 277k msg/s over the first 90 ms,
+ * 550-650k to 260 ms, 750-920k after 300 ms; async get 285k, then 470-700k, then 1.0-1.15M
+ * after 410 ms. With the default quarter of the budget (125 ms) the bench measured the
+ * ramp, not the stream. Every transport gets the same warm-up.
+ */
+export const JIT_WARM_MS = 600;
+/** Messages up to this size get at least {@linkcode JIT_WARM_MS} of warm-up. */
+export const JIT_PACED_SIZE = 64 * 1024;
+
+/** The warm-up of a case of `size`-byte messages, given the budget's share for it. */
+export function warmMsFor(size: number, shareMs: number, quick: boolean): number {
+  return quick || size > JIT_PACED_SIZE ? shareMs : Math.max(shareMs, JIT_WARM_MS);
+}
+
 /** One round: `go n`, then the timer's answer. */
 export async function round(procs: CaseProcs, n: number, expectMs: number): Promise<TimerMessage> {
   await procs.command(`go ${n}`);

@@ -6,6 +6,7 @@
 
 import { formatSize, type Kind } from "./common.ts";
 import type { FanInResult, Results, ThroughputResult } from "./results_types.ts";
+import { JIT_PACED_SIZE, JIT_WARM_MS } from "./measure.ts";
 import { find, memcpyBandwidth } from "./targets.ts";
 import { type TransportId, TRANSPORTS } from "./transports.ts";
 
@@ -200,7 +201,11 @@ export function renderMarkdown(results: Results): string {
     `${load(m.loadAverageAtEnd)}; anything else running on the machine shows up as noise.\n\n`;
   const passes = Number(o.passes ?? 1);
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
-    `rounds after a warm-up; every case runs in fresh processes.` +
+    `rounds after a warm-up` +
+    (o.quick ? "" : ` (at least ${JIT_WARM_MS / 1000} s for messages up to ` +
+      `${formatSize(JIT_PACED_SIZE)}, whose rate V8's optimizing compiler sets: a stream of ` +
+      `them runs at about half speed for its first 0.3-0.4 s)`) +
+    `; every case runs in fresh processes.` +
     (passes > 1
       ? ` Cases up to 10 MiB (and the 64 B ones) ran in ${passes} passes, each in fresh ` +
         `processes with its own warm-up, 1/${passes} of the measured time and at least 3 ` +
