@@ -292,13 +292,18 @@ export class ActorHandle implements AsyncDisposable {
     return this.#piped(this.#stderr);
   }
 
-  /** Sends a signal to the actor (default SIGTERM). Does nothing once it has exited. */
+  /** Sends a signal to the actor (default SIGTERM). Does nothing once it has exited; throws
+   * `TypeError` for a signal Deno does not know. */
   kill(signal?: Deno.Signal): void {
     if (!this.#running) return;
     try {
       this.#child.kill(signal);
     } catch (error) {
-      // It exited between the check and the kill.
+      // It exited between the check and the kill; a signal Deno does not know is the
+      // caller's mistake, not a race.
+      if (error instanceof TypeError && /invalid signal/i.test(error.message)) {
+        throw new TypeError(`ActorHandle.kill: ${error.message}`, { cause: error });
+      }
       if (!(error instanceof TypeError) && !(error instanceof Deno.errors.NotFound)) throw error;
     }
   }
@@ -490,19 +495,23 @@ export async function spawnActor<A = unknown>(
     // Never leave a process behind: the caller gets no handle.
     handle.kill("SIGKILL");
     const status = await handle.status;
-    const stderr = (await startup.stderrTail()).trimEnd();
+    const tail = (await startup.stderrTail()).trimEnd();
     await handle[Symbol.asyncDispose]();
     closeControl(control); // After the actor is gone, so its control end is reaped.
-    const said = stderr === "" ? "" : `; its stderr ended with:\n${stderr}`;
+    const said = tail === ""
+      ? stderr === "piped" && status.code !== 0 && status.signal === null
+        ? "; it wrote nothing to stderr"
+        : ""
+      : `; its stderr ended with:\n${tail}`;
     // Deno's own advice ("run again with the --allow-read flag") does not apply to an actor,
     // whose permissions come from options.permissions (denoArgs refuses permission flags).
     // Its stderr is quoted only when piped: otherwise it went to this process's stderr, which
     // may hold the same advice.
     const permissions = "an actor gets only the permissions named in spawnActor's " +
       'options.permissions, e.g. { read: ["./data"] }';
-    const hint = /NotCapable|Requires \w+ access/.test(stderr)
+    const hint = /NotCapable|Requires \w+ access/.test(tail)
       ? `\n(${permissions}: pass the one it asks for there)`
-      : stderr === "" && status.code !== 0 && status.signal === null
+      : stderr !== "piped" && status.code !== 0 && status.signal === null
       ? `\n(its stderr was not captured: if it asks for a permission there, note that ${permissions})`
       : "";
     throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}${hint}`, {

@@ -376,6 +376,12 @@ Deno.test(
     // Its stderr not captured: the hint still comes, as a possibility.
     const unseen = await failedStart("needsRead", "null");
     assert.match(unseen.message, /its stderr was not captured: if it asks for a permission/);
+    // Captured and empty: said so, with no guess about permissions.
+    const quiet = await failedStart("quietExit", "piped");
+    assert.match(
+      quiet.message,
+      /exited \(code 7\) before it opened its queues; it wrote nothing to stderr$/,
+    );
   }),
 );
 
@@ -446,6 +452,12 @@ Deno.test(
     for (; next < 200; next++) {
       assert.equal((await stream.get<{ seq: number }>({ timeout: 10_000 })).seq, next);
     }
+    // A misspelled signal is the caller's mistake: it throws, and the actor runs on.
+    assert.throws(() => actor.kill("SIGFOO" as Deno.Signal), {
+      name: "TypeError",
+      message: /^ActorHandle\.kill: Invalid signal: SIGFOO/,
+    });
+    assert.equal((await stream.get<{ seq: number }>({ timeout: 10_000 })).seq, next++);
     actor.kill("SIGKILL");
     const status = await within(5000, actor.status, "the actor's status");
     assert.equal(status.signal, "SIGKILL");
