@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "644290d663d70c8bf51f18bff480e2145ec0ec0188a268e25a66d68d77c3384d",
-  "x86_64-linux": "10341d68081638e61f6c76a620717bc076b68c25ddaa33514350752eaf65e6fc",
+  "aarch64-linux": "b9f0fa9febaa02ec279216198587dfa4f4111b0b9e36c7f9318393201d8f5b5f",
+  "x86_64-linux": "50bb2a993923cf9f8348c22b8407d6dc1b321fb74a141e822d68fcdc025ef1b8",
 };

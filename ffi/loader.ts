@@ -10,10 +10,11 @@
  * 3. when it was loaded over http(s) (JSR or a plain URL), the binary beside it is fetched,
  *    its SHA-256 checked against the digest compiled into `ffi/digests.ts`, stored in a
  *    per-user cache (`$DENO_DIR/shmq/<digest>/`, else `$XDG_CACHE_HOME/shmq/<digest>/`,
- *    else `~/.cache/shmq/<digest>/`), and the cached file is opened. A digest mismatch is
- *    an error, never a fallback. Without env permission to find a cache directory, the
- *    verified binary goes to a private temporary file that is removed right after opening
- *    (an actor gets a copy of its own, see `spawnActor`).
+ *    else `~/.cache/shmq/<digest>/`, made 0700; a level that others may write to is not
+ *    used), and the cached file is opened at once. A digest mismatch is an error, never a
+ *    fallback. Without env permission to find a cache directory, or when the cache cannot be
+ *    written or is not private, the verified binary goes to a private temporary file that is
+ *    removed right after opening (an actor gets a copy of its own, see `spawnActor`).
  *
  * Supported platforms: Linux on x86_64 and aarch64. The library's `shmq_abi_version()`
  * must equal {@linkcode ABI_VERSION}, or loading fails with a message saying how to
@@ -195,9 +196,14 @@ function open(path: string, source: NativeSource): NativeCore {
         { cause: e },
       );
     }
+    // A temporary directory mounted noexec (hardened hosts) refuses to map code from it.
+    const why = /failed to map segment from shared object/.test((e as Error).message)
+      ? "its filesystem may be mounted noexec: set TMPDIR to a directory code may run from, " +
+        "or grant --allow-env so the per-user cache directory is used"
+      : hint;
     throw new Error(
       `shmq: cannot open the native library ${path} (from ${source}): ${(e as Error).message}; ` +
-        hint,
+        why,
       { cause: e },
     );
   }
@@ -214,6 +220,14 @@ function open(path: string, source: NativeSource): NativeCore {
     lib = Deno.dlopen(path, symbols);
   } finally {
     probe.close();
+  }
+  const pinned = lib.symbols.shmq_pin_self();
+  if (pinned !== 0) {
+    lib.close();
+    throw new Error(
+      `shmq: the native library ${path} could not be kept loaded (error ${pinned}): a Worker ` +
+        `that ends would unload it under running code`,
+    );
   }
   return { lib, symbols: lib.symbols, path, source };
 }
@@ -246,13 +260,21 @@ async function readIfExists(path: string): Promise<Uint8Array<ArrayBuffer> | und
 export async function fetchVerified(url: URL, digest: string, cacheDir: string): Promise<string> {
   const dir = `${cacheDir}/${digest}`;
   const path = `${dir}/libshmq.so`;
+  // Made private, and checked: a file another user could swap between the check of its
+  // digest and its opening would run as this user.
+  await Deno.mkdir(cacheDir, { recursive: true, mode: 0o700 });
+  for (const level of [parentOf(cacheDir), cacheDir]) await assertPrivate(level);
+  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await assertPrivate(dir);
   const cached = await readIfExists(path);
-  if (cached !== undefined && (await sha256Hex(cached)) === digest) return path;
+  if (cached !== undefined) {
+    await assertPrivate(path);
+    if ((await sha256Hex(cached)) === digest) return path;
+  }
   const bytes = await fetchAndVerify(url, digest);
-  await Deno.mkdir(dir, { recursive: true });
   const tmp = `${path}.${crypto.randomUUID()}.tmp`;
   try {
-    await Deno.writeFile(tmp, bytes, { mode: 0o644 });
+    await Deno.writeFile(tmp, bytes, { mode: 0o600 });
     await Deno.rename(tmp, path);
   } catch (e) {
     await Deno.remove(tmp).catch(() => {});
@@ -261,16 +283,48 @@ export async function fetchVerified(url: URL, digest: string, cacheDir: string):
   return path;
 }
 
+function parentOf(path: string): string {
+  const at = path.replace(/\/+$/, "").lastIndexOf("/");
+  return at <= 0 ? "/" : path.slice(0, at);
+}
+
+/** Refuses a path (not followed if a symlink) that a group or other users may write to,
+ * unless it is a sticky directory such as /tmp, where they cannot rename what is ours. */
+async function assertPrivate(path: string): Promise<void> {
+  const st = await Deno.lstat(path);
+  const mode = st.mode ?? 0;
+  const sticky = st.isDirectory && (mode & 0o1000) !== 0;
+  if (st.isSymlink || ((mode & 0o022) !== 0 && !sticky)) {
+    throw new Error(
+      `shmq: the native library cache ${path} is ${
+        st.isSymlink ? "a symlink" : `writable by others (mode ${(mode & 0o7777).toString(8)})`
+      }: not used`,
+    );
+  }
+}
+
+/** Fetching or verifying failed: another location would fetch the same. */
+class FetchError extends Error {}
+
 async function fetchAndVerify(url: URL, digest: string): Promise<Uint8Array<ArrayBuffer>> {
-  const res = await fetch(url);
+  let res: Response;
+  try {
+    res = await fetch(url);
+  } catch (e) {
+    throw new FetchError(`shmq: fetching the native library ${url.href} failed: ${errorText(e)}`, {
+      cause: e,
+    });
+  }
   if (!res.ok) {
     await res.body?.cancel();
-    throw new Error(`shmq: fetching the native library ${url.href} failed: HTTP ${res.status}`);
+    throw new FetchError(
+      `shmq: fetching the native library ${url.href} failed: HTTP ${res.status}`,
+    );
   }
   const bytes = new Uint8Array(await res.arrayBuffer());
   const got = await sha256Hex(bytes);
   if (got !== digest) {
-    throw new Error(
+    throw new FetchError(
       `shmq: SHA-256 digest mismatch for the native library ${url.href}: got ${got}, ` +
         `expected ${digest} (ffi/digests.ts). Refusing to load it.`,
     );
@@ -279,8 +333,6 @@ async function fetchAndVerify(url: URL, digest: string): Promise<Uint8Array<Arra
 }
 
 let loaded: NativeCore | undefined;
-/** The verified cached binary of an http(s) import, ready to be opened. */
-let remotePath: string | undefined;
 let remoteError: unknown;
 let transientBytes: Uint8Array | undefined;
 
@@ -314,18 +366,29 @@ export async function loadNative(): Promise<NativeCore> {
 }
 
 /**
- * For an http(s) import: makes the verified binary ready in the cache (sets remotePath),
- * or, without a cache location, opens a private temporary copy right away.
+ * For an http(s) import: opens the verified binary from the cache, or, without a usable
+ * cache, from a private temporary copy.
  */
 async function prepareRemote(): Promise<void> {
-  if (loaded || remotePath !== undefined) return;
+  if (loaded) return;
   const { url, digest } = remoteKey();
   const dir = cacheRoot();
   if (dir !== undefined) {
-    remotePath = await fetchVerified(url, digest, dir);
-    return;
+    let path: string | undefined;
+    try {
+      path = await fetchVerified(url, digest, dir);
+    } catch (e) {
+      // A cache that cannot be written (permissions, a read-only home) or that is shared:
+      // the temporary copy below serves as well. A failed fetch would fail again there.
+      if (e instanceof FetchError) throw e;
+    }
+    // Opened at once: the longer a checked file waits, the longer it could be swapped.
+    if (path !== undefined) {
+      loaded ??= open(path, "remote");
+      return;
+    }
   }
-  // No readable cache location: a private temporary copy, removed once opened. The verified
+  // No usable cache location: a private temporary copy, removed once opened. The verified
   // bytes are kept, for the copies actors get (see transientLibraryBytes).
   const bytes = await fetchAndVerify(url, digest);
   const tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
@@ -388,7 +451,6 @@ export function native(): NativeCore {
     return loaded = open(filePath(libraryUrl(platformKey())), "local");
   }
   if (isRemote()) {
-    if (remotePath !== undefined) return loaded = open(remotePath, "remote");
     if (remoteError !== undefined) {
       throw new Error(`shmq: loading the native library failed: ${errorText(remoteError)}`, {
         cause: remoteError,

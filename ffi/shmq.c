@@ -9,6 +9,7 @@
 #include "shmq.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -37,6 +38,14 @@
 #define SHM_DIR_LEN (sizeof(SHM_DIR) - 1)
 
 uint32_t shmq_abi_version(void) { return SHMQ_ABI_VERSION; }
+
+int32_t shmq_pin_self(void) {
+  /* Zig's linker cannot mark the library NODELETE; a reload under our own name with
+   * RTLD_NOLOAD|RTLD_NODELETE promotes the loaded copy instead, for any build of it. */
+  Dl_info info;
+  if (dladdr((void *)shmq_pin_self, &info) == 0 || info.dli_fname == NULL) return -ENOENT;
+  return dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE) == NULL ? -ENOENT : 0;
+}
 
 /*
  * Builds "/dev/shm/<name without its slash>" into path (size PATH_MAX).
@@ -76,7 +85,12 @@ int32_t shmq_shm_open(const uint8_t *name) {
   int rc = shm_path(name, path);
   if (rc < 0) return rc;
   int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-  if (fd < 0) return -errno;
+  if (fd < 0) {
+    /* A symlink, a directory, or another user's file closed to us: not a segment of ours
+     * either, which the caller tells apart from a missing one. */
+    int err = errno;
+    return err == ELOOP || err == EISDIR || err == EACCES ? -EPERM : -err;
+  }
   /* Only a segment this user made, as made: another user's file, even one left writable,
    * could be truncated under our mapping (SIGBUS) or read by others. */
   struct stat st;

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 11
+#define SHMQ_ABI_VERSION 12
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -38,6 +38,15 @@ extern "C" {
 SHMQ_API uint32_t shmq_abi_version(void);
 
 /*
+ * Keeps this library loaded until the process exits, as `ld -z nodelete` would, whatever
+ * flags it was linked with: Deno closes an isolate's handle when a Worker ends, and the last
+ * close would unmap code a runtime thread (a nonblocking futex wait) or a copy helper still
+ * runs, and the process-wide tables with it. Returns 0, or -ENOENT when the dynamic loader
+ * does not know this library (never expected).
+ */
+SHMQ_API int32_t shmq_pin_self(void);
+
+/*
  * Creates a new shared-memory object `name` exclusively (O_CREAT|O_EXCL|O_RDWR|O_CLOEXEC,
  * mode 0600) and sizes it to `size` bytes with ftruncate. Returns the fd, or -errno
  * (-EEXIST when the name exists, -EINVAL for a malformed name). When ftruncate fails the
@@ -49,7 +58,8 @@ SHMQ_API int32_t shmq_shm_create(const uint8_t *name, uint64_t size);
  * Opens an existing shared-memory object read-write (O_RDWR|O_CLOEXEC|O_NOFOLLOW). Returns
  * the fd, or -errno: -EPERM for anything but a regular file of this effective user with no
  * group or other permission (what shmq_shm_create makes), which another user could truncate
- * under a mapping of it.
+ * under a mapping of it, including a symlink, a directory, or another user's file this one
+ * may not open at all; -ENOENT when the name does not exist.
  */
 SHMQ_API int32_t shmq_shm_open(const uint8_t *name);
 

@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 11;
+export const ABI_VERSION = 12;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -36,6 +36,7 @@ export const ABI_VERSION = 11;
  */
 export const symbols = {
   shmq_abi_version: { parameters: [], result: "u32" },
+  shmq_pin_self: { parameters: [], result: "i32" },
   shmq_shm_create: { parameters: ["buffer", "u64"], result: "i32" },
   shmq_shm_open: { parameters: ["buffer"], result: "i32" },
   shmq_shm_unlink: { parameters: ["buffer"], result: "i32" },

@@ -166,6 +166,11 @@ Deno.test("imported over http, the binary is fetched, verified, cached and used"
     });
     assert.deepEqual(soRequests, [`/good/ffi/lib/${KEY}/libshmq.so`]);
     assert.deepEqual(await Deno.readFile(cached), await Deno.readFile(SHIPPED));
+    // Private to this user, whatever the umask: nobody else can swap the file.
+    for (const level of [`${denoDir}/shmq`, `${denoDir}/shmq/${digest}`]) {
+      assert.equal((await Deno.stat(level)).mode! & 0o777, 0o700, level);
+    }
+    assert.equal((await Deno.stat(cached)).mode! & 0o777, 0o600);
 
     // A second run uses the cache (verified again) and fetches nothing.
     const second = await runChild(dir, `${base}/good/`, port, { DENO_DIR: denoDir });
@@ -180,6 +185,23 @@ Deno.test("imported over http, the binary is fetched, verified, cached and used"
     assert.equal(third.code, 0, third.stderr);
     assert.equal(soRequests.length, 2);
     assert.deepEqual(await Deno.readFile(cached), await Deno.readFile(SHIPPED));
+  }));
+
+Deno.test("a cache others may write to is not used: a private temp copy is opened instead", () =>
+  withServer(async ({ dir, port, base }) => {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    const denoDir = `${dir}/deno`;
+    const shared = `${denoDir}/shmq`;
+    await Deno.mkdir(shared, { recursive: true });
+    await Deno.chmod(shared, 0o777); // what a umask of 0 or a shared DENO_DIR gives
+    const run = await runChild(dir, `${base}/good/`, port, { DENO_DIR: denoDir, TMPDIR: tmp });
+    assert.equal(run.code, 0, run.stderr);
+    const got = JSON.parse(run.stdout);
+    assert.equal(got.source, "remote");
+    assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
+    assert.deepEqual([...Deno.readDirSync(shared)], [], "nothing cached in the shared directory");
   }));
 
 Deno.test("without DENO_DIR the cache goes to XDG_CACHE_HOME/shmq", () =>
