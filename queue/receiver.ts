@@ -55,7 +55,9 @@ export interface GetOptions extends WaitOptions {
    * Returns the ArrayBuffer an array of the message is copied into: exactly `byteLength`
    * bytes, called once per array (TypedArray, NdArray, DataView, ArrayBuffer) in the message.
    * Hand out buffers you have finished with to skip the allocation and page faults of fresh
-   * memory, which bound a large `get` at a few GB/s. Default: a new ArrayBuffer.
+   * memory, which bound a large `get` at a few GB/s. Default: a new ArrayBuffer. It must not
+   * call this receiver's gets or borrows (they throw `TypeError`), nor hand out one buffer
+   * twice for one message.
    */
   allocate?: (byteLength: number) => ArrayBuffer;
 }
@@ -115,6 +117,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #lane = new Lane();
   #nextReap = 0;
   #pending: TakenMessage | undefined;
+  /** A caller's `allocate` runs: this end takes nothing meanwhile (see #takeNext). */
+  #inAllocate = false;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
@@ -314,16 +318,27 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     // Whether the caller's allocate threw or returned a wrong buffer: the codec's own errors,
     // and a QueueError the callback itself may throw, are told apart by this, not by type.
     let failed = false;
+    // The buffers handed out for the message being decoded: one handed out twice would hold
+    // two of its arrays, the later overwriting the earlier.
+    let given: Set<ArrayBuffer> | undefined;
     const options = {
       allocate(byteLength: number): ArrayBuffer {
         failed = true;
         const buffer = allocate(byteLength);
+        given ??= new Set();
+        if (given.has(buffer)) {
+          throw new TypeError(
+            `Receiver.${method}: allocate returned one ArrayBuffer for two arrays of a message`,
+          );
+        }
+        given.add(buffer);
         failed = !(buffer instanceof ArrayBuffer && buffer.byteLength === byteLength);
         return buffer;
       },
     };
     return () => {
       failed = false;
+      given = undefined;
       return this.#takeDecoded(options, () => failed);
     };
   }
@@ -341,9 +356,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     try {
       // Messages too small to hold a large array need no readied copy targets.
       const plain = options === COPY_OPTIONS && got.length < LARGE_COPY;
+      this.#inAllocate = allocateFailed !== undefined;
       try {
         value = decode(queue.messageBytes(got), plain ? undefined : options);
       } finally {
+        this.#inAllocate = false;
         finishCopyHelper();
       }
     } catch (error) {
@@ -372,6 +389,14 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** The message a failed `allocate` left, else the next one of the queue. */
   #takeNext(): TakenMessage | undefined {
+    // A take from inside `allocate` would overtake the message being decoded, and should both
+    // allocates fail, the one kept for the next call would push out the other, for good.
+    if (this.#inAllocate) {
+      throw new TypeError(
+        "Receiver: a get or borrow was called from inside this receiver's own allocate " +
+          "callback, which must only return a buffer",
+      );
+    }
     const pending = this.#pending;
     if (pending === undefined) return this.#queue.take();
     this.#pending = undefined;

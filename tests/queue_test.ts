@@ -682,6 +682,57 @@ Deno.test("a failing allocate loses no message: it stays first in line for that 
     await s.waitForAllAck({ timeout: 3000 });
   }));
 
+Deno.test("allocate misuse (a get from inside it, one buffer twice) is refused, nothing lost", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4 });
+    using _s = s;
+    using _r = r;
+    for (let i = 0; i < 3; i++) await s.put(new Int32Array([i]));
+    const inner: unknown[] = [];
+    const reentrant = (byteLength: number): ArrayBuffer => {
+      const calls = [
+        () => r.getSync({ timeout: 100 }),
+        () => r.getNowait(),
+        () => r.borrowSync({ timeout: 100 }),
+      ];
+      for (const call of calls) {
+        try {
+          call();
+        } catch (error) {
+          inner.push(error);
+        }
+      }
+      inner.push(r.get({ timeout: 100 }).catch((e) => e));
+      // Failing, the outer get keeps its message; before the refusal, an inner get that
+      // failed the same way had its kept message pushed out by this one's, for good.
+      throw new Error(`no buffer of ${byteLength} bytes`);
+    };
+    assert.throws(() => r.getSync({ allocate: reentrant }), /no buffer of 4 bytes/);
+    const refusals = await Promise.all(inner);
+    assert.equal(refusals.length, 4);
+    for (const e of refusals) {
+      assert.ok(
+        e instanceof TypeError && /inside this receiver's own allocate/.test(e.message),
+        `${e}`,
+      );
+    }
+    for (let i = 0; i < 3; i++) assert.deepEqual(r.getSync({ timeout: 1000 }), new Int32Array([i]));
+    await s.waitForAllAck({ timeout: 3000 });
+
+    // One buffer for two arrays of a message would hold only the later: refused, and the
+    // message stays first in line.
+    await s.put({ a: new Int32Array([1]), b: new Int32Array([2]) });
+    const one = new ArrayBuffer(4);
+    assert.throws(() => r.getSync({ allocate: () => one }), {
+      name: "TypeError",
+      message: "Receiver.getSync: allocate returned one ArrayBuffer for two arrays of a message",
+    });
+    assert.deepEqual(r.getSync({ timeout: 1000 }), {
+      a: new Int32Array([1]),
+      b: new Int32Array([2]),
+    });
+  }));
+
 Deno.test("a message kept after a failed allocate is dropped on close, not leaked", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 2 });
