@@ -495,7 +495,9 @@ export async function spawnActor<A = unknown>(
     // Never leave a process behind: the caller gets no handle.
     handle.kill("SIGKILL");
     const status = await handle.status;
-    const tail = (await startup.stderrTail()).trimEnd();
+    // Without Deno's colours: the text goes into an error message, not to a terminal.
+    // deno-lint-ignore no-control-regex -- ESC starts the colour codes to remove
+    const tail = (await startup.stderrTail()).replace(/\x1b\[[0-9;]*m/g, "").trimEnd();
     await handle[Symbol.asyncDispose]();
     closeControl(control); // After the actor is gone, so its control end is reaped.
     const said = tail === ""

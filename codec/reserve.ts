@@ -6,9 +6,25 @@
  * @module
  */
 
-import { DType, dtype, type DTypeName, HAS_FLOAT16, type TypedArrayConstructor } from "./dtype.ts";
+import {
+  DType,
+  dtype,
+  dtypeByCode,
+  type DTypeName,
+  HAS_FLOAT16,
+  type TypedArrayConstructor,
+} from "./dtype.ts";
 import { B_ARRAYBUFFER, B_DATAVIEW } from "./format.ts";
 import { shapeSize } from "./ndarray.ts";
+
+/** The dtype of a TypedArray class, for the hint when a shape comes with the class. */
+function dtypeNameOf(ctor: unknown): DTypeName {
+  for (let code = 0; code < 64; code++) {
+    const d = dtypeByCode(code);
+    if (d !== undefined && d.arrayType === ctor && d.lanes === 1 && d.kind !== "b") return d.name;
+  }
+  return "float32";
+}
 
 /** The classes {@linkcode reserve} accepts besides a dtype: TypedArrays, ArrayBuffer, DataView. */
 export type ReservableConstructor =
@@ -153,6 +169,15 @@ export function reserve(
   if (code < 0) {
     throw new TypeError(
       "reserve(ctor, length): ctor must be a TypedArray class, ArrayBuffer or DataView",
+    );
+  }
+  if (Array.isArray(size)) {
+    // A shape belongs to an N-d array, which is described by a dtype.
+    const shape = `[${size.join(", ")}]`;
+    throw new TypeError(
+      `reserve(${(kind as { name?: string }).name ?? "ctor"}, length): length must be a ` +
+        `number; for an N-d array of shape ${shape}, pass its dtype: ` +
+        `reserve("${dtypeNameOf(kind)}", ${shape})`,
     );
   }
   if (typeof size !== "number" || !Number.isInteger(size) || size < 0) {

@@ -47,7 +47,11 @@ export function parseDescriptor(input: unknown, caller: string): QueueDescriptor
     }
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    bad(`expected an object, got ${value === null ? "null" : typeof value}`);
+    bad(
+      `expected an object, got ${
+        value === null ? "null" : Array.isArray(value) ? "an array" : typeof value
+      }`,
+    );
   }
   // Each field is read once: a getter or proxy must not pass the checks with one value and
   // hand over another.
@@ -58,6 +62,12 @@ export function parseDescriptor(input: unknown, caller: string): QueueDescriptor
     bad("its fields cannot be read");
   }
   if (shmq !== DESCRIPTOR_VERSION) {
+    // A Sender or Receiver itself, passed where its descriptor belongs.
+    let end = false;
+    try {
+      end = shmq === undefined && "descriptor" in (value as object);
+    } catch { /* a proxy that throws: no hint */ }
+    if (end) bad("got a queue end: pass its .descriptor");
     bad(`version ${show(shmq)}, this library reads version ${DESCRIPTOR_VERSION}`);
   }
   if (end !== "sender" && end !== "receiver") {

@@ -28,6 +28,11 @@ export class Lane {
     return this.#queued > 0;
   }
 
+  /** How many calls of this end are still waiting. */
+  get waiting(): number {
+    return this.#queued;
+  }
+
   /** Settles once every call queued now has finished (whatever its outcome). */
   get drained(): Promise<void> {
     return this.#tail;

@@ -456,8 +456,14 @@ export class Sender implements Disposable {
       ? `; this sender has ${this.#drafts.size} unsent draft(s), which the messages put after ` +
         `them wait behind`
       : "";
+    // Counted too, though not sent yet: they are what waitForAllAck waits for first.
+    const waiting = this.#lane.waiting;
+    const unsent = waiting > 0
+      ? `; ${waiting} put(s) or prepare(s) of this sender still wait for room, unsent`
+      : "";
     return new FullError(
-      `Sender.${method}: ${missing} message(s) still not received after ${timeout} ms${drafts}`,
+      `Sender.${method}: ${missing} message(s) still not received after ${timeout} ms` +
+        `${unsent}${drafts}`,
     );
   }
 }

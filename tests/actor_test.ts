@@ -364,6 +364,7 @@ Deno.test(
     assert.match(error.message, /exited \(code 1\) before it opened its queues/);
     assert.match(error.message, /its stderr ended with:\n.*actor\.toml is missing/s);
     assert.match(error.message, /start-up failed/);
+    assert.ok(!error.message.includes("\x1b["), "terminal colours left in the message");
   }),
 );
 

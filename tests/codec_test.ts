@@ -650,6 +650,13 @@ Deno.test("codec: reserve() encodes without copying; reservedView fills in place
   assert.throws(() => reserve(Array as never, 3), TypeError);
   assert.throws(() => reserve(Uint8Array, -1), /length must be a non-negative integer, got -1/);
   assert.throws(() => reserve(Uint8Array, "3" as never), /non-negative integer, got string/);
+  // A shape with a class: the hint names the dtype to use.
+  assert.throws(() => reserve(Float32Array, [2, 2] as never), {
+    name: "TypeError",
+    message: "reserve(Float32Array, length): length must be a number; for an N-d array of " +
+      'shape [2, 2], pass its dtype: reserve("float32", [2, 2])',
+  });
+  assert.throws(() => reserve(BigUint64Array, [3] as never), /reserve\("uint64", \[3\]\)$/);
   assert.throws(() => reserve(Float32Array, 2 ** 60), /length 1152921504606847000 is too large/);
   assert.throws(() => reserve("float32", [-1]), RangeError);
   assert.throws(

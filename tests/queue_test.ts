@@ -212,6 +212,22 @@ Deno.test("waitForAllAck waits for every message to be released", () =>
     lease.release();
     await acked;
     s.waitForAllAckSync({ timeout: 0 });
+
+    // Its own put still waiting for room (another sender filled the queue) is what it waits
+    // for: the timeout says so, rather than "0 message(s) still not received".
+    const other = openSender(r.descriptor);
+    for (let i = 0; i < 4; i++) other.putSync(i);
+    const waiting = s.put("waits");
+    await assert.rejects(s.waitForAllAck({ timeout: 20 }), {
+      name: "FullError",
+      message: "Sender.waitForAllAck: 0 message(s) still not received after 20 ms; 1 put(s) " +
+        "or prepare(s) of this sender still wait for room, unsent",
+    });
+    for (let i = 0; i < 4; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
+    assert.equal(await r.get({ timeout: 1000 }), "waits"); // the put waits in the event loop
+    await waiting;
+    await s.waitForAllAck({ timeout: 1000 });
+    other.close();
   }));
 
 Deno.test("borrow lends arrays in place and detaches them on release", () =>
@@ -433,6 +449,18 @@ Deno.test("invalid options and descriptors get errors naming what was wrong", ()
     for (const d of bad) {
       assert.throws(() => openSender(d as never), /invalid queue descriptor/);
     }
+    // Common slips get told what they passed.
+    assert.throws(
+      () => openSender([] as never),
+      /invalid queue descriptor: expected an object, got an array$/,
+    );
+    const [s, r] = createSharedMemoryPair();
+    assert.throws(
+      () => openSender(r as never),
+      /^TypeError: openSender: invalid queue descriptor: got a queue end: pass its \.descriptor$/,
+    );
+    s.close();
+    r.close();
     assert.throws(
       () =>
         openReceiver({ shmq: 1, end: "sender", name: "/shmq-0123456789abcdef0123456789abcdef" }),
