@@ -11,6 +11,7 @@ import { openSender } from "../queue/pair.ts";
 import type { Sender } from "../queue/sender.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { ActorError } from "./errors.ts";
+import { PARENT_GONE_GRACE_MS, stopWatchingParent } from "./parent_watch.ts";
 import {
   type ActorContext,
   checkSpec,
@@ -27,9 +28,6 @@ import {
 
 /** Longest handoff line accepted (the args value travels in it). */
 const MAX_HANDOFF_BYTES = 1 << 30;
-/** After stdin closes, how long the main thread gets to close the queue ends and exit before
- * the watchdog ends the process itself (the main thread may be blocked in a sync wait). */
-const PARENT_GONE_GRACE_MS = 1000;
 
 /**
  * Options of {@linkcode actorContext}.
@@ -154,8 +152,10 @@ async function start(
     throw error;
   }
   // Started after the report, so that it does not delay the parent: if the parent is already
-  // gone by then, the watchdog reads the end of stdin at once.
+  // gone by then, the watchdog reads the end of stdin at once. It takes over from the watch
+  // spawnActor's preload keeps while the actor starts.
   if (options?.exitWithParent ?? true) await startWatchdog(queues);
+  stopWatchingParent();
   return { queues, args };
 }
 

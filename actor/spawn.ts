@@ -462,7 +462,15 @@ export async function spawnActor<A = unknown>(
   let handle: ActorHandle;
   try {
     const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", ...flags, ...denoArgs, module, ...argv],
+      args: [
+        "run",
+        "--no-prompt",
+        `--preload=${preloadFor(Deno.pid)}`,
+        ...flags,
+        ...denoArgs,
+        module,
+        ...argv,
+      ],
       stdin: "piped",
       stdout,
       stderr,
@@ -598,6 +606,14 @@ function handoffLine(
 ): Uint8Array {
   const handoff = { shmqActor: HANDOFF_VERSION, control, queues: wire, args };
   return new TextEncoder().encode(JSON.stringify(handoff) + "\n");
+}
+
+/** The module every actor runs first: it exits should this process go before the actor
+ * reaches actorContext() (see preload.ts). */
+function preloadFor(parent: number): string {
+  const url = new URL("./preload.ts", import.meta.url);
+  url.searchParams.set("parent", String(parent));
+  return url.href;
 }
 
 function stdioOption(value: ActorStdio | undefined, name: string, caller: string): ActorStdio {

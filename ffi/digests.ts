@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "b9f0fa9febaa02ec279216198587dfa4f4111b0b9e36c7f9318393201d8f5b5f",
-  "x86_64-linux": "50bb2a993923cf9f8348c22b8407d6dc1b321fb74a141e822d68fcdc025ef1b8",
+  "aarch64-linux": "172f3bf0ec0d5855213be1f8a231de2423d217517b26629f5df5b4c2af17ec53",
+  "x86_64-linux": "9c711e33f3a5f1190b49c54fe14330d09173687fdef35596c3577a856385be32",
 };

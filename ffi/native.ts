@@ -721,6 +721,26 @@ export function pidAlive(pid: number): boolean {
   return check(s().shmq_pid_alive(pid), "kill", String(pid)) === 1;
 }
 
+/**
+ * Ends this process, with SIGTERM and then `_exit(0)` after `graceMs`, once its parent is no
+ * longer `parent` (checked every 100 ms by a native thread, so a busy main thread does not
+ * delay it); `parent` 0 stops the watch. Returns false when the parent is gone already.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { watchParent } from "./native.ts";
+ * assert.equal(watchParent(Deno.ppid, 1000), true);
+ * watchParent(0, 0); // stops watching
+ * ```
+ */
+export function watchParent(parent: number, graceMs: number): boolean {
+  const rc = s().shmq_watch_parent(parent, graceMs);
+  if (rc === -3) return false; // ESRCH: the parent is gone already
+  check(rc, "watch_parent", String(parent));
+  return true;
+}
+
 /** Who a thread is, as far as the kernel can later tell it apart from its successors. */
 export interface ThreadIdentity {
   /** Its tid (equal to the pid for a process's main thread). */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -598,6 +599,62 @@ int32_t shmq_pid_alive(int32_t pid) {
   if (errno == EPERM) return 1;
   if (errno == ESRCH) return 0;
   return -errno;
+}
+
+static _Atomic int32_t watched_parent;
+static _Atomic uint32_t watch_grace_ms;
+static atomic_bool watcher_running;
+
+static void sleep_ms(uint32_t ms) {
+  struct timespec t = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+  while (nanosleep(&t, &t) != 0 && errno == EINTR) {
+  }
+}
+
+static void *watch_parent_loop(void *arg) {
+  (void)arg;
+  for (;;) {
+    sleep_ms(100);
+    int32_t parent = atomic_load(&watched_parent);
+    if (parent == 0) {
+      /* Stopped: end, unless a watch started again in between (it found us still running). */
+      atomic_store(&watcher_running, false);
+      if (atomic_load(&watched_parent) == 0 || atomic_exchange(&watcher_running, true)) {
+        return NULL;
+      }
+      continue;
+    }
+    if (getppid() != (pid_t)parent) {
+      kill(getpid(), SIGTERM);
+      sleep_ms(atomic_load(&watch_grace_ms));
+      _exit(0);
+    }
+  }
+}
+
+int32_t shmq_watch_parent(int32_t parent, uint32_t grace_ms) {
+  if (parent < 0) return -EINVAL;
+  atomic_store(&watch_grace_ms, grace_ms);
+  atomic_store(&watched_parent, parent);
+  if (parent == 0) return 0;
+  if (getppid() != (pid_t)parent) return -ESRCH;
+  if (atomic_exchange(&watcher_running, true)) return 0;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  /* No signal of the process is handled on this thread: Deno's handlers run elsewhere. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_t thread;
+  int rc = pthread_create(&thread, &attr, watch_parent_loop, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) {
+    atomic_store(&watcher_running, false);
+    return -rc;
+  }
+  return 0;
 }
 
 /*

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 12
+#define SHMQ_ABI_VERSION 13
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -296,6 +296,17 @@ SHMQ_API int32_t shmq_close_orphans(int32_t same_as);
 
 /* kill(pid, 0): 1 when the process exists (also on EPERM), 0 when gone (ESRCH), or -errno. */
 SHMQ_API int32_t shmq_pid_alive(int32_t pid);
+
+/*
+ * Ends this process once its parent is no longer `parent` (the parent exited or died, and the
+ * process was handed to init or a subreaper): a thread checks getppid() every 100 ms, then
+ * sends this process SIGTERM, and _exit(0)s it `grace_ms` later if it still runs (its main
+ * thread may be busy, or ignore the signal). For an actor not yet started: nothing else watches
+ * its parent then, and nothing of it needs closing. `parent` 0 stops the watch. Returns 0;
+ * -ESRCH when the parent is not `parent` already (the caller should exit itself); or -errno
+ * when the thread cannot be started.
+ */
+SHMQ_API int32_t shmq_watch_parent(int32_t parent, uint32_t grace_ms);
 
 /* Symbolic name ("EEXIST") of a positive errno value, or "EUNKNOWN". Static storage. */
 SHMQ_API const char *shmq_errno_name(int32_t err);

@@ -228,6 +228,33 @@ const roles: Record<string, () => Promise<void> | void> = {
     await sleep(60_000); // Never calls actorContext().
   },
 
+  /** Prints its pid, then keeps its main thread busy for good, never calling actorContext(). */
+  busy() {
+    console.log(Deno.pid);
+    for (;;) {
+      // Nothing runs on this thread again: no timer, no event.
+    }
+  },
+
+  /** A parent that starts a busy actor and prints its pid: with `queues`, the actor prints it
+   * on the stdout they share while the parent waits in spawnActor for a start that never
+   * comes (the test kills the parent); without, the parent passes it on and ends. */
+  async abandonsBusy() {
+    if (Deno.args[1] === "queues") {
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+      await spawnActor(FIXTURE, { argv: ["busy"], queues: { inbox: receiver } });
+      sender.close();
+      receiver.close();
+      return;
+    }
+    const actor = await spawnActor(FIXTURE, { argv: ["busy"], stdout: "piped" });
+    const lines = actor.stdout!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n")) text += (await lines.read()).value ?? "";
+    console.log(text.trim());
+    Deno.exit(0); // no dispose: the actor is left to the watch its preload keeps
+  },
+
   /** Exits with code 7 before opening its queues, and says nothing. */
   quietExit() {
     Deno.exit(7);

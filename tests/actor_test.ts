@@ -17,6 +17,7 @@ import {
   sweepStaleQueues,
 } from "../mod.ts";
 import { native } from "../ffi/loader.ts";
+import { pidAlive } from "../ffi/native.ts";
 import {
   type Echo,
   FIXTURE,
@@ -439,6 +440,38 @@ Deno.test(
     assert.ok(await waitGone(actorPid, 10_000), "the actor outlived its parent");
   }),
 );
+
+Deno.test("an actor that never reaches actorContext() exits with its parent, gone or killed", async () => {
+  for (const [how, argv] of [["ends", []], ["is killed mid-start", ["queues"]]] as const) {
+    const before = shmSnapshot();
+    const parent = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", FIXTURE.pathname, "abandonsBusy", ...argv],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = parent.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await within(15_000, reader.read(), "the actor's pid");
+      if (done) break;
+      text += value;
+    }
+    const actorPid = Number(text.trim());
+    assert.ok(actorPid > 0, `no actor pid printed: ${JSON.stringify(text)}`);
+    try {
+      if (how !== "ends") parent.kill("SIGKILL");
+      await within(15_000, parent.status, "the parent's exit");
+      // Before the preload's watch, it ran on with init as its parent, busy for good.
+      assert.ok(await waitGone(actorPid, 5000), `the actor outlived a parent that ${how}`);
+    } finally {
+      if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
+      await reader.cancel();
+    }
+    // What the killed parent held is stale now: the sweep removes it.
+    sweepStaleQueues();
+    assert.deepEqual(await leaksSince(before, [parent.pid, actorPid]), [], "left in /dev/shm");
+  }
+});
 
 Deno.test(
   "an actor killed with SIGKILL mid-stream: the parent sees its status, and the stream ends",

@@ -1,0 +1,24 @@
+/**
+ * An actor's watch on its parent while it starts: from the first line the actor runs (see
+ * preload.ts) until `actorContext()` has opened its queues, whose watchdog (stdin closing)
+ * takes over from there.
+ *
+ * @module
+ */
+
+import { watchParent } from "../ffi/native.ts";
+
+/** After the parent goes, how long the actor gets to close its queue ends and exit before it
+ * is ended from another thread (its main thread may be blocked in a sync wait). */
+export const PARENT_GONE_GRACE_MS = 1000;
+
+/** Ends this process once the process `parent` is no longer its parent (it exited or died);
+ * at once when it is not its parent any more. */
+export function watchParentWhileStarting(parent: number): void {
+  if (!watchParent(parent, PARENT_GONE_GRACE_MS)) Deno.exit(0);
+}
+
+/** Stops the watch: the actor has started, and answers for itself from here on. */
+export function stopWatchingParent(): void {
+  watchParent(0, 0);
+}
