@@ -11,6 +11,7 @@
 
 import { pathToFileURL } from "node:url";
 import { decode } from "../codec/mod.ts";
+import { threadAlive, type ThreadIdentity, threadIdentity } from "../ffi/native.ts";
 import { closeEndsOfThisThread, recordEndsOfThisThreadAsDead } from "../queue/shared_queue.ts";
 import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
@@ -38,7 +39,8 @@ import {
 const KEY = "shmq:worker";
 
 type ToParent =
-  | { type: "hello" }
+  /** `thread` lets the parent see the Worker end itself (self.close()), which posts nothing. */
+  | { type: "hello"; thread?: ThreadIdentity }
   | { type: "ready" }
   | { type: "error"; error: string }
   | { type: "closed" };
@@ -99,6 +101,22 @@ const SPAWN_WORKER_OPTIONS = [
 /** The stop word of each handle, which `spawnWorker` hands its Worker: kept out of the
  * handle's public face. */
 const stopWords = new WeakMap<WorkerHandle, Int32Array>();
+/** The thread of each Worker that said hello, where /proc can name it. */
+const workerThreads = new WeakMap<WorkerHandle, ThreadIdentity>();
+
+/** How often a wait for a Worker checks whether its thread has ended. */
+const THREAD_CHECK_MS = 100;
+
+/** Calls `ended` once the Worker's thread has ended on its own (`self.close()`, which no event
+ * reports), checked from its hello on; returns what stops the checks. */
+function onWorkerEnded(handle: WorkerHandle, ended: () => void): () => void {
+  const timer = setInterval(() => {
+    const thread = workerThreads.get(handle);
+    if (thread !== undefined && !threadAlive(Deno.pid, thread)) ended();
+  }, THREAD_CHECK_MS);
+  Deno.unrefTimer(timer);
+  return () => clearInterval(timer);
+}
 
 /**
  * A module Worker started by {@linkcode spawnWorker}. Dispose it (`await using`) or call
@@ -129,9 +147,12 @@ export class WorkerHandle implements AsyncDisposable {
     this.#worker = worker;
     stopWords.set(this, this.#stop);
     worker.addEventListener("message", (event) => {
-      const type = ours<ToParent>(event.data)?.type;
-      if (type === "hello") this.#hasContext = true;
-      if (type === "closed") this.#closed?.();
+      const message = ours<ToParent>(event.data);
+      if (message?.type === "hello") {
+        this.#hasContext = true;
+        if (isThreadIdentity(message.thread)) workerThreads.set(this, message.thread);
+      }
+      if (message?.type === "closed") this.#closed?.();
     });
     // Only noted, never prevented: whether the error ends this process stays the caller's call.
     worker.addEventListener("error", () => {
@@ -148,9 +169,10 @@ export class WorkerHandle implements AsyncDisposable {
   /**
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
    * in it then reject with `ClosedError`; errors that causes do not end this process, though
-   * Deno may print them), waits until it has (at most `timeout` ms, default 1000), then
-   * terminates it; one that never called `workerContext()`, or that failed, is terminated at
-   * once. A Worker in a loop of the
+   * Deno may print them), waits until it has (at most `timeout` ms, default 1000, or until
+   * its thread is seen to have ended, as after `self.close()`), then terminates it; one that
+   * never called `workerContext()`, or that failed, is terminated at once. A Worker in a loop
+   * of the
    * library's blocking or polling calls (`getSync`, `borrowSync`, `putSync`, `prepareSync`,
    * `waitForAllAckSync`, `getNowait`, `hasSpace`) never reads the request, and Deno cannot stop
    * its thread; its next such call (or its current one, within a 0.2 s wait slice) closes every
@@ -200,16 +222,26 @@ export class WorkerHandle implements AsyncDisposable {
     // Closing its ends makes the Worker's pending waits throw; those are expected.
     this.#worker.addEventListener("error", (event) => event.preventDefault());
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let stopChecks: (() => void) | undefined;
     await new Promise<void>((resolve) => {
       this.#closed = resolve;
       timer = timerFor(timeout, resolve);
+      // A Worker that ended itself never answers: no need to wait out the timeout.
+      stopChecks = onWorkerEnded(this, resolve);
       // Read by a Worker blocked in a sync call, which never reads the message.
       Atomics.store(this.#stop, 0, STOP_CLOSE);
       this.#worker.postMessage({ [KEY]: { type: "close" } satisfies ToWorker });
     });
     clearTimeout(timer);
+    stopChecks?.();
     this.terminate();
   }
+}
+
+function isThreadIdentity(value: unknown): value is ThreadIdentity {
+  const t = value as ThreadIdentity | undefined;
+  return typeof t === "object" && t !== null &&
+    [t.tid, t.start, t.pidNamespace, t.timeNamespace].every(Number.isFinite);
 }
 
 /**
@@ -306,6 +338,10 @@ export async function spawnWorker<A = unknown>(
         new Error(`the Worker did not open its queues (workerContext()) within ${readyTimeout} ms`),
       ),
   );
+  const stopChecks = onWorkerEnded(
+    handle,
+    () => settle?.reject(new Error("the Worker ended (self.close()) before it opened its queues")),
+  );
   try {
     await ready;
   } catch (error) {
@@ -313,6 +349,7 @@ export async function spawnWorker<A = unknown>(
     throw new ActorError(`${caller}(${moduleUrl}): ${(error as Error).message}`, { cause: error });
   } finally {
     clearTimeout(timer);
+    stopChecks();
     options.signal?.removeEventListener("abort", onAbort);
     worker.removeEventListener("error", onError);
   }
@@ -433,6 +470,6 @@ function startWorker(
         reject(error);
       }
     });
-    post({ type: "hello" });
+    post({ type: "hello", thread: threadIdentity() });
   });
 }

@@ -354,6 +354,14 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     await workerContext({ queues: { inbox: "sender" } });
   },
 
+  /** Opens its receiver, says so, and ends itself: nothing answers a close request after. */
+  async selfClose() {
+    await workerContext({ queues: { inbox: "receiver" } });
+    const scope = globalThis as unknown as { postMessage(m: unknown): void; close(): void };
+    scope.postMessage("closing myself");
+    scope.close();
+  },
+
   /** Never calls workerContext(): a plain Worker that idles until terminated. */
   plain() {
     setInterval(() => {}, 1000);

@@ -114,6 +114,25 @@ Deno.test(
 );
 
 Deno.test(
+  "WorkerHandle.close() of a Worker that ended itself returns without waiting out its timeout",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const worker = await spawnWorker(FIXTURE, { name: "selfClose", queues: { inbox: receiver } });
+    await new Promise((resolve) =>
+      worker.worker.addEventListener("message", resolve, { once: true })
+    );
+    // Before, close() waited for an answer that could never come, all of its timeout.
+    const closed = worker.close({ timeout: 60_000 });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise((resolve) => timer = setTimeout(() => resolve("late"), 10_000));
+    assert.equal(await Promise.race([closed.then(() => "closed"), late]), "closed");
+    clearTimeout(timer);
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test(
   "WorkerHandle.close() closes the Worker's queue ends before terminating it",
   clean(async () => {
     const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
