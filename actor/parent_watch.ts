@@ -8,6 +8,9 @@
 
 import { watchParent } from "../ffi/native.ts";
 
+/** The environment variable that names an actor's parent (its pid) to the preload. */
+export const ACTOR_PARENT_ENV = "SHMQ_ACTOR_PARENT";
+
 /** After the parent goes, how long the actor gets to close its queue ends and exit before it
  * is ended from another thread (its main thread may be blocked in a sync wait). */
 export const PARENT_GONE_GRACE_MS = 1000;

@@ -20,6 +20,7 @@ import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, type Timer, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import { StartupOutput } from "./output.ts";
+import { ACTOR_PARENT_ENV } from "./parent_watch.ts";
 import {
   closeHanded,
   type ControlMessage,
@@ -454,6 +455,7 @@ export async function spawnActor<A = unknown>(
   }
   const env: Record<string, string> = { ...options.env };
   if (library !== undefined && library.source !== "local") env[NATIVE_LIB_ENV] = library.path;
+  env[ACTOR_PARENT_ENV] = String(Deno.pid); // for the preload's watch
 
   const needsAck = Object.keys(wire).length > 0;
   const control = needsAck
@@ -465,7 +467,7 @@ export async function spawnActor<A = unknown>(
       args: [
         "run",
         "--no-prompt",
-        `--preload=${preloadFor(Deno.pid)}`,
+        `--preload=${PRELOAD}`,
         ...flags,
         ...denoArgs,
         module,
@@ -609,12 +611,9 @@ function handoffLine(
 }
 
 /** The module every actor runs first: it exits should this process go before the actor
- * reaches actorContext() (see preload.ts). */
-function preloadFor(parent: number): string {
-  const url = new URL("./preload.ts", import.meta.url);
-  url.searchParams.set("parent", String(parent));
-  return url.href;
-}
+ * reaches actorContext() (see preload.ts). One URL for every actor: a remote one goes into
+ * lockfiles. */
+const PRELOAD = new URL("./preload.ts", import.meta.url).href;
 
 function stdioOption(value: ActorStdio | undefined, name: string, caller: string): ActorStdio {
   if (value === undefined) return "inherit";
@@ -701,15 +700,15 @@ export function permissionFlags(
     } else if (given !== undefined && given !== false) {
       throw new TypeError(`${caller}: permissions.${name} must be a boolean or a list`);
     }
-    if (library !== undefined && grant !== true) {
-      const needed = name === "read"
-        ? library.path
-        : name === "env" && library.source !== "local"
-        ? NATIVE_LIB_ENV
-        : undefined;
-      if (needed !== undefined) {
+    if (grant !== true) {
+      const needed = name === "read" && library !== undefined
+        ? [library.path]
+        : name === "env"
+        ? [ACTOR_PARENT_ENV, ...(library && library.source !== "local" ? [NATIVE_LIB_ENV] : [])]
+        : [];
+      if (needed.length > 0) {
         const list: Set<string> = grant ?? new Set();
-        list.add(needed);
+        for (const value of needed) list.add(value);
         grant = list;
       }
     }
