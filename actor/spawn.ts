@@ -467,7 +467,7 @@ export async function spawnActor<A = unknown>(
       args: [
         "run",
         "--no-prompt",
-        `--preload=${PRELOAD}`,
+        ...preloadFlags(),
         ...flags,
         ...denoArgs,
         module,
@@ -614,6 +614,12 @@ function handoffLine(
  * reaches actorContext() (see preload.ts). One URL for every actor: a remote one goes into
  * lockfiles. */
 const PRELOAD = new URL("./preload.ts", import.meta.url).href;
+
+/** `--preload` for the actor, on a Deno that has it (2.4 and later; the actor runs this one). */
+function preloadFlags(): string[] {
+  const [major, minor] = Deno.version.deno.split(".").map(Number);
+  return major > 2 || (major === 2 && minor >= 4) ? [`--preload=${PRELOAD}`] : [];
+}
 
 function stdioOption(value: ActorStdio | undefined, name: string, caller: string): ActorStdio {
   if (value === undefined) return "inherit";
