@@ -15,4 +15,10 @@ try {
 } catch {
   // Not readable (not started by spawnActor): nothing to watch.
 }
-if (Number.isSafeInteger(parent) && parent > 0) watchParentWhileStarting(parent);
+if (Number.isSafeInteger(parent) && parent > 0) {
+  try {
+    watchParentWhileStarting(parent);
+  } catch {
+    // The native core cannot load here: the actor's own code meets that error, and says it.
+  }
+}

@@ -10,11 +10,11 @@
  * 3. when it was loaded over http(s) (JSR or a plain URL), the binary beside it is fetched,
  *    its SHA-256 checked against the digest compiled into `ffi/digests.ts`, stored in a
  *    per-user cache (`$DENO_DIR/shmq/<digest>/`, else `$XDG_CACHE_HOME/shmq/<digest>/`,
- *    else `~/.cache/shmq/<digest>/`, made 0700; a level that others may write to is not
- *    used), and the cached file is opened at once. A digest mismatch is an error, never a
- *    fallback. Without env permission to find a cache directory, or when the cache cannot be
- *    written or is not private, the verified binary goes to a private temporary file that is
- *    removed right after opening (an actor gets a copy of its own, see `spawnActor`).
+ *    else `~/.cache/shmq/<digest>/`, kept 0700), and the cached file is opened at once. A
+ *    digest mismatch is an error, never a fallback. Without env permission to find a cache
+ *    directory, or when the cache cannot be written or another user could change it, the
+ *    verified binary goes to a private temporary file that is removed right after opening
+ *    (an actor gets a copy of its own, see `spawnActor`).
  *
  * Supported platforms: Linux on x86_64 and aarch64. The library's `shmq_abi_version()`
  * must equal {@linkcode ABI_VERSION}, or loading fails with a message saying how to
@@ -263,12 +263,13 @@ export async function fetchVerified(url: URL, digest: string, cacheDir: string):
   // Made private, and checked: a file another user could swap between the check of its
   // digest and its opening would run as this user.
   await Deno.mkdir(cacheDir, { recursive: true, mode: 0o700 });
-  for (const level of [parentOf(cacheDir), cacheDir]) await assertPrivate(level);
+  const uid = await ownUid(cacheDir);
+  await makePrivate(cacheDir, uid, 0o700);
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  await assertPrivate(dir);
+  await makePrivate(dir, uid, 0o700);
   const cached = await readIfExists(path);
   if (cached !== undefined) {
-    await assertPrivate(path);
+    await makePrivate(path, uid, 0o600);
     if ((await sha256Hex(cached)) === digest) return path;
   }
   const bytes = await fetchAndVerify(url, digest);
@@ -283,24 +284,47 @@ export async function fetchVerified(url: URL, digest: string, cacheDir: string):
   return path;
 }
 
-function parentOf(path: string): string {
-  const at = path.replace(/\/+$/, "").lastIndexOf("/");
-  return at <= 0 ? "/" : path.slice(0, at);
+/**
+ * This process's uid, when it can be told without asking for a permission: `Deno.uid()`
+ * needs `--allow-sys=uid`, else the owner of a file made in `dir` (the cache must be
+ * writable anyway). Undefined when neither works.
+ */
+async function ownUid(dir: string): Promise<number | undefined> {
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "uid" }).state === "granted") {
+      return Deno.uid() ?? undefined;
+    }
+  } catch {
+    // Go on with a probe.
+  }
+  try {
+    const probe = await Deno.makeTempFile({ dir, prefix: ".owner-" });
+    try {
+      return (await Deno.lstat(probe)).uid ?? undefined;
+    } finally {
+      await Deno.remove(probe).catch(() => {});
+    }
+  } catch {
+    return undefined;
+  }
 }
 
-/** Refuses a path (not followed if a symlink) that a group or other users may write to,
- * unless it is a sticky directory such as /tmp, where they cannot rename what is ours. */
-async function assertPrivate(path: string): Promise<void> {
+/**
+ * Refuses a cache level that another user could change: a symlink, or one owned by anyone
+ * but this user (`uid`) or root. One of this user's own that a group or other users may write
+ * to (as older versions, or a umask of 002, made them) is given `mode`.
+ */
+async function makePrivate(path: string, uid: number | undefined, mode: number): Promise<void> {
   const st = await Deno.lstat(path);
-  const mode = st.mode ?? 0;
-  const sticky = st.isDirectory && (mode & 0o1000) !== 0;
-  if (st.isSymlink || ((mode & 0o022) !== 0 && !sticky)) {
-    throw new Error(
-      `shmq: the native library cache ${path} is ${
-        st.isSymlink ? "a symlink" : `writable by others (mode ${(mode & 0o7777).toString(8)})`
-      }: not used`,
-    );
-  }
+  const owner = st.uid ?? -1;
+  const refuse = (why: string): never => {
+    throw new Error(`shmq: the native library cache ${path} ${why}: not used`);
+  };
+  if (st.isSymlink) refuse("is a symlink");
+  if (owner !== uid && owner !== 0) refuse(`belongs to another user (uid ${owner})`);
+  if (((st.mode ?? 0) & 0o022) === 0) return;
+  if (owner !== uid) refuse("is writable by others");
+  await Deno.chmod(path, mode);
 }
 
 /** Fetching or verifying failed: another location would fetch the same. */

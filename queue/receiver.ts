@@ -326,7 +326,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         failed = true;
         const buffer = allocate(byteLength);
         given ??= new Set();
-        if (given.has(buffer)) {
+        // Nothing is written into an empty one: sharing it is harmless.
+        if (byteLength > 0 && given.has(buffer)) {
           throw new TypeError(
             `Receiver.${method}: allocate returned one ArrayBuffer for two arrays of a message`,
           );

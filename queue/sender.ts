@@ -459,7 +459,7 @@ export class Sender implements Disposable {
     // Counted too, though not sent yet: they are what waitForAllAck waits for first.
     const waiting = this.#lane.waiting;
     const unsent = waiting > 0
-      ? `; ${waiting} put(s) or prepare(s) of this sender still wait for room, unsent`
+      ? `; ${waiting} put(s) or prepare(s) of this sender still wait to be sent`
       : "";
     return new FullError(
       `Sender.${method}: ${missing} message(s) still not received after ${timeout} ms` +

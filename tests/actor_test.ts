@@ -473,6 +473,69 @@ Deno.test("an actor that never reaches actorContext() exits with its parent, gon
   }
 });
 
+Deno.test("an actor on another copy of the library stops the start-up watch all the same", async () => {
+  // Another copy of the package (another version, or the same files at another URL) has a
+  // native core of its own: the watch its preload started must still be stopped, or an actor
+  // that asked to outlive its parent would be ended with it.
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-copy-" });
+  const root = new URL("../", import.meta.url).pathname;
+  const before = shmSnapshot();
+  let actorPid = 0;
+  let middle: Deno.ChildProcess | undefined;
+  try {
+    for (const part of ["mod.ts", "actor", "codec", "ffi", "queue"]) {
+      const cp = await new Deno.Command("cp", { args: ["-r", `${root}${part}`, dir] }).output();
+      assert.ok(cp.success, part);
+    }
+    await Deno.writeTextFile(
+      `${dir}/actor.ts`,
+      `import { actorContext } from "./mod.ts";
+      await actorContext({ queues: { inbox: "receiver" }, exitWithParent: false });
+      console.log(Deno.pid);
+      setInterval(() => {}, 1000);`,
+    );
+    await Deno.writeTextFile(
+      `${dir}/middle.ts`,
+      `import { createSharedMemoryPair, spawnActor } from ${JSON.stringify(`${root}mod.ts`)};
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+      await spawnActor(${JSON.stringify(`${dir}/actor.ts`)}, { queues: { inbox: receiver } });
+      setInterval(() => sender, 1000);`,
+    );
+    middle = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `${dir}/middle.ts`],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const reader = middle.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let text = "";
+    while (!text.includes("\n")) {
+      const { value, done } = await within(30_000, reader.read(), "the actor's pid");
+      if (done) break;
+      text += value;
+    }
+    await reader.cancel();
+    actorPid = Number(text.trim());
+    assert.ok(actorPid > 0, `no actor pid printed: ${JSON.stringify(text)}`);
+    middle.kill("SIGKILL");
+    await middle.status;
+    // The watch checks every 0.1 s: a stale one would have ended the actor by now.
+    await sleep(1500);
+    assert.ok(pidAlive(actorPid), "the actor was ended with its parent, as it asked not to be");
+  } finally {
+    if (middle !== undefined) {
+      try {
+        middle.kill("SIGKILL");
+      } catch { /* exited */ }
+      await middle.status;
+    }
+    if (actorPid > 0 && pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
+    if (actorPid > 0) await waitGone(actorPid, 5000);
+    await Deno.remove(dir, { recursive: true });
+    sweepStaleQueues(); // what the killed processes held
+  }
+  assert.deepEqual(await leaksSince(before, [middle!.pid, actorPid]), [], "left in /dev/shm");
+});
+
 Deno.test(
   "an actor killed with SIGKILL mid-stream: the parent sees its status, and the stream ends",
   clean(async () => {

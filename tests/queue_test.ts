@@ -221,7 +221,7 @@ Deno.test("waitForAllAck waits for every message to be released", () =>
     await assert.rejects(s.waitForAllAck({ timeout: 20 }), {
       name: "FullError",
       message: "Sender.waitForAllAck: 0 message(s) still not received after 20 ms; 1 put(s) " +
-        "or prepare(s) of this sender still wait for room, unsent",
+        "or prepare(s) of this sender still wait to be sent",
     });
     for (let i = 0; i < 4; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
     assert.equal(await r.get({ timeout: 1000 }), "waits"); // the put waits in the event loop
@@ -759,6 +759,11 @@ Deno.test("allocate misuse (a get from inside it, one buffer twice) is refused, 
       a: new Int32Array([1]),
       b: new Int32Array([2]),
     });
+    // An empty buffer holds nothing to overwrite: one for every empty array is fine.
+    await s.put({ a: new Int32Array(0), b: new Uint8Array(0) });
+    const empty = new ArrayBuffer(0);
+    const got = r.getSync<{ a: Int32Array; b: Uint8Array }>({ allocate: () => empty });
+    assert.ok(got.a.buffer === empty && got.b.buffer === empty);
   }));
 
 Deno.test("a message kept after a failed allocate is dropped on close, not leaked", () =>

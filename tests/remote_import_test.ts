@@ -187,21 +187,30 @@ Deno.test("imported over http, the binary is fetched, verified, cached and used"
     assert.deepEqual(await Deno.readFile(cached), await Deno.readFile(SHIPPED));
   }));
 
-Deno.test("a cache others may write to is not used: a private temp copy is opened instead", () =>
+Deno.test("a loose cache of this user is made private; one of another user is not used", () =>
   withServer(async ({ dir, port, base }) => {
     const tmp = `${dir}/tmp`;
     await Deno.mkdir(tmp);
     const denoDir = `${dir}/deno`;
     const shared = `${denoDir}/shmq`;
     await Deno.mkdir(shared, { recursive: true });
-    await Deno.chmod(shared, 0o777); // what a umask of 0 or a shared DENO_DIR gives
+    await Deno.chmod(shared, 0o777); // what a umask of 0, or an older version, left
     const run = await runChild(dir, `${base}/good/`, port, { DENO_DIR: denoDir, TMPDIR: tmp });
     assert.equal(run.code, 0, run.stderr);
-    const got = JSON.parse(run.stdout);
+    assert.equal(JSON.parse(run.stdout).path, `${shared}/${DIGESTS[KEY]}/libshmq.so`);
+    assert.equal((await Deno.stat(shared)).mode! & 0o777, 0o700, "not made private");
+
+    if (Deno.uid() !== 0) return; // making another user's directory needs root
+    const foreign = `${dir}/foreign`;
+    await Deno.mkdir(`${foreign}/shmq`, { recursive: true });
+    await Deno.chown(`${foreign}/shmq`, 65534, 65534);
+    const other = await runChild(dir, `${base}/good/`, port, { DENO_DIR: foreign, TMPDIR: tmp });
+    assert.equal(other.code, 0, other.stderr);
+    const got = JSON.parse(other.stdout);
     assert.equal(got.source, "remote");
     assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
-    assert.deepEqual([...Deno.readDirSync(shared)], [], "nothing cached in the shared directory");
+    assert.deepEqual([...Deno.readDirSync(`${foreign}/shmq`)], [], "something made in it");
   }));
 
 Deno.test("without DENO_DIR the cache goes to XDG_CACHE_HOME/shmq", () =>
