@@ -27,9 +27,11 @@ export function watchParentWhileStarting(parent: number): void {
   (globalThis as Record<symbol, unknown>)[STOP_KEY] = () => watchParent(0, 0);
 }
 
-/** Stops the watch, whichever copy of the library started it: the actor has started, and
- * answers for itself from here on. */
+/** Stops the watch, whichever copy of the library started it (an older one left no stop
+ * function: this copy's own is stopped too): the actor has started, and answers for itself
+ * from here on. */
 export function stopWatchingParent(): void {
   const stop = (globalThis as Record<symbol, unknown>)[STOP_KEY];
   if (typeof stop === "function") stop();
+  watchParent(0, 0);
 }

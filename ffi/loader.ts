@@ -262,10 +262,10 @@ export async function fetchVerified(url: URL, digest: string, cacheDir: string):
   const path = `${dir}/libshmq.so`;
   // Made private, and checked: a file another user could swap between the check of its
   // digest and its opening would run as this user.
-  await Deno.mkdir(cacheDir, { recursive: true, mode: 0o700 });
+  await makeDir(cacheDir);
   const uid = await ownUid(cacheDir);
   await makePrivate(cacheDir, uid, 0o700);
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+  await makeDir(dir);
   await makePrivate(dir, uid, 0o700);
   const cached = await readIfExists(path);
   if (cached !== undefined) {
@@ -284,10 +284,20 @@ export async function fetchVerified(url: URL, digest: string, cacheDir: string):
   return path;
 }
 
+/** Makes a directory (0700) unless it exists: a filled cache needs no write permission. */
+async function makeDir(path: string): Promise<void> {
+  try {
+    await Deno.lstat(path);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    await Deno.mkdir(path, { recursive: true, mode: 0o700 });
+  }
+}
+
 /**
  * This process's uid, when it can be told without asking for a permission: `Deno.uid()`
- * needs `--allow-sys=uid`, else the owner of a file made in `dir` (the cache must be
- * writable anyway). Undefined when neither works.
+ * needs `--allow-sys=uid`, else the owner of a file made in `dir`, else in the temporary
+ * directory (where the fallback copy goes anyway). Undefined when none of these works.
  */
 async function ownUid(dir: string): Promise<number | undefined> {
   try {
@@ -297,33 +307,42 @@ async function ownUid(dir: string): Promise<number | undefined> {
   } catch {
     // Go on with a probe.
   }
-  try {
-    const probe = await Deno.makeTempFile({ dir, prefix: ".owner-" });
+  for (const where of [dir, undefined]) {
     try {
-      return (await Deno.lstat(probe)).uid ?? undefined;
-    } finally {
-      await Deno.remove(probe).catch(() => {});
+      const probe = await Deno.makeTempFile({ dir: where, prefix: ".shmq-owner-" });
+      try {
+        return (await Deno.lstat(probe)).uid ?? undefined;
+      } finally {
+        await Deno.remove(probe).catch(() => {});
+      }
+    } catch {
+      // Not writable here: try the next place.
     }
-  } catch {
-    return undefined;
   }
+  return undefined;
 }
 
 /**
- * Refuses a cache level that another user could change: a symlink, or one owned by anyone
- * but this user (`uid`) or root. One of this user's own that a group or other users may write
- * to (as older versions, or a umask of 002, made them) is given `mode`.
+ * Refuses a cache level that another user could change: a symlink, one owned by anyone but
+ * this user (`uid`) or root, or one others may write to, unless root owns it with the sticky
+ * bit (as /tmp), where they cannot rename what is ours. One of this user's own that others may
+ * write to (as older versions, or a umask of 002, made them) is given `mode`. When `uid` is
+ * unknown, only the mode is checked.
  */
 async function makePrivate(path: string, uid: number | undefined, mode: number): Promise<void> {
   const st = await Deno.lstat(path);
   const owner = st.uid ?? -1;
+  const bits = st.mode ?? 0;
+  const loose = (bits & 0o022) !== 0 && !(st.isDirectory && (bits & 0o1000) !== 0 && owner === 0);
   const refuse = (why: string): never => {
-    throw new Error(`shmq: the native library cache ${path} ${why}: not used`);
+    throw new Error(`the native library cache ${path} ${why}`);
   };
   if (st.isSymlink) refuse("is a symlink");
-  if (owner !== uid && owner !== 0) refuse(`belongs to another user (uid ${owner})`);
-  if (((st.mode ?? 0) & 0o022) === 0) return;
-  if (owner !== uid) refuse("is writable by others");
+  if (uid !== undefined && owner !== uid && owner !== 0) {
+    refuse(`belongs to another user (uid ${owner})`);
+  }
+  if (!loose) return;
+  if (uid === undefined || owner !== uid) refuse("is writable by other users");
   await Deno.chmod(path, mode);
 }
 
@@ -405,6 +424,7 @@ async function prepareRemote(): Promise<void> {
       // A cache that cannot be written (permissions, a read-only home) or that is shared:
       // the temporary copy below serves as well. A failed fetch would fail again there.
       if (e instanceof FetchError) throw e;
+      console.warn(`shmq: ${errorText(e)}: a temporary copy of the native library is used`);
     }
     // Opened at once: the longer a checked file waits, the longer it could be swapped.
     if (path !== undefined) {

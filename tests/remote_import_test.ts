@@ -87,6 +87,8 @@ async function runChild(
   opts: {
     allowEnv?: boolean;
     allowRun?: boolean;
+    /** Where the child may write (default: anywhere). */
+    write?: string;
     mod?: boolean;
     program?: string;
     args?: string[];
@@ -104,7 +106,7 @@ async function runChild(
       `--allow-import=${host}`,
       `--allow-net=${host}`,
       "--allow-read",
-      "--allow-write",
+      opts.write === undefined ? "--allow-write" : `--allow-write=${opts.write}`,
       "--allow-ffi",
       ...(opts.allowEnv === false ? [] : ["--allow-env"]),
       ...(opts.allowRun ? ["--allow-run"] : []),
@@ -211,6 +213,40 @@ Deno.test("a loose cache of this user is made private; one of another user is no
     assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
     assert.deepEqual([...Deno.readDirSync(`${foreign}/shmq`)], [], "something made in it");
+  }));
+
+Deno.test("a filled cache that cannot be written, or under a shared sticky directory, is used", () =>
+  withServer(async ({ dir, port, base, soRequests }) => {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    const denoDir = `${dir}/deno`;
+    const cached = `${denoDir}/shmq/${DIGESTS[KEY]}/libshmq.so`;
+    const first = await runChild(dir, `${base}/good/`, port, { DENO_DIR: denoDir, TMPDIR: tmp });
+    assert.equal(first.code, 0, first.stderr);
+    // Writing only to TMPDIR (as with a read-only home): who owns the cache is learned there.
+    const readOnly = await runChild(
+      dir,
+      `${base}/good/`,
+      port,
+      { DENO_DIR: denoDir, TMPDIR: tmp },
+      {
+        write: tmp,
+      },
+    );
+    assert.equal(readOnly.code, 0, readOnly.stderr);
+    assert.equal(JSON.parse(readOnly.stdout).path, cached, readOnly.stderr);
+    assert.equal(soRequests.length, 1, "fetched again");
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "probe left behind");
+
+    // A cache root shared as /tmp is (sticky, writable by all, owned by root) is used as it is.
+    if (Deno.uid() !== 0) return;
+    const sticky = `${dir}/shared`;
+    await Deno.mkdir(`${sticky}/shmq`, { recursive: true });
+    await Deno.chmod(`${sticky}/shmq`, 0o1777);
+    const shared = await runChild(dir, `${base}/good/`, port, { DENO_DIR: sticky, TMPDIR: tmp });
+    assert.equal(shared.code, 0, shared.stderr);
+    assert.equal(JSON.parse(shared.stdout).path, `${sticky}/shmq/${DIGESTS[KEY]}/libshmq.so`);
+    assert.equal((await Deno.stat(`${sticky}/shmq`)).mode! & 0o7777, 0o1777, "mode changed");
   }));
 
 Deno.test("without DENO_DIR the cache goes to XDG_CACHE_HOME/shmq", () =>
