@@ -52,6 +52,25 @@ async function within<T>(ms: number, promise: Promise<T>, what: string): Promise
   }
 }
 
+/** The pid a child prints as its first line of stdout (an actor's, passed on); the rest of its
+ * stdout is not read. */
+async function printedPid(child: Deno.ChildProcess): Promise<number> {
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  try {
+    while (!text.includes("\n")) {
+      const { value, done } = await within(30_000, reader.read(), "the printed pid");
+      if (done) break;
+      text += value;
+    }
+  } finally {
+    await reader.cancel();
+  }
+  const pid = Number(text.trim());
+  assert.ok(pid > 0, `no pid printed: ${JSON.stringify(text)}`);
+  return pid;
+}
+
 Deno.test(
   "spawnActor hands named queue ends and args to a real actor process",
   clean(async () => {
@@ -449,15 +468,7 @@ Deno.test("an actor that never reaches actorContext() exits with its parent, gon
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const reader = parent.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const { value, done } = await within(15_000, reader.read(), "the actor's pid");
-      if (done) break;
-      text += value;
-    }
-    const actorPid = Number(text.trim());
-    assert.ok(actorPid > 0, `no actor pid printed: ${JSON.stringify(text)}`);
+    const actorPid = await printedPid(parent);
     try {
       if (how !== "ends") parent.kill("SIGKILL");
       await within(15_000, parent.status, "the parent's exit");
@@ -465,7 +476,6 @@ Deno.test("an actor that never reaches actorContext() exits with its parent, gon
       assert.ok(await waitGone(actorPid, 5000), `the actor outlived a parent that ${how}`);
     } finally {
       if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
-      await reader.cancel();
     }
     // What the killed parent held is stale now: the sweep removes it.
     sweepStaleQueues();
@@ -506,16 +516,7 @@ Deno.test("an actor on another copy of the library stops the start-up watch all 
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const reader = middle.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const { value, done } = await within(30_000, reader.read(), "the actor's pid");
-      if (done) break;
-      text += value;
-    }
-    await reader.cancel();
-    actorPid = Number(text.trim());
-    assert.ok(actorPid > 0, `no actor pid printed: ${JSON.stringify(text)}`);
+    actorPid = await printedPid(middle);
     middle.kill("SIGKILL");
     await middle.status;
     // The watch checks every 0.1 s: a stale one would have ended the actor by now.
@@ -585,19 +586,10 @@ for (const mode of ["async", "sync"]) {
       stdout: "piped",
       stderr: "inherit",
     }).spawn();
-    const reader = middle.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
-    const actorPid = Number(text.trim());
-    assert.ok(actorPid > 0, `the intermediate parent printed ${JSON.stringify(text)}`);
+    const actorPid = await printedPid(middle);
 
     middle.kill("SIGKILL");
     assert.equal((await middle.status).signal, "SIGKILL");
-    await reader.cancel();
     assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
 
     // An actor that could close its ends left nothing; one blocked in a sync wait was ended
