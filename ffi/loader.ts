@@ -12,7 +12,7 @@
  *    per-user cache (`$DENO_DIR/shmq/<digest>/`, else `$XDG_CACHE_HOME/shmq/<digest>/`,
  *    else `~/.cache/shmq/<digest>/`, kept 0700), and the cached file is opened at once. A
  *    digest mismatch is an error, never a fallback. Without env permission to find a cache
- *    directory, or when the cache cannot be written or another user could change it, the
+ *    directory, or when the cache cannot be filled or another user could change it, the
  *    verified binary goes to a private temporary file that is removed right after opening
  *    (an actor gets a copy of its own, see `spawnActor`).
  *

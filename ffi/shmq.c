@@ -601,7 +601,9 @@ int32_t shmq_pid_alive(int32_t pid) {
   return -errno;
 }
 
-static _Atomic int32_t watched_parent;
+/* The parent watch (shmq_watch_parent): one thread per process at most, which stopping lets
+ * end on its own rather than being joined, so a stop never blocks the caller. */
+static _Atomic int32_t watched_parent; /* 0: not watching */
 static _Atomic uint32_t watch_grace_ms;
 static atomic_bool watcher_running;
 
