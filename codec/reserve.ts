@@ -17,13 +17,14 @@ import {
 import { B_ARRAYBUFFER, B_DATAVIEW } from "./format.ts";
 import { shapeSize } from "./ndarray.ts";
 
-/** The dtype of a TypedArray class, for the hint when a shape comes with the class. */
+/** The dtype of a TypedArray class, for the hint when a shape comes with the class: bytes
+ * for the byte classes that have none of their own. */
 function dtypeNameOf(ctor: unknown): DTypeName {
   for (let code = 0; code < 64; code++) {
     const d = dtypeByCode(code);
     if (d !== undefined && d.arrayType === ctor && d.lanes === 1 && d.kind !== "b") return d.name;
   }
-  return "float32";
+  return "uint8";
 }
 
 /** The classes {@linkcode reserve} accepts besides a dtype: TypedArrays, ArrayBuffer, DataView. */

@@ -10,7 +10,7 @@
  * 3. when it was loaded over http(s) (JSR or a plain URL), the binary beside it is fetched,
  *    its SHA-256 checked against the digest compiled into `ffi/digests.ts`, stored in a
  *    per-user cache (`$DENO_DIR/shmq/<digest>/`, else `$XDG_CACHE_HOME/shmq/<digest>/`,
- *    else `~/.cache/shmq/<digest>/`, kept 0700), and the cached file is opened at once. A
+ *    else `~/.cache/shmq/<digest>/`, created 0700), and the cached file is opened at once. A
  *    digest mismatch is an error, never a fallback. Without env permission to find a cache
  *    directory, or when the cache cannot be filled or another user could change it, the
  *    verified binary goes to a private temporary file that is removed right after opening
@@ -434,7 +434,18 @@ async function prepareRemote(): Promise<void> {
   }
   // No usable cache location: a private temporary copy, removed once opened. The verified
   // bytes are kept, for the copies actors get (see transientLibraryBytes).
-  const bytes = await fetchAndVerify(url, digest);
+  let bytes: Uint8Array<ArrayBuffer>;
+  try {
+    bytes = await fetchAndVerify(url, digest);
+  } catch (e) {
+    // Offline, a cache filled by an earlier run may be there, unseen for want of permission.
+    if (dir !== undefined) throw e;
+    throw new FetchError(
+      `${errorText(e)}; without --allow-env the per-user cache, which an earlier run may have ` +
+        `filled, cannot be found, so the library is fetched on every run`,
+      { cause: e },
+    );
+  }
   const tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
   // Every isolate of this process (each Worker imports anew) opens it under one name: the
   // dynamic loader then hands them the library already loaded, so they share its

@@ -657,6 +657,7 @@ Deno.test("codec: reserve() encodes without copying; reservedView fills in place
       'shape [2, 2], pass its dtype: reserve("float32", [2, 2])',
   });
   assert.throws(() => reserve(BigUint64Array, [3] as never), /reserve\("uint64", \[3\]\)$/);
+  assert.throws(() => reserve(DataView, [3] as never), /reserve\("uint8", \[3\]\)$/);
   assert.throws(() => reserve(Float32Array, 2 ** 60), /length 1152921504606847000 is too large/);
   assert.throws(() => reserve("float32", [-1]), RangeError);
   assert.throws(

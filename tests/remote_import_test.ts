@@ -15,14 +15,15 @@ const ROOT = new URL("../", import.meta.url).pathname;
 const KEY = platformKey();
 const SHIPPED = `${ROOT}ffi/lib/${KEY}/libshmq.so`;
 
-/** Serves ROOT under /good/ as is and under /bad/ with every libshmq.so altered. */
+/** Serves ROOT under /good/ as is, under /bad/ with every libshmq.so altered, and under /noso/
+ * with every libshmq.so unavailable (as offline). */
 function serve() {
   const soRequests: string[] = [];
   const server = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen() {} },
     async (req) => {
       const path = decodeURIComponent(new URL(req.url).pathname);
-      const m = /^\/(good|bad)\/(.*)$/.exec(path);
+      const m = /^\/(good|bad|noso)\/(.*)$/.exec(path);
       if (!m || m[2].split("/").some((p) => p === ".." || p === "." || p === "")) {
         return new Response("not found", { status: 404 });
       }
@@ -34,6 +35,7 @@ function serve() {
         return new Response("not found", { status: 404 });
       }
       if (rel.endsWith(".so")) {
+        if (variant === "noso") return new Response("offline", { status: 503 });
         soRequests.push(path);
         if (variant === "bad") bytes[bytes.length - 1] ^= 0x5a; // one flipped byte
       }
@@ -276,6 +278,17 @@ Deno.test("without env permission the verified binary is loaded from a removed t
     assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
     assert.equal(await exists(`${dir}/deno/shmq`), false);
+
+    // When the fetch fails (offline), the error says a filled cache could not be looked for.
+    const offline = await runChild(
+      dir,
+      `${base}/noso/`,
+      port,
+      { DENO_DIR: `${dir}/deno`, TMPDIR: tmp },
+      { allowEnv: false },
+    );
+    assert.notEqual(offline.code, 0);
+    assert.match(offline.stderr, /HTTP 503; without --allow-env the per-user cache/);
   }));
 
 /** A parent importing the package from a URL, without env permission: it starts an actor
