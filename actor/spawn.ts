@@ -510,10 +510,10 @@ export async function spawnActor<A = unknown>(
     const tail = (await startup.stderrTail()).replace(/\x1b\[[0-9;]*m/g, "").trimEnd();
     await handle[Symbol.asyncDispose]();
     closeControl(control); // After the actor is gone, so its control end is reaped.
+    // Failed by itself, not killed by the timeout: what it wrote (or did not) says why.
+    const failedAlone = status.code !== 0 && status.signal === null;
     const said = tail === ""
-      ? stderr === "piped" && status.code !== 0 && status.signal === null
-        ? "; it wrote nothing to stderr"
-        : ""
+      ? stderr === "piped" && failedAlone ? "; it wrote nothing to stderr" : ""
       : `; its stderr ended with:\n${tail}`;
     // Deno's own advice ("run again with the --allow-read flag") does not apply to an actor,
     // whose permissions come from options.permissions (denoArgs refuses permission flags).
@@ -523,7 +523,7 @@ export async function spawnActor<A = unknown>(
       'options.permissions, e.g. { read: ["./data"] }';
     const hint = /NotCapable|Requires \w+ access/.test(tail)
       ? `\n(${permissions}: pass the one it asks for there)`
-      : stderr !== "piped" && status.code !== 0 && status.signal === null
+      : stderr !== "piped" && failedAlone
       ? `\n(its stderr was not captured: if it asks for a permission there, note that ${permissions})`
       : "";
     throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}${hint}`, {
