@@ -17,17 +17,16 @@ import {
   checkSpec,
   type ControlMessage,
   errorText,
+  HANDOFF_PREFIX,
   HANDOFF_VERSION,
   makeContext,
+  MAX_HANDOFF_BYTES,
   openAll,
   type OpenedQueues,
   parseWireQueues,
   type QueueEnd,
   type QueueSpec,
 } from "./protocol.ts";
-
-/** Longest handoff line accepted (the args value travels in it). */
-const MAX_HANDOFF_BYTES = 1 << 30;
 
 /**
  * Options of {@linkcode actorContext}.
@@ -190,8 +189,14 @@ async function readHandoff(caller: string): Promise<Handoff> {
     const chunk = buffer.slice(0, n);
     chunks.push(chunk);
     total += n;
+    if (total - n < PREFIX_BYTES.length) refuseUnlessHandoff(chunks, caller);
     if (chunk.at(-1) === 0x0a) break; // The parent writes the line and nothing after it.
-    if (total > MAX_HANDOFF_BYTES) throw new ActorError(`${caller}: the handoff is too long`);
+    if (total > MAX_HANDOFF_BYTES) {
+      throw new ActorError(
+        `${caller}: the handoff is longer than ${MAX_HANDOFF_BYTES} bytes: stdin is not ` +
+          `a spawnActor handoff`,
+      );
+    }
   }
   const bytes = new Uint8Array(total);
   let at = 0;
@@ -211,6 +216,20 @@ async function readHandoff(caller: string): Promise<Handoff> {
     );
   }
   return value;
+}
+
+const PREFIX_BYTES = new TextEncoder().encode(HANDOFF_PREFIX);
+
+/** Throws once the bytes read so far differ from the start of a handoff line. */
+function refuseUnlessHandoff(chunks: Uint8Array[], caller: string): void {
+  let at = 0;
+  for (const chunk of chunks) {
+    for (let i = 0; i < chunk.length && at < PREFIX_BYTES.length; i++, at++) {
+      if (chunk[i] !== PREFIX_BYTES[at]) {
+        throw new ActorError(`${caller}: stdin did not carry a spawnActor handoff`);
+      }
+    }
+  }
 }
 
 /**

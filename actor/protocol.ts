@@ -15,6 +15,15 @@ import { encode } from "../codec/encode.ts";
 /** Version of the handoff format between a parent and its actors or Workers. */
 export const HANDOFF_VERSION = 1;
 
+/** How an actor's handoff line starts (`shmqActor` is its first key): an actor whose stdin
+ * starts otherwise is refused after its first bytes, not after reading up to the limit. */
+export const HANDOFF_PREFIX = '{"shmqActor":';
+/** Largest encoded `args` an actor is started with. Its base64 travels in a JSON line and is
+ * parsed as one string, which V8 caps near 512 MiB; data that large belongs in a queue. */
+export const MAX_ACTOR_ARGS_BYTES = 64 * 1024 * 1024;
+/** Longest handoff line an actor reads: base64 `args` of the largest size plus descriptors. */
+export const MAX_HANDOFF_BYTES = 2 * MAX_ACTOR_ARGS_BYTES;
+
 /**
  * One end of a queue: a {@linkcode Sender} or a {@linkcode Receiver}.
  *

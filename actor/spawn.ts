@@ -26,6 +26,7 @@ import {
   type ControlMessage,
   encodeArgs,
   HANDOFF_VERSION,
+  MAX_ACTOR_ARGS_BYTES,
   type QueueHandoff,
   toWire,
   type WireQueues,
@@ -113,7 +114,9 @@ export interface SpawnActorOptions<A = unknown> {
   queues?: Readonly<Record<string, QueueHandoff>>;
   /**
    * A value for the actor, any value of the library's data model (objects, arrays, Maps,
-   * TypedArrays, NdArrays, bigints, ...): `actorContext()` returns it as `args`.
+   * TypedArrays, NdArrays, bigints, ...): `actorContext()` returns it as `args`. At most
+   * 64 MiB once encoded (a `RangeError` says so before anything starts): it travels in the
+   * actor's start-up line; send large data through a queue.
    */
   args?: A;
   /** Close the `Sender`/`Receiver` objects given in `queues` once the actor has opened its own
@@ -438,7 +441,7 @@ export async function spawnActor<A = unknown>(
   const module = moduleSpecifier(moduleUrl, caller);
   const wire = toWire(options.queues, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);
-  const args = options.args === undefined ? undefined : encodeArgs(options.args, caller).toBase64();
+  const args = options.args === undefined ? undefined : actorArgs(options.args, caller);
   const stdout = stdioOption(options.stdout, "stdout", caller);
   const stderr = stdioOption(options.stderr, "stderr", caller);
   const denoArgs = checkDenoArgs(options.denoArgs, caller);
@@ -599,6 +602,18 @@ function closeControl(control: [Sender, Receiver] | undefined): void {
   if (control === undefined) return;
   control[0].close();
   control[1].close();
+}
+
+/** The `args` option as the handoff carries it (base64 of the codec's bytes). */
+function actorArgs(value: unknown, caller: string): string {
+  const bytes = encodeArgs(value, caller);
+  if (bytes.length > MAX_ACTOR_ARGS_BYTES) {
+    throw new RangeError(
+      `${caller}: args encode to ${bytes.length} bytes, more than the ${MAX_ACTOR_ARGS_BYTES} ` +
+        `an actor is started with: send large data through a queue`,
+    );
+  }
+  return bytes.toBase64();
 }
 
 function handoffLine(

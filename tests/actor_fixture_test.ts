@@ -184,6 +184,12 @@ const roles: Record<string, () => Promise<void> | void> = {
     console.error("stderr: hello");
   },
 
+  /** Prints the length and last byte of its args, a Uint8Array. */
+  async argsLength() {
+    const { args } = await actorContext<Record<never, never>, Uint8Array>();
+    console.log(`${args.length} ${args.at(-1)}`);
+  },
+
   exit3() {
     Deno.exit(3); // Never calls actorContext().
   },

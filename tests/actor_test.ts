@@ -11,6 +11,7 @@ import {
   type ActorHandle,
   ClosedError,
   createSharedMemoryPair,
+  encode,
   NdArray,
   spawnActor,
   spawnWorker,
@@ -159,6 +160,43 @@ Deno.test("piped output is captured; no queues means no wait for the actor", asy
   assert.equal(stdout, 'stdout: {"n":7}\n');
   assert.equal(stderr, "stderr: hello\n");
   await actor[Symbol.asyncDispose]();
+});
+
+Deno.test("args as large as an actor takes arrive whole; larger ones are refused", async () => {
+  const limit = 64 * 1024 * 1024;
+  const largest = new Uint8Array(limit - 64).fill(7, -1);
+  assert.ok(encode(largest).length <= limit, "the codec's framing grew: pick a smaller array");
+  const actor = await spawnActor(FIXTURE, { argv: ["argsLength"], args: largest, stdout: "piped" });
+  const { status, stdout } = await actor.output();
+  assert.equal(status.code, 0);
+  assert.equal(stdout, `${largest.length} 7\n`);
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { argv: ["argsLength"], args: new Uint8Array(limit) }),
+    {
+      name: "RangeError",
+      message: /^spawnActor: args encode to \d+ bytes, more than the 67108864 .* through a queue$/,
+    },
+  );
+});
+
+Deno.test("actorContext() refuses a stdin that is no handoff after its first bytes", async () => {
+  // Without the early check it would read on until a newline or the handoff's size limit.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", "--allow-read", "--allow-env", FIXTURE.pathname, "print"],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  writer.write(new Uint8Array(1 << 20).fill(0x78)).catch(() => {}); // no newline; stays open
+  const stderr = await within(
+    30_000,
+    new Response(child.stderr).text(),
+    "the actor's refusal",
+  );
+  assert.match(stderr, /actorContext: stdin did not carry a spawnActor handoff/);
+  assert.notEqual((await child.status).code, 0);
+  await writer.close().catch(() => {});
 });
 
 Deno.test(
