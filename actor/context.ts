@@ -150,11 +150,12 @@ async function start(
     for (const end of Object.values(queues)) end.close();
     throw error;
   }
-  // Started after the report, so that it does not delay the parent: if the parent is already
-  // gone by then, the watchdog reads the end of stdin at once. It takes over from the watch
-  // spawnActor's preload keeps while the actor starts.
-  if (options?.exitWithParent ?? true) await startWatchdog(queues);
+  // The watch spawnActor's preload keeps while the actor starts ends the process with a signal:
+  // from here on the ends are open, and an actor whose parent dies must close them as it goes.
+  // The watchdog does, and misses nothing: a parent gone before it starts has closed stdin.
   stopWatchingParent();
+  // Started after the report, so that it does not delay the parent.
+  if (options?.exitWithParent ?? true) await startWatchdog(queues);
   return { queues, args };
 }
 
