@@ -35,6 +35,7 @@ export type {
   DecodeOptions,
   DTypeArrayMap,
   DTypeName,
+  DTypeNameFor,
   ReservableConstructor,
   TypedArray,
   TypedArrayConstructor,

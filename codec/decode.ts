@@ -6,6 +6,8 @@
  */
 
 import { DecodeError } from "../queue/errors.ts";
+import { refuseUnknownOptions } from "../queue/option_names.ts";
+import { shown } from "../queue/shown.ts";
 import { dtypeByCode, type TypedArray } from "./dtype.ts";
 import {
   ALIGN,
@@ -116,7 +118,7 @@ function f64(b: Uint8Array, p: number): number {
 }
 
 /**
- * Decodes bytes written by `encodeInto` or `encode`. `bytes` must start at the header; bytes
+ * Decodes bytes written by `encode` (or by a queue's sender). `bytes` must start at the header; bytes
  * after the length the header declares are ignored.
  *
  * In copy mode (the default) the result owns all its memory. With `{ view: true }`, array
@@ -126,7 +128,8 @@ function f64(b: Uint8Array, p: number): number {
  *
  * Throws a {@linkcode DecodeError} for any malformed input: it never reads outside `bytes`,
  * checks every declared count and length against the bytes that remain before allocating,
- * and runs in time linear in the input (nesting is handled with an explicit stack).
+ * and runs in time linear in the input (nesting is handled with an explicit stack). Options
+ * it does not know, or of the wrong type, throw a `TypeError` naming them.
  *
  * @example
  * ```ts
@@ -139,6 +142,25 @@ function f64(b: Uint8Array, p: number): number {
  * ```
  */
 export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
+  if (options !== undefined) checkDecodeOptions(options);
+  return decodeBytes(bytes, options);
+}
+
+const DECODE_OPTIONS = ["view", "allocate"] as const satisfies (keyof DecodeOptions)[];
+
+function checkDecodeOptions(options: DecodeOptions): void {
+  refuseUnknownOptions(options, DECODE_OPTIONS, "decode");
+  const { view, allocate } = options;
+  if (view !== undefined && typeof view !== "boolean") {
+    throw new TypeError(`decode: options.view must be a boolean, got ${shown(view)}`);
+  }
+  if (allocate !== undefined && typeof allocate !== "function") {
+    throw new TypeError(`decode: options.allocate must be a function, got ${shown(allocate)}`);
+  }
+}
+
+/** {@linkcode decode} without the check of its options, for the queue's own calls. */
+export function decodeBytes(bytes: Uint8Array, options?: DecodeOptions): unknown {
   if (!(bytes instanceof Uint8Array)) throw new TypeError("decode: bytes must be a Uint8Array");
   if (!LITTLE_ENDIAN) throw new Error("shmq codec: big-endian hosts are not supported");
   const view = options !== undefined && options.view === true;

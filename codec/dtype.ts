@@ -100,6 +100,27 @@ export interface DTypeArrayMap {
   complex128: Float64Array;
 }
 
+/**
+ * The dtype names whose elements a `T` can hold: every name for the default `TypedArray`,
+ * `"float32" | "complex64"` for `Float32Array`. `NdArray<T>`'s constructor takes only these,
+ * so a dtype name and the array type a variable promises cannot disagree.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import type { DTypeNameFor } from "../mod.ts";
+ * const name: DTypeNameFor<Float64Array> = "complex128"; // or "float64"
+ * assert.ok(name === "complex128");
+ * ```
+ */
+export type DTypeNameFor<T extends TypedArray> = {
+  // By class name: `Int32Array<ArrayBuffer>` (what `new Int32Array(3)` is) holds int32 too.
+  [K in DTypeName]: [
+    Extract<DTypeArrayMap[K][typeof Symbol.toStringTag], T[typeof Symbol.toStringTag]>,
+  ] extends [never] ? never
+    : K;
+}[DTypeName];
+
 /** Whether this runtime has `Float16Array`. */
 export const HAS_FLOAT16: boolean = typeof (globalThis as { Float16Array?: unknown })
   .Float16Array === "function";

@@ -52,6 +52,8 @@ export interface ReservedSlot {
   readonly byteOffset: number;
   /** Bytes of the payload. */
   readonly byteLength: number;
+  /** Where the placeholder sits in the value, as errors name it (`value.obs`). */
+  readonly path: string;
 }
 
 /**
@@ -384,7 +386,9 @@ function planValue(value: unknown): EncodePlan {
               if ((cur as ArrayBuffer).detached) {
                 throw placed(st, pathOf(st, sp), "the ArrayBuffer is detached");
               }
-              const bytes = new Uint8Array(cur as ArrayBuffer);
+              // Fixed at today's length, as views are: a resizable buffer that grows before the
+              // plan is written is written at this size, not refused as shrunk.
+              const bytes = new Uint8Array(cur as ArrayBuffer, 0, (cur as ArrayBuffer).byteLength);
               size = planPayload(
                 OP_BINARY,
                 B_ARRAYBUFFER,
@@ -413,6 +417,7 @@ function planValue(value: unknown): EncodePlan {
                   reservation: r,
                   byteOffset: size - r.byteLength,
                   byteLength: r.byteLength,
+                  path: pathOf(st, sp),
                 }),
               );
               break;
@@ -924,11 +929,12 @@ function writeMagnitude(t: Uint8Array, p: number, n: number, v: bigint): void {
 }
 
 /**
- * Encodes `value` into a fresh buffer: {@linkcode planEncode} then {@linkcode encodeInto}.
- * Offsets of array payloads are multiples of 64 from the start of the returned bytes, which
- * start at offset 0 of their own ArrayBuffer. (JavaScript cannot choose the address of a new
- * ArrayBuffer; V8 aligns it to at least 16 bytes, enough to view any element type in place.
- * Encode into a 64-byte aligned region with `encodeInto` for full cache-line alignment.)
+ * Encodes `value` into a fresh buffer. Offsets of array payloads are multiples of 64 from the
+ * start of the returned bytes, which start at offset 0 of their own ArrayBuffer. (JavaScript
+ * cannot choose the address of a new ArrayBuffer; V8 aligns it to at least 16 bytes, enough
+ * to view any element type in place. A queue's messages are 64-byte aligned.) A value it
+ * cannot encode (a function, a class instance, a cycle, a {@linkcode reserve} placeholder)
+ * throws a `TypeError` naming its path, such as `value.job.run`.
  *
  * @example
  * ```ts
@@ -941,6 +947,14 @@ function writeMagnitude(t: Uint8Array, p: number, n: number, v: bigint): void {
  */
 export function encode(value: unknown): Uint8Array {
   const plan = planEncode(value);
+  // Its payload would go out as zeros, with no way to find it to fill in.
+  const placeholder = plan.reservations[0];
+  if (placeholder !== undefined) {
+    throw new TypeError(
+      `${placeholder.path}: a reserve() placeholder, which only Sender.prepare() fills in ` +
+        "place; encode the array itself",
+    );
+  }
   const out = new Uint8Array(plan.byteLength);
   encodeInto(plan, out);
   return out;

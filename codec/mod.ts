@@ -18,7 +18,13 @@
  */
 
 export { DType, dtype } from "./dtype.ts";
-export type { DTypeArrayMap, DTypeName, TypedArray, TypedArrayConstructor } from "./dtype.ts";
+export type {
+  DTypeArrayMap,
+  DTypeName,
+  DTypeNameFor,
+  TypedArray,
+  TypedArrayConstructor,
+} from "./dtype.ts";
 export { NdArray } from "./ndarray.ts";
 export { Reservation, reserve } from "./reserve.ts";
 export type { ReservableConstructor } from "./reserve.ts";

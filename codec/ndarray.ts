@@ -4,7 +4,14 @@
  * @module
  */
 
-import { DType, dtype, type DTypeArrayMap, type DTypeName, type TypedArray } from "./dtype.ts";
+import {
+  DType,
+  dtype,
+  type DTypeArrayMap,
+  type DTypeName,
+  type DTypeNameFor,
+  type TypedArray,
+} from "./dtype.ts";
 import { MAX_NDIM } from "./format.ts";
 
 /**
@@ -39,14 +46,16 @@ export function shapeSize(shape: readonly number[]): number {
  *
  * The constructor checks that `data` has the right class and exactly
  * `product(shape) * lanes` elements; without `data` it allocates zeros. The shape is frozen.
+ * TypeScript types `data` from `data` or from the array type asked for; for zeros typed by
+ * the dtype name, use {@linkcode NdArray.zeros}.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  * import { NdArray } from "./ndarray.ts";
- * const img = new NdArray("float32", [2, 3]);
+ * const img = NdArray.zeros("float32", [2, 3]); // img.data: Float32Array
  * img.data[1 * 3 + 2] = 1.5; // element [1, 2]
- * assert.ok(img.size === 6 && img.ndim === 2 && img.dtype.name === "float32");
+ * assert.ok(img.size === 6 && img.ndim === 2 && img.data.at(-1) === 1.5);
  *
  * const labels = new NdArray("int32", [3], new Int32Array([7, 8, 9]));
  * assert.ok(labels.data[2] === 9);
@@ -65,7 +74,7 @@ export class NdArray<T extends TypedArray = TypedArray> {
    * omitted. Throws a `TypeError` when `data` has the wrong class, a `RangeError` when its
    * length does not match the shape.
    */
-  constructor(dtype: DType | DTypeName, shape: readonly number[], data?: T) {
+  constructor(dtype: DType | DTypeNameFor<T>, shape: readonly number[], data?: T) {
     const dt = typeof dtype === "string" ? dtypeOf(dtype) : dtype;
     if (!(dt instanceof DType)) throw new TypeError("dtype must be a DType or a dtype name");
     const size = shapeSize(shape);
@@ -119,7 +128,7 @@ export class NdArray<T extends TypedArray = TypedArray> {
    * ```
    */
   static zeros<N extends DTypeName>(name: N, shape: readonly number[]): NdArray<DTypeArrayMap[N]> {
-    return new NdArray<DTypeArrayMap[N]>(name, shape);
+    return new NdArray<DTypeArrayMap[N]>(dtypeOf(name), shape);
   }
 }
 

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { decode, type DecodeOptions } from "../codec/mod.ts";
+import type { DecodeOptions } from "../codec/mod.ts";
+import { decodeBytes } from "../codec/decode.ts";
 import {
   prefaultJoin,
   prefaultStart,
@@ -359,7 +360,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const plain = options === COPY_OPTIONS && got.length < LARGE_COPY;
       this.#inAllocate = allocateFailed !== undefined;
       try {
-        value = decode(queue.messageBytes(got), plain ? undefined : options);
+        value = decodeBytes(queue.messageBytes(got), plain ? undefined : options);
       } finally {
         this.#inAllocate = false;
         finishCopyHelper();
@@ -420,7 +421,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       view = m.length <= SMALL_LEASE
         ? this.#smallView(m)
         : queue.openView(m.segment, m.offset, m.length);
-      value = decode(new Uint8Array(view.buffer, 0, m.length), { view: true }) as T;
+      value = decodeBytes(new Uint8Array(view.buffer, 0, m.length), { view: true }) as T;
     } catch (error) {
       if (view) queue.dropView(view);
       queue.release(m.slot);

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { decode, encodeInto, type EncodePlan, planEncode } from "../codec/mod.ts";
+import { encodeInto, type EncodePlan, planEncode } from "../codec/mod.ts";
+import { decodeBytes } from "../codec/decode.ts";
 import { ClosedError, FullError } from "./errors.ts";
 import { MAX_MESSAGE_SIZE } from "./layout.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
@@ -314,19 +315,19 @@ export class Sender implements Disposable {
           `${MAX_MESSAGE_SIZE} bytes`,
       );
     }
-    for (const { reservation } of plan.reservations) {
+    for (const { reservation, path } of plan.reservations) {
       // A put would send whatever the space held before: another message's bytes.
       if (!drafting) {
         throw new TypeError(
-          `Sender.${method}: the value holds reserve() placeholders, which only prepare() ` +
-            "fills in place; put the arrays themselves",
+          `Sender.${method}: ${path}: a reserve() placeholder, which only prepare() fills in ` +
+            "place; put the array itself",
         );
       }
       // An ArrayBuffer cannot view part of shared memory, so a draft could only hand out a
       // copy, and what was written into it would be lost.
       if (reservation.ctor === ArrayBuffer) {
         throw new TypeError(
-          `Sender.${method}: reserve(ArrayBuffer, n) cannot be written in place; use ` +
+          `Sender.${method}: ${path}: reserve(ArrayBuffer, n) cannot be written in place; use ` +
             "reserve(Uint8Array, n) (the receiver then gets a Uint8Array)",
         );
       }
@@ -392,7 +393,7 @@ export class Sender implements Disposable {
       view = queue.openView(r.segment, r.offset, r.length, r.createExtension);
       const bytes = new Uint8Array(view.buffer, 0, r.length);
       encodeInto(plan, bytes);
-      value = decode(bytes, { view: true }) as T;
+      value = decodeBytes(bytes, { view: true }) as T;
     } catch (error) {
       if (view) queue.dropView(view);
       queue.cancel(r);

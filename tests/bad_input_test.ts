@@ -5,6 +5,8 @@ import {
   actorContext,
   ClosedError,
   createSharedMemoryPair,
+  decode,
+  encode,
   reserve,
   spawnActor,
   spawnWorker,
@@ -367,12 +369,20 @@ Deno.test("put refuses reserve() placeholders, prepare refuses reserve(ArrayBuff
     const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
     await assert.rejects(sender.put({ a: reserve(Uint8Array, 64) }), {
       name: "TypeError",
-      message: /reserve\(\) placeholders.*prepare/,
+      message: /^Sender\.put: value\.a: a reserve\(\) placeholder, which only prepare\(\)/,
     });
-    assert.throws(() => sender.putSync([reserve(Float32Array, 4)]), TypeError);
+    assert.throws(() => sender.putSync([0, [reserve(Float32Array, 4)]]), {
+      name: "TypeError",
+      message: /^Sender\.putSync: value\[1\]\[0\]: a reserve\(\) placeholder/,
+    });
     await assert.rejects(sender.prepare({ raw: reserve(ArrayBuffer, 8) }), {
       name: "TypeError",
-      message: /reserve\(Uint8Array, n\)/,
+      message: /^Sender\.prepare: value\.raw: reserve\(ArrayBuffer, n\) .*reserve\(Uint8Array, n\)/,
+    });
+    // encode() has no way to hand out the placeholder's space: it refuses one too.
+    assert.throws(() => encode({ deep: { r: reserve(Uint8Array, 4) } }), {
+      name: "TypeError",
+      message: /^value\.deep\.r: a reserve\(\) placeholder, which only Sender\.prepare\(\)/,
     });
     assert.throws(() => sender.prepareSync(reserve(ArrayBuffer, 8)), TypeError);
     // Nothing was reserved or sent by the refused calls.
@@ -416,3 +426,41 @@ Deno.test("an array that shrinks while put or prepare waits for room: TypeError 
     assert.equal(await r.get(), "after");
     await s.waitForAllAck({ timeout: 1000 });
   }));
+
+Deno.test("a resizable buffer that grows while put waits for room goes at its measured size", () =>
+  withoutLeaks(async () => {
+    // Before: refused as if it had shrunk ("was detached, or its resizable buffer shrank").
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    using _s = s;
+    using _r = r;
+    s.putSync("first");
+    const buffer = new ArrayBuffer(8, { maxByteLength: 64 });
+    new Uint8Array(buffer).set([1, 2, 3, 4, 5, 6, 7, 8]);
+    const waiting = s.put({ buffer, view: new Uint8Array(buffer, 0, 8) }, { timeout: 5000 });
+    buffer.resize(16);
+    assert.equal(await r.get(), "first");
+    await waiting;
+    const got = await r.get() as { buffer: ArrayBuffer; view: Uint8Array };
+    assert.deepEqual(new Uint8Array(got.buffer), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+    assert.deepEqual(got.view, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  }));
+
+Deno.test("decode refuses options it does not know or of the wrong type, naming them", () => {
+  const bytes = encode({ a: new Uint8Array(4) });
+  const cases: [unknown, RegExp][] = [
+    [{ veiw: true }, /^decode: unknown option `veiw` \(did you mean `view`\?\)/],
+    [{ view: 1 }, /^decode: options\.view must be a boolean, got 1$/],
+    [{ allocate: 5 }, /^decode: options\.allocate must be a function, got 5$/],
+    [null, /^decode: options must be an object, got null$/],
+    ["x", /^decode: options must be an object/],
+  ];
+  for (const [options, message] of cases) {
+    assert.throws(() => decode(bytes, options as never), { name: "TypeError", message });
+  }
+  // Known ones, and an unknown one left undefined (forwarded options), still work.
+  const allocate = (n: number) => new ArrayBuffer(n);
+  const view = decode(bytes, { view: true, allocate, other: undefined } as never) as {
+    a: Uint8Array;
+  };
+  assert.equal(view.a.buffer, bytes.buffer);
+});

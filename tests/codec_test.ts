@@ -206,7 +206,10 @@ Deno.test("codec: NdArray of every dtype, dtypes themselves", () => {
 });
 
 Deno.test("codec: NdArray and dtype validation", () => {
-  assert.throws(() => new NdArray("float32", [2], new Float64Array(2) as never), TypeError);
+  assert.throws(
+    () => new NdArray("float32", [2], new Float64Array(2) as unknown as Float32Array),
+    TypeError,
+  );
   assert.throws(() => new NdArray("float32", [2, 2], new Float32Array(3)), RangeError);
   assert.throws(() => new NdArray("int8", [-1]), RangeError);
   assert.throws(() => new NdArray("int8", [1.5]), RangeError);
