@@ -96,6 +96,9 @@ const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
 const QUEUED_SCAN_LIMIT = 4096;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
 const ARENA_REBASE_AT = 2 ** 50;
+/** Above any arena cursor a healthy queue has (the rebase keeps them below 2^50 plus two
+ * arenas): where adding a message's size could round, a cursor is refused as corrupt. */
+const ARENA_CURSOR_LIMIT = 2 ** 51;
 /** A lone receiver takes up to this many more messages with the one asked for (see
  * #prefetchLocked)... */
 const PREFETCH_MESSAGES = 16;
@@ -585,6 +588,7 @@ export class SharedQueue {
     try {
       this.#checkUsable();
       if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
+        this.#confirmNoneLeftLocked(L.ParticipantKind.Receiver);
         throw new ClosedError(this.goneMessage("receiver"), {
           reason: "no-receivers",
         });
@@ -801,6 +805,7 @@ export class SharedQueue {
       // Releases the count missed (a receiver killed between its CAS and its count) would
       // otherwise hold their room until the tail reaches them.
       this.#settleLocked(true);
+      this.#auditLocked();
       this.#unmapStaleExtensions();
     } finally {
       this.#unlock();
@@ -824,8 +829,10 @@ export class SharedQueue {
         // The exit check's own end is no sender or receiver of the program's: how the last real
         // one left stays on record.
         this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
-        const u32 = this.#u32;
-        last = u32[L.C_LIVE_SENDERS >> 2] === 0 && u32[L.C_LIVE_RECEIVERS >> 2] === 0;
+        // By the table, not the counts: on a queue poisoned by a forged count, the last end
+        // still removes it.
+        last = this.#countInTable(L.ParticipantKind.Sender) === 0 &&
+          this.#countInTable(L.ParticipantKind.Receiver) === 0;
         const left = last || !(this.#exiting || isMainThread())
           ? "none"
           : this.#remainingEndsLocked();
@@ -1217,9 +1224,16 @@ export class SharedQueue {
       const arenaTail = f64[L.C_ARENA_TAIL >> 3];
       if (
         !(Number.isInteger(head) && head % L.MESSAGE_ALIGN === 0 && arenaTail >= 0 &&
-          arenaTail <= head && head - arenaTail <= arenaSize)
+          arenaTail <= head && head - arenaTail <= arenaSize && head < ARENA_CURSOR_LIMIT)
       ) {
         this.#poison(`arena cursors ${arenaTail}..${head}`);
+      }
+      // Nor past the oldest message, which a tail forged ahead would let it overwrite.
+      const oldest = L.slotOffset(tail & this.#mask);
+      if (write !== tail && u32[(oldest + L.S_SEGMENT) >> 2] === 0) {
+        const start = f64[(oldest + L.S_ARENA_END) >> 3] -
+          L.alignUp(Math.max(f64[(oldest + L.S_LENGTH) >> 3], 1), L.MESSAGE_ALIGN);
+        if (!(start >= arenaTail)) this.#poison(`arena tail ${arenaTail} past a message`);
       }
       const need = L.alignUp(Math.max(length, 1), L.MESSAGE_ALIGN);
       const position = head % arenaSize;
@@ -1606,6 +1620,7 @@ export class SharedQueue {
     }
     if (read === write) {
       if (u32[L.C_LIVE_SENDERS >> 2] === 0) {
+        this.#confirmNoneLeftLocked(L.ParticipantKind.Sender);
         throw new ClosedError(this.goneMessage("sender", "and the queue is drained"), {
           reason: "drained",
         });
@@ -1755,8 +1770,9 @@ export class SharedQueue {
     if (segment === 0) return offset % L.MESSAGE_ALIGN === 0 && offset + length <= this.arenaSize;
     if (segment > L.MAX_EXTENSIONS || offset !== 0) return false;
     const e = L.extensionOffset(segment - 1);
+    const size = this.#f64[(e + L.E_SIZE) >> 3];
     return this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Busy &&
-      length <= this.#f64[(e + L.E_SIZE) >> 3];
+      size > 0 && size % L.PAGE_SIZE === 0 && length <= size;
   }
 
   /** Moves a slot from `from` to Done, returning its capacity, crediting its sender's ack
@@ -1953,6 +1969,84 @@ export class SharedQueue {
     u32[L.C_LIVE_RECEIVERS >> 2] = receivers;
   }
 
+  /**
+   * Checks what the critical sections keep count of against what the counts summarise, and
+   * poisons the queue where they disagree: the live ends against the participant table, the
+   * messages in flight and the arena cursors against the slot ring. Only a writer outside the
+   * library (or a bug) makes them disagree, as a holder killed mid-section is recounted at
+   * takeover. Runs with every reap, so that a waiter finds out within a wait slice, rather
+   * than waiting for good on a forged count or taking one for the end of the stream.
+   */
+  #auditLocked(): void {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const senders = this.#countInTable(L.ParticipantKind.Sender);
+    const receivers = this.#countInTable(L.ParticipantKind.Receiver);
+    const counted = [u32[L.C_LIVE_SENDERS >> 2], u32[L.C_LIVE_RECEIVERS >> 2]];
+    if (counted[0] !== senders || counted[1] !== receivers) {
+      this.#poison(
+        `${counted[0]} senders and ${counted[1]} receivers counted live, ` +
+          `${senders} and ${receivers} in the participant table`,
+      );
+    }
+    try {
+      this.#validateCursorsLocked();
+    } catch (error) {
+      if (error instanceof CorruptState) this.#poison(error.message);
+      throw error;
+    }
+    const tail = u32[L.C_TAIL >> 2];
+    const span = (u32[L.C_WRITE >> 2] - tail) >>> 0;
+    const arenaTail = f64[L.C_ARENA_TAIL >> 3];
+    const arenaHead = f64[L.C_ARENA_HEAD >> 3];
+    let inFlight = 0;
+    for (let k = 0; k < span; k++) {
+      const slot = (tail + k) & this.#mask;
+      const s = L.slotOffset(slot);
+      const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+      if (state === L.SlotState.Free) this.#poison(`free slot ${slot} among the queued ones`);
+      if (state !== L.SlotState.Done) inFlight++;
+      if (state === L.SlotState.Writing) {
+        const at = L.participantOffset(u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS);
+        if (
+          u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Sender ||
+          u32[(at + L.P_GEN) >> 2] !== u32[(s + L.S_SENDER_GEN) >> 2]
+        ) {
+          this.#poison(`slot ${slot} is being written by no sender of the queue`);
+        }
+      }
+      if (u32[(s + L.S_SEGMENT) >> 2] !== 0) continue;
+      // Every arena message lies between the cursors, so none is handed out for writing twice.
+      const end = f64[(s + L.S_ARENA_END) >> 3];
+      const start = end - L.alignUp(Math.max(f64[(s + L.S_LENGTH) >> 3], 1), L.MESSAGE_ALIGN);
+      if (!(start >= arenaTail && end <= arenaHead)) {
+        this.#poison(`slot ${slot} spans ${start}..${end}, outside the arena's ${arenaTail}..`);
+      }
+    }
+    if (inFlight !== u32[L.C_IN_FLIGHT >> 2]) {
+      this.#poison(`${u32[L.C_IN_FLIGHT >> 2]} messages counted in flight, ${inFlight} queued`);
+    }
+  }
+
+  /** Entries of `kind` in the participant table. */
+  #countInTable(kind: number): number {
+    let n = 0;
+    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
+      if (this.#u32[(L.participantOffset(i) + L.P_KIND) >> 2] === kind) n++;
+    }
+    return n;
+  }
+
+  /** Before the queue is taken for closed on a count of 0: poisons it if the participant
+   * table still holds an end of `kind`, rather than end a stream early on a forged count. */
+  #confirmNoneLeftLocked(kind: number): void {
+    const n = this.#countInTable(kind);
+    if (n !== 0) {
+      const what = kind === L.ParticipantKind.Sender ? "senders" : "receivers";
+      this.#poison(`no ${what} counted live, ${n} in the participant table`);
+    }
+  }
+
   #validateCursorsLocked(): void {
     const u32 = this.#u32;
     const f64 = this.#f64;
@@ -1966,7 +2060,7 @@ export class SharedQueue {
     if (((write - tail) >>> 0) > ring) throw new CorruptState("slot ring overfull");
     const head = f64[L.C_ARENA_HEAD >> 3];
     const arenaTail = f64[L.C_ARENA_TAIL >> 3];
-    if (!(arenaTail <= head && head - arenaTail <= this.arenaSize)) {
+    if (!(arenaTail <= head && head - arenaTail <= this.arenaSize && head < ARENA_CURSOR_LIMIT)) {
       throw new CorruptState("arena cursors out of order");
     }
   }

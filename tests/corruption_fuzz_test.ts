@@ -488,3 +488,171 @@ Deno.test("random corruption of live queues while messages flow: no crash, hang 
   }
   assert.equal(totals.rounds, ROUNDS * VICTIMS);
 });
+
+// ------------------------------------------------------------------------- forged bookkeeping
+
+/** `call` must throw ClosedError("corrupt") whose message matches `pattern`. */
+function assertPoisoned(call: () => unknown, pattern: RegExp, what: string): void {
+  assert.throws(
+    call,
+    (e: unknown) => e instanceof ClosedError && e.reason === "corrupt" && pattern.test(e.message),
+    what,
+  );
+}
+
+/** A queue, its ends and a mapping of its main segment to forge fields in. */
+function forgeable(capacity = 4, arenaBytes = 1 << 20) {
+  const [sender, receiver] = createSharedMemoryPair({ capacity, arenaBytes });
+  const m = mapSegment(sender.descriptor.name)!;
+  return {
+    sender,
+    receiver,
+    m,
+    /** The participant entry of the end of `kind`. */
+    entryOf(kind: number): number {
+      for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
+        if (m.u32[(L.participantOffset(i) + L.P_KIND) >> 2] === kind) return i;
+      }
+      throw new Error(`no entry of kind ${kind}`);
+    },
+    [Symbol.dispose]() {
+      m.unmap();
+      sender.close();
+      receiver.close();
+    },
+  };
+}
+
+Deno.test("forged live counts or entries are found out, never taken for the end of a stream", () =>
+  withoutLeaks(() => {
+    // Before: the receiver took the stream for drained while its sender was still open.
+    {
+      using q = forgeable();
+      q.sender.putSync(1);
+      q.m.u32[L.C_LIVE_SENDERS >> 2] = 0;
+      assert.equal(q.receiver.getSync(), 1);
+      assertPoisoned(
+        () => q.receiver.getSync({ timeout: 5000 }),
+        /no senders counted live, 1 in the participant table/,
+        "senders counted 0",
+      );
+    }
+    // Before: the receiver waited for good (here: EmptyError at the timeout).
+    {
+      using q = forgeable();
+      q.m.u32[L.C_LIVE_SENDERS >> 2] = 0xffffffff;
+      q.sender.close();
+      assertPoisoned(
+        () => q.receiver.getSync({ timeout: 5000 }),
+        /senders and 1 receivers counted live, 0 and 1 in the participant table/,
+        "senders counted 2^32 - 1",
+      );
+    }
+    // An entry no end registered, reaped as a dead sender: before, the live count fell to 0
+    // and the stream ended with the real sender still open.
+    {
+      using q = forgeable();
+      const phantom = L.participantOffset(L.MAX_PARTICIPANTS - 1);
+      q.m.u32[(phantom + L.P_KIND) >> 2] = L.ParticipantKind.Sender;
+      assertPoisoned(() => q.receiver.getSync({ timeout: 5000 }), /counted live/, "phantom");
+    }
+    // Before: put said every receiver had closed.
+    {
+      using q = forgeable();
+      q.m.u32[L.C_LIVE_RECEIVERS >> 2] = 0;
+      assertPoisoned(
+        () => q.sender.putSync(1),
+        /no receivers counted live, 1 in the participant table/,
+        "receivers counted 0",
+      );
+    }
+    // A receiver whose entry was forged free leaves its count behind as it closes. Before:
+    // every put waited for room for good (here: FullError at the timeout).
+    {
+      using q = forgeable(2);
+      const at = L.participantOffset(q.entryOf(L.ParticipantKind.Receiver));
+      q.m.u32[(at + L.P_KIND) >> 2] = L.ParticipantKind.Free;
+      q.receiver.close();
+      q.sender.putSync(1);
+      q.sender.putSync(2);
+      assertPoisoned(
+        () => q.sender.putSync(3, { timeout: 5000 }),
+        /1 receivers counted live, 1 and 0 in the participant table/,
+        "receiver entry forged free",
+      );
+    }
+  }));
+
+Deno.test("a forged ring or arena cursor is found out, never a stall or an overwrite", () =>
+  withoutLeaks(() => {
+    // Before: every put waited for room for good (here: FullError at the timeout).
+    {
+      using q = forgeable();
+      q.m.u32[L.C_IN_FLIGHT >> 2] = 0xffffffff;
+      assertPoisoned(
+        () => q.sender.putSync(1, { timeout: 5000 }),
+        /4294967295 messages counted in flight, 0 queued/,
+        "in flight",
+      );
+    }
+    // A tail forged back makes the ring look full of free slots. Before: a stall.
+    {
+      using q = forgeable();
+      q.sender.putSync(1);
+      q.m.u32[L.C_TAIL >> 2] = (1 - 16) >>> 0; // capacity 4: a ring of 16
+      assertPoisoned(
+        () => q.sender.putSync(2, { timeout: 5000 }),
+        /free slot \d+ among the queued ones/,
+        "tail",
+      );
+    }
+    // A slot "being written" by an entry no sender holds. Before: it held back the queue for
+    // good (here: EmptyError at the timeout).
+    {
+      using q = forgeable();
+      const write = q.m.u32[L.C_WRITE >> 2];
+      const s = L.slotOffset(write & 15);
+      q.m.u32[(s + L.S_SENDER) >> 2] = L.MAX_PARTICIPANTS - 1;
+      q.m.u32[(s + L.S_SEGMENT) >> 2] = 0;
+      q.m.f64[(s + L.S_LENGTH) >> 3] = 8;
+      q.m.f64[(s + L.S_ARENA_END) >> 3] = 64;
+      q.m.f64[L.C_ARENA_HEAD >> 3] = 64;
+      q.m.u32[(s + L.S_STATE) >> 2] = L.SlotState.Writing;
+      q.m.u32[L.C_WRITE >> 2] = write + 1;
+      q.m.u32[L.C_IN_FLIGHT >> 2] = 1;
+      assertPoisoned(
+        () => q.receiver.getSync({ timeout: 5000 }),
+        /slot \d+ is being written by no sender of the queue/,
+        "orphan slot",
+      );
+    }
+    // Before: adding a message's size to 2^60 rounded back, so every message went to offset
+    // 0, over the ones not yet read.
+    {
+      using q = forgeable();
+      q.m.f64[L.C_ARENA_HEAD >> 3] = 2 ** 60;
+      q.m.f64[L.C_ARENA_TAIL >> 3] = 2 ** 60;
+      assertPoisoned(() => q.sender.putSync(1), /arena cursors/, "arena cursors 2^60");
+    }
+    // Before: later messages were written over the unread one.
+    {
+      using q = forgeable();
+      q.sender.putSync(new Uint8Array(20_000));
+      assert.equal(q.m.u32[(L.slotOffset(0) + L.S_SEGMENT) >> 2], 0, "in the arena");
+      q.m.f64[L.C_ARENA_TAIL >> 3] = q.m.f64[L.C_ARENA_HEAD >> 3];
+      assertPoisoned(() => q.sender.putSync(2), /arena tail \d+ past a message/, "arena tail");
+    }
+  }));
+
+Deno.test("a forged extension size of 0 is corrupt state, not a native error", () =>
+  withoutLeaks(() => {
+    using q = forgeable(4, 64 * 1024);
+    q.sender.putSync(new Uint8Array(200_000)); // too large for the arena: an extension
+    const s = L.slotOffset(q.m.u32[L.C_READ >> 2] & 15);
+    const extension = q.m.u32[(s + L.S_SEGMENT) >> 2] - 1;
+    assert.ok(extension >= 0, "the message went to an extension");
+    q.m.f64[(L.extensionOffset(extension) + L.E_SIZE) >> 3] = 0;
+    q.m.f64[(s + L.S_LENGTH) >> 3] = 0;
+    // Before: NativeError "mmap(…): EINVAL".
+    assertPoisoned(() => q.receiver.getSync(), /places 0 bytes at 0 in segment/, "size 0");
+  }));
