@@ -18,6 +18,10 @@ import type { Attempt } from "./wait.ts";
 /** The async calls of one queue end, in call order. */
 export class Lane {
   #queued = 0;
+  /** Calls that completed at once, settling after a fairness turn (theirs or an earlier
+   * call's), and the promise the last of them settles on. */
+  #turning = 0;
+  #turnsTail: Promise<void> = Promise.resolve();
   /** Settles once every call that joined so far has left. */
   #tail: Promise<void> = Promise.resolve();
   /** A fairness turn {@linkcode now} found due, until {@linkcode takeDueTurn}. */
@@ -61,6 +65,23 @@ export class Lane {
     const turn = this.#dueTurn;
     this.#dueTurn = undefined;
     return turn;
+  }
+
+  /**
+   * What a sender's call that is done (its message is out) awaits before it settles: its own
+   * fairness `turn`, if one was due, and the turns earlier calls of this end are still taking,
+   * so that the calls settle in the order they were made. Undefined when there is none, the
+   * common case. Nothing waits behind it: later calls write at once, and sync calls are not
+   * held back ({@linkcode busy} stays false).
+   */
+  settleAfterTurns(turn: Promise<void> | undefined): Promise<void> | undefined {
+    if (turn === undefined && this.#turning === 0) return undefined;
+    const settles = turn === undefined
+      ? this.#turnsTail
+      : Promise.all([this.#turnsTail, turn]).then(() => {});
+    this.#turnsTail = settles;
+    this.#turning++;
+    return settles.finally(() => this.#turning--);
   }
 
   /**

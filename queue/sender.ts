@@ -161,11 +161,14 @@ export class Sender implements Disposable {
     const put = lane.now(attempt, true);
     const turn = lane.takeDueTurn();
     if (put !== undefined) {
-      if (turn) await turn;
+      const settles = lane.settleAfterTurns(turn);
+      if (settles) await settles;
       return;
     }
     const done = await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, turn);
     if (done === undefined) throw this.#full("put", options?.timeout, plan.byteLength);
+    const settles = lane.settleAfterTurns(undefined);
+    if (settles) await settles;
   }
 
   /**

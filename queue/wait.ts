@@ -208,7 +208,9 @@ export function waitSync<T>(
   }
 }
 
-/** Like {@linkcode waitSync}, but sleeps on a worker thread so the event loop keeps running. */
+/** Like {@linkcode waitSync}, but sleeps on a thread of Deno's blocking pool (a nonblocking FFI
+ * call, one slice at a time) so the event loop keeps running. The pool has ~32 threads: more
+ * sleeping waits than that in one process delay each other (README, Limits). */
 export async function waitAsync<T>(
   queue: SharedQueue,
   word: FutexWord,

@@ -25,6 +25,30 @@ Deno.test("overlapping puts of one sender arrive in call order, also when they m
   });
 });
 
+Deno.test("overlapping puts of one sender settle in call order, also around a fairness turn", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    using _s = sender;
+    using _r = receiver;
+    await makeTurnDue();
+    // put(0) finds room and then takes the turn that was due; put(1) finds room too; put(2)
+    // and put(3) wait for it. Before: put(1) settled first, while put(0) took its turn.
+    const settled: number[] = [];
+    const puts = [0, 1, 2, 3].map((i) => sender.put(i).then(() => settled.push(i)));
+    const got: number[] = [];
+    while (got.length < 4) got.push(await receiver.get<number>({ timeout: 5000 }));
+    await Promise.all(puts);
+    assert.deepEqual(got, [0, 1, 2, 3]);
+    assert.deepEqual(settled, [0, 1, 2, 3]);
+    // A sync put right after an async one that is taking its turn is not held back by it.
+    await makeTurnDue();
+    const first = sender.put("async");
+    sender.putSync("sync");
+    await first;
+    assert.deepEqual([receiver.getSync(), receiver.getSync()], ["async", "sync"]);
+  });
+});
+
 Deno.test("put reads its value when called, not when room comes", async () => {
   await withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
