@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "172f3bf0ec0d5855213be1f8a231de2423d217517b26629f5df5b4c2af17ec53",
-  "x86_64-linux": "9c711e33f3a5f1190b49c54fe14330d09173687fdef35596c3577a856385be32",
+  "aarch64-linux": "98d27da22a193e812a8a91a1f1ad2d8d47ed05920d652f9e35a322b7bb39fc39",
+  "x86_64-linux": "ae0bcf36389402aedf9d793f83cc34c653e9eb0b1ad30b0af6da2b11ca8aca64",
 };

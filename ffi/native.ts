@@ -575,6 +575,34 @@ export async function futexWaitAsync(
 }
 
 /**
+ * Sleeps on one Deno worker thread for many futex words: while the word at `addresses[i]`
+ * holds `expected[i]` for every `i < count` (1 to 128), until one is woken or `timeoutMs`
+ * pass. Resolves with the index of the word woken, or a negative errno: `-EAGAIN` (a word did
+ * not hold its value at the start), `-ETIMEDOUT`, `-EINTR`, `-ENOSYS` (Linux before 5.16).
+ * Both arrays must stay untouched until it resolves. The words are read by the kernel only,
+ * so an address unmapped meanwhile gives `-EFAULT`, never a crash.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { futexWaitManyAsync } from "./native.ts";
+ * const word = new Uint32Array(new ArrayBuffer(4096));
+ * const addresses = new BigUint64Array(new ArrayBuffer(8));
+ * addresses[0] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(word)));
+ * const ETIMEDOUT = 110;
+ * assert.ok((await futexWaitManyAsync(addresses, new Uint32Array([0]), 1, 5)) === -ETIMEDOUT);
+ * ```
+ */
+export function futexWaitManyAsync(
+  addresses: BigUint64Array,
+  expected: Uint32Array,
+  count: number,
+  timeoutMs?: number,
+): Promise<number> {
+  return s().shmq_futex_waitv_nb(addresses, expected, count, timeoutNs(timeoutMs));
+}
+
+/**
  * Wakes up to `count` waiters (any process) on the word at `ptr`; returns how many woke.
  *
  * @example

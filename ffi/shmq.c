@@ -527,6 +527,43 @@ int32_t shmq_futex_wait(void *addr, uint32_t expected, int64_t timeout_ns) {
   }
 }
 
+/* struct futex_waitv, FUTEX2_SIZE_U32 and the syscall number (the same on every
+ * architecture), declared here because older kernel headers lack them. */
+struct shmq_futex_waitv {
+  uint64_t val;
+  uint64_t uaddr;
+  uint32_t flags;
+  uint32_t reserved;
+};
+#define SHMQ_FUTEX2_SIZE_U32 0x02u
+#define SHMQ_SYS_FUTEX_WAITV 449
+
+int32_t shmq_futex_waitv(const uint64_t *words, const uint32_t *expected, uint32_t count,
+                         int64_t timeout_ns) {
+  if (count == 0 || count > SHMQ_WAITV_MAX) return -EINVAL;
+  struct shmq_futex_waitv waiters[SHMQ_WAITV_MAX];
+  for (uint32_t i = 0; i < count; i++) {
+    /* No FUTEX2_PRIVATE: the words are shared with other processes. */
+    waiters[i] = (struct shmq_futex_waitv){
+        .val = expected[i], .uaddr = words[i], .flags = SHMQ_FUTEX2_SIZE_U32, .reserved = 0};
+  }
+  struct timespec deadline;
+  struct timespec *deadline_p = NULL;
+  if (timeout_ns >= 0) {
+    /* futex_waitv takes an absolute deadline only. */
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += (time_t)(timeout_ns / 1000000000);
+    deadline.tv_nsec += (long)(timeout_ns % 1000000000);
+    if (deadline.tv_nsec >= 1000000000) {
+      deadline.tv_sec++;
+      deadline.tv_nsec -= 1000000000;
+    }
+    deadline_p = &deadline;
+  }
+  long rc = syscall(SHMQ_SYS_FUTEX_WAITV, waiters, count, 0, deadline_p, CLOCK_MONOTONIC);
+  return rc >= 0 ? (int32_t)rc : -errno;
+}
+
 int32_t shmq_futex_wake(void *addr, int32_t count) {
   if (count < 0) return -EINVAL;
   long rc = syscall(SYS_futex, addr, FUTEX_WAKE, count, NULL, NULL, 0);

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 13
+#define SHMQ_ABI_VERSION 14
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -187,6 +187,18 @@ SHMQ_API int64_t shmq_tune_malloc(void);
  * not `expected`, or another -errno.
  */
 SHMQ_API int32_t shmq_futex_wait(void *addr, uint32_t expected, int64_t timeout_ns);
+
+/*
+ * Shared futex_waitv (Linux 5.16) on `count` (1..SHMQ_WAITV_MAX) 32-bit words: the address of
+ * word i is words[i], and the wait lasts while it equals expected[i], until one is woken or
+ * timeout_ns pass (< 0: no timeout). Lets one thread sleep for many waiters of a process.
+ * Returns the index of the word woken, or -EAGAIN when a word did not hold its value at the
+ * start, -ETIMEDOUT, -EINTR (re-check), -ENOSYS on older kernels, or another -errno. Words
+ * are only read by the kernel: an address unmapped meanwhile gives -EFAULT, never a fault.
+ */
+#define SHMQ_WAITV_MAX 128
+SHMQ_API int32_t shmq_futex_waitv(const uint64_t *words, const uint32_t *expected,
+                                  uint32_t count, int64_t timeout_ns);
 
 /* Shared FUTEX_WAKE of up to `count` waiters on addr. Returns the number woken or -errno. */
 SHMQ_API int32_t shmq_futex_wake(void *addr, int32_t count);

@@ -17,14 +17,15 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 13;
+export const ABI_VERSION = 14;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
  * are `"pointer"` parameters, 64-bit results arrive as `bigint`. Failures are negative
  * errno values. `shmq_futex_wait_nb` is `shmq_futex_wait` again, as a `nonblocking` call
  * that returns a Promise (it runs on a Deno worker thread; each call costs tens of
- * microseconds, so spin or poll before using it).
+ * microseconds, so spin or poll before using it); `shmq_futex_waitv_nb` sleeps for many
+ * waiters on one such thread.
  *
  * @example Open the library by hand
  * ```ts ignore
@@ -59,6 +60,12 @@ export const symbols = {
   shmq_futex_wait_nb: {
     name: "shmq_futex_wait",
     parameters: ["pointer", "u32", "i64"],
+    result: "i32",
+    nonblocking: true,
+  },
+  shmq_futex_waitv_nb: {
+    name: "shmq_futex_waitv",
+    parameters: ["buffer", "buffer", "u32", "i64"],
     result: "i32",
     nonblocking: true,
   },

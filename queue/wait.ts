@@ -7,9 +7,10 @@
  * @module
  */
 
-import { futexWait, futexWaitAsync, yieldCpu } from "../ffi/native.ts";
+import { futexWait, yieldCpu } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
 import { turned } from "./fairness.ts";
+import { futexWaitShared } from "./wait_hub.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
 import { stopIfRequested } from "./stop.ts";
@@ -208,9 +209,8 @@ export function waitSync<T>(
   }
 }
 
-/** Like {@linkcode waitSync}, but sleeps on a thread of Deno's blocking pool (a nonblocking FFI
- * call, one slice at a time) so the event loop keeps running. The pool has ~32 threads: more
- * sleeping waits than that in one process delay each other (README, Limits). */
+/** Like {@linkcode waitSync}, but sleeps off the main thread, one slice at a time, so the event
+ * loop keeps running: every async wait of the process on one thread (wait_hub.ts). */
 export async function waitAsync<T>(
   queue: SharedQueue,
   word: FutexWord,
@@ -245,7 +245,7 @@ export async function waitAsync<T>(
       try {
         if (Atomics.load(words, word.seq) === seen) {
           const before = performance.now();
-          outcome = await futexWaitAsync(word.pointer, seen, Math.min(left, sliceMs));
+          outcome = await futexWaitShared(word, seen, Math.min(left, sliceMs));
           adaptSpin(word, outcome, performance.now() - before);
           turned();
         }

@@ -18,6 +18,7 @@ import {
   fdSize,
   futexWait,
   futexWaitAsync,
+  futexWaitManyAsync,
   futexWake,
   lockByte,
   lockProbe,
@@ -618,4 +619,26 @@ Deno.test({
       adopted: false,
     });
   },
+});
+
+Deno.test("futexWaitManyAsync: the index of the word woken, EAGAIN for one that moved, ETIMEDOUT", async () => {
+  const words = new Uint32Array(new ArrayBuffer(4096));
+  const base = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(words)));
+  const addresses = new BigUint64Array([base, base + 4n, base + 8n]);
+  const expected = new Uint32Array(3);
+  const [EAGAIN, ETIMEDOUT] = [11, 110];
+  assert.equal(await futexWaitManyAsync(addresses, expected, 3, 5), -ETIMEDOUT);
+  words[1] = 7;
+  assert.equal(await futexWaitManyAsync(addresses, expected, 3, 5000), -EAGAIN);
+  words[1] = 0;
+  // Wakes word 2 until the wait returns: the call may not have reached the kernel yet.
+  const waiting = futexWaitManyAsync(addresses, expected, 3, 10_000);
+  let done = false;
+  waiting.finally(() => (done = true));
+  while (!done) {
+    futexWake(Deno.UnsafePointer.create(base + 8n)!, 1);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  assert.equal(await waiting, 2);
+  assert.equal(await futexWaitManyAsync(addresses, expected, 0, 5), -22, "EINVAL for no words");
 });
