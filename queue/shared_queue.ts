@@ -1003,6 +1003,13 @@ export class SharedQueue {
     this.#mutex.lock();
     try {
       this.#checkUsable();
+      // The last end closes, and removes the queue's names, under this lock, finding itself
+      // last by the participant table: an end opened but not in the table yet was not seen.
+      if (native.fdLinks(this.#fd) === 0) {
+        throw new ClosedError(`queue ${this.name} no longer exists: every end of it has closed`, {
+          reason: "gone",
+        });
+      }
       const u32 = this.#u32;
       const at = L.participantOffset(index);
       if (u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {

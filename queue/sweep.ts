@@ -34,8 +34,9 @@ export interface SweepResult {
  * queues whose processes were all killed, and extension segments left without their queue.
  * A queue with any live participant is never touched. Runs automatically when a process makes
  * or opens a queue end (its first, then at most once a second); call it yourself after a
- * crash to clean up at once. An entry it cannot remove (another user's, or not a file) is
- * left alone, not an error.
+ * crash to clean up at once. A queue whose maker died while making it, before its header was
+ * complete, is removed only once it is 10 s old: it cannot be told from one still being made.
+ * An entry it cannot remove (another user's, or not a file) is left alone, not an error.
  *
  * @example
  * ```ts

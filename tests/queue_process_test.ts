@@ -356,6 +356,28 @@ Deno.test("an end opened after every other end closed fails with ClosedError", (
     );
   }));
 
+Deno.test("an end opened while the last other end closes is refused as gone, or gets the message", () =>
+  withoutLeaks(async () => {
+    // Before: the open could succeed after the close had removed the queue's names, and the
+    // message, in an extension segment removed too, then failed as "corrupt" (half the runs).
+    const size = 20 << 20;
+    for (let run = 0; run < 12; run++) {
+      const [sender, receiver] = createSharedMemoryPair();
+      sender.putSync(new Uint8Array(size));
+      const child = spawnFixture("late_open.ts", [JSON.stringify(receiver.descriptor)]);
+      const out = lines(child);
+      assert.equal((await out.next()).value, "opening");
+      // Closes at a different point of the child's open each run (it maps and pre-faults the
+      // 64 MiB arena for tens of milliseconds).
+      await new Promise((resolve) => setTimeout(resolve, run * 4));
+      sender.close();
+      receiver.close();
+      const outcome = (await out.next()).value as string;
+      assert.ok(outcome === "gone" || outcome === `got ${size}`, `run ${run}: ${outcome}`);
+      await child.status;
+    }
+  }));
+
 Deno.test("a process in a getSync loop of large messages keeps its memory bounded", () =>
   withoutLeaks(async () => {
     // The loop never lets the event loop turn; the collector must keep pace all the same, or
