@@ -9,7 +9,8 @@
  * a control word of its own. A waiter that joins while the call is out bumps and wakes the
  * control word; the call returns and is made afresh with the newcomer in. On a kernel without
  * `futex_waitv` (before 5.16), or past {@linkcode MAX_HUBS} full hubs, a wait gets a call of
- * its own, as before.
+ * its own, as before; those calls fill the pool again, and then delay the hubs' calls back to
+ * sleep too (a review measured wake-ups of up to ~210 ms with 2100 sleeping gets).
  *
  * @module
  */
