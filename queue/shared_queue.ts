@@ -1958,6 +1958,14 @@ export class SharedQueue {
       if (state !== L.SlotState.Done && state !== L.SlotState.Free) inFlight++;
       if (state === L.SlotState.Released) unsettled++;
       if (state !== L.SlotState.Free) used.add(u32[(s + L.S_SEGMENT) >> 2] - 1);
+      // A rebase cut short had shifted the arena cursors down by whole laps of the arena, and
+      // not yet this slot's end: past the head, it is that many laps too high.
+      const end = this.#f64[(s + L.S_ARENA_END) >> 3];
+      const head = this.#f64[L.C_ARENA_HEAD >> 3];
+      if (u32[(s + L.S_SEGMENT) >> 2] === 0 && end > head) {
+        this.#f64[(s + L.S_ARENA_END) >> 3] = end -
+          Math.ceil((end - head) / this.arenaSize) * this.arenaSize;
+      }
     }
     u32[L.C_IN_FLIGHT >> 2] = inFlight;
     Atomics.store(i32, L.W_UNSETTLED >> 2, unsettled);

@@ -996,6 +996,28 @@ Deno.test("recovery after a lock holder died mid-reclaim or mid-takeover: nothin
       for (let i = 0; i < 4; i++) await s.put(i, { timeout: 1000 });
       for (let i = 0; i < 4; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
     }
+    {
+      // Killed inside a rebase of the arena's offsets (after about 2^50 bytes), with the
+      // cursors shifted down by whole laps and the slots' ends not yet. Before: the next audit
+      // took that for corruption and made the queue unusable.
+      const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
+      using _s = s;
+      using _r = r;
+      for (let i = 0; i < 3; i++) s.putSync(new Uint8Array(1000).fill(i));
+      const m = mapSegment(s.descriptor.name)!;
+      try {
+        // The cursors as the dead holder left them, shifted; the slots' ends a lap of 2^50 up.
+        for (let k = 0; k < 3; k++) m.f64[(L.slotOffset(k) + L.S_ARENA_END) >> 3] += 2 ** 50;
+        Atomics.store(m.i32, L.W_LOCK >> 2, deadHolder);
+      } finally {
+        m.unmap();
+      }
+      s.putSync(new Uint8Array(1000).fill(3), { timeout: 2000 }); // recovery
+      // The queue is full: this put waits past a reap, and so an audit, before it gives up.
+      assert.throws(() => s.putSync(4, { timeout: 300 }), FullError);
+      const got = [0, 1, 2, 3].map(() => r.getSync<Uint8Array>({ timeout: 1000 })[0]);
+      assert.deepEqual(got, [0, 1, 2, 3]);
+    }
   }));
 
 Deno.test("large arrays copied out while a helper pre-faults their targets arrive intact", () =>
