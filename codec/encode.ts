@@ -386,7 +386,7 @@ function planValue(value: unknown): EncodePlan {
               if ((cur as ArrayBuffer).detached) {
                 throw placed(st, pathOf(st, sp), "the ArrayBuffer is detached");
               }
-              // Fixed at today's length, as views are: a resizable buffer that grows before the
+              // Fixed at its length now, as views are: a resizable buffer that grows before the
               // plan is written is written at this size, not refused as shrunk.
               const bytes = new Uint8Array(cur as ArrayBuffer, 0, (cur as ArrayBuffer).byteLength);
               size = planPayload(
