@@ -1109,6 +1109,12 @@ export class SharedQueue {
   /** Runs with the lock taken over from a dead holder: repair, or poison if beyond repair. */
   #recover(_deadOwner: number): void {
     try {
+      // A reclaim that empties the ring puts both arena cursors back to 0, in two stores: a
+      // holder killed between them leaves them apart. With no message left, 0 is right for both.
+      if (this.#u32[L.C_TAIL >> 2] === this.#u32[L.C_WRITE >> 2]) {
+        this.#f64[L.C_ARENA_TAIL >> 3] = 0;
+        this.#f64[L.C_ARENA_HEAD >> 3] = 0;
+      }
       this.#validateCursorsLocked();
       this.#recountLocked();
       this.#reapDeadLocked();

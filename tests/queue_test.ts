@@ -1018,6 +1018,22 @@ Deno.test("recovery after a lock holder died mid-reclaim or mid-takeover: nothin
       const got = [0, 1, 2, 3].map(() => r.getSync<Uint8Array>({ timeout: 1000 })[0]);
       assert.deepEqual(got, [0, 1, 2, 3]);
     }
+    {
+      // Killed as a reclaim that emptied the ring put the arena cursors back to 0: the tail
+      // stored, the head not yet. Before: takeover called the queue corrupt.
+      const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
+      using _s = s;
+      using _r = r;
+      const m = mapSegment(s.descriptor.name)!;
+      try {
+        m.f64[L.C_ARENA_HEAD >> 3] = 5 * (1 << 20);
+        Atomics.store(m.i32, L.W_LOCK >> 2, deadHolder);
+      } finally {
+        m.unmap();
+      }
+      s.putSync(new Uint8Array(1000).fill(7), { timeout: 2000 }); // recovery
+      assert.equal(r.getSync<Uint8Array>({ timeout: 1000 })[0], 7);
+    }
   }));
 
 Deno.test("large arrays copied out while a helper pre-faults their targets arrive intact", () =>
