@@ -438,11 +438,7 @@ export class SharedQueue {
     try {
       holdAliveByte(fd, name);
       // Unlinked between open and lock: the last end closed, or a sweep found it dead.
-      if (native.fdLinks(fd) === 0) {
-        throw new ClosedError(`queue ${name} no longer exists: every end of it has closed`, {
-          reason: "gone",
-        });
-      }
+      if (native.fdLinks(fd) === 0) throw goneError(name);
       const size = native.fdSize(fd);
       if (size < L.arenaOffsetFor(16)) {
         throw new ClosedError(`queue ${name} is not a valid queue (${size} bytes)`, {
@@ -1005,11 +1001,7 @@ export class SharedQueue {
       this.#checkUsable();
       // The last end closes, and removes the queue's names, under this lock, finding itself
       // last by the participant table: an end opened but not in the table yet was not seen.
-      if (native.fdLinks(this.#fd) === 0) {
-        throw new ClosedError(`queue ${this.name} no longer exists: every end of it has closed`, {
-          reason: "gone",
-        });
-      }
+      if (native.fdLinks(this.#fd) === 0) throw goneError(this.name);
       const u32 = this.#u32;
       const at = L.participantOffset(index);
       if (u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
@@ -1946,6 +1938,7 @@ export class SharedQueue {
     u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
     const span = (write - tail) >>> 0;
+    const arenaHead = this.#f64[L.C_ARENA_HEAD >> 3];
     let inFlight = 0;
     let unsettled = 0;
     const used = new Set<number>();
@@ -1967,10 +1960,9 @@ export class SharedQueue {
       // A rebase cut short had shifted the arena cursors down by whole laps of the arena, and
       // not yet this slot's end: past the head, it is that many laps too high.
       const end = this.#f64[(s + L.S_ARENA_END) >> 3];
-      const head = this.#f64[L.C_ARENA_HEAD >> 3];
-      if (u32[(s + L.S_SEGMENT) >> 2] === 0 && end > head) {
+      if (u32[(s + L.S_SEGMENT) >> 2] === 0 && end > arenaHead) {
         this.#f64[(s + L.S_ARENA_END) >> 3] = end -
-          Math.ceil((end - head) / this.arenaSize) * this.arenaSize;
+          Math.ceil((end - arenaHead) / this.arenaSize) * this.arenaSize;
       }
     }
     u32[L.C_IN_FLIGHT >> 2] = inFlight;
@@ -1979,15 +1971,8 @@ export class SharedQueue {
       const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
       if (u32[at] === L.ExtensionState.Busy && !used.has(i)) u32[at] = L.ExtensionState.Idle;
     }
-    let senders = 0;
-    let receivers = 0;
-    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
-      const kind = u32[(L.participantOffset(i) + L.P_KIND) >> 2];
-      if (kind === L.ParticipantKind.Sender) senders++;
-      if (kind === L.ParticipantKind.Receiver) receivers++;
-    }
-    u32[L.C_LIVE_SENDERS >> 2] = senders;
-    u32[L.C_LIVE_RECEIVERS >> 2] = receivers;
+    u32[L.C_LIVE_SENDERS >> 2] = this.#countInTable(L.ParticipantKind.Sender);
+    u32[L.C_LIVE_RECEIVERS >> 2] = this.#countInTable(L.ParticipantKind.Receiver);
   }
 
   /**
@@ -2119,6 +2104,13 @@ export interface FutexWord {
   readonly pointer: Deno.PointerObject;
   /** How long this end spins on the word before it sleeps; wait.ts adapts it. */
   spinMs: number;
+}
+
+/** The error of an open that finds the queue's name removed: its last end has closed. */
+function goneError(name: string): ClosedError {
+  return new ClosedError(`queue ${name} no longer exists: every end of it has closed`, {
+    reason: "gone",
+  });
 }
 
 function validateHeader(name: string, main: Mapping, size: number): void {
