@@ -2003,6 +2003,7 @@ export class SharedQueue {
     }
     const tail = u32[L.C_TAIL >> 2];
     const span = (u32[L.C_WRITE >> 2] - tail) >>> 0;
+    const behindRead = (u32[L.C_READ >> 2] - tail) >>> 0;
     const arenaTail = f64[L.C_ARENA_TAIL >> 3];
     const arenaHead = f64[L.C_ARENA_HEAD >> 3];
     let inFlight = 0;
@@ -2011,6 +2012,14 @@ export class SharedQueue {
       const s = L.slotOffset(slot);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
       if (state === L.SlotState.Free) this.#poison(`free slot ${slot} among the queued ones`);
+      // The read cursor moves only over messages handed out: one still waiting behind it
+      // would never be taken, nor reported, once a forged cursor skipped it.
+      if (
+        k < behindRead && state !== L.SlotState.Taken && state !== L.SlotState.Released &&
+        state !== L.SlotState.Done
+      ) {
+        this.#poison(`slot ${slot}, not yet taken (state ${state}), lies behind the read cursor`);
+      }
       if (state !== L.SlotState.Done) inFlight++;
       if (state === L.SlotState.Writing) {
         const at = L.participantOffset(u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS);

@@ -606,6 +606,19 @@ Deno.test("a forged ring or arena cursor is found out, never a stall or an overw
         "tail",
       );
     }
+    // A read cursor forged ahead. Before: the messages it skipped were neither delivered nor
+    // reported (here: EmptyError at the timeout).
+    {
+      using q = forgeable();
+      q.sender.putSync(1);
+      q.sender.putSync(2);
+      q.m.u32[L.C_READ >> 2] = q.m.u32[L.C_WRITE >> 2];
+      assertPoisoned(
+        () => q.receiver.getSync({ timeout: 5000 }),
+        /slot \d+, not yet taken \(state \d+\), lies behind the read cursor/,
+        "read cursor",
+      );
+    }
     // A slot "being written" by an entry no sender holds. Before: it held back the queue for
     // good (here: EmptyError at the timeout).
     {
