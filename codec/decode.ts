@@ -545,11 +545,41 @@ function copyOut(
 ): ArrayBuffer {
   if (allocate === undefined) return b.slice(rel, rel + n).buffer;
   const target = allocate(n);
-  if (!(target instanceof ArrayBuffer) || target.byteLength !== n) {
-    throw new TypeError(`decode: allocate(${n}) must return an ArrayBuffer of ${n} bytes`);
+  const wrong = wrongAllocation(target, n);
+  if (wrong !== undefined) {
+    throw new TypeError(
+      `decode: allocate(${n}) must return an ArrayBuffer of ${n} bytes, ${wrong}`,
+    );
   }
   new Uint8Array(target).set(b.subarray(rel, rel + n));
   return target;
+}
+
+/** Why `target` cannot take a copy of `n` bytes ("got …"), or undefined when it can. */
+export function wrongAllocation(target: unknown, n: number): string | undefined {
+  const got = arrayBufferLength(target);
+  if (got === undefined) return `got ${shownBuffer(target)}`;
+  if ((target as ArrayBuffer).detached) return "got a detached ArrayBuffer";
+  return got === n ? undefined : `got one of ${got} bytes`;
+}
+
+const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength")!.get!;
+
+/** The byte length of a real, attached ArrayBuffer (0 for a detached one); undefined for
+ * anything else, an object that only claims to be one (a Proxy, or one made with
+ * ArrayBuffer.prototype) included: the getter checks the object's internal slot. */
+function arrayBufferLength(value: unknown): number | undefined {
+  try {
+    return byteLengthOf.call(value) as number;
+  } catch {
+    return undefined;
+  }
+}
+
+function shownBuffer(value: unknown): string {
+  if (value instanceof SharedArrayBuffer) return "a SharedArrayBuffer";
+  if (value instanceof ArrayBuffer) return "an object that is no real ArrayBuffer";
+  return value === null ? "null" : typeof value === "object" ? "an object" : typeof value;
 }
 
 const KEY_CACHE_BITS = 12;

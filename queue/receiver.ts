@@ -5,7 +5,7 @@
  */
 
 import type { DecodeOptions } from "../codec/mod.ts";
-import { decodeBytes } from "../codec/decode.ts";
+import { decodeBytes, wrongAllocation } from "../codec/decode.ts";
 import {
   prefaultJoin,
   prefaultStart,
@@ -334,7 +334,14 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           );
         }
         given.add(buffer);
-        failed = !(buffer instanceof ArrayBuffer && buffer.byteLength === byteLength);
+        const wrong = wrongAllocation(buffer, byteLength);
+        if (wrong !== undefined) {
+          throw new TypeError(
+            `Receiver.${method}: allocate(${byteLength}) must return an ArrayBuffer of ` +
+              `${byteLength} bytes, ${wrong}; the message stays first in line`,
+          );
+        }
+        failed = false;
         return buffer;
       },
     };

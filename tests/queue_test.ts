@@ -702,11 +702,38 @@ Deno.test("a failing allocate loses no message: it stays first in line for that 
           throw new EmptyError("the pool's own queue is empty");
         },
       }), EmptyError);
+    // Buffers that pass for ArrayBuffers of the right length but are none. Before, the copy
+    // into them failed afterwards, and the message was consumed.
+    const fake = Object.create(ArrayBuffer.prototype, { byteLength: { value: 4 } });
+    const proxy = new Proxy(new ArrayBuffer(4), {});
+    const detached = new ArrayBuffer(4);
+    detached.transfer();
+    const odd: [unknown, RegExp][] = [
+      [fake, /got an object that is no real ArrayBuffer/],
+      [proxy, /got an object that is no real ArrayBuffer/],
+      [detached, /got a detached ArrayBuffer/],
+      [new SharedArrayBuffer(4), /got a SharedArrayBuffer/],
+      [undefined, /got undefined/],
+    ];
+    for (const [buffer, why] of odd) {
+      assert.throws(
+        () => r.getSync({ allocate: () => buffer as ArrayBuffer }),
+        (e: Error) =>
+          e instanceof TypeError && why.test(e.message) &&
+          e.message.startsWith("Receiver.getSync: allocate(4) must return an ArrayBuffer of 4"),
+        String(why),
+      );
+    }
     assert.deepEqual(await r.get(), new Int32Array([0]));
     const lease = r.borrowSync<Int32Array>();
     assert.equal(lease.value[0], 1);
     lease.release();
     assert.deepEqual(r.getSync(), new Int32Array([2]));
+    // An empty array's detached buffer: before, V8's "Cannot perform Construct on a detached
+    // ArrayBuffer", and the message was consumed.
+    await s.put(new Int32Array(0));
+    assert.throws(() => r.getSync({ allocate: () => detached }), /got a detached ArrayBuffer/);
+    assert.deepEqual(r.getSync(), new Int32Array(0));
     await s.waitForAllAck({ timeout: 3000 });
   }));
 
