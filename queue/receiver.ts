@@ -431,7 +431,13 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       value = decodeBytes(new Uint8Array(view.buffer, 0, m.length), { view: true }) as T;
     } catch (error) {
       if (view) queue.dropView(view);
-      queue.release(m.slot);
+      // No view could be made (out of address space or memory): the message is not at
+      // fault, and stays first in line for this end. One that cannot be decoded is consumed.
+      if (view === undefined && !(error instanceof ClosedError) && !queue.closed) {
+        this.#pending = m;
+      } else {
+        queue.release(m.slot);
+      }
       throw error;
     }
     const lease = new Lease<T>(queue, m, view, value, (l) => {

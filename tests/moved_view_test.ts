@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { runDeno, withoutLeaks } from "./helpers.ts";
+import { quarantineRanges } from "../queue/shared_queue.ts";
 
 const MOD = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
 
@@ -148,3 +149,81 @@ Deno.test("a quarantine refused for lack of memory leaves the moved buffer writa
     `);
     assert.deepEqual(lines, ["written 1"]);
   }));
+
+Deno.test("moved lease buffers keep only their own pages of address space, not the mapping's", () =>
+  withoutLeaks(async () => {
+    const lines = await runApart(`
+      const vmSize = () => Number(/VmSize:\\s+(\\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))[1]) * 1024;
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4 }); // a 64 MiB arena
+      const moved = [];
+      const before = vmSize();
+      for (let i = 0; i < 40; i++) {
+        sender.putSync(new Uint8Array(8192).fill(i)); // above the 2 KiB lent from a copy
+        const lease = receiver.borrowSync({ timeout: 1000 });
+        moved.push(new Uint8Array(lease.value.buffer.transfer()));
+        lease.release(); // its mapping retired, and gone with its last view
+      }
+      sender.putSync(new Uint8Array(8192).fill(99));
+      const last = receiver.borrowSync({ timeout: 1000 });
+      console.log("next", last.value[0], "moved", moved[39][0], moved[0].length > 8192);
+      last.release();
+      sender.close();
+      receiver.close();
+      // Before: each move kept its whole 64 MiB arena mapping, 2.5 GiB in all.
+      const grown = vmSize() - before;
+      console.log(grown < 40 * (1 << 20) ? "small" : "grown by " + grown);
+    `);
+    assert.deepEqual(lines, ["next 99 moved 0 true", "small"]);
+  }));
+
+Deno.test("a lease that cannot be mapped (no address space) keeps its message first in line", () =>
+  withoutLeaks(async () => {
+    // RLIMIT_AS a little above what the process has refuses the arena's 64 MiB lend mapping.
+    const lines = await runApart(`
+      const libc = Deno.dlopen("libc.so.6", {
+        getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+        setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+      });
+      const RLIMIT_AS = 9;
+      const old = new BigUint64Array(2);
+      libc.symbols.getrlimit(RLIMIT_AS, old);
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+      sender.putSync(new Uint8Array(8192).fill(7));
+      sender.putSync(new Uint8Array(8192).fill(8));
+      const vm = Number(/VmSize:\\s+(\\d+)/.exec(Deno.readTextFileSync("/proc/self/status"))[1]) * 1024;
+      libc.symbols.setrlimit(RLIMIT_AS, new BigUint64Array([BigInt(vm + (16 << 20)), old[1]]));
+      let failed;
+      try {
+        receiver.borrowSync({ timeout: 1000 }).release();
+      } catch (error) {
+        failed = error.message;
+      }
+      libc.symbols.setrlimit(RLIMIT_AS, old);
+      console.log(/ENOMEM/.test(failed) ? "refused" : "not refused: " + failed);
+      const first = receiver.getSync({ timeout: 1000 });
+      const second = receiver.borrowSync({ timeout: 1000 });
+      console.log("then", first[0], second.value[0]);
+      second.release();
+      sender.close();
+      receiver.close();
+    `);
+    assert.deepEqual(lines, ["refused", "then 7 8"]);
+  }));
+
+Deno.test("the pages kept for moved views are whole 64 KiB blocks, merged, within the mapping", () => {
+  const block = 64 * 1024;
+  const moved: [number, number][] = [
+    [100, 200],
+    [70_000, 70_001],
+    [3 * block + 5, 3 * block + 10],
+    [
+      0,
+      10,
+    ],
+  ];
+  assert.deepEqual(quarantineRanges(moved, 3 * block + 100), [[0, 2 * block], [
+    3 * block,
+    3 * block + 100,
+  ]]);
+  assert.deepEqual(quarantineRanges([], block), []);
+});
