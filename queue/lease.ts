@@ -12,10 +12,13 @@ import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shar
  * A received message whose arrays are views into the queue's shared memory (for a message of
  * at most 2 KiB, into a copy the receiver recycles). Release it (or let `using` dispose it)
  * when done: its space goes back to the sender, and every view into it is detached so it can
- * never alias a later message. (Do not `transfer()` a view's buffer: a moved buffer escapes
- * the detaching. It can never crash the process, and is cut off from shared memory once
- * every view of its mapping is released; while other leases of this end are held it still
- * shows, and if written corrupts, later messages. Copy with `slice()` to keep bytes.)
+ * never alias a later message. Release only once no async call still uses its arrays (await
+ * a `file.write(lease.value)` first): an operation running inside Deno holds the memory
+ * past the detaching, and would read the next message written there. (Do not `transfer()` a
+ * view's buffer: a moved buffer escapes the detaching. It can never crash the process, and
+ * is cut off from shared memory once every view of its mapping is released; while other
+ * leases of this end are held it still shows, and if written corrupts, later messages. Its
+ * pages stay reserved for the life of the process. Copy with `slice()` to keep bytes.)
  *
  * @example
  * ```ts
@@ -96,8 +99,9 @@ export function cancelOnClose<T>(draft: Draft<T>): void {
 
 /**
  * A message being written in place: its arrays already live in the queue's shared memory.
- * Fill them, then {@linkcode send}. Disposing a draft that was not sent cancels it. (Do not
- * `transfer()` their buffer: a moved buffer escapes the detaching on send.)
+ * Fill them, then {@linkcode send}. Disposing a draft that was not sent cancels it. Send only
+ * once no async call still fills its arrays (await a `file.read(draft.value.data)` first). (Do
+ * not `transfer()` their buffer: a moved buffer escapes the detaching on send.)
  *
  * @example
  * ```ts
