@@ -10,6 +10,7 @@ import type { QueueDescriptor } from "../queue/descriptor.ts";
 import { openSender } from "../queue/pair.ts";
 import type { Sender } from "../queue/sender.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
+import { ClosedError } from "../queue/errors.ts";
 import { ActorError } from "./errors.ts";
 import { PARENT_GONE_GRACE_MS, stopWatchingParent } from "./parent_watch.ts";
 import {
@@ -54,7 +55,8 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
   /**
    * Exit when the parent goes away (default true): a watchdog thread reads stdin, and when it
    * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners
-   * run). If the main thread is blocked in a sync wait and cannot do that within a second,
+   * run); an uncaught `ClosedError` of a queue the parent's exit closed is held back until
+   * then (a second at most). If the main thread is blocked in a sync wait and cannot do that within a second,
    * the watchdog ends the process at once; peers then see the ends as dead within about a
    * second. The watchdog is a small Worker (about 18 MB of memory); it never keeps the
    * process alive.
@@ -265,7 +267,9 @@ async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
     name: "shmq actor watchdog",
   });
   watchdog.unref();
+  let parentGone = false;
   watchdog.on("message", () => {
+    parentGone = true;
     for (const end of Object.values(queues)) {
       try {
         end.close();
@@ -275,4 +279,40 @@ async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
     }
     Deno.exit(0);
   });
+  deferErrorsOfParentExit(() => parentGone);
 }
+
+/** Reasons of the errors a parent's exit causes in its actor: it closes its ends first. */
+const PARENT_EXIT_REASONS: readonly string[] = ["no-receivers", "drained", "gone"];
+
+/**
+ * A parent closes its queue ends as it exits, a moment before its exit closes the actor's
+ * stdin: an actor's call can fail for want of the parent's end ("every receiver of the queue
+ * has closed") before its watchdog finds the parent gone. Left uncaught, that error ended the
+ * actor with code 1, no `unload`, and its queues left in /dev/shm. Such an error is held back
+ * for as long as the watchdog may take to tell (PARENT_GONE_GRACE_MS): the actor then exits
+ * with code 0 as documented, or else the error is thrown again, as it would have been.
+ */
+function deferErrorsOfParentExit(parentGone: () => boolean): void {
+  const held = new WeakSet<object>();
+  const hold = (event: Event, error: unknown) => {
+    if (
+      event.defaultPrevented || !(error instanceof ClosedError) ||
+      !PARENT_EXIT_REASONS.includes(error.reason) || held.has(error)
+    ) return;
+    held.add(error);
+    event.preventDefault();
+    const started = performance.now();
+    const check = setInterval(() => {
+      if (parentGone()) return; // Deno.exit(0) is on its way
+      if (performance.now() - started < PARENT_GONE_GRACE_MS) return;
+      clearInterval(check);
+      throw error; // uncaught again: reported, and the process ends, as without this
+    }, PARENT_EXIT_CHECK_MS);
+  };
+  globalThis.addEventListener("unhandledrejection", (e) => hold(e, e.reason));
+  globalThis.addEventListener("error", (e) => hold(e, e.error));
+}
+
+/** How often a held error checks whether the parent is gone. */
+const PARENT_EXIT_CHECK_MS = 50;

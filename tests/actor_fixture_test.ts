@@ -297,6 +297,32 @@ const roles: Record<string, () => Promise<void> | void> = {
     for (let seq = 0;; seq++) queues.out.putSync({ seq, payload });
   },
 
+  /** Puts to its parent until it fails; `sync` with putSync. Writes `unloaded` to the file
+   * named by its third argument when its unload listeners run. */
+  async putsToParent() {
+    const { queues } = await actorContext({ queues: { out: "sender" } });
+    const marker = Deno.args[2];
+    globalThis.addEventListener("unload", () => Deno.writeTextFileSync(marker, "unloaded"));
+    const payload = new Uint8Array(1024);
+    if (Deno.args[1] === "sync") { for (let seq = 0;; seq++) queues.out.putSync({ seq, payload }); }
+    for (let seq = 0;; seq++) await queues.out.put({ seq, payload });
+  },
+
+  /** A parent that takes a few messages of a putsToParent actor, prints its pid, and leaves
+   * without stopping it: its script ends (`end`), or it calls Deno.exit (`exit`). */
+  async leaver() {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const actor = await spawnActor(FIXTURE, {
+      queues: { out: sender },
+      argv: ["putsToParent", Deno.args[1], Deno.args[3]],
+      permissions: { write: [Deno.args[3]] },
+      transfer: true,
+    });
+    console.log(actor.pid);
+    for (let i = 0; i < 20; i++) receiver.getSync({ timeout: 10_000 });
+    if (Deno.args[2] === "exit") Deno.exit(7);
+  },
+
   /** An intermediate parent: starts a holder actor, prints its pid, waits to be killed. */
   async middle() {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });

@@ -637,6 +637,73 @@ for (const mode of ["async", "sync"]) {
   });
 }
 
+for (const [mode, leaves] of [["async", "end"], ["sync", "end"], ["async", "exit"]] as const) {
+  Deno.test(
+    `an actor (${mode}) whose parent leaves (${leaves}) mid-stream exits cleanly, not on the error that causes`,
+    async () => {
+      const before = shmSnapshot();
+      const marker = await Deno.makeTempFile();
+      const parent = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-ffi",
+          "--allow-run",
+          "--allow-write",
+          FIXTURE.pathname,
+          "leaver",
+          mode,
+          leaves,
+          marker,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const errors = new Response(parent.stderr).text();
+      const actorPid = await printedPid(parent);
+      await parent.status;
+      try {
+        assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
+        // Before: "Uncaught (in promise) ClosedError: every receiver of the queue has closed",
+        // exit code 1 without unload, and the queue left in /dev/shm.
+        const stderr = await errors;
+        assert.doesNotMatch(stderr, /Uncaught/, stderr);
+        assert.equal(
+          await Deno.readTextFile(marker),
+          "unloaded",
+          "the actor's unload listeners ran",
+        );
+        assert.deepEqual(await leaksSince(before, [parent.pid, actorPid]), [], "left in /dev/shm");
+      } finally {
+        if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
+        await Deno.remove(marker);
+      }
+    },
+  );
+}
+
+Deno.test(
+  "an actor's error of a queue the parent left, while the parent lives on, still ends it with code 1",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const marker = await Deno.makeTempFile();
+    const actor = await spawnActor(FIXTURE, {
+      queues: { out: sender },
+      argv: ["putsToParent", "async", marker],
+      permissions: { write: [marker] },
+      stderr: "piped",
+      transfer: true,
+    });
+    for (let i = 0; i < 5; i++) await receiver.get({ timeout: 10_000 });
+    receiver.close();
+    const { status, stderr } = await within(10_000, actor.output(), "the actor's exit");
+    await Deno.remove(marker);
+    assert.equal(status.code, 1);
+    assert.match(stderr, /Uncaught ClosedError: every receiver of the queue has closed/);
+    await actor[Symbol.asyncDispose]();
+  }),
+);
+
 for (
   const [watchdog, ended] of [
     ["with", "its watchdog ends it (code 0)"],
