@@ -24,7 +24,7 @@ import {
   waitSync,
 } from "./wait.ts";
 import { Lane, settledBy } from "./lane.ts";
-import { stopIfRequested } from "./stop.ts";
+import { stopIfRequested, stoppedByRequest } from "./stop.ts";
 
 /** How often a put that finds room looks for dead receivers (see #noticeDeadPeers). */
 const PEER_CHECK_MS = 1000;
@@ -107,11 +107,15 @@ export class Sender implements Disposable {
    * byte budget (or, no longer than making a new segment would take, for one a receiver is
    * about to give back). True while every receiver is gone too (a `put` then throws
    * `ClosedError`, which a loop waiting for room would otherwise never learn). False once
-   * this end is closed. */
+   * this end is closed; in a Worker whose handle closed it (`WorkerHandle.close()`), it throws
+   * `ClosedError` instead, so that a loop polling it ends. */
   hasSpace(): boolean {
     stopIfRequested();
     const queue = this.#queue;
-    if (queue.closed) return false;
+    if (queue.closed) {
+      if (stoppedByRequest()) queue.assertOpen("Sender.hasSpace");
+      return false;
+    }
     const room = () => queue.inFlight < queue.capacity && !queue.ringFull;
     if (room()) return true;
     if (queue.unsettled) {

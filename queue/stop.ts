@@ -32,5 +32,13 @@ export function stopIfRequested(): void {
   const how = Atomics.load(r.word, 0);
   if (how === 0) return;
   request = undefined;
+  stopped = true;
   r.stop(how);
+}
+
+let stopped = false;
+
+/** Whether this thread's ends were closed by a stop request. */
+export function stoppedByRequest(): boolean {
+  return stopped;
 }

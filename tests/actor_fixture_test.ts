@@ -359,6 +359,12 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     for (;;) queues.in.getNowait();
   },
 
+  /** Polls hasSpace in a loop of JS that never yields, putting when there is room. */
+  async pollHasSpace() {
+    const { queues } = await workerContext({ queues: { out: "sender" } });
+    for (let i = 0;;) if (queues.out.hasSpace()) queues.out.putSync(i++);
+  },
+
   /** Loops on a queue it opened itself (from `args.own`), shrugging off empty waits. */
   async ownLoop() {
     const { args } = await workerContext<{ in: "receiver" }, { own: QueueDescriptor }>({

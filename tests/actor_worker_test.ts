@@ -314,6 +314,35 @@ Deno.test(
   }),
 );
 
+Deno.test("close() stops a Worker polling hasSpace on a full queue: its process can exit", async () => {
+  // In a process of its own: before, the Worker's thread spun on for good after close()
+  // (hasSpace returned false on the closed end), and kept the process from exiting.
+  const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+  const code = `
+    import { createSharedMemoryPair, spawnWorker } from ${mod};
+    const [out, results] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const worker = await spawnWorker(${JSON.stringify(FIXTURE.href)}, {
+      name: "pollHasSpace",
+      queues: { out },
+      transfer: true,
+    });
+    for (let i = 0; i < 4; i++) await results.get({ timeout: 5000 }); // it puts as room comes
+    await new Promise((ok) => setTimeout(ok, 300)); // full again: it polls hasSpace
+    await worker.close({ timeout: 5000 });
+    results.close();
+    console.log("closed");
+  `;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const { code: status, signal, stdout } = await child.output();
+  clearTimeout(timer);
+  assert.deepEqual([new TextDecoder().decode(stdout), status, signal], ["closed\n", 0, null]);
+});
+
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
 });
