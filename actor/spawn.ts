@@ -142,8 +142,9 @@ export interface SpawnActorOptions<A = unknown> {
   /** The actor's stderr, like `stdout`. Default `"inherit"`. */
   stderr?: ActorStdio;
   /**
-   * Milliseconds to wait for the actor to open its queues (call `actorContext()`); then it is
-   * killed and `spawnActor` rejects. Default 60000; `Infinity` waits as long as it takes.
+   * Milliseconds to wait for the actor to open its queues (call `actorContext()`; with
+   * neither `queues` nor `args`, `spawnActor` does not wait); then it is killed and
+   * `spawnActor` rejects. Default 60000; `Infinity` waits as long as it takes.
    */
   readyTimeout?: number;
   /** Aborting kills the actor (SIGTERM); while starting, `spawnActor` rejects. */
@@ -411,7 +412,8 @@ export class ActorHandle implements AsyncDisposable {
  * closed them: this process then runs `sweepStaleQueues()`, which removes a queue it left with
  * no live end. The parent needs `--allow-run` (and `--allow-ffi`).
  *
- * With no `queues`, it resolves as soon as the process is started.
+ * With neither `queues` nor `args` (a process that need not call `actorContext()`), it
+ * resolves as soon as the process is started.
  *
  * @example Hand a sender to an actor and read what it puts
  * ```ts ignore
@@ -460,7 +462,8 @@ export async function spawnActor<A = unknown>(
   if (library !== undefined && library.source !== "local") env[NATIVE_LIB_ENV] = library.path;
   env[ACTOR_PARENT_ENV] = String(Deno.pid); // for the preload's watch
 
-  const needsAck = Object.keys(wire).length > 0;
+  // Args reach the actor only through actorContext(), which it must call then: wait for it.
+  const needsAck = Object.keys(wire).length > 0 || args !== undefined;
   const control = needsAck
     ? createSharedMemoryPair({ capacity: 1, arenaBytes: CONTROL_ARENA_BYTES })
     : undefined;

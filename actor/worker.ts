@@ -83,7 +83,8 @@ export interface SpawnWorkerOptions<A = unknown> {
   transfer?: boolean;
   /** The Worker's name (for debugging). */
   name?: string;
-  /** Milliseconds to wait for the Worker to call `workerContext()` (default 60000). */
+  /** Milliseconds to wait for the Worker to call `workerContext()` (default 60000), when it is
+   * handed `queues` or `args`. */
   readyTimeout?: number;
   /** Aborting while the Worker starts terminates it and rejects `spawnWorker`. */
   signal?: AbortSignal;
@@ -248,7 +249,8 @@ function isThreadIdentity(value: unknown): value is ThreadIdentity {
  * {@linkcode workerContext} opens them. Resolves once the Worker holds its ends, so you may
  * close your copies then (or pass `transfer: true`). Rejects with {@linkcode ActorError}
  * (and terminates the Worker) when the Worker fails to load, fails to open its queues or does
- * not call `workerContext()` within `readyTimeout`. With no `queues`, it resolves at once.
+ * not call `workerContext()` within `readyTimeout`. With neither `queues` nor `args`, it
+ * resolves at once.
  *
  * Several Workers can be handed the same queue: each opens its own end, and the queue
  * delivers every message to exactly one receiver.
@@ -325,7 +327,8 @@ export async function spawnWorker<A = unknown>(
   };
   // Stays for the Worker's lifetime: it answers the hello even when nobody waits for "ready".
   worker.addEventListener("message", onMessage);
-  if (Object.keys(wire).length === 0) return handle;
+  // Args reach the Worker only through workerContext(), which it must call then: wait for it.
+  if (Object.keys(wire).length === 0 && args === undefined) return handle;
 
   worker.addEventListener("error", onError);
   const onAbort = () => settle?.reject(new Error("aborted"));

@@ -148,6 +148,18 @@ Deno.test(
   }),
 );
 
+Deno.test("an actor handed only args must start too: one that fails rejects spawnActor", async () => {
+  // Before: spawnActor resolved at once, and the failed actor went unnoticed.
+  const error = await spawnActor(FIXTURE, { argv: ["exit3"], args: { n: 1 }, readyTimeout: 10_000 })
+    .then(() => undefined, (e) => e);
+  assert.ok(error instanceof ActorError, String(error));
+  assert.match(error.message, /exited \(code 3\)/);
+  const worker = await spawnWorker(FIXTURE, { name: "throws", args: { n: 1 } })
+    .then(() => undefined, (e) => e);
+  assert.ok(worker instanceof ActorError, String(worker));
+  assert.match(worker.message, /this Worker fails on load/);
+});
+
 Deno.test("piped output is captured; no queues means no wait for the actor", async () => {
   const actor = await spawnActor(FIXTURE, {
     argv: ["print"],
