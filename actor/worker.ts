@@ -16,6 +16,7 @@ import { closeEndsOfThisThread, recordEndsOfThisThreadAsDead } from "../queue/sh
 import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
+import { ClosedError } from "../queue/errors.ts";
 import { ActorError } from "./errors.ts";
 import {
   type ActorContext,
@@ -169,8 +170,8 @@ export class WorkerHandle implements AsyncDisposable {
 
   /**
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
-   * in it then reject with `ClosedError`; errors that causes do not end this process, though
-   * Deno may print them), waits until it has (at most `timeout` ms, default 1000, or until
+   * in it then reject with `ClosedError`, reason `"closed"`; left uncaught, those end the
+   * Worker quietly, and never this process), waits until it has (at most `timeout` ms, default 1000, or until
    * its thread is seen to have ended, as after `self.close()`), then terminates it; one that
    * never called `workerContext()`, or that failed, is terminated at once. A Worker in a loop
    * of the library's blocking or polling calls (`getSync`, `borrowSync`, `putSync`, `prepareSync`,
@@ -381,6 +382,11 @@ export interface WorkerContextOptions<S extends QueueSpec = QueueSpec> {
 interface WorkerScope {
   postMessage(message: unknown): void;
   addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+  addEventListener(
+    type: "unhandledrejection",
+    listener: (event: PromiseRejectionEvent) => void,
+  ): void;
+  addEventListener(type: "error", listener: (event: ErrorEvent) => void): void;
 }
 
 let workerStarted: Promise<{ queues: Record<string, QueueEnd>; args: unknown }> | undefined;
@@ -436,6 +442,16 @@ function startWorker(
     );
   }
   const post = (message: ToParent) => scope.postMessage!({ [KEY]: message });
+  // Once the parent closes this Worker, the calls its ends were in throw ClosedError: the
+  // expected way a Worker's loops end, not an error to report (Deno printed it as uncaught).
+  let closing = false;
+  const expected = (event: Event, error: unknown) => {
+    if (closing && error instanceof ClosedError && error.reason === "closed") {
+      event.preventDefault();
+    }
+  };
+  scope.addEventListener!("unhandledrejection", (event) => expected(event, event.reason));
+  scope.addEventListener!("error", (event) => expected(event, event.error));
   return new Promise((resolve, reject) => {
     let opened: Record<string, QueueEnd> | undefined;
     scope.addEventListener!("message", (event: MessageEvent) => {
@@ -443,6 +459,7 @@ function startWorker(
       if (message === undefined) return;
       event.stopImmediatePropagation();
       if (message.type === "close") {
+        closing = true;
         if (opened) { for (const end of Object.values(opened)) end.close(); }
         post({ type: "closed" });
         return;
@@ -460,6 +477,7 @@ function startWorker(
           // Every end of this Worker, not only these: one that catches the ClosedError and
           // loops on queues it opened itself must stop as well.
           onStopRequest(message.stop, (how) => {
+            closing = true;
             if (how === STOP_TERMINATED) recordEndsOfThisThreadAsDead();
             for (const end of Object.values(ends)) end.close();
             closeEndsOfThisThread();

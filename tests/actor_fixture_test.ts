@@ -415,6 +415,12 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     }
   },
 
+  /** Waits on its receiver, not catching the ClosedError the parent's close() causes. */
+  async idleUncaught() {
+    const { queues } = await workerContext({ queues: { inbox: "receiver" } });
+    await queues.inbox.get();
+  },
+
   /** Sums the `value` of every message of `in` and puts the total on `out`. */
   async sum() {
     const { queues, args } = await workerContext<

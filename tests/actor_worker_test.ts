@@ -343,6 +343,35 @@ Deno.test("close() stops a Worker polling hasSpace on a full queue: its process 
   assert.deepEqual([new TextDecoder().decode(stdout), status, signal], ["closed\n", 0, null]);
 });
 
+Deno.test("the ClosedError a Worker's close() causes in its calls is not reported as uncaught", async () => {
+  const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+  const code = `
+    import { createSharedMemoryPair, spawnWorker } from ${mod};
+    const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    for (const name of ["idleUncaught", "pollLoop"]) { // an await, then a polling loop
+      const key = name === "pollLoop" ? "in" : "inbox";
+      const worker = await spawnWorker(${JSON.stringify(FIXTURE.href)}, {
+        name,
+        queues: { [key]: inbox },
+      });
+      await new Promise((ok) => setTimeout(ok, 200));
+      await worker.close({ timeout: 5000 });
+    }
+    jobs.close();
+    inbox.close();
+    console.log("closed");
+  `;
+  const { code: status, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const errors = new TextDecoder().decode(stderr);
+  // Before: "Uncaught (in worker "…") (in promise) ClosedError: …" for each.
+  assert.doesNotMatch(errors, /Uncaught/, errors);
+  assert.deepEqual([new TextDecoder().decode(stdout), status], ["closed\n", 0]);
+});
+
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
 });
