@@ -18,7 +18,7 @@ import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shar
  * view's buffer: a moved buffer escapes the detaching. It can never crash the process, and
  * is cut off from shared memory once every view of its mapping is released; while other
  * leases of this end are held it still shows, and if written corrupts, later messages. Its
- * pages stay reserved for the life of the process. Copy with `slice()` to keep bytes.)
+ * mapping stays reserved for the life of the process. Copy with `slice()` to keep bytes.)
  *
  * @example
  * ```ts

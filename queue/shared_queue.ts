@@ -60,9 +60,8 @@ export interface Mapping {
   readonly size: number;
   readonly buffer: ArrayBuffer;
   readonly bytes: Uint8Array;
-  /** Where views into it were moved out of the library's hands, as [start, end) byte
-   * offsets: those pages are quarantined, never unmapped. */
-  moved?: [number, number][];
+  /** A view into it was moved out of the library's hands: quarantine it, never unmap it. */
+  moved?: boolean;
 }
 
 /** A mapping zero-copy views are made over (internal): an extension segment's, or the main
@@ -131,43 +130,12 @@ function unmapAll(mapping: Mapping): void {
     native.unmap(mapping.pointer, mapping.size);
     return;
   }
-  // Only the pages the moved buffers reach stay, for the life of the process: the rest of a
-  // 64 MiB arena mapping kept per moved lease ran out of address space after ~250k moves.
-  const at = (offset: number) => Deno.UnsafePointer.offset(mapping.pointer, offset)!;
-  let done = 0;
-  for (const [start, end] of quarantineRanges(mapping.moved, mapping.size)) {
-    if (start > done) native.unmap(at(done), start - done);
-    try {
-      native.quarantine(at(start), end - start);
-    } catch {
-      // No memory for the private pages (strict overcommit): the shared mapping stays, which
-      // keeps the moved buffer from faulting all the same.
-    }
-    done = end;
+  try {
+    native.quarantine(mapping.pointer, mapping.size);
+  } catch {
+    // No memory for the private pages (strict overcommit): the shared mapping stays, which
+    // keeps the moved buffer from faulting all the same.
   }
-  if (done < mapping.size) native.unmap(at(done), mapping.size - done);
-}
-
-/** Moved views are quarantined in blocks of this size, a multiple of every page size Linux
- * has (4, 16 and 64 KiB), so the bounds are page aligned whatever the machine's. */
-const QUARANTINE_BLOCK = 64 * 1024;
-
-/** The blocks of a mapping of `size` bytes that the `moved` byte ranges touch, merged and in
- * order, as [start, end) offsets. */
-export function quarantineRanges(moved: [number, number][], size: number): [number, number][] {
-  const blocks = moved
-    .map(([start, end]): [number, number] => [
-      Math.floor(start / QUARANTINE_BLOCK) * QUARANTINE_BLOCK,
-      Math.min(Math.ceil(end / QUARANTINE_BLOCK) * QUARANTINE_BLOCK, size),
-    ])
-    .sort((a, b) => a[0] - b[0]);
-  const merged: [number, number][] = [];
-  for (const [start, end] of blocks) {
-    const last = merged.at(-1);
-    if (last !== undefined && start <= last[1]) last[1] = Math.max(last[1], end);
-    else merged.push([start, end]);
-  }
-  return merged;
 }
 
 /** Counts a view opened (+1) or dropped (-1) over `mapping`, in the native table too: should
@@ -341,7 +309,7 @@ export class SharedQueue {
    * mapping each is in: close detaches them, so a lease or draft kept past its end's close (an
    * unload listener that runs after the one closing every end) reads as empty instead of
    * faulting. */
-  readonly #views = new Map<ArrayBuffer, { mapping: ExtensionMapping; range: [number, number] }>();
+  readonly #views = new Map<ArrayBuffer, ExtensionMapping>();
   /** See #lendMapping. */
   #lend: ExtensionMapping | undefined;
   /** Async futex waits of this end in flight: their worker threads hold a pointer into the
@@ -710,12 +678,10 @@ export class SharedQueue {
     const start = segment === 0 ? this.#arenaOffset + offset : offset;
     const base = Deno.UnsafePointer.offset(mapping.pointer, start)!;
     // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
-    const span = Math.max(length, 1);
-    const buffer = Deno.UnsafePointerView.getArrayBuffer(base, span);
+    const buffer = Deno.UnsafePointerView.getArrayBuffer(base, Math.max(length, 1));
     countView(mapping, 1);
-    const range: [number, number] = [start, start + span];
-    this.#views.set(buffer, { mapping, range });
-    return { buffer, mapping, range };
+    this.#views.set(buffer, mapping);
+    return { buffer, mapping };
   }
 
   /**
@@ -748,11 +714,10 @@ export class SharedQueue {
       if (!view.buffer.detached) view.recycle(view.buffer.transfer(), view.used ?? 0);
       return;
     }
-    const { mapping, range } = view;
-    // Detached, and unmapped, with the end.
-    if (this.#closed || mapping === undefined || range === undefined) return;
+    const mapping = view.mapping;
+    if (this.#closed || mapping === undefined) return; // Detached, and unmapped, with the end.
     this.#views.delete(view.buffer);
-    if (view.buffer.detached) this.#noteMoved(mapping, range);
+    if (view.buffer.detached) this.#noteMoved(mapping);
     else view.buffer.transfer(0);
     if (mapping.refs === 0) return;
     if (mapping.retired && mapping.refs === 1) {
@@ -881,8 +846,8 @@ export class SharedQueue {
     this.#signal(this.releaseSignal, true);
     this.#peersDiedAtClose = this.peersDied;
     this.#closed = true;
-    for (const [buffer, { mapping, range }] of this.#views) {
-      if (buffer.detached) this.#noteMoved(mapping, range);
+    for (const [buffer, mapping] of this.#views) {
+      if (buffer.detached) this.#noteMoved(mapping);
       else buffer.transfer(0);
     }
     this.#views.clear();
@@ -1529,12 +1494,11 @@ export class SharedQueue {
    * A view's buffer was detached before the library detached it: the user moved its memory
    * out (`transfer()`, a `postMessage` transfer), and the moved buffer is beyond revoking. Its
    * mapping is retired now, so later messages are mapped anew and the moved buffer never
-   * shows (nor, written, corrupts) them once the mapping's last view is gone; and the pages
-   * that buffer reaches are quarantined then instead of unmapped (see unmapAll), so it can
-   * never fault.
+   * shows (nor, written, corrupts) them once the mapping's last view is gone; and it is
+   * quarantined then instead of unmapped (see unmapAll), so that buffer can never fault.
    */
-  #noteMoved(mapping: ExtensionMapping, range: [number, number]): void {
-    (mapping.moved ??= []).push(range);
+  #noteMoved(mapping: ExtensionMapping): void {
+    mapping.moved = true;
     if (mapping === this.#lend) {
       this.#lend = undefined;
       mapping.retired = true;
@@ -2139,8 +2103,6 @@ export interface MessageView {
    * of which the copy used the first `used` bytes. */
   readonly recycle?: (memory: ArrayBuffer, used: number) => void;
   readonly used?: number;
-  /** Where a view over a mapping lies in it: [start, end) byte offsets. */
-  readonly range?: [number, number];
 }
 
 /** A futex word with its sequence and waiter-count indexes. */
