@@ -697,11 +697,33 @@ function libraryLocation(): { path: string; source: string } | undefined {
 
 const PERMISSIONS = ["read", "write", "net", "env", "run", "sys", "ffi", "import"] as const;
 
-/** The `--allow-*` flags: the caller's, plus what the library needs. */
+/** The hosts Deno lets a program import from when `--allow-import` is not given. */
+const DEFAULT_IMPORT_HOSTS = [
+  "deno.land:443",
+  "jsr.io:443",
+  "esm.sh:443",
+  "raw.esm.sh:443",
+  "cdn.jsdelivr.net:443",
+  "raw.githubusercontent.com:443",
+  "gist.githubusercontent.com:443",
+];
+
+/** The host (with its port) the actor must be let import `preload` from, when Deno's default
+ * list does not cover it; undefined for a local file or a default host. */
+function preloadImportHost(preload: string): string | undefined {
+  const url = new URL(preload);
+  if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
+  const host = `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
+  return DEFAULT_IMPORT_HOSTS.includes(host) ? undefined : host;
+}
+
+/** The `--allow-*` flags: the caller's, plus what the library needs (reading its native
+ * library, its environment variables, and importing its preload module). */
 export function permissionFlags(
   permissions: ActorPermissions | undefined,
   library: { path: string; source: string } | undefined,
   caller: string,
+  preload: string = PRELOAD,
 ): string[] {
   if (permissions !== undefined && (typeof permissions !== "object" || permissions === null)) {
     throw new TypeError(`${caller}: permissions must be an object like { read: ["./data"] }`);
@@ -725,10 +747,14 @@ export function permissionFlags(
       throw new TypeError(`${caller}: permissions.${name} must be a boolean or a list`);
     }
     if (grant !== true) {
+      const importHost = name === "import" ? preloadImportHost(preload) : undefined;
       const needed = name === "read" && library !== undefined
         ? [library.path]
         : name === "env"
         ? [ACTOR_PARENT_ENV, ...(library && library.source !== "local" ? [NATIVE_LIB_ENV] : [])]
+        : importHost !== undefined
+        // A list replaces Deno's default one: keep that too unless the caller gave their own.
+        ? [importHost, ...(grant === undefined ? DEFAULT_IMPORT_HOSTS : [])]
         : [];
       if (needed.length > 0) {
         const list: Set<string> = grant ?? new Set();

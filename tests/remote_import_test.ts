@@ -329,6 +329,21 @@ Deno.test("without env permission, an actor gets a verified temp copy of its own
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
   }));
 
+Deno.test("an actor of a package imported by URL may import it from there without being told", () =>
+  withServer(async ({ dir, port, base }) => {
+    // Before: the actor was refused the package's preload module ("Requires import access
+    // to 127.0.0.1:…") unless its permissions named the host, and exited at once.
+    const program = ACTOR_PARENT.replace("  permissions: { import: [new URL(base).host] },\n", "");
+    assert.notEqual(program, ACTOR_PARENT);
+    const run = await runChild(dir, `${base}/good/`, port, {}, {
+      allowRun: true,
+      program,
+      args: [new URL("./fixtures/remote_actor.ts", import.meta.url).pathname],
+    });
+    assert.equal(run.code, 0, run.stderr);
+    assert.ok(JSON.parse(run.stdout).actor.length > 0);
+  }));
+
 /** A parent importing the package from a URL, without env permission, and a Worker of it
  * that imports the package too: each prints the process token of the library it opened. */
 const WORKER_PARENT = `
