@@ -55,8 +55,9 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
   /**
    * Exit when the parent goes away (default true): a watchdog thread reads stdin, and when it
    * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners
-   * run); an uncaught `ClosedError` of a queue the parent's exit closed is held back until
-   * then (a second at most). If the main thread is blocked in a sync wait and cannot do that within a second,
+   * run); an uncaught `ClosedError` that the parent's exit caused (it closes its ends a
+   * moment before) waits for that, a second at most, rather than end the actor with an
+   * error. If the main thread is blocked in a sync wait and cannot do that within a second,
    * the watchdog ends the process at once; peers then see the ends as dead within about a
    * second. The watchdog is a small Worker (about 18 MB of memory); it never keeps the
    * process alive.
@@ -247,6 +248,8 @@ const { parentPort, workerData } = require("node:worker_threads");
   try {
     while ((await Deno.stdin.read(buffer)) !== null);
   } catch {}
+  Atomics.store(workerData.gone, 0, 1);
+  Atomics.notify(workerData.gone, 0);
   parentPort.postMessage("parent-gone");
   setTimeout(() => {
     try {
@@ -261,15 +264,15 @@ const { parentPort, workerData } = require("node:worker_threads");
 
 async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
   const { Worker } = await import("node:worker_threads");
+  // Raised by the watchdog as it finds stdin closed, before its message can arrive.
+  const gone = new Int32Array(new SharedArrayBuffer(4));
   const watchdog = new Worker(WATCHDOG, {
     eval: true,
-    workerData: { graceMs: PARENT_GONE_GRACE_MS },
+    workerData: { graceMs: PARENT_GONE_GRACE_MS, gone },
     name: "shmq actor watchdog",
   });
   watchdog.unref();
-  let parentGone = false;
-  watchdog.on("message", () => {
-    parentGone = true;
+  const exitAsParentGone = (): never => {
     for (const end of Object.values(queues)) {
       try {
         end.close();
@@ -278,41 +281,31 @@ async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
       }
     }
     Deno.exit(0);
-  });
-  deferErrorsOfParentExit(() => parentGone);
+  };
+  watchdog.on("message", exitAsParentGone);
+  const parentGone = (): boolean => {
+    // The parent's exit closes stdin a moment after its ends: wait for that, briefly.
+    if (Atomics.load(gone, 0) === 0) Atomics.wait(gone, 0, 0, PARENT_GONE_GRACE_MS);
+    return Atomics.load(gone, 0) !== 0;
+  };
+  const onUncaught = (event: Event, error: unknown) => {
+    if (
+      !event.defaultPrevented && error instanceof ClosedError &&
+      PARENT_EXIT_REASONS.includes(error.reason) && parentGone()
+    ) exitAsParentGone();
+  };
+  globalThis.addEventListener("unhandledrejection", (e) => onUncaught(e, e.reason));
+  globalThis.addEventListener("error", (e) => onUncaught(e, e.error));
 }
-
-/** Reasons of the errors a parent's exit causes in its actor: it closes its ends first. */
-const PARENT_EXIT_REASONS: readonly string[] = ["no-receivers", "drained", "gone"];
 
 /**
- * A parent closes its queue ends as it exits, a moment before its exit closes the actor's
- * stdin: an actor's call can fail for want of the parent's end ("every receiver of the queue
- * has closed") before its watchdog finds the parent gone. Left uncaught, that error ended the
- * actor with code 1, no `unload`, and its queues left in /dev/shm. Such an error is held back
- * for as long as the watchdog may take to tell (PARENT_GONE_GRACE_MS): the actor then exits
- * with code 0 as documented, or else the error is thrown again, as it would have been.
+ * Reasons of the errors a parent's exit causes in its actor. A parent closes its queue ends
+ * as it exits, a moment before its exit closes the actor's stdin: an actor's call can fail for
+ * want of the parent's end ("every receiver of the queue has closed") before its watchdog
+ * finds the parent gone. Left uncaught, that error ended the actor with code 1, no `unload`,
+ * and its queues left in /dev/shm. Such an error, uncaught, makes the actor wait (up to
+ * PARENT_GONE_GRACE_MS, blocking) for the watchdog: if the parent is gone, the actor exits with
+ * code 0 as documented; else the error goes on to any other listener, and ends the process
+ * as it would have.
  */
-function deferErrorsOfParentExit(parentGone: () => boolean): void {
-  const held = new WeakSet<object>();
-  const hold = (event: Event, error: unknown) => {
-    if (
-      event.defaultPrevented || !(error instanceof ClosedError) ||
-      !PARENT_EXIT_REASONS.includes(error.reason) || held.has(error)
-    ) return;
-    held.add(error);
-    event.preventDefault();
-    const started = performance.now();
-    const check = setInterval(() => {
-      if (parentGone()) return; // Deno.exit(0) is on its way
-      if (performance.now() - started < PARENT_GONE_GRACE_MS) return;
-      clearInterval(check);
-      throw error; // uncaught again: reported, and the process ends, as without this
-    }, PARENT_EXIT_CHECK_MS);
-  };
-  globalThis.addEventListener("unhandledrejection", (e) => hold(e, e.reason));
-  globalThis.addEventListener("error", (e) => hold(e, e.error));
-}
-
-/** How often a held error checks whether the parent is gone. */
-const PARENT_EXIT_CHECK_MS = 50;
+const PARENT_EXIT_REASONS: readonly string[] = ["no-receivers", "drained", "gone"];

@@ -308,6 +308,20 @@ const roles: Record<string, () => Promise<void> | void> = {
     for (let seq = 0;; seq++) await queues.out.put({ seq, payload });
   },
 
+  /** Puts to its parent in a loop it does not await, handling the rejection itself (a
+   * listener added after actorContext()), then ends its other work normally. */
+  async putsWithOwnHandler() {
+    const { queues } = await actorContext({ queues: { out: "sender" } });
+    globalThis.addEventListener("unhandledrejection", (event) => {
+      event.preventDefault();
+      console.log(`handled ${(event.reason as ClosedError).reason}`);
+      setTimeout(() => console.log("work done"), 200);
+    });
+    (async () => {
+      for (let seq = 0;; seq++) await queues.out.put({ seq });
+    })();
+  },
+
   /** A parent that takes a few messages of a putsToParent actor, prints its pid, and leaves
    * without stopping it: its script ends (`end`), or it calls Deno.exit (`exit`). */
   async leaver() {

@@ -711,7 +711,30 @@ Deno.test(
     const { status, stderr } = await within(10_000, actor.output(), "the actor's exit");
     await Deno.remove(marker);
     assert.equal(status.code, 1);
-    assert.match(stderr, /Uncaught ClosedError: every receiver of the queue has closed/);
+    assert.match(
+      stderr,
+      /Uncaught \(in promise\) ClosedError: every receiver of the queue has closed/,
+    );
+    await actor[Symbol.asyncDispose]();
+  }),
+);
+
+Deno.test(
+  "an actor's own rejection listener still handles an error of a queue its live parent left",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const actor = await spawnActor(FIXTURE, {
+      queues: { out: sender },
+      argv: ["putsWithOwnHandler"],
+      stdout: "piped",
+      transfer: true,
+    });
+    for (let i = 0; i < 5; i++) await receiver.get({ timeout: 10_000 });
+    receiver.close();
+    // Before (with the error held back and thrown again): exit 1, "Uncaught ClosedError".
+    const { status, stdout } = await within(10_000, actor.output(), "the actor's exit");
+    assert.equal(stdout, "handled no-receivers\nwork done\n");
+    assert.equal(status.code, 0);
     await actor[Symbol.asyncDispose]();
   }),
 );
