@@ -13,7 +13,7 @@
  * ```ts
  * import assert from "node:assert/strict";
  * import { ActorError } from "./errors.ts";
- * const e = new ActorError("actor exited with code 1 before it opened its queues");
+ * const e = new ActorError("actor exited with code 1 before it called actorContext()");
  * assert.ok(e.name === "ActorError" && e.status === undefined);
  * ```
  */

@@ -576,11 +576,11 @@ async function awaitReady(
   const onSignal = () => abort("aborted");
   signal?.addEventListener("abort", onSignal, { once: true });
   startup.exited.then((s) =>
-    abort(`the actor exited (${describe(s)}) before it opened its queues`)
+    abort(`the actor exited (${describe(s)}) before it called actorContext()`)
   );
   const timer = timerFor(
     timeout,
-    () => abort(`the actor did not open its queues (actorContext()) within ${timeout} ms`),
+    () => abort(`the actor did not call actorContext() within ${timeout} ms`),
   );
   let report: ControlMessage | undefined;
   try {

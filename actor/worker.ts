@@ -338,12 +338,13 @@ export async function spawnWorker<A = unknown>(
     readyTimeout,
     () =>
       settle?.reject(
-        new Error(`the Worker did not open its queues (workerContext()) within ${readyTimeout} ms`),
+        new Error(`the Worker did not call workerContext() within ${readyTimeout} ms`),
       ),
   );
   const stopChecks = onWorkerEnded(
     handle,
-    () => settle?.reject(new Error("the Worker ended (self.close()) before it opened its queues")),
+    () =>
+      settle?.reject(new Error("the Worker ended (self.close()) before it called workerContext()")),
   );
   try {
     await ready;

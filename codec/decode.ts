@@ -559,11 +559,12 @@ function copyOut(
 export function wrongAllocation(target: unknown, n: number): string | undefined {
   const got = arrayBufferLength(target);
   if (got === undefined) return `got ${shownBuffer(target)}`;
-  if ((target as ArrayBuffer).detached) return "got a detached ArrayBuffer";
+  if (detachedOf.call(target)) return "got a detached ArrayBuffer";
   return got === n ? undefined : `got one of ${got} bytes`;
 }
 
 const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength")!.get!;
+const detachedOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")!.get!;
 
 /** The byte length of a real, attached ArrayBuffer (0 for a detached one); undefined for
  * anything else, an object that only claims to be one (a Proxy, or one made with

@@ -218,7 +218,7 @@ Deno.test(
     const error = await spawnActor(FIXTURE, { argv: ["exit3"], queues: { inbox: receiver } })
       .then(() => undefined, (e) => e);
     assert.ok(error instanceof ActorError, String(error));
-    assert.match(error.message, /exited \(code 3\) before it opened its queues/);
+    assert.match(error.message, /exited \(code 3\) before it called actorContext\(\)/);
     assert.equal(error.status?.code, 3);
     assert.ok(!receiver.closed, "without transfer nothing is closed");
     sender.close();
@@ -431,7 +431,7 @@ Deno.test(
   "a failed start quotes the end of the actor's piped stderr",
   clean(async () => {
     const error = await failedStart("crash", "piped");
-    assert.match(error.message, /exited \(code 1\) before it opened its queues/);
+    assert.match(error.message, /exited \(code 1\) before it called actorContext\(\)/);
     assert.match(error.message, /its stderr ended with:\n.*actor\.toml is missing/s);
     assert.match(error.message, /start-up failed/);
     assert.ok(!error.message.includes("\x1b["), "terminal colours left in the message");
@@ -451,7 +451,7 @@ Deno.test(
     const quiet = await failedStart("quietExit", "piped");
     assert.match(
       quiet.message,
-      /exited \(code 7\) before it opened its queues; it wrote nothing to stderr$/,
+      /exited \(code 7\) before it called actorContext\(\); it wrote nothing to stderr$/,
     );
   }),
 );

@@ -708,6 +708,9 @@ Deno.test("a failing allocate loses no message: it stays first in line for that 
     const proxy = new Proxy(new ArrayBuffer(4), {});
     const detached = new ArrayBuffer(4);
     detached.transfer();
+    // A detached one that says otherwise, for an empty array below.
+    const disguised = Object.defineProperty(new ArrayBuffer(0), "detached", { value: false });
+    disguised.transfer();
     const odd: [unknown, RegExp][] = [
       [fake, /got an object that is no real ArrayBuffer/],
       [proxy, /got an object that is no real ArrayBuffer/],
@@ -733,6 +736,7 @@ Deno.test("a failing allocate loses no message: it stays first in line for that 
     // ArrayBuffer", and the message was consumed.
     await s.put(new Int32Array(0));
     assert.throws(() => r.getSync({ allocate: () => detached }), /got a detached ArrayBuffer/);
+    assert.throws(() => r.getSync({ allocate: () => disguised }), /got a detached ArrayBuffer/);
     assert.deepEqual(r.getSync(), new Int32Array(0));
     await s.waitForAllAck({ timeout: 3000 });
   }));
