@@ -81,7 +81,8 @@ function parseOptions(args: string[]): Options {
   const flags = parseFlags(args.filter((a) => !a.startsWith("--bench-run=")));
   if (flags.has("help")) {
     const doc = Deno.readTextFileSync(new URL(import.meta.url));
-    console.log(/\/\*\*([\s\S]*?)\*\//.exec(doc)![1].replace(/^ \* ?/gm, "").trim());
+    const usage = /\/\*\*([\s\S]*?)\*\//.exec(doc)![1].replace(/^ \* ?/gm, "");
+    console.log(usage.replace(/@module\s*$/, "").trim());
     Deno.exit(0);
   }
   const known = new Set([

@@ -369,7 +369,10 @@ async function fetchAndVerify(url: URL, digest: string): Promise<Uint8Array<Arra
   if (got !== digest) {
     throw new FetchError(
       `shmq: SHA-256 digest mismatch for the native library ${url.href}: got ${got}, ` +
-        `expected ${digest} (ffi/digests.ts). Refusing to load it.`,
+        `expected ${digest} (ffi/digests.ts). Refusing to load it. The binary is not the one ` +
+        `this version of the package was built with: a module cache older than the files ` +
+        `served (a URL whose contents changed: reload it with \`deno cache --reload\`), or a ` +
+        `tampered download`,
     );
   }
   return bytes;
@@ -441,8 +444,8 @@ async function prepareRemote(): Promise<void> {
     // Offline, a cache filled by an earlier run may be there, unseen for want of permission.
     if (dir !== undefined) throw e;
     throw new FetchError(
-      `${errorText(e)}; without --allow-env the per-user cache, which an earlier run may have ` +
-        `filled, cannot be found, so the library is fetched on every run`,
+      `${errorText(e)}. (Without --allow-env the per-user cache, which an earlier run may ` +
+        `have filled, cannot be found, so the library is fetched on every run.)`,
       { cause: e },
     );
   }

@@ -288,7 +288,7 @@ Deno.test("without env permission the verified binary is loaded from a removed t
       { allowEnv: false },
     );
     assert.notEqual(offline.code, 0);
-    assert.match(offline.stderr, /HTTP 503; without --allow-env the per-user cache/);
+    assert.match(offline.stderr, /HTTP 503\. \(Without --allow-env the per-user cache/);
   }));
 
 /** A parent importing the package from a URL, without env permission: it starts an actor
@@ -384,6 +384,7 @@ Deno.test("a tampered binary served over http is refused with a digest error", (
     const run = await runChild(dir, `${base}/bad/`, port, { DENO_DIR: denoDir });
     assert.notEqual(run.code, 0, `a tampered binary was accepted: ${run.stdout}`);
     assert.match(run.stderr, /SHA-256 digest mismatch/);
+    assert.match(run.stderr, /deno cache --reload/, "the likely cause, and its cure");
     assert.match(run.stderr, new RegExp(`expected ${DIGESTS[KEY]}`));
     assert.deepEqual(soRequests, [`/bad/ffi/lib/${KEY}/libshmq.so`]);
     // Nothing unverified was cached.

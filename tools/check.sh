@@ -25,5 +25,8 @@ lint_targets=(ffi/loader.ts ffi/native.ts ffi/symbols.ts ffi/digests.ts)
 if [ -e mod.ts ]; then lint_targets=(mod.ts "${lint_targets[@]}"); fi
 deno doc --lint "${lint_targets[@]}"
 
-# The package as JSR would take it.
-deno publish --dry-run --allow-dirty >/dev/null
+# The package as JSR would take it (its file list, on stderr, only when it fails).
+if ! out="$(deno publish --dry-run --allow-dirty 2>&1)"; then
+  echo "$out" >&2
+  exit 1
+fi
