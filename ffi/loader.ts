@@ -427,7 +427,7 @@ async function prepareRemote(): Promise<void> {
       // A cache that cannot be written (permissions, a read-only home) or that is shared:
       // the temporary copy below serves as well. A failed fetch would fail again there.
       if (e instanceof FetchError) throw e;
-      console.warn(`shmq: ${errorText(e)}: a temporary copy of the native library is used`);
+      console.warn(`shmq: ${errorText(e)}: trying a temporary copy of the native library`);
     }
     // Opened at once: the longer a checked file waits, the longer it could be swapped.
     if (path !== undefined) {
@@ -449,7 +449,24 @@ async function prepareRemote(): Promise<void> {
       { cause: e },
     );
   }
-  const tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
+  // Without permission to write the cache or a temporary file, nothing can be opened: say
+  // which permissions would do.
+  const storeError = (e: unknown): unknown => {
+    if (!(e instanceof Deno.errors.NotCapable)) return e;
+    const cache = dir === undefined ? "(found with --allow-env)" : dir;
+    return new Deno.errors.NotCapable(
+      `shmq: the native library of a remote import must be stored before it is opened: ` +
+        `grant --allow-write and --allow-read for its cache ${cache}, or for the temporary ` +
+        `directory (${errorText(e)})`,
+      { cause: e },
+    );
+  };
+  let tmp: string;
+  try {
+    tmp = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
+  } catch (e) {
+    throw storeError(e);
+  }
   // Every isolate of this process (each Worker imports anew) opens it under one name: the
   // dynamic loader then hands them the library already loaded, so they share its
   // process-wide state (the orphan tables, the process token) as they do from a cache.
@@ -461,6 +478,8 @@ async function prepareRemote(): Promise<void> {
     await Deno.rename(tmp, shared);
     loaded ??= open(shared, "remote");
     transientBytes = bytes;
+  } catch (e) {
+    throw storeError(e);
   } finally {
     await Deno.remove(tmp).catch(() => {});
     await Deno.remove(shared).catch(() => {});

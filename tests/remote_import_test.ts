@@ -378,6 +378,14 @@ Deno.test("without env permission, Workers share the parent's library, not a cop
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
   }));
 
+Deno.test("without write permission for a cache or a temporary file, the error names both", () =>
+  withServer(async ({ dir, port, base }) => {
+    const run = await runChild(dir, `${base}/good/`, port, {}, { write: `${dir}/elsewhere` });
+    assert.notEqual(run.code, 0);
+    // Before: a warning that "a temporary copy is used", then Deno's bare refusal of the copy.
+    assert.match(run.stderr, /grant --allow-write and --allow-read for its cache \S+, or for the/);
+  }));
+
 Deno.test("a tampered binary served over http is refused with a digest error", () =>
   withServer(async ({ dir, port, base, soRequests }) => {
     const denoDir = `${dir}/deno`;
