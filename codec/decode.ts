@@ -8,6 +8,7 @@
 import { DecodeError } from "../queue/errors.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { shown } from "../queue/shown.ts";
+import { arrayBufferLength, isDetached } from "./array_buffer.ts";
 import { dtypeByCode, type TypedArray } from "./dtype.ts";
 import {
   ALIGN,
@@ -559,22 +560,8 @@ function copyOut(
 export function wrongAllocation(target: unknown, n: number): string | undefined {
   const got = arrayBufferLength(target);
   if (got === undefined) return `got ${shownBuffer(target)}`;
-  if (detachedOf.call(target)) return "got a detached ArrayBuffer";
+  if (isDetached(target)) return "got a detached ArrayBuffer";
   return got === n ? undefined : `got one of ${got} bytes`;
-}
-
-const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength")!.get!;
-const detachedOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "detached")!.get!;
-
-/** The byte length of a real, attached ArrayBuffer (0 for a detached one); undefined for
- * anything else, an object that only claims to be one (a Proxy, or one made with
- * ArrayBuffer.prototype) included: the getter checks the object's internal slot. */
-function arrayBufferLength(value: unknown): number | undefined {
-  try {
-    return byteLengthOf.call(value) as number;
-  } catch {
-    return undefined;
-  }
 }
 
 function shownBuffer(value: unknown): string {

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { isDetached } from "./array_buffer.ts";
 import { DType } from "./dtype.ts";
 import {
   ALIGN,
@@ -177,7 +178,7 @@ function viewBytes(v: ArrayBufferView, fail: (message: string) => Error): ViewBy
       throw fail("its ArrayBuffer is detached or too short for it");
     }
   }
-  if (length === 0 && (buffer as ArrayBuffer).detached === true) {
+  if (length === 0 && isDetached(buffer)) {
     throw fail("its ArrayBuffer is detached");
   }
   if (length === 0 && name !== undefined && (buffer as ArrayBuffer).resizable === true) {
@@ -383,7 +384,7 @@ function planValue(value: unknown): EncodePlan {
               size += 9;
               break;
             } else if (proto === ArrayBuffer.prototype) {
-              if ((cur as ArrayBuffer).detached) {
+              if (isDetached(cur)) {
                 throw placed(st, pathOf(st, sp), "the ArrayBuffer is detached");
               }
               // Fixed at its length now, as views are: a resizable buffer that grows before the

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { isDetached } from "../codec/array_buffer.ts";
 import * as native from "../ffi/native.ts";
 import * as L from "./layout.ts";
 import { ClosedError, QueueError } from "./errors.ts";
@@ -711,13 +712,14 @@ export class SharedQueue {
     if (view.recycle !== undefined) {
       // A copy in a receiver's buffer: moving its memory to a new ArrayBuffer detaches every
       // view of the old one, and the memory serves the next small lease.
-      if (!view.buffer.detached) view.recycle(view.buffer.transfer(), view.used ?? 0);
+      if (!isDetached(view.buffer)) view.recycle(view.buffer.transfer(), view.used ?? 0);
       return;
     }
     const mapping = view.mapping;
     if (this.#closed || mapping === undefined) return; // Detached, and unmapped, with the end.
     this.#views.delete(view.buffer);
-    if (view.buffer.detached) this.#noteMoved(mapping);
+    // Read through the prototype: an own `detached` property must not hide a moved buffer.
+    if (isDetached(view.buffer)) this.#noteMoved(mapping);
     else view.buffer.transfer(0);
     if (mapping.refs === 0) return;
     if (mapping.retired && mapping.refs === 1) {
@@ -847,7 +849,7 @@ export class SharedQueue {
     this.#peersDiedAtClose = this.peersDied;
     this.#closed = true;
     for (const [buffer, mapping] of this.#views) {
-      if (buffer.detached) this.#noteMoved(mapping);
+      if (isDetached(buffer)) this.#noteMoved(mapping);
       else buffer.transfer(0);
     }
     this.#views.clear();

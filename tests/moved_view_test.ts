@@ -69,6 +69,24 @@ Deno.test("a moved lease buffer of the arena: zeros after release, and writing i
     assert.deepEqual(lines, ["before release 7", "after release 0 5 next true", "after close 5"]);
   }));
 
+Deno.test("a moved lease buffer that claims not to be detached is found out all the same", () =>
+  withoutLeaks(async () => {
+    // Before: the library took the buffer's own word, unmapped it, and the read faulted.
+    const lines = await runApart(`
+      const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+      sender.putSync(new Uint8Array(8192).fill(7)); // above the 2 KiB lent from a copy
+      const lease = receiver.borrowSync({ timeout: 1000 });
+      const buffer = lease.value.buffer;
+      Object.defineProperty(buffer, "detached", { get: () => false });
+      const moved = new Uint8Array(buffer.transfer());
+      lease.release();
+      sender.close();
+      receiver.close();
+      console.log("after close", moved[0]);
+    `);
+    assert.deepEqual(lines, ["after close 0"]);
+  }));
+
 Deno.test("a moved draft buffer written after send changes nothing, and after close does not fault", () =>
   withoutLeaks(async () => {
     const lines = await runApart(`
