@@ -708,13 +708,11 @@ const DEFAULT_IMPORT_HOSTS = [
   "gist.githubusercontent.com:443",
 ];
 
-/** The host (with its port) the actor must be let import `preload` from, when Deno's default
- * list does not cover it; undefined for a local file or a default host. */
+/** The host (with its port) the actor imports `preload` from; undefined for a local file. */
 function preloadImportHost(preload: string): string | undefined {
   const url = new URL(preload);
   if (url.protocol !== "http:" && url.protocol !== "https:") return undefined;
-  const host = `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
-  return DEFAULT_IMPORT_HOSTS.includes(host) ? undefined : host;
+  return `${url.hostname}:${url.port || (url.protocol === "https:" ? "443" : "80")}`;
 }
 
 /** The `--allow-*` flags: the caller's, plus what the library needs (reading its native
@@ -752,10 +750,14 @@ export function permissionFlags(
         ? [library.path]
         : name === "env"
         ? [ACTOR_PARENT_ENV, ...(library && library.source !== "local" ? [NATIVE_LIB_ENV] : [])]
-        : importHost !== undefined
-        // A list replaces Deno's default one: keep that too unless the caller gave their own.
-        ? [importHost, ...(grant === undefined ? DEFAULT_IMPORT_HOSTS : [])]
-        : [];
+        : importHost === undefined
+        ? []
+        : grant !== undefined // the caller's list, which replaces Deno's default one
+        ? [importHost]
+        : DEFAULT_IMPORT_HOSTS.includes(importHost)
+        ? []
+        // A list replaces Deno's default one: keep that too.
+        : [importHost, ...DEFAULT_IMPORT_HOSTS];
       if (needed.length > 0) {
         const list: Set<string> = grant ?? new Set();
         for (const value of needed) list.add(value);

@@ -19,6 +19,7 @@ import {
 } from "../mod.ts";
 import { native } from "../ffi/loader.ts";
 import { pidAlive } from "../ffi/native.ts";
+import { type ActorPermissions, permissionFlags } from "../actor/spawn.ts";
 import {
   type Echo,
   FIXTURE,
@@ -158,6 +159,33 @@ Deno.test("an actor handed only args must start too: one that fails rejects spaw
     .then(() => undefined, (e) => e);
   assert.ok(worker instanceof ActorError, String(worker));
   assert.match(worker.message, /this Worker fails on load/);
+});
+
+Deno.test("an actor may import the package's preload module from where the library came from", () => {
+  const defaults = "deno.land:443,jsr.io:443,esm.sh:443,raw.esm.sh:443,cdn.jsdelivr.net:443," +
+    "raw.githubusercontent.com:443,gist.githubusercontent.com:443";
+  const library = { path: "/cache/libshmq.so", source: "remote" };
+  const imports = (permissions: ActorPermissions | undefined, preload: string) =>
+    permissionFlags(permissions, library, "t", preload).filter((f) => f.startsWith("--allow-imp"));
+  const jsr = "https://jsr.io/@shmq/shmq/0.1.0/actor/preload.ts";
+  const local = "http://127.0.0.1:8765/actor/preload.ts";
+  // Deno's default list covers jsr.io, and a file needs no import permission.
+  assert.deepEqual(imports(undefined, jsr), []);
+  assert.deepEqual(imports(undefined, "file:///src/shmq/actor/preload.ts"), []);
+  // Another host: granted, with the default list the flag would otherwise take away.
+  assert.deepEqual(imports(undefined, local), [`--allow-import=127.0.0.1:8765,${defaults}`]);
+  assert.deepEqual(imports(undefined, "http://example.org/actor/preload.ts"), [
+    `--allow-import=example.org:80,${defaults}`,
+  ]);
+  // The caller's list replaces the default one: the library's host joins it, default or not.
+  // Before: jsr.io was left out, and every actor was refused its preload module.
+  assert.deepEqual(imports({ import: ["example.com"] }, jsr), [
+    "--allow-import=example.com,jsr.io:443",
+  ]);
+  assert.deepEqual(imports({ import: ["example.com"] }, local), [
+    "--allow-import=example.com,127.0.0.1:8765",
+  ]);
+  assert.deepEqual(imports({ import: true }, local), ["--allow-import"]);
 });
 
 Deno.test("piped output is captured; no queues means no wait for the actor", async () => {
