@@ -441,9 +441,13 @@ export class Sender implements Disposable {
 
   #full(method: string, timeout: number | undefined, byteLength: number): FullError {
     const queue = this.#queue;
-    const { inFlight, extensionBytes, byteBudget, arenaHeld } = queue.usage();
+    const { inFlight, extensionBytes, byteBudget, arenaHeld, waitingForShm } = queue.usage();
     const capacity = queue.capacity;
-    const why = inFlight >= capacity
+    const why = waitingForShm !== undefined && !queue.fitsArena(byteLength)
+      ? `/dev/shm has ${waitingForShm.free} bytes free for a ${waitingForShm.size}-byte ` +
+        `segment, and this queue's messages in flight hold ${extensionBytes} bytes of ` +
+        `segments there (df -h /dev/shm)`
+      : inFlight >= capacity
       ? `${inFlight} of capacity ${capacity} messages are unreleased`
       : queue.ringFull
       ? `the oldest unreleased message (a lease not yet released, or a draft not yet sent) ` +

@@ -294,6 +294,9 @@ export class SharedQueue {
   /** Until when a reservation waits for a busy extension rather than make one (0: it does
    * not wait): see #waitForBusyLocked. */
   #waitForBusyUntil = 0;
+  /** The last reservation waits for /dev/shm to have room for a new extension of `size`
+   * bytes, with `free` free then (see #chooseExtensionLocked). */
+  #waitingForShm: { size: number; free: number } | undefined;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -556,7 +559,13 @@ export class SharedQueue {
   }
 
   /** What holds the queue's room right now (no lock; for error messages). */
-  usage(): { inFlight: number; extensionBytes: number; byteBudget: number; arenaHeld: number } {
+  usage(): {
+    inFlight: number;
+    extensionBytes: number;
+    byteBudget: number;
+    arenaHeld: number;
+    waitingForShm: { size: number; free: number } | undefined;
+  } {
     let extensionBytes = 0;
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const e = L.extensionOffset(i);
@@ -566,7 +575,13 @@ export class SharedQueue {
     }
     // Read without the lock: a figure for messages, not for decisions.
     const arenaHeld = this.#f64[L.C_ARENA_HEAD >> 3] - this.#f64[L.C_ARENA_TAIL >> 3];
-    return { inFlight: this.inFlight, extensionBytes, byteBudget: this.#byteBudget, arenaHeld };
+    return {
+      inFlight: this.inFlight,
+      extensionBytes,
+      byteBudget: this.#byteBudget,
+      arenaHeld,
+      waitingForShm: this.#waitingForShm,
+    };
   }
 
   /** Whether a message of `length` encoded bytes goes to the arena (else an extension). */
@@ -1304,30 +1319,44 @@ export class SharedQueue {
       }
     }
     const room = this.#byteBudget - this.arenaSize;
+    // A sender that died (or failed) between reserving a new extension and making its segment
+    // left the entry without one: it holds no memory, and is free for a new segment.
+    if (fit >= 0 && !this.#extensionExists(fit)) {
+      heldBytes -= sizeOf(fit);
+      idle.splice(idle.indexOf(fit), 1);
+      this.#dropExtensionLocked(fit);
+      if (empty < 0 || fit < empty) empty = fit;
+      fit = -1;
+    }
     let index = fit;
     let create = false;
     if (index >= 0) {
       if (busyBytes > 0 && busyBytes + sizeOf(index) > room) return undefined;
-      // A sender that died (or failed) between reserving a new extension and making its
-      // segment left the entry without one: make it anew.
-      if (!this.#extensionExists(index)) {
-        this.#renewExtensionLocked(index);
-        f64[(L.extensionOffset(index) + L.E_SIZE) >> 3] = extensionSizeFor(length);
-        create = true;
-      }
     } else {
       const size = extensionSizeFor(length);
       if (busyFitting >= EXTENSIONS_IN_FLIGHT && this.#waitForBusyLocked(length, size, deadline)) {
         return undefined;
       }
       if (busyBytes > 0 && busyBytes + size > room) return undefined;
+      // /dev/shm must hold the new segment as well as the budget allow it. This queue's own
+      // segments count as room to come: idle ones are dropped for it, and their memory comes
+      // back once every end has unmapped them (at its next call or wait slice), as does that
+      // of the ones in flight once released. The put waits for that; a segment that would not
+      // fit even then fails to be made, with the sizes (see ensureRoom).
+      const free = shmFreeBytes();
+      // Short of room that this queue's segments can make (else dropping them is no help).
+      const short = size > free && size <= free + heldBytes;
       // Largest idle ones go first: they hold the most memory.
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
       for (const i of idle) {
-        if (heldBytes + size <= room && empty >= 0) break;
+        if (heldBytes + size <= room && empty >= 0 && !short) break;
         heldBytes -= sizeOf(i);
         this.#dropExtensionLocked(i);
         if (empty < 0 || i < empty) empty = i;
+      }
+      if (short) {
+        this.#waitingForShm = { size, free };
+        return undefined;
       }
       if (empty < 0) return undefined; // Every entry carries a message in flight.
       index = empty;
@@ -1337,6 +1366,7 @@ export class SharedQueue {
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
     this.#waitForBusyUntil = 0;
+    this.#waitingForShm = undefined;
     return { index, create };
   }
 
@@ -2208,13 +2238,18 @@ function prefaultOrExplain(
  * Refuses a segment /dev/shm cannot hold before making it: pre-faulting it would fill
  * /dev/shm first, starving every other user of shared memory until it fails.
  */
-function ensureRoom(size: number, what: string, remedy: string): void {
-  let free: number;
+/** Free bytes in /dev/shm; Infinity when there is no figure (pre-faulting still fails cleanly
+ * when a segment does not fit). */
+function shmFreeBytes(): number {
   try {
-    free = native.shmFreeBytes();
+    return native.shmFreeBytes();
   } catch {
-    return; // No figure: pre-faulting still fails cleanly when the segment does not fit.
+    return Infinity;
   }
+}
+
+function ensureRoom(size: number, what: string, remedy: string): void {
+  const free = shmFreeBytes();
   if (size > free) {
     throw new RangeError(
       `/dev/shm has no room for ${what} of ${size} bytes (${free} bytes free): free space in ` +
@@ -2224,9 +2259,9 @@ function ensureRoom(size: number, what: string, remedy: string): void {
 }
 
 const ARENA_REMEDY = "lower the queue's arenaBytes";
-const EXTENSION_REMEDY = "send the data in smaller messages; a lower byteBudget helps only " +
-  "when other large messages in flight hold the space (each message larger than a quarter of " +
-  "the arena gets a segment of its own, and the budget bounds them together)";
+const EXTENSION_REMEDY = "send the data in smaller messages (each message larger than a " +
+  "quarter of the arena gets a segment of its own; the queue waits for its own segments to " +
+  "make room, not for other users of /dev/shm)";
 
 function createOrExplain(name: string, size: number): number {
   try {

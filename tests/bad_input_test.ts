@@ -338,6 +338,29 @@ Deno.test("an arena /dev/shm cannot hold is refused before anything is made", ()
   }));
 
 Deno.test({
+  name: "a large message that fits once the queue's own segments are freed waits for them",
+  ignore: !(await canIsolate()),
+  async fn() {
+    // Before: RangeError "/dev/shm has no room" at once, for the third message and the larger.
+    const out = await isolated("fault_child.ts", ["shm-wait"], 30 << 20);
+    const report = JSON.parse(out.trim().split("\n").pop()!);
+    assert.equal(report.third, "sent");
+    assert.deepEqual(report.got, [1, 2, 3]);
+    assert.equal(report.larger, 4);
+    assert.equal(report.largerPut, "sent");
+    assert.match(
+      report.never,
+      /^RangeError: \/dev\/shm has no room for an extension segment of 44040192 /,
+    );
+    assert.match(
+      report.held,
+      /^FullError: .*no room for 500 ms: \/dev\/shm has \d+ bytes free for a 18874368-byte segment/,
+    );
+    assert.deepEqual(report.left, []);
+  },
+});
+
+Deno.test({
   name: "out of /dev/shm (a private 8 MiB tmpfs): RangeError naming /dev/shm and the sizes",
   ignore: !(await canIsolate()),
   async fn() {
