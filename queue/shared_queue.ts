@@ -93,6 +93,9 @@ const EXTENSIONS_IN_FLIGHT = 3;
 /** Bytes per millisecond a new extension is made (created and pre-faulted) at here: about
  * 1 GB/s. A sender waits for a busy one at most as long as making one would take. */
 const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
+/** How long a dropped extension segment's memory counts as coming back: every end unmaps it
+ * at its next call of the queue, or wait slice (0.2 s), unless busy elsewhere. */
+const UNMAP_GRACE_MS = 2000;
 /** Slots #queuedInExtensionsLocked looks at, at most. */
 const QUEUED_SCAN_LIMIT = 4096;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
@@ -297,6 +300,10 @@ export class SharedQueue {
   /** The last reservation waits for /dev/shm to have room for a new extension of `size`
    * bytes, with `free` free then (see #chooseExtensionLocked). */
   #waitingForShm: { size: number; free: number } | undefined;
+  /** Bytes of extension segments this end dropped to make room for the message it is
+   * placing, whose memory comes back once every end has unmapped them: counted as room to come
+   * until `until`, or until the message is placed. */
+  #droppedLately: { bytes: number; until: number } | undefined;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -1344,15 +1351,25 @@ export class SharedQueue {
       // of the ones in flight once released. The put waits for that; a segment that would not
       // fit even then fails to be made, with the sizes (see ensureRoom).
       const free = shmFreeBytes();
+      // Segments this end dropped lately may still be mapped by an end that has not noticed.
+      const now = performance.now();
+      const dropped = this.#droppedLately !== undefined && this.#droppedLately.until > now
+        ? this.#droppedLately.bytes
+        : 0;
       // Short of room that this queue's segments can make (else dropping them is no help).
-      const short = size > free && size <= free + heldBytes;
+      const short = size > free && size <= free + heldBytes + dropped;
       // Largest idle ones go first: they hold the most memory.
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
+      let droppedNow = 0;
       for (const i of idle) {
         if (heldBytes + size <= room && empty >= 0 && !short) break;
         heldBytes -= sizeOf(i);
+        droppedNow += sizeOf(i);
         this.#dropExtensionLocked(i);
         if (empty < 0 || i < empty) empty = i;
+      }
+      if (droppedNow > 0) {
+        this.#droppedLately = { bytes: dropped + droppedNow, until: now + UNMAP_GRACE_MS };
       }
       if (short) {
         this.#waitingForShm = { size, free };
@@ -1367,6 +1384,7 @@ export class SharedQueue {
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
     this.#waitForBusyUntil = 0;
     this.#waitingForShm = undefined;
+    this.#droppedLately = undefined;
     return { index, create };
   }
 
