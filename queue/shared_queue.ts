@@ -93,8 +93,9 @@ const EXTENSIONS_IN_FLIGHT = 3;
 /** Bytes per millisecond a new extension is made (created and pre-faulted) at here: about
  * 1 GB/s. A sender waits for a busy one at most as long as making one would take. */
 const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
-/** How long a dropped extension segment's memory counts as coming back: every end unmaps it
- * at its next call of the queue, or wait slice (0.2 s), unless busy elsewhere. */
+/** How long a put waits for the memory of extension segments it dropped to come back: every
+ * end unmaps them at its next call of the queue, or wait slice (0.2 s), unless busy
+ * elsewhere. */
 const UNMAP_GRACE_MS = 2000;
 /** Slots #queuedInExtensionsLocked looks at, at most. */
 const QUEUED_SCAN_LIMIT = 4096;
@@ -300,10 +301,10 @@ export class SharedQueue {
   /** The last reservation waits for /dev/shm to have room for a new extension of `size`
    * bytes, with `free` free then (see #chooseExtensionLocked). */
   #waitingForShm: { size: number; free: number } | undefined;
-  /** Bytes of extension segments this end dropped to make room for the message it is
-   * placing, whose memory comes back once every end has unmapped them: counted as room to come
-   * until `until`, or until the message is placed. */
-  #droppedLately: { bytes: number; until: number } | undefined;
+  /** This end dropped idle extension segments for a new one of `size` bytes, whose memory
+   * comes back once every end has unmapped them: until `until`, the segment waits for that
+   * (see #roomInShmLocked). */
+  #shmWait: { size: number; until: number } | undefined;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -1221,6 +1222,7 @@ export class SharedQueue {
   }
 
   #reserveLocked(length: number, deadline = Infinity): Reservation | undefined {
+    this.#waitingForShm = undefined; // set again below when this attempt waits for /dev/shm
     this.#settleLocked();
     const u32 = this.#u32;
     const f64 = this.#f64;
@@ -1345,37 +1347,21 @@ export class SharedQueue {
         return undefined;
       }
       if (busyBytes > 0 && busyBytes + size > room) return undefined;
-      // /dev/shm must hold the new segment as well as the budget allow it. This queue's own
-      // segments count as room to come: idle ones are dropped for it, and their memory comes
-      // back once every end has unmapped them (at its next call or wait slice), as does that
-      // of the ones in flight once released. The put waits for that; a segment that would not
-      // fit even then fails to be made, with the sizes (see ensureRoom).
-      const free = shmFreeBytes();
-      // Segments this end dropped lately may still be mapped by an end that has not noticed.
-      const now = performance.now();
-      const dropped = this.#droppedLately !== undefined && this.#droppedLately.until > now
-        ? this.#droppedLately.bytes
-        : 0;
-      // Short of room that this queue's segments can make (else dropping them is no help).
-      const short = size > free && size <= free + heldBytes + dropped;
       // Largest idle ones go first: they hold the most memory.
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
-      let droppedNow = 0;
       for (const i of idle) {
-        if (heldBytes + size <= room && empty >= 0 && !short) break;
+        if (heldBytes + size <= room && empty >= 0) break;
         heldBytes -= sizeOf(i);
-        droppedNow += sizeOf(i);
         this.#dropExtensionLocked(i);
         if (empty < 0 || i < empty) empty = i;
       }
-      if (droppedNow > 0) {
-        this.#droppedLately = { bytes: dropped + droppedNow, until: now + UNMAP_GRACE_MS };
-      }
-      if (short) {
+      if (empty < 0) return undefined; // Every entry carries a message in flight.
+      // /dev/shm must hold the new segment too, and may be smaller than the budget.
+      const free = shmFreeBytes();
+      if (size > free && this.#roomInShmLocked(size, free) === "wait") {
         this.#waitingForShm = { size, free };
         return undefined;
       }
-      if (empty < 0) return undefined; // Every entry carries a message in flight.
       index = empty;
       this.#renewExtensionLocked(index);
       f64[(L.extensionOffset(index) + L.E_SIZE) >> 3] = size;
@@ -1383,9 +1369,78 @@ export class SharedQueue {
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
     this.#waitForBusyUntil = 0;
-    this.#waitingForShm = undefined;
-    this.#droppedLately = undefined;
+    this.#shmWait = undefined;
     return { index, create };
+  }
+
+  /**
+   * For a new extension segment of `size` bytes that /dev/shm cannot hold now (`free` bytes
+   * free): whether the put is to wait for this queue's own segments to make the room, or never
+   * gets it ("never": making the segment then fails with the sizes, see ensureRoom). Idle
+   * segments are dropped for it, as many as it takes, and their memory comes back once every
+   * end has unmapped them (at its next call, or wait slice); messages in flight come back when
+   * released, except this end's own unsent drafts, which it would wait for in vain. Segments
+   * reserved but not made yet will take their share of `free`; an idle entry left without a
+   * segment (its maker failed or died) holds nothing, and goes.
+   */
+  #roomInShmLocked(size: number, free: number): "wait" | "never" {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
+    const ownDrafts = new Set<number>();
+    const tail = u32[L.C_TAIL >> 2];
+    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+    for (let k = 0; k < span; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      if (
+        segment > 0 && u32[(s + L.S_SENDER) >> 2] === this.#self &&
+        Atomics.load(this.#i32, (s + L.S_STATE) >> 2) === L.SlotState.Writing
+      ) ownDrafts.add(segment - 1);
+    }
+    let pending = 0;
+    let inFlight = 0;
+    let idleBytes = 0;
+    const idle: number[] = [];
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const state = u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
+      if (state === L.ExtensionState.Empty) continue;
+      const exists = this.#extensionExists(i);
+      if (state === L.ExtensionState.Idle) {
+        if (!exists) {
+          this.#dropExtensionLocked(i);
+          continue;
+        }
+        idle.push(i);
+        idleBytes += sizeOf(i);
+      } else if (!exists) {
+        pending += sizeOf(i);
+      } else if (!ownDrafts.has(i)) {
+        inFlight += sizeOf(i);
+      }
+    }
+    const now = performance.now();
+    if (
+      this.#shmWait !== undefined && (this.#shmWait.size !== size || this.#shmWait.until <= now)
+    ) {
+      this.#shmWait = undefined;
+    }
+    const available = free - pending;
+    if (size <= available + idleBytes) {
+      idle.sort((a, b) => sizeOf(b) - sizeOf(a));
+      let dropped = 0;
+      for (const i of idle) {
+        if (available + dropped >= size) break;
+        dropped += sizeOf(i);
+        this.#dropExtensionLocked(i);
+      }
+      // Once: a window renewed at every drop could last as long as other messages come.
+      this.#shmWait ??= { size, until: now + UNMAP_GRACE_MS };
+      return "wait";
+    }
+    if (size <= available + idleBytes + inFlight) return "wait";
+    // What it dropped may still be mapped by an end that has not noticed yet.
+    return this.#shmWait !== undefined ? "wait" : "never";
   }
 
   /**

@@ -356,6 +356,12 @@ Deno.test({
       report.held,
       /^FullError: .*no room for 500 ms: \/dev\/shm has \d+ bytes free for a 18874368-byte segment/,
     );
+    assert.match(report.shmFirst, /^FullError: .*no room for 100 ms: \/dev\/shm has/);
+    assert.match(report.capacity, /^FullError: .*2 of capacity 2 messages are unreleased$/);
+    assert.match(report.ownDraft, /^RangeError: \/dev\/shm has no room/);
+    assert.equal(report.ownDraftFast, true, "refused at once, not after waiting for its own draft");
+    assert.match(report.afterFailed, /^RangeError: \/dev\/shm has no room/);
+    assert.equal(report.afterFailedFast, true);
     assert.deepEqual(report.left, []);
   },
 });
