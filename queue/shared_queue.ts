@@ -1349,16 +1349,18 @@ export class SharedQueue {
       if (busyBytes > 0 && busyBytes + size > room) return undefined;
       // Largest idle ones go first: they hold the most memory.
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
+      let dropped = 0;
       for (const i of idle) {
         if (heldBytes + size <= room && empty >= 0) break;
         heldBytes -= sizeOf(i);
+        dropped += sizeOf(i);
         this.#dropExtensionLocked(i);
         if (empty < 0 || i < empty) empty = i;
       }
       if (empty < 0) return undefined; // Every entry carries a message in flight.
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
       const free = shmFreeBytes();
-      if (size > free && this.#roomInShmLocked(size, free) === "wait") {
+      if (size > free && this.#roomInShmLocked(size, free, dropped) === "wait") {
         this.#waitingForShm = { size, free };
         return undefined;
       }
@@ -1375,7 +1377,8 @@ export class SharedQueue {
 
   /**
    * For a new extension segment of `size` bytes that /dev/shm cannot hold now (`free` bytes
-   * free): whether the put is to wait for this queue's own segments to make the room, or never
+   * free, `droppedBefore` bytes of idle segments dropped for it already, for the byte budget):
+   * whether the put is to wait for this queue's own segments to make the room, or never
    * gets it ("never": making the segment then fails with the sizes, see ensureRoom). Idle
    * segments are dropped for it, as many as it takes, and their memory comes back once every
    * end has unmapped them (at its next call, or wait slice); messages in flight come back when
@@ -1383,7 +1386,7 @@ export class SharedQueue {
    * reserved but not made yet will take their share of `free`; an idle entry left without a
    * segment (its maker failed or died) holds nothing, and goes.
    */
-  #roomInShmLocked(size: number, free: number): "wait" | "never" {
+  #roomInShmLocked(size: number, free: number, droppedBefore: number): "wait" | "never" {
     const u32 = this.#u32;
     const f64 = this.#f64;
     const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
@@ -1426,9 +1429,9 @@ export class SharedQueue {
       this.#shmWait = undefined;
     }
     const available = free - pending;
-    if (size <= available + idleBytes) {
+    if (size <= available + droppedBefore + idleBytes) {
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
-      let dropped = 0;
+      let dropped = droppedBefore;
       for (const i of idle) {
         if (available + dropped >= size) break;
         dropped += sizeOf(i);

@@ -362,6 +362,7 @@ Deno.test({
     assert.equal(report.ownDraftFast, true, "refused at once, not after waiting for its own draft");
     assert.match(report.afterFailed, /^RangeError: \/dev\/shm has no room/);
     assert.equal(report.afterFailedFast, true);
+    assert.deepEqual([report.overBudget, report.overBudgetPut], [2, "sent"]);
     assert.deepEqual(report.left, []);
   },
 });
