@@ -1408,15 +1408,14 @@ export class SharedQueue {
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const state = u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
       if (state === L.ExtensionState.Empty) continue;
-      const exists = this.#extensionExists(i);
       if (state === L.ExtensionState.Idle) {
-        if (!exists) {
+        if (!this.#extensionExists(i)) {
           this.#dropExtensionLocked(i);
           continue;
         }
         idle.push(i);
         idleBytes += sizeOf(i);
-      } else if (!exists) {
+      } else if (!this.#extensionNamed(i)) {
         pending += sizeOf(i);
       } else if (!ownDrafts.has(i)) {
         inFlight += sizeOf(i);
@@ -1524,6 +1523,20 @@ export class SharedQueue {
   /** The name of extension `index`'s segment at generation `gen`. */
   #extensionName(index: number, gen: number): string {
     return L.extensionName(this.name, index, gen, this.#salt);
+  }
+
+  /** Whether extension `index`'s segment has its name, whatever its size: unlike
+   * #extensionExists, safe for a busy one, whose sender may be making it right now. */
+  #extensionNamed(index: number): boolean {
+    const gen = this.#u32[(L.extensionOffset(index) + L.E_GEN) >> 2];
+    if (this.#extensions[index]?.gen === gen) return true;
+    try {
+      native.closeFd(native.shmOpen(this.#extensionName(index, gen)));
+      return true;
+    } catch (error) {
+      if ((error as { code?: string }).code === "ENOENT") return false;
+      throw error;
+    }
   }
 
   /**
@@ -2310,10 +2323,6 @@ function prefaultOrExplain(
   }
 }
 
-/**
- * Refuses a segment /dev/shm cannot hold before making it: pre-faulting it would fill
- * /dev/shm first, starving every other user of shared memory until it fails.
- */
 /** Free bytes in /dev/shm; Infinity when there is no figure (pre-faulting still fails cleanly
  * when a segment does not fit). */
 function shmFreeBytes(): number {
@@ -2324,6 +2333,10 @@ function shmFreeBytes(): number {
   }
 }
 
+/**
+ * Refuses a segment /dev/shm cannot hold before making it: pre-faulting it would fill
+ * /dev/shm first, starving every other user of shared memory until it fails.
+ */
 function ensureRoom(size: number, what: string, remedy: string): void {
   const free = shmFreeBytes();
   if (size > free) {

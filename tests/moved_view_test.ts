@@ -13,6 +13,12 @@ import { runDeno, withoutLeaks } from "./helpers.ts";
 
 const MOD = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
 
+/** For a child program: `libc.symbols.getrlimit` and `setrlimit`, to make memory run short. */
+const LIBC_RLIMITS = `const libc = Deno.dlopen("libc.so.6", {
+  getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+  setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
+});`;
+
 /** Runs `body` (with `createSharedMemoryPair` and `reserve` in scope) in a fresh process and
  * returns its stdout lines. */
 async function runApart(body: string): Promise<string[]> {
@@ -145,10 +151,7 @@ Deno.test("a quarantine refused for lack of memory leaves the moved buffer writa
   withoutLeaks(async () => {
     // RLIMIT_DATA refuses private writable pages as strict overcommit would.
     const lines = await runApart(`
-      const libc = Deno.dlopen("libc.so.6", {
-        getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-        setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-      });
+      ${LIBC_RLIMITS}
       const RLIMIT_DATA = 2;
       const old = new BigUint64Array(2);
       libc.symbols.getrlimit(RLIMIT_DATA, old);
@@ -200,10 +203,7 @@ Deno.test("a lease that cannot be mapped (no address space) keeps its message fi
   withoutLeaks(async () => {
     // RLIMIT_AS a little above what the process has refuses the arena's 64 MiB lend mapping.
     const lines = await runApart(`
-      const libc = Deno.dlopen("libc.so.6", {
-        getrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-        setrlimit: { parameters: ["i32", "buffer"], result: "i32" },
-      });
+      ${LIBC_RLIMITS}
       const RLIMIT_AS = 9;
       const old = new BigUint64Array(2);
       libc.symbols.getrlimit(RLIMIT_AS, old);
