@@ -397,7 +397,12 @@ export class Sender implements Disposable {
     let view;
     let value: T;
     try {
-      view = queue.openView(r.segment, r.offset, r.length, r.createExtension);
+      view = queue.openView(
+        r.segment,
+        r.offset,
+        r.length,
+        r.createExtension ? "create" : "reserve",
+      );
       const bytes = new Uint8Array(view.buffer, 0, r.length);
       encodeInto(plan, bytes);
       value = decodeBytes(bytes, { view: true }) as T;
@@ -445,8 +450,9 @@ export class Sender implements Disposable {
     const capacity = queue.capacity;
     const why = waitingForShm !== undefined && !queue.fitsArena(byteLength)
       ? `/dev/shm has ${waitingForShm.free} bytes free for a ${waitingForShm.size}-byte ` +
-        `segment, and this queue's messages in flight hold ${extensionBytes} bytes of ` +
-        `segments there (df -h /dev/shm)`
+        `segment; this queue's messages in flight hold ${extensionBytes} bytes of segments ` +
+        `there, and those it dropped for room come back once every end has unmapped them ` +
+        `(df -h /dev/shm)`
       : inFlight >= capacity
       ? `${inFlight} of capacity ${capacity} messages are unreleased`
       : queue.ringFull

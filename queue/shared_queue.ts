@@ -646,7 +646,8 @@ export class SharedQueue {
       const start = this.#arenaOffset + r.offset;
       return this.#main.bytes.subarray(start, start + r.length);
     }
-    const mapping = this.#extension(r.segment - 1, r.createExtension, r.offset + r.length);
+    const use = r.createExtension ? "create" : "reserve";
+    const mapping = this.#extension(r.segment - 1, use, r.offset + r.length);
     return mapping.bytes.subarray(r.offset, r.offset + r.length);
   }
 
@@ -686,7 +687,7 @@ export class SharedQueue {
       const start = this.#arenaOffset + m.offset;
       return this.#main.bytes.subarray(start, start + m.length);
     }
-    const mapping = this.#extension(m.segment - 1, false, m.offset + m.length);
+    const mapping = this.#extension(m.segment - 1, "read", m.offset + m.length);
     return mapping.bytes.subarray(m.offset, m.offset + m.length);
   }
 
@@ -694,11 +695,16 @@ export class SharedQueue {
    * A fresh ArrayBuffer over exactly the bytes of a message, for zero-copy views that can be
    * revoked on their own. Pair every call with {@linkcode dropView}.
    */
-  openView(segment: number, offset: number, length: number, create = false): MessageView {
+  openView(
+    segment: number,
+    offset: number,
+    length: number,
+    use: ExtensionUse = "read",
+  ): MessageView {
     this.assertOpen();
     const mapping = segment === 0
       ? this.#lendMapping()
-      : this.#extension(segment - 1, create, offset + length);
+      : this.#extension(segment - 1, use, offset + length);
     const start = segment === 0 ? this.#arenaOffset + offset : offset;
     const base = Deno.UnsafePointer.offset(mapping.pointer, start)!;
     // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
@@ -1353,7 +1359,8 @@ export class SharedQueue {
       for (const i of idle) {
         if (heldBytes + size <= room && empty >= 0) break;
         heldBytes -= sizeOf(i);
-        dropped += sizeOf(i);
+        // Room to come in /dev/shm, unless an entry left without its segment.
+        if (this.#extensionExists(i)) dropped += sizeOf(i);
         this.#dropExtensionLocked(i);
         if (empty < 0 || i < empty) empty = i;
       }
@@ -1642,7 +1649,8 @@ export class SharedQueue {
   }
 
   /** Maps extension `index` at its current generation, making the segment if asked. */
-  #extension(index: number, create: boolean, needed: number): ExtensionMapping {
+  #extension(index: number, use: ExtensionUse, needed: number): ExtensionMapping {
+    const create = use === "create";
     if (!(index >= 0 && index < L.MAX_EXTENSIONS)) {
       throw new ClosedError(`queue ${this.name}: corrupt slot names extension ${index}`, {
         reason: "corrupt",
@@ -1694,9 +1702,10 @@ export class SharedQueue {
         prefaultOrExplain(mapping.pointer, size, "an extension segment", EXTENSION_REMEDY);
       } catch (error) {
         unmapAll(mapping);
-        // A segment this end just made but could not back goes at once: it would keep the
+        // A segment this end just made, or reserved to write into (one a sender killed while
+        // it pre-faulted left half backed), but could not back goes at once: it would keep the
         // memory it got and fail every later message that fits it the same way.
-        if (create) native.shmUnlink(name, { missingOk: true });
+        if (use !== "read") native.shmUnlink(name, { missingOk: true });
         throw error;
       }
       const extension = this.#lendable(mapping, gen);
@@ -2214,6 +2223,10 @@ export class SharedQueue {
     native.shmUnlink(this.name, { missingOk: true });
   }
 }
+
+/** What an end maps an extension segment for: to make it (a new reservation), to write into
+ * it (a reservation that reuses it), or to read a message in it. */
+export type ExtensionUse = "create" | "reserve" | "read";
 
 /** A revocable buffer over one message's bytes. */
 export interface MessageView {
