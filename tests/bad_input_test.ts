@@ -363,6 +363,9 @@ Deno.test({
     assert.match(report.afterFailed, /^RangeError: \/dev\/shm has no room/);
     assert.equal(report.afterFailedFast, true);
     assert.deepEqual([report.overBudget, report.overBudgetPut], [2, "sent"]);
+    assert.match(report.budgetFailed, /^RangeError: \/dev\/shm has no room/);
+    assert.match(report.budgetAgain, /^RangeError: \/dev\/shm has no room/);
+    assert.equal(report.budgetAgainFast, true);
     assert.deepEqual(report.left, []);
   },
 });
