@@ -22,6 +22,7 @@ import {
   HANDOFF_VERSION,
   makeContext,
   MAX_HANDOFF_BYTES,
+  onUncaughtError,
   openAll,
   type OpenedQueues,
   parseWireQueues,
@@ -288,14 +289,12 @@ async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
     if (Atomics.load(gone, 0) === 0) Atomics.wait(gone, 0, 0, PARENT_EXIT_WAIT_MS);
     return Atomics.load(gone, 0) !== 0;
   };
-  const onUncaught = (event: Event, error: unknown) => {
+  onUncaughtError((event, error) => {
     if (
       !event.defaultPrevented && error instanceof ClosedError &&
       PARENT_EXIT_REASONS.includes(error.reason) && parentGone()
     ) exitAsParentGone();
-  };
-  globalThis.addEventListener("unhandledrejection", (e) => onUncaught(e, e.reason));
-  globalThis.addEventListener("error", (e) => onUncaught(e, e.error));
+  });
 }
 
 /**

@@ -303,3 +303,10 @@ export function errorText(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`;
   return String(error);
 }
+
+/** Calls `handle` with each error this thread leaves uncaught (a throw, or a rejection no one
+ * handles) before Deno reports it; `event.preventDefault()` there stops the report. */
+export function onUncaughtError(handle: (event: Event, error: unknown) => void): void {
+  globalThis.addEventListener("unhandledrejection", (event) => handle(event, event.reason));
+  globalThis.addEventListener("error", (event) => handle(event, event.error));
+}

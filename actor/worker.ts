@@ -26,6 +26,7 @@ import {
   errorText,
   HANDOFF_VERSION,
   makeContext,
+  onUncaughtError,
   openAll,
   type OpenedQueues,
   parseWireQueues,
@@ -171,11 +172,12 @@ export class WorkerHandle implements AsyncDisposable {
   /**
    * Stops the Worker cleanly: asks it to close the queue ends of its `workerContext()` (waits
    * in it then reject with `ClosedError`, reason `"closed"`; left uncaught, those end the
-   * Worker quietly, and never this process), waits until it has (at most `timeout` ms, default 1000, or until
-   * its thread is seen to have ended, as after `self.close()`), then terminates it; one that
-   * never called `workerContext()`, or that failed, is terminated at once. A Worker in a loop
-   * of the library's blocking or polling calls (`getSync`, `borrowSync`, `putSync`, `prepareSync`,
-   * `waitForAllAckSync`, `getNowait`, `hasSpace`) never reads the request, and Deno cannot stop
+   * Worker quietly, and never this process), waits until it has (at most `timeout` ms,
+   * default 1000, or until its thread is seen to have ended, as after `self.close()`), then
+   * terminates it; one that never called `workerContext()`, or that failed, is terminated at
+   * once. A Worker in a loop of the library's blocking or polling calls (`getSync`,
+   * `borrowSync`, `putSync`, `prepareSync`, `waitForAllAckSync`, `getNowait`, `hasSpace`)
+   * never reads the request, and Deno cannot stop
    * its thread; its next such call (or its current one, within a 0.2 s wait slice) closes every
    * end the Worker has open and throws `ClosedError` instead. A Worker blocked or busy
    * elsewhere runs on, and its ends stay open until the process exits.
@@ -383,11 +385,6 @@ export interface WorkerContextOptions<S extends QueueSpec = QueueSpec> {
 interface WorkerScope {
   postMessage(message: unknown): void;
   addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
-  addEventListener(
-    type: "unhandledrejection",
-    listener: (event: PromiseRejectionEvent) => void,
-  ): void;
-  addEventListener(type: "error", listener: (event: ErrorEvent) => void): void;
 }
 
 let workerStarted: Promise<{ queues: Record<string, QueueEnd>; args: unknown }> | undefined;
@@ -446,13 +443,11 @@ function startWorker(
   // Once the parent closes this Worker, the calls its ends were in throw ClosedError: the
   // expected way a Worker's loops end, not an error to report (Deno printed it as uncaught).
   let closing = false;
-  const expected = (event: Event, error: unknown) => {
+  onUncaughtError((event, error) => {
     if (closing && error instanceof ClosedError && error.reason === "closed") {
       event.preventDefault();
     }
-  };
-  scope.addEventListener!("unhandledrejection", (event) => expected(event, event.reason));
-  scope.addEventListener!("error", (event) => expected(event, event.error));
+  });
   return new Promise((resolve, reject) => {
     let opened: Record<string, QueueEnd> | undefined;
     scope.addEventListener!("message", (event: MessageEvent) => {

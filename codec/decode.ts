@@ -119,8 +119,8 @@ function f64(b: Uint8Array, p: number): number {
 }
 
 /**
- * Decodes bytes written by `encode` (or by a queue's sender). `bytes` must start at the header; bytes
- * after the length the header declares are ignored.
+ * Decodes bytes written by `encode` (or by a queue's sender). `bytes` must start at the
+ * header; bytes after the length the header declares are ignored.
  *
  * In copy mode (the default) the result owns all its memory. With `{ view: true }`, array
  * payloads are views into `bytes.buffer` (at `bytes.byteOffset` + their offset), so they

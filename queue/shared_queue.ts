@@ -1422,7 +1422,7 @@ export class SharedQueue {
         }
         idle.push(i);
         idleBytes += sizeOf(i);
-      } else if (!this.#extensionNamed(i)) {
+      } else if (!this.#extensionExists(i, false)) {
         pending += sizeOf(i);
       } else if (!ownDrafts.has(i)) {
         inFlight += sizeOf(i);
@@ -1532,26 +1532,13 @@ export class SharedQueue {
     return L.extensionName(this.name, index, gen, this.#salt);
   }
 
-  /** Whether extension `index`'s segment has its name, whatever its size: unlike
-   * #extensionExists, safe for a busy one, whose sender may be making it right now. */
-  #extensionNamed(index: number): boolean {
-    const gen = this.#u32[(L.extensionOffset(index) + L.E_GEN) >> 2];
-    if (this.#extensions[index]?.gen === gen) return true;
-    try {
-      native.closeFd(native.shmOpen(this.#extensionName(index, gen)));
-      return true;
-    } catch (error) {
-      if ((error as { code?: string }).code === "ENOENT") return false;
-      throw error;
-    }
-  }
-
   /**
-   * Whether extension `index`'s segment exists at its current generation, at its full size.
-   * A sender killed between creating the segment and sizing it leaves it short (empty): such
-   * a segment is unlinked here, to be made anew, or it would fail every message it fits.
+   * Whether extension `index`'s segment exists at its current generation, and, when `sized`,
+   * at its full size. A sender killed between creating the segment and sizing it leaves it
+   * short (empty): such a segment is unlinked here, to be made anew, or it would fail every
+   * message it fits. Not `sized` for a busy one, whose sender may be making it right now.
    */
-  #extensionExists(index: number): boolean {
+  #extensionExists(index: number, sized = true): boolean {
     const e = L.extensionOffset(index);
     const gen = this.#u32[(e + L.E_GEN) >> 2];
     if (this.#extensions[index]?.gen === gen) return true;
@@ -1564,7 +1551,7 @@ export class SharedQueue {
       throw error;
     }
     try {
-      if (native.fdSize(fd) >= this.#f64[(e + L.E_SIZE) >> 3]) return true;
+      if (!sized || native.fdSize(fd) >= this.#f64[(e + L.E_SIZE) >> 3]) return true;
     } finally {
       native.closeFd(fd);
     }
