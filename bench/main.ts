@@ -477,6 +477,27 @@ async function runCodec(opts: Options): Promise<unknown> {
 
 // ---- machine ---------------------------------------------------------------------------
 
+/**
+ * KiB this VM's guest has reported to its host as free so far, or null where the kernel does
+ * not count them. Memory reported back is faulted in by the host again on its next first
+ * touch, which is what makes the 1 GiB `get` cells swing (README, "How much the machine
+ * varies"); the run records how much was reported while it ran.
+ */
+function reportedFreeKiB(): number | null {
+  try {
+    // Deno 2.9 wants --allow-all to read /sys; the bench may run programs.
+    const out = new Deno.Command("cat", {
+      args: ["/sys/module/page_reporting/parameters/reported_kib"],
+      stdout: "piped",
+      stderr: "null",
+    }).outputSync();
+    const kib = Number(new TextDecoder().decode(out.stdout).trim());
+    return out.success && Number.isSafeInteger(kib) ? kib : null;
+  } catch {
+    return null;
+  }
+}
+
 function machine(): Record<string, unknown> {
   let cpu = "unknown";
   try {
@@ -498,6 +519,7 @@ function machine(): Record<string, unknown> {
     deno: Deno.version.deno,
     v8: Deno.version.v8,
     loadAverageAtStart: Deno.loadavg(),
+    reportedFreeKiBAtStart: reportedFreeKiB(),
   };
 }
 
@@ -587,6 +609,7 @@ export async function run(args: string[]): Promise<Results> {
   );
 
   (results.machine as Record<string, unknown>).loadAverageAtEnd = Deno.loadavg();
+  (results.machine as Record<string, unknown>).reportedFreeKiBAtEnd = reportedFreeKiB();
   results.targets = checkTargets(results);
   results.finishedAt = new Date().toISOString();
 

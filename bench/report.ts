@@ -199,6 +199,14 @@ export function renderMarkdown(results: Results): string {
     Array.isArray(x) ? x.map((v) => Number(v).toFixed(2)).join(" / ") : "?";
   md += `Load average (1 / 5 / 15 min) at start ${load(m.loadAverageAtStart)}, at end ` +
     `${load(m.loadAverageAtEnd)}; anything else running on the machine shows up as noise.\n\n`;
+  const [reportedFrom, reportedTo] = [m.reportedFreeKiBAtStart, m.reportedFreeKiBAtEnd];
+  if (typeof reportedFrom === "number" && typeof reportedTo === "number") {
+    md +=
+      `Free page reporting is on: the guest handed ${
+        ((reportedTo - reportedFrom) / 2 ** 20).toFixed(1)
+      } GiB of freed memory back to its host during the run, and memory handed back costs a host ` +
+      `fault per page on its next first touch (the swings of the 1 GiB \`get\` cells).\n\n`;
+  }
   const passes = Number(o.passes ?? 1);
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
     `rounds after a warm-up` +

@@ -1,11 +1,13 @@
 /**
- * The bench's target verdicts: a library case that did not complete fails its target.
+ * The bench's target verdicts (a library case that did not complete fails its target), and
+ * what its report says about the machine.
  *
  * @module
  */
 
 import assert from "node:assert/strict";
 import { checkTargets } from "../bench/targets.ts";
+import { renderMarkdown } from "../bench/report.ts";
 import type { Results, ThroughputResult } from "../bench/results_types.ts";
 
 const MiB = 1024 * 1024;
@@ -49,4 +51,13 @@ Deno.test("bench targets: a library case that failed is a FAIL, not left out", (
   const verdict = pipeTarget(failed);
   assert.equal(verdict.verdict, "FAIL");
   assert.match(verdict.detail, /shmq-get-sync bytes 1 MiB: did not complete \(error\)/);
+});
+
+Deno.test("bench report: names the memory handed back to the host where the kernel counts it", () => {
+  const counted = run([]);
+  counted.machine = { reportedFreeKiBAtStart: 1024, reportedFreeKiBAtEnd: 1024 + 3 * 2 ** 20 };
+  assert.match(renderMarkdown(counted), /handed 3\.0 GiB of freed memory back to its host/);
+  const uncounted = run([]);
+  uncounted.machine = { reportedFreeKiBAtStart: null, reportedFreeKiBAtEnd: null };
+  assert.doesNotMatch(renderMarkdown(uncounted), /Free page reporting/);
 });
