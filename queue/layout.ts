@@ -20,7 +20,8 @@
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, extension epoch, trim due, arena     │
  *              │ head/tail, totals, how the last sender/receiver left, how    │
- *              │ many of each died, the extensions' name salt (set once)      │
+ *              │ many of each died, the extensions' name salt (set once),     │
+ *              │ segments dropped lately (bytes, when)                        │
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
@@ -52,7 +53,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 7;
+export const LAYOUT_VERSION = 8;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -126,6 +127,12 @@ export const C_RECEIVERS_DIED = 328;
  * before the header is complete. Queue names are listed in /dev/shm for every user to see:
  * without a secret of the (0600) queue, another user could make the extension names first. */
 export const C_EXTENSION_SALT = 332;
+/** f64: bytes of extension segments that any end unlinked in the drop window ending at
+ * C_SHM_DROPPED_AT. Their memory comes back to /dev/shm once every end has unmapped them, so
+ * an end short of room there waits for them whoever dropped them, not only for its own. */
+export const C_SHM_DROPPED_BYTES = 344;
+/** f64: `Date.now()` of the last such drop: wall-clock time, which every process shares. */
+export const C_SHM_DROPPED_AT = 352;
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 384;

@@ -1388,7 +1388,8 @@ export class SharedQueue {
    * whether the put is to wait for this queue's own segments to make the room, or never
    * gets it ("never": making the segment then fails with the sizes, see ensureRoom). Idle
    * segments are dropped for it, as many as it takes, and their memory comes back once every
-   * end has unmapped them (at its next call, or wait slice); messages in flight come back when
+   * end has unmapped them (at its next call, or wait slice), and so does the memory of those
+   * other ends dropped in the last UNMAP_GRACE_MS; messages in flight come back when
    * released, except this end's own unsent drafts, which it would wait for in vain. Segments
    * reserved but not made yet will take their share of `free`; an idle entry left without a
    * segment (its maker failed or died) holds nothing, and goes.
@@ -1449,7 +1450,16 @@ export class SharedQueue {
     }
     if (size <= available + idleBytes + inFlight) return "wait";
     // What it dropped may still be mapped by an end that has not noticed yet.
-    return this.#shmWait !== undefined ? "wait" : "never";
+    if (this.#shmWait !== undefined) return "wait";
+    // So may what other ends dropped: for them, the window their last drop opened.
+    const wallNow = Date.now();
+    const droppedLately = this.#shmDroppedLatelyLocked(wallNow);
+    if (droppedLately > 0 && size <= available + droppedLately + idleBytes + inFlight) {
+      const at = this.#f64[L.C_SHM_DROPPED_AT >> 3];
+      this.#shmWait = { size, until: now + UNMAP_GRACE_MS - (wallNow - at) };
+      return "wait";
+    }
+    return "never";
   }
 
   /**
@@ -1562,12 +1572,32 @@ export class SharedQueue {
   /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
   #dropExtensionLocked(index: number): void {
     const e = L.extensionOffset(index);
-    native.shmUnlink(this.#extensionName(index, this.#u32[(e + L.E_GEN) >> 2]), {
+    const removed = native.shmUnlink(this.#extensionName(index, this.#u32[(e + L.E_GEN) >> 2]), {
       missingOk: true,
     });
+    if (removed) {
+      const f64 = this.#f64;
+      const now = Date.now();
+      f64[L.C_SHM_DROPPED_BYTES >> 3] = this.#shmDroppedLatelyLocked(now) +
+        f64[(e + L.E_SIZE) >> 3];
+      f64[L.C_SHM_DROPPED_AT >> 3] = now;
+    }
     this.#renewExtensionLocked(index);
     this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Empty;
     this.#f64[(e + L.E_SIZE) >> 3] = 0;
+  }
+
+  /**
+   * Bytes of extension segments any end dropped in the last UNMAP_GRACE_MS before `now`
+   * (`Date.now()`), whose memory may still be mapped by an end that has not noticed yet. A
+   * window opened by each drop: a value from the future, or not a size, counts as none.
+   */
+  #shmDroppedLatelyLocked(now: number): number {
+    const bytes = this.#f64[L.C_SHM_DROPPED_BYTES >> 3];
+    const age = now - this.#f64[L.C_SHM_DROPPED_AT >> 3];
+    return age >= 0 && age < UNMAP_GRACE_MS && bytes > 0 && bytes <= Number.MAX_SAFE_INTEGER
+      ? bytes
+      : 0;
   }
 
   /** Moves extension `index` to a new generation (a new segment name) and tells every end. */

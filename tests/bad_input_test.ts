@@ -366,6 +366,8 @@ Deno.test({
     assert.match(report.budgetFailed, /^RangeError: \/dev\/shm has no room/);
     assert.match(report.budgetAgain, /^RangeError: \/dev\/shm has no room/);
     assert.equal(report.budgetAgainFast, true);
+    assert.deepEqual(report.bothPuts, ["sent", "sent"]);
+    assert.deepEqual(report.both, [2, 3]);
     assert.deepEqual(report.left, []);
   },
 });

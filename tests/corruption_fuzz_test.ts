@@ -299,6 +299,8 @@ class Scribbler {
         [L.C_LIVE_RECEIVERS, "u32"],
         [L.C_ARENA_HEAD, "f64"],
         [L.C_ARENA_TAIL, "f64"],
+        [L.C_SHM_DROPPED_BYTES, "f64"],
+        [L.C_SHM_DROPPED_AT, "f64"],
       ]);
     } else if (pick < 8) {
       target = "extension table";
