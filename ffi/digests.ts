@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "98d27da22a193e812a8a91a1f1ad2d8d47ed05920d652f9e35a322b7bb39fc39",
-  "x86_64-linux": "ae0bcf36389402aedf9d793f83cc34c653e9eb0b1ad30b0af6da2b11ca8aca64",
+  "aarch64-linux": "0b7c4c8989ff08bded9c9f1bc5bd882729748bea99684b87c89abc6c1fd79cf6",
+  "x86_64-linux": "6abb1403ad660279e7be87390101290d69659fae54377d26fb448a3028627dd3",
 };

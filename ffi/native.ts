@@ -291,6 +291,24 @@ export function fdSize(fd: number): number {
 }
 
 /**
+ * Bytes of memory backing the object behind an fd. A new shared-memory object holds none
+ * until its pages are first touched, so it can be much less than {@linkcode fdSize}.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { closeFd, fdAllocatedBytes, shmCreate, shmUnlink } from "./native.ts";
+ * const fd = shmCreate("/shmq-doc-allocated", 1 << 20);
+ * assert.ok(fdAllocatedBytes(fd) === 0);
+ * shmUnlink("/shmq-doc-allocated");
+ * closeFd(fd);
+ * ```
+ */
+export function fdAllocatedBytes(fd: number): number {
+  return check64(s().shmq_fd_allocated(fd), "fstat", String(fd));
+}
+
+/**
  * The link count of the object behind an fd: 1 while its name exists, 0 once unlinked.
  *
  * @example

@@ -233,6 +233,12 @@ int64_t shmq_fd_size(int32_t fd) {
   return (int64_t)st.st_size;
 }
 
+int64_t shmq_fd_allocated(int32_t fd) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -errno;
+  return (int64_t)st.st_blocks * 512;
+}
+
 int32_t shmq_fd_links(int32_t fd) {
   struct stat st;
   if (fstat(fd, &st) != 0) return -errno;

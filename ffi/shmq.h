@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 14
+#define SHMQ_ABI_VERSION 15
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -96,6 +96,11 @@ SHMQ_API int32_t shmq_close(int32_t fd);
 
 /* fstat(2) st_size of the fd, or -errno. */
 SHMQ_API int64_t shmq_fd_size(int32_t fd);
+
+/* Bytes of memory backing the fd's object (fstat(2) st_blocks × 512), or -errno. A tmpfs
+ * segment takes its memory only as its pages are first touched, so a segment just made holds
+ * less than its size: /dev/shm's free space does not count the rest yet. */
+SHMQ_API int64_t shmq_fd_allocated(int32_t fd);
 
 /* fstat(2) st_nlink of the fd: 1 while the name exists, 0 once it was unlinked; or -errno. */
 SHMQ_API int32_t shmq_fd_links(int32_t fd);

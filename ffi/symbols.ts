@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 14;
+export const ABI_VERSION = 15;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -46,6 +46,7 @@ export const symbols = {
   shmq_yield: { parameters: [], result: "i32" },
   shmq_close: { parameters: ["i32"], result: "i32" },
   shmq_fd_size: { parameters: ["i32"], result: "i64" },
+  shmq_fd_allocated: { parameters: ["i32"], result: "i64" },
   shmq_fd_links: { parameters: ["i32"], result: "i32" },
   shmq_fd_age_ms: { parameters: ["i32"], result: "i64" },
   shmq_map: { parameters: ["i32", "u64"], result: "i64" },

@@ -1366,7 +1366,7 @@ export class SharedQueue {
       }
       if (empty < 0) return undefined; // Every entry carries a message in flight.
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
-      const free = shmFreeBytes();
+      const free = Math.max(0, shmFreeBytes() - this.#unbackedExtensionBytesLocked());
       if (size > free && this.#roomInShmLocked(size, free, dropped) === "wait") {
         this.#waitingForShm = { size, free };
         return undefined;
@@ -1390,9 +1390,10 @@ export class SharedQueue {
    * segments are dropped for it, as many as it takes, and their memory comes back once every
    * end has unmapped them (at its next call, or wait slice), and so does the memory of those
    * other ends dropped in the last UNMAP_GRACE_MS; messages in flight come back when
-   * released, except this end's own unsent drafts, which it would wait for in vain. Segments
-   * reserved but not made yet will take their share of `free`; an idle entry left without a
-   * segment (its maker failed or died) holds nothing, and goes.
+   * released, except this end's own unsent drafts, which it would wait for in vain, and so do
+   * segments other ends reserved and have not made yet (`free` already leaves out what those,
+   * and segments made but not yet backed, will take). An idle entry left without a segment
+   * (its maker failed or died) holds nothing, and goes.
    */
   #roomInShmLocked(size: number, free: number, droppedBefore: number): "wait" | "never" {
     const u32 = this.#u32;
@@ -1435,7 +1436,7 @@ export class SharedQueue {
     ) {
       this.#shmWait = undefined;
     }
-    const available = free - pending;
+    const available = free; // less what segments made or reserved will still take
     if (size <= available + droppedBefore + idleBytes) {
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
       let dropped = droppedBefore;
@@ -1448,13 +1449,14 @@ export class SharedQueue {
       this.#shmWait ??= { size, until: now + UNMAP_GRACE_MS };
       return "wait";
     }
-    if (size <= available + idleBytes + inFlight) return "wait";
+    // Another end's reservation becomes a message in flight, and comes back as one.
+    if (size <= available + idleBytes + inFlight + pending) return "wait";
     // What it dropped may still be mapped by an end that has not noticed yet.
     if (this.#shmWait !== undefined) return "wait";
     // So may what other ends dropped: for them, the window their last drop opened.
     const wallNow = Date.now();
     const droppedLately = this.#shmDroppedLatelyLocked(wallNow);
-    if (droppedLately > 0 && size <= available + droppedLately + idleBytes + inFlight) {
+    if (droppedLately > 0 && size <= available + droppedLately + idleBytes + inFlight + pending) {
       const at = this.#f64[L.C_SHM_DROPPED_AT >> 3];
       this.#shmWait = { size, until: now + UNMAP_GRACE_MS - (wallNow - at) };
       return "wait";
@@ -1567,6 +1569,39 @@ export class SharedQueue {
     }
     native.shmUnlink(name, { missingOk: true });
     return false;
+  }
+
+  /**
+   * Bytes the extension segments already made will still take from /dev/shm. A segment takes
+   * its memory only as its pages are first touched: one that another end is making (and
+   * pre-faulting) right now shows in the free space of /dev/shm bit by bit, and two ends
+   * making segments at once would otherwise each count the same room as theirs, and both fail
+   * halfway. A segment reserved and not made yet takes all of its size.
+   */
+  #unbackedExtensionBytesLocked(): number {
+    let unbacked = 0;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const e = L.extensionOffset(i);
+      const state = this.#u32[(e + L.E_STATE) >> 2];
+      if (state === L.ExtensionState.Empty) continue;
+      const recorded = this.#f64[(e + L.E_SIZE) >> 3];
+      const claimed = recorded > 0 && recorded <= Number.MAX_SAFE_INTEGER ? recorded : 0;
+      let fd: number;
+      try {
+        fd = native.shmOpen(this.#extensionName(i, this.#u32[(e + L.E_GEN) >> 2]));
+      } catch {
+        // Reserved, not made yet: all of it is to come. (Idle without one: it holds nothing.)
+        if (state === L.ExtensionState.Busy) unbacked += claimed;
+        continue;
+      }
+      try {
+        const size = Math.max(native.fdSize(fd), claimed);
+        unbacked += Math.max(0, size - native.fdAllocatedBytes(fd));
+      } finally {
+        native.closeFd(fd);
+      }
+    }
+    return unbacked;
   }
 
   /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */

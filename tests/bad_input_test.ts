@@ -368,6 +368,8 @@ Deno.test({
     assert.equal(report.budgetAgainFast, true);
     assert.deepEqual(report.bothPuts, ["sent", "sent"]);
     assert.deepEqual(report.both, [2, 3]);
+    assert.deepEqual(report.racedPuts, ["sent", "sent"]);
+    assert.deepEqual(report.raced, [10, 11]);
     assert.deepEqual(report.left, []);
   },
 });

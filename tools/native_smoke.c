@@ -28,6 +28,7 @@ int main(void) {
   CHECK(shmq_shm_create(n, 8192) == -EEXIST);
   CHECK(strcmp(shmq_errno_name(EEXIST), "EEXIST") == 0);
   CHECK(shmq_fd_size(fd) == 8192);
+  CHECK(shmq_fd_allocated(fd) == 0); /* tmpfs: backed only once touched */
   CHECK(shmq_fd_links(fd) == 1);
   int64_t addr = shmq_map(fd, 8192);
   CHECK(addr > 0);
