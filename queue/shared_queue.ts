@@ -1793,17 +1793,21 @@ export class SharedQueue {
     const write = u32[L.C_WRITE >> 2];
     let read = u32[L.C_READ >> 2];
     if (((write - read) >>> 0) > this.#ringSize) this.#poison("read cursor passed write cursor");
-    const start = read;
-    while (read !== write) {
-      const state = Atomics.load(i32, (L.slotOffset(read & mask) + L.S_STATE) >> 2);
-      if (state !== L.SlotState.Done && state !== L.SlotState.Taken) {
-        if (state !== L.SlotState.Released) break;
+    for (;;) {
+      const start = read;
+      while (read !== write) {
+        const state = Atomics.load(i32, (L.slotOffset(read & mask) + L.S_STATE) >> 2);
+        if (state !== L.SlotState.Done && state !== L.SlotState.Taken) {
+          if (state !== L.SlotState.Released) break;
+        }
+        read = (read + 1) >>> 0;
       }
-      read = (read + 1) >>> 0;
-    }
-    if (read !== start) {
+      if (read === start) break;
       u32[L.C_READ >> 2] = read;
       this.#reclaimLocked();
+      // The reclaim moves the cursor on past messages released meanwhile, and freed their
+      // slots: a lone receiver hands out and releases what it took ahead without the lock.
+      read = u32[L.C_READ >> 2];
     }
     if (read === write) {
       if (u32[L.C_LIVE_SENDERS >> 2] === 0) {

@@ -5,7 +5,7 @@
 // STRESS_MESSAGES sets the messages per sender (default 20000: about 20 GiB through the queue,
 // some 25 s on a 2-vCPU machine); set it lower for a quick run.
 import assert from "node:assert/strict";
-import { createSharedMemoryPair } from "../mod.ts";
+import { ClosedError, createSharedMemoryPair } from "../mod.ts";
 import { shmEntries, Watched } from "./helpers.ts";
 
 const SENDERS = 8;
@@ -86,5 +86,46 @@ Deno.test(`stress: ${SENDERS} senders x ${MESSAGES} messages of 0-256 KiB into $
       `(${Math.round(total / seconds)} msg/s, ${(bytes / 2 ** 30 / seconds).toFixed(2)} GiB/s); ` +
       `per receiver ${reports.map((r) => r.messages).join(" + ")}`,
   );
+  assert.deepEqual(shmEntries().filter((n) => n.startsWith(name.slice(1))), []);
+});
+
+Deno.test("stress: receivers that join and leave while the lone one takes ahead: exactly once, in order", async () => {
+  // Before: within seconds, "corrupt shared state (slot N in state 0 between the read and
+  // write cursors)" for every end: a take reclaimed slots the lone receiver released (without
+  // the lock) meanwhile, then went on from its stale read cursor.
+  const [sender, receiver] = createSharedMemoryPair({ capacity: 64, arenaBytes: 1 << 20 });
+  const name = sender.descriptor.name;
+  const d = JSON.stringify(sender.descriptor);
+  const flood = new Watched("queue_child.ts", ["flood", d, "4000"]);
+  const churn = new Watched("queue_child.ts", ["churn", d]);
+  try {
+    await flood.expect("ready");
+    await churn.expect("ready");
+    sender.close();
+    const got: number[] = [];
+    try {
+      for (;;) got.push(receiver.getSync<number>({ timeout: 30_000 }));
+    } catch (error) {
+      if (!(error instanceof ClosedError) || error.reason !== "drained") throw error;
+    }
+    receiver.close();
+    const sent = Number((await flood.expect("done", 30_000)).slice(5));
+    const taken: number[] = JSON.parse((await churn.expect("taken", 30_000)).slice(6));
+    for (const [who, list] of [["lone receiver", got], ["joining receivers", taken]] as const) {
+      for (let i = 1; i < list.length; i++) {
+        assert.ok(list[i] > list[i - 1], `${who}: ${list[i]} after ${list[i - 1]}`);
+      }
+    }
+    const all = [...got, ...taken].sort((a, b) => a - b);
+    assert.equal(all.length, sent, "every message once");
+    assert.ok(all.every((v, i) => v === i), "every message once");
+    assert.ok(taken.length > 0, "the joining receivers took some");
+    for (const child of [flood, churn]) assert.equal((await child.exit()).code, 0);
+  } finally {
+    sender.close();
+    receiver.close();
+    await flood.stop();
+    await churn.stop();
+  }
   assert.deepEqual(shmEntries().filter((n) => n.startsWith(name.slice(1))), []);
 });
