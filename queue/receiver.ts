@@ -118,6 +118,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #lane = new Lane();
   #nextReap = 0;
   #pending: TakenMessage | undefined;
+  /** Messages a waiting borrow took, until it resumes and lends them: a close in between gives
+   * them back to the queue (see close). */
+  readonly #inTransit = new Set<TakenMessage>();
   /** A caller's `allocate` runs: this end takes nothing meanwhile (see #takeNext). */
   #inAllocate = false;
 
@@ -236,17 +239,27 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const deadline = deadlineOf(options, "Receiver.borrow", WAIT_OPTIONS);
     options?.signal?.throwIfAborted();
     const lane = this.#lane;
-    const taken = lane.now(this.#takeAttempt) ??
-      await lane.later(
-        this.#takeAttempt,
-        deadline,
-        options?.signal,
-        this.#waitForMessage,
-        lane.takeDueTurn(),
-      );
+    const now = lane.now(this.#takeAttempt);
+    if (now !== undefined) return this.#lease<T>(now.value);
+    const taken = await lane.later(
+      this.#borrowAttempt,
+      deadline,
+      options?.signal,
+      this.#waitForMessage,
+      lane.takeDueTurn(),
+    );
     if (taken === undefined) throw this.#empty("borrow", options?.timeout);
+    // Gone from the set: this end closed before the borrow resumed, and gave the message back.
+    if (!this.#inTransit.delete(taken.value)) this.#queue.assertOpen("Receiver.borrow");
     return this.#lease<T>(taken.value);
   }
+
+  readonly #borrowAttempt: Attempt<TakenMessage> = () => {
+    const taken = this.#takeNext();
+    if (taken === undefined) return undefined;
+    this.#inTransit.add(taken);
+    return { value: taken };
+  };
 
   /** Like {@linkcode borrow}, but blocks the thread. */
   borrowSync<T = unknown>(options?: SyncWaitOptions): Lease<T> {
@@ -280,13 +293,18 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /** Leaves the queue. Outstanding leases are released and their views detached; a message
-   * kept after a failed `allocate` is dropped (its sender counts it as received). Calls of
-   * this end still waiting (`get`, `borrow`, a `for await`) then end: a `for await` ends, the
-   * others reject with `ClosedError` (reason `"closed"`), and no message is taken for them. */
+   * kept after a failed `allocate`, or taken by a borrow that had not resumed yet, goes back
+   * to the queue for the other receivers. Calls of this end still waiting (`get`, `borrow`,
+   * a `for await`) then end: a `for await` ends, the others reject with `ClosedError`
+   * (reason `"closed"`), and no message is taken for them. */
   close(): void {
     if (this.#queue.closed) return;
     for (const lease of [...this.#leases]) lease.release();
-    if (this.#pending) this.#queue.release(this.#pending.slot);
+    // Taken and never handed to a caller: back in line for any receiver, not lost.
+    for (const m of this.#inTransit) this.#queue.giveBack(m.slot);
+    this.#inTransit.clear();
+    if (this.#pending) this.#queue.giveBack(this.#pending.slot);
+    this.#pending = undefined;
     this.#queue.close();
   }
 

@@ -800,6 +800,36 @@ export class SharedQueue {
     native.futexWake(this.#releaseSeqPointer, INT_MAX);
   }
 
+  /**
+   * Puts a message this end took, and never handed to its caller, back in line for any
+   * receiver: the read cursor moves back to it. Later messages of its sender may have gone to
+   * other receivers meanwhile; without this, the message would be lost.
+   */
+  giveBack(slot: number): void {
+    if (this.#closed) return;
+    const u32 = this.#u32;
+    const s = L.slotOffset(slot);
+    this.#lock();
+    try {
+      this.#checkUsable();
+      if (u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return;
+      const at = (s + L.S_STATE) >> 2;
+      if (
+        Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Ready) !==
+          L.SlotState.Taken
+      ) {
+        return;
+      }
+      const tail = u32[L.C_TAIL >> 2];
+      const k = (tail + ((slot - tail) & this.#mask)) >>> 0;
+      if (((u32[L.C_READ >> 2] - tail) >>> 0) > ((k - tail) >>> 0)) u32[L.C_READ >> 2] = k;
+    } finally {
+      this.#unlock();
+    }
+    Atomics.add(this.#i32, L.W_PUT_SEQ >> 2, 1);
+    native.futexWake(this.#putSeqPointer, INT_MAX);
+  }
+
   /** Settles released messages now, so `inFlight` and `acked` are current. */
   settle(): void {
     if (this.#closed) return;

@@ -75,6 +75,7 @@ Deno.test("close() as a waiting borrow or prepare resumes: ClosedError, or a lea
       // between the borrow taking the second and building its lease.
       {
         const [s, r] = createSharedMemoryPair({ capacity: 2 });
+        const other = openReceiver(s.descriptor);
         const first = r.get({ timeout: 5000 });
         const lease = r.borrow<{ a: Uint8Array }>({ timeout: 5000 });
         closeLater(first, k, r);
@@ -87,11 +88,17 @@ Deno.test("close() as a waiting borrow or prepare resumes: ClosedError, or a lea
           await new Promise((resolve) => setTimeout(resolve, 0));
           assert.ok(r.closed);
           assert.equal(l.value.a.length, 0, `k=${k}: a lease outliving its end's close is revoked`);
+          assert.equal(other.getNowait(), undefined, `k=${k}: lent once`);
         } catch (error) {
           assert.ok(error instanceof ClosedError, `k=${k}: ${error}`);
           rejected++;
+          // The message the borrow never lent is another receiver's now (before: lost when the
+          // close landed after the borrow had taken it).
+          const left = other.getNowait<{ a: Uint8Array }>();
+          assert.equal(left?.a[0], 2, `k=${k}: the second message is still in the queue`);
         }
         s.close();
+        other.close();
       }
       // prepare: the same with a put ahead of it waiting for room.
       {

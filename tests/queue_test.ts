@@ -739,6 +739,14 @@ Deno.test("a failing allocate loses no message: it stays first in line for that 
     assert.throws(() => r.getSync({ allocate: () => disguised }), /got a detached ArrayBuffer/);
     assert.deepEqual(r.getSync(), new Int32Array(0));
     await s.waitForAllAck({ timeout: 3000 });
+    // An end closed with its message still first in line gives it back to the queue (before:
+    // consumed, and counted as received).
+    await s.put(new Int32Array([3]));
+    using other = openReceiver(s.descriptor);
+    assert.throws(() => r.getSync({ allocate: () => new ArrayBuffer(1) }), /of 4 bytes/);
+    r.close();
+    assert.deepEqual(other.getSync({ timeout: 1000 }), new Int32Array([3]));
+    await s.waitForAllAck({ timeout: 3000 });
   }));
 
 Deno.test("allocate misuse (a get from inside it, one buffer twice) is refused, nothing lost", () =>
