@@ -15,6 +15,7 @@ import { ActorError } from "./errors.ts";
 import { PARENT_GONE_GRACE_MS, stopWatchingParent } from "./parent_watch.ts";
 import {
   type ActorContext,
+  booleanOption,
   checkSpec,
   type ControlMessage,
   errorText,
@@ -102,6 +103,7 @@ export async function actorContext<S extends QueueSpec = QueueSpec, A = unknown>
 ): Promise<ActorContext<OpenedQueues<S>, A>> {
   const caller = "actorContext";
   if (options !== undefined) refuseUnknownOptions(options, ACTOR_CONTEXT_OPTIONS, caller);
+  booleanOption(options?.exitWithParent, true, "exitWithParent", caller);
   started ??= start(options, caller);
   const { queues, args } = await started;
   checkSpecAgainst(queues, options?.queues, caller);
@@ -159,7 +161,9 @@ async function start(
   // The watchdog does, and misses nothing: a parent gone before it starts has closed stdin.
   stopWatchingParent();
   // Started after the report, so that it does not delay the parent.
-  if (options?.exitWithParent ?? true) await startWatchdog(queues);
+  if (booleanOption(options?.exitWithParent, true, "exitWithParent", caller)) {
+    await startWatchdog(queues);
+  }
   return { queues, args };
 }
 

@@ -11,6 +11,7 @@ import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
 import { ActorError } from "./errors.ts";
 import { encode } from "../codec/encode.ts";
+import { shown } from "../queue/shown.ts";
 
 /** Version of the handoff format between a parent and its actors or Workers. */
 export const HANDOFF_VERSION = 1;
@@ -309,4 +310,27 @@ export function errorText(error: unknown): string {
 export function onUncaughtError(handle: (event: Event, error: unknown) => void): void {
   globalThis.addEventListener("unhandledrejection", (event) => handle(event, event.reason));
   globalThis.addEventListener("error", (event) => handle(event, event.error));
+}
+
+/** A boolean option, or `fallback` when left out: a string such as "false" is refused, not
+ * taken for true. */
+export function booleanOption(
+  value: unknown,
+  fallback: boolean,
+  name: string,
+  caller: string,
+): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== "boolean") {
+    throw new TypeError(`${caller}: ${name} must be true or false, got ${shown(value)}`);
+  }
+  return value;
+}
+
+/** The `signal` option: checked before anything starts, so a bad one leaves nothing running. */
+export function signalOption(value: unknown, caller: string): AbortSignal | undefined {
+  if (value !== undefined && !(value instanceof AbortSignal)) {
+    throw new TypeError(`${caller}: signal must be an AbortSignal, got ${shown(value)}`);
+  }
+  return value;
 }

@@ -17,17 +17,20 @@ import { sweepStaleQueues } from "../queue/sweep.ts";
 import type { Receiver } from "../queue/receiver.ts";
 import type { Sender } from "../queue/sender.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
+import { shown } from "../queue/shown.ts";
 import { timeoutOption, type Timer, timerFor } from "../queue/timer.ts";
 import { ActorError } from "./errors.ts";
 import { StartupOutput } from "./output.ts";
 import { ACTOR_PARENT_ENV } from "./parent_watch.ts";
 import {
+  booleanOption,
   closeHanded,
   type ControlMessage,
   encodeArgs,
   HANDOFF_VERSION,
   MAX_ACTOR_ARGS_BYTES,
   type QueueHandoff,
+  signalOption,
   toWire,
   type WireQueues,
 } from "./protocol.ts";
@@ -448,7 +451,12 @@ export async function spawnActor<A = unknown>(
   const stderr = stdioOption(options.stderr, "stderr", caller);
   const denoArgs = checkDenoArgs(options.denoArgs, caller);
   const argv = stringList(options.argv, "argv", caller);
-  options.signal?.throwIfAborted();
+  const transfer = booleanOption(options.transfer, false, "transfer", caller);
+  const clearEnv = booleanOption(options.clearEnv, false, "clearEnv", caller);
+  const cwd = cwdOption(options.cwd, caller);
+  const signal = signalOption(options.signal, caller);
+  const env = envOption(options.env, caller);
+  signal?.throwIfAborted();
   const copy = await libraryCopy();
   const library = copy === undefined ? libraryLocation() : { path: copy.path, source: "remote" };
   let flags: string[];
@@ -458,7 +466,6 @@ export async function spawnActor<A = unknown>(
     copy?.remove();
     throw error;
   }
-  const env: Record<string, string> = { ...options.env };
   if (library !== undefined && library.source !== "local") env[NATIVE_LIB_ENV] = library.path;
   env[ACTOR_PARENT_ENV] = String(Deno.pid); // for the preload's watch
 
@@ -483,9 +490,9 @@ export async function spawnActor<A = unknown>(
       stdout,
       stderr,
       env,
-      clearEnv: options.clearEnv ?? false,
-      cwd: options.cwd,
-      signal: options.signal,
+      clearEnv,
+      cwd,
+      signal,
     }).spawn();
     handle = new ActorHandle(child, {
       stdout: stdout === "piped",
@@ -506,7 +513,7 @@ export async function spawnActor<A = unknown>(
   }
 
   try {
-    await awaitReady(startup, control[1], readyTimeout, options.signal);
+    await awaitReady(startup, control[1], readyTimeout, signal);
   } catch (error) {
     // Never leave a process behind: the caller gets no handle.
     handle.kill("SIGKILL");
@@ -539,7 +546,7 @@ export async function spawnActor<A = unknown>(
   }
   copy?.remove(); // The actor opened its queues: its library is open.
   await settleControl(control);
-  if (options.transfer) closeHanded(options.queues);
+  if (transfer) closeHanded(options.queues);
   startup.handedOut();
   return handle;
 }
@@ -796,6 +803,30 @@ function checkDenoArgs(denoArgs: readonly string[] | undefined, caller: string):
     }
   }
   return list;
+}
+
+/** The actor's environment additions: names to string values (a copy). */
+function envOption(env: unknown, caller: string): Record<string, string> {
+  if (env === undefined) return {};
+  if (typeof env !== "object" || env === null || Array.isArray(env)) {
+    throw new TypeError(`${caller}: env must be an object of names to strings, got ${shown(env)}`);
+  }
+  const copy: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (typeof value !== "string") {
+      throw new TypeError(`${caller}: env.${name} must be a string, got ${shown(value)}`);
+    }
+    copy[name] = value;
+  }
+  return copy;
+}
+
+/** The actor's working directory: a path or a file: URL. */
+function cwdOption(cwd: unknown, caller: string): string | URL | undefined {
+  if (cwd !== undefined && typeof cwd !== "string" && !(cwd instanceof URL)) {
+    throw new TypeError(`${caller}: cwd must be a path or a file: URL, got ${shown(cwd)}`);
+  }
+  return cwd;
 }
 
 function stringList(list: readonly string[] | undefined, what: string, caller: string): string[] {

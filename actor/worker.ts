@@ -17,9 +17,11 @@ import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { ClosedError } from "../queue/errors.ts";
+import { shown } from "../queue/shown.ts";
 import { ActorError } from "./errors.ts";
 import {
   type ActorContext,
+  booleanOption,
   checkSpec,
   closeHanded,
   encodeArgs,
@@ -33,6 +35,7 @@ import {
   type QueueEnd,
   type QueueHandoff,
   type QueueSpec,
+  signalOption,
   toWire,
   type WireQueues,
 } from "./protocol.ts";
@@ -290,8 +293,18 @@ export async function spawnWorker<A = unknown>(
   const wire = toWire(options.queues, caller);
   const args = options.args === undefined ? undefined : encodeArgs(options.args, caller);
   const readyTimeout = timeoutOption(options.readyTimeout, 60_000, `${caller}: readyTimeout`);
-  options.signal?.throwIfAborted();
+  const transfer = booleanOption(options.transfer, false, "transfer", caller);
+  const signal = signalOption(options.signal, caller);
+  if (options.name !== undefined && typeof options.name !== "string") {
+    throw new TypeError(`${caller}: name must be a string, got ${shown(options.name)}`);
+  }
+  signal?.throwIfAborted();
 
+  if (typeof moduleUrl !== "string" && !(moduleUrl instanceof URL)) {
+    throw new TypeError(
+      `${caller}: moduleUrl must be a URL or an absolute path, got ${shown(moduleUrl)}`,
+    );
+  }
   const specifier = typeof moduleUrl === "string" && moduleUrl.startsWith("/")
     ? pathToFileURL(moduleUrl) // an absolute path (with "#" or "?" in it, too)
     : moduleUrl;
@@ -335,7 +348,7 @@ export async function spawnWorker<A = unknown>(
 
   worker.addEventListener("error", onError);
   const onAbort = () => settle?.reject(new Error("aborted"));
-  options.signal?.addEventListener("abort", onAbort, { once: true });
+  signal?.addEventListener("abort", onAbort, { once: true });
   const timer = timerFor(
     readyTimeout,
     () =>
@@ -356,10 +369,10 @@ export async function spawnWorker<A = unknown>(
   } finally {
     clearTimeout(timer);
     stopChecks();
-    options.signal?.removeEventListener("abort", onAbort);
+    signal?.removeEventListener("abort", onAbort);
     worker.removeEventListener("error", onError);
   }
-  if (options.transfer) closeHanded(options.queues);
+  if (transfer) closeHanded(options.queues);
   return handle;
 }
 
@@ -443,8 +456,14 @@ function startWorker(
   // Once the parent closes this Worker, the calls its ends were in throw ClosedError: the
   // expected way a Worker's loops end, not an error to report (Deno printed it as uncaught).
   let closing = false;
+  // A start that failed is the parent's to report (spawnWorker rejects naming it), and the
+  // parent ends this Worker: not printed here as well, as if the Worker had crashed.
+  let failedStart: unknown;
   onUncaughtError((event, error) => {
-    if (closing && error instanceof ClosedError && error.reason === "closed") {
+    if (
+      (closing && error instanceof ClosedError && error.reason === "closed") ||
+      (failedStart !== undefined && error === failedStart)
+    ) {
       event.preventDefault();
     }
   });
@@ -482,6 +501,7 @@ function startWorker(
         post({ type: "ready" });
         resolve({ queues: opened, args });
       } catch (error) {
+        failedStart = error;
         post({ type: "error", error: errorText(error) });
         reject(error);
       }

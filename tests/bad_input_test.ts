@@ -65,6 +65,49 @@ Deno.test("misspelled options of the actor calls are refused before anything sta
   await assert.rejects(workerContext(null as never), /workerContext: options must be an object/);
 });
 
+Deno.test("actor and Worker options of the wrong type are refused by name before anything starts", () =>
+  withoutLeaks(async () => {
+    const module = new URL("./fixtures/queue_child.ts", import.meta.url);
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    using _r = r;
+    // Before: "false" was taken for true, and closed the caller's own ends once the actor ran.
+    const bad: [Record<string, unknown>, RegExp][] = [
+      [{ transfer: "false" }, /transfer must be true or false, got the string "false"/],
+      [{ clearEnv: "yes" }, /clearEnv must be true or false/],
+      [{ env: { X: 1 } }, /env\.X must be a string, got 1/],
+      [{ env: ["X=1"] }, /env must be an object of names to strings, got an array/],
+      [{ cwd: 5 }, /cwd must be a path or a file: URL, got 5/],
+      // Before: a TypeError from deep inside, after the process had started.
+      [{ signal: { throwIfAborted() {} } }, /signal must be an AbortSignal/],
+    ];
+    for (const [options, why] of bad) {
+      await assert.rejects(
+        spawnActor(module, { queues: { a: s }, ...options } as never),
+        (e: Error) =>
+          e instanceof TypeError && e.message.startsWith("spawnActor: ") &&
+          why.test(e.message),
+      );
+    }
+    for (const [options, why] of bad.filter(([o]) => "transfer" in o || "signal" in o)) {
+      await assert.rejects(
+        spawnWorker(module, { queues: { a: s }, ...options } as never),
+        (e: Error) =>
+          e instanceof TypeError && e.message.startsWith("spawnWorker: ") &&
+          why.test(e.message),
+      );
+    }
+    await assert.rejects(spawnWorker(module, { name: 5 } as never), /name must be a string/);
+    await assert.rejects(spawnWorker(5 as never), /spawnWorker: moduleUrl must be a URL/);
+    await assert.rejects(
+      actorContext({ exitWithParent: "no" } as never),
+      /actorContext: exitWithParent must be true or false/,
+    );
+    // Nothing was handed over: the ends are open and work.
+    s.putSync(1);
+    assert.equal(r.getSync({ timeout: 1000 }), 1);
+  }));
+
 Deno.test("invalid timeouts get a RangeError (a TypeError if not a number) naming the method", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 1 });
@@ -95,7 +138,11 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
     await assert.rejects(s.put(1, fifty), /Sender\.put: options must be an object/);
     assert.throws(() => s.putSync(1, null as unknown as { timeout: number }), /got null/);
     await assert.rejects(s.waitForAllAck(fifty), TypeError);
-    assert.throws(() => r.getNowait(50 as never), /Receiver\.getNowait: options must be an object/);
+    // Without suggesting a timeout, which getNowait refuses.
+    assert.throws(
+      () => r.getNowait(50 as never),
+      /^TypeError: Receiver\.getNowait: options must be an object, got 50$/,
+    );
     await assert.rejects(
       r.get([] as never),
       /Receiver\.get: options must be an object .*got an array/,
@@ -451,8 +498,9 @@ Deno.test("an array that shrinks while put or prepare waits for room: TypeError 
         assert.ok(e instanceof TypeError);
         assert.equal(
           e.message,
-          `Sender.${method}: an array of the value (64 bytes when planEncode measured it) was ` +
-            "detached, or its resizable buffer shrank below it, since then; nothing was sent",
+          `Sender.${method}: an array of the value (64 bytes when the value was measured) was ` +
+            "detached, or its resizable buffer shrank below it, before it was written; nothing " +
+            "was sent",
         );
         return true;
       });
