@@ -132,6 +132,8 @@ const Float16Ctor: Float16ArrayConstructor | Uint16ArrayConstructor = HAS_FLOAT1
 const token = Symbol("DType");
 const byName = new Map<string, DType>();
 const byCode: (DType | undefined)[] = [];
+/** Every DType there is (they are interned): what `isDType` accepts. */
+const interned = new Set<unknown>();
 
 /**
  * An element type of an {@linkcode NdArray}. Instances are interned: get them with
@@ -191,6 +193,7 @@ export class DType {
       const d = new DType(token, name, code, itemSize, kind, arrayType);
       byName.set(name, d);
       byCode[code] = d;
+      interned.add(d);
     };
     add("bool", 1, 1, "b", Uint8Array);
     add("int8", 2, 1, "i", Int8Array);
@@ -239,4 +242,10 @@ export function dtype(name: DTypeName): DType {
 /** The dtype with a format code, or undefined. Internal to the codec. */
 export function dtypeByCode(code: number): DType | undefined {
   return byCode[code];
+}
+
+/** Whether `value` is one of the DTypes (not an object made with `DType.prototype`): checked
+ * without reading any property of it. */
+export function isDType(value: unknown): value is DType {
+  return interned.has(value);
 }

@@ -7,7 +7,7 @@
  */
 
 import { isDetached } from "./array_buffer.ts";
-import { DType } from "./dtype.ts";
+import { type DType, isDType } from "./dtype.ts";
 import {
   ALIGN,
   B_ARRAYBUFFER,
@@ -40,7 +40,7 @@ import {
   VERSION,
 } from "./format.ts";
 import { NdArray, shapeSize } from "./ndarray.ts";
-import { BINARY_CTORS, binaryClassCode, Reservation } from "./reserve.ts";
+import { BINARY_CTORS, binaryClassCode, isReservation, type Reservation } from "./reserve.ts";
 
 /**
  * Where the payload of one {@linkcode Reservation} lands in an encoding: `byteOffset` counts
@@ -352,7 +352,7 @@ function planValue(value: unknown): EncodePlan {
               } catch (error) {
                 throw placed(st, pathOf(st, sp), `NdArray ${(error as Error).message}`);
               }
-              const view = dt instanceof DType && ArrayBuffer.isView(data) &&
+              const view = isDType(dt) && ArrayBuffer.isView(data) &&
                   Object.getPrototypeOf(data) === dt.arrayType.prototype
                 ? viewBytes(data, (m) => placed(st, pathOf(st, sp), m))
                 : undefined;
@@ -401,11 +401,11 @@ function planValue(value: unknown): EncodePlan {
                 10,
               );
               break;
-            } else if (cur instanceof DType) {
+            } else if (isDType(cur)) {
               ops.push(OP_BYTE2, T_DTYPE, cur.code);
               size += 2;
               break;
-            } else if (cur instanceof Reservation) {
+            } else if (isReservation(cur)) {
               const r = cur;
               if (r.dtype !== null) {
                 size = planNd(r.dtype, r.shape!, r.byteLength, null, size, ops, refs);
@@ -871,8 +871,8 @@ function writePayload(t: Uint8Array, p: number, len: number, bytes: Uint8Array |
   if (bytes !== null) {
     if (bytes.byteLength !== len) {
       throw new TypeError(
-        `encodeInto: an array of the value (${len} bytes when planEncode measured it) was ` +
-          `detached, or its resizable buffer shrank below it, since then`,
+        `encodeInto: an array of the value (${len} bytes when the value was measured) was ` +
+          `detached, or its resizable buffer shrank below it, before it was written`,
       );
     }
     if (len > 0) t.set(bytes, p);
@@ -984,7 +984,7 @@ export function reservedView(
   slot: ReservedSlot,
 ): NdArray | ArrayBufferView {
   const r = slot.reservation;
-  if (!(r instanceof Reservation)) throw new TypeError("reservedView: not a reserved slot");
+  if (!isReservation(r)) throw new TypeError("reservedView: not a reserved slot");
   if (slot.byteOffset < 0 || slot.byteOffset + slot.byteLength > target.length) {
     throw new RangeError("reservedView: the slot lies outside the target");
   }

@@ -5,11 +5,12 @@
  */
 
 import {
-  DType,
+  type DType,
   dtype,
   type DTypeArrayMap,
   type DTypeName,
   type DTypeNameFor,
+  isDType,
   type TypedArray,
 } from "./dtype.ts";
 import { MAX_NDIM } from "./format.ts";
@@ -76,7 +77,7 @@ export class NdArray<T extends TypedArray = TypedArray> {
    */
   constructor(dtype: DType | DTypeNameFor<T>, shape: readonly number[], data?: T) {
     const dt = typeof dtype === "string" ? dtypeOf(dtype) : dtype;
-    if (!(dt instanceof DType)) throw new TypeError("dtype must be a DType or a dtype name");
+    if (!isDType(dt)) throw new TypeError("dtype must be a DType or a dtype name");
     const size = shapeSize(shape);
     const length = size * dt.lanes;
     let d: TypedArray;

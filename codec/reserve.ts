@@ -7,11 +7,12 @@
  */
 
 import {
-  DType,
+  type DType,
   dtype,
   dtypeByCode,
   type DTypeName,
   HAS_FLOAT16,
+  isDType,
   type TypedArrayConstructor,
 } from "./dtype.ts";
 import { B_ARRAYBUFFER, B_DATAVIEW } from "./format.ts";
@@ -69,6 +70,14 @@ export function binaryClassCode(ctor: unknown): number {
   return -1;
 }
 
+/** Every Reservation `reserve` made: what `isReservation` accepts. */
+const made = new WeakSet<object>();
+
+/** Whether `value` was made by {@linkcode reserve} (not an object made with its prototype). */
+export function isReservation(value: unknown): value is Reservation {
+  return typeof value === "object" && value !== null && made.has(value);
+}
+
 // Set by the static block of Reservation: the only way to construct one.
 let makeReservation: (
   dt: DType | null,
@@ -123,33 +132,40 @@ export class Reservation {
   }
 
   static {
-    makeReservation = (dt, shape, ctor, length, byteLength) =>
-      new Reservation(token, dt, shape, ctor, length, byteLength);
+    makeReservation = (dt, shape, ctor, length, byteLength) => {
+      const r = new Reservation(token, dt, shape, ctor, length, byteLength);
+      made.add(r);
+      return r;
+    };
   }
 }
 
 /**
- * Reserves room for an array in an encoding without providing its elements: the encoder
- * writes the header and leaves the payload bytes as they are, so that the caller can fill them
- * in place (for example straight in shared memory) after `encodeInto`. Two forms:
+ * Reserves room for an array in a message without providing its elements: a placeholder for
+ * `Sender.prepare`, which allocates the array in shared memory for the caller to fill in place
+ * before `draft.send()` (no copy). Two forms:
  *
  * - `reserve(dtype, shape)` stands for an `NdArray` of that dtype and shape;
  * - `reserve(ctor, length)` stands for an instance of a TypedArray class with `length`
- *   elements, or an `ArrayBuffer` / `DataView` of `length` bytes.
+ *   elements, or a `DataView` of `length` bytes.
  *
  * Throws a `TypeError` or `RangeError` for an unknown class or dtype or an invalid size.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { encode, decode, planEncode, encodeInto, reserve, reservedView, NdArray } from "./mod.ts";
- * const plan = planEncode({ step: 7, frame: reserve("uint8", [2, 2]) });
- * const region = new Uint8Array(plan.byteLength);
- * encodeInto(plan, region);
- * const frame = reservedView(region, plan.reservations[0]) as NdArray<Uint8Array>;
- * frame.data.set([1, 2, 3, 4]); // written in place, after encoding
- * const back = decode(region) as { frame: NdArray<Uint8Array> };
+ * import { createSharedMemoryPair, type NdArray, reserve } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair();
+ * const draft = sender.prepareSync<{ step: number; frame: NdArray<Uint8Array> }>({
+ *   step: 7,
+ *   frame: reserve("uint8", [2, 2]),
+ * });
+ * draft.value.frame.data.set([1, 2, 3, 4]); // written straight into shared memory
+ * draft.send();
+ * const back = receiver.getSync<{ step: number; frame: NdArray<Uint8Array> }>();
  * assert.ok(back.frame.data[3] === 4);
+ * sender.close();
+ * receiver.close();
  * ```
  */
 export function reserve(dtype: DType | DTypeName, shape: readonly number[]): Reservation;
@@ -159,7 +175,7 @@ export function reserve(
   kind: DType | DTypeName | ReservableConstructor,
   size: readonly number[] | number,
 ): Reservation {
-  if (typeof kind === "string" || kind instanceof DType) {
+  if (typeof kind === "string" || isDType(kind)) {
     const dt = typeof kind === "string" ? dtype(kind) : kind;
     if (!Array.isArray(size)) throw new TypeError("reserve(dtype, shape): shape must be an array");
     const shape = Object.freeze((size as readonly number[]).slice());

@@ -8,6 +8,7 @@ import {
   encodeInto,
   NdArray,
   planEncode,
+  Reservation,
   reserve,
   reservedView,
 } from "../codec/mod.ts";
@@ -440,6 +441,13 @@ Deno.test("codec: unsupported values are rejected with their path, before anythi
     ],
     [{ d: detached() }, "value.d: the ArrayBuffer is detached"],
     [{ v: detachedView() }, "value.v: its ArrayBuffer is detached"],
+    // Made to look like the library's own: before, written as dtype code 0 (which decode
+    // refuses) or read for fields a real one has.
+    [Object.create(DType.prototype), "value: class instances (DType) are not supported"],
+    [
+      { r: Object.create(Reservation.prototype) },
+      "value.r: class instances (Reservation) are not supported",
+    ],
   ];
   for (const [value, message] of cases) {
     assert.throws(() => planEncode(value), { name: "TypeError", message });
