@@ -71,17 +71,23 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
   const byteBudget = options?.byteBudget === undefined
     ? Math.max(DEFAULT_BYTE_BUDGET, arenaBytes)
     : options.byteBudget;
-  checkInteger("byteBudget", byteBudget, arenaBytes, MAX_MESSAGE_SIZE);
+  checkInteger(
+    "byteBudget",
+    byteBudget,
+    arenaBytes,
+    MAX_MESSAGE_SIZE,
+    " (arenaBytes: it bounds the arena too)",
+  );
   return { capacity, arenaBytes, byteBudget };
 }
 
-function checkInteger(name: string, value: unknown, min: number, max: number): void {
+function checkInteger(name: string, value: unknown, min: number, max: number, why = ""): void {
   if (typeof value !== "number") {
     throw new TypeError(`createSharedMemoryPair: ${name} must be a number, got ${shown(value)}`);
   }
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new RangeError(
-      `createSharedMemoryPair: ${name} must be an integer from ${min} to ${max}, got ${value}`,
+      `createSharedMemoryPair: ${name} must be an integer from ${min}${why} to ${max}, got ${value}`,
     );
   }
 }

@@ -124,9 +124,8 @@ export function checkOptionsObject(
   known: readonly string[],
 ): void {
   if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    throw new TypeError(
-      `${method}: options must be an object such as { timeout: 100 }, got ${shown(options)}`,
-    );
+    const example = known.includes("timeout") ? " such as { timeout: 100 }" : "";
+    throw new TypeError(`${method}: options must be an object${example}, got ${shown(options)}`);
   }
   const { signal } = options as { signal?: unknown };
   if (signal !== undefined && known.includes("timeout") && !known.includes("signal")) {
