@@ -294,18 +294,23 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Leaves the queue. Outstanding leases are released and their views detached; a message
    * kept after a failed `allocate`, or taken by a borrow that had not resumed yet, goes back
-   * to the queue for the other receivers. Calls of this end still waiting (`get`, `borrow`,
+   * to the queue for the other receivers (after every sender closed, only for those still
+   * asking: one whose `get` found the queue drained meanwhile, or whose `for await` ended,
+   * does not look again). Calls of this end still waiting (`get`, `borrow`,
    * a `for await`) then end: a `for await` ends, the others reject with `ClosedError`
    * (reason `"closed"`), and no message is taken for them. */
   close(): void {
     if (this.#queue.closed) return;
     for (const lease of [...this.#leases]) lease.release();
     // Taken and never handed to a caller: back in line for any receiver, not lost.
-    for (const m of this.#inTransit) this.#queue.giveBack(m.slot);
+    const untouched = [...this.#inTransit, ...(this.#pending ? [this.#pending] : [])];
     this.#inTransit.clear();
-    if (this.#pending) this.#queue.giveBack(this.#pending.slot);
     this.#pending = undefined;
-    this.#queue.close();
+    try {
+      for (const m of untouched) this.#queue.giveBack(m.slot);
+    } finally {
+      this.#queue.close(); // Whatever happened: the end leaves all the same.
+    }
   }
 
   /** Same as {@linkcode close}, for `using`. */

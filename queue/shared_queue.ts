@@ -305,6 +305,9 @@ export class SharedQueue {
    * comes back once every end has unmapped them: until `until`, the segment waits for that
    * (see #roomInShmLocked). */
   #shmWait: { size: number; until: number } | undefined;
+  /** The size of the message that waited for other ends' drops (see #roomInShmLocked), until
+   * the next reservation of an extension: once per message. */
+  #shmWaitedForOthers = 0;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -811,18 +814,21 @@ export class SharedQueue {
     const s = L.slotOffset(slot);
     this.#lock();
     try {
-      this.#checkUsable();
-      if (u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return;
+      // Best effort: an unusable queue has nothing to give back to.
+      if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) return;
       const at = (s + L.S_STATE) >> 2;
       if (
-        Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Ready) !==
-          L.SlotState.Taken
+        u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self ||
+        Atomics.load(this.#i32, at) !== L.SlotState.Taken
       ) {
         return;
       }
+      // The cursor first: killed in between, this end leaves it on a slot still Taken, which
+      // takes skip; a Ready slot behind the cursor would be lost for good.
       const tail = u32[L.C_TAIL >> 2];
       const k = (tail + ((slot - tail) & this.#mask)) >>> 0;
       if (((u32[L.C_READ >> 2] - tail) >>> 0) > ((k - tail) >>> 0)) u32[L.C_READ >> 2] = k;
+      Atomics.store(this.#i32, at, L.SlotState.Ready);
     } finally {
       this.#unlock();
     }
@@ -1396,8 +1402,9 @@ export class SharedQueue {
       }
       if (empty < 0) return undefined; // Every entry carries a message in flight.
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
-      const free = Math.max(0, shmFreeBytes() - this.#unbackedExtensionBytesLocked());
-      if (size > free && this.#roomInShmLocked(size, free, dropped) === "wait") {
+      const writing = this.#extensionsBeingWrittenLocked();
+      const free = Math.max(0, shmFreeBytes() - this.#unbackedExtensionBytesLocked(writing));
+      if (size > free && this.#roomInShmLocked(size, free, dropped, writing) === "wait") {
         this.#waitingForShm = { size, free };
         return undefined;
       }
@@ -1409,6 +1416,7 @@ export class SharedQueue {
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
     this.#waitForBusyUntil = 0;
     this.#shmWait = undefined;
+    this.#shmWaitedForOthers = 0;
     return { index, create };
   }
 
@@ -1425,21 +1433,15 @@ export class SharedQueue {
    * and segments made but not yet backed, will take). An idle entry left without a segment
    * (its maker failed or died) holds nothing, and goes.
    */
-  #roomInShmLocked(size: number, free: number, droppedBefore: number): "wait" | "never" {
+  #roomInShmLocked(
+    size: number,
+    free: number,
+    droppedBefore: number,
+    writing: ReadonlyMap<number, number>,
+  ): "wait" | "never" {
     const u32 = this.#u32;
     const f64 = this.#f64;
     const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
-    const ownDrafts = new Set<number>();
-    const tail = u32[L.C_TAIL >> 2];
-    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
-    for (let k = 0; k < span; k++) {
-      const s = L.slotOffset((tail + k) & this.#mask);
-      const segment = u32[(s + L.S_SEGMENT) >> 2];
-      if (
-        segment > 0 && u32[(s + L.S_SENDER) >> 2] === this.#self &&
-        Atomics.load(this.#i32, (s + L.S_STATE) >> 2) === L.SlotState.Writing
-      ) ownDrafts.add(segment - 1);
-    }
     let pending = 0;
     let inFlight = 0;
     let idleBytes = 0;
@@ -1455,8 +1457,10 @@ export class SharedQueue {
         idle.push(i);
         idleBytes += sizeOf(i);
       } else if (!this.#extensionExists(i, false)) {
-        pending += sizeOf(i);
-      } else if (!ownDrafts.has(i)) {
+        // Another end's reservation; else a failed one's leftover, which holds nothing.
+        const by = writing.get(i);
+        if (by !== undefined && by !== this.#self) pending += sizeOf(i);
+      } else if (writing.get(i) !== this.#self) {
         inFlight += sizeOf(i);
       }
     }
@@ -1486,7 +1490,12 @@ export class SharedQueue {
     // So may what other ends dropped: for them, the window their last drop opened.
     const wallNow = Date.now();
     const droppedLately = this.#shmDroppedLatelyLocked(wallNow);
-    if (droppedLately > 0 && size <= available + droppedLately + idleBytes + inFlight + pending) {
+    if (
+      droppedLately > 0 && this.#shmWaitedForOthers !== size &&
+      size <= available + droppedLately + idleBytes + inFlight + pending
+    ) {
+      // Once: ends that keep dropping would otherwise hold this put until its deadline.
+      this.#shmWaitedForOthers = size;
       const at = this.#f64[L.C_SHM_DROPPED_AT >> 3];
       this.#shmWait = { size, until: now + UNMAP_GRACE_MS - (wallNow - at) };
       return "wait";
@@ -1608,7 +1617,7 @@ export class SharedQueue {
    * making segments at once would otherwise each count the same room as theirs, and both fail
    * halfway. A segment reserved and not made yet takes all of its size.
    */
-  #unbackedExtensionBytesLocked(): number {
+  #unbackedExtensionBytesLocked(writing: ReadonlyMap<number, number>): number {
     let unbacked = 0;
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const e = L.extensionOffset(i);
@@ -1620,8 +1629,9 @@ export class SharedQueue {
       try {
         fd = native.shmOpen(this.#extensionName(i, this.#u32[(e + L.E_GEN) >> 2]));
       } catch {
-        // Reserved, not made yet: all of it is to come. (Idle without one: it holds nothing.)
-        if (state === L.ExtensionState.Busy) unbacked += claimed;
+        // Reserved for a message being written, not made yet: all of it is to come. (Left so
+        // by a put that failed or an end that died, or idle without one: it holds nothing.)
+        if (state === L.ExtensionState.Busy && writing.has(i)) unbacked += claimed;
         continue;
       }
       try {
@@ -1634,6 +1644,24 @@ export class SharedQueue {
     return unbacked;
   }
 
+  /** The extensions that messages still being written (reserved, drafts) are in, each with
+   * its sender's participant index. */
+  #extensionsBeingWrittenLocked(): Map<number, number> {
+    const u32 = this.#u32;
+    const writing = new Map<number, number>();
+    const tail = u32[L.C_TAIL >> 2];
+    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+    for (let k = 0; k < span; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      if (
+        segment > 0 && segment <= L.MAX_EXTENSIONS &&
+        Atomics.load(this.#i32, (s + L.S_STATE) >> 2) === L.SlotState.Writing
+      ) writing.set(segment - 1, u32[(s + L.S_SENDER) >> 2]);
+    }
+    return writing;
+  }
+
   /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
   #dropExtensionLocked(index: number): void {
     const e = L.extensionOffset(index);
@@ -1643,9 +1671,11 @@ export class SharedQueue {
     if (removed) {
       const f64 = this.#f64;
       const now = Date.now();
-      f64[L.C_SHM_DROPPED_BYTES >> 3] = this.#shmDroppedLatelyLocked(now) +
-        f64[(e + L.E_SIZE) >> 3];
-      f64[L.C_SHM_DROPPED_AT >> 3] = now;
+      const lately = this.#shmDroppedLatelyLocked(now);
+      // A window opens at a drop and lasts UNMAP_GRACE_MS, however many follow: memory
+      // dropped before it came back long ago.
+      if (lately === 0) f64[L.C_SHM_DROPPED_AT >> 3] = now;
+      f64[L.C_SHM_DROPPED_BYTES >> 3] = lately + f64[(e + L.E_SIZE) >> 3];
     }
     this.#renewExtensionLocked(index);
     this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Empty;
@@ -1653,9 +1683,10 @@ export class SharedQueue {
   }
 
   /**
-   * Bytes of extension segments any end dropped in the last UNMAP_GRACE_MS before `now`
-   * (`Date.now()`), whose memory may still be mapped by an end that has not noticed yet. A
-   * window opened by each drop: a value from the future, or not a size, counts as none.
+   * Bytes of extension segments any end dropped in the window open at `now` (`Date.now()`),
+   * whose memory may still be mapped by an end that has not noticed yet. A window opens at a
+   * drop and closes UNMAP_GRACE_MS later; a value from the future, or not a size, counts as
+   * none.
    */
   #shmDroppedLatelyLocked(now: number): number {
     const bytes = this.#f64[L.C_SHM_DROPPED_BYTES >> 3];

@@ -417,6 +417,10 @@ Deno.test({
     assert.deepEqual(report.both, [2, 3]);
     assert.deepEqual(report.racedPuts, ["sent", "sent"]);
     assert.deepEqual(report.raced, [10, 11]);
+    assert.match(report.leftoverFailed, /^RangeError: \/dev\/shm has no room/);
+    assert.equal(report.leftoverNext, "no error");
+    assert.equal(report.leftoverNextFast, true);
+    assert.equal(report.leftoverGot, 2);
     assert.deepEqual(report.left, []);
   },
 });

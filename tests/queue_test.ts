@@ -805,7 +805,7 @@ Deno.test("allocate misuse (a get from inside it, one buffer twice) is refused, 
     assert.ok(got.a.buffer === empty && got.b.buffer === empty);
   }));
 
-Deno.test("a message kept after a failed allocate is dropped on close, not leaked", () =>
+Deno.test("a message kept after a failed allocate goes back on close, not leaked", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 2 });
     using _s = s;
@@ -814,6 +814,21 @@ Deno.test("a message kept after a failed allocate is dropped on close, not leake
     assert.equal(s.hasSpace(), true); // one of two still out
     r.close();
     await assert.rejects(s.put(1), ClosedError);
+  }));
+
+Deno.test("close() of a receiver holding a message on a queue found corrupt still closes", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    using _s = s;
+    await s.put(new Uint8Array(16));
+    assert.throws(() => r.getSync({ allocate: () => new ArrayBuffer(1) }), TypeError);
+    const m = mapSegment(s.descriptor.name)!;
+    m.u32[L.H_STATE >> 2] = L.QueueState.Poisoned;
+    m.unmap();
+    // Before: close() threw ClosedError("corrupt") at giving the message back, again at every
+    // call, and the end stayed open (its entry, fd and mapping leaked).
+    r.close();
+    assert.equal(r.closed, true);
   }));
 
 Deno.test("an unsent draft holds back only its own sender's later messages", () =>
