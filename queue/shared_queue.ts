@@ -1403,9 +1403,10 @@ export class SharedQueue {
       if (empty < 0) return undefined; // Every entry carries a message in flight.
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
       const writing = this.#extensionsBeingWrittenLocked();
-      const free = Math.max(0, shmFreeBytes() - this.#unbackedExtensionBytesLocked(writing));
+      const shmFree = shmFreeBytes();
+      const free = Math.max(0, shmFree - this.#unbackedExtensionBytesLocked(writing));
       if (size > free && this.#roomInShmLocked(size, free, dropped, writing) === "wait") {
-        this.#waitingForShm = { size, free };
+        this.#waitingForShm = { size, free: shmFree }; // for the error: what df shows
         return undefined;
       }
       index = empty;
