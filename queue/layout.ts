@@ -27,7 +27,7 @@
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
  *              │ participant table: MAX_PARTICIPANTS × 64 B                   │
  *              │   {kind, gen, pid, acked, fd, tid, process, thread start,    │
- *              │    pid namespace, time namespace, _}                         │
+ *              │    pid namespace, time namespace, waiting, ack waiting}      │
  *  SLOTS       ├──────────────────────────────────────────────────────────────┤
  *              │ slot ring: ringSize × 64 B                                   │
  *              │   {state, sender, senderGen, takenBy, segment, _,            │
@@ -53,7 +53,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 8;
+export const LAYOUT_VERSION = 9;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -171,6 +171,12 @@ export const P_PROCESS = 24; // f64: the holder's process token (native processT
 export const P_THREAD_START = 32; // f64: its thread's start time, so a reused tid is no match
 export const P_PID_NAMESPACE = 40; // f64: the pid namespace its pid and tid belong to
 export const P_TIME_NAMESPACE = 48; // f64: the time namespace its start time belongs to
+/** i32: this end's share of W_RECEIVERS_WAITING (a receiver) or W_SENDERS_WAITING (a
+ * sender): an end killed while it waits never takes its announcement back, and the reap of
+ * its entry does it instead (a stale count costs every peer a wake-up syscall per message). */
+export const P_WAITING = 56;
+/** i32: the same for W_ACK_WAITING (a sender in waitForAllAck). */
+export const P_ACK_WAITING = 60;
 
 /** Who holds a participant entry. */
 export const ParticipantKind = { Free: 0, Sender: 1, Receiver: 2 } as const;

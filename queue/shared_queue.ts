@@ -97,6 +97,8 @@ const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
  * end unmaps them at its next call of the queue, or wait slice (0.2 s), unless busy
  * elsewhere. */
 const UNMAP_GRACE_MS = 2000;
+/** How often, at most, wakes that find no waiter reap the dead (see #wakeAnnounced). */
+const IDLE_WAKE_REAP_MS = 250;
 /** Slots #queuedInExtensionsLocked looks at, at most. */
 const QUEUED_SCAN_LIMIT = 4096;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
@@ -308,6 +310,10 @@ export class SharedQueue {
   /** The size of the message that waited for other ends' drops (see #roomInShmLocked), until
    * the next reservation of an extension: once per message. */
   #shmWaitedForOthers = 0;
+  /** This end left as dead or exiting, and its leaving took back its waiter announcements. */
+  #waitersTakenBack = false;
+  /** When a wake that finds no waiter may reap the dead next (see #wakeAnnounced). */
+  #nextIdleWakeReap = 0;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
   #writingMarked = false;
@@ -358,6 +364,7 @@ export class SharedQueue {
       words: this.#i32,
       seq: L.W_PUT_SEQ >> 2,
       waiters: L.W_RECEIVERS_WAITING >> 2,
+      share: L.P_WAITING,
       pointer: this.#putSeqPointer,
       spinMs: MIN_SPIN_MS,
     };
@@ -365,10 +372,15 @@ export class SharedQueue {
       words: this.#i32,
       seq: L.W_RELEASE_SEQ >> 2,
       waiters: L.W_SENDERS_WAITING >> 2,
+      share: L.P_WAITING,
       pointer: this.#releaseSeqPointer,
       spinMs: MIN_SPIN_MS,
     };
-    this.ackSignal = { ...this.releaseSignal, waiters: L.W_ACK_WAITING >> 2 };
+    this.ackSignal = {
+      ...this.releaseSignal,
+      waiters: L.W_ACK_WAITING >> 2,
+      share: L.P_ACK_WAITING,
+    };
     this.#wakeBatch = Math.ceil(this.capacity / 4);
   }
 
@@ -678,7 +690,7 @@ export class SharedQueue {
     if (taken === undefined && this.#wakeDeferred) {
       this.#wakeDeferred = false;
       if (Atomics.load(this.#i32, L.W_SENDERS_WAITING >> 2) !== 0) {
-        native.futexWake(this.#releaseSeqPointer, INT_MAX);
+        this.#wakeAnnounced(this.#releaseSeqPointer);
       }
     }
     return taken;
@@ -800,7 +812,7 @@ export class SharedQueue {
       }
     }
     this.#wakeDeferred = false;
-    native.futexWake(this.#releaseSeqPointer, INT_MAX);
+    this.#wakeAnnounced(this.#releaseSeqPointer);
   }
 
   /**
@@ -834,6 +846,43 @@ export class SharedQueue {
     }
     Atomics.add(this.#i32, L.W_PUT_SEQ >> 2, 1);
     native.futexWake(this.#putSeqPointer, INT_MAX);
+  }
+
+  /**
+   * Announces a waiter on `word` (+1), or takes it back (-1): the count peers wake for, and
+   * this end's share of it, which the reap of this end takes back should it die waiting. An
+   * end killed between the two writes leaves one count too many (a wake-up syscall each time,
+   * never a missed wake), not one too few.
+   */
+  announceWaiter(word: FutexWord, delta: 1 | -1): void {
+    const share = (L.participantOffset(this.#self) + word.share) >> 2;
+    if (delta > 0) {
+      Atomics.add(word.words, word.waiters, 1);
+      Atomics.add(this.#i32, share, 1);
+    } else {
+      // Its leaving took them back already (a terminated Worker's, an exit's).
+      if (this.#waitersTakenBack) return;
+      // Closed meanwhile (an async wait outlives its end): the entry may be another's now.
+      if (!this.#closed) Atomics.sub(this.#i32, share, 1);
+      Atomics.sub(word.words, word.waiters, 1);
+    }
+  }
+
+  /** Takes back the waiter announcements an end leaving without its waits ending (dead,
+   * terminated, exiting) left in its entry (see L.P_WAITING). */
+  #takeBackWaitersLocked(at: number, kind: number): void {
+    const i32 = this.#i32;
+    const shares = kind === L.ParticipantKind.Receiver
+      ? [[L.P_WAITING, L.W_RECEIVERS_WAITING]]
+      : kind === L.ParticipantKind.Sender
+      ? [[L.P_WAITING, L.W_SENDERS_WAITING], [L.P_ACK_WAITING, L.W_ACK_WAITING]]
+      : [];
+    for (const [share, count] of shares) {
+      const n = Atomics.exchange(i32, (at + share) >> 2, 0);
+      // No more than the count holds: a forged share must not hide live waiters.
+      const back = Math.min(n, Atomics.load(i32, count >> 2));
+      if (back > 0) Atomics.sub(i32, count >> 2, back);
+    }
   }
 
   /** Settles released messages now, so `inFlight` and `acked` are current. */
@@ -1027,8 +1076,25 @@ export class SharedQueue {
 
   #signal(word: FutexWord, always = false): void {
     Atomics.add(word.words, word.seq, 1);
-    if (always || Atomics.load(word.words, word.waiters) !== 0) {
-      native.futexWake(word.pointer, INT_MAX);
+    if (always) native.futexWake(word.pointer, INT_MAX);
+    else if (Atomics.load(word.words, word.waiters) !== 0) this.#wakeAnnounced(word.pointer);
+  }
+
+  /**
+   * Wakes the waiters announced on a word. A wake that finds none, now and then, reaps the
+   * dead: a waiter killed in its wait leaves its announcement behind until its entry is
+   * reaped, and meanwhile every message pays this syscall; on a queue too busy for anyone to
+   * wait out a slice, nobody else would reap it.
+   */
+  #wakeAnnounced(pointer: Deno.PointerObject): void {
+    if (native.futexWake(pointer, INT_MAX) !== 0) return;
+    const now = performance.now();
+    if (now < this.#nextIdleWakeReap) return;
+    this.#nextIdleWakeReap = now + IDLE_WAKE_REAP_MS;
+    try {
+      this.reapDead();
+    } catch {
+      // Whatever it found (a queue found corrupt) the next call reports; this one is done.
     }
   }
 
@@ -1077,6 +1143,8 @@ export class SharedQueue {
       const gen = (u32[(at + L.P_GEN) >> 2] + 1) >>> 0;
       u32[(at + L.P_GEN) >> 2] = gen;
       Atomics.store(u32, (at + L.P_ACKED) >> 2, 0);
+      Atomics.store(u32, (at + L.P_WAITING) >> 2, 0);
+      Atomics.store(u32, (at + L.P_ACK_WAITING) >> 2, 0);
       u32[(at + L.P_KIND) >> 2] = this.kind === "sender"
         ? L.ParticipantKind.Sender
         : L.ParticipantKind.Receiver;
@@ -1214,6 +1282,10 @@ export class SharedQueue {
     const at = L.participantOffset(index);
     const kind = u32[(at + L.P_KIND) >> 2];
     const gen = u32[(at + L.P_GEN) >> 2];
+    if (left !== "closed") {
+      this.#takeBackWaitersLocked(at, kind);
+      if (index === this.#self) this.#waitersTakenBack = true;
+    }
     const mask = this.#mask;
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];
@@ -2362,6 +2434,8 @@ export interface FutexWord {
   readonly words: Int32Array;
   readonly seq: number;
   readonly waiters: number;
+  /** Where in a participant entry its share of `waiters` is kept (L.P_WAITING, …). */
+  readonly share: number;
   readonly pointer: Deno.PointerObject;
   /** How long this end spins on the word before it sleeps; wait.ts adapts it. */
   spinMs: number;

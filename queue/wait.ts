@@ -190,7 +190,7 @@ export function waitSync<T>(
     const left = deadline - performance.now();
     if (left <= 0) return undefined;
     if (spin(word, seen)) continue;
-    Atomics.add(words, word.waiters, 1);
+    queue.announceWaiter(word, 1);
     let outcome = "changed";
     try {
       if (Atomics.load(words, word.seq) === seen) {
@@ -199,7 +199,7 @@ export function waitSync<T>(
         adaptSpin(word, outcome, performance.now() - before);
       }
     } finally {
-      Atomics.sub(words, word.waiters, 1);
+      queue.announceWaiter(word, -1);
     }
     if (outcome === "timeout" && performance.now() >= nextReap) {
       nextReap = performance.now() + REAP_EVERY_MS;
@@ -239,7 +239,7 @@ export async function waitAsync<T>(
       // the count announced here is always taken back (a stale one would cost every peer a
       // wake-up syscall per message for the queue's lifetime).
       queue.beginAsyncWait();
-      Atomics.add(words, word.waiters, 1);
+      queue.announceWaiter(word, 1);
       let outcome = "changed";
       try {
         if (Atomics.load(words, word.seq) === seen) {
@@ -249,7 +249,7 @@ export async function waitAsync<T>(
           turned();
         }
       } finally {
-        Atomics.sub(words, word.waiters, 1);
+        queue.announceWaiter(word, -1);
         queue.endAsyncWait();
       }
       signal?.throwIfAborted();

@@ -321,6 +321,8 @@ class Scribbler {
         [L.P_THREAD_START, "f64"],
         [L.P_PID_NAMESPACE, "f64"],
         [L.P_TIME_NAMESPACE, "f64"],
+        [L.P_WAITING, "u32"],
+        [L.P_ACK_WAITING, "u32"],
       ]);
     } else if (pick < 14) {
       target = "slots";
