@@ -10,21 +10,11 @@ import * as L from "../queue/layout.ts";
 import {
   leakedSince,
   makeTurnDue,
-  mapSegment,
   runDeno,
+  segmentWord,
   shmEntries,
   withoutLeaks,
 } from "./helpers.ts";
-
-/** Reads an i32 word of a queue's main segment from outside the library. */
-function word(name: string, offset: number): number {
-  const m = mapSegment(name)!;
-  try {
-    return Atomics.load(m.i32, offset >> 2);
-  } finally {
-    m.unmap();
-  }
-}
 
 Deno.test("close() during a waiting get, put or waitForAllAck always rejects with ClosedError", async () => {
   await withoutLeaks(async () => {
@@ -149,19 +139,19 @@ Deno.test("an end closed during its async wait takes its waiter announcement bac
     const name = sender.descriptor.name;
     const get = receiver.get();
     await makeTurnDue(); // well into its futex wait
-    assert.equal(word(name, L.W_RECEIVERS_WAITING), 1);
+    assert.equal(segmentWord(name, L.W_RECEIVERS_WAITING), 1);
     receiver.close();
     await assert.rejects(get, ClosedError);
-    assert.equal(word(name, L.W_RECEIVERS_WAITING), 0);
+    assert.equal(segmentWord(name, L.W_RECEIVERS_WAITING), 0);
 
     const second = openSender(sender.descriptor);
     sender.putSync("held");
     const ack = sender.waitForAllAck();
     await makeTurnDue();
-    assert.equal(word(name, L.W_ACK_WAITING), 1);
+    assert.equal(segmentWord(name, L.W_ACK_WAITING), 1);
     sender.close();
     await assert.rejects(ack, ClosedError);
-    assert.equal(word(name, L.W_ACK_WAITING), 0);
+    assert.equal(segmentWord(name, L.W_ACK_WAITING), 0);
     assert.equal(other.getSync({ timeout: 1000 }), "held");
     second.close();
     other.close();

@@ -15,6 +15,7 @@ import {
   isolated,
   mapSegment,
   prng,
+  segmentWord,
   shmEntries,
   Watched,
 } from "./helpers.ts";
@@ -446,16 +447,6 @@ Deno.test("participants killed while blocked in putSync, getSync and waitForAllA
   }
 });
 
-/** The i32 word at `offset` in a queue's main segment. */
-function wordOf(name: string, offset: number): number {
-  const m = mapSegment(name)!;
-  try {
-    return Atomics.load(m.i32, offset >> 2);
-  } finally {
-    m.unmap();
-  }
-}
-
 Deno.test("a waiter killed in its wait leaves no announcement behind once a peer wakes for it", async () => {
   // Before: the count stayed for the queue's life, and every put (or release) of every peer
   // paid a futex wake syscall for it: 100-byte messages ran ~40% slower.
@@ -469,13 +460,13 @@ Deno.test("a waiter killed in its wait leaves no announcement behind once a peer
     const name = s.descriptor.name;
     const child = new Child("blocked", [JSON.stringify(s.descriptor), what]);
     await child.expect("blocked");
-    while (wordOf(name, count) === 0) await sleep(5); // asleep in its wait
+    while (segmentWord(name, count) === 0) await sleep(5); // asleep in its wait
     await child.stop();
     stats.cases++;
     // The first wake that finds nobody reaps the dead waiter.
     if (what === "get") s.putSync(1);
     else r.getSync({ timeout: 1000 });
-    assert.equal(wordOf(name, count), 0, `${what}: its announcement was taken back`);
+    assert.equal(segmentWord(name, count), 0, `${what}: its announcement was taken back`);
     s.close();
     r.close();
   }

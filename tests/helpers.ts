@@ -203,6 +203,16 @@ export function mapSegment(name: string): SegmentMapping | undefined {
   }
 }
 
+/** Reads an i32 word of a queue's main segment from outside the library. */
+export function segmentWord(name: string, offset: number): number {
+  const m = mapSegment(name)!;
+  try {
+    return Atomics.load(m.i32, offset >> 2);
+  } finally {
+    m.unmap();
+  }
+}
+
 /** How many slots of queue `name` are in `state` (a `SlotState`), read from its shared memory. */
 export function slotsInState(name: string, state: number): number {
   const m = mapSegment(name);
