@@ -940,7 +940,10 @@ export class SharedQueue {
         this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
         // The exit check's own end is no sender or receiver of the program's: how the last real
         // one left stays on record.
-        this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
+        const how = this.#exiting ? "unrecorded" : this.#leaveAs;
+        this.#removeParticipantLocked(this.#self, how);
+        // Its waits end with its thread (a terminated Worker's): they take nothing back.
+        if (how !== "closed") this.#waitersTakenBack = true;
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
         last = this.#countInTable(L.ParticipantKind.Sender) === 0 &&
@@ -1282,10 +1285,7 @@ export class SharedQueue {
     const at = L.participantOffset(index);
     const kind = u32[(at + L.P_KIND) >> 2];
     const gen = u32[(at + L.P_GEN) >> 2];
-    if (left !== "closed") {
-      this.#takeBackWaitersLocked(at, kind);
-      if (index === this.#self) this.#waitersTakenBack = true;
-    }
+    if (left !== "closed") this.#takeBackWaitersLocked(at, kind);
     const mask = this.#mask;
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];

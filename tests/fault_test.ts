@@ -6,7 +6,14 @@
 //
 // FAULT_REPEAT=n repeats every random-timing case n times (default 3).
 import assert from "node:assert/strict";
-import { ClosedError, createSharedMemoryPair, openSender, type Receiver } from "../mod.ts";
+import {
+  ClosedError,
+  createSharedMemoryPair,
+  EmptyError,
+  openReceiver,
+  openSender,
+  type Receiver,
+} from "../mod.ts";
 import { closeFd, shmCreate, shmUnlink } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import {
@@ -470,6 +477,22 @@ Deno.test("a waiter killed in its wait leaves no announcement behind once a peer
     s.close();
     r.close();
   }
+});
+
+Deno.test("an end that takes over a dead end's entry takes back its own waits", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 2 });
+  const name = s.descriptor.name;
+  const child = new Child("join", [JSON.stringify(s.descriptor), "receiver"]);
+  await child.expect("ready");
+  await child.stop(); // its entry stays until reaped, or taken over by the next end
+  stats.cases++;
+  const late = openReceiver(s.descriptor); // the dead end's entry, the first free lock byte
+  assert.throws(() => late.getSync({ timeout: 300 }), EmptyError);
+  // Before: reaping the entry it took over made the end skip taking back its own waits.
+  assert.equal(segmentWord(name, L.W_RECEIVERS_WAITING), 0);
+  late.close();
+  s.close();
+  r.close();
 });
 
 Deno.test("a receiver killed holding a borrow: waitForAllAck learns, with and without a live receiver", async () => {
