@@ -127,13 +127,12 @@ export const C_RECEIVERS_DIED = 328;
  * before the header is complete. Queue names are listed in /dev/shm for every user to see:
  * without a secret of the (0600) queue, another user could make the extension names first. */
 export const C_EXTENSION_SALT = 332;
-/** f64: bytes of extension segments that any end unlinked in the drop window that opened at
- * C_SHM_DROPPED_AT (and lasts 2 s). Their memory comes back to /dev/shm once every end has
- * unmapped them, so an end short of room there waits for them whoever dropped them, not only
- * for its own. */
+/** f64: bytes of extension segments that any end unlinked in the drop window, which lasts 2 s
+ * from the last drop (C_SHM_DROPPED_AT). Their memory comes back to /dev/shm once every end
+ * has unmapped them, so an end short of room there waits for them whoever dropped them, not
+ * only for its own. */
 export const C_SHM_DROPPED_BYTES = 344;
-/** f64: `Date.now()` of the drop that opened the window: wall-clock time, which every process
- * shares. */
+/** f64: `Date.now()` of the last such drop: wall-clock time, which every process shares. */
 export const C_SHM_DROPPED_AT = 352;
 
 // Extension table.

@@ -294,9 +294,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Leaves the queue. Outstanding leases are released and their views detached; a message
    * kept after a failed `allocate`, or taken by a borrow that had not resumed yet, goes back
-   * to the queue for the other receivers (after every sender closed, only for those still
-   * asking: one whose `get` found the queue drained meanwhile, or whose `for await` ended,
-   * does not look again). Calls of this end still waiting (`get`, `borrow`,
+   * to the queue for the other receivers, behind what they may have taken of its sender's
+   * later messages meanwhile (and, after every sender closed, only for those still asking:
+   * one whose `get` found the queue drained, or whose `for await` ended, does not look again). Calls of this end still waiting (`get`, `borrow`,
    * a `for await`) then end: a `for await` ends, the others reject with `ClosedError`
    * (reason `"closed"`), and no message is taken for them. */
   close(): void {
@@ -306,11 +306,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const untouched = [...this.#inTransit, ...(this.#pending ? [this.#pending] : [])];
     this.#inTransit.clear();
     this.#pending = undefined;
-    try {
-      for (const m of untouched) this.#queue.giveBack(m.slot);
-    } finally {
-      this.#queue.close(); // Whatever happened: the end leaves all the same.
+    for (const m of untouched) {
+      try {
+        this.#queue.giveBack(m.slot);
+      } catch {
+        // A lock given up on, a queue found corrupt: the close below leaves all the same, and
+        // counts the message as received.
+      }
     }
+    this.#queue.close();
   }
 
   /** Same as {@linkcode close}, for `using`. */
@@ -382,7 +386,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const queue = this.#queue;
     const got = this.#takeNext();
     if (got === undefined) return undefined;
-    // Decoding runs outside the lock, and the release takes none.
+    // Decoding runs outside the lock, and the release takes none (but now and then to reap).
     let value: unknown;
     let failed: { cause: unknown } | undefined;
     try {

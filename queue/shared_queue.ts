@@ -310,8 +310,6 @@ export class SharedQueue {
   /** The size of the message that waited for other ends' drops (see #roomInShmLocked), until
    * the next reservation of an extension: once per message. */
   #shmWaitedForOthers = 0;
-  /** This end left as dead or exiting, and its leaving took back its waiter announcements. */
-  #waitersTakenBack = false;
   /** When a wake that finds no waiter may reap the dead next (see #wakeAnnounced). */
   #nextIdleWakeReap = 0;
   /** Scratch of #takeLocked: which senders have a message still being written. */
@@ -780,7 +778,8 @@ export class SharedQueue {
   /**
    * Releases a taken message without the lock: the slot becomes Released, and the next
    * critical section of any end settles it (its space and capacity come back, its sender
-   * sees an ack).
+   * sees an ack). (Waking senders that turn out not to be there takes the lock now and then,
+   * to reap the dead: see #wakeAnnounced.)
    *
    * `andTakeNext` says the caller goes on to take another message at once (a get loop). Then
    * senders waiting for room are woken only once a quarter of the capacity is free, or when
@@ -860,16 +859,20 @@ export class SharedQueue {
       Atomics.add(word.words, word.waiters, 1);
       Atomics.add(this.#i32, share, 1);
     } else {
-      // Its leaving took them back already (a terminated Worker's, an exit's).
-      if (this.#waitersTakenBack) return;
-      // Closed meanwhile (an async wait outlives its end): the entry may be another's now.
-      if (!this.#closed) Atomics.sub(this.#i32, share, 1);
+      // Closed meanwhile (an async wait outlives its end): its close took them all back.
+      if (this.#closed) return;
+      // Only what is still this end's: a reap that took it for dead took its share back.
+      for (;;) {
+        const n = Atomics.load(this.#i32, share);
+        if (n <= 0) return;
+        if (Atomics.compareExchange(this.#i32, share, n, n - 1) === n) break;
+      }
       Atomics.sub(word.words, word.waiters, 1);
     }
   }
 
-  /** Takes back the waiter announcements an end leaving without its waits ending (dead,
-   * terminated, exiting) left in its entry (see L.P_WAITING). */
+  /** Takes back the waiter announcements left in an entry: a dead end's, or a closing end's
+   * whose async waits may never resume (its process or Worker ends first). */
   #takeBackWaitersLocked(at: number, kind: number): void {
     const i32 = this.#i32;
     const shares = kind === L.ParticipantKind.Receiver
@@ -940,10 +943,10 @@ export class SharedQueue {
         this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
         // The exit check's own end is no sender or receiver of the program's: how the last real
         // one left stays on record.
-        const how = this.#exiting ? "unrecorded" : this.#leaveAs;
-        this.#removeParticipantLocked(this.#self, how);
-        // Its waits end with its thread (a terminated Worker's): they take nothing back.
-        if (how !== "closed") this.#waitersTakenBack = true;
+        const at = L.participantOffset(this.#self);
+        // Its own async waits still out take nothing back once it is closed: this does.
+        this.#takeBackWaitersLocked(at, this.#u32[(at + L.P_KIND) >> 2]);
+        this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
         last = this.#countInTable(L.ParticipantKind.Sender) === 0 &&
@@ -1744,11 +1747,11 @@ export class SharedQueue {
     if (removed) {
       const f64 = this.#f64;
       const now = Date.now();
-      const lately = this.#shmDroppedLatelyLocked(now);
-      // A window opens at a drop and lasts UNMAP_GRACE_MS, however many follow: memory
-      // dropped before it came back long ago.
-      if (lately === 0) f64[L.C_SHM_DROPPED_AT >> 3] = now;
-      f64[L.C_SHM_DROPPED_BYTES >> 3] = lately + f64[(e + L.E_SIZE) >> 3];
+      // Every drop renews the window: what it dropped may stay mapped that long. (A message
+      // waits for other ends' drops once, so a stream of them cannot hold it for good.)
+      f64[L.C_SHM_DROPPED_BYTES >> 3] = this.#shmDroppedLatelyLocked(now) +
+        f64[(e + L.E_SIZE) >> 3];
+      f64[L.C_SHM_DROPPED_AT >> 3] = now;
     }
     this.#renewExtensionLocked(index);
     this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Empty;
@@ -1757,9 +1760,8 @@ export class SharedQueue {
 
   /**
    * Bytes of extension segments any end dropped in the window open at `now` (`Date.now()`),
-   * whose memory may still be mapped by an end that has not noticed yet. A window opens at a
-   * drop and closes UNMAP_GRACE_MS later; a value from the future, or not a size, counts as
-   * none.
+   * whose memory may still be mapped by an end that has not noticed yet. The window lasts
+   * UNMAP_GRACE_MS from the last drop; a value from the future, or not a size, counts as none.
    */
   #shmDroppedLatelyLocked(now: number): number {
     const bytes = this.#f64[L.C_SHM_DROPPED_BYTES >> 3];

@@ -421,6 +421,8 @@ Deno.test({
     assert.equal(report.leftoverNext, "no error");
     assert.equal(report.leftoverNextFast, true);
     assert.equal(report.leftoverGot, 2);
+    assert.deepEqual(report.renewedPuts, ["sent", "sent"]);
+    assert.deepEqual(report.renewed, [3, 4]);
     assert.deepEqual(report.left, []);
   },
 });

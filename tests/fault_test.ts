@@ -479,6 +479,18 @@ Deno.test("a waiter killed in its wait leaves no announcement behind once a peer
   }
 });
 
+Deno.test("an end that exits with an async wait still out takes its announcement back", async () => {
+  // Before: the close took nothing back, and the wait it left never resumed to do it.
+  const [s, r] = createSharedMemoryPair({ capacity: 2 });
+  const child = new Child("get-then-exit", [JSON.stringify(s.descriptor)]);
+  await child.expect("waiting");
+  assert.equal((await child.exit()).code, 0);
+  stats.cases++;
+  assert.equal(segmentWord(s.descriptor.name, L.W_RECEIVERS_WAITING), 0);
+  s.close();
+  r.close();
+});
+
 Deno.test("an end that takes over a dead end's entry takes back its own waits", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
