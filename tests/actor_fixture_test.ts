@@ -406,12 +406,21 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     await workerContext({ queues: { inbox: "sender" } });
   },
 
-  /** Opens its receiver, says so, and ends itself: nothing answers a close request after. */
+  /** Opens its receiver and, when the parent asks, says so and ends itself: nothing answers a
+   * close request after. (Not at once: posted right behind "ready", the message could reach
+   * the parent before its listener, which it can attach only once spawnWorker returned.) */
   async selfClose() {
     await workerContext({ queues: { inbox: "receiver" } });
-    const scope = globalThis as unknown as { postMessage(m: unknown): void; close(): void };
-    scope.postMessage("closing myself");
-    scope.close();
+    const scope = globalThis as unknown as {
+      postMessage(m: unknown): void;
+      close(): void;
+      addEventListener(type: "message", listener: (event: MessageEvent) => void): void;
+    };
+    scope.addEventListener("message", (event) => {
+      if (event.data !== "close yourself") return;
+      scope.postMessage("closing myself");
+      scope.close();
+    });
   },
 
   /** Never calls workerContext(): a plain Worker that idles until terminated. */

@@ -118,9 +118,11 @@ Deno.test(
   clean(async () => {
     const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
     const worker = await spawnWorker(FIXTURE, { name: "selfClose", queues: { inbox: receiver } });
-    await new Promise((resolve) =>
+    const said = new Promise((resolve) =>
       worker.worker.addEventListener("message", resolve, { once: true })
     );
+    worker.worker.postMessage("close yourself");
+    await said;
     // Before, close() waited for an answer that could never come, all of its timeout.
     const closed = worker.close({ timeout: 60_000 });
     let timer: ReturnType<typeof setTimeout> | undefined;

@@ -47,7 +47,17 @@ export function mappedFiles(): string[] {
 /** Entries made since the snapshot `before` that no live process holds: leaks, not other
  * programs' live queues. */
 export function leakedSince(before: ReadonlySet<string>): string[] {
-  return shmEntries().filter((n) => !before.has(n) && !heldByLiveProcess(n));
+  // Another process's queue can close between the listing and its probe (the probe then finds
+  // no main segment), or be listed before its creator holds its "alive" byte: count only what
+  // is still there, unheld, when looked at again; a leak stays, a queue in passing does not.
+  const until = performance.now() + 1_000;
+  for (;;) {
+    const unheld = shmEntries().filter((n) => !before.has(n) && !heldByLiveProcess(n));
+    const present = new Set(shmEntries());
+    const leaked = unheld.filter((n) => present.has(n));
+    if (leaked.length === 0 || performance.now() > until) return leaked;
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+  }
 }
 
 /** Whether any live process holds the queue that entry `name` belongs to. */
