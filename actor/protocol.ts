@@ -326,11 +326,3 @@ export function booleanOption(
   }
   return value;
 }
-
-/** The `signal` option: checked before anything starts, so a bad one leaves nothing running. */
-export function signalOption(value: unknown, caller: string): AbortSignal | undefined {
-  if (value !== undefined && !(value instanceof AbortSignal)) {
-    throw new TypeError(`${caller}: signal must be an AbortSignal, got ${shown(value)}`);
-  }
-  return value;
-}

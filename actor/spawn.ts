@@ -19,6 +19,7 @@ import type { Sender } from "../queue/sender.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { shown } from "../queue/shown.ts";
 import { timeoutOption, type Timer, timerFor } from "../queue/timer.ts";
+import { signalOption } from "../queue/wait.ts";
 import { ActorError } from "./errors.ts";
 import { StartupOutput } from "./output.ts";
 import { ACTOR_PARENT_ENV } from "./parent_watch.ts";
@@ -30,7 +31,6 @@ import {
   HANDOFF_VERSION,
   MAX_ACTOR_ARGS_BYTES,
   type QueueHandoff,
-  signalOption,
   toWire,
   type WireQueues,
 } from "./protocol.ts";

@@ -16,6 +16,7 @@ import { closeEndsOfThisThread, recordEndsOfThisThreadAsDead } from "../queue/sh
 import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
+import { signalOption } from "../queue/wait.ts";
 import { ClosedError } from "../queue/errors.ts";
 import { shown } from "../queue/shown.ts";
 import { ActorError } from "./errors.ts";
@@ -35,7 +36,6 @@ import {
   type QueueEnd,
   type QueueHandoff,
   type QueueSpec,
-  signalOption,
   toWire,
   type WireQueues,
 } from "./protocol.ts";

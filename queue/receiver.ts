@@ -255,10 +255,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   readonly #borrowAttempt: Attempt<TakenMessage> = () => {
-    const taken = this.#takeNext();
-    if (taken === undefined) return undefined;
-    this.#inTransit.add(taken);
-    return { value: taken };
+    const taken = this.#takeAttempt();
+    if (taken !== undefined) this.#inTransit.add(taken.value);
+    return taken;
   };
 
   /** Like {@linkcode borrow}, but blocks the thread. */

@@ -943,9 +943,6 @@ export class SharedQueue {
         this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
         // The exit check's own end is no sender or receiver of the program's: how the last real
         // one left stays on record.
-        const at = L.participantOffset(this.#self);
-        // Its own async waits still out take nothing back once it is closed: this does.
-        this.#takeBackWaitersLocked(at, this.#u32[(at + L.P_KIND) >> 2]);
         this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
@@ -1288,7 +1285,9 @@ export class SharedQueue {
     const at = L.participantOffset(index);
     const kind = u32[(at + L.P_KIND) >> 2];
     const gen = u32[(at + L.P_GEN) >> 2];
-    if (left !== "closed") this.#takeBackWaitersLocked(at, kind);
+    // However it left: a closing end's own async waits still out take nothing back once it is
+    // closed, and a dead one's never resume.
+    this.#takeBackWaitersLocked(at, kind);
     const mask = this.#mask;
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];

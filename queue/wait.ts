@@ -84,6 +84,15 @@ export const WAIT_OPTIONS = ["timeout", "signal"] as const satisfies (keyof Wait
 /** The options of the calls that block the thread. */
 export const SYNC_WAIT_OPTIONS = ["timeout"] as const satisfies (keyof SyncWaitOptions)[];
 
+/** The `signal` option of `caller`, refused unless an AbortSignal: checked before the call
+ * does anything (an actor's start included, which would otherwise leave a process running). */
+export function signalOption(value: unknown, caller: string): AbortSignal | undefined {
+  if (value !== undefined && !(value instanceof AbortSignal)) {
+    throw new TypeError(`${caller}: signal must be an AbortSignal, got ${shown(value)}`);
+  }
+  return value;
+}
+
 /**
  * Checks a method's options (`known` names those it takes) and turns their `timeout` into an
  * absolute deadline on `performance.now()`'s clock. Options that are not an object are
@@ -98,9 +107,7 @@ export function deadlineOf(
   if (options === undefined) return Infinity;
   checkOptionsObject(options, method, known);
   const { timeout, signal } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new TypeError(`${method}: signal must be an AbortSignal, got ${shown(signal)}`);
-  }
+  signalOption(signal, method);
   if (timeout === undefined || timeout === Infinity) return Infinity;
   if (typeof timeout !== "number") {
     throw new TypeError(
