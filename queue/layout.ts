@@ -21,7 +21,8 @@
  *              │ live senders/receivers, extension epoch, trim due, arena     │
  *              │ head/tail, totals, how the last sender/receiver left, how    │
  *              │ many of each died, the extensions' name salt (set once),     │
- *              │ segments dropped lately (bytes, when)                        │
+ *              │ segments dropped lately (bytes, when), how long idle         │
+ *              │ extensions are kept (set once), when one was last in use     │
  *  byte 384    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
  *  byte 640    ├──────────────────────────────────────────────────────────────┤
@@ -53,7 +54,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 9;
+export const LAYOUT_VERSION = 10;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -134,6 +135,13 @@ export const C_EXTENSION_SALT = 332;
 export const C_SHM_DROPPED_BYTES = 344;
 /** f64: `Date.now()` of the last such drop: wall-clock time, which every process shares. */
 export const C_SHM_DROPPED_AT = 352;
+/** f64: milliseconds an extension segment is kept once no extension message is in flight,
+ * Infinity for the queue's life (the `keepIdleSegmentsMs` option). Written once by the
+ * creator, before the header is complete. */
+export const C_KEEP_IDLE_MS = 360;
+/** f64: `Date.now()` when an extension last took or gave back a message: every idle one is
+ * dropped once this is C_KEEP_IDLE_MS old. */
+export const C_EXTENSION_USED_AT = 368;
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 384;

@@ -156,6 +156,11 @@ export class ShmMutex {
     }
   }
 
+  /** Takes the lock if it is free, without waiting; returns whether it did. */
+  tryLock(): boolean {
+    return Atomics.compareExchange(this.#words, this.#index, 0, this.#self) === 0;
+  }
+
   /** Releases the lock and wakes one waiter if any announced itself. */
   unlock(): void {
     if (Atomics.exchange(this.#words, this.#index, 0) & CONTENDED) futexWake(this.#pointer, 1);

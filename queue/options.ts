@@ -8,6 +8,7 @@ import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "
 import type { Geometry } from "./shared_queue.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
+import { timeoutOption } from "./timer.ts";
 
 /**
  * Options of `createSharedMemoryPair`.
@@ -44,9 +45,24 @@ export interface QueueOptions {
    * `RangeError`. Memory is only taken as messages need it.
    */
   byteBudget?: number;
+  /**
+   * How long, in milliseconds, extension segments (which carry the messages above a quarter
+   * of the arena) are kept for reuse once the queue has no such message in flight. Past it,
+   * they are dropped and every end unmaps them, so a queue that carried one 1.7 GB message
+   * gives that memory back instead of holding it until it closes; the next such message
+   * makes (and pre-faults) a new segment. Ends notice within about a second while their
+   * event loop runs, or at their next call or wait. Default 10,000; 0 drops them as soon as
+   * an end notices; `Infinity` keeps them while the queue lives (within `byteBudget`).
+   */
+  keepIdleSegmentsMs?: number;
 }
 
-const QUEUE_OPTIONS = ["capacity", "arenaBytes", "byteBudget"] as const satisfies (
+const QUEUE_OPTIONS = [
+  "capacity",
+  "arenaBytes",
+  "byteBudget",
+  "keepIdleSegmentsMs",
+] as const satisfies (
   keyof QueueOptions
 )[];
 
@@ -56,6 +72,8 @@ export const DEFAULT_CAPACITY = 64;
 export const DEFAULT_ARENA_BYTES = 64 * 1024 * 1024;
 /** Default byte budget. */
 export const DEFAULT_BYTE_BUDGET = 4 * 1024 * 1024 * 1024;
+/** Default time idle extension segments are kept. */
+export const DEFAULT_KEEP_IDLE_SEGMENTS_MS = 10_000;
 
 /** Checks options and fills in defaults. */
 export function resolveOptions(options: QueueOptions | undefined): Geometry {
@@ -78,7 +96,12 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
     MAX_MESSAGE_SIZE,
     " (arenaBytes: it bounds the arena too)",
   );
-  return { capacity, arenaBytes, byteBudget };
+  const keep = options?.keepIdleSegmentsMs;
+  const what = "createSharedMemoryPair: keepIdleSegmentsMs";
+  // timeoutOption takes null for the default; here it is refused like the other options.
+  if (keep === null) throw new TypeError(`${what} must be a number of milliseconds, got null`);
+  const keepIdleSegmentsMs = timeoutOption(keep, DEFAULT_KEEP_IDLE_SEGMENTS_MS, what);
+  return { capacity, arenaBytes, byteBudget, keepIdleSegmentsMs };
 }
 
 function checkInteger(name: string, value: unknown, min: number, max: number, why = ""): void {

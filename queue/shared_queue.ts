@@ -14,6 +14,7 @@ import * as native from "../ffi/native.ts";
 import * as L from "./layout.ts";
 import { ClosedError, QueueError } from "./errors.ts";
 import { ShmMutex } from "./mutex.ts";
+import type { Timer } from "./timer.ts";
 import { MIN_SPIN_MS, ROOM_SLICE_MS } from "./wait.ts";
 
 /** The process token, drawn once (see native.processToken). */
@@ -35,6 +36,7 @@ export interface Geometry {
   capacity: number;
   arenaBytes: number;
   byteBudget: number;
+  keepIdleSegmentsMs: number;
 }
 
 /** A slot reserved by a sender: where to write the message. */
@@ -99,6 +101,12 @@ const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
 const UNMAP_GRACE_MS = 2000;
 /** How often, at most, wakes that find no waiter reap the dead (see #wakeAnnounced). */
 const IDLE_WAKE_REAP_MS = 250;
+/** How often an end with extensions mapped looks for idle ones to drop or unmap, at most
+ * (see #tickIdleExtensions), and at least: half the time they are kept, within these. */
+const IDLE_TICK_MS = 1_000;
+const MIN_IDLE_TICK_MS = 50;
+/** A mask: every this + 1 reservations, a put checks for idle extensions to drop. */
+const IDLE_CHECK_EVERY_PUTS = 63;
 /** Slots #queuedInExtensionsLocked looks at, at most. */
 const QUEUED_SCAN_LIMIT = 4096;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
@@ -265,6 +273,13 @@ export class SharedQueue {
   readonly capacity: number;
   readonly arenaSize: number;
   readonly #byteBudget: number;
+  /** See layout.C_KEEP_IDLE_MS. */
+  readonly #keepIdleMs: number;
+  /** While this end has extensions mapped: the unref'd timer that drops idle ones when they
+   * are due and unmaps what other ends dropped (see #tickIdleExtensions). */
+  #idleTimer: Timer | undefined;
+  /** Reservations made, counted for #dropIdleExtensionsLocked's checks from puts. */
+  #reservations = 0;
   readonly #fd: number;
   readonly #main: Mapping;
   readonly #i32: Int32Array;
@@ -354,6 +369,7 @@ export class SharedQueue {
     this.#arenaOffset = f64[L.H_ARENA_OFFSET >> 3];
     this.arenaSize = f64[L.H_ARENA_SIZE >> 3];
     this.#byteBudget = f64[L.H_BYTE_BUDGET >> 3];
+    this.#keepIdleMs = f64[L.C_KEEP_IDLE_MS >> 3];
     this.#putSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_PUT_SEQ)!;
     this.#releaseSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_RELEASE_SEQ)!;
     // Receivers wait on the put sequence for messages; senders on the release sequence for
@@ -409,6 +425,7 @@ export class SharedQueue {
       f64[L.H_SEGMENT_SIZE >> 3] = size;
       f64[L.H_BYTE_BUDGET >> 3] = Math.max(geometry.byteBudget, arenaSize);
       crypto.getRandomValues(u32.subarray(L.C_EXTENSION_SALT >> 2, (L.C_EXTENSION_SALT >> 2) + 2));
+      f64[L.C_KEEP_IDLE_MS >> 3] = geometry.keepIdleSegmentsMs;
       u32[L.H_STATE >> 2] = L.QueueState.Ready;
       Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
       return SharedQueue.#join(name, kind, fd, main);
@@ -921,6 +938,7 @@ export class SharedQueue {
       // otherwise hold their room until the tail reaches them.
       this.#settleLocked(true);
       this.#auditLocked();
+      this.#dropIdleExtensionsLocked();
       this.#unmapStaleExtensions();
     } finally {
       this.#unlock();
@@ -965,6 +983,8 @@ export class SharedQueue {
     this.#signal(this.releaseSignal, true);
     this.#peersDiedAtClose = this.peersDied;
     this.#closed = true;
+    clearInterval(this.#idleTimer);
+    this.#idleTimer = undefined;
     for (const [buffer, mapping] of this.#views) {
       if (isDetached(buffer)) this.#noteMoved(mapping);
       else buffer.transfer(0);
@@ -1365,6 +1385,8 @@ export class SharedQueue {
       u32[L.C_TRIM_DUE >> 2] = 0;
       this.#trimExtensionsLocked();
     }
+    // Ends in a loop of sync calls neither wait nor run timers: their puts look now and then.
+    if ((++this.#reservations & IDLE_CHECK_EVERY_PUTS) === 0) this.#dropIdleExtensionsLocked();
     if (fitsArena) {
       // These cursors decide where this end writes (through raw pointers, for drafts): a
       // forged one must not send it outside the arena, nor keep it waiting for room forever.
@@ -1489,6 +1511,7 @@ export class SharedQueue {
       create = true;
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
+    f64[L.C_EXTENSION_USED_AT >> 3] = Date.now();
     this.#waitForBusyUntil = 0;
     this.#shmWait = undefined;
     this.#shmWaitedForOthers = 0;
@@ -1651,6 +1674,54 @@ export class SharedQueue {
       held -= sizeOf(i);
       this.#dropExtensionLocked(i);
     }
+  }
+
+  /**
+   * Drops every idle extension once no extension message has been in flight for
+   * C_KEEP_IDLE_MS, so their memory goes back to /dev/shm when every end has unmapped them.
+   * A use time that is not a time, or in the future, reads as a use now (nothing due).
+   */
+  #dropIdleExtensionsLocked(): void {
+    if (this.#keepIdleMs === Infinity) return;
+    const usedAt = this.#f64[L.C_EXTENSION_USED_AT >> 3];
+    if (!(Date.now() - usedAt >= this.#keepIdleMs)) return;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const state = this.#u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
+      if (state === L.ExtensionState.Idle) this.#dropExtensionLocked(i);
+    }
+  }
+
+  /**
+   * Runs every IDLE_TICK_MS (at most) while this end has extensions mapped: an end that
+   * makes no call and does not wait would otherwise keep a dropped segment mapped, and its
+   * memory taken, for good. Never blocks: a lock held elsewhere is tried again next time.
+   */
+  #tickIdleExtensions(): void {
+    if (this.#closed || !this.#extensions.some((mapping) => mapping !== undefined)) {
+      clearInterval(this.#idleTimer);
+      this.#idleTimer = undefined;
+      return;
+    }
+    if (!this.#mutex.tryLock()) return;
+    try {
+      if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) return;
+      // A message released without the lock leaves its extension busy until a settle.
+      this.#settleLocked();
+      this.#dropIdleExtensionsLocked();
+      this.#noticeRenewedExtensionsLocked();
+    } catch {
+      // Only hints of shared memory were read: the next call of this end reports a fault.
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /** Starts #tickIdleExtensions once this end has an extension mapped, unless kept forever. */
+  #watchIdleExtensions(): void {
+    if (this.#idleTimer !== undefined || this.#keepIdleMs === Infinity) return;
+    const every = Math.min(Math.max(this.#keepIdleMs / 2, MIN_IDLE_TICK_MS), IDLE_TICK_MS);
+    this.#idleTimer = setInterval(() => this.#tickIdleExtensions(), every);
+    Deno.unrefTimer(this.#idleTimer);
   }
 
   /** The name of extension `index`'s segment at generation `gen`. */
@@ -1897,6 +1968,7 @@ export class SharedQueue {
       }
       const extension = this.#lendable(mapping, gen);
       this.#extensions[index] = extension;
+      this.#watchIdleExtensions();
       return extension;
     } finally {
       native.closeFd(fd);
@@ -2211,7 +2283,10 @@ export class SharedQueue {
     u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
     // Whichever end reclaimed it (often a receiver), the next put trims.
-    if (idled) this.#u32[L.C_TRIM_DUE >> 2] = 1;
+    if (idled) {
+      this.#u32[L.C_TRIM_DUE >> 2] = 1;
+      f64[L.C_EXTENSION_USED_AT >> 3] = Date.now();
+    }
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {
@@ -2484,6 +2559,8 @@ function validateHeader(name: string, main: Mapping, size: number): void {
   }
   const budget = f64[L.H_BYTE_BUDGET >> 3];
   if (!(budget >= arenaSize && budget <= L.MAX_MESSAGE_SIZE)) invalid(`byte budget ${budget}`);
+  const keepIdleMs = f64[L.C_KEEP_IDLE_MS >> 3];
+  if (!(keepIdleMs >= 0)) invalid(`idle segments kept for ${keepIdleMs} ms`);
   if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) invalid("queue not ready or poisoned");
 }
 

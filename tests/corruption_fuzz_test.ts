@@ -159,6 +159,7 @@ Deno.test("a forged header: new ends get ClosedError, open ends carry on", () =>
       ["arena size", L.H_ARENA_SIZE, "f64", [0, 2 ** 40, NaN, -(1 << 20), 1000]],
       ["segment size", L.H_SEGMENT_SIZE, "f64", [0, 2 ** 40, NaN]],
       ["state", L.H_STATE, "u32", [L.QueueState.Initializing, L.QueueState.Poisoned, 7]],
+      ["idle segments kept", L.C_KEEP_IDLE_MS, "f64", [-1, NaN, -Infinity]],
     ];
     for (const [what, offset, type, values] of fields) {
       const view = type === "u32" ? m.u32 : m.f64;
@@ -301,6 +302,8 @@ class Scribbler {
         [L.C_ARENA_TAIL, "f64"],
         [L.C_SHM_DROPPED_BYTES, "f64"],
         [L.C_SHM_DROPPED_AT, "f64"],
+        [L.C_KEEP_IDLE_MS, "f64"],
+        [L.C_EXTENSION_USED_AT, "f64"],
       ]);
     } else if (pick < 8) {
       target = "extension table";

@@ -33,11 +33,12 @@ export async function withoutLeaks(fn: () => Promise<void> | void): Promise<void
 }
 
 /**
- * The files this process has mapped (from /proc/self/maps, read by `cat` because Deno wants
- * --allow-all to read /proc itself). A segment unlinked but still mapped shows as "(deleted)".
+ * The files process `pid` (this one by default) has mapped (from /proc/PID/maps, read by
+ * `cat` because Deno wants --allow-all to read /proc itself). A segment unlinked but still
+ * mapped shows as "(deleted)".
  */
-export function mappedFiles(): string[] {
-  const out = new Deno.Command("cat", { args: [`/proc/${Deno.pid}/maps`] }).outputSync();
+export function mappedFiles(pid: number = Deno.pid): string[] {
+  const out = new Deno.Command("cat", { args: [`/proc/${pid}/maps`] }).outputSync();
   assert.ok(out.success, "cat /proc/PID/maps");
   return new TextDecoder().decode(out.stdout).split("\n")
     .map((line) => line.split(/\s+/).slice(5).join(" "))

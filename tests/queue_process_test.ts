@@ -6,7 +6,15 @@ import {
   type Sender,
   sweepStaleQueues,
 } from "../mod.ts";
-import { finish, lines, shmEntries, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
+import {
+  finish,
+  lines,
+  mappedFiles,
+  shmEntries,
+  slotsInState,
+  spawnFixture,
+  withoutLeaks,
+} from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 import { sweepWithGrace } from "../queue/sweep.ts";
 import { closeFd, shmCreate, shmUnlink } from "../ffi/native.ts";
@@ -322,6 +330,44 @@ Deno.test("a process that exits without closing its ends leaves nothing in /dev/
   assert.equal((await child.status).code, 0);
   assert.deepEqual(shmEntries().filter((n) => n.startsWith(name)), []);
 });
+
+Deno.test("an idle extension segment goes from /dev/shm and from the memory of a sender process that makes no call", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({
+      capacity: 4,
+      arenaBytes: 256 * 1024,
+      keepIdleSegmentsMs: 300,
+    });
+    using _r = r;
+    const child = spawnFixture("queue_child.ts", [
+      "putone",
+      JSON.stringify(s.descriptor),
+      "4194304",
+    ]);
+    s.close();
+    try {
+      const it = lines(child);
+      await expectLine(it, "sent");
+      const got = r.getSync<Uint8Array>();
+      assert.equal(got.length, 4 << 20);
+      assert.ok(got.every((byte) => byte === 7), "the message arrives whole");
+      const prefix = r.descriptor.name.slice(1) + "-x";
+      const inChild = () => mappedFiles(child.pid).filter((file) => file.includes(prefix));
+      assert.equal(inChild().length, 1, "the sender mapped the segment to write it");
+      const until = performance.now() + 5_000;
+      while (shmEntries().some((n) => n.startsWith(prefix)) || inChild().length > 0) {
+        assert.ok(
+          performance.now() < until,
+          `still held: ${shmEntries().filter((n) => n.startsWith(prefix))} ${inChild()}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.deepEqual(mappedFiles().filter((file) => file.includes(prefix)), []);
+    } finally {
+      child.kill("SIGKILL");
+      await child.status;
+    }
+  }));
 
 Deno.test("a Worker opens a queue end from a descriptor and answers through another queue", () =>
   withoutLeaks(async () => {

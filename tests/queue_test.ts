@@ -65,6 +65,82 @@ Deno.test("a message larger than the arena goes through an extension segment, re
     assert.equal(extensions.length, 1, `one extension reused, found ${extensions}`);
   }));
 
+/** Polls until `done()` holds, for up to `ms`; returns whether it did. */
+async function eventually(done: () => boolean, ms = 5_000): Promise<boolean> {
+  const until = performance.now() + ms;
+  while (!done()) {
+    if (performance.now() > until) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}
+
+Deno.test("idle extension segments are dropped after keepIdleSegmentsMs, by ends that make no call", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({
+      capacity: 4,
+      arenaBytes: 256 * 1024,
+      keepIdleSegmentsMs: 200,
+    });
+    using _s = s;
+    using _r = r;
+    // Another queue that keeps them for good, loaded alike, as the control.
+    const [ks, kr] = createSharedMemoryPair({
+      capacity: 4,
+      arenaBytes: 256 * 1024,
+      keepIdleSegmentsMs: Infinity,
+    });
+    using _ks = ks;
+    using _kr = kr;
+    const big = new Uint8Array(3 << 20).map((_, i) => i * 13);
+    const prefix = (end: { descriptor: { name: string } }) => end.descriptor.name.slice(1) + "-x";
+    const held = (end: { descriptor: { name: string } }) => ({
+      files: shmEntries().filter((n) => n.startsWith(prefix(end))),
+      mapped: mappedFiles().filter((file) => file.includes(prefix(end))),
+    });
+    s.putSync(big);
+    assert.deepEqual(r.getSync<Uint8Array>().subarray(0, 64), big.subarray(0, 64));
+    ks.putSync(big);
+    kr.getSync();
+    // Kept for the next such message at first: the delay counts from the last use.
+    assert.equal(held(s).files.length, 1, "the segment is kept right after its message");
+    assert.ok(
+      await eventually(() => held(s).files.length === 0 && held(s).mapped.length === 0),
+      `dropped and unmapped by both ends while neither calls: ${JSON.stringify(held(s))}`,
+    );
+    assert.equal(held(ks).files.length, 1, "Infinity keeps the segment");
+    assert.ok(held(ks).mapped.length >= 1, "and its mappings");
+    // The queue goes on: the next such message makes a new segment.
+    big[0] = 99;
+    s.putSync(big);
+    const again = r.getSync<Uint8Array>();
+    assert.equal(again[0], 99);
+    assert.deepEqual(again.subarray(1, 4096), big.subarray(1, 4096));
+    assert.equal(again[big.length - 1], big[big.length - 1]);
+  }));
+
+Deno.test("keepIdleSegmentsMs must be a number of milliseconds >= 0", () => {
+  for (const bad of [-1, NaN, -Infinity]) {
+    assert.throws(
+      () => createSharedMemoryPair({ keepIdleSegmentsMs: bad }),
+      (e: unknown) => e instanceof RangeError && /keepIdleSegmentsMs/.test(e.message),
+      String(bad),
+    );
+  }
+  for (const bad of ["100", null, 10n]) {
+    assert.throws(
+      () => createSharedMemoryPair({ keepIdleSegmentsMs: bad as unknown as number }),
+      (e: unknown) => e instanceof TypeError && /keepIdleSegmentsMs/.test(e.message),
+      String(bad),
+    );
+  }
+  for (const good of [0, 1.5, Infinity]) {
+    const [s, r] = createSharedMemoryPair({ keepIdleSegmentsMs: good, arenaBytes: 1 << 16 });
+    s.close();
+    r.close();
+  }
+});
+
 Deno.test("capacity bounds outstanding messages: hasSpace, put timeout, FullError", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 3 });
@@ -594,7 +670,7 @@ Deno.test("a sender waits for a busy extension only behind messages in line, and
     // 24 MiB messages: extensions (the arena is 1 MiB), each worth waiting ~25 ms for.
     const length = 24 << 20;
     const s = SharedQueue.create(
-      { capacity: 16, arenaBytes: 1 << 20, byteBudget: 1 << 30 },
+      { capacity: 16, arenaBytes: 1 << 20, byteBudget: 1 << 30, keepIdleSegmentsMs: 10_000 },
       "sender",
     );
     const r = SharedQueue.open(s.name, "receiver");
