@@ -22,10 +22,11 @@
  *              │ head/tail, totals, how the last sender/receiver left, how    │
  *              │ many of each died, the extensions' name salt (set once),     │
  *              │ segments dropped lately (bytes, when), how long idle         │
- *              │ extensions are kept (set once), when one was last in use     │
- *  byte 384    ├──────────────────────────────────────────────────────────────┤
+ *              │ extensions are kept (set once), when one was last in use,    │
+ *              │ the claim of a put waiting for budget (bytes, by, gen, when) │
+ *  byte 448    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
- *  byte 640    ├──────────────────────────────────────────────────────────────┤
+ *  byte 704    ├──────────────────────────────────────────────────────────────┤
  *              │ participant table: MAX_PARTICIPANTS × 64 B                   │
  *              │   {kind, gen, pid, acked, fd, tid, process, thread start,    │
  *              │    pid namespace, time namespace, waiting, ack waiting}      │
@@ -54,7 +55,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 10;
+export const LAYOUT_VERSION = 11;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -142,9 +143,17 @@ export const C_KEEP_IDLE_MS = 360;
 /** f64: `Date.now()` when an extension last took or gave back a message: every idle one is
  * dropped once this is C_KEEP_IDLE_MS old. */
 export const C_EXTENSION_USED_AT = 368;
+/** f64: extension bytes a put waits for, the budget being taken by messages in flight; 0 =
+ * none. Other puts of extension messages leave it that much room, so a stream of smaller
+ * ones cannot keep it waiting. One claim at a time; void once its sender leaves or stops
+ * renewing it (C_CLAIM_AT), so a put that gave up, or a dead sender, holds nobody back. */
+export const C_CLAIM_BYTES = 376;
+export const C_CLAIM_BY = 384; // u32: the claiming sender's participant index
+export const C_CLAIM_GEN = 388; // u32: and its entry's generation
+export const C_CLAIM_AT = 392; // f64: `Date.now()` of the claim's last renewal
 
 // Extension table.
-export const EXTENSIONS_OFFSET = 384;
+export const EXTENSIONS_OFFSET = 448;
 export const EXTENSION_STRIDE = 16;
 export const MAX_EXTENSIONS = 16;
 export const E_STATE = 0; // u32: ExtensionState

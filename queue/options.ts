@@ -37,7 +37,8 @@ export interface QueueOptions {
   arenaBytes?: number;
   /**
    * Bound on all the shared memory the queue holds: the arena plus extension segments.
-   * Senders wait while more would be needed; idle extensions are dropped to make room. One
+   * Senders wait while more would be needed, the first to wait served first (later large
+   * messages leave it room); idle extensions are dropped to make room. One
    * message larger than the budget still goes through, alone, as long as /dev/shm has
    * room for it; its segment is reused by the next such message, and dropped by the next
    * put that fits the budget. Default 4 GiB (two messages of the reference's 1.7 GB travel

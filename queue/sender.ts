@@ -284,14 +284,19 @@ export class Sender implements Disposable {
     this.close();
   }
 
-  /** Waits until `attempt` finds room, waking on releases (or a room slice) and the signal. */
-  readonly #waitForRoom = <T>(
+  /** Waits until `attempt` finds room, waking on releases (or a room slice) and the signal.
+   * However the wait ends, the budget claim it may have made goes (see dropBudgetClaim). */
+  readonly #waitForRoom = async <T>(
     attempt: Attempt<T>,
     deadline: number,
     signal: AbortSignal | undefined,
   ): Promise<{ value: T } | undefined> => {
     const queue = this.#queue;
-    return waitAsync(queue, queue.releaseSignal, attempt, deadline, signal, ROOM_SLICE_MS);
+    try {
+      return await waitAsync(queue, queue.releaseSignal, attempt, deadline, signal, ROOM_SLICE_MS);
+    } finally {
+      queue.dropBudgetClaim();
+    }
   };
 
   #assertNoneWaiting(method: string): void {
@@ -305,7 +310,11 @@ export class Sender implements Disposable {
 
   /** Like {@linkcode #waitForRoom}, blocking the thread. */
   #waitForRoomSync<T>(attempt: Attempt<T>, deadline: number): { value: T } | undefined {
-    return waitSync(this.#queue, this.#queue.releaseSignal, attempt, deadline, ROOM_SLICE_MS);
+    try {
+      return waitSync(this.#queue, this.#queue.releaseSignal, attempt, deadline, ROOM_SLICE_MS);
+    } finally {
+      this.#queue.dropBudgetClaim();
+    }
   }
 
   #plan(value: unknown, method: string, drafting = false): EncodePlan {

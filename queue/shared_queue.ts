@@ -105,6 +105,9 @@ const IDLE_WAKE_REAP_MS = 250;
  * (see #tickIdleExtensions), and at least: half the time they are kept, within these. */
 const IDLE_TICK_MS = 1_000;
 const MIN_IDLE_TICK_MS = 50;
+/** A budget claim not renewed for this long is void (see L.C_CLAIM_BYTES): its put renews it
+ * at every attempt, at least every room wait slice (ROOM_SLICE_MS). */
+const CLAIM_STALE_MS = 500;
 /** A mask: every this + 1 reservations, a put checks for idle extensions to drop. */
 const IDLE_CHECK_EVERY_PUTS = 63;
 /** Slots #queuedInExtensionsLocked looks at, at most. */
@@ -1308,6 +1311,7 @@ export class SharedQueue {
     // However it left: a closing end's own async waits still out take nothing back once it is
     // closed, and a dead one's never resume.
     this.#takeBackWaitersLocked(at, kind);
+    this.#dropClaimLocked(index);
     const mask = this.#mask;
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];
@@ -1477,14 +1481,20 @@ export class SharedQueue {
     }
     let index = fit;
     let create = false;
+    const claimed = this.#budgetClaimedByOthersLocked();
+    // Within the budget, and leaving the room another put waits for (a message past the whole
+    // budget goes once it is the only one).
+    const overBudget = (size: number) =>
+      (busyBytes > 0 && busyBytes + size > room) ||
+      (claimed > 0 && busyBytes + size + claimed > room);
     if (index >= 0) {
-      if (busyBytes > 0 && busyBytes + sizeOf(index) > room) return undefined;
+      if (overBudget(sizeOf(index))) return this.#claimBudgetLocked(sizeOf(index), claimed);
     } else {
       const size = extensionSizeFor(length);
       if (busyFitting >= EXTENSIONS_IN_FLIGHT && this.#waitForBusyLocked(length, size, deadline)) {
         return undefined;
       }
-      if (busyBytes > 0 && busyBytes + size > room) return undefined;
+      if (overBudget(size)) return this.#claimBudgetLocked(size, claimed);
       // Largest idle ones go first: they hold the most memory.
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
       let dropped = 0;
@@ -1512,6 +1522,7 @@ export class SharedQueue {
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
     f64[L.C_EXTENSION_USED_AT >> 3] = Date.now();
+    this.#dropClaimLocked(this.#self);
     this.#waitForBusyUntil = 0;
     this.#shmWait = undefined;
     this.#shmWaitedForOthers = 0;
@@ -1599,6 +1610,80 @@ export class SharedQueue {
       return "wait";
     }
     return "never";
+  }
+
+  /**
+   * Extension bytes another sender's put has claimed (see L.C_CLAIM_BYTES), or 0. A claim
+   * that its sender stopped renewing, or whose sender left, is void, and cleared.
+   */
+  #budgetClaimedByOthersLocked(): number {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const bytes = f64[L.C_CLAIM_BYTES >> 3];
+    if (!(bytes > 0)) return 0;
+    const by = u32[L.C_CLAIM_BY >> 2];
+    const gen = u32[L.C_CLAIM_GEN >> 2];
+    if (by === this.#self && gen === this.#selfGen) return 0;
+    const age = Date.now() - f64[L.C_CLAIM_AT >> 3];
+    const at = by < L.MAX_PARTICIPANTS ? L.participantOffset(by) : -1;
+    if (
+      age >= 0 && age < CLAIM_STALE_MS && at >= 0 &&
+      u32[(at + L.P_KIND) >> 2] === L.ParticipantKind.Sender && u32[(at + L.P_GEN) >> 2] === gen
+    ) {
+      return bytes;
+    }
+    f64[L.C_CLAIM_BYTES >> 3] = 0;
+    return 0;
+  }
+
+  /**
+   * A put waits for `size` bytes of the budget: it claims them, unless another put holds the
+   * claim (`claimed` > 0), or renews its claim. Returns undefined (wait), for
+   * #chooseExtensionLocked.
+   */
+  #claimBudgetLocked(size: number, claimed: number): undefined {
+    if (claimed > 0) return undefined;
+    // Not while this sender's own messages still being written (its drafts) take budget:
+    // they cannot drain while it waits, and its claim would hold every other sender back.
+    for (const sender of this.#extensionsBeingWrittenLocked().values()) {
+      if (sender === this.#self) return undefined;
+    }
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    f64[L.C_CLAIM_BYTES >> 3] = size;
+    u32[L.C_CLAIM_BY >> 2] = this.#self;
+    u32[L.C_CLAIM_GEN >> 2] = this.#selfGen;
+    f64[L.C_CLAIM_AT >> 3] = Date.now();
+    return undefined;
+  }
+
+  /**
+   * Gives up this sender's budget claim, if it holds one: its put stopped waiting (got room,
+   * timed out, aborted), and a claim left behind would hold other puts back until it went
+   * stale. Never throws: on a queue it cannot lock, the claim goes stale instead.
+   */
+  dropBudgetClaim(): void {
+    if (
+      this.#closed || this.#f64[L.C_CLAIM_BYTES >> 3] === 0 ||
+      this.#u32[L.C_CLAIM_BY >> 2] !== this.#self
+    ) return;
+    try {
+      this.#lock();
+    } catch {
+      return;
+    }
+    try {
+      this.#dropClaimLocked(this.#self);
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /** Clears the budget claim if participant `index` holds it. */
+  #dropClaimLocked(index: number): void {
+    if (this.#f64[L.C_CLAIM_BYTES >> 3] !== 0 && this.#u32[L.C_CLAIM_BY >> 2] === index) {
+      this.#f64[L.C_CLAIM_BYTES >> 3] = 0;
+    }
   }
 
   /**

@@ -304,6 +304,10 @@ class Scribbler {
         [L.C_SHM_DROPPED_AT, "f64"],
         [L.C_KEEP_IDLE_MS, "f64"],
         [L.C_EXTENSION_USED_AT, "f64"],
+        [L.C_CLAIM_BYTES, "f64"],
+        [L.C_CLAIM_BY, "u32"],
+        [L.C_CLAIM_GEN, "u32"],
+        [L.C_CLAIM_AT, "f64"],
       ]);
     } else if (pick < 8) {
       target = "extension table";

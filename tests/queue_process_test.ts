@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ClosedError,
   createSharedMemoryPair,
+  FullError,
   openReceiver,
   type Sender,
   sweepStaleQueues,
@@ -10,6 +11,7 @@ import {
   finish,
   lines,
   mappedFiles,
+  segmentWord,
   shmEntries,
   slotsInState,
   spawnFixture,
@@ -367,6 +369,43 @@ Deno.test("an idle extension segment goes from /dev/shm and from the memory of a
       child.kill("SIGKILL");
       await child.status;
     }
+  }));
+
+Deno.test("a sender process waiting for the byte budget goes first; killed, it holds nobody back", () =>
+  withoutLeaks(async () => {
+    const [b, r] = createSharedMemoryPair({
+      capacity: 16,
+      arenaBytes: 1 << 20,
+      byteBudget: 41 << 20,
+    });
+    using _b = b;
+    using _r = r;
+    const small = () => new Uint8Array(4 << 20);
+    b.putSync(small());
+    b.putSync(small());
+    // 30 MiB do not fit beside the ~10 MiB in flight: the child's put waits, and claims them.
+    const child = spawnFixture("queue_child.ts", [
+      "putone",
+      JSON.stringify(b.descriptor),
+      `${30 << 20}`,
+    ]);
+    try {
+      const name = b.descriptor.name;
+      const claimed = () =>
+        segmentWord(name, L.C_CLAIM_BYTES) !== 0 || segmentWord(name, L.C_CLAIM_BYTES + 4) !== 0;
+      const until = performance.now() + 10_000;
+      while (!claimed()) {
+        assert.ok(performance.now() < until, "the child's put claims the budget it waits for");
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await assert.rejects(b.put(small(), { timeout: 200 }), FullError, "not overtaken");
+    } finally {
+      child.kill("SIGKILL");
+      await child.status;
+    }
+    b.putSync(small(), { timeout: 2_000 });
+    for (let i = 0; i < 3; i++) assert.equal(r.getSync<Uint8Array>().length, 4 << 20);
+    assert.equal(r.getNowait(), undefined, "the killed child's message was never put");
   }));
 
 Deno.test("a Worker opens a queue end from a descriptor and answers through another queue", () =>

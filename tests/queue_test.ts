@@ -665,6 +665,71 @@ Deno.test("large messages are bounded by capacity and the byte budget only, not 
     for (let i = 8; i < 12; i++) assert.equal(r.getSync<Uint8Array>()[0], i);
   }));
 
+Deno.test("a put waiting for the byte budget is not overtaken by smaller extension messages", () =>
+  withoutLeaks(async () => {
+    // 40 MiB of budget for extensions (the arena is 1 MiB of the 41).
+    const [b, r] = createSharedMemoryPair({
+      capacity: 16,
+      arenaBytes: 1 << 20,
+      byteBudget: 41 << 20,
+    });
+    using _b = b;
+    using _r = r;
+    using a = openSender(b.descriptor);
+    const small = (n: number) => new Uint8Array(4 << 20).fill(n);
+    b.putSync(small(1));
+    b.putSync(small(2));
+    // ~10 MiB in flight: 30 MiB more does not fit, another 4 MiB would.
+    const big = a.put(new Uint8Array(30 << 20).fill(9), { timeout: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await assert.rejects(
+      b.put(small(3), { timeout: 200 }),
+      FullError,
+      "the waiting put goes first",
+    );
+    assert.throws(() => b.putSync(small(3), { timeout: 0 }), FullError);
+    assert.equal(b.hasSpace(), true, "capacity is not what holds it back");
+    // Arena messages are not held back.
+    b.putSync("small");
+    assert.equal((r.getSync() as Uint8Array)[0], 1);
+    assert.equal((r.getSync() as Uint8Array)[0], 2);
+    await big;
+    assert.equal(r.getSync(), "small");
+    assert.equal((r.getSync() as Uint8Array)[0], 9);
+    b.putSync(small(4), { timeout: 1000 });
+    assert.equal((r.getSync() as Uint8Array)[0], 4);
+  }));
+
+Deno.test("a put that stops waiting for the byte budget holds nobody back", () =>
+  withoutLeaks(async () => {
+    const [b, r] = createSharedMemoryPair({
+      capacity: 16,
+      arenaBytes: 1 << 20,
+      byteBudget: 41 << 20,
+    });
+    using _b = b;
+    using _r = r;
+    using a = openSender(b.descriptor);
+    b.putSync(new Uint8Array(4 << 20));
+    b.putSync(new Uint8Array(4 << 20));
+    const big = new Uint8Array(30 << 20);
+    assert.throws(() => a.putSync(big, { timeout: 30 }), FullError);
+    b.putSync(new Uint8Array(4 << 20), { timeout: 0 }); // at once: the claim went with the put
+    const aborted = new AbortController();
+    const pending = a.put(big, { signal: aborted.signal });
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    aborted.abort();
+    await assert.rejects(pending);
+    b.putSync(new Uint8Array(4 << 20), { timeout: 0 });
+    // And a sender that closes while it waits.
+    const closing = a.put(big);
+    await new Promise((resolve) => setTimeout(resolve, 30));
+    a.close();
+    await assert.rejects(closing, ClosedError);
+    b.putSync(new Uint8Array(4 << 20), { timeout: 0 });
+    for (let i = 0; i < 5; i++) r.getSync();
+  }));
+
 Deno.test("a sender waits for a busy extension only behind messages in line, and only with time to spare", () =>
   withoutLeaks(() => {
     // 24 MiB messages: extensions (the arena is 1 MiB), each worth waiting ~25 ms for.
