@@ -22,11 +22,12 @@
  *              │ head/tail, totals, how the last sender/receiver left, how    │
  *              │ many of each died, the extensions' name salt (set once),     │
  *              │ segments dropped lately (bytes, when), how long idle         │
- *              │ extensions are kept (set once), when one was last in use,    │
- *              │ the claim of a put waiting for budget (bytes, by, gen, when) │
+ *              │ extensions are kept (set once), the claim of a put waiting   │
+ *              │ for budget (bytes, by, gen, when)                            │
  *  byte 448    ├──────────────────────────────────────────────────────────────┤
- *              │ extension table: MAX_EXTENSIONS × 16 B {state, gen, size}    │
- *  byte 704    ├──────────────────────────────────────────────────────────────┤
+ *              │ extension table: MAX_EXTENSIONS × 32 B                       │
+ *              │   {state, gen, size, idle since}                             │
+ *  byte 960    ├──────────────────────────────────────────────────────────────┤
  *              │ participant table: MAX_PARTICIPANTS × 64 B                   │
  *              │   {kind, gen, pid, acked, fd, tid, process, thread start,    │
  *              │    pid namespace, time namespace, waiting, ack waiting}      │
@@ -55,7 +56,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 11;
+export const LAYOUT_VERSION = 12;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -140,9 +141,6 @@ export const C_SHM_DROPPED_AT = 352;
  * Infinity for the queue's life (the `keepIdleSegmentsMs` option). Written once by the
  * creator, before the header is complete. */
 export const C_KEEP_IDLE_MS = 360;
-/** f64: `Date.now()` when an extension last took or gave back a message: every idle one is
- * dropped once this is C_KEEP_IDLE_MS old. */
-export const C_EXTENSION_USED_AT = 368;
 /** f64: extension bytes a put waits for, the budget being taken by messages in flight; 0 =
  * none. Other puts of extension messages leave it that much room, so a stream of smaller
  * ones cannot keep it waiting. One claim at a time; void once its sender leaves or stops
@@ -154,11 +152,14 @@ export const C_CLAIM_AT = 392; // f64: `Date.now()` of the claim's last renewal
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 448;
-export const EXTENSION_STRIDE = 16;
+export const EXTENSION_STRIDE = 32;
 export const MAX_EXTENSIONS = 16;
 export const E_STATE = 0; // u32: ExtensionState
 export const E_GEN = 4; // u32: bumped whenever the segment behind the entry is replaced
 export const E_SIZE = 8; // f64: byte size of the segment
+/** f64: `Date.now()` when the entry last went idle: dropped once this is C_KEEP_IDLE_MS old,
+ * each on its own, so a stream of smaller messages does not keep a huge idle one alive. */
+export const E_IDLE_SINCE = 16;
 
 /** What an extension table entry holds. */
 export const ExtensionState = {

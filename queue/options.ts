@@ -47,11 +47,11 @@ export interface QueueOptions {
    */
   byteBudget?: number;
   /**
-   * How long, in milliseconds, extension segments (which carry the messages above a quarter
-   * of the arena) are kept for reuse once the queue has no such message in flight. Past it,
-   * they are dropped and every end unmaps them, so a queue that carried one 1.7 GB message
-   * gives that memory back instead of holding it until it closes; the next such message
-   * makes (and pre-faults) a new segment. Ends notice within about a second while their
+   * How long, in milliseconds, an extension segment (they carry the messages above a quarter
+   * of the arena) is kept for reuse once no message is in it. Past it, the segment is dropped
+   * and every end unmaps it, so a queue that carried one 1.7 GB message gives that memory back
+   * instead of holding it until it closes; the next such message makes (and pre-faults) a
+   * new segment. Ends notice within about a second while their
    * event loop runs, or at their next call or wait. Default 10,000; 0 drops them as soon as
    * an end notices; `Infinity` keeps them while the queue lives (within `byteBudget`).
    */

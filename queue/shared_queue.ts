@@ -1521,7 +1521,6 @@ export class SharedQueue {
       create = true;
     }
     u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
-    f64[L.C_EXTENSION_USED_AT >> 3] = Date.now();
     this.#dropClaimLocked(this.#self);
     this.#waitForBusyUntil = 0;
     this.#shmWait = undefined;
@@ -1679,6 +1678,13 @@ export class SharedQueue {
     }
   }
 
+  /** Marks extension `index` idle: no message uses it from now on. */
+  #idleExtensionLocked(index: number): void {
+    const e = L.extensionOffset(index);
+    this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Idle;
+    this.#f64[(e + L.E_IDLE_SINCE) >> 3] = Date.now();
+  }
+
   /** Clears the budget claim if participant `index` holds it. */
   #dropClaimLocked(index: number): void {
     if (this.#f64[L.C_CLAIM_BYTES >> 3] !== 0 && this.#u32[L.C_CLAIM_BY >> 2] === index) {
@@ -1762,17 +1768,21 @@ export class SharedQueue {
   }
 
   /**
-   * Drops every idle extension once no extension message has been in flight for
-   * C_KEEP_IDLE_MS, so their memory goes back to /dev/shm when every end has unmapped them.
-   * A use time that is not a time, or in the future, reads as a use now (nothing due).
+   * Drops every extension that has been idle for C_KEEP_IDLE_MS, so its memory goes back to
+   * /dev/shm once every end has unmapped it. An idle time that is not a time, or in the
+   * future, reads as idle since now (nothing due).
    */
   #dropIdleExtensionsLocked(): void {
     if (this.#keepIdleMs === Infinity) return;
-    const usedAt = this.#f64[L.C_EXTENSION_USED_AT >> 3];
-    if (!(Date.now() - usedAt >= this.#keepIdleMs)) return;
+    const now = Date.now();
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const state = this.#u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
-      if (state === L.ExtensionState.Idle) this.#dropExtensionLocked(i);
+      const e = L.extensionOffset(i);
+      if (
+        this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Idle &&
+        now - this.#f64[(e + L.E_IDLE_SINCE) >> 3] >= this.#keepIdleMs
+      ) {
+        this.#dropExtensionLocked(i);
+      }
     }
   }
 
@@ -1790,6 +1800,9 @@ export class SharedQueue {
     if (!this.#mutex.tryLock()) return;
     try {
       if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) return;
+      // A Worker of this process terminate()d with an end open left its mappings (of segments
+      // dropped here too) until an end reaps it, and this one may make no other call.
+      this.#reapDeadLocked();
       // A message released without the lock leaves its extension busy until a settle.
       this.#settleLocked();
       this.#dropIdleExtensionsLocked();
@@ -2356,7 +2369,7 @@ export class SharedQueue {
           f64[L.C_ARENA_TAIL >> 3] = end;
         }
       } else if (segment <= L.MAX_EXTENSIONS) {
-        u32[(L.extensionOffset(segment - 1) + L.E_STATE) >> 2] = L.ExtensionState.Idle;
+        this.#idleExtensionLocked(segment - 1);
         idled = true;
       }
       Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
@@ -2368,10 +2381,7 @@ export class SharedQueue {
     u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
     // Whichever end reclaimed it (often a receiver), the next put trims.
-    if (idled) {
-      this.#u32[L.C_TRIM_DUE >> 2] = 1;
-      f64[L.C_EXTENSION_USED_AT >> 3] = Date.now();
-    }
+    if (idled) this.#u32[L.C_TRIM_DUE >> 2] = 1;
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {
@@ -2450,7 +2460,7 @@ export class SharedQueue {
     Atomics.store(i32, L.W_UNSETTLED >> 2, unsettled);
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
-      if (u32[at] === L.ExtensionState.Busy && !used.has(i)) u32[at] = L.ExtensionState.Idle;
+      if (u32[at] === L.ExtensionState.Busy && !used.has(i)) this.#idleExtensionLocked(i);
     }
     u32[L.C_LIVE_SENDERS >> 2] = this.#countInTable(L.ParticipantKind.Sender);
     u32[L.C_LIVE_RECEIVERS >> 2] = this.#countInTable(L.ParticipantKind.Receiver);

@@ -303,7 +303,6 @@ class Scribbler {
         [L.C_SHM_DROPPED_BYTES, "f64"],
         [L.C_SHM_DROPPED_AT, "f64"],
         [L.C_KEEP_IDLE_MS, "f64"],
-        [L.C_EXTENSION_USED_AT, "f64"],
         [L.C_CLAIM_BYTES, "f64"],
         [L.C_CLAIM_BY, "u32"],
         [L.C_CLAIM_GEN, "u32"],
@@ -311,10 +310,12 @@ class Scribbler {
       ]);
     } else if (pick < 8) {
       target = "extension table";
-      this.#field(L.extensionOffset(this.#int(4)), [[L.E_STATE, "u32"], [L.E_GEN, "u32"], [
-        L.E_SIZE,
-        "f64",
-      ]]);
+      this.#field(L.extensionOffset(this.#int(4)), [
+        [L.E_STATE, "u32"],
+        [L.E_GEN, "u32"],
+        [L.E_SIZE, "f64"],
+        [L.E_IDLE_SINCE, "f64"],
+      ]);
     } else if (pick < 10) {
       target = "participant table";
       this.#field(L.participantOffset(this.#int(8)), [

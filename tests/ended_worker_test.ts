@@ -14,6 +14,7 @@ import {
 import {
   finish,
   fixture,
+  mappedFiles,
   mapSegment,
   type SegmentMapping,
   shmEntries,
@@ -159,6 +160,40 @@ Deno.test("a terminated Worker's receiver counts as closed: its messages go on, 
     } finally {
       worker.terminate();
       sender.close();
+    }
+  }));
+
+Deno.test("a segment a terminated Worker mapped is dropped and unmapped with no call of any end", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({
+      capacity: 4,
+      arenaBytes: 1 << 20,
+      keepIdleSegmentsMs: 200,
+    });
+    using _s = sender;
+    using _r = receiver;
+    const prefix = sender.descriptor.name.slice(1) + "-x";
+    sender.putSync(new Uint8Array(512 << 10)); // an extension message
+    sender.putSync(1);
+    const worker = await startWorker();
+    try {
+      const opened = nextMessage<string>(worker);
+      worker.postMessage({ mode: "hold", descriptor: receiver.descriptor });
+      assert.equal(await opened, "opened");
+      const held = nextMessage(worker);
+      worker.postMessage("go");
+      assert.deepEqual(await held, { held: `${512 << 10} bytes`, got: 1 });
+      worker.terminate();
+      // From here no end calls anything: the sender's idle timer reaps the Worker's end (its
+      // lease comes back), drops the segment once idle, and unmaps it, the Worker's mapping too.
+      const left = () => [
+        ...shmEntries().filter((n) => n.startsWith(prefix)),
+        ...mappedFiles().filter((file) => file.includes(prefix)),
+      ];
+      for (let i = 0; i < 50 && left().length > 0; i++) await delay(100);
+      assert.deepEqual(left(), [], "neither in /dev/shm nor mapped");
+    } finally {
+      worker.terminate();
     }
   }));
 

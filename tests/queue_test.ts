@@ -119,6 +119,34 @@ Deno.test("idle extension segments are dropped after keepIdleSegmentsMs, by ends
     assert.equal(again[big.length - 1], big[big.length - 1]);
   }));
 
+Deno.test("each idle segment is timed on its own: smaller large messages do not keep a huge one", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({
+      capacity: 8,
+      arenaBytes: 256 * 1024,
+      keepIdleSegmentsMs: 200,
+    });
+    using _s = s;
+    using _r = r;
+    const prefix = s.descriptor.name.slice(1) + "-x";
+    const segments = () => shmEntries().filter((n) => n.startsWith(prefix));
+    const small = new Uint8Array(1 << 20);
+    s.putSync(small); // segment x0, 1 MiB
+    r.getSync();
+    s.putSync(new Uint8Array(32 << 20)); // x1, 32 MiB: x0 is too small for it
+    r.getSync();
+    const huge = segments().find((n) => n.includes("-x1-"));
+    assert.ok(huge !== undefined, `a second segment: ${segments()}`);
+    // 1 MiB messages keep coming (each reuses x0, the smallest idle fit) for 4x the delay.
+    for (let i = 0; i < 8; i++) {
+      s.putSync(small);
+      r.getSync();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(!segments().includes(huge), `idle for 4x the delay, still there: ${segments()}`);
+    assert.equal(segments().length, 1, "the one in use stays");
+  }));
+
 Deno.test("keepIdleSegmentsMs must be a number of milliseconds >= 0", () => {
   for (const bad of [-1, NaN, -Infinity]) {
     assert.throws(
