@@ -88,6 +88,9 @@ export class Lane {
    * The rest of an async call that {@linkcode now} could not finish: after every earlier call
    * of this end has finished and `turn` was taken, `attempt` again, then `wait` (until the
    * deadline, or the signal aborts). Resolves undefined when the deadline passed first.
+   * `leaving`, if given, runs however the call ends, before the next call of this end may go
+   * on: what the attempt {@linkcode now} made left behind is undone there even when `wait`
+   * is never reached (an abort or close while it waited for its turn).
    */
   async later<T>(
     attempt: Attempt<T>,
@@ -99,6 +102,7 @@ export class Lane {
       signal: AbortSignal | undefined,
     ) => Promise<{ value: T } | undefined>,
     turn: Promise<void> | undefined,
+    leaving?: () => void,
   ): Promise<{ value: T } | undefined> {
     const ahead = this.#tail;
     let leave!: () => void;
@@ -113,8 +117,12 @@ export class Lane {
       signal?.throwIfAborted();
       return attempt() ?? await wait(attempt, deadline, signal);
     } finally {
-      this.#queued--;
-      leave();
+      try {
+        leaving?.();
+      } finally {
+        this.#queued--;
+        leave();
+      }
     }
   }
 }

@@ -162,6 +162,8 @@ export class Sender implements Disposable {
     const plan = this.#plan(value, "put");
     const attempt = this.#putAttempt(plan, "put", deadline);
     const lane = this.#lane;
+    // Only a call that finds none of this end's ahead of it tries in Lane.now (and may claim).
+    const first = !lane.busy;
     const put = lane.now(attempt, true);
     const turn = lane.takeDueTurn();
     if (put !== undefined) {
@@ -169,7 +171,14 @@ export class Sender implements Disposable {
       if (settles) await settles;
       return;
     }
-    const done = await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, turn);
+    const done = await lane.later(
+      attempt,
+      deadline,
+      options?.signal,
+      this.#waitForRoom,
+      turn,
+      first ? this.#dropBudgetClaim : undefined,
+    );
     if (done === undefined) throw this.#full("put", options?.timeout, plan.byteLength);
     const settles = lane.settleAfterTurns(undefined);
     if (settles) await settles;
@@ -207,8 +216,16 @@ export class Sender implements Disposable {
     const plan = this.#plan(template, "prepare", true);
     const attempt = this.#reserveAttempt(plan.byteLength, deadline);
     const lane = this.#lane;
+    const first = !lane.busy;
     const reserved = lane.now(attempt) ??
-      await lane.later(attempt, deadline, options?.signal, this.#waitForRoom, lane.takeDueTurn());
+      await lane.later(
+        attempt,
+        deadline,
+        options?.signal,
+        this.#waitForRoom,
+        lane.takeDueTurn(),
+        first ? this.#dropBudgetClaim : undefined,
+      );
     if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
     return this.#draft<T>(plan, reserved.value, "prepare");
   }
@@ -298,6 +315,12 @@ export class Sender implements Disposable {
       queue.dropBudgetClaim();
     }
   };
+
+  /** The first attempt of an async put or prepare (Lane.now) may have claimed budget, and the
+   * call may end (abort, close) before it reaches #waitForRoom: the claim goes all the same.
+   * Only for a call that had none of this end's ahead of it: a later one giving up early
+   * must not drop the claim of an earlier one still waiting. */
+  readonly #dropBudgetClaim = (): void => this.#queue.dropBudgetClaim();
 
   #assertNoneWaiting(method: string): void {
     if (this.#lane.busy) {

@@ -1481,7 +1481,14 @@ export class SharedQueue {
     }
     let index = fit;
     let create = false;
-    const claimed = this.#budgetClaimedByOthersLocked();
+    let claimed = this.#budgetClaimedByOthersLocked();
+    // Not for a sender whose own drafts take budget: the claimant may be waiting for them,
+    // and they cannot be sent while this put (or prepare) waits for the claimant.
+    if (claimed > 0) {
+      for (const sender of this.#extensionsBeingWrittenLocked().values()) {
+        if (sender === this.#self) claimed = 0;
+      }
+    }
     // Within the budget, and leaving the room another put waits for (a message past the whole
     // budget goes once it is the only one).
     const overBudget = (size: number) =>

@@ -758,6 +758,51 @@ Deno.test("a put that stops waiting for the byte budget holds nobody back", () =
     for (let i = 0; i < 5; i++) r.getSync();
   }));
 
+Deno.test("a put aborted before it first waits holds nobody back", () =>
+  withoutLeaks(async () => {
+    const [b, r] = createSharedMemoryPair({
+      capacity: 16,
+      arenaBytes: 1 << 20,
+      byteBudget: 41 << 20,
+    });
+    using _b = b;
+    using _r = r;
+    using a = openSender(b.descriptor);
+    b.putSync(new Uint8Array(4 << 20));
+    b.putSync(new Uint8Array(4 << 20));
+    // The call's first attempt claims; the abort comes before it reaches its room wait.
+    const aborted = new AbortController();
+    const pending = a.put(new Uint8Array(30 << 20), { signal: aborted.signal });
+    aborted.abort();
+    await assert.rejects(pending);
+    b.putSync(new Uint8Array(4 << 20), { timeout: 0 });
+    for (let i = 0; i < 3; i++) r.getSync();
+  }));
+
+Deno.test("a sender holding a draft is not held back by a put waiting for that draft", () =>
+  withoutLeaks(async () => {
+    const [b, r] = createSharedMemoryPair({
+      capacity: 16,
+      arenaBytes: 1 << 20,
+      byteBudget: 41 << 20,
+    });
+    using _b = b;
+    using _r = r;
+    using a = openSender(b.descriptor);
+    const first = b.prepareSync({ x: reserve(Uint8Array, 12 << 20) });
+    // 30 MiB do not fit beside the draft: A waits for it, and claims.
+    const big = a.put(new Uint8Array(30 << 20).fill(9), { timeout: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // B's next 4 MiB fit beside its draft: were it held back, neither could go on.
+    const second = await b.prepare({ x: reserve(Uint8Array, 4 << 20) }, { timeout: 1000 });
+    first.send();
+    second.send();
+    assert.equal((await r.get<{ x: Uint8Array }>()).x.length, 12 << 20);
+    assert.equal((await r.get<{ x: Uint8Array }>()).x.length, 4 << 20);
+    await big;
+    assert.equal((r.getSync() as Uint8Array)[0], 9);
+  }));
+
 Deno.test("a sender waits for a busy extension only behind messages in line, and only with time to spare", () =>
   withoutLeaks(() => {
     // 24 MiB messages: extensions (the arena is 1 MiB), each worth waiting ~25 ms for.
