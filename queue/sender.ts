@@ -52,6 +52,9 @@ const PUTS_PER_PEER_CHECK = 16;
 export class Sender implements Disposable {
   readonly #queue: SharedQueue;
   readonly #drafts = new Set<Draft<unknown>>();
+  /** Of those, the ones in extension segments: they take byte budget until sent or cancelled
+   * (see SharedQueue.reserve). */
+  #extensionDrafts = 0;
   /** This end's async puts and prepares, served in call order. */
   readonly #lane = new Lane();
   #published = 0;
@@ -400,7 +403,7 @@ export class Sender implements Disposable {
     // receivers, and publishing is one atomic store.
     return () => {
       this.#noticeDeadPeers();
-      const r = queue.reserve(length, deadline);
+      const r = queue.reserve(length, deadline, this.#extensionDrafts > 0);
       if (r === undefined) return undefined;
       try {
         encodeInto(plan, queue.reservedBytes(r));
@@ -417,7 +420,7 @@ export class Sender implements Disposable {
   #reserveAttempt(length: number, deadline: number): Attempt<Reservation> {
     return () => {
       this.#noticeDeadPeers();
-      const r = this.#queue.reserve(length, deadline);
+      const r = this.#queue.reserve(length, deadline, this.#extensionDrafts > 0);
       return r === undefined ? undefined : { value: r };
     };
   }
@@ -443,11 +446,14 @@ export class Sender implements Disposable {
       queue.cancel(r);
       throw named(error, method);
     }
+    const inExtension = r.segment > 0;
     const draft = new Draft<T>(queue, r, view, value, (d, sent) => {
       this.#drafts.delete(d as Draft<unknown>);
+      if (inExtension) this.#extensionDrafts--;
       if (sent) this.#published++;
     });
     this.#drafts.add(draft as Draft<unknown>);
+    if (inExtension) this.#extensionDrafts++;
     return draft;
   }
 

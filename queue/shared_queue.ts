@@ -636,7 +636,7 @@ export class SharedQueue {
    * Reserves a slot and `length` bytes for a message, or returns undefined when the queue is
    * full. Throws ClosedError when no receiver is left.
    */
-  reserve(length: number, deadline = Infinity): Reservation | undefined {
+  reserve(length: number, deadline = Infinity, holdsDrafts = false): Reservation | undefined {
     this.#lock();
     try {
       this.#checkUsable();
@@ -646,7 +646,7 @@ export class SharedQueue {
           reason: "no-receivers",
         });
       }
-      const reservation = this.#reserveLocked(length, deadline);
+      const reservation = this.#reserveLocked(length, deadline, holdsDrafts);
       this.#noticeRenewedExtensionsLocked();
       return reservation;
     } finally {
@@ -1361,7 +1361,11 @@ export class SharedQueue {
     this.#reclaimLocked();
   }
 
-  #reserveLocked(length: number, deadline = Infinity): Reservation | undefined {
+  #reserveLocked(
+    length: number,
+    deadline = Infinity,
+    holdsDrafts = false,
+  ): Reservation | undefined {
     this.#waitingForShm = undefined; // set again below when this attempt waits for /dev/shm
     this.#settleLocked();
     const u32 = this.#u32;
@@ -1416,7 +1420,7 @@ export class SharedQueue {
       f64[L.C_ARENA_HEAD >> 3] = arenaEnd;
       offset = start % arenaSize;
     } else {
-      const choice = this.#chooseExtensionLocked(length, deadline);
+      const choice = this.#chooseExtensionLocked(length, deadline, holdsDrafts);
       if (choice === undefined) return undefined;
       segment = choice.index + 1;
       createExtension = choice.create;
@@ -1438,11 +1442,12 @@ export class SharedQueue {
    * Picks an extension for a message of `length` bytes: the smallest idle one that fits,
    * else a new one, dropping idle ones to stay within the byte budget. Returns undefined
    * (wait) when the budget is taken by messages in flight; a message larger than the whole
-   * budget still goes when it is the only one.
+   * budget still goes when it is the only one. `holdsDrafts`: see #claimBudgetLocked.
    */
   #chooseExtensionLocked(
     length: number,
     deadline: number,
+    holdsDrafts: boolean,
   ): { index: number; create: boolean } | undefined {
     const u32 = this.#u32;
     const f64 = this.#f64;
@@ -1481,27 +1486,24 @@ export class SharedQueue {
     }
     let index = fit;
     let create = false;
-    let claimed = this.#budgetClaimedByOthersLocked();
     // Not for a sender whose own drafts take budget: the claimant may be waiting for them,
     // and they cannot be sent while this put (or prepare) waits for the claimant.
-    if (claimed > 0) {
-      for (const sender of this.#extensionsBeingWrittenLocked().values()) {
-        if (sender === this.#self) claimed = 0;
-      }
-    }
+    const claimed = holdsDrafts ? 0 : this.#budgetClaimedByOthersLocked();
     // Within the budget, and leaving the room another put waits for (a message past the whole
     // budget goes once it is the only one).
     const overBudget = (size: number) =>
       (busyBytes > 0 && busyBytes + size > room) ||
       (claimed > 0 && busyBytes + size + claimed > room);
     if (index >= 0) {
-      if (overBudget(sizeOf(index))) return this.#claimBudgetLocked(sizeOf(index), claimed);
+      if (overBudget(sizeOf(index))) {
+        return this.#claimBudgetLocked(sizeOf(index), claimed, holdsDrafts);
+      }
     } else {
       const size = extensionSizeFor(length);
       if (busyFitting >= EXTENSIONS_IN_FLIGHT && this.#waitForBusyLocked(length, size, deadline)) {
         return undefined;
       }
-      if (overBudget(size)) return this.#claimBudgetLocked(size, claimed);
+      if (overBudget(size)) return this.#claimBudgetLocked(size, claimed, holdsDrafts);
       // Largest idle ones go first: they hold the most memory.
       idle.sort((a, b) => sizeOf(b) - sizeOf(a));
       let dropped = 0;
@@ -1644,16 +1646,14 @@ export class SharedQueue {
 
   /**
    * A put waits for `size` bytes of the budget: it claims them, unless another put holds the
-   * claim (`claimed` > 0), or renews its claim. Returns undefined (wait), for
-   * #chooseExtensionLocked.
+   * claim (`claimed` > 0), or renews its claim. `holdsDrafts`: this sender has unsent drafts
+   * in extensions (Sender tracks them; a ring scan would cost every attempt under the lock).
+   * Returns undefined (wait), for #chooseExtensionLocked.
    */
-  #claimBudgetLocked(size: number, claimed: number): undefined {
-    if (claimed > 0) return undefined;
-    // Not while this sender's own messages still being written (its drafts) take budget:
-    // they cannot drain while it waits, and its claim would hold every other sender back.
-    for (const sender of this.#extensionsBeingWrittenLocked().values()) {
-      if (sender === this.#self) return undefined;
-    }
+  #claimBudgetLocked(size: number, claimed: number, holdsDrafts: boolean): undefined {
+    // Nor while this sender's own drafts take budget: they cannot drain while it waits, and
+    // its claim would hold every other sender back.
+    if (claimed > 0 || holdsDrafts) return undefined;
     const u32 = this.#u32;
     const f64 = this.#f64;
     f64[L.C_CLAIM_BYTES >> 3] = size;
@@ -1777,19 +1777,19 @@ export class SharedQueue {
   /**
    * Drops every extension that has been idle for C_KEEP_IDLE_MS, so its memory goes back to
    * /dev/shm once every end has unmapped it. An idle time that is not a time, or in the
-   * future, reads as idle since now (nothing due).
+   * future, is reset to now.
    */
   #dropIdleExtensionsLocked(): void {
     if (this.#keepIdleMs === Infinity) return;
     const now = Date.now();
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const e = L.extensionOffset(i);
-      if (
-        this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Idle &&
-        now - this.#f64[(e + L.E_IDLE_SINCE) >> 3] >= this.#keepIdleMs
-      ) {
-        this.#dropExtensionLocked(i);
-      }
+      if (this.#u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Idle) continue;
+      const idleFor = now - this.#f64[(e + L.E_IDLE_SINCE) >> 3];
+      // Not a time, or in the future (the wall clock stepped back since): idle since now, or
+      // the segment would stay as long as the step (or for good).
+      if (!(idleFor >= 0)) this.#f64[(e + L.E_IDLE_SINCE) >> 3] = now;
+      else if (idleFor >= this.#keepIdleMs) this.#dropExtensionLocked(i);
     }
   }
 

@@ -147,6 +147,35 @@ Deno.test("each idle segment is timed on its own: smaller large messages do not 
     assert.equal(segments().length, 1, "the one in use stays");
   }));
 
+Deno.test("an idle time in the future (the clock stepped back) or not a time delays a drop by keepIdleSegmentsMs only", () =>
+  withoutLeaks(async () => {
+    for (const forged of [Date.now() + 3600_000, NaN]) {
+      const [s, r] = createSharedMemoryPair({
+        capacity: 4,
+        arenaBytes: 256 * 1024,
+        keepIdleSegmentsMs: 200,
+      });
+      using _s = s;
+      using _r = r;
+      const prefix = s.descriptor.name.slice(1) + "-x";
+      s.putSync(new Uint8Array(1 << 20));
+      r.getSync();
+      s.waitForAllAckSync(); // settles the release: the segment is idle now
+      const m = mapSegment(s.descriptor.name)!;
+      try {
+        const at = (L.extensionOffset(0) + L.E_IDLE_SINCE) >> 3;
+        assert.ok(m.f64[at] > 0, "the segment went idle");
+        m.f64[at] = forged;
+      } finally {
+        m.unmap();
+      }
+      assert.ok(
+        await eventually(() => !shmEntries().some((n) => n.startsWith(prefix))),
+        `idle since ${forged}: still there`,
+      );
+    }
+  }));
+
 Deno.test("keepIdleSegmentsMs must be a number of milliseconds >= 0", () => {
   for (const bad of [-1, NaN, -Infinity]) {
     assert.throws(
