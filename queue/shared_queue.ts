@@ -2289,12 +2289,21 @@ export class SharedQueue {
     if (reclaim) this.#reclaimLocked();
   }
 
-  /** Books a slot that just became Done: one less in flight and, when it had been
-   * delivered, one more ack for its sender. */
+  /** Books a slot that just became Done: one less in flight, its extension (if any) idle
+   * at once, not when the ring's tail gets there (a lease held on an earlier message would
+   * otherwise keep every later extension busy: none reused, none dropped, a new segment per
+   * message up to the budget), and, when it had been delivered, one more ack for its
+   * sender. */
   #creditLocked(s: number, delivered: boolean): void {
     const u32 = this.#u32;
     const inFlight = u32[L.C_IN_FLIGHT >> 2];
     u32[L.C_IN_FLIGHT >> 2] = inFlight > 0 ? inFlight - 1 : 0;
+    const segment = u32[(s + L.S_SEGMENT) >> 2];
+    if (segment > 0 && segment <= L.MAX_EXTENSIONS) {
+      this.#idleExtensionLocked(segment - 1);
+      // Whichever end settled it (often a receiver), the next put trims.
+      u32[L.C_TRIM_DUE >> 2] = 1;
+    }
     if (!delivered) return;
     this.#f64[L.C_TOTAL_RELEASED >> 3]++;
     const sender = u32[(s + L.S_SENDER) >> 2];
@@ -2354,7 +2363,6 @@ export class SharedQueue {
     const write = u32[L.C_WRITE >> 2];
     let read = u32[L.C_READ >> 2];
     let tail = u32[L.C_TAIL >> 2];
-    let idled = false;
     // Past the read cursor too, which then moves along: messages handed out ahead of it (out
     // of turn, or prefetched) give their space back as soon as they are released, not at the
     // next take.
@@ -2369,15 +2377,13 @@ export class SharedQueue {
         ) break;
         this.#creditLocked(s, true);
       } else if (state !== L.SlotState.Done) break;
-      const segment = u32[(s + L.S_SEGMENT) >> 2];
-      if (segment === 0) {
+      // An extension went idle when its message became Done (see #creditLocked), and may
+      // carry another message by now: only the arena is freed in ring order.
+      if (u32[(s + L.S_SEGMENT) >> 2] === 0) {
         const end = f64[(s + L.S_ARENA_END) >> 3];
         if (end > f64[L.C_ARENA_TAIL >> 3] && end <= f64[L.C_ARENA_HEAD >> 3]) {
           f64[L.C_ARENA_TAIL >> 3] = end;
         }
-      } else if (segment <= L.MAX_EXTENSIONS) {
-        this.#idleExtensionLocked(segment - 1);
-        idled = true;
       }
       Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
       if (tail === read) read = (read + 1) >>> 0;
@@ -2387,8 +2393,6 @@ export class SharedQueue {
     // cursor, as everywhere else, never ahead of it.
     u32[L.C_READ >> 2] = read;
     u32[L.C_TAIL >> 2] = tail;
-    // Whichever end reclaimed it (often a receiver), the next put trims.
-    if (idled) this.#u32[L.C_TRIM_DUE >> 2] = 1;
     // An empty queue restarts its arena at offset 0: the next message need not wrap, and the
     // logical offsets (f64) never grow past exact integers.
     if (tail === u32[L.C_WRITE >> 2]) {
@@ -2454,7 +2458,10 @@ export class SharedQueue {
       }
       if (state !== L.SlotState.Done && state !== L.SlotState.Free) inFlight++;
       if (state === L.SlotState.Released) unsettled++;
-      if (state !== L.SlotState.Free) used.add(u32[(s + L.S_SEGMENT) >> 2] - 1);
+      // A Done message's extension went idle with it (see #creditLocked).
+      if (state !== L.SlotState.Free && state !== L.SlotState.Done) {
+        used.add(u32[(s + L.S_SEGMENT) >> 2] - 1);
+      }
       // A rebase cut short had shifted the arena cursors down by whole laps of the arena, and
       // not yet this slot's end: past the head, it is that many laps too high.
       const end = this.#f64[(s + L.S_ARENA_END) >> 3];

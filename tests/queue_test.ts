@@ -176,6 +176,34 @@ Deno.test("an idle time in the future (the clock stepped back) or not a time del
     }
   }));
 
+Deno.test("a lease held on one large message keeps only its own segment: the others are reused and dropped", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({
+      capacity: 16,
+      arenaBytes: 1 << 20,
+      byteBudget: 16 << 20, // room for 7 segments of 2 MiB, not 11
+      keepIdleSegmentsMs: 200,
+    });
+    using _s = s;
+    using _r = r;
+    const prefix = s.descriptor.name.slice(1) + "-x";
+    const segments = () => shmEntries().filter((n) => n.startsWith(prefix));
+    s.putSync(new Uint8Array(2 << 20).fill(1));
+    const lease = r.borrowSync();
+    for (let i = 0; i < 10; i++) {
+      s.putSync(new Uint8Array(2 << 20).fill(2), { timeout: 1000 });
+      assert.equal(r.getSync<Uint8Array>()[0], 2);
+    }
+    assert.equal(segments().length, 2, `the leased one and one reused: ${segments()}`);
+    assert.ok(
+      await eventually(() => segments().length === 1),
+      `the idle one dropped while the lease is held: ${segments()}`,
+    );
+    assert.equal((lease.value as Uint8Array)[0], 1, "the leased message is intact");
+    lease.release();
+    assert.ok(await eventually(() => segments().length === 0), "then the leased one too");
+  }));
+
 Deno.test("keepIdleSegmentsMs must be a number of milliseconds >= 0", () => {
   for (const bad of [-1, NaN, -Infinity]) {
     assert.throws(
