@@ -12,7 +12,7 @@ import type { Sender } from "../queue/sender.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { ClosedError } from "../queue/errors.ts";
 import { ActorError } from "./errors.ts";
-import { PARENT_GONE_GRACE_MS, stopWatchingParent } from "./parent_watch.ts";
+import { ACTOR_PARENT_ENV, PARENT_GONE_GRACE_MS, stopWatchingParent } from "./parent_watch.ts";
 import {
   type ActorContext,
   booleanOption,
@@ -62,7 +62,10 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
    * an error. If the main thread is blocked in a sync wait and cannot do that within a second,
    * the watchdog ends the process at once; peers then see the ends as dead within about a
    * second. The watchdog is a small Worker (about 18 MB of memory); it never keeps the
-   * process alive.
+   * process alive. The actor also outlives a `SIGINT` (Ctrl-C in a terminal signals the
+   * parent and its actors together) to leave with its parent instead, closing its ends as it
+   * goes: killed beside the parent, neither could tell it was the last, and the queues would
+   * stay in /dev/shm until a sweep. Your own `SIGINT` listener still runs.
    */
   exitWithParent?: boolean;
 }
@@ -134,6 +137,19 @@ async function start(
       `${caller}: this process was not started by spawnActor (its stdin is a terminal)`,
     );
   }
+  // spawnActor always sets it, and grants reading it: without it, stdin is someone else's
+  // pipe, which may stay open without a byte (an IDE, a CI step), and the read would hang.
+  let parent: string | undefined = "";
+  try {
+    parent = Deno.env.get(ACTOR_PARENT_ENV);
+  } catch {
+    // No permission to read it: cannot tell, read stdin.
+  }
+  if (parent === undefined) {
+    throw new ActorError(
+      `${caller}: this process was not started by spawnActor (${ACTOR_PARENT_ENV} is not set)`,
+    );
+  }
   const handoff = await readHandoff(caller);
   let control: Sender | undefined;
   if (handoff.control !== undefined) control = openSender(handoff.control as QueueDescriptor);
@@ -163,9 +179,13 @@ async function start(
   // Started after the report, so that it does not delay the parent.
   if (booleanOption(options?.exitWithParent, true, "exitWithParent", caller)) {
     await startWatchdog(queues);
+    Deno.addSignalListener("SIGINT", leaveWithParent);
   }
   return { queues, args };
 }
+
+/** An actor's answer to SIGINT: none (see ActorContextOptions.exitWithParent). */
+function leaveWithParent(): void {}
 
 function report(control: Sender | undefined, message: ControlMessage): void {
   if (control === undefined) return;

@@ -337,6 +337,22 @@ const roles: Record<string, () => Promise<void> | void> = {
     if (Deno.args[2] === "exit") Deno.exit(7);
   },
 
+  /** A parent as the README has it for Ctrl-C: it exits on SIGINT. Starts a putsToParent
+   * actor, prints its pid, and takes its messages until the test interrupts the group. */
+  async interruptible() {
+    Deno.addSignalListener("SIGINT", () => Deno.exit(130));
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+    const actor = await spawnActor(FIXTURE, {
+      queues: { out: sender },
+      argv: ["putsToParent", "async", Deno.args[1]],
+      permissions: { write: [Deno.args[1]] },
+      transfer: true,
+    });
+    for (let i = 0; i < 20; i++) receiver.getSync({ timeout: 10_000 });
+    console.log(actor.pid);
+    for await (const _ of receiver) { /* until interrupted */ }
+  },
+
   /** An intermediate parent: starts a holder actor, prints its pid, waits to be killed. */
   async middle() {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });

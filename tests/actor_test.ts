@@ -219,6 +219,26 @@ Deno.test("args as large as an actor takes arrive whole; larger ones are refused
   );
 });
 
+Deno.test("actorContext() in a process spawnActor did not start fails at once, though its stdin stays open", async () => {
+  // An IDE or a CI step runs the module with a pipe that never ends: the read would hang.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", "--allow-read", "--allow-env", FIXTURE.pathname, "print"],
+    stdin: "piped",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const stderr = await within(30_000, new Response(child.stderr).text(), "the refusal");
+    assert.match(
+      stderr,
+      /actorContext: this process was not started by spawnActor \(SHMQ_ACTOR_PARENT is not set\)/,
+    );
+    assert.notEqual((await child.status).code, 0);
+  } finally {
+    await child.stdin.close().catch(() => {});
+  }
+});
+
 Deno.test("actorContext() refuses a stdin that is no handoff after its first bytes", async () => {
   // Without the early check it would read on until a newline or the handoff's size limit.
   const child = new Deno.Command(Deno.execPath(), {
@@ -226,6 +246,7 @@ Deno.test("actorContext() refuses a stdin that is no handoff after its first byt
     stdin: "piped",
     stdout: "null",
     stderr: "piped",
+    env: { SHMQ_ACTOR_PARENT: String(Deno.pid) }, // as spawnActor sets it
   }).spawn();
   const writer = child.stdin.getWriter();
   writer.write(new Uint8Array(1 << 20).fill(0x78)).catch(() => {}); // no newline; stays open
@@ -721,6 +742,46 @@ for (const [mode, leaves] of [["async", "end"], ["sync", "end"], ["async", "exit
     },
   );
 }
+
+Deno.test(
+  "Ctrl-C (SIGINT to the process group) ends a parent and its actor and leaves nothing in /dev/shm",
+  async () => {
+    const before = shmSnapshot();
+    const marker = await Deno.makeTempFile();
+    // setsid: a process group of its own, as a shell gives a command run in a terminal.
+    const parent = new Deno.Command("setsid", {
+      args: [
+        Deno.execPath(),
+        "run",
+        "--allow-ffi",
+        "--allow-run",
+        "--allow-write",
+        FIXTURE.pathname,
+        "interruptible",
+        marker,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const errors = new Response(parent.stderr).text();
+    const actorPid = await printedPid(parent);
+    try {
+      const kill = await new Deno.Command("kill", { args: ["-INT", "--", `-${parent.pid}`] })
+        .output();
+      assert.ok(kill.success, "kill -INT the group");
+      assert.equal((await parent.status).code, 130, await errors);
+      assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
+      assert.equal(await Deno.readTextFile(marker), "unloaded", "the actor left with its parent");
+      // Before: the actor died of the SIGINT too, and the parent's exit, beside it, did not
+      // find itself the last end: the queue stayed (3 runs of 3).
+      assert.deepEqual(await leaksSince(before, [parent.pid, actorPid]), [], "left in /dev/shm");
+    } finally {
+      if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
+      await Deno.remove(marker);
+    }
+  },
+);
 
 Deno.test(
   "an actor's error of a queue the parent left, while the parent lives on, still ends it with code 1",
