@@ -235,7 +235,15 @@ export class DType {
  */
 export function dtype(name: DTypeName): DType {
   const d = byName.get(name);
-  if (d === undefined) throw new TypeError(`unknown dtype ${JSON.stringify(String(name))}`);
+  if (d === undefined) {
+    // A constructor (Float32Array) shows by its name, not by its source.
+    const shownName = typeof name === "function"
+      ? `${
+        (name as { name?: string }).name || "anonymous"
+      } (a function; dtype names are strings such as "float32")`
+      : JSON.stringify(String(name));
+    throw new TypeError(`unknown dtype ${shownName}`);
+  }
   return d;
 }
 

@@ -68,6 +68,14 @@ export function parseDescriptor(input: unknown, caller: string): QueueDescriptor
       end = shmq === undefined && "descriptor" in (value as object);
     } catch { /* a proxy that throws: no hint */ }
     if (end) bad("got a queue end: pass its .descriptor");
+    let fields = -1;
+    try {
+      fields = Object.keys(value as object).length;
+    } catch { /* a proxy that throws: no hint */ }
+    // What JSON.stringify makes of a Sender or Receiver: it has no enumerable fields.
+    if (shmq === undefined && fields === 0) {
+      bad("got an empty object (JSON.stringify of a queue end gives {}): pass its .descriptor");
+    }
     bad(`version ${show(shmq)}, this library reads version ${DESCRIPTOR_VERSION}`);
   }
   if (end !== "sender" && end !== "receiver") {

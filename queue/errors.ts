@@ -108,3 +108,15 @@ export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "cor
  * ```
  */
 export class DecodeError extends QueueError {}
+
+/**
+ * Puts `method` ("Receiver.get") in front of the message of a queue error that does not name
+ * its call yet: one raised while the call waited (its end closed meanwhile, every peer left,
+ * the queue found corrupt). Returns the error, to be thrown.
+ */
+export function namingCall(error: unknown, method: string): unknown {
+  if (error instanceof QueueError && !/^\w+\.\w+: /.test(error.message)) {
+    error.message = `${method}: ${error.message}`;
+  }
+  return error;
+}

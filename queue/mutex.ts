@@ -133,10 +133,11 @@ export class ShmMutex {
         if (performance.now() - heldSince > (again ? STILL_STUCK_MS : stuckMs)) {
           this.#stuckWord = seen;
           throw new ClosedError(
-            again
+            (again
               ? `queue lock still held by live participant ${owner}, which kept it for over ` +
-                `${stuckMs} ms before: queue unusable`
-              : `queue lock held for over ${stuckMs} ms by live participant ${owner}: queue unusable`,
+                `${stuckMs} ms before`
+              : `queue lock held for over ${stuckMs} ms by live participant ${owner}`) +
+              " (a stopped or hung process): this call gave up; calls work again once it lets go",
             { reason: "stuck" },
           );
         }

@@ -12,7 +12,7 @@ import {
   prepareCopyTarget,
   tuneMallocForCopies,
 } from "../ffi/native.ts";
-import { ClosedError, EmptyError } from "./errors.ts";
+import { ClosedError, EmptyError, namingCall } from "./errors.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
 import type { MessageView, SharedQueue, TakenMessage } from "./shared_queue.ts";
@@ -178,32 +178,40 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * (`getSync`, `getNowait` and `borrowSync`, which cannot wait for them, go first).
    */
   async get<T = unknown>(options?: GetOptions): Promise<T> {
-    this.#queue.assertOpen("Receiver.get");
-    const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
-    options?.signal?.throwIfAborted();
-    const attempt = this.#getAttemptFor(options?.allocate, "get");
-    const lane = this.#lane;
-    const got = lane.now(attempt) ??
-      await lane.later(
-        attempt,
-        deadline,
-        options?.signal,
-        this.#waitForMessage,
-        lane.takeDueTurn(),
-      );
-    if (got === undefined) throw this.#empty("get", options?.timeout);
-    return got.value as T;
+    try {
+      this.#queue.assertOpen("Receiver.get");
+      const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
+      options?.signal?.throwIfAborted();
+      const attempt = this.#getAttemptFor(options?.allocate, "get");
+      const lane = this.#lane;
+      const got = lane.now(attempt) ??
+        await lane.later(
+          attempt,
+          deadline,
+          options?.signal,
+          this.#waitForMessage,
+          lane.takeDueTurn(),
+        );
+      if (got === undefined) throw this.#empty("get", options?.timeout);
+      return got.value as T;
+    } catch (error) {
+      throw namingCall(error, "Receiver.get");
+    }
   }
 
   /** Like {@linkcode get}, but blocks the thread: for actors and Workers that do nothing else. */
   getSync<T = unknown>(options?: SyncGetOptions): T {
-    stopIfRequested();
-    this.#queue.assertOpen("Receiver.getSync");
-    const deadline = deadlineOf(options, "Receiver.getSync", SYNC_GET_OPTIONS);
-    const attempt = this.#getAttemptFor(options?.allocate, "getSync");
-    const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
-    if (got === undefined) throw this.#empty("getSync", options?.timeout);
-    return got.value as T;
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Receiver.getSync");
+      const deadline = deadlineOf(options, "Receiver.getSync", SYNC_GET_OPTIONS);
+      const attempt = this.#getAttemptFor(options?.allocate, "getSync");
+      const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
+      if (got === undefined) throw this.#empty("getSync", options?.timeout);
+      return got.value as T;
+    } catch (error) {
+      throw namingCall(error, "Receiver.getSync");
+    }
   }
 
   /**
@@ -235,23 +243,27 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * costs less than a view at this size, and release detaches it the same way.)
    */
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
-    this.#queue.assertOpen("Receiver.borrow");
-    const deadline = deadlineOf(options, "Receiver.borrow", WAIT_OPTIONS);
-    options?.signal?.throwIfAborted();
-    const lane = this.#lane;
-    const now = lane.now(this.#takeAttempt);
-    if (now !== undefined) return this.#lease<T>(now.value);
-    const taken = await lane.later(
-      this.#borrowAttempt,
-      deadline,
-      options?.signal,
-      this.#waitForMessage,
-      lane.takeDueTurn(),
-    );
-    if (taken === undefined) throw this.#empty("borrow", options?.timeout);
-    // Gone from the set: this end closed before the borrow resumed, and gave the message back.
-    if (!this.#inTransit.delete(taken.value)) this.#queue.assertOpen("Receiver.borrow");
-    return this.#lease<T>(taken.value);
+    try {
+      this.#queue.assertOpen("Receiver.borrow");
+      const deadline = deadlineOf(options, "Receiver.borrow", WAIT_OPTIONS);
+      options?.signal?.throwIfAborted();
+      const lane = this.#lane;
+      const now = lane.now(this.#takeAttempt);
+      if (now !== undefined) return this.#lease<T>(now.value);
+      const taken = await lane.later(
+        this.#borrowAttempt,
+        deadline,
+        options?.signal,
+        this.#waitForMessage,
+        lane.takeDueTurn(),
+      );
+      if (taken === undefined) throw this.#empty("borrow", options?.timeout);
+      // Gone from the set: this end closed before the borrow resumed, and gave the message back.
+      if (!this.#inTransit.delete(taken.value)) this.#queue.assertOpen("Receiver.borrow");
+      return this.#lease<T>(taken.value);
+    } catch (error) {
+      throw namingCall(error, "Receiver.borrow");
+    }
   }
 
   readonly #borrowAttempt: Attempt<TakenMessage> = () => {
@@ -262,13 +274,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** Like {@linkcode borrow}, but blocks the thread. */
   borrowSync<T = unknown>(options?: SyncWaitOptions): Lease<T> {
-    stopIfRequested();
-    this.#queue.assertOpen("Receiver.borrowSync");
-    const deadline = deadlineOf(options, "Receiver.borrowSync", SYNC_WAIT_OPTIONS);
-    const taken = this.#takeAttempt() ??
-      waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
-    if (taken === undefined) throw this.#empty("borrowSync", options?.timeout);
-    return this.#lease<T>(taken.value);
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Receiver.borrowSync");
+      const deadline = deadlineOf(options, "Receiver.borrowSync", SYNC_WAIT_OPTIONS);
+      const taken = this.#takeAttempt() ??
+        waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
+      if (taken === undefined) throw this.#empty("borrowSync", options?.timeout);
+      return this.#lease<T>(taken.value);
+    } catch (error) {
+      throw namingCall(error, "Receiver.borrowSync");
+    }
   }
 
   /** Yields messages until every sender has closed and the queue is drained, or until this

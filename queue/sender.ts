@@ -6,7 +6,7 @@
 
 import { encodeInto, type EncodePlan, planEncode } from "../codec/mod.ts";
 import { decodeBytes } from "../codec/decode.ts";
-import { ClosedError, FullError } from "./errors.ts";
+import { ClosedError, FullError, namingCall } from "./errors.ts";
 import { MAX_MESSAGE_SIZE } from "./layout.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { cancelOnClose, Draft } from "./lease.ts";
@@ -159,32 +159,36 @@ export class Sender implements Disposable {
    * later cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
-    this.#queue.assertOpen("Sender.put");
-    const deadline = deadlineOf(options, "Sender.put", WAIT_OPTIONS);
-    options?.signal?.throwIfAborted();
-    const plan = this.#plan(value, "put");
-    const attempt = this.#putAttempt(plan, "put", deadline);
-    const lane = this.#lane;
-    // Only a call that finds none of this end's ahead of it tries in Lane.now (and may claim).
-    const first = !lane.busy;
-    const put = lane.now(attempt, true);
-    const turn = lane.takeDueTurn();
-    if (put !== undefined) {
-      const settles = lane.settleAfterTurns(turn);
+    try {
+      this.#queue.assertOpen("Sender.put");
+      const deadline = deadlineOf(options, "Sender.put", WAIT_OPTIONS);
+      options?.signal?.throwIfAborted();
+      const plan = this.#plan(value, "put");
+      const attempt = this.#putAttempt(plan, "put", deadline);
+      const lane = this.#lane;
+      // Only a call that finds none of this end's ahead of it tries in Lane.now (and may claim).
+      const first = !lane.busy;
+      const put = lane.now(attempt, true);
+      const turn = lane.takeDueTurn();
+      if (put !== undefined) {
+        const settles = lane.settleAfterTurns(turn);
+        if (settles) await settles;
+        return;
+      }
+      const done = await lane.later(
+        attempt,
+        deadline,
+        options?.signal,
+        this.#waitForRoom,
+        turn,
+        first ? this.#dropBudgetClaim : undefined,
+      );
+      if (done === undefined) throw this.#full("put", options?.timeout, plan.byteLength);
+      const settles = lane.settleAfterTurns(undefined);
       if (settles) await settles;
-      return;
+    } catch (error) {
+      throw namingCall(error, "Sender.put");
     }
-    const done = await lane.later(
-      attempt,
-      deadline,
-      options?.signal,
-      this.#waitForRoom,
-      turn,
-      first ? this.#dropBudgetClaim : undefined,
-    );
-    if (done === undefined) throw this.#full("put", options?.timeout, plan.byteLength);
-    const settles = lane.settleAfterTurns(undefined);
-    if (settles) await settles;
   }
 
   /**
@@ -193,14 +197,18 @@ export class Sender implements Disposable {
    * overtake it.
    */
   putSync(value: unknown, options?: SyncWaitOptions): void {
-    stopIfRequested();
-    this.#queue.assertOpen("Sender.putSync");
-    const deadline = deadlineOf(options, "Sender.putSync", SYNC_WAIT_OPTIONS);
-    this.#assertNoneWaiting("putSync");
-    const plan = this.#plan(value, "putSync");
-    const attempt = this.#putAttempt(plan, "putSync", deadline);
-    const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
-    if (done === undefined) throw this.#full("putSync", options?.timeout, plan.byteLength);
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Sender.putSync");
+      const deadline = deadlineOf(options, "Sender.putSync", SYNC_WAIT_OPTIONS);
+      this.#assertNoneWaiting("putSync");
+      const plan = this.#plan(value, "putSync");
+      const attempt = this.#putAttempt(plan, "putSync", deadline);
+      const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
+      if (done === undefined) throw this.#full("putSync", options?.timeout, plan.byteLength);
+    } catch (error) {
+      throw namingCall(error, "Sender.putSync");
+    }
   }
 
   /**
@@ -213,39 +221,47 @@ export class Sender implements Disposable {
    * messages'), not zeros: write every element you send.
    */
   async prepare<T = unknown>(template: unknown, options?: WaitOptions): Promise<Draft<T>> {
-    this.#queue.assertOpen("Sender.prepare");
-    const deadline = deadlineOf(options, "Sender.prepare", WAIT_OPTIONS);
-    options?.signal?.throwIfAborted();
-    const plan = this.#plan(template, "prepare", true);
-    const attempt = this.#reserveAttempt(plan.byteLength, deadline);
-    const lane = this.#lane;
-    const first = !lane.busy;
-    const reserved = lane.now(attempt) ??
-      await lane.later(
-        attempt,
-        deadline,
-        options?.signal,
-        this.#waitForRoom,
-        lane.takeDueTurn(),
-        first ? this.#dropBudgetClaim : undefined,
-      );
-    if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
-    return this.#draft<T>(plan, reserved.value, "prepare");
+    try {
+      this.#queue.assertOpen("Sender.prepare");
+      const deadline = deadlineOf(options, "Sender.prepare", WAIT_OPTIONS);
+      options?.signal?.throwIfAborted();
+      const plan = this.#plan(template, "prepare", true);
+      const attempt = this.#reserveAttempt(plan.byteLength, deadline);
+      const lane = this.#lane;
+      const first = !lane.busy;
+      const reserved = lane.now(attempt) ??
+        await lane.later(
+          attempt,
+          deadline,
+          options?.signal,
+          this.#waitForRoom,
+          lane.takeDueTurn(),
+          first ? this.#dropBudgetClaim : undefined,
+        );
+      if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
+      return this.#draft<T>(plan, reserved.value, "prepare");
+    } catch (error) {
+      throw namingCall(error, "Sender.prepare");
+    }
   }
 
   /** Like {@linkcode prepare}, but blocks the thread while the queue is full. */
   prepareSync<T = unknown>(template: unknown, options?: SyncWaitOptions): Draft<T> {
-    stopIfRequested();
-    this.#queue.assertOpen("Sender.prepareSync");
-    const deadline = deadlineOf(options, "Sender.prepareSync", SYNC_WAIT_OPTIONS);
-    this.#assertNoneWaiting("prepareSync");
-    const plan = this.#plan(template, "prepareSync", true);
-    const attempt = this.#reserveAttempt(plan.byteLength, deadline);
-    const reserved = attempt() ?? this.#waitForRoomSync(attempt, deadline);
-    if (reserved === undefined) {
-      throw this.#full("prepareSync", options?.timeout, plan.byteLength);
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Sender.prepareSync");
+      const deadline = deadlineOf(options, "Sender.prepareSync", SYNC_WAIT_OPTIONS);
+      this.#assertNoneWaiting("prepareSync");
+      const plan = this.#plan(template, "prepareSync", true);
+      const attempt = this.#reserveAttempt(plan.byteLength, deadline);
+      const reserved = attempt() ?? this.#waitForRoomSync(attempt, deadline);
+      if (reserved === undefined) {
+        throw this.#full("prepareSync", options?.timeout, plan.byteLength);
+      }
+      return this.#draft<T>(plan, reserved.value, "prepareSync");
+    } catch (error) {
+      throw namingCall(error, "Sender.prepareSync");
     }
-    return this.#draft<T>(plan, reserved.value, "prepareSync");
   }
 
   /**
@@ -254,33 +270,41 @@ export class Sender implements Disposable {
    * `ClosedError` when every receiver closed first.
    */
   async waitForAllAck(options?: WaitOptions): Promise<void> {
-    this.#queue.assertOpen("Sender.waitForAllAck");
-    const deadline = deadlineOf(options, "Sender.waitForAllAck", WAIT_OPTIONS);
-    options?.signal?.throwIfAborted();
-    if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
-      throw this.#ackTimeout("waitForAllAck", options?.timeout);
+    try {
+      this.#queue.assertOpen("Sender.waitForAllAck");
+      const deadline = deadlineOf(options, "Sender.waitForAllAck", WAIT_OPTIONS);
+      options?.signal?.throwIfAborted();
+      if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
+        throw this.#ackTimeout("waitForAllAck", options?.timeout);
+      }
+      this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
+      const done = await waitAsync(
+        this.#queue,
+        this.#queue.ackSignal,
+        this.#ackAttempt,
+        deadline,
+        options?.signal,
+      );
+      if (done === undefined) throw this.#ackTimeout("waitForAllAck", options?.timeout);
+    } catch (error) {
+      throw namingCall(error, "Sender.waitForAllAck");
     }
-    this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
-    const done = await waitAsync(
-      this.#queue,
-      this.#queue.ackSignal,
-      this.#ackAttempt,
-      deadline,
-      options?.signal,
-    );
-    if (done === undefined) throw this.#ackTimeout("waitForAllAck", options?.timeout);
   }
 
   /** Like {@linkcode waitForAllAck}, but blocks the thread. Throws `TypeError` while a `put` of
    * this sender is still waiting: blocking, it could never see that message acked. */
   waitForAllAckSync(options?: SyncWaitOptions): void {
-    stopIfRequested();
-    this.#queue.assertOpen("Sender.waitForAllAckSync");
-    const deadline = deadlineOf(options, "Sender.waitForAllAckSync", SYNC_WAIT_OPTIONS);
-    this.#assertNoneWaiting("waitForAllAckSync");
-    this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
-    const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);
-    if (done === undefined) throw this.#ackTimeout("waitForAllAckSync", options?.timeout);
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Sender.waitForAllAckSync");
+      const deadline = deadlineOf(options, "Sender.waitForAllAckSync", SYNC_WAIT_OPTIONS);
+      this.#assertNoneWaiting("waitForAllAckSync");
+      this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
+      const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);
+      if (done === undefined) throw this.#ackTimeout("waitForAllAckSync", options?.timeout);
+    } catch (error) {
+      throw namingCall(error, "Sender.waitForAllAckSync");
+    }
   }
 
   /**

@@ -802,7 +802,7 @@ Deno.test(
     assert.equal(status.code, 1);
     assert.match(
       stderr,
-      /Uncaught \(in promise\) ClosedError: every receiver of the queue has closed/,
+      /Uncaught \(in promise\) ClosedError: Sender\.put: every receiver of the queue has closed/,
     );
     await actor[Symbol.asyncDispose]();
   }),

@@ -6,7 +6,9 @@ import {
   ClosedError,
   createSharedMemoryPair,
   decode,
+  dtype,
   encode,
+  openReceiver,
   reserve,
   spawnActor,
   spawnWorker,
@@ -555,3 +557,40 @@ Deno.test("decode refuses options it does not know or of the wrong type, naming 
   };
   assert.equal(view.a.buffer, bytes.buffer);
 });
+
+Deno.test("errors raised while a call waited name the call; common mistakes are named", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    const pendingGet = r.get();
+    r.close();
+    await assert.rejects(
+      pendingGet,
+      (e: Error) =>
+        e instanceof ClosedError && e.message === "Receiver.get: this receiver is closed",
+    );
+    assert.throws(
+      () => s.putSync(1),
+      (e: Error) => e.message === "Sender.putSync: every receiver of the queue has closed",
+    );
+    const [s2, r2] = createSharedMemoryPair({ capacity: 1 });
+    s2.putSync(1);
+    const pendingPut = s2.put(2);
+    r2.close();
+    await assert.rejects(pendingPut, (e: Error) =>
+      e instanceof ClosedError &&
+      e.message === "Sender.put: every receiver of the queue has closed");
+    // An end through JSON is {}: the message says to pass its descriptor.
+    assert.throws(
+      () => openReceiver(JSON.parse(JSON.stringify(s))),
+      /invalid queue descriptor: got an empty object \(JSON\.stringify of a queue end gives \{\}\): pass its \.descriptor/,
+    );
+    // A TypedArray constructor where a dtype name belongs shows by its name, not its source.
+    assert.throws(
+      () => dtype(Float32Array as never),
+      (e: Error) =>
+        e instanceof TypeError && e.message.startsWith("unknown dtype Float32Array (") &&
+        !e.message.includes("native code"),
+    );
+    s.close();
+    s2.close();
+  }));

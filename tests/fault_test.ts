@@ -160,7 +160,7 @@ for (const v of putVariants) {
         assert.ok(error?.reason === "drained", `ClosedError "drained", got ${error}`);
         assert.match(
           error.message,
-          /^every sender of the queue is gone, the last one ended without closing \(its process killed or crashed, or its Worker ended\), and the queue is drained$/,
+          /^Receiver\.get: every sender of the queue is gone, the last one ended without closing \(its process killed or crashed, or its Worker ended\), and the queue is drained$/,
         );
       }
       noticed(at - Math.max(diedAt, lastAt), `${v.name}, receiver after the sender's death`);
@@ -271,7 +271,7 @@ for (const v of getVariants) {
         );
         assert.match(
           error.message,
-          /^every receiver of the queue is gone, the last one ended without closing \([^)]*\)$/,
+          /^Sender\.put: every receiver of the queue is gone, the last one ended without closing \([^)]*\)$/,
         );
         const ackStart = performance.now();
         await s.waitForAllAck({ timeout: 5000 }).catch((e) => {
