@@ -150,6 +150,23 @@ async function start(
       `${caller}: this process was not started by spawnActor (${ACTOR_PARENT_ENV} is not set)`,
     );
   }
+  // From before the ends are open: a Ctrl-C between the report (the parent's spawnActor
+  // resolves) and the watchdog's start would otherwise kill the actor with its ends open.
+  const leaves = booleanOption(options?.exitWithParent, true, "exitWithParent", caller);
+  if (leaves) Deno.addSignalListener("SIGINT", leaveWithParent);
+  try {
+    return await handOver(options, caller, leaves);
+  } catch (error) {
+    if (leaves) Deno.removeSignalListener("SIGINT", leaveWithParent);
+    throw error;
+  }
+}
+
+async function handOver(
+  options: ActorContextOptions | undefined,
+  caller: string,
+  leaves: boolean,
+): Promise<{ queues: Record<string, QueueEnd>; args: unknown }> {
   const handoff = await readHandoff(caller);
   let control: Sender | undefined;
   if (handoff.control !== undefined) control = openSender(handoff.control as QueueDescriptor);
@@ -177,10 +194,7 @@ async function start(
   // The watchdog does, and misses nothing: a parent gone before it starts has closed stdin.
   stopWatchingParent();
   // Started after the report, so that it does not delay the parent.
-  if (booleanOption(options?.exitWithParent, true, "exitWithParent", caller)) {
-    await startWatchdog(queues);
-    Deno.addSignalListener("SIGINT", leaveWithParent);
-  }
+  if (leaves) await startWatchdog(queues);
   return { queues, args };
 }
 
