@@ -109,13 +109,29 @@ export type ClosedReason = "closed" | "drained" | "no-receivers" | "gone" | "cor
  */
 export class DecodeError extends QueueError {}
 
+/** Errors the caller's own code threw into a call (its `allocate` callback): theirs, not ours
+ * to rename. */
+const callersOwn = new WeakSet<object>();
+
+/** Marks `error`, thrown by the caller's own code inside a call, as one
+ * {@linkcode namingCall} leaves alone. Returns it, to be thrown. */
+export function thrownByCaller(error: unknown): unknown {
+  if (typeof error === "object" && error !== null) callersOwn.add(error);
+  return error;
+}
+
 /**
  * Puts `method` ("Receiver.get") in front of the message of a queue error that does not name
  * its call yet: one raised while the call waited (its end closed meanwhile, every peer left,
- * the queue found corrupt). Returns the error, to be thrown.
+ * the queue found corrupt). Returns the error, to be thrown. An error of the caller's own (the
+ * reason its `signal` aborted with, one its `allocate` threw) is left as it is: the same object
+ * may reject other calls too, and the caller may keep it.
  */
-export function namingCall(error: unknown, method: string): unknown {
-  if (error instanceof QueueError && !/^\w+\.\w+: /.test(error.message)) {
+export function namingCall(error: unknown, method: string, signal?: AbortSignal): unknown {
+  if (
+    error instanceof QueueError && !callersOwn.has(error) &&
+    !(signal?.aborted && error === signal.reason) && !/^\w+\.\w+: /.test(error.message)
+  ) {
     error.message = `${method}: ${error.message}`;
   }
   return error;

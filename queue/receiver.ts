@@ -12,7 +12,7 @@ import {
   prepareCopyTarget,
   tuneMallocForCopies,
 } from "../ffi/native.ts";
-import { ClosedError, EmptyError, namingCall } from "./errors.ts";
+import { ClosedError, EmptyError, namingCall, thrownByCaller } from "./errors.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
 import type { MessageView, SharedQueue, TakenMessage } from "./shared_queue.ts";
@@ -195,7 +195,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       if (got === undefined) throw this.#empty("get", options?.timeout);
       return got.value as T;
     } catch (error) {
-      throw namingCall(error, "Receiver.get");
+      throw namingCall(error, "Receiver.get", options?.signal);
     }
   }
 
@@ -262,7 +262,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       if (!this.#inTransit.delete(taken.value)) this.#queue.assertOpen("Receiver.borrow");
       return this.#lease<T>(taken.value);
     } catch (error) {
-      throw namingCall(error, "Receiver.borrow");
+      throw namingCall(error, "Receiver.borrow", options?.signal);
     }
   }
 
@@ -367,7 +367,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const options = {
       allocate(byteLength: number): ArrayBuffer {
         failed = true;
-        const buffer = allocate(byteLength);
+        let buffer: ArrayBuffer;
+        try {
+          buffer = allocate(byteLength);
+        } catch (error) {
+          throw thrownByCaller(error);
+        }
         given ??= new Set();
         // Nothing is written into an empty one: sharing it is harmless.
         if (byteLength > 0 && given.has(buffer)) {

@@ -187,7 +187,7 @@ export class Sender implements Disposable {
       const settles = lane.settleAfterTurns(undefined);
       if (settles) await settles;
     } catch (error) {
-      throw namingCall(error, "Sender.put");
+      throw namingCall(error, "Sender.put", options?.signal);
     }
   }
 
@@ -241,7 +241,7 @@ export class Sender implements Disposable {
       if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
       return this.#draft<T>(plan, reserved.value, "prepare");
     } catch (error) {
-      throw namingCall(error, "Sender.prepare");
+      throw namingCall(error, "Sender.prepare", options?.signal);
     }
   }
 
@@ -287,7 +287,7 @@ export class Sender implements Disposable {
       );
       if (done === undefined) throw this.#ackTimeout("waitForAllAck", options?.timeout);
     } catch (error) {
-      throw namingCall(error, "Sender.waitForAllAck");
+      throw namingCall(error, "Sender.waitForAllAck", options?.signal);
     }
   }
 
