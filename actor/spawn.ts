@@ -301,7 +301,9 @@ export class ActorHandle implements AsyncDisposable {
   }
 
   /** Sends a signal to the actor (default SIGTERM). Does nothing once it has exited; throws
-   * `TypeError` for a signal Deno does not know. */
+   * `TypeError` for a signal Deno does not know. An actor that reached `actorContext()` (with
+   * `exitWithParent`, the default) does not die of `SIGINT`, so that Ctrl-C ends it with its
+   * parent: send `SIGTERM`, or use `stop()`. */
   kill(signal?: Deno.Signal): void {
     if (!this.#running) return;
     try {

@@ -221,19 +221,23 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * `getSync({ timeout: 0 })`, which throws `EmptyError` when none is waiting.
    */
   getNowait<T = unknown>(options?: Pick<GetOptions, "allocate">): T | undefined {
-    stopIfRequested();
-    this.#queue.assertOpen("Receiver.getNowait");
-    if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait", ["allocate"]);
-    const attempt = this.#getAttemptFor(options?.allocate, "getNowait");
-    const got = attempt();
-    if (got !== undefined) return got.value as T;
-    // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
-    // Waiting calls notice dead peers on their own; a caller that only polls must, too.
-    const now = performance.now();
-    if (now < this.#nextReap) return undefined;
-    this.#nextReap = now + REAP_EVERY_MS;
-    this.#queue.reapDead();
-    return attempt()?.value as T | undefined;
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Receiver.getNowait");
+      if (options !== undefined) checkOptionsObject(options, "Receiver.getNowait", ["allocate"]);
+      const attempt = this.#getAttemptFor(options?.allocate, "getNowait");
+      const got = attempt();
+      if (got !== undefined) return got.value as T;
+      // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
+      // Waiting calls notice dead peers on their own; a caller that only polls must, too.
+      const now = performance.now();
+      if (now < this.#nextReap) return undefined;
+      this.#nextReap = now + REAP_EVERY_MS;
+      this.#queue.reapDead();
+      return attempt()?.value as T | undefined;
+    } catch (error) {
+      throw namingCall(error, "Receiver.getNowait");
+    }
   }
 
   /**

@@ -348,6 +348,13 @@ const roles: Record<string, () => Promise<void> | void> = {
       permissions: { write: [Deno.args[1]] },
       transfer: true,
     });
+    if (Deno.args[2] === "at-once") {
+      // Interrupts its own group the moment spawnActor resolves: the actor has just opened its
+      // ends, and its watchdog may not run yet.
+      console.log(actor.pid);
+      new Deno.Command("kill", { args: ["-INT", "--", `-${Deno.pid}`] }).outputSync();
+      await sleep(60_000);
+    }
     for (let i = 0; i < 20; i++) receiver.getSync({ timeout: 10_000 });
     console.log(actor.pid);
     for await (const _ of receiver) { /* until interrupted */ }

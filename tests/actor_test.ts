@@ -743,45 +743,50 @@ for (const [mode, leaves] of [["async", "end"], ["sync", "end"], ["async", "exit
   );
 }
 
-Deno.test(
-  "Ctrl-C (SIGINT to the process group) ends a parent and its actor and leaves nothing in /dev/shm",
-  async () => {
-    const before = shmSnapshot();
-    const marker = await Deno.makeTempFile();
-    // setsid: a process group of its own, as a shell gives a command run in a terminal.
-    const parent = new Deno.Command("setsid", {
-      args: [
-        Deno.execPath(),
-        "run",
-        "--allow-ffi",
-        "--allow-run",
-        "--allow-write",
-        FIXTURE.pathname,
-        "interruptible",
-        marker,
-      ],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const errors = new Response(parent.stderr).text();
-    const actorPid = await printedPid(parent);
-    try {
-      const kill = await new Deno.Command("kill", { args: ["-INT", "--", `-${parent.pid}`] })
-        .output();
-      assert.ok(kill.success, "kill -INT the group");
-      assert.equal((await parent.status).code, 130, await errors);
-      assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
-      assert.equal(await Deno.readTextFile(marker), "unloaded", "the actor left with its parent");
-      // Before: the actor died of the SIGINT too, and the parent's exit, beside it, did not
-      // find itself the last end: the queue stayed (3 runs of 3).
-      assert.deepEqual(await leaksSince(before, [parent.pid, actorPid]), [], "left in /dev/shm");
-    } finally {
-      if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
-      await Deno.remove(marker);
-    }
-  },
-);
+for (const when of ["mid-stream", "at-once"] as const) {
+  Deno.test(
+    `Ctrl-C (SIGINT to the process group, ${when}) ends a parent and its actor and leaves nothing in /dev/shm`,
+    async () => {
+      const before = shmSnapshot();
+      const marker = await Deno.makeTempFile();
+      // setsid: a process group of its own, as a shell gives a command run in a terminal.
+      const parent = new Deno.Command("setsid", {
+        args: [
+          Deno.execPath(),
+          "run",
+          "--allow-ffi",
+          "--allow-run",
+          "--allow-write",
+          FIXTURE.pathname,
+          "interruptible",
+          marker,
+          when,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const errors = new Response(parent.stderr).text();
+      const actorPid = await printedPid(parent);
+      try {
+        if (when === "mid-stream") {
+          const kill = await new Deno.Command("kill", { args: ["-INT", "--", `-${parent.pid}`] })
+            .output();
+          assert.ok(kill.success, "kill -INT the group");
+        }
+        assert.equal((await parent.status).code, 130, await errors);
+        assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
+        assert.equal(await Deno.readTextFile(marker), "unloaded", "the actor left with its parent");
+        // Before: the actor died of the SIGINT too, and the parent's exit, beside it, did not
+        // find itself the last end: the queue stayed (3 runs of 3).
+        assert.deepEqual(await leaksSince(before, [parent.pid, actorPid]), [], "left in /dev/shm");
+      } finally {
+        if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
+        await Deno.remove(marker);
+      }
+    },
+  );
+}
 
 Deno.test(
   "an actor's error of a queue the parent left, while the parent lives on, still ends it with code 1",

@@ -593,4 +593,23 @@ Deno.test("errors raised while a call waited name the call; common mistakes are 
     );
     s.close();
     s2.close();
+    // The caller's own errors are left as they are: an abort reason rejecting two calls, and
+    // what an allocate callback throws.
+    const [s3, r3] = createSharedMemoryPair({ capacity: 1 });
+    const stop = new AbortController();
+    const reason = new ClosedError("shutting down");
+    const calls = [r3.get({ signal: stop.signal }), r3.borrow({ signal: stop.signal })];
+    stop.abort(reason);
+    for (const call of calls) await assert.rejects(call, (e) => e === reason);
+    assert.equal(reason.message, "shutting down");
+    const exhausted = new ClosedError("buffer pool exhausted");
+    s3.putSync(new Uint8Array(1 << 20));
+    const allocate = () => {
+      throw exhausted;
+    };
+    assert.throws(() => r3.getSync({ allocate }), (e) => e === exhausted);
+    assert.throws(() => r3.getNowait({ allocate }), (e) => e === exhausted);
+    assert.equal(exhausted.message, "buffer pool exhausted");
+    s3.close();
+    r3.close();
   }));

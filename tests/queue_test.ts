@@ -1442,7 +1442,8 @@ Deno.test("a drained queue whose senders all closed says so, not that one died",
       () => r.getNowait(),
       (e: Error) =>
         e instanceof ClosedError &&
-        e.message === "every sender of the queue has closed and the queue is drained",
+        e.message ===
+          "Receiver.getNowait: every sender of the queue has closed and the queue is drained",
     );
     assert.equal(r.sendersDied, 0);
     r.close();
