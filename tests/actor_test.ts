@@ -219,14 +219,21 @@ Deno.test("args as large as an actor takes arrive whole; larger ones are refused
   );
 });
 
-Deno.test("actorContext() in a process spawnActor did not start fails at once, though its stdin stays open", async () => {
-  // An IDE or a CI step runs the module with a pipe that never ends: the read would hang.
-  const child = new Deno.Command(Deno.execPath(), {
+/** Runs the fixture's "print" actor module by hand, with `env` added and its stdin a pipe the
+ * test holds open. */
+function runByHand(env: Record<string, string> = {}): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-ffi", "--allow-read", "--allow-env", FIXTURE.pathname, "print"],
     stdin: "piped",
     stdout: "null",
     stderr: "piped",
+    env,
   }).spawn();
+}
+
+Deno.test("actorContext() in a process spawnActor did not start fails at once, though its stdin stays open", async () => {
+  // An IDE or a CI step runs the module with a pipe that never ends: the read would hang.
+  const child = runByHand();
   try {
     const stderr = await within(30_000, new Response(child.stderr).text(), "the refusal");
     assert.match(
@@ -241,13 +248,7 @@ Deno.test("actorContext() in a process spawnActor did not start fails at once, t
 
 Deno.test("actorContext() refuses a stdin that is no handoff after its first bytes", async () => {
   // Without the early check it would read on until a newline or the handoff's size limit.
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-ffi", "--allow-read", "--allow-env", FIXTURE.pathname, "print"],
-    stdin: "piped",
-    stdout: "null",
-    stderr: "piped",
-    env: { SHMQ_ACTOR_PARENT: String(Deno.pid) }, // as spawnActor sets it
-  }).spawn();
+  const child = runByHand({ SHMQ_ACTOR_PARENT: String(Deno.pid) }); // as spawnActor sets it
   const writer = child.stdin.getWriter();
   writer.write(new Uint8Array(1 << 20).fill(0x78)).catch(() => {}); // no newline; stays open
   const stderr = await within(
@@ -698,30 +699,34 @@ for (const mode of ["async", "sync"]) {
   });
 }
 
+/**
+ * Starts a fixture role that spawns an actor and prints its pid (may write files, run
+ * processes), in a process group of its own with `setsid`; returns the parent, its stderr to
+ * come, and the actor's pid.
+ */
+async function startParent(
+  args: string[],
+  setsid?: "setsid",
+): Promise<{ parent: Deno.ChildProcess; errors: Promise<string>; actorPid: number }> {
+  const deno = [Deno.execPath(), "run", "--allow-ffi", "--allow-run", "--allow-write"];
+  const command = [...(setsid ? ["setsid"] : []), ...deno, FIXTURE.pathname, ...args];
+  const parent = new Deno.Command(command[0], {
+    args: command.slice(1),
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const errors = new Response(parent.stderr).text();
+  return { parent, errors, actorPid: await printedPid(parent) };
+}
+
 for (const [mode, leaves] of [["async", "end"], ["sync", "end"], ["async", "exit"]] as const) {
   Deno.test(
     `an actor (${mode}) whose parent leaves (${leaves}) mid-stream exits cleanly, not on the error that causes`,
     async () => {
       const before = shmSnapshot();
       const marker = await Deno.makeTempFile();
-      const parent = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-ffi",
-          "--allow-run",
-          "--allow-write",
-          FIXTURE.pathname,
-          "leaver",
-          mode,
-          leaves,
-          marker,
-        ],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const errors = new Response(parent.stderr).text();
-      const actorPid = await printedPid(parent);
+      const { parent, errors, actorPid } = await startParent(["leaver", mode, leaves, marker]);
       await parent.status;
       try {
         assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
@@ -750,24 +755,10 @@ for (const when of ["mid-stream", "at-once"] as const) {
       const before = shmSnapshot();
       const marker = await Deno.makeTempFile();
       // setsid: a process group of its own, as a shell gives a command run in a terminal.
-      const parent = new Deno.Command("setsid", {
-        args: [
-          Deno.execPath(),
-          "run",
-          "--allow-ffi",
-          "--allow-run",
-          "--allow-write",
-          FIXTURE.pathname,
-          "interruptible",
-          marker,
-          when,
-        ],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      const errors = new Response(parent.stderr).text();
-      const actorPid = await printedPid(parent);
+      const { parent, errors, actorPid } = await startParent(
+        ["interruptible", marker, when],
+        "setsid",
+      );
       try {
         if (when === "mid-stream") {
           const kill = await new Deno.Command("kill", { args: ["-INT", "--", `-${parent.pid}`] })

@@ -9,6 +9,7 @@ import * as native from "../ffi/native.ts";
 import { ANY_ALIVE_LOCK_BYTE, SHM_ENTRY_PATTERN } from "../queue/layout.ts";
 import * as L from "../queue/layout.ts";
 import { openEndNames } from "../queue/shared_queue.ts";
+import { createSharedMemoryPair, openSender, type Receiver, type Sender } from "../mod.ts";
 
 /**
  * The /dev/shm entries of this library (queues and their extension segments), listed natively
@@ -355,4 +356,70 @@ export class Watched {
     }
     return n;
   }
+}
+
+/** Resolves after `ms` milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A queue with 40 MiB of byte budget for extension messages (a 1 MiB arena of 41 MiB), two
+ * senders (`a`, `b`) and a receiver, for the tests of puts that wait for that budget: messages of 4 MiB fit beside each other, one of 30
+ * MiB does not fit beside two of them.
+ */
+export function budgetQueue(): { a: Sender; b: Sender; r: Receiver } & Disposable {
+  const [b, r] = createSharedMemoryPair({
+    capacity: 16,
+    arenaBytes: 1 << 20,
+    byteBudget: 41 << 20,
+  });
+  const a = openSender(b.descriptor);
+  return {
+    a,
+    b,
+    r,
+    [Symbol.dispose]() {
+      a.close();
+      b.close();
+      r.close();
+    },
+  };
+}
+
+/** A queue's sender and receiver, with what its extension segments hold: their /dev/shm
+ * entries and this process's mappings of them. Closes both ends when disposed. */
+export interface SegmentQueue extends Disposable {
+  s: Sender;
+  r: Receiver;
+  segments(): string[];
+  mapped(): string[];
+}
+
+/**
+ * A queue for the tests of extension segments: messages above 64 KiB (a quarter of a 256 KiB
+ * arena, unless `options` says otherwise) travel in them, and idle ones are kept
+ * `keepIdleSegmentsMs`.
+ */
+export function segmentQueue(
+  keepIdleSegmentsMs: number,
+  options: { capacity?: number; arenaBytes?: number; byteBudget?: number } = {},
+): SegmentQueue {
+  const [s, r] = createSharedMemoryPair({
+    capacity: 4,
+    arenaBytes: 256 * 1024,
+    ...options,
+    keepIdleSegmentsMs,
+  });
+  const prefix = s.descriptor.name.slice(1) + "-x";
+  return {
+    s,
+    r,
+    segments: () => shmEntries().filter((n) => n.startsWith(prefix)),
+    mapped: () => mappedFiles().filter((file) => file.includes(prefix)),
+    [Symbol.dispose]() {
+      s.close();
+      r.close();
+    },
+  };
 }

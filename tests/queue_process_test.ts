@@ -8,9 +8,12 @@ import {
   sweepStaleQueues,
 } from "../mod.ts";
 import {
+  budgetQueue,
+  delay,
   finish,
   lines,
   mappedFiles,
+  segmentQueue,
   segmentWord,
   shmEntries,
   slotsInState,
@@ -335,12 +338,8 @@ Deno.test("a process that exits without closing its ends leaves nothing in /dev/
 
 Deno.test("an idle extension segment goes from /dev/shm and from the memory of a sender process that makes no call", () =>
   withoutLeaks(async () => {
-    const [s, r] = createSharedMemoryPair({
-      capacity: 4,
-      arenaBytes: 256 * 1024,
-      keepIdleSegmentsMs: 300,
-    });
-    using _r = r;
+    using q = segmentQueue(300);
+    const { s, r } = q;
     const child = spawnFixture("queue_child.ts", [
       "putone",
       JSON.stringify(s.descriptor),
@@ -357,15 +356,11 @@ Deno.test("an idle extension segment goes from /dev/shm and from the memory of a
       const inChild = () => mappedFiles(child.pid).filter((file) => file.includes(prefix));
       assert.equal(inChild().length, 1, "the sender mapped the segment to write it");
       // Either end may drop it; each unmaps its own at its next tick.
-      const held = () => [
-        ...shmEntries().filter((n) => n.startsWith(prefix)),
-        ...inChild(),
-        ...mappedFiles().filter((file) => file.includes(prefix)),
-      ];
+      const held = () => [...q.segments(), ...inChild(), ...q.mapped()];
       const until = performance.now() + 5_000;
       while (held().length > 0) {
         assert.ok(performance.now() < until, `still held: ${held()}`);
-        await new Promise((resolve) => setTimeout(resolve, 20));
+        await delay(20);
       }
     } finally {
       child.kill("SIGKILL");
@@ -375,13 +370,8 @@ Deno.test("an idle extension segment goes from /dev/shm and from the memory of a
 
 Deno.test("a sender process waiting for the byte budget goes first; killed, it holds nobody back", () =>
   withoutLeaks(async () => {
-    const [b, r] = createSharedMemoryPair({
-      capacity: 16,
-      arenaBytes: 1 << 20,
-      byteBudget: 41 << 20,
-    });
-    using _b = b;
-    using _r = r;
+    using q = budgetQueue();
+    const { b, r } = q;
     const small = () => new Uint8Array(4 << 20);
     b.putSync(small());
     b.putSync(small());
@@ -398,7 +388,7 @@ Deno.test("a sender process waiting for the byte budget goes first; killed, it h
       const until = performance.now() + 10_000;
       while (!claimed()) {
         assert.ok(performance.now() < until, "the child's put claims the budget it waits for");
-        await new Promise((resolve) => setTimeout(resolve, 10));
+        await delay(10);
       }
       await assert.rejects(b.put(small(), { timeout: 200 }), FullError, "not overtaken");
     } finally {
@@ -456,7 +446,7 @@ Deno.test("an end opened while the last other end closes is refused as gone, or 
       assert.equal((await out.next()).value, "opening");
       // Closes at a different point of the child's open each run (it maps and pre-faults the
       // 64 MiB arena for tens of milliseconds).
-      await new Promise((resolve) => setTimeout(resolve, run * 4));
+      await delay(run * 4);
       sender.close();
       receiver.close();
       const outcome = (await out.next()).value as string;
@@ -491,7 +481,7 @@ async function senderWhoseLastReceiverWasKilled(capacity: number): Promise<Sende
 Deno.test("a put that finds room notices, within about a second, that every receiver died", () =>
   withoutLeaks(async () => {
     const s = await senderWhoseLastReceiverWasKilled(64);
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await delay(1100);
     // Room for 63 more: before, each went into a queue nobody would read, with no error. A
     // put looks at the clock every 16 puts.
     let error: unknown;

@@ -10,7 +10,16 @@ import {
   QueueError,
   reserve,
 } from "../mod.ts";
-import { mappedFiles, mapSegment, shmEntries, slotsInState, withoutLeaks } from "./helpers.ts";
+import {
+  budgetQueue,
+  delay,
+  mappedFiles,
+  mapSegment,
+  segmentQueue,
+  shmEntries,
+  slotsInState,
+  withoutLeaks,
+} from "./helpers.ts";
 import {
   closeFd,
   fdSize,
@@ -70,46 +79,30 @@ async function eventually(done: () => boolean, ms = 5_000): Promise<boolean> {
   const until = performance.now() + ms;
   while (!done()) {
     if (performance.now() > until) return false;
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    await delay(20);
   }
   return true;
 }
 
 Deno.test("idle extension segments are dropped after keepIdleSegmentsMs, by ends that make no call", () =>
   withoutLeaks(async () => {
-    const [s, r] = createSharedMemoryPair({
-      capacity: 4,
-      arenaBytes: 256 * 1024,
-      keepIdleSegmentsMs: 200,
-    });
-    using _s = s;
-    using _r = r;
+    using q = segmentQueue(200);
+    const { s, r } = q;
     // Another queue that keeps them for good, loaded alike, as the control.
-    const [ks, kr] = createSharedMemoryPair({
-      capacity: 4,
-      arenaBytes: 256 * 1024,
-      keepIdleSegmentsMs: Infinity,
-    });
-    using _ks = ks;
-    using _kr = kr;
+    using kept = segmentQueue(Infinity);
     const big = new Uint8Array(3 << 20).map((_, i) => i * 13);
-    const prefix = (end: { descriptor: { name: string } }) => end.descriptor.name.slice(1) + "-x";
-    const held = (end: { descriptor: { name: string } }) => ({
-      files: shmEntries().filter((n) => n.startsWith(prefix(end))),
-      mapped: mappedFiles().filter((file) => file.includes(prefix(end))),
-    });
     s.putSync(big);
     assert.deepEqual(r.getSync<Uint8Array>().subarray(0, 64), big.subarray(0, 64));
-    ks.putSync(big);
-    kr.getSync();
+    kept.s.putSync(big);
+    kept.r.getSync();
     // Kept for the next such message at first: the delay counts from the last use.
-    assert.equal(held(s).files.length, 1, "the segment is kept right after its message");
+    assert.equal(q.segments().length, 1, "the segment is kept right after its message");
     assert.ok(
-      await eventually(() => held(s).files.length === 0 && held(s).mapped.length === 0),
-      `dropped and unmapped by both ends while neither calls: ${JSON.stringify(held(s))}`,
+      await eventually(() => q.segments().length === 0 && q.mapped().length === 0),
+      `dropped and unmapped by both ends while neither calls: ${q.segments()} ${q.mapped()}`,
     );
-    assert.equal(held(ks).files.length, 1, "Infinity keeps the segment");
-    assert.ok(held(ks).mapped.length >= 1, "and its mappings");
+    assert.equal(kept.segments().length, 1, "Infinity keeps the segment");
+    assert.ok(kept.mapped().length >= 1, "and its mappings");
     // The queue goes on: the next such message makes a new segment.
     big[0] = 99;
     s.putSync(big);
@@ -121,15 +114,8 @@ Deno.test("idle extension segments are dropped after keepIdleSegmentsMs, by ends
 
 Deno.test("each idle segment is timed on its own: smaller large messages do not keep a huge one", () =>
   withoutLeaks(async () => {
-    const [s, r] = createSharedMemoryPair({
-      capacity: 8,
-      arenaBytes: 256 * 1024,
-      keepIdleSegmentsMs: 200,
-    });
-    using _s = s;
-    using _r = r;
-    const prefix = s.descriptor.name.slice(1) + "-x";
-    const segments = () => shmEntries().filter((n) => n.startsWith(prefix));
+    using q = segmentQueue(200, { capacity: 8 });
+    const { s, r, segments } = q;
     const small = new Uint8Array(1 << 20);
     s.putSync(small); // segment x0, 1 MiB
     r.getSync();
@@ -141,7 +127,7 @@ Deno.test("each idle segment is timed on its own: smaller large messages do not 
     for (let i = 0; i < 8; i++) {
       s.putSync(small);
       r.getSync();
-      await new Promise((resolve) => setTimeout(resolve, 100));
+      await delay(100);
     }
     assert.ok(!segments().includes(huge), `idle for 4x the delay, still there: ${segments()}`);
     assert.equal(segments().length, 1, "the one in use stays");
@@ -150,14 +136,8 @@ Deno.test("each idle segment is timed on its own: smaller large messages do not 
 Deno.test("an idle time in the future (the clock stepped back) or not a time delays a drop by keepIdleSegmentsMs only", () =>
   withoutLeaks(async () => {
     for (const forged of [Date.now() + 3600_000, NaN]) {
-      const [s, r] = createSharedMemoryPair({
-        capacity: 4,
-        arenaBytes: 256 * 1024,
-        keepIdleSegmentsMs: 200,
-      });
-      using _s = s;
-      using _r = r;
-      const prefix = s.descriptor.name.slice(1) + "-x";
+      using q = segmentQueue(200);
+      const { s, r } = q;
       s.putSync(new Uint8Array(1 << 20));
       r.getSync();
       s.waitForAllAckSync(); // settles the release: the segment is idle now
@@ -170,7 +150,7 @@ Deno.test("an idle time in the future (the clock stepped back) or not a time del
         m.unmap();
       }
       assert.ok(
-        await eventually(() => !shmEntries().some((n) => n.startsWith(prefix))),
+        await eventually(() => q.segments().length === 0),
         `idle since ${forged}: still there`,
       );
     }
@@ -178,16 +158,9 @@ Deno.test("an idle time in the future (the clock stepped back) or not a time del
 
 Deno.test("a lease held on one large message keeps only its own segment: the others are reused and dropped", () =>
   withoutLeaks(async () => {
-    const [s, r] = createSharedMemoryPair({
-      capacity: 16,
-      arenaBytes: 1 << 20,
-      byteBudget: 16 << 20, // room for 7 segments of 2 MiB, not 11
-      keepIdleSegmentsMs: 200,
-    });
-    using _s = s;
-    using _r = r;
-    const prefix = s.descriptor.name.slice(1) + "-x";
-    const segments = () => shmEntries().filter((n) => n.startsWith(prefix));
+    // Room for 7 segments of 2 MiB, not 11.
+    using q = segmentQueue(200, { capacity: 16, arenaBytes: 1 << 20, byteBudget: 16 << 20 });
+    const { s, r, segments } = q;
     s.putSync(new Uint8Array(2 << 20).fill(1));
     const lease = r.borrowSync();
     for (let i = 0; i < 10; i++) {
@@ -752,21 +725,14 @@ Deno.test("large messages are bounded by capacity and the byte budget only, not 
 
 Deno.test("a put waiting for the byte budget is not overtaken by smaller extension messages", () =>
   withoutLeaks(async () => {
-    // 40 MiB of budget for extensions (the arena is 1 MiB of the 41).
-    const [b, r] = createSharedMemoryPair({
-      capacity: 16,
-      arenaBytes: 1 << 20,
-      byteBudget: 41 << 20,
-    });
-    using _b = b;
-    using _r = r;
-    using a = openSender(b.descriptor);
+    using q = budgetQueue();
+    const { a, b, r } = q;
     const small = (n: number) => new Uint8Array(4 << 20).fill(n);
     b.putSync(small(1));
     b.putSync(small(2));
     // ~10 MiB in flight: 30 MiB more does not fit, another 4 MiB would.
     const big = a.put(new Uint8Array(30 << 20).fill(9), { timeout: 10_000 });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     await assert.rejects(
       b.put(small(3), { timeout: 200 }),
       FullError,
@@ -787,14 +753,8 @@ Deno.test("a put waiting for the byte budget is not overtaken by smaller extensi
 
 Deno.test("a put that stops waiting for the byte budget holds nobody back", () =>
   withoutLeaks(async () => {
-    const [b, r] = createSharedMemoryPair({
-      capacity: 16,
-      arenaBytes: 1 << 20,
-      byteBudget: 41 << 20,
-    });
-    using _b = b;
-    using _r = r;
-    using a = openSender(b.descriptor);
+    using q = budgetQueue();
+    const { a, b, r } = q;
     b.putSync(new Uint8Array(4 << 20));
     b.putSync(new Uint8Array(4 << 20));
     const big = new Uint8Array(30 << 20);
@@ -802,13 +762,13 @@ Deno.test("a put that stops waiting for the byte budget holds nobody back", () =
     b.putSync(new Uint8Array(4 << 20), { timeout: 0 }); // at once: the claim went with the put
     const aborted = new AbortController();
     const pending = a.put(big, { signal: aborted.signal });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await delay(30);
     aborted.abort();
     await assert.rejects(pending);
     b.putSync(new Uint8Array(4 << 20), { timeout: 0 });
     // And a sender that closes while it waits.
     const closing = a.put(big);
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    await delay(30);
     a.close();
     await assert.rejects(closing, ClosedError);
     b.putSync(new Uint8Array(4 << 20), { timeout: 0 });
@@ -817,14 +777,8 @@ Deno.test("a put that stops waiting for the byte budget holds nobody back", () =
 
 Deno.test("a put aborted before it first waits holds nobody back", () =>
   withoutLeaks(async () => {
-    const [b, r] = createSharedMemoryPair({
-      capacity: 16,
-      arenaBytes: 1 << 20,
-      byteBudget: 41 << 20,
-    });
-    using _b = b;
-    using _r = r;
-    using a = openSender(b.descriptor);
+    using q = budgetQueue();
+    const { a, b, r } = q;
     b.putSync(new Uint8Array(4 << 20));
     b.putSync(new Uint8Array(4 << 20));
     // The call's first attempt claims; the abort comes before it reaches its room wait.
@@ -838,18 +792,12 @@ Deno.test("a put aborted before it first waits holds nobody back", () =>
 
 Deno.test("a sender holding a draft is not held back by a put waiting for that draft", () =>
   withoutLeaks(async () => {
-    const [b, r] = createSharedMemoryPair({
-      capacity: 16,
-      arenaBytes: 1 << 20,
-      byteBudget: 41 << 20,
-    });
-    using _b = b;
-    using _r = r;
-    using a = openSender(b.descriptor);
+    using q = budgetQueue();
+    const { a, b, r } = q;
     const first = b.prepareSync({ x: reserve(Uint8Array, 12 << 20) });
     // 30 MiB do not fit beside the draft: A waits for it, and claims.
     const big = a.put(new Uint8Array(30 << 20).fill(9), { timeout: 10_000 });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await delay(50);
     // B's next 4 MiB fit beside its draft: were it held back, neither could go on.
     const second = await b.prepare({ x: reserve(Uint8Array, 4 << 20) }, { timeout: 1000 });
     first.send();
