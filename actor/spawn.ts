@@ -150,7 +150,9 @@ export interface SpawnActorOptions<A = unknown> {
    * `spawnActor` rejects. Default 60000; `Infinity` waits as long as it takes.
    */
   readyTimeout?: number;
-  /** Aborting kills the actor (SIGTERM); while starting, `spawnActor` rejects. */
+  /** Aborting kills the actor (SIGTERM); while starting, `spawnActor` rejects with an
+   * `ActorError` whose `cause` is the signal's reason (an already aborted signal rejects with
+   * the reason itself). */
   signal?: AbortSignal;
 }
 
@@ -542,7 +544,8 @@ export async function spawnActor<A = unknown>(
       ? `\n(its stderr was not captured: if it asks for a permission there, note that ${permissions})`
       : "";
     throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}${hint}`, {
-      cause: error,
+      // Aborted: the caller's reason, as fetch() would reject with it.
+      cause: signal?.aborted ? signal.reason : error,
       status,
     });
   }

@@ -91,7 +91,8 @@ export interface SpawnWorkerOptions<A = unknown> {
   /** Milliseconds to wait for the Worker to call `workerContext()` (default 60000), when it is
    * handed `queues` or `args`. */
   readyTimeout?: number;
-  /** Aborting while the Worker starts terminates it and rejects `spawnWorker`. */
+  /** Aborting while the Worker starts terminates it and rejects `spawnWorker` with an
+   * `ActorError` whose `cause` is the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -365,7 +366,10 @@ export async function spawnWorker<A = unknown>(
     await ready;
   } catch (error) {
     handle.terminate();
-    throw new ActorError(`${caller}(${moduleUrl}): ${(error as Error).message}`, { cause: error });
+    throw new ActorError(`${caller}(${moduleUrl}): ${(error as Error).message}`, {
+      // Aborted: the caller's reason, as fetch() would reject with it.
+      cause: signal?.aborted ? signal.reason : error,
+    });
   } finally {
     clearTimeout(timer);
     stopChecks();

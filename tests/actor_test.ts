@@ -893,10 +893,12 @@ Deno.test(
       readyTimeout: Infinity,
     });
     await sleep(200);
-    controller.abort();
+    const reason = new Error("the user pressed cancel");
+    controller.abort(reason);
     const error = await within(5000, starting.then(() => undefined, (e) => e), "the abort");
     assert.ok(error instanceof ActorError, String(error));
     assert.match(error.message, /aborted/);
+    assert.equal(error.cause, reason, "the signal's reason is kept");
     assert.ok(error.status !== undefined && !error.status.success);
     sender.close();
     receiver.close();

@@ -108,6 +108,20 @@ Deno.test(
         e instanceof ActorError &&
         /expected "inbox" to be a sender, but the parent handed a receiver/.test(e.message),
     );
+    // Aborted while it starts (this role never calls workerContext()): the reason is kept.
+    const stop = new AbortController();
+    const starting = spawnWorker(FIXTURE, {
+      name: "neverReady",
+      queues: { inbox: receiver },
+      signal: stop.signal,
+      readyTimeout: Infinity,
+    });
+    const reason = new Error("the user pressed cancel");
+    setTimeout(() => stop.abort(reason), 100);
+    await assert.rejects(
+      () => starting,
+      (e) => e instanceof ActorError && /aborted/.test(e.message) && e.cause === reason,
+    );
     sender.close();
     receiver.close();
   }),
