@@ -177,7 +177,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * Calls that overlap (not awaited one by one) get messages in the order they were made
    * (`getSync`, `getNowait` and `borrowSync`, which cannot wait for them, go first).
    */
-  async get<T = unknown>(options?: GetOptions): Promise<T> {
+  get<T = unknown>(options?: GetOptions): Promise<T> {
+    return this.#get<T>(options, "Receiver.get");
+  }
+
+  /** {@linkcode get}, its errors naming `call` (a `for await` loop calls no get itself). */
+  async #get<T>(options: GetOptions | undefined, call: string): Promise<T> {
     try {
       this.#queue.assertOpen("Receiver.get");
       const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
@@ -195,7 +200,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       if (got === undefined) throw this.#empty("get", options?.timeout);
       return got.value as T;
     } catch (error) {
-      throw namingCall(error, "Receiver.get", options?.signal);
+      throw namingCall(error, call, options?.signal);
     }
   }
 
@@ -297,11 +302,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * throw) leaves this end open, with the messages not yet taken still queued: close it
    * yourself, or declare it with `using`. */
   async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
-    this.#queue.assertOpen();
+    this.#queue.assertOpen("Receiver (for await)");
     for (;;) {
       let value: unknown;
       try {
-        value = await this.get();
+        value = await this.#get(undefined, "Receiver (for await)");
       } catch (error) {
         if (error instanceof ClosedError && error.reason === "drained") return;
         if (error instanceof ClosedError && error.reason === "closed" && this.closed) return;

@@ -579,6 +579,13 @@ Deno.test("errors raised while a call waited name the call; common mistakes are 
     await assert.rejects(pendingPut, (e: Error) =>
       e instanceof ClosedError &&
       e.message === "Sender.put: every receiver of the queue has closed");
+    // A for await loop names itself, not a get it never called.
+    await assert.rejects(
+      async () => {
+        for await (const _ of r) { /* closed already */ }
+      },
+      (e: Error) => e.message === "Receiver (for await): this receiver is closed",
+    );
     // An end through JSON is {}: the message says to pass its descriptor.
     assert.throws(
       () => openReceiver(JSON.parse(JSON.stringify(s))),
