@@ -1821,9 +1821,10 @@ export class SharedQueue {
     }
   }
 
-  /** Starts #tickIdleExtensions once this end has an extension mapped, unless kept forever. */
+  /** Starts #tickIdleExtensions once this end has an extension mapped: with idle ones kept
+   * forever too, as others are still dropped for the budget, and this end must unmap them. */
   #watchIdleExtensions(): void {
-    if (this.#idleTimer !== undefined || this.#keepIdleMs === Infinity) return;
+    if (this.#idleTimer !== undefined) return;
     const every = Math.min(Math.max(this.#keepIdleMs / 2, MIN_IDLE_TICK_MS), IDLE_TICK_MS);
     this.#idleTimer = setInterval(() => this.#tickIdleExtensions(), every);
     Deno.unrefTimer(this.#idleTimer);

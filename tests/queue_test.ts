@@ -177,6 +177,22 @@ Deno.test("a lease held on one large message keeps only its own segment: the oth
     assert.ok(await eventually(() => segments().length === 0), "then the leased one too");
   }));
 
+Deno.test("with keepIdleSegmentsMs Infinity, a segment dropped for the budget leaves an end that makes no call", () =>
+  withoutLeaks(async () => {
+    using q = segmentQueue(Infinity, { arenaBytes: 1 << 20, byteBudget: 41 << 20 });
+    const { s, r, mapped } = q;
+    using other = openReceiver(s.descriptor);
+    s.putSync(new Uint8Array(30 << 20));
+    r.getSync(); // r maps the 30 MiB segment, then makes no call
+    // 36 MiB do not fit beside the idle 30 MiB in the budget: that segment is dropped.
+    s.putSync(new Uint8Array(36 << 20));
+    assert.equal(other.getSync<Uint8Array>().length, 36 << 20);
+    assert.ok(
+      await eventually(() => !mapped().some((file) => file.endsWith("(deleted)"))),
+      `a dropped segment is still mapped: ${mapped()}`,
+    );
+  }));
+
 Deno.test("keepIdleSegmentsMs must be a number of milliseconds >= 0", () => {
   for (const bad of [-1, NaN, -Infinity]) {
     assert.throws(
