@@ -51,10 +51,8 @@ const PUTS_PER_PEER_CHECK = 16;
  */
 export class Sender implements Disposable {
   readonly #queue: SharedQueue;
-  readonly #drafts = new Set<Draft<unknown>>();
-  /** Of those, the ones in extension segments: they take byte budget until sent or cancelled
-   * (see SharedQueue.reserve). */
-  #extensionDrafts = 0;
+  /** Unsent drafts, each with its reservation. */
+  readonly #drafts = new Map<Draft<unknown>, Reservation>();
   /** This end's async puts and prepares, served in call order. */
   readonly #lane = new Lane();
   #published = 0;
@@ -316,7 +314,7 @@ export class Sender implements Disposable {
   close(): void {
     if (this.#queue.closed) return;
     try {
-      for (const draft of [...this.#drafts]) cancelOnClose(draft);
+      for (const draft of [...this.#drafts.keys()]) cancelOnClose(draft);
     } finally {
       // Even when a cancel failed (a corrupt queue): this end must still leave.
       this.#queue.close();
@@ -427,7 +425,7 @@ export class Sender implements Disposable {
     // receivers, and publishing is one atomic store.
     return () => {
       this.#noticeDeadPeers();
-      const r = queue.reserve(length, deadline, this.#extensionDrafts > 0);
+      const r = queue.reserve(length, deadline, this.#holdsExtensionDrafts());
       if (r === undefined) return undefined;
       try {
         encodeInto(plan, queue.reservedBytes(r));
@@ -441,10 +439,17 @@ export class Sender implements Disposable {
     };
   }
 
+  /** Whether an unsent draft of this sender is in an extension segment, taking byte budget
+   * until sent or cancelled (see SharedQueue.reserve). */
+  #holdsExtensionDrafts(): boolean {
+    for (const r of this.#drafts.values()) if (r.segment > 0) return true;
+    return false;
+  }
+
   #reserveAttempt(length: number, deadline: number): Attempt<Reservation> {
     return () => {
       this.#noticeDeadPeers();
-      const r = this.#queue.reserve(length, deadline, this.#extensionDrafts > 0);
+      const r = this.#queue.reserve(length, deadline, this.#holdsExtensionDrafts());
       return r === undefined ? undefined : { value: r };
     };
   }
@@ -470,14 +475,11 @@ export class Sender implements Disposable {
       queue.cancel(r);
       throw named(error, method);
     }
-    const inExtension = r.segment > 0;
     const draft = new Draft<T>(queue, r, view, value, (d, sent) => {
       this.#drafts.delete(d as Draft<unknown>);
-      if (inExtension) this.#extensionDrafts--;
       if (sent) this.#published++;
     });
-    this.#drafts.add(draft as Draft<unknown>);
-    if (inExtension) this.#extensionDrafts++;
+    this.#drafts.set(draft as Draft<unknown>, r);
     return draft;
   }
 

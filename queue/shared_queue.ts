@@ -936,16 +936,27 @@ export class SharedQueue {
     this.#lock();
     try {
       this.#checkUsable();
-      this.#reapDeadLocked();
-      // Releases the count missed (a receiver killed between its CAS and its count) would
-      // otherwise hold their room until the tail reaches them.
-      this.#settleLocked(true);
-      this.#auditLocked();
-      this.#dropIdleExtensionsLocked();
-      this.#unmapStaleExtensions();
+      this.#upkeepLocked(true);
     } finally {
       this.#unlock();
     }
+  }
+
+  /**
+   * What ends do now and then beside their calls: reap the dead, settle releases, drop the
+   * extensions idle for long enough, unmap what was dropped. `thorough` (waits, polls) settles
+   * every release and audits the counts; the idle timer, which runs whatever the ring's
+   * size, settles only the releases counted.
+   */
+  #upkeepLocked(thorough: boolean): void {
+    this.#reapDeadLocked();
+    // Releases the count missed (a receiver killed between its CAS and its count) would
+    // otherwise hold their room until the tail reaches them. Otherwise: a message released
+    // without the lock leaves its extension busy until a settle.
+    this.#settleLocked(thorough);
+    if (thorough) this.#auditLocked();
+    this.#dropIdleExtensionsLocked();
+    this.#unmapStaleExtensions();
   }
 
   /**
@@ -1807,13 +1818,9 @@ export class SharedQueue {
     if (!this.#mutex.tryLock()) return;
     try {
       if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) return;
-      // A Worker of this process terminate()d with an end open left its mappings (of segments
-      // dropped here too) until an end reaps it, and this one may make no other call.
-      this.#reapDeadLocked();
-      // A message released without the lock leaves its extension busy until a settle.
-      this.#settleLocked();
-      this.#dropIdleExtensionsLocked();
-      this.#noticeRenewedExtensionsLocked();
+      // The reap included: a Worker of this process terminate()d with an end open left its
+      // mappings (of segments dropped here too) until an end reaps it.
+      this.#upkeepLocked(false);
     } catch {
       // Only hints of shared memory were read: the next call of this end reports a fault.
     } finally {
