@@ -106,8 +106,8 @@ export async function actorContext<S extends QueueSpec = QueueSpec, A = unknown>
 ): Promise<ActorContext<OpenedQueues<S>, A>> {
   const caller = "actorContext";
   if (options !== undefined) refuseUnknownOptions(options, ACTOR_CONTEXT_OPTIONS, caller);
-  booleanOption(options?.exitWithParent, true, "exitWithParent", caller);
-  started ??= start(options, caller);
+  const leaves = booleanOption(options?.exitWithParent, true, "exitWithParent", caller);
+  started ??= start(options, caller, leaves);
   const { queues, args } = await started;
   checkSpecAgainst(queues, options?.queues, caller);
   context ??= makeContext(queues, args);
@@ -128,9 +128,11 @@ function checkSpecAgainst(
   checkSpec(wire, spec, caller);
 }
 
+/** `leaves`: the actor exits with its parent (options.exitWithParent). */
 async function start(
   options: ActorContextOptions | undefined,
   caller: string,
+  leaves: boolean,
 ): Promise<{ queues: Record<string, QueueEnd>; args: unknown }> {
   if (Deno.stdin.isTerminal()) {
     throw new ActorError(
@@ -152,7 +154,6 @@ async function start(
   }
   // From before the ends are open: a Ctrl-C between the report (the parent's spawnActor
   // resolves) and the watchdog's start would otherwise kill the actor with its ends open.
-  const leaves = booleanOption(options?.exitWithParent, true, "exitWithParent", caller);
   if (leaves) Deno.addSignalListener("SIGINT", leaveWithParent);
   try {
     return await handOver(options, caller, leaves);
