@@ -312,6 +312,12 @@ export function onUncaughtError(handle: (event: Event, error: unknown) => void):
   globalThis.addEventListener("error", (event) => handle(event, event.error));
 }
 
+/** The cause of a failed start of an actor or Worker: the caller's reason when its signal
+ * aborted the start (as `fetch()` rejects with it), else what failed. */
+export function startFailureCause(error: unknown, signal: AbortSignal | undefined): unknown {
+  return signal?.aborted ? signal.reason : error;
+}
+
 /** A boolean option, or `fallback` when left out: a string such as "false" is refused, not
  * taken for true. */
 export function booleanOption(

@@ -31,6 +31,7 @@ import {
   HANDOFF_VERSION,
   MAX_ACTOR_ARGS_BYTES,
   type QueueHandoff,
+  startFailureCause,
   toWire,
   type WireQueues,
 } from "./protocol.ts";
@@ -544,8 +545,7 @@ export async function spawnActor<A = unknown>(
       ? `\n(its stderr was not captured: if it asks for a permission there, note that ${permissions})`
       : "";
     throw new ActorError(`${caller}(${module}): ${(error as Error).message}${said}${hint}`, {
-      // Aborted: the caller's reason, as fetch() would reject with it.
-      cause: signal?.aborted ? signal.reason : error,
+      cause: startFailureCause(error, signal),
       status,
     });
   }

@@ -36,6 +36,7 @@ import {
   type QueueEnd,
   type QueueHandoff,
   type QueueSpec,
+  startFailureCause,
   toWire,
   type WireQueues,
 } from "./protocol.ts";
@@ -367,8 +368,7 @@ export async function spawnWorker<A = unknown>(
   } catch (error) {
     handle.terminate();
     throw new ActorError(`${caller}(${moduleUrl}): ${(error as Error).message}`, {
-      // Aborted: the caller's reason, as fetch() would reject with it.
-      cause: signal?.aborted ? signal.reason : error,
+      cause: startFailureCause(error, signal),
     });
   } finally {
     clearTimeout(timer);
