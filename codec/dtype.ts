@@ -237,11 +237,10 @@ export function dtype(name: DTypeName): DType {
   const d = byName.get(name);
   if (d === undefined) {
     // A constructor (Float32Array) shows by its name, not by its source.
-    const shownName = typeof name === "function"
-      ? `${
-        (name as { name?: string }).name || "anonymous"
-      } (a function; dtype names are strings such as "float32")`
-      : JSON.stringify(String(name));
+    const fn = typeof name === "function" ? (name as { name?: string }).name || "anonymous" : "";
+    const shownName = fn === ""
+      ? JSON.stringify(String(name))
+      : `${fn} (a function; dtype names are strings such as "float32")`;
     throw new TypeError(`unknown dtype ${shownName}`);
   }
   return d;
