@@ -17,7 +17,12 @@
 export { createSharedMemoryPair, openReceiver, openSender } from "./queue/pair.ts";
 export type { QueueOptions } from "./queue/options.ts";
 export { Sender } from "./queue/sender.ts";
-export { type GetOptions, Receiver, type SyncGetOptions } from "./queue/receiver.ts";
+export {
+  type GetOptions,
+  type NowaitGetOptions,
+  Receiver,
+  type SyncGetOptions,
+} from "./queue/receiver.ts";
 export { Draft, Lease } from "./queue/lease.ts";
 export type { SyncWaitOptions, WaitOptions } from "./queue/wait.ts";
 export type { QueueDescriptor } from "./queue/descriptor.ts";

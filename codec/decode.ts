@@ -63,7 +63,21 @@ export interface DecodeOptions {
    * ready large targets (huge pages, pre-faulted) before the copy. Default: a new ArrayBuffer.
    */
   allocate?: (byteLength: number) => ArrayBuffer;
+  /**
+   * When true, copied arrays of at most 2 KiB (TypedArray, DataView and
+   * NdArray data; never `ArrayBuffer` values) go into slices of shared 32 KiB ArrayBuffers
+   * instead of a fresh ArrayBuffer each, as Node pools small Buffers. A fresh ArrayBuffer
+   * costs Deno about 600 ns whatever its size, several times the rest of a small decode.
+   * Such an array's `buffer` then holds other arrays too: mind its `byteOffset`, and `slice()`
+   * it before transferring its buffer (a transfer would detach the others) or sending it to a
+   * Worker by `postMessage` (which would copy the whole slab). A slab stays in memory while
+   * any array in it does. Larger arrays go to `allocate`, or a new ArrayBuffer. Default false.
+   */
+  pooled?: boolean;
 }
+
+/** The largest array a pooled decode copies into a shared slab (see `DecodeOptions.pooled`). */
+const POOLED_MAX_BYTES = 2048;
 
 // Frame kinds of the explicit decode stack.
 const F_ARRAY = 0;
@@ -147,13 +161,16 @@ export function decode(bytes: Uint8Array, options?: DecodeOptions): unknown {
   return decodeBytes(bytes, options);
 }
 
-const DECODE_OPTIONS = ["view", "allocate"] as const satisfies (keyof DecodeOptions)[];
+const DECODE_OPTIONS = ["view", "allocate", "pooled"] as const satisfies (keyof DecodeOptions)[];
 
 function checkDecodeOptions(options: DecodeOptions): void {
   refuseUnknownOptions(options, DECODE_OPTIONS, "decode");
-  const { view, allocate } = options;
+  const { view, allocate, pooled } = options;
   if (view !== undefined && typeof view !== "boolean") {
     throw new TypeError(`decode: options.view must be a boolean, got ${shown(view)}`);
+  }
+  if (pooled !== undefined && typeof pooled !== "boolean") {
+    throw new TypeError(`decode: options.pooled must be a boolean, got ${shown(pooled)}`);
   }
   if (allocate !== undefined && typeof allocate !== "function") {
     throw new TypeError(`decode: options.allocate must be a function, got ${shown(allocate)}`);
@@ -166,6 +183,7 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeOptions): unknown
   if (!LITTLE_ENDIAN) throw new Error("shmq codec: big-endian hosts are not supported");
   const view = options !== undefined && options.view === true;
   const allocate = options?.allocate;
+  const pooled = options !== undefined && options.pooled === true;
   // A subclass such as node's Buffer overrides slice() with a view: use a plain Uint8Array.
   const b = Object.getPrototypeOf(bytes) === Uint8Array.prototype
     ? bytes
@@ -350,9 +368,13 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeOptions): unknown
         if (code === B_ARRAYBUFFER) {
           v = copyOut(b, start, n, allocate);
         } else if (code === B_DATAVIEW) {
-          v = view ? new DataView(buffer, abs, n) : new DataView(copyOut(b, start, n, allocate));
+          v = view
+            ? new DataView(buffer, abs, n)
+            : pooled && n <= POOLED_MAX_BYTES
+            ? pooledCopy(DataView, 1, b, start, n)
+            : new DataView(copyOut(b, start, n, allocate));
         } else {
-          v = makeArray(BINARY_CTORS[code] as ViewCtor, es, b, start, n, view, allocate);
+          v = makeArray(BINARY_CTORS[code] as ViewCtor, es, b, start, n, view, allocate, pooled);
         }
         p = start + n;
         break;
@@ -393,6 +415,7 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeOptions): unknown
           n,
           view,
           allocate,
+          pooled,
         );
         try {
           v = new NdArray(dt, shape, data);
@@ -529,9 +552,11 @@ function makeArray(
   n: number,
   view: boolean,
   allocate: ((byteLength: number) => ArrayBuffer) | undefined,
+  pooled: boolean,
 ): TypedArray {
   const abs = b.byteOffset + rel;
   if (view && abs % es === 0) return new C(b.buffer, abs, n / es);
+  if (pooled && n <= POOLED_MAX_BYTES) return pooledCopy(C, es, b, rel, n);
   // The copy is a Uint8Array already: wrapping its buffer again would cost a second object.
   if (C === Uint8Array && allocate === undefined) return b.slice(rel, rel + n);
   return new C(copyOut(b, rel, n, allocate), 0, n / es);
@@ -554,6 +579,34 @@ function copyOut(
   }
   new Uint8Array(target).set(b.subarray(rel, rel + n));
   return target;
+}
+
+/** Size of the shared buffers of pooled copies: a new one every 16 copies of the largest. */
+const SLAB_BYTES = 32 * 1024;
+/** The slab pooled copies go into now, and its bytes (empty once a caller detached it). */
+let slab = new ArrayBuffer(0);
+let slabBytes = new Uint8Array(slab);
+let slabUsed = 0;
+
+/** A copy of the `n` bytes at `rel` of `b` as a `C` in the slab, 8-aligned for any element
+ * type. `n` is at most POOLED_MAX_BYTES. */
+function pooledCopy<V extends TypedArray | DataView>(
+  C: new (buffer: ArrayBuffer, byteOffset: number, length: number) => V,
+  es: number,
+  b: Uint8Array,
+  rel: number,
+  n: number,
+): V {
+  let at = (slabUsed + 7) & ~7;
+  // A detached slab (its buffer transferred by a caller) reads as empty: start a new one.
+  if (at + n > slabBytes.length || slabBytes.length === 0) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabBytes = new Uint8Array(slab);
+    at = 0;
+  }
+  slabBytes.set(b.subarray(rel, rel + n), at);
+  slabUsed = at + n;
+  return new C(slab, at, n / es);
 }
 
 /** Why `target` cannot take a copy of `n` bytes ("got …"), or undefined when it can. */

@@ -166,7 +166,7 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
     const misspelled = { timout: 10 } as unknown as { timeout: number };
     assert.throws(
       () => r.getSync(misspelled),
-      /^TypeError: Receiver\.getSync: unknown option `timout` \(did you mean `timeout`\?\); the options it takes: `timeout`, `allocate`$/,
+      /^TypeError: Receiver\.getSync: unknown option `timout` \(did you mean `timeout`\?\); the options it takes: `timeout`, `allocate`, `pooled`$/,
     );
     await assert.rejects(r.get(misspelled), /Receiver\.get: unknown option `timout`/);
     await assert.rejects(s.put(1, misspelled), /Sender\.put: unknown option `timout`/);
@@ -184,7 +184,7 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
     // A call that never blocks is not told it blocks: the signal is just not its option.
     assert.throws(
       () => r.getNowait({ signal: AbortSignal.timeout(10) } as never),
-      /Receiver\.getNowait: unknown option `signal`; the options it takes: `allocate`$/,
+      /Receiver\.getNowait: unknown option `signal`; the options it takes: `allocate`, `pooled`$/,
     );
     // An unknown option's getter is not run: the option is refused as it is.
     const getter = {

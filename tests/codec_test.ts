@@ -756,6 +756,66 @@ Deno.test("decode copy mode puts payloads in buffers from the allocate option", 
   assert.throws(() => decode(bytes, { allocate: (n) => new ArrayBuffer(n + 1) }), TypeError);
 });
 
+Deno.test("decode with pooled puts small arrays in shared slabs, exact and aligned", () => {
+  const value = {
+    bytes: new Uint8Array([1, 2, 3]), // 3 bytes: the next array starts unaligned unless padded
+    doubles: new Float64Array([0.5, -2]),
+    big: new BigInt64Array([-(2n ** 62n)]),
+    view: new DataView(new Uint8Array([9, 8, 7]).buffer),
+    nd: new NdArray(dtype("int16"), [2, 2], new Int16Array([1, -2, 3, -4])),
+    own: new ArrayBuffer(5), // an ArrayBuffer value is the whole buffer: never pooled
+    large: new Float32Array(513).fill(1.5), // 2052 bytes: above 2 KiB, a buffer of its own
+  };
+  const out = decode(encode(value), { pooled: true }) as typeof value;
+  assertSame(out, value);
+  const slab = out.bytes.buffer;
+  for (const a of [out.doubles, out.big, out.view, out.nd.data]) {
+    assert.equal(a.buffer, slab, "the small arrays share one slab");
+    assert.equal(a.byteOffset % 8, 0);
+  }
+  assert.equal(out.own.byteLength, 5);
+  assert.notEqual(out.own, slab);
+  assert.equal(out.large.buffer.byteLength, 2052);
+  // The next decode goes on in the same slab, and leaves what is there alone.
+  const again = decode(encode(new Uint8Array([4, 5])), { pooled: true }) as Uint8Array;
+  assert.equal(again.buffer, slab);
+  assert.deepEqual([...out.bytes, ...again], [1, 2, 3, 4, 5]);
+});
+
+Deno.test("decode with pooled starts a new slab when one is full or was transferred", () => {
+  const bytes = encode(new Uint8Array(2048).fill(7));
+  const copies = Array.from({ length: 40 }, () => decode(bytes, { pooled: true }) as Uint8Array);
+  const slabs = new Set(copies.map((c) => c.buffer));
+  assert.ok(slabs.size >= 2 && slabs.size < 40, `40 copies of 2 KiB took ${slabs.size} slabs`);
+  for (const c of copies) assert.ok(c.length === 2048 && c.every((x) => x === 7));
+  // A caller that transfers a slab takes it away from the decoder, not the other way round.
+  const last = copies[copies.length - 1];
+  const moved = (last.buffer as ArrayBuffer).transfer();
+  const empty = decode(encode(new Uint8Array(0)), { pooled: true }) as Uint8Array;
+  assert.equal(empty.length, 0);
+  const next = decode(encode(new Uint16Array([513])), { pooled: true }) as Uint16Array;
+  assert.deepEqual([...next], [513]);
+  assert.notEqual(next.buffer, moved);
+  assert.equal(new Uint8Array(moved, last.byteOffset, 1)[0], 7, "the moved slab kept its bytes");
+  assert.throws(
+    () => decode(bytes, { pooled: "yes" as unknown as boolean }),
+    (e: Error) => e instanceof TypeError && /options\.pooled must be a boolean/.test(e.message),
+  );
+});
+
+Deno.test("decode with pooled and allocate asks allocate only for the large arrays", () => {
+  const asked: number[] = [];
+  const out = decode(encode([new Uint8Array(16), new Uint8Array(4096), new ArrayBuffer(8)]), {
+    pooled: true,
+    allocate(n) {
+      asked.push(n);
+      return new ArrayBuffer(n);
+    },
+  }) as [Uint8Array, Uint8Array, ArrayBuffer];
+  assert.deepEqual(asked, [4096, 8]);
+  assert.ok(out[0].buffer.byteLength > 16, "the small one went to a slab");
+});
+
 Deno.test("codec: an error from a nested encode inside a getter is placed at the outer getter", () => {
   const value = {
     list: [0, {

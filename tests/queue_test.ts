@@ -913,6 +913,29 @@ Deno.test("get copies arrays into buffers from allocate, in every get flavor", (
     );
   }));
 
+Deno.test("pooled gets share slabs between messages, in every get flavor", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    using _s = s;
+    using _r = r;
+    for (let i = 0; i < 4; i++) s.putSync({ i, data: new Float64Array(2).fill(i + 0.5) });
+    const a = await r.get<{ data: Float64Array }>({ pooled: true });
+    const b = r.getSync<{ data: Float64Array }>({ pooled: true });
+    const c = r.getNowait<{ data: Float64Array }>({ pooled: true })!;
+    assert.ok(a.data.buffer === b.data.buffer && b.data.buffer === c.data.buffer);
+    assert.deepEqual([a.data[1], b.data[1], c.data[1]], [0.5, 1.5, 2.5]);
+    const d = r.getSync<{ data: Float64Array }>({ pooled: false });
+    assert.equal(d.data.buffer.byteLength, 16, "pooled: false copies into a buffer of its own");
+    // A wrong option takes no message: the next one is still first in line.
+    s.putSync("next");
+    assert.throws(
+      () => r.getSync({ pooled: 1 as unknown as boolean }),
+      (e: Error) =>
+        e instanceof TypeError && e.message === "Receiver.getSync: pooled must be a boolean, got 1",
+    );
+    assert.equal(r.getNowait({ pooled: true }), "next");
+  }));
+
 Deno.test("a failing allocate loses no message: it stays first in line for that end", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 8 });
