@@ -14,6 +14,8 @@ const STYLE: Record<string, { color: string; dash?: string }> = {
   "shmq-get-async": { color: "#1f77b4" },
   "shmq-get-sync": { color: "#2ca02c" },
   "shmq-get-reuse": { color: "#bcbd22" },
+  "shmq-get-pooled-sync": { color: "#7f7f7f" },
+  "shmq-get-pooled-async": { color: "#aec7e8" },
   "shmq-borrow": { color: "#d62728" },
   "shmq-zerocopy": { color: "#9467bd" },
   "pipe": { color: "#ff7f0e", dash: "6 4" },

@@ -21,7 +21,7 @@
  *                        warm-up and an Nth of the budget (default 3; 1 with --quick)
  *   --kinds=bytes,struct payload kinds
  *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-get-reuse shmq-borrow
- *                        shmq-zerocopy
+ *                        shmq-get-pooled-sync shmq-get-pooled-async shmq-zerocopy
  *                        pipe postmessage-clone postmessage-transfer segment memcpy
  *   --no-latency --no-fanin --no-small --no-codec   skip sections
  *   --out=DIR            results folder (default bench/results for a run with no options,
@@ -552,6 +552,7 @@ export async function run(args: string[]): Promise<Results> {
       const cases: Case[] = [];
       for (const id of opts.transports) {
         if (id === "memcpy" && kind !== opts.kinds[0]) continue; // the same bytes for both kinds
+        if (size > (transport(id).maxSize ?? Infinity)) continue;
         cases.push({ id, kind, size });
       }
       if (cases.length) blocks.push({ cases, passes: size <= MAX_PASSED_SIZE ? opts.passes : 1 });

@@ -271,6 +271,16 @@ export function checkTargets(results: Results): TargetCheck[] {
       1,
       (size) => size >= 10 && size <= 1024 ** 3,
     ),
+    ratioCheck(
+      results,
+      4,
+      "(pooled gets) faster than the stdio pipe from 10 B to 10 KiB: " +
+        "`getSync`/`get` with `{ pooled: true }`",
+      ["shmq-get-pooled-sync", "shmq-get-pooled-async"],
+      pipe,
+      1,
+      (size) => size >= 10 && size <= 10 * 1024,
+    ),
     ...codecChecks(results),
   ];
 }

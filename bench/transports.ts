@@ -12,6 +12,8 @@ export type TransportId =
   | "shmq-get-async"
   | "shmq-get-sync"
   | "shmq-get-reuse"
+  | "shmq-get-pooled-sync"
+  | "shmq-get-pooled-async"
   | "shmq-borrow"
   | "shmq-zerocopy"
   | "pipe"
@@ -36,6 +38,8 @@ export interface Transport {
    * (the queue's extension segments): then the warm-up sends at least window + 1 messages.
    */
   pooled: boolean;
+  /** The largest message size worth measuring (larger ones behave as another transport). */
+  maxSize?: number;
   /** Starts the case's processes; resolves when it is ready for `go`. */
   launch(procs: CaseProcs, spec: CaseSpec): Promise<void>;
 }
@@ -56,6 +60,7 @@ function shmq(
   receiverMode: string,
   senderMode: string,
   description: string,
+  maxSize?: number,
 ): Transport {
   return {
     id,
@@ -63,6 +68,7 @@ function shmq(
     description,
     library: true,
     pooled: true,
+    maxSize,
     // sender's source + the messages in shared memory + the receiver's copies (and garbage)
     memoryFactor: (_kind, window) =>
       1 + window + (receiverMode === "borrow" ? 0 : Math.min(window, 2) + 1),
@@ -124,6 +130,24 @@ export const TRANSPORTS: readonly Transport[] = [
     "sync",
     "`receiver.getSync({ allocate })` handing out two recycled ArrayBuffers in turn: copied out " +
       "into memory the receiver already owns, so no fresh pages",
+  ),
+  shmq(
+    "shmq-get-pooled-sync",
+    "shmq get pooled (sync)",
+    "get-pooled-sync",
+    "sync",
+    "`receiver.getSync({ pooled: true })`: arrays of up to 2 KiB are copied into slices of " +
+      "shared 32 KiB buffers, not a fresh ArrayBuffer each (only sizes up to 10 KiB: above " +
+      "2 KiB it is `getSync`)",
+    10 * 1024,
+  ),
+  shmq(
+    "shmq-get-pooled-async",
+    "shmq get pooled (async)",
+    "get-pooled-async",
+    "async",
+    "`await receiver.get({ pooled: true })`, as above",
+    10 * 1024,
   ),
   shmq(
     "shmq-borrow",

@@ -3,7 +3,7 @@
  * times every round. A round starts when the first sender's marker (a number: the round's
  * message count) arrives and ends when the receiver has every message of every sender.
  *
- * Flags: --mode=get-async|get-sync|get-reuse|borrow --kind=bytes|struct --size=N --window=N
+ * Flags: --mode=get-async|get-sync|get-reuse|get-pooled-sync|get-pooled-async|borrow --kind=bytes|struct --size=N --window=N
  * [--senders=N] [--check-order] [--arena=N]
  *
  * @module
@@ -98,6 +98,10 @@ try {
     while (handle(receiver.getSync({ allocate })));
   } else if (mode === "get-async") {
     while (handle(await receiver.get()));
+  } else if (mode === "get-pooled-sync") {
+    while (handle(receiver.getSync({ pooled: true })));
+  } else if (mode === "get-pooled-async") {
+    while (handle(await receiver.get({ pooled: true })));
   } else if (mode === "borrow") {
     for (;;) {
       const lease: Lease = receiver.borrowSync();
