@@ -236,10 +236,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** {@linkcode get}, its errors naming `call` (a `for await` loop calls no get itself). */
   async #get<T>(options: GetOptions | undefined, call: string): Promise<T> {
     try {
+      // A `messages()` loop's own checks name it; a plain `for await` takes no options.
+      const method = call === "Receiver.messages" ? "messages" : "get";
       this.#queue.assertOpen("Receiver.get");
       const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
       options?.signal?.throwIfAborted();
-      const attempt = this.#getAttemptFor(options, "get");
+      const attempt = this.#getAttemptFor(options, method);
       const lane = this.#lane;
       const got = lane.now(attempt) ??
         await lane.later(
@@ -355,12 +357,50 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * end closed already throws `ClosedError`. Leaving the loop early (`break`, `return`, a
    * throw) leaves this end open, with the messages not yet taken still queued: close it
    * yourself, or declare it with `using`. */
-  async *[Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
-    this.#queue.assertOpen("Receiver (for await)");
+  [Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
+    return this.#messages(undefined, "Receiver (for await)");
+  }
+
+  /**
+   * The messages of `for await (const v of receiver)`, copied as `get` copies with these
+   * options: into buffers `allocate` hands out, or small arrays into shared slabs
+   * (`pooled`). The loop ends the same way.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * for (let i = 0; i < 3; i++) sender.putSync(new Int32Array([i]));
+   * sender.close();
+   * const seen: number[] = [];
+   * for await (const m of receiver.messages<Int32Array>({ pooled: true })) seen.push(m[0]);
+   * assert.deepEqual(seen, [0, 1, 2]);
+   * receiver.close();
+   * ```
+   */
+  messages<T = unknown>(options?: NowaitGetOptions): AsyncGenerator<T, void, undefined> {
+    try {
+      if (options !== undefined) {
+        checkOptionsObject(options, "Receiver.messages", COPY_TARGET_OPTIONS);
+        // The option errors at the call, not at the loop's first step.
+        this.#getAttemptFor(options, "messages");
+      }
+    } catch (error) {
+      throw namingCall(error, "Receiver.messages");
+    }
+    return this.#messages<T>(options, "Receiver.messages");
+  }
+
+  async *#messages<T>(
+    options: NowaitGetOptions | undefined,
+    call: string,
+  ): AsyncGenerator<T, void, undefined> {
+    this.#queue.assertOpen(call);
     for (;;) {
-      let value: unknown;
+      let value: T;
       try {
-        value = await this.#get(undefined, "Receiver (for await)");
+        value = await this.#get<T>(options, call);
       } catch (error) {
         if (error instanceof ClosedError && error.reason === "drained") return;
         if (error instanceof ClosedError && error.reason === "closed" && this.closed) return;

@@ -936,6 +936,39 @@ Deno.test("pooled gets share slabs between messages, in every get flavor", () =>
     assert.equal(r.getNowait({ pooled: true }), "next");
   }));
 
+Deno.test("messages() loops like for await, copying as get does with its options", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    using _r = r;
+    for (let i = 0; i < 3; i++) s.putSync(new Float32Array([i, i]));
+    s.close();
+    const got: Float32Array[] = [];
+    for await (const m of r.messages<Float32Array>({ pooled: true })) got.push(m);
+    assert.deepEqual(got.map((m) => m[1]), [0, 1, 2]);
+    assert.ok(got[0].buffer === got[2].buffer, "pooled: one slab");
+    assert.throws(
+      () => r.messages({ pooled: "yes" as unknown as boolean }),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === 'Receiver.messages: pooled must be a boolean, got the string "yes"',
+    );
+    assert.throws(
+      () => r.messages({ timeout: 5 } as never),
+      /^TypeError: Receiver\.messages: unknown option `timeout`; the options it takes: `allocate`, `pooled`$/,
+    );
+    // A wrong buffer from allocate reaches the loop, named by it, and loses no message.
+    const [s2, r2] = createSharedMemoryPair({ capacity: 8 });
+    using _s2 = s2;
+    using _r2 = r2;
+    s2.putSync(new Uint8Array(4));
+    const loop = r2.messages({ allocate: () => new ArrayBuffer(1) });
+    await assert.rejects(
+      loop.next(),
+      (e: Error) => e instanceof TypeError && /^Receiver\.messages: allocate\(4\)/.test(e.message),
+    );
+    assert.equal(r2.getNowait<Uint8Array>()?.length, 4);
+  }));
+
 Deno.test("a failing allocate loses no message: it stays first in line for that end", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 8 });
