@@ -217,7 +217,7 @@ async function runThroughput(
     await t.launch(procs, { transport: id, kind, size, window });
     const rounds = await measureRounds(procs, {
       warmMs: warmMsFor(size, share.warmMs, opts.quick),
-      minWarm: t.pooled ? window + 1 : 1,
+      minWarm: t.madeOnFirstUse ? window + 1 : 1,
       measureMs: share.measureMs,
       repeats: share.repeats,
       minRound: minRoundFor(size),

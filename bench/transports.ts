@@ -37,7 +37,7 @@ export interface Transport {
    * Whether the transport keeps resources per message in flight that are made on first use
    * (the queue's extension segments): then the warm-up sends at least window + 1 messages.
    */
-  pooled: boolean;
+  madeOnFirstUse: boolean;
   /** The largest message size worth measuring (larger ones behave as another transport). */
   maxSize?: number;
   /** Starts the case's processes; resolves when it is ready for `go`. */
@@ -67,7 +67,7 @@ function shmq(
     label,
     description,
     library: true,
-    pooled: true,
+    madeOnFirstUse: true,
     maxSize,
     // sender's source + the messages in shared memory + the receiver's copies (and garbage)
     memoryFactor: (_kind, window) =>
@@ -173,7 +173,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "messages), reads into owned buffers (large frames read straight into their own buffer); " +
       "structured messages `node:v8` serialize/deserialize",
     library: false,
-    pooled: false,
+    madeOnFirstUse: false,
     memoryFactor: (kind) => kind === "bytes" ? 3 : 5,
     async launch(procs, spec) {
       const common = [`--kind=${spec.kind}`, `--size=${spec.size}`];
@@ -191,7 +191,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "Worker → main thread `postMessage` (structured clone), one process; batched acks keep " +
       "at most `window` messages in flight",
     library: false,
-    pooled: false,
+    madeOnFirstUse: false,
     memoryFactor: (_kind, window) => 2 + 2 * window,
     async launch(procs, spec) {
       await launchWorker(procs, spec, "clone");
@@ -204,7 +204,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "Worker → main thread `postMessage` transferring the ArrayBuffer, one process; a pool of " +
       "`window` buffers goes back and forth (zero copy, no allocation per message)",
     library: false,
-    pooled: false,
+    madeOnFirstUse: false,
     memoryFactor: (_kind, window) => 1 + window,
     async launch(procs, spec) {
       await launchWorker(procs, spec, "transfer");
@@ -218,7 +218,7 @@ export const TRANSPORTS: readonly Transport[] = [
       "MADV_POPULATE_WRITE, copy in, unmap), metadata as a JSON frame over a stdio pipe, the " +
       "receiver maps, copies out, unmaps and unlinks, acks over a pipe; `window` unacked at most",
     library: false,
-    pooled: false,
+    madeOnFirstUse: false,
     memoryFactor: (_kind, window) => 3 + window,
     async launch(procs, spec) {
       procs.spawnDeno("peers/segment_receiver.ts", [
@@ -234,7 +234,7 @@ export const TRANSPORTS: readonly Transport[] = [
     label: "memcpy",
     description: "one thread, `dst.set(src)` between two already-touched buffers of the size",
     library: false,
-    pooled: false,
+    madeOnFirstUse: false,
     memoryFactor: () => 2,
     async launch(procs, spec) {
       procs.spawnDeno("peers/memcpy.ts", [`--size=${spec.size}`], { driver: true, timer: true });

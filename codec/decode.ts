@@ -52,26 +52,30 @@ export interface DecodeOptions {
    * When true, array payloads (TypedArray, DataView and NdArray data) are views into
    * `bytes.buffer` instead of copies, wherever the payload's address suits the element size
    * (it always does when `bytes.byteOffset` is a multiple of 8). `ArrayBuffer` values are
-   * always copied. Default false: the result owns all its memory.
+   * always copied. Default false: the result owns all its memory (but for the arrays a
+   * `pooled` decode puts in shared slabs).
    */
   view?: boolean;
   /**
    * Makes the ArrayBuffer that each copied payload goes into, given its byte length: every
    * payload in copy mode, and in view mode the ones that are copied all the same
-   * (`ArrayBuffer` values, and payloads whose address does not suit their element size). It
+   * (`ArrayBuffer` values, and payloads whose address does not suit their element size);
+   * with `pooled`, only those not put in a slab. It
    * must return a fresh, unshared ArrayBuffer of exactly that length. The queue uses it to
    * ready large targets (huge pages, pre-faulted) before the copy. Default: a new ArrayBuffer.
    */
   allocate?: (byteLength: number) => ArrayBuffer;
   /**
-   * When true, copied arrays of at most 2 KiB (TypedArray, DataView and
-   * NdArray data; never `ArrayBuffer` values) go into slices of shared 32 KiB ArrayBuffers
-   * instead of a fresh ArrayBuffer each, as Node pools small Buffers. A fresh ArrayBuffer
-   * costs Deno about 600 ns whatever its size, several times the rest of a small decode.
-   * Such an array's `buffer` then holds other arrays too: mind its `byteOffset`, and `slice()`
-   * it before transferring its buffer (a transfer would detach the others) or sending it to a
-   * Worker by `postMessage` (which would copy the whole slab). A slab stays in memory while
-   * any array in it does. Larger arrays go to `allocate`, or a new ArrayBuffer. Default false.
+   * When true, copied arrays of at most 2 KiB (TypedArray, DataView and NdArray data; never
+   * `ArrayBuffer` values) go into slices of shared 32 KiB ArrayBuffers instead of a fresh
+   * ArrayBuffer each, as Node pools small Buffers: a fresh ArrayBuffer costs Deno 0.6-1 µs,
+   * several times the rest of a small decode. Such an array's `buffer` then holds other
+   * arrays too, of this decode and of earlier ones in this isolate (any queue's): mind its
+   * `byteOffset`, and never hand the buffer itself to code that should not see those bytes.
+   * `slice()` the array before transferring its buffer (a transfer would detach the others),
+   * or sending it elsewhere with `postMessage` or `structuredClone` (which would copy the
+   * whole slab, other messages' bytes included). A slab stays in memory while any array in
+   * it does. Larger arrays go to `allocate`, or a new ArrayBuffer. Default false.
    */
   pooled?: boolean;
 }
@@ -542,7 +546,8 @@ type ViewCtor = new (b: ArrayBufferLike, o: number, l: number) => TypedArray;
 
 /**
  * The `n` payload bytes at `rel` of `b` as an instance of `C`: a view when `view` is set and
- * the address suits the element size, else a copy with its own ArrayBuffer.
+ * the address suits the element size, else a copy: in a slab when pooled and small enough,
+ * else with its own ArrayBuffer.
  */
 function makeArray(
   C: ViewCtor,

@@ -55,7 +55,8 @@ import { shown } from "./shown.ts";
 export interface GetOptions extends WaitOptions {
   /**
    * Returns the ArrayBuffer an array of the message is copied into: exactly `byteLength`
-   * bytes, called once per array (TypedArray, NdArray, DataView, ArrayBuffer) in the message.
+   * bytes, called once per array (TypedArray, NdArray, DataView, ArrayBuffer) in the message
+   * (with `pooled`, only for those not put in a slab).
    * Hand out buffers you have finished with to skip the allocation and page faults of fresh
    * memory, which bound a large `get` at a few GB/s. Default: a new ArrayBuffer. It must not
    * call this receiver's gets or borrows (they throw `TypeError`), nor hand out one buffer
@@ -64,13 +65,15 @@ export interface GetOptions extends WaitOptions {
   allocate?: (byteLength: number) => ArrayBuffer;
   /**
    * Copies the message's arrays of at most 2 KiB into slices of shared 32 KiB ArrayBuffers,
-   * not a fresh ArrayBuffer each, as Node pools small Buffers: a fresh one costs Deno about
-   * 600 ns whatever its size, which bounds a stream of small arrays (measured on a 2-vCPU VM,
-   * one process, 100 B: `getSync` 1.02 -> 0.36 µs). Such an array's `buffer` holds other
-   * arrays too: mind its `byteOffset`, and `slice()` it before you transfer its buffer (that
-   * would detach the others) or `postMessage` it (that would copy the whole slab). A slab
-   * stays in memory while any array in it does. Larger arrays go to `allocate`, or fresh
-   * memory. Default false.
+   * not a fresh ArrayBuffer each, as Node pools small Buffers: a fresh one costs Deno 0.6-1
+   * µs, which bounds a stream of small arrays (measured on a 2-vCPU VM, one process, 100 B:
+   * `getSync` 1.02 -> 0.36 µs). Such an array's `buffer` holds other arrays too, of this
+   * message and of earlier ones in this isolate (any queue's): mind its `byteOffset`, and
+   * never hand the buffer itself to code that should not see those bytes. `slice()` the
+   * array before you transfer its buffer (that would detach the others), or send it elsewhere
+   * with `postMessage` or `structuredClone` (that would copy the whole slab, other messages'
+   * bytes included). A slab stays in memory while any array in it does. Larger arrays go to
+   * `allocate`, or fresh memory. Default false.
    *
    * @example
    * ```ts

@@ -4,9 +4,17 @@
  * @module
  */
 
-import { DType, type DTypeName, NdArray } from "../codec/mod.ts";
+import { decode, DType, type DTypeName, encode, NdArray } from "../codec/mod.ts";
 
 export { prng } from "./prng.ts";
+
+const SLAB_FILLER = encode(new Uint8Array(2048));
+
+/** Makes the isolate's pooled decodes (`pooled: true`) go on in a slab with 30 KiB free, so a
+ * test's few small arrays land in one: whatever earlier tests left, not by luck. */
+export function startFreshSlab(): void {
+  while ((decode(SLAB_FILLER, { pooled: true }) as Uint8Array).byteOffset !== 0);
+}
 
 /** Every dtype name the codec supports, as numpy spells them. */
 export const DTYPES: readonly DTypeName[] = [

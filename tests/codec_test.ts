@@ -14,7 +14,7 @@ import {
 } from "../codec/mod.ts";
 import { DecodeError, QueueError } from "../queue/errors.ts";
 import { Buffer } from "node:buffer";
-import { assertSame, difference, DTYPES, prng } from "./codec_helpers.ts";
+import { assertSame, difference, DTYPES, prng, startFreshSlab } from "./codec_helpers.ts";
 
 /** Round trip in both modes, checking the result against the input. */
 function roundTrip<T>(value: T): T {
@@ -766,6 +766,7 @@ Deno.test("decode with pooled puts small arrays in shared slabs, exact and align
     own: new ArrayBuffer(5), // an ArrayBuffer value is the whole buffer: never pooled
     large: new Float32Array(513).fill(1.5), // 2052 bytes: above 2 KiB, a buffer of its own
   };
+  startFreshSlab();
   const out = decode(encode(value), { pooled: true }) as typeof value;
   assertSame(out, value);
   const slab = out.bytes.buffer;

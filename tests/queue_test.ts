@@ -30,6 +30,7 @@ import {
   shmUnlink,
 } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
+import { startFreshSlab } from "./codec_helpers.ts";
 import { SharedQueue } from "../queue/shared_queue.ts";
 
 Deno.test("put and get round-trip values of the data model", () =>
@@ -919,6 +920,7 @@ Deno.test("pooled gets share slabs between messages, in every get flavor", () =>
     using _s = s;
     using _r = r;
     for (let i = 0; i < 4; i++) s.putSync({ i, data: new Float64Array(2).fill(i + 0.5) });
+    startFreshSlab();
     const a = await r.get<{ data: Float64Array }>({ pooled: true });
     const b = r.getSync<{ data: Float64Array }>({ pooled: true });
     const c = r.getNowait<{ data: Float64Array }>({ pooled: true })!;
@@ -936,6 +938,39 @@ Deno.test("pooled gets share slabs between messages, in every get flavor", () =>
     assert.equal(r.getNowait({ pooled: true }), "next");
   }));
 
+Deno.test("a pooled get of a large message pools its small arrays only, and combines with allocate", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    using _s = s;
+    using _r = r;
+    // 1 MiB: past the size where gets ready their copy targets (huge pages, a helper thread).
+    const message = () => ({
+      small: new Int32Array([1, 2, 3]),
+      big: new Float64Array(131_072).fill(0.25),
+      bytes: new ArrayBuffer(4),
+    });
+    s.putSync(message());
+    s.putSync(message());
+    startFreshSlab();
+    const plain = r.getSync<ReturnType<typeof message>>({ pooled: true });
+    assert.equal(plain.small.buffer.byteLength, 32 * 1024, "the small array went to a slab");
+    assert.deepEqual([...plain.small], [1, 2, 3]);
+    assert.equal(plain.big.buffer.byteLength, 1 << 20, "the large one has a buffer of its own");
+    assert.ok(plain.big[0] === 0.25 && plain.big[131_071] === 0.25);
+    assert.equal(plain.bytes.byteLength, 4);
+    const asked: number[] = [];
+    const mine = await r.get<ReturnType<typeof message>>({
+      pooled: true,
+      allocate: (n) => {
+        asked.push(n);
+        return new ArrayBuffer(n);
+      },
+    });
+    assert.deepEqual(asked, [1 << 20, 4], "allocate is asked for what no slab takes");
+    assert.equal(mine.small.buffer, plain.small.buffer);
+    assert.equal(mine.big[131_071], 0.25);
+  }));
+
 Deno.test("messages() loops like for await, copying as get does with its options", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 8 });
@@ -943,6 +978,7 @@ Deno.test("messages() loops like for await, copying as get does with its options
     for (let i = 0; i < 3; i++) s.putSync(new Float32Array([i, i]));
     s.close();
     const got: Float32Array[] = [];
+    startFreshSlab();
     for await (const m of r.messages<Float32Array>({ pooled: true })) got.push(m);
     assert.deepEqual(got.map((m) => m[1]), [0, 1, 2]);
     assert.ok(got[0].buffer === got[2].buffer, "pooled: one slab");
