@@ -1377,8 +1377,38 @@ export class SharedQueue {
     deadline = Infinity,
     holdsDrafts = false,
   ): Reservation | undefined {
-    this.#waitingForShm = undefined; // set again below when this attempt waits for /dev/shm
+    // Settling reads and writes the slots receivers released, cache lines their cores hold:
+    // while the queue is at most half full, a put into the arena leaves that to the
+    // receivers' own takes (which settle too), and settles only should it find no room. Not
+    // while an extension carries a message: settling its release lets this put drop it.
+    // Measured on a 2-vCPU VM, two processes, six runs each taken in turn, median msg/s:
+    // 100 B getSync 0.98 -> 1.26M, async get 0.97 -> 1.14M; 1 KiB 0.84 -> 0.86M (pooled
+    // getSync 1.05 -> 1.16M).
+    const lazy = this.fitsArena(length) && this.#u32[L.C_IN_FLIGHT >> 2] * 2 < this.capacity &&
+      !this.#anyExtensionBusy();
+    if (!lazy) this.#settleLocked();
+    const reservation = this.#reserveNowLocked(length, deadline, holdsDrafts);
+    if (reservation !== undefined || !lazy) return reservation;
     this.#settleLocked();
+    return this.#reserveNowLocked(length, deadline, holdsDrafts);
+  }
+
+  /** Whether any extension segment holds a message (or is settling one). */
+  #anyExtensionBusy(): boolean {
+    const u32 = this.#u32;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      if (u32[(L.extensionOffset(i) + L.E_STATE) >> 2] === L.ExtensionState.Busy) return true;
+    }
+    return false;
+  }
+
+  /** {@linkcode #reserveLocked} with the releases settled as far as the caller wanted. */
+  #reserveNowLocked(
+    length: number,
+    deadline: number,
+    holdsDrafts: boolean,
+  ): Reservation | undefined {
+    this.#waitingForShm = undefined; // set again below when this attempt waits for /dev/shm
     const u32 = this.#u32;
     const f64 = this.#f64;
     const inFlight = u32[L.C_IN_FLIGHT >> 2];
