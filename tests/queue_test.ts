@@ -1234,12 +1234,13 @@ Deno.test("releases the unsettled count missed are still settled: acks exact, ro
       await s.put("d", { timeout: 1000 });
       await s.put("e", { timeout: 1000 });
       assert.deepEqual([await r.get(), await r.get()], ["d", "e"]);
-      // A negative count can only be forged: the queue is declared corrupt, not stalled.
+      // A negative count can only be forged: the queue is declared corrupt, not stalled, by
+      // the next call that settles (a take always does; a put, once the queue fills), and
+      // then for every call.
       Atomics.store(m.i32, L.W_UNSETTLED >> 2, -5);
-      await assert.rejects(
-        s.put("f", { timeout: 1000 }),
-        (e: Error) => e instanceof ClosedError && e.reason === "corrupt",
-      );
+      const corrupt = (e: Error) => e instanceof ClosedError && e.reason === "corrupt";
+      await assert.rejects(r.get({ timeout: 1000 }), corrupt);
+      await assert.rejects(s.put("f", { timeout: 1000 }), corrupt);
     } finally {
       m.unmap();
     }
