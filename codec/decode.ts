@@ -202,8 +202,6 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeOptions): unknown
   const end = u64(b, 8, "total length");
   if (end > len) fail(`truncated: the header declares ${end} bytes but only ${len} are given`, 8);
   if (end <= HEADER_SIZE) fail("the encoding has no value", 8);
-  const buffer = b.buffer;
-  const base = b.byteOffset;
 
   // The explicit stack of open containers, reused between calls. A call that throws does
   // not hand it back (it may hold references); a nested call, possible only through a setter
@@ -368,15 +366,10 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeOptions): unknown
         if (start > end || n > end - start) fail("truncated binary payload", at);
         const es = B_ELEMENT_SIZE[code];
         if (n % es !== 0) fail(`binary length ${n} is not a multiple of ${es}`, at);
-        const abs = base + start;
         if (code === B_ARRAYBUFFER) {
           v = copyOut(b, start, n, allocate);
         } else if (code === B_DATAVIEW) {
-          v = view
-            ? new DataView(buffer, abs, n)
-            : pooled && n <= POOLED_MAX_BYTES
-            ? pooledCopy(DataView, 1, b, start, n)
-            : new DataView(copyOut(b, start, n, allocate));
+          v = makeArray(DataView, 1, b, start, n, view, allocate, pooled);
         } else {
           v = makeArray(BINARY_CTORS[code] as ViewCtor, es, b, start, n, view, allocate, pooled);
         }
@@ -542,15 +535,19 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeOptions): unknown
   }
 }
 
-type ViewCtor = new (b: ArrayBufferLike, o: number, l: number) => TypedArray;
+type ViewCtor<V extends TypedArray | DataView = TypedArray> = new (
+  b: ArrayBufferLike,
+  o: number,
+  l: number,
+) => V;
 
 /**
  * The `n` payload bytes at `rel` of `b` as an instance of `C`: a view when `view` is set and
  * the address suits the element size, else a copy: in a slab when pooled and small enough,
  * else with its own ArrayBuffer.
  */
-function makeArray(
-  C: ViewCtor,
+function makeArray<V extends TypedArray | DataView>(
+  C: ViewCtor<V>,
   es: number,
   b: Uint8Array,
   rel: number,
@@ -558,12 +555,12 @@ function makeArray(
   view: boolean,
   allocate: ((byteLength: number) => ArrayBuffer) | undefined,
   pooled: boolean,
-): TypedArray {
+): V {
   const abs = b.byteOffset + rel;
   if (view && abs % es === 0) return new C(b.buffer, abs, n / es);
   if (pooled && n <= POOLED_MAX_BYTES) return pooledCopy(C, es, b, rel, n);
   // The copy is a Uint8Array already: wrapping its buffer again would cost a second object.
-  if (C === Uint8Array && allocate === undefined) return b.slice(rel, rel + n);
+  if (C === (Uint8Array as unknown) && allocate === undefined) return b.slice(rel, rel + n) as V;
   return new C(copyOut(b, rel, n, allocate), 0, n / es);
 }
 
