@@ -28,6 +28,9 @@
  *                        else bench/results-partial, so a partial run never replaces the
  *                        published results)
  *
+ * Every process of the run inherits the environment: `DENO_V8_FLAGS=...` applies to all of
+ * them, the pipe's and Workers' cases included, so a flag is compared on equal terms.
+ *
  * @module
  */
 
