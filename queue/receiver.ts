@@ -464,7 +464,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     if (allocate === undefined) return pooled ? this.#pooledGetAttempt : this.#getAttempt;
     if (typeof allocate !== "function") {
       throw new TypeError(
-        `Receiver.${method}: allocate must be a function, got ${typeof allocate}`,
+        `Receiver.${method}: allocate must be a function, got ${shown(allocate)}`,
       );
     }
     // Whether the caller's allocate threw or returned a wrong buffer: the codec's own errors,
