@@ -41,9 +41,9 @@ export class QueueError extends Error {
 export class EmptyError extends QueueError {}
 
 /**
- * Thrown by `put`/`putSync` and `prepare`/`prepareSync` when the queue stayed full until the
- * timeout, and by `waitForAllAck`/`waitForAllAckSync` when messages were still not received
- * then; the message says which, and what holds the room.
+ * Thrown by `put`/`putSync`, `putMany`/`putManySync` and `prepare`/`prepareSync` when the
+ * queue stayed full until the timeout, and by `waitForAllAck`/`waitForAllAckSync` when
+ * messages were still not received then; the message says which, and what holds the room.
  *
  * @example
  * ```ts
@@ -53,7 +53,19 @@ export class EmptyError extends QueueError {}
  * assert.ok(e.name === "FullError");
  * ```
  */
-export class FullError extends QueueError {}
+export class FullError extends QueueError {
+  /**
+   * Of `putMany`/`putManySync`: how many of the values were put (the first ones, in order)
+   * before the timeout. Undefined for the other calls, which put nothing when they time out.
+   */
+  readonly sent: number | undefined;
+
+  /** Creates the error; `sent` is for `putMany`'s. */
+  constructor(message: string, options?: ErrorOptions & { sent?: number }) {
+    super(message, options);
+    this.sent = options?.sent;
+  }
+}
 
 /**
  * Thrown when the end used is closed, when every sender has closed and the queue is drained

@@ -25,6 +25,7 @@ import {
 } from "./wait.ts";
 import { Lane, settledBy } from "./lane.ts";
 import { stopIfRequested, stoppedByRequest } from "./stop.ts";
+import { shown } from "./shown.ts";
 
 /** How often a put that finds room looks for dead receivers (see #noticeDeadPeers). */
 const PEER_CHECK_MS = 1000;
@@ -206,6 +207,93 @@ export class Sender implements Disposable {
       if (done === undefined) throw this.#full("putSync", options?.timeout, plan.byteLength);
     } catch (error) {
       throw namingCall(error, "Sender.putSync");
+    }
+  }
+
+  /**
+   * Puts several messages, in order, as {@linkcode put} would one after the other, but takes
+   * the queue's lock once for as many of them as there is room for: for a stream of small
+   * messages that is most of a put's cost. Every value is checked before any is written: one
+   * the codec rejects throws `TypeError` naming it (`values[3].pos: …`) and nothing is sent.
+   * Waits for room as `put` does, as often as it takes; when the timeout passes first, the
+   * messages put so far stay put and the `FullError`'s `sent` says how many. An abort rejects
+   * with the signal's reason and leaves the messages put before it, too.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * await sender.putMany([{ tick: 1 }, { tick: 2 }, new Float64Array([0.5])]);
+   * assert.deepEqual(receiver.getNowait(), { tick: 1 });
+   * assert.deepEqual(receiver.getNowait(), { tick: 2 });
+   * assert.ok((receiver.getNowait() as Float64Array)[0] === 0.5);
+   * sender.close();
+   * receiver.close();
+   * ```
+   */
+  async putMany(values: Iterable<unknown>, options?: WaitOptions): Promise<void> {
+    try {
+      this.#queue.assertOpen("Sender.putMany");
+      const deadline = deadlineOf(options, "Sender.putMany", WAIT_OPTIONS);
+      options?.signal?.throwIfAborted();
+      const batch = this.#planMany(values, "putMany");
+      const attempt = this.#putManyAttempt(batch, "putMany", deadline);
+      const lane = this.#lane;
+      const first = !lane.busy;
+      const put = lane.now(attempt, true);
+      const turn = lane.takeDueTurn();
+      if (put !== undefined) {
+        const settles = lane.settleAfterTurns(turn);
+        if (settles) await settles;
+        return;
+      }
+      const done = await lane.later(
+        attempt,
+        deadline,
+        options?.signal,
+        this.#waitForRoom,
+        turn,
+        first ? this.#dropBudgetClaim : undefined,
+      );
+      if (done === undefined) throw this.#fullMany(batch, "putMany", options?.timeout);
+      const settles = lane.settleAfterTurns(undefined);
+      if (settles) await settles;
+    } catch (error) {
+      throw namingCall(error, "Sender.putMany", options?.signal);
+    }
+  }
+
+  /**
+   * Like {@linkcode putMany}, but blocks the thread: for actors and Workers that do nothing
+   * else. Throws `TypeError` while a `put` or `prepare` of this sender is still waiting.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair, FullError } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+   * assert.throws(
+   *   () => sender.putManySync(["a", "b", "c"], { timeout: 10 }),
+   *   (e: unknown) => e instanceof FullError && e.sent === 2,
+   * );
+   * assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["a", "b"]);
+   * sender.close();
+   * receiver.close();
+   * ```
+   */
+  putManySync(values: Iterable<unknown>, options?: SyncWaitOptions): void {
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Sender.putManySync");
+      const deadline = deadlineOf(options, "Sender.putManySync", SYNC_WAIT_OPTIONS);
+      this.#assertNoneWaiting("putManySync");
+      const batch = this.#planMany(values, "putManySync");
+      const attempt = this.#putManyAttempt(batch, "putManySync", deadline);
+      const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
+      if (done === undefined) throw this.#fullMany(batch, "putManySync", options?.timeout);
+    } catch (error) {
+      throw namingCall(error, "Sender.putManySync");
     }
   }
 
@@ -439,6 +527,75 @@ export class Sender implements Disposable {
     };
   }
 
+  /** The plans of a putMany's values, every one checked before any is written. */
+  #planMany(values: Iterable<unknown>, method: string): Batch {
+    if (values === null || typeof values !== "object" || !(Symbol.iterator in values)) {
+      throw new TypeError(
+        `Sender.${method}: values must be an iterable (an array) of values, got ` +
+          shown(values),
+      );
+    }
+    const plans: EncodePlan[] = [];
+    for (const value of values) {
+      try {
+        plans.push(this.#plan(value, method));
+      } catch (error) {
+        throw indexed(error, method, plans.length);
+      }
+    }
+    return { plans, lengths: plans.map((plan) => plan.byteLength), sent: 0 };
+  }
+
+  /**
+   * Puts what is left of a batch, as many messages per critical section as there is room
+   * for (an extension-sized one goes alone); undefined when it has to wait for room.
+   */
+  #putManyAttempt(batch: Batch, method: string, deadline: number): Attempt<true> {
+    const queue = this.#queue;
+    const { plans, lengths } = batch;
+    const reserved: Reservation[] = [];
+    return () => {
+      while (batch.sent < plans.length) {
+        this.#noticeDeadPeers();
+        reserved.length = 0;
+        queue.reserveMany(lengths, batch.sent, reserved);
+        if (reserved.length === 0) {
+          const r = queue.reserve(lengths[batch.sent], deadline, this.#holdsExtensionDrafts());
+          if (r === undefined) return undefined;
+          reserved.push(r);
+        }
+        let written = 0;
+        try {
+          for (; written < reserved.length; written++) {
+            encodeInto(plans[batch.sent + written], queue.reservedBytes(reserved[written]));
+          }
+        } catch (error) {
+          // An array detached (or shrunk) while the call waited: the messages before it go,
+          // in order; it and those after it do not.
+          for (let k = written; k < reserved.length; k++) queue.cancel(reserved[k]);
+          queue.publishMany(reserved.slice(0, written));
+          const at = batch.sent + written;
+          batch.sent = at;
+          this.#published += written;
+          throw indexed(named(error, method), method, at, batch.sent);
+        }
+        queue.publishMany(reserved);
+        batch.sent += reserved.length;
+        this.#published += reserved.length;
+      }
+      return DONE;
+    };
+  }
+
+  #fullMany(batch: Batch, method: string, timeout: number | undefined): FullError {
+    const full = this.#full(method, timeout, batch.lengths[batch.sent]);
+    return new FullError(
+      `${full.message}; ${batch.sent} of the ${batch.plans.length} values were put, in ` +
+        "order, and the rest were not",
+      { sent: batch.sent },
+    );
+  }
+
   /** Whether an unsent draft of this sender is in an extension segment, taking byte budget
    * until sent or cancelled (see SharedQueue.reserve). */
   #holdsExtensionDrafts(): boolean {
@@ -551,6 +708,37 @@ export class Sender implements Disposable {
 }
 
 const DONE = { value: true as const };
+
+/** A putMany's values, planned, and how many of them are put so far. */
+interface Batch {
+  readonly plans: readonly EncodePlan[];
+  readonly lengths: readonly number[];
+  sent: number;
+}
+
+/**
+ * A codec refusal of a putMany, naming the value by its index (`values[3].pos: …`), and saying
+ * how many of the batch went before it (none when planning).
+ */
+function indexed(error: unknown, method: string, index: number, sent = 0): unknown {
+  const kind = (error as Error | undefined)?.constructor;
+  if (kind !== TypeError && kind !== RangeError) return error;
+  const prefix = `Sender.${method}: `;
+  let message = (error as Error).message;
+  if (message.startsWith(prefix)) message = message.slice(prefix.length);
+  message = /^value\b/.test(message)
+    ? message.replace(/^value/, `values[${index}]`)
+    : `values[${index}]: ${message}`;
+  if (sent > 0) {
+    const before = sent === 1 ? "the value before it was put" : `the ${sent} before it were put`;
+    message = message.replace(
+      /; nothing was sent$/,
+      `; ${before}, in order, and the rest were not`,
+    );
+  }
+  const Ctor = kind === TypeError ? TypeError : RangeError;
+  return new Ctor(prefix + message, { cause: (error as Error).cause ?? error });
+}
 
 /**
  * A codec refusal, named after the method the user called: while `planning`, a value it

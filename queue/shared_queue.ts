@@ -654,6 +654,39 @@ export class SharedQueue {
     }
   }
 
+  /**
+   * Reserves consecutive arena messages in one critical section: for `lengths[from]` on, in
+   * order, as many as there is room for, pushed onto `into`. Stops at the first that finds no
+   * room or does not fit the arena (those go one at a time, through {@linkcode reserve}).
+   * Throws ClosedError when no receiver is left.
+   */
+  reserveMany(lengths: readonly number[], from: number, into: Reservation[]): void {
+    this.#lock();
+    try {
+      this.#checkUsable();
+      if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
+        this.#confirmNoneLeftLocked(L.ParticipantKind.Receiver);
+        throw new ClosedError(this.goneMessage("receiver"), {
+          reason: "no-receivers",
+        });
+      }
+      for (let i = from; i < lengths.length && this.fitsArena(lengths[i]); i++) {
+        const reservation = this.#reserveLocked(lengths[i]);
+        if (reservation === undefined) break;
+        into.push(reservation);
+      }
+      this.#noticeRenewedExtensionsLocked();
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /** Makes reserved messages visible to receivers, in order, with one signal. */
+  publishMany(reservations: readonly Reservation[]): void {
+    for (const r of reservations) this.#publishState(r.slot);
+    this.#signal(this.putSignal);
+  }
+
   /** Makes a reserved message visible to receivers. */
   publish(reservation: Reservation): void {
     this.#publishState(reservation.slot);

@@ -79,6 +79,37 @@ Deno.test("4 sender processes x 2 receiver processes: nothing lost or duplicated
     assertExactlyOnceInOrder(reports, 4 * count);
   }));
 
+Deno.test("2 batched (putMany) and 1 plain sender process x 2 receiver processes: nothing lost or duplicated, order per sender", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16, arenaBytes: 1 << 20 });
+    const d = JSON.stringify(sender.descriptor);
+    const consumers = [0, 1].map(() => spawnFixture("queue_child.ts", ["consume", d]));
+    const consumerLines = consumers.map((c) => lines(c));
+    for (const it of consumerLines) await expectLine(it, "ready");
+    const count = 400;
+    const producers = [0, 1, 2].map((i) =>
+      spawnFixture("queue_child.ts", [
+        "produce",
+        d,
+        `${i}`,
+        `${count}`,
+        `${i + 7}`,
+        "65536",
+        ...(i < 2 ? ["batched"] : []),
+      ])
+    );
+    const producerLines = producers.map((p) => lines(p));
+    for (const it of producerLines) await expectLine(it, "ready");
+    sender.close();
+    receiver.close();
+    for (const it of producerLines) await expectLine(it, "done");
+    const reports = await Promise.all(
+      consumerLines.map(async (it) => JSON.parse(await expectLine(it, "{"))),
+    );
+    for (const c of [...consumers, ...producers]) assert.equal((await c.status).code, 0);
+    assertExactlyOnceInOrder(reports, 3 * count);
+  }));
+
 Deno.test("receivers joining and leaving a stream take over prefetched messages: none lost or repeated", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 32, arenaBytes: 1 << 20 });

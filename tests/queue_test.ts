@@ -1507,3 +1507,134 @@ Deno.test("a drained queue whose senders all closed says so, not that one died",
     assert.equal(r.sendersDied, 0);
     r.close();
   }));
+
+Deno.test("putMany and putManySync deliver every value once, in order, waiting for room part way", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
+    // One value too large for the arena (an extension segment) among small ones.
+    const big = new Uint8Array(600_000).fill(7);
+    const values = (base: number) =>
+      Array.from({ length: 10 }, (_, i) => i === 5 ? big : { n: base + i, tag: "x".repeat(i) });
+    const got: unknown[] = [];
+    const draining = (async () => {
+      for (let i = 0; i < 10; i++) got.push(await receiver.get({ timeout: 10_000 }));
+    })();
+    await sender.putMany(values(0)); // 10 values, capacity 4: waits for the receiver
+    await draining;
+    const expected = [...values(0), ...values(100)];
+    // The second batch goes from a thread-blocking call while nobody drains: room for 4.
+    assert.throws(
+      () => sender.putManySync(values(100), { timeout: 20 }),
+      (e: unknown) =>
+        e instanceof FullError && e.sent === 4 &&
+        /^Sender\.putManySync: no room for 20 ms: 4 of capacity 4 messages are unreleased; 4 of the 10 values were put, in order, and the rest were not$/
+          .test(e.message),
+    );
+    const take = (n: number) => {
+      for (let i = 0; i < n; i++) got.push(receiver.getSync({ timeout: 1000 }));
+    };
+    take(4);
+    sender.putManySync(values(100).slice(4, 8)); // room for all four
+    take(4);
+    sender.putManySync(values(100).slice(8));
+    take(2);
+    assert.equal(got.length, 20);
+    for (let i = 0; i < 20; i++) {
+      if (i % 10 === 5) {
+        const bytes = got[i] as Uint8Array;
+        assert.ok(bytes.length === 600_000 && bytes.every((b) => b === 7), `value ${i}`);
+      } else {
+        assert.deepEqual(got[i], expected[i], `value ${i}`);
+      }
+    }
+    await sender.waitForAllAck({ timeout: 10_000 });
+    assert.equal(receiver.getNowait(), undefined);
+    sender.close();
+    receiver.close();
+  }));
+
+Deno.test("putMany checks every value before it writes any: a rejected one names its index", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    assert.throws(
+      () => sender.putManySync(["a", { f: () => 1 }, "c"]),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message ===
+          "Sender.putManySync: values[1].f: functions are not supported; nothing was sent",
+    );
+    await assert.rejects(
+      sender.putMany(["a", "b", Symbol("s")]),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === "Sender.putMany: values[2]: symbols are not supported; nothing was sent",
+    );
+    assert.throws(
+      // deno-lint-ignore no-explicit-any
+      () => sender.putManySync("abc" as any),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message ===
+          'Sender.putManySync: values must be an iterable (an array) of values, got the string "abc"',
+    );
+    assert.throws(
+      () => sender.putManySync([reserve(Uint8Array, 4)]),
+      (e: Error) =>
+        e instanceof TypeError &&
+        /^Sender\.putManySync: values\[0\]: a reserve\(\)/.test(e.message),
+    );
+    assert.equal(receiver.getNowait(), undefined); // nothing of the refused batches
+    assert.ok(sender.hasSpace());
+    sender.putManySync([]); // an empty batch is no batch
+    await sender.putMany(new Set(["x", "y"])); // any iterable
+    assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["x", "y"]);
+    sender.close();
+    receiver.close();
+  }));
+
+Deno.test("putMany: a timeout or an abort leaves the values put before it, in order", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    await assert.rejects(
+      sender.putMany(["a", "b", "c"], { timeout: 20 }),
+      (e: unknown) =>
+        e instanceof FullError && e.sent === 2 && /2 of the 3 values were put/.test(e.message),
+    );
+    const controller = new AbortController();
+    const waiting = sender.putMany(["d"], { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error("stop")), 20);
+    await assert.rejects(waiting, { message: "stop" });
+    assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["a", "b"]);
+    assert.equal(receiver.getNowait(), undefined);
+    // A put made meanwhile keeps its place; the queue works on.
+    await sender.putMany(["e", "f"]);
+    assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["e", "f"]);
+    receiver.close();
+    assert.throws(() => sender.putManySync(["g"]), (e: unknown) => e instanceof ClosedError);
+    sender.close();
+  }));
+
+Deno.test("putMany: an array detached while the batch waits stops it there; the values before it go", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    sender.putSync("first");
+    const doomed = new Uint8Array([1, 2, 3]);
+    const waiting = sender.putMany(["second", doomed, "third"]);
+    doomed.buffer.transfer();
+    // Async gets: the batch waits for room in this thread's event loop.
+    assert.equal(await receiver.get({ timeout: 1000 }), "first");
+    assert.equal(await receiver.get({ timeout: 1000 }), "second");
+    await assert.rejects(
+      waiting,
+      (e: Error) =>
+        e instanceof TypeError &&
+        /^Sender\.putMany: values\[1\]: .*detached.*; the value before it was put, in order, and the rest were not$/
+          .test(e.message),
+    );
+    assert.equal(receiver.getNowait(), undefined);
+    await sender.putMany(["after"]);
+    assert.equal(receiver.getNowait(), "after");
+    await sender.waitForAllAck({ timeout: 1000 });
+    sender.close();
+    receiver.close();
+  }));
