@@ -164,27 +164,9 @@ export class Sender implements Disposable {
       options?.signal?.throwIfAborted();
       const plan = this.#plan(value, "put");
       const attempt = this.#putAttempt(plan, "put", deadline);
-      const lane = this.#lane;
-      // Only a call that finds none of this end's ahead of it tries in Lane.now (and may claim).
-      const first = !lane.busy;
-      const put = lane.now(attempt, true);
-      const turn = lane.takeDueTurn();
-      if (put !== undefined) {
-        const settles = lane.settleAfterTurns(turn);
-        if (settles) await settles;
-        return;
+      if (!(await this.#putInLane(attempt, deadline, options?.signal))) {
+        throw this.#full("put", options?.timeout, plan.byteLength);
       }
-      const done = await lane.later(
-        attempt,
-        deadline,
-        options?.signal,
-        this.#waitForRoom,
-        turn,
-        first ? this.#dropBudgetClaim : undefined,
-      );
-      if (done === undefined) throw this.#full("put", options?.timeout, plan.byteLength);
-      const settles = lane.settleAfterTurns(undefined);
-      if (settles) await settles;
     } catch (error) {
       throw namingCall(error, "Sender.put", options?.signal);
     }
@@ -239,26 +221,9 @@ export class Sender implements Disposable {
       options?.signal?.throwIfAborted();
       const batch = this.#planMany(values, "putMany");
       const attempt = this.#putManyAttempt(batch, "putMany", deadline);
-      const lane = this.#lane;
-      const first = !lane.busy;
-      const put = lane.now(attempt, true);
-      const turn = lane.takeDueTurn();
-      if (put !== undefined) {
-        const settles = lane.settleAfterTurns(turn);
-        if (settles) await settles;
-        return;
+      if (!(await this.#putInLane(attempt, deadline, options?.signal))) {
+        throw this.#fullMany(batch, "putMany", options?.timeout);
       }
-      const done = await lane.later(
-        attempt,
-        deadline,
-        options?.signal,
-        this.#waitForRoom,
-        turn,
-        first ? this.#dropBudgetClaim : undefined,
-      );
-      if (done === undefined) throw this.#fullMany(batch, "putMany", options?.timeout);
-      const settles = lane.settleAfterTurns(undefined);
-      if (settles) await settles;
     } catch (error) {
       throw namingCall(error, "Sender.putMany", options?.signal);
     }
@@ -412,6 +377,37 @@ export class Sender implements Disposable {
   /** Same as {@linkcode close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
+  }
+
+  /**
+   * Runs an async put's attempt in this end's lane: at once when no call of this end is ahead
+   * and there is room, else once the calls ahead are done, waiting for room. False when the
+   * deadline passed first.
+   */
+  async #putInLane(
+    attempt: Attempt<true>,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<boolean> {
+    const lane = this.#lane;
+    // Only a call that finds none of this end's ahead of it tries in Lane.now (and may claim).
+    const first = !lane.busy;
+    const put = lane.now(attempt, true);
+    const turn = lane.takeDueTurn();
+    if (put === undefined) {
+      const done = await lane.later(
+        attempt,
+        deadline,
+        signal,
+        this.#waitForRoom,
+        turn,
+        first ? this.#dropBudgetClaim : undefined,
+      );
+      if (done === undefined) return false;
+    }
+    const settles = lane.settleAfterTurns(put === undefined ? undefined : turn);
+    if (settles) await settles;
+    return true;
   }
 
   /** Waits until `attempt` finds room, waking on releases (or a room slice) and the signal.

@@ -640,12 +640,7 @@ export class SharedQueue {
     this.#lock();
     try {
       this.#checkUsable();
-      if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
-        this.#confirmNoneLeftLocked(L.ParticipantKind.Receiver);
-        throw new ClosedError(this.goneMessage("receiver"), {
-          reason: "no-receivers",
-        });
-      }
+      this.#assertReceiversLocked();
       const reservation = this.#reserveLocked(length, deadline, holdsDrafts);
       this.#noticeRenewedExtensionsLocked();
       return reservation;
@@ -664,12 +659,7 @@ export class SharedQueue {
     this.#lock();
     try {
       this.#checkUsable();
-      if (this.#u32[L.C_LIVE_RECEIVERS >> 2] === 0) {
-        this.#confirmNoneLeftLocked(L.ParticipantKind.Receiver);
-        throw new ClosedError(this.goneMessage("receiver"), {
-          reason: "no-receivers",
-        });
-      }
+      this.#assertReceiversLocked();
       for (let i = from; i < lengths.length && this.fitsArena(lengths[i]); i++) {
         const reservation = this.#reserveLocked(lengths[i]);
         if (reservation === undefined) break;
@@ -679,6 +669,14 @@ export class SharedQueue {
     } finally {
       this.#unlock();
     }
+  }
+
+  /** Throws ClosedError when no receiver is left (which the participant table must agree
+   * with, or the queue is corrupt). */
+  #assertReceiversLocked(): void {
+    if (this.#u32[L.C_LIVE_RECEIVERS >> 2] !== 0) return;
+    this.#confirmNoneLeftLocked(L.ParticipantKind.Receiver);
+    throw new ClosedError(this.goneMessage("receiver"), { reason: "no-receivers" });
   }
 
   /** Makes reserved messages visible to receivers, in order, with one signal. */

@@ -55,60 +55,44 @@ async function expectLine(it: AsyncGenerator<string>, prefix: string): Promise<s
   }
 }
 
+/**
+ * Runs producer children (`produce` with `extra(i)` appended to the arguments of producer
+ * i) into two consumer children, and checks every message arrived once, in order per sender.
+ */
+async function producersIntoConsumers(
+  producers: number,
+  count: number,
+  extra: (i: number) => string[],
+): Promise<void> {
+  const [sender, receiver] = createSharedMemoryPair({ capacity: 16, arenaBytes: 1 << 20 });
+  const d = JSON.stringify(sender.descriptor);
+  const consumers = [0, 1].map(() => spawnFixture("queue_child.ts", ["consume", d]));
+  const consumerLines = consumers.map((c) => lines(c));
+  for (const it of consumerLines) await expectLine(it, "ready");
+  const children = Array.from(
+    { length: producers },
+    (_, i) => spawnFixture("queue_child.ts", ["produce", d, `${i}`, `${count}`, ...extra(i)]),
+  );
+  const producerLines = children.map((p) => lines(p));
+  for (const it of producerLines) await expectLine(it, "ready");
+  // Every child opened its ends: the parent's own can go.
+  sender.close();
+  receiver.close();
+  for (const it of producerLines) await expectLine(it, "done");
+  const reports = await Promise.all(
+    consumerLines.map(async (it) => JSON.parse(await expectLine(it, "{"))),
+  );
+  for (const c of [...consumers, ...children]) assert.equal((await c.status).code, 0);
+  assertExactlyOnceInOrder(reports, producers * count);
+}
+
 Deno.test("4 sender processes x 2 receiver processes: nothing lost or duplicated, order per sender", () =>
-  withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 16, arenaBytes: 1 << 20 });
-    const d = JSON.stringify(sender.descriptor);
-    const consumers = [0, 1].map(() => spawnFixture("queue_child.ts", ["consume", d]));
-    const consumerLines = consumers.map((c) => lines(c));
-    for (const it of consumerLines) await expectLine(it, "ready");
-    const count = 300;
-    const producers = [0, 1, 2, 3].map((i) =>
-      spawnFixture("queue_child.ts", ["produce", d, `${i}`, `${count}`, `${i + 1}`, "65536"])
-    );
-    const producerLines = producers.map((p) => lines(p));
-    for (const it of producerLines) await expectLine(it, "ready");
-    // Every child opened its ends: the parent's own can go.
-    sender.close();
-    receiver.close();
-    for (const it of producerLines) await expectLine(it, "done");
-    const reports = await Promise.all(
-      consumerLines.map(async (it) => JSON.parse(await expectLine(it, "{"))),
-    );
-    for (const c of [...consumers, ...producers]) assert.equal((await c.status).code, 0);
-    assertExactlyOnceInOrder(reports, 4 * count);
-  }));
+  withoutLeaks(() => producersIntoConsumers(4, 300, (i) => [`${i + 1}`, "65536"])));
 
 Deno.test("2 batched (putMany) and 1 plain sender process x 2 receiver processes: nothing lost or duplicated, order per sender", () =>
-  withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 16, arenaBytes: 1 << 20 });
-    const d = JSON.stringify(sender.descriptor);
-    const consumers = [0, 1].map(() => spawnFixture("queue_child.ts", ["consume", d]));
-    const consumerLines = consumers.map((c) => lines(c));
-    for (const it of consumerLines) await expectLine(it, "ready");
-    const count = 400;
-    const producers = [0, 1, 2].map((i) =>
-      spawnFixture("queue_child.ts", [
-        "produce",
-        d,
-        `${i}`,
-        `${count}`,
-        `${i + 7}`,
-        "65536",
-        ...(i < 2 ? ["batched"] : []),
-      ])
-    );
-    const producerLines = producers.map((p) => lines(p));
-    for (const it of producerLines) await expectLine(it, "ready");
-    sender.close();
-    receiver.close();
-    for (const it of producerLines) await expectLine(it, "done");
-    const reports = await Promise.all(
-      consumerLines.map(async (it) => JSON.parse(await expectLine(it, "{"))),
-    );
-    for (const c of [...consumers, ...producers]) assert.equal((await c.status).code, 0);
-    assertExactlyOnceInOrder(reports, 3 * count);
-  }));
+  withoutLeaks(() =>
+    producersIntoConsumers(3, 400, (i) => [`${i + 7}`, "65536", ...(i < 2 ? ["batched"] : [])])
+  ));
 
 Deno.test("receivers joining and leaving a stream take over prefetched messages: none lost or repeated", () =>
   withoutLeaks(async () => {
