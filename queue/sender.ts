@@ -198,8 +198,10 @@ export class Sender implements Disposable {
    * messages that is most of a put's cost. Every value is checked before any is written: one
    * the codec rejects throws `TypeError` naming it (`values[3].pos: …`) and nothing is sent.
    * Waits for room as `put` does, as often as it takes; when the timeout passes first, the
-   * messages put so far stay put and the `FullError`'s `sent` says how many. An abort rejects
-   * with the signal's reason and leaves the messages put before it, too.
+   * messages put so far stay put and the `FullError`'s `sent` says how many. An abort (the
+   * signal's reason) or a `ClosedError` part way leaves the messages put before it, too, but
+   * does not say how many: use a timeout where the count matters. While it finds room, an async
+   * batch runs on without yielding to the event loop, as a `put` that finds room does.
    *
    * @example
    * ```ts
@@ -360,9 +362,10 @@ export class Sender implements Disposable {
 
   /**
    * Leaves the queue. Messages already put are still delivered; drafts not yet sent are
-   * cancelled. Calls of this end still waiting (`put`, `prepare`, `waitForAllAck`) reject
-   * with `ClosedError` (reason `"closed"`), and the value of a `put` still waiting for room is
-   * not delivered. When this was the last sender, receivers get `ClosedError` once drained.
+   * cancelled. Calls of this end still waiting (`put`, `putMany`, `prepare`, `waitForAllAck`)
+   * reject with `ClosedError` (reason `"closed"`), and the value of a `put` still waiting for
+   * room is not delivered (of a `putMany`, the values it had not put yet). When this was the
+   * last sender, receivers get `ClosedError` once drained.
    */
   close(): void {
     if (this.#queue.closed) return;
@@ -434,8 +437,8 @@ export class Sender implements Disposable {
   #assertNoneWaiting(method: string): void {
     if (this.#lane.busy) {
       throw new TypeError(
-        `Sender.${method}: a put() or prepare() of this sender is still waiting; await it ` +
-          "first, so that the messages keep the order they were put in",
+        `Sender.${method}: a put(), putMany() or prepare() of this sender is still waiting; ` +
+          "await it first, so that the messages keep the order they were put in",
       );
     }
   }
