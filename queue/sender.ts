@@ -534,6 +534,14 @@ export class Sender implements Disposable {
           shown(values),
       );
     }
+    // Iterable too, but surely one message meant: its elements would go as messages of a number.
+    if (ArrayBuffer.isView(values)) {
+      const kind = Object.prototype.toString.call(values).slice(8, -1);
+      throw new TypeError(
+        `Sender.${method}: values must be an iterable (an array) of values, got a ${kind}: ` +
+          "put it with put(), or wrap it: [array]",
+      );
+    }
     const plans: EncodePlan[] = [];
     for (const value of values) {
       try {
@@ -553,6 +561,10 @@ export class Sender implements Disposable {
     const queue = this.#queue;
     const { plans, lengths } = batch;
     const reserved: Reservation[] = [];
+    const published = (count: number) => {
+      batch.sent += count;
+      this.#published += count;
+    };
     return () => {
       while (batch.sent < plans.length) {
         this.#noticeDeadPeers();
@@ -572,15 +584,10 @@ export class Sender implements Disposable {
           // An array detached (or shrunk) while the call waited: the messages before it go,
           // in order; it and those after it do not.
           for (let k = written; k < reserved.length; k++) queue.cancel(reserved[k]);
-          queue.publishMany(reserved.slice(0, written));
-          const at = batch.sent + written;
-          batch.sent = at;
-          this.#published += written;
-          throw indexed(named(error, method), method, at, batch.sent);
+          queue.publishMany(reserved.slice(0, written), published);
+          throw indexed(named(error, method), method, batch.sent, batch.sent);
         }
-        queue.publishMany(reserved);
-        batch.sent += reserved.length;
-        this.#published += reserved.length;
+        queue.publishMany(reserved, published);
       }
       return DONE;
     };
@@ -697,7 +704,8 @@ export class Sender implements Disposable {
     // Counted too, though not sent yet: they are what waitForAllAck waits for first.
     const waiting = this.#lane.waiting;
     const unsent = waiting > 0
-      ? `; ${waiting} put(s) or prepare(s) of this sender still wait to be sent`
+      ? `; ${waiting} call(s) of this sender (put, putMany, prepare) still wait to send ` +
+        "their messages"
       : "";
     return new FullError(
       `Sender.${method}: ${missing} message(s) still not received after ${timeout} ms` +

@@ -679,10 +679,19 @@ export class SharedQueue {
     throw new ClosedError(this.goneMessage("receiver"), { reason: "no-receivers" });
   }
 
-  /** Makes reserved messages visible to receivers, in order, with one signal. */
-  publishMany(reservations: readonly Reservation[]): void {
-    for (const r of reservations) this.#publishState(r.slot);
-    this.#signal(this.putSignal);
+  /**
+   * Makes reserved messages visible to receivers, in order, with one signal, and calls
+   * `published` with how many it made visible: all of them, or, should one turn out dropped
+   * (ClosedError, thrown on after the call), those before it, which receivers may take.
+   */
+  publishMany(reservations: readonly Reservation[], published: (count: number) => void): void {
+    let count = 0;
+    try {
+      for (; count < reservations.length; count++) this.#publishState(reservations[count].slot);
+    } finally {
+      published(count);
+      if (count > 0) this.#signal(this.putSignal);
+    }
   }
 
   /** Makes a reserved message visible to receivers. */

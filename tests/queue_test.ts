@@ -371,8 +371,8 @@ Deno.test("waitForAllAck waits for every message to be released", () =>
     const waiting = s.put("waits");
     await assert.rejects(s.waitForAllAck({ timeout: 20 }), {
       name: "FullError",
-      message: "Sender.waitForAllAck: 0 message(s) still not received after 20 ms; 1 put(s) " +
-        "or prepare(s) of this sender still wait to be sent",
+      message: "Sender.waitForAllAck: 0 message(s) still not received after 20 ms; 1 call(s) " +
+        "of this sender (put, putMany, prepare) still wait to send their messages",
     });
     for (let i = 0; i < 4; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
     assert.equal(await r.get({ timeout: 1000 }), "waits"); // the put waits in the event loop
@@ -1576,6 +1576,15 @@ Deno.test("putMany checks every value before it writes any: a rejected one names
         e instanceof TypeError &&
         e.message ===
           'Sender.putManySync: values must be an iterable (an array) of values, got the string "abc"',
+    );
+    // Iterable, but one message surely meant, not one per element.
+    await assert.rejects(
+      sender.putMany(new Float32Array(3)),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message ===
+          "Sender.putMany: values must be an iterable (an array) of values, got a Float32Array: " +
+            "put it with put(), or wrap it: [array]",
     );
     assert.throws(
       () => sender.putManySync([reserve(Uint8Array, 4)]),
