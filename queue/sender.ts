@@ -198,9 +198,9 @@ export class Sender implements Disposable {
    * messages that is most of a put's cost. Every value is checked before any is written: one
    * the codec rejects throws `TypeError` naming it (`values[3].pos: …`) and nothing is sent.
    * Waits for room as `put` does, as often as it takes; when the timeout passes first, the
-   * messages put so far stay put and the `FullError`'s `sent` says how many. An abort (the
-   * signal's reason) or a `ClosedError` part way leaves the messages put before it, too, but
-   * does not say how many: use a timeout where the count matters. While it finds room, an async
+   * messages put so far stay put and the `FullError`'s `sent` says how many. A `ClosedError`
+   * part way leaves them too, and its message says how many; so does an abort, which rejects
+   * with the signal's reason and cannot say: use a timeout where the count matters. While it finds room, an async
    * batch runs on without yielding to the event loop, as a `put` that finds room does.
    *
    * @example
@@ -217,17 +217,18 @@ export class Sender implements Disposable {
    * ```
    */
   async putMany(values: Iterable<unknown>, options?: WaitOptions): Promise<void> {
+    let batch: Batch | undefined;
     try {
       this.#queue.assertOpen("Sender.putMany");
       const deadline = deadlineOf(options, "Sender.putMany", WAIT_OPTIONS);
       options?.signal?.throwIfAborted();
-      const batch = this.#planMany(values, "putMany");
+      batch = this.#planMany(values, "putMany");
       const attempt = this.#putManyAttempt(batch, "putMany", deadline);
       if (!(await this.#putInLane(attempt, deadline, options?.signal))) {
         throw this.#fullMany(batch, "putMany", options?.timeout);
       }
     } catch (error) {
-      throw namingCall(error, "Sender.putMany", options?.signal);
+      throw namingCall(countingSent(error, batch), "Sender.putMany", options?.signal);
     }
   }
 
@@ -250,17 +251,18 @@ export class Sender implements Disposable {
    * ```
    */
   putManySync(values: Iterable<unknown>, options?: SyncWaitOptions): void {
+    let batch: Batch | undefined;
     try {
       stopIfRequested();
       this.#queue.assertOpen("Sender.putManySync");
       const deadline = deadlineOf(options, "Sender.putManySync", SYNC_WAIT_OPTIONS);
       this.#assertNoneWaiting("putManySync");
-      const batch = this.#planMany(values, "putManySync");
+      batch = this.#planMany(values, "putManySync");
       const attempt = this.#putManyAttempt(batch, "putManySync", deadline);
       const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
       if (done === undefined) throw this.#fullMany(batch, "putManySync", options?.timeout);
     } catch (error) {
-      throw namingCall(error, "Sender.putManySync");
+      throw namingCall(countingSent(error, batch), "Sender.putManySync");
     }
   }
 
@@ -721,6 +723,15 @@ interface Batch {
   readonly plans: readonly EncodePlan[];
   readonly lengths: readonly number[];
   sent: number;
+}
+
+/** A ClosedError that cut a putMany short, telling how many of its values went before it. */
+function countingSent(error: unknown, batch: Batch | undefined): unknown {
+  if (error instanceof ClosedError && batch !== undefined && batch.sent > 0) {
+    error.message += `; ${batch.sent} of the ${batch.plans.length} values were put before it, ` +
+      "in order";
+  }
+  return error;
 }
 
 /**

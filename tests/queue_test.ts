@@ -1618,8 +1618,16 @@ Deno.test("putMany: a timeout or an abort leaves the values put before it, in or
     // A put made meanwhile keeps its place; the queue works on.
     await sender.putMany(["e", "f"]);
     assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["e", "f"]);
+    // Every receiver gone while a batch waits: the error tells how many went before.
+    const cut = sender.putMany(["g", "h", "i"]);
+    await delay(20);
     receiver.close();
-    assert.throws(() => sender.putManySync(["g"]), (e: unknown) => e instanceof ClosedError);
+    await assert.rejects(cut, (e: unknown) =>
+      e instanceof ClosedError &&
+      e.message ===
+        "Sender.putMany: every receiver of the queue has closed; 2 of the 3 values were put " +
+          "before it, in order");
+    assert.throws(() => sender.putManySync(["j"]), (e: unknown) => e instanceof ClosedError);
     sender.close();
   }));
 
