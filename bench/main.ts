@@ -21,8 +21,9 @@
  *                        warm-up and an Nth of the budget (default 3; 1 with --quick)
  *   --kinds=bytes,struct payload kinds
  *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-get-reuse shmq-borrow
- *                        shmq-get-pooled-sync shmq-get-pooled-async shmq-zerocopy
- *                        pipe postmessage-clone postmessage-transfer segment memcpy
+ *                        shmq-get-pooled-sync shmq-get-pooled-async
+ *                        shmq-putmany-pooled-sync shmq-zerocopy pipe pipe-batched
+ *                        postmessage-clone postmessage-transfer segment memcpy
  *   --no-latency --no-fanin --no-small --no-codec   skip sections
  *   --out=DIR            results folder (default bench/results for a run with no options,
  *                        else bench/results-partial, so a partial run never replaces the

@@ -281,6 +281,16 @@ export function checkTargets(results: Results): TargetCheck[] {
       1,
       (size) => size >= 10 && size <= 10 * 1024,
     ),
+    ratioCheck(
+      results,
+      4,
+      "(batched puts) faster than a stdio pipe that batches as much, from 10 B to 10 KiB: " +
+        "`putManySync` of 16 → pooled `getSync`, against 16 frames per write",
+      ["shmq-putmany-pooled-sync"],
+      sameSize(results, "pipe-batched", "batched pipe"),
+      1,
+      (size) => size >= 10 && size <= 10 * 1024,
+    ),
     ...codecChecks(results),
   ];
 }

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { childArgs, type Kind } from "./common.ts";
+import { BATCH, childArgs, type Kind } from "./common.ts";
 import { type CaseProcs, shellQuote } from "./procs.ts";
 
 /** Identifiers of the one-way throughput transports. */
@@ -14,9 +14,11 @@ export type TransportId =
   | "shmq-get-reuse"
   | "shmq-get-pooled-sync"
   | "shmq-get-pooled-async"
+  | "shmq-putmany-pooled-sync"
   | "shmq-borrow"
   | "shmq-zerocopy"
   | "pipe"
+  | "pipe-batched"
   | "postmessage-clone"
   | "postmessage-transfer"
   | "segment"
@@ -107,6 +109,36 @@ export async function launchShmq(
   }
 }
 
+/** The stdio-pipe case: `A | B` through `sh`, the writer batching frames or not. */
+function pipe(
+  id: TransportId,
+  label: string,
+  description: string,
+  batched: boolean,
+  maxSize?: number,
+): Transport {
+  return {
+    id,
+    label,
+    description,
+    library: false,
+    madeOnFirstUse: false,
+    maxSize,
+    memoryFactor: (kind) => kind === "bytes" ? 3 : 5,
+    async launch(procs, spec) {
+      const common = [`--kind=${spec.kind}`, `--size=${spec.size}`];
+      const a = [
+        Deno.execPath(),
+        ...childArgs("peers/pipe_sender.ts", ...common, ...(batched ? ["--batched"] : [])),
+      ];
+      const b = [Deno.execPath(), ...childArgs("peers/pipe_receiver.ts", ...common)];
+      const script = `${a.map(shellQuote).join(" ")} | ${b.map(shellQuote).join(" ")}`;
+      procs.spawn("sh", ["-c", script], { driver: true, timer: true });
+      await procs.expect("ready", READY_MS);
+    },
+  };
+}
+
 /** Every throughput transport, in table order. */
 export const TRANSPORTS: readonly Transport[] = [
   shmq(
@@ -150,6 +182,16 @@ export const TRANSPORTS: readonly Transport[] = [
     10 * 1024,
   ),
   shmq(
+    "shmq-putmany-pooled-sync",
+    `shmq putMany of ${BATCH} → pooled getSync`,
+    "get-pooled-sync",
+    "sync-many",
+    `\`sender.putManySync(batch)\` of ${BATCH} messages (one lock hold for as many as have ` +
+      "room) → `receiver.getSync({ pooled: true })`; compare with the batched pipe (only sizes " +
+      "up to 10 KiB)",
+    10 * 1024,
+  ),
+  shmq(
     "shmq-borrow",
     "shmq borrow",
     "borrow",
@@ -164,26 +206,23 @@ export const TRANSPORTS: readonly Transport[] = [
     "`sender.prepareSync({..reserve()})`, payload written in place with one `set`, `send()` → " +
       "`borrowSync()`: no copy by the transport at either end",
   ),
-  {
-    id: "pipe",
-    label: "stdio pipe",
-    description:
-      "two Deno processes joined by a shell pipe (`A | B`), blocking `writeSync`/`readSync` on both " +
+  pipe(
+    "pipe",
+    "stdio pipe",
+    "two Deno processes joined by a shell pipe (`A | B`), blocking `writeSync`/`readSync` on both " +
       "ends, 8-byte length-prefixed frames (one write per small frame, no batching across " +
       "messages), reads into owned buffers (large frames read straight into their own buffer); " +
       "structured messages `node:v8` serialize/deserialize",
-    library: false,
-    madeOnFirstUse: false,
-    memoryFactor: (kind) => kind === "bytes" ? 3 : 5,
-    async launch(procs, spec) {
-      const common = [`--kind=${spec.kind}`, `--size=${spec.size}`];
-      const a = [Deno.execPath(), ...childArgs("peers/pipe_sender.ts", ...common)];
-      const b = [Deno.execPath(), ...childArgs("peers/pipe_receiver.ts", ...common)];
-      const script = `${a.map(shellQuote).join(" ")} | ${b.map(shellQuote).join(" ")}`;
-      procs.spawn("sh", ["-c", script], { driver: true, timer: true });
-      await procs.expect("ready", READY_MS);
-    },
-  },
+    false,
+  ),
+  pipe(
+    "pipe-batched",
+    `stdio pipe, ${BATCH} frames per write`,
+    `the stdio pipe with the writer batching as \`putMany\` does: ${BATCH} frames per write ` +
+      "call (fewer when they pass 64 KiB); compare with shmq putMany (only sizes up to 10 KiB)",
+    true,
+    10 * 1024,
+  ),
   {
     id: "postmessage-clone",
     label: "postMessage clone",

@@ -4,13 +4,14 @@
  * frame). Structured messages are `node:v8` serialized per message. Also used by the pipe
  * fan-in case, with `--stamp`.
  *
- * Flags: --kind=bytes|struct --size=N [--id=N --stamp]
+ * Flags: --kind=bytes|struct --size=N [--id=N --stamp] [--batched: BATCH frames per write]
  *
  * @module
  */
 
 import { serialize } from "node:v8";
 import {
+  BATCH,
   CommandReader,
   FrameType,
   FrameWriter,
@@ -25,6 +26,7 @@ const flags = parseFlags(Deno.args);
 const kind = need(flags, "kind") as Kind;
 const size = Number(need(flags, "size"));
 const id = Number(flags.get("id") ?? 0);
+const batched = flags.has("batched");
 const payload = makePayload(kind, size);
 let stampView: DataView | undefined;
 if (flags.has("stamp")) {
@@ -42,7 +44,16 @@ for (;;) {
   if (cmd.op === "quit") break;
   new DataView(marker.buffer).setFloat64(0, cmd.n, true);
   out.write(FrameType.Marker, marker);
-  if (kind === "bytes") {
+  if (batched) {
+    for (let i = 0; i < cmd.n; i += BATCH) {
+      const n = Math.min(BATCH, cmd.n - i);
+      if (kind === "bytes") {
+        out.writeMany(FrameType.Bytes, Array(n).fill(payload));
+      } else {
+        out.writeMany(FrameType.V8, Array.from({ length: n }, () => serialize(payload)));
+      }
+    }
+  } else if (kind === "bytes") {
     const bytes = payload as Uint8Array;
     for (let i = 0; i < cmd.n; i++) {
       if (stampView) stampView.setUint32(4, seq++, true);

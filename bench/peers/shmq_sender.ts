@@ -3,14 +3,16 @@
  * `go <n>` on stdin, puts a marker (the number n) then n messages. On `quit` it puts its
  * peak memory as a JSON string and leaves.
  *
- * Flags: --mode=async|sync|zerocopy --kind=bytes|struct --size=N --descriptor=JSON
- * [--id=N --stamp] (fan-in: stamp sender id and sequence number in the first 8 bytes)
+ * Flags: --mode=async|sync|sync-many|zerocopy --kind=bytes|struct --size=N --descriptor=JSON
+ * [--id=N --stamp] (fan-in: stamp sender id and sequence number in the first 8 bytes).
+ * sync-many puts BATCH messages per `putManySync`.
  *
  * @module
  */
 
 import { openSender, reserve } from "../../mod.ts";
 import {
+  BATCH,
   CommandReader,
   floatsFor,
   type Kind,
@@ -45,6 +47,13 @@ function sendSync(count: number): void {
   for (let i = 0; i < count; i++) {
     if (stampView) stampView.setUint32(4, seq++, true);
     sender.putSync(payload);
+  }
+}
+
+function sendMany(count: number): void {
+  const batch = Array(BATCH).fill(payload);
+  for (let i = 0; i < count; i += BATCH) {
+    sender.putManySync(count - i >= BATCH ? batch : batch.slice(0, count - i));
   }
 }
 
@@ -84,6 +93,7 @@ try {
     } else {
       sender.putSync(cmd.n);
       if (mode === "sync") sendSync(cmd.n);
+      else if (mode === "sync-many") sendMany(cmd.n);
       else sendZeroCopy(cmd.n);
     }
   }
