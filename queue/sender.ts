@@ -597,11 +597,11 @@ export class Sender implements Disposable {
 
   #fullMany(batch: Batch, method: string, timeout: number | undefined): FullError {
     const full = this.#full(method, timeout, batch.lengths[batch.sent]);
-    return new FullError(
-      `${full.message}; ${batch.sent} of the ${batch.plans.length} values were put, in ` +
-        "order, and the rest were not",
-      { sent: batch.sent },
-    );
+    const n = batch.plans.length;
+    const put = batch.sent === 0
+      ? `none of the ${n} values was put`
+      : `${batch.sent} of the ${n} values were put, in order, and the rest were not`;
+    return new FullError(`${full.message}; ${put}`, { sent: batch.sent });
   }
 
   /** Whether an unsent draft of this sender is in an extension segment, taking byte budget

@@ -1609,6 +1609,12 @@ Deno.test("putMany: a timeout or an abort leaves the values put before it, in or
       (e: unknown) =>
         e instanceof FullError && e.sent === 2 && /2 of the 3 values were put/.test(e.message),
     );
+    await assert.rejects(
+      sender.putMany(["x", "y"], { timeout: 5 }),
+      (e: unknown) =>
+        e instanceof FullError && e.sent === 0 &&
+        e.message.endsWith("are unreleased; none of the 2 values was put"),
+    );
     const controller = new AbortController();
     const waiting = sender.putMany(["d"], { signal: controller.signal });
     setTimeout(() => controller.abort(new Error("stop")), 20);
