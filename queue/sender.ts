@@ -163,7 +163,7 @@ export class Sender implements Disposable {
       const deadline = deadlineOf(options, "Sender.put", WAIT_OPTIONS);
       options?.signal?.throwIfAborted();
       const plan = this.#plan(value, "put");
-      const attempt = this.#putAttempt(plan, "put", deadline);
+      const attempt = this.#putAttempt(value, plan, "put", deadline);
       if (!(await this.#putInLane(attempt, deadline, options?.signal))) {
         throw this.#full("put", options?.timeout, plan.byteLength);
       }
@@ -184,7 +184,7 @@ export class Sender implements Disposable {
       const deadline = deadlineOf(options, "Sender.putSync", SYNC_WAIT_OPTIONS);
       this.#assertNoneWaiting("putSync");
       const plan = this.#plan(value, "putSync");
-      const attempt = this.#putAttempt(plan, "putSync", deadline);
+      const attempt = this.#putAttempt(value, plan, "putSync", deadline);
       const done = attempt() ?? this.#waitForRoomSync(attempt, deadline);
       if (done === undefined) throw this.#full("putSync", options?.timeout, plan.byteLength);
     } catch (error) {
@@ -507,7 +507,12 @@ export class Sender implements Disposable {
     }
   }
 
-  #putAttempt(plan: EncodePlan, method: string, deadline: number): Attempt<true> {
+  #putAttempt(
+    value: unknown,
+    plan: EncodePlan,
+    method: string,
+    deadline: number,
+  ): Attempt<true> {
     const queue = this.#queue;
     const length = plan.byteLength;
     // Only the reservation takes the lock: encoding runs outside it, in parallel with the
@@ -520,7 +525,7 @@ export class Sender implements Disposable {
         encodeInto(plan, queue.reservedBytes(r));
       } catch (error) {
         queue.cancel(r);
-        throw named(error, method);
+        throw named(replanned(error, value), method);
       }
       queue.publish(r);
       this.#published++;
@@ -545,14 +550,16 @@ export class Sender implements Disposable {
       );
     }
     const plans: EncodePlan[] = [];
+    const kept: unknown[] = [];
     for (const value of values) {
+      kept.push(value);
       try {
         plans.push(this.#plan(value, method));
       } catch (error) {
         throw indexed(error, method, plans.length);
       }
     }
-    return { plans, lengths: plans.map((plan) => plan.byteLength), sent: 0 };
+    return { values: kept, plans, lengths: plans.map((plan) => plan.byteLength), sent: 0 };
   }
 
   /**
@@ -587,7 +594,8 @@ export class Sender implements Disposable {
           // in order; it and those after it do not.
           for (let k = written; k < reserved.length; k++) queue.cancel(reserved[k]);
           queue.publishMany(reserved.slice(0, written), published);
-          throw indexed(named(error, method), method, batch.sent, batch.sent);
+          const refused = replanned(error, batch.values[batch.sent]);
+          throw indexed(named(refused, method), method, batch.sent, batch.sent);
         }
         queue.publishMany(reserved, published);
       }
@@ -720,9 +728,30 @@ const DONE = { value: true as const };
 
 /** A putMany's values, planned, and how many of them are put so far. */
 interface Batch {
+  readonly values: readonly unknown[];
   readonly plans: readonly EncodePlan[];
   readonly lengths: readonly number[];
   sent: number;
+}
+
+/**
+ * The codec's refusal of a value whose array changed while the call waited for room, named by
+ * its path: measured again, a detached array is refused where it is (`value.data: …`). An
+ * array that shrank measures again without complaint: the error stays as it was.
+ */
+function replanned(error: unknown, value: unknown): unknown {
+  if (!(error instanceof TypeError)) return error;
+  try {
+    planEncode(value);
+  } catch (again) {
+    if (again instanceof TypeError) {
+      return new TypeError(
+        `${again.message} (since the value was measured, while the call waited for room)`,
+        { cause: error },
+      );
+    }
+  }
+  return error;
 }
 
 /** A ClosedError that cut a putMany short, telling how many of its values went before it. */

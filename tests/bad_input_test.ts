@@ -520,6 +520,39 @@ Deno.test("an array that shrinks while put or prepare waits for room: TypeError 
     await s.waitForAllAck({ timeout: 1000 });
   }));
 
+Deno.test("an array detached while put or putMany waits for room is named by its path", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    using _s = s;
+    using _r = r;
+    s.putSync("first");
+    const data = new Float64Array(4);
+    const waiting = s.put({ meta: { id: 1 }, frames: [new Uint8Array(2), data] });
+    data.buffer.transfer();
+    assert.equal(await r.get(), "first");
+    await assert.rejects(waiting, {
+      name: "TypeError",
+      message: "Sender.put: value.frames[1]: its ArrayBuffer is detached (since the value was " +
+        "measured, while the call waited for room); nothing was sent",
+    });
+    s.putSync("second");
+    const more = new Uint8Array(3);
+    const batch = s.putMany(["third", { more }]);
+    more.buffer.transfer();
+    assert.equal(await r.get(), "second");
+    assert.equal(await r.get(), "third");
+    await assert.rejects(batch, {
+      name: "TypeError",
+      message: "Sender.putMany: values[1].more: its ArrayBuffer is detached (since the value " +
+        "was measured, while the call waited for room); the value before it was put, in " +
+        "order, and the rest were not",
+    });
+    assert.equal(r.getNowait(), undefined);
+    await s.put("after");
+    assert.equal(await r.get(), "after");
+    await s.waitForAllAck({ timeout: 1000 });
+  }));
+
 Deno.test("a resizable buffer that grows while put waits for room goes at its measured size", () =>
   withoutLeaks(async () => {
     // Before: refused as if it had shrunk ("was detached, or its resizable buffer shrank").
