@@ -417,9 +417,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * kept after a failed `allocate`, or taken by a borrow that had not resumed yet, goes back
    * to the queue for the other receivers, behind what they may have taken of its sender's
    * later messages meanwhile (and, after every sender closed, only for those still asking:
-   * one whose `get` found the queue drained, or whose `for await` ended, does not look again). Calls of this end still waiting (`get`, `borrow`,
-   * a `for await`) then end: a `for await` ends, the others reject with `ClosedError`
-   * (reason `"closed"`), and no message is taken for them. */
+   * one whose `get` found the queue drained, or whose `for await` ended, does not look
+   * again). Calls of this end still waiting (`get`, `borrow`, a `for await`) then end: a
+   * `for await` ends, the others reject with `ClosedError` (reason `"closed"`), and no
+   * message is taken for them. */
   close(): void {
     if (this.#queue.closed) return;
     for (const lease of [...this.#leases]) lease.release();
