@@ -212,7 +212,8 @@ export const COALESCE_LIMIT = 64 * 1024;
 /**
  * Writes length-prefixed frames to a blocking writer: one write call per small frame
  * (header and payload copied into a reused buffer), header then payload for large ones.
- * No batching across messages: each message is handed to the kernel when it is sent.
+ * `write` does no batching across messages: each is handed to the kernel when it is sent;
+ * `writeMany` is the batching writer, for the batched pipe's case.
  */
 export class FrameWriter {
   readonly #w: { writeSync(p: Uint8Array): number };

@@ -285,7 +285,8 @@ export function checkTargets(results: Results): TargetCheck[] {
       results,
       4,
       "(batched puts) faster than a stdio pipe that batches as much, from 10 B to 10 KiB: " +
-        "`putManySync` of 16 → pooled `getSync`, against 16 frames per write",
+        "`putManySync` of 16 → pooled `getSync`, against 16 frames per write (fewer when they " +
+        "pass 64 KiB)",
       ["shmq-putmany-pooled-sync"],
       sameSize(results, "pipe-batched", "batched pipe"),
       1,

@@ -154,7 +154,8 @@ export class Sender implements Disposable {
    * room, the message is written during the call. Without, the value's structure, numbers and
    * strings are read when you call and its arrays' contents once room comes, so leave them
    * alone until the promise settles (an array detached or shrunk meanwhile rejects it with a
-   * `TypeError`, and nothing is sent); a signal already aborted rejects at once, and an abort
+   * `TypeError`, and nothing is sent; to name a detached one, the value is read again,
+   * getters included); a signal already aborted rejects at once, and an abort
    * later cancels the put only while it waits.
    */
   async put(value: unknown, options?: WaitOptions): Promise<void> {
@@ -200,8 +201,10 @@ export class Sender implements Disposable {
    * Waits for room as `put` does, as often as it takes; when the timeout passes first, the
    * messages put so far stay put and the `FullError`'s `sent` says how many. A `ClosedError`
    * part way leaves them too, and its message says how many; so does an abort, which rejects
-   * with the signal's reason and cannot say: use a timeout where the count matters. While it finds room, an async
-   * batch runs on without yielding to the event loop, as a `put` that finds room does.
+   * with the signal's reason and cannot say: use a timeout where the count matters. While it
+   * finds room, an async batch runs on without yielding to the event loop, as a `put` that
+   * finds room does. An array detached while it waits for room stops it there, with a
+   * `TypeError` naming the array (found by reading that value again, getters included).
    *
    * @example
    * ```ts
@@ -228,13 +231,16 @@ export class Sender implements Disposable {
         throw this.#fullMany(batch, "putMany", options?.timeout);
       }
     } catch (error) {
-      throw namingCall(countingSent(error, batch), "Sender.putMany", options?.signal);
+      // Not the signal's reason: the caller's own object, which may reject other calls too.
+      const own = options?.signal?.aborted && error === options.signal.reason;
+      throw namingCall(own ? error : countingSent(error, batch), "Sender.putMany", options?.signal);
     }
   }
 
   /**
    * Like {@linkcode putMany}, but blocks the thread: for actors and Workers that do nothing
-   * else. Throws `TypeError` while a `put` or `prepare` of this sender is still waiting.
+   * else. Throws `TypeError` while a `put`, `putMany` or `prepare` of this sender is still
+   * waiting.
    *
    * @example
    * ```ts
@@ -744,7 +750,9 @@ function replanned(error: unknown, value: unknown): unknown {
   try {
     planEncode(value);
   } catch (again) {
-    if (again instanceof TypeError) {
+    // Only what this error is about: the value may have changed elsewhere meanwhile, and a
+    // getter may throw its own TypeError the second time round.
+    if (again instanceof TypeError && /: (its|the) ArrayBuffer is detached/.test(again.message)) {
       return new TypeError(
         `${again.message} (since the value was measured, while the call waited for room)`,
         { cause: error },

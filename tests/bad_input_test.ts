@@ -548,6 +548,19 @@ Deno.test("an array detached while put or putMany waits for room is named by its
         "order, and the rest were not",
     });
     assert.equal(r.getNowait(), undefined);
+    // Changed elsewhere meanwhile: the detached array is still the one named, not the change.
+    s.putSync("fourth");
+    const late = new Uint8Array(2);
+    const value: Record<string, unknown> = { first: 0, late };
+    const changed = s.put(value);
+    late.buffer.transfer();
+    value.first = () => 1; // read before `late` when the value is read again
+    assert.equal(await r.get(), "fourth");
+    await assert.rejects(changed, {
+      name: "TypeError",
+      message:
+        /^Sender\.put: an array of the value \(2 bytes when the value was measured\) was detached/,
+    });
     await s.put("after");
     assert.equal(await r.get(), "after");
     await s.waitForAllAck({ timeout: 1000 });

@@ -1615,6 +1615,13 @@ Deno.test("putMany: a timeout or an abort leaves the values put before it, in or
         e instanceof FullError && e.sent === 0 &&
         e.message.endsWith("are unreleased; none of the 2 values was put"),
     );
+    // The caller's own abort reason is left as it is, even a ClosedError from elsewhere.
+    const upstream = new ClosedError("upstream: every sender has closed", { reason: "drained" });
+    const aborter = new AbortController();
+    const aborted = sender.putMany(["p", "q"], { signal: aborter.signal });
+    setTimeout(() => aborter.abort(upstream), 10);
+    await assert.rejects(aborted, (e: unknown) => e === upstream);
+    assert.equal(upstream.message, "upstream: every sender has closed");
     const controller = new AbortController();
     const waiting = sender.putMany(["d"], { signal: controller.signal });
     setTimeout(() => controller.abort(new Error("stop")), 20);
