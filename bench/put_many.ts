@@ -1,18 +1,32 @@
 /**
- * `putMany` against `putSync` for small messages, two Deno processes: this process receives
- * (`getSync`, plain and pooled), a child it spawns sends 1M messages one at a time or in
- * batches. Not part of `deno task bench`, which measures one message per call throughout.
+ * Batches against single calls for small messages, two Deno processes: this process
+ * receives, a child it spawns sends 1M messages, one `putSync` at a time or `putManySync`
+ * batches. Receivers: `getSync`, plain and pooled; async `get` and `getMany`, pooled. Not part
+ * of `deno task bench`, which measures one message per call throughout (but for its putMany
+ * case).
  *
  * Run: `deno run -A bench/put_many.ts [size in bytes, default 100]`
  *
  * @module
  */
 
-import { createSharedMemoryPair, openSender } from "../mod.ts";
+import { createSharedMemoryPair, openSender, type Receiver } from "../mod.ts";
 
 const MESSAGES = 1_000_000;
-const BATCHES = [1, 16, 64];
+const BATCHES = [1, 16];
 const CAPACITY = 256;
+/** Messages per `getMany`. */
+const TAKE = 16;
+
+const RECEIVERS: [string, (r: Receiver, left: number) => Promise<number> | number][] = [
+  ["getSync()", (r) => (r.getSync(), 1)],
+  ["getSync({ pooled: true })", (r) => (r.getSync({ pooled: true }), 1)],
+  ["await get({ pooled: true })", async (r) => (await r.get({ pooled: true }), 1)],
+  [
+    `await getMany(${TAKE}, { pooled: true })`,
+    async (r, left) => (await r.getMany(Math.min(TAKE, left), { pooled: true })).length,
+  ],
+];
 
 const [first, batchArg, descriptor] = Deno.args;
 const size = Number(first ?? 100);
@@ -29,7 +43,7 @@ if (descriptor !== undefined) {
   }
 } else {
   for (const batchSize of BATCHES) {
-    for (const pooled of [false, true]) {
+    for (const [gets, take] of RECEIVERS) {
       const [sender, receiver] = createSharedMemoryPair({ capacity: CAPACITY });
       const child = new Deno.Command(Deno.execPath(), {
         args: [
@@ -43,14 +57,12 @@ if (descriptor !== undefined) {
       }).spawn();
       receiver.getSync(); // the child's first message: it is running
       sender.close(); // the child's end keeps the queue open
-      const options = pooled ? { pooled: true } : undefined;
       const started = performance.now();
-      for (let n = 1; n < MESSAGES; n++) receiver.getSync(options);
+      for (let n = 1; n < MESSAGES;) n += await take(receiver, MESSAGES - n);
       const ms = performance.now() - started;
       await child.status;
       receiver.close();
       const sends = batchSize === 1 ? "putSync" : `putManySync of ${batchSize}`;
-      const gets = pooled ? "getSync({ pooled: true })" : "getSync()";
       console.log(`${size} B, ${sends} → ${gets}: ${(MESSAGES / ms / 1000).toFixed(2)}M msg/s`);
     }
   }

@@ -178,6 +178,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #inTransit = new Set<TakenMessage>();
   /** A caller's `allocate` runs: this end takes nothing meanwhile (see #takeNext). */
   #inAllocate = false;
+  /** The error of a message a getMany consumed after others it returned: the next call of
+   * this end throws it (see #manyAttempt). */
+  #deferred: { error: unknown } | undefined;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
@@ -301,6 +304,77 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       return attempt()?.value as T | undefined;
     } catch (error) {
       throw namingCall(error, "Receiver.getNowait");
+    }
+  }
+
+  /**
+   * Waits for a message like {@linkcode get}, then takes the ones already waiting behind it,
+   * up to `max` in all, and returns them in order: one call, and for an async consumer one
+   * promise, per batch of a stream of small messages. Never waits for more than the first.
+   * Takes the options of `get`. Should a message after the first fail to decode, the
+   * messages before it are returned and the next call of this end throws its `DecodeError`;
+   * should its `allocate` fail, it stays first in line and the next call tries it again.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * sender.putManySync(["a", "b", "c"]);
+   * assert.deepEqual(await receiver.getMany(2), ["a", "b"]);
+   * assert.deepEqual(await receiver.getMany(16, { pooled: true }), ["c"]);
+   * sender.close();
+   * receiver.close();
+   * ```
+   */
+  async getMany<T = unknown>(max: number, options?: GetOptions): Promise<T[]> {
+    try {
+      this.#queue.assertOpen("Receiver.getMany");
+      const attempt = this.#manyAttempt(max, options, "getMany");
+      const deadline = deadlineOf(options, "Receiver.getMany", GET_OPTIONS);
+      options?.signal?.throwIfAborted();
+      const lane = this.#lane;
+      const got = lane.now(attempt) ??
+        await lane.later(
+          attempt,
+          deadline,
+          options?.signal,
+          this.#waitForMessage,
+          lane.takeDueTurn(),
+        );
+      if (got === undefined) throw this.#empty("getMany", options?.timeout);
+      return got.value as T[];
+    } catch (error) {
+      throw namingCall(error, "Receiver.getMany", options?.signal);
+    }
+  }
+
+  /**
+   * Like {@linkcode getMany}, but blocks the thread while none is waiting.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair, EmptyError } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * sender.putSync(1);
+   * assert.deepEqual(receiver.getManySync(8, { timeout: 100 }), [1]);
+   * assert.throws(() => receiver.getManySync(8, { timeout: 5 }), EmptyError);
+   * sender.close();
+   * receiver.close();
+   * ```
+   */
+  getManySync<T = unknown>(max: number, options?: SyncGetOptions): T[] {
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Receiver.getManySync");
+      const attempt = this.#manyAttempt(max, options, "getManySync");
+      const deadline = deadlineOf(options, "Receiver.getManySync", SYNC_GET_OPTIONS);
+      const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
+      if (got === undefined) throw this.#empty("getManySync", options?.timeout);
+      return got.value as T[];
+    } catch (error) {
+      throw namingCall(error, "Receiver.getManySync");
     }
   }
 
@@ -510,6 +584,44 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     };
   }
 
+  /**
+   * A getMany's attempt: the first message as `get` takes it (its errors thrown), then as
+   * many as are waiting, up to `max`. An error after the first ends the batch: a message kept
+   * for a failed `allocate` is retried by the next call, and a ClosedError stands for it too;
+   * any other error (the message consumed) is held for the next call to throw.
+   */
+  #manyAttempt(
+    max: number,
+    options: NowaitGetOptions | undefined,
+    method: string,
+  ): Attempt<unknown[]> {
+    if (!(Number.isSafeInteger(max) && max >= 1)) {
+      throw new RangeError(
+        `Receiver.${method}: max must be a whole number of messages >= 1, got ${shown(max)}`,
+      );
+    }
+    const one = this.#getAttemptFor(options, method);
+    return () => {
+      const first = one();
+      if (first === undefined) return undefined;
+      const values = [first.value];
+      while (values.length < max) {
+        let next: { value: unknown } | undefined;
+        try {
+          next = one();
+        } catch (error) {
+          if (this.#pending === undefined && !(error instanceof ClosedError)) {
+            this.#deferred = { error };
+          }
+          break;
+        }
+        if (next === undefined) break;
+        values.push(next.value);
+      }
+      return { value: values };
+    };
+  }
+
   #takeDecoded(
     options: DecodeOptions,
     allocateFailed?: () => boolean,
@@ -568,6 +680,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         "Receiver: a get or borrow was called from inside this receiver's own allocate " +
           "callback, which must only return a buffer",
       );
+    }
+    const deferred = this.#deferred;
+    if (deferred !== undefined) {
+      this.#deferred = undefined;
+      throw deferred.error;
     }
     const pending = this.#pending;
     if (pending === undefined) return this.#queue.take();

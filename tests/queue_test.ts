@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import {
   ClosedError,
   createSharedMemoryPair,
+  DecodeError,
   EmptyError,
   FullError,
   NdArray,
@@ -1665,6 +1666,87 @@ Deno.test("putMany: an array detached while the batch waits stops it there; the 
     await sender.putMany(["after"]);
     assert.equal(receiver.getNowait(), "after");
     await sender.waitForAllAck({ timeout: 1000 });
+    sender.close();
+    receiver.close();
+  }));
+
+Deno.test("getMany and getManySync: waiting for the first only, up to max, in order, with get's options", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    // Nothing waiting: both wait for the first message only, then time out as get does.
+    await assert.rejects(receiver.getMany(4, { timeout: 5 }), EmptyError);
+    assert.throws(() => receiver.getManySync(4, { timeout: 5 }), EmptyError);
+    const later = receiver.getMany(4);
+    setTimeout(() => sender.putSync("late"), 10);
+    assert.deepEqual(await later, ["late"]); // one there: it does not wait for more
+    sender.putManySync([1, 2, 3, 4, 5, new Uint8Array([6])]);
+    assert.deepEqual(receiver.getManySync(2), [1, 2]);
+    assert.deepEqual(await receiver.getMany(3, { pooled: true }), [3, 4, 5]);
+    const buffers: ArrayBuffer[] = [];
+    const got = receiver.getManySync<Uint8Array>(9, {
+      allocate: (n) => {
+        buffers.push(new ArrayBuffer(n));
+        return buffers.at(-1)!;
+      },
+    });
+    assert.equal(got.length, 1);
+    assert.ok(got[0].buffer === buffers[0] && got[0][0] === 6);
+    for (const max of [0, 1.5, -1, Infinity, "2"]) {
+      assert.throws(
+        // deno-lint-ignore no-explicit-any
+        () => receiver.getManySync(max as any),
+        (e: Error) =>
+          e instanceof RangeError &&
+          /^Receiver\.getManySync: max must be a whole number of messages >= 1, got /.test(
+            e.message,
+          ),
+      );
+    }
+    await assert.rejects(receiver.getMany(0), RangeError);
+    // Calls of one end keep their order: a getMany waiting, then a get.
+    const first = receiver.getMany(8);
+    const second = receiver.get();
+    sender.putManySync(["x", "y"]);
+    assert.deepEqual(await first, ["x", "y"]);
+    sender.putSync("z");
+    assert.equal(await second, "z");
+    // Drained after every sender closed: what is left, then ClosedError.
+    sender.putManySync(["p", "q"]);
+    sender.close();
+    assert.deepEqual(await receiver.getMany(8), ["p", "q"]);
+    await assert.rejects(
+      receiver.getMany(8),
+      (e: unknown) => e instanceof ClosedError && e.reason === "drained",
+    );
+    receiver.close();
+  }));
+
+Deno.test("getMany returns the messages before one that cannot be decoded; the next call reports it", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    sender.putManySync(["a", "b", "c", "d"]);
+    // Garbage over the third message's encoding, as a hostile or broken writer would leave it.
+    const m = mapSegment(sender.descriptor.name)!;
+    const at = m.f64[L.H_ARENA_OFFSET >> 3] + m.f64[(L.slotOffset(2) + L.S_OFFSET) >> 3];
+    m.bytes.fill(0xff, at, at + 16);
+    m.unmap();
+    assert.deepEqual(receiver.getManySync(8), ["a", "b"]);
+    assert.throws(() => receiver.getNowait(), (e: unknown) => e instanceof DecodeError);
+    assert.deepEqual(receiver.getManySync(8), ["d"]);
+    // A failed allocate after the first ends the batch and keeps its message first in line:
+    // the next call tries it again (and would throw, should it fail again).
+    sender.putManySync([new Uint8Array(1), new Uint8Array([9]), "after"]);
+    let calls = 0;
+    const picky = (n: number) => {
+      if (++calls === 2) throw new Error("no buffer now");
+      return new ArrayBuffer(n);
+    };
+    assert.deepEqual(receiver.getManySync(8, { allocate: picky }), [new Uint8Array(1)]);
+    assert.deepEqual(receiver.getManySync(8, { allocate: picky }), [
+      new Uint8Array([9]),
+      "after",
+    ]);
+    assert.equal(calls, 3);
     sender.close();
     receiver.close();
   }));
