@@ -63,10 +63,13 @@ async function producersIntoConsumers(
   producers: number,
   count: number,
   extra: (i: number) => string[],
+  consumerExtra: (i: number) => string[] = () => [],
 ): Promise<void> {
   const [sender, receiver] = createSharedMemoryPair({ capacity: 16, arenaBytes: 1 << 20 });
   const d = JSON.stringify(sender.descriptor);
-  const consumers = [0, 1].map(() => spawnFixture("queue_child.ts", ["consume", d]));
+  const consumers = [0, 1].map((i) =>
+    spawnFixture("queue_child.ts", ["consume", d, ...consumerExtra(i)])
+  );
   const consumerLines = consumers.map((c) => lines(c));
   for (const it of consumerLines) await expectLine(it, "ready");
   const children = Array.from(
@@ -89,9 +92,14 @@ async function producersIntoConsumers(
 Deno.test("4 sender processes x 2 receiver processes: nothing lost or duplicated, order per sender", () =>
   withoutLeaks(() => producersIntoConsumers(4, 300, (i) => [`${i + 1}`, "65536"])));
 
-Deno.test("2 batched (putMany) and 1 plain sender process x 2 receiver processes: nothing lost or duplicated, order per sender", () =>
+Deno.test("2 batched (putMany) and 1 plain sender process x 1 batched (getMany) and 1 plain receiver process: nothing lost or duplicated, order per sender", () =>
   withoutLeaks(() =>
-    producersIntoConsumers(3, 400, (i) => [`${i + 7}`, "65536", ...(i < 2 ? ["batched"] : [])])
+    producersIntoConsumers(
+      3,
+      400,
+      (i) => [`${i + 7}`, "65536", ...(i < 2 ? ["batched"] : [])],
+      (i) => i === 0 ? ["batched"] : [],
+    )
   ));
 
 Deno.test("receivers joining and leaving a stream take over prefetched messages: none lost or repeated", () =>
