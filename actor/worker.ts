@@ -182,10 +182,10 @@ export class WorkerHandle implements AsyncDisposable {
    * terminates it; one that never called `workerContext()`, or that failed, is terminated at
    * once. A Worker in a loop of the library's blocking or polling calls (`getSync`,
    * `getManySync`, `borrowSync`, `putSync`, `putManySync`, `prepareSync`,
-   * `waitForAllAckSync`, `getNowait`, `hasSpace`) never reads the request, and Deno cannot stop its thread; its next such call
-   * (or its current one, within a 0.2 s wait slice) closes every end the Worker has open and
-   * throws `ClosedError` instead. A Worker blocked or busy elsewhere runs on, and its ends
-   * stay open until the process exits.
+   * `waitForAllAckSync`, `getNowait`, `hasSpace`) never reads the request, and Deno cannot
+   * stop its thread; its next such call (or its current one, within a 0.2 s wait slice)
+   * closes every end the Worker has open and throws `ClosedError` instead. A Worker blocked
+   * or busy elsewhere runs on, and its ends stay open until the process exits.
    */
   close(options?: { timeout?: number }): Promise<void> {
     let timeout: number;

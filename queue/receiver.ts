@@ -312,8 +312,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * up to `max` in all, and returns them in order: one call, and for an async consumer one
    * promise, per batch of a stream of small messages. Never waits for more than the first.
    * Takes the options of `get`. Should a message after the first fail to decode, the
-   * messages before it are returned and the next call of this end throws its `DecodeError`;
-   * should its `allocate` fail, it stays first in line and the next call tries it again.
+   * messages before it are returned and the next call of this end throws its error (unless
+   * this end closes first); should its `allocate` fail, it stays first in line and the next
+   * call tries it again.
    *
    * @example
    * ```ts
@@ -330,8 +331,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   async getMany<T = unknown>(max: number, options?: GetOptions): Promise<T[]> {
     try {
       this.#queue.assertOpen("Receiver.getMany");
-      const attempt = this.#manyAttempt(max, options, "getMany");
       const deadline = deadlineOf(options, "Receiver.getMany", GET_OPTIONS);
+      const attempt = this.#manyAttempt(max, options, "getMany");
       options?.signal?.throwIfAborted();
       const lane = this.#lane;
       const got = lane.now(attempt) ??
@@ -368,8 +369,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     try {
       stopIfRequested();
       this.#queue.assertOpen("Receiver.getManySync");
-      const attempt = this.#manyAttempt(max, options, "getManySync");
       const deadline = deadlineOf(options, "Receiver.getManySync", SYNC_GET_OPTIONS);
+      const attempt = this.#manyAttempt(max, options, "getManySync");
       const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
       if (got === undefined) throw this.#empty("getManySync", options?.timeout);
       return got.value as T[];
@@ -497,6 +498,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * message is taken for them. */
   close(): void {
     if (this.#queue.closed) return;
+    // Its message is gone, like every message a close drops; calls still waiting get the
+    // close's ClosedError, not it.
+    this.#deferred = undefined;
     for (const lease of [...this.#leases]) lease.release();
     // Taken and never handed to a caller: back in line for any receiver, not lost.
     const untouched = [...this.#inTransit, ...(this.#pending ? [this.#pending] : [])];
@@ -587,14 +591,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /**
    * A getMany's attempt: the first message as `get` takes it (its errors thrown), then as
    * many as are waiting, up to `max`. An error after the first ends the batch: a message kept
-   * for a failed `allocate` is retried by the next call, and a ClosedError stands for it too;
-   * any other error (the message consumed) is held for the next call to throw.
+   * for a failed `allocate` is retried by the next call, which also meets a drained or closed
+   * queue again; any other error (its message consumed) is held for the next call to throw.
    */
   #manyAttempt(
     max: number,
     options: NowaitGetOptions | undefined,
     method: string,
   ): Attempt<unknown[]> {
+    if (typeof max !== "number") {
+      throw new TypeError(`Receiver.${method}: max must be a number, got ${shown(max)}`);
+    }
     if (!(Number.isSafeInteger(max) && max >= 1)) {
       throw new RangeError(
         `Receiver.${method}: max must be a whole number of messages >= 1, got ${shown(max)}`,
@@ -610,7 +617,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         try {
           next = one();
         } catch (error) {
-          if (this.#pending === undefined && !(error instanceof ClosedError)) {
+          // Unless its message was kept (a failed allocate), or the call that comes next
+          // meets the same condition (drained, closed): the error of a message consumed, such
+          // as one whose extension segment is missing, must not go unreported.
+          const again = error instanceof ClosedError &&
+            (error.reason === "drained" || error.reason === "closed");
+          if (this.#pending === undefined && !again && !this.#queue.closed) {
             this.#deferred = { error };
           }
           break;
@@ -681,15 +693,19 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           "callback, which must only return a buffer",
       );
     }
+    // A message kept for this end came before the one whose error is held: a borrow took it
+    // ahead of the getMany, and kept it when no view could be made.
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      this.#pending = undefined;
+      return pending;
+    }
     const deferred = this.#deferred;
     if (deferred !== undefined) {
       this.#deferred = undefined;
       throw deferred.error;
     }
-    const pending = this.#pending;
-    if (pending === undefined) return this.#queue.take();
-    this.#pending = undefined;
-    return pending;
+    return this.#queue.take();
   }
 
   readonly #takeAttempt: Attempt<TakenMessage> = () => {

@@ -27,6 +27,7 @@ import {
   prefaultJoin,
   prefaultStart,
   shmCreate,
+  shmList,
   shmOpen,
   shmUnlink,
 } from "../ffi/native.ts";
@@ -1691,7 +1692,14 @@ Deno.test("getMany and getManySync: waiting for the first only, up to max, in or
     });
     assert.equal(got.length, 1);
     assert.ok(got[0].buffer === buffers[0] && got[0][0] === 6);
-    for (const max of [0, 1.5, -1, Infinity, "2"]) {
+    assert.throws(
+      // deno-lint-ignore no-explicit-any
+      () => receiver.getManySync("2" as any),
+      (e: Error) =>
+        e instanceof TypeError &&
+        e.message === 'Receiver.getManySync: max must be a number, got the string "2"',
+    );
+    for (const max of [0, 1.5, -1, Infinity, NaN]) {
       assert.throws(
         // deno-lint-ignore no-explicit-any
         () => receiver.getManySync(max as any),
@@ -1749,4 +1757,48 @@ Deno.test("getMany returns the messages before one that cannot be decoded; the n
     assert.equal(calls, 3);
     sender.close();
     receiver.close();
+  }));
+
+Deno.test("getMany: a message consumed with an error after the first is reported by the next call, unless this end closes first", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({
+      capacity: 4,
+      arenaBytes: 1 << 20,
+      byteBudget: 8 << 20,
+    });
+    // A message whose extension segment went missing: consumed with a ClosedError ("corrupt")
+    // that does not stop the queue. It must not vanish unreported behind the batch.
+    sender.putSync("first");
+    sender.putSync(new Uint8Array(2 << 20));
+    sender.putSync("third");
+    const name = sender.descriptor.name;
+    for (const n of shmList(name.slice(1) + "-x")) shmUnlink(`/${n}`);
+    assert.deepEqual(receiver.getManySync(8), ["first"]);
+    assert.throws(
+      () => receiver.getNowait(),
+      (e: unknown) => e instanceof ClosedError && e.reason === "corrupt",
+    );
+    assert.deepEqual(receiver.getManySync(8), ["third"]);
+    // Held when this end closes: the calls still waiting get the close's ClosedError. They
+    // wait on an empty queue; nothing below yields to them until the close.
+    const waiting = receiver.get();
+    const loop = (async () => {
+      const seen = [];
+      for await (const v of receiver) seen.push(v);
+      return seen;
+    })();
+    sender.putManySync(["a", "b", "c"]);
+    const m = mapSegment(name)!;
+    const slot = (Atomics.load(m.u32, L.C_WRITE >> 2) - 1) & (m.u32[L.H_RING_SIZE >> 2] - 1);
+    const at = m.f64[L.H_ARENA_OFFSET >> 3] + m.f64[(L.slotOffset(slot) + L.S_OFFSET) >> 3];
+    m.bytes.fill(0xff, at, at + 16); // "c"
+    m.unmap();
+    assert.deepEqual(receiver.getManySync(8), ["a", "b"]);
+    receiver.close();
+    await assert.rejects(
+      waiting,
+      (e: unknown) => e instanceof ClosedError && e.reason === "closed",
+    );
+    assert.deepEqual(await loop, []);
+    sender.close();
   }));
