@@ -248,15 +248,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
       options?.signal?.throwIfAborted();
       const attempt = this.#getAttemptFor(options, method);
-      const lane = this.#lane;
-      const got = lane.now(attempt) ??
-        await lane.later(
-          attempt,
-          deadline,
-          options?.signal,
-          this.#waitForMessage,
-          lane.takeDueTurn(),
-        );
+      const got = this.#lane.now(attempt) ??
+        await this.#waitInLane(attempt, deadline, options?.signal);
       if (got === undefined) throw this.#empty("get", options?.timeout);
       return got.value as T;
     } catch (error) {
@@ -334,15 +327,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const deadline = deadlineOf(options, "Receiver.getMany", GET_OPTIONS);
       const attempt = this.#manyAttempt(max, options, "getMany");
       options?.signal?.throwIfAborted();
-      const lane = this.#lane;
-      const got = lane.now(attempt) ??
-        await lane.later(
-          attempt,
-          deadline,
-          options?.signal,
-          this.#waitForMessage,
-          lane.takeDueTurn(),
-        );
+      const got = this.#lane.now(attempt) ??
+        await this.#waitInLane(attempt, deadline, options?.signal);
       if (got === undefined) throw this.#empty("getMany", options?.timeout);
       return got.value as T[];
     } catch (error) {
@@ -393,13 +379,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const lane = this.#lane;
       const now = lane.now(this.#takeAttempt);
       if (now !== undefined) return this.#lease<T>(now.value);
-      const taken = await lane.later(
-        this.#borrowAttempt,
-        deadline,
-        options?.signal,
-        this.#waitForMessage,
-        lane.takeDueTurn(),
-      );
+      const taken = await this.#waitInLane(this.#borrowAttempt, deadline, options?.signal);
       if (taken === undefined) throw this.#empty("borrow", options?.timeout);
       // Gone from the set: this end closed before the borrow resumed, and gave the message back.
       if (!this.#inTransit.delete(taken.value)) this.#queue.assertOpen("Receiver.borrow");
@@ -524,6 +504,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   readonly #getAttempt: Attempt<unknown> = () => this.#takeDecoded(COPY_OPTIONS);
   readonly #pooledGetAttempt: Attempt<unknown> = () => this.#takeDecoded(POOLED_COPY_OPTIONS);
+
+  /** An async call's wait, for one that did not find its message at once (Lane.now): after
+   * the calls of this end ahead of it, until `attempt` succeeds or the deadline passes. */
+  #waitInLane<T>(
+    attempt: Attempt<T>,
+    deadline: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ value: T } | undefined> {
+    const lane = this.#lane;
+    return lane.later(attempt, deadline, signal, this.#waitForMessage, lane.takeDueTurn());
+  }
 
   /** Waits until `attempt` finds a message, waking on puts and the signal. */
   readonly #waitForMessage = <T>(
