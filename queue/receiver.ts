@@ -473,9 +473,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * to the queue for the other receivers, behind what they may have taken of its sender's
    * later messages meanwhile (and, after every sender closed, only for those still asking:
    * one whose `get` found the queue drained, or whose `for await` ended, does not look
-   * again). Calls of this end still waiting (`get`, `borrow`, a `for await`) then end: a
-   * `for await` ends, the others reject with `ClosedError` (reason `"closed"`), and no
-   * message is taken for them. */
+   * again). Calls of this end still waiting (`get`, `getMany`, `borrow`, a `for await`)
+   * then end: a `for await` ends, the others reject with `ClosedError` (reason `"closed"`),
+   * and no message is taken for them. An error a `getMany` held for the next call is
+   * dropped with its message. */
   close(): void {
     if (this.#queue.closed) return;
     // Its message is gone, like every message a close drops; calls still waiting get the
