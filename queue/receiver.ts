@@ -239,15 +239,20 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     return this.#get<T>(options, "Receiver.get");
   }
 
-  /** {@linkcode get}, its errors naming `call` (a `for await` loop calls no get itself). */
-  async #get<T>(options: GetOptions | undefined, call: string): Promise<T> {
+  /**
+   * {@linkcode get}, its errors naming `call` (a `for await` loop calls no get itself), with
+   * the attempt a loop made once for all its messages (`options` then undefined).
+   */
+  async #get<T>(
+    options: GetOptions | undefined,
+    call: string,
+    loopAttempt?: Attempt<unknown>,
+  ): Promise<T> {
     try {
-      // A `messages()` loop's own checks name it; a plain `for await` takes no options.
-      const method = call === "Receiver.messages" ? "messages" : "get";
       this.#queue.assertOpen("Receiver.get");
       const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
       options?.signal?.throwIfAborted();
-      const attempt = this.#getAttemptFor(options, method);
+      const attempt = loopAttempt ?? this.#getAttemptFor(options, "get");
       const got = this.#lane.now(attempt) ??
         await this.#waitInLane(attempt, deadline, options?.signal);
       if (got === undefined) throw this.#empty("get", options?.timeout);
@@ -416,7 +421,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * throw) leaves this end open, with the messages not yet taken still queued: close it
    * yourself, or declare it with `using`. */
   [Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
-    return this.#messages(undefined, "Receiver (for await)");
+    return this.#messages(this.#getAttempt, "Receiver (for await)");
   }
 
   /**
@@ -438,27 +443,28 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * ```
    */
   messages<T = unknown>(options?: NowaitGetOptions): AsyncGenerator<T, void, undefined> {
+    let attempt: Attempt<unknown>;
     try {
       if (options !== undefined) {
         checkOptionsObject(options, "Receiver.messages", COPY_TARGET_OPTIONS);
-        // The option errors at the call, not at the loop's first step.
-        this.#getAttemptFor(options, "messages");
       }
+      // Once for the whole loop, so the option errors come at the call, not at its first step.
+      attempt = this.#getAttemptFor(options, "messages");
     } catch (error) {
       throw namingCall(error, "Receiver.messages");
     }
-    return this.#messages<T>(options, "Receiver.messages");
+    return this.#messages<T>(attempt, "Receiver.messages");
   }
 
   async *#messages<T>(
-    options: NowaitGetOptions | undefined,
+    attempt: Attempt<unknown>,
     call: string,
   ): AsyncGenerator<T, void, undefined> {
     this.#queue.assertOpen(call);
     for (;;) {
       let value: T;
       try {
-        value = await this.#get<T>(options, call);
+        value = await this.#get<T>(undefined, call, attempt);
       } catch (error) {
         if (error instanceof ClosedError && error.reason === "drained") return;
         if (error instanceof ClosedError && error.reason === "closed" && this.closed) return;
