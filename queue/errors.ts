@@ -142,9 +142,25 @@ export function thrownByCaller(error: unknown): unknown {
 export function namingCall(error: unknown, method: string, signal?: AbortSignal): unknown {
   if (
     error instanceof QueueError && !callersOwn.has(error) &&
-    !(signal?.aborted && error === signal.reason) && !/^\w+\.\w+: /.test(error.message)
+    !(signal?.aborted && error === signal.reason) && !NAMES_CALL.test(error.message)
   ) {
     error.message = `${method}: ${error.message}`;
+  }
+  return error;
+}
+
+/** A message that starts with the call it came from ("Receiver.get: "). */
+const NAMES_CALL = /^\w+\.\w+: /;
+
+/**
+ * Says, in the message of an error a later call will throw for `method` (a getMany that
+ * consumed a broken message after others it returned), which call consumed that message: the
+ * one that throws never saw it. Returns the error, to be held.
+ */
+export function consumedEarlier(error: unknown, method: string, returned: number): unknown {
+  if (error instanceof QueueError && !callersOwn.has(error) && !NAMES_CALL.test(error.message)) {
+    error.message = `a message ${method} consumed after the ${returned} it returned could ` +
+      `not be read: ${error.message}`;
   }
   return error;
 }

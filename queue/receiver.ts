@@ -12,7 +12,7 @@ import {
   prepareCopyTarget,
   tuneMallocForCopies,
 } from "../ffi/native.ts";
-import { ClosedError, EmptyError, namingCall, thrownByCaller } from "./errors.ts";
+import { ClosedError, consumedEarlier, EmptyError, namingCall, thrownByCaller } from "./errors.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
 import type { MessageView, SharedQueue, TakenMessage } from "./shared_queue.ts";
@@ -310,8 +310,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * up to `max` in all, and returns them in order: one call, and for an async consumer one
    * promise, per batch of a stream of small messages. Never waits for more than the first.
    * Takes the options of `get`. Should a message after the first fail to decode, the
-   * messages before it are returned and the next call of this end throws its error (unless
-   * this end closes first); should its `allocate` fail, it stays first in line and the next
+   * messages before it are returned and the next call of this end throws its error, which
+   * names this call (unless this end closes first); should its `allocate` fail, it stays first in line and the next
    * call tries it again.
    *
    * @example
@@ -621,7 +621,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           const again = error instanceof ClosedError &&
             (error.reason === "drained" || error.reason === "closed");
           if (this.#pending === undefined && !again && !this.#queue.closed) {
-            this.#deferred = { error };
+            this.#deferred = { error: consumedEarlier(error, `Receiver.${method}`, values.length) };
           }
           break;
         }

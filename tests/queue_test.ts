@@ -1739,7 +1739,16 @@ Deno.test("getMany returns the messages before one that cannot be decoded; the n
     m.bytes.fill(0xff, at, at + 16);
     m.unmap();
     assert.deepEqual(receiver.getManySync(8), ["a", "b"]);
-    assert.throws(() => receiver.getNowait(), (e: unknown) => e instanceof DecodeError);
+    // Thrown by a call that never saw the message: it says which call consumed it.
+    assert.throws(
+      () => receiver.getNowait(),
+      (e: unknown) =>
+        e instanceof DecodeError &&
+        e.message.startsWith(
+          "Receiver.getNowait: a message Receiver.getManySync consumed after the 2 it " +
+            "returned could not be read: ",
+        ),
+    );
     assert.deepEqual(receiver.getManySync(8), ["d"]);
     // A failed allocate after the first ends the batch and keeps its message first in line:
     // the next call tries it again (and would throw, should it fail again).
