@@ -26,6 +26,7 @@ export {
 export { Draft, Lease } from "./queue/lease.ts";
 export type { SyncWaitOptions, WaitOptions } from "./queue/wait.ts";
 export type { QueueDescriptor } from "./queue/descriptor.ts";
+export type { QueueStats } from "./queue/stats.ts";
 export {
   ClosedError,
   type ClosedReason,

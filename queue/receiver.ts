@@ -16,6 +16,7 @@ import { ClosedError, consumedEarlier, EmptyError, namingCall, thrownByCaller } 
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
 import type { MessageView, SharedQueue, TakenMessage } from "./shared_queue.ts";
+import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
   checkOptionsObject,
@@ -223,6 +224,32 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    */
   get sendersDied(): number {
     return this.#queue.peersDied;
+  }
+
+  /**
+   * A snapshot of the queue for monitoring, the same as the senders see (see
+   * {@linkcode QueueStats}): for instance, how many messages wait for this end and its peers.
+   * Never waits. Throws `ClosedError` once this end is closed.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * sender.putManySync([1, 2, 3]);
+   * assert.equal(receiver.stats().waiting, 3);
+   * using lease = receiver.borrowSync();
+   * assert.deepEqual([receiver.stats().waiting, receiver.stats().inFlight], [2, 3]);
+   * lease.release();
+   * assert.equal(receiver.stats().received, 1);
+   * sender.close();
+   * receiver.close();
+   * ```
+   */
+  stats(): QueueStats {
+    stopIfRequested();
+    this.#queue.assertOpen("Receiver.stats");
+    return this.#queue.stats();
   }
 
   /**

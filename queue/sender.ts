@@ -11,6 +11,7 @@ import { MAX_MESSAGE_SIZE } from "./layout.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { cancelOnClose, Draft } from "./lease.ts";
 import type { Reservation, SharedQueue } from "./shared_queue.ts";
+import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
   deadlineOf,
@@ -143,6 +144,30 @@ export class Sender implements Disposable {
       return false; // Corrupt or stuck: no room either way.
     }
     return room() || queue.livePeers === 0;
+  }
+
+  /**
+   * A snapshot of the queue for monitoring: messages waiting and in flight, totals put and
+   * received, shared memory in use, the ends open and dead (see {@linkcode QueueStats}).
+   * Never waits. Throws `ClosedError` once this end is closed.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+   * sender.putSync(new Float64Array(1024));
+   * const { waiting, inFlight, bytesInUse } = sender.stats();
+   * assert.deepEqual([waiting, inFlight], [1, 1]);
+   * assert.ok(bytesInUse >= 8192);
+   * sender.close();
+   * receiver.close();
+   * ```
+   */
+  stats(): QueueStats {
+    stopIfRequested();
+    this.#queue.assertOpen("Sender.stats");
+    return this.#queue.stats();
   }
 
   /**

@@ -14,6 +14,7 @@ import * as native from "../ffi/native.ts";
 import * as L from "./layout.ts";
 import { ClosedError, QueueError } from "./errors.ts";
 import { ShmMutex } from "./mutex.ts";
+import type { QueueStats } from "./stats.ts";
 import type { Timer } from "./timer.ts";
 import { MIN_SPIN_MS, ROOM_SLICE_MS } from "./wait.ts";
 
@@ -622,6 +623,60 @@ export class SharedQueue {
       byteBudget: this.#byteBudget,
       arenaHeld,
       waitingForShm: this.#waitingForShm,
+    };
+  }
+
+  /** A snapshot of the queue for {@linkcode QueueStats}, read without the lock. */
+  stats(): QueueStats {
+    const u32 = this.#u32;
+    const i32 = this.#i32;
+    // Counted in the ring, not taken from W_UNSETTLED, which is only a hint. The tail first:
+    // it never passes the write cursor read after it.
+    const tail = u32[L.C_TAIL >> 2];
+    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+    const f64 = this.#f64;
+    let waiting = 0;
+    let unsettled = 0;
+    let bytesInUse = 0;
+    for (let k = 0; k < span; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
+      if (state === L.SlotState.Released) unsettled++;
+      if (state === L.SlotState.Released || state === L.SlotState.Done) continue;
+      if (state === L.SlotState.Ready || state === L.SlotState.Prefetched) waiting++;
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      if (segment === 0) bytesInUse += L.alignUp(f64[(s + L.S_LENGTH) >> 3], L.MESSAGE_ALIGN);
+      else if (segment <= L.MAX_EXTENSIONS) {
+        bytesInUse += f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3];
+      }
+    }
+    const inFlight = Math.max(u32[L.C_IN_FLIGHT >> 2] - unsettled, 0);
+    const received = f64[L.C_TOTAL_RELEASED >> 3] + unsettled;
+    let sharedBytes = this.#main.bytes.length;
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      const e = L.extensionOffset(i);
+      if (u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty) {
+        sharedBytes += f64[(e + L.E_SIZE) >> 3];
+      }
+    }
+    const sender = this.kind === "sender";
+    const died = this.peersDied;
+    const ownDied = u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2];
+    return {
+      waiting: Math.min(waiting, inFlight),
+      inFlight,
+      capacity: this.capacity,
+      // Every message reserved is in flight until released (received) or cancelled (neither):
+      // no counter of its own, which a crash inside the lock could leave one off.
+      put: received + inFlight,
+      received,
+      bytesInUse,
+      byteBudget: this.#byteBudget,
+      sharedBytes,
+      senders: u32[L.C_LIVE_SENDERS >> 2],
+      receivers: u32[L.C_LIVE_RECEIVERS >> 2],
+      sendersDied: sender ? ownDied : died,
+      receiversDied: sender ? died : ownDied,
     };
   }
 

@@ -166,6 +166,13 @@ for (const v of putVariants) {
       noticed(at - Math.max(diedAt, lastAt), `${v.name}, receiver after the sender's death`);
       // The stream was cut short, and the receiver can tell: the child's sender died.
       assert.equal(r.sendersDied, 1, "one sender died");
+      // Its unfinished message, if any, was given up: nothing in flight, every put received.
+      const { waiting, inFlight, put, received, bytesInUse, senders, sendersDied } = r.stats();
+      assert.deepEqual(
+        { waiting, inFlight, bytesInUse, senders, sendersDied, put: put - received },
+        { waiting: 0, inFlight: 0, bytesInUse: 0, senders: 0, sendersDied: 1, put: 0 },
+      );
+      assert.equal(received, seqs.length + (livePeer ? 1 : 0), "each message received once");
       assertContiguous(seqs, v.name);
       assert.ok(seqs.length - 1 >= ended, `every completed put arrived (${seqs.length}/${ended})`);
       assert.ok(seqs.length - 1 <= begun, "nothing arrived that was never begun");

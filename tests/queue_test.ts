@@ -1811,3 +1811,76 @@ Deno.test("getMany: a message consumed with an error after the first is reported
     assert.deepEqual(await loop, []);
     sender.close();
   }));
+
+Deno.test("stats: messages waiting and in flight, totals, shared memory held, ends open and dead", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({
+      capacity: 8,
+      arenaBytes: 1 << 20,
+      byteBudget: 16 << 20,
+    });
+    const empty = {
+      waiting: 0,
+      inFlight: 0,
+      capacity: 8,
+      put: 0,
+      received: 0,
+      bytesInUse: 0,
+      byteBudget: 16 << 20,
+      senders: 1,
+      receivers: 1,
+      sendersDied: 0,
+      receiversDied: 0,
+    };
+    const { sharedBytes, ...rest } = sender.stats();
+    assert.deepEqual(rest, empty);
+    assert.ok(sharedBytes > 1 << 20, `the main segment, arena included: ${sharedBytes} bytes`);
+    sender.putManySync(["a", "b", "c"]);
+    const three = sender.stats();
+    assert.deepEqual([three.waiting, three.inFlight, three.put, three.received], [3, 3, 3, 0]);
+    assert.ok(three.bytesInUse >= 3 * L.MESSAGE_ALIGN, `${three.bytesInUse} bytes held`);
+    // A lone receiver takes the other two ahead with the first: they still wait, for it.
+    assert.equal(receiver.getSync(), "a");
+    assert.deepEqual(pick(receiver.stats()), [2, 2, 3, 1]);
+    // A lease counts in flight, not waiting, until released.
+    const lease = receiver.borrowSync();
+    assert.deepEqual(pick(sender.stats()), [1, 2, 3, 1]);
+    lease.release();
+    assert.deepEqual(pick(sender.stats()), [1, 1, 3, 2]);
+    // A draft is in flight while written, and a cancelled one was never put.
+    const draft = await sender.prepare(new Uint8Array(16));
+    assert.deepEqual(pick(sender.stats()), [1, 2, 4, 2]);
+    draft.cancel();
+    assert.deepEqual(pick(sender.stats()), [1, 1, 3, 2]);
+    // A message too large for the arena holds its extension segment.
+    sender.putSync(new Uint8Array(4 << 20));
+    const large = sender.stats();
+    assert.ok(large.bytesInUse >= 4 << 20, "the extension counts");
+    assert.ok(large.sharedBytes >= sharedBytes + (4 << 20), "so does its segment");
+    const other = openSender(receiver.descriptor);
+    assert.equal(receiver.stats().senders, 2);
+    other.close();
+    assert.equal(receiver.stats().senders, 1);
+    assert.equal(receiver.getSync(), "c");
+    assert.equal((receiver.getSync() as Uint8Array).length, 4 << 20);
+    // Taken and released: none held, and the idle segment kept for the next large one.
+    assert.deepEqual(receiver.stats(), {
+      ...empty,
+      put: 4,
+      received: 4,
+      sharedBytes: large.sharedBytes,
+    });
+    sender.close();
+    assert.throws(
+      () => sender.stats(),
+      (e: unknown) =>
+        e instanceof ClosedError && e.message === "Sender.stats: this sender is closed",
+    );
+    assert.equal(receiver.stats().senders, 0);
+    receiver.close();
+    assert.throws(() => receiver.stats(), ClosedError);
+
+    function pick(s: { waiting: number; inFlight: number; put: number; received: number }) {
+      return [s.waiting, s.inFlight, s.put, s.received];
+    }
+  }));

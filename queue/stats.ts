@@ -1,0 +1,62 @@
+/**
+ * What `Sender.stats()` and `Receiver.stats()` report.
+ *
+ * @module
+ */
+
+/**
+ * A snapshot of a queue, the same from every end, for monitoring: how far behind the
+ * receivers are, how much shared memory messages hold, who is still there. Read without the
+ * queue's lock, so a busy queue's figures may be a message or two apart; to decide whether a
+ * put would wait, use `Sender.hasSpace()`.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createSharedMemoryPair, type QueueStats } from "../mod.ts";
+ * const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+ * sender.putManySync(["a", "b", "c"]);
+ * receiver.getSync();
+ * const stats: QueueStats = sender.stats();
+ * assert.equal(stats.waiting, 2);
+ * assert.equal(stats.put - stats.received, 2);
+ * sender.close();
+ * receiver.close();
+ * ```
+ */
+export interface QueueStats {
+  /** Messages put and not yet taken by a receiver. */
+  waiting: number;
+  /**
+   * Messages put (or being written) and not yet released by a receiver: what `capacity`
+   * bounds. A message a receiver holds, as a `Lease`, counts until it is released.
+   */
+  inFlight: number;
+  /** The most messages in flight at once (the queue's `capacity` option). */
+  capacity: number;
+  /** Messages put since the queue was made: `received + inFlight`, so one being written
+   * counts (a `Draft` from `prepare` until it is cancelled, or its dead sender reaped). */
+  put: number;
+  /** Messages receivers took and released since the queue was made (one taken by a receiver
+   * that died counts too). */
+  received: number;
+  /** Bytes of shared memory the messages in flight hold: their arena space (in 64-byte
+   * blocks) and the extension segments of those too large for the arena. */
+  bytesInUse: number;
+  /** The queue's `byteBudget` option: the most bytes the arena and extension segments may
+   * take (one message may pass it). */
+  byteBudget: number;
+  /** Bytes of shared memory the queue has in /dev/shm now: its main segment (arena
+   * included) and its extension segments, idle ones kept for reuse included. */
+  sharedBytes: number;
+  /** Senders open now, as last recorded: one whose process died counts until an end notices
+   * (within about a second). */
+  senders: number;
+  /** Receivers open now, as last recorded. */
+  receivers: number;
+  /** Senders that ended without closing (killed, crashed, their Worker ended) since the
+   * queue was made. */
+  sendersDied: number;
+  /** Receivers that ended without closing since the queue was made. */
+  receiversDied: number;
+}
