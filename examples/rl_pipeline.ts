@@ -19,6 +19,7 @@
 import { parseArgs } from "node:util";
 import { type ActorHandle, createSharedMemoryPair, spawnActor } from "../mod.ts";
 import { OBS_FLOATS, type Report } from "./rl_common.ts";
+import { wholeFlag } from "./flags.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -30,11 +31,11 @@ const { values } = parseArgs({
     buffer: { type: "string", default: "1024" },
   },
 });
-const actors = Number(values.actors);
-const batches = Number(values.batches);
-const batch = Number(values.batch);
-const sample = Number(values.sample);
-const buffer = Number(values.buffer);
+const actors = wholeFlag(values.actors, "actors", 1);
+const batches = wholeFlag(values.batches, "batches", 1);
+const batch = wholeFlag(values.batch, "batch", 1);
+const sample = wholeFlag(values.sample, "sample", 1);
+const buffer = wholeFlag(values.buffer, "buffer", 1);
 if (buffer < sample) throw new RangeError("--buffer must hold at least --sample observations");
 if (actors * batches * batch >= 2 ** 24) throw new RangeError("ids must stay exact in float32");
 

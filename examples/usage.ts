@@ -14,6 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { createSharedMemoryPair, spawnActor } from "../mod.ts";
+import { wholeFlag } from "./flags.ts";
 
 const flags = parseArgs({
   args: Deno.args,
@@ -22,8 +23,11 @@ const flags = parseArgs({
     size: { type: "string", default: "1048576" },
   },
 });
-const count = Number(flags.values.count);
-const size = Number(flags.values.size);
+const count = wholeFlag(flags.values.count, "count", 1);
+const size = wholeFlag(flags.values.size, "size", 4);
+if (size % 4 !== 0) {
+  throw new RangeError(`--size must be a multiple of 4 (Float32 data), got ${size}`);
+}
 
 const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { actorContext, EmptyError } from "../mod.ts";
+import { actorContext, ClosedError, EmptyError } from "../mod.ts";
 
 const { queues: { receiver }, args } = await actorContext<
   { receiver: "receiver" },
@@ -23,14 +23,20 @@ function check(message: Message): void {
   bytes += message.data.byteLength;
 }
 
+/** Whether `error` says the producer finished: it closed, and every message was taken. A
+ * producer of one message does so while the timed gets below wait. */
+function drained(error: unknown): boolean {
+  return error instanceof ClosedError && error.reason === "drained";
+}
+
 check(await receiver.get<Message>()); // waits
 
 // or
 try {
   check(await receiver.get<Message>({ timeout: 3000 })); // EmptyError after 3 s
 } catch (error) {
-  if (!(error instanceof EmptyError)) throw error;
-  console.log("consumer: nothing arrived within 3 s");
+  if (error instanceof EmptyError) console.log("consumer: nothing arrived within 3 s");
+  else if (!drained(error)) throw error;
 }
 
 // or
@@ -48,8 +54,8 @@ try {
   await receiver.get({ timeout: 200 });
   throw new Error("the producer put more messages than announced");
 } catch (error) {
-  if (!(error instanceof EmptyError)) throw error;
-  console.log("consumer: no message within 200 ms (EmptyError)");
+  if (error instanceof EmptyError) console.log("consumer: no message within 200 ms (EmptyError)");
+  else if (!drained(error)) throw error;
 }
 
 for await (const message of receiver) check(message as Message); // ends when the producer closed

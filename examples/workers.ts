@@ -15,6 +15,7 @@
 
 import { parseArgs } from "node:util";
 import { createSharedMemoryPair, NdArray, spawnWorker, type WorkerHandle } from "../mod.ts";
+import { wholeFlag } from "./flags.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -24,9 +25,9 @@ const { values } = parseArgs({
     size: { type: "string", default: "256" },
   },
 });
-const workers = Number(values.workers);
-const jobs = Number(values.jobs);
-const size = Number(values.size);
+const workers = wholeFlag(values.workers, "workers", 1);
+const jobs = wholeFlag(values.jobs, "jobs", 1);
+const size = wholeFlag(values.size, "size", 1);
 
 const [jobsOut, jobsIn] = createSharedMemoryPair({ capacity: 16 });
 const [resultsOut, resultsIn] = createSharedMemoryPair({ capacity: 64 });

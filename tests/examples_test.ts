@@ -47,6 +47,15 @@ Deno.test("examples/usage.ts: the Python reference's producer and consumer", asy
   assert.match(stdout, /^producer exited with 0, consumer with 0$/m);
 });
 
+Deno.test("examples/usage.ts with one message: the consumer's timed gets meet the drained queue", async () => {
+  const { stdout } = await runExample(["--allow-ffi", "--allow-run"], "usage.ts", [
+    "--count=1",
+    "--size=4",
+  ]);
+  assert.match(stdout, /^consumer: received 1 messages, 4 bytes; the producer has closed$/m);
+  assert.match(stdout, /^producer exited with 0, consumer with 0$/m);
+});
+
 Deno.test("examples/rl_pipeline.ts: actors, replay buffer and learner", async () => {
   const { stdout } = await runExample(["--allow-ffi", "--allow-run"], "rl_pipeline.ts", [
     "--actors=2",
