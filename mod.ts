@@ -36,6 +36,7 @@ export {
   QueueError,
 } from "./queue/errors.ts";
 export { type SweepResult, sweepStaleQueues } from "./queue/sweep.ts";
+export { NativeError } from "./ffi/native.ts";
 export { decode, DType, dtype, encode, NdArray, Reservation, reserve } from "./codec/mod.ts";
 export type {
   DecodeOptions,

@@ -65,6 +65,13 @@ export function strerror(errno: number): string {
   return text;
 }
 
+/** What to do about an errno a user can do something about. */
+const REMEDIES: Record<string, string> = {
+  EMFILE: " (this process has as many files open as its limit allows, and every queue end " +
+    "keeps one open: raise the limit, `ulimit -n`, or close ends no longer used)",
+  ENFILE: " (the system has as many files open as it allows: close queue ends no longer used)",
+};
+
 /**
  * An error reported by a native call: `code` is the errno name (`"EEXIST"`), `errno` its
  * positive number, `call` the operation (`"shm_open"`) and `arg` the argument that
@@ -99,7 +106,7 @@ export class NativeError extends Error {
       : /^-?[0-9][0-9a-z@ ]*$/i.test(arg)
       ? `${call}(${arg})` // fds, offsets, sizes
       : `${call}(${JSON.stringify(arg)})`; // names
-    super(`${where}: ${code} ${strerror(errno)}`);
+    super(`${where}: ${code} ${strerror(errno)}${REMEDIES[code] ?? ""}`);
     this.name = "NativeError";
     this.code = code;
     this.errno = errno;

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { NativeError } from "../ffi/native.ts";
+
 /**
  * Base class of every error this library throws for queue conditions.
  *
@@ -133,7 +135,8 @@ export function thrownByCaller(error: unknown): unknown {
 }
 
 /**
- * Puts `method` ("Receiver.get") in front of the message of a queue error that does not name
+ * Puts `method` ("Receiver.get") in front of the message of a queue error (or an error of the
+ * operating system, a {@linkcode NativeError}) that does not name
  * its call yet: one raised while the call waited (its end closed meanwhile, every peer left,
  * the queue found corrupt). Returns the error, to be thrown. An error of the caller's own (the
  * reason its `signal` aborted with, one its `allocate` threw) is left as it is: the same object
@@ -141,7 +144,7 @@ export function thrownByCaller(error: unknown): unknown {
  */
 export function namingCall(error: unknown, method: string, signal?: AbortSignal): unknown {
   if (
-    error instanceof QueueError && !callersOwn.has(error) &&
+    (error instanceof QueueError || error instanceof NativeError) && !callersOwn.has(error) &&
     !(signal?.aborted && error === signal.reason) && !NAMES_CALL.test(error.message)
   ) {
     error.message = `${method}: ${error.message}`;

@@ -10,6 +10,7 @@ import { Receiver } from "./receiver.ts";
 import { Sender } from "./sender.ts";
 import { SharedQueue } from "./shared_queue.ts";
 import { sweepStaleQueues } from "./sweep.ts";
+import { namingCall } from "./errors.ts";
 
 /** Later ends sweep again at most this often: a long-running process then also removes what
  * its killed children's own queues left, while a loop that makes many small queues pays for a
@@ -53,12 +54,19 @@ function sweepNowAndThen(): void {
 export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receiver] {
   const geometry = resolveOptions(options);
   sweepNowAndThen();
-  const senderQueue = SharedQueue.create(geometry, "sender");
   try {
-    return [new Sender(senderQueue), new Receiver(SharedQueue.open(senderQueue.name, "receiver"))];
+    const senderQueue = SharedQueue.create(geometry, "sender");
+    try {
+      return [
+        new Sender(senderQueue),
+        new Receiver(SharedQueue.open(senderQueue.name, "receiver")),
+      ];
+    } catch (error) {
+      senderQueue.close();
+      throw error;
+    }
   } catch (error) {
-    senderQueue.close();
-    throw error;
+    throw namingCall(error, "createSharedMemoryPair");
   }
 }
 
@@ -83,7 +91,11 @@ export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receive
 export function openSender(descriptor: QueueDescriptor | string): Sender {
   const { name } = parseDescriptor(descriptor, "openSender");
   sweepNowAndThen();
-  return new Sender(SharedQueue.open(name, "sender"));
+  try {
+    return new Sender(SharedQueue.open(name, "sender"));
+  } catch (error) {
+    throw namingCall(error, "openSender");
+  }
 }
 
 /**
@@ -107,5 +119,9 @@ export function openSender(descriptor: QueueDescriptor | string): Sender {
 export function openReceiver(descriptor: QueueDescriptor | string): Receiver {
   const { name } = parseDescriptor(descriptor, "openReceiver");
   sweepNowAndThen();
-  return new Receiver(SharedQueue.open(name, "receiver"));
+  try {
+    return new Receiver(SharedQueue.open(name, "receiver"));
+  } catch (error) {
+    throw namingCall(error, "openReceiver");
+  }
 }

@@ -260,7 +260,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * buffer, that error propagates and the message stays first in line for this end.
    *
    * Calls that overlap (not awaited one by one) get messages in the order they were made
-   * (`getSync`, `getNowait` and `borrowSync`, which cannot wait for them, go first).
+   * (`getSync`, `getManySync`, `getNowait` and `borrowSync`, which cannot wait for them, go
+   * first).
    */
   get<T = unknown>(options?: GetOptions): Promise<T> {
     return this.#get<T>(options, "Receiver.get");

@@ -18,7 +18,7 @@ import { shmFreeBytes } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import { DEFAULT_CAPACITY } from "../queue/options.ts";
 import { closeEndsOfThisThread } from "../queue/shared_queue.ts";
-import { canIsolate, isolated, withoutLeaks } from "./helpers.ts";
+import { canIsolate, isolated, shmEntries, withoutLeaks } from "./helpers.ts";
 
 Deno.test("invalid options get a TypeError or RangeError naming the option", () =>
   withoutLeaks(() => {
@@ -666,3 +666,27 @@ Deno.test("errors raised while a call waited name the call; common mistakes are 
     s3.close();
     r3.close();
   }));
+
+Deno.test("out of file descriptors: a NativeError naming the call, the limit and the remedy; nothing leaks", async () => {
+  const before = new Set(shmEntries());
+  const fixture = new URL("./fixtures/fd_limit.ts", import.meta.url).pathname;
+  const { code, stdout, stderr } = await new Deno.Command("sh", {
+    args: ["-c", `ulimit -n 96 && exec "$0" run -A "$1"`, Deno.execPath(), fixture],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder();
+  assert.equal(code, 0, text.decode(stderr));
+  const { made, failures, got } = JSON.parse(text.decode(stdout));
+  assert.ok(made >= 1, `made ${made} queues first`);
+  assert.equal(got, "still fine");
+  assert.equal(failures.length, 2);
+  const [create, open] = failures;
+  for (const [failed, call] of [[create, "createSharedMemoryPair"], [open, "openReceiver"]]) {
+    assert.equal(failed.name, "NativeError");
+    assert.equal(failed.code, "EMFILE");
+    assert.ok(failed.message.startsWith(`${call}: `), failed.message);
+    assert.match(failed.message, /every queue end keeps one open: raise the limit, `ulimit -n`/);
+  }
+  assert.deepEqual(shmEntries().filter((n) => !before.has(n)), [], "nothing left in /dev/shm");
+});

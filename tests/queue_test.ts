@@ -620,7 +620,7 @@ Deno.test("invalid options and descriptors get errors naming what was wrong", ()
       (e: unknown) =>
         e instanceof ClosedError && e.reason === "gone" &&
         // A name never made here is not said to have closed: both causes are named.
-        /does not exist: every end of it has closed \(or died\), or its descriptor was made on another machine or container/
+        /^openReceiver: queue \/shmq-0123456789abcdef0123456789abcdef does not exist: every end of it has closed \(or died\), or its descriptor was made on another machine or container/
           .test(e.message),
     );
     // A file open to other users (or theirs) is refused, not mapped: they could truncate it.
