@@ -241,7 +241,9 @@ export function dtype(name: DTypeName): DType {
     const shownName = fn === ""
       ? JSON.stringify(String(name))
       : `${fn} (a function; dtype names are strings such as "float32")`;
-    throw new TypeError(`unknown dtype ${shownName}`);
+    throw new TypeError(
+      `unknown dtype ${shownName}; the names are ${[...byName.keys()].join(", ")}`,
+    );
   }
   return d;
 }

@@ -371,7 +371,21 @@ export function fdAgeMs(fd: number): number {
 export function map(fd: number, size: number): Deno.PointerObject {
   const addr = s().shmq_map(fd, BigInt(size));
   check64(addr, "mmap", String(fd));
-  const ptr = Deno.UnsafePointer.create(addr);
+  let ptr;
+  try {
+    ptr = Deno.UnsafePointer.create(addr);
+  } catch (error) {
+    // The mapping stays (unmapping takes the pointer refused here); its segment goes, and the
+    // process cannot make or open any queue. Deno's own message tells a user of `--allow-ffi=<path>` to pass the flag they passed.
+    if (error instanceof Deno.errors.NotCapable) {
+      throw new Deno.errors.NotCapable(
+        "shmq needs --allow-ffi without a path: the library loaded, but Deno allows the " +
+          "pointers into shared memory it makes only under an unscoped --allow-ffi",
+        { cause: error },
+      );
+    }
+    throw error;
+  }
   if (ptr === null) throw new NativeError(14, "mmap", String(fd)); // EFAULT: cannot happen
   return ptr;
 }

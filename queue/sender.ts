@@ -765,7 +765,8 @@ export class Sender implements Disposable {
         "their messages"
       : "";
     return new FullError(
-      `Sender.${method}: ${missing} message(s) still not received after ${timeout} ms` +
+      `Sender.${method}: ${missing} message(s) still not received and released after ` +
+        `${timeout} ms` +
         `${unsent}${drafts}`,
     );
   }

@@ -644,6 +644,13 @@ Deno.test("errors raised while a call waited name the call; common mistakes are 
         e instanceof TypeError && e.message.startsWith("unknown dtype Float32Array (") &&
         !e.message.includes("native code"),
     );
+    // A near miss gets the list to pick from.
+    assert.throws(
+      () => dtype("float" as never),
+      (e: Error) =>
+        e instanceof TypeError &&
+        /^unknown dtype "float"; the names are bool, int8, .*float32, float64/.test(e.message),
+    );
     s.close();
     s2.close();
     // The caller's own errors are left as they are: an abort reason rejecting two calls, and

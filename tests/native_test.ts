@@ -39,7 +39,7 @@ import {
   unmap,
 } from "../ffi/native.ts";
 import { ABI_VERSION, native, platformKey } from "../ffi/loader.ts";
-import { CHILD_PERMISSIONS, fixture, runDeno } from "./helpers.ts";
+import { CHILD_PERMISSIONS, fixture, runDeno, shmEntries } from "./helpers.ts";
 
 const CHILD = new URL("./native_child.ts", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -641,4 +641,34 @@ Deno.test("futexWaitManyAsync: the index of the word woken, EAGAIN for one that 
   }
   assert.equal(await waiting, 2);
   assert.equal(await futexWaitManyAsync(addresses, expected, 0, 5), -22, "EINVAL for no words");
+});
+
+Deno.test("--allow-ffi scoped to the library's path: the first queue says to pass it unscoped", async () => {
+  const core = native();
+  const before = new Set(shmEntries());
+  const script = await Deno.makeTempFile({ suffix: ".ts" });
+  try {
+    await Deno.writeTextFile(
+      script,
+      `import { createSharedMemoryPair } from ${JSON.stringify(`${ROOT}mod.ts`)};
+      try {
+        createSharedMemoryPair();
+      } catch (e) {
+        console.log(JSON.stringify({ name: e.name, message: e.message }));
+      }`,
+    );
+    const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+      args: ["run", `--allow-ffi=${core.path}`, "--allow-read", "--allow-env", script],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const got = JSON.parse(new TextDecoder().decode(stdout));
+    assert.equal(got.name, "NotCapable");
+    assert.match(got.message, /^shmq needs --allow-ffi without a path: the library loaded/);
+    assert.deepEqual(shmEntries().filter((n) => !before.has(n)), [], "nothing left in /dev/shm");
+  } finally {
+    await Deno.remove(script);
+  }
 });

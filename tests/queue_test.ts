@@ -373,7 +373,8 @@ Deno.test("waitForAllAck waits for every message to be released", () =>
     const waiting = s.put("waits");
     await assert.rejects(s.waitForAllAck({ timeout: 20 }), {
       name: "FullError",
-      message: "Sender.waitForAllAck: 0 message(s) still not received after 20 ms; 1 call(s) " +
+      message: "Sender.waitForAllAck: 0 message(s) still not received and released after 20 ms; " +
+        "1 call(s) " +
         "of this sender (put, putMany, prepare) still wait to send their messages",
     });
     for (let i = 0; i < 4; i++) assert.equal(r.getSync({ timeout: 1000 }), i);
