@@ -339,8 +339,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * promise, per batch of a stream of small messages. Never waits for more than the first.
    * Takes the options of `get`. Should a message after the first fail to decode, the
    * messages before it are returned and the next call of this end throws its error, which
-   * names this call (unless this end closes first); should its `allocate` fail, it stays first in line and the next
-   * call tries it again.
+   * names this call (unless this end closes first); should its `allocate` fail, it stays first
+   * in line and the next call tries it again. So it does when `allocate` hands out a buffer it
+   * gave for an earlier message of the batch, which would overwrite that message's array: the
+   * batch ends there.
    *
    * @example
    * ```ts
@@ -560,7 +562,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     return waitAsync(this.#queue, this.#queue.putSignal, attempt, deadline, signal);
   };
 
-  #getAttemptFor(options: NowaitGetOptions | undefined, method: string): Attempt<unknown> {
+  #getAttemptFor(
+    options: NowaitGetOptions | undefined,
+    method: string,
+  ): (laterInBatch?: boolean) => ReturnType<Attempt<unknown>> {
     const allocate = options?.allocate;
     const pooled = options?.pooled;
     if (pooled !== undefined && typeof pooled !== "boolean") {
@@ -575,8 +580,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     // Whether the caller's allocate threw or returned a wrong buffer: the codec's own errors,
     // and a QueueError the callback itself may throw, are told apart by this, not by type.
     let failed = false;
-    // The buffers handed out for the message being decoded: one handed out twice would hold
-    // two of its arrays, the later overwriting the earlier.
+    // The buffers handed out for the message being decoded (and, in a getMany, for the
+    // messages before it in the batch): one handed out twice would hold two of its arrays,
+    // the later overwriting the earlier.
     let given: Set<ArrayBuffer> | undefined;
     const decodeOptions = {
       pooled,
@@ -592,7 +598,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         // Nothing is written into an empty one: sharing it is harmless.
         if (byteLength > 0 && given.has(buffer)) {
           throw new TypeError(
-            `Receiver.${method}: allocate returned one ArrayBuffer for two arrays of a message`,
+            `Receiver.${method}: allocate returned one ArrayBuffer for two arrays of a message` +
+              (inBatch ? " or of one batch" : ""),
           );
         }
         given.add(buffer);
@@ -607,9 +614,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         return buffer;
       },
     };
-    return () => {
+    // Whether the message being decoded follows others of one getMany batch.
+    let inBatch = false;
+    return (later = false) => {
       failed = false;
-      given = undefined;
+      inBatch = later;
+      if (!later) given = undefined;
       return this.#takeDecoded(decodeOptions, () => failed);
     };
   }
@@ -641,7 +651,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       while (values.length < max) {
         let next: { value: unknown } | undefined;
         try {
-          next = one();
+          next = one(true);
         } catch (error) {
           // Unless its message was kept (a failed allocate), or the call that comes next
           // meets the same condition (drained, closed): the error of a message consumed, such

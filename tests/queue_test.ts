@@ -1765,6 +1765,13 @@ Deno.test("getMany returns the messages before one that cannot be decoded; the n
       "after",
     ]);
     assert.equal(calls, 3);
+    // A buffer allocate handed out for an earlier message of the batch ends the batch there,
+    // keeping the message for the next call: it would overwrite the earlier one's array.
+    const frame = new ArrayBuffer(8);
+    sender.putManySync([new Float64Array([1]), new Float64Array([2])]);
+    const reused = { allocate: () => frame };
+    assert.deepEqual([...receiver.getManySync<Float64Array>(8, reused)].map((a) => a[0]), [1]);
+    assert.deepEqual([...receiver.getManySync<Float64Array>(8, reused)].map((a) => a[0]), [2]);
     sender.close();
     receiver.close();
   }));
