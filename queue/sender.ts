@@ -62,6 +62,8 @@ export class Sender implements Disposable {
   #nextReap = 0;
   #nextPeerCheck = performance.now() + PEER_CHECK_MS;
   #putsUntilPeerCheck = PUTS_PER_PEER_CHECK;
+  /** Set while a call of this sender reads a value it puts (see #startMeasuring). */
+  #measuring = false;
 
   /** @internal Use `createSharedMemoryPair` or `openSender`. */
   constructor(queue: SharedQueue) {
@@ -502,6 +504,30 @@ export class Sender implements Disposable {
   }
 
   #plan(value: unknown, method: string, drafting = false): EncodePlan {
+    this.#startMeasuring(method);
+    try {
+      return this.#planValue(value, method, drafting);
+    } finally {
+      this.#measuring = false;
+    }
+  }
+
+  /**
+   * Refuses a call made while this sender measures another's value, from one of its getters
+   * (or the iterator of a putMany's values): it would find room and go before the call that
+   * was made first. From then on until {@linkcode #measuring} is cleared, it is measuring.
+   */
+  #startMeasuring(method: string): void {
+    if (this.#measuring) {
+      throw new TypeError(
+        `Sender.${method}: called while this sender reads the value of an earlier call (from ` +
+          "a getter, or the iterator of putMany's values), which it would overtake",
+      );
+    }
+    this.#measuring = true;
+  }
+
+  #planValue(value: unknown, method: string, drafting: boolean): EncodePlan {
     this.#queue.assertOpen();
     let plan: EncodePlan;
     try {
@@ -598,13 +624,18 @@ export class Sender implements Disposable {
     }
     const plans: EncodePlan[] = [];
     const kept: unknown[] = [];
-    for (const value of values) {
-      kept.push(value);
-      try {
-        plans.push(this.#plan(value, method));
-      } catch (error) {
-        throw indexed(error, method, plans.length);
+    this.#startMeasuring(method);
+    try {
+      for (const value of values) {
+        kept.push(value);
+        try {
+          plans.push(this.#planValue(value, method, false));
+        } catch (error) {
+          throw indexed(error, method, plans.length);
+        }
       }
+    } finally {
+      this.#measuring = false;
     }
     return { values: kept, plans, lengths: plans.map((plan) => plan.byteLength), sent: 0 };
   }

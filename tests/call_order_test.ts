@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { createSharedMemoryPair, FullError, reserve } from "../mod.ts";
+import { createSharedMemoryPair, FullError, openSender, reserve } from "../mod.ts";
 import { makeTurnDue, withoutLeaks } from "./helpers.ts";
 
 Deno.test("overlapping puts of one sender arrive in call order, also when they must wait", async () => {
@@ -213,5 +213,66 @@ Deno.test("a later put times out on time behind an earlier one that waits", asyn
     assert.equal(receiver.getNowait(), undefined, "an abandoned put was sent");
     sender.close();
     receiver.close();
+  });
+});
+
+Deno.test("a put from inside the value of a put of the same sender is refused: it would overtake", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    using _s = sender;
+    using _r = receiver;
+    const reentrant =
+      /called while this sender reads the value of an earlier call .*, which it would overtake/;
+    const value = {
+      id: "outer",
+      get g() {
+        sender.putSync("inner");
+        return 1;
+      },
+    };
+    await assert.rejects(
+      sender.put(value),
+      (e: Error) =>
+        e instanceof TypeError && e.message.startsWith("Sender.put: value.g: reading it threw") &&
+        reentrant.test(e.message),
+    );
+    assert.throws(
+      () =>
+        sender.putManySync(
+          (function* () {
+            yield 1;
+            sender.putSync("inner"); // throws, and the batch with it
+            yield 2;
+          })(),
+        ),
+      reentrant,
+    );
+    // An async one rejects; the batch goes on.
+    let inner: Promise<void> | undefined;
+    sender.putManySync(
+      (function* () {
+        yield 1;
+        inner = sender.put("inner");
+        yield 2;
+      })(),
+    );
+    await assert.rejects(inner!, reentrant);
+    assert.deepEqual([receiver.getNowait(), receiver.getNowait()], [1, 2]);
+    // Another sender may put from in there: it has no call of its own to overtake.
+    const other = openSender(sender.descriptor);
+    sender.putSync({
+      get g() {
+        other.putSync("other");
+        return 1;
+      },
+    });
+    other.close();
+    sender.putSync("after");
+    assert.deepEqual([receiver.getNowait(), receiver.getNowait(), receiver.getNowait()], [
+      "other",
+      { g: 1 },
+      "after",
+    ]);
+    assert.equal(receiver.getNowait(), undefined, "nothing else was sent");
   });
 });
