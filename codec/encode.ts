@@ -6,7 +6,7 @@
  * @module
  */
 
-import { isDetached } from "./array_buffer.ts";
+import { arrayBufferLength, isDetached } from "./array_buffer.ts";
 import { type DType, isDType } from "./dtype.ts";
 import {
   ALIGN,
@@ -384,12 +384,22 @@ function planValue(value: unknown): EncodePlan {
               size += 9;
               break;
             } else if (proto === ArrayBuffer.prototype) {
+              // Read through the prototype's getter: an object made with the prototype has
+              // no bytes, whatever its own properties say.
+              const byteLength = arrayBufferLength(cur);
+              if (byteLength === undefined) {
+                throw placed(
+                  st,
+                  pathOf(st, sp),
+                  "an object made with ArrayBuffer.prototype is no ArrayBuffer: not supported",
+                );
+              }
               if (isDetached(cur)) {
                 throw placed(st, pathOf(st, sp), "the ArrayBuffer is detached");
               }
               // Fixed at its length now, as views are: a resizable buffer that grows before the
               // plan is written is written at this size, not refused as shrunk.
-              const bytes = new Uint8Array(cur as ArrayBuffer, 0, (cur as ArrayBuffer).byteLength);
+              const bytes = new Uint8Array(cur as ArrayBuffer, 0, byteLength);
               size = planPayload(
                 OP_BINARY,
                 B_ARRAYBUFFER,
@@ -949,8 +959,8 @@ function writeMagnitude(t: Uint8Array, p: number, n: number, v: bigint): void {
 export function encode(value: unknown): Uint8Array {
   const plan = planEncode(value);
   // Its payload would go out as zeros, with no way to find it to fill in.
-  const placeholder = plan.reservations[0];
-  if (placeholder !== undefined) {
+  if (plan.reservations.length > 0) {
+    const placeholder = plan.reservations[0];
     throw new TypeError(
       `${placeholder.path}: a reserve() placeholder, which only Sender.prepare() fills in ` +
         "place; encode the array itself",

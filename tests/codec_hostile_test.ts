@@ -38,6 +38,23 @@ Deno.test("a TypedArray with a swapped prototype is encoded as what it is, every
   assert.deepEqual([...back], [1.5, 2.5]);
 });
 
+Deno.test("an object made with ArrayBuffer.prototype is refused, whatever its own properties say", () => {
+  const fake = Object.defineProperties(Object.create(ArrayBuffer.prototype), {
+    byteLength: { value: 2 },
+    length: { value: 2 },
+    0: { value: 7 },
+    1: { value: 9 },
+  });
+  assert.throws(() => planEncode({ f: fake }), {
+    name: "TypeError",
+    message: "value.f: an object made with ArrayBuffer.prototype is no ArrayBuffer: not supported",
+  });
+  // A real one, resizable too, still goes as it is.
+  const real = new ArrayBuffer(3, { maxByteLength: 8 });
+  new Uint8Array(real).set([1, 2, 3]);
+  assert.deepEqual(new Uint8Array(decode(encode(real)) as ArrayBuffer), new Uint8Array([1, 2, 3]));
+});
+
 Deno.test("views over detached or shrunk buffers are refused with the value's path", () => {
   const ab = new ArrayBuffer(8);
   const dv = new DataView(ab);
@@ -135,6 +152,17 @@ Deno.test("a UTF-16 string beyond the runtime's limit is a DecodeError", async (
     catch (e) { console.log(e instanceof DecodeError ? e.message : "other: " + e); }
   `;
   assert.match(await runDeno(["eval", code]), /string too long for this runtime/);
+});
+
+Deno.test("encode ignores an index set on Array.prototype when the value has no placeholder", async () => {
+  // Run apart: this process's Array.prototype must stay as it is.
+  const codec = JSON.stringify(new URL("../codec/mod.ts", import.meta.url).href);
+  const code = `
+    import { decode, encode } from ${codec};
+    Array.prototype[0] = "polluted";
+    console.log(JSON.stringify(decode(encode({ a: 1 }))));
+  `;
+  assert.deepEqual(JSON.parse(await runDeno(["eval", code])), { a: 1 });
 });
 
 Deno.test("decoding ignores what was done to Object.prototype: no setter runs, nothing throws", async () => {
