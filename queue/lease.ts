@@ -145,7 +145,8 @@ export class Draft<T = unknown> implements Disposable {
     this.#onSettle = onSettle;
   }
 
-  /** The message, with each reserved array a view into shared memory. */
+  /** The message, with each reserved array a view into shared memory. Only those arrays are
+   * live: the rest was written by `prepare`, and changing it here sends nothing. */
   get value(): T {
     return this.#value;
   }

@@ -827,7 +827,8 @@ function replanned(error: unknown, value: unknown): unknown {
     // getter may throw its own TypeError the second time round.
     if (again instanceof TypeError && /: (its|the) ArrayBuffer is detached/.test(again.message)) {
       return new TypeError(
-        `${again.message} (since the value was measured, while the call waited for room)`,
+        `${again.message} (since the value was measured: while the call waited for room, or ` +
+          "by a getter of the value)",
         { cause: error },
       );
     }

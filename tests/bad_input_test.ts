@@ -533,7 +533,7 @@ Deno.test("an array detached while put or putMany waits for room is named by its
     await assert.rejects(waiting, {
       name: "TypeError",
       message: "Sender.put: value.frames[1]: its ArrayBuffer is detached (since the value was " +
-        "measured, while the call waited for room); nothing was sent",
+        "measured: while the call waited for room, or by a getter of the value); nothing was sent",
     });
     s.putSync("second");
     const more = new Uint8Array(3);
@@ -544,9 +544,28 @@ Deno.test("an array detached while put or putMany waits for room is named by its
     await assert.rejects(batch, {
       name: "TypeError",
       message: "Sender.putMany: values[1].more: its ArrayBuffer is detached (since the value " +
-        "was measured, while the call waited for room); the value before it was put, in " +
-        "order, and the rest were not",
+        "was measured: while the call waited for room, or by a getter of the value); the value " +
+        "before it was put, in order, and the rest were not",
     });
+    assert.equal(r.getNowait(), undefined);
+    // Detached by a later getter of the value itself, while it was measured.
+    const early = new Float64Array(2);
+    assert.throws(
+      () =>
+        s.putSync({
+          early,
+          get g() {
+            early.buffer.transfer();
+            return 1;
+          },
+        }),
+      {
+        name: "TypeError",
+        message: "Sender.putSync: value.early: its ArrayBuffer is detached (since the value was " +
+          "measured: while the call waited for room, or by a getter of the value); nothing was " +
+          "sent",
+      },
+    );
     assert.equal(r.getNowait(), undefined);
     // Changed elsewhere meanwhile: the detached array is still the one named, not the change.
     s.putSync("fourth");
