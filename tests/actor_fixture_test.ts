@@ -300,9 +300,11 @@ const roles: Record<string, () => Promise<void> | void> = {
   /** Puts to its parent until it fails; `sync` with putSync. Writes `unloaded` to the file
    * named by its third argument when its unload listeners run. */
   async putsToParent() {
-    const { queues } = await actorContext({ queues: { out: "sender" } });
+    // Before actorContext: a parent that leaves (or a Ctrl-C) the moment the actor has its
+    // ends may end it before the line after actorContext runs, cleanly all the same.
     const marker = Deno.args[2];
     globalThis.addEventListener("unload", () => Deno.writeTextFileSync(marker, "unloaded"));
+    const { queues } = await actorContext({ queues: { out: "sender" } });
     const payload = new Uint8Array(1024);
     if (Deno.args[1] === "sync") { for (let seq = 0;; seq++) queues.out.putSync({ seq, payload }); }
     for (let seq = 0;; seq++) await queues.out.put({ seq, payload });
