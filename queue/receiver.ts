@@ -269,12 +269,13 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /**
    * {@linkcode get}, its errors naming `call` (a `for await` loop calls no get itself), with
-   * the attempt a loop made once for all its messages (`options` then undefined).
+   * the attempt a loop made once for all its messages, and its timeout named after `method`.
    */
   async #get<T>(
     options: GetOptions | undefined,
     call: string,
     loopAttempt?: Attempt<unknown>,
+    method = "get",
   ): Promise<T> {
     try {
       this.#queue.assertOpen("Receiver.get");
@@ -283,7 +284,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const attempt = loopAttempt ?? this.#getAttemptFor(options, "get");
       const got = this.#lane.now(attempt) ??
         await this.#waitInLane(attempt, deadline, options?.signal);
-      if (got === undefined) throw this.#empty("get", options?.timeout);
+      if (got === undefined) throw this.#empty(method, options?.timeout);
       return got.value as T;
     } catch (error) {
       throw namingCall(error, call, options?.signal);
@@ -455,9 +456,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /**
-   * The messages of `for await (const v of receiver)`, copied as `get` copies with these
-   * options: into buffers `allocate` hands out, or small arrays into shared slabs
-   * (`pooled`). The loop ends the same way.
+   * The messages of `for await (const v of receiver)`, each taken as `get` takes it with these
+   * options: copied into buffers `allocate` hands out, or small arrays into shared slabs
+   * (`pooled`); waiting at most `timeout` ms for each (then the loop throws `EmptyError`);
+   * until `signal` aborts (then the loop throws its reason, and no message is taken for it).
+   * Otherwise the loop ends as `for await` does.
    *
    * @example
    * ```ts
@@ -465,36 +468,42 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * import { createSharedMemoryPair } from "../mod.ts";
    * const [sender, receiver] = createSharedMemoryPair();
    * for (let i = 0; i < 3; i++) sender.putSync(new Int32Array([i]));
-   * sender.close();
    * const seen: number[] = [];
-   * for await (const m of receiver.messages<Int32Array>({ pooled: true })) seen.push(m[0]);
+   * // A loop stopped from elsewhere, the receiver left open: here once three have come.
+   * const stop = new AbortController();
+   * await assert.rejects(async () => {
+   *   for await (const m of receiver.messages<Int32Array>({ pooled: true, signal: stop.signal })) {
+   *     seen.push(m[0]);
+   *     if (seen.length === 3) setTimeout(() => stop.abort(), 10);
+   *   }
+   * }, { name: "AbortError" });
    * assert.deepEqual(seen, [0, 1, 2]);
+   * sender.close();
    * receiver.close();
    * ```
    */
-  messages<T = unknown>(options?: NowaitGetOptions): AsyncGenerator<T, void, undefined> {
+  messages<T = unknown>(options?: GetOptions): AsyncGenerator<T, void, undefined> {
     let attempt: Attempt<unknown>;
     try {
-      if (options !== undefined) {
-        checkOptionsObject(options, "Receiver.messages", COPY_TARGET_OPTIONS);
-      }
       // Once for the whole loop, so the option errors come at the call, not at its first step.
+      deadlineOf(options, "Receiver.messages", GET_OPTIONS);
       attempt = this.#getAttemptFor(options, "messages");
     } catch (error) {
       throw namingCall(error, "Receiver.messages");
     }
-    return this.#messages<T>(attempt, "Receiver.messages");
+    return this.#messages<T>(attempt, "Receiver.messages", options);
   }
 
   async *#messages<T>(
     attempt: Attempt<unknown>,
     call: string,
+    options?: GetOptions,
   ): AsyncGenerator<T, void, undefined> {
     this.#queue.assertOpen(call);
     for (;;) {
       let value: T;
       try {
-        value = await this.#get<T>(undefined, call, attempt);
+        value = await this.#get<T>(options, call, attempt, "messages");
       } catch (error) {
         if (error instanceof ClosedError && error.reason === "drained") return;
         if (error instanceof ClosedError && error.reason === "closed" && this.closed) return;

@@ -994,8 +994,8 @@ Deno.test("messages() loops like for await, copying as get does with its options
         e.message === 'Receiver.messages: pooled must be a boolean, got the string "yes"',
     );
     assert.throws(
-      () => r.messages({ timeout: 5 } as never),
-      /^TypeError: Receiver\.messages: unknown option `timeout`; the options it takes: `allocate`, `pooled`$/,
+      () => r.messages({ timout: 5 } as never),
+      /^TypeError: Receiver\.messages: unknown option `timout` \(did you mean `timeout`\?\)/,
     );
     // A wrong buffer from allocate reaches the loop, named by it, and loses no message.
     const [s2, r2] = createSharedMemoryPair({ capacity: 8 });
@@ -1008,6 +1008,38 @@ Deno.test("messages() loops like for await, copying as get does with its options
       (e: Error) => e instanceof TypeError && /^Receiver\.messages: allocate\(4\)/.test(e.message),
     );
     assert.equal(r2.getNowait<Uint8Array>()?.length, 4);
+  }));
+
+Deno.test("messages({ timeout, signal }): each message waits at most so long, and an abort ends the loop", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    using _s = s;
+    using _r = r;
+    s.putManySync(["a", "b"]);
+    const seen: unknown[] = [];
+    await assert.rejects(
+      async () => {
+        for await (const m of r.messages({ timeout: 20 })) seen.push(m);
+      },
+      (e: Error) =>
+        e instanceof EmptyError &&
+        e.message === "Receiver.messages: no message arrived within 20 ms",
+    );
+    assert.deepEqual(seen, ["a", "b"]);
+    // Aborted while it waits: the loop throws the reason, and takes nothing for it.
+    const stop = new AbortController();
+    const reason = new Error("shutting down");
+    const loop = (async () => {
+      for await (const m of r.messages<string>({ signal: stop.signal })) seen.push(m);
+    })();
+    await delay(20);
+    stop.abort(reason);
+    await assert.rejects(loop, (e: unknown) => e === reason);
+    s.putSync("c");
+    assert.equal(r.getNowait(), "c");
+    // Aborted before: the first step rejects.
+    await assert.rejects(r.messages({ signal: stop.signal }).next(), (e: unknown) => e === reason);
+    assert.throws(() => r.messages({ signal: "no" as never }), TypeError);
   }));
 
 Deno.test("a failing allocate loses no message: it stays first in line for that end", () =>
