@@ -5,8 +5,6 @@
  * @module
  */
 
-import { NativeError } from "../ffi/native.ts";
-
 /**
  * Base class of every error this library throws for queue conditions.
  *
@@ -136,7 +134,7 @@ export function thrownByCaller(error: unknown): unknown {
 
 /**
  * Puts `method` ("Receiver.get") in front of the message of a queue error (or an error of the
- * operating system, a {@linkcode NativeError}) that does not name
+ * operating system, a NativeError) that does not name
  * its call yet: one raised while the call waited (its end closed meanwhile, every peer left,
  * the queue found corrupt). Returns the error, to be thrown. An error of the caller's own (the
  * reason its `signal` aborted with, one its `allocate` threw) is left as it is: the same object
@@ -144,7 +142,7 @@ export function thrownByCaller(error: unknown): unknown {
  */
 export function namingCall(error: unknown, method: string, signal?: AbortSignal): unknown {
   if (
-    (error instanceof QueueError || error instanceof NativeError) && !callersOwn.has(error) &&
+    isLibrarys(error) && !callersOwn.has(error) &&
     !(signal?.aborted && error === signal.reason) && !NAMES_CALL.test(error.message)
   ) {
     error.message = `${method}: ${error.message}`;
@@ -155,13 +153,19 @@ export function namingCall(error: unknown, method: string, signal?: AbortSignal)
 /** A message that starts with the call it came from ("Receiver.get: "). */
 const NAMES_CALL = /^\w+\.\w+: /;
 
+/** Whether `error` is one of this library's: a QueueError, or a NativeError (told by its name:
+ * the codec imports this module, and must not pull in the native core with it). */
+function isLibrarys(error: unknown): error is Error {
+  return error instanceof QueueError || (error instanceof Error && error.name === "NativeError");
+}
+
 /**
  * Says, in the message of an error a later call will throw for `method` (a getMany that
  * consumed a broken message after others it returned), which call consumed that message: the
  * one that throws never saw it. Returns the error, to be held.
  */
 export function consumedEarlier(error: unknown, method: string, returned: number): unknown {
-  if (error instanceof QueueError && !callersOwn.has(error) && !NAMES_CALL.test(error.message)) {
+  if (isLibrarys(error) && !callersOwn.has(error) && !NAMES_CALL.test(error.message)) {
     error.message = `a message ${method} consumed after the ${returned} it returned could ` +
       `not be read: ${error.message}`;
   }

@@ -182,6 +182,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** The error of a message a getMany consumed after others it returned: the next call of
    * this end throws it (see #manyAttempt). */
   #deferred: { error: unknown } | undefined;
+  /** The error of the message #takeDecoded consumed last, for #manyAttempt to tell it from
+   * errors no message went with. */
+  #consumedError: unknown;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
@@ -229,7 +232,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /**
    * A snapshot of the queue for monitoring, the same as the senders see (see
    * {@linkcode QueueStats}): for instance, how many messages wait for this end and its peers.
-   * Never waits. Throws `ClosedError` once this end is closed.
+   * Takes the queue's lock for a moment, as a put does. Throws `ClosedError` once this end is
+   * closed, or when the queue is found corrupt.
    *
    * @example
    * ```ts
@@ -247,9 +251,19 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * ```
    */
   stats(): QueueStats {
-    stopIfRequested();
-    this.#queue.assertOpen("Receiver.stats");
-    return this.#queue.stats();
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Receiver.stats");
+      // The dead are counted once noticed: a queue only watched must be looked at too.
+      const now = performance.now();
+      if (now >= this.#nextReap) {
+        this.#nextReap = now + REAP_EVERY_MS;
+        this.#queue.reapDead();
+      }
+      return this.#queue.stats();
+    } catch (error) {
+      throw namingCall(error, "Receiver.stats");
+    }
   }
 
   /**
@@ -662,14 +676,14 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         try {
           next = one(true);
         } catch (error) {
-          // Unless its message was kept (a failed allocate), or the call that comes next
-          // meets the same condition (drained, closed): the error of a message consumed, such
-          // as one whose extension segment is missing, must not go unreported.
-          const again = error instanceof ClosedError &&
-            (error.reason === "drained" || error.reason === "closed");
-          if (this.#pending === undefined && !again && !this.#queue.closed) {
+          // The error of a message consumed (one that could not be read or decoded, such as
+          // one whose extension segment is missing) must not go unreported: the next call
+          // throws it. Anything else, the next call meets again: a message kept after a
+          // failed allocate, a drained, closed or corrupt queue.
+          if (error === this.#consumedError && !this.#queue.closed) {
             this.#deferred = { error: consumedEarlier(error, `Receiver.${method}`, values.length) };
           }
+          this.#consumedError = undefined;
           break;
         }
         if (next === undefined) break;
@@ -709,7 +723,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       // `allocate` failed is kept for the next call of this end: it is not lost, and nothing
       // overtakes it here.
       if (allocateFailed?.() && !queue.closed) this.#pending = got;
-      else queue.release(got.slot);
+      else {
+        queue.release(got.slot);
+        this.#consumedError = error;
+      }
       if (!queue.closed || error instanceof ClosedError) throw error;
       failed = { cause: error };
     }

@@ -151,7 +151,8 @@ export class Sender implements Disposable {
   /**
    * A snapshot of the queue for monitoring: messages waiting and in flight, totals put and
    * received, shared memory in use, the ends open and dead (see {@linkcode QueueStats}).
-   * Never waits. Throws `ClosedError` once this end is closed.
+   * Takes the queue's lock for a moment, as a put does. Throws `ClosedError` once this end is
+   * closed, or when the queue is found corrupt.
    *
    * @example
    * ```ts
@@ -167,9 +168,19 @@ export class Sender implements Disposable {
    * ```
    */
   stats(): QueueStats {
-    stopIfRequested();
-    this.#queue.assertOpen("Sender.stats");
-    return this.#queue.stats();
+    try {
+      stopIfRequested();
+      this.#queue.assertOpen("Sender.stats");
+      // The dead are counted once noticed: a queue only watched must be looked at too.
+      const now = performance.now();
+      if (now >= this.#nextReap) {
+        this.#nextReap = now + REAP_EVERY_MS;
+        this.#queue.reapDead();
+      }
+      return this.#queue.stats();
+    } catch (error) {
+      throw namingCall(error, "Sender.stats");
+    }
   }
 
   /**

@@ -608,13 +608,7 @@ export class SharedQueue {
     arenaHeld: number;
     waitingForShm: { size: number; free: number } | undefined;
   } {
-    let extensionBytes = 0;
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const e = L.extensionOffset(i);
-      if (this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Busy) {
-        extensionBytes += this.#f64[(e + L.E_SIZE) >> 3];
-      }
-    }
+    const extensionBytes = this.#extensionBytes(true);
     // Read without the lock: a figure for messages, not for decisions.
     const arenaHeld = this.#f64[L.C_ARENA_HEAD >> 3] - this.#f64[L.C_ARENA_TAIL >> 3];
     return {
@@ -626,58 +620,73 @@ export class SharedQueue {
     };
   }
 
-  /** A snapshot of the queue for {@linkcode QueueStats}, read without the lock. */
+  /**
+   * A snapshot of the queue for {@linkcode QueueStats}, under the lock: releases are settled
+   * first, so the totals only grow from one snapshot to the next.
+   */
   stats(): QueueStats {
-    const u32 = this.#u32;
-    const i32 = this.#i32;
-    // Counted in the ring, not taken from W_UNSETTLED, which is only a hint. The tail first:
-    // it never passes the write cursor read after it.
-    const tail = u32[L.C_TAIL >> 2];
-    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
-    const f64 = this.#f64;
-    let waiting = 0;
-    let unsettled = 0;
-    let bytesInUse = 0;
-    for (let k = 0; k < span; k++) {
-      const s = L.slotOffset((tail + k) & this.#mask);
-      const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
-      if (state === L.SlotState.Released) unsettled++;
-      if (state === L.SlotState.Released || state === L.SlotState.Done) continue;
-      if (state === L.SlotState.Ready || state === L.SlotState.Prefetched) waiting++;
-      const segment = u32[(s + L.S_SEGMENT) >> 2];
-      if (segment === 0) bytesInUse += L.alignUp(f64[(s + L.S_LENGTH) >> 3], L.MESSAGE_ALIGN);
-      else if (segment <= L.MAX_EXTENSIONS) {
-        bytesInUse += f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3];
+    this.#lock();
+    try {
+      this.#checkUsable();
+      this.#settleLocked(true);
+      const u32 = this.#u32;
+      const i32 = this.#i32;
+      const f64 = this.#f64;
+      const tail = u32[L.C_TAIL >> 2];
+      const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+      let waiting = 0;
+      let writing = 0;
+      let bytesInUse = 0;
+      for (let k = 0; k < span; k++) {
+        const s = L.slotOffset((tail + k) & this.#mask);
+        // Read once: receivers hand out and release messages without the lock meanwhile.
+        const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
+        if (state === L.SlotState.Writing) writing++;
+        else if (state === L.SlotState.Ready || state === L.SlotState.Prefetched) waiting++;
+        else if (state !== L.SlotState.Taken && state !== L.SlotState.Claimed) continue;
+        const segment = u32[(s + L.S_SEGMENT) >> 2];
+        if (segment === 0) bytesInUse += L.alignUp(f64[(s + L.S_LENGTH) >> 3], L.MESSAGE_ALIGN);
+        else if (segment <= L.MAX_EXTENSIONS) {
+          bytesInUse += f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3];
+        }
       }
+      const inFlight = u32[L.C_IN_FLIGHT >> 2];
+      const received = f64[L.C_TOTAL_RELEASED >> 3];
+      const sender = this.kind === "sender";
+      const died = this.peersDied;
+      const ownDied = u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2];
+      return {
+        waiting,
+        inFlight,
+        capacity: this.capacity,
+        // Published: a message being written is not yet, one cancelled never was, and one
+        // released since the settle above is still in flight.
+        put: received + Math.max(inFlight - writing, 0),
+        received,
+        bytesInUse,
+        byteBudget: this.#byteBudget,
+        sharedBytes: this.#main.bytes.length + this.#extensionBytes(false),
+        senders: u32[L.C_LIVE_SENDERS >> 2],
+        receivers: u32[L.C_LIVE_RECEIVERS >> 2],
+        sendersDied: sender ? ownDied : died,
+        receiversDied: sender ? died : ownDied,
+      };
+    } finally {
+      this.#unlock();
     }
-    const inFlight = Math.max(u32[L.C_IN_FLIGHT >> 2] - unsettled, 0);
-    const received = f64[L.C_TOTAL_RELEASED >> 3] + unsettled;
-    let sharedBytes = this.#main.bytes.length;
+  }
+
+  /** Bytes of the extension segments that carry a message (`busyOnly`), or of all there are. */
+  #extensionBytes(busyOnly: boolean): number {
+    let bytes = 0;
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const e = L.extensionOffset(i);
-      if (u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty) {
-        sharedBytes += f64[(e + L.E_SIZE) >> 3];
+      const state = this.#u32[(e + L.E_STATE) >> 2];
+      if (busyOnly ? state === L.ExtensionState.Busy : state !== L.ExtensionState.Empty) {
+        bytes += this.#f64[(e + L.E_SIZE) >> 3];
       }
     }
-    const sender = this.kind === "sender";
-    const died = this.peersDied;
-    const ownDied = u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2];
-    return {
-      waiting: Math.min(waiting, inFlight),
-      inFlight,
-      capacity: this.capacity,
-      // Every message reserved is in flight until released (received) or cancelled (neither):
-      // no counter of its own, which a crash inside the lock could leave one off.
-      put: received + inFlight,
-      received,
-      bytesInUse,
-      byteBudget: this.#byteBudget,
-      sharedBytes,
-      senders: u32[L.C_LIVE_SENDERS >> 2],
-      receivers: u32[L.C_LIVE_RECEIVERS >> 2],
-      sendersDied: sender ? ownDied : died,
-      receiversDied: sender ? died : ownDied,
-    };
+    return bytes;
   }
 
   /** Whether a message of `length` encoded bytes goes to the arena (else an extension). */

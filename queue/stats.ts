@@ -6,9 +6,10 @@
 
 /**
  * A snapshot of a queue, the same from every end, for monitoring: how far behind the
- * receivers are, how much shared memory messages hold, who is still there. Read without the
- * queue's lock, so a busy queue's figures may be a message or two apart; to decide whether a
- * put would wait, use `Sender.hasSpace()`.
+ * receivers are, how much shared memory messages hold, who is still there. Taken under the
+ * queue's lock, so its figures agree with each other, and the totals (`put`, `received`) never
+ * go down from one snapshot to the next, whichever end takes them. A participant killed
+ * inside the lock may leave them one short.
  *
  * @example
  * ```ts
@@ -34,8 +35,8 @@ export interface QueueStats {
   inFlight: number;
   /** The most messages in flight at once (the queue's `capacity` option). */
   capacity: number;
-  /** Messages put since the queue was made: `received + inFlight`, so one being written
-   * counts (a `Draft` from `prepare` until it is cancelled, or its dead sender reaped). */
+  /** Messages put since the queue was made and visible to receivers: not one still being
+   * written (a `Draft` before `send()`), nor one given up (cancelled, or its sender died). */
   put: number;
   /** Messages receivers took and released since the queue was made (one taken by a receiver
    * that died counts too). */
@@ -49,10 +50,10 @@ export interface QueueStats {
   /** Bytes of shared memory the queue has in /dev/shm now: its main segment (arena
    * included) and its extension segments, idle ones kept for reuse included. */
   sharedBytes: number;
-  /** Senders open now, as last recorded: one whose process died counts until an end notices
-   * (within about a second). */
+  /** Senders open now. One whose process died counts until an end notices: within about a
+   * second of a call of any end that waits or polls (`stats()` looks, too, every 0.2 s). */
   senders: number;
-  /** Receivers open now, as last recorded. */
+  /** Receivers open now, the same way. */
   receivers: number;
   /** Senders that ended without closing (killed, crashed, their Worker ended) since the
    * queue was made. */

@@ -18,7 +18,7 @@ import { shmFreeBytes } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import { DEFAULT_CAPACITY } from "../queue/options.ts";
 import { closeEndsOfThisThread } from "../queue/shared_queue.ts";
-import { canIsolate, isolated, shmEntries, withoutLeaks } from "./helpers.ts";
+import { canIsolate, isolated, leakedSince, shmEntries, withoutLeaks } from "./helpers.ts";
 
 Deno.test("invalid options get a TypeError or RangeError naming the option", () =>
   withoutLeaks(() => {
@@ -714,5 +714,5 @@ Deno.test("out of file descriptors: a NativeError naming the call, the limit and
     assert.ok(failed.message.startsWith(`${call}: `), failed.message);
     assert.match(failed.message, /every queue end keeps one open: raise the limit, `ulimit -n`/);
   }
-  assert.deepEqual(shmEntries().filter((n) => !before.has(n)), [], "nothing left in /dev/shm");
+  assert.deepEqual(leakedSince(before), [], "nothing left in /dev/shm");
 });

@@ -39,7 +39,7 @@ import {
   unmap,
 } from "../ffi/native.ts";
 import { ABI_VERSION, native, platformKey } from "../ffi/loader.ts";
-import { CHILD_PERMISSIONS, fixture, runDeno, shmEntries } from "./helpers.ts";
+import { CHILD_PERMISSIONS, fixture, leakedSince, runDeno, shmEntries } from "./helpers.ts";
 
 const CHILD = new URL("./native_child.ts", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -667,7 +667,7 @@ Deno.test("--allow-ffi scoped to the library's path: the first queue says to pas
     const got = JSON.parse(new TextDecoder().decode(stdout));
     assert.equal(got.name, "NotCapable");
     assert.match(got.message, /^shmq needs --allow-ffi without a path: the library loaded/);
-    assert.deepEqual(shmEntries().filter((n) => !before.has(n)), [], "nothing left in /dev/shm");
+    assert.deepEqual(leakedSince(before), [], "nothing left in /dev/shm");
   } finally {
     await Deno.remove(script);
   }

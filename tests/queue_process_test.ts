@@ -102,6 +102,52 @@ Deno.test("2 batched (putMany) and 1 plain sender process x 1 batched (getMany) 
     )
   ));
 
+Deno.test("stats taken in a third process while one puts and another takes: totals only grow, figures within bounds", () =>
+  withoutLeaks(async () => {
+    const capacity = 4;
+    const [sender, receiver] = createSharedMemoryPair({ capacity, arenaBytes: 1 << 20 });
+    const d = JSON.stringify(sender.descriptor);
+    const consumer = spawnFixture("queue_child.ts", ["consume", d]);
+    const consumerLines = lines(consumer);
+    await expectLine(consumerLines, "ready");
+    const count = 20_000;
+    // Up to 2 KiB, now and then 16 KiB: every message an arena one.
+    const producer = spawnFixture("queue_child.ts", ["produce", d, "0", `${count}`, "3", "2048"]);
+    const producerLines = lines(producer);
+    await expectLine(producerLines, "ready");
+    sender.close(); // this process keeps its receiver, which takes nothing, to look through
+    let producing = true;
+    const produced = expectLine(producerLines, "done").then(() => producing = false);
+    let last = receiver.stats();
+    let samples = 0;
+    while (producing) {
+      // Many at a time: the event loop, which reads the children's output, runs between.
+      for (let i = 0; i < 200; i++, samples++) {
+        const now = receiver.stats();
+        const what = `${JSON.stringify(last)} then ${JSON.stringify(now)}`;
+        assert.ok(now.put >= last.put && now.received >= last.received, `totals fell: ${what}`);
+        assert.ok(now.received <= now.put && now.put <= count, what);
+        assert.ok(now.waiting <= now.inFlight && now.inFlight <= capacity, what);
+        // Each message's header and fields besides its bytes take well under 1 KiB.
+        assert.ok(now.bytesInUse <= capacity * (17 << 10), what);
+        assert.equal(now.receivers, 2, what);
+        last = now;
+      }
+      await delay(0);
+    }
+    await produced;
+    const report = JSON.parse(await expectLine(consumerLines, "{"));
+    assert.equal(report.got.length, count);
+    const end = receiver.stats();
+    assert.deepEqual(
+      [end.put, end.received, end.inFlight, end.waiting, end.bytesInUse, end.senders],
+      [count, count, 0, 0, 0, 0],
+    );
+    assert.ok(samples >= 1000, `${samples} samples while the stream ran`);
+    for (const c of [consumer, producer]) assert.equal((await c.status).code, 0);
+    receiver.close();
+  }));
+
 Deno.test("receivers joining and leaving a stream take over prefetched messages: none lost or repeated", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 32, arenaBytes: 1 << 20 });
