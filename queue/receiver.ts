@@ -254,12 +254,6 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     try {
       stopIfRequested();
       this.#queue.assertOpen("Receiver.stats");
-      // The dead are counted once noticed: a queue only watched must be looked at too.
-      const now = performance.now();
-      if (now >= this.#nextReap) {
-        this.#nextReap = now + REAP_EVERY_MS;
-        this.#queue.reapDead();
-      }
       return this.#queue.stats();
     } catch (error) {
       throw namingCall(error, "Receiver.stats");

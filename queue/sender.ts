@@ -171,12 +171,6 @@ export class Sender implements Disposable {
     try {
       stopIfRequested();
       this.#queue.assertOpen("Sender.stats");
-      // The dead are counted once noticed: a queue only watched must be looked at too.
-      const now = performance.now();
-      if (now >= this.#nextReap) {
-        this.#nextReap = now + REAP_EVERY_MS;
-        this.#queue.reapDead();
-      }
       return this.#queue.stats();
     } catch (error) {
       throw namingCall(error, "Sender.stats");

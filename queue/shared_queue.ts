@@ -16,7 +16,7 @@ import { ClosedError, QueueError } from "./errors.ts";
 import { ShmMutex } from "./mutex.ts";
 import type { QueueStats } from "./stats.ts";
 import type { Timer } from "./timer.ts";
-import { MIN_SPIN_MS, ROOM_SLICE_MS } from "./wait.ts";
+import { MIN_SPIN_MS, REAP_EVERY_MS, ROOM_SLICE_MS } from "./wait.ts";
 
 /** The process token, drawn once (see native.processToken). */
 const processToken = (): number => token ??= native.processToken();
@@ -343,6 +343,8 @@ export class SharedQueue {
    * cursor's (in order). */
   #takenAt = 0;
   #takenInOrder = false;
+  /** When {@linkcode stats} next looks for dead ends. */
+  #nextStatsReap = 0;
   /** External buffers over shared memory handed out by openView and not yet dropped, with the
    * mapping each is in: close detaches them, so a lease or draft kept past its end's close (an
    * unload listener that runs after the one closing every end) reads as empty instead of
@@ -625,6 +627,12 @@ export class SharedQueue {
    * first, so the totals only grow from one snapshot to the next.
    */
   stats(): QueueStats {
+    // The dead are counted once noticed: a queue only watched must be looked at too.
+    const now = performance.now();
+    if (now >= this.#nextStatsReap) {
+      this.#nextStatsReap = now + REAP_EVERY_MS;
+      this.reapDead();
+    }
     this.#lock();
     try {
       this.#checkUsable();
