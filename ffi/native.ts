@@ -376,7 +376,8 @@ export function map(fd: number, size: number): Deno.PointerObject {
     ptr = Deno.UnsafePointer.create(addr);
   } catch (error) {
     // The mapping stays (unmapping takes the pointer refused here); its segment goes, and the
-    // process cannot make or open any queue. Deno's own message tells a user of `--allow-ffi=<path>` to pass the flag they passed.
+    // process cannot make or open any queue. Deno's own message tells a user of
+    // `--allow-ffi=<path>` to pass the flag they passed.
     if (error instanceof Deno.errors.NotCapable) {
       throw new Deno.errors.NotCapable(
         "shmq needs --allow-ffi without a path: the library loaded, but Deno allows the " +
