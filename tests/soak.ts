@@ -154,6 +154,42 @@ async function retire(a: Actor, how: "killed" | "stopped"): Promise<void> {
   retired.push(a);
 }
 
+// The parent watches the queue through stats() all along, SIGKILLs inside the lock included:
+// the totals must never fall, nor any figure leave its bounds.
+const watch = {
+  snapshots: 0,
+  totalsFell: 0,
+  outOfBounds: 0,
+  errors: 0,
+  samples: [] as string[],
+  last: anchorReceiver.stats(),
+};
+const watcher = setInterval(() => {
+  let now;
+  try {
+    now = anchorReceiver.stats();
+  } catch (error) {
+    watch.errors++;
+    if (watch.samples.length < 6) watch.samples.push(`threw ${error}`.slice(0, 200));
+    return;
+  }
+  watch.snapshots++;
+  const last = watch.last;
+  const what = () => `${JSON.stringify(last)} then ${JSON.stringify(now)}`.slice(0, 600);
+  if (now.put < last.put || now.received < last.received) {
+    watch.totalsFell++;
+    if (watch.samples.length < 6) watch.samples.push(`fell: ${what()}`);
+  }
+  if (
+    now.waiting > now.inFlight || now.inFlight > now.capacity || now.received > now.put ||
+    now.bytesInUse > now.byteBudget
+  ) {
+    watch.outOfBounds++;
+    if (watch.samples.length < 6) watch.samples.push(`bounds: ${what()}`);
+  }
+  watch.last = now;
+}, 20);
+
 for (let i = 0; i < RECEIVERS; i++) start("receiver");
 for (let i = 0; i < SENDERS; i++) start("sender");
 await Promise.all(actors.map((a) => a.child.expect("ready")));
@@ -183,6 +219,8 @@ while (performance.now() < until) {
 
 // Wind down: stop everything gracefully, then close the parent's ends.
 for (const a of [...actors]) await retire(a, "stopped");
+clearInterval(watcher);
+const end = anchorReceiver.stats();
 anchorSender.close();
 anchorReceiver.close();
 const left = shmEntries().filter((n) => n.startsWith(name.slice(1)));
@@ -208,12 +246,19 @@ console.log(
     `before reporting, or holding a message)`,
     `  errors seen: ${JSON.stringify(stats.errors)}`,
     ...stats.errorSamples.map((s) => `    ${s}`),
+    `  stats(): ${watch.snapshots} snapshots, totals fell ${watch.totalsFell} times, figures ` +
+    `out of bounds ${watch.outOfBounds} times, ${watch.errors} errors; at the end ` +
+    `put ${end.put}, received ${end.received}, in flight ${end.inFlight}, waiting ` +
+    `${end.waiting}, senders ${end.senders}, receivers ${end.receivers}, senders died ` +
+    `${end.sendersDied}, receivers died ${end.receiversDied}`,
+    ...watch.samples.map((s) => `    ${s}`),
     `  /dev/shm: ${left.length} entries of the queue left after the last close; sweep removed ` +
     `${removed.length}; shmq entries now ${shmEntries().length} (before the run: ${entriesBefore})`,
   ].join("\n"),
 );
 if (
-  stats.duplicates || stats.outOfOrder || stats.badChecksums || stats.abnormalExits || left.length
+  stats.duplicates || stats.outOfOrder || stats.badChecksums || stats.abnormalExits ||
+  left.length || watch.totalsFell || watch.outOfBounds || watch.errors
 ) {
   Deno.exit(1);
 }
