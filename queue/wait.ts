@@ -87,10 +87,24 @@ export const SYNC_WAIT_OPTIONS = ["timeout"] as const satisfies (keyof SyncWaitO
 /** The `signal` option of `caller`, refused unless an AbortSignal: checked before the call
  * does anything (an actor's start included, which would otherwise leave a process running). */
 export function signalOption(value: unknown, caller: string): AbortSignal | undefined {
-  if (value !== undefined && !(value instanceof AbortSignal)) {
+  if (value !== undefined && !isAbortSignal(value)) {
     throw new TypeError(`${caller}: signal must be an AbortSignal, got ${shown(value)}`);
   }
   return value;
+}
+
+const abortedOf = Object.getOwnPropertyDescriptor(AbortSignal.prototype, "aborted")!.get!;
+
+/** Whether `value` is a real AbortSignal: its prototype's getter checks the object itself, so
+ * one made with `Object.create(AbortSignal.prototype)` is not (it throws at its first use). */
+function isAbortSignal(value: unknown): value is AbortSignal {
+  if (!(value instanceof AbortSignal)) return false;
+  try {
+    abortedOf.call(value);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**

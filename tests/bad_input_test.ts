@@ -82,6 +82,7 @@ Deno.test("actor and Worker options of the wrong type are refused by name before
       [{ cwd: 5 }, /cwd must be a path or a file: URL, got 5/],
       // Before: a TypeError from deep inside, after the process had started.
       [{ signal: { throwIfAborted() {} } }, /signal must be an AbortSignal/],
+      [{ signal: Object.create(AbortSignal.prototype) }, /signal must be an AbortSignal/],
     ];
     for (const [options, why] of bad) {
       await assert.rejects(
@@ -155,6 +156,11 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
       /Receiver\.get: signal must be an AbortSignal, got the string "x"/,
     );
     await assert.rejects(s.put(1, { signal }), TypeError);
+    // One made with AbortSignal.prototype passes instanceof, and threw "Illegal invocation".
+    await assert.rejects(
+      r.get({ signal: Object.create(AbortSignal.prototype) }),
+      /^TypeError: Receiver\.get: signal must be an AbortSignal, got /,
+    );
     assert.throws(
       () => r.getSync({ timeout: "10" as unknown as number }),
       (e) =>
