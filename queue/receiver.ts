@@ -265,7 +265,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * `EmptyError` when `timeout` ms pass first, `ClosedError` once every sender has closed
    * and the queue is drained, `DecodeError` for a message that cannot be decoded (it is
    * consumed, and the queue stays usable). When `allocate` throws or returns the wrong
-   * buffer, that error propagates and the message stays first in line for this end.
+   * buffer, that error propagates and the message stays first in line for this end; so it
+   * does when its extension segment cannot be mapped now (a `NativeError` such as `EMFILE`).
    *
    * Calls that overlap (not awaited one by one) get messages in the order they were made
    * (`getSync`, `getManySync`, `getNowait` and `borrowSync`, which cannot wait for them, go
@@ -697,6 +698,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     // Decoding runs outside the lock, and the release takes none (but now and then to reap).
     let value: unknown;
     let failed: { cause: unknown } | undefined;
+    // Whether the message's bytes could be reached (its extension segment mapped).
+    let reached = false;
     try {
       // Messages too small to hold a large array need no readied copy targets.
       const small = got.length < LARGE_COPY;
@@ -707,16 +710,20 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         : options;
       this.#inAllocate = allocateFailed !== undefined;
       try {
-        value = decodeBytes(queue.messageBytes(got), used);
+        const bytes = queue.messageBytes(got);
+        reached = true;
+        value = decodeBytes(bytes, used);
       } finally {
         this.#inAllocate = false;
         finishCopyHelper();
       }
     } catch (error) {
-      // A message that cannot be read or decoded is consumed. One whose caller-supplied
-      // `allocate` failed is kept for the next call of this end: it is not lost, and nothing
-      // overtakes it here.
-      if (allocateFailed?.() && !queue.closed) this.#pending = got;
+      // A message that cannot be decoded, or whose segment is gone (ClosedError), is
+      // consumed. One whose caller-supplied `allocate` failed, or whose segment could not be
+      // mapped now (out of file descriptors or memory: not the message's fault), is kept for
+      // the next call of this end, as a borrow keeps it: not lost, and nothing overtakes it.
+      const unreachable = !reached && !(error instanceof ClosedError);
+      if ((allocateFailed?.() || unreachable) && !queue.closed) this.#pending = got;
       else {
         queue.release(got.slot);
         this.#consumedError = error;

@@ -699,9 +699,9 @@ Deno.test("errors raised while a call waited name the call; common mistakes are 
     r3.close();
   }));
 
-Deno.test("out of file descriptors: a NativeError naming the call, the limit and the remedy; nothing leaks", async () => {
-  const before = new Set(shmEntries());
-  const fixture = new URL("./fixtures/fd_limit.ts", import.meta.url).pathname;
+/** Runs a fixture under `ulimit -n 96`; returns what it printed, parsed. */
+async function underFdLimit(name: string): Promise<Record<string, unknown>> {
+  const fixture = new URL(`./fixtures/${name}`, import.meta.url).pathname;
   const { code, stdout, stderr } = await new Deno.Command("sh", {
     args: ["-c", `ulimit -n 96 && exec "$0" run -A "$1"`, Deno.execPath(), fixture],
     stdout: "piped",
@@ -709,16 +709,38 @@ Deno.test("out of file descriptors: a NativeError naming the call, the limit and
   }).output();
   const text = new TextDecoder();
   assert.equal(code, 0, text.decode(stderr));
-  const { made, failures, got } = JSON.parse(text.decode(stdout));
+  return JSON.parse(text.decode(stdout));
+}
+
+Deno.test("out of file descriptors: a NativeError naming the call, the limit and the remedy; nothing leaks", async () => {
+  const before = new Set(shmEntries());
+  const { made, failures, got } = await underFdLimit("fd_limit.ts") as {
+    made: number;
+    failures: { name: string; code?: string; message: string }[];
+    got: unknown;
+  };
   assert.ok(made >= 1, `made ${made} queues first`);
   assert.equal(got, "still fine");
   assert.equal(failures.length, 2);
   const [create, open] = failures;
-  for (const [failed, call] of [[create, "createSharedMemoryPair"], [open, "openReceiver"]]) {
+  for (
+    const [failed, call] of [[create, "createSharedMemoryPair"], [open, "openReceiver"]] as const
+  ) {
     assert.equal(failed.name, "NativeError");
     assert.equal(failed.code, "EMFILE");
     assert.ok(failed.message.startsWith(`${call}: `), failed.message);
     assert.match(failed.message, /every queue end keeps one open: raise the limit, `ulimit -n`/);
   }
+  assert.deepEqual(leakedSince(before), [], "nothing left in /dev/shm");
+});
+
+Deno.test("out of file descriptors, a get that cannot map its message keeps it first in line", async () => {
+  const before = new Set(shmEntries());
+  // Before: the message was consumed with the error, and the next get returned the one after.
+  assert.deepEqual(await underFdLimit("fd_limit_get.ts"), {
+    failed: { name: "NativeError", code: "EMFILE" },
+    first: [2 << 20, 7],
+    second: "after",
+  });
   assert.deepEqual(leakedSince(before), [], "nothing left in /dev/shm");
 });
