@@ -152,10 +152,22 @@ export function namingCall(error: unknown, method: string, signal?: AbortSignal)
 /** A message that starts with the call it came from ("Receiver.get: "). */
 const NAMES_CALL = /^\w+\.\w+: /;
 
-/** Whether `error` is one of this library's: a QueueError, or a NativeError (told by its name:
- * the codec imports this module, and must not pull in the native core with it). */
+/** Errors of other classes this library raised itself (see {@linkcode ours}). */
+const ownErrors = new WeakSet<object>();
+
+/** Marks an error of another class (a RangeError: /dev/shm is full) as this library's own, so
+ * that {@linkcode namingCall} names the call it came from. Returns it, to be thrown. */
+export function ours<E extends Error>(error: E): E {
+  ownErrors.add(error);
+  return error;
+}
+
+/** Whether `error` is one of this library's: a QueueError, one marked {@linkcode ours}, or a
+ * NativeError (told by its name: the codec imports this module, and must not pull in the
+ * native core with it). */
 function isLibrarys(error: unknown): error is Error {
-  return error instanceof QueueError || (error instanceof Error && error.name === "NativeError");
+  return error instanceof QueueError || ownErrors.has(error as object) ||
+    (error instanceof Error && error.name === "NativeError");
 }
 
 /**

@@ -12,7 +12,7 @@
 import { isDetached } from "../codec/array_buffer.ts";
 import * as native from "../ffi/native.ts";
 import * as L from "./layout.ts";
-import { ClosedError, QueueError } from "./errors.ts";
+import { ClosedError, ours, QueueError } from "./errors.ts";
 import { ShmMutex } from "./mutex.ts";
 import type { QueueStats } from "./stats.ts";
 import type { Timer } from "./timer.ts";
@@ -2856,10 +2856,12 @@ function prefaultOrExplain(
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === "ENOMEM" || code === "ENOSPC" || code === "EFAULT") {
-      throw new RangeError(
-        `/dev/shm has no room for ${what} of ${size} bytes: free space in /dev/shm ` +
-          `(df -h /dev/shm) or ${remedy}`,
-        { cause: error },
+      throw ours(
+        new RangeError(
+          `/dev/shm has no room for ${what} of ${size} bytes: free space in /dev/shm ` +
+            `(df -h /dev/shm) or ${remedy}`,
+          { cause: error },
+        ),
       );
     }
     throw error;
@@ -2883,9 +2885,11 @@ function shmFreeBytes(): number {
 function ensureRoom(size: number, what: string, remedy: string): void {
   const free = shmFreeBytes();
   if (size > free) {
-    throw new RangeError(
-      `/dev/shm has no room for ${what} of ${size} bytes (${free} bytes free): free space in ` +
-        `/dev/shm (df -h /dev/shm) or ${remedy}`,
+    throw ours(
+      new RangeError(
+        `/dev/shm has no room for ${what} of ${size} bytes (${free} bytes free): free space in ` +
+          `/dev/shm (df -h /dev/shm) or ${remedy}`,
+      ),
     );
   }
 }
@@ -2901,9 +2905,11 @@ function createOrExplain(name: string, size: number): number {
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === "ENOSPC" || code === "ENOMEM" || code === "EFBIG") {
-      throw new RangeError(
-        `/dev/shm has no room for a ${size}-byte segment: free space in /dev/shm (df -h /dev/shm)`,
-        { cause: error },
+      throw ours(
+        new RangeError(
+          `/dev/shm has no room for a ${size}-byte segment: free space in /dev/shm (df -h /dev/shm)`,
+          { cause: error },
+        ),
       );
     }
     if (code === "EEXIST") {

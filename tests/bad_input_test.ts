@@ -386,9 +386,10 @@ Deno.test("an arena /dev/shm cannot hold is refused before anything is made", ()
       () => createSharedMemoryPair({ arenaBytes }),
       (e: Error) =>
         e instanceof RangeError &&
-        /\/dev\/shm has no room for a queue of \d+ bytes \(\d+ bytes free\).*arenaBytes/.test(
-          e.message,
-        ),
+        /^createSharedMemoryPair: \/dev\/shm has no room for a queue of \d+ bytes \(\d+ bytes free\).*arenaBytes/
+          .test(
+            e.message,
+          ),
     );
   }));
 
@@ -405,7 +406,7 @@ Deno.test({
     assert.equal(report.largerPut, "sent");
     assert.match(
       report.never,
-      /^RangeError: \/dev\/shm has no room for an extension segment of 44040192 /,
+      /^RangeError: Sender\.putSync: \/dev\/shm has no room for an extension segment of 44040192 /,
     );
     assert.match(
       report.held,
@@ -413,19 +414,19 @@ Deno.test({
     );
     assert.match(report.shmFirst, /^FullError: .*no room for 100 ms: \/dev\/shm has/);
     assert.match(report.capacity, /^FullError: .*2 of capacity 2 messages are unreleased$/);
-    assert.match(report.ownDraft, /^RangeError: \/dev\/shm has no room/);
+    assert.match(report.ownDraft, /^RangeError: Sender\.putSync: \/dev\/shm has no room/);
     assert.equal(report.ownDraftFast, true, "refused at once, not after waiting for its own draft");
-    assert.match(report.afterFailed, /^RangeError: \/dev\/shm has no room/);
+    assert.match(report.afterFailed, /^RangeError: Sender\.putSync: \/dev\/shm has no room/);
     assert.equal(report.afterFailedFast, true);
     assert.deepEqual([report.overBudget, report.overBudgetPut], [2, "sent"]);
-    assert.match(report.budgetFailed, /^RangeError: \/dev\/shm has no room/);
-    assert.match(report.budgetAgain, /^RangeError: \/dev\/shm has no room/);
+    assert.match(report.budgetFailed, /^RangeError: Sender\.putSync: \/dev\/shm has no room/);
+    assert.match(report.budgetAgain, /^RangeError: Sender\.putSync: \/dev\/shm has no room/);
     assert.equal(report.budgetAgainFast, true);
     assert.deepEqual(report.bothPuts, ["sent", "sent"]);
     assert.deepEqual(report.both, [2, 3]);
     assert.deepEqual(report.racedPuts, ["sent", "sent"]);
     assert.deepEqual(report.raced, [10, 11]);
-    assert.match(report.leftoverFailed, /^RangeError: \/dev\/shm has no room/);
+    assert.match(report.leftoverFailed, /^RangeError: Sender\.putSync: \/dev\/shm has no room/);
     assert.equal(report.leftoverNext, "no error");
     assert.equal(report.leftoverNextFast, true);
     assert.equal(report.leftoverGot, 2);
@@ -446,12 +447,15 @@ Deno.test({
     assert.match(
       report.create,
       new RegExp(
-        `^RangeError: /dev/shm has no room .*${queueBytes} bytes.*lower the queue's arenaBytes`,
+        `^RangeError: createSharedMemoryPair: /dev/shm has no room .*${queueBytes} bytes.*lower the queue's arenaBytes`,
       ),
     );
     assert.deepEqual(report.leftAfterCreate, [], "nothing left of the queue that failed");
     // A message whose extension segment does not fit.
-    assert.match(report.put, /^RangeError: \/dev\/shm has no room .*69206016.*smaller messages/);
+    assert.match(
+      report.put,
+      /^RangeError: Sender\.putSync: \/dev\/shm has no room .*69206016.*smaller messages/,
+    );
     assert.equal(report.leftAfterPut.length, 1, "the segment that failed is gone");
     // The queue goes on: small messages, and extension messages that fit.
     assert.equal(report.small, "no error");
