@@ -135,9 +135,10 @@ export function thrownByCaller(error: unknown): unknown {
 /**
  * Puts `method` ("Receiver.get") in front of the message of a queue error (or of an error of
  * the operating system, a NativeError) that does not name its call yet: one raised while the
- * call waited (its end closed meanwhile, every peer left, the queue found corrupt). Returns the error, to be thrown. An error of the caller's own (the
- * reason its `signal` aborted with, one its `allocate` threw) is left as it is: the same object
- * may reject other calls too, and the caller may keep it.
+ * call waited (its end closed meanwhile, every peer left, the queue found corrupt). Returns the
+ * error, to be thrown. An error of the caller's own (the reason its `signal` aborted with, one
+ * its `allocate` threw) is left as it is: the same object may reject other calls too, and the
+ * caller may keep it.
  */
 export function namingCall(error: unknown, method: string, signal?: AbortSignal): unknown {
   if (
