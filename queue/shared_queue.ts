@@ -559,7 +559,7 @@ export class SharedQueue {
       this.#settleLocked(true);
       const u32 = this.#u32;
       const tail = u32[L.C_TAIL >> 2];
-      const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+      const span = this.#slotsFrom(tail);
       for (let k = 0; k < span; k++) {
         const s = L.slotOffset((tail + k) & this.#mask);
         const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
@@ -641,7 +641,7 @@ export class SharedQueue {
       const i32 = this.#i32;
       const f64 = this.#f64;
       const tail = u32[L.C_TAIL >> 2];
-      const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+      const span = this.#slotsFrom(tail);
       let waiting = 0;
       let writing = 0;
       let bytesInUse = 0;
@@ -682,6 +682,12 @@ export class SharedQueue {
     } finally {
       this.#unlock();
     }
+  }
+
+  /** Slots from ring position `tail` up to the write cursor: never more than the ring, so a
+   * scan stays in it whatever the cursors say (a corrupt one is found by the audit). */
+  #slotsFrom(tail: number): number {
+    return Math.min((this.#u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
   }
 
   /** Bytes of the extension segments that carry a message (`busyOnly`), or of all there are. */
@@ -2052,7 +2058,7 @@ export class SharedQueue {
     const u32 = this.#u32;
     const writing = new Map<number, number>();
     const tail = u32[L.C_TAIL >> 2];
-    const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+    const span = this.#slotsFrom(tail);
     for (let k = 0; k < span; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
       const segment = u32[(s + L.S_SEGMENT) >> 2];
@@ -2482,7 +2488,7 @@ export class SharedQueue {
       const u32 = this.#u32;
       const tail = u32[L.C_TAIL >> 2];
       // Up to the write cursor: a message taken out of turn is released beyond the read cursor.
-      const span = Math.min((u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+      const span = this.#slotsFrom(tail);
       let settled = 0;
       let k = 0;
       for (; k < span && (all || settled < pending); k++) {
@@ -2561,7 +2567,7 @@ export class SharedQueue {
     f64[L.C_ARENA_TAIL >> 3] -= shift;
     f64[L.C_ARENA_HEAD >> 3] -= shift;
     const tail = this.#u32[L.C_TAIL >> 2];
-    const span = Math.min((this.#u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
+    const span = this.#slotsFrom(tail);
     for (let k = 0; k < span; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
       f64[(s + L.S_ARENA_END) >> 3] = Math.max(0, f64[(s + L.S_ARENA_END) >> 3] - shift);
