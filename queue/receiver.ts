@@ -182,8 +182,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** The error of a message a getMany consumed after others it returned: the next call of
    * this end throws it (see #manyAttempt). */
   #deferred: { error: unknown } | undefined;
-  /** The error of the message #takeDecoded consumed last, for #manyAttempt to tell it from
-   * errors no message went with. */
+  /** The error of a message #takeDecoded consumed after others of a getMany batch, for
+   * #manyAttempt to tell it from errors no message went with (and then to drop). */
   #consumedError: unknown;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
@@ -345,8 +345,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /**
    * Waits for a message like {@linkcode get}, then takes the ones already waiting behind it,
-   * up to `max` in all, and returns them in order: one call, and for an async consumer one
-   * promise, per batch of a stream of small messages. Never waits for more than the first.
+   * up to `max` in all (`Infinity`: every one waiting, at most the queue's capacity), and
+   * returns them in order: one call, and for an async consumer one promise, per batch of a
+   * stream of small messages. Never waits for more than the first.
    * Takes the options of `get`. Should a message after the first fail to decode, the
    * messages before it are returned and the next call of this end throws its error, which
    * names this call (unless this end closes first); should its `allocate` fail, it stays first
@@ -557,8 +558,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     this.close();
   }
 
-  readonly #getAttempt: Attempt<unknown> = () => this.#takeDecoded(COPY_OPTIONS);
-  readonly #pooledGetAttempt: Attempt<unknown> = () => this.#takeDecoded(POOLED_COPY_OPTIONS);
+  readonly #getAttempt = (laterInBatch = false): ReturnType<Attempt<unknown>> =>
+    this.#takeDecoded(COPY_OPTIONS, undefined, laterInBatch);
+  readonly #pooledGetAttempt = (laterInBatch = false): ReturnType<Attempt<unknown>> =>
+    this.#takeDecoded(POOLED_COPY_OPTIONS, undefined, laterInBatch);
 
   /** An async call's wait, for one that did not find its message at once (Lane.now): after
    * the calls of this end ahead of it, until `attempt` succeeds or the deadline passes. */
@@ -638,7 +641,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       failed = false;
       inBatch = later;
       if (!later) given = undefined;
-      return this.#takeDecoded(decodeOptions, () => failed);
+      return this.#takeDecoded(decodeOptions, () => failed, later);
     };
   }
 
@@ -656,17 +659,21 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     if (typeof max !== "number") {
       throw new TypeError(`Receiver.${method}: max must be a number, got ${shown(max)}`);
     }
-    if (!(Number.isSafeInteger(max) && max >= 1)) {
+    if (!((Number.isSafeInteger(max) || max === Infinity) && max >= 1)) {
       throw new RangeError(
-        `Receiver.${method}: max must be a whole number of messages >= 1, got ${shown(max)}`,
+        `Receiver.${method}: max must be a whole number of messages >= 1 (or Infinity), got ` +
+          shown(max),
       );
     }
+    // Messages released as the batch goes make room for more: "every one waiting" must not
+    // grow without end behind a sender that keeps up.
+    const most = max === Infinity ? this.#queue.capacity : max;
     const one = this.#getAttemptFor(options, method);
     return () => {
       const first = one();
       if (first === undefined) return undefined;
       const values = [first.value];
-      while (values.length < max) {
+      while (values.length < most) {
         let next: { value: unknown } | undefined;
         try {
           next = one(true);
@@ -691,6 +698,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   #takeDecoded(
     options: DecodeOptions,
     allocateFailed?: () => boolean,
+    laterInBatch = false,
   ): { value: unknown } | undefined {
     const queue = this.#queue;
     const got = this.#takeNext();
@@ -726,7 +734,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       if ((allocateFailed?.() || unreachable) && !queue.closed) this.#pending = got;
       else {
         queue.release(got.slot);
-        this.#consumedError = error;
+        if (laterInBatch) this.#consumedError = error;
       }
       if (!queue.closed || error instanceof ClosedError) throw error;
       failed = { cause: error };

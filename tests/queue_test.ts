@@ -1732,17 +1732,21 @@ Deno.test("getMany and getManySync: waiting for the first only, up to max, in or
         e instanceof TypeError &&
         e.message === 'Receiver.getManySync: max must be a number, got the string "2"',
     );
-    for (const max of [0, 1.5, -1, Infinity, NaN]) {
+    for (const max of [0, 1.5, -1, -Infinity, NaN]) {
       assert.throws(
         // deno-lint-ignore no-explicit-any
         () => receiver.getManySync(max as any),
         (e: Error) =>
           e instanceof RangeError &&
-          /^Receiver\.getManySync: max must be a whole number of messages >= 1, got /.test(
-            e.message,
-          ),
+          /^Receiver\.getManySync: max must be a whole number of messages >= 1 \(or Infinity\), got /
+            .test(e.message),
       );
     }
+    // Infinity: every message waiting, and no waiting for more.
+    sender.putManySync(["i1", "i2", "i3"]);
+    assert.deepEqual(receiver.getManySync(Infinity), ["i1", "i2", "i3"]);
+    sender.putSync("i4");
+    assert.deepEqual(await receiver.getMany(Infinity, { pooled: true }), ["i4"]);
     await assert.rejects(receiver.getMany(0), RangeError);
     // Calls of one end keep their order: a getMany waiting, then a get.
     const first = receiver.getMany(8);
@@ -1759,6 +1763,25 @@ Deno.test("getMany and getManySync: waiting for the first only, up to max, in or
       receiver.getMany(8),
       (e: unknown) => e instanceof ClosedError && e.reason === "drained",
     );
+    receiver.close();
+  }));
+
+Deno.test("getMany(Infinity) stops at the capacity behind a sender that keeps up", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    for (let i = 0; i < 4; i++) sender.putSync(new Uint8Array([i]));
+    // Each message released makes room, which this sender fills at once: "every one waiting"
+    // would never run out.
+    let extra = 4;
+    const got = receiver.getManySync<Uint8Array>(Infinity, {
+      allocate: (n) => {
+        if (extra < 100 && sender.hasSpace()) sender.putSync(new Uint8Array([extra++]));
+        return new ArrayBuffer(n);
+      },
+    });
+    assert.deepEqual(got.map((a) => a[0]), [0, 1, 2, 3]);
+    assert.equal(receiver.getManySync(Infinity).length, extra - 4);
+    sender.close();
     receiver.close();
   }));
 
