@@ -66,7 +66,7 @@ export interface DecodeOptions {
    */
   allocate?: (byteLength: number) => ArrayBuffer;
   /**
-   * When true, copied arrays of at most 2 KiB (TypedArray, DataView and NdArray data; never
+   * When true, copied arrays of 1 byte to 2 KiB (TypedArray, DataView and NdArray data; never
    * `ArrayBuffer` values) go into slices of shared 32 KiB ArrayBuffers instead of a fresh
    * ArrayBuffer each, as Node pools small Buffers: a fresh ArrayBuffer costs Deno 0.6-1 µs,
    * several times the rest of a small decode. Such an array's `buffer` then holds other
@@ -558,7 +558,8 @@ function makeArray<V extends TypedArray | DataView>(
 ): V {
   const abs = b.byteOffset + rel;
   if (view && abs % es === 0) return new C(b.buffer, abs, n / es);
-  if (pooled && n <= POOLED_MAX_BYTES) return pooledCopy(C, es, b, rel, n);
+  // An empty array in a slab would keep all 32 KiB of it alive for nothing.
+  if (pooled && n > 0 && n <= POOLED_MAX_BYTES) return pooledCopy(C, es, b, rel, n);
   // The copy is a Uint8Array already: wrapping its buffer again would cost a second object.
   if (C === (Uint8Array as unknown) && allocate === undefined) return b.slice(rel, rel + n) as V;
   return new C(copyOut(b, rel, n, allocate), 0, n / es);

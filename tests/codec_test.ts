@@ -781,6 +781,11 @@ Deno.test("decode with pooled puts small arrays in shared slabs, exact and align
   const again = decode(encode(new Uint8Array([4, 5])), { pooled: true }) as Uint8Array;
   assert.equal(again.buffer, slab);
   assert.deepEqual([...out.bytes, ...again], [1, 2, 3, 4, 5]);
+  // An empty array holds no slab alive: its buffer is its own, and empty.
+  const none = decode(encode({ a: new Float64Array(0), b: new Uint8Array(0) }), { pooled: true });
+  for (const a of Object.values(none as Record<string, ArrayBufferView>)) {
+    assert.ok(a.buffer !== slab && a.buffer.byteLength === 0 && a.byteLength === 0);
+  }
 });
 
 Deno.test("decode with pooled starts a new slab when one is full or was transferred", () => {
