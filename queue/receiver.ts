@@ -21,7 +21,6 @@ import {
   type Attempt,
   checkOptionsObject,
   deadlineOf,
-  REAP_EVERY_MS,
   SYNC_WAIT_OPTIONS,
   type SyncWaitOptions,
   WAIT_OPTIONS,
@@ -172,7 +171,6 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #leases = new Set<Lease<unknown>>();
   /** This end's async gets and borrows, served in call order. */
   readonly #lane = new Lane();
-  #nextReap = 0;
   #pending: TakenMessage | undefined;
   /** Messages a waiting borrow took, until it resumes and lends them: a close in between gives
    * them back to the queue (see close). */
@@ -333,10 +331,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       if (got !== undefined) return got.value as T;
       // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
       // Waiting calls notice dead peers on their own; a caller that only polls must, too.
-      const now = performance.now();
-      if (now < this.#nextReap) return undefined;
-      this.#nextReap = now + REAP_EVERY_MS;
-      this.#queue.reapDead();
+      if (!this.#queue.reapIfDue()) return undefined;
       return attempt()?.value as T | undefined;
     } catch (error) {
       throw namingCall(error, "Receiver.getNowait");

@@ -15,7 +15,6 @@ import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
   deadlineOf,
-  REAP_EVERY_MS,
   ROOM_SLICE_MS,
   SYNC_WAIT_OPTIONS,
   type SyncWaitOptions,
@@ -59,7 +58,6 @@ export class Sender implements Disposable {
   readonly #lane = new Lane();
   #published = 0;
   #nextAckCheck = 0;
-  #nextReap = 0;
   #nextPeerCheck = performance.now() + PEER_CHECK_MS;
   #putsUntilPeerCheck = PUTS_PER_PEER_CHECK;
   /** Set while a call of this sender reads a value it puts (see #startMeasuring). */
@@ -137,11 +135,8 @@ export class Sender implements Disposable {
     if (queue.livePeers === 0) return true;
     // Full, maybe only because a dead receiver holds messages. Waiting calls notice dead
     // peers on their own; a caller that only polls must, too.
-    const now = performance.now();
-    if (now < this.#nextReap) return false;
-    this.#nextReap = now + REAP_EVERY_MS;
     try {
-      queue.reapDead();
+      if (!queue.reapIfDue()) return false;
     } catch {
       return false; // Corrupt or stuck: no room either way.
     }
@@ -372,7 +367,6 @@ export class Sender implements Disposable {
       if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
         throw this.#ackTimeout("waitForAllAck", options?.timeout);
       }
-      this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
       const done = await waitAsync(
         this.#queue,
         this.#queue.ackSignal,
@@ -394,7 +388,6 @@ export class Sender implements Disposable {
       this.#queue.assertOpen("Sender.waitForAllAckSync");
       const deadline = deadlineOf(options, "Sender.waitForAllAckSync", SYNC_WAIT_OPTIONS);
       this.#assertNoneWaiting("waitForAllAckSync");
-      this.#nextAckCheck = performance.now() + ACK_CHECK_MS;
       const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);
       if (done === undefined) throw this.#ackTimeout("waitForAllAckSync", options?.timeout);
     } catch (error) {
@@ -889,5 +882,6 @@ function named(error: unknown, method: string, planning = false): unknown {
   const cause = "cause" in (error as Error) ? (error as Error).cause : error;
   return new Ctor(`Sender.${method}: ${what}; nothing was sent`, { cause });
 }
-/** How often a waiting waitForAllAck checks the slot ring for lost acks. */
+/** How often waitForAllAck checks the slot ring for lost acks: per sender, not per call, so
+ * one polling with short timeouts checks too. */
 const ACK_CHECK_MS = 250;

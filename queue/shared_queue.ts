@@ -343,8 +343,8 @@ export class SharedQueue {
    * cursor's (in order). */
   #takenAt = 0;
   #takenInOrder = false;
-  /** When {@linkcode stats} next looks for dead ends. */
-  #nextStatsReap = 0;
+  /** When {@linkcode reapIfDue} next looks for dead ends. */
+  #nextReap = 0;
   /** External buffers over shared memory handed out by openView and not yet dropped, with the
    * mapping each is in: close detaches them, so a lease or draft kept past its end's close (an
    * unload listener that runs after the one closing every end) reads as empty instead of
@@ -628,11 +628,7 @@ export class SharedQueue {
    */
   stats(): QueueStats {
     // The dead are counted once noticed: a queue only watched must be looked at too.
-    const now = performance.now();
-    if (now >= this.#nextStatsReap) {
-      this.#nextStatsReap = now + REAP_EVERY_MS;
-      this.reapDead();
-    }
+    this.reapIfDue();
     this.#lock();
     try {
       this.#checkUsable();
@@ -1058,6 +1054,19 @@ export class SharedQueue {
     } finally {
       this.#unlock();
     }
+  }
+
+  /**
+   * {@linkcode reapDead}, at most once per REAP_EVERY_MS for this end, whichever of its calls
+   * asks: a caller that only polls, or waits with timeouts shorter than that, must notice a
+   * dead peer too, and no single call of it may last long enough to. Returns whether it ran.
+   */
+  reapIfDue(): boolean {
+    const now = performance.now();
+    if (now < this.#nextReap) return false;
+    this.#nextReap = now + REAP_EVERY_MS;
+    this.reapDead();
+    return true;
   }
 
   /**

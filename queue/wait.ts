@@ -201,7 +201,6 @@ export function waitSync<T>(
 ): { value: T } | undefined {
   queue.assertOpen();
   const words = word.words;
-  let nextReap = performance.now() + REAP_EVERY_MS;
   for (;;) {
     stopIfRequested();
     queue.assertOpen(); // closed by the stop: its words are unmapped
@@ -209,7 +208,7 @@ export function waitSync<T>(
     const result = attempt();
     if (result !== undefined) return result;
     const left = deadline - performance.now();
-    if (left <= 0) return undefined;
+    if (left <= 0) return timedOut(queue, attempt);
     if (spin(word, seen)) continue;
     queue.announceWaiter(word, 1);
     let outcome = "changed";
@@ -222,11 +221,17 @@ export function waitSync<T>(
     } finally {
       queue.announceWaiter(word, -1);
     }
-    if (outcome === "timeout" && performance.now() >= nextReap) {
-      nextReap = performance.now() + REAP_EVERY_MS;
-      queue.reapDead();
-    }
+    if (outcome === "timeout") queue.reapIfDue();
   }
+}
+
+/**
+ * The end of a wait whose deadline passed: undefined, unless a look for dead peers, when due,
+ * changed the outcome (a drained queue's ClosedError, room a dead receiver held). A caller
+ * polling with timeouts shorter than a wait slice learns of the death this way.
+ */
+function timedOut<T>(queue: SharedQueue, attempt: Attempt<T>): { value: T } | undefined {
+  return queue.reapIfDue() ? attempt() : undefined;
 }
 
 /** Like {@linkcode waitSync}, but sleeps off the main thread, one slice at a time, so the event
@@ -242,7 +247,6 @@ export async function waitAsync<T>(
   signal?.throwIfAborted();
   queue.assertOpen();
   const words = word.words;
-  let nextReap = performance.now() + REAP_EVERY_MS;
   let onAbort: (() => void) | undefined;
   try {
     for (;;) {
@@ -250,7 +254,7 @@ export async function waitAsync<T>(
       const result = attempt();
       if (result !== undefined) return result;
       const left = deadline - performance.now();
-      if (left <= 0) return undefined;
+      if (left <= 0) return timedOut(queue, attempt);
       if (spin(word, seen)) continue;
       if (signal && onAbort === undefined) {
         onAbort = () => queue.wakeAll(word);
@@ -275,10 +279,7 @@ export async function waitAsync<T>(
       }
       signal?.throwIfAborted();
       queue.assertOpen();
-      if (outcome === "timeout" && performance.now() >= nextReap) {
-        nextReap = performance.now() + REAP_EVERY_MS;
-        queue.reapDead();
-      }
+      if (outcome === "timeout") queue.reapIfDue();
     }
   } finally {
     if (onAbort) signal!.removeEventListener("abort", onAbort);

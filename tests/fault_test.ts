@@ -10,6 +10,7 @@ import {
   ClosedError,
   createSharedMemoryPair,
   EmptyError,
+  FullError,
   openReceiver,
   openSender,
   type Receiver,
@@ -578,6 +579,76 @@ Deno.test("callers that only poll (getNowait, hasSpace) get past dead peers too"
     while (!s.hasSpace() && performance.now() - diedAt < 5000) await sleep(10);
     noticed(performance.now() - diedAt, "a hasSpace loop behind a dead receiver's borrow");
     assert.equal(s.hasSpace(), true);
+    s.close();
+    r.close();
+  }
+});
+
+Deno.test("callers that wait with timeouts shorter than a wait slice get past dead peers too", async () => {
+  /** Calls `call` until it stops throwing EmptyError or FullError; returns what it ended with. */
+  const poll = async (call: () => unknown): Promise<{ v?: unknown; e?: unknown }> => {
+    const started = performance.now();
+    for (;;) {
+      try {
+        return { v: await call() };
+      } catch (e) {
+        if (!(e instanceof EmptyError || e instanceof FullError)) return { e };
+        if (performance.now() - started > 5_000) return { e };
+      }
+      await yieldToEvents();
+    }
+  };
+  for (const sync of [false, true]) {
+    {
+      // The only sender killed: gets of 10 ms at a time must end with "drained".
+      const [s, r] = createSharedMemoryPair({ capacity: 2 });
+      s.close();
+      const child = new Child("join", [JSON.stringify(r.descriptor), "sender"]);
+      await child.expect("ready");
+      await child.stop();
+      stats.cases++;
+      const diedAt = performance.now();
+      const got = await poll(() => sync ? r.getSync({ timeout: 10 }) : r.get({ timeout: 10 }));
+      noticed(performance.now() - diedAt, `get${sync ? "Sync" : ""} of 10 ms after a sender died`);
+      assert.ok(got.e instanceof ClosedError && got.e.reason === "drained", `${got.e}`);
+      r.close();
+    }
+    {
+      // The only receiver killed before it took the message: acks of 10 ms at a time must
+      // end with "no-receivers".
+      const [s, r] = createSharedMemoryPair({ capacity: 2 });
+      const child = new Child("join", [JSON.stringify(r.descriptor), "receiver"]);
+      await child.expect("ready");
+      r.close();
+      await s.put("never taken");
+      await child.stop();
+      stats.cases++;
+      const diedAt = performance.now();
+      const acked = await poll(() =>
+        sync ? s.waitForAllAckSync({ timeout: 10 }) : s.waitForAllAck({ timeout: 10 })
+      );
+      noticed(performance.now() - diedAt, "waitForAllAck of 10 ms after a receiver died");
+      assert.ok(
+        acked.e instanceof ClosedError && acked.e.reason === "no-receivers",
+        `${acked.e}`,
+      );
+      s.close();
+    }
+  }
+  {
+    // A receiver killed holding a borrow, another receiver left: the message counts as
+    // received, and acks of 10 ms at a time see it so.
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    const child = new Child("get", [JSON.stringify(r.descriptor), "hold"]);
+    await child.expect("ready");
+    await s.put({ seq: 0, sum: checksum32(new Uint8Array(8)), data: new Uint8Array(8) });
+    await child.expect("got 0");
+    await child.stop();
+    stats.cases++;
+    const diedAt = performance.now();
+    const acked = await poll(() => s.waitForAllAck({ timeout: 10 }));
+    noticed(performance.now() - diedAt, "a lease of a dead receiver, polled for with 10 ms calls");
+    assert.deepEqual(acked, { v: undefined });
     s.close();
     r.close();
   }
