@@ -25,7 +25,11 @@ const SPINS = 200;
 const SPIN_MS = 0.05;
 /** Rounds of SPINS loads before each further round yields the CPU (a preempted holder runs). */
 const PURE_SPIN_ROUNDS = 4;
-/** How long a lock waiter sleeps before it checks that the holder is alive. */
+/** How long a lock waiter sleeps before it checks that the holder is alive: at first briefly,
+ * so a call with a timeout of a few ms is not held 100 ms by a holder that died, then each
+ * time twice as long, up to the full slice (a live holder keeping the lock costs a liveness
+ * check per slice). */
+const FIRST_LIVENESS_SLICE_MS = 1;
 const LIVENESS_SLICE_MS = 100;
 /** A live holder keeping the lock this long is buggy or hostile: give up rather than hang. */
 const STUCK_MS = 10_000;
@@ -105,6 +109,7 @@ export class ShmMutex {
     // can send them without ever letting go), a change of the word is.
     let held = 0;
     let heldSince = started;
+    let slice = FIRST_LIVENESS_SLICE_MS;
     for (;;) {
       let seen = Atomics.load(words, i);
       if (seen === 0) {
@@ -123,9 +128,11 @@ export class ShmMutex {
         if (held !== 0) moved = true;
         held = seen;
         heldSince = performance.now();
+        slice = FIRST_LIVENESS_SLICE_MS;
       }
-      const woke = futexWait(this.#pointer, seen, LIVENESS_SLICE_MS) !== "timeout";
+      const woke = futexWait(this.#pointer, seen, slice) !== "timeout";
       if (woke && Atomics.load(words, i) !== seen) continue;
+      if (!woke) slice = Math.min(slice * 2, LIVENESS_SLICE_MS);
       const owner = (seen & OWNER_MASK) - 1;
       // A word naming this participant is garbage: it never waits on a lock it holds.
       if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {

@@ -408,6 +408,29 @@ for (const kind of ["sender", "receiver"] as const) {
   }
 }
 
+Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 2 });
+  const name = s.descriptor.name;
+  const child = new Child("lock", [JSON.stringify(s.descriptor), "sender"]);
+  await child.expect("locked");
+  await child.stop();
+  stats.cases++;
+  stats.heldMutex++;
+  assert.ok(mutexHeld(name), "the dead holder's word is still there");
+  const started = performance.now();
+  assert.throws(() => r.getSync({ timeout: 5 }), EmptyError);
+  const ms = performance.now() - started;
+  // A waiter used to sleep a whole 100 ms slice before it first asked whether the holder
+  // lived. The bound leaves room for a loaded machine; the call itself takes about 1-7 ms.
+  assert.ok(ms < 60, `getSync({ timeout: 5 }) took ${ms.toFixed(1)} ms`);
+  assert.equal(mutexHeld(name), false, "the mutex was taken over and released");
+  s.putSync("after");
+  assert.equal(r.getSync({ timeout: 1000 }), "after");
+  s.close();
+  r.close();
+  assert.deepEqual(entriesOf(name), []);
+});
+
 // ------------------------------------------------------------------ blocked in a wait
 
 Deno.test("participants killed while blocked in putSync, getSync and waitForAllAckSync", async () => {
