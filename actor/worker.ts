@@ -12,7 +12,11 @@
 import { pathToFileURL } from "node:url";
 import { decode } from "../codec/mod.ts";
 import { threadAlive, type ThreadIdentity, threadIdentity } from "../ffi/native.ts";
-import { closeEndsOfThisThread, recordEndsOfThisThreadAsDead } from "../queue/shared_queue.ts";
+import {
+  closedEndsUnmapped,
+  closeEndsOfThisThread,
+  recordEndsOfThisThreadAsDead,
+} from "../queue/shared_queue.ts";
 import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
@@ -480,7 +484,9 @@ function startWorker(
       if (message.type === "close") {
         closing = true;
         if (opened) { for (const end of Object.values(opened)) end.close(); }
-        post({ type: "closed" });
+        // The parent terminates this Worker at the answer: the ends' memory must be unmapped
+        // by then (see closedEndsUnmapped).
+        closedEndsUnmapped().then(() => post({ type: "closed" }));
         return;
       }
       if (opened !== undefined) return;

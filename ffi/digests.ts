@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "0b7c4c8989ff08bded9c9f1bc5bd882729748bea99684b87c89abc6c1fd79cf6",
-  "x86_64-linux": "6abb1403ad660279e7be87390101290d69659fae54377d26fb448a3028627dd3",
+  "aarch64-linux": "0c382687a8919ff66f09be0575b4d9cd7233474d2dd1591c59688eb67a016c71",
+  "x86_64-linux": "d0a1fc934a9d6c7f2f20e5b9f510c4e82b1b286ebc2c057487fe799db36a1706",
 };

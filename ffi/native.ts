@@ -977,7 +977,7 @@ export function forgetMapping(pointer: Deno.PointerObject): boolean {
 /**
  * Closes what the ends of ended threads (terminated Workers) left in this process: every fd
  * {@linkcode adoptFd} recorded from a thread that no longer runs and that refers to the same
- * file as `sameAs`. The mappings recorded with it are unmapped, except those with views
+ * file as `sameAs` (to any file when `sameAs` is left out). The mappings recorded with it are unmapped, except those with views
  * still counted (see {@linkcode mapViews}), which are quarantined (see {@linkcode
  * quarantine}): the ended thread may have transferred a buffer over them to a thread that
  * lives on. Their fd locks go with them. Decided from the private table alone,
@@ -991,9 +991,15 @@ export function forgetMapping(pointer: Deno.PointerObject): boolean {
  * shmUnlink("/shmq-doc-orphans");
  * adoptFd(fd);
  * assert.ok(closeOrphans(fd) === 0); // its thread, this one, still runs
+ * assert.ok(closeOrphans() === 0); // nor any other orphan of another queue here
  * closeFd(fd);
  * ```
  */
-export function closeOrphans(sameAs: number): number {
-  return check(s().shmq_close_orphans(sameAs), "close_orphans", String(sameAs));
+export function closeOrphans(sameAs?: number): number {
+  const fd = sameAs ?? -1;
+  return check(
+    s().shmq_close_orphans(fd),
+    "close_orphans",
+    sameAs === undefined ? "any" : String(fd),
+  );
 }

@@ -903,13 +903,20 @@ _Atomic int32_t *shmq_map_views(void *addr) {
 
 int32_t shmq_close_orphans(int32_t same_as) {
   struct stat ref, st;
-  if (fstat(same_as, &ref) != 0) return -errno;
+  int any_file = same_as == -1;
+  if (!any_file && fstat(same_as, &ref) != 0) return -errno;
+  /* The calling thread runs: its own entries are skipped without reading /proc (so is an
+   * ended thread's whose tid it reuses: another thread's call reclaims that). */
+  pid_t self = (pid_t)syscall(SYS_gettid);
   int32_t closed = 0;
   lock_adopted();
   for (int i = 0; i < MAX_ADOPTED; i++) {
     int32_t fd = adopted[i].fd_plus_one - 1;
-    if (fd < 0) continue;
-    if (fstat(fd, &st) != 0 || st.st_dev != ref.st_dev || st.st_ino != ref.st_ino) continue;
+    if (fd < 0 || adopted[i].tid == self) continue;
+    if (!any_file &&
+        (fstat(fd, &st) != 0 || st.st_dev != ref.st_dev || st.st_ino != ref.st_ino)) {
+      continue;
+    }
     if (thread_ended(getpid(), adopted[i].tid, adopted[i].start) != 1) continue;
     /* Nothing of the ended thread uses them: its isolate went with it. */
     drop_adopted(i, 1);

@@ -184,6 +184,22 @@ export function recordEndsOfThisThreadAsDead(): void {
   for (const end of openEnds) end.leaveAsDead();
 }
 
+/** Ends of this thread closed with an async wait still out, whose memory the wait's return
+ * unmaps (see SharedQueue.endAsyncWait), and who waits for the last of them. */
+let unmapsDeferred = 0;
+const unmapWaiters: (() => void)[] = [];
+
+/**
+ * Resolves once every end this thread closed has unmapped its memory: one closed with an
+ * async wait still out does so when that wait returns, which the close made it do at once,
+ * but only as this thread's event loop runs. A Worker about to be terminated awaits this
+ * first (see actor/worker.ts), or the memory stays mapped until the parent's next reclaim.
+ */
+export function closedEndsUnmapped(): Promise<void> {
+  if (unmapsDeferred === 0) return Promise.resolve();
+  return new Promise((resolve) => unmapWaiters.push(resolve));
+}
+
 /** The queue names of the ends this process (or Worker) has open: for leak checks in tests. */
 export function openEndNames(): string[] {
   return [...openEnds].map((end) => end.name);
@@ -1138,15 +1154,27 @@ export class SharedQueue {
     this.#extensions.length = 0;
     this.#retired.clear();
     native.lockByte(this.#fd, L.participantLockByte(this.#self), "unlock");
-    // Whatever a terminated Worker of this process left of this queue, whether or not shared
-    // memory still hints at it: this end may be the last here to notice.
-    native.closeOrphans(this.#fd);
-    // The fd first: closing it forgets the mapping recorded with it (see native.adoptFd).
-    native.closeFd(this.#fd);
+    // Whatever a terminated Worker of this process left, of this queue or another, whether
+    // or not shared memory still hints at it: this end may be the last here to notice.
+    native.closeOrphans();
     // An async wait still in flight was woken above (its word moved, so one not yet asleep
-    // returns at once); the last of them unmaps (see beginAsyncWait).
-    if (this.#asyncWaits === 0) unmapAll(this.#main);
-    else this.#unmapDeferred = true;
+    // returns at once); the last of them unmaps (see beginAsyncWait). Till then the fd stays
+    // open, and the mapping recorded with it: should this thread end first (a Worker
+    // terminated before its event loop ran again), both are an orphan's, which the next end
+    // of this queue here to close (or reap) takes away; forgotten, they would stay mapped,
+    // and in /dev/shm, until the process exits.
+    if (this.#asyncWaits === 0) this.#unmap();
+    else {
+      this.#unmapDeferred = true;
+      unmapsDeferred++;
+    }
+  }
+
+  /** Closes the fd, then unmaps the main mapping: closing the fd first forgets the mapping
+   * recorded with it (see native.adoptFd), which must never name memory that is gone. */
+  #unmap(): void {
+    native.closeFd(this.#fd);
+    unmapAll(this.#main);
   }
 
   /**
@@ -1163,7 +1191,10 @@ export class SharedQueue {
   endAsyncWait(): void {
     if (--this.#asyncWaits === 0 && this.#unmapDeferred) {
       this.#unmapDeferred = false;
-      unmapAll(this.#main);
+      this.#unmap();
+      if (--unmapsDeferred === 0) {
+        for (const resolve of unmapWaiters.splice(0)) resolve();
+      }
     }
   }
 
@@ -1282,6 +1313,10 @@ export class SharedQueue {
     // Before the lock: whoever checks on this end as the lock's holder reads these.
     this.#recordThread(index);
     native.adoptFd(this.#fd, this.#main);
+    // What terminated Workers of this process left, of any queue: a process whose Workers
+    // come and go, each with ends of its own, reclaims their memory as it opens new ones.
+    // (Not in the periodic reaps: it reads /proc for every end of another thread.)
+    native.closeOrphans();
     this.#mutex = new ShmMutex(
       this.#i32,
       L.W_LOCK,

@@ -463,6 +463,21 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     }
   },
 
+  /** Waits on its receiver while a timer keeps its event loop busy 30 ms at a time: the wait's
+   * return, once close() wakes it, comes late. */
+  async idleBusy() {
+    const { queues } = await workerContext({ queues: { inbox: "receiver" } });
+    setInterval(() => {
+      const until = Date.now() + 30;
+      while (Date.now() < until) { /* busy */ }
+    }, 0);
+    try {
+      await queues.inbox.get();
+    } catch (error) {
+      if (!(error instanceof ClosedError)) throw error;
+    }
+  },
+
   /** Waits on its receiver, not catching the ClosedError the parent's close() causes. */
   async idleUncaught() {
     const { queues } = await workerContext({ queues: { inbox: "receiver" } });

@@ -11,6 +11,7 @@ import {
   ClosedError,
   createSharedMemoryPair,
   NdArray,
+  openReceiver,
   type Receiver,
   type Sender,
   spawnWorker,
@@ -145,6 +146,33 @@ Deno.test(
     clearTimeout(timer);
     sender.close();
     receiver.close();
+  }),
+);
+
+Deno.test(
+  "WorkerHandle.close() leaves none of the Worker's memory mapped, though its wait returns late",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const { name } = sender.descriptor;
+    const mapsOf = () =>
+      Deno.readTextFileSync("/proc/self/maps").split("\n").filter((l) => l.includes(name)).length;
+    const own = mapsOf();
+    for (let i = 0; i < 3; i++) {
+      {
+        await using _worker = await spawnWorker(FIXTURE, {
+          name: "idleBusy",
+          queues: { inbox: openReceiver(sender.descriptor) },
+          transfer: true,
+        });
+        await new Promise((ok) => setTimeout(ok, 50)); // its get asleep
+      }
+      // The Worker unmapped its end before it told the parent it had closed: nothing here
+      // (which would reclaim it at its next open, wait or close) had to.
+      assert.equal(mapsOf(), own, `cycle ${i}: only this thread's ends are mapped`);
+    }
+    sender.close();
+    receiver.close();
+    assert.equal(mapsOf(), 0);
   }),
 );
 

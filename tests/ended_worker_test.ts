@@ -224,6 +224,29 @@ Deno.test("closing an end frees what a terminated Worker left, even with no hint
     assert.ok(!entryLockHeld(name, 2), "closing the sender closed the Worker's fd");
   }));
 
+Deno.test("an end a Worker closed with an async wait out is unmapped though the Worker was terminated first", () =>
+  withoutLeaks(async () => {
+    const mapsOf = (name: string) => mappedFiles().filter((f) => f.includes(name)).length;
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    const { name } = sender.descriptor;
+    const own = mapsOf(name);
+    const [keptSender, keptReceiver] = createSharedMemoryPair({ capacity: 2 });
+    const worker = await startWorker();
+    const closed = nextMessage<{ thread: ThreadIdentity }>(worker);
+    worker.postMessage({ mode: "close-waiting", descriptor: sender.descriptor });
+    const { thread } = await closed;
+    // Its wait never returned to its event loop, which alone used to unmap: for good.
+    await terminateAndWait(worker, thread);
+    assert.equal(mapsOf(name), own + 1, "still mapped once its thread has ended");
+    // Any end of this process that opens or closes frees it, of any queue.
+    keptReceiver.close();
+    assert.equal(mapsOf(name), own, "freed by the close of an end of another queue");
+    sender.close();
+    receiver.close();
+    keptSender.close();
+    assert.equal(mapsOf(name), 0);
+  }));
+
 Deno.test("another process reaps a terminated Worker's end; this one then frees what it left", () =>
   withWorkerSender(async ({ receiver, name, m, worker, thread }) => {
     const at = L.participantOffset(2);

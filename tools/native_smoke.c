@@ -71,6 +71,7 @@ int main(void) {
   int32_t fd3 = shmq_shm_open(n);
   CHECK(fd3 >= 0 && shmq_fd_adopt(fd3, NULL, 0) == 0);
   CHECK(shmq_close_orphans(fd) == 0); /* adopted by this thread, which runs */
+  CHECK(shmq_close_orphans(-1) == 0); /* nor is anything else here an orphan */
   CHECK(shmq_map_adopt(-1, p, 8192) == -EBADF && shmq_map_forget(p) == 0);
   CHECK(shmq_map_views(p) == NULL && shmq_map_adopt(fd3, p, 8192) == 0);
   _Atomic int32_t *views = shmq_map_views(p);
