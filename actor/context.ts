@@ -82,7 +82,8 @@ let context: ActorContext<Readonly<Record<string, QueueEnd>>, unknown> | undefin
  * and returns them with the `args` value. The first call reads the handoff from stdin and
  * reports to the parent (whose `spawnActor` resolves then); later calls return the same ends,
  * checked against their own `queues` spec. Throws {@linkcode ActorError} when the process was
- * not started by `spawnActor` or the queues do not match the spec.
+ * not started by `spawnActor`, and `TypeError` when the queues handed over do not match the
+ * spec (the parent's `spawnActor` then rejects with an `ActorError` quoting it).
  *
  * Stdin belongs to the library in an actor: do not read it yourself.
  *
@@ -140,17 +141,17 @@ async function start(
     );
   }
   // spawnActor always sets it, and grants reading it: without it, stdin is someone else's
-  // pipe, which may stay open without a byte (an IDE, a CI step), and the read would hang.
-  let parent: string | undefined = "";
+  // pipe, which may stay open without a byte (an IDE, a CI step, `cmd | deno run …`), and
+  // the read would hang. So a variable this process may not read says as much as one unset.
+  let parent: string | undefined;
+  let why = `${ACTOR_PARENT_ENV} is not set`;
   try {
     parent = Deno.env.get(ACTOR_PARENT_ENV);
   } catch {
-    // No permission to read it: cannot tell, read stdin.
+    why = `it may not read ${ACTOR_PARENT_ENV}, which spawnActor grants`;
   }
   if (parent === undefined) {
-    throw new ActorError(
-      `${caller}: this process was not started by spawnActor (${ACTOR_PARENT_ENV} is not set)`,
-    );
+    throw new ActorError(`${caller}: this process was not started by spawnActor (${why})`);
   }
   // From before the ends are open: a Ctrl-C between the report (the parent's spawnActor
   // resolves) and the watchdog's start would otherwise kill the actor with its ends open.

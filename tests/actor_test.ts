@@ -220,10 +220,11 @@ Deno.test("args as large as an actor takes arrive whole; larger ones are refused
 });
 
 /** Runs the fixture's "print" actor module by hand, with `env` added and its stdin a pipe the
- * test holds open. */
-function runByHand(env: Record<string, string> = {}): Deno.ChildProcess {
+ * test holds open; without `--allow-env` when `allowEnv` is false. */
+function runByHand(env: Record<string, string> = {}, allowEnv = true): Deno.ChildProcess {
+  const permissions = ["--allow-ffi", "--allow-read", ...(allowEnv ? ["--allow-env"] : [])];
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-ffi", "--allow-read", "--allow-env", FIXTURE.pathname, "print"],
+    args: ["run", ...permissions, FIXTURE.pathname, "print"],
     stdin: "piped",
     stdout: "null",
     stderr: "piped",
@@ -233,16 +234,20 @@ function runByHand(env: Record<string, string> = {}): Deno.ChildProcess {
 
 Deno.test("actorContext() in a process spawnActor did not start fails at once, though its stdin stays open", async () => {
   // An IDE or a CI step runs the module with a pipe that never ends: the read would hang.
-  const child = runByHand();
-  try {
-    const stderr = await within(30_000, new Response(child.stderr).text(), "the refusal");
-    assert.match(
-      stderr,
-      /actorContext: this process was not started by spawnActor \(SHMQ_ACTOR_PARENT is not set\)/,
-    );
-    assert.notEqual((await child.status).code, 0);
-  } finally {
-    await child.stdin.close().catch(() => {});
+  for (const allowEnv of [true, false]) {
+    const child = runByHand({}, allowEnv);
+    try {
+      const stderr = await within(30_000, new Response(child.stderr).text(), "the refusal");
+      assert.match(
+        stderr,
+        allowEnv
+          ? /actorContext: this process was not started by spawnActor \(SHMQ_ACTOR_PARENT is not set\)/
+          : /actorContext: this process was not started by spawnActor \(it may not read SHMQ_ACTOR_PARENT, which spawnActor grants\)/,
+      );
+      assert.notEqual((await child.status).code, 0);
+    } finally {
+      await child.stdin.close().catch(() => {});
+    }
   }
 });
 
