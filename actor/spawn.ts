@@ -11,7 +11,12 @@
  * @module
  */
 
-import { native, NATIVE_LIB_ENV, transientLibraryBytes } from "../ffi/loader.ts";
+import {
+  ACTOR_LIBRARY_PREFIX,
+  native,
+  NATIVE_LIB_ENV,
+  transientLibraryBytes,
+} from "../ffi/loader.ts";
 import { createSharedMemoryPair } from "../queue/pair.ts";
 import { sweepStaleQueues } from "../queue/sweep.ts";
 import type { Receiver } from "../queue/receiver.ts";
@@ -671,13 +676,14 @@ function moduleSpecifier(moduleUrl: string | URL, caller: string): string {
 
 /**
  * A private copy of the native library for one actor, when this process opened its own from a
- * temporary copy removed since (an http(s) import without env permission); else undefined.
+ * temporary copy removed since (an http(s) import without env permission, or an actor of
+ * such a parent); else undefined.
  * `remove` deletes it (once the actor has opened it, or exited).
  */
 async function libraryCopy(): Promise<{ path: string; remove(): void } | undefined> {
   const bytes = transientLibraryBytes();
   if (bytes === undefined) return undefined;
-  const path = await Deno.makeTempFile({ prefix: "shmq-native-", suffix: ".so" });
+  const path = await Deno.makeTempFile({ prefix: ACTOR_LIBRARY_PREFIX, suffix: ".so" });
   let removed = false;
   const remove = () => {
     if (removed) return;

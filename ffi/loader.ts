@@ -488,8 +488,9 @@ async function prepareRemote(): Promise<void> {
 
 /**
  * The verified bytes of the native library when the file this process opened was a private
- * temporary copy, removed since (an http(s) import without env permission): a child that
- * must open the same library needs a copy of its own. Undefined otherwise.
+ * temporary copy, removed since (an http(s) import without env permission, or an actor of
+ * such a parent): a child that must open the same library needs a copy of its own.
+ * Undefined otherwise.
  *
  * @example
  * ```ts
@@ -500,6 +501,23 @@ async function prepareRemote(): Promise<void> {
  */
 export function transientLibraryBytes(): Uint8Array | undefined {
   return transientBytes;
+}
+
+/** How the private copies of the library that actors get (actor/spawn.ts) are named. */
+export const ACTOR_LIBRARY_PREFIX = "shmq-native-actor-";
+
+/**
+ * Keeps the bytes of the library this process opened when it was an actor's private copy:
+ * its parent removes that once the actor is up, and the actor's own actors need copies too.
+ */
+function keepActorCopy(path: string): void {
+  if (!path.slice(path.lastIndexOf("/") + 1).startsWith(ACTOR_LIBRARY_PREFIX)) return;
+  try {
+    transientBytes = Deno.readFileSync(path);
+  } catch {
+    // Removed already (a Worker of the actor, which the loaded library serves by its name):
+    // only that Worker's own actors go without.
+  }
 }
 
 function isRemote(): boolean {
@@ -522,7 +540,11 @@ function isRemote(): boolean {
 export function native(): NativeCore {
   if (loaded) return loaded;
   const env = envGet(NATIVE_LIB_ENV);
-  if (env !== undefined) return loaded = open(env, "env");
+  if (env !== undefined) {
+    loaded = open(env, "env");
+    keepActorCopy(env);
+    return loaded;
+  }
   const url = import.meta.url;
   if (url.startsWith("file:")) {
     return loaded = open(filePath(libraryUrl(platformKey())), "local");

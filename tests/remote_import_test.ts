@@ -329,6 +329,33 @@ Deno.test("without env permission, an actor gets a verified temp copy of its own
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
   }));
 
+Deno.test("without env permission, an actor's own actor gets a copy too", () =>
+  withServer(async ({ dir, port, base }) => {
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    // The actor may start actors, and write their copies into its TMPDIR.
+    const program = ACTOR_PARENT
+      .replace("argv: [base],", "argv: [base, ...Deno.args.slice(2)],")
+      .replace(
+        "permissions: { import: [new URL(base).host] },",
+        "permissions: { import: [new URL(base).host], run: true, write: [Deno.args[3]] },",
+      );
+    const run = await runChild(dir, `${base}/good/`, port, { TMPDIR: tmp }, {
+      allowEnv: false,
+      allowRun: true,
+      program,
+      args: [new URL("./fixtures/remote_actor.ts", import.meta.url).pathname, "nested", tmp],
+    });
+    // Before: the actor handed its own actor the path of its copy, which its parent had
+    // removed, and that actor failed to open it.
+    assert.equal(run.code, 0, run.stderr);
+    const [actor, grandchild] = JSON.parse(run.stdout).actor.split(" ");
+    assert.ok(actor.startsWith(`${tmp}/shmq-native-actor-`), actor);
+    assert.ok(grandchild.startsWith(`${tmp}/shmq-native-actor-`), grandchild);
+    assert.notEqual(grandchild, actor);
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
+  }));
+
 Deno.test("an actor of a package imported by URL may import it from there without being told", () =>
   withServer(async ({ dir, port, base }) => {
     // Before: the actor was refused the package's preload module ("Requires import access
