@@ -16,28 +16,28 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { type ActorHandle, createSharedMemoryPair, spawnActor } from "../mod.ts";
 import { OBS_FLOATS, type Report } from "./rl_common.ts";
-import { wholeFlag } from "./flags.ts";
+import { exampleFlags, flagError, wholeFlag } from "./flags.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    actors: { type: "string", default: "2" },
-    batches: { type: "string", default: "100" },
-    batch: { type: "string", default: "32" },
-    sample: { type: "string", default: "32" },
-    buffer: { type: "string", default: "1024" },
-  },
-});
+const values = exampleFlags(
+  `Usage: deno run --allow-ffi --allow-run examples/rl_pipeline.ts [--actors=2] [--batches=100]
+       [--batch=32] [--sample=32] [--buffer=1024]
+
+Actor processes put observation batches into a replay buffer process, which serves sampled
+batches to a learner process. --batches per actor, --batch observations per batch, --sample
+observations per sampled batch, --buffer observations held by the replay buffer.`,
+  { actors: "2", batches: "100", batch: "32", sample: "32", buffer: "1024" },
+);
 const actors = wholeFlag(values.actors, "actors", 1);
 const batches = wholeFlag(values.batches, "batches", 1);
 const batch = wholeFlag(values.batch, "batch", 1);
 const sample = wholeFlag(values.sample, "sample", 1);
 const buffer = wholeFlag(values.buffer, "buffer", 1);
-if (buffer < sample) throw new RangeError("--buffer must hold at least --sample observations");
-if (actors * batches * batch >= 2 ** 24) throw new RangeError("ids must stay exact in float32");
+if (buffer < sample) flagError("--buffer must hold at least --sample observations");
+if (actors * batches * batch >= 2 ** 24) {
+  flagError("--actors × --batches × --batch must stay below 2^24 (ids exact in float32)");
+}
 
 const here = (file: string) => new URL(file, import.meta.url);
 const MiB = 1024 * 1024;

@@ -12,21 +12,20 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { createSharedMemoryPair, spawnActor } from "../mod.ts";
-import { wholeFlag } from "./flags.ts";
+import { exampleFlags, flagError, wholeFlag } from "./flags.ts";
 
-const flags = parseArgs({
-  args: Deno.args,
-  options: {
-    count: { type: "string", default: "20" },
-    size: { type: "string", default: "1048576" },
-  },
-});
-const count = wholeFlag(flags.values.count, "count", 1);
-const size = wholeFlag(flags.values.size, "size", 4);
+const values = exampleFlags(
+  `Usage: deno run --allow-ffi --allow-run examples/usage.ts [--count=20] [--size=1048576]
+
+A producer process puts --count messages of --size bytes into a queue of capacity 5; a
+consumer process takes them.`,
+  { count: "20", size: "1048576" },
+);
+const count = wholeFlag(values.count, "count", 1);
+const size = wholeFlag(values.size, "size", 4);
 if (size % 4 !== 0) {
-  throw new RangeError(`--size must be a multiple of 4 (Float32 data), got ${size}`);
+  flagError(`--size must be a multiple of 4 (Float32 data), got ${size}`);
 }
 
 const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });

@@ -13,18 +13,17 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { createSharedMemoryPair, NdArray, spawnWorker, type WorkerHandle } from "../mod.ts";
-import { wholeFlag } from "./flags.ts";
+import { exampleFlags, wholeFlag } from "./flags.ts";
 
-const { values } = parseArgs({
-  args: Deno.args,
-  options: {
-    workers: { type: "string", default: "3" },
-    jobs: { type: "string", default: "200" },
-    size: { type: "string", default: "256" },
-  },
-});
+const values = exampleFlags(
+  `Usage: deno run --allow-ffi --allow-read examples/workers.ts [--workers=3] [--jobs=200]
+       [--size=256]
+
+This thread puts --jobs square float32 RGB images of side --size into a queue that --workers
+Workers share; each borrows its jobs in place and puts a small result into a second queue.`,
+  { workers: "3", jobs: "200", size: "256" },
+);
 const workers = wholeFlag(values.workers, "workers", 1);
 const jobs = wholeFlag(values.jobs, "jobs", 1);
 const size = wholeFlag(values.size, "size", 1);

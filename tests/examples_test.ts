@@ -83,3 +83,29 @@ Deno.test("examples/workers.ts: Workers in one process sharing a queue", async (
   assert.match(stdout, /^workers: 30 of 30 jobs done in .* by worker_\d: \d+(, worker_\d: \d+)?$/m);
   assert.match(stdout, /^workers: ok$/m);
 });
+
+Deno.test("the examples answer --help, and refuse a bad flag with status 2 and no stack trace", async () => {
+  const run = async (file: string, ...args: string[]) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-ffi", "--allow-run", "--allow-read", `examples/${file}`, ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  };
+  for (const file of ["usage.ts", "rl_pipeline.ts", "workers.ts"]) {
+    const help = await run(file, "--help");
+    assert.equal(help.code, 0, help.stderr);
+    assert.match(help.stdout, new RegExp(`^Usage: deno run .*examples/${file} \\[--`));
+    const unknown = await run(file, "--bogus");
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /^Unknown option '--bogus'\n\nUsage: /);
+    const [flag] = help.stdout.match(/--[a-z]+(?==)/)!;
+    const bad = await run(file, `${flag}=x`);
+    assert.equal(bad.code, 2);
+    assert.equal(bad.stderr, `${flag} must be a whole number >= 1, got "x" (--help says more)\n`);
+  }
+});
