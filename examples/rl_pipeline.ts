@@ -101,11 +101,21 @@ try {
       `${gb(produced * batchBytes / seconds)} GB/s into the replay buffer, ` +
       `${gb((learner?.bytes ?? 0) / seconds)} GB/s to the learner`,
   );
-  const ok = statuses.every((s) => s.success) && produced === actors * batches &&
-    replay?.batches === produced && replay.sampled === expectedSamples &&
-    learner?.batches === expectedSamples && learner.mismatches === 0;
-  console.log(ok ? "pipeline: ok" : "pipeline: FAILED");
-  if (!ok) Deno.exitCode = 1;
+  // What went wrong, if anything: which process, and which count.
+  const names = ["learner", "replay", ...Array.from({ length: actors }, (_, i) => `actor ${i}`)];
+  const problems = statuses.flatMap((s, i) =>
+    s.success ? [] : [`${names[i]} exited with ${s.signal ?? `code ${s.code}`}`]
+  );
+  const expect = (what: string, got: number | undefined, wanted: number) => {
+    if (got !== wanted) problems.push(`${what}: ${got ?? "no report"}, expected ${wanted}`);
+  };
+  expect("batches put by the actors", produced, actors * batches);
+  expect("batches the replay buffer took", replay?.batches, actors * batches);
+  expect("samples the replay buffer served", replay?.sampled, expectedSamples);
+  expect("samples the learner got", learner?.batches, expectedSamples);
+  expect("samples that did not match what was put", learner?.mismatches, 0);
+  console.log(problems.length === 0 ? "pipeline: ok" : `pipeline: FAILED: ${problems.join("; ")}`);
+  if (problems.length > 0) Deno.exitCode = 1;
 } finally {
   for (const end of [obsOut, obsIn, samplesOut, samplesIn, reportsOut, reportsIn]) end.close();
   for (const p of processes) await p[Symbol.asyncDispose]();
