@@ -145,8 +145,9 @@ export class Draft<T = unknown> implements Disposable {
     this.#onSettle = onSettle;
   }
 
-  /** The message, with each reserved array a view into shared memory. Only those arrays are
-   * live: the rest was written by `prepare`, and changing it here sends nothing. */
+  /** The message, with every array a view into shared memory: the reserved ones, and those the
+   * template carried. What is written into them is sent; numbers, strings and the structure
+   * were written by `prepare`, and changing them here sends nothing. */
   get value(): T {
     return this.#value;
   }

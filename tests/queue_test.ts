@@ -426,6 +426,32 @@ Deno.test("zero-copy write: prepare, fill in place, send", () =>
     assert.deepEqual([...got.obs.data], [0, 1, 2, 3, 4, 5, 6, 7]);
     assert.deepEqual([...got.raw], [9, 9, 9, 9, 9]);
 
+    // Every array of a draft is live, the template's own too; the rest is written already.
+    const carried = s.prepareSync<{ n: number; own: Uint8Array; filled: Uint8Array }>({
+      n: 1,
+      own: new Uint8Array([1, 2, 3]),
+      filled: reserve(Uint8Array, 2),
+    });
+    carried.value.own[0] = 99;
+    carried.value.filled.set([7, 8]);
+    carried.value.n = 2;
+    carried.send();
+    assert.deepEqual(
+      await r.get<{ n: number; own: Uint8Array; filled: Uint8Array }>(),
+      { n: 1, own: new Uint8Array([99, 2, 3]), filled: new Uint8Array([7, 8]) },
+    );
+
+    // Drafts go in the order they were prepared, whatever the order of their sends.
+    const first = s.prepareSync({ order: 1, a: reserve(Uint8Array, 1) });
+    const second = s.prepareSync({ order: 2, a: reserve(Uint8Array, 1) });
+    second.send();
+    assert.equal(r.getNowait(), undefined, "the second waits for the first");
+    first.send();
+    assert.deepEqual(
+      [await r.get<{ order: number }>(), await r.get<{ order: number }>()].map((m) => m.order),
+      [1, 2],
+    );
+
     // A draft disposed unsent is cancelled: nothing is delivered, its capacity comes back.
     {
       using cancelled = s.prepareSync({ data: reserve(Float64Array, 3) });
