@@ -19,6 +19,7 @@ import {
   type WorkerHandle,
 } from "../mod.ts";
 import { type Echo, FIXTURE, leaksSince, shmSnapshot } from "./actor_fixture_test.ts";
+import { mappedFiles } from "./helpers.ts";
 
 function clean(fn: () => Promise<void>): () => Promise<void> {
   return async () => {
@@ -154,8 +155,7 @@ Deno.test(
   clean(async () => {
     const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
     const { name } = sender.descriptor;
-    const mapsOf = () =>
-      Deno.readTextFileSync("/proc/self/maps").split("\n").filter((l) => l.includes(name)).length;
+    const mapsOf = () => mappedFiles().filter((file) => file.includes(name)).length;
     const own = mapsOf();
     for (let i = 0; i < 3; i++) {
       {
