@@ -14,6 +14,7 @@ import {
   openReceiver,
   openSender,
   type Receiver,
+  type Sender,
 } from "../mod.ts";
 import { closeFd, shmCreate, shmUnlink } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
@@ -569,6 +570,25 @@ Deno.test("a receiver killed holding a borrow: waitForAllAck learns, with and wi
   }
 });
 
+/**
+ * A fresh pair whose queue another process joined as a receiver, borrowed the one message put
+ * and was killed holding it; `beforeKill` looks at the queue just before the kill.
+ */
+async function receiverKilledHoldingOne(
+  capacity: number,
+  beforeKill?: (s: Sender) => void,
+): Promise<[Sender, Receiver]> {
+  const [s, r] = createSharedMemoryPair({ capacity });
+  const child = new Child("get", [JSON.stringify(r.descriptor), "hold"]);
+  await child.expect("ready");
+  await s.put({ seq: 0, sum: checksum32(new Uint8Array(8)), data: new Uint8Array(8) });
+  await child.expect("got 0");
+  beforeKill?.(s);
+  await child.stop();
+  stats.cases++;
+  return [s, r];
+}
+
 Deno.test("callers that only poll (getNowait, hasSpace) get past dead peers too", async () => {
   {
     // A dead sender's unfinished message at the head of the queue, a whole one behind it.
@@ -590,14 +610,7 @@ Deno.test("callers that only poll (getNowait, hasSpace) get past dead peers too"
   }
   {
     // A dead receiver holding the only slot.
-    const [s, r] = createSharedMemoryPair({ capacity: 1 });
-    const child = new Child("get", [JSON.stringify(r.descriptor), "hold"]);
-    await child.expect("ready");
-    await s.put({ seq: 0, sum: checksum32(new Uint8Array(8)), data: new Uint8Array(8) });
-    await child.expect("got 0");
-    assert.equal(s.hasSpace(), false);
-    await child.stop();
-    stats.cases++;
+    const [s, r] = await receiverKilledHoldingOne(1, (s) => assert.equal(s.hasSpace(), false));
     const diedAt = performance.now();
     while (!s.hasSpace() && performance.now() - diedAt < 5000) await sleep(10);
     noticed(performance.now() - diedAt, "a hasSpace loop behind a dead receiver's borrow");
@@ -661,13 +674,7 @@ Deno.test("callers that wait with timeouts shorter than a wait slice get past de
   {
     // A receiver killed holding a borrow, another receiver left: the message counts as
     // received, and acks of 10 ms at a time see it so.
-    const [s, r] = createSharedMemoryPair({ capacity: 2 });
-    const child = new Child("get", [JSON.stringify(r.descriptor), "hold"]);
-    await child.expect("ready");
-    await s.put({ seq: 0, sum: checksum32(new Uint8Array(8)), data: new Uint8Array(8) });
-    await child.expect("got 0");
-    await child.stop();
-    stats.cases++;
+    const [s, r] = await receiverKilledHoldingOne(2);
     const diedAt = performance.now();
     const acked = await poll(() => s.waitForAllAck({ timeout: 10 }));
     noticed(performance.now() - diedAt, "a lease of a dead receiver, polled for with 10 ms calls");
