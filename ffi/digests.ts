@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "0c382687a8919ff66f09be0575b4d9cd7233474d2dd1591c59688eb67a016c71",
-  "x86_64-linux": "d0a1fc934a9d6c7f2f20e5b9f510c4e82b1b286ebc2c057487fe799db36a1706",
+  "aarch64-linux": "4502ffbd90cad1976bac5142b83b73f5e8eb9e5f7b78a4f8d632a30fcdbd1d41",
+  "x86_64-linux": "504c57d97ca6f9c13cd4506b6346e4ffdcef9e3bfab17ef4f5185837c2fe7c31",
 };

@@ -977,11 +977,11 @@ export function forgetMapping(pointer: Deno.PointerObject): boolean {
 /**
  * Closes what the ends of ended threads (terminated Workers) left in this process: every fd
  * {@linkcode adoptFd} recorded from a thread that no longer runs and that refers to the same
- * file as `sameAs` (to any file when `sameAs` is left out). The mappings recorded with it are unmapped, except those with views
- * still counted (see {@linkcode mapViews}), which are quarantined (see {@linkcode
- * quarantine}): the ended thread may have transferred a buffer over them to a thread that
- * lives on. Their fd locks go with them. Decided from the private table alone,
- * whatever shared memory says. Returns how many fds it closed.
+ * file as `sameAs` (to any file when `sameAs` is left out). The mappings recorded with it
+ * are unmapped, except those with views still counted (see {@linkcode mapViews}), which are
+ * quarantined (see {@linkcode quarantine}): the ended thread may have transferred a buffer
+ * over them to a thread that lives on. Their fd locks go with them. Decided from the private
+ * table alone, whatever shared memory says. Returns how many fds it closed.
  *
  * @example
  * ```ts

@@ -154,7 +154,8 @@ int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
  * The fds of this process's ends, with the thread that opened each (see shmq_fd_adopt), and
  * their mappings. fd + 1 is stored, so a zeroed entry is free. One spin lock guards both;
  * its holders yield while they wait. Most critical sections are table scans; the longest,
- * shmq_close_orphans, also reads /proc and unmaps, and runs only when an end closes.
+ * shmq_close_orphans, also reads /proc (once per other thread with ends) and unmaps, and
+ * runs only when an end opens or closes.
  */
 #define MAX_ADOPTED 1024
 #define MAX_ADOPTED_MAPS 4096
@@ -901,6 +902,9 @@ _Atomic int32_t *shmq_map_views(void *addr) {
   return views;
 }
 
+/* How many threads' verdicts one shmq_close_orphans call remembers. */
+#define ORPHAN_VERDICTS 32
+
 int32_t shmq_close_orphans(int32_t same_as) {
   struct stat ref, st;
   int any_file = same_as == -1;
@@ -908,6 +912,14 @@ int32_t shmq_close_orphans(int32_t same_as) {
   /* The calling thread runs: its own entries are skipped without reading /proc (so is an
    * ended thread's whose tid it reuses: another thread's call reclaims that). */
   pid_t self = (pid_t)syscall(SYS_gettid);
+  /* Each other thread is judged once per call, not once per end it has open: a /proc read
+   * each, under the table lock, which every end's open and close take. */
+  struct {
+    pid_t tid;
+    unsigned long long start;
+    int ended;
+  } verdicts[ORPHAN_VERDICTS];
+  int judged = 0;
   int32_t closed = 0;
   lock_adopted();
   for (int i = 0; i < MAX_ADOPTED; i++) {
@@ -917,7 +929,21 @@ int32_t shmq_close_orphans(int32_t same_as) {
         (fstat(fd, &st) != 0 || st.st_dev != ref.st_dev || st.st_ino != ref.st_ino)) {
       continue;
     }
-    if (thread_ended(getpid(), adopted[i].tid, adopted[i].start) != 1) continue;
+    int ended = -1;
+    for (int v = 0; v < judged && ended < 0; v++) {
+      if (verdicts[v].tid == adopted[i].tid && verdicts[v].start == adopted[i].start) {
+        ended = verdicts[v].ended;
+      }
+    }
+    if (ended < 0) {
+      ended = thread_ended(getpid(), adopted[i].tid, adopted[i].start) == 1;
+      if (judged < ORPHAN_VERDICTS) {
+        verdicts[judged].tid = adopted[i].tid;
+        verdicts[judged].start = adopted[i].start;
+        verdicts[judged++].ended = ended;
+      }
+    }
+    if (!ended) continue;
     /* Nothing of the ended thread uses them: its isolate went with it. */
     drop_adopted(i, 1);
     if (close(fd) == 0) closed++;

@@ -302,12 +302,13 @@ SHMQ_API _Atomic int32_t *shmq_map_views(void *addr);
 /*
  * Closes what ends whose thread has ended (terminated Workers) left behind in this process
  * while it lives on: every adopted fd that refers to the same file as fd `same_as` (any file
- * when `same_as` is -1) and whose recorded thread has ended, with the mappings recorded with it: unmapped, or quarantined
- * (shmq_quarantine) when their view count (shmq_map_views) says views were open, since the
- * ended thread may have transferred a buffer over them to one that lives on. The fd locks it
- * holds go with the last reference to its open file description, the shared mappings
- * included. Decided from the private table alone, whatever shared memory says. Returns how
- * many fds it closed, or -errno when same_as is bad (not -1 nor an open fd).
+ * when `same_as` is -1) and whose recorded thread has ended, with the mappings recorded with
+ * it: unmapped, or quarantined (shmq_quarantine) when their view count (shmq_map_views) says
+ * views were open, since the ended thread may have transferred a buffer over them to one
+ * that lives on. The fd locks it holds go with the last reference to its open file
+ * description, the shared mappings included. Decided from the private table alone, whatever
+ * shared memory says; each other thread is judged once a call. Returns how many fds it
+ * closed, or -errno when same_as is bad (not -1 nor an open fd).
  */
 SHMQ_API int32_t shmq_close_orphans(int32_t same_as);
 

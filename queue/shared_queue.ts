@@ -1161,8 +1161,9 @@ export class SharedQueue {
     // returns at once); the last of them unmaps (see beginAsyncWait). Till then the fd stays
     // open, and the mapping recorded with it: should this thread end first (a Worker
     // terminated before its event loop ran again), both are an orphan's, which the next end
-    // of this queue here to close (or reap) takes away; forgotten, they would stay mapped,
-    // and in /dev/shm, until the process exits.
+    // of any queue of this process to open or close takes away (no reap can: this end's
+    // entry is gone); forgotten, they would stay mapped, and in /dev/shm, until the process
+    // exits.
     if (this.#asyncWaits === 0) this.#unmap();
     else {
       this.#unmapDeferred = true;
@@ -1181,7 +1182,10 @@ export class SharedQueue {
    * Marks an async futex wait on a word of this end as started: until the matching
    * {@linkcode endAsyncWait}, the main mapping stays mapped even if the end closes, so the
    * wait's worker thread never reaches unmapped (or since reused) memory, and the waiter
-   * count it announced can still be taken back.
+   * count it announced can still be taken back. (Only a terminated Worker's wait may: its
+   * memory is reclaimed as an orphan's while the call may still be out. The kernel then
+   * reads the word of whatever is mapped there, or fails the call, and at worst sleeps a
+   * slice on it: the call writes nothing.)
    */
   beginAsyncWait(): void {
     this.#asyncWaits++;
@@ -1191,9 +1195,13 @@ export class SharedQueue {
   endAsyncWait(): void {
     if (--this.#asyncWaits === 0 && this.#unmapDeferred) {
       this.#unmapDeferred = false;
-      this.#unmap();
-      if (--unmapsDeferred === 0) {
-        for (const resolve of unmapWaiters.splice(0)) resolve();
+      try {
+        this.#unmap();
+      } finally {
+        // Whatever the unmap met, a Worker's close must not wait for it in vain.
+        if (--unmapsDeferred === 0) {
+          for (const resolve of unmapWaiters.splice(0)) resolve();
+        }
       }
     }
   }
