@@ -688,6 +688,43 @@ Deno.test("callers that wait with timeouts shorter than a wait slice get past de
   }
 });
 
+Deno.test("an ack lost to a receiver killed mid-release is found by acks of 10 ms at a time", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 2 });
+  const name = s.descriptor.name;
+  s.putSync("released, its ack lost");
+  assert.equal(r.getSync(), "released, its ack lost");
+  s.waitForAllAckSync({ timeout: 1000 }); // the release settled, the ack credited
+  // What a receiver killed between releasing the message and crediting its sender leaves:
+  // the slot done, the sender's ack count one short.
+  const m = mapSegment(name)!;
+  try {
+    let sender = -1;
+    for (let i = 0; i < L.MAX_PARTICIPANTS && sender < 0; i++) {
+      const kind = m.u32[(L.participantOffset(i) + L.P_KIND) >> 2];
+      if (kind === L.ParticipantKind.Sender) sender = i;
+    }
+    const acked = (L.participantOffset(sender) + L.P_ACKED) >> 2;
+    assert.equal(m.u32[acked], 1);
+    m.u32[acked] = 0;
+  } finally {
+    m.unmap();
+  }
+  // The check of the ring for lost acks is timed per sender, not restarted by every call: a
+  // caller polling with calls shorter than its period still gets to it.
+  const started = performance.now();
+  let done = false;
+  while (!done && performance.now() - started < 5_000) {
+    done = await s.waitForAllAck({ timeout: 10 }).then(() => true, (e) => {
+      if (!(e instanceof FullError)) throw e;
+      return false;
+    });
+  }
+  assert.ok(done, "waitForAllAck saw the message received");
+  noticed(performance.now() - started, "a lost ack, polled for with 10 ms calls");
+  s.close();
+  r.close();
+});
+
 // ------------------------------------------------------------------ extension segments
 
 Deno.test("a sender killed after reserving a new extension, before making its segment", async () => {
