@@ -4,6 +4,7 @@
  * @module
  */
 
+import { shmFreeBytes } from "../ffi/native.ts";
 import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
@@ -31,8 +32,9 @@ export interface QueueOptions {
   /**
    * Bytes of shared memory for messages (the arena), made and pre-faulted once when the
    * queue is created. Messages above a quarter of it travel in extension segments that are
-   * made on demand and reused, so any size goes through. Default 64 MiB; from 64 KiB to
-   * 1 TiB.
+   * made on demand and reused, so any size goes through. Default 64 MiB, or a quarter of
+   * what /dev/shm has free when that is less (a container's /dev/shm is often 64 MiB in all),
+   * at least 64 KiB; from 64 KiB to 1 TiB.
    */
   arenaBytes?: number;
   /**
@@ -69,12 +71,29 @@ const QUEUE_OPTIONS = [
 
 /** Default capacity. */
 export const DEFAULT_CAPACITY = 64;
-/** Default arena size. */
+/** Default arena size, where /dev/shm has room for it (see defaultArenaBytes). */
 export const DEFAULT_ARENA_BYTES = 64 * 1024 * 1024;
 /** Default byte budget. */
 export const DEFAULT_BYTE_BUDGET = 4 * 1024 * 1024 * 1024;
 /** Default time idle extension segments are kept. */
 export const DEFAULT_KEEP_IDLE_SEGMENTS_MS = 10_000;
+
+/**
+ * The arena a queue gets by default: DEFAULT_ARENA_BYTES, or a quarter of what /dev/shm has
+ * free when that is less, in whole 64 KiB, at least 64 KiB. A container's /dev/shm of 64 MiB
+ * could not hold the full default at all; a quarter leaves room for the extension segments
+ * of larger messages and for other queues.
+ */
+export function defaultArenaBytes(): number {
+  let free: number;
+  try {
+    free = shmFreeBytes();
+  } catch {
+    return DEFAULT_ARENA_BYTES; // Making the queue reports what is wrong with /dev/shm.
+  }
+  const quarter = Math.floor(free / 4 / MIN_ARENA_SIZE) * MIN_ARENA_SIZE;
+  return Math.max(MIN_ARENA_SIZE, Math.min(DEFAULT_ARENA_BYTES, quarter));
+}
 
 /** Checks options and fills in defaults. */
 export function resolveOptions(options: QueueOptions | undefined): Geometry {
@@ -84,7 +103,7 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
   if (options !== undefined) refuseUnknownOptions(options, QUEUE_OPTIONS, "createSharedMemoryPair");
   // Only a missing option takes the default: null is refused like any other non-number.
   const capacity = options?.capacity === undefined ? DEFAULT_CAPACITY : options.capacity;
-  const arenaBytes = options?.arenaBytes === undefined ? DEFAULT_ARENA_BYTES : options.arenaBytes;
+  const arenaBytes = options?.arenaBytes === undefined ? defaultArenaBytes() : options.arenaBytes;
   checkInteger("capacity", capacity, 1, MAX_CAPACITY);
   checkInteger("arenaBytes", arenaBytes, MIN_ARENA_SIZE, MAX_ARENA_SIZE);
   const byteBudget = options?.byteBudget === undefined

@@ -466,6 +466,22 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    "in a container's 64 MiB /dev/shm, a queue made with the defaults fits and carries any size",
+  ignore: !(await canIsolate()),
+  async fn() {
+    // Before: the default 64 MiB arena (and its header) did not fit: every queue failed.
+    const out = await isolated("fault_child.ts", ["small-shm"], 64 << 20);
+    const report = JSON.parse(out.trim().split("\n").pop()!);
+    // A quarter of what was free: 16 MiB, and the header.
+    assert.ok(report.arena > 16 << 20 && report.arena < 17 << 20, `arena ${report.arena}`);
+    assert.equal(report.small, "small");
+    assert.equal(report.largeOk, true, "a 24 MiB message went through an extension segment");
+    assert.deepEqual(report.left, []);
+  },
+});
+
 Deno.test("put refuses reserve() placeholders, prepare refuses reserve(ArrayBuffer)", async () => {
   await withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
