@@ -14,7 +14,8 @@
  * Options:
  *   --quick              few sizes, short rounds (the CI smoke test)
  *   --sizes=10,1KiB,...  message sizes (default 10 B .. 1 GiB; 10GiB on request)
- *   --budget-ms=N        measured time per case (default 500; warm-up adds a quarter)
+ *   --budget-ms=N        measured time per case (default 500; warm-up adds a quarter, and
+ *                        at least 0.6 s for messages up to 64 KiB)
  *   --repeats=N          measured rounds per case (default 5)
  *   --passes=N           cases up to 10 MiB run in N passes interleaved with the other
  *                        transports of their size, each pass in fresh processes with its own
@@ -24,10 +25,15 @@
  *                        shmq-get-pooled-sync shmq-get-pooled-async
  *                        shmq-putmany-pooled-sync shmq-zerocopy pipe pipe-batched
  *                        postmessage-clone postmessage-transfer segment memcpy
- *   --no-latency --no-fanin --no-small --no-codec   skip sections
+ *   --no-latency --no-fanin --no-small --no-codec   skip sections (the 64 B, latency
+ *                        and fan-in sections run shmq and the pipe whatever --transports
+ *                        and --kinds say)
  *   --out=DIR            results folder (default bench/results for a run with no options,
  *                        else bench/results-partial, so a partial run never replaces the
- *                        published results)
+ *                        published results); checked before the first case
+ *   --help, -h           this text
+ *
+ * A bad option is refused before anything runs, with exit status 2.
  *
  * Every process of the run inherits the environment: `DENO_V8_FLAGS=...` applies to all of
  * them, the pipe's and Workers' cases included, so a flag is compared on equal terms.
@@ -81,45 +87,65 @@ export interface Options {
   out: string;
 }
 
+/** A bad command line: reported without a stack trace, with exit status 2. */
+export class OptionError extends Error {
+  override name = "OptionError";
+}
+
+/** Options that take a value, and those that take none. */
+const VALUE_OPTIONS = ["sizes", "budget-ms", "repeats", "passes", "kinds", "transports", "out"];
+const SWITCHES = ["quick", "no-latency", "no-fanin", "no-small", "no-codec", "help"];
+
 function parseOptions(args: string[]): Options {
-  const flags = parseFlags(args.filter((a) => !a.startsWith("--bench-run=")));
+  let flags: Map<string, string>;
+  try {
+    flags = parseFlags(
+      args.filter((a) => !a.startsWith("--bench-run=")).map((a) => a === "-h" ? "--help" : a),
+    );
+  } catch (error) {
+    throw new OptionError((error as Error).message);
+  }
+  for (const [name, value] of flags) {
+    // parseFlags gives a bare --name the value "true".
+    const bare = value === "true" && !args.includes(`--${name}=true`);
+    if (VALUE_OPTIONS.includes(name) && (bare || value === "")) {
+      throw new OptionError(`--${name} needs a value (--${name}=…)`);
+    }
+    if (SWITCHES.includes(name) && !bare) {
+      throw new OptionError(`--${name} takes no value`);
+    }
+    if (!VALUE_OPTIONS.includes(name) && !SWITCHES.includes(name)) {
+      throw new OptionError(`unknown option --${name}`);
+    }
+  }
   if (flags.has("help")) {
     const doc = Deno.readTextFileSync(new URL(import.meta.url));
     const usage = /\/\*\*([\s\S]*?)\*\//.exec(doc)![1].replace(/^ \* ?/gm, "");
     console.log(usage.replace(/@module\s*$/, "").trim());
     Deno.exit(0);
   }
-  const known = new Set([
-    "quick",
-    "sizes",
-    "budget-ms",
-    "repeats",
-    "passes",
-    "kinds",
-    "transports",
-    "no-latency",
-    "no-fanin",
-    "no-small",
-    "no-codec",
-    "out",
-  ]);
-  for (const k of flags.keys()) if (!known.has(k)) throw new TypeError(`unknown option --${k}`);
   const quick = flags.has("quick");
-  const sizes = flags.has("sizes")
-    ? flags.get("sizes")!.split(",").map(parseSize)
-    : quick
-    ? QUICK_SIZES
-    : DEFAULT_SIZES;
-  const transports = flags.has("transports")
-    ? flags.get("transports")!.split(",").map((id) => transport(id as TransportId).id)
-    : TRANSPORTS.map((t) => t.id);
-  const kinds = (flags.get("kinds")?.split(",") ?? ["bytes", "struct"]) as Kind[];
-  for (const k of kinds) if (k !== "bytes" && k !== "struct") throw new TypeError(`bad kind ${k}`);
+  const listed = <T>(name: string, parse: (item: string) => T): T[] | undefined => {
+    const text = flags.get(name);
+    if (text === undefined) return undefined;
+    try {
+      return text.split(",").map(parse);
+    } catch (error) {
+      throw new OptionError(`--${name}: ${(error as Error).message}`);
+    }
+  };
+  const sizes = listed("sizes", parseSize) ?? (quick ? QUICK_SIZES : DEFAULT_SIZES);
+  const transports = listed("transports", (id) => transport(id as TransportId).id) ??
+    TRANSPORTS.map((t) => t.id);
+  const kinds = listed("kinds", (k) => {
+    if (k !== "bytes" && k !== "struct") throw new RangeError(`bad kind "${k}" (bytes, struct)`);
+    return k as Kind;
+  }) ?? ["bytes", "struct"];
   return {
     quick,
     sizes: [...new Set(sizes)].sort((a, b) => a - b),
-    budgetMs: Number(flags.get("budget-ms") ?? (quick ? 150 : 500)),
-    repeats: Number(flags.get("repeats") ?? (quick ? 3 : 5)),
+    budgetMs: positiveNumber(flags.get("budget-ms") ?? (quick ? "150" : "500"), "budget-ms"),
+    repeats: positiveInteger(flags.get("repeats") ?? (quick ? "3" : "5"), "repeats"),
     passes: positiveInteger(flags.get("passes") ?? (quick ? "1" : "3"), "passes"),
     kinds,
     transports,
@@ -135,8 +161,32 @@ function parseOptions(args: string[]): Options {
 
 function positiveInteger(text: string, name: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) throw new TypeError(`--${name} must be a whole number >= 1`);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new OptionError(`--${name} must be a whole number >= 1, got "${text}"`);
+  }
   return n;
+}
+
+function positiveNumber(text: string, name: string): number {
+  const n = Number(text);
+  if (text.trim() === "" || !Number.isFinite(n) || n <= 0) {
+    throw new OptionError(`--${name} must be a number > 0, got "${text}"`);
+  }
+  return n;
+}
+
+/**
+ * Makes the results folder and checks it takes files, before the first case: a path that
+ * cannot be one would otherwise be found only once the run is over, and the run lost.
+ */
+async function checkOut(out: string): Promise<void> {
+  try {
+    await Deno.mkdir(out, { recursive: true });
+    const probe = await Deno.makeTempFile({ dir: out, prefix: ".bench-probe-" });
+    await Deno.remove(probe);
+  } catch (error) {
+    throw new OptionError(`--out=${out}: cannot write results there: ${(error as Error).message}`);
+  }
 }
 
 // ---- progress --------------------------------------------------------------------------
@@ -532,6 +582,7 @@ function machine(): Record<string, unknown> {
 /** Runs the benchmark with command-line `args`; returns the results. */
 export async function run(args: string[]): Promise<Results> {
   const opts = parseOptions(args);
+  await checkOut(opts.out);
   const startedAt = new Date().toISOString();
   const shmBefore = shmEntries();
   const results: Results = {
@@ -631,7 +682,11 @@ export async function run(args: string[]): Promise<Results> {
 }
 
 if (import.meta.main) {
-  const results = await run(Deno.args);
+  const results = await run(Deno.args).catch((error) => {
+    if (!(error instanceof OptionError)) throw error;
+    console.error(`bench: ${error.message} (--help lists the options)`);
+    Deno.exit(2);
+  });
   const failed = [...results.throughput, ...results.small, ...results.latency, ...results.fanIn]
     .filter((r) => r.status === "error").length;
   const dirty = results.cleanup.strayProcesses.length + results.cleanup.leakedShm.length;

@@ -12,7 +12,8 @@ import type { TransportId } from "./transports.ts";
 const MiB = 1024 ** 2;
 
 function ok(r: ThroughputResult | undefined): r is ThroughputResult & { gbps: number } {
-  return r !== undefined && r.status === "ok" && typeof r.gbps === "number";
+  return r !== undefined && r.status === "ok" && typeof r.gbps === "number" &&
+    Number.isFinite(r.gbps) && r.gbps > 0;
 }
 
 /** The result of a transport at a size and kind (memcpy is measured once per size). */
@@ -65,6 +66,9 @@ function ratioCheck(
   sizeFilter: (size: number) => boolean,
 ): TargetCheck {
   const fails: string[] = [];
+  // Cases this machine could not run (not enough memory), of the library or its reference:
+  // neither a pass nor a fail, and said so.
+  const unchecked: string[] = [];
   let worst: { ratio: number; where: string } | undefined;
   let checked = 0;
   const kinds = [...new Set(results.throughput.map((r) => r.kind))];
@@ -74,33 +78,51 @@ function ratioCheck(
       for (const size of sizes) {
         const a = find(results, lib, kind, size);
         if (a === undefined) continue; // not part of this run
+        const where = `${lib} ${kind} ${formatSize(size)}`;
+        if (a.status === "skipped") {
+          unchecked.push(`${where} (skipped: ${a.reason ?? "no reason given"})`);
+          continue;
+        }
         if (!ok(a)) {
-          // A case of the library that failed or was skipped fails its target: dropping it
-          // would turn a FAIL into a PASS.
+          // A case of the library that failed fails its target: dropping it would turn a
+          // FAIL into a PASS.
           checked++;
-          fails.push(`${lib} ${kind} ${formatSize(size)}: did not complete (${a.status})`);
+          const why = a.status === "ok" ? "no rate measured" : a.reason ?? a.status;
+          fails.push(`${where}: did not complete (${why})`);
           continue;
         }
         const b = reference(kind, size);
-        if (!b) continue;
+        if (!b) {
+          unchecked.push(`${where} (no reference result at that size)`);
+          continue;
+        }
         checked++;
         const ratio = a.gbps / b.gbps;
-        const where = `${lib} ${kind} ${formatSize(size)}: ${fmt(a.gbps)} vs ${b.name} ${
-          fmt(b.gbps)
-        } GB/s = ${fmt(ratio)}×`;
-        if (!worst || ratio < worst.ratio) worst = { ratio, where };
-        if (ratio < factor) fails.push(where);
+        const measured = `${where}: ${fmt(a.gbps)} vs ${b.name} ${fmt(b.gbps)} GB/s = ${
+          fmt(ratio)
+        }×`;
+        if (!worst || ratio < worst.ratio) worst = { ratio, where: measured };
+        if (ratio < factor) fails.push(measured);
       }
     }
   }
-  if (checked === 0) return { issue, target, verdict: "n/a", detail: "no sizes of this run apply" };
+  const notChecked = unchecked.length ? `; not checked: ${unchecked.join("; ")}` : "";
+  if (checked === 0) {
+    return {
+      issue,
+      target,
+      verdict: "n/a",
+      detail: unchecked.length ? `nothing checked${notChecked}` : "no sizes of this run apply",
+    };
+  }
   return {
     issue,
     target,
     verdict: fails.length ? "FAIL" : "PASS",
-    detail: fails.length
-      ? `${fails.length} of ${checked} below ${factor}×: ${fails.join("; ")}`
-      : `${checked} checked; lowest ${worst!.where}`,
+    detail:
+      (fails.length
+        ? `${fails.length} of ${checked} below ${factor}×: ${fails.join("; ")}`
+        : `${checked} checked; lowest ${worst!.where}`) + notChecked,
   };
 }
 

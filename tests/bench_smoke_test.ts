@@ -235,3 +235,41 @@ Deno.test({
     }
   },
 });
+
+Deno.test("bench: a bad option is refused before anything runs, with status 2 and no stack trace", async () => {
+  const main = new URL("../bench/main.ts", import.meta.url).pathname;
+  const file = await Deno.makeTempFile({ prefix: "shmq-bench-out-" });
+  try {
+    const cases: [string[], RegExp][] = [
+      [["--budget-ms=abc"], /^bench: --budget-ms must be a number > 0, got "abc"/],
+      [["--repeats=0"], /^bench: --repeats must be a whole number >= 1, got "0"/],
+      [["--sizes"], /^bench: --sizes needs a value/],
+      [["--quick=yes"], /^bench: --quick takes no value/],
+      [["--kinds=bytez"], /^bench: --kinds: bad kind "bytez"/],
+      [["--bogus"], /^bench: unknown option --bogus/],
+      // A results folder that cannot be one: said at once, not after the run.
+      [[`--out=${file}`, "--sizes=100"], /^bench: --out=.*: cannot write results there/],
+    ];
+    for (const [args, expected] of cases) {
+      const started = performance.now();
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [...CHILD_FLAGS, main, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 2, `${args.join(" ")}: ${stderr}`);
+      assert.match(stderr, expected);
+      assert.doesNotMatch(stderr, /\n\s+at /, "no stack trace");
+      assert.ok(performance.now() - started < 10_000, "refused before any case ran");
+    }
+    const help = await new Deno.Command(Deno.execPath(), {
+      args: [...CHILD_FLAGS, main, "-h"],
+      stdout: "piped",
+    }).output();
+    assert.equal(help.code, 0);
+    assert.match(new TextDecoder().decode(help.stdout), /--budget-ms=N/);
+  } finally {
+    await Deno.remove(file);
+  }
+});

@@ -53,6 +53,32 @@ Deno.test("bench targets: a library case that failed is a FAIL, not left out", (
   assert.match(verdict.detail, /shmq-get-sync bytes 1 MiB: did not complete \(error\)/);
 });
 
+Deno.test("bench targets: a case this machine skipped is not checked, and says why; NaN is no pass", () => {
+  const skipped = (transport: ThroughputResult["transport"]) =>
+    ({
+      ...result(transport, undefined),
+      status: "skipped",
+      reason: "needs ~4 GiB",
+    }) as ThroughputResult;
+  // The library's case skipped: n/a, not a FAIL "below 10×".
+  const libSkipped = pipeTarget(run([result("pipe", 0.5), skipped("shmq-get-sync")]));
+  assert.equal(libSkipped.verdict, "n/a");
+  assert.match(
+    libSkipped.detail,
+    /not checked: shmq-get-sync bytes 1 MiB \(skipped: needs ~4 GiB\)/,
+  );
+  // The reference skipped: said so, not dropped in silence.
+  const refSkipped = pipeTarget(
+    run([skipped("pipe"), result("shmq-get-sync", 6), result("shmq-borrow", 15)]),
+  );
+  assert.equal(refSkipped.verdict, "n/a");
+  assert.match(refSkipped.detail, /shmq-borrow bytes 1 MiB \(no reference result at that size\)/);
+  // Rounds that measured nothing give NaN: never a PASS.
+  const nan = pipeTarget(run([result("pipe", NaN), result("shmq-get-sync", NaN)]));
+  assert.equal(nan.verdict, "FAIL");
+  assert.match(nan.detail, /did not complete \(no rate measured\)/);
+});
+
 Deno.test("bench report: names the memory handed back to the host where the kernel counts it", () => {
   const counted = run([]);
   counted.machine = { reportedFreeKiBAtStart: 1024, reportedFreeKiBAtEnd: 1024 + 3 * 2 ** 20 };
