@@ -130,6 +130,25 @@ export function writeAllSync(w: { writeSync(p: Uint8Array): number }, bytes: Uin
   while (off < bytes.length) off += w.writeSync(off === 0 ? bytes : bytes.subarray(off));
 }
 
+/**
+ * Has a peer process outlive Ctrl-C. The terminal sends SIGINT to the whole process group,
+ * and a peer it killed would leave its queue or segments in /dev/shm; a peer exits on EOF
+ * of its stdin instead, which the orchestrator's exit (on Ctrl-C too) brings at once. A
+ * write into a pipe whose reader is gone then ends the peer quietly, its exit closing what
+ * it holds: the orchestrator learns of a real failure from its own end.
+ */
+export function outliveInterrupt(): void {
+  Deno.addSignalListener("SIGINT", () => {});
+  const quietly = (event: Event) => {
+    const error = (event as PromiseRejectionEvent).reason ?? (event as ErrorEvent).error;
+    if (!(error instanceof Deno.errors.BrokenPipe)) return;
+    event.preventDefault();
+    Deno.exit(0);
+  };
+  globalThis.addEventListener("error", quietly);
+  globalThis.addEventListener("unhandledrejection", quietly);
+}
+
 /** A command from the orchestrator: `go n` or `quit` (also returned on EOF). */
 export type Command = { op: "go"; n: number } | { op: "quit" };
 

@@ -599,6 +599,7 @@ export async function run(args: string[]): Promise<Results> {
     targets: [],
     cleanup: { strayProcesses: [], leakedShm: [] },
   };
+  stopOnSignals({ opts, results });
 
   type Case = { id: TransportId; kind: Kind; size: number };
   const blocks: { cases: Case[]; passes: number }[] = [];
@@ -664,11 +665,18 @@ export async function run(args: string[]): Promise<Results> {
     (name.startsWith("shmq-bench-") || [...seenQueues].some((q) => name.startsWith(q)))
   );
 
+  stopOnSignals(undefined);
+  await writeResults(opts, results);
+  progress(`done in ${clock()}; wrote ${opts.out}/results.{json,md} and throughput-*.svg`);
+  return results;
+}
+
+/** Checks the targets and writes the report, the JSON and the charts; prints the report. */
+async function writeResults(opts: Options, results: Results): Promise<void> {
   (results.machine as Record<string, unknown>).loadAverageAtEnd = Deno.loadavg();
   (results.machine as Record<string, unknown>).reportedFreeKiBAtEnd = reportedFreeKiB();
   results.targets = checkTargets(results);
   results.finishedAt = new Date().toISOString();
-
   await Deno.mkdir(opts.out, { recursive: true });
   const md = renderMarkdown(results);
   await Deno.writeTextFile(`${opts.out}/results.json`, JSON.stringify(results, null, 1) + "\n");
@@ -677,8 +685,36 @@ export async function run(args: string[]): Promise<Results> {
     await Deno.writeTextFile(`${opts.out}/throughput-${kind}.svg`, renderChart(results, kind));
   }
   console.log(md);
-  progress(`done in ${clock()}; wrote ${opts.out}/results.{json,md} and throughput-*.svg`);
-  return results;
+}
+
+const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
+let stopListeners: (() => void)[] = [];
+
+/**
+ * On Ctrl-C or SIGTERM, writes what was measured so far and exits; the peers outlive the
+ * signal and exit on the EOF this process's exit gives their stdin, closing their queues
+ * (see outliveInterrupt). `undefined` removes the listeners.
+ */
+function stopOnSignals(stop: { opts: Options; results: Results } | undefined): void {
+  stopListeners.forEach((remove) => remove());
+  stopListeners = [];
+  if (stop === undefined) return;
+  for (const signal of STOP_SIGNALS) {
+    let stopping = false;
+    const listener = async () => {
+      if (stopping) return;
+      stopping = true;
+      progress(`${signal}: stopping; writing what was measured so far to ${stop.opts.out}`);
+      stop.results.interrupted = signal;
+      try {
+        await writeResults(stop.opts, stop.results);
+      } finally {
+        Deno.exit(signal === "SIGINT" ? 130 : 143);
+      }
+    };
+    Deno.addSignalListener(signal, listener);
+    stopListeners.push(() => Deno.removeSignalListener(signal, listener));
+  }
 }
 
 if (import.meta.main) {

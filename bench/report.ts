@@ -197,6 +197,10 @@ export function renderMarkdown(results: Results): string {
   let md = `# shmq benchmark\n\n`;
   md += `Run ${results.startedAt} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os} ` +
     `(${m.arch}), Deno ${m.deno} (V8 ${m.v8}).\n\n`;
+  if (results.interrupted !== undefined) {
+    md += `**Interrupted** (${results.interrupted}): only the sizes (all their passes) and ` +
+      `sections finished before it are here, and the cleanup was not checked.\n\n`;
+  }
   const load = (x: unknown) =>
     Array.isArray(x) ? x.map((v) => Number(v).toFixed(2)).join(" / ") : "?";
   md += `Load average (1 / 5 / 15 min) at start ${load(m.loadAverageAtStart)}, at end ` +

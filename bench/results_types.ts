@@ -101,4 +101,6 @@ export interface Results {
   codec?: unknown;
   targets: TargetCheck[];
   cleanup: { strayProcesses: string[]; leakedShm: string[] };
+  /** The signal that stopped the run part way, when one did: its results are partial. */
+  interrupted?: string;
 }

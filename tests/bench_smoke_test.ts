@@ -273,3 +273,69 @@ Deno.test("bench: a bad option is refused before anything runs, with status 2 an
     await Deno.remove(file);
   }
 });
+
+Deno.test({
+  name: "bench: Ctrl-C writes what was measured, and leaves no process or /dev/shm entry",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const out = await Deno.makeTempDir({ prefix: "shmq-bench-interrupt-" });
+    const shmBefore = new Set(shmList("/"));
+    try {
+      const main = new URL("../bench/main.ts", import.meta.url).pathname;
+      // A process group of its own, as a terminal gives a command: Ctrl-C signals all of it.
+      const child = new Deno.Command("setsid", {
+        args: [
+          Deno.execPath(),
+          ...CHILD_FLAGS,
+          main,
+          ...["--sizes=100,1MiB,10MiB", "--kinds=bytes", "--transports=shmq-get-sync,pipe"],
+          ...["--no-latency", "--no-fanin", "--no-small", "--no-codec", `--out=${out}`],
+        ],
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let err = "";
+      // Once the first size is done (2 transports × 3 passes) and the next under way.
+      while (!/\(7\/\d+\)/.test(err)) {
+        const { value, done } = await lines.read();
+        if (done) break;
+        err += value;
+      }
+      Deno.kill(-child.pid, "SIGINT");
+      const timer = setTimeout(() => Deno.kill(-child.pid, "SIGKILL"), 30_000);
+      for (;;) {
+        const { value, done } = await lines.read();
+        if (done) break;
+        err += value;
+      }
+      const { code } = await child.status;
+      clearTimeout(timer);
+      assert.equal(code, 130, err);
+      assert.match(err, /SIGINT: stopping; writing what was measured so far/);
+      assert.doesNotMatch(err, /\n\s+at /, `no peer's stack trace:\n${err}`);
+      const md = await Deno.readTextFile(`${out}/results.md`);
+      assert.match(md, /\*\*Interrupted\*\* \(SIGINT\)/);
+      const results: Results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
+      assert.ok(results.throughput.some((r) => r.status === "ok"), "the finished case is kept");
+      // The peers exit on the EOF the orchestrator's exit gives them, closing their queues.
+      let left: string[] = [];
+      let strays = "";
+      for (let i = 0; i < 50; i++) {
+        left = shmList("/").filter((n) => !shmBefore.has(n));
+        const ps = await new Deno.Command("pgrep", {
+          args: ["-s", String(child.pid)], // its session: every process of the run
+          stdout: "piped",
+        }).output();
+        strays = new TextDecoder().decode(ps.stdout).trim();
+        if (left.length === 0 && strays === "") break;
+        await new Promise((ok) => setTimeout(ok, 100));
+      }
+      assert.deepEqual(left, [], "nothing left in /dev/shm");
+      assert.equal(strays, "", "no process of the run left");
+    } finally {
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});

@@ -8,7 +8,17 @@
  */
 
 import { openReceiver, openSender } from "../../mod.ts";
-import { FrameReader, FrameType, FrameWriter, need, parseFlags, peakRssBytes } from "../common.ts";
+import {
+  FrameReader,
+  FrameType,
+  FrameWriter,
+  need,
+  outliveInterrupt,
+  parseFlags,
+  peakRssBytes,
+} from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const mode = need(flags, "mode");

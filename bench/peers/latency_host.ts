@@ -20,11 +20,14 @@ import {
   FrameReader,
   FrameType,
   need,
+  outliveInterrupt,
   parseFlags,
   peakRssBytes,
   report,
   writeHeader,
 } from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const mode = need(flags, "mode");

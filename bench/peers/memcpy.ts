@@ -7,7 +7,16 @@
  * @module
  */
 
-import { CommandReader, need, parseFlags, peakRssBytes, report } from "../common.ts";
+import {
+  CommandReader,
+  need,
+  outliveInterrupt,
+  parseFlags,
+  peakRssBytes,
+  report,
+} from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const size = Number(need(flags, "size"));

@@ -15,10 +15,13 @@ import {
   FrameReader,
   FrameType,
   need,
+  outliveInterrupt,
   parseFlags,
   peakRssBytes,
   report,
 } from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const size = Number(need(flags, "size"));

@@ -15,10 +15,13 @@ import {
   isPayload,
   type Kind,
   need,
+  outliveInterrupt,
   parseFlags,
   peakRssBytes,
   report,
 } from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const kind = need(flags, "kind") as Kind;

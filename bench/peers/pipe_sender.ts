@@ -18,9 +18,12 @@ import {
   type Kind,
   makePayload,
   need,
+  outliveInterrupt,
   parseFlags,
   peakRssBytes,
 } from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const kind = need(flags, "kind") as Kind;

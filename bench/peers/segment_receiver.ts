@@ -18,11 +18,14 @@ import {
   isPayload,
   type Kind,
   need,
+  outliveInterrupt,
   parseFlags,
   peakRssBytes,
   report,
   type StructMessage,
 } from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const kind = need(flags, "kind") as Kind;

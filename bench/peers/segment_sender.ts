@@ -20,10 +20,13 @@ import {
   type Kind,
   makePayload,
   need,
+  outliveInterrupt,
   parseFlags,
   peakRssBytes,
   type StructMessage,
 } from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const kind = need(flags, "kind") as Kind;

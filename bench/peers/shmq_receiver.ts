@@ -10,7 +10,17 @@
  */
 
 import { createSharedMemoryPair, type Lease } from "../../mod.ts";
-import { isPayload, type Kind, need, parseFlags, peakRssBytes, report } from "../common.ts";
+import {
+  isPayload,
+  type Kind,
+  need,
+  outliveInterrupt,
+  parseFlags,
+  peakRssBytes,
+  report,
+} from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const mode = need(flags, "mode");

@@ -14,11 +14,14 @@ import {
   isPayload,
   type Kind,
   need,
+  outliveInterrupt,
   parseFlags,
   peakRssBytes,
   report,
   type StructMessage,
 } from "../common.ts";
+
+outliveInterrupt();
 
 const flags = parseFlags(Deno.args);
 const mode = need(flags, "mode");
