@@ -336,10 +336,20 @@ async function runBlock(
         tag(); // a case that failed or was skipped is not run again
         continue;
       }
-      done.push(await runThroughput(opts, c.id, c.kind, c.size, tag(), share));
+      const label = passes > 1 ? `${tag()} pass ${pass + 1}/${passes}` : tag();
+      done.push(await runThroughput(opts, c.id, c.kind, c.size, label, share));
     }
   }
-  return parts.map(mergePasses);
+  const merged = parts.map(mergePasses);
+  if (passes > 1) {
+    for (const r of merged.filter((r) => r.status === "ok")) {
+      progress(
+        `   ${transport(r.transport).label} · ${r.kind} · ${formatSize(r.size)}: ` +
+          `${fmtRate(r.gbps)} GB/s, ${fmtCount(r.msgps)} msg/s over the ${passes} passes`,
+      );
+    }
+  }
+  return merged;
 }
 
 /**

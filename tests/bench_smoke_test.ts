@@ -218,10 +218,17 @@ Deno.test({
       const err = new TextDecoder().decode(stderr);
       assert.equal(code, 0, err.slice(-4000));
       // Each pass starts with a different transport.
-      const order = [...err.matchAll(/\((\d+)\/4\) (shmq get \(sync\)|stdio pipe)/g)].map((m) =>
-        m[2]
-      );
-      assert.deepEqual(order, ["shmq get (sync)", "stdio pipe", "stdio pipe", "shmq get (sync)"]);
+      const order = [
+        ...err.matchAll(/\((\d+)\/4\) pass (\d)\/2 (shmq get \(sync\)|stdio pipe)/g),
+      ].map((m) => `${m[2]} ${m[3]}`);
+      assert.deepEqual(order, [
+        "1 shmq get (sync)",
+        "1 stdio pipe",
+        "2 stdio pipe",
+        "2 shmq get (sync)",
+      ]);
+      // And the figure over both passes, as the report has it.
+      assert.match(err, /shmq get \(sync\) · bytes · 100 B: [\d.]+ GB\/s, .* over the 2 passes/);
       const results: Results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
       assert.equal(results.throughput.length, 2);
       for (const r of results.throughput) {
