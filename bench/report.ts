@@ -214,14 +214,18 @@ export function renderMarkdown(results: Results): string {
       `fault per page on its next first touch (the swings of the 1 GiB \`get\` cells).\n\n`;
   }
   const passes = Number(o.passes ?? 1);
+  const passed = results.throughput.some((r) => (r.passes ?? 1) > 1) ||
+    results.small.some((r) => (r.passes ?? 1) > 1);
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
-    `rounds after a warm-up` +
+    `rounds after a warm-up` + (passed ? ` (in passes: see below)` : "") +
     (o.quick ? "" : ` (at least ${JIT_WARM_MS / 1000} s for messages up to ` +
       `${formatSize(JIT_PACED_SIZE)}, whose rate V8's optimizing compiler sets: a stream of ` +
       `them runs at about half speed for its first 0.3-0.4 s)`) +
     `; every case runs in fresh processes.` +
-    (passes > 1
-      ? ` Cases up to 10 MiB (and the 64 B ones) ran in ${passes} passes, each in fresh ` +
+    (passes > 1 && passed
+      ? ` Cases up to 10 MiB${
+        results.small.length ? " (and the 64 B ones)" : ""
+      } ran in ${passes} passes, each in fresh ` +
         `processes with its own warm-up, 1/${passes} of the measured time and at least 3 ` +
         `rounds; every pass runs each transport of a size once, in a rotated order, so noise ` +
         `on the machine falls on all of them alike. Their median is over every round of ` +
@@ -307,11 +311,16 @@ export function renderMarkdown(results: Results): string {
   md += codecSection(results.codec);
 
   md += "## Transports\n\n";
-  for (const t of TRANSPORTS) md += `- **${t.label}**: ${t.description}.\n`;
-  md += "\n## Cleanup\n\n";
-  md += `Stray processes after the run: ${results.cleanup.strayProcesses.length || "none"}; ` +
-    `entries left in /dev/shm: ${results.cleanup.leakedShm.length || "none"}.\n`;
-  for (const p of results.cleanup.strayProcesses) md += `- process ${p}\n`;
-  for (const n of results.cleanup.leakedShm) md += `- /dev/shm/${n}\n`;
+  const ran = new Set([...results.throughput, ...results.small].map((r) => r.transport));
+  for (const t of TRANSPORTS.filter((t) => ran.has(t.id))) {
+    md += `- **${t.label}**: ${t.description}.\n`;
+  }
+  if (results.interrupted === undefined) {
+    md += "\n## Cleanup\n\n";
+    md += `Stray processes after the run: ${results.cleanup.strayProcesses.length || "none"}; ` +
+      `entries left in /dev/shm: ${results.cleanup.leakedShm.length || "none"}.\n`;
+    for (const p of results.cleanup.strayProcesses) md += `- process ${p}\n`;
+    for (const n of results.cleanup.leakedShm) md += `- /dev/shm/${n}\n`;
+  }
   return md;
 }
