@@ -137,7 +137,7 @@ export function writeAllSync(w: { writeSync(p: Uint8Array): number }, bytes: Uin
  * write into a pipe whose reader is gone then ends the peer quietly, its exit closing what
  * it holds: the orchestrator learns of a real failure from its own end.
  */
-export function outliveInterrupt(): void {
+function outliveInterrupt(): void {
   Deno.addSignalListener("SIGINT", () => {});
   const quietly = (event: Event) => {
     const error = (event as PromiseRejectionEvent).reason ?? (event as ErrorEvent).error;
@@ -147,6 +147,13 @@ export function outliveInterrupt(): void {
   };
   globalThis.addEventListener("error", quietly);
   globalThis.addEventListener("unhandledrejection", quietly);
+}
+
+/** What every peer process does first: outlive Ctrl-C (see outliveInterrupt), and read its
+ * flags. */
+export function peerFlags(): Map<string, string> {
+  outliveInterrupt();
+  return parseFlags(Deno.args);
 }
 
 /** A command from the orchestrator: `go n` or `quit` (also returned on EOF). */

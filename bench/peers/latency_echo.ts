@@ -8,19 +8,9 @@
  */
 
 import { openReceiver, openSender } from "../../mod.ts";
-import {
-  FrameReader,
-  FrameType,
-  FrameWriter,
-  need,
-  outliveInterrupt,
-  parseFlags,
-  peakRssBytes,
-} from "../common.ts";
+import { FrameReader, FrameType, FrameWriter, need, peakRssBytes, peerFlags } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const mode = need(flags, "mode");
 const stats = () => JSON.stringify({ hwm: peakRssBytes() });
 

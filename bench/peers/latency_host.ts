@@ -20,16 +20,13 @@ import {
   FrameReader,
   FrameType,
   need,
-  outliveInterrupt,
-  parseFlags,
   peakRssBytes,
+  peerFlags,
   report,
   writeHeader,
 } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const mode = need(flags, "mode");
 const size = Number(need(flags, "size"));
 const message = new Uint8Array(size).fill(7);

@@ -7,18 +7,9 @@
  * @module
  */
 
-import {
-  CommandReader,
-  need,
-  outliveInterrupt,
-  parseFlags,
-  peakRssBytes,
-  report,
-} from "../common.ts";
+import { CommandReader, need, peakRssBytes, peerFlags, report } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const size = Number(need(flags, "size"));
 const src = new Uint8Array(size).fill(0x5a);
 const dst = new Uint8Array(size).fill(1);

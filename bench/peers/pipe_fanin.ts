@@ -15,15 +15,12 @@ import {
   FrameReader,
   FrameType,
   need,
-  outliveInterrupt,
-  parseFlags,
   peakRssBytes,
+  peerFlags,
   report,
 } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const size = Number(need(flags, "size"));
 const senders = Number(need(flags, "senders"));
 const encoder = new TextEncoder();

@@ -15,15 +15,12 @@ import {
   isPayload,
   type Kind,
   need,
-  outliveInterrupt,
-  parseFlags,
   peakRssBytes,
+  peerFlags,
   report,
 } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const kind = need(flags, "kind") as Kind;
 const size = Number(need(flags, "size"));
 

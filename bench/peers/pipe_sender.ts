@@ -18,14 +18,11 @@ import {
   type Kind,
   makePayload,
   need,
-  outliveInterrupt,
-  parseFlags,
   peakRssBytes,
+  peerFlags,
 } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const kind = need(flags, "kind") as Kind;
 const size = Number(need(flags, "size"));
 const id = Number(flags.get("id") ?? 0);

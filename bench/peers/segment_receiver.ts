@@ -18,16 +18,13 @@ import {
   isPayload,
   type Kind,
   need,
-  outliveInterrupt,
-  parseFlags,
   peakRssBytes,
+  peerFlags,
   report,
   type StructMessage,
 } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const kind = need(flags, "kind") as Kind;
 const size = Number(need(flags, "size"));
 const window = need(flags, "window");

@@ -10,19 +10,9 @@
  */
 
 import { createSharedMemoryPair, type Lease } from "../../mod.ts";
-import {
-  isPayload,
-  type Kind,
-  need,
-  outliveInterrupt,
-  parseFlags,
-  peakRssBytes,
-  report,
-} from "../common.ts";
+import { isPayload, type Kind, need, peakRssBytes, peerFlags, report } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const mode = need(flags, "mode");
 const kind = need(flags, "kind") as Kind;
 const size = Number(need(flags, "size"));

@@ -18,15 +18,12 @@ import {
   type Kind,
   makePayload,
   need,
-  outliveInterrupt,
-  parseFlags,
   peakRssBytes,
+  peerFlags,
   type StructMessage,
 } from "../common.ts";
 
-outliveInterrupt();
-
-const flags = parseFlags(Deno.args);
+const flags = peerFlags();
 const mode = need(flags, "mode");
 const kind = need(flags, "kind") as Kind;
 const size = Number(need(flags, "size"));
