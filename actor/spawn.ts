@@ -43,9 +43,10 @@ import {
 
 /** Smallest arena a queue can have: the control queue carries one tiny message. */
 const CONTROL_ARENA_BYTES = 64 * 1024;
-/** How much of a piped stderr a failed start quotes, and how long it waits for the rest. */
-const STDERR_TAIL_BYTES = 2048;
-const STDERR_TAIL_WAIT_MS = 500;
+/** How much of a piped stderr or stdout a failed start quotes, and how long it waits for the
+ * rest. */
+const OUTPUT_TAIL_BYTES = 2048;
+const OUTPUT_TAIL_WAIT_MS = 500;
 /** How long disposing a running actor waits for it to stop on its own (its watchdog ends it
  * within a second of its stdin closing, blocked or not) before signalling it. */
 const STOP_GRACE_MS = 1500;
@@ -205,8 +206,8 @@ interface ActorStartup {
   exited: Promise<Deno.CommandStatus>;
   /** The handle is handed out: reading the pipes ahead stops. */
   handedOut(): void;
-  /** The end of a piped stderr (once the actor exited, or after a short wait). */
-  stderrTail(): Promise<string>;
+  /** The end of a piped stdout or stderr (once the actor exited, or after a short wait). */
+  outputTail(which: "stdout" | "stderr"): Promise<string>;
   /** Writes the handoff line (without waiting for the actor to read it). */
   writeHandoff(bytes: Uint8Array): void;
 }
@@ -269,8 +270,11 @@ export class ActorHandle implements AsyncDisposable {
         this.#stdout?.stopCapturing();
         this.#stderr?.stopCapturing();
       },
-      stderrTail: () =>
-        this.#stderr?.tail(STDERR_TAIL_WAIT_MS, STDERR_TAIL_BYTES) ?? Promise.resolve(""),
+      outputTail: (which) =>
+        (which === "stdout" ? this.#stdout : this.#stderr)?.tail(
+          OUTPUT_TAIL_WAIT_MS,
+          OUTPUT_TAIL_BYTES,
+        ) ?? Promise.resolve(""),
       writeHandoff: (bytes) => {
         this.#stdin.write(bytes).catch(() => {
           // The actor exited without reading it: its status says why.
@@ -529,15 +533,20 @@ export async function spawnActor<A = unknown>(
     handle.kill("SIGKILL");
     const status = await handle.status;
     // Without Deno's colours: the text goes into an error message, not to a terminal.
-    // deno-lint-ignore no-control-regex -- ESC starts the colour codes to remove
-    const tail = (await startup.stderrTail()).replace(/\x1b\[[0-9;]*m/g, "").trimEnd();
+    const [tail, outTail] = (await Promise.all([
+      startup.outputTail("stderr"),
+      startup.outputTail("stdout"),
+      // deno-lint-ignore no-control-regex -- ESC starts the colour codes to remove
+    ])).map((text) => text.replace(/\x1b\[[0-9;]*m/g, "").trimEnd());
     await handle[Symbol.asyncDispose]();
     closeControl(control); // After the actor is gone, so its control end is reaped.
     // Failed by itself, not killed by the timeout: what it wrote (or did not) says why.
     const failedAlone = status.code !== 0 && status.signal === null;
-    const said = tail === ""
+    // An actor may say why on stdout too (console.log): quoted when piped and not empty.
+    const said = (tail === ""
       ? stderr === "piped" && failedAlone ? "; it wrote nothing to stderr" : ""
-      : `; its stderr ended with:\n${tail}`;
+      : `; its stderr ended with:\n${tail}`) +
+      (outTail === "" ? "" : `${tail === "" ? ";" : "\nand"} its stdout ended with:\n${outTail}`);
     // Deno's own advice ("run again with the --allow-read flag") does not apply to an actor,
     // whose permissions come from options.permissions (denoArgs refuses permission flags).
     // Its stderr is quoted only when piped: otherwise it went to this process's stderr, which

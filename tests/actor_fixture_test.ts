@@ -266,6 +266,12 @@ const roles: Record<string, () => Promise<void> | void> = {
     Deno.exit(7);
   },
 
+  /** Gives up before opening its queues, saying why on stdout. */
+  saysOnStdout() {
+    console.log("no GPU found: giving up");
+    Deno.exit(3);
+  },
+
   /** Reads a file it was given no permission for, before opening its queues. */
   needsRead() {
     Deno.readTextFileSync("/etc/hostname");

@@ -469,11 +469,19 @@ Deno.test(
 );
 
 /** The ActorError of the fixture actor run as `mode` with a sender end, which fails to start. */
-async function failedStart(mode: string, stderr: "piped" | "null"): Promise<ActorError> {
+async function failedStart(
+  mode: string,
+  stderr: "piped" | "null",
+  stdout: "piped" | "inherit" = "inherit",
+): Promise<ActorError> {
   const [sender, receiver] = createSharedMemoryPair();
   try {
-    const error = await spawnActor(FIXTURE, { argv: [mode], queues: { out: sender }, stderr })
-      .then(() => undefined, (e) => e);
+    const error = await spawnActor(FIXTURE, {
+      argv: [mode],
+      queues: { out: sender },
+      stderr,
+      stdout,
+    }).then(() => undefined, (e) => e);
     assert.ok(error instanceof ActorError, String(error));
     return error;
   } finally {
@@ -507,6 +515,12 @@ Deno.test(
     assert.match(
       quiet.message,
       /exited \(code 7\) before it called actorContext\(\); it wrote nothing to stderr$/,
+    );
+    // What it said on a piped stdout is quoted too.
+    const told = await failedStart("saysOnStdout", "piped", "piped");
+    assert.match(
+      told.message,
+      /; it wrote nothing to stderr; its stdout ended with:\nno GPU found: giving up$/,
     );
   }),
 );
