@@ -515,7 +515,7 @@ export async function spawnActor<A = unknown>(
   } catch (error) {
     closeControl(control);
     copy?.remove();
-    throw error;
+    throw processFailure(error, `${caller}(${module})`, cwd);
   }
   // An actor without queues may open the library any time while it runs.
   const startup = startups.get(handle)!;
@@ -710,6 +710,30 @@ async function libraryCopy(): Promise<{ path: string; remove(): void } | undefin
     throw error;
   }
   return { path, remove };
+}
+
+/**
+ * The error of a process that could not be started at all, as an ActorError that says what
+ * to do: Deno's own advice ("run again with the --allow-run flag") does not fit an actor
+ * that starts actors, whose permissions come from its parent's spawnActor.
+ */
+function processFailure(error: unknown, what: string, cwd: string | URL | undefined): unknown {
+  if (error instanceof Deno.errors.NotCapable) {
+    return new ActorError(
+      `${what}: this process may not start ${Deno.execPath()}: run it with --allow-run (an ` +
+        `actor that starts actors of its own needs permissions: { run: true } from its parent)`,
+      { cause: error },
+    );
+  }
+  if (error instanceof Deno.errors.NotFound || error instanceof Deno.errors.PermissionDenied) {
+    const dir = cwd instanceof URL ? cwd.pathname : cwd;
+    const where = dir === undefined ? "" : ` in options.cwd ${dir} (is it a directory?)`;
+    return new ActorError(
+      `${what}: could not start ${Deno.execPath()}${where}: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  return error;
 }
 
 /** Where the native library was opened from here, so the actor can be allowed to open it. */

@@ -923,3 +923,54 @@ Deno.test(
     receiver.close();
   }),
 );
+
+Deno.test(
+  "a process that cannot be started at all is an ActorError that says what to do",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    try {
+      const missing = await spawnActor(FIXTURE, {
+        argv: ["x"],
+        queues: { in: receiver },
+        cwd: "/nonexistent-shmq-test-dir",
+      }).then(() => undefined, (e) => e);
+      assert.ok(missing instanceof ActorError, String(missing));
+      assert.match(
+        missing.message,
+        /: could not start .* in options\.cwd \/nonexistent-shmq-test-dir \(is it a directory\?\)/,
+      );
+      assert.equal(receiver.closed, false, "nothing handed over");
+    } finally {
+      sender.close();
+      receiver.close();
+    }
+    // Without --allow-run, Deno's own advice would name a flag; an actor's comes from its
+    // parent's permissions, which the message names too.
+    const mod = new URL("../mod.ts", import.meta.url).href;
+    const program = `
+      import { createSharedMemoryPair, spawnActor } from ${JSON.stringify(mod)};
+      const [s, r] = createSharedMemoryPair();
+      try {
+        await spawnActor(${JSON.stringify(FIXTURE.href)}, { argv: ["x"], queues: { in: r } });
+      } catch (e) {
+        console.log(e.name + ": " + e.message);
+      }
+      s.close();
+      r.close();`;
+    const script = await Deno.makeTempFile({ prefix: "shmq-no-run-", suffix: ".ts" });
+    let said: string;
+    try {
+      await Deno.writeTextFile(script, program);
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: ["run", "--no-config", "--allow-ffi", "--allow-read", "--allow-env", script],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      said = new TextDecoder().decode(out.stdout);
+    } finally {
+      await Deno.remove(script);
+    }
+    assert.match(said, /^ActorError: spawnActor\(.*\): this process may not start .*--allow-run/);
+    assert.match(said, /permissions: \{ run: true \} from its parent/);
+  }),
+);
