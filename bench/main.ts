@@ -327,6 +327,7 @@ async function runBlock(
 ): Promise<ThroughputResult[]> {
   const share = passShare(opts, passes);
   const parts = block.map((): ThroughputResult[] => []);
+  unfinished = parts;
   for (let pass = 0; pass < passes; pass++) {
     for (let j = 0; j < block.length; j++) {
       const i = (j + pass) % block.length;
@@ -340,6 +341,7 @@ async function runBlock(
       done.push(await runThroughput(opts, c.id, c.kind, c.size, label, share));
     }
   }
+  unfinished = undefined;
   const merged = parts.map(mergePasses);
   if (passes > 1) {
     for (const r of merged.filter((r) => r.status === "ok")) {
@@ -351,6 +353,9 @@ async function runBlock(
   }
   return merged;
 }
+
+/** The passes of the cases of the size under way, by case: an interrupt keeps those done. */
+let unfinished: ThroughputResult[][] | undefined;
 
 /**
  * One result from the passes of a case: every pass's rounds, scaled to the first pass's
@@ -716,6 +721,10 @@ function stopOnSignals(stop: { opts: Options; results: Results } | undefined): v
       stopping = true;
       progress(`${signal}: stopping; writing what was measured so far to ${stop.opts.out}`);
       stop.results.interrupted = signal;
+      // The size under way: the cases with a pass done, over the passes they had.
+      for (const parts of unfinished ?? []) {
+        if (parts.length > 0) stop.results.throughput.push(mergePasses(parts));
+      }
       try {
         await writeResults(stop.opts, stop.results);
       } finally {

@@ -198,8 +198,8 @@ export function renderMarkdown(results: Results): string {
   md += `Run ${results.startedAt} on ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os} ` +
     `(${m.arch}), Deno ${m.deno} (V8 ${m.v8}).\n\n`;
   if (results.interrupted !== undefined) {
-    md += `**Interrupted** (${results.interrupted}): only the sizes (all their passes) and ` +
-      `sections finished before it are here, and the cleanup was not checked.\n\n`;
+    md += `**Interrupted** (${results.interrupted}): only the cases with a pass finished ` +
+      `before it are here (over the passes they had), and the cleanup was not checked.\n\n`;
   }
   const load = (x: unknown) =>
     Array.isArray(x) ? x.map((v) => Number(v).toFixed(2)).join(" / ") : "?";
