@@ -317,17 +317,19 @@ async function runThroughput(
  * Runs the cases of one size and kind (the transports compared with each other) in passes:
  * every transport once per pass, each pass in a rotated order, so a moment of noise on the
  * machine (on a 2-vCPU VM, runs minutes apart differed 2×) falls on several transports
- * rather than on whichever ran then. Returns one merged result per case, in `block` order.
+ * rather than on whichever ran then. Adds one merged result per case to `into`, in `block`
+ * order.
  */
 async function runBlock(
   opts: Options,
   block: readonly { id: TransportId; kind: Kind; size: number }[],
   passes: number,
   tag: () => string,
-): Promise<ThroughputResult[]> {
+  into: ThroughputResult[],
+): Promise<void> {
   const share = passShare(opts, passes);
   const parts = block.map((): ThroughputResult[] => []);
-  unfinished = parts;
+  unfinished = { parts, into };
   for (let pass = 0; pass < passes; pass++) {
     for (let j = 0; j < block.length; j++) {
       const i = (j + pass) % block.length;
@@ -351,11 +353,12 @@ async function runBlock(
       );
     }
   }
-  return merged;
+  into.push(...merged);
 }
 
-/** The passes of the cases of the size under way, by case: an interrupt keeps those done. */
-let unfinished: ThroughputResult[][] | undefined;
+/** The passes of the cases of the size under way, by case, and the results they go into: an
+ * interrupt keeps those done. */
+let unfinished: { parts: ThroughputResult[][]; into: ThroughputResult[] } | undefined;
 
 /**
  * One result from the passes of a case: every pass's rounds, scaled to the first pass's
@@ -656,10 +659,10 @@ export async function run(args: string[]): Promise<Results> {
   );
 
   for (const block of blocks) {
-    results.throughput.push(...await runBlock(opts, block.cases, block.passes, tag));
+    await runBlock(opts, block.cases, block.passes, tag, results.throughput);
   }
   const small = smallCases.map((id) => ({ id, kind: "bytes" as Kind, size: 64 }));
-  results.small.push(...await runBlock(opts, small, opts.passes, tag));
+  await runBlock(opts, small, opts.passes, tag, results.small);
   for (const mode of latencyModes) results.latency.push(await runLatency(opts, mode, 64, tag()));
   for (const [which, size] of fanInCases) {
     results.fanIn.push(await runFanIn(opts, which, size, 4, tag()));
@@ -704,29 +707,39 @@ async function writeResults(opts: Options, results: Results): Promise<void> {
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
 let stopListeners: (() => void)[] = [];
+/** The signal that stopped the run, once one did. */
+let stoppedBy: Deno.Signal | undefined;
 
 /**
  * On Ctrl-C or SIGTERM, writes what was measured so far and exits; the peers outlive the
  * signal and exit on the EOF this process's exit gives their stdin, closing their queues
- * (see outliveInterrupt). `undefined` removes the listeners.
+ * (see outliveInterrupt). What is written is a copy taken when the signal came: the cases
+ * still running then may fail for the interrupt, and end while the files are written. A
+ * second signal exits at once. `undefined` removes the listeners.
  */
 function stopOnSignals(stop: { opts: Options; results: Results } | undefined): void {
   stopListeners.forEach((remove) => remove());
   stopListeners = [];
   if (stop === undefined) return;
   for (const signal of STOP_SIGNALS) {
-    let stopping = false;
     const listener = async () => {
-      if (stopping) return;
-      stopping = true;
+      if (stoppedBy !== undefined) Deno.exit(signal === "SIGINT" ? 130 : 143);
+      stoppedBy = signal;
       progress(`${signal}: stopping; writing what was measured so far to ${stop.opts.out}`);
-      stop.results.interrupted = signal;
-      // The size under way: the cases with a pass done, over the passes they had.
-      for (const parts of unfinished ?? []) {
-        if (parts.length > 0) stop.results.throughput.push(mergePasses(parts));
+      const snapshot = structuredClone(stop.results);
+      snapshot.interrupted = signal;
+      // The size under way: the cases with a pass done, over the passes they had, in the
+      // section they belong to.
+      if (unfinished !== undefined) {
+        const section = unfinished.into === stop.results.small
+          ? snapshot.small
+          : snapshot.throughput;
+        for (const parts of unfinished.parts) {
+          if (parts.length > 0) section.push(mergePasses(structuredClone(parts)));
+        }
       }
       try {
-        await writeResults(stop.opts, stop.results);
+        await writeResults(stop.opts, snapshot);
       } finally {
         Deno.exit(signal === "SIGINT" ? 130 : 143);
       }

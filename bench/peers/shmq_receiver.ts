@@ -9,7 +9,7 @@
  * @module
  */
 
-import { createSharedMemoryPair, type Lease } from "../../mod.ts";
+import { createSharedMemoryPair, EmptyError, type Lease } from "../../mod.ts";
 import { isPayload, type Kind, need, peakRssBytes, peerFlags, report } from "../common.ts";
 
 const flags = peerFlags();
@@ -79,8 +79,31 @@ function endRound(): void {
   received = 0;
 }
 
+/**
+ * Takes the first message (a marker, a number: any of the modes' calls would do) once the
+ * senders are attached. Until then the spare sender keeps the queue open, so a receiver
+ * whose orchestrator left first (Ctrl-C as the case started) would wait for good: it
+ * checks, and exits, closing the queue. Returns what handle() said of it.
+ */
+function awaitSenders(): boolean {
+  const orchestrator = Deno.ppid;
+  for (;;) {
+    let value: unknown;
+    try {
+      value = receiver.getSync({ timeout: 200 });
+    } catch (error) {
+      if (!(error instanceof EmptyError)) throw error;
+      if (Deno.ppid !== orchestrator) Deno.exit(0);
+      continue;
+    }
+    return handle(value);
+  }
+}
+
 try {
-  if (mode === "get-sync") {
+  if (!awaitSenders()) {
+    // Every sender finished without a round: nothing more comes.
+  } else if (mode === "get-sync") {
     while (handle(receiver.getSync()));
   } else if (mode === "get-reuse") {
     // Two buffers per array size, in turn: the previous message is done with by the time
