@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "4502ffbd90cad1976bac5142b83b73f5e8eb9e5f7b78a4f8d632a30fcdbd1d41",
-  "x86_64-linux": "504c57d97ca6f9c13cd4506b6346e4ffdcef9e3bfab17ef4f5185837c2fe7c31",
+  "aarch64-linux": "baa95b414b0ed676fadb603221b2cc1371934941e07713071016b90f0561fa6a",
+  "x86_64-linux": "5dbaa2685687c408bfe89e96194f0f5a7648d22b0c04130618de5ccbb552b7e6",
 };

@@ -253,6 +253,20 @@ export function shmFreeBytes(): number {
 }
 
 /**
+ * Size of the /dev/shm file system (statvfs), whatever is in it.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { shmFreeBytes, shmTotalBytes } from "./native.ts";
+ * assert.ok(shmTotalBytes() >= shmFreeBytes());
+ * ```
+ */
+export function shmTotalBytes(): number {
+  return check64(s().shmq_shm_total_bytes(), "statvfs", "/dev/shm");
+}
+
+/**
  * Gives the CPU to another runnable thread, if any (sched_yield): for waiters that spin.
  *
  * @example

@@ -125,6 +125,13 @@ int64_t shmq_shm_free_bytes(void) {
   return bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)bytes;
 }
 
+int64_t shmq_shm_total_bytes(void) {
+  struct statvfs st;
+  if (statvfs(SHM_DIR, &st) != 0) return -errno;
+  uint64_t bytes = (uint64_t)st.f_blocks * (uint64_t)st.f_frsize;
+  return bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)bytes;
+}
+
 int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
   const char *pre = prefix == NULL ? "" : (const char *)prefix;
   if (pre[0] == '/') pre++;

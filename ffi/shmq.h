@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 15
+#define SHMQ_ABI_VERSION 16
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -82,6 +82,13 @@ SHMQ_API int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap
  * /dev/shm trying, which would starve every other user of shared memory meanwhile.
  */
 SHMQ_API int64_t shmq_shm_free_bytes(void);
+
+/*
+ * Size of the /dev/shm file system (statvfs(2): f_blocks * f_frsize), or -errno: what a
+ * default that must fit a container's small /dev/shm is sized by, the same whatever else
+ * happens to be in it at the moment.
+ */
+SHMQ_API int64_t shmq_shm_total_bytes(void);
 
 /*
  * sched_yield(2): lets another runnable thread on this CPU run. A waiter that spins calls

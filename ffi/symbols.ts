@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 15;
+export const ABI_VERSION = 16;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -43,6 +43,7 @@ export const symbols = {
   shmq_shm_unlink: { parameters: ["buffer"], result: "i32" },
   shmq_shm_list: { parameters: ["buffer", "buffer", "u64"], result: "i64" },
   shmq_shm_free_bytes: { parameters: [], result: "i64" },
+  shmq_shm_total_bytes: { parameters: [], result: "i64" },
   shmq_yield: { parameters: [], result: "i32" },
   shmq_close: { parameters: ["i32"], result: "i32" },
   shmq_fd_size: { parameters: ["i32"], result: "i64" },

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { shmFreeBytes } from "../ffi/native.ts";
+import { shmTotalBytes } from "../ffi/native.ts";
 import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
@@ -33,8 +33,8 @@ export interface QueueOptions {
    * Bytes of shared memory for messages (the arena), made and pre-faulted once when the
    * queue is created. Messages above a quarter of it travel in extension segments that are
    * made on demand and reused, so any size goes through. Default 64 MiB, or a quarter of
-   * what /dev/shm has free when that is less (a container's /dev/shm is often 64 MiB in all),
-   * at least 64 KiB; from 64 KiB to 1 TiB.
+   * /dev/shm's size when that is less (a container's is often 64 MiB in all), or `byteBudget`
+   * when that is less, at least 64 KiB; from 64 KiB to 1 TiB.
    */
   arenaBytes?: number;
   /**
@@ -79,20 +79,23 @@ export const DEFAULT_BYTE_BUDGET = 4 * 1024 * 1024 * 1024;
 export const DEFAULT_KEEP_IDLE_SEGMENTS_MS = 10_000;
 
 /**
- * The arena a queue gets by default: DEFAULT_ARENA_BYTES, or a quarter of what /dev/shm has
- * free when that is less, in whole 64 KiB, at least 64 KiB. A container's /dev/shm of 64 MiB
- * could not hold the full default at all; a quarter leaves room for the extension segments
- * of larger messages and for other queues.
+ * The arena a queue gets by default: DEFAULT_ARENA_BYTES, or a quarter of /dev/shm's size
+ * when that is less, in whole 64 KiB, at least 64 KiB; and no more than a `byteBudget` given
+ * (which bounds the arena too). A container's /dev/shm of 64 MiB could not hold the full
+ * default at all; a quarter leaves room for the extension segments of larger messages and
+ * for other queues. By the size, not what is free: a queue made while /dev/shm is nearly
+ * full gets the arena it would get otherwise, or the clear error that there is no room,
+ * rather than a small arena for good.
  */
-export function defaultArenaBytes(): number {
-  let free: number;
+export function defaultArenaBytes(byteBudget?: number): number {
+  let total: number;
   try {
-    free = shmFreeBytes();
+    total = shmTotalBytes();
   } catch {
-    return DEFAULT_ARENA_BYTES; // Making the queue reports what is wrong with /dev/shm.
+    total = Infinity; // Making the queue reports what is wrong with /dev/shm.
   }
-  const quarter = Math.floor(free / 4 / MIN_ARENA_SIZE) * MIN_ARENA_SIZE;
-  return Math.max(MIN_ARENA_SIZE, Math.min(DEFAULT_ARENA_BYTES, quarter));
+  const bound = Math.min(DEFAULT_ARENA_BYTES, total / 4, byteBudget ?? Infinity);
+  return Math.max(MIN_ARENA_SIZE, Math.floor(bound / MIN_ARENA_SIZE) * MIN_ARENA_SIZE);
 }
 
 /** Checks options and fills in defaults. */
@@ -103,7 +106,13 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
   if (options !== undefined) refuseUnknownOptions(options, QUEUE_OPTIONS, "createSharedMemoryPair");
   // Only a missing option takes the default: null is refused like any other non-number.
   const capacity = options?.capacity === undefined ? DEFAULT_CAPACITY : options.capacity;
-  const arenaBytes = options?.arenaBytes === undefined ? defaultArenaBytes() : options.arenaBytes;
+  const budget = options?.byteBudget;
+  const givenBudget = typeof budget === "number" && budget > 0 && Number.isFinite(budget)
+    ? budget
+    : undefined; // (a wrong one is refused below, as a byteBudget)
+  const arenaBytes = options?.arenaBytes === undefined
+    ? defaultArenaBytes(givenBudget)
+    : options.arenaBytes;
   checkInteger("capacity", capacity, 1, MAX_CAPACITY);
   checkInteger("arenaBytes", arenaBytes, MIN_ARENA_SIZE, MAX_ARENA_SIZE);
   const byteBudget = options?.byteBudget === undefined

@@ -734,6 +734,13 @@ Deno.test("the byte budget bounds extension memory; one larger message still goe
       () => createSharedMemoryPair({ arenaBytes: 1 << 20, byteBudget: 1 << 19 }),
       /byteBudget/,
     );
+    // A budget below the default arena, with no arena given, bounds the arena too.
+    const [s3, r3] = createSharedMemoryPair({ byteBudget: 8 << 20 });
+    using _s3 = s3;
+    using _r3 = r3;
+    assert.ok(s3.stats().sharedBytes < (9 << 20), `${s3.stats().sharedBytes} bytes`);
+    assert.equal(s3.stats().byteBudget, 8 << 20);
+    assert.throws(() => createSharedMemoryPair({ byteBudget: NaN }), /byteBudget must be/);
   }));
 
 Deno.test("large messages are bounded by capacity and the byte budget only, not by a count of segments", () =>

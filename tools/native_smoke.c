@@ -59,6 +59,7 @@ int main(void) {
   CHECK(need == (int64_t)strlen(name));
   CHECK(strcmp((char *)list, name + 1) == 0);
   CHECK(shmq_shm_free_bytes() >= 0);
+  CHECK(shmq_shm_total_bytes() >= shmq_shm_free_bytes());
   CHECK(shmq_yield() == 0);
   CHECK(shmq_pid_alive((int32_t)getpid()) == 1);
   double me[4];
