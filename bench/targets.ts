@@ -133,14 +133,18 @@ function rateCheck(
   minimum: number,
 ): TargetCheck {
   const r = results.small.find((r) => r.transport === id && r.size === 64);
-  if (!r || r.status !== "ok" || r.msgps === undefined) {
+  // The library's case failed: a FAIL, as in ratioCheck; skipped or not run: n/a.
+  if (r?.status === "error") {
+    return { issue: 4, target, verdict: "FAIL", detail: `did not complete (${r.reason})` };
+  }
+  if (!r || r.status !== "ok" || !(Number.isFinite(r.msgps) && r.msgps! > 0)) {
     return { issue: 4, target, verdict: "n/a", detail: r?.reason ?? "not measured in this run" };
   }
   return {
     issue: 4,
     target,
-    verdict: r.msgps >= minimum ? "PASS" : "FAIL",
-    detail: `${Math.round(r.msgps).toLocaleString("en-US")} msg/s (target ${
+    verdict: r.msgps! >= minimum ? "PASS" : "FAIL",
+    detail: `${Math.round(r.msgps!).toLocaleString("en-US")} msg/s (target ${
       minimum.toLocaleString("en-US")
     })`,
   };
@@ -150,6 +154,9 @@ function latencyCheck(results: Results, mode: LatencyResult["mode"]): TargetChec
   const target = `64 B round trip (${mode}) at most 1/5 of the stdio pipe's (p50)`;
   const lib = results.latency.find((r) => r.mode === mode);
   const pipe = results.latency.find((r) => r.mode === "pipe");
+  if (lib?.status === "error") {
+    return { issue: 4, target, verdict: "FAIL", detail: `did not complete (${lib.reason})` };
+  }
   if (lib?.status !== "ok" || pipe?.status !== "ok") {
     return { issue: 4, target, verdict: "n/a", detail: "not measured in this run" };
   }

@@ -79,6 +79,26 @@ Deno.test("bench targets: a case this machine skipped is not checked, and says w
   assert.match(nan.detail, /did not complete \(no rate measured\)/);
 });
 
+Deno.test("bench targets: a failed 64 B or round-trip case of the library is a FAIL too", () => {
+  const failed = run([]);
+  failed.small = [
+    { ...result("shmq-get-sync", undefined), size: 64, reason: "timer exited early" },
+  ];
+  failed.latency = [
+    { mode: "shmq-sync", size: 64, status: "error", reason: "echo exited early" },
+    { mode: "pipe", size: 64, status: "ok", p50Us: 60, p99Us: 120 },
+  ] as Results["latency"];
+  const targets = checkTargets(failed);
+  const rate = targets.find((t) => t.target.includes("sync API"))!;
+  assert.equal(rate.verdict, "FAIL");
+  assert.match(rate.detail, /did not complete \(timer exited early\)/);
+  const rtt = targets.find((t) => t.target.includes("round trip (shmq-sync)"))!;
+  assert.equal(rtt.verdict, "FAIL");
+  // Not run at all: n/a.
+  const notRun = checkTargets(run([])).find((t) => t.target.includes("sync API"))!;
+  assert.equal(notRun.verdict, "n/a");
+});
+
 Deno.test("bench report: names the memory handed back to the host where the kernel counts it", () => {
   const counted = run([]);
   counted.machine = { reportedFreeKiBAtStart: 1024, reportedFreeKiBAtEnd: 1024 + 3 * 2 ** 20 };
