@@ -32,8 +32,12 @@ export function shapeSize(shape: readonly number[]): number {
       throw new RangeError(`shape[${i}] = ${shown} is not a non-negative integer`);
     }
     size *= d;
+    // Checked as each dimension is read (CODEC.md): a later 0 does not make a product past
+    // 2^53 - 1 valid.
+    if (size > Number.MAX_SAFE_INTEGER) {
+      throw new RangeError(`shape [${shape}] has too many elements`);
+    }
   }
-  if (!Number.isSafeInteger(size)) throw new RangeError(`shape [${shape}] has too many elements`);
   return size;
 }
 

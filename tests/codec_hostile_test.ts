@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { decode, encode, encodeInto, NdArray, planEncode } from "../codec/mod.ts";
+import { decode, encode, encodeInto, NdArray, planEncode, reserve } from "../codec/mod.ts";
 import { DecodeError } from "../queue/errors.ts";
 import { runDeno } from "./helpers.ts";
 
@@ -120,6 +120,30 @@ Deno.test("an ndarray shape whose product overflows next to a zero is a DecodeEr
   const dv = new DataView(b.buffer);
   for (let i = 0; i < ndim - 1; i++) dv.setBigUint64(19 + 8 * i, 2n ** 53n - 1n, true);
   assert.throws(() => decode(b), DecodeError);
+});
+
+Deno.test("an ndarray shape past 2^53 - 1 before a zero is refused, as CODEC.md says", () => {
+  // The product is checked as it is read: [2^40, 2^40, 0] passes 2^53 - 1 before the 0 (a
+  // product that stays finite, unlike the overflow above); [0, 2^40, 2^40] never does.
+  const big = [2 ** 40, 2 ** 40, 0];
+  assert.throws(() => new NdArray("float32", big), { name: "RangeError", message: /too many/ });
+  assert.throws(() => reserve("float32", big), RangeError);
+  assert.deepEqual(
+    (decode(encode(new NdArray("float32", [0, 2 ** 40, 2 ** 40]))) as NdArray).shape,
+    [
+      0,
+      2 ** 40,
+      2 ** 40,
+    ],
+  );
+
+  const ndim = big.length;
+  const at = 16 + 3 + 8 * ndim;
+  const b = header(at + ((64 - (at % 64)) % 64));
+  b.set([0x21, 11, ndim], 16);
+  const dv = new DataView(b.buffer);
+  for (let i = 0; i < ndim; i++) dv.setBigUint64(19 + 8 * i, BigInt(big[i]), true);
+  assert.throws(() => decode(b), { name: "DecodeError", message: /invalid ndarray/ });
 });
 
 Deno.test("a bigint beyond the runtime's limit is a DecodeError at once; a large one decodes", () => {
