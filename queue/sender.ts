@@ -329,7 +329,7 @@ export class Sender implements Disposable {
           first ? this.#dropBudgetClaim : undefined,
         );
       if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
-      return this.#draft<T>(plan, reserved.value, "prepare");
+      return this.#draft<T>(template, plan, reserved.value, "prepare");
     } catch (error) {
       throw namingCall(error, "Sender.prepare", options?.signal);
     }
@@ -348,7 +348,7 @@ export class Sender implements Disposable {
       if (reserved === undefined) {
         throw this.#full("prepareSync", options?.timeout, plan.byteLength);
       }
-      return this.#draft<T>(plan, reserved.value, "prepareSync");
+      return this.#draft<T>(template, plan, reserved.value, "prepareSync");
     } catch (error) {
       throw namingCall(error, "Sender.prepareSync");
     }
@@ -703,7 +703,7 @@ export class Sender implements Disposable {
     };
   }
 
-  #draft<T>(plan: EncodePlan, r: Reservation, method: string): Draft<T> {
+  #draft<T>(template: unknown, plan: EncodePlan, r: Reservation, method: string): Draft<T> {
     const queue = this.#queue;
     // Closed while a waiting prepare resumed: the close gave the reservation back.
     queue.assertOpen();
@@ -722,7 +722,8 @@ export class Sender implements Disposable {
     } catch (error) {
       if (view) queue.dropView(view);
       queue.cancel(r);
-      throw named(error, method);
+      // An array of the template detached while the call waited: named by its path, as a put's.
+      throw named(replanned(error, template), method);
     }
     const draft = new Draft<T>(queue, r, view, value, (d, sent) => {
       this.#drafts.delete(d as Draft<unknown>);

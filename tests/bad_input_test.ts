@@ -546,7 +546,7 @@ Deno.test("an array that shrinks while put or prepare waits for room: TypeError 
     await s.waitForAllAck({ timeout: 1000 });
   }));
 
-Deno.test("an array detached while put or putMany waits for room is named by its path", () =>
+Deno.test("an array detached while put, putMany or prepare waits for room is named by its path", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 1 });
     using _s = s;
@@ -606,6 +606,18 @@ Deno.test("an array detached while put or putMany waits for room is named by its
       message:
         /^Sender\.put: an array of the value \(2 bytes when the value was measured\) was detached/,
     });
+    // A prepare's template: before, its error named no path.
+    s.putSync("fifth");
+    const labels = new Int32Array(4);
+    const drafting = s.prepare({ obs: reserve("float32", [2]), labels });
+    labels.buffer.transfer();
+    assert.equal(await r.get(), "fifth");
+    await assert.rejects(drafting, {
+      name: "TypeError",
+      message: "Sender.prepare: value.labels: its ArrayBuffer is detached (since the value was " +
+        "measured: while the call waited for room, or by a getter of the value); nothing was sent",
+    });
+    assert.equal(r.getNowait(), undefined);
     await s.put("after");
     assert.equal(await r.get(), "after");
     await s.waitForAllAck({ timeout: 1000 });
