@@ -347,7 +347,10 @@ function planValue(value: unknown): EncodePlan {
               let shape: number[];
               let elements: number;
               try {
-                shape = [...a.shape];
+                const s = a.shape;
+                // Spread, a non-array would fail with V8's words ("a.shape is not iterable").
+                if (!Array.isArray(s)) throw new TypeError("shape must be an array of integers");
+                shape = [...s];
                 elements = shapeSize(shape);
               } catch (error) {
                 throw placed(st, pathOf(st, sp), `NdArray ${(error as Error).message}`);

@@ -448,6 +448,11 @@ Deno.test("codec: unsupported values are rejected with their path, before anythi
       { r: Object.create(Reservation.prototype) },
       "value.r: class instances (Reservation) are not supported",
     ],
+    // Before: "NdArray a.shape is not iterable", V8's words about the codec's own variable.
+    [
+      { nd: Object.create(NdArray.prototype) },
+      "value.nd: NdArray shape must be an array of integers",
+    ],
   ];
   for (const [value, message] of cases) {
     assert.throws(() => planEncode(value), { name: "TypeError", message });
