@@ -2744,6 +2744,17 @@ export class SharedQueue {
           this.#poison(`slot ${slot} is being written by no sender of the queue`);
         }
       }
+      // Only its taker releases a Taken message, and the reap of its taker: one naming no
+      // receiver would hold its capacity, and the ring behind it, for good.
+      if (state === L.SlotState.Taken) {
+        const taker = u32[(s + L.S_TAKEN_BY) >> 2];
+        if (
+          taker >= L.MAX_PARTICIPANTS ||
+          u32[(L.participantOffset(taker) + L.P_KIND) >> 2] !== L.ParticipantKind.Receiver
+        ) {
+          this.#poison(`slot ${slot} is held by no receiver of the queue (taker ${taker})`);
+        }
+      }
       if (u32[(s + L.S_SEGMENT) >> 2] !== 0) continue;
       // Every arena message lies between the cursors, so none is handed out for writing twice.
       const end = f64[(s + L.S_ARENA_END) >> 3];

@@ -669,6 +669,35 @@ Deno.test("a forged ring or arena cursor is found out, never a stall or an overw
     }
   }));
 
+Deno.test("a taken message naming no receiver as its taker is found out, never a stall", () =>
+  withoutLeaks(() => {
+    // Before: its receiver's release was ignored (not its taker) and nothing else ever freed
+    // it: the ring stopped behind it for good, every put failed with FullError at its
+    // timeout and waitForAllAck never completed, on a queue never found corrupt.
+    for (const taker of [L.MAX_PARTICIPANTS - 1, 0xffffffff, "sender"] as const) {
+      using q = forgeable(2);
+      q.sender.putSync("held");
+      const lease = q.receiver.borrowSync<string>();
+      const s = L.slotOffset(0);
+      assert.equal(q.m.u32[(s + L.S_STATE) >> 2], L.SlotState.Taken);
+      q.m.u32[(s + L.S_TAKEN_BY) >> 2] = taker === "sender"
+        ? q.entryOf(L.ParticipantKind.Sender)
+        : taker;
+      lease.release();
+      assertPoisoned(
+        () => {
+          // The ring has 16 slots: the 16th put finds it full behind the held one.
+          for (let i = 0; i < 16; i++) {
+            q.sender.putSync(i, { timeout: 5000 });
+            q.receiver.getSync({ timeout: 5000 });
+          }
+        },
+        /slot 0 is held by no receiver of the queue/,
+        `taker ${taker}`,
+      );
+    }
+  }));
+
 Deno.test("a forged extension size of 0 is corrupt state, not a native error", () =>
   withoutLeaks(() => {
     using q = forgeable(4, 64 * 1024);
