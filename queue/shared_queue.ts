@@ -2721,6 +2721,8 @@ export class SharedQueue {
     const arenaTail = f64[L.C_ARENA_TAIL >> 3];
     const arenaHead = f64[L.C_ARENA_HEAD >> 3];
     let inFlight = 0;
+    // Extensions that messages in flight are in (bit i: extension i).
+    let used = 0;
     for (let k = 0; k < span; k++) {
       const slot = (tail + k) & this.#mask;
       const s = L.slotOffset(slot);
@@ -2755,7 +2757,11 @@ export class SharedQueue {
           this.#poison(`slot ${slot} is held by no receiver of the queue (taker ${taker})`);
         }
       }
-      if (u32[(s + L.S_SEGMENT) >> 2] !== 0) continue;
+      const segment = u32[(s + L.S_SEGMENT) >> 2];
+      if (segment !== 0) {
+        if (state !== L.SlotState.Done && segment <= L.MAX_EXTENSIONS) used |= 1 << (segment - 1);
+        continue;
+      }
       // Every arena message lies between the cursors, so none is handed out for writing twice.
       const end = f64[(s + L.S_ARENA_END) >> 3];
       const start = end - L.alignUp(Math.max(f64[(s + L.S_LENGTH) >> 3], 1), L.MESSAGE_ALIGN);
@@ -2765,6 +2771,16 @@ export class SharedQueue {
     }
     if (inFlight !== u32[L.C_IN_FLIGHT >> 2]) {
       this.#poison(`${u32[L.C_IN_FLIGHT >> 2]} messages counted in flight, ${inFlight} queued`);
+    }
+    // An extension goes idle with its message (see #creditLocked): one busy with none would
+    // hold its share of the byte budget for good.
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      if (
+        u32[(L.extensionOffset(i) + L.E_STATE) >> 2] === L.ExtensionState.Busy &&
+        (used & (1 << i)) === 0
+      ) {
+        this.#poison(`extension ${i} is busy with no message in it`);
+      }
     }
   }
 

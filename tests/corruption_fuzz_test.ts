@@ -698,6 +698,33 @@ Deno.test("a taken message naming no receiver as its taker is found out, never a
     }
   }));
 
+Deno.test("an extension forged busy with no message in it is found out, never a stall", () =>
+  withoutLeaks(() => {
+    // Before: it held the byte budget for good: every message too large for the arena
+    // failed with FullError at its timeout ("messages in flight hold 4194304 bytes of
+    // extension segments"), with none in flight, on a queue never found corrupt.
+    const [sender, receiver] = createSharedMemoryPair({
+      capacity: 4,
+      arenaBytes: 64 * 1024,
+      byteBudget: 4 << 20,
+    });
+    const m = mapSegment(sender.descriptor.name)!;
+    try {
+      const e = L.extensionOffset(L.MAX_EXTENSIONS - 1);
+      m.f64[(e + L.E_SIZE) >> 3] = 4 << 20;
+      m.u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Busy;
+      assertPoisoned(
+        () => sender.putSync(new Uint8Array(300_000), { timeout: 5000 }),
+        /extension 15 is busy with no message in it/,
+        "busy extension",
+      );
+    } finally {
+      m.unmap();
+      sender.close();
+      receiver.close();
+    }
+  }));
+
 Deno.test("a forged extension size of 0 is corrupt state, not a native error", () =>
   withoutLeaks(() => {
     using q = forgeable(4, 64 * 1024);
