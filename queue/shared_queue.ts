@@ -373,7 +373,13 @@ export class SharedQueue {
   #asyncWaits = 0;
   #unmapDeferred = false;
 
-  private constructor(name: string, kind: EndKind, fd: number, main: Mapping) {
+  private constructor(
+    name: string,
+    kind: EndKind,
+    fd: number,
+    main: Mapping,
+    header: Header,
+  ) {
     this.name = name;
     this.kind = kind;
     this.#fd = fd;
@@ -382,16 +388,18 @@ export class SharedQueue {
     this.#u32 = new Uint32Array(main.buffer);
     this.#f64 = new Float64Array(main.buffer);
     const u32 = this.#u32;
-    const f64 = this.#f64;
-    this.capacity = u32[L.H_CAPACITY >> 2];
+    // The geometry as it was validated (or written), never read back: a peer that changed
+    // the header since could give this end an arena larger than its mapping, over which it
+    // makes raw views.
+    this.capacity = header.capacity;
     this.#salt = [u32[L.C_EXTENSION_SALT >> 2], u32[(L.C_EXTENSION_SALT >> 2) + 1]]
       .map((word) => word.toString(16).padStart(8, "0")).join("");
-    this.#ringSize = u32[L.H_RING_SIZE >> 2];
+    this.#ringSize = header.ringSize;
     this.#mask = this.#ringSize - 1;
-    this.#arenaOffset = f64[L.H_ARENA_OFFSET >> 3];
-    this.arenaSize = f64[L.H_ARENA_SIZE >> 3];
-    this.#byteBudget = f64[L.H_BYTE_BUDGET >> 3];
-    this.#keepIdleMs = f64[L.C_KEEP_IDLE_MS >> 3];
+    this.#arenaOffset = header.arenaOffset;
+    this.arenaSize = header.arenaSize;
+    this.#byteBudget = header.byteBudget;
+    this.#keepIdleMs = header.keepIdleMs;
     this.#putSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_PUT_SEQ)!;
     this.#releaseSeqPointer = Deno.UnsafePointer.offset(main.pointer, L.W_RELEASE_SEQ)!;
     // Receivers wait on the put sequence for messages; senders on the release sequence for
@@ -442,15 +450,23 @@ export class SharedQueue {
       u32[L.H_RING_SIZE >> 2] = ringSize;
       u32[L.H_MAX_PARTICIPANTS >> 2] = L.MAX_PARTICIPANTS;
       u32[L.H_MAX_EXTENSIONS >> 2] = L.MAX_EXTENSIONS;
+      const header: Header = {
+        capacity: geometry.capacity,
+        ringSize,
+        arenaOffset,
+        arenaSize,
+        byteBudget: Math.max(geometry.byteBudget, arenaSize),
+        keepIdleMs: geometry.keepIdleSegmentsMs,
+      };
       f64[L.H_ARENA_OFFSET >> 3] = arenaOffset;
       f64[L.H_ARENA_SIZE >> 3] = arenaSize;
       f64[L.H_SEGMENT_SIZE >> 3] = size;
-      f64[L.H_BYTE_BUDGET >> 3] = Math.max(geometry.byteBudget, arenaSize);
+      f64[L.H_BYTE_BUDGET >> 3] = header.byteBudget;
       crypto.getRandomValues(u32.subarray(L.C_EXTENSION_SALT >> 2, (L.C_EXTENSION_SALT >> 2) + 2));
-      f64[L.C_KEEP_IDLE_MS >> 3] = geometry.keepIdleSegmentsMs;
+      f64[L.C_KEEP_IDLE_MS >> 3] = header.keepIdleMs;
       u32[L.H_STATE >> 2] = L.QueueState.Ready;
       Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
-      return SharedQueue.#join(name, kind, fd, main);
+      return SharedQueue.#join(name, kind, fd, main, header);
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
@@ -510,9 +526,9 @@ export class SharedQueue {
         });
       }
       main = mapFd(fd, size);
-      validateHeader(name, main, size);
+      const header = validateHeader(name, main, size);
       prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
-      return SharedQueue.#join(name, kind, fd, main);
+      return SharedQueue.#join(name, kind, fd, main, header);
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
@@ -521,8 +537,14 @@ export class SharedQueue {
   }
 
   /** Takes a participant entry in a mapped, valid queue, and tracks the end for exit. */
-  static #join(name: string, kind: EndKind, fd: number, main: Mapping): SharedQueue {
-    const queue = new SharedQueue(name, kind, fd, main);
+  static #join(
+    name: string,
+    kind: EndKind,
+    fd: number,
+    main: Mapping,
+    header: Header,
+  ): SharedQueue {
+    const queue = new SharedQueue(name, kind, fd, main, header);
     queue.#register();
     track(queue);
     return queue;
@@ -2869,7 +2891,19 @@ function goneError(name: string): ClosedError {
   });
 }
 
-function validateHeader(name: string, main: Mapping, size: number): void {
+/** A queue's geometry, read from its header once (see validateHeader). */
+interface Header {
+  readonly capacity: number;
+  readonly ringSize: number;
+  readonly arenaOffset: number;
+  readonly arenaSize: number;
+  readonly byteBudget: number;
+  readonly keepIdleMs: number;
+}
+
+/** Checks a queue's header and returns what it checked: the header may change under the
+ * caller (any same-user process can write it), so nothing of it is to be read again. */
+function validateHeader(name: string, main: Mapping, size: number): Header {
   const u32 = new Uint32Array(main.buffer);
   const f64 = new Float64Array(main.buffer);
   const invalid = (what: string): never => {
@@ -2907,6 +2941,7 @@ function validateHeader(name: string, main: Mapping, size: number): void {
   const keepIdleMs = f64[L.C_KEEP_IDLE_MS >> 3];
   if (!(keepIdleMs >= 0)) invalid(`idle segments kept for ${keepIdleMs} ms`);
   if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) invalid("queue not ready or poisoned");
+  return { capacity, ringSize, arenaOffset, arenaSize, byteBudget: budget, keepIdleMs };
 }
 
 /** A sweep holds the "alive" byte exclusively while it decides; that takes microseconds, or

@@ -97,6 +97,24 @@ Deno.test("a forged extension size never makes a sender create a huge segment", 
   }
 });
 
+Deno.test("a header changed between its check and its use never widens an end's arena", async () => {
+  // Before: the end read its geometry again after checking it. One that opened while
+  // another thread flipped the arena size kept 2^40, took a message placed far past its
+  // 64 MiB arena for a valid one, and a borrow made a raw view there: SIGSEGV, within a few
+  // attempts.
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CHILD_PERMISSIONS, fixture("header_race.ts"), "20"],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.equal(out.signal, null, `header_race: killed by ${out.signal} ${stderr}`);
+  assert.equal(out.code, 0, `header_race: exit ${out.code} ${stderr}`);
+  const report = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+  assert.equal(report.refused + report.opened, 20, JSON.stringify(report));
+  assert.deepEqual(Object.keys(report.outcomes), report.opened ? ["ClosedError corrupt"] : []);
+});
+
 Deno.test("a forged extension generation naming an existing segment: ClosedError", async () => {
   const report = await forge("ext-gen");
   assertCorrupt(report.put, "put");
