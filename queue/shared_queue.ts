@@ -230,7 +230,7 @@ function track(queue: SharedQueue): void {
   closeOnUnload = true;
   globalThis.addEventListener("unload", () => {
     unloading = true;
-    for (const end of [...openEnds]) end.close();
+    for (const end of [...openEnds]) end.closeAtExit();
     if (!isMainThread()) return;
     // Also the queues whose ends were only ever in Workers, which run no unload at exit.
     const left = new Set([...leftToThisProcess, ...queuesWithEndsOfThisProcess()]);
@@ -326,6 +326,8 @@ export class SharedQueue {
   #wakeDeferred = false;
   /** Closing on the process's way out (see removeAtExit). */
   #exiting = false;
+  /** Closed by this thread's unload (see track), not by the program: its calls say so. */
+  #closedAtExit = false;
   /** peersDied when this end closed: its memory is unmapped then. */
   #peersDiedAtClose = 0;
   /** How this end's leaving is recorded when it closes (see leaveAsDead). */
@@ -550,6 +552,14 @@ export class SharedQueue {
     return queue;
   }
 
+  /** Closes this end as its thread unloads: later calls of the program's (from an unload
+   * listener that runs after the library's) say why it is closed. */
+  closeAtExit(): void {
+    if (this.#closed) return;
+    this.#closedAtExit = true;
+    this.close();
+  }
+
   /** Records this end's coming close as a death: its thread is being cut short. */
   leaveAsDead(): void {
     this.#leaveAs = "died";
@@ -559,7 +569,12 @@ export class SharedQueue {
    * given. */
   assertOpen(method?: string): void {
     if (!this.#closed) return;
-    const what = `this ${this.kind} is closed`;
+    const what = this.#closedAtExit
+      ? `this ${this.kind} was closed as ${isMainThread() ? "the process" : "this Worker"} ` +
+        "exits: the library closes every end still open from an unload listener of its own, " +
+        "which runs before those added after the first queue end was made (send a last " +
+        "message before the program ends, or from a beforeunload listener)"
+      : `this ${this.kind} is closed`;
     throw new ClosedError(method === undefined ? what : `${method}: ${what}`);
   }
 

@@ -184,6 +184,45 @@ Deno.test("leases and drafts kept past exit read as detached, and nothing is lef
   assert.deepEqual(leakedSince(before), []);
 });
 
+Deno.test("an unload listener added after the first queue end hears why its ends are closed", async () => {
+  const before = new Set(shmEntries());
+  const mod = JSON.stringify(new URL("../mod.ts", import.meta.url).href);
+  // The library's own unload listener, added with the first end, closes every end first: a
+  // user's later one that sends a last message must not be told "this sender is closed", as
+  // if the program had closed it, but why, and what to do instead.
+  const code = `
+    import { createSharedMemoryPair } from ${mod};
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const closedBefore = createSharedMemoryPair({ capacity: 4 })[0];
+    closedBefore.close();
+    globalThis.addEventListener("beforeunload", () => {
+      sender.putSync("last");
+      console.log("beforeunload", receiver.getNowait());
+    });
+    globalThis.addEventListener("unload", () => {
+      for (const call of [() => sender.putSync(1), () => receiver.getNowait(),
+        () => closedBefore.putSync(1)]) {
+        try {
+          call();
+        } catch (error) {
+          console.log(error.name, error.reason, error.message);
+        }
+      }
+    });
+  `;
+  const lines = (await runDeno(["eval", code])).trim().split("\n");
+  assert.equal(lines[0], "beforeunload last");
+  const why = "was closed as the process exits: the library closes every end still open from " +
+    "an unload listener of its own, which runs before those added after the first queue end " +
+    "was made (send a last message before the program ends, or from a beforeunload listener)";
+  assert.deepEqual(lines.slice(1), [
+    `ClosedError closed Sender.putSync: this sender ${why}`,
+    `ClosedError closed Receiver.getNowait: this receiver ${why}`,
+    "ClosedError closed Sender.putSync: this sender is closed", // closed by the program
+  ]);
+  assert.deepEqual(leakedSince(before), []);
+});
+
 Deno.test("closing a receiver ends a for-await loop over it quietly", async () => {
   await withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
