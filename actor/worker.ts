@@ -97,7 +97,9 @@ export interface SpawnWorkerOptions<A = unknown> {
    * handed `queues` or `args`. */
   readyTimeout?: number;
   /** Aborting while the Worker starts terminates it and rejects `spawnWorker` with an
-   * `ActorError` whose `cause` is the signal's reason. */
+   * `ActorError` whose `cause` is the signal's reason (an already aborted signal rejects with
+   * the reason itself, and no Worker is started). Unlike `spawnActor`'s, an abort once
+   * `spawnWorker` has resolved does nothing: end the Worker with `close()`. */
   signal?: AbortSignal;
 }
 
