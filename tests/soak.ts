@@ -217,8 +217,12 @@ while (performance.now() < until) {
   }
 }
 
-// Wind down: stop everything gracefully, then close the parent's ends.
-for (const a of [...actors]) await retire(a, "stopped");
+// Wind down: stop everything gracefully, then close the parent's ends. Senders first: a
+// stopped sender waits for its acks, which receivers stopped before it would never give.
+const bySendersFirst = [...actors].sort((a, b) =>
+  Number(b.kind === "sender") - Number(a.kind === "sender")
+);
+for (const a of bySendersFirst) await retire(a, "stopped");
 clearInterval(watcher);
 const end = anchorReceiver.stats();
 anchorSender.close();
