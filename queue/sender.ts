@@ -760,7 +760,8 @@ export class Sender implements Disposable {
 
   #full(method: string, timeout: number | undefined, byteLength: number): FullError {
     const queue = this.#queue;
-    const { inFlight, extensionBytes, byteBudget, arenaHeld, waitingForShm } = queue.usage();
+    const { inFlight, extensionBytes, byteBudget, arenaHeld, claimedByOthers, waitingForShm } =
+      queue.usage();
     const capacity = queue.capacity;
     const why = waitingForShm !== undefined && !queue.fitsArena(byteLength)
       ? `/dev/shm has ${waitingForShm.free} bytes free for a ${waitingForShm.size}-byte ` +
@@ -776,8 +777,13 @@ export class Sender implements Disposable {
       : queue.fitsArena(byteLength)
       ? `the arena has no room for this ${byteLength}-byte message: unreleased messages ` +
         `hold ${arenaHeld} of its ${queue.arenaSize} bytes`
-      : `messages in flight hold ${extensionBytes} bytes of extension segments and the byte ` +
-        `budget is ${byteBudget}`;
+      : `the byte budget of ${byteBudget} bytes has no room for this ${byteLength}-byte ` +
+        `message: the arena takes ${queue.arenaSize} bytes of it and messages in flight hold ` +
+        `${extensionBytes} bytes of extension segments` +
+        (claimedByOthers > 0
+          ? `, and another sender's put, waiting since before this one, has claimed ` +
+            `${claimedByOthers} bytes`
+          : "");
     return new FullError(`Sender.${method}: no room for ${timeout} ms: ${why}`);
   }
 

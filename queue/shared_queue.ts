@@ -661,16 +661,25 @@ export class SharedQueue {
     extensionBytes: number;
     byteBudget: number;
     arenaHeld: number;
+    claimedByOthers: number;
     waitingForShm: { size: number; free: number } | undefined;
   } {
     const extensionBytes = this.#extensionBytes(true);
     // Read without the lock: a figure for messages, not for decisions.
-    const arenaHeld = this.#f64[L.C_ARENA_HEAD >> 3] - this.#f64[L.C_ARENA_TAIL >> 3];
+    const f64 = this.#f64;
+    const arenaHeld = f64[L.C_ARENA_HEAD >> 3] - f64[L.C_ARENA_TAIL >> 3];
+    const claim = f64[L.C_CLAIM_BYTES >> 3];
+    const age = Date.now() - f64[L.C_CLAIM_AT >> 3];
+    const claimedByOthers = claim > 0 && this.#u32[L.C_CLAIM_BY >> 2] !== this.#self &&
+        age >= 0 && age < CLAIM_STALE_MS
+      ? claim
+      : 0;
     return {
       inFlight: this.inFlight,
       extensionBytes,
       byteBudget: this.#byteBudget,
       arenaHeld,
+      claimedByOthers,
       waitingForShm: this.#waitingForShm,
     };
   }

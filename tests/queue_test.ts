@@ -804,6 +804,36 @@ Deno.test("a put waiting for the byte budget is not overtaken by smaller extensi
     assert.equal((r.getSync() as Uint8Array)[0], 4);
   }));
 
+Deno.test("a FullError for the byte budget counts the arena and another put's claim", () =>
+  withoutLeaks(async () => {
+    using q = budgetQueue(); // a 1 MiB arena in a 41 MiB budget
+    const { a, b, r } = q;
+    b.putSync(new Uint8Array(24 << 20));
+    // 24 MiB in flight and 16 more fit 41 MiB, but not beside the arena: the error says so.
+    assert.throws(
+      () => b.putSync(new Uint8Array(16 << 20), { timeout: 0 }),
+      (e) =>
+        e instanceof FullError &&
+        /the byte budget of 42991616 bytes has no room for this \d+-byte message: the arena takes 1048576 bytes of it and messages in flight hold 2\d{7} bytes of extension segments$/
+          .test(e.message),
+    );
+    r.getSync();
+    b.putSync(new Uint8Array(8 << 20));
+    const big = a.put(new Uint8Array(34 << 20), { timeout: 10_000 });
+    await delay(50);
+    // 8 MiB in flight and 8 more would fit; a waiting put's claim holds it back.
+    assert.throws(
+      () => b.putSync(new Uint8Array(8 << 20), { timeout: 0 }),
+      (e) =>
+        e instanceof FullError &&
+        /, and another sender's put, waiting since before this one, has claimed 3\d{7} bytes$/
+          .test(e.message),
+    );
+    r.getSync();
+    await big;
+    r.getSync();
+  }));
+
 Deno.test("a put that stops waiting for the byte budget holds nobody back", () =>
   withoutLeaks(async () => {
     using q = budgetQueue();
