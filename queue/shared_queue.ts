@@ -666,14 +666,8 @@ export class SharedQueue {
   } {
     const extensionBytes = this.#extensionBytes(true);
     // Read without the lock: a figure for messages, not for decisions.
-    const f64 = this.#f64;
-    const arenaHeld = f64[L.C_ARENA_HEAD >> 3] - f64[L.C_ARENA_TAIL >> 3];
-    const claim = f64[L.C_CLAIM_BYTES >> 3];
-    const age = Date.now() - f64[L.C_CLAIM_AT >> 3];
-    const claimedByOthers = claim > 0 && this.#u32[L.C_CLAIM_BY >> 2] !== this.#self &&
-        age >= 0 && age < CLAIM_STALE_MS
-      ? claim
-      : 0;
+    const arenaHeld = this.#f64[L.C_ARENA_HEAD >> 3] - this.#f64[L.C_ARENA_TAIL >> 3];
+    const claimedByOthers = this.#budgetClaimedByOthers();
     return {
       inFlight: this.inFlight,
       extensionBytes,
@@ -1883,23 +1877,33 @@ export class SharedQueue {
    * that its sender stopped renewing, or whose sender left, is void, and cleared.
    */
   #budgetClaimedByOthersLocked(): number {
+    const claim = this.#budgetClaim();
+    if (claim === "void") this.#f64[L.C_CLAIM_BYTES >> 3] = 0;
+    return typeof claim === "number" ? claim : 0;
+  }
+
+  /** Extension bytes another sender's put has claimed, or 0, read without changing anything
+   * (nor the lock: for messages). */
+  #budgetClaimedByOthers(): number {
+    const claim = this.#budgetClaim();
+    return typeof claim === "number" ? claim : 0;
+  }
+
+  /** The budget claim as this end sees it: another sender's live claim (its bytes), none or
+   * this end's own ("none"), or one its sender stopped renewing or left ("void"). */
+  #budgetClaim(): number | "none" | "void" {
     const u32 = this.#u32;
     const f64 = this.#f64;
     const bytes = f64[L.C_CLAIM_BYTES >> 3];
-    if (!(bytes > 0)) return 0;
+    if (!(bytes > 0)) return "none";
     const by = u32[L.C_CLAIM_BY >> 2];
     const gen = u32[L.C_CLAIM_GEN >> 2];
-    if (by === this.#self && gen === this.#selfGen) return 0;
+    if (by === this.#self && gen === this.#selfGen) return "none";
     const age = Date.now() - f64[L.C_CLAIM_AT >> 3];
     const at = by < L.MAX_PARTICIPANTS ? L.participantOffset(by) : -1;
-    if (
-      age >= 0 && age < CLAIM_STALE_MS && at >= 0 &&
-      u32[(at + L.P_KIND) >> 2] === L.ParticipantKind.Sender && u32[(at + L.P_GEN) >> 2] === gen
-    ) {
-      return bytes;
-    }
-    f64[L.C_CLAIM_BYTES >> 3] = 0;
-    return 0;
+    const live = age >= 0 && age < CLAIM_STALE_MS && at >= 0 &&
+      u32[(at + L.P_KIND) >> 2] === L.ParticipantKind.Sender && u32[(at + L.P_GEN) >> 2] === gen;
+    return live ? bytes : "void";
   }
 
   /**
