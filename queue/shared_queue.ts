@@ -569,11 +569,14 @@ export class SharedQueue {
    * given. */
   assertOpen(method?: string): void {
     if (!this.#closed) return;
+    // A Worker dispatches no beforeunload (its unload comes of Deno.exit() alone).
+    const remedy = isMainThread()
+      ? "send a last message before the program ends, or from a beforeunload listener"
+      : "send a last message before this Worker exits";
     const what = this.#closedAtExit
       ? `this ${this.kind} was closed as ${isMainThread() ? "the process" : "this Worker"} ` +
         "exits: the library closes every end still open from an unload listener of its own, " +
-        "which runs before those added after the first queue end was made (send a last " +
-        "message before the program ends, or from a beforeunload listener)"
+        `which runs before those added after the first queue end was made (${remedy})`
       : `this ${this.kind} is closed`;
     throw new ClosedError(method === undefined ? what : `${method}: ${what}`);
   }

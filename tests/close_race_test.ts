@@ -8,6 +8,8 @@ import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair, openReceiver, openSender, reserve } from "../mod.ts";
 import * as L from "../queue/layout.ts";
 import {
+  CHILD_PERMISSIONS,
+  fixture,
   leakedSince,
   makeTurnDue,
   runDeno,
@@ -219,6 +221,20 @@ Deno.test("an unload listener added after the first queue end hears why its ends
     `ClosedError closed Sender.putSync: this sender ${why}`,
     `ClosedError closed Receiver.getNowait: this receiver ${why}`,
     "ClosedError closed Sender.putSync: this sender is closed", // closed by the program
+  ]);
+  assert.deepEqual(leakedSince(before), []);
+});
+
+Deno.test("a Worker's unload listener is told to send before the Worker exits, not from beforeunload", async () => {
+  const before = new Set(shmEntries());
+  // A Worker dispatches no beforeunload: the process's advice would send it nowhere.
+  const lines = (await runDeno(["run", ...CHILD_PERMISSIONS, fixture("worker_exit.ts")])).trim()
+    .split("\n");
+  assert.deepEqual(lines, [
+    "ClosedError Sender.putSync: this sender was closed as this Worker exits: the library " +
+    "closes every end still open from an unload listener of its own, which runs before those " +
+    "added after the first queue end was made (send a last message before this Worker exits)",
+    "received undefined",
   ]);
   assert.deepEqual(leakedSince(before), []);
 });
