@@ -781,7 +781,7 @@ export class Sender implements Disposable {
         `message: the arena takes ${queue.arenaSize} bytes of it and messages in flight hold ` +
         `${extensionBytes} bytes of extension segments` +
         (claimedByOthers > 0
-          ? `, and another sender's put, waiting since before this one, has claimed ` +
+          ? `, and another sender's waiting put has claimed ` +
             `${claimedByOthers} bytes`
           : "");
     return new FullError(`Sender.${method}: no room for ${timeout} ms: ${why}`);

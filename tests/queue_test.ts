@@ -826,7 +826,7 @@ Deno.test("a FullError for the byte budget counts the arena and another put's cl
       () => b.putSync(new Uint8Array(8 << 20), { timeout: 0 }),
       (e) =>
         e instanceof FullError &&
-        /, and another sender's put, waiting since before this one, has claimed 3\d{7} bytes$/
+        /, and another sender's waiting put has claimed 3\d{7} bytes$/
           .test(e.message),
     );
     r.getSync();
