@@ -26,7 +26,7 @@
  *              │ for budget (bytes, by, gen, when)                            │
  *  byte 448    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 32 B                       │
- *              │   {state, gen, size, idle since}                             │
+ *              │   {state, gen, size, idle since, slot}                       │
  *  byte 960    ├──────────────────────────────────────────────────────────────┤
  *              │ participant table: MAX_PARTICIPANTS × 64 B                   │
  *              │   {kind, gen, pid, acked, fd, tid, process, thread start,    │
@@ -56,7 +56,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 12;
+export const LAYOUT_VERSION = 13;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -160,6 +160,10 @@ export const E_SIZE = 8; // f64: byte size of the segment
 /** f64: `Date.now()` when the entry last went idle: dropped once this is C_KEEP_IDLE_MS old,
  * each on its own, so a stream of smaller messages does not keep a huge idle one alive. */
 export const E_IDLE_SINCE = 16;
+/** u32: the slot (ring index) of the message last placed in the segment. A message in flight
+ * in it must be that slot's: a state forged idle or empty then cannot have a second message
+ * written over one still in flight, nor a receiver take the second one's bytes for the first. */
+export const E_SLOT = 24;
 
 /** What an extension table entry holds. */
 export const ExtensionState = {

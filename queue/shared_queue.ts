@@ -1679,6 +1679,18 @@ export class SharedQueue {
       if (choice === undefined) return undefined;
       segment = choice.index + 1;
       createExtension = choice.create;
+      // The message placed in it last must be done with: one still in flight there means its
+      // state was forged idle or empty, and this one would be written over it.
+      const e = L.extensionOffset(choice.index);
+      const last = u32[(e + L.E_SLOT) >> 2] & this.#mask;
+      const lastState = Atomics.load(this.#i32, (L.slotOffset(last) + L.S_STATE) >> 2);
+      if (
+        lastState !== L.SlotState.Free && lastState !== L.SlotState.Done &&
+        u32[(L.slotOffset(last) + L.S_SEGMENT) >> 2] === segment
+      ) {
+        this.#poison(`extension ${choice.index} handed out while slot ${last} has a message in it`);
+      }
+      u32[(e + L.E_SLOT) >> 2] = slot;
     }
     u32[(s + L.S_SENDER) >> 2] = this.#self;
     u32[(s + L.S_SENDER_GEN) >> 2] = this.#selfGen;
@@ -2523,12 +2535,12 @@ export class SharedQueue {
 
   /** Poisons the queue when slot `slot` places its message outside its segment. */
   #checkPlacement(slot: number, segment: number, offset: number, length: number): void {
-    if (!this.#validPlacement(segment, offset, length)) {
+    if (!this.#validPlacement(slot, segment, offset, length)) {
       this.#poison(`slot ${slot} places ${length} bytes at ${offset} in segment ${segment}`);
     }
   }
 
-  #validPlacement(segment: number, offset: number, length: number): boolean {
+  #validPlacement(slot: number, segment: number, offset: number, length: number): boolean {
     if (!(Number.isInteger(offset) && Number.isInteger(length) && offset >= 0 && length >= 0)) {
       return false;
     }
@@ -2537,7 +2549,8 @@ export class SharedQueue {
     const e = L.extensionOffset(segment - 1);
     const size = this.#f64[(e + L.E_SIZE) >> 3];
     return this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Busy &&
-      size > 0 && size % L.PAGE_SIZE === 0 && length <= size;
+      this.#u32[(e + L.E_SLOT) >> 2] === slot && size > 0 && size % L.PAGE_SIZE === 0 &&
+      length <= size;
   }
 
   /** Moves a slot from `from` to Done, returning its capacity, crediting its sender's ack
@@ -2812,7 +2825,17 @@ export class SharedQueue {
       }
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       if (segment !== 0) {
-        if (state !== L.SlotState.Done && segment <= L.MAX_EXTENSIONS) used |= 1 << (segment - 1);
+        if (state !== L.SlotState.Done && segment <= L.MAX_EXTENSIONS) {
+          // Its extension carries this message, and no other: one forged idle or empty would
+          // be handed out for the next large message, written over this one.
+          const e = L.extensionOffset(segment - 1);
+          if (
+            u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Busy || u32[(e + L.E_SLOT) >> 2] !== slot
+          ) {
+            this.#poison(`slot ${slot} has a message in extension ${segment - 1}, not its own`);
+          }
+          used |= 1 << (segment - 1);
+        }
         continue;
       }
       // Every arena message lies between the cursors, so none is handed out for writing twice.

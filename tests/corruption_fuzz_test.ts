@@ -743,6 +743,46 @@ Deno.test("an extension forged busy with no message in it is found out, never a 
     }
   }));
 
+Deno.test("an extension forged idle or empty under a message in flight is found out, not written over", () =>
+  withoutLeaks(() => {
+    // Before: the next large put was written into the same segment, over the message still
+    // queued in it, and the receiver took the second message's bytes for the first (a
+    // Uint8Array of 2s for one of 1s), silently; only the second get found the queue corrupt.
+    for (const state of [L.ExtensionState.Idle, L.ExtensionState.Empty]) {
+      {
+        using q = forgeable(4, 64 * 1024);
+        q.sender.putSync(new Uint8Array(200_000).fill(1)); // too large for the arena
+        const s = L.slotOffset(q.m.u32[L.C_READ >> 2] & 15);
+        const extension = q.m.u32[(s + L.S_SEGMENT) >> 2] - 1;
+        assert.ok(extension >= 0, "the message went to an extension");
+        q.m.u32[(L.extensionOffset(extension) + L.E_STATE) >> 2] = state;
+        assertPoisoned(
+          () => q.sender.putSync(new Uint8Array(200_000).fill(2), { timeout: 2000 }),
+          /extension \d+ handed out while slot \d+ has a message in it/,
+          `extension forged ${state}`,
+        );
+      }
+      // A segment forged Empty is hidden from the last end's close; the sweep finds it.
+      sweepStaleQueues();
+    }
+    // Its record of the message's slot forged too: the receiver finds it out as it takes.
+    {
+      using q = forgeable(4, 64 * 1024);
+      q.sender.putSync(new Uint8Array(200_000).fill(1));
+      const read = q.m.u32[L.C_READ >> 2];
+      const s = L.slotOffset(read & 15);
+      const e = L.extensionOffset(q.m.u32[(s + L.S_SEGMENT) >> 2] - 1);
+      q.m.u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Idle;
+      q.m.u32[(e + L.E_SLOT) >> 2] = (read + 1) & 15;
+      q.sender.putSync(new Uint8Array(200_000).fill(2), { timeout: 2000 });
+      assertPoisoned(
+        () => q.receiver.getSync({ timeout: 2000 }),
+        /places \d+ bytes at 0 in segment/,
+        "slot forged",
+      );
+    }
+  }));
+
 Deno.test("a forged extension size of 0 is corrupt state, not a native error", () =>
   withoutLeaks(() => {
     using q = forgeable(4, 64 * 1024);
