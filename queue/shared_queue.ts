@@ -2123,8 +2123,15 @@ export class SharedQueue {
     try {
       fd = native.shmOpen(name);
     } catch (error) {
-      if ((error as { code?: string }).code === "ENOENT") return false;
-      throw error;
+      const code = (error as { code?: string }).code;
+      if (code === "ENOENT") return false;
+      if (code !== "EPERM") throw error;
+      // No segment this end may map (a symlink, a file opened up to others put in its place):
+      // none, as for one left short, or every message it fits would fail the same way.
+      try {
+        native.shmUnlink(name, { missingOk: true });
+      } catch { /* a directory: the drop that follows fails on it too */ }
+      return false;
     }
     try {
       if (!sized || native.fdSize(fd) >= this.#f64[(e + L.E_SIZE) >> 3]) return true;
@@ -2316,8 +2323,12 @@ export class SharedQueue {
       try {
         fd = native.shmOpen(name);
       } catch (error) {
-        if ((error as { code?: string }).code !== "ENOENT") throw error;
-        throw new ClosedError(`queue ${this.name}: extension segment ${name} is missing`, {
+        const code = (error as { code?: string }).code;
+        if (code !== "ENOENT" && code !== "EPERM") throw error;
+        const what = code === "ENOENT"
+          ? "is missing"
+          : "is not this user's own segment (a symlink, a file open to others): refused";
+        throw new ClosedError(`queue ${this.name}: extension segment ${name} ${what}`, {
           cause: error,
           reason: "corrupt",
         });

@@ -84,6 +84,42 @@ Deno.test("extension names cannot be squatted from the queue's listed name: they
     }
   }));
 
+Deno.test("an extension's name taken by a symlink or a file open to others: refused, made anew", () =>
+  withoutLeaks(() => {
+    const sh = (command: string) =>
+      assert.ok(new Deno.Command("sh", { args: ["-c", command] }).outputSync().success, command);
+    for (const replace of ["rm -f P && ln -s /dev/null P", "chmod 644 P"]) {
+      const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 << 10 });
+      const big = new Uint8Array(200 << 10).fill(7);
+      try {
+        s.putSync(big); // s and r keep the segment mapped: they go on using it
+        assert.deepEqual(r.getSync(), big);
+        s.putSync(big);
+        const [segment] = native.shmList(`${s.descriptor.name}-x`);
+        sh(replace.replaceAll("P", `/dev/shm/${segment}`));
+        // An end that never mapped it. Before: NativeError "shm_open(…): EPERM" from every
+        // get of it, and from every put of a new sender that it fits, for good.
+        const r2 = openReceiver(s.descriptor);
+        r.close();
+        assert.throws(
+          () => r2.getSync({ timeout: 2000 }),
+          (e: unknown) =>
+            e instanceof ClosedError && e.reason === "corrupt" &&
+            /not this user's own/.test(e.message),
+          replace,
+        );
+        const s2 = openSender(s.descriptor);
+        s2.putSync(big, { timeout: 2000 });
+        assert.deepEqual(r2.getSync({ timeout: 2000 }), big, replace);
+        s2.close();
+        r2.close();
+      } finally {
+        s.close();
+        r.close();
+      }
+    }
+  }));
+
 Deno.test("a segment grown behind the queue's back is not mapped and pre-faulted whole", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10 });
