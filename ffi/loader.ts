@@ -86,11 +86,7 @@ export interface NativeCore {
  * import assert from "node:assert/strict";
  * import { platformKey } from "./loader.ts";
  * assert.ok(platformKey("linux", "aarch64") === "aarch64-linux");
- * try {
- *   platformKey("darwin", "aarch64");
- * } catch (e) {
- *   assert.ok(String(e).includes("linux x86_64"));
- * }
+ * assert.throws(() => platformKey("darwin", "aarch64"), /linux x86_64/);
  * ```
  */
 export function platformKey(

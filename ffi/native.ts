@@ -81,11 +81,10 @@ const REMEDIES: Record<string, string> = {
  * ```ts
  * import assert from "node:assert/strict";
  * import { NativeError, shmOpen } from "./native.ts";
- * try {
- *   shmOpen("/shmq-doc-missing");
- * } catch (e) {
- *   assert.ok(e instanceof NativeError && e.code === "ENOENT");
- * }
+ * assert.throws(
+ *   () => shmOpen("/shmq-doc-missing"),
+ *   (e: unknown) => e instanceof NativeError && e.code === "ENOENT",
+ * );
  * ```
  */
 export class NativeError extends Error {
@@ -124,11 +123,9 @@ export class NativeError extends Error {
  * import assert from "node:assert/strict";
  * import { check } from "./native.ts";
  * assert.ok(check(3, "close") === 3);
- * try {
- *   check(-17, "shm_create", "/x");
- * } catch (e) {
- *   assert.ok((e as Error).message === 'shm_create("/x"): EEXIST File exists');
- * }
+ * assert.throws(() => check(-17, "shm_create", "/x"), {
+ *   message: 'shm_create("/x"): EEXIST File exists',
+ * });
  * ```
  */
 export function check(result: number, call: string, arg?: string): number {

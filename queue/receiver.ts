@@ -157,11 +157,7 @@ const SYNC_GET_OPTIONS = [...SYNC_WAIT_OPTIONS, ...COPY_TARGET_OPTIONS] as const
  * await sender.put(new Float32Array([1, 2, 3]));
  * const floats = await receiver.get({ timeout: 3000 }) as Float32Array;
  * assert.ok(floats[2] === 3);
- * try {
- *   await receiver.get({ timeout: 10 });
- * } catch (e) {
- *   assert.ok(e instanceof EmptyError);
- * }
+ * await assert.rejects(receiver.get({ timeout: 10 }), EmptyError); // nothing within 10 ms
  * sender.close();
  * receiver.close();
  * ```
