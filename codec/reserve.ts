@@ -28,7 +28,8 @@ function dtypeNameOf(ctor: unknown): DTypeName {
   return "uint8";
 }
 
-/** The classes {@linkcode reserve} accepts besides a dtype: TypedArrays, ArrayBuffer, DataView. */
+/** The classes {@linkcode reserve} accepts besides a dtype: TypedArrays, ArrayBuffer, DataView
+ * (`prepare` refuses an ArrayBuffer placeholder: reserve a `Uint8Array`). */
 export type ReservableConstructor =
   | TypedArrayConstructor
   | ArrayBufferConstructor
@@ -169,7 +170,9 @@ export class Reservation {
  * ```
  */
 export function reserve(dtype: DType | DTypeName, shape: readonly number[]): Reservation;
-/** Reserves a TypedArray of `length` elements, or an ArrayBuffer / DataView of `length` bytes. */
+/** Reserves a TypedArray of `length` elements, or a DataView of `length` bytes.
+ * `reserve(ArrayBuffer, n)` makes a placeholder too, but `prepare` refuses it (an
+ * ArrayBuffer cannot view shared memory): reserve a `Uint8Array` instead. */
 export function reserve(ctor: ReservableConstructor, length: number): Reservation;
 export function reserve(
   kind: DType | DTypeName | ReservableConstructor,
