@@ -92,7 +92,8 @@ let makeReservation: (
  * A placeholder leaf made by {@linkcode reserve}. It encodes exactly like the value it stands
  * for (an `NdArray` of `dtype` and `shape`, or a `ctor` instance of `length` elements) but the
  * encoder leaves the payload bytes untouched; decoding gives back an ordinary value of that
- * kind. Find where the payload landed in `EncodePlan.reservations`.
+ * kind. With `Sender.prepare`, the draft's `value` holds, in its place, the array to fill in
+ * shared memory.
  *
  * @example
  * ```ts
