@@ -88,10 +88,22 @@ export class ClosedError extends QueueError {
    */
   readonly reason: ClosedReason;
 
-  /** Creates the error; `reason` says which of the closed conditions it is. */
-  constructor(message: string, options?: ErrorOptions & { reason?: ClosedReason }) {
+  /**
+   * Of `putMany`/`putManySync`: how many of the values were put (the first ones, in order)
+   * before the queue closed for the call. Undefined for the other calls, and for a `putMany`
+   * refused before it began (its end already closed).
+   */
+  readonly sent: number | undefined;
+
+  /** Creates the error; `reason` says which of the closed conditions it is, `sent` is for
+   * `putMany`'s. */
+  constructor(
+    message: string,
+    options?: ErrorOptions & { reason?: ClosedReason; sent?: number },
+  ) {
     super(message, options);
     this.reason = options?.reason ?? "closed";
+    this.sent = options?.sent;
   }
 }
 

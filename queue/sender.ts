@@ -841,9 +841,14 @@ function replanned(error: unknown, value: unknown): unknown {
   return error;
 }
 
-/** A ClosedError that cut a putMany short, telling how many of its values went before it. */
+/** A ClosedError that cut a putMany short, telling how many of its values went before it
+ * (`sent`, 0 when none had). One from before the batch was planned (an end already closed, or
+ * a getter of the values) is left alone. */
 function countingSent(error: unknown, batch: Batch | undefined): unknown {
-  if (error instanceof ClosedError && batch !== undefined && batch.sent > 0) {
+  if (!(error instanceof ClosedError) || batch === undefined) return error;
+  // Made by the queue for this call alone: no other caller holds it.
+  (error as { sent: number | undefined }).sent = batch.sent;
+  if (batch.sent > 0) {
     error.message += `; ${batch.sent} of the ${batch.plans.length} values were put before it, ` +
       "in order";
   }

@@ -1734,11 +1734,14 @@ Deno.test("putMany: a timeout or an abort leaves the values put before it, in or
     await delay(20);
     receiver.close();
     await assert.rejects(cut, (e: unknown) =>
-      e instanceof ClosedError &&
+      e instanceof ClosedError && e.sent === 2 &&
       e.message ===
         "Sender.putMany: every receiver of the queue has closed; 2 of the 3 values were put " +
           "before it, in order");
-    assert.throws(() => sender.putManySync(["j"]), (e: unknown) => e instanceof ClosedError);
+    assert.throws(
+      () => sender.putManySync(["j"]),
+      (e: unknown) => e instanceof ClosedError && e.reason === "no-receivers" && e.sent === 0,
+    );
     sender.close();
   }));
 
