@@ -109,6 +109,10 @@ export class ShmMutex {
     // can send them without ever letting go), a change of the word is.
     let held = 0;
     let heldSince = started;
+    // Whether this call saw the lock free: a word that changes between live holders without
+    // ever being free is no progress either (a peer can forge it to alternate), and costs
+    // the call stuckMs in all, not stuckMs per value.
+    let sawFree = false;
     let slice = FIRST_LIVENESS_SLICE_MS;
     for (;;) {
       let seen = Atomics.load(words, i);
@@ -118,6 +122,7 @@ export class ShmMutex {
           return;
         }
         moved = true;
+        sawFree = true;
         continue;
       }
       if ((seen & CONTENDED) === 0) {
@@ -137,13 +142,18 @@ export class ShmMutex {
       // A word naming this participant is garbage: it never waits on a lock it holds.
       if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {
         const again = !moved && seen === this.#stuckWord;
-        if (performance.now() - heldSince > (again ? STILL_STUCK_MS : stuckMs)) {
+        const now = performance.now();
+        const neverFree = !sawFree && now - started > stuckMs;
+        if (neverFree || now - heldSince > (again ? STILL_STUCK_MS : stuckMs)) {
           this.#stuckWord = seen;
           throw new ClosedError(
             (again
               ? `queue lock still held by live participant ${owner}, which kept it for over ` +
                 `${stuckMs} ms before`
-              : `queue lock held for over ${stuckMs} ms by live participant ${owner}`) +
+              : now - heldSince > stuckMs
+              ? `queue lock held for over ${stuckMs} ms by live participant ${owner}`
+              : `queue lock held for over ${stuckMs} ms, never free, by live participants ` +
+                `(lately ${owner})`) +
               " (a stopped or hung process): this call gave up; calls work again once it lets go",
             { reason: "stuck" },
           );

@@ -152,6 +152,17 @@ Deno.test("a live holder whose waiters are woken all along: still ClosedError af
   assert.ok(report.get.ms < 1000 && report.get.error === "EmptyError", JSON.stringify(report));
 });
 
+Deno.test("a lock word naming live ends in turn, never free: still ClosedError after the limit", async () => {
+  // Before: every change of the word counted as the lock moving, so a word that names two
+  // live ends in turn, each for less than 10 s, kept the put (timeout 300 ms) blocked as long
+  // as it went on (here 30 s; for good, were it to go on).
+  const report = await forge("live-lock-turns");
+  assert.equal(report.put.error, "ClosedError", JSON.stringify(report.put));
+  assert.equal(report.put.reason, "stuck");
+  assert.match(report.put.message!, /never free/);
+  assert.ok(report.put.ms < 12_000, `gave up after ${report.put.ms} ms`);
+});
+
 Deno.test("a takeover that finds the queue beyond repair lets go of the lock: all fail at once", async () => {
   const report = await forge("poison-takeover");
   assertCorrupt(report.put, "put (takes the lock over, poisons)");
