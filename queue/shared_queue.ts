@@ -1049,8 +1049,9 @@ export class SharedQueue {
   announceWaiter(word: FutexWord, delta: 1 | -1): void {
     const share = (L.participantOffset(this.#self) + word.share) >> 2;
     if (delta > 0) {
-      Atomics.add(word.words, word.waiters, 1);
+      const before = Atomics.add(word.words, word.waiters, 1);
       Atomics.add(this.#i32, share, 1);
+      if (before < 0) this.#repairWaiterCount(word);
     } else {
       // Closed meanwhile (an async wait outlives its end): its close took them all back.
       if (this.#closed) return;
@@ -1061,6 +1062,33 @@ export class SharedQueue {
         if (Atomics.compareExchange(this.#i32, share, n, n - 1) === n) break;
       }
       Atomics.sub(word.words, word.waiters, 1);
+    }
+  }
+
+  /**
+   * Puts a waiter count found below 0 back to what the ends' entries announce. An
+   * announcement adds to the count before the end's share and takes back from it after, and
+   * a reap takes back no more than the count holds, so only a writer outside the library
+   * makes one negative: one forged so (or forged to 0 under a sleeping waiter, which takes
+   * itself back to -1) made the next announcement bring it to 0, and the next, so that no
+   * put or release woke a waiter: each wait lasted its whole slice (up to 200 ms), for good.
+   * The count is a hint, and one too high costs only wake-up syscalls: repaired, not poisoned.
+   */
+  #repairWaiterCount(word: FutexWord): void {
+    const i32 = this.#i32;
+    // An end waits on the words of its own kind: receivers for puts, senders for room, acks.
+    const kind = this.kind === "sender" ? L.ParticipantKind.Sender : L.ParticipantKind.Receiver;
+    for (;;) {
+      const n = Atomics.load(i32, word.waiters);
+      if (n > 0) return;
+      let announced = 0;
+      for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
+        const at = L.participantOffset(i);
+        if (this.#u32[(at + L.P_KIND) >> 2] !== kind) continue;
+        announced += Math.min(Math.max(Atomics.load(i32, (at + word.share) >> 2), 0), 1 << 16);
+      }
+      // This end's own announcement at least, whatever its entry says.
+      if (Atomics.compareExchange(i32, word.waiters, n, Math.max(announced, 1)) === n) return;
     }
   }
 

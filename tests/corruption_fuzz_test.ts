@@ -624,6 +624,45 @@ Deno.test("forged live counts or entries are found out, never taken for the end 
     }
   }));
 
+Deno.test("a waiter count forged below 0 is repaired: waiters are woken again, not left to their slice", () =>
+  withoutLeaks(async () => {
+    /** Milliseconds from the moment `act` runs, 30 ms into `wait` (asleep by then), until
+     * `wait` settles; the median of 7 rounds after the first (which may take a slice). */
+    async function lateness(wait: () => Promise<unknown>, act: () => void): Promise<number> {
+      const late: number[] = [];
+      for (let round = 0; round < 8; round++) {
+        const waiting = wait();
+        await new Promise((ok) => setTimeout(ok, 30));
+        const acted = performance.now();
+        act();
+        await waiting;
+        if (round > 0) late.push(performance.now() - acted);
+      }
+      return late.sort((a, b) => a - b)[3];
+    }
+    // Before: every announcement of a waiter brought the count back to 0, so no put woke the
+    // sleeping get: each took its 200 ms slice (median ~170 ms here), for good.
+    {
+      using q = forgeable();
+      Atomics.store(q.m.i32, L.W_RECEIVERS_WAITING >> 2, -1);
+      const ms = await lateness(() => q.receiver.get({ timeout: 2000 }), () => q.sender.putSync(1));
+      assert.ok(ms < 60, `a get woke ${ms.toFixed(0)} ms after the put`);
+    }
+    // The same for a sender waiting for its messages to be acknowledged.
+    {
+      using q = forgeable();
+      Atomics.store(q.m.i32, L.W_ACK_WAITING >> 2, -1);
+      const held: { release(): void }[] = [];
+      const ms = await lateness(() => {
+        q.sender.putSync(1);
+        const lease = q.receiver.borrowSync({ timeout: 1000 });
+        held.push(lease);
+        return q.sender.waitForAllAck({ timeout: 2000 });
+      }, () => held.pop()!.release());
+      assert.ok(ms < 60, `an ack wait woke ${ms.toFixed(0)} ms after the release`);
+    }
+  }));
+
 Deno.test("a forged ring or arena cursor is found out, never a stall or an overwrite", () =>
   withoutLeaks(() => {
     // Before: every put waited for room for good (here: FullError at the timeout).
