@@ -434,6 +434,16 @@ Deno.test("a lock holder that died holds up a call with a short timeout by a few
 
 // ------------------------------------------------------------------ blocked in a wait
 
+/** Waits until a participant of queue `name` announces a wait in the word at `offset` (it
+ * is asleep in it); fails after 10 s. */
+async function asleepIn(name: string, offset: number): Promise<void> {
+  const until = performance.now() + 10_000;
+  while (segmentWord(name, offset) === 0) {
+    assert.ok(performance.now() < until, `no waiter announced at ${offset}`);
+    await sleep(5);
+  }
+}
+
 Deno.test("participants killed while blocked in putSync, getSync and waitForAllAckSync", async () => {
   {
     // A sender blocked on a full queue: its complete messages still arrive.
@@ -441,7 +451,8 @@ Deno.test("participants killed while blocked in putSync, getSync and waitForAllA
     s.close();
     const child = new Child("blocked", [JSON.stringify(r.descriptor), "put"]);
     const n = Number((await child.expect("blocked")).split(" ")[1]);
-    await sleep(100);
+    // Asleep in its wait, not still on the way there (before: a 100 ms sleep, a guess).
+    await asleepIn(r.descriptor.name, L.W_SENDERS_WAITING);
     await child.stop();
     stats.cases++;
     const diedAt = performance.now();
@@ -457,7 +468,7 @@ Deno.test("participants killed while blocked in putSync, getSync and waitForAllA
     r.close();
     const child = new Child("blocked", [JSON.stringify(s.descriptor), "get"]);
     await child.expect("blocked");
-    await sleep(100);
+    await asleepIn(s.descriptor.name, L.W_RECEIVERS_WAITING);
     await child.stop();
     stats.cases++;
     const diedAt = performance.now();
@@ -473,6 +484,7 @@ Deno.test("participants killed while blocked in putSync, getSync and waitForAllA
     s.close();
     const child = new Child("blocked", [JSON.stringify(r.descriptor), "ack"]);
     await child.expect("blocked");
+    await asleepIn(r.descriptor.name, L.W_ACK_WAITING);
     await child.stop();
     stats.cases++;
     const diedAt = performance.now();
