@@ -518,7 +518,11 @@ Deno.test("random corruption of live queues while messages flow: no crash, hang 
   sweepStaleQueues();
   // Only the victims' queues: anything else on the machine may come and go meanwhile.
   assert.ok(totals.queues.size >= VICTIMS, `queues seen: ${totals.queues.size}`);
-  const left = shmEntries().filter((n) => totals.queues.has(n.replace(/-x\d+-\d+$/, "")));
+  // An extension's name carries its queue's id, then -x<index>-<gen>-<secret>: by the id
+  // (before, a pattern without the secret matched no extension, and they were never checked).
+  const left = shmEntries().filter((n) =>
+    totals.queues.has(`shmq-${L.SHM_ENTRY_PATTERN.exec(n)?.[1]}`)
+  );
   assert.deepEqual(left, [], "the sweep removes whatever corrupt queues left behind");
   for (const r of reports) {
     assert.deepEqual(r.unexpected, [], "only ClosedError, DecodeError, EmptyError, FullError");
