@@ -29,6 +29,12 @@ if (size % 4 !== 0) {
 }
 
 const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });
+// Closed on the way out whatever happens: an actor that cannot start (no --allow-run) throws,
+// and an uncaught error ends the process without the exit's own cleanup. Closing an end
+// again, once an actor holds its own, does nothing.
+using ends = new DisposableStack();
+ends.use(sender);
+ends.use(receiver);
 
 // mp.Process(target=producer_sm, args=(sender,)).start(), and the same for the consumer.
 // `transfer: true` closes this process's ends once each actor holds its own, so the consumer

@@ -30,6 +30,10 @@ const size = wholeFlag(values.size, "size", 1);
 
 const [jobsOut, jobsIn] = createSharedMemoryPair({ capacity: 16 });
 const [resultsOut, resultsIn] = createSharedMemoryPair({ capacity: 64 });
+// Closed on the way out whatever happens (an uncaught error skips the exit's own cleanup);
+// closing an end again does nothing.
+using ends = new DisposableStack();
+for (const end of [jobsOut, jobsIn, resultsOut, resultsIn]) ends.use(end);
 
 const handles: WorkerHandle[] = [];
 for (let i = 0; i < workers; i++) {

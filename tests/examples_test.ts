@@ -56,6 +56,22 @@ Deno.test("examples/usage.ts with one message: the consumer's timed gets meet th
   assert.match(stdout, /^producer exited with 0, consumer with 0$/m);
 });
 
+Deno.test("examples/usage.ts without --allow-run fails with its reason and leaves no queue behind", async () => {
+  const before = shmSnapshot();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-ffi", "examples/usage.ts", "--count=1", "--size=4"],
+    cwd: ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const { code, stderr } = await child.output();
+  assert.equal(code, 1);
+  assert.match(new TextDecoder().decode(stderr), /ActorError: .*--allow-run/);
+  // The uncaught error skips the exit's cleanup: the example closes its ends itself.
+  assert.deepEqual(await leaksSince(before, [child.pid]), [], "usage.ts left its queue");
+});
+
 Deno.test("examples/rl_pipeline.ts: actors, replay buffer and learner", async () => {
   const { stdout } = await runExample(["--allow-ffi", "--allow-run"], "rl_pipeline.ts", [
     "--actors=2",
