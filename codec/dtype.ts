@@ -238,15 +238,58 @@ export function dtype(name: DTypeName): DType {
   if (d === undefined) {
     // A constructor (Float32Array) shows by its name, not by its source.
     const fn = typeof name === "function" ? (name as { name?: string }).name || "anonymous" : "";
-    const shownName = fn === ""
-      ? JSON.stringify(String(name))
-      : `${fn} (a function; dtype names are strings such as "float32")`;
+    const alias = typeof name === "string" ? NUMPY_ALIASES[name] : undefined;
+    const shownName = fn !== ""
+      ? `${fn} (a function; dtype names are strings such as "float32")`
+      : alias !== undefined
+      ? `${JSON.stringify(name)} (numpy's other name for "${alias}")`
+      : JSON.stringify(String(name));
     throw new TypeError(
       `unknown dtype ${shownName}; the names are ${[...byName.keys()].join(", ")}`,
     );
   }
   return d;
 }
+
+/** numpy's other spellings of the dtypes (`np.dtype("bool_")`, `"f4"`), for an error that says
+ * which name to use: the names stay one per dtype, as the type `DTypeName` lists them. */
+const NUMPY_ALIASES: Readonly<Record<string, DTypeName>> = Object.assign(Object.create(null), {
+  bool_: "bool",
+  "?": "bool",
+  b1: "bool",
+  i1: "int8",
+  byte: "int8",
+  u1: "uint8",
+  ubyte: "uint8",
+  i2: "int16",
+  short: "int16",
+  u2: "uint16",
+  ushort: "uint16",
+  i4: "int32",
+  intc: "int32",
+  u4: "uint32",
+  uintc: "uint32",
+  i8: "int64",
+  int_: "int64",
+  long: "int64",
+  longlong: "int64",
+  u8: "uint64",
+  uint: "uint64",
+  ulong: "uint64",
+  ulonglong: "uint64",
+  f2: "float16",
+  half: "float16",
+  f4: "float32",
+  single: "float32",
+  f8: "float64",
+  float_: "float64",
+  double: "float64",
+  c8: "complex64",
+  csingle: "complex64",
+  c16: "complex128",
+  complex_: "complex128",
+  cdouble: "complex128",
+});
 
 /** The dtype with a format code, or undefined. Internal to the codec. */
 export function dtypeByCode(code: number): DType | undefined {

@@ -708,6 +708,16 @@ Deno.test("errors raised while a call waited name the call; common mistakes are 
         e instanceof TypeError &&
         /^unknown dtype "float"; the names are bool, int8, .*float32, float64/.test(e.message),
     );
+    // numpy's other spellings (the reference's example uses np.dtype("bool_")) say which name.
+    for (const [alias, name] of [["bool_", "bool"], ["f4", "float32"], ["int_", "int64"]]) {
+      assert.throws(
+        () => dtype(alias as never),
+        (e: Error) =>
+          e instanceof TypeError &&
+          e.message.startsWith(`unknown dtype "${alias}" (numpy's other name for "${name}")`),
+      );
+    }
+    assert.throws(() => dtype("toString" as never), /^TypeError: unknown dtype "toString";/);
     s.close();
     s2.close();
     // The caller's own errors are left as they are: an abort reason rejecting two calls, and
