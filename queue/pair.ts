@@ -19,7 +19,9 @@ const SWEEP_INTERVAL_MS = 1000;
 let lastSweep = -Infinity;
 
 /** Removes what dead processes left: on the first queue end a process makes or opens, and
- * again on a later one once SWEEP_INTERVAL_MS have passed. */
+ * again on a later one once SWEEP_INTERVAL_MS have passed. An end opened from a descriptor
+ * sweeps after it has opened: a queue whose ends all died (its messages still in it) then
+ * opens whether or not this process's sweep was due, instead of being removed by it first. */
 function sweepNowAndThen(): void {
   const now = performance.now();
   if (now - lastSweep < SWEEP_INTERVAL_MS) return;
@@ -90,11 +92,13 @@ export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receive
  */
 export function openSender(descriptor: QueueDescriptor | string): Sender {
   const { name } = parseDescriptor(descriptor, "openSender");
-  sweepNowAndThen();
   try {
     return new Sender(SharedQueue.open(name, "sender"));
   } catch (error) {
     throw namingCall(error, "openSender");
+  } finally {
+    // After the open: see sweepNowAndThen.
+    sweepNowAndThen();
   }
 }
 
@@ -118,10 +122,12 @@ export function openSender(descriptor: QueueDescriptor | string): Sender {
  */
 export function openReceiver(descriptor: QueueDescriptor | string): Receiver {
   const { name } = parseDescriptor(descriptor, "openReceiver");
-  sweepNowAndThen();
   try {
     return new Receiver(SharedQueue.open(name, "receiver"));
   } catch (error) {
     throw namingCall(error, "openReceiver");
+  } finally {
+    // After the open: see sweepNowAndThen.
+    sweepNowAndThen();
   }
 }

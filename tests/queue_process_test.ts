@@ -275,6 +275,32 @@ Deno.test("a sender killed mid-write: the half-written message is never delivere
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("a queue whose ends were all killed opens from its descriptor, its message still in it", async () => {
+  const child = spawnFixture("queue_child.ts", ["create"]);
+  const out = lines(child);
+  const name = (await expectLine(out, "created")).split(" ")[1];
+  child.kill("SIGKILL");
+  await child.status;
+  for await (const _ of out) { /* drain */ }
+  // Past the sweep's interval: the open below is this process's turn to sweep. Before, that
+  // sweep came first and removed the queue ("does not exist"); whether an open found it
+  // depended on when this process had last swept.
+  await delay(1100);
+  const receiver = openReceiver({ shmq: 1, end: "sender", name });
+  try {
+    const message = await receiver.get({ timeout: 2000 });
+    assert.ok(message instanceof Uint8Array && message.length === 1 << 19);
+    // Every sender is gone: the stream ends once drained.
+    await assert.rejects(
+      receiver.get({ timeout: 2000 }),
+      (e: unknown) => e instanceof ClosedError && e.reason === "drained",
+    );
+  } finally {
+    receiver.close();
+  }
+  assert.deepEqual(shmEntries().filter((n) => n.startsWith(name.slice(1))), []);
+});
+
 Deno.test("sweepStaleQueues removes the entries of killed processes and spares live queues", async () => {
   const [liveSender, liveReceiver] = createSharedMemoryPair();
   const child = spawnFixture("queue_child.ts", ["create"]);
