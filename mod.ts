@@ -14,7 +14,12 @@
  * @module
  */
 
-export { createSharedMemoryPair, openReceiver, openSender } from "./queue/pair.ts";
+export {
+  createSharedMemoryPair,
+  openReceiver,
+  openSender,
+  type SharedMemoryPair,
+} from "./queue/pair.ts";
 export type { QueueOptions } from "./queue/options.ts";
 export { Sender } from "./queue/sender.ts";
 export {

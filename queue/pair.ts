@@ -34,7 +34,27 @@ function sweepNowAndThen(): void {
 }
 
 /**
- * Creates a queue in shared memory and returns its two ends. Pass `sender.descriptor` or
+ * The two ends {@linkcode createSharedMemoryPair} returns. Disposing the pair closes both (a
+ * `using` declaration then closes them however the scope ends, an uncaught error included,
+ * which skips the exit's own cleanup); closing an end again does nothing.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { createSharedMemoryPair } from "../mod.ts";
+ * {
+ *   using pair = createSharedMemoryPair();
+ *   const [sender, receiver] = pair;
+ *   await sender.put("hi");
+ *   assert.ok(await receiver.get() === "hi");
+ * } // both ends are closed here
+ * ```
+ */
+export type SharedMemoryPair = [sender: Sender, receiver: Receiver] & Disposable;
+
+/**
+ * Creates a queue in shared memory and returns its two ends (a {@linkcode SharedMemoryPair}:
+ * `using pair = createSharedMemoryPair()` closes both on the way out). Pass `sender.descriptor` or
  * `receiver.descriptor` to other processes or Workers and open more ends there with
  * {@linkcode openSender} and {@linkcode openReceiver}: any number of each may share a queue.
  *
@@ -53,16 +73,23 @@ function sweepNowAndThen(): void {
  * receiver.close();
  * ```
  */
-export function createSharedMemoryPair(options?: QueueOptions): [Sender, Receiver] {
+export function createSharedMemoryPair(options?: QueueOptions): SharedMemoryPair {
   const geometry = resolveOptions(options);
   sweepNowAndThen();
   try {
     const senderQueue = SharedQueue.create(geometry, "sender");
     try {
-      return [
-        new Sender(senderQueue),
-        new Receiver(SharedQueue.open(senderQueue.name, "receiver")),
-      ];
+      const sender = new Sender(senderQueue);
+      const receiver = new Receiver(SharedQueue.open(senderQueue.name, "receiver"));
+      const pair = [sender, receiver];
+      // Not enumerable: the pair spreads, prints and compares as the two ends alone.
+      Object.defineProperty(pair, Symbol.dispose, {
+        value: () => {
+          sender.close();
+          receiver.close();
+        },
+      });
+      return pair as SharedMemoryPair;
     } catch (error) {
       senderQueue.close();
       throw error;

@@ -9,7 +9,9 @@ import {
   openReceiver,
   openSender,
   QueueError,
+  type Receiver,
   reserve,
+  type Sender,
 } from "../mod.ts";
 import {
   budgetQueue,
@@ -56,6 +58,26 @@ Deno.test("put and get round-trip values of the data model", () =>
       await s.put(v);
       assert.deepEqual(await r.get(), v);
     }
+  }));
+
+Deno.test("a pair disposed with using closes both ends, however its scope ends", () =>
+  withoutLeaks(() => {
+    let ends: [Sender, Receiver] | undefined;
+    assert.throws(() => {
+      using pair = createSharedMemoryPair({ capacity: 2, arenaBytes: 64 * 1024 });
+      ends = [...pair] as [Sender, Receiver];
+      // The pair is the two ends alone (the dispose is not an element or an own key).
+      assert.equal(pair.length, 2);
+      assert.deepEqual(Object.keys(pair), ["0", "1"]);
+      pair[0].putSync("x");
+      throw new Error("the scope fails");
+    }, /the scope fails/);
+    const [s, r] = ends!;
+    assert.throws(() => s.putSync("y"), (e: unknown) => e instanceof ClosedError);
+    assert.throws(() => r.getNowait(), (e: unknown) => e instanceof ClosedError);
+    // Closing again, by hand, does nothing.
+    s.close();
+    r.close();
   }));
 
 Deno.test("a message larger than the arena goes through an extension segment, reused", () =>
