@@ -28,13 +28,11 @@ if (size % 4 !== 0) {
   flagError(`--size must be a multiple of 4 (Float32 data), got ${size}`);
 }
 
-const [sender, receiver] = createSharedMemoryPair({ capacity: 5 });
-// Closed on the way out whatever happens: an actor that cannot start (no --allow-run) throws,
-// and an uncaught error ends the process without the exit's own cleanup. Closing an end
-// again, once an actor holds its own, does nothing.
-using ends = new DisposableStack();
-ends.use(sender);
-ends.use(receiver);
+// `using`: both ends are closed on the way out whatever happens. An actor that cannot start
+// (no --allow-run) throws, and an uncaught error ends the process without the exit's own
+// cleanup. Closing an end again, once an actor holds its own, does nothing.
+using pair = createSharedMemoryPair({ capacity: 5 });
+const [sender, receiver] = pair;
 
 // mp.Process(target=producer_sm, args=(sender,)).start(), and the same for the consumer.
 // `transfer: true` closes this process's ends once each actor holds its own, so the consumer

@@ -28,12 +28,12 @@ const workers = wholeFlag(values.workers, "workers", 1);
 const jobs = wholeFlag(values.jobs, "jobs", 1);
 const size = wholeFlag(values.size, "size", 1);
 
-const [jobsOut, jobsIn] = createSharedMemoryPair({ capacity: 16 });
-const [resultsOut, resultsIn] = createSharedMemoryPair({ capacity: 64 });
-// Closed on the way out whatever happens (an uncaught error skips the exit's own cleanup);
-// closing an end again does nothing.
-using ends = new DisposableStack();
-for (const end of [jobsOut, jobsIn, resultsOut, resultsIn]) ends.use(end);
+// `using`: closed on the way out whatever happens (an uncaught error skips the exit's own
+// cleanup); closing an end again does nothing.
+using jobQueue = createSharedMemoryPair({ capacity: 16 });
+using resultQueue = createSharedMemoryPair({ capacity: 64 });
+const [jobsOut, jobsIn] = jobQueue;
+const [resultsOut, resultsIn] = resultQueue;
 
 const handles: WorkerHandle[] = [];
 for (let i = 0; i < workers; i++) {
