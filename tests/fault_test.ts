@@ -21,6 +21,7 @@ import * as L from "../queue/layout.ts";
 import {
   canIsolate,
   checksum32,
+  endedTogether,
   isolated,
   mapSegment,
   prng,
@@ -134,7 +135,7 @@ for (const v of putVariants) {
       const livePeer = rep % 2 === 1;
       const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
       const name = s.descriptor.name;
-      const child = new Child("put", [
+      await using child = new Child("put", [
         JSON.stringify(s.descriptor),
         `${v.min}`,
         `${v.max}`,
@@ -189,7 +190,13 @@ Deno.test("tight small-put loop killed at random moments, often inside the queue
     // Room for thousands of messages: the child never waits, so it is killed mid-put.
     const [s, r] = createSharedMemoryPair({ capacity: 1 << 16, arenaBytes: 64 << 20 });
     const name = s.descriptor.name;
-    const child = new Child("put", [JSON.stringify(s.descriptor), "0", "256", `${rep}`, "sync"]);
+    await using child = new Child("put", [
+      JSON.stringify(s.descriptor),
+      "0",
+      "256",
+      `${rep}`,
+      "sync",
+    ]);
     await child.expect("ready");
     s.close();
     await child.expect("begin 0");
@@ -232,7 +239,7 @@ for (const v of getVariants) {
       const livePeer = rep % 2 === 1;
       const [s, r] = createSharedMemoryPair({ capacity: 3, arenaBytes: 1 << 20 });
       const name = s.descriptor.name;
-      const child = new Child("get", [JSON.stringify(s.descriptor), v.api]);
+      await using child = new Child("get", [JSON.stringify(s.descriptor), v.api]);
       await child.expect("ready");
       if (!livePeer) r.close();
       let stop = false;
@@ -302,7 +309,7 @@ Deno.test("tight small-get loop killed at random moments: at most the message in
     const data = new Uint8Array(200);
     const sum = checksum32(data);
     for (let seq = 0; seq < count; seq++) s.putSync({ seq, sum, data });
-    const child = new Child("get", [JSON.stringify(s.descriptor), "sync"]);
+    await using child = new Child("get", [JSON.stringify(s.descriptor), "sync"]);
     await child.expect("got 0");
     await sleep(random() * 30);
     await child.stop();
@@ -336,9 +343,9 @@ Deno.test("tight small-get loop killed at random moments: at most the message in
 Deno.test("a process exiting while a stopped peer holds the lock gives up on it quickly", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 1 });
   const name = s.descriptor.name;
-  const leaving = new Child("join", [JSON.stringify(s.descriptor), "sender"]);
+  await using leaving = new Child("join", [JSON.stringify(s.descriptor), "sender"]);
   await leaving.expect("ready");
-  const holder = new Child("lock", [JSON.stringify(s.descriptor), "sender"]);
+  await using holder = new Child("lock", [JSON.stringify(s.descriptor), "sender"]);
   await holder.expect("locked"); // alive, and never letting go
   assert.ok(mutexHeld(name));
   // SIGUSR1: Deno.exit(0), whose unload closes its end, which needs the lock.
@@ -362,7 +369,7 @@ for (const kind of ["sender", "receiver"] as const) {
       if (kind === "receiver") await s.put("taken by the dying receiver");
       // Closing takes the mutex too: the parent's end of the victim's kind goes first.
       if (!livePeer) (kind === "sender" ? s : r).close();
-      const child = new Child("lock", [JSON.stringify(s.descriptor), kind]);
+      await using child = new Child("lock", [JSON.stringify(s.descriptor), kind]);
       await child.expect("locked");
       assert.ok(mutexHeld(name));
       // The next call blocks this thread on the mutex until the holder is dead and its death
@@ -382,8 +389,10 @@ for (const kind of ["sender", "receiver"] as const) {
       } catch (e) {
         outcome = { e };
       }
-      noticed(performance.now() - started - killDelay, `${kind} holding the mutex`);
+      const ms = performance.now() - started - killDelay;
+      // The killer first: a failed check must not leave it to kill a pid after the test.
       await killed;
+      noticed(ms, `${kind} holding the mutex`);
       await child.stop();
       stats.cases++;
       stats.heldMutex++;
@@ -412,7 +421,7 @@ for (const kind of ["sender", "receiver"] as const) {
 Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
-  const child = new Child("lock", [JSON.stringify(s.descriptor), "sender"]);
+  await using child = new Child("lock", [JSON.stringify(s.descriptor), "sender"]);
   await child.expect("locked");
   await child.stop();
   stats.cases++;
@@ -449,7 +458,7 @@ Deno.test("participants killed while blocked in putSync, getSync and waitForAllA
     // A sender blocked on a full queue: its complete messages still arrive.
     const [s, r] = createSharedMemoryPair({ capacity: 4 });
     s.close();
-    const child = new Child("blocked", [JSON.stringify(r.descriptor), "put"]);
+    await using child = new Child("blocked", [JSON.stringify(r.descriptor), "put"]);
     const n = Number((await child.expect("blocked")).split(" ")[1]);
     // Asleep in its wait, not still on the way there (before: a 100 ms sleep, a guess).
     await asleepIn(r.descriptor.name, L.W_SENDERS_WAITING);
@@ -466,7 +475,7 @@ Deno.test("participants killed while blocked in putSync, getSync and waitForAllA
     // A receiver blocked in getSync, the only one: the parent's put fails, its ack wait too.
     const [s, r] = createSharedMemoryPair({ capacity: 1 });
     r.close();
-    const child = new Child("blocked", [JSON.stringify(s.descriptor), "get"]);
+    await using child = new Child("blocked", [JSON.stringify(s.descriptor), "get"]);
     await child.expect("blocked");
     await asleepIn(s.descriptor.name, L.W_RECEIVERS_WAITING);
     await child.stop();
@@ -482,7 +491,7 @@ Deno.test("participants killed while blocked in putSync, getSync and waitForAllA
     // A sender blocked in waitForAllAckSync: its message still arrives, then "drained".
     const [s, r] = createSharedMemoryPair({ capacity: 2 });
     s.close();
-    const child = new Child("blocked", [JSON.stringify(r.descriptor), "ack"]);
+    await using child = new Child("blocked", [JSON.stringify(r.descriptor), "ack"]);
     await child.expect("blocked");
     await asleepIn(r.descriptor.name, L.W_ACK_WAITING);
     await child.stop();
@@ -509,7 +518,7 @@ Deno.test("a waiter killed in its wait leaves no announcement behind once a peer
   for (const [what, count] of cases) {
     const [s, r] = createSharedMemoryPair({ capacity: 4 });
     const name = s.descriptor.name;
-    const child = new Child("blocked", [JSON.stringify(s.descriptor), what]);
+    await using child = new Child("blocked", [JSON.stringify(s.descriptor), what]);
     await child.expect("blocked");
     while (segmentWord(name, count) === 0) await sleep(5); // asleep in its wait
     await child.stop();
@@ -526,7 +535,7 @@ Deno.test("a waiter killed in its wait leaves no announcement behind once a peer
 Deno.test("an end that exits with an async wait still out takes its announcement back", async () => {
   // Before: the close took nothing back, and the wait it left never resumed to do it.
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
-  const child = new Child("get-then-exit", [JSON.stringify(s.descriptor)]);
+  await using child = new Child("get-then-exit", [JSON.stringify(s.descriptor)]);
   await child.expect("waiting");
   assert.equal((await child.exit()).code, 0);
   stats.cases++;
@@ -538,7 +547,7 @@ Deno.test("an end that exits with an async wait still out takes its announcement
 Deno.test("an end that takes over a dead end's entry takes back its own waits", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
-  const child = new Child("join", [JSON.stringify(s.descriptor), "receiver"]);
+  await using child = new Child("join", [JSON.stringify(s.descriptor), "receiver"]);
   await child.expect("ready");
   await child.stop(); // its entry stays until reaped, or taken over by the next end
   stats.cases++;
@@ -555,7 +564,7 @@ Deno.test("a receiver killed holding a borrow: waitForAllAck learns, with and wi
   for (const livePeer of [false, true]) {
     const [s, r] = createSharedMemoryPair({ capacity: 2, arenaBytes: 1 << 20 });
     const name = s.descriptor.name;
-    const child = new Child("get", [JSON.stringify(s.descriptor), "hold"]);
+    await using child = new Child("get", [JSON.stringify(s.descriptor), "hold"]);
     await child.expect("ready");
     if (!livePeer) r.close();
     // 8 MiB: the borrow holds an extension segment.
@@ -591,7 +600,7 @@ async function receiverKilledHoldingOne(
   beforeKill?: (s: Sender) => void,
 ): Promise<[Sender, Receiver]> {
   const [s, r] = createSharedMemoryPair({ capacity });
-  const child = new Child("get", [JSON.stringify(r.descriptor), "hold"]);
+  await using child = new Child("get", [JSON.stringify(r.descriptor), "hold"]);
   await child.expect("ready");
   await s.put({ seq: 0, sum: checksum32(new Uint8Array(8)), data: new Uint8Array(8) });
   await child.expect("got 0");
@@ -605,7 +614,7 @@ Deno.test("callers that only poll (getNowait, hasSpace) get past dead peers too"
   {
     // A dead sender's unfinished message at the head of the queue, a whole one behind it.
     const [s, r] = createSharedMemoryPair({ capacity: 4 });
-    const child = new Watched("queue_child.ts", ["draft", JSON.stringify(s.descriptor)]);
+    await using child = new Watched("queue_child.ts", ["draft", JSON.stringify(s.descriptor)]);
     await child.expect("drafting");
     await s.put("behind the draft");
     await child.stop();
@@ -652,7 +661,7 @@ Deno.test("callers that wait with timeouts shorter than a wait slice get past de
     for (const timeout of [10, 0]) {
       const [s, r] = createSharedMemoryPair({ capacity: 2 });
       s.close();
-      const child = new Child("join", [JSON.stringify(r.descriptor), "sender"]);
+      await using child = new Child("join", [JSON.stringify(r.descriptor), "sender"]);
       await child.expect("ready");
       await child.stop();
       stats.cases++;
@@ -669,7 +678,7 @@ Deno.test("callers that wait with timeouts shorter than a wait slice get past de
       // The only receiver killed before it took the message: acks of 10 ms at a time must
       // end with "no-receivers".
       const [s, r] = createSharedMemoryPair({ capacity: 2 });
-      const child = new Child("join", [JSON.stringify(r.descriptor), "receiver"]);
+      await using child = new Child("join", [JSON.stringify(r.descriptor), "receiver"]);
       await child.expect("ready");
       r.close();
       await s.put("never taken");
@@ -742,7 +751,7 @@ Deno.test("an ack lost to a receiver killed mid-release is found by acks of 10 m
 Deno.test("a sender killed after reserving a new extension, before making its segment", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2, arenaBytes: 1 << 20 });
   const name = s.descriptor.name;
-  const child = new Child("reserve-ext", [JSON.stringify(s.descriptor), `${3 << 20}`]);
+  await using child = new Child("reserve-ext", [JSON.stringify(s.descriptor), `${3 << 20}`]);
   assert.equal(await child.expect("reserved"), "reserved segment=1 create=true");
   await child.stop();
   stats.cases++;
@@ -788,7 +797,7 @@ Deno.test("a sender killed after making an extension segment, before sizing it",
 Deno.test("liveness does not trust pids: a dead participant recorded with a live pid is reaped", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
-  const child = new Child("join", [JSON.stringify(s.descriptor), "receiver"]);
+  await using child = new Child("join", [JSON.stringify(s.descriptor), "receiver"]);
   await child.expect("ready");
   r.close();
   const pid = child.proc.pid;
@@ -820,14 +829,14 @@ Deno.test("liveness does not trust pids: a dead participant recorded with a live
 // ------------------------------------------------------------------ nothing leaks
 
 async function laterProcessSweeps(): Promise<void> {
-  const sweeper = new Child("sweep", []);
+  await using sweeper = new Child("sweep", []);
   await sweeper.expect("swept");
   assert.equal((await sweeper.exit()).code, 0);
 }
 
 Deno.test("every way of leaving: close, plain exit, uncaught error, end of program", async () => {
   for (const how of ["close", "exit", "throw", "return"]) {
-    const child = new Child("exit", [how]);
+    await using child = new Child("exit", [how]);
     const name = (await child.expect("created")).split(" ")[1];
     const status = await child.exit();
     stats.cases++;
@@ -850,7 +859,9 @@ Deno.test("SIGKILL of any subset (with the rest closing or exiting): nothing lef
     const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20 });
     const name = s.descriptor.name;
     await s.put(new Uint8Array(600 << 10)); // an extension segment
-    const children = kinds.map((k) => new Child("join", [JSON.stringify(s.descriptor), k]));
+    await using children = endedTogether(
+      kinds.map((k) => new Child("join", [JSON.stringify(s.descriptor), k])),
+    );
     for (const c of children) await c.expect("ready");
     s.close();
     r.close();
@@ -876,7 +887,7 @@ Deno.test("SIGKILL of any subset (with the rest closing or exiting): nothing lef
 Deno.test("a process killed at random moments while making and dropping queues leaves nothing after a sweep", async () => {
   const names = new Set<string>();
   for (let rep = 0; rep < REPEAT * 3; rep++) {
-    const child = new Child("create-loop", [`${rep}`]);
+    await using child = new Child("create-loop", [`${rep}`]);
     await child.expect("ready");
     await sleep(random() * 400);
     await child.stop();

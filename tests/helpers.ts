@@ -110,14 +110,34 @@ export function fixture(name: string): string {
   return new URL(`./fixtures/${name}`, import.meta.url).pathname;
 }
 
-/** A child Deno process running a fixture, with piped stdout and inherited stderr. */
+/**
+ * Ends `child` with SIGKILL unless it has exited, and waits for its exit. What
+ * `await using` of a {@linkcode spawnFixture} child or a {@linkcode Watched} does when its
+ * scope ends, a failed assertion included, so that no child outlives its test.
+ */
+export async function endChild(child: Deno.ChildProcess): Promise<Deno.CommandStatus> {
+  try {
+    child.kill("SIGKILL");
+  } catch { /* already exited */ }
+  return await child.status;
+}
+
+/**
+ * A child Deno process running a fixture, with piped stdout and inherited stderr. Disposing it
+ * ({@linkcode endChild}) kills it with SIGKILL: Deno's own dispose sends SIGTERM, which some
+ * fixtures catch and go on after.
+ */
 export function spawnFixture(name: string, args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["run", ...CHILD_PERMISSIONS, fixture(name), ...args],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
   }).spawn();
+  child[Symbol.asyncDispose] = async () => {
+    await endChild(child);
+  };
+  return child;
 }
 
 /** Reads a child's whole stdout as text and waits for it to exit. */
@@ -278,8 +298,9 @@ export async function isolated(name: string, args: string[], shmBytes: number): 
 }
 
 /** A fixture process whose stdout lines are collected as they come, for tests that watch a
- * child and kill it at a chosen moment. */
-export class Watched {
+ * child and kill it at a chosen moment. `await using` one ends it with SIGKILL, if it still
+ * runs, when its scope ends. */
+export class Watched implements AsyncDisposable {
   readonly proc: Deno.ChildProcess;
   readonly out: string[] = [];
   readonly #drained: Promise<void>;
@@ -348,6 +369,11 @@ export class Watched {
     return status;
   }
 
+  /** Kills it with SIGKILL unless it has exited; waits for the exit and its output. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop("SIGKILL");
+  }
+
   /** Largest N of the lines "<word> N". */
   last(word: string): number {
     let n = -1;
@@ -356,6 +382,16 @@ export class Watched {
     }
     return n;
   }
+}
+
+/** `children` as one disposable: `await using` the array ends them all, each as its own
+ * `await using` would. */
+export function endedTogether<T extends AsyncDisposable>(children: T[]): T[] & AsyncDisposable {
+  return Object.assign(children, {
+    async [Symbol.asyncDispose]() {
+      await Promise.all(children.map((child) => child[Symbol.asyncDispose]()));
+    },
+  });
 }
 
 /** Resolves after `ms` milliseconds. */

@@ -6,7 +6,7 @@
 // some 25 s on a 2-vCPU machine); set it lower for a quick run.
 import assert from "node:assert/strict";
 import { ClosedError, createSharedMemoryPair } from "../mod.ts";
-import { shmEntries, Watched } from "./helpers.ts";
+import { endedTogether, shmEntries, Watched } from "./helpers.ts";
 
 const SENDERS = 8;
 const RECEIVERS = 2;
@@ -30,22 +30,24 @@ Deno.test(`stress: ${SENDERS} senders x ${MESSAGES} messages of 0-256 KiB into $
   const [sender, receiver] = createSharedMemoryPair({ capacity: 64 });
   const name = sender.descriptor.name;
   const d = JSON.stringify(sender.descriptor);
-  const consumers = Array.from(
+  await using consumers = endedTogether(Array.from(
     { length: RECEIVERS },
     () => new Watched("fault_load_child.ts", ["consume", d]),
+  ));
+  await using producers = endedTogether(
+    Array.from({ length: SENDERS }, (_, i) =>
+      new Watched("fault_load_child.ts", [
+        "produce",
+        d,
+        `${i}`,
+        `${MESSAGES}`,
+        `${i + 1}`,
+        "0",
+        `${MAX_SIZE}`,
+        "0.01",
+        "5",
+      ])),
   );
-  const producers = Array.from({ length: SENDERS }, (_, i) =>
-    new Watched("fault_load_child.ts", [
-      "produce",
-      d,
-      `${i}`,
-      `${MESSAGES}`,
-      `${i + 1}`,
-      "0",
-      `${MAX_SIZE}`,
-      "0.01",
-      "5",
-    ]));
   for (const c of [...consumers, ...producers]) await c.expect("ready");
   const started = performance.now();
   // Every child opened its end: the parent's go (the receivers end once the senders close).
