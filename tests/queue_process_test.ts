@@ -11,6 +11,7 @@ import {
   budgetQueue,
   canIsolate,
   delay,
+  endedTogether,
   finish,
   lines,
   mappedFiles,
@@ -68,15 +69,15 @@ async function producersIntoConsumers(
 ): Promise<void> {
   const [sender, receiver] = createSharedMemoryPair({ capacity: 16, arenaBytes: 1 << 20 });
   const d = JSON.stringify(sender.descriptor);
-  const consumers = [0, 1].map((i) =>
-    spawnFixture("queue_child.ts", ["consume", d, ...consumerExtra(i)])
+  await using consumers = endedTogether(
+    [0, 1].map((i) => spawnFixture("queue_child.ts", ["consume", d, ...consumerExtra(i)])),
   );
   const consumerLines = consumers.map((c) => lines(c));
   for (const it of consumerLines) await expectLine(it, "ready");
-  const children = Array.from(
+  await using children = endedTogether(Array.from(
     { length: producers },
     (_, i) => spawnFixture("queue_child.ts", ["produce", d, `${i}`, `${count}`, ...extra(i)]),
-  );
+  ));
   const producerLines = children.map((p) => lines(p));
   for (const it of producerLines) await expectLine(it, "ready");
   // Every child opened its ends: the parent's own can go.
@@ -108,12 +109,19 @@ Deno.test("stats taken in a third process while one puts and another takes: tota
     const capacity = 4;
     const [sender, receiver] = createSharedMemoryPair({ capacity, arenaBytes: 1 << 20 });
     const d = JSON.stringify(sender.descriptor);
-    const consumer = spawnFixture("queue_child.ts", ["consume", d]);
+    await using consumer = spawnFixture("queue_child.ts", ["consume", d]);
     const consumerLines = lines(consumer);
     await expectLine(consumerLines, "ready");
     const count = 20_000;
     // Up to 2 KiB, now and then 16 KiB: every message an arena one.
-    const producer = spawnFixture("queue_child.ts", ["produce", d, "0", `${count}`, "3", "2048"]);
+    await using producer = spawnFixture("queue_child.ts", [
+      "produce",
+      d,
+      "0",
+      `${count}`,
+      "3",
+      "2048",
+    ]);
     const producerLines = lines(producer);
     await expectLine(producerLines, "ready");
     sender.close(); // this process keeps its receiver, which takes nothing, to look through
@@ -155,12 +163,14 @@ Deno.test("receivers joining and leaving a stream take over prefetched messages:
     const d = JSON.stringify(sender.descriptor);
     // One long-lived consumer, alone at times (then it takes messages ahead), and short-lived
     // ones that join, take some messages (over from it, too) and leave, one after another.
-    const steady = spawnFixture("queue_child.ts", ["consume", d]);
+    await using steady = spawnFixture("queue_child.ts", ["consume", d]);
     const steadyLines = lines(steady);
     await expectLine(steadyLines, "ready");
     const count = 20_000;
-    const producers = [0, 1].map((i) =>
-      spawnFixture("queue_child.ts", ["produce", d, `${i}`, `${count}`, `${i + 7}`, "200"])
+    await using producers = endedTogether(
+      [0, 1].map((i) =>
+        spawnFixture("queue_child.ts", ["produce", d, `${i}`, `${count}`, `${i + 7}`, "200"])
+      ),
     );
     const producerLines = producers.map((p) => lines(p));
     for (const it of producerLines) await expectLine(it, "ready");
@@ -172,7 +182,7 @@ Deno.test("receivers joining and leaving a stream take over prefetched messages:
     const reports: { got: [number, number][]; bad: number }[] = [];
     let overlapping = 0;
     while (producing) {
-      const nibbler = spawnFixture("queue_child.ts", ["nibble", d, "300"]);
+      await using nibbler = spawnFixture("queue_child.ts", ["nibble", d, "300"]);
       const out = lines(nibbler);
       await expectLine(out, "ready");
       const report = JSON.parse(await expectLine(out, "{"));
@@ -190,7 +200,10 @@ Deno.test("receivers joining and leaving a stream take over prefetched messages:
 Deno.test("a killed sender: its complete messages arrive, then ClosedError within a second", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
-    const child = spawnFixture("queue_child.ts", ["stream", JSON.stringify(sender.descriptor)]);
+    await using child = spawnFixture("queue_child.ts", [
+      "stream",
+      JSON.stringify(sender.descriptor),
+    ]);
     const out = lines(child);
     await expectLine(out, "ready");
     sender.close();
@@ -221,7 +234,10 @@ Deno.test("a killed sender: its complete messages arrive, then ClosedError withi
 Deno.test("a killed receiver holding a borrow returns its capacity", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
-    const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(receiver.descriptor)]);
+    await using child = spawnFixture("queue_child.ts", [
+      "hold",
+      JSON.stringify(receiver.descriptor),
+    ]);
     await sender.put({ n: 1 });
     const out = lines(child);
     assert.equal(await expectLine(out, "holding"), 'holding {"n":1}');
@@ -243,7 +259,7 @@ Deno.test("a killed receiver's prefetched messages go to the next receiver, in o
     const descriptor = receiver.descriptor;
     for (let n = 0; n < 12; n++) await sender.put({ n });
     receiver.close(); // the child is the only receiver: it takes messages ahead
-    const child = spawnFixture("queue_child.ts", ["getone", JSON.stringify(descriptor)]);
+    await using child = spawnFixture("queue_child.ts", ["getone", JSON.stringify(descriptor)]);
     const out = lines(child);
     assert.equal(await expectLine(out, "got"), 'got {"n":0}');
     const ahead = slotsInState(name, L.SlotState.Prefetched);
@@ -261,7 +277,10 @@ Deno.test("a killed receiver's prefetched messages go to the next receiver, in o
 Deno.test("a sender killed mid-write: the half-written message is never delivered", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
-    const child = spawnFixture("queue_child.ts", ["draft", JSON.stringify(sender.descriptor)]);
+    await using child = spawnFixture("queue_child.ts", [
+      "draft",
+      JSON.stringify(sender.descriptor),
+    ]);
     const out = lines(child);
     await expectLine(out, "drafting");
     assert.equal(sender.hasSpace(), false, "the draft holds the only slot");
@@ -276,7 +295,7 @@ Deno.test("a sender killed mid-write: the half-written message is never delivere
   }));
 
 Deno.test("a queue whose ends were all killed opens from its descriptor, its message still in it", async () => {
-  const child = spawnFixture("queue_child.ts", ["create"]);
+  await using child = spawnFixture("queue_child.ts", ["create"]);
   const out = lines(child);
   const name = (await expectLine(out, "created")).split(" ")[1];
   child.kill("SIGKILL");
@@ -303,7 +322,7 @@ Deno.test("a queue whose ends were all killed opens from its descriptor, its mes
 
 Deno.test("sweepStaleQueues removes the entries of killed processes and spares live queues", async () => {
   const [liveSender, liveReceiver] = createSharedMemoryPair();
-  const child = spawnFixture("queue_child.ts", ["create"]);
+  await using child = spawnFixture("queue_child.ts", ["create"]);
   const out = lines(child);
   const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
   assert.equal(shmEntries().filter((n) => n.startsWith(name)).length, 2, "queue + extension");
@@ -349,7 +368,7 @@ Deno.test("a long-running process sweeps again: a killed child's own queue goes 
   // An end made first, as a long-running parent has: whatever this process swept, it did so by
   // now.
   const [first, firstReceiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
-  const child = spawnFixture("queue_child.ts", ["create"]);
+  await using child = spawnFixture("queue_child.ts", ["create"]);
   const out = lines(child);
   const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
   child.kill("SIGKILL");
@@ -461,7 +480,7 @@ Deno.test({
 });
 
 Deno.test("a process that exits without closing its ends leaves nothing in /dev/shm", async () => {
-  const child = spawnFixture("queue_child.ts", ["exit"]);
+  await using child = spawnFixture("queue_child.ts", ["exit"]);
   const out = lines(child);
   const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
   for await (const _ of out) { /* drain */ }
@@ -574,7 +593,7 @@ Deno.test("an end opened while the last other end closes is refused as gone, or 
     for (let run = 0; run < 12; run++) {
       const [sender, receiver] = createSharedMemoryPair();
       sender.putSync(new Uint8Array(size));
-      const child = spawnFixture("late_open.ts", [JSON.stringify(receiver.descriptor)]);
+      await using child = spawnFixture("late_open.ts", [JSON.stringify(receiver.descriptor)]);
       const out = lines(child);
       assert.equal((await out.next()).value, "opening");
       // Closes at a different point of the child's open each run (it maps and pre-faults the
@@ -601,7 +620,7 @@ Deno.test("a process in a getSync loop of large messages keeps its memory bounde
 /** A sender whose queue's last receiver, in a child holding one message, was SIGKILLed. */
 async function senderWhoseLastReceiverWasKilled(capacity: number): Promise<Sender> {
   const [s, r] = createSharedMemoryPair({ capacity, arenaBytes: 64 * 1024 });
-  const child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(r.descriptor)]);
+  await using child = spawnFixture("queue_child.ts", ["hold", JSON.stringify(r.descriptor)]);
   const out = lines(child);
   s.putSync("held");
   assert.match((await out.next()).value!, /^holding/);
