@@ -9,7 +9,7 @@
 
 import { futexWait, yieldCpu } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
-import { turned } from "./fairness.ts";
+import { turned, turnIfDue } from "./fairness.ts";
 import { futexWaitShared } from "./wait_hub.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
@@ -255,7 +255,19 @@ export async function waitAsync<T>(
       if (result !== undefined) return result;
       const left = deadline - performance.now();
       if (left <= 0) return timedOut(queue, attempt);
-      if (spin(word, seen)) continue;
+      if (spin(word, seen)) {
+        // The word moved, yet the attempt found nothing: a peer that keeps moving it (one
+        // scribbling over it in a loop, or other ends winning every message) would otherwise
+        // keep this loop from ever awaiting, and hold the event loop (its timers, this
+        // call's signal) until the deadline, or for good without one.
+        const turn = turnIfDue();
+        if (turn !== undefined) {
+          await turn;
+          signal?.throwIfAborted();
+          queue.assertOpen();
+        }
+        continue;
+      }
       if (signal && onAbort === undefined) {
         onAbort = () => queue.wakeAll(word);
         signal.addEventListener("abort", onAbort, { once: true });
