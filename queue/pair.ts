@@ -54,9 +54,10 @@ export type SharedMemoryPair = [sender: Sender, receiver: Receiver] & Disposable
 
 /**
  * Creates a queue in shared memory and returns its two ends (a {@linkcode SharedMemoryPair}:
- * `using pair = createSharedMemoryPair()` closes both on the way out). Pass `sender.descriptor` or
- * `receiver.descriptor` to other processes or Workers and open more ends there with
- * {@linkcode openSender} and {@linkcode openReceiver}: any number of each may share a queue.
+ * `using pair = createSharedMemoryPair()` closes both on the way out). Pass
+ * `sender.descriptor` or `receiver.descriptor` to other processes or Workers and open more
+ * ends there with {@linkcode openSender} and {@linkcode openReceiver}: any number of each may
+ * share a queue.
  *
  * Making or opening a queue end also removes the entries left in /dev/shm by queues whose
  * processes all died (see `sweepStaleQueues`; at most once a second). Ends still open when
