@@ -23,7 +23,7 @@
  *              │ many of each died, the extensions' name salt (set once),     │
  *              │ segments dropped lately (bytes, when), how long idle         │
  *              │ extensions are kept (set once), the claim of a put waiting   │
- *              │ for budget (bytes, by, gen, when)                            │
+ *              │ for budget (bytes, by, gen, when), the settle under way      │
  *  byte 448    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 32 B                       │
  *              │   {state, gen, size, idle since, slot}                       │
@@ -149,6 +149,12 @@ export const C_CLAIM_BYTES = 376;
 export const C_CLAIM_BY = 384; // u32: the claiming sender's participant index
 export const C_CLAIM_GEN = 388; // u32: and its entry's generation
 export const C_CLAIM_AT = 392; // f64: `Date.now()` of the claim's last renewal
+/** u32: slot + 1 of the received message whose settle is under way, 0 when none; with
+ * C_CREDIT_BASE, what C_TOTAL_RELEASED was before it. Written under the lock before the slot
+ * goes Done, cleared once the message is counted: a holder killed in between left the total
+ * one short for good, and the end that takes the lock over can finish the count. */
+export const C_CREDITING_SLOT = 400;
+export const C_CREDIT_BASE = 408; // f64
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 448;

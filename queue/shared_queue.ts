@@ -1521,6 +1521,7 @@ export class SharedQueue {
         this.#f64[L.C_ARENA_HEAD >> 3] = 0;
       }
       this.#validateCursorsLocked();
+      this.#finishCreditLocked();
       this.#recountLocked();
       this.#reapDeadLocked();
     } catch (error) {
@@ -2595,12 +2596,50 @@ export class SharedQueue {
   /** Moves a slot from `from` to Done, returning its capacity, crediting its sender's ack
    * count when it had been delivered, and reclaiming space. */
   #finishLocked(slot: number, from: number, reclaim = true): void {
-    const s = L.slotOffset(slot);
-    if (Atomics.compareExchange(this.#i32, (s + L.S_STATE) >> 2, from, L.SlotState.Done) !== from) {
-      return;
-    }
-    this.#creditLocked(s, from !== L.SlotState.Writing);
+    if (!this.#doneLocked(slot, from)) return;
     if (reclaim) this.#reclaimLocked();
+  }
+
+  /**
+   * Moves slot `slot` from `from` to Done and books it (see #creditLocked); false when it was
+   * not in `from`. Under the lock nothing else moves a slot out of Released, Writing or a dead
+   * taker's Taken, so one found there goes Done. A received message's settle is recorded while
+   * it is under way (L.C_CREDITING_SLOT): see #finishCreditLocked.
+   */
+  #doneLocked(slot: number, from: number): boolean {
+    const s = L.slotOffset(slot);
+    const at = (s + L.S_STATE) >> 2;
+    // Load first: a CAS would take every slot's cache line from its owner.
+    if (Atomics.load(this.#i32, at) !== from) return false;
+    const delivered = from !== L.SlotState.Writing;
+    if (delivered) {
+      this.#f64[L.C_CREDIT_BASE >> 3] = this.#f64[L.C_TOTAL_RELEASED >> 3];
+      this.#u32[L.C_CREDITING_SLOT >> 2] = slot + 1;
+    }
+    const moved = Atomics.compareExchange(this.#i32, at, from, L.SlotState.Done) === from;
+    if (moved) this.#creditLocked(s, delivered);
+    if (delivered) this.#u32[L.C_CREDITING_SLOT >> 2] = 0;
+    return moved;
+  }
+
+  /**
+   * Counts the received message whose settle a dead lock holder left half done: once the
+   * slot is Done, the total must count it, and counts it one time whether or not the holder
+   * got that far (before: a kill between the two left `stats()` one short for good). The
+   * rest of that settle (in flight, the extension, the ack) the recount and the ack check
+   * redo from the slot ring.
+   */
+  #finishCreditLocked(): void {
+    const marked = this.#u32[L.C_CREDITING_SLOT >> 2];
+    if (marked === 0) return;
+    this.#u32[L.C_CREDITING_SLOT >> 2] = 0;
+    const slot = marked - 1;
+    if (slot >= this.#ringSize) return; // forged: there is nothing to finish
+    const state = Atomics.load(this.#i32, (L.slotOffset(slot) + L.S_STATE) >> 2);
+    const base = this.#f64[L.C_CREDIT_BASE >> 3];
+    if (state === L.SlotState.Done && this.#f64[L.C_TOTAL_RELEASED >> 3] === base) {
+      this.#f64[L.C_TOTAL_RELEASED >> 3] = base + 1;
+    }
   }
 
   /** Books a slot that just became Done: one less in flight, its extension (if any) idle
@@ -2649,17 +2688,7 @@ export class SharedQueue {
       let settled = 0;
       let k = 0;
       for (; k < span && (all || settled < pending); k++) {
-        const s = L.slotOffset((tail + k) & this.#mask);
-        const at = (s + L.S_STATE) >> 2;
-        // Load first: a CAS would take every slot's cache line from its owner.
-        if (
-          Atomics.load(i32, at) === L.SlotState.Released &&
-          Atomics.compareExchange(i32, at, L.SlotState.Released, L.SlotState.Done) ===
-            L.SlotState.Released
-        ) {
-          this.#creditLocked(s, true);
-          settled++;
-        }
+        if (this.#doneLocked((tail + k) & this.#mask, L.SlotState.Released)) settled++;
       }
       // A full scan short of `pending` means the count ran ahead (a releaser counted after a
       // settle took its slot, or the word was forged): drop the excess rather than rescan the
@@ -2685,11 +2714,7 @@ export class SharedQueue {
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
       if (state === L.SlotState.Released) {
         // Not settled yet (a cancel or a reap reclaims without settling first): settle it.
-        if (
-          Atomics.compareExchange(this.#i32, (s + L.S_STATE) >> 2, state, L.SlotState.Done) !==
-            state
-        ) break;
-        this.#creditLocked(s, true);
+        if (!this.#doneLocked(tail & this.#mask, state)) break;
       } else if (state !== L.SlotState.Done) break;
       // An extension went idle when its message became Done (see #creditLocked), and may
       // carry another message by now: only the arena is freed in ring order.

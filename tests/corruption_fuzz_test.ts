@@ -667,6 +667,30 @@ Deno.test("a waiter count forged below 0 is repaired: waiters are woken again, n
     }
   }));
 
+Deno.test("a lock holder killed while it settled a received message leaves the totals whole", () =>
+  withoutLeaks(() => {
+    using q = forgeable();
+    q.sender.putSync("a");
+    q.sender.putSync("b");
+    assert.equal(q.receiver.getSync(), "a"); // released: its settle is due
+    const before = q.m.f64[L.C_TOTAL_RELEASED >> 3];
+    const slot = L.slotOffset(0);
+    assert.equal(Atomics.load(q.m.i32, (slot + L.S_STATE) >> 2), L.SlotState.Released);
+    // What a holder killed inside that settle left: the slot Done, the settle recorded as
+    // under way, the total not yet counting it, and the lock still named after the holder
+    // (an entry no end holds). Before, the total stayed one short for good.
+    q.m.f64[L.C_CREDIT_BASE >> 3] = q.m.f64[L.C_TOTAL_RELEASED >> 3];
+    q.m.u32[L.C_CREDITING_SLOT >> 2] = 0 + 1;
+    Atomics.store(q.m.i32, (slot + L.S_STATE) >> 2, L.SlotState.Done);
+    Atomics.store(q.m.i32, L.W_LOCK >> 2, L.MAX_PARTICIPANTS);
+    const after = q.receiver.stats(); // takes the lock over, and repairs
+    assert.equal(after.received, before + 1, "the message counts as received, once");
+    assert.equal(after.put - after.received, 1, "one message still in flight");
+    assert.equal(q.m.u32[L.C_CREDITING_SLOT >> 2], 0);
+    assert.equal(q.receiver.getSync(), "b");
+    assert.equal(q.receiver.stats().received, before + 2);
+  }));
+
 Deno.test("a forged ring or arena cursor is found out, never a stall or an overwrite", () =>
   withoutLeaks(() => {
     // Before: every put waited for room for good (here: FullError at the timeout).
