@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "baa95b414b0ed676fadb603221b2cc1371934941e07713071016b90f0561fa6a",
-  "x86_64-linux": "5dbaa2685687c408bfe89e96194f0f5a7648d22b0c04130618de5ccbb552b7e6",
+  "aarch64-linux": "c1e4b8b212746490297358daa7eeb4ecfbcf7c716687160a87181665d9503451",
+  "x86_64-linux": "a1f60ead1fa4b11a9c8796f6019e8f5db796e6917431fe5fa755a608b979d7b5",
 };

@@ -118,18 +118,21 @@ int32_t shmq_yield(void) {
   return sched_yield() == 0 ? 0 : -errno;
 }
 
-int64_t shmq_shm_free_bytes(void) {
+/* Bytes of /dev/shm from statvfs: its whole size (`whole`), or what is free for this user. */
+static int64_t shm_bytes(int whole) {
   struct statvfs st;
   if (statvfs(SHM_DIR, &st) != 0) return -errno;
-  uint64_t bytes = (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+  uint64_t blocks = whole ? (uint64_t)st.f_blocks : (uint64_t)st.f_bavail;
+  uint64_t bytes = blocks * (uint64_t)st.f_frsize;
   return bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)bytes;
 }
 
+int64_t shmq_shm_free_bytes(void) {
+  return shm_bytes(0);
+}
+
 int64_t shmq_shm_total_bytes(void) {
-  struct statvfs st;
-  if (statvfs(SHM_DIR, &st) != 0) return -errno;
-  uint64_t bytes = (uint64_t)st.f_blocks * (uint64_t)st.f_frsize;
-  return bytes > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)bytes;
+  return shm_bytes(1);
 }
 
 int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
