@@ -12,8 +12,25 @@
 import { isDetached } from "../codec/array_buffer.ts";
 import * as native from "../ffi/native.ts";
 import * as L from "./layout.ts";
-import { ClosedError, ours, QueueError } from "./errors.ts";
+import { ClosedError, QueueError } from "./errors.ts";
+import {
+  goneError,
+  type Header,
+  holdAliveByte,
+  randomQueueName,
+  validateHeader,
+  writeHeader,
+} from "./main_segment.ts";
 import { ShmMutex } from "./mutex.ts";
+import {
+  createOrExplain,
+  ensureRoom,
+  mapFd,
+  type Mapping,
+  prefaultOrExplain,
+  shmFreeBytes,
+  unmapAll,
+} from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
 import type { Timer } from "./timer.ts";
 import { MIN_SPIN_MS, REAP_EVERY_MS, ROOM_SLICE_MS } from "./wait.ts";
@@ -56,16 +73,6 @@ export interface TakenMessage {
   readonly segment: number;
   readonly offset: number;
   readonly length: number;
-}
-
-/** A mapped segment (internal). */
-export interface Mapping {
-  readonly pointer: Deno.PointerObject;
-  readonly size: number;
-  readonly buffer: ArrayBuffer;
-  readonly bytes: Uint8Array;
-  /** A view into it was moved out of the library's hands: quarantine it, never unmap it. */
-  moved?: boolean;
 }
 
 /** A mapping zero-copy views are made over (internal): an extension segment's, or the main
@@ -123,39 +130,11 @@ const ARENA_CURSOR_LIMIT = 2 ** 51;
 const PREFETCH_MESSAGES = 16;
 /** ...when each is at most this long: for larger ones the copy dwarfs the lock. */
 const PREFETCH_MAX_BYTES = 64 * 1024;
-
-function randomQueueName(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  let hex = "";
-  for (const b of bytes) hex += b.toString(16).padStart(2, "0");
-  return `/${L.NAME_PREFIX}${hex}`;
-}
-
-function mapFd(fd: number, size: number): Mapping {
-  const pointer = native.map(fd, size);
-  const buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, size);
-  return { pointer, size, buffer, bytes: new Uint8Array(buffer) };
-}
-
-/** Detaches the JavaScript view first, so nothing can touch the memory once it is unmapped,
- * and forgets it in the native table of orphans' mappings (see native.adoptFd) before. Only
- * this detaches a mapping's view, so a detached one is unmapped already: a second call does
- * nothing (unmapping again could hit whatever was mapped there since). */
-function unmapAll(mapping: Mapping): void {
-  if (mapping.buffer.detached) return;
-  mapping.buffer.transfer(0);
-  native.forgetMapping(mapping.pointer);
-  if (!mapping.moved) {
-    native.unmap(mapping.pointer, mapping.size);
-    return;
-  }
-  try {
-    native.quarantine(mapping.pointer, mapping.size);
-  } catch {
-    // No memory for the private pages (strict overcommit): the shared mapping stays, which
-    // keeps the moved buffer from faulting all the same.
-  }
-}
+/** What to do when /dev/shm has no room for the main segment or an extension segment. */
+const ARENA_REMEDY = "lower the queue's arenaBytes";
+const EXTENSION_REMEDY = "send the data in smaller messages (each message larger than a " +
+  "quarter of the arena gets a segment of its own; the queue waits for its own segments to " +
+  "make room, not for other users of /dev/shm)";
 
 /** Counts a view opened (+1) or dropped (-1) over `mapping`, in the native table too: should
  * this thread end with views open, the end that reclaims the mapping quarantines it. */
@@ -445,13 +424,6 @@ export class SharedQueue {
       holdAliveByte(fd, name);
       main = mapFd(fd, size);
       prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
-      const u32 = new Uint32Array(main.buffer);
-      const f64 = new Float64Array(main.buffer);
-      u32[L.H_VERSION >> 2] = L.LAYOUT_VERSION;
-      u32[L.H_CAPACITY >> 2] = geometry.capacity;
-      u32[L.H_RING_SIZE >> 2] = ringSize;
-      u32[L.H_MAX_PARTICIPANTS >> 2] = L.MAX_PARTICIPANTS;
-      u32[L.H_MAX_EXTENSIONS >> 2] = L.MAX_EXTENSIONS;
       const header: Header = {
         capacity: geometry.capacity,
         ringSize,
@@ -460,14 +432,7 @@ export class SharedQueue {
         byteBudget: Math.max(geometry.byteBudget, arenaSize),
         keepIdleMs: geometry.keepIdleSegmentsMs,
       };
-      f64[L.H_ARENA_OFFSET >> 3] = arenaOffset;
-      f64[L.H_ARENA_SIZE >> 3] = arenaSize;
-      f64[L.H_SEGMENT_SIZE >> 3] = size;
-      f64[L.H_BYTE_BUDGET >> 3] = header.byteBudget;
-      crypto.getRandomValues(u32.subarray(L.C_EXTENSION_SALT >> 2, (L.C_EXTENSION_SALT >> 2) + 2));
-      f64[L.C_KEEP_IDLE_MS >> 3] = header.keepIdleMs;
-      u32[L.H_STATE >> 2] = L.QueueState.Ready;
-      Atomics.store(new Int32Array(main.buffer), L.H_MAGIC >> 2, L.MAGIC);
+      writeHeader(main, header);
       return SharedQueue.#join(name, kind, fd, main, header);
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
@@ -3000,164 +2965,4 @@ export interface FutexWord {
   readonly pointer: Deno.PointerObject;
   /** How long this end spins on the word before it sleeps; wait.ts adapts it. */
   spinMs: number;
-}
-
-/** The error of an open that finds the queue's name removed: its last end has closed. */
-function goneError(name: string): ClosedError {
-  return new ClosedError(`queue ${name} no longer exists: every end of it has closed`, {
-    reason: "gone",
-  });
-}
-
-/** A queue's geometry, read from its header once (see validateHeader). */
-interface Header {
-  readonly capacity: number;
-  readonly ringSize: number;
-  readonly arenaOffset: number;
-  readonly arenaSize: number;
-  readonly byteBudget: number;
-  readonly keepIdleMs: number;
-}
-
-/** Checks a queue's header and returns what it checked: the header may change under the
- * caller (any same-user process can write it), so nothing of it is to be read again. */
-function validateHeader(name: string, main: Mapping, size: number): Header {
-  const u32 = new Uint32Array(main.buffer);
-  const f64 = new Float64Array(main.buffer);
-  const invalid = (what: string): never => {
-    throw new ClosedError(`queue ${name} is not a valid queue: ${what}`, { reason: "corrupt" });
-  };
-  if (Atomics.load(u32, L.H_MAGIC >> 2) !== L.MAGIC) invalid("bad magic");
-  const version = u32[L.H_VERSION >> 2];
-  if (version !== L.LAYOUT_VERSION) {
-    invalid(`layout version ${version}, this library speaks ${L.LAYOUT_VERSION}`);
-  }
-  const capacity = u32[L.H_CAPACITY >> 2];
-  const ringSize = u32[L.H_RING_SIZE >> 2];
-  if (!(capacity >= 1 && capacity <= L.MAX_CAPACITY && ringSize === L.ringSizeFor(capacity))) {
-    invalid(`capacity ${capacity} with ring size ${ringSize}`);
-  }
-  if (
-    u32[L.H_MAX_PARTICIPANTS >> 2] !== L.MAX_PARTICIPANTS ||
-    u32[L.H_MAX_EXTENSIONS >> 2] !== L.MAX_EXTENSIONS
-  ) {
-    invalid("table sizes differ");
-  }
-  const arenaOffset = f64[L.H_ARENA_OFFSET >> 3];
-  const arenaSize = f64[L.H_ARENA_SIZE >> 3];
-  if (
-    arenaOffset !== L.arenaOffsetFor(ringSize) || !Number.isInteger(arenaSize) ||
-    arenaSize < L.PAGE_SIZE || arenaSize % L.PAGE_SIZE !== 0 ||
-    // Exactly the size it was made with: a segment grown since would have this end map and
-    // pre-fault memory the queue never uses (a same-user peer could fill /dev/shm so).
-    arenaOffset + arenaSize !== f64[L.H_SEGMENT_SIZE >> 3] || arenaOffset + arenaSize !== size
-  ) {
-    invalid(`arena of ${arenaSize} bytes at ${arenaOffset} in a ${size}-byte segment`);
-  }
-  const budget = f64[L.H_BYTE_BUDGET >> 3];
-  if (!(budget >= arenaSize && budget <= L.MAX_MESSAGE_SIZE)) invalid(`byte budget ${budget}`);
-  const keepIdleMs = f64[L.C_KEEP_IDLE_MS >> 3];
-  if (!(keepIdleMs >= 0)) invalid(`idle segments kept for ${keepIdleMs} ms`);
-  if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) invalid("queue not ready or poisoned");
-  return { capacity, ringSize, arenaOffset, arenaSize, byteBudget: budget, keepIdleMs };
-}
-
-/** A sweep holds the "alive" byte exclusively while it decides; that takes microseconds, or
- * a tenth of a second for a queue without header. Wait it out rather than go on without the
- * byte, which would leave this end invisible to the next sweep. */
-const ALIVE_BYTE_PATIENCE_MS = 2_000;
-
-function holdAliveByte(fd: number, name: string): void {
-  const giveUpAt = performance.now() + ALIVE_BYTE_PATIENCE_MS;
-  while (!native.lockByte(fd, L.ANY_ALIVE_LOCK_BYTE, "shared")) {
-    if (performance.now() > giveUpAt) {
-      throw new ClosedError(`queue ${name}: a sweep kept it locked for over 2 s`, {
-        reason: "gone",
-      });
-    }
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-  }
-}
-
-/**
- * Backs a new mapping with memory now, so running out shows here as an error rather than as
- * SIGBUS on some later write. `remedy` says which knob makes the segment smaller.
- */
-function prefaultOrExplain(
-  pointer: Deno.PointerObject,
-  size: number,
-  what: string,
-  remedy: string,
-): void {
-  try {
-    native.prefault(pointer, size);
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOMEM" || code === "ENOSPC" || code === "EFAULT") {
-      throw ours(
-        new RangeError(
-          `/dev/shm has no room for ${what} of ${size} bytes: free space in /dev/shm ` +
-            `(df -h /dev/shm) or ${remedy}`,
-          { cause: error },
-        ),
-      );
-    }
-    throw error;
-  }
-}
-
-/** Free bytes in /dev/shm; Infinity when there is no figure (pre-faulting still fails cleanly
- * when a segment does not fit). */
-function shmFreeBytes(): number {
-  try {
-    return native.shmFreeBytes();
-  } catch {
-    return Infinity;
-  }
-}
-
-/**
- * Refuses a segment /dev/shm cannot hold before making it: pre-faulting it would fill
- * /dev/shm first, starving every other user of shared memory until it fails.
- */
-function ensureRoom(size: number, what: string, remedy: string): void {
-  const free = shmFreeBytes();
-  if (size > free) {
-    throw ours(
-      new RangeError(
-        `/dev/shm has no room for ${what} of ${size} bytes (${free} bytes free): free space in ` +
-          `/dev/shm (df -h /dev/shm) or ${remedy}`,
-      ),
-    );
-  }
-}
-
-const ARENA_REMEDY = "lower the queue's arenaBytes";
-const EXTENSION_REMEDY = "send the data in smaller messages (each message larger than a " +
-  "quarter of the arena gets a segment of its own; the queue waits for its own segments to " +
-  "make room, not for other users of /dev/shm)";
-
-function createOrExplain(name: string, size: number): number {
-  try {
-    return native.shmCreate(name, size);
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOSPC" || code === "ENOMEM" || code === "EFBIG") {
-      throw ours(
-        new RangeError(
-          `/dev/shm has no room for a ${size}-byte segment: free space in /dev/shm (df -h /dev/shm)`,
-          { cause: error },
-        ),
-      );
-    }
-    if (code === "EEXIST") {
-      // Generations only grow and replaced segments are unlinked first: a name taken means
-      // the extension table was written by someone else.
-      throw new ClosedError(`segment ${name} exists already: corrupt extension table`, {
-        cause: error,
-        reason: "corrupt",
-      });
-    }
-    throw error;
-  }
 }

@@ -1,0 +1,125 @@
+/**
+ * Mapping POSIX shared-memory segments, and refusing or explaining the ones /dev/shm has no
+ * room for, before they turn into SIGBUS on some later write.
+ *
+ * @module
+ */
+
+import * as native from "../ffi/native.ts";
+import { ClosedError, ours } from "./errors.ts";
+
+/** A mapped segment (internal). */
+export interface Mapping {
+  readonly pointer: Deno.PointerObject;
+  readonly size: number;
+  readonly buffer: ArrayBuffer;
+  readonly bytes: Uint8Array;
+  /** A view into it was moved out of the library's hands: quarantine it, never unmap it. */
+  moved?: boolean;
+}
+
+/** Maps `size` bytes of the segment open as `fd`, shared and read-write. */
+export function mapFd(fd: number, size: number): Mapping {
+  const pointer = native.map(fd, size);
+  const buffer = Deno.UnsafePointerView.getArrayBuffer(pointer, size);
+  return { pointer, size, buffer, bytes: new Uint8Array(buffer) };
+}
+
+/** Detaches the JavaScript view first, so nothing can touch the memory once it is unmapped,
+ * and forgets it in the native table of orphans' mappings (see native.adoptFd) before. Only
+ * this detaches a mapping's view, so a detached one is unmapped already: a second call does
+ * nothing (unmapping again could hit whatever was mapped there since). */
+export function unmapAll(mapping: Mapping): void {
+  if (mapping.buffer.detached) return;
+  mapping.buffer.transfer(0);
+  native.forgetMapping(mapping.pointer);
+  if (!mapping.moved) {
+    native.unmap(mapping.pointer, mapping.size);
+    return;
+  }
+  try {
+    native.quarantine(mapping.pointer, mapping.size);
+  } catch {
+    // No memory for the private pages (strict overcommit): the shared mapping stays, which
+    // keeps the moved buffer from faulting all the same.
+  }
+}
+
+/**
+ * Backs a new mapping with memory now, so running out shows here as an error rather than as
+ * SIGBUS on some later write. `remedy` says which knob makes the segment smaller.
+ */
+export function prefaultOrExplain(
+  pointer: Deno.PointerObject,
+  size: number,
+  what: string,
+  remedy: string,
+): void {
+  try {
+    native.prefault(pointer, size);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOMEM" || code === "ENOSPC" || code === "EFAULT") {
+      throw ours(
+        new RangeError(
+          `/dev/shm has no room for ${what} of ${size} bytes: free space in /dev/shm ` +
+            `(df -h /dev/shm) or ${remedy}`,
+          { cause: error },
+        ),
+      );
+    }
+    throw error;
+  }
+}
+
+/** Free bytes in /dev/shm; Infinity when there is no figure (pre-faulting still fails cleanly
+ * when a segment does not fit). */
+export function shmFreeBytes(): number {
+  try {
+    return native.shmFreeBytes();
+  } catch {
+    return Infinity;
+  }
+}
+
+/**
+ * Refuses a segment /dev/shm cannot hold before making it: pre-faulting it would fill
+ * /dev/shm first, starving every other user of shared memory until it fails.
+ */
+export function ensureRoom(size: number, what: string, remedy: string): void {
+  const free = shmFreeBytes();
+  if (size > free) {
+    throw ours(
+      new RangeError(
+        `/dev/shm has no room for ${what} of ${size} bytes (${free} bytes free): free space in ` +
+          `/dev/shm (df -h /dev/shm) or ${remedy}`,
+      ),
+    );
+  }
+}
+
+/** Makes segment `name` of `size` bytes, saying what to do when /dev/shm cannot hold it. */
+export function createOrExplain(name: string, size: number): number {
+  try {
+    return native.shmCreate(name, size);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "ENOSPC" || code === "ENOMEM" || code === "EFBIG") {
+      throw ours(
+        new RangeError(
+          `/dev/shm has no room for a ${size}-byte segment: free space in /dev/shm (df -h /dev/shm)`,
+          { cause: error },
+        ),
+      );
+    }
+    if (code === "EEXIST") {
+      // Generations only grow and replaced segments are unlinked first: a name taken means
+      // the extension table was written by someone else.
+      throw new ClosedError(`segment ${name} exists already: corrupt extension table`, {
+        cause: error,
+        reason: "corrupt",
+      });
+    }
+    throw error;
+  }
+}
