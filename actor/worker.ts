@@ -16,7 +16,7 @@ import {
   closedEndsUnmapped,
   closeEndsOfThisThread,
   recordEndsOfThisThreadAsDead,
-} from "../queue/shared_queue.ts";
+} from "../queue/open_ends.ts";
 import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";

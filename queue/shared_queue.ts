@@ -23,6 +23,15 @@ import {
 } from "./main_segment.ts";
 import { ShmMutex } from "./mutex.ts";
 import {
+  deferredUnmapDone,
+  deferUnmap,
+  leaveToThisProcess,
+  noLongerLeftToThisProcess,
+  stuckMsAtExit,
+  track,
+  untrack,
+} from "./open_ends.ts";
+import {
   createOrExplain,
   ensureRoom,
   mapFd,
@@ -32,19 +41,9 @@ import {
   unmapAll,
 } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
+import { isMainThread, processToken, thisThread } from "./this_thread.ts";
 import type { Timer } from "./timer.ts";
 import { MIN_SPIN_MS, REAP_EVERY_MS, ROOM_SLICE_MS } from "./wait.ts";
-
-/** The process token, drawn once (see native.processToken). */
-const processToken = (): number => token ??= native.processToken();
-let token: number | undefined;
-
-/** The thread running this module (each Worker loads its own copy), null without /proc. */
-function thisThread(): native.ThreadIdentity | null {
-  if (thread === undefined) thread = native.threadIdentity() ?? null;
-  return thread;
-}
-let thread: native.ThreadIdentity | null | undefined;
 
 /** Which end of a queue a participant is. */
 export type EndKind = "sender" | "receiver";
@@ -141,125 +140,6 @@ const EXTENSION_REMEDY = "send the data in smaller messages (each message larger
 function countView(mapping: ExtensionMapping, change: 1 | -1): void {
   mapping.refs += change;
   if (mapping.views !== undefined) Atomics.store(mapping.views, 0, mapping.refs);
-}
-
-/** Ends open in this process (or Worker), closed on a normal exit so that the last one out
- * unlinks the queue's names; a killed process leaves that to the next sweep. */
-const openEnds = new Set<SharedQueue>();
-let closeOnUnload = false;
-/** This thread is unloading (the process exiting, on the main thread): a lock held by a live
- * but stopped participant is given up on after EXIT_STUCK_MS, not the usual 10 s per queue. */
-let unloading = false;
-const EXIT_STUCK_MS = 500;
-
-/** Closes every end this thread (a Worker being stopped, see queue/stop.ts) has open. */
-export function closeEndsOfThisThread(): void {
-  for (const end of [...openEnds]) end.close();
-}
-
-/** Has every end this thread has open leave as a dead one does when it closes: its Worker
- * was terminated, and what it was doing is cut short (see WorkerHandle.terminate). */
-export function recordEndsOfThisThreadAsDead(): void {
-  for (const end of openEnds) end.leaveAsDead();
-}
-
-/** Ends of this thread closed with an async wait still out, whose memory the wait's return
- * unmaps (see SharedQueue.endAsyncWait), and who waits for the last of them. */
-let unmapsDeferred = 0;
-const unmapWaiters: (() => void)[] = [];
-
-/**
- * Resolves once every end this thread closed has unmapped its memory: one closed with an
- * async wait still out does so when that wait returns, which the close made it do at once,
- * but only as this thread's event loop runs. A Worker about to be terminated awaits this
- * first (see actor/worker.ts), or the memory stays mapped until the parent's next reclaim.
- */
-export function closedEndsUnmapped(): Promise<void> {
-  if (unmapsDeferred === 0) return Promise.resolve();
-  return new Promise((resolve) => unmapWaiters.push(resolve));
-}
-
-/** The queue names of the ends this process (or Worker) has open: for leak checks in tests. */
-export function openEndNames(): string[] {
-  return [...openEnds].map((end) => end.name);
-}
-
-/**
- * Queues an end of the main thread left while ends of Workers of this process, and none of
- * another process, remained in them (Workers maybe terminated since, whose threads had not
- * ended yet then). Nobody else is left to remove such a queue once this process exits: the
- * main thread does it on its way out, if that is still so (see SharedQueue.removeAtExit).
- */
-const leftToThisProcess = new Set<string>();
-let mainThread: boolean | undefined;
-
-/** The queues the main thread will check on its way out (see leftToThisProcess): for tests. */
-export function queuesLeftToThisProcess(): string[] {
-  return [...leftToThisProcess];
-}
-
-/** Whether this is the process's main thread, whose unload is the process's exit. */
-function isMainThread(): boolean {
-  return mainThread ??= native.threadIdentity()?.tid === Deno.pid;
-}
-
-function track(queue: SharedQueue): void {
-  openEnds.add(queue);
-  if (closeOnUnload) return;
-  closeOnUnload = true;
-  globalThis.addEventListener("unload", () => {
-    unloading = true;
-    for (const end of [...openEnds]) end.closeAtExit();
-    if (!isMainThread()) return;
-    // Also the queues whose ends were only ever in Workers, which run no unload at exit.
-    const left = new Set([...leftToThisProcess, ...queuesWithEndsOfThisProcess()]);
-    for (const name of left) SharedQueue.removeAtExit(name);
-    leftToThisProcess.clear();
-  });
-}
-
-/**
- * The queues in /dev/shm that still record an end of this process and no live end of another:
- * on the main thread's way out, after it closed its own, those ends are Workers', and the
- * queue ends with this process. Reads each queue's participant table without joining it (the
- * exit check then joins only these); an entry it cannot open (another user's) is skipped.
- */
-function queuesWithEndsOfThisProcess(): string[] {
-  const token = processToken();
-  const tableEnd = L.PARTICIPANTS_OFFSET + L.MAX_PARTICIPANTS * L.PARTICIPANT_STRIDE;
-  const found: string[] = [];
-  for (const entry of native.shmList(`/${L.NAME_PREFIX}`)) {
-    if (!L.QUEUE_NAME_PATTERN.test(`/${entry}`)) continue; // a main segment, no extension
-    let fd: number;
-    try {
-      fd = native.shmOpen(`/${entry}`);
-    } catch {
-      continue;
-    }
-    try {
-      if (native.fdSize(fd) < tableEnd) continue;
-      const pointer = native.map(fd, tableEnd);
-      try {
-        const view = new Deno.UnsafePointerView(pointer);
-        let ours = false;
-        let elsewhere = false;
-        for (let i = 0; i < L.MAX_PARTICIPANTS && !elsewhere; i++) {
-          const at = L.participantOffset(i);
-          if (view.getUint32(at + L.P_KIND) === L.ParticipantKind.Free) continue;
-          if (view.getFloat64(at + L.P_PROCESS) === token) ours = true;
-          else elsewhere = native.lockProbe(fd, L.participantLockByte(i));
-        }
-        if (ours && !elsewhere) found.push(`/${entry}`);
-      } finally {
-        native.unmap(pointer, tableEnd);
-      }
-    } catch {
-      // Gone meanwhile, or not ours to map: nothing this exit can do.
-    } finally {
-      native.closeFd(fd);
-    }
-  }
-  return found;
 }
 
 /** Raised inside a critical section when shared state breaks an invariant. */
@@ -513,7 +393,7 @@ export class SharedQueue {
   ): SharedQueue {
     const queue = new SharedQueue(name, kind, fd, main, header);
     queue.#register();
-    track(queue);
+    track(queue, SharedQueue.removeAtExit);
     return queue;
   }
 
@@ -1144,7 +1024,7 @@ export class SharedQueue {
    */
   close(): void {
     if (this.#closed) return;
-    openEnds.delete(this);
+    untrack(this);
     let last = false;
     try {
       this.#lock();
@@ -1163,8 +1043,8 @@ export class SharedQueue {
           ? "none"
           : this.#remainingEndsLocked();
         if (last || (this.#exiting && left !== "elsewhere")) this.#unlinkAllLocked();
-        else if (left === "workers") leftToThisProcess.add(this.name);
-        if (last) leftToThisProcess.delete(this.name);
+        else if (left === "workers") leaveToThisProcess(this.name);
+        if (last) noLongerLeftToThisProcess(this.name);
       } finally {
         this.#unlock();
       }
@@ -1203,7 +1083,7 @@ export class SharedQueue {
     if (this.#asyncWaits === 0) this.#unmap();
     else {
       this.#unmapDeferred = true;
-      unmapsDeferred++;
+      deferUnmap();
     }
   }
 
@@ -1235,9 +1115,7 @@ export class SharedQueue {
         this.#unmap();
       } finally {
         // Whatever the unmap met, a Worker's close must not wait for it in vain.
-        if (--unmapsDeferred === 0) {
-          for (const resolve of unmapWaiters.splice(0)) resolve();
-        }
+        deferredUnmapDone();
       }
     }
   }
@@ -1369,7 +1247,7 @@ export class SharedQueue {
       {
         isAlive: (i) => this.#isAlive(i),
         recover: (dead) => this.#recover(dead),
-        stuckMs: () => unloading ? EXIT_STUCK_MS : undefined,
+        stuckMs: stuckMsAtExit,
       },
     );
     this.#mutex.lock();

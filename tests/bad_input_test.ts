@@ -17,7 +17,7 @@ import {
 import { shmFreeBytes } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
 import { DEFAULT_CAPACITY } from "../queue/options.ts";
-import { closeEndsOfThisThread } from "../queue/shared_queue.ts";
+import { closeEndsOfThisThread } from "../queue/open_ends.ts";
 import { canIsolate, isolated, leakedSince, shmEntries, withoutLeaks } from "./helpers.ts";
 
 Deno.test("invalid options get a TypeError or RangeError naming the option", () =>

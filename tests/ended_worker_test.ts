@@ -22,7 +22,7 @@ import {
   withoutLeaks,
 } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
-import { queuesLeftToThisProcess } from "../queue/shared_queue.ts";
+import { queuesLeftToThisProcess } from "../queue/open_ends.ts";
 import {
   closeFd,
   lockProbe,

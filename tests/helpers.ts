@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as native from "../ffi/native.ts";
 import { ANY_ALIVE_LOCK_BYTE, SHM_ENTRY_PATTERN } from "../queue/layout.ts";
 import * as L from "../queue/layout.ts";
-import { openEndNames } from "../queue/shared_queue.ts";
+import { openEndNames } from "../queue/open_ends.ts";
 import { createSharedMemoryPair, openSender, type Receiver, type Sender } from "../mod.ts";
 
 /**
