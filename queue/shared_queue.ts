@@ -11,6 +11,7 @@
 
 import { isDetached } from "../codec/array_buffer.ts";
 import * as native from "../ffi/native.ts";
+import { ARENA_CURSOR_LIMIT, Audit } from "./audit.ts";
 import * as L from "./layout.ts";
 import { ClosedError, QueueError } from "./errors.ts";
 import {
@@ -121,9 +122,6 @@ const IDLE_CHECK_EVERY_PUTS = 63;
 const QUEUED_SCAN_LIMIT = 4096;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
 const ARENA_REBASE_AT = 2 ** 50;
-/** Above any arena cursor a healthy queue has (the rebase keeps them below 2^50 plus two
- * arenas): where adding a message's size could round, a cursor is refused as corrupt. */
-const ARENA_CURSOR_LIMIT = 2 ** 51;
 /** A lone receiver takes up to this many more messages with the one asked for (see
  * #prefetchLocked)... */
 const PREFETCH_MESSAGES = 16;
@@ -141,9 +139,6 @@ function countView(mapping: ExtensionMapping, change: 1 | -1): void {
   mapping.refs += change;
   if (mapping.views !== undefined) Atomics.store(mapping.views, 0, mapping.refs);
 }
-
-/** Raised inside a critical section when shared state breaks an invariant. */
-class CorruptState extends Error {}
 
 /** An attachment of one queue end to the queue's shared memory. */
 export class SharedQueue {
@@ -180,6 +175,8 @@ export class SharedQueue {
   #self = -1;
   #selfGen = 0;
   #mutex!: ShmMutex;
+  /** The consistency checks of the shared state (see audit.ts). */
+  readonly #audit: Audit;
   #closed = false;
   /** A release left senders waiting for room asleep: wake them before this end waits. */
   #wakeDeferred = false;
@@ -287,6 +284,7 @@ export class SharedQueue {
       share: L.P_ACK_WAITING,
     };
     this.#wakeBatch = Math.ceil(this.capacity / 4);
+    this.#audit = new Audit(main.buffer, header.ringSize, header.arenaSize);
   }
 
   /** Creates a queue and attaches to it as `kind`. */
@@ -1037,8 +1035,8 @@ export class SharedQueue {
         this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
-        last = this.#countInTable(L.ParticipantKind.Sender) === 0 &&
-          this.#countInTable(L.ParticipantKind.Receiver) === 0;
+        last = this.#audit.countInTable(L.ParticipantKind.Sender) === 0 &&
+          this.#audit.countInTable(L.ParticipantKind.Receiver) === 0;
         const left = last || !(this.#exiting || isMainThread())
           ? "none"
           : this.#remainingEndsLocked();
@@ -1356,21 +1354,17 @@ export class SharedQueue {
 
   /** Runs with the lock taken over from a dead holder: repair, or poison if beyond repair. */
   #recover(_deadOwner: number): void {
-    try {
-      // A reclaim that empties the ring puts both arena cursors back to 0, in two stores: a
-      // holder killed between them leaves them apart. With no message left, 0 is right for both.
-      if (this.#u32[L.C_TAIL >> 2] === this.#u32[L.C_WRITE >> 2]) {
-        this.#f64[L.C_ARENA_TAIL >> 3] = 0;
-        this.#f64[L.C_ARENA_HEAD >> 3] = 0;
-      }
-      this.#validateCursorsLocked();
-      this.#finishCreditLocked();
-      this.#recountLocked();
-      this.#reapDeadLocked();
-    } catch (error) {
-      if (error instanceof CorruptState) this.#poison(error.message);
-      throw error;
+    // A reclaim that empties the ring puts both arena cursors back to 0, in two stores: a
+    // holder killed between them leaves them apart. With no message left, 0 is right for both.
+    if (this.#u32[L.C_TAIL >> 2] === this.#u32[L.C_WRITE >> 2]) {
+      this.#f64[L.C_ARENA_TAIL >> 3] = 0;
+      this.#f64[L.C_ARENA_HEAD >> 3] = 0;
     }
+    const problem = this.#audit.cursorProblem();
+    if (problem !== undefined) this.#poison(problem);
+    this.#finishCreditLocked();
+    this.#recountLocked();
+    this.#reapDeadLocked();
   }
 
   #reapDeadLocked(): void {
@@ -2658,150 +2652,21 @@ export class SharedQueue {
       const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
       if (u32[at] === L.ExtensionState.Busy && !used.has(i)) this.#idleExtensionLocked(i);
     }
-    u32[L.C_LIVE_SENDERS >> 2] = this.#countInTable(L.ParticipantKind.Sender);
-    u32[L.C_LIVE_RECEIVERS >> 2] = this.#countInTable(L.ParticipantKind.Receiver);
+    u32[L.C_LIVE_SENDERS >> 2] = this.#audit.countInTable(L.ParticipantKind.Sender);
+    u32[L.C_LIVE_RECEIVERS >> 2] = this.#audit.countInTable(L.ParticipantKind.Receiver);
   }
 
-  /**
-   * Checks what the critical sections keep count of against what the counts summarise, and
-   * poisons the queue where they disagree: the live ends against the participant table, the
-   * messages in flight and the arena cursors against the slot ring. Only a writer outside the
-   * library (or a bug) makes them disagree, as a holder killed mid-section is recounted at
-   * takeover. Runs with every reap, so that a waiter finds out within a wait slice, rather
-   * than waiting for good on a forged count or taking one for the end of the stream.
-   */
+  /** Poisons the queue when the audit finds a problem (see Audit.problem). */
   #auditLocked(): void {
-    const u32 = this.#u32;
-    const f64 = this.#f64;
-    const senders = this.#countInTable(L.ParticipantKind.Sender);
-    const receivers = this.#countInTable(L.ParticipantKind.Receiver);
-    const counted = [u32[L.C_LIVE_SENDERS >> 2], u32[L.C_LIVE_RECEIVERS >> 2]];
-    if (counted[0] !== senders || counted[1] !== receivers) {
-      this.#poison(
-        `${counted[0]} senders and ${counted[1]} receivers counted live, ` +
-          `${senders} and ${receivers} in the participant table`,
-      );
-    }
-    try {
-      this.#validateCursorsLocked();
-    } catch (error) {
-      if (error instanceof CorruptState) this.#poison(error.message);
-      throw error;
-    }
-    const tail = u32[L.C_TAIL >> 2];
-    const span = (u32[L.C_WRITE >> 2] - tail) >>> 0;
-    const behindRead = (u32[L.C_READ >> 2] - tail) >>> 0;
-    const arenaTail = f64[L.C_ARENA_TAIL >> 3];
-    const arenaHead = f64[L.C_ARENA_HEAD >> 3];
-    let inFlight = 0;
-    // Extensions that messages in flight are in (bit i: extension i).
-    let used = 0;
-    for (let k = 0; k < span; k++) {
-      const slot = (tail + k) & this.#mask;
-      const s = L.slotOffset(slot);
-      const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-      if (state === L.SlotState.Free) this.#poison(`free slot ${slot} among the queued ones`);
-      // The read cursor moves only over messages handed out: one still waiting behind it
-      // would never be taken, nor reported, once a forged cursor skipped it.
-      if (
-        k < behindRead && state !== L.SlotState.Taken && state !== L.SlotState.Released &&
-        state !== L.SlotState.Done
-      ) {
-        this.#poison(`slot ${slot}, not yet taken (state ${state}), lies behind the read cursor`);
-      }
-      if (state !== L.SlotState.Done) inFlight++;
-      if (state === L.SlotState.Writing) {
-        const at = L.participantOffset(u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS);
-        if (
-          u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Sender ||
-          u32[(at + L.P_GEN) >> 2] !== u32[(s + L.S_SENDER_GEN) >> 2]
-        ) {
-          this.#poison(`slot ${slot} is being written by no sender of the queue`);
-        }
-      }
-      // Only its taker releases a Taken message, and the reap of its taker: one naming no
-      // receiver would hold its capacity, and the ring behind it, for good.
-      if (state === L.SlotState.Taken) {
-        const taker = u32[(s + L.S_TAKEN_BY) >> 2];
-        if (
-          taker >= L.MAX_PARTICIPANTS ||
-          u32[(L.participantOffset(taker) + L.P_KIND) >> 2] !== L.ParticipantKind.Receiver
-        ) {
-          this.#poison(`slot ${slot} is held by no receiver of the queue (taker ${taker})`);
-        }
-      }
-      const segment = u32[(s + L.S_SEGMENT) >> 2];
-      if (segment !== 0) {
-        if (state !== L.SlotState.Done && segment <= L.MAX_EXTENSIONS) {
-          // Its extension carries this message, and no other: one forged idle or empty would
-          // be handed out for the next large message, written over this one.
-          const e = L.extensionOffset(segment - 1);
-          if (
-            u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Busy || u32[(e + L.E_SLOT) >> 2] !== slot
-          ) {
-            this.#poison(`slot ${slot} has a message in extension ${segment - 1}, not its own`);
-          }
-          used |= 1 << (segment - 1);
-        }
-        continue;
-      }
-      // Every arena message lies between the cursors, so none is handed out for writing twice.
-      const end = f64[(s + L.S_ARENA_END) >> 3];
-      const start = end - L.alignUp(Math.max(f64[(s + L.S_LENGTH) >> 3], 1), L.MESSAGE_ALIGN);
-      if (!(start >= arenaTail && end <= arenaHead)) {
-        this.#poison(`slot ${slot} spans ${start}..${end}, outside the arena's ${arenaTail}..`);
-      }
-    }
-    if (inFlight !== u32[L.C_IN_FLIGHT >> 2]) {
-      this.#poison(`${u32[L.C_IN_FLIGHT >> 2]} messages counted in flight, ${inFlight} queued`);
-    }
-    // An extension goes idle with its message (see #creditLocked): one busy with none would
-    // hold its share of the byte budget for good.
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      if (
-        u32[(L.extensionOffset(i) + L.E_STATE) >> 2] === L.ExtensionState.Busy &&
-        (used & (1 << i)) === 0
-      ) {
-        this.#poison(`extension ${i} is busy with no message in it`);
-      }
-    }
-  }
-
-  /** Entries of `kind` in the participant table. */
-  #countInTable(kind: number): number {
-    let n = 0;
-    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
-      if (this.#u32[(L.participantOffset(i) + L.P_KIND) >> 2] === kind) n++;
-    }
-    return n;
+    const problem = this.#audit.problem();
+    if (problem !== undefined) this.#poison(problem);
   }
 
   /** Before the queue is taken for closed on a count of 0: poisons it if the participant
    * table still holds an end of `kind`, rather than end a stream early on a forged count. */
   #confirmNoneLeftLocked(kind: number): void {
-    const n = this.#countInTable(kind);
-    if (n !== 0) {
-      const what = kind === L.ParticipantKind.Sender ? "senders" : "receivers";
-      this.#poison(`no ${what} counted live, ${n} in the participant table`);
-    }
-  }
-
-  #validateCursorsLocked(): void {
-    const u32 = this.#u32;
-    const f64 = this.#f64;
-    const tail = u32[L.C_TAIL >> 2];
-    const read = u32[L.C_READ >> 2];
-    const write = u32[L.C_WRITE >> 2];
-    const ring = this.#ringSize;
-    if (((read - tail) >>> 0) > ring || ((write - read) >>> 0) > ring) {
-      throw new CorruptState("slot cursors out of order");
-    }
-    if (((write - tail) >>> 0) > ring) throw new CorruptState("slot ring overfull");
-    const head = f64[L.C_ARENA_HEAD >> 3];
-    const arenaTail = f64[L.C_ARENA_TAIL >> 3];
-    if (!(arenaTail <= head && head - arenaTail <= this.arenaSize && head < ARENA_CURSOR_LIMIT)) {
-      throw new CorruptState("arena cursors out of order");
-    }
+    const problem = this.#audit.noneLeftProblem(kind);
+    if (problem !== undefined) this.#poison(problem);
   }
 
   #unlinkAllLocked(): void {
