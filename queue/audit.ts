@@ -8,6 +8,7 @@
  */
 
 import * as L from "./layout.ts";
+import type { Participants } from "./participants.ts";
 
 /** Above any arena cursor a healthy queue has (the rebase keeps them below 2^50 plus two
  * arenas): where adding a message's size could round, a cursor is refused as corrupt. */
@@ -21,19 +22,27 @@ export class Audit {
   readonly #ringSize: number;
   readonly #mask: number;
   readonly #arenaSize: number;
+  readonly #participants: Participants;
 
   /**
    * @param main The main segment's memory.
    * @param ringSize Slots in the ring, as validated (see main_segment.ts Header).
    * @param arenaSize Bytes of the arena, as validated.
+   * @param participants The participant table, whose entries the live counts count.
    */
-  constructor(main: ArrayBuffer, ringSize: number, arenaSize: number) {
+  constructor(
+    main: ArrayBuffer,
+    ringSize: number,
+    arenaSize: number,
+    participants: Participants,
+  ) {
     this.#i32 = new Int32Array(main);
     this.#u32 = new Uint32Array(main);
     this.#f64 = new Float64Array(main);
     this.#ringSize = ringSize;
     this.#mask = ringSize - 1;
     this.#arenaSize = arenaSize;
+    this.#participants = participants;
   }
 
   /**
@@ -48,8 +57,8 @@ export class Audit {
   problem(): string | undefined {
     const u32 = this.#u32;
     const f64 = this.#f64;
-    const senders = this.countInTable(L.ParticipantKind.Sender);
-    const receivers = this.countInTable(L.ParticipantKind.Receiver);
+    const senders = this.#participants.count(L.ParticipantKind.Sender);
+    const receivers = this.#participants.count(L.ParticipantKind.Receiver);
     const counted = [u32[L.C_LIVE_SENDERS >> 2], u32[L.C_LIVE_RECEIVERS >> 2]];
     if (counted[0] !== senders || counted[1] !== receivers) {
       return `${counted[0]} senders and ${counted[1]} receivers counted live, ` +
@@ -137,20 +146,11 @@ export class Audit {
     return undefined;
   }
 
-  /** Entries of `kind` in the participant table. */
-  countInTable(kind: number): number {
-    let n = 0;
-    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
-      if (this.#u32[(L.participantOffset(i) + L.P_KIND) >> 2] === kind) n++;
-    }
-    return n;
-  }
-
   /** Before the queue is taken for closed on a count of 0: the problem (to poison it for) if
    * the participant table still holds an end of `kind`, rather than end a stream early on a
    * forged count; else undefined. */
   noneLeftProblem(kind: number): string | undefined {
-    const n = this.countInTable(kind);
+    const n = this.#participants.count(kind);
     if (n === 0) return undefined;
     const what = kind === L.ParticipantKind.Sender ? "senders" : "receivers";
     return `no ${what} counted live, ${n} in the participant table`;

@@ -13,7 +13,7 @@ import { isDetached } from "../codec/array_buffer.ts";
 import * as native from "../ffi/native.ts";
 import { ARENA_CURSOR_LIMIT, Audit } from "./audit.ts";
 import * as L from "./layout.ts";
-import { ClosedError, QueueError } from "./errors.ts";
+import { ClosedError } from "./errors.ts";
 import {
   goneError,
   type Header,
@@ -23,6 +23,7 @@ import {
   writeHeader,
 } from "./main_segment.ts";
 import { ShmMutex } from "./mutex.ts";
+import { type Leaving, Participants } from "./participants.ts";
 import {
   deferredUnmapDone,
   deferUnmap,
@@ -42,7 +43,7 @@ import {
   unmapAll,
 } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
-import { isMainThread, processToken, thisThread } from "./this_thread.ts";
+import { isMainThread } from "./this_thread.ts";
 import type { Timer } from "./timer.ts";
 import { MIN_SPIN_MS, REAP_EVERY_MS, ROOM_SLICE_MS } from "./wait.ts";
 
@@ -175,6 +176,8 @@ export class SharedQueue {
   #self = -1;
   #selfGen = 0;
   #mutex!: ShmMutex;
+  /** The participant table (see participants.ts). */
+  readonly #participants: Participants;
   /** The consistency checks of the shared state (see audit.ts). */
   readonly #audit: Audit;
   #closed = false;
@@ -284,7 +287,8 @@ export class SharedQueue {
       share: L.P_ACK_WAITING,
     };
     this.#wakeBatch = Math.ceil(this.capacity / 4);
-    this.#audit = new Audit(main.buffer, header.ringSize, header.arenaSize);
+    this.#participants = new Participants(fd, main.buffer);
+    this.#audit = new Audit(main.buffer, header.ringSize, header.arenaSize, this.#participants);
   }
 
   /** Creates a queue and attaches to it as `kind`. */
@@ -1029,17 +1033,17 @@ export class SharedQueue {
       try {
         if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
         // No orphan to look for here: this end closes its fd itself.
-        this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
+        this.#participants.leavesNoOrphan();
         // The exit check's own end is no sender or receiver of the program's: how the last real
         // one left stays on record.
         this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
-        last = this.#audit.countInTable(L.ParticipantKind.Sender) === 0 &&
-          this.#audit.countInTable(L.ParticipantKind.Receiver) === 0;
+        last = this.#participants.count(L.ParticipantKind.Sender) === 0 &&
+          this.#participants.count(L.ParticipantKind.Receiver) === 0;
         const left = last || !(this.#exiting || isMainThread())
           ? "none"
-          : this.#remainingEndsLocked();
+          : this.#participants.remainingEndsLocked();
         if (last || (this.#exiting && left !== "elsewhere")) this.#unlinkAllLocked();
         else if (left === "workers") leaveToThisProcess(this.name);
         if (last) noLongerLeftToThisProcess(this.name);
@@ -1067,7 +1071,7 @@ export class SharedQueue {
     this.#lend = undefined;
     this.#extensions.length = 0;
     this.#retired.clear();
-    native.lockByte(this.#fd, L.participantLockByte(this.#self), "unlock");
+    this.#participants.unclaim();
     // Whatever a terminated Worker of this process left, of this queue or another, whether
     // or not shared memory still hints at it: this end may be the last here to notice.
     native.closeOrphans();
@@ -1213,25 +1217,10 @@ export class SharedQueue {
     }
   }
 
-  /**
-   * Joins the participant table. The exclusive lock on an entry's byte is the claim itself:
-   * the kernel grants it to one open file description at a time, and gives it up when its
-   * holder dies, so an entry whose byte we win but whose kind is not Free belonged to a dead
-   * participant and is reaped first.
-   */
+  /** Joins the participant table (see Participants.claim), reaping a dead end's entry first. */
   #register(): void {
-    let index = -1;
-    for (let i = 0; i < L.MAX_PARTICIPANTS && index < 0; i++) {
-      if (native.lockByte(this.#fd, L.participantLockByte(i), "exclusive")) index = i;
-    }
-    if (index < 0) {
-      throw new QueueError(
-        `queue ${this.name} already has ${L.MAX_PARTICIPANTS} open ends: close some first`,
-      );
-    }
+    const index = this.#participants.claim(this.name);
     this.#self = index;
-    // Before the lock: whoever checks on this end as the lock's holder reads these.
-    this.#recordThread(index);
     native.adoptFd(this.#fd, this.#main);
     // What terminated Workers of this process left, of any queue: a process whose Workers
     // come and go, each with ends of its own, reclaims their memory as it opens new ones.
@@ -1243,7 +1232,7 @@ export class SharedQueue {
       Deno.UnsafePointer.offset(this.#main.pointer, L.W_LOCK)!,
       index,
       {
-        isAlive: (i) => this.#isAlive(i),
+        isAlive: (i) => this.#participants.isAlive(i),
         recover: (dead) => this.#recover(dead),
         stuckMs: stuckMsAtExit,
       },
@@ -1254,102 +1243,16 @@ export class SharedQueue {
       // The last end closes, and removes the queue's names, under this lock, finding itself
       // last by the participant table: an end opened but not in the table yet was not seen.
       if (native.fdLinks(this.#fd) === 0) throw goneError(this.name);
-      const u32 = this.#u32;
-      const at = L.participantOffset(index);
-      if (u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
-        this.#removeParticipantLocked(index, "died");
-      }
-      const gen = (u32[(at + L.P_GEN) >> 2] + 1) >>> 0;
-      u32[(at + L.P_GEN) >> 2] = gen;
-      Atomics.store(u32, (at + L.P_ACKED) >> 2, 0);
-      Atomics.store(u32, (at + L.P_WAITING) >> 2, 0);
-      Atomics.store(u32, (at + L.P_ACK_WAITING) >> 2, 0);
-      u32[(at + L.P_KIND) >> 2] = this.kind === "sender"
-        ? L.ParticipantKind.Sender
-        : L.ParticipantKind.Receiver;
-      u32[(this.kind === "sender" ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS) >> 2]++;
-      this.#selfGen = gen;
+      if (this.#participants.taken(index)) this.#removeParticipantLocked(index, "died");
+      this.#selfGen = this.#participants.enterLocked(
+        this.kind === "sender" ? L.ParticipantKind.Sender : L.ParticipantKind.Receiver,
+      );
     } catch (error) {
-      native.lockByte(this.#fd, L.participantLockByte(index), "unlock");
+      this.#participants.unclaim();
       throw error;
     } finally {
       this.#mutex.unlock();
     }
-  }
-
-  /** Writes who runs this end into its entry: its process and the thread that opened it. */
-  #recordThread(index: number): void {
-    const at = L.participantOffset(index);
-    const thread = thisThread();
-    this.#i32[(at + L.P_PID) >> 2] = Deno.pid;
-    this.#i32[(at + L.P_TID) >> 2] = thread?.tid ?? 0;
-    this.#f64[(at + L.P_THREAD_START) >> 3] = thread?.start ?? 0;
-    this.#f64[(at + L.P_PID_NAMESPACE) >> 3] = thread?.pidNamespace ?? 0;
-    this.#f64[(at + L.P_TIME_NAMESPACE) >> 3] = thread?.timeNamespace ?? 0;
-    this.#f64[(at + L.P_PROCESS) >> 3] = processToken();
-    this.#i32[(at + L.P_FD) >> 2] = this.#fd + 1;
-  }
-
-  /** Alive while its process holds its lock byte and the thread that opened it runs. */
-  #isAlive(index: number): boolean {
-    if (!(index >= 0 && index < L.MAX_PARTICIPANTS)) return false;
-    if (index === this.#self) return true;
-    return native.lockProbe(this.#fd, L.participantLockByte(index)) && this.#threadRuns(index);
-  }
-
-  /**
-   * Where the ends left in the queue, but this one, are: `"elsewhere"` when one is a live end
-   * of another process; else `"workers"` when one is of another thread of this process (a
-   * Worker's); else `"here"` (this thread's own, closed at its exit like any).
-   */
-  #remainingEndsLocked(): "elsewhere" | "workers" | "here" {
-    const u32 = this.#u32;
-    const i32 = this.#i32;
-    let workers = false;
-    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
-      if (i === this.#self) continue;
-      const at = L.participantOffset(i);
-      if (u32[(at + L.P_KIND) >> 2] === L.ParticipantKind.Free) continue;
-      if (this.#f64[(at + L.P_PROCESS) >> 3] !== processToken()) {
-        if (this.#isAlive(i)) return "elsewhere";
-      } else if (
-        i32[(at + L.P_TID) >> 2] !== i32[(L.participantOffset(this.#self) + L.P_TID) >> 2]
-      ) {
-        workers = true;
-      }
-    }
-    return workers ? "workers" : "here";
-  }
-
-  /** False once the thread that opened participant `index`'s end has ended (a Worker
-   * terminated) while its process lives on; true when that cannot be told. */
-  #threadRuns(index: number): boolean {
-    const at = L.participantOffset(index);
-    const pid = this.#i32[(at + L.P_PID) >> 2];
-    const tid = this.#i32[(at + L.P_TID) >> 2];
-    // A main thread (tid = pid) ends with its process, which the lock byte already tells.
-    if (tid <= 0 || tid === pid) return true;
-    return native.threadAlive(pid, {
-      tid,
-      start: this.#f64[(at + L.P_THREAD_START) >> 3],
-      pidNamespace: this.#f64[(at + L.P_PID_NAMESPACE) >> 3],
-      timeNamespace: this.#f64[(at + L.P_TIME_NAMESPACE) >> 3],
-    });
-  }
-
-  /**
-   * Whether participant `index` was an end of this process whose thread has ended, which may
-   * have left its fd and mappings here (see L.P_FD). Clears the hint: one look is enough, and
-   * closing this end looks again regardless.
-   */
-  #leftAnOrphan(index: number): boolean {
-    const at = L.participantOffset(index);
-    if (this.#i32[(at + L.P_FD) >> 2] === 0) return false;
-    if (this.#f64[(at + L.P_PROCESS) >> 3] !== processToken() || this.#threadRuns(index)) {
-      return false;
-    }
-    this.#i32[(at + L.P_FD) >> 2] = 0;
-    return true;
   }
 
   /** Runs with the lock taken over from a dead holder: repair, or poison if beyond repair. */
@@ -1368,18 +1271,17 @@ export class SharedQueue {
   }
 
   #reapDeadLocked(): void {
-    const u32 = this.#u32;
     let reaped = false;
     let orphans = false;
     for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
       if (i === this.#self) continue;
-      if (u32[(L.participantOffset(i) + L.P_KIND) >> 2] !== L.ParticipantKind.Free) {
-        if (this.#isAlive(i)) continue;
+      if (this.#participants.taken(i)) {
+        if (this.#participants.isAlive(i)) continue;
         this.#removeParticipantLocked(i, "died");
         reaped = true;
       }
       // Reaped now, or earlier by another process, which cannot close our fds.
-      if (this.#leftAnOrphan(i)) orphans = true;
+      if (this.#participants.leftAnOrphan(i)) orphans = true;
     }
     // Frees the lock bytes (and memory) the ended threads' ends still hold.
     if (orphans) native.closeOrphans(this.#fd);
@@ -1393,7 +1295,7 @@ export class SharedQueue {
 
   /** Frees participant `index`'s entry: its unpublished messages are dropped, the messages
    * it held as a receiver are released, those it had prefetched go back to the queue. */
-  #removeParticipantLocked(index: number, left: "closed" | "died" | "unrecorded"): void {
+  #removeParticipantLocked(index: number, left: Leaving): void {
     const u32 = this.#u32;
     const at = L.participantOffset(index);
     const kind = u32[(at + L.P_KIND) >> 2];
@@ -1434,20 +1336,7 @@ export class SharedQueue {
       }
     }
     if (index === this.#self) this.#forgetPrefetched();
-    const sender = kind === L.ParticipantKind.Sender;
-    const end = sender || kind === L.ParticipantKind.Receiver;
-    const live = sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS;
-    if (end && u32[live >> 2] > 0 && --u32[live >> 2] === 0 && left !== "unrecorded") {
-      const bit = sender ? L.LAST_SENDER_DIED : L.LAST_RECEIVER_DIED;
-      const how = u32[L.C_LAST_LEFT_DEAD >> 2];
-      u32[L.C_LAST_LEFT_DEAD >> 2] = left === "died" ? how | bit : how & ~bit;
-    }
-    u32[(at + L.P_KIND) >> 2] = L.ParticipantKind.Free;
-    // After the entry is freed: a lock holder killed in between leaves one death uncounted,
-    // where before it the recovery would reap the entry, and count it, again.
-    if (left === "died" && end) {
-      u32[(sender ? L.C_SENDERS_DIED : L.C_RECEIVERS_DIED) >> 2]++;
-    }
+    this.#participants.freeLocked(index, kind, left);
     this.#reclaimLocked();
   }
 
@@ -2652,8 +2541,8 @@ export class SharedQueue {
       const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
       if (u32[at] === L.ExtensionState.Busy && !used.has(i)) this.#idleExtensionLocked(i);
     }
-    u32[L.C_LIVE_SENDERS >> 2] = this.#audit.countInTable(L.ParticipantKind.Sender);
-    u32[L.C_LIVE_RECEIVERS >> 2] = this.#audit.countInTable(L.ParticipantKind.Receiver);
+    u32[L.C_LIVE_SENDERS >> 2] = this.#participants.count(L.ParticipantKind.Sender);
+    u32[L.C_LIVE_RECEIVERS >> 2] = this.#participants.count(L.ParticipantKind.Receiver);
   }
 
   /** Poisons the queue when the audit finds a problem (see Audit.problem). */
