@@ -98,6 +98,22 @@ export function ensureRoom(size: number, what: string, remedy: string): void {
   }
 }
 
+/**
+ * Unlinks segment `name`: false when it is gone already, or when what has the name is no file
+ * this user may remove (a directory put in its place, another user's entry). Such a thing was
+ * never a segment (no end maps it) and is not the library's to remove: it is left, and its
+ * name given up (a dropped extension moves to a new name), never an error for the call.
+ */
+export function unlinkSegment(name: string): boolean {
+  try {
+    return native.shmUnlink(name, { missingOk: true });
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === "EISDIR" || code === "EPERM" || code === "EACCES") return false;
+    throw error;
+  }
+}
+
 /** Makes segment `name` of `size` bytes, saying what to do when /dev/shm cannot hold it. */
 export function createOrExplain(name: string, size: number): number {
   try {

@@ -40,6 +40,7 @@ import {
   type Mapping,
   prefaultOrExplain,
   shmFreeBytes,
+  unlinkSegment,
   unmapAll,
 } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
@@ -1881,11 +1882,10 @@ export class SharedQueue {
       const code = (error as { code?: string }).code;
       if (code === "ENOENT") return false;
       if (code !== "EPERM") throw error;
-      // No segment this end may map (a symlink, a file opened up to others put in its place):
-      // none, as for one left short, or every message it fits would fail the same way.
-      try {
-        native.shmUnlink(name, { missingOk: true });
-      } catch { /* a directory: the drop that follows fails on it too */ }
+      // No segment this end may map (a symlink, a directory, a file opened up to others put in
+      // its place): none, as for one left short, or every message it fits would fail the same
+      // way. A directory stays (see unlinkSegment): the drop that follows gives its name up.
+      unlinkSegment(name);
       return false;
     }
     try {
@@ -1952,9 +1952,7 @@ export class SharedQueue {
   /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
   #dropExtensionLocked(index: number): void {
     const e = L.extensionOffset(index);
-    const removed = native.shmUnlink(this.#extensionName(index, this.#u32[(e + L.E_GEN) >> 2]), {
-      missingOk: true,
-    });
+    const removed = unlinkSegment(this.#extensionName(index, this.#u32[(e + L.E_GEN) >> 2]));
     if (removed) {
       const f64 = this.#f64;
       const now = Date.now();
@@ -2082,7 +2080,8 @@ export class SharedQueue {
         if (code !== "ENOENT" && code !== "EPERM") throw error;
         const what = code === "ENOENT"
           ? "is missing"
-          : "is not this user's own segment (a symlink, a file open to others): refused";
+          : "is not this user's own segment (a symlink, a directory, a file open to others): " +
+            "refused";
         throw new ClosedError(`queue ${this.name}: extension segment ${name} ${what}`, {
           cause: error,
           reason: "corrupt",
@@ -2563,9 +2562,7 @@ export class SharedQueue {
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const e = L.extensionOffset(i);
       if (u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty) {
-        native.shmUnlink(this.#extensionName(i, u32[(e + L.E_GEN) >> 2]), {
-          missingOk: true,
-        });
+        unlinkSegment(this.#extensionName(i, u32[(e + L.E_GEN) >> 2]));
       }
     }
     native.shmUnlink(this.name, { missingOk: true });

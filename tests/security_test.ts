@@ -120,6 +120,78 @@ Deno.test("an extension's name taken by a symlink or a file open to others: refu
     }
   }));
 
+Deno.test("an extension's name taken by a directory: refused, left, its name given up", () =>
+  withoutLeaks(async () => {
+    // A directory cannot be unlinked (EISDIR), nor removed by the library: it never made it,
+    // and one that is not empty cannot go without deleting what is in it. Before: the drop of
+    // the extension (a put, an idle drop, the last close) failed with a raw NativeError
+    // "shm_unlink(…): EISDIR", a put of every message it fits for good, and the last close
+    // left the queue's main segment in /dev/shm.
+    const big = new Uint8Array(200 << 10).fill(7);
+    const planted: string[] = [];
+    // By sh: Deno wants --allow-all to write in /dev.
+    const sh = (command: string) =>
+      assert.ok(new Deno.Command("sh", { args: ["-c", command] }).outputSync().success, command);
+    const plant = (queue: string) => {
+      const [segment] = native.shmList(`${queue}-x`);
+      const path = `/dev/shm/${segment}`;
+      planted.push(path);
+      // Not empty: not even an rmdir could remove it.
+      sh(`rm ${path} && mkdir -m 700 ${path} && echo kept > ${path}/kept`);
+    };
+    try {
+      // A get of the message in it: corrupt; a put that it fits: a new segment.
+      {
+        const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 << 10 });
+        try {
+          s.putSync(big);
+          assert.deepEqual(r.getSync(), big);
+          s.putSync(big);
+          plant(s.descriptor.name);
+          const r2 = openReceiver(s.descriptor); // never mapped it
+          r.close();
+          assert.throws(
+            () => r2.getSync({ timeout: 2000 }),
+            (e: unknown) =>
+              e instanceof ClosedError && e.reason === "corrupt" && /a directory/.test(e.message),
+          );
+          const s2 = openSender(s.descriptor);
+          s2.putSync(big, { timeout: 2000 });
+          assert.deepEqual(r2.getSync({ timeout: 2000 }), big);
+          s2.close();
+          r2.close();
+        } finally {
+          s.close();
+          r.close();
+        }
+      }
+      // An idle drop of it, then the last close of a queue whose live extension it took.
+      {
+        const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10, keepIdleSegmentsMs: 50 });
+        const { name } = s.descriptor;
+        try {
+          s.putSync(big);
+          assert.deepEqual(r.getSync(), big);
+          plant(name);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          s.putSync(new Uint8Array(8)); // the idle one dropped by now (idle timer or this call)
+          assert.deepEqual(r.getSync(), new Uint8Array(8));
+          s.putSync(big);
+          assert.deepEqual(r.getSync(), big);
+          plant(name);
+        } finally {
+          s.close();
+          r.close();
+        }
+        // Checked at once: any other process's sweep would remove a leftover soon enough.
+        assert.deepEqual(native.shmList(name), [], "the last close removes the main segment");
+      }
+      for (const path of planted) sh(`test -f ${path}/kept`); // left where it is
+    } finally {
+      for (const path of planted) sh(`rm -rf ${path}`);
+    }
+  }));
+
 Deno.test("a segment grown behind the queue's back is not mapped and pre-faulted whole", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ arenaBytes: 64 << 10 });
