@@ -228,11 +228,16 @@ export class Sender implements Disposable {
    * the codec rejects throws `TypeError` naming it (`values[3].pos: …`) and nothing is sent.
    * Waits for room as `put` does, as often as it takes; when the timeout passes first, the
    * messages put so far stay put and the `FullError`'s `sent` says how many. A `ClosedError`
-   * part way leaves them too, and its message says how many; so does an abort, which rejects
-   * with the signal's reason and cannot say: use a timeout where the count matters. While it
-   * finds room, an async batch runs on without yielding to the event loop, as a `put` that
-   * finds room does. An array detached while it waits for room stops it there, with a
-   * `TypeError` naming the array (found by reading that value again, getters included).
+   * part way leaves them too, and its `sent` says how many. So does an abort: with a reason
+   * that is a `DOMException` named "AbortError" or "TimeoutError" (the platform's own, from
+   * `controller.abort()` with none or `AbortSignal.timeout()`) it rejects with a new one of that
+   * name made for this call, whose `sent` says how many were put and whose `cause` is the
+   * signal's reason (the reason itself, shared by every call the signal aborts, cannot carry a
+   * count); with any other reason it rejects with that reason, as it is, and no count: abort
+   * with no reason, or use a timeout, where the count matters. While it finds room, an async batch runs on without
+   * yielding to the event loop, as a `put` that finds room does. An array detached while it
+   * waits for room stops it there, with a `TypeError` naming the array (found by reading that
+   * value again, getters included).
    *
    * @example
    * ```ts
@@ -243,6 +248,26 @@ export class Sender implements Disposable {
    * assert.deepEqual(receiver.getNowait(), { tick: 1 });
    * assert.deepEqual(receiver.getNowait(), { tick: 2 });
    * assert.ok((receiver.getNowait() as Float64Array)[0] === 0.5);
+   * sender.close();
+   * receiver.close();
+   * ```
+   *
+   * @example Resume after an abort
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+   * const values = ["a", "b", "c"];
+   * let next = 0;
+   * try {
+   *   await sender.putMany(values, { signal: AbortSignal.timeout(50) }); // room for 2
+   * } catch (e) {
+   *   if (!(e instanceof DOMException && e.name === "TimeoutError")) throw e;
+   *   next = (e as DOMException & { sent: number }).sent; // 2: "a" and "b" went
+   * }
+   * assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["a", "b"]);
+   * await sender.putMany(values.slice(next)); // "c"
+   * assert.ok(receiver.getNowait() === "c");
    * sender.close();
    * receiver.close();
    * ```
@@ -260,9 +285,9 @@ export class Sender implements Disposable {
         throw this.#fullMany(batch, "putMany", options?.timeout);
       }
     } catch (error) {
-      // Not the signal's reason: the caller's own object, which may reject other calls too.
-      const own = options?.signal?.aborted && error === options.signal.reason;
-      throw namingCall(own ? error : countingSent(error, batch), "Sender.putMany", options?.signal);
+      const signal = options?.signal;
+      if (signal?.aborted && error === signal.reason) throw countingAbort(error, batch);
+      throw namingCall(countingSent(error, batch), "Sender.putMany", signal);
     }
   }
 
@@ -853,6 +878,32 @@ function countingSent(error: unknown, batch: Batch | undefined): unknown {
       "in order";
   }
   return error;
+}
+
+/**
+ * The rejection of a putMany aborted with signal `reason`, in place of the reason. The
+ * platform's own reasons (`abort()` with none, `AbortSignal.timeout()`: a DOMException named
+ * "AbortError" or "TimeoutError") become a DOMException of the same name for this call alone,
+ * telling how many of its values went before it (`sent`, 0 when none had), the reason its
+ * `cause`: the reason is shared by every call the signal aborts, and cannot carry a count. A
+ * reason of the caller's own is theirs, to compare and to keep: it is left as it is.
+ */
+function countingAbort(reason: unknown, batch: Batch | undefined): unknown {
+  if (
+    !(reason instanceof DOMException) ||
+    (reason.name !== "AbortError" && reason.name !== "TimeoutError")
+  ) {
+    return reason;
+  }
+  const sent = batch?.sent ?? 0;
+  const n = batch?.plans.length;
+  const put = sent === 0
+    ? `none of the ${n === undefined ? "" : `${n} `}values was put`
+    : `${sent} of the ${n} values were put, in order, and the rest were not`;
+  const error = new DOMException(`Sender.putMany: ${reason.message}; ${put}`, reason.name);
+  // As an Error's own `cause` is made (the typings know no options of DOMException's).
+  Object.defineProperty(error, "cause", { value: reason, writable: true, configurable: true });
+  return Object.defineProperty(error, "sent", { value: sent, enumerable: true });
 }
 
 /**

@@ -32,7 +32,8 @@ import { stopIfRequested } from "./stop.ts";
 export interface WaitOptions {
   /** Milliseconds to wait at most; omitted or `Infinity` waits as long as it takes. */
   timeout?: number;
-  /** Aborts the wait: the call rejects with the signal's reason. */
+  /** Aborts the wait: the call rejects with the signal's reason (`putMany`, aborted with the
+   * platform's own reason, with a like DOMException that counts the values put instead). */
   signal?: AbortSignal;
 }
 

@@ -1767,6 +1767,58 @@ Deno.test("putMany: a timeout or an abort leaves the values put before it, in or
     sender.close();
   }));
 
+Deno.test("putMany: an abort with the platform's reason tells how many values were put", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    const sent = (e: unknown) => (e as { sent?: unknown }).sent;
+    // abort() with no reason: a DOMException "AbortError" of this call's own, the count on it.
+    // Before: the signal's shared reason, which cannot say how many went.
+    const controller = new AbortController();
+    const { signal } = controller;
+    const calls = Promise.allSettled([
+      sender.putMany(["a", "b", "c", "d"], { signal }),
+      sender.putMany(["e"], { signal }), // waits behind it
+    ]);
+    setTimeout(() => controller.abort(), 20);
+    const [first, second] = (await calls).map((r) => r.status === "rejected" ? r.reason : r);
+    assert.ok(first instanceof DOMException && first.name === "AbortError", `${first}`);
+    assert.notEqual(first, signal.reason);
+    assert.equal(first.cause, signal.reason);
+    assert.equal(sent(first), 2);
+    assert.equal(
+      first.message,
+      "Sender.putMany: The signal has been aborted; 2 of the 4 values were put, in order, and " +
+        "the rest were not",
+    );
+    // Another call the same signal aborted: its own error, its own count.
+    assert.ok(second instanceof DOMException && second !== first && sent(second) === 0);
+    assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["a", "b"]);
+    assert.equal(receiver.getNowait(), undefined);
+    // AbortSignal.timeout(): a "TimeoutError" likewise; a signal aborted already: none went.
+    await assert.rejects(
+      sender.putMany(["f", "g", "h"], { signal: AbortSignal.timeout(20) }),
+      (e: unknown) =>
+        e instanceof DOMException && e.name === "TimeoutError" && sent(e) === 2 &&
+        e.cause instanceof DOMException && e.cause.name === "TimeoutError",
+    );
+    assert.deepEqual([receiver.getNowait(), receiver.getNowait()], ["f", "g"]);
+    await assert.rejects(
+      sender.putMany(["i"], { signal: AbortSignal.abort() }),
+      (e: unknown) =>
+        e instanceof DOMException && e.name === "AbortError" && sent(e) === 0 &&
+        e.message === "Sender.putMany: The signal has been aborted; none of the values was put",
+    );
+    // A reason of the caller's own is rejected as it is, and left as it is: no count.
+    const mine = new Error("stop");
+    const stop = new AbortController();
+    await sender.putMany(["j", "k"]);
+    const held = sender.putMany(["l"], { signal: stop.signal });
+    setTimeout(() => stop.abort(mine), 10);
+    await assert.rejects(held, (e: unknown) => e === mine && !("sent" in mine));
+    sender.close();
+    receiver.close();
+  }));
+
 Deno.test("putMany: an array detached while the batch waits stops it there; the values before it go", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
