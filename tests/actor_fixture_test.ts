@@ -125,6 +125,24 @@ async function isZombie(pid: number): Promise<boolean> {
 }
 
 /** Sleeps `ms` milliseconds. */
+/**
+ * Process `pid`, which the test did not spawn itself (an actor a child of it started), ended
+ * with SIGKILL when the `await using` scope ends unless it is gone by then, so that no failed
+ * assertion leaves it running; waits up to 5 s for it to go. Nothing for a pid that is none
+ * (0 or less would signal a whole process group).
+ */
+export function killedAtScopeEnd(pid: number): AsyncDisposable {
+  return {
+    async [Symbol.asyncDispose]() {
+      if (!(Number.isSafeInteger(pid) && pid > 0) || !pidAlive(pid)) return;
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone meanwhile */ }
+      await waitGone(pid, 5000);
+    },
+  };
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

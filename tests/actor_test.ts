@@ -23,12 +23,13 @@ import { type ActorPermissions, permissionFlags } from "../actor/spawn.ts";
 import {
   type Echo,
   FIXTURE,
+  killedAtScopeEnd,
   leaksSince,
   shmSnapshot,
   sleep,
   waitGone,
 } from "./actor_fixture_test.ts";
-import { shmEntries } from "./helpers.ts";
+import { killedWhenDisposed, shmEntries } from "./helpers.ts";
 
 /** Runs a test body and asserts that it leaves nothing in /dev/shm. */
 function clean(fn: () => Promise<void>): () => Promise<void> {
@@ -566,15 +567,18 @@ Deno.test(
 Deno.test(
   "a parent that ends without disposing its actor exits, and so does the actor",
   clean(async () => {
-    const parent = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", FIXTURE.pathname, "forgetful"],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    const { code, stdout } = await within(15_000, parent.output(), "the parent's exit");
-    assert.equal(code, 0);
-    const actorPid = Number(new TextDecoder().decode(stdout).trim());
-    assert.ok(actorPid > 0, "no actor pid printed");
+    // Both ended however the test ends: a failed check left the actor running for good. Its
+    // pid is read as printed, not at the parent's exit, which may never come.
+    await using parent = killedWhenDisposed(
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", FIXTURE.pathname, "forgetful"],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn(),
+    );
+    const actorPid = await printedPid(parent);
+    await using _actor = killedAtScopeEnd(actorPid);
+    assert.equal((await within(15_000, parent.status, "the parent's exit")).code, 0);
     assert.ok(await waitGone(actorPid, 10_000), "the actor outlived its parent");
   }),
 );
@@ -699,13 +703,18 @@ Deno.test(
 for (const mode of ["async", "sync"]) {
   Deno.test(`when its parent is killed, an actor (main thread ${mode}) exits`, async () => {
     const before = shmSnapshot();
-    const middle = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-ffi", "--allow-run", FIXTURE.pathname, "middle", mode],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
+    // Both ended however the test ends: a failed check left the actor running for good (a
+    // middle that printed no pid ran on for its 120 s).
+    await using middle = killedWhenDisposed(
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-ffi", "--allow-run", FIXTURE.pathname, "middle", mode],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn(),
+    );
     const actorPid = await printedPid(middle);
+    await using _actor = killedAtScopeEnd(actorPid);
 
     middle.kill("SIGKILL");
     assert.equal((await middle.status).signal, "SIGKILL");

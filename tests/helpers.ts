@@ -123,21 +123,30 @@ export async function endChild(child: Deno.ChildProcess): Promise<Deno.CommandSt
 }
 
 /**
- * A child Deno process running a fixture, with piped stdout and inherited stderr. Disposing it
- * ({@linkcode endChild}) kills it with SIGKILL: Deno's own dispose sends SIGTERM, which some
- * fixtures catch and go on after.
+ * `child`, made to be ended by {@linkcode endChild} (SIGKILL unless exited, then its exit
+ * awaited) when disposed: `await using` it, and no failed assertion leaves it running. Deno's
+ * own dispose sends SIGTERM, which some fixtures catch and go on after.
  */
-export function spawnFixture(name: string, args: string[]): Deno.ChildProcess {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CHILD_PERMISSIONS, fixture(name), ...args],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
+export function killedWhenDisposed(child: Deno.ChildProcess): Deno.ChildProcess {
   child[Symbol.asyncDispose] = async () => {
     await endChild(child);
   };
   return child;
+}
+
+/**
+ * A child Deno process running a fixture, with piped stdout and inherited stderr. Disposing it
+ * ({@linkcode killedWhenDisposed}) kills it with SIGKILL.
+ */
+export function spawnFixture(name: string, args: string[]): Deno.ChildProcess {
+  return killedWhenDisposed(
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", ...CHILD_PERMISSIONS, fixture(name), ...args],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn(),
+  );
 }
 
 /** Reads a child's whole stdout as text and waits for it to exit. */
