@@ -667,6 +667,40 @@ Deno.test("a waiter count forged below 0 is repaired: waiters are woken again, n
     }
   }));
 
+Deno.test("a waiter share forged above its count: an end that leaves takes back no more than the count", () =>
+  withoutLeaks(() => {
+    using q = forgeable();
+    const { i32 } = q.m;
+    const { Receiver, Sender } = L.ParticipantKind;
+    // Shares no count holds (nobody waits: the counts are 0), in the entries of both ends.
+    const receiverAt = L.participantOffset(q.entryOf(Receiver));
+    const senderAt = L.participantOffset(q.entryOf(Sender));
+    Atomics.store(i32, (receiverAt + L.P_WAITING) >> 2, 5);
+    Atomics.store(i32, (senderAt + L.P_WAITING) >> 2, 3);
+    Atomics.store(i32, (senderAt + L.P_ACK_WAITING) >> 2, 7);
+    const counts = () =>
+      [L.W_RECEIVERS_WAITING, L.W_SENDERS_WAITING, L.W_ACK_WAITING].map((at) =>
+        Atomics.load(i32, at >> 2)
+      );
+    assert.deepEqual(counts(), [0, 0, 0]);
+    // Ends that keep the queue once the forged ones leave.
+    const s2 = openSender(q.sender.descriptor);
+    const r2 = openReceiver(q.sender.descriptor);
+    try {
+      q.receiver.close();
+      q.sender.close();
+      // Without the clamp: -5, -3, -7, and every put and release of the queue
+      // then paid a futex wake syscall, and a sweep of the entries for the dead every 250 ms,
+      // until a waiter's announcement repaired the count.
+      assert.deepEqual(counts(), [0, 0, 0]);
+      s2.putSync(1);
+      assert.equal(r2.getSync({ timeout: 1000 }), 1);
+    } finally {
+      s2.close();
+      r2.close();
+    }
+  }));
+
 Deno.test("a lock holder killed while it settled a received message leaves the totals whole", () =>
   withoutLeaks(() => {
     using q = forgeable();
