@@ -311,6 +311,28 @@ Deno.test("the sweep removes nothing outside the naming scheme", () => {
   }
 });
 
+Deno.test("the sweep passes over a queue's name it may not open, and leaves it", () => {
+  // A file named like a queue that shm_open refuses (EPERM: open to others here; another
+  // user's, a symlink elsewhere). Before the catch: sweepStaleQueues() threw a NativeError
+  // (shm_open EPERM), the queues after it unswept; the sweep a new end makes swallowed it.
+  const id = `0000${crypto.randomUUID().replaceAll("-", "").slice(4)}`; // listed early
+  const name = `/shmq-${id}`;
+  native.closeFd(native.shmCreate(name, 4096));
+  try {
+    const chmod = new Deno.Command("chmod", { args: ["644", `/dev/shm${name}`] }).outputSync();
+    assert.ok(chmod.success, "chmod 644");
+    assert.throws(
+      () => native.shmOpen(name),
+      (e: unknown) => (e as { code?: string }).code === "EPERM",
+    );
+    const { removed } = sweepStaleQueues();
+    assert.ok(!removed.includes(name.slice(1)), "swept");
+    assert.deepEqual(native.shmList(name), [name.slice(1)], "left where it is");
+  } finally {
+    native.shmUnlink(name, { missingOk: true });
+  }
+});
+
 /** Mode bits of /dev/shm entries, through stat(1): Deno wants --allow-all to stat /dev. */
 async function modes(names: string[]): Promise<string[]> {
   const out = await new Deno.Command("stat", {
