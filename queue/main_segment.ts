@@ -108,9 +108,13 @@ export function holdAliveByte(fd: number, name: string): void {
   const giveUpAt = performance.now() + ALIVE_BYTE_PATIENCE_MS;
   while (!native.lockByte(fd, L.ANY_ALIVE_LOCK_BYTE, "shared")) {
     if (performance.now() > giveUpAt) {
-      throw new ClosedError(`queue ${name}: a sweep kept it locked for over 2 s`, {
-        reason: "gone",
-      });
+      throw new ClosedError(
+        `queue ${name}: a sweep kept it locked for over ` +
+          `${ALIVE_BYTE_PATIENCE_MS / 1000} s`,
+        {
+          reason: "gone",
+        },
+      );
     }
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
   }

@@ -1022,8 +1022,7 @@ export class SharedQueue {
   }
 
   /**
-   * Leaves the queue. The last end to leave unlinks every name of the queue. `beforeLeave`
-   * runs under the lock (to cancel drafts, release leases).
+   * Leaves the queue. The last end to leave unlinks every name of the queue.
    */
   close(): void {
     if (this.#closed) return;
