@@ -133,8 +133,8 @@ export class Audit {
     if (inFlight !== u32[L.C_IN_FLIGHT >> 2]) {
       return `${u32[L.C_IN_FLIGHT >> 2]} messages counted in flight, ${inFlight} queued`;
     }
-    // An extension goes idle with its message (see SharedQueue's #creditLocked): one busy with none would
-    // hold its share of the byte budget for good.
+    // An extension goes idle with its message (see SharedQueue's #creditLocked): one busy with
+    // none would hold its share of the byte budget for good.
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       if (
         u32[(L.extensionOffset(i) + L.E_STATE) >> 2] === L.ExtensionState.Busy &&

@@ -39,8 +39,9 @@ export class Participants {
    * Claims an entry for this end of queue `name` and records who runs it, returning its index.
    * The exclusive lock on an entry's byte is the claim itself: the kernel grants it to one
    * open file description at a time, and gives it up when its holder dies, so an entry whose
-   * byte we win but whose kind is not Free belonged to a dead participant, to be reaped before
-   * it is entered (see {@linkcode enterLocked}).
+   * byte we win but whose kind is not Free belonged to a dead participant: the queue reaps it
+   * (its messages and waiters are the queue's, see SharedQueue's #register) before
+   * {@linkcode enterLocked} enters it, free.
    */
   claim(name: string): number {
     let index = -1;

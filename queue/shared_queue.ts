@@ -4,7 +4,9 @@
  * Each sender or receiver object owns one of these: its own descriptor, mapping and
  * participant entry, so that the kernel's per-open-file-description locks tell every end
  * apart, even two ends in one process. Everything that changes shared state happens here,
- * under the queue's mutex, except publishing a written message, which is one release store.
+ * under the queue's mutex, except publishing a written message, which is one release store
+ * (the participant table's entries are written through participants.ts, called from here; a new
+ * queue's header through main_segment.ts, before any other end can open it).
  *
  * @module
  */
@@ -186,7 +188,8 @@ export class SharedQueue {
   #wakeDeferred = false;
   /** Closing on the process's way out (see removeAtExit). */
   #exiting = false;
-  /** Closed by this thread's unload (see track), not by the program: its calls say so. */
+  /** Closed by this thread's unload (see open_ends.ts track), not by the program: its calls say
+   * so. */
   #closedAtExit = false;
   /** peersDied when this end closed: its memory is unmapped then. */
   #peersDiedAtClose = 0;
