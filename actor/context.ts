@@ -57,7 +57,9 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
   /**
    * Exit when the parent goes away (default true): a watchdog thread reads stdin, and when it
    * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners
-   * run); an uncaught `ClosedError` that the parent's exit caused (it closes its ends a
+   * run). A parent that went away, rather than asked with `stop()`, is first waited for until
+   * it is gone (half a second at most): a dying parent's ends look alive until the kernel has
+   * released its files, and the actor's close would not find itself the last. An uncaught `ClosedError` that the parent's exit caused (it closes its ends a
    * moment before) waits for that, a quarter second at most, rather than end the actor with
    * an error. If the main thread is blocked in a sync wait and cannot do that within a second,
    * the watchdog ends the process at once; peers then see the ends as dead within about a
@@ -157,7 +159,7 @@ async function start(
   // resolves) and the watchdog's start would otherwise kill the actor with its ends open.
   if (leaves) Deno.addSignalListener("SIGINT", leaveWithParent);
   try {
-    return await handOver(options, caller, leaves);
+    return await handOver(options, caller, leaves, Number(parent));
   } catch (error) {
     if (leaves) Deno.removeSignalListener("SIGINT", leaveWithParent);
     throw error;
@@ -168,6 +170,7 @@ async function handOver(
   options: ActorContextOptions | undefined,
   caller: string,
   leaves: boolean,
+  parent: number,
 ): Promise<{ queues: Record<string, QueueEnd>; args: unknown }> {
   const handoff = await readHandoff(caller);
   let control: Sender | undefined;
@@ -196,7 +199,7 @@ async function handOver(
   // The watchdog does, and misses nothing: a parent gone before it starts has closed stdin.
   stopWatchingParent();
   // Started after the report, so that it does not delay the parent.
-  if (leaves) await startWatchdog(queues);
+  if (leaves) await startWatchdog(queues, parent);
   return { queues, args };
 }
 
@@ -286,12 +289,13 @@ const WATCHDOG = `
 const { parentPort, workerData } = require("node:worker_threads");
 (async () => {
   const buffer = new Uint8Array(4096);
+  let asked = false;
   try {
-    while ((await Deno.stdin.read(buffer)) !== null);
+    for (let n; (n = await Deno.stdin.read(buffer)) !== null;) if (n > 0) asked = true;
   } catch {}
-  Atomics.store(workerData.gone, 0, 1);
+  Atomics.store(workerData.gone, 0, asked ? 2 : 1);
   Atomics.notify(workerData.gone, 0);
-  parentPort.postMessage("parent-gone");
+  parentPort.postMessage(asked ? "stop" : "parent-gone");
   setTimeout(() => {
     try {
       const libc = Deno.dlopen("libc.so.6", { _exit: { parameters: ["i32"], result: "void" } });
@@ -303,9 +307,29 @@ const { parentPort, workerData } = require("node:worker_threads");
 })();
 `;
 
-async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
+/**
+ * How long an actor whose stdin closed without a stop request (its parent exited or died)
+ * waits for the parent to be gone before it closes its ends (well within
+ * PARENT_GONE_GRACE_MS, after which the watchdog ends the process). A dying parent closes
+ * the actor's stdin before the kernel has released its queues' files and so its ends' locks:
+ * the actor's close then saw the parent's ends alive, was not the last, and left the queues
+ * in /dev/shm until a sweep (3 times in 5 with the parent killed mid-stream, 5 in 5 with it
+ * dying of an uncaught error). The parent is gone once this process is no longer its child.
+ */
+const PARENT_REAP_WAIT_MS = 500;
+
+/** Blocks until `parent` is no longer this process's parent, for at most `ms`. */
+function awaitParentGone(parent: number, ms: number): void {
+  if (!(parent > 0)) return;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  const deadline = performance.now() + ms;
+  while (Deno.ppid === parent && performance.now() < deadline) Atomics.wait(nap, 0, 0, 1);
+}
+
+async function startWatchdog(queues: Record<string, QueueEnd>, parent: number): Promise<void> {
   const { Worker } = await import("node:worker_threads");
-  // Raised by the watchdog as it finds stdin closed, before its message can arrive.
+  // Raised by the watchdog as it finds stdin closed, before its message can arrive: 1 when
+  // the parent went away, 2 when it asked the actor to stop (ActorHandle.stop: a byte first).
   const gone = new Int32Array(new SharedArrayBuffer(4));
   const watchdog = new Worker(WATCHDOG, {
     eval: true,
@@ -314,6 +338,8 @@ async function startWatchdog(queues: Record<string, QueueEnd>): Promise<void> {
   });
   watchdog.unref();
   const exitAsParentGone = (): never => {
+    // A parent that asked lives on; one that went away may still hold its ends: wait for it.
+    if (Atomics.load(gone, 0) !== 2) awaitParentGone(parent, PARENT_REAP_WAIT_MS);
     for (const end of Object.values(queues)) {
       try {
         end.close();

@@ -51,6 +51,10 @@ const OUTPUT_TAIL_WAIT_MS = 500;
  * within a second of its stdin closing, blocked or not) before signalling it. */
 const STOP_GRACE_MS = 1500;
 
+/** Written to an actor's stdin before it is closed to ask it to stop (a newline, which a
+ * handoff line still being read takes as trailing whitespace). */
+const STOP_BYTE = new Uint8Array([0x0a]);
+
 /**
  * Permissions granted to an actor, like Deno's `--allow-*` flags: `true` grants all, a list
  * grants those paths, hosts, variables or commands, absent or `false` grants nothing. The
@@ -241,6 +245,8 @@ export class ActorHandle implements AsyncDisposable {
   readonly #stderr: StartupOutput | undefined;
   #running = true;
   #stdinClosed = false;
+  /** The handoff line is in the pipe: a byte written now cannot wait behind it. */
+  #handoffWritten = false;
 
   /** @internal Made by `spawnActor`. */
   constructor(child: Deno.ChildProcess, piped: { stdout: boolean; stderr: boolean }) {
@@ -276,7 +282,7 @@ export class ActorHandle implements AsyncDisposable {
           OUTPUT_TAIL_BYTES,
         ) ?? Promise.resolve(""),
       writeHandoff: (bytes) => {
-        this.#stdin.write(bytes).catch(() => {
+        this.#stdin.write(bytes).then(() => this.#handoffWritten = true, () => {
           // The actor exited without reading it: its status says why.
         });
       },
@@ -339,7 +345,7 @@ export class ActorHandle implements AsyncDisposable {
     if (options !== undefined) refuseUnknownOptions(options, ["timeout"], "ActorHandle.stop");
     const timeout = timeoutOption(options?.timeout, 2000, "ActorHandle.stop: timeout");
     this.#child.ref();
-    this.#closeStdin();
+    this.#closeStdin(true);
     await this.#awaitExit(timeout);
     return await this.#status;
   }
@@ -370,7 +376,7 @@ export class ActorHandle implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     this.#child.ref();
     if (this.#running) {
-      this.#closeStdin();
+      this.#closeStdin(true);
       if (await this.#stillRunningAfter(STOP_GRACE_MS)) {
         this.kill("SIGTERM");
         await this.#awaitExit(3000);
@@ -389,10 +395,16 @@ export class ActorHandle implements AsyncDisposable {
     return output.stream;
   }
 
-  #closeStdin(): void {
+  /** `ask`: a stop request (a byte, then the end of the stream), which the actor's watchdog
+   * tells from its parent going away: it need not wait for this process to be gone before it
+   * closes its ends. Without the byte (the handoff still pending) it waits briefly. */
+  #closeStdin(ask = false): void {
     if (this.#stdinClosed) return;
     this.#stdinClosed = true;
-    this.#stdin.abort().catch(() => {});
+    if (ask && this.#handoffWritten) {
+      this.#stdin.write(STOP_BYTE).catch(() => {});
+      this.#stdin.close().catch(() => {});
+    } else this.#stdin.abort().catch(() => {});
   }
 
   async #awaitExit(timeout: number): Promise<void> {

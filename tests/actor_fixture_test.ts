@@ -349,7 +349,8 @@ const roles: Record<string, () => Promise<void> | void> = {
   },
 
   /** A parent that takes a few messages of a putsToParent actor, prints its pid, and leaves
-   * without stopping it: its script ends (`end`), or it calls Deno.exit (`exit`). */
+   * without stopping it: its script ends (`end`), it calls Deno.exit (`exit`), it fails with an
+   * uncaught error (`crash`), or it kills itself with SIGKILL (`kill`). */
   async leaver() {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
     const actor = await spawnActor(FIXTURE, {
@@ -361,6 +362,8 @@ const roles: Record<string, () => Promise<void> | void> = {
     console.log(actor.pid);
     for (let i = 0; i < 20; i++) receiver.getSync({ timeout: 10_000 });
     if (Deno.args[2] === "exit") Deno.exit(7);
+    if (Deno.args[2] === "crash") throw new Error("the parent fails");
+    if (Deno.args[2] === "kill") Deno.kill(Deno.pid, "SIGKILL");
   },
 
   /** A parent as the README has it for Ctrl-C: it exits on SIGINT. Starts a putsToParent

@@ -776,6 +776,38 @@ for (const [mode, leaves] of [["async", "end"], ["sync", "end"], ["async", "exit
   );
 }
 
+for (const dies of ["crash", "kill"] as const) {
+  Deno.test(
+    `an actor (async) whose parent dies (${dies}) mid-stream closes its ends once the parent is gone: nothing stays in /dev/shm`,
+    async () => {
+      const before = shmSnapshot();
+      const marker = await Deno.makeTempFile();
+      // Five parents: the leak was a race (the parent's exit closes the actor's stdin before
+      // the kernel releases the parent's queue files and their locks).
+      for (let run = 0; run < 5; run++) {
+        const { parent, errors, actorPid } = await startParent(["leaver", "async", dies, marker]);
+        await parent.status;
+        await errors;
+        try {
+          assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
+          assert.equal(await Deno.readTextFile(marker), "unloaded", "the actor closed its ends");
+          // Before: the actor closed its end while the dying parent's still looked alive, so
+          // neither removed the queue (4-5 runs of 5 left it until a sweep).
+          assert.deepEqual(
+            await leaksSince(before, [parent.pid, actorPid]),
+            [],
+            `left in /dev/shm (run ${run})`,
+          );
+        } finally {
+          if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
+          await Deno.writeTextFile(marker, "");
+        }
+      }
+      await Deno.remove(marker);
+    },
+  );
+}
+
 for (const when of ["mid-stream", "at-once"] as const) {
   Deno.test(
     `Ctrl-C (SIGINT to the process group, ${when}) ends a parent and its actor and leaves nothing in /dev/shm`,
