@@ -16,6 +16,7 @@ import * as native from "../ffi/native.ts";
 import { ARENA_CURSOR_LIMIT, Audit } from "./audit.ts";
 import * as L from "./layout.ts";
 import { ClosedError } from "./errors.ts";
+import { extensionSizeFor, ExtensionTable, UNMAP_GRACE_MS } from "./extensions.ts";
 import {
   goneError,
   type Header,
@@ -94,23 +95,12 @@ export interface ExtensionMapping extends Mapping {
 const INT_MAX = 0x7fffffff;
 /** Messages above this share of the arena go to an extension segment. */
 const ARENA_SHARE = 4;
-/** Extension segments of 16 MiB and more are sized in 2 MiB steps (huge-page friendly, and
- * similar messages reuse one); smaller ones in pages. */
-const EXTENSION_GRANULE = 2 * 1024 * 1024;
-
-function extensionSizeFor(length: number): number {
-  return L.alignUp(length, length >= 8 * EXTENSION_GRANULE ? EXTENSION_GRANULE : L.PAGE_SIZE);
-}
 /** Extensions of one size class whose messages wait in line before a sender waits for one to
  * come back instead of making another: it fills one while receivers copy out of the others. */
 const EXTENSIONS_IN_FLIGHT = 3;
 /** Bytes per millisecond a new extension is made (created and pre-faulted) at here: about
  * 1 GB/s. A sender waits for a busy one at most as long as making one would take. */
 const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
-/** How long a put waits for the memory of extension segments it dropped to come back: every
- * end unmaps them at its next call of the queue, or wait slice (0.2 s), unless busy
- * elsewhere. */
-const UNMAP_GRACE_MS = 2000;
 /** How often, at most, wakes that find no waiter reap the dead (see #wakeAnnounced). */
 const IDLE_WAKE_REAP_MS = 250;
 /** How often an end with extensions mapped looks for idle ones to drop or unmap, at most
@@ -156,7 +146,7 @@ export class SharedQueue {
   /** While this end has extensions mapped: the unref'd timer that drops idle ones when they
    * are due and unmaps what other ends dropped (see #tickIdleExtensions). */
   #idleTimer: Timer | undefined;
-  /** Reservations made, counted for #dropIdleExtensionsLocked's checks from puts. */
+  /** Reservations made, counted for the checks for idle extensions from puts. */
   #reservations = 0;
   readonly #fd: number;
   readonly #main: Mapping;
@@ -164,8 +154,6 @@ export class SharedQueue {
   readonly #u32: Uint32Array;
   readonly #f64: Float64Array;
   readonly #ringSize: number;
-  /** The extensions' name salt, as hex (see layout.C_EXTENSION_SALT). */
-  readonly #salt: string;
   readonly #mask: number;
   readonly #arenaOffset: number;
   readonly #putSeqPointer: Deno.PointerObject;
@@ -183,6 +171,8 @@ export class SharedQueue {
   readonly #participants: Participants;
   /** The consistency checks of the shared state (see audit.ts). */
   readonly #audit: Audit;
+  /** The extension table (see extensions.ts). */
+  readonly #extensionTable: ExtensionTable;
   #closed = false;
   /** A release left senders waiting for room asleep: wake them before this end waits. */
   #wakeDeferred = false;
@@ -252,13 +242,10 @@ export class SharedQueue {
     this.#i32 = new Int32Array(main.buffer);
     this.#u32 = new Uint32Array(main.buffer);
     this.#f64 = new Float64Array(main.buffer);
-    const u32 = this.#u32;
     // The geometry as it was validated (or written), never read back: a peer that changed
     // the header since could give this end an arena larger than its mapping, over which it
     // makes raw views.
     this.capacity = header.capacity;
-    this.#salt = [u32[L.C_EXTENSION_SALT >> 2], u32[(L.C_EXTENSION_SALT >> 2) + 1]]
-      .map((word) => word.toString(16).padStart(8, "0")).join("");
     this.#ringSize = header.ringSize;
     this.#mask = this.#ringSize - 1;
     this.#arenaOffset = header.arenaOffset;
@@ -293,6 +280,7 @@ export class SharedQueue {
     this.#wakeBatch = Math.ceil(this.capacity / 4);
     this.#participants = new Participants(fd, main.buffer);
     this.#audit = new Audit(main.buffer, header.ringSize, header.arenaSize, this.#participants);
+    this.#extensionTable = new ExtensionTable(name, main.buffer, header);
   }
 
   /** Creates a queue and attaches to it as `kind`. */
@@ -518,7 +506,7 @@ export class SharedQueue {
     claimedByOthers: number;
     waitingForShm: { size: number; free: number } | undefined;
   } {
-    const extensionBytes = this.#extensionBytes(true);
+    const extensionBytes = this.#extensionTable.bytes(true);
     // Read without the lock: a figure for messages, not for decisions.
     const arenaHeld = this.#f64[L.C_ARENA_HEAD >> 3] - this.#f64[L.C_ARENA_TAIL >> 3];
     const claimedByOthers = this.#budgetClaimedByOthers();
@@ -561,7 +549,7 @@ export class SharedQueue {
         const segment = u32[(s + L.S_SEGMENT) >> 2];
         if (segment === 0) bytesInUse += L.alignUp(f64[(s + L.S_LENGTH) >> 3], L.MESSAGE_ALIGN);
         else if (segment <= L.MAX_EXTENSIONS) {
-          bytesInUse += f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3];
+          bytesInUse += this.#extensionTable.size(segment - 1);
         }
       }
       const inFlight = u32[L.C_IN_FLIGHT >> 2];
@@ -579,7 +567,7 @@ export class SharedQueue {
         received,
         bytesInUse,
         byteBudget: this.#byteBudget,
-        sharedBytes: this.#main.bytes.length + this.#extensionBytes(false),
+        sharedBytes: this.#main.bytes.length + this.#extensionTable.bytes(false),
         senders: u32[L.C_LIVE_SENDERS >> 2],
         receivers: u32[L.C_LIVE_RECEIVERS >> 2],
         sendersDied: sender ? ownDied : died,
@@ -594,19 +582,6 @@ export class SharedQueue {
    * scan stays in it whatever the cursors say (a corrupt one is found by the audit). */
   #slotsFrom(tail: number): number {
     return Math.min((this.#u32[L.C_WRITE >> 2] - tail) >>> 0, this.#ringSize);
-  }
-
-  /** Bytes of the extension segments that carry a message (`busyOnly`), or of all there are. */
-  #extensionBytes(busyOnly: boolean): number {
-    let bytes = 0;
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const e = L.extensionOffset(i);
-      const state = this.#u32[(e + L.E_STATE) >> 2];
-      if (busyOnly ? state === L.ExtensionState.Busy : state !== L.ExtensionState.Empty) {
-        bytes += this.#f64[(e + L.E_SIZE) >> 3];
-      }
-    }
-    return bytes;
   }
 
   /** Whether a message of `length` encoded bytes goes to the arena (else an extension). */
@@ -1020,7 +995,7 @@ export class SharedQueue {
     // without the lock leaves its extension busy until a settle.
     this.#settleLocked(thorough);
     if (thorough) this.#auditLocked();
-    this.#dropIdleExtensionsLocked();
+    this.#extensionTable.dropIdleLocked();
     this.#unmapStaleExtensions();
   }
 
@@ -1365,7 +1340,9 @@ export class SharedQueue {
     return this.#reserveNowLocked(length, deadline, holdsDrafts);
   }
 
-  /** Whether any extension segment holds a message (or is settling one). */
+  /** Whether any extension segment holds a message (or is settling one). Read here rather
+   * than through the ExtensionTable: every arena put that finds the queue less than half full
+   * asks (see #reserveLocked), and the put path takes no extra hop for extensions. */
   #anyExtensionBusy(): boolean {
     const u32 = this.#u32;
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
@@ -1404,10 +1381,10 @@ export class SharedQueue {
     const fitsArena = this.fitsArena(length);
     if ((u32[L.C_TRIM_DUE >> 2] !== 0 || !fitsArena) && length <= this.#byteBudget - arenaSize) {
       u32[L.C_TRIM_DUE >> 2] = 0;
-      this.#trimExtensionsLocked();
+      this.#extensionTable.trimLocked();
     }
     // Ends in a loop of sync calls neither wait nor run timers: their puts look now and then.
-    if ((this.#reservations & IDLE_CHECK_EVERY_PUTS) === 0) this.#dropIdleExtensionsLocked();
+    if ((this.#reservations & IDLE_CHECK_EVERY_PUTS) === 0) this.#extensionTable.dropIdleLocked();
     if (fitsArena) {
       // These cursors decide where this end writes (through raw pointers, for drafts): a
       // forged one must not send it outside the arena, nor keep it waiting for room forever.
@@ -1439,8 +1416,7 @@ export class SharedQueue {
       createExtension = choice.create;
       // The message placed in it last must be done with: one still in flight there means its
       // state was forged idle or empty, and this one would be written over it.
-      const e = L.extensionOffset(choice.index);
-      const last = u32[(e + L.E_SLOT) >> 2] & this.#mask;
+      const last = this.#extensionTable.lastSlot(choice.index) & this.#mask;
       const lastState = Atomics.load(this.#i32, (L.slotOffset(last) + L.S_STATE) >> 2);
       if (
         lastState !== L.SlotState.Free && lastState !== L.SlotState.Done &&
@@ -1448,7 +1424,7 @@ export class SharedQueue {
       ) {
         this.#poison(`extension ${choice.index} handed out while slot ${last} has a message in it`);
       }
-      u32[(e + L.E_SLOT) >> 2] = slot;
+      this.#extensionTable.placeLocked(choice.index, slot);
     }
     u32[(s + L.S_SENDER) >> 2] = this.#self;
     u32[(s + L.S_SENDER_GEN) >> 2] = this.#selfGen;
@@ -1474,10 +1450,9 @@ export class SharedQueue {
     deadline: number,
     holdsDrafts: boolean,
   ): { index: number; create: boolean } | undefined {
-    const u32 = this.#u32;
-    const f64 = this.#f64;
-    const stateOf = (i: number) => u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
-    const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
+    const table = this.#extensionTable;
+    const stateOf = (i: number) => table.state(i);
+    const sizeOf = (i: number) => table.size(i);
     let fit = -1;
     let empty = -1;
     let busyBytes = 0;
@@ -1505,7 +1480,7 @@ export class SharedQueue {
     if (fit >= 0 && !this.#extensionExists(fit)) {
       heldBytes -= sizeOf(fit);
       idle.splice(idle.indexOf(fit), 1);
-      this.#dropExtensionLocked(fit);
+      table.dropLocked(fit);
       if (empty < 0 || fit < empty) empty = fit;
       fit = -1;
     }
@@ -1537,24 +1512,23 @@ export class SharedQueue {
         heldBytes -= sizeOf(i);
         // Room to come in /dev/shm, unless an entry left without its segment.
         if (this.#extensionExists(i)) dropped += sizeOf(i);
-        this.#dropExtensionLocked(i);
+        table.dropLocked(i);
         if (empty < 0 || i < empty) empty = i;
       }
       if (empty < 0) return undefined; // Every entry carries a message in flight.
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
       const writing = this.#extensionsBeingWrittenLocked();
       const shmFree = shmFreeBytes();
-      const free = Math.max(0, shmFree - this.#unbackedExtensionBytesLocked(writing));
+      const free = Math.max(0, shmFree - table.unbackedBytesLocked(writing));
       if (size > free && this.#roomInShmLocked(size, free, dropped, writing) === "wait") {
         this.#waitingForShm = { size, free: shmFree }; // for the error: what df shows
         return undefined;
       }
       index = empty;
-      this.#renewExtensionLocked(index);
-      f64[(L.extensionOffset(index) + L.E_SIZE) >> 3] = size;
+      table.newSegmentLocked(index, size);
       create = true;
     }
-    u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
+    table.busyLocked(index);
     this.#dropClaimLocked(this.#self);
     this.#waitForBusyUntil = 0;
     this.#shmWait = undefined;
@@ -1581,19 +1555,18 @@ export class SharedQueue {
     droppedBefore: number,
     writing: ReadonlyMap<number, number>,
   ): "wait" | "never" {
-    const u32 = this.#u32;
-    const f64 = this.#f64;
-    const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
+    const table = this.#extensionTable;
+    const sizeOf = (i: number) => table.size(i);
     let pending = 0;
     let inFlight = 0;
     let idleBytes = 0;
     const idle: number[] = [];
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const state = u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
+      const state = table.state(i);
       if (state === L.ExtensionState.Empty) continue;
       if (state === L.ExtensionState.Idle) {
         if (!this.#extensionExists(i)) {
-          this.#dropExtensionLocked(i);
+          table.dropLocked(i);
           continue;
         }
         idle.push(i);
@@ -1619,7 +1592,7 @@ export class SharedQueue {
       for (const i of idle) {
         if (available + dropped >= size) break;
         dropped += sizeOf(i);
-        this.#dropExtensionLocked(i);
+        table.dropLocked(i);
       }
       // Once: a window renewed at every drop could last as long as other messages come.
       this.#shmWait ??= { size, until: now + UNMAP_GRACE_MS };
@@ -1631,7 +1604,7 @@ export class SharedQueue {
     if (this.#shmWait !== undefined) return "wait";
     // So may what other ends dropped: for them, the window their last drop opened.
     const wallNow = Date.now();
-    const droppedLately = this.#shmDroppedLatelyLocked(wallNow);
+    const droppedLately = table.droppedLatelyLocked(wallNow);
     if (
       droppedLately > 0 && this.#shmWaitedForOthers !== size &&
       size <= available + droppedLately + idleBytes + inFlight + pending
@@ -1720,13 +1693,6 @@ export class SharedQueue {
     }
   }
 
-  /** Marks extension `index` idle: no message uses it from now on. */
-  #idleExtensionLocked(index: number): void {
-    const e = L.extensionOffset(index);
-    this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Idle;
-    this.#f64[(e + L.E_IDLE_SINCE) >> 3] = Date.now();
-  }
-
   /** Clears the budget claim if participant `index` holds it. */
   #dropClaimLocked(index: number): void {
     if (this.#f64[L.C_CLAIM_BYTES >> 3] !== 0 && this.#u32[L.C_CLAIM_BY >> 2] === index) {
@@ -1762,7 +1728,6 @@ export class SharedQueue {
    * the ring after the read cursor: the lock is held meanwhile. */
   #queuedInExtensionsLocked(length: number): number {
     const u32 = this.#u32;
-    const f64 = this.#f64;
     const write = u32[L.C_WRITE >> 2];
     let queued = 0;
     let i = u32[L.C_READ >> 2];
@@ -1773,59 +1738,10 @@ export class SharedQueue {
       if (state !== L.SlotState.Ready && state !== L.SlotState.Prefetched) continue;
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       if (segment === 0 || segment > L.MAX_EXTENSIONS) continue;
-      if (f64[(L.extensionOffset(segment - 1) + L.E_SIZE) >> 3] < length) continue;
+      if (this.#extensionTable.size(segment - 1) < length) continue;
       if (++queued >= EXTENSIONS_IN_FLIGHT) break;
     }
     return queued;
-  }
-
-  /**
-   * Drops idle extensions, largest first, while the queue holds more than its byte budget.
-   * Only a message larger than the budget takes the queue past it. Once that message is done
-   * with, its segment goes at the next put that does not need it (a stream of such messages
-   * reuses it), or it would keep its memory (RAM, in tmpfs) for the queue's life, being the
-   * smallest idle fit of every later extension message. Each end unmaps it at its next put,
-   * take or wait (see #noticeRenewedExtensionsLocked); an end that does none of these keeps it.
-   */
-  #trimExtensionsLocked(): void {
-    const u32 = this.#u32;
-    const f64 = this.#f64;
-    const sizeOf = (i: number) => f64[(L.extensionOffset(i) + L.E_SIZE) >> 3];
-    const room = this.#byteBudget - this.arenaSize;
-    let held = 0;
-    const idle: number[] = [];
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const state = u32[(L.extensionOffset(i) + L.E_STATE) >> 2];
-      if (state === L.ExtensionState.Empty) continue;
-      held += sizeOf(i);
-      if (state === L.ExtensionState.Idle) idle.push(i);
-    }
-    if (held <= room) return;
-    idle.sort((a, b) => sizeOf(b) - sizeOf(a));
-    for (const i of idle) {
-      if (held <= room) break;
-      held -= sizeOf(i);
-      this.#dropExtensionLocked(i);
-    }
-  }
-
-  /**
-   * Drops every extension that has been idle for C_KEEP_IDLE_MS, so its memory goes back to
-   * /dev/shm once every end has unmapped it. An idle time that is not a time, or in the
-   * future, is reset to now.
-   */
-  #dropIdleExtensionsLocked(): void {
-    if (this.#keepIdleMs === Infinity) return;
-    const now = Date.now();
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const e = L.extensionOffset(i);
-      if (this.#u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Idle) continue;
-      const idleFor = now - this.#f64[(e + L.E_IDLE_SINCE) >> 3];
-      // Not a time, or in the future (the wall clock stepped back since): idle since now, or
-      // the segment would stay as long as the step (or for good).
-      if (!(idleFor >= 0)) this.#f64[(e + L.E_IDLE_SINCE) >> 3] = now;
-      else if (idleFor >= this.#keepIdleMs) this.#dropExtensionLocked(i);
-    }
   }
 
   /**
@@ -1861,11 +1777,6 @@ export class SharedQueue {
     Deno.unrefTimer(this.#idleTimer);
   }
 
-  /** The name of extension `index`'s segment at generation `gen`. */
-  #extensionName(index: number, gen: number): string {
-    return L.extensionName(this.name, index, gen, this.#salt);
-  }
-
   /**
    * Whether extension `index`'s segment exists at its current generation, and, when `sized`,
    * at its full size. A sender killed between creating the segment and sizing it leaves it
@@ -1873,10 +1784,9 @@ export class SharedQueue {
    * message it fits. Not `sized` for a busy one, whose sender may be making it right now.
    */
   #extensionExists(index: number, sized = true): boolean {
-    const e = L.extensionOffset(index);
-    const gen = this.#u32[(e + L.E_GEN) >> 2];
+    const gen = this.#extensionTable.gen(index);
     if (this.#extensions[index]?.gen === gen) return true;
-    const name = this.#extensionName(index, gen);
+    const name = this.#extensionTable.name(index, gen);
     let fd: number;
     try {
       fd = native.shmOpen(name);
@@ -1891,46 +1801,12 @@ export class SharedQueue {
       return false;
     }
     try {
-      if (!sized || native.fdSize(fd) >= this.#f64[(e + L.E_SIZE) >> 3]) return true;
+      if (!sized || native.fdSize(fd) >= this.#extensionTable.size(index)) return true;
     } finally {
       native.closeFd(fd);
     }
     native.shmUnlink(name, { missingOk: true });
     return false;
-  }
-
-  /**
-   * Bytes the extension segments already made will still take from /dev/shm. A segment takes
-   * its memory only as its pages are first touched: one that another end is making (and
-   * pre-faulting) right now shows in the free space of /dev/shm bit by bit, and two ends
-   * making segments at once would otherwise each count the same room as theirs, and both fail
-   * halfway. A segment reserved and not made yet takes all of its size.
-   */
-  #unbackedExtensionBytesLocked(writing: ReadonlyMap<number, number>): number {
-    let unbacked = 0;
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const e = L.extensionOffset(i);
-      const state = this.#u32[(e + L.E_STATE) >> 2];
-      if (state === L.ExtensionState.Empty) continue;
-      const recorded = this.#f64[(e + L.E_SIZE) >> 3];
-      const claimed = recorded > 0 && recorded <= Number.MAX_SAFE_INTEGER ? recorded : 0;
-      let fd: number;
-      try {
-        fd = native.shmOpen(this.#extensionName(i, this.#u32[(e + L.E_GEN) >> 2]));
-      } catch {
-        // Reserved for a message being written, not made yet: all of it is to come. (Left so
-        // by a put that failed or an end that died, or idle without one: it holds nothing.)
-        if (state === L.ExtensionState.Busy && writing.has(i)) unbacked += claimed;
-        continue;
-      }
-      try {
-        const size = Math.max(native.fdSize(fd), claimed);
-        unbacked += Math.max(0, size - native.fdAllocatedBytes(fd));
-      } finally {
-        native.closeFd(fd);
-      }
-    }
-    return unbacked;
   }
 
   /** The extensions that messages still being written (reserved, drafts) are in, each with
@@ -1951,44 +1827,6 @@ export class SharedQueue {
     return writing;
   }
 
-  /** Unlinks an idle extension's segment; its memory is freed once every end unmaps it. */
-  #dropExtensionLocked(index: number): void {
-    const e = L.extensionOffset(index);
-    const removed = unlinkSegment(this.#extensionName(index, this.#u32[(e + L.E_GEN) >> 2]));
-    if (removed) {
-      const f64 = this.#f64;
-      const now = Date.now();
-      // Every drop renews the window: what it dropped may stay mapped that long. (A message
-      // waits for other ends' drops once, so a stream of them cannot hold it for good.)
-      f64[L.C_SHM_DROPPED_BYTES >> 3] = this.#shmDroppedLatelyLocked(now) +
-        f64[(e + L.E_SIZE) >> 3];
-      f64[L.C_SHM_DROPPED_AT >> 3] = now;
-    }
-    this.#renewExtensionLocked(index);
-    this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Empty;
-    this.#f64[(e + L.E_SIZE) >> 3] = 0;
-  }
-
-  /**
-   * Bytes of extension segments any end dropped in the window open at `now` (`Date.now()`),
-   * whose memory may still be mapped by an end that has not noticed yet. The window lasts
-   * UNMAP_GRACE_MS from the last drop; a value from the future, or not a size, counts as none.
-   */
-  #shmDroppedLatelyLocked(now: number): number {
-    const bytes = this.#f64[L.C_SHM_DROPPED_BYTES >> 3];
-    const age = now - this.#f64[L.C_SHM_DROPPED_AT >> 3];
-    return age >= 0 && age < UNMAP_GRACE_MS && bytes > 0 && bytes <= Number.MAX_SAFE_INTEGER
-      ? bytes
-      : 0;
-  }
-
-  /** Moves extension `index` to a new generation (a new segment name) and tells every end. */
-  #renewExtensionLocked(index: number): void {
-    const at = (L.extensionOffset(index) + L.E_GEN) >> 2;
-    this.#u32[at] = (this.#u32[at] + 1) >>> 0;
-    this.#u32[L.C_EXTENSION_EPOCH >> 2] = (this.#u32[L.C_EXTENSION_EPOCH >> 2] + 1) >>> 0;
-  }
-
   /**
    * Unmaps stale extensions once another end (or this one) dropped or replaced a segment: a
    * 1.7 GB message's segment, dropped at the next put, would otherwise stay in every end's
@@ -2006,10 +1844,9 @@ export class SharedQueue {
     for (let i = 0; i < this.#extensions.length; i++) {
       const cached = this.#extensions[i];
       if (cached === undefined) continue;
-      const e = L.extensionOffset(i);
       if (
-        cached.gen === this.#u32[(e + L.E_GEN) >> 2] &&
-        this.#u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty
+        cached.gen === this.#extensionTable.gen(i) &&
+        this.#extensionTable.state(i) !== L.ExtensionState.Empty
       ) {
         continue;
       }
@@ -2056,13 +1893,12 @@ export class SharedQueue {
       });
     }
     this.#unmapStaleExtensions();
-    const e = L.extensionOffset(index);
-    const gen = this.#u32[(e + L.E_GEN) >> 2];
+    const gen = this.#extensionTable.gen(index);
     const cached = this.#extensions[index];
     if (cached && cached.gen === gen && cached.size >= needed) return cached;
     if (cached) this.#dropCachedExtension(index, cached);
-    const name = this.#extensionName(index, gen);
-    const size = this.#f64[(e + L.E_SIZE) >> 3];
+    const name = this.#extensionTable.name(index, gen);
+    const size = this.#extensionTable.size(index);
     let fd: number;
     if (create) {
       // The reservation set this size for this message: anything else was forged since, and
@@ -2313,11 +2149,7 @@ export class SharedQueue {
     }
     if (segment === 0) return offset % L.MESSAGE_ALIGN === 0 && offset + length <= this.arenaSize;
     if (segment > L.MAX_EXTENSIONS || offset !== 0) return false;
-    const e = L.extensionOffset(segment - 1);
-    const size = this.#f64[(e + L.E_SIZE) >> 3];
-    return this.#u32[(e + L.E_STATE) >> 2] === L.ExtensionState.Busy &&
-      this.#u32[(e + L.E_SLOT) >> 2] === slot && size > 0 && size % L.PAGE_SIZE === 0 &&
-      length <= size;
+    return this.#extensionTable.carries(segment - 1, slot, length);
   }
 
   /** Moves a slot from `from` to Done, returning its capacity, crediting its sender's ack
@@ -2380,7 +2212,7 @@ export class SharedQueue {
     u32[L.C_IN_FLIGHT >> 2] = inFlight > 0 ? inFlight - 1 : 0;
     const segment = u32[(s + L.S_SEGMENT) >> 2];
     if (segment > 0 && segment <= L.MAX_EXTENSIONS) {
-      this.#idleExtensionLocked(segment - 1);
+      this.#extensionTable.idleLocked(segment - 1);
       // Whichever end settled it (often a receiver), the next put trims.
       u32[L.C_TRIM_DUE >> 2] = 1;
     }
@@ -2538,10 +2370,7 @@ export class SharedQueue {
     }
     u32[L.C_IN_FLIGHT >> 2] = inFlight;
     Atomics.store(i32, L.W_UNSETTLED >> 2, unsettled);
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
-      if (u32[at] === L.ExtensionState.Busy && !used.has(i)) this.#idleExtensionLocked(i);
-    }
+    this.#extensionTable.idleUnusedLocked(used);
     u32[L.C_LIVE_SENDERS >> 2] = this.#participants.count(L.ParticipantKind.Sender);
     u32[L.C_LIVE_RECEIVERS >> 2] = this.#participants.count(L.ParticipantKind.Receiver);
   }
@@ -2560,13 +2389,7 @@ export class SharedQueue {
   }
 
   #unlinkAllLocked(): void {
-    const u32 = this.#u32;
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      const e = L.extensionOffset(i);
-      if (u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Empty) {
-        unlinkSegment(this.#extensionName(i, u32[(e + L.E_GEN) >> 2]));
-      }
-    }
+    this.#extensionTable.unlinkAllLocked();
     native.shmUnlink(this.name, { missingOk: true });
   }
 }
