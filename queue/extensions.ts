@@ -3,7 +3,7 @@
  * message too large for the arena gets a segment of its own), at which generation and of what
  * size, whether a message is in one, and dropping idle ones (past the byte budget, or idle for
  * long enough). Where a message goes, and waiting for room, is the queue's (see SharedQueue);
- * what one end has mapped of the segments is its own (see SharedQueue's mapping cache).
+ * what one end has mapped of the segments is its own (see extension_mappings.ts).
  *
  * @module
  */

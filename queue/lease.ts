@@ -6,7 +6,8 @@
  */
 
 import { ClosedError } from "./errors.ts";
-import type { MessageView, Reservation, SharedQueue, TakenMessage } from "./shared_queue.ts";
+import type { MessageView } from "./extension_mappings.ts";
+import type { Reservation, SharedQueue, TakenMessage } from "./shared_queue.ts";
 
 /**
  * A received message whose arrays are views into the queue's shared memory (for a message of

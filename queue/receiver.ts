@@ -15,7 +15,8 @@ import {
 import { ClosedError, consumedEarlier, EmptyError, namingCall, thrownByCaller } from "./errors.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
-import type { MessageView, SharedQueue, TakenMessage } from "./shared_queue.ts";
+import type { MessageView } from "./extension_mappings.ts";
+import type { SharedQueue, TakenMessage } from "./shared_queue.ts";
 import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,

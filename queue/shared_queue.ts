@@ -16,6 +16,12 @@ import * as native from "../ffi/native.ts";
 import { ARENA_CURSOR_LIMIT, Audit } from "./audit.ts";
 import * as L from "./layout.ts";
 import { ClosedError } from "./errors.ts";
+import {
+  type ExtensionMapping,
+  ExtensionMappings,
+  type ExtensionUse,
+  type MessageView,
+} from "./extension_mappings.ts";
 import { extensionSizeFor, ExtensionTable, UNMAP_GRACE_MS } from "./extensions.ts";
 import {
   goneError,
@@ -37,13 +43,11 @@ import {
   untrack,
 } from "./open_ends.ts";
 import {
-  createOrExplain,
   ensureRoom,
   mapFd,
   type Mapping,
   prefaultOrExplain,
   shmFreeBytes,
-  unlinkSegment,
   unmapAll,
 } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
@@ -80,18 +84,6 @@ export interface TakenMessage {
   readonly length: number;
 }
 
-/** A mapping zero-copy views are made over (internal): an extension segment's, or the main
- * segment's second mapping for arena views (see SharedQueue.#lendMapping; gen 0). */
-export interface ExtensionMapping extends Mapping {
-  /** The extension table generation it maps. */
-  readonly gen: number;
-  /** Zero-copy views (leases, drafts) that still point into this mapping. */
-  refs: number;
-  retired: boolean;
-  /** The native table's copy of `refs` (native.mapViews), when the mapping is recorded. */
-  readonly views: Int32Array | undefined;
-}
-
 const INT_MAX = 0x7fffffff;
 /** Messages above this share of the arena go to an extension segment. */
 const ARENA_SHARE = 4;
@@ -121,18 +113,8 @@ const ARENA_REBASE_AT = 2 ** 50;
 const PREFETCH_MESSAGES = 16;
 /** ...when each is at most this long: for larger ones the copy dwarfs the lock. */
 const PREFETCH_MAX_BYTES = 64 * 1024;
-/** What to do when /dev/shm has no room for the main segment or an extension segment. */
+/** What to do when /dev/shm has no room for the main segment. */
 const ARENA_REMEDY = "lower the queue's arenaBytes";
-const EXTENSION_REMEDY = "send the data in smaller messages (each message larger than a " +
-  "quarter of the arena gets a segment of its own; the queue waits for its own segments to " +
-  "make room, not for other users of /dev/shm)";
-
-/** Counts a view opened (+1) or dropped (-1) over `mapping`, in the native table too: should
- * this thread end with views open, the end that reclaims the mapping quarantines it. */
-function countView(mapping: ExtensionMapping, change: 1 | -1): void {
-  mapping.refs += change;
-  if (mapping.views !== undefined) Atomics.store(mapping.views, 0, mapping.refs);
-}
 
 /** An attachment of one queue end to the queue's shared memory. */
 export class SharedQueue {
@@ -158,8 +140,6 @@ export class SharedQueue {
   readonly #arenaOffset: number;
   readonly #putSeqPointer: Deno.PointerObject;
   readonly #releaseSeqPointer: Deno.PointerObject;
-  readonly #extensions: (ExtensionMapping | undefined)[] = [];
-  readonly #retired = new Set<ExtensionMapping>();
   readonly putSignal: FutexWord;
   readonly releaseSignal: FutexWord;
   /** The release sequence, for senders waiting for acks (announced apart: always woken). */
@@ -173,6 +153,8 @@ export class SharedQueue {
   readonly #audit: Audit;
   /** The extension table (see extensions.ts). */
   readonly #extensionTable: ExtensionTable;
+  /** This end's mappings of extension segments, and its views (see extension_mappings.ts). */
+  readonly #mappings: ExtensionMappings;
   #closed = false;
   /** A release left senders waiting for room asleep: wake them before this end waits. */
   #wakeDeferred = false;
@@ -216,13 +198,6 @@ export class SharedQueue {
   #takenInOrder = false;
   /** When {@linkcode reapIfDue} next looks for dead ends. */
   #nextReap = 0;
-  /** External buffers over shared memory handed out by openView and not yet dropped, with the
-   * mapping each is in: close detaches them, so a lease or draft kept past its end's close (an
-   * unload listener that runs after the one closing every end) reads as empty instead of
-   * faulting. */
-  readonly #views = new Map<ArrayBuffer, ExtensionMapping>();
-  /** See #lendMapping. */
-  #lend: ExtensionMapping | undefined;
   /** Async futex waits of this end in flight: their worker threads hold a pointer into the
    * main mapping, which close must not unmap under them. */
   #asyncWaits = 0;
@@ -281,6 +256,7 @@ export class SharedQueue {
     this.#participants = new Participants(fd, main.buffer);
     this.#audit = new Audit(main.buffer, header.ringSize, header.arenaSize, this.#participants);
     this.#extensionTable = new ExtensionTable(name, main.buffer, header);
+    this.#mappings = new ExtensionMappings(name, fd, main.size, this.#extensionTable);
   }
 
   /** Creates a queue and attaches to it as `kind`. */
@@ -734,38 +710,9 @@ export class SharedQueue {
     use: ExtensionUse = "read",
   ): MessageView {
     this.assertOpen();
-    const mapping = segment === 0
-      ? this.#lendMapping()
-      : this.#extension(segment - 1, use, offset + length);
-    const start = segment === 0 ? this.#arenaOffset + offset : offset;
-    const base = Deno.UnsafePointer.offset(mapping.pointer, start)!;
-    // A zero-length external buffer cannot be made; one spare byte of the block is harmless.
-    const buffer = Deno.UnsafePointerView.getArrayBuffer(base, Math.max(length, 1));
-    countView(mapping, 1);
-    this.#views.set(buffer, mapping);
-    return { buffer, mapping };
-  }
-
-  /**
-   * The mapping arena views (leases, drafts) are made over: a second mapping of the main
-   * segment, apart from the one this end works through, made at the first view. Should a
-   * view's buffer be moved out of the library's hands, this one alone is retired, and
-   * quarantined once its views are gone (see #noteMoved), and later views get a fresh one.
-   */
-  #lendMapping(): ExtensionMapping {
-    if (this.#lend !== undefined) return this.#lend;
-    // Not pre-faulted: the pages exist (the main mapping holds them), and page tables for a
-    // whole arena took 15 ms at 64 MiB when the first lease needs a few.
-    this.#lend = this.#lendable(mapFd(this.#fd, this.#main.size), 0);
-    return this.#lend;
-  }
-
-  /** A mapping readied for zero-copy views, at extension generation `gen` (0: the arena's). */
-  #lendable(mapping: Mapping, gen: number): ExtensionMapping {
-    // Should this end's Worker be terminated, another end of this process reclaims it.
-    native.adoptMapping(this.#fd, mapping);
-    const views = native.mapViews(mapping.pointer);
-    return { ...mapping, gen, refs: 0, retired: false, views };
+    if (segment === 0) return this.#mappings.openArenaView(this.#arenaOffset + offset, length);
+    const mapping = this.#extension(segment - 1, use, offset + length);
+    return this.#mappings.openView(mapping, offset, length);
   }
 
   /** Revokes a view from {@linkcode openView}: its arrays read as empty afterwards. */
@@ -778,20 +725,7 @@ export class SharedQueue {
     }
     const mapping = view.mapping;
     if (this.#closed || mapping === undefined) return; // Detached, and unmapped, with the end.
-    this.#views.delete(view.buffer);
-    // Read through the prototype: an own `detached` property must not hide a moved buffer.
-    if (isDetached(view.buffer)) this.#noteMoved(mapping);
-    else view.buffer.transfer(0);
-    if (mapping.refs === 0) return;
-    if (mapping.retired && mapping.refs === 1) {
-      // The last view of a retired mapping: gone from the native table with unmapAll, never
-      // counted 0 there before (a reclaim in between would unmap what a moved buffer reaches).
-      mapping.refs = 0;
-      this.#retired.delete(mapping);
-      unmapAll(mapping);
-      return;
-    }
-    countView(mapping, -1);
+    this.#mappings.dropView(view.buffer, mapping);
   }
 
   /**
@@ -996,7 +930,7 @@ export class SharedQueue {
     this.#settleLocked(thorough);
     if (thorough) this.#auditLocked();
     this.#extensionTable.dropIdleLocked();
-    this.#unmapStaleExtensions();
+    this.#mappings.unmapStale();
   }
 
   /**
@@ -1038,17 +972,7 @@ export class SharedQueue {
     this.#closed = true;
     clearInterval(this.#idleTimer);
     this.#idleTimer = undefined;
-    for (const [buffer, mapping] of this.#views) {
-      if (isDetached(buffer)) this.#noteMoved(mapping);
-      else buffer.transfer(0);
-    }
-    this.#views.clear();
-    for (const mapping of this.#extensions) if (mapping) unmapAll(mapping);
-    for (const mapping of this.#retired) unmapAll(mapping);
-    if (this.#lend !== undefined) unmapAll(this.#lend);
-    this.#lend = undefined;
-    this.#extensions.length = 0;
-    this.#retired.clear();
+    this.#mappings.close();
     this.#participants.unclaim();
     // Whatever a terminated Worker of this process left, of this queue or another, whether
     // or not shared memory still hints at it: this end may be the last here to notice.
@@ -1477,7 +1401,7 @@ export class SharedQueue {
     const room = this.#byteBudget - this.arenaSize;
     // A sender that died (or failed) between reserving a new extension and making its segment
     // left the entry without one: it holds no memory, and is free for a new segment.
-    if (fit >= 0 && !this.#extensionExists(fit)) {
+    if (fit >= 0 && !this.#mappings.exists(fit)) {
       heldBytes -= sizeOf(fit);
       idle.splice(idle.indexOf(fit), 1);
       table.dropLocked(fit);
@@ -1511,7 +1435,7 @@ export class SharedQueue {
         if (heldBytes + size <= room && empty >= 0) break;
         heldBytes -= sizeOf(i);
         // Room to come in /dev/shm, unless an entry left without its segment.
-        if (this.#extensionExists(i)) dropped += sizeOf(i);
+        if (this.#mappings.exists(i)) dropped += sizeOf(i);
         table.dropLocked(i);
         if (empty < 0 || i < empty) empty = i;
       }
@@ -1565,13 +1489,13 @@ export class SharedQueue {
       const state = table.state(i);
       if (state === L.ExtensionState.Empty) continue;
       if (state === L.ExtensionState.Idle) {
-        if (!this.#extensionExists(i)) {
+        if (!this.#mappings.exists(i)) {
           table.dropLocked(i);
           continue;
         }
         idle.push(i);
         idleBytes += sizeOf(i);
-      } else if (!this.#extensionExists(i, false)) {
+      } else if (!this.#mappings.exists(i, false)) {
         // Another end's reservation; else a failed one's leftover, which holds nothing.
         const by = writing.get(i);
         if (by !== undefined && by !== this.#self) pending += sizeOf(i);
@@ -1750,7 +1674,7 @@ export class SharedQueue {
    * memory taken, for good. Never blocks: a lock held elsewhere is tried again next time.
    */
   #tickIdleExtensions(): void {
-    if (this.#closed || !this.#extensions.some((mapping) => mapping !== undefined)) {
+    if (this.#closed || !this.#mappings.anyMapped()) {
       clearInterval(this.#idleTimer);
       this.#idleTimer = undefined;
       return;
@@ -1777,36 +1701,12 @@ export class SharedQueue {
     Deno.unrefTimer(this.#idleTimer);
   }
 
-  /**
-   * Whether extension `index`'s segment exists at its current generation, and, when `sized`,
-   * at its full size. A sender killed between creating the segment and sizing it leaves it
-   * short (empty): such a segment is unlinked here, to be made anew, or it would fail every
-   * message it fits. Not `sized` for a busy one, whose sender may be making it right now.
-   */
-  #extensionExists(index: number, sized = true): boolean {
-    const gen = this.#extensionTable.gen(index);
-    if (this.#extensions[index]?.gen === gen) return true;
-    const name = this.#extensionTable.name(index, gen);
-    let fd: number;
-    try {
-      fd = native.shmOpen(name);
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code === "ENOENT") return false;
-      if (code !== "EPERM") throw error;
-      // No segment this end may map (a symlink, a directory, a file opened up to others put in
-      // its place): none, as for one left short, or every message it fits would fail the same
-      // way. A directory stays (see unlinkSegment): the drop that follows gives its name up.
-      unlinkSegment(name);
-      return false;
-    }
-    try {
-      if (!sized || native.fdSize(fd) >= this.#extensionTable.size(index)) return true;
-    } finally {
-      native.closeFd(fd);
-    }
-    native.shmUnlink(name, { missingOk: true });
-    return false;
+  /** Maps extension `index` at its current generation, making the segment if asked (see
+   * ExtensionMappings.map), and watches it for idleness. */
+  #extension(index: number, use: ExtensionUse, needed: number): ExtensionMapping {
+    const extension = this.#mappings.map(index, use, needed);
+    this.#watchIdleExtensions();
+    return extension;
   }
 
   /** The extensions that messages still being written (reserved, drafts) are in, each with
@@ -1830,131 +1730,14 @@ export class SharedQueue {
   /**
    * Unmaps stale extensions once another end (or this one) dropped or replaced a segment: a
    * 1.7 GB message's segment, dropped at the next put, would otherwise stay in every end's
-   * address space, and in RAM, until that end next waits.
+   * address space, and in RAM, until that end next waits. (The epoch is looked at here, at
+   * every put and take: the mappings only when it moved.)
    */
   #noticeRenewedExtensionsLocked(): void {
     const epoch = this.#u32[L.C_EXTENSION_EPOCH >> 2];
     if (epoch === this.#extensionEpoch) return;
     this.#extensionEpoch = epoch;
-    this.#unmapStaleExtensions();
-  }
-
-  /** Unmaps cached extensions whose segment was replaced or dropped, unless views remain. */
-  #unmapStaleExtensions(): void {
-    for (let i = 0; i < this.#extensions.length; i++) {
-      const cached = this.#extensions[i];
-      if (cached === undefined) continue;
-      if (
-        cached.gen === this.#extensionTable.gen(i) &&
-        this.#extensionTable.state(i) !== L.ExtensionState.Empty
-      ) {
-        continue;
-      }
-      this.#dropCachedExtension(i, cached);
-    }
-  }
-
-  /**
-   * A view's buffer was detached before the library detached it: the user moved its memory
-   * out (`transfer()`, a `postMessage` transfer), and the moved buffer is beyond revoking. Its
-   * mapping is retired now, so later messages are mapped anew and the moved buffer never
-   * shows (nor, written, corrupts) them once the mapping's last view is gone; and it is
-   * quarantined then instead of unmapped (see unmapAll), so that buffer can never fault.
-   */
-  #noteMoved(mapping: ExtensionMapping): void {
-    mapping.moved = true;
-    if (mapping === this.#lend) {
-      this.#lend = undefined;
-      mapping.retired = true;
-      this.#retired.add(mapping);
-      return;
-    }
-    const index = this.#extensions.indexOf(mapping);
-    if (index >= 0) this.#dropCachedExtension(index, mapping);
-  }
-
-  /** Forgets extension `index`'s mapping: unmapped now, or once the views into it are gone. */
-  #dropCachedExtension(index: number, cached: ExtensionMapping): void {
-    this.#extensions[index] = undefined;
-    if (cached.refs > 0) {
-      cached.retired = true;
-      this.#retired.add(cached);
-    } else {
-      unmapAll(cached);
-    }
-  }
-
-  /** Maps extension `index` at its current generation, making the segment if asked. */
-  #extension(index: number, use: ExtensionUse, needed: number): ExtensionMapping {
-    const create = use === "create";
-    if (!(index >= 0 && index < L.MAX_EXTENSIONS)) {
-      throw new ClosedError(`queue ${this.name}: corrupt slot names extension ${index}`, {
-        reason: "corrupt",
-      });
-    }
-    this.#unmapStaleExtensions();
-    const gen = this.#extensionTable.gen(index);
-    const cached = this.#extensions[index];
-    if (cached && cached.gen === gen && cached.size >= needed) return cached;
-    if (cached) this.#dropCachedExtension(index, cached);
-    const name = this.#extensionTable.name(index, gen);
-    const size = this.#extensionTable.size(index);
-    let fd: number;
-    if (create) {
-      // The reservation set this size for this message: anything else was forged since, and
-      // must not make this end create (and pre-fault) a segment of that size.
-      if (size !== extensionSizeFor(needed)) {
-        throw new ClosedError(`queue ${this.name}: corrupt extension size ${size}`, {
-          reason: "corrupt",
-        });
-      }
-      ensureRoom(size, "an extension segment", EXTENSION_REMEDY);
-      fd = createOrExplain(name, size);
-    } else {
-      try {
-        fd = native.shmOpen(name);
-      } catch (error) {
-        const code = (error as { code?: string }).code;
-        if (code !== "ENOENT" && code !== "EPERM") throw error;
-        const what = code === "ENOENT"
-          ? "is missing"
-          : "is not this user's own segment (a symlink, a directory, a file open to others): " +
-            "refused";
-        throw new ClosedError(`queue ${this.name}: extension segment ${name} ${what}`, {
-          cause: error,
-          reason: "corrupt",
-        });
-      }
-    }
-    try {
-      const actual = native.fdSize(fd);
-      // Only the recorded size is mapped and pre-faulted: a segment grown since (by a
-      // same-user peer) must not make this end fill /dev/shm with memory no message uses.
-      if (!(Number.isSafeInteger(size) && size >= needed && actual >= size)) {
-        throw new ClosedError(
-          `queue ${this.name}: extension segment holds ${actual} bytes, its record says ` +
-            `${size} and the message needs ${needed}`,
-          { reason: "corrupt" },
-        );
-      }
-      const mapping = mapFd(fd, size);
-      try {
-        prefaultOrExplain(mapping.pointer, size, "an extension segment", EXTENSION_REMEDY);
-      } catch (error) {
-        unmapAll(mapping);
-        // A segment this end just made, or reserved to write into (one a sender killed while
-        // it pre-faulted left half backed), but could not back goes at once: it would keep the
-        // memory it got and fail every later message that fits it the same way.
-        if (use !== "read") native.shmUnlink(name, { missingOk: true });
-        throw error;
-      }
-      const extension = this.#lendable(mapping, gen);
-      this.#extensions[index] = extension;
-      this.#watchIdleExtensions();
-      return extension;
-    } finally {
-      native.closeFd(fd);
-    }
+    this.#mappings.unmapStale();
   }
 
   #publishState(slot: number): void {
@@ -2392,21 +2175,6 @@ export class SharedQueue {
     this.#extensionTable.unlinkAllLocked();
     native.shmUnlink(this.name, { missingOk: true });
   }
-}
-
-/** What an end maps an extension segment for: to make it (a new reservation), to write into
- * it (a reservation that reuses it), or to read a message in it. */
-export type ExtensionUse = "create" | "reserve" | "read";
-
-/** A revocable buffer over one message's bytes. */
-export interface MessageView {
-  readonly buffer: ArrayBuffer;
-  /** The mapping the view is over; undefined for a copy (see `recycle`). */
-  readonly mapping: ExtensionMapping | undefined;
-  /** Set when `buffer` holds a copy in memory its owner recycles: takes the memory back,
-   * of which the copy used the first `used` bytes. */
-  readonly recycle?: (memory: ArrayBuffer, used: number) => void;
-  readonly used?: number;
 }
 
 /** A futex word with its sequence and waiter-count indexes. */
