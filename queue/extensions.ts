@@ -207,9 +207,15 @@ export class ExtensionTable {
       let fd: number;
       try {
         fd = native.shmOpen(this.name(i, this.#u32[(e + L.E_GEN) >> 2]));
-      } catch {
+      } catch (error) {
+        // Any other failure (out of file descriptors: EMFILE) says nothing of the segment,
+        // and would fail making the new one the same way: the put fails with it, rather than
+        // count a segment made long ago as still to come and wait for room /dev/shm has.
+        const code = (error as { code?: string }).code;
+        if (code !== "ENOENT" && code !== "EPERM") throw error;
         // Reserved for a message being written, not made yet: all of it is to come. (Left so
-        // by a put that failed or an end that died, or idle without one: it holds nothing.)
+        // by a put that failed or an end that died, or idle without one: it holds nothing.
+        // Nor does a name that is no segment of this user's, see ExtensionMappings.exists.)
         if (state === L.ExtensionState.Busy && writing.has(i)) unbacked += claimed;
         continue;
       }

@@ -467,6 +467,25 @@ Deno.test({
 });
 
 Deno.test({
+  name: "out of file descriptors, a put needing a new extension fails with EMFILE, not waiting",
+  ignore: !(await canIsolate()),
+  async fn() {
+    const out = await isolated("fault_child.ts", ["fd-short"], 24 << 20, 128);
+    const report = JSON.parse(out.trim().split("\n").pop()!);
+    const MiB = 1 << 20;
+    // Before: the draft's segment, made and backed, but not to be opened now, counted as one
+    // still to be made: the put waited out its timeout, then said /dev/shm had no room,
+    // naming more bytes free than the segment needed.
+    assert.equal(report.put.name, "NativeError", report.put.message);
+    assert.equal(report.put.code, "EMFILE");
+    assert.match(report.put.message, /^Sender\.putSync: shm_open.*raise the limit, `ulimit -n`/);
+    assert.ok(report.ms < 500, `failed after ${report.ms} ms`);
+    assert.deepEqual([report.draft, report.after], [8 * MiB, 9 * MiB]);
+    assert.deepEqual(report.left, []);
+  },
+});
+
+Deno.test({
   name:
     "in a container's 64 MiB /dev/shm, a queue made with the defaults fits and carries any size",
   ignore: !(await canIsolate()),

@@ -286,10 +286,16 @@ export function canIsolate(): Promise<boolean> {
  * Runs a fixture in a private mount namespace with its own /dev/shm: a tmpfs of `shmBytes`
  * that no other process sees, so what is left in it, or running out of it, concerns this
  * run alone. Returns its stdout; fails when it exits non-zero. Check
- * {@linkcode canIsolate} first.
+ * {@linkcode canIsolate} first. `fdLimit`: run it under `ulimit -n` of that many files.
  */
-export async function isolated(name: string, args: string[], shmBytes: number): Promise<string> {
-  const script = `mount -t tmpfs -o size=${shmBytes} shmq-test /dev/shm && exec "$0" "$@"`;
+export async function isolated(
+  name: string,
+  args: string[],
+  shmBytes: number,
+  fdLimit?: number,
+): Promise<string> {
+  const limit = fdLimit === undefined ? "" : `ulimit -n ${fdLimit} && `;
+  const script = `${limit}mount -t tmpfs -o size=${shmBytes} shmq-test /dev/shm && exec "$0" "$@"`;
   const out = await new Deno.Command("unshare", {
     args: [
       ...["--mount", "--propagation", "private", "sh", "-c", script, Deno.execPath(), "run"],
