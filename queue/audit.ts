@@ -7,6 +7,7 @@
  * @module
  */
 
+import type { ExtensionTable } from "./extensions.ts";
 import * as L from "./layout.ts";
 import type { Participants } from "./participants.ts";
 
@@ -23,18 +24,21 @@ export class Audit {
   readonly #mask: number;
   readonly #arenaSize: number;
   readonly #participants: Participants;
+  readonly #extensions: ExtensionTable;
 
   /**
    * @param main The main segment's memory.
    * @param ringSize Slots in the ring, as validated (see main_segment.ts Header).
    * @param arenaSize Bytes of the arena, as validated.
    * @param participants The participant table, whose entries the live counts count.
+   * @param extensions The extension table, whose busy entries the messages in flight are in.
    */
   constructor(
     main: ArrayBuffer,
     ringSize: number,
     arenaSize: number,
     participants: Participants,
+    extensions: ExtensionTable,
   ) {
     this.#i32 = new Int32Array(main);
     this.#u32 = new Uint32Array(main);
@@ -43,6 +47,7 @@ export class Audit {
     this.#mask = ringSize - 1;
     this.#arenaSize = arenaSize;
     this.#participants = participants;
+    this.#extensions = extensions;
   }
 
   /**
@@ -57,6 +62,7 @@ export class Audit {
   problem(): string | undefined {
     const u32 = this.#u32;
     const f64 = this.#f64;
+    const extensions = this.#extensions;
     const senders = this.#participants.count(L.ParticipantKind.Sender);
     const receivers = this.#participants.count(L.ParticipantKind.Receiver);
     const counted = [u32[L.C_LIVE_SENDERS >> 2], u32[L.C_LIVE_RECEIVERS >> 2]];
@@ -113,9 +119,9 @@ export class Audit {
         if (state !== L.SlotState.Done && segment <= L.MAX_EXTENSIONS) {
           // Its extension carries this message, and no other: one forged idle or empty would
           // be handed out for the next large message, written over this one.
-          const e = L.extensionOffset(segment - 1);
           if (
-            u32[(e + L.E_STATE) >> 2] !== L.ExtensionState.Busy || u32[(e + L.E_SLOT) >> 2] !== slot
+            extensions.state(segment - 1) !== L.ExtensionState.Busy ||
+            extensions.lastSlot(segment - 1) !== slot
           ) {
             return `slot ${slot} has a message in extension ${segment - 1}, not its own`;
           }
@@ -136,10 +142,7 @@ export class Audit {
     // An extension goes idle with its message (see SharedQueue's #creditLocked): one busy with
     // none would hold its share of the byte budget for good.
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      if (
-        u32[(L.extensionOffset(i) + L.E_STATE) >> 2] === L.ExtensionState.Busy &&
-        (used & (1 << i)) === 0
-      ) {
+      if (extensions.state(i) === L.ExtensionState.Busy && (used & (1 << i)) === 0) {
         return `extension ${i} is busy with no message in it`;
       }
     }

@@ -254,8 +254,14 @@ export class SharedQueue {
     };
     this.#wakeBatch = Math.ceil(this.capacity / 4);
     this.#participants = new Participants(fd, main.buffer);
-    this.#audit = new Audit(main.buffer, header.ringSize, header.arenaSize, this.#participants);
     this.#extensionTable = new ExtensionTable(name, main.buffer, header);
+    this.#audit = new Audit(
+      main.buffer,
+      header.ringSize,
+      header.arenaSize,
+      this.#participants,
+      this.#extensionTable,
+    );
     this.#mappings = new ExtensionMappings(name, fd, main.size, this.#extensionTable);
   }
 
