@@ -87,7 +87,9 @@ export class Lane {
   /**
    * The rest of an async call that {@linkcode now} could not finish: after every earlier call
    * of this end has finished and `turn` was taken, `attempt` again, then `wait` (until the
-   * deadline, or the signal aborts). Resolves undefined when the deadline passed first.
+   * deadline, or the signal aborts). Resolves undefined when the deadline passed first, or
+   * {@linkcode BEHIND} when it passed while earlier calls of this end were still going: this
+   * call never tried, which its error should say (its own attempt would explain nothing).
    * `leaving`, if given, runs however the call ends, before the next call of this end may go
    * on: what the attempt {@linkcode now} made left behind is undone there even when `wait`
    * is never reached (an abort or close while it waited for its turn).
@@ -103,7 +105,7 @@ export class Lane {
     ) => Promise<{ value: T } | undefined>,
     turn: Promise<void> | undefined,
     leaving?: () => void,
-  ): Promise<{ value: T } | undefined> {
+  ): Promise<{ value: T } | undefined | typeof BEHIND> {
     const ahead = this.#tail;
     let leave!: () => void;
     const left = new Promise<void>((resolve) => (leave = resolve));
@@ -112,7 +114,7 @@ export class Lane {
     this.#tail = Promise.all([ahead, left]).then(() => {});
     this.#queued++;
     try {
-      if (!(await settledBy(ahead, deadline, signal))) return undefined;
+      if (!(await settledBy(ahead, deadline, signal))) return BEHIND;
       if (turn) await turn;
       signal?.throwIfAborted();
       return attempt() ?? await wait(attempt, deadline, signal);
@@ -126,6 +128,9 @@ export class Lane {
     }
   }
 }
+
+/** What {@linkcode Lane.later} resolves when the deadline passed behind earlier calls. */
+export const BEHIND = "behind";
 
 /**
  * Waits for `promise` to settle: true once it has, false when `deadline` (on

@@ -29,7 +29,7 @@ import {
   type WaitOptions,
   waitSync,
 } from "./wait.ts";
-import { Lane } from "./lane.ts";
+import { BEHIND, Lane } from "./lane.ts";
 import { stopIfRequested } from "./stop.ts";
 import { shown } from "./shown.ts";
 
@@ -288,7 +288,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const attempt = loopAttempt ?? this.#getAttemptFor(options, "get");
       const got = this.#lane.now(attempt) ??
         await this.#waitInLane(attempt, deadline, options?.signal);
-      if (got === undefined) throw this.#empty(method, options?.timeout);
+      if (got === undefined || got === BEHIND) {
+        throw this.#empty(method, options?.timeout, got === BEHIND);
+      }
       return got.value as T;
     } catch (error) {
       throw namingCall(error, call, options?.signal);
@@ -367,7 +369,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       options?.signal?.throwIfAborted();
       const got = this.#lane.now(attempt) ??
         await this.#waitInLane(attempt, deadline, options?.signal);
-      if (got === undefined) throw this.#empty("getMany", options?.timeout);
+      if (got === undefined || got === BEHIND) {
+        throw this.#empty("getMany", options?.timeout, got === BEHIND);
+      }
       return got.value as T[];
     } catch (error) {
       throw namingCall(error, "Receiver.getMany", options?.signal);
@@ -418,7 +422,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const now = lane.now(this.#takeAttempt);
       if (now !== undefined) return this.#lease<T>(now.value);
       const taken = await this.#waitInLane(this.#borrowAttempt, deadline, options?.signal);
-      if (taken === undefined) throw this.#empty("borrow", options?.timeout);
+      if (taken === undefined || taken === BEHIND) {
+        throw this.#empty("borrow", options?.timeout, taken === BEHIND);
+      }
       // Gone from the set: this end closed before the borrow resumed, and gave the message back.
       if (!this.#inTransit.delete(taken.value)) this.#queue.assertOpen("Receiver.borrow");
       return this.#lease<T>(taken.value);
@@ -561,7 +567,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     attempt: Attempt<T>,
     deadline: number,
     signal: AbortSignal | undefined,
-  ): Promise<{ value: T } | undefined> {
+  ): Promise<{ value: T } | undefined | typeof BEHIND> {
     const lane = this.#lane;
     return lane.later(attempt, deadline, signal, this.#waitForMessage, lane.takeDueTurn());
   }
@@ -825,7 +831,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     this.#spareLeaseBuffers.push(memory);
   };
 
-  #empty(method: string, timeout: number | undefined): EmptyError {
+  /** `behind`: the call waited out its timeout behind an earlier one of this receiver. */
+  #empty(method: string, timeout: number | undefined, behind = false): EmptyError {
+    if (behind) {
+      return new EmptyError(
+        `Receiver.${method}: no message arrived within ${timeout} ms: the call waited all that ` +
+          `time behind an earlier get(), getMany() or borrow() of this receiver, still waiting ` +
+          `(calls of one receiver are served in order)`,
+      );
+    }
     const queue = this.#queue;
     const held = this.#leases.size;
     // Senders may be waiting for room this very receiver holds: say so, or the wait looks

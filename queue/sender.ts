@@ -23,7 +23,7 @@ import {
   type WaitOptions,
   waitSync,
 } from "./wait.ts";
-import { Lane, settledBy } from "./lane.ts";
+import { BEHIND, Lane, settledBy } from "./lane.ts";
 import { stopIfRequested, stoppedByRequest } from "./stop.ts";
 import { shown } from "./shown.ts";
 
@@ -193,8 +193,11 @@ export class Sender implements Disposable {
       const plan = this.#plan(value, "put");
       const attempt = this.#putAttempt(value, plan, "put", deadline);
       const put = this.#putInLane(attempt, deadline, options?.signal);
-      if (put !== true && !(await put)) {
-        throw this.#full("put", options?.timeout, plan.byteLength);
+      if (put !== true) {
+        const done = await put;
+        if (done !== true) {
+          throw this.#full("put", options?.timeout, plan.byteLength, done === BEHIND);
+        }
       }
     } catch (error) {
       throw namingCall(error, "Sender.put", options?.signal);
@@ -281,8 +284,11 @@ export class Sender implements Disposable {
       batch = this.#planMany(values, "putMany");
       const attempt = this.#putManyAttempt(batch, "putMany", deadline);
       const put = this.#putInLane(attempt, deadline, options?.signal);
-      if (put !== true && !(await put)) {
-        throw this.#fullMany(batch, "putMany", options?.timeout);
+      if (put !== true) {
+        const done = await put;
+        if (done !== true) {
+          throw this.#fullMany(batch, "putMany", options?.timeout, done === BEHIND);
+        }
       }
     } catch (error) {
       const signal = options?.signal;
@@ -353,7 +359,9 @@ export class Sender implements Disposable {
           lane.takeDueTurn(),
           first ? this.#dropBudgetClaim : undefined,
         );
-      if (reserved === undefined) throw this.#full("prepare", options?.timeout, plan.byteLength);
+      if (reserved === undefined || reserved === BEHIND) {
+        throw this.#full("prepare", options?.timeout, plan.byteLength, reserved === BEHIND);
+      }
       return this.#draft<T>(template, plan, reserved.value, "prepare");
     } catch (error) {
       throw namingCall(error, "Sender.prepare", options?.signal);
@@ -445,7 +453,8 @@ export class Sender implements Disposable {
   /**
    * Runs an async put's attempt in this end's lane: at once when no call of this end is ahead
    * and there is room, else once the calls ahead are done, waiting for room. True, or a
-   * promise of whether it was put before the deadline: a put that finds room at once, with
+   * promise of whether it was put before the deadline (BEHIND: the deadline passed while
+   * calls ahead still waited, so it never tried): a put that finds room at once, with
    * no fairness turn to wait for, costs no promise of its own (an await of one cost a 100 B
    * async put and get 5-8% in one process).
    */
@@ -453,7 +462,7 @@ export class Sender implements Disposable {
     attempt: Attempt<true>,
     deadline: number,
     signal: AbortSignal | undefined,
-  ): true | Promise<boolean> {
+  ): true | Promise<boolean | typeof BEHIND> {
     const lane = this.#lane;
     // Only a call that finds none of this end's ahead of it tries in Lane.now (and may claim).
     const first = !lane.busy;
@@ -471,7 +480,7 @@ export class Sender implements Disposable {
     signal: AbortSignal | undefined,
     turn: Promise<void> | undefined,
     first: boolean,
-  ): Promise<boolean> {
+  ): Promise<boolean | typeof BEHIND> {
     const lane = this.#lane;
     const done = await lane.later(
       attempt,
@@ -481,7 +490,7 @@ export class Sender implements Disposable {
       turn,
       first ? this.#dropBudgetClaim : undefined,
     );
-    if (done === undefined) return false;
+    if (done === undefined || done === BEHIND) return done === BEHIND ? BEHIND : false;
     const settles = lane.settleAfterTurns(undefined);
     if (settles) await settles;
     return true;
@@ -704,8 +713,8 @@ export class Sender implements Disposable {
     };
   }
 
-  #fullMany(batch: Batch, method: string, timeout: number | undefined): FullError {
-    const full = this.#full(method, timeout, batch.lengths[batch.sent]);
+  #fullMany(batch: Batch, method: string, timeout: number | undefined, behind = false): FullError {
+    const full = this.#full(method, timeout, batch.lengths[batch.sent], behind);
     const n = batch.plans.length;
     const put = batch.sent === 0
       ? `none of the ${n} values was put`
@@ -783,7 +792,20 @@ export class Sender implements Disposable {
     return undefined;
   };
 
-  #full(method: string, timeout: number | undefined, byteLength: number): FullError {
+  /** `behind`: the call waited out its timeout behind an earlier one of this sender. */
+  #full(
+    method: string,
+    timeout: number | undefined,
+    byteLength: number,
+    behind = false,
+  ): FullError {
+    if (behind) {
+      return new FullError(
+        `Sender.${method}: no room for ${timeout} ms: the call waited all that time behind an ` +
+          `earlier put(), putMany() or prepare() of this sender, still waiting for room (calls ` +
+          `of one sender keep their order), and never tried`,
+      );
+    }
     const queue = this.#queue;
     const { inFlight, extensionBytes, byteBudget, arenaHeld, claimedByOthers, waitingForShm } =
       queue.usage();

@@ -216,6 +216,36 @@ Deno.test("a later put times out on time behind an earlier one that waits", asyn
   });
 });
 
+Deno.test("a call timed out behind an earlier one of its end says so, not what its own try would", async () => {
+  await withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    sender.putSync(0);
+    const abort = new AbortController();
+    const first = sender.put(1, { signal: abort.signal });
+    // Before: "no room for 50 ms: 1 of capacity 1 messages are unreleased", or for a small
+    // message behind a large one waiting for /dev/shm, the arena's state, neither of which the
+    // call ever met.
+    const behind = { name: "FullError", message: /behind an earlier put\(\), putMany\(\)/ };
+    await assert.rejects(sender.put(2, { timeout: 50 }), behind);
+    await assert.rejects(sender.putMany([2, 3], { timeout: 50 }), { ...behind, sent: 0 });
+    await assert.rejects(sender.prepare(reserve(Uint8Array, 4), { timeout: 50 }), behind);
+    abort.abort();
+    await assert.rejects(first, { name: "AbortError" });
+    assert.equal(receiver.getSync({ timeout: 1000 }), 0);
+
+    const get = receiver.get();
+    const waited = { name: "EmptyError", message: /behind an earlier get\(\), getMany\(\)/ };
+    await assert.rejects(receiver.get({ timeout: 50 }), waited);
+    await assert.rejects(receiver.getMany(2, { timeout: 50 }), waited);
+    await assert.rejects(receiver.borrow({ timeout: 50 }), waited);
+    // The queue and both ends go on: the earlier get takes the next message.
+    sender.putSync("next", { timeout: 1000 });
+    assert.equal(await get, "next");
+    sender.close();
+    receiver.close();
+  });
+});
+
 Deno.test("a put from inside the value of a put of the same sender is refused: it would overtake", async () => {
   await withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
