@@ -56,18 +56,18 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
   queues?: S;
   /**
    * Exit when the parent goes away (default true): a watchdog thread reads stdin, and when it
-   * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners
-   * run). A parent that went away, rather than asked with `stop()`, is first waited for until
-   * it is gone (half a second at most): a dying parent's ends look alive until the kernel has
-   * released its files, and the actor's close would not find itself the last. An uncaught
-   * `ClosedError` that the parent's exit caused (it closes its ends a moment before) waits for
-   * that, a quarter second at most, rather than end the actor with an error. If the main thread is blocked in a sync wait and cannot do that within a second,
-   * the watchdog ends the process at once; peers then see the ends as dead within about a
-   * second. The watchdog is a small Worker (about 18 MB of memory); it never keeps the
-   * process alive. The actor also outlives a `SIGINT` (Ctrl-C in a terminal signals the
-   * parent and its actors together) to leave with its parent instead, closing its ends as it
-   * goes: killed beside the parent, neither could tell it was the last, and the queues would
-   * stay in /dev/shm until a sweep. Your own `SIGINT` listener still runs.
+   * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners run). A
+   * parent that went away, rather than asked with `stop()`, is first waited for until it is gone
+   * (half a second at most): a dying parent's ends look alive until the kernel has released its
+   * files, and the actor's close would not find itself the last. An uncaught `ClosedError` that the
+   * parent's exit caused (it closes its ends a moment before) waits for that, a quarter second at
+   * most, rather than end the actor with an error. If the main thread is blocked in a sync wait and
+   * cannot do that within a second, the watchdog ends the process at once; peers then see the ends
+   * as dead within about a second. The watchdog is a small Worker (about 18 MB of memory); it never
+   * keeps the process alive. The actor also outlives a `SIGINT` (Ctrl-C in a terminal signals the
+   * parent and its actors together) to leave with its parent instead, closing its ends as it goes:
+   * killed beside the parent, neither could tell it was the last, and the queues would stay in
+   * /dev/shm until a sweep. Your own `SIGINT` listener still runs.
    */
   exitWithParent?: boolean;
 }

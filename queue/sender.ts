@@ -229,18 +229,18 @@ export class Sender implements Disposable {
    * the queue's lock once for as many of them as there is room for: for a stream of small
    * messages that is most of a put's cost. Every value is checked before any is written: one
    * the codec rejects throws `TypeError` naming it (`values[3].pos: …`) and nothing is sent.
-   * Waits for room as `put` does, as often as it takes; when the timeout passes first, the
-   * messages put so far stay put and the `FullError`'s `sent` says how many. A `ClosedError`
-   * part way leaves them too, and its `sent` says how many. So does an abort: with a reason
-   * that is a `DOMException` named "AbortError" or "TimeoutError" (the platform's own, from
+   * Waits for room as `put` does, as often as it takes; when the timeout passes first, the messages
+   * put so far stay put and the `FullError`'s `sent` says how many. A `ClosedError` part way leaves
+   * them too, and its `sent` says how many. So does an abort: with a reason that is a
+   * `DOMException` named "AbortError" or "TimeoutError" (the platform's own, from
    * `controller.abort()` with none or `AbortSignal.timeout()`) it rejects with a new one of that
-   * name made for this call, whose `sent` says how many were put and whose `cause` is the
-   * signal's reason (the reason itself, shared by every call the signal aborts, cannot carry a
-   * count); with any other reason it rejects with that reason, as it is, and no count: abort
-   * with no reason, or use a timeout, where the count matters. While it finds room, an async batch runs on without
-   * yielding to the event loop, as a `put` that finds room does. An array detached while it
-   * waits for room stops it there, with a `TypeError` naming the array (found by reading that
-   * value again, getters included).
+   * name made for this call, whose `sent` says how many were put and whose `cause` is the signal's
+   * reason (the reason itself, shared by every call the signal aborts, cannot carry a count); with
+   * any other reason it rejects with that reason, as it is, and no count: abort with no reason, or
+   * use a timeout, where the count matters. While it finds room, an async batch runs on without
+   * yielding to the event loop, as a `put` that finds room does. An array detached while it waits
+   * for room stops it there, with a `TypeError` naming the array (found by reading that value
+   * again, getters included).
    *
    * @example
    * ```ts

@@ -415,9 +415,9 @@ export function delay(ms: number): Promise<void> {
 }
 
 /**
- * A queue with 40 MiB of byte budget for extension messages (a 1 MiB arena of 41 MiB), two
- * senders (`a`, `b`) and a receiver, for the tests of puts that wait for that budget: messages of 4 MiB fit beside each other, one of 30
- * MiB does not fit beside two of them.
+ * A queue with 40 MiB of byte budget for extension messages (a 1 MiB arena of 41 MiB), two senders
+ * (`a`, `b`) and a receiver, for the tests of puts that wait for that budget: messages of 4 MiB fit
+ * beside each other, one of 30 MiB does not fit beside two of them.
  */
 export function budgetQueue(): { a: Sender; b: Sender; r: Receiver } & Disposable {
   const [b, r] = createSharedMemoryPair({
