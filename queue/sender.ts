@@ -490,7 +490,8 @@ export class Sender implements Disposable {
       turn,
       first ? this.#dropBudgetClaim : undefined,
     );
-    if (done === undefined || done === BEHIND) return done === BEHIND ? BEHIND : false;
+    if (done === BEHIND) return BEHIND;
+    if (done === undefined) return false;
     const settles = lane.settleAfterTurns(undefined);
     if (settles) await settles;
     return true;
@@ -715,11 +716,9 @@ export class Sender implements Disposable {
 
   #fullMany(batch: Batch, method: string, timeout: number | undefined, behind = false): FullError {
     const full = this.#full(method, timeout, batch.lengths[batch.sent], behind);
-    const n = batch.plans.length;
-    const put = batch.sent === 0
-      ? `none of the ${n} values was put`
-      : `${batch.sent} of the ${n} values were put, in order, and the rest were not`;
-    return new FullError(`${full.message}; ${put}`, { sent: batch.sent });
+    return new FullError(`${full.message}; ${putSoFar(batch.sent, batch.plans.length)}`, {
+      sent: batch.sent,
+    });
   }
 
   /** Whether an unsent draft of this sender is in an extension segment, taking byte budget
@@ -902,6 +901,13 @@ function countingSent(error: unknown, batch: Batch | undefined): unknown {
   return error;
 }
 
+/** How much of a putMany of `n` values (unknown: not planned yet) went before it stopped. */
+function putSoFar(sent: number, n: number | undefined): string {
+  return sent === 0
+    ? `none of the ${n === undefined ? "" : `${n} `}values was put`
+    : `${sent} of the ${n} values were put, in order, and the rest were not`;
+}
+
 /**
  * The rejection of a putMany aborted with signal `reason`, in place of the reason. The
  * platform's own reasons (`abort()` with none, `AbortSignal.timeout()`: a DOMException named
@@ -918,10 +924,7 @@ function countingAbort(reason: unknown, batch: Batch | undefined): unknown {
     return reason;
   }
   const sent = batch?.sent ?? 0;
-  const n = batch?.plans.length;
-  const put = sent === 0
-    ? `none of the ${n === undefined ? "" : `${n} `}values was put`
-    : `${sent} of the ${n} values were put, in order, and the rest were not`;
+  const put = putSoFar(sent, batch?.plans.length);
   const error = new DOMException(`Sender.putMany: ${reason.message}; ${put}`, reason.name);
   // As an Error's own `cause` is made (the typings know no options of DOMException's).
   Object.defineProperty(error, "cause", { value: reason, writable: true, configurable: true });
