@@ -7,6 +7,7 @@
  */
 
 import { arrayBufferLength, isDetached } from "./array_buffer.ts";
+import { copyBytes } from "./bulk_copy.ts";
 import { type DType, isDType } from "./dtype.ts";
 import {
   ALIGN,
@@ -888,7 +889,7 @@ function writePayload(t: Uint8Array, p: number, len: number, bytes: Uint8Array |
           `detached, or its resizable buffer shrank below it, before it was written`,
       );
     }
-    if (len > 0) t.set(bytes, p);
+    if (len > 0) copyBytes(t, p, bytes);
   }
   return p + len;
 }

@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "c1e4b8b212746490297358daa7eeb4ecfbcf7c716687160a87181665d9503451",
-  "x86_64-linux": "a1f60ead1fa4b11a9c8796f6019e8f5db796e6917431fe5fa755a608b979d7b5",
+  "aarch64-linux": "420e409c8034fccc0b14483ca900865b850b9d2a7dfb714f4a9d269435e328e3",
+  "x86_64-linux": "a393ef124944400b2cdd667c1696d6a51e4b73ce70ac4660fa284cbb1acbb99a",
 };

@@ -4,8 +4,7 @@
  * @module
  */
 
-import type { DecodeOptions } from "../codec/mod.ts";
-import { decodeBytes, wrongAllocation } from "../codec/decode.ts";
+import { decodeBytes, type DecodeBytesOptions, wrongAllocation } from "../codec/decode.ts";
 import {
   prefaultJoin,
   prefaultStart,
@@ -694,7 +693,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   #takeDecoded(
-    options: DecodeOptions,
+    options: DecodeBytesOptions,
     allocateFailed?: () => boolean,
     laterInBatch = false,
   ): { value: unknown } | undefined {
@@ -709,11 +708,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     try {
       // Messages too small to hold a large array need no readied copy targets.
       const small = got.length < LARGE_COPY;
-      const used = options === COPY_OPTIONS && small
-        ? undefined
-        : options === POOLED_COPY_OPTIONS && small
-        ? POOLED_OPTIONS
-        : options;
+      const ours = options === COPY_OPTIONS || options === POOLED_COPY_OPTIONS;
+      const used = !small || !ours ? options : options.pooled ? POOLED_OPTIONS : undefined;
+      if (ours && !small) beforeLargeCopies();
       this.#inAllocate = allocateFailed !== undefined;
       try {
         const bytes = queue.messageBytes(got);
@@ -721,7 +718,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         value = decodeBytes(bytes, used);
       } finally {
         this.#inAllocate = false;
-        finishCopy();
+        finishCopy(ours && !small);
       }
     } catch (error) {
       // A message that cannot be decoded, or whose segment is gone (ClosedError), is
@@ -889,8 +886,9 @@ let mappedCopyDone = false;
 
 /** Ends the current copy: waits for its helper, before the copy's result leaves the decode
  * that made it, then, after a copy into a freshly mapped buffer, nudges the collector (see
- * nudgeAfterMappedCopy). */
-function finishCopy(): void {
+ * nudgeAfterMappedCopy), and after a large message's copies into malloc's heap too (see
+ * nudgeCollector). */
+function finishCopy(largeMessage = false): void {
   if (copyHelper !== undefined) {
     const id = copyHelper;
     copyHelper = undefined;
@@ -899,7 +897,7 @@ function finishCopy(): void {
   if (mappedCopyDone) {
     mappedCopyDone = false;
     nudgeAfterMappedCopy();
-  }
+  } else if (largeMessage) nudgeCollector();
 }
 
 /**
@@ -918,25 +916,33 @@ let heapCopyLimit: number | undefined;
  * header, rounding), with room to spare: a buffer just below the limit is mapped afresh too. */
 const MALLOC_CHUNK_OVERHEAD = 64;
 
-const COPY_OPTIONS = {
-  allocate(byteLength: number): ArrayBuffer {
-    if (byteLength < LARGE_COPY) return new ArrayBuffer(byteLength);
-    heapCopyLimit ??= tuneMallocForCopies() ?? 0;
-    const buffer = new ArrayBuffer(byteLength);
-    // The array before this one in the message is copied by now: its helper is done.
-    finishCopy();
-    if (byteLength + MALLOC_CHUNK_OVERHEAD >= heapCopyLimit) {
-      if (byteLength >= PIPELINED_COPY) copyHelper = prefaultStart(buffer);
-      if (copyHelper === undefined) prepareCopyTarget(buffer);
-      mappedCopyDone = true;
-    } else nudgeCollector();
-    return buffer;
-  },
-};
+/** A buffer for a copy that malloc maps afresh, readied for it. */
+function readiedBuffer(byteLength: number): ArrayBuffer {
+  const buffer = new ArrayBuffer(byteLength);
+  // The array before this one in the message is copied by now: its helper is done.
+  finishCopy();
+  if (byteLength >= PIPELINED_COPY) copyHelper = prefaultStart(buffer);
+  if (copyHelper === undefined) prepareCopyTarget(buffer);
+  mappedCopyDone = true;
+  return buffer;
+}
 
+/** A get's decode options for a large message: the copies malloc maps afresh get readied
+ * buffers, and smaller ones are left to the codec, which skips the zero-fill (see
+ * beforeLargeCopies). */
+const COPY_OPTIONS: DecodeBytesOptions = { allocate: readiedBuffer, allocateFrom: LARGE_COPY };
 /** A pooled get's: small arrays share slabs (see GetOptions.pooled), large ones as above. */
-const POOLED_COPY_OPTIONS = { pooled: true, allocate: COPY_OPTIONS.allocate };
+const POOLED_COPY_OPTIONS: DecodeBytesOptions = { ...COPY_OPTIONS, pooled: true };
 const POOLED_OPTIONS = { pooled: true };
+
+/** Tunes malloc before this isolate's first large copy, and from then on readies only the
+ * copies it maps afresh (all from LARGE_COPY when it was left alone). */
+function beforeLargeCopies(): void {
+  if (heapCopyLimit !== undefined) return;
+  heapCopyLimit = tuneMallocForCopies() ?? 0;
+  const from = Math.max(LARGE_COPY, heapCopyLimit - MALLOC_CHUNK_OVERHEAD);
+  COPY_OPTIONS.allocateFrom = POOLED_COPY_OPTIONS.allocateFrom = from;
+}
 
 /** Heap bytes allocated per large copy, so the collector keeps pace (see nudgeCollector). */
 const NUDGE_BYTES = 64 * 1024;

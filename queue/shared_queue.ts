@@ -12,6 +12,7 @@
  */
 
 import { isDetached } from "../codec/array_buffer.ts";
+import { useStreamingCopy } from "../codec/bulk_copy.ts";
 import * as native from "../ffi/native.ts";
 import { ARENA_CURSOR_LIMIT, Audit } from "./audit.ts";
 import * as L from "./layout.ts";
@@ -83,6 +84,9 @@ export interface TakenMessage {
   readonly offset: number;
   readonly length: number;
 }
+
+// Every end loads the native library before it copies: large payloads may stream.
+useStreamingCopy(native.copyStreaming);
 
 const INT_MAX = 0x7fffffff;
 /** Messages above this share of the arena go to an extension segment. */

@@ -616,6 +616,28 @@ Deno.test("codec: view mode shares memory with the source; copy mode does not", 
   assert.equal(oddView.d.buffer, big.buffer); // DataView: any address
 });
 
+Deno.test("codec: copies of every size hold exactly their bytes, in buffers of their own", () => {
+  // Around the sizes where the copy changes hands: slice, the constructor, a streaming copy.
+  for (const n of [8, 16376, 16384, 65544, (32 << 20) + 8]) {
+    const bytes = new Uint8Array(n);
+    for (let i = 0; i < n; i += 4093) bytes[i] = i % 251 + 1;
+    bytes[n - 1] = 77;
+    const value = { u8: bytes, f64: new Float64Array(bytes.buffer), raw: bytes.buffer };
+    const region = new Uint8Array(3 * n + 4096);
+    const at = 8; // payloads off the region's start, so a copy from the wrong place shows
+    encodeInto(planEncode(value), region.subarray(at));
+    const copy = decode(region.subarray(at)) as typeof value;
+    region.fill(0); // nothing decoded may still read the region
+    for (const [name, got] of [["u8", copy.u8], ["f64", copy.f64], ["raw", copy.raw]] as const) {
+      const gotBytes = new Uint8Array(got instanceof ArrayBuffer ? got : got.buffer);
+      assert.equal(gotBytes.byteLength, n, `${name} of ${n} bytes: a buffer of its own size`);
+      if (!(got instanceof ArrayBuffer)) assert.equal(got.byteOffset, 0, name);
+      for (let i = 0; i < n; i += 4093) assert.equal(gotBytes[i], i % 251 + 1, `${name}[${i}]`);
+      assert.equal(gotBytes[n - 1], 77, `${name} of ${n} bytes: its last byte`);
+    }
+  }
+});
+
 Deno.test("codec: reserve() encodes without copying; reservedView fills in place", () => {
   const value = {
     frame: reserve("uint16", [2, 3]),

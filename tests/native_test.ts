@@ -14,6 +14,7 @@ import {
   atomicStoreU64,
   closeFd,
   closeOrphans,
+  copyStreaming,
   fdLinks,
   fdSize,
   futexWait,
@@ -415,6 +416,31 @@ async function tunedIn(
   assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
+
+Deno.test("the streaming copy writes exactly its range, at any alignment and length", () => {
+  // Lengths around its steps: the head that aligns the target to 64 bytes, the 16 KiB blocks
+  // of four strides, whole lines after them, and the tail.
+  const lengths = [0, 1, 63, 64, 65, 200, 16383, 16384, 16384 + 64 * 3 + 5, (3 << 20) + 17];
+  const source = new Uint8Array((3 << 20) + 256);
+  for (let i = 0; i < source.length; i++) source[i] = (i * 131 + (i >> 13)) & 255;
+  const target = new Uint8Array(source.length + 256);
+  for (const n of lengths) {
+    for (const [from, to] of [[0, 0], [1, 0], [0, 7], [13, 64 + 29], [64, 3]]) {
+      target.fill(0xee);
+      copyStreaming(target.subarray(to, to + n), source.subarray(from, from + n));
+      for (let i = 0; i < target.length; i++) {
+        const want = i >= to && i < to + n ? source[from + i - to] : 0xee;
+        if (target[i] !== want) {
+          assert.fail(`length ${n}, from ${from} to ${to}: byte ${i} is ${target[i]}, not ${want}`);
+        }
+      }
+    }
+  }
+  assert.throws(
+    () => copyStreaming(new Uint8Array(8), new Uint8Array(9)),
+    /copyStreaming: the target holds 8 bytes, the source 9/,
+  );
+});
 
 Deno.test("malloc is tuned for large copies unless the user opted out or tuned it", async () => {
   const tuned = await tunedIn({});
