@@ -85,9 +85,6 @@ export interface TakenMessage {
   readonly length: number;
 }
 
-// Every end loads the native library before it copies: large payloads may stream.
-useStreamingCopy(native.copyStreaming);
-
 const INT_MAX = 0x7fffffff;
 /** Messages above this share of the arena go to an extension segment. */
 const ARENA_SHARE = 4;
@@ -214,6 +211,9 @@ export class SharedQueue {
     main: Mapping,
     header: Header,
   ) {
+    // The library is loaded now: the codec may stream large copies through it. Not before: a
+    // program that only encodes or decodes, without --allow-ffi, must not need it.
+    useStreamingCopy(native.copyStreaming);
     this.name = name;
     this.kind = kind;
     this.#fd = fd;

@@ -638,6 +638,29 @@ Deno.test("codec: copies of every size hold exactly their bytes, in buffers of t
   }
 });
 
+Deno.test("codec: encode and decode need no permission, large arrays included", async () => {
+  // Through mod.ts, which also loads the queue: arrays of 32 MiB and more would stream through
+  // the native core, but only once a queue end has loaded it.
+  const script = `import { decode, encode } from ${
+    JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+  };
+    const a = new Uint8Array((32 << 20) + 8).fill(5);
+    const back = decode(encode({ a }));
+    console.log(back.a.length, back.a[a.length - 1]);`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", "-"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(script));
+  await writer.close();
+  const out = await child.output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert.equal(new TextDecoder().decode(out.stdout).trim(), `${(32 << 20) + 8} 5`);
+});
+
 Deno.test("codec: reserve() encodes without copying; reservedView fills in place", () => {
   const value = {
     frame: reserve("uint16", [2, 3]),
