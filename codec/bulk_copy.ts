@@ -6,7 +6,11 @@
  * @module
  */
 
-/** A copy of `source` into `target` of the same length, the two not overlapping. */
+/**
+ * A copy of `source` into `target` of the same length, correct when the two overlap (as
+ * `TypedArray.prototype.set`, which it stands in for: an array may lie in the region it is
+ * encoded into).
+ */
 export type StreamingCopy = (target: Uint8Array, source: Uint8Array) => void;
 
 /**

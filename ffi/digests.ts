@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "420e409c8034fccc0b14483ca900865b850b9d2a7dfb714f4a9d269435e328e3",
-  "x86_64-linux": "a393ef124944400b2cdd667c1696d6a51e4b73ce70ac4660fa284cbb1acbb99a",
+  "aarch64-linux": "b7bd1ec267abffab933fe8ed5408235ec707813adaed648dd4c0fafa610771ad",
+  "x86_64-linux": "ef8a1a12fb93b3cd84eeb6382e9ceb31d580f316ddea8d26f09c1cacdc76e0f8",
 };

@@ -552,10 +552,11 @@ export function tuneMallocForCopies(): number | undefined {
 }
 
 /**
- * Copies `source` into `target` (the same length; they must not overlap) with stores that
- * bypass the caches (see `shmq_copy_streaming`): for copies of tens of MiB and more, where
- * glibc's memcpy, and so `TypedArray.prototype.set`, may copy at half the speed. The codec
- * uses it for large arrays once the queue has loaded the library.
+ * Copies `source` into `target` (the same length) with stores that bypass the caches (see
+ * `shmq_copy_streaming`): for copies of tens of MiB and more, where glibc's memcpy, and so
+ * `TypedArray.prototype.set`, may copy at half the speed. The codec uses it for large arrays
+ * once the queue has loaded the library. Ranges that overlap are copied as `memmove` copies
+ * them.
  *
  * @example
  * ```ts

@@ -396,6 +396,13 @@ static inline void stream_line(char *d, const char *s) {
 #endif
 
 void shmq_copy_streaming(void *dst, const void *src, uint64_t len) {
+  /* Ranges that overlap (an array inside the region it is encoded into) are copied as
+   * TypedArray.prototype.set, which this stands in for, copies them: the strides below read
+   * source bytes after storing over them. */
+  if ((uintptr_t)dst - (uintptr_t)src < len || (uintptr_t)src - (uintptr_t)dst < len) {
+    memmove(dst, src, len);
+    return;
+  }
 #if defined(__x86_64__)
   char *d = dst;
   const char *s = src;

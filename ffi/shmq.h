@@ -193,13 +193,14 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
 SHMQ_API int64_t shmq_tune_malloc(void);
 
 /*
- * Copies len bytes from src to dst, which must not overlap, for a copy too large to stay in
- * the caches: the stores bypass them (non-temporal), four 4 KiB strides interleaved with the
- * loads prefetched ahead, as glibc's memcpy does above its own threshold. glibc sets that
- * threshold from the L3 size the CPU reports, which on a VM can be the host's (480 MiB on
- * the 2-vCPU VM this was measured on: a threshold of 180 MiB), and below it copies with rep
- * movsb, which ran 6.5 GB/s there at 64-160 MiB against 13 GB/s streamed. On targets other
- * than x86_64 it is memcpy. Never fails.
+ * Copies len bytes from src to dst, for a copy too large to stay in the caches: the stores
+ * bypass them (non-temporal), four 4 KiB strides interleaved with the loads prefetched ahead,
+ * as glibc's memcpy does above its own threshold. glibc sets that threshold from the L3 size
+ * the CPU reports, which on a VM can be the host's (480 MiB on the 2-vCPU VM this was
+ * measured on: a threshold of 180 MiB), and below it copies with rep movsb, which ran 6.5
+ * GB/s there at 64-160 MiB against 13 GB/s streamed. On targets other than x86_64 it is
+ * memcpy. Ranges that overlap are copied with memmove, as TypedArray.prototype.set copies
+ * them. Never fails.
  */
 SHMQ_API void shmq_copy_streaming(void *dst, const void *src, uint64_t len);
 

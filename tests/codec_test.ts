@@ -13,6 +13,7 @@ import {
   reservedView,
 } from "../codec/mod.ts";
 import { DecodeError, QueueError } from "../queue/errors.ts";
+import { createSharedMemoryPair } from "../queue/pair.ts";
 import { Buffer } from "node:buffer";
 import { assertSame, difference, DTYPES, prng, startFreshSlab } from "./codec_helpers.ts";
 
@@ -634,6 +635,30 @@ Deno.test("codec: copies of every size hold exactly their bytes, in buffers of t
       if (!(got instanceof ArrayBuffer)) assert.equal(got.byteOffset, 0, name);
       for (let i = 0; i < n; i += 4093) assert.equal(gotBytes[i], i % 251 + 1, `${name}[${i}]`);
       assert.equal(gotBytes[n - 1], 77, `${name} of ${n} bytes: its last byte`);
+    }
+  }
+});
+
+Deno.test("codec: a large array inside the region it is encoded into is written whole", () => {
+  // Once a queue end has loaded the native library, arrays of 32 MiB and more are copied by a
+  // streaming copy; TypedArray.prototype.set, which it stands in for, copies within one buffer
+  // as if through a temporary.
+  const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+  sender.close();
+  receiver.close();
+  const n = (32 << 20) + 4096;
+  for (const shift of [8, 320, 4096 * 3]) {
+    const region = new Uint8Array(n + shift + 4096);
+    const array = region.subarray(64 + shift, 64 + shift + n);
+    for (let i = 0; i < n; i += 61) array[i] = (i * 7 + (i >> 12)) % 251 + 1;
+    const want = array.slice();
+    const plan = planEncode({ array });
+    encodeInto(plan, region);
+    const back = (decode(region.subarray(0, plan.byteLength)) as { array: Uint8Array }).array;
+    for (let i = 0; i < n; i += 61) {
+      if (back[i] !== want[i]) {
+        assert.fail(`shift ${shift}: byte ${i} is ${back[i]}, not ${want[i]}`);
+      }
     }
   }
 });
