@@ -91,6 +91,12 @@ export interface DecodeBytesOptions extends DecodeOptions {
    * {@linkcode copied}). Default 0: `allocate` makes every copy's buffer.
    */
   allocateFrom?: number;
+  /**
+   * Called with the byte length of each copy made without `allocate` because it was smaller
+   * than `allocateFrom`, once it is made (the receiver nudges the collector for the large
+   * ones, as its `allocate` did for each before).
+   */
+  copiedBelow?: (byteLength: number) => void;
 }
 
 /** The largest array a pooled decode copies into a shared slab (see `DecodeOptions.pooled`). */
@@ -201,6 +207,7 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeBytesOptions): un
   const view = options !== undefined && options.view === true;
   const allocate = options?.allocate;
   const allocateFrom = options?.allocateFrom ?? 0;
+  const copiedBelow = options?.copiedBelow;
   const pooled = options !== undefined && options.pooled === true;
   // A subclass such as node's Buffer overrides slice() with a view: use a plain Uint8Array.
   const b = Object.getPrototypeOf(bytes) === Uint8Array.prototype
@@ -381,12 +388,25 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeBytesOptions): un
         const es = B_ELEMENT_SIZE[code];
         if (n % es !== 0) fail(`binary length ${n} is not a multiple of ${es}`, at);
         if (code === B_ARRAYBUFFER) {
-          v = copyOut(b, start, n, n >= allocateFrom ? allocate : undefined);
+          const from = n >= allocateFrom ? allocate : undefined;
+          v = copyOut(b, start, n, from);
+          if (from !== allocate) copiedBelow?.(n);
         } else if (code === B_DATAVIEW) {
-          v = makeArray(DataView, 1, b, start, n, view, allocate, allocateFrom, pooled);
+          v = makeArray(
+            DataView,
+            1,
+            b,
+            start,
+            n,
+            view,
+            allocate,
+            allocateFrom,
+            copiedBelow,
+            pooled,
+          );
         } else {
           const C = BINARY_CTORS[code] as ViewCtor;
-          v = makeArray(C, es, b, start, n, view, allocate, allocateFrom, pooled);
+          v = makeArray(C, es, b, start, n, view, allocate, allocateFrom, copiedBelow, pooled);
         }
         p = start + n;
         break;
@@ -428,6 +448,7 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeBytesOptions): un
           view,
           allocate,
           allocateFrom,
+          copiedBelow,
           pooled,
         );
         try {
@@ -560,7 +581,8 @@ type ViewCtor<V extends TypedArray | DataView = TypedArray> = new (
 /**
  * The `n` payload bytes at `rel` of `b` as an instance of `C`: a view when `view` is set and
  * the address suits the element size, else a copy: in a slab when pooled and small enough,
- * else with its own ArrayBuffer (from `allocate` from `allocateFrom` bytes on).
+ * else with its own ArrayBuffer (from `allocate` from `allocateFrom` bytes on; `copiedBelow`
+ * hears of the others).
  */
 function makeArray<V extends TypedArray | DataView>(
   C: ViewCtor<V>,
@@ -571,6 +593,7 @@ function makeArray<V extends TypedArray | DataView>(
   view: boolean,
   allocate: ((byteLength: number) => ArrayBuffer) | undefined,
   allocateFrom: number,
+  copiedBelow: ((byteLength: number) => void) | undefined,
   pooled: boolean,
 ): V {
   const abs = b.byteOffset + rel;
@@ -579,8 +602,11 @@ function makeArray<V extends TypedArray | DataView>(
   if (pooled && n > 0 && n <= POOLED_MAX_BYTES) return pooledCopy(C, es, b, rel, n);
   const from = n >= allocateFrom ? allocate : undefined;
   // The copy is a Uint8Array already: wrapping its buffer again would cost a second object.
-  if (C === (Uint8Array as unknown) && from === undefined) return copied(b, rel, n) as V;
-  return new C(copyOut(b, rel, n, from), 0, n / es);
+  const copy = C === (Uint8Array as unknown) && from === undefined
+    ? copied(b, rel, n) as V
+    : new C(copyOut(b, rel, n, from), 0, n / es);
+  if (from !== allocate) copiedBelow?.(n);
+  return copy;
 }
 
 /** Copies this large are made by the Uint8Array constructor (see {@linkcode copied}). */

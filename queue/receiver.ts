@@ -718,7 +718,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         value = decodeBytes(bytes, used);
       } finally {
         this.#inAllocate = false;
-        finishCopy(ours && !small);
+        finishCopy();
       }
     } catch (error) {
       // A message that cannot be decoded, or whose segment is gone (ClosedError), is
@@ -886,9 +886,8 @@ let mappedCopyDone = false;
 
 /** Ends the current copy: waits for its helper, before the copy's result leaves the decode
  * that made it, then, after a copy into a freshly mapped buffer, nudges the collector (see
- * nudgeAfterMappedCopy), and after a large message's copies into malloc's heap too (see
- * nudgeCollector). */
-function finishCopy(largeMessage = false): void {
+ * nudgeAfterMappedCopy). */
+function finishCopy(): void {
   if (copyHelper !== undefined) {
     const id = copyHelper;
     copyHelper = undefined;
@@ -897,7 +896,7 @@ function finishCopy(largeMessage = false): void {
   if (mappedCopyDone) {
     mappedCopyDone = false;
     nudgeAfterMappedCopy();
-  } else if (largeMessage) nudgeCollector();
+  }
 }
 
 /**
@@ -927,10 +926,20 @@ function readiedBuffer(byteLength: number): ArrayBuffer {
   return buffer;
 }
 
+/** A large copy into malloc's heap, made by the codec: nudges the collector (see
+ * nudgeCollector), once for each such copy. */
+function heapCopied(byteLength: number): void {
+  if (byteLength >= LARGE_COPY) nudgeCollector();
+}
+
 /** A get's decode options for a large message: the copies malloc maps afresh get readied
  * buffers, and smaller ones are left to the codec, which skips the zero-fill (see
  * beforeLargeCopies). */
-const COPY_OPTIONS: DecodeBytesOptions = { allocate: readiedBuffer, allocateFrom: LARGE_COPY };
+const COPY_OPTIONS: DecodeBytesOptions = {
+  allocate: readiedBuffer,
+  allocateFrom: LARGE_COPY,
+  copiedBelow: heapCopied,
+};
 /** A pooled get's: small arrays share slabs (see GetOptions.pooled), large ones as above. */
 const POOLED_COPY_OPTIONS: DecodeBytesOptions = { ...COPY_OPTIONS, pooled: true };
 const POOLED_OPTIONS = { pooled: true };
