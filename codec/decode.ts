@@ -617,7 +617,8 @@ const UNZEROED_COPY_BYTES = 16 * 1024;
  * the new buffer before copying into it; the constructor, given an array, does not. Measured
  * on a 2-vCPU VM, one process, copies in a loop: 16 KiB 4.1 -> 3.6 us, 256 KiB 29 -> 22 us,
  * 10 MiB 5.3 -> 7.9 GB/s; below 16 KiB no gain. From STREAMING_COPY_BYTES the buffer comes
- * fresh from the kernel, already zero, and the copy streams.
+ * fresh from the kernel, already zero, and the copy streams once a queue end has installed the
+ * streaming copy (see bulk_copy.ts).
  */
 function copied(b: Uint8Array, rel: number, n: number): Uint8Array<ArrayBuffer> {
   if (n < UNZEROED_COPY_BYTES) return b.slice(rel, rel + n);

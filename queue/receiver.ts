@@ -944,8 +944,9 @@ const COPY_OPTIONS: DecodeBytesOptions = {
 const POOLED_COPY_OPTIONS: DecodeBytesOptions = { ...COPY_OPTIONS, pooled: true };
 const POOLED_OPTIONS = { pooled: true };
 
-/** Tunes malloc before this isolate's first large copy, and from then on readies only the
- * copies it maps afresh (all from LARGE_COPY when it was left alone). */
+/** Tunes malloc before this isolate's first large message (LARGE_COPY bytes or more, whatever
+ * its arrays), and from then on readies only the copies it maps afresh (all from LARGE_COPY
+ * when it was left alone). */
 function beforeLargeCopies(): void {
   if (heapCopyLimit !== undefined) return;
   heapCopyLimit = tuneMallocForCopies() ?? 0;
