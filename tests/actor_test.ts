@@ -586,20 +586,20 @@ Deno.test(
 Deno.test("an actor that never reaches actorContext() exits with its parent, gone or killed", async () => {
   for (const [how, argv] of [["ends", []], ["is killed mid-start", ["queues"]]] as const) {
     const before = shmSnapshot();
-    const parent = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", FIXTURE.pathname, "abandonsBusy", ...argv],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
+    // Both ended however the check ends: a failed one left the parent running.
+    await using parent = killedWhenDisposed(
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", FIXTURE.pathname, "abandonsBusy", ...argv],
+        stdout: "piped",
+        stderr: "inherit",
+      }).spawn(),
+    );
     const actorPid = await printedPid(parent);
-    try {
-      if (how !== "ends") parent.kill("SIGKILL");
-      await within(15_000, parent.status, "the parent's exit");
-      // Before the preload's watch, it ran on with init as its parent, busy for good.
-      assert.ok(await waitGone(actorPid, 5000), `the actor outlived a parent that ${how}`);
-    } finally {
-      if (pidAlive(actorPid)) Deno.kill(actorPid, "SIGKILL");
-    }
+    await using _actor = killedAtScopeEnd(actorPid);
+    if (how !== "ends") parent.kill("SIGKILL");
+    await within(15_000, parent.status, "the parent's exit");
+    // Before the preload's watch, it ran on with init as its parent, busy for good.
+    assert.ok(await waitGone(actorPid, 5000), `the actor outlived a parent that ${how}`);
     // What the killed parent held is stale now: the sweep removes it.
     sweepStaleQueues();
     assert.deepEqual(await leaksSince(before, [parent.pid, actorPid]), [], "left in /dev/shm");
@@ -729,8 +729,8 @@ for (const mode of ["async", "sync"]) {
 
 /**
  * Starts a fixture role that spawns an actor and prints its pid (may write files, run
- * processes), in a process group of its own with `setsid`; returns the parent, its stderr to
- * come, and the actor's pid.
+ * processes), in a process group of its own with `setsid`; returns the parent (killed when
+ * disposed: `await using` it), its stderr to come, and the actor's pid.
  */
 async function startParent(
   args: string[],
@@ -738,14 +738,21 @@ async function startParent(
 ): Promise<{ parent: Deno.ChildProcess; errors: Promise<string>; actorPid: number }> {
   const deno = [Deno.execPath(), "run", "--allow-ffi", "--allow-run", "--allow-write"];
   const command = [...(setsid ? ["setsid"] : []), ...deno, FIXTURE.pathname, ...args];
-  const parent = new Deno.Command(command[0], {
-    args: command.slice(1),
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
+  const parent = killedWhenDisposed(
+    new Deno.Command(command[0], {
+      args: command.slice(1),
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn(),
+  );
   const errors = new Response(parent.stderr).text();
-  return { parent, errors, actorPid: await printedPid(parent) };
+  try {
+    return { parent, errors, actorPid: await printedPid(parent) };
+  } catch (error) {
+    await parent[Symbol.asyncDispose]();
+    throw error;
+  }
 }
 
 for (const [mode, leaves] of [["async", "end"], ["sync", "end"], ["async", "exit"]] as const) {
@@ -754,9 +761,11 @@ for (const [mode, leaves] of [["async", "end"], ["sync", "end"], ["async", "exit
     async () => {
       const before = shmSnapshot();
       const marker = await Deno.makeTempFile();
-      const { parent, errors, actorPid } = await startParent(["leaver", mode, leaves, marker]);
-      await parent.status;
+      const started = await startParent(["leaver", mode, leaves, marker]);
+      await using parent = started.parent;
+      const { errors, actorPid } = started;
       try {
+        await within(15_000, parent.status, "the parent's exit");
         assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
         // Before: "Uncaught (in promise) ClosedError: every receiver of the queue has closed",
         // exit code 1 without unload, and the queue left in /dev/shm.
@@ -785,10 +794,12 @@ for (const dies of ["crash", "kill"] as const) {
       // Five parents: the leak was a race (the parent's exit closes the actor's stdin before
       // the kernel releases the parent's queue files and their locks).
       for (let run = 0; run < 5; run++) {
-        const { parent, errors, actorPid } = await startParent(["leaver", "async", dies, marker]);
-        await parent.status;
-        await errors;
+        const started = await startParent(["leaver", "async", dies, marker]);
+        await using parent = started.parent;
+        const { errors, actorPid } = started;
         try {
+          await within(15_000, parent.status, "the parent's exit");
+          await errors;
           assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
           assert.equal(await Deno.readTextFile(marker), "unloaded", "the actor closed its ends");
           // Before: the actor closed its end while the dying parent's still looked alive, so
@@ -815,17 +826,17 @@ for (const when of ["mid-stream", "at-once"] as const) {
       const before = shmSnapshot();
       const marker = await Deno.makeTempFile();
       // setsid: a process group of its own, as a shell gives a command run in a terminal.
-      const { parent, errors, actorPid } = await startParent(
-        ["interruptible", marker, when],
-        "setsid",
-      );
+      const started = await startParent(["interruptible", marker, when], "setsid");
+      await using parent = started.parent;
+      const { errors, actorPid } = started;
       try {
         if (when === "mid-stream") {
           const kill = await new Deno.Command("kill", { args: ["-INT", "--", `-${parent.pid}`] })
             .output();
           assert.ok(kill.success, "kill -INT the group");
         }
-        assert.equal((await parent.status).code, 130, await errors);
+        const status = await within(15_000, parent.status, "the parent's exit");
+        assert.equal(status.code, 130, await errors);
         assert.ok(await waitGone(actorPid, 5000), `actor ${actorPid} still running`);
         assert.equal(await Deno.readTextFile(marker), "unloaded", "the actor left with its parent");
         // Before: the actor died of the SIGINT too, and the parent's exit, beside it, did not
