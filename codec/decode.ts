@@ -92,9 +92,9 @@ export interface DecodeBytesOptions extends DecodeOptions {
    */
   allocateFrom?: number;
   /**
-   * Called with the byte length of each copy made without `allocate` because it was smaller
-   * than `allocateFrom`, once it is made (the receiver nudges the collector for the large
-   * ones, as its `allocate` did for each before).
+   * Called with the byte length of each copy the codec made itself, not through `allocate`,
+   * once it is made (the receiver nudges the collector for the large ones, as its `allocate`
+   * did for each before).
    */
   copiedBelow?: (byteLength: number) => void;
 }
@@ -205,9 +205,6 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeBytesOptions): un
   if (!(bytes instanceof Uint8Array)) throw new TypeError("decode: bytes must be a Uint8Array");
   if (!LITTLE_ENDIAN) throw new Error("shmq codec: big-endian hosts are not supported");
   const view = options !== undefined && options.view === true;
-  const allocate = options?.allocate;
-  const allocateFrom = options?.allocateFrom ?? 0;
-  const copiedBelow = options?.copiedBelow;
   const pooled = options !== undefined && options.pooled === true;
   // A subclass such as node's Buffer overrides slice() with a view: use a plain Uint8Array.
   const b = Object.getPrototypeOf(bytes) === Uint8Array.prototype
@@ -387,26 +384,12 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeBytesOptions): un
         if (start > end || n > end - start) fail("truncated binary payload", at);
         const es = B_ELEMENT_SIZE[code];
         if (n % es !== 0) fail(`binary length ${n} is not a multiple of ${es}`, at);
-        if (code === B_ARRAYBUFFER) {
-          const from = n >= allocateFrom ? allocate : undefined;
-          v = copyOut(b, start, n, from);
-          if (from !== allocate) copiedBelow?.(n);
-        } else if (code === B_DATAVIEW) {
-          v = makeArray(
-            DataView,
-            1,
-            b,
-            start,
-            n,
-            view,
-            allocate,
-            allocateFrom,
-            copiedBelow,
-            pooled,
-          );
+        if (code === B_ARRAYBUFFER) v = bufferCopy(b, start, n, options);
+        else if (code === B_DATAVIEW) {
+          v = makeArray(DataView, 1, b, start, n, view, pooled, options);
         } else {
           const C = BINARY_CTORS[code] as ViewCtor;
-          v = makeArray(C, es, b, start, n, view, allocate, allocateFrom, copiedBelow, pooled);
+          v = makeArray(C, es, b, start, n, view, pooled, options);
         }
         p = start + n;
         break;
@@ -446,10 +429,8 @@ export function decodeBytes(bytes: Uint8Array, options?: DecodeBytesOptions): un
           start,
           n,
           view,
-          allocate,
-          allocateFrom,
-          copiedBelow,
           pooled,
+          options,
         );
         try {
           v = new NdArray(dt, shape, data);
@@ -581,8 +562,7 @@ type ViewCtor<V extends TypedArray | DataView = TypedArray> = new (
 /**
  * The `n` payload bytes at `rel` of `b` as an instance of `C`: a view when `view` is set and
  * the address suits the element size, else a copy: in a slab when pooled and small enough,
- * else with its own ArrayBuffer (from `allocate` from `allocateFrom` bytes on; `copiedBelow`
- * hears of the others).
+ * else with its own ArrayBuffer (see {@linkcode bufferCopy}).
  */
 function makeArray<V extends TypedArray | DataView>(
   C: ViewCtor<V>,
@@ -591,22 +571,25 @@ function makeArray<V extends TypedArray | DataView>(
   rel: number,
   n: number,
   view: boolean,
-  allocate: ((byteLength: number) => ArrayBuffer) | undefined,
-  allocateFrom: number,
-  copiedBelow: ((byteLength: number) => void) | undefined,
   pooled: boolean,
+  options: DecodeBytesOptions | undefined,
 ): V {
   const abs = b.byteOffset + rel;
   if (view && abs % es === 0) return new C(b.buffer, abs, n / es);
   // An empty array in a slab would keep all 32 KiB of it alive for nothing.
   if (pooled && n > 0 && n <= POOLED_MAX_BYTES) return pooledCopy(C, es, b, rel, n);
-  const from = n >= allocateFrom ? allocate : undefined;
   // The copy is a Uint8Array already: wrapping its buffer again would cost a second object.
-  const copy = C === (Uint8Array as unknown) && from === undefined
-    ? copied(b, rel, n) as V
-    : new C(copyOut(b, rel, n, from), 0, n / es);
-  if (from !== allocate) copiedBelow?.(n);
-  return copy;
+  if (C === (Uint8Array as unknown) && !allocates(n, options)) {
+    const copy = copied(b, rel, n) as V;
+    options?.copiedBelow?.(n);
+    return copy;
+  }
+  return new C(bufferCopy(b, rel, n, options), 0, n / es);
+}
+
+/** Whether the `allocate` of `options` makes the buffer of a copy of `n` bytes. */
+function allocates(n: number, options: DecodeBytesOptions | undefined): boolean {
+  return options?.allocate !== undefined && n >= (options.allocateFrom ?? 0);
 }
 
 /** Copies this large are made by the Uint8Array constructor (see {@linkcode copied}). */
@@ -628,15 +611,20 @@ function copied(b: Uint8Array, rel: number, n: number): Uint8Array<ArrayBuffer> 
   return target;
 }
 
-/** A copy of the `n` bytes at `rel` of `b` in a buffer of its own. */
-function copyOut(
+/** A copy of the `n` bytes at `rel` of `b` in a buffer of its own: from the `allocate` of
+ * `options` when it makes one this large, else made here (and `copiedBelow` told). */
+function bufferCopy(
   b: Uint8Array,
   rel: number,
   n: number,
-  allocate: ((byteLength: number) => ArrayBuffer) | undefined,
+  options: DecodeBytesOptions | undefined,
 ): ArrayBuffer {
-  if (allocate === undefined) return copied(b, rel, n).buffer;
-  const target = allocate(n);
+  if (!allocates(n, options)) {
+    const buffer = copied(b, rel, n).buffer;
+    options?.copiedBelow?.(n);
+    return buffer;
+  }
+  const target = options!.allocate!(n);
   const wrong = wrongAllocation(target, n);
   if (wrong !== undefined) {
     throw new TypeError(
