@@ -96,7 +96,7 @@ export interface DecodeBytesOptions extends DecodeOptions {
    * once it is made (the receiver nudges the collector for the large ones, as its `allocate`
    * did for each before).
    */
-  copiedBelow?: (byteLength: number) => void;
+  copiedByCodec?: (byteLength: number) => void;
 }
 
 /** The largest array a pooled decode copies into a shared slab (see `DecodeOptions.pooled`). */
@@ -581,7 +581,7 @@ function makeArray<V extends TypedArray | DataView>(
   // The copy is a Uint8Array already: wrapping its buffer again would cost a second object.
   if (C === (Uint8Array as unknown) && !allocates(n, options)) {
     const copy = copied(b, rel, n) as V;
-    options?.copiedBelow?.(n);
+    options?.copiedByCodec?.(n);
     return copy;
   }
   return new C(bufferCopy(b, rel, n, options), 0, n / es);
@@ -612,7 +612,7 @@ function copied(b: Uint8Array, rel: number, n: number): Uint8Array<ArrayBuffer> 
 }
 
 /** A copy of the `n` bytes at `rel` of `b` in a buffer of its own: from the `allocate` of
- * `options` when it makes one this large, else made here (and `copiedBelow` told). */
+ * `options` when it makes one this large, else made here (and `copiedByCodec` told). */
 function bufferCopy(
   b: Uint8Array,
   rel: number,
@@ -621,7 +621,7 @@ function bufferCopy(
 ): ArrayBuffer {
   if (!allocates(n, options)) {
     const buffer = copied(b, rel, n).buffer;
-    options?.copiedBelow?.(n);
+    options?.copiedByCodec?.(n);
     return buffer;
   }
   const target = options!.allocate!(n);

@@ -938,7 +938,7 @@ function heapCopied(byteLength: number): void {
 const COPY_OPTIONS: DecodeBytesOptions = {
   allocate: readiedBuffer,
   allocateFrom: LARGE_COPY,
-  copiedBelow: heapCopied,
+  copiedByCodec: heapCopied,
 };
 /** A pooled get's: small arrays share slabs (see GetOptions.pooled), large ones as above. */
 const POOLED_COPY_OPTIONS: DecodeBytesOptions = { ...COPY_OPTIONS, pooled: true };
