@@ -568,10 +568,19 @@ Deno.test("a Worker opens a queue end from a descriptor and answers through anot
     workerInbox.close();
     workerOutbox.close();
     for (let i = 0; i < 100; i++) await toWorker.put({ i, data: new Float64Array([i, i * 2]) });
+    // One of 36 MiB, sent back whole: copies from 32 MiB stream through the native core, which
+    // the Worker's isolate installs for itself as it opens its ends.
+    const large = new Float64Array((36 << 20) / 8).map((_, k) => k % 1009);
+    await toWorker.put({ i: -1, data: large, echo: true });
     toWorker.close();
     const answers: number[] = [];
-    for await (const v of fromWorker) answers.push(v as number);
+    let echoed: Float64Array | undefined;
+    for await (const v of fromWorker) {
+      if (v instanceof Float64Array) echoed = v;
+      else answers.push(v as number);
+    }
     assert.deepEqual(answers, Array.from({ length: 100 }, (_, i) => i * 3));
+    assert.deepEqual(echoed, large);
     fromWorker.close();
     worker.terminate();
   }));
