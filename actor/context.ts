@@ -11,6 +11,7 @@ import { openSender } from "../queue/pair.ts";
 import type { Sender } from "../queue/sender.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { ClosedError } from "../queue/errors.ts";
+import { awaitProcessExit, openProcess } from "../ffi/native.ts";
 import { ActorError } from "./errors.ts";
 import { ACTOR_PARENT_ENV, PARENT_GONE_GRACE_MS, stopWatchingParent } from "./parent_watch.ts";
 import {
@@ -314,12 +315,25 @@ const { parentPort, workerData } = require("node:worker_threads");
  * the actor's stdin before the kernel has released its queues' files and so its ends' locks:
  * the actor's close then saw the parent's ends alive, was not the last, and left the queues
  * in /dev/shm until a sweep (3 times in 5 with the parent killed mid-stream, 5 in 5 with it
- * dying of an uncaught error). The parent is gone once this process is no longer its child.
+ * dying of an uncaught error). Nor is a parent gone once this process is no longer its child:
+ * the first of its exiting threads to finish hands its children on, while another may still
+ * be unmapping its memory, and so holding its locks (5 actors in 141 left their queue so on a
+ * 2-vCPU VM kept busy, the parent's lock seen held up to 3.5 ms after the hand-over to init).
+ * The actor holds a pidfd of its parent, which tells when every thread of it has ended.
  */
 const PARENT_REAP_WAIT_MS = 500;
 
-/** Blocks until `parent` is no longer this process's parent, for at most `ms`. */
-function awaitParentGone(parent: number, ms: number): void {
+/** Blocks until the parent is gone, for at most `ms`: by its pidfd `handle` when the kernel
+ * gave one, else (older kernels) until `parent` is no longer this process's parent. */
+function awaitParentGone(parent: number, handle: number | undefined, ms: number): void {
+  if (handle !== undefined) {
+    try {
+      awaitProcessExit(handle, ms);
+      return;
+    } catch {
+      // Waits as it can below.
+    }
+  }
   if (!(parent > 0)) return;
   const nap = new Int32Array(new SharedArrayBuffer(4));
   const deadline = performance.now() + ms;
@@ -337,9 +351,12 @@ async function startWatchdog(queues: Record<string, QueueEnd>, parent: number): 
     name: "shmq actor watchdog",
   });
   watchdog.unref();
+  // Opened now: the pid is the parent's, or its zombie's, until the parent's own parent reaps
+  // it (reused after that, it would cost a bounded wait). Kept open for the actor's life.
+  const parentHandle = parent > 0 ? openProcess(parent) : undefined;
   const exitAsParentGone = (): never => {
     // A parent that asked lives on; one that went away may still hold its ends: wait for it.
-    if (Atomics.load(gone, 0) !== 2) awaitParentGone(parent, PARENT_REAP_WAIT_MS);
+    if (Atomics.load(gone, 0) !== 2) awaitParentGone(parent, parentHandle, PARENT_REAP_WAIT_MS);
     for (const end of Object.values(queues)) {
       try {
         end.close();

@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "b7bd1ec267abffab933fe8ed5408235ec707813adaed648dd4c0fafa610771ad",
-  "x86_64-linux": "ef8a1a12fb93b3cd84eeb6382e9ceb31d580f316ddea8d26f09c1cacdc76e0f8",
+  "aarch64-linux": "cd4c3d33f21e34a1c3c4d8f91037837bc1650abb230b7c685983c0400d9b1381",
+  "x86_64-linux": "e6506014ef065e8f34dbcd302eda0f913f5c7e4901377bb8bf038d6a6548835c",
 };

@@ -827,6 +827,49 @@ export function pidAlive(pid: number): boolean {
 }
 
 /**
+ * A handle on process `pid` that keeps naming it after it dies, whatever becomes of the pid
+ * (a pidfd: close it with {@linkcode closeFd}); undefined when there is none to have: the
+ * process is gone and reaped, or the kernel (before Linux 5.3) or a seccomp filter gives none.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { awaitProcessExit, closeFd, openProcess } from "./native.ts";
+ * const self = openProcess(Deno.pid);
+ * if (self !== undefined) {
+ *   assert.equal(awaitProcessExit(self, 0), false);
+ *   closeFd(self);
+ * }
+ * ```
+ */
+export function openProcess(pid: number): number | undefined {
+  const fd = s().shmq_pidfd_open(pid);
+  return fd >= 0 ? fd : undefined;
+}
+
+/**
+ * Waits up to `ms` for the process behind `handle` (from {@linkcode openProcess}) to have
+ * exited entirely, every thread of it, so that the fd locks it held are released; true once
+ * it has. A process's children are handed on before that, as its first thread ends.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { awaitProcessExit, closeFd, openProcess } from "./native.ts";
+ * const child = new Deno.Command("true").spawn();
+ * const handle = openProcess(child.pid);
+ * await child.status;
+ * if (handle !== undefined) {
+ *   assert.equal(awaitProcessExit(handle, 1000), true);
+ *   closeFd(handle);
+ * }
+ * ```
+ */
+export function awaitProcessExit(handle: number, ms: number): boolean {
+  return check(s().shmq_pidfd_wait_exit(handle, ms), "poll", `pidfd ${handle}`) === 1;
+}
+
+/**
  * Ends this process, with SIGTERM and then `_exit(0)` after `graceMs`, once its parent is no
  * longer `parent` (checked every 100 ms by a native thread, so a busy main thread does not
  * delay it); `parent` 0 stops the watch. Returns false when the parent is gone already.

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <malloc.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -711,6 +712,36 @@ int32_t shmq_pid_alive(int32_t pid) {
   if (errno == EPERM) return 1;
   if (errno == ESRCH) return 0;
   return -errno;
+}
+
+/* Not in every libc's headers; the generic syscall table gives it one number everywhere. */
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+int32_t shmq_pidfd_open(int32_t pid) {
+  if (pid <= 0) return -EINVAL;
+  long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  return fd < 0 ? -errno : (int32_t)fd;
+}
+
+static int64_t monotonic_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int32_t shmq_pidfd_wait_exit(int32_t pidfd, uint32_t timeout_ms) {
+  if (pidfd < 0) return -EBADF; /* poll would skip it and time out */
+  int64_t deadline = monotonic_ms() + timeout_ms;
+  for (;;) {
+    int64_t left = deadline - monotonic_ms();
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    int rc = poll(&p, 1, left > 0 ? (int)(left < INT_MAX ? left : INT_MAX) : 0);
+    if (rc > 0) return (p.revents & POLLNVAL) ? -EBADF : 1;
+    if (rc == 0) return 0;
+    if (errno != EINTR) return -errno;
+  }
 }
 
 /* The parent watch (shmq_watch_parent): one thread per process at most, which stopping lets

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 17
+#define SHMQ_ABI_VERSION 18
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -333,6 +333,23 @@ SHMQ_API int32_t shmq_close_orphans(int32_t same_as);
 
 /* kill(pid, 0): 1 when the process exists (also on EPERM), 0 when gone (ESRCH), or -errno. */
 SHMQ_API int32_t shmq_pid_alive(int32_t pid);
+
+/*
+ * A pidfd for process `pid` (close-on-exec): unlike the pid, it keeps naming that process
+ * after it dies, so a wait on it cannot be fooled by the pid's reuse. Returns the fd, or
+ * -errno: -ESRCH when no such process exists (it may have been reaped already), -ENOSYS
+ * before Linux 5.3, -EPERM where a seccomp filter refuses the call.
+ */
+SHMQ_API int32_t shmq_pidfd_open(int32_t pid);
+
+/*
+ * Waits, for at most `timeout_ms`, until the process behind `pidfd` has exited entirely:
+ * every thread of it gone, and with the last its files, mappings and the fd locks they held.
+ * A process's pid changes hands sooner: its children are handed to init as its first thread
+ * ends, while other threads may still be tearing down its memory (milliseconds for a large
+ * heap), and so still hold its locks. Returns 1 once exited, 0 on timeout, or -errno.
+ */
+SHMQ_API int32_t shmq_pidfd_wait_exit(int32_t pidfd, uint32_t timeout_ms);
 
 /*
  * Ends this process once its parent is no longer `parent` (the parent exited or died, and the

@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 17;
+export const ABI_VERSION = 18;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -80,6 +80,8 @@ export const symbols = {
   shmq_lock_byte: { parameters: ["i32", "u64", "i32"], result: "i32" },
   shmq_lock_probe: { parameters: ["i32", "u64"], result: "i32" },
   shmq_pid_alive: { parameters: ["i32"], result: "i32" },
+  shmq_pidfd_open: { parameters: ["i32"], result: "i32" },
+  shmq_pidfd_wait_exit: { parameters: ["i32", "u32"], result: "i32" },
   shmq_watch_parent: { parameters: ["i32", "u32"], result: "i32" },
   shmq_thread_identity: { parameters: ["buffer"], result: "i32" },
   shmq_thread_alive: { parameters: ["i32", "i32", "f64", "f64", "f64"], result: "i32" },

@@ -12,6 +12,7 @@ import {
   atomicCasU64,
   atomicLoadU64,
   atomicStoreU64,
+  awaitProcessExit,
   closeFd,
   closeOrphans,
   copyStreaming,
@@ -25,6 +26,7 @@ import {
   lockProbe,
   map,
   NativeError,
+  openProcess,
   pidAlive,
   prefault,
   prefaultJoin,
@@ -301,6 +303,45 @@ Deno.test("64-bit atomics: load/store/add/cas, and adds from two processes", asy
   for (let i = 0; i < n; i++) atomicAddU64(w, 1n);
   await childJson(proc);
   assert.equal(atomicLoadU64(w), BigInt(2 * n));
+});
+
+Deno.test("a process handle (pidfd) tells when a killed child has exited, its locks released", async () => {
+  using seg = segment();
+  const proc = child("lock", seg.name, "5");
+  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const handle = openProcess(proc.pid);
+  try {
+    let text = "";
+    while (!text.includes("locked")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += value;
+    }
+    assert.ok(text.includes("locked"), `child said: ${text}`);
+    assert.notEqual(handle, undefined, "this kernel gives pidfds (Linux 5.3+)");
+    assert.equal(awaitProcessExit(handle!, 0), false);
+    assert.equal(awaitProcessExit(handle!, 20), false, "a live child is waited for in full");
+    assert.equal(lockProbe(seg.fd, 5), true);
+    proc.kill("SIGKILL");
+    // Before its status is taken (Deno reaps it on its own time): the handle tells at once.
+    assert.equal(awaitProcessExit(handle!, 10_000), true);
+    assert.equal(lockProbe(seg.fd, 5), false, "exited, every thread of it: its lock is gone");
+    assert.equal(awaitProcessExit(handle!, 0), true);
+  } finally {
+    if (handle !== undefined) closeFd(handle);
+    try {
+      proc.kill("SIGKILL");
+    } catch {
+      // Killed above.
+    }
+    await reader.cancel();
+    await proc.stderr.cancel();
+  }
+  assert.equal((await proc.status).signal, "SIGKILL");
+  // Reaped: no process behind the pid any more, so no handle (were the pid reused this soon,
+  // the new process would be the one named).
+  if (!pidAlive(proc.pid)) assert.equal(openProcess(proc.pid), undefined);
+  assert.throws(() => awaitProcessExit(-1, 0), /EBADF/);
 });
 
 Deno.test("an OFD lock held by a child is seen by probe and dropped when it is killed", async () => {

@@ -62,6 +62,9 @@ int main(void) {
   CHECK(shmq_shm_total_bytes() >= shmq_shm_free_bytes());
   CHECK(shmq_yield() == 0);
   CHECK(shmq_pid_alive((int32_t)getpid()) == 1);
+  int32_t self = shmq_pidfd_open((int32_t)getpid()); /* qemu-user may not pass it on */
+  CHECK(self == -ENOSYS || (self >= 0 && shmq_pidfd_wait_exit(self, 0) == 0 && shmq_close(self) == 0));
+  CHECK(shmq_pidfd_wait_exit(-1, 0) == -EBADF);
   double me[4];
   CHECK(shmq_thread_identity(me) == 0 && me[0] == (double)getpid() && me[1] > 0);
   CHECK(shmq_thread_alive((int32_t)getpid(), (int32_t)me[0], me[1], me[2], me[3]) == 1);
