@@ -19,7 +19,17 @@ import {
   spawnActor,
   workerContext,
 } from "../mod.ts";
-import { closeFd, fdSize, lockProbe, map, pidAlive, shmOpen, unmap } from "../ffi/native.ts";
+import {
+  awaitProcessExit,
+  closeFd,
+  fdSize,
+  lockProbe,
+  map,
+  openProcess,
+  pidAlive,
+  shmOpen,
+  unmap,
+} from "../ffi/native.ts";
 import {
   ANY_ALIVE_LOCK_BYTE,
   MAX_PARTICIPANTS,
@@ -98,17 +108,28 @@ function participantPids(fd: number): { pid: number; live: boolean }[] {
   }
 }
 
-/** Waits until a process is gone (or a zombie); false if it is still there after `ms`. */
+/**
+ * Waits until a process has exited, every thread of it, so that the locks it held are
+ * released (a zombie nobody reaped yet counts once its last thread has ended); false if it is
+ * still there after `ms`. A process that is a zombie may still have threads unmapping its
+ * memory, which holds its queue locks: a sweep right after would find it alive.
+ */
 export async function waitGone(pid: number, ms: number): Promise<boolean> {
+  const handle = openProcess(pid);
   const deadline = performance.now() + ms;
   let polls = 0;
-  while (performance.now() < deadline) {
-    if (!pidAlive(pid)) return true;
-    // An orphan that nobody reaped yet is a zombie: it has exited.
-    if (++polls % 10 === 0 && await isZombie(pid)) return true;
-    await sleep(50);
+  try {
+    while (performance.now() < deadline) {
+      if (handle !== undefined ? awaitProcessExit(handle, 0) : !pidAlive(pid)) return true;
+      // Without a pidfd (Linux before 5.3), an orphan that nobody reaped yet is a zombie.
+      if (handle === undefined && ++polls % 10 === 0 && await isZombie(pid)) return true;
+      await sleep(20);
+    }
+    if (handle !== undefined) return awaitProcessExit(handle, 0);
+    return !pidAlive(pid) || await isZombie(pid);
+  } finally {
+    if (handle !== undefined) closeFd(handle);
   }
-  return !pidAlive(pid) || await isZombie(pid);
 }
 
 async function isZombie(pid: number): Promise<boolean> {
