@@ -345,9 +345,9 @@ SHMQ_API int32_t shmq_pidfd_open(int32_t pid);
 /*
  * Waits, for at most `timeout_ms`, until the process behind `pidfd` has exited entirely:
  * every thread of it gone, and with the last its files, mappings and the fd locks they held.
- * A process's pid changes hands sooner: its children are handed to init as its first thread
- * ends, while other threads may still be tearing down its memory (milliseconds for a large
- * heap), and so still hold its locks. Returns 1 once exited, 0 on timeout, or -errno.
+ * Its children are handed on sooner, as the first of its exiting threads finishes, while
+ * another may still be tearing down its memory (milliseconds for a large heap) and so still
+ * hold its locks. Returns 1 once exited, 0 on timeout, or -errno.
  */
 SHMQ_API int32_t shmq_pidfd_wait_exit(int32_t pidfd, uint32_t timeout_ms);
 
