@@ -282,6 +282,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   ): Promise<T> {
     try {
       this.#queue.assertOpen("Receiver.get");
+      this.#refuseInsideAllocate();
       const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
       options?.signal?.throwIfAborted();
       const attempt = loopAttempt ?? this.#getAttemptFor(options, "get");
@@ -363,6 +364,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   async getMany<T = unknown>(max: number, options?: GetOptions): Promise<T[]> {
     try {
       this.#queue.assertOpen("Receiver.getMany");
+      this.#refuseInsideAllocate();
       const deadline = deadlineOf(options, "Receiver.getMany", GET_OPTIONS);
       const attempt = this.#manyAttempt(max, options, "getMany");
       options?.signal?.throwIfAborted();
@@ -415,6 +417,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   async borrow<T = unknown>(options?: WaitOptions): Promise<Lease<T>> {
     try {
       this.#queue.assertOpen("Receiver.borrow");
+      this.#refuseInsideAllocate();
       const deadline = deadlineOf(options, "Receiver.borrow", WAIT_OPTIONS);
       options?.signal?.throwIfAborted();
       const lane = this.#lane;
@@ -749,16 +752,24 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     return { value };
   }
 
-  /** The message a failed `allocate` left, else the next one of the queue. */
-  #takeNext(): TakenMessage | undefined {
-    // A take from inside `allocate` would overtake the message being decoded, and should both
-    // allocates fail, the one kept for the next call would push out the other, for good.
+  /**
+   * A take from inside `allocate` would overtake the message being decoded, and should both
+   * allocates fail, the one kept for the next call would push out the other, for good. An
+   * async call is refused as it is made: its take may come later (after a fairness turn, or
+   * behind other calls), when the allocate has returned, and so only now and then.
+   */
+  #refuseInsideAllocate(): void {
     if (this.#inAllocate) {
       throw new TypeError(
         "Receiver: a get or borrow was called from inside this receiver's own allocate " +
           "callback, which must only return a buffer",
       );
     }
+  }
+
+  /** The message a failed `allocate` left, else the next one of the queue. */
+  #takeNext(): TakenMessage | undefined {
+    this.#refuseInsideAllocate();
     // A message kept for this end came before the one whose error is held: a borrow took it
     // ahead of the getMany, and kept it when no view could be made.
     const pending = this.#pending;
