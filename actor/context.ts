@@ -58,9 +58,10 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
   /**
    * Exit when the parent goes away (default true): a watchdog thread reads stdin, and when it
    * closes, the queue ends are closed and the process exits with code 0 (`unload` listeners run). A
-   * parent that went away, rather than asked with `stop()`, is first waited for until it is gone
-   * (half a second at most): a dying parent's ends look alive until the kernel has released its
-   * files, and the actor's close would not find itself the last. An uncaught `ClosedError` that the
+   * parent that went away, rather than asked with `stop()`, is first waited for until every thread
+   * of it has ended (half a second at most; the actor holds a pidfd of its parent to tell): a dying
+   * parent's ends look alive until the kernel has released its files, and the actor's close would
+   * not find itself the last. An uncaught `ClosedError` that the
    * parent's exit caused (it closes its ends a moment before) waits for that, a quarter second at
    * most, rather than end the actor with an error. If the main thread is blocked in a sync wait and
    * cannot do that within a second, the watchdog ends the process at once; peers then see the ends
