@@ -29,6 +29,7 @@ import {
   waitSync,
 } from "./wait.ts";
 import { BEHIND, Lane } from "./lane.ts";
+import { collectBeforeCopy } from "./collector.ts";
 import { stopIfRequested } from "./stop.ts";
 import { shown } from "./shown.ts";
 
@@ -928,6 +929,7 @@ const MALLOC_CHUNK_OVERHEAD = 64;
 
 /** A buffer for a copy that malloc maps afresh, readied for it. */
 function readiedBuffer(byteLength: number): ArrayBuffer {
+  collectBeforeCopy(byteLength);
   const buffer = new ArrayBuffer(byteLength);
   // The array before this one in the message is copied by now: its helper is done.
   finishCopy();
