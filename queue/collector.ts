@@ -30,7 +30,7 @@ const COLLECTION_SHARE = 0.1;
  * a fast copy into fresh pages on the VM above). */
 const COPY_BYTES_PER_MS = 3e6;
 /** How much of an over-budget collection's cost is forgiven at each copy that skips one, so
- * that a heap that shrank is tried again (after about 30 copies, for ten times the budget). */
+ * that a heap that shrank is tried again (after 22 copies, for ten times the budget). */
 const SKIP_DISCOUNT = 0.9;
 
 /** Decides, copy by copy, whether a full collection is worth its cost, and makes it. */
