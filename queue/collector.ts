@@ -37,8 +37,11 @@ const SKIP_DISCOUNT = 0.9;
 export class CollectionBeforeCopy {
   readonly #collect: () => void;
   readonly #now: () => number;
-  /** What the last collection took, discounted at each copy that skipped one since. */
+  /** What a collection costs: the lesser of the last two (one that the scheduler held up, on
+   * a busy machine, says nothing of the heap), discounted at each copy that skipped one. */
   #costMs = 0;
+  /** What the last collection took. */
+  #lastMs = 0;
 
   /**
    * @param collect Makes a full collection.
@@ -50,7 +53,7 @@ export class CollectionBeforeCopy {
   }
 
   /** Before a copy of `byteLength` bytes into a new buffer: collects when the copy is huge
-   * and the last collection took no more than its share of such a copy. True if it did. */
+   * and a collection costs no more than its share of such a copy. True if it did. */
   before(byteLength: number): boolean {
     if (byteLength < COLLECT_BEFORE_BYTES) return false;
     if (this.#costMs > (byteLength / COPY_BYTES_PER_MS) * COLLECTION_SHARE) {
@@ -59,7 +62,9 @@ export class CollectionBeforeCopy {
     }
     const start = this.#now();
     this.#collect();
-    this.#costMs = this.#now() - start;
+    const ms = this.#now() - start;
+    this.#costMs = Math.min(ms, this.#lastMs);
+    this.#lastMs = ms;
     return true;
   }
 }
