@@ -850,7 +850,7 @@ export function openProcess(pid: number): number | undefined {
 /**
  * Waits up to `ms` for the process behind `handle` (from {@linkcode openProcess}) to have
  * exited entirely, every thread of it, so that the fd locks it held are released; true once
- * it has. A process's children are handed on before that, as its first thread ends.
+ * it has. Its children are handed on sooner, as the first of its exiting threads finishes.
  *
  * @example
  * ```ts

@@ -24,6 +24,7 @@ import {
 } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 import { sweepWithGrace } from "../queue/sweep.ts";
+import { COLLECT_BEFORE_BYTES } from "../queue/collector.ts";
 import { closeFd, shmCreate, shmUnlink } from "../ffi/native.ts";
 import { SharedQueue } from "../queue/shared_queue.ts";
 
@@ -645,10 +646,10 @@ for (const mode of ["sync", "async"]) {
   const call = mode === "sync" ? "getSync" : "get";
   Deno.test(`a ${call} loop of huge messages frees each dropped copy before making the next`, () =>
     withoutLeaks(async () => {
-      // 768 MiB, where the receiver collects first: the marking that would free the copy
-      // dropped last starts only as the next copy's buffer is made, too late for it (one more
-      // copy held here, 3846 MiB against 3078; on a VM, a gigabyte of fresh pages per get).
-      const size = 768 << 20;
+      // From this size the receiver collects first: the marking that would free the copy
+      // dropped last starts only as the next copy's buffer is made, too late for it (at 768
+      // MiB, one more copy held here: 3846 MiB against 3078; on a VM, fresh pages per get).
+      const size = COLLECT_BEFORE_BYTES;
       const args = ["1", String(size), "4", mode];
       const { code, text } = await finish(spawnFixture("large_get_loop.ts", args));
       assert.equal(code, 0, text);
