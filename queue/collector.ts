@@ -76,22 +76,26 @@ interface Builtins {
 }
 
 /**
- * `gc()`: the global one when the program runs with `--expose-gc`, else one taken from a new
- * context with the flag on for that moment; null where neither can be had. The modules load
- * here, at the first huge copy (about 25 ms), not as the library loads (10 ms more per start).
+ * `gc()`, taken from a new context (a global `gc` of the program's may be anything): as it is
+ * when the program runs with `--expose-gc`, else with the flag on for that moment; null where
+ * it cannot be had. The modules load here, at the first huge copy (about 25 ms), not as the
+ * library loads (10 ms more per start).
  */
 function exposedCollection(): (() => void) | null {
-  const own = (globalThis as { gc?: unknown }).gc;
-  if (typeof own === "function") return own as () => void;
   try {
     const builtins = (globalThis as { process?: Builtins }).process;
     const v8 = builtins?.getBuiltinModule?.("node:v8");
     const vm = builtins?.getBuiltinModule?.("node:vm");
     if (v8 === undefined || vm === undefined) return null;
+    const fromNewContext = (): (() => void) | null => {
+      const gc = vm.runInNewContext("typeof gc === 'function' ? gc : null");
+      return typeof gc === "function" ? gc as () => void : null;
+    };
+    const exposed = fromNewContext();
+    if (exposed !== null) return exposed; // The program's own flag: left on.
     v8.setFlagsFromString("--expose-gc");
     try {
-      const gc = vm.runInNewContext("gc");
-      return typeof gc === "function" ? gc as () => void : null;
+      return fromNewContext();
     } finally {
       setFlagsFromStringQuietly(v8, "--no-expose-gc");
     }

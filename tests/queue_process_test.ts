@@ -10,11 +10,14 @@ import {
 import {
   budgetQueue,
   canIsolate,
+  CHILD_PERMISSIONS,
   delay,
   endedTogether,
   finish,
+  fixture,
   lines,
   mappedFiles,
+  runDeno,
   segmentQueue,
   segmentWord,
   shmEntries,
@@ -658,6 +661,20 @@ for (const mode of ["sync", "async"]) {
       assert.ok(grewMiB < 4.5 * (size >> 20), `resident memory grew by ${grewMiB} MiB`);
     }));
 }
+
+Deno.test("a receiver's collection before huge copies leaves the program's gc and V8 flags as they were", () =>
+  withoutLeaks(async () => {
+    const run = async (...flags: string[]) =>
+      JSON.parse(await runDeno(["run", ...flags, ...CHILD_PERMISSIONS, fixture("own_gc.ts")]));
+    // A global `gc` of the program's own is some function of its: never called for V8's.
+    assert.deepEqual(await run(), { exposed: false, ownCalls: 0, newContextGc: "undefined" });
+    // Run with --expose-gc, the flag stays on for the contexts made later.
+    assert.deepEqual(await run("--v8-flags=--expose-gc"), {
+      exposed: true,
+      ownCalls: 0,
+      newContextGc: "function",
+    });
+  }));
 
 /** A sender whose queue's last receiver, in a child holding one message, was SIGKILLed. */
 async function senderWhoseLastReceiverWasKilled(capacity: number): Promise<Sender> {
