@@ -414,6 +414,16 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** Polls until `done()` holds, for up to `ms`; returns whether it did. */
+export async function eventually(done: () => boolean, ms = 5_000): Promise<boolean> {
+  const until = performance.now() + ms;
+  while (!done()) {
+    if (performance.now() > until) return false;
+    await delay(20);
+  }
+  return true;
+}
+
 /**
  * A queue with 40 MiB of byte budget for extension messages (a 1 MiB arena of 41 MiB), two senders
  * (`a`, `b`) and a receiver, for the tests of puts that wait for that budget: messages of 4 MiB fit

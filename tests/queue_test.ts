@@ -16,6 +16,7 @@ import {
 import {
   budgetQueue,
   delay,
+  eventually,
   mappedFiles,
   mapSegment,
   segmentQueue,
@@ -98,16 +99,6 @@ Deno.test("a message larger than the arena goes through an extension segment, re
     const extensions = shmEntries().filter((n) => n.startsWith(r.descriptor.name.slice(1) + "-x"));
     assert.equal(extensions.length, 1, `one extension reused, found ${extensions}`);
   }));
-
-/** Polls until `done()` holds, for up to `ms`; returns whether it did. */
-async function eventually(done: () => boolean, ms = 5_000): Promise<boolean> {
-  const until = performance.now() + ms;
-  while (!done()) {
-    if (performance.now() > until) return false;
-    await delay(20);
-  }
-  return true;
-}
 
 Deno.test("idle extension segments are dropped after keepIdleSegmentsMs, by ends that make no call", () =>
   withoutLeaks(async () => {

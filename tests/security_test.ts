@@ -10,7 +10,7 @@ import {
   sweepStaleQueues,
 } from "../mod.ts";
 import * as native from "../ffi/native.ts";
-import { CHILD_PERMISSIONS, fixture, withoutLeaks } from "./helpers.ts";
+import { CHILD_PERMISSIONS, eventually, fixture, withoutLeaks } from "./helpers.ts";
 
 const invalid = /invalid queue descriptor/;
 
@@ -177,8 +177,12 @@ Deno.test("an extension's name taken by a directory: refused, left, its name giv
           s.putSync(big);
           plant(name);
           assert.deepEqual(r.getSync(), big);
-          await new Promise((resolve) => setTimeout(resolve, 100));
-          s.putSync(new Uint8Array(8)); // the idle one dropped by now (idle timer or this call)
+          // Idle now, and dropped by the idle timer once 50 ms have passed (on a loaded machine
+          // it took longer than a 100 ms sleep, and the later messages, reusing the sender's
+          // mapping of it, never made a segment to plant).
+          const held = s.stats().sharedBytes;
+          assert.ok(await eventually(() => s.stats().sharedBytes < held), "the idle one dropped");
+          s.putSync(new Uint8Array(8));
           assert.deepEqual(r.getSync(), new Uint8Array(8));
           s.putSync(big);
           assert.deepEqual(r.getSync(), big);
