@@ -102,15 +102,16 @@ Deno.test("a message larger than the arena goes through an extension segment, re
 
 Deno.test("idle extension segments are dropped after keepIdleSegmentsMs, by ends that make no call", () =>
   withoutLeaks(async () => {
-    using q = segmentQueue(200);
+    using q = segmentQueue(500);
     const { s, r } = q;
-    // Another queue that keeps them for good, loaded alike, as the control.
+    // Another queue that keeps them for good, loaded alike, as the control. Loaded first, so
+    // that nothing runs between the get below and the check that follows it (the delay).
     using kept = segmentQueue(Infinity);
     const big = new Uint8Array(3 << 20).map((_, i) => i * 13);
-    s.putSync(big);
-    assert.deepEqual(r.getSync<Uint8Array>().subarray(0, 64), big.subarray(0, 64));
     kept.s.putSync(big);
     kept.r.getSync();
+    s.putSync(big);
+    assert.deepEqual(r.getSync<Uint8Array>().subarray(0, 64), big.subarray(0, 64));
     // Kept for the next such message at first: the delay counts from the last use.
     assert.equal(q.segments().length, 1, "the segment is kept right after its message");
     assert.ok(
