@@ -1,7 +1,20 @@
 /**
  * A futex mutex in shared memory that survives the death of its holder.
  *
- * The lock word holds `owner + 1` (the holder's participant index) and a contention bit.
+ * The lock word holds `owner + 1` (the holder's participant index), a tag drawn at random by
+ * each end, and a contention bit:
+ *
+ * ```
+ *  bit 31   30          29 ........ 12   11 ........ 0
+ *     ┌───┬───────────┬───────────────┬───────────────┐
+ *     │ 0 │ contended │ the end's tag │   owner + 1   │
+ *     └───┴───────────┴───────────────┴───────────────┘
+ * ```
+ *
+ * The tag tells apart two ends that held the same participant index in turn: a waiter that
+ * found the holder dead and was then preempted must not take the lock over from a new end
+ * that has since claimed the dead one's index and the lock, whose word would otherwise be
+ * the same.
  * Critical sections are short and never await, so a waiter spins, then futex-waits in
  * slices; after each slice it asks whether the owner still lives and, if not, takes the lock
  * over and lets the queue repair what the dead owner may have left half done.
@@ -13,7 +26,10 @@ import { futexWait, futexWake, yieldCpu } from "../ffi/native.ts";
 import { ClosedError } from "./errors.ts";
 
 const CONTENDED = 0x40000000;
-const OWNER_MASK = CONTENDED - 1;
+const OWNER_BITS = 12;
+const OWNER_MASK = (1 << OWNER_BITS) - 1;
+/** How many tags there are: the bits between the owner and CONTENDED. */
+const TAGS = CONTENDED >> OWNER_BITS;
 const SPINS = 200;
 /**
  * How long a contended lock() spins before it sleeps on the futex. Critical sections take a
@@ -53,7 +69,8 @@ export class ShmMutex {
   readonly #words: Int32Array;
   readonly #index: number;
   readonly #pointer: Deno.PointerObject;
-  readonly #self: number;
+  /** The word while this end holds the lock uncontended: its tag and its index + 1. */
+  readonly #ownWord: number;
   readonly #hooks: MutexHooks;
   /** The lock word a previous call gave up on, or 0. */
   #stuckWord = 0;
@@ -74,7 +91,8 @@ export class ShmMutex {
     this.#words = words;
     this.#index = byteOffset >> 2;
     this.#pointer = pointer;
-    this.#self = self + 1;
+    if (!(self >= 0 && self < OWNER_MASK)) throw new RangeError(`participant index ${self}`);
+    this.#ownWord = ((Math.random() * TAGS) << OWNER_BITS) | (self + 1);
     this.#hooks = hooks;
   }
 
@@ -82,7 +100,7 @@ export class ShmMutex {
   lock(): void {
     const words = this.#words;
     const i = this.#index;
-    if (Atomics.compareExchange(words, i, 0, this.#self) === 0) {
+    if (Atomics.compareExchange(words, i, 0, this.#ownWord) === 0) {
       this.#stuckWord = 0;
       return;
     }
@@ -90,7 +108,7 @@ export class ShmMutex {
     for (let round = 0;; round++) {
       for (let n = 0; n < SPINS; n++) {
         if (
-          Atomics.load(words, i) === 0 && Atomics.compareExchange(words, i, 0, this.#self) === 0
+          Atomics.load(words, i) === 0 && Atomics.compareExchange(words, i, 0, this.#ownWord) === 0
         ) {
           this.#stuckWord = 0;
           return;
@@ -100,7 +118,7 @@ export class ShmMutex {
       if (performance.now() >= spinUntil) break;
       if (round >= PURE_SPIN_ROUNDS) yieldCpu();
     }
-    const mine = this.#self | CONTENDED;
+    const mine = this.#ownWord | CONTENDED;
     const started = performance.now();
     const stuckMs = this.#hooks.stuckMs?.() ?? STUCK_MS;
     // Whether the lock moved since this call began: then its holder is not the stuck one.
@@ -139,8 +157,9 @@ export class ShmMutex {
       if (woke && Atomics.load(words, i) !== seen) continue;
       if (!woke) slice = Math.min(slice * 2, LIVENESS_SLICE_MS);
       const owner = (seen & OWNER_MASK) - 1;
-      // A word naming this participant is garbage: it never waits on a lock it holds.
-      if (owner !== this.#self - 1 && this.#hooks.isAlive(owner)) {
+      // A word naming this participant's index is garbage, or a dead end's that held the
+      // index before: this end never waits on a lock it holds.
+      if (owner !== (this.#ownWord & OWNER_MASK) - 1 && this.#hooks.isAlive(owner)) {
         const again = !moved && seen === this.#stuckWord;
         const now = performance.now();
         const neverFree = !sawFree && now - started > stuckMs;
@@ -176,7 +195,7 @@ export class ShmMutex {
 
   /** Takes the lock if it is free, without waiting; returns whether it did. */
   tryLock(): boolean {
-    return Atomics.compareExchange(this.#words, this.#index, 0, this.#self) === 0;
+    return Atomics.compareExchange(this.#words, this.#index, 0, this.#ownWord) === 0;
   }
 
   /** Releases the lock and wakes one waiter if any announced itself. */

@@ -287,7 +287,9 @@ class Scribbler {
 
   #lockWord(): number {
     // A word naming a live end makes its waiters give up after 10 s: only on request.
-    const value = [0, 0x40000000 | (300 + this.#int(1000)), 300 + this.#int(2 ** 29)][this.#int(3)];
+    // Owners past the table's end (the low 12 bits): contended, or with any tag.
+    const dead = 300 + this.#int(1000);
+    const value = [0, 0x40000000 | dead, (this.#int(2 ** 18) << 12) | dead][this.#int(3)];
     if (LIVE_LOCK && this.#random() < 0.3) return 1 + this.#int(6);
     return value;
   }
