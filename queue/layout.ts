@@ -10,7 +10,7 @@
  *              │ header: magic, layout version, capacity, ring size, limits,  │  written once by
  *              │ arena offset/size, segment size, queue state, byte budget    │  the creator
  *  byte 64     ├──────────────────────────────────────────────────────────────┤
- *              │ lock word (futex mutex, owner = participant index + 1)       │  own cache line
+ *              │ lock word: futex mutex, holder's index + 1, tag (mutex.ts)   │  own cache line
  *  byte 128    ├──────────────────────────────────────────────────────────────┤
  *              │ put sequence (futex word) │ receivers waiting                │  own cache line
  *  byte 192    ├──────────────────────────────────────────────────────────────┤
@@ -56,7 +56,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 13;
+export const LAYOUT_VERSION = 14;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -86,7 +86,7 @@ export const QueueState = {
 } as const;
 
 // Lock-free words, each on its own cache line.
-export const W_LOCK = 64; // i32 futex mutex
+export const W_LOCK = 64; // i32 futex mutex (its word's bits: see queue/mutex.ts)
 export const W_PUT_SEQ = 128; // i32, bumped after every publish; receivers futex-wait on it
 export const W_RECEIVERS_WAITING = 132; // i32
 export const W_RELEASE_SEQ = 192; // i32, bumped after every release; senders wait on it
