@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "cd4c3d33f21e34a1c3c4d8f91037837bc1650abb230b7c685983c0400d9b1381",
-  "x86_64-linux": "e6506014ef065e8f34dbcd302eda0f913f5c7e4901377bb8bf038d6a6548835c",
+  "aarch64-linux": "73c41758587b2bec3506e24604768c4d457918032f115f99f2ff1b63d5345f52",
+  "x86_64-linux": "f08abd29e0486dfcc89401a93a5205b531bb266c34bf78861d027e9a466f3bd0",
 };

@@ -239,7 +239,11 @@ int32_t shmq_close(int32_t fd) {
   int i = find_adopted(fd);
   if (i >= 0) drop_adopted(i, 0);
   unlock_adopted();
-  return close(fd) == 0 ? 0 : -errno;
+  /* Linux releases the fd whatever close returns: an EINTR is no failure to retry (that
+   * could close another thread's new fd) nor to report (the caller would keep the mappings
+   * it unmaps after a close). */
+  if (close(fd) == 0 || errno == EINTR) return 0;
+  return -errno;
 }
 
 int64_t shmq_fd_size(int32_t fd) {
@@ -927,7 +931,9 @@ double shmq_process_token(void) {
 }
 
 int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
-  if (fd < 0 || fd == INT32_MAX) return -EBADF;
+  /* A closed fd recorded here would be closed again at the thread's end, by then maybe
+   * another file's. */
+  if (fd < 0 || fd == INT32_MAX || fcntl(fd, F_GETFD) < 0) return -EBADF;
   /* A foreign /proc would record another process's thread, whose end would then close a
    * live end's fd and unmap its memory. */
   if (!proc_is_ours()) return -ENOENT;

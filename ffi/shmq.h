@@ -98,7 +98,8 @@ SHMQ_API int64_t shmq_shm_total_bytes(void);
 SHMQ_API int32_t shmq_yield(void);
 
 /* close(2); also forgets fd and the mappings recorded with it (see shmq_fd_adopt): close it
- * before unmapping them. 0 or -errno (-EBADF for a negative fd). */
+ * before unmapping them. 0 or -errno (-EBADF for a negative fd); 0 on EINTR, after which
+ * Linux has closed the fd all the same. */
 SHMQ_API int32_t shmq_close(int32_t fd);
 
 /* fstat(2) st_size of the fd, or -errno. */
@@ -288,9 +289,10 @@ SHMQ_API double shmq_process_token(void);
  * Records, in a table private to this process, that fd, and the mapping of it at addr
  * (size bytes), belong to an end the calling thread opened. shmq_close_orphans acts only on
  * fds recorded so, whatever shared memory says. 0, -ENOSPC when the table (1024 fds) is
- * full (or, with an addr, the mapping table: 4096), -EBADF for an invalid fd, -ENOENT when
- * /proc is not of this process's pid namespace (nothing is recorded then: an end of such a
- * process is never taken for an orphan), or -errno when /proc cannot name the thread.
+ * full (or, with an addr, the mapping table: 4096), -EBADF for a negative or closed fd,
+ * -ENOENT when /proc is not of this process's pid namespace (nothing is recorded then: an end
+ * of such a process is never taken for an orphan), or -errno when /proc cannot name the
+ * thread.
  */
 SHMQ_API int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size);
 

@@ -560,6 +560,9 @@ Deno.test("closeOrphans closes only what ended threads adopted: mappings with vi
   } finally {
     closeFd(extra);
   }
+  // A closed fd is refused: recorded, its number would be closed again at this thread's end,
+  // by then maybe another file's.
+  assert.equal(adoptFd(extra), false);
   // Adopted by a Worker's thread that has since ended: closed, its main mapping unmapped, and
   // its extension mapping, which had a view open, quarantined.
   using b = segment(size);

@@ -82,6 +82,7 @@ int main(void) {
   CHECK(views != NULL && *views == 0);
   CHECK(shmq_map_forget(p) == 1 && shmq_map_views(p) == NULL);
   CHECK(shmq_close(fd3) == 0);
+  CHECK(shmq_fd_adopt(fd3, NULL, 0) == -EBADF); /* closed: never recorded */
   static char big[8 << 20];
   int32_t helper = shmq_prefault_start(big, sizeof big);
   CHECK(helper >= 0);
