@@ -250,6 +250,9 @@ export class ActorHandle implements AsyncDisposable {
 
   /** @internal Made by `spawnActor`. */
   constructor(child: Deno.ChildProcess, piped: { stdout: boolean; stderr: boolean }) {
+    if (!(child instanceof Deno.ChildProcess)) {
+      throw new TypeError("an ActorHandle is made by spawnActor(), not new");
+    }
     this.#child = child;
     // Otherwise a parent that forgets its actor never exits: the running child would keep it
     // alive, while the actor waits for the parent's end of its stdin to close.

@@ -158,6 +158,9 @@ export class WorkerHandle implements AsyncDisposable {
 
   /** @internal Made by `spawnWorker`. */
   constructor(worker: Worker) {
+    if (!(worker instanceof Worker)) {
+      throw new TypeError("a WorkerHandle is made by spawnWorker(), not new");
+    }
     this.#worker = worker;
     stopWords.set(this, this.#stop);
     worker.addEventListener("message", (event) => {

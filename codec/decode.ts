@@ -678,6 +678,10 @@ export function wrongAllocation(target: unknown, n: number): string | undefined 
 function shownBuffer(value: unknown): string {
   if (value instanceof SharedArrayBuffer) return "a SharedArrayBuffer";
   if (value instanceof ArrayBuffer) return "an object that is no real ArrayBuffer";
+  // A likely slip: the array made over the buffer rather than the buffer.
+  if (ArrayBuffer.isView(value)) {
+    return `a ${Object.prototype.toString.call(value).slice(8, -1)} (return its ArrayBuffer)`;
+  }
   return value === null ? "null" : typeof value === "object" ? "an object" : typeof value;
 }
 

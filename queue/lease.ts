@@ -7,7 +7,7 @@
 
 import { ClosedError } from "./errors.ts";
 import type { MessageView } from "./extension_mappings.ts";
-import type { Reservation, SharedQueue, TakenMessage } from "./shared_queue.ts";
+import { type Reservation, SharedQueue, type TakenMessage } from "./shared_queue.ts";
 
 /**
  * A received message whose arrays are views into the queue's shared memory (for a message of
@@ -52,6 +52,9 @@ export class Lease<T = unknown> implements Disposable {
     value: T,
     onRelease: (lease: Lease<T>) => void,
   ) {
+    if (!(queue instanceof SharedQueue)) {
+      throw new TypeError("a Lease is made by Receiver.borrow() or borrowSync(), not new");
+    }
     this.#queue = queue;
     this.#message = message;
     this.#view = view;
@@ -139,6 +142,9 @@ export class Draft<T = unknown> implements Disposable {
     value: T,
     onSettle: (draft: Draft<T>, sent: boolean) => void,
   ) {
+    if (!(queue instanceof SharedQueue)) {
+      throw new TypeError("a Draft is made by Sender.prepare() or prepareSync(), not new");
+    }
     this.#queue = queue;
     this.#reservation = reservation;
     this.#view = view;

@@ -15,7 +15,7 @@ import { ClosedError, consumedEarlier, EmptyError, namingCall, thrownByCaller } 
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
 import type { MessageView } from "./extension_mappings.ts";
-import type { SharedQueue, TakenMessage } from "./shared_queue.ts";
+import { SharedQueue, type TakenMessage } from "./shared_queue.ts";
 import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
@@ -183,6 +183,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
+    if (!(queue instanceof SharedQueue)) {
+      throw new TypeError(
+        "a Receiver is made by createSharedMemoryPair() or openReceiver(), not new",
+      );
+    }
     this.#queue = queue;
   }
 
@@ -660,7 +665,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     if (typeof max !== "number") {
       throw new TypeError(`Receiver.${method}: max must be a number, got ${shown(max)}`);
     }
-    if (!((Number.isSafeInteger(max) || max === Infinity) && max >= 1)) {
+    if (!((Number.isInteger(max) || max === Infinity) && max >= 1)) {
       throw new RangeError(
         `Receiver.${method}: max must be a whole number of messages >= 1 (or Infinity), got ` +
           shown(max),

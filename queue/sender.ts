@@ -10,7 +10,7 @@ import { ClosedError, FullError, namingCall } from "./errors.ts";
 import { MAX_MESSAGE_SIZE } from "./layout.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { cancelOnClose, Draft } from "./lease.ts";
-import type { Reservation, SharedQueue } from "./shared_queue.ts";
+import { type Reservation, SharedQueue } from "./shared_queue.ts";
 import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
@@ -65,6 +65,9 @@ export class Sender implements Disposable {
 
   /** @internal Use `createSharedMemoryPair` or `openSender`. */
   constructor(queue: SharedQueue) {
+    if (!(queue instanceof SharedQueue)) {
+      throw new TypeError("a Sender is made by createSharedMemoryPair() or openSender(), not new");
+    }
     this.#queue = queue;
   }
 

@@ -3,16 +3,22 @@
 import assert from "node:assert/strict";
 import {
   actorContext,
+  ActorHandle,
   ClosedError,
   createSharedMemoryPair,
   decode,
+  Draft,
   dtype,
   encode,
+  Lease,
   openReceiver,
+  Receiver,
   reserve,
+  Sender,
   spawnActor,
   spawnWorker,
   workerContext,
+  WorkerHandle,
 } from "../mod.ts";
 import { shmFreeBytes } from "../ffi/native.ts";
 import * as L from "../queue/layout.ts";
@@ -284,6 +290,25 @@ Deno.test("values that change or throw while encoded leave the queue intact", ()
     });
     assert.equal(s.hasSpace(), true);
   }));
+
+Deno.test("the exported classes refuse new, naming what makes them", () => {
+  const made: [new (...args: never[]) => unknown, RegExp][] = [
+    [Sender, /^a Sender is made by createSharedMemoryPair\(\) or openSender\(\), not new$/],
+    [Receiver, /^a Receiver is made by createSharedMemoryPair\(\) or openReceiver\(\)/],
+    [Lease, /^a Lease is made by Receiver\.borrow\(\) or borrowSync\(\), not new$/],
+    [Draft, /^a Draft is made by Sender\.prepare\(\) or prepareSync\(\), not new$/],
+    [ActorHandle, /^an ActorHandle is made by spawnActor\(\), not new$/],
+    [WorkerHandle, /^a WorkerHandle is made by spawnWorker\(\), not new$/],
+  ];
+  for (const [Class, message] of made) {
+    // Before: made, then every method failed on the library's internals.
+    assert.throws(
+      () => new Class(),
+      (e: Error) => e instanceof TypeError && message.test(e.message),
+    );
+    assert.throws(() => new Class({} as never), TypeError);
+  }
+});
 
 Deno.test("every method of a closed end throws ClosedError (reason closed)", () =>
   withoutLeaks(async () => {

@@ -1158,6 +1158,8 @@ Deno.test("a failing allocate loses no message: it stays first in line for that 
       [detached, /got a detached ArrayBuffer/],
       [new SharedArrayBuffer(4), /got a SharedArrayBuffer/],
       [undefined, /got undefined/],
+      [new Uint8Array(4), /got a Uint8Array \(return its ArrayBuffer\)/],
+      [new DataView(new ArrayBuffer(4)), /got a DataView \(return its ArrayBuffer\)/],
     ];
     for (const [buffer, why] of odd) {
       assert.throws(
@@ -1882,9 +1884,11 @@ Deno.test("getMany and getManySync: waiting for the first only, up to max, in or
             .test(e.message),
       );
     }
-    // Infinity: every message waiting, and no waiting for more.
+    // Infinity: every message waiting, and no waiting for more. So does any larger number.
     sender.putManySync(["i1", "i2", "i3"]);
     assert.deepEqual(receiver.getManySync(Infinity), ["i1", "i2", "i3"]);
+    sender.putManySync(["j1", "j2"]);
+    assert.deepEqual(receiver.getManySync(1e300), ["j1", "j2"]);
     sender.putSync("i4");
     assert.deepEqual(await receiver.getMany(Infinity, { pooled: true }), ["i4"]);
     await assert.rejects(receiver.getMany(0), RangeError);
