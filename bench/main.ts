@@ -12,7 +12,8 @@
  * to the results folder.
  *
  * Options:
- *   --quick              few sizes, short rounds (the CI smoke test)
+ *   --quick              few sizes, short rounds, no JIT warm-up: checks that the harness
+ *                        runs (the CI smoke test); its figures are no measurements
  *   --sizes=10,1KiB,...  message sizes (default 10 B .. 1 GiB; 10GiB on request)
  *   --budget-ms=N        measured time per case (default 500; warm-up adds a quarter, and
  *                        at least 0.6 s for messages up to 64 KiB)

@@ -218,9 +218,13 @@ export function renderMarkdown(results: Results): string {
     results.small.some((r) => (r.passes ?? 1) > 1);
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
     `rounds after a warm-up` + (passed ? ` (in passes: see below)` : "") +
-    (o.quick ? "" : ` (at least ${JIT_WARM_MS / 1000} s for messages up to ` +
-      `${formatSize(JIT_PACED_SIZE)}, whose rate V8's optimizing compiler sets: a stream of ` +
-      `them runs at about half speed for its first 0.3-0.4 s)`) +
+    (o.quick
+      ? " (--quick: a smoke test of the harness. Its rounds are short and its small messages " +
+        "get no JIT warm-up, so its figures, and the target verdicts drawn from them, are no " +
+        "measurements)"
+      : ` (at least ${JIT_WARM_MS / 1000} s for messages up to ` +
+        `${formatSize(JIT_PACED_SIZE)}, whose rate V8's optimizing compiler sets: a stream of ` +
+        `them runs at about half speed for its first 0.3-0.4 s)`) +
     `; every case runs in fresh processes.` +
     (passes > 1 && passed
       ? ` Cases up to 10 MiB${

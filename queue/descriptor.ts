@@ -24,7 +24,8 @@ export const DESCRIPTOR_VERSION = 1;
 export interface QueueDescriptor {
   /** Descriptor format version. */
   readonly shmq: 1;
-  /** The end it was taken from (informational: either end's descriptor opens either end). */
+  /** The end it was taken from. `openSender` and `openReceiver` open either end from either
+   * end's descriptor; `spawnActor` and `spawnWorker` open this end in the actor. */
   readonly end: "sender" | "receiver";
   /** The queue's shared-memory name: `/shmq-` and 32 hex digits. */
   readonly name: string;
