@@ -442,13 +442,21 @@ export class SharedQueue {
       const tail = u32[L.C_TAIL >> 2];
       const span = this.#slotsFrom(tail);
       for (let k = 0; k < span; k++) {
-        const s = L.slotOffset((tail + k) & this.#mask);
-        const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+        const slot = (tail + k) & this.#mask;
+        const s = L.slotOffset(slot);
         if (
-          (state === L.SlotState.Ready || state === L.SlotState.Taken ||
-            state === L.SlotState.Prefetched) &&
-          u32[(s + L.S_SENDER) >> 2] === this.#self &&
-          u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen
+          u32[(s + L.S_SENDER) >> 2] !== this.#self ||
+          u32[(s + L.S_SENDER_GEN) >> 2] !== this.#selfGen
+        ) {
+          continue;
+        }
+        const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+        // Released since the settle above (receivers release without the lock): its ack is
+        // still to come, and would count once more after the store below. Booked now.
+        if (state === L.SlotState.Released) this.#doneLocked(slot, state);
+        else if (
+          state === L.SlotState.Ready || state === L.SlotState.Taken ||
+          state === L.SlotState.Prefetched || state === L.SlotState.Claimed
         ) {
           return false;
         }
