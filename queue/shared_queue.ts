@@ -2142,6 +2142,9 @@ export class SharedQueue {
     const arenaHead = this.#f64[L.C_ARENA_HEAD >> 3];
     let inFlight = 0;
     let unsettled = 0;
+    // Receivers release without the lock, and count a release after it: one counted while
+    // this scan runs, its slot passed already, must not be lost to the store of the result.
+    const unsettledBefore = Atomics.load(i32, L.W_UNSETTLED >> 2);
     const used = new Set<number>();
     for (let k = 0; k < this.#ringSize; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
@@ -2170,7 +2173,9 @@ export class SharedQueue {
       }
     }
     u32[L.C_IN_FLIGHT >> 2] = inFlight;
-    Atomics.store(i32, L.W_UNSETTLED >> 2, unsettled);
+    // Releases counted since the scan began come on top (some the scan saw too: a count
+    // ahead only costs a settle one scan of the ring, see #settleLocked).
+    Atomics.add(i32, L.W_UNSETTLED >> 2, unsettled - unsettledBefore);
     this.#extensionTable.idleUnusedLocked(used);
     u32[L.C_LIVE_SENDERS >> 2] = this.#participants.count(L.ParticipantKind.Sender);
     u32[L.C_LIVE_RECEIVERS >> 2] = this.#participants.count(L.ParticipantKind.Receiver);
