@@ -11,6 +11,7 @@ import { Sender } from "./sender.ts";
 import { SharedQueue } from "./shared_queue.ts";
 import { sweepStaleQueues } from "./sweep.ts";
 import { namingCall } from "./errors.ts";
+import { refuseIfStopped } from "./stop.ts";
 
 /** Later ends sweep again at most this often: a long-running process then also removes what
  * its killed children's own queues left, while a loop that makes many small queues pays for a
@@ -75,6 +76,7 @@ export type SharedMemoryPair = [sender: Sender, receiver: Receiver] & Disposable
  * ```
  */
 export function createSharedMemoryPair(options?: QueueOptions): SharedMemoryPair {
+  refuseIfStopped("createSharedMemoryPair");
   const geometry = resolveOptions(options);
   sweepNowAndThen();
   try {
@@ -119,6 +121,7 @@ export function createSharedMemoryPair(options?: QueueOptions): SharedMemoryPair
  * ```
  */
 export function openSender(descriptor: QueueDescriptor | string): Sender {
+  refuseIfStopped("openSender");
   const { name } = parseDescriptor(descriptor, "openSender");
   try {
     return new Sender(SharedQueue.open(name, "sender"));
@@ -149,6 +152,7 @@ export function openSender(descriptor: QueueDescriptor | string): Sender {
  * ```
  */
 export function openReceiver(descriptor: QueueDescriptor | string): Receiver {
+  refuseIfStopped("openReceiver");
   const { name } = parseDescriptor(descriptor, "openReceiver");
   try {
     return new Receiver(SharedQueue.open(name, "receiver"));

@@ -6,10 +6,14 @@
  * there unread, and Deno does not stop such a thread either. The handle also raises a word in
  * shared memory; those calls check it on entry and between wait slices, and once it is raised
  * every end of the Worker is closed there and then: the call throws `ClosedError`, and the
- * Worker's loop ends.
+ * Worker's loop ends. The stop holds for good: a loop that catches the error and opens a new
+ * end is refused that end (see {@linkcode refuseIfStopped}), and the calls of any end it
+ * opened otherwise close it again.
  *
  * @module
  */
+
+import { ClosedError } from "./errors.ts";
 
 /** What a raised word asks for: `WorkerHandle.close()` a clean close of every end. */
 export const STOP_CLOSE = 1;
@@ -19,8 +23,8 @@ export const STOP_TERMINATED = 2;
 
 let request: { word: Int32Array; stop: (how: number) => void } | undefined;
 
-/** Registers `stop` to run (once) when `word[0]` becomes nonzero, with that value. One
- * request per thread. */
+/** Registers `stop` to run when `word[0]` becomes nonzero, with that value: at the first
+ * sync call that sees it, and at every one after. One request per thread. */
 export function onStopRequest(word: Int32Array, stop: (how: number) => void): void {
   request = { word, stop };
 }
@@ -31,9 +35,19 @@ export function stopIfRequested(): void {
   if (r === undefined) return;
   const how = Atomics.load(r.word, 0);
   if (how === 0) return;
-  request = undefined;
   stopped = true;
   r.stop(how);
+}
+
+/** Throws ClosedError naming `caller` once this thread was asked to stop: a Worker that a
+ * `WorkerHandle.close()` or `terminate()` stopped opens no queue end again. */
+export function refuseIfStopped(caller: string): void {
+  stopIfRequested();
+  if (!stopped) return;
+  throw new ClosedError(
+    `${caller}: this Worker was stopped by WorkerHandle.close() or terminate(), and opens no ` +
+      "queue ends any more",
+  );
 }
 
 let stopped = false;

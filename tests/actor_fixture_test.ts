@@ -467,6 +467,27 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     }
   },
 
+  /** Loops on getSync; on a ClosedError opens its receiver again from the descriptor, and
+   * ends when that open is refused. */
+  async reopenLoop() {
+    const { queues } = await workerContext({ queues: { in: "receiver" } });
+    const descriptor = queues.in.descriptor;
+    let inbox = queues.in;
+    for (;;) {
+      try {
+        inbox.getSync({ timeout: 50 });
+      } catch (error) {
+        if (error instanceof EmptyError) continue;
+        if (!(error instanceof ClosedError)) throw error;
+        try {
+          inbox = openReceiver(descriptor);
+        } catch {
+          return;
+        }
+      }
+    }
+  },
+
   /** Opens its receiver, then fails with an uncaught error. */
   async throwsLater() {
     await workerContext({ queues: { inbox: "receiver" } });

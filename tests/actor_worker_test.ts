@@ -10,6 +10,7 @@ import {
   ActorError,
   ClosedError,
   createSharedMemoryPair,
+  FullError,
   NdArray,
   openReceiver,
   type Receiver,
@@ -360,6 +361,36 @@ Deno.test(
         (e) => e instanceof ClosedError && e.reason === "no-receivers",
       );
       ownSender.close();
+      jobs.close();
+    }
+  }),
+);
+
+Deno.test(
+  "close() and terminate() stop a Worker for good: one that catches the ClosedError and opens its receiver again takes nothing more",
+  clean(async () => {
+    for (const how of ["close", "terminate"] as const) {
+      const [jobs, inbox] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+      const worker = await spawnWorker(FIXTURE, {
+        name: "reopenLoop",
+        queues: { in: inbox },
+        transfer: true,
+      });
+      for (let i = 0; i < 8; i++) await jobs.put(i, { timeout: 5000 });
+      await jobs.waitForAllAck({ timeout: 5000 });
+      if (how === "close") await worker.close({ timeout: 5000 });
+      else worker.terminate();
+      // Before: the stop held for one call; the Worker's new receiver took all 20.
+      let put = 0;
+      try {
+        for (; put < 20; put++) await jobs.put(put, { timeout: 300 });
+      } catch (error) {
+        assert.ok(
+          error instanceof ClosedError || error instanceof FullError,
+          `${how}: ${error}`,
+        );
+      }
+      assert.ok(put <= 4, `${how}: ${put} messages put after the stop`);
       jobs.close();
     }
   }),
