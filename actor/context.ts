@@ -174,7 +174,7 @@ async function handOver(
   leaves: boolean,
   parent: number,
 ): Promise<{ queues: Record<string, QueueEnd>; args: unknown }> {
-  const handoff = await readHandoff(caller);
+  const { handoff, stopAsked } = await readHandoff(caller);
   let control: Sender | undefined;
   if (handoff.control !== undefined) control = openSender(handoff.control as QueueDescriptor);
   let queues: Record<string, QueueEnd>;
@@ -201,7 +201,7 @@ async function handOver(
   // The watchdog does, and misses nothing: a parent gone before it starts has closed stdin.
   stopWatchingParent();
   // Started after the report, so that it does not delay the parent.
-  if (leaves) await startWatchdog(queues, parent);
+  if (leaves) await startWatchdog(queues, parent, stopAsked);
   return { queues, args };
 }
 
@@ -224,8 +224,12 @@ interface Handoff {
   args?: unknown;
 }
 
-/** Reads the one handoff line from stdin, and not a byte more. */
-async function readHandoff(caller: string): Promise<Handoff> {
+/** Reads the one handoff line from stdin, and whatever came in the same read: bytes after it
+ * are a stop request (ActorHandle.stop right after the start), which the watchdog must not
+ * miss, or it takes the end of stdin that follows for its parent gone, and waits for that. */
+export async function readHandoff(
+  caller: string,
+): Promise<{ handoff: Handoff; stopAsked: boolean }> {
   const chunks: Uint8Array[] = [];
   let total = 0;
   const buffer = new Uint8Array(64 * 1024);
@@ -254,9 +258,11 @@ async function readHandoff(caller: string): Promise<Handoff> {
     bytes.set(chunk, at);
     at += chunk.length;
   }
+  const line = bytes.indexOf(0x0a);
+  const stopAsked = line < total - 1;
   let value: Handoff;
   try {
-    value = JSON.parse(new TextDecoder().decode(bytes));
+    value = JSON.parse(new TextDecoder().decode(bytes.subarray(0, line)));
   } catch {
     throw new ActorError(`${caller}: stdin did not carry a spawnActor handoff`);
   }
@@ -265,7 +271,7 @@ async function readHandoff(caller: string): Promise<Handoff> {
       `${caller}: stdin did not carry a spawnActor handoff of version ${HANDOFF_VERSION}`,
     );
   }
-  return value;
+  return { handoff: value, stopAsked };
 }
 
 const PREFIX_BYTES = new TextEncoder().encode(HANDOFF_PREFIX);
@@ -291,7 +297,7 @@ const WATCHDOG = `
 const { parentPort, workerData } = require("node:worker_threads");
 (async () => {
   const buffer = new Uint8Array(4096);
-  let asked = false;
+  let asked = workerData.asked;
   try {
     for (let n; (n = await Deno.stdin.read(buffer)) !== null;) if (n > 0) asked = true;
   } catch {}
@@ -341,14 +347,18 @@ function awaitParentGone(parent: number, handle: number | undefined, ms: number)
   while (Deno.ppid === parent && performance.now() < deadline) Atomics.wait(nap, 0, 0, 1);
 }
 
-async function startWatchdog(queues: Record<string, QueueEnd>, parent: number): Promise<void> {
+async function startWatchdog(
+  queues: Record<string, QueueEnd>,
+  parent: number,
+  stopAsked: boolean,
+): Promise<void> {
   const { Worker } = await import("node:worker_threads");
   // Raised by the watchdog as it finds stdin closed, before its message can arrive: 1 when
   // the parent went away, 2 when it asked the actor to stop (ActorHandle.stop: a byte first).
   const gone = new Int32Array(new SharedArrayBuffer(4));
   const watchdog = new Worker(WATCHDOG, {
     eval: true,
-    workerData: { graceMs: PARENT_GONE_GRACE_MS, gone },
+    workerData: { graceMs: PARENT_GONE_GRACE_MS, gone, asked: stopAsked },
     name: "shmq actor watchdog",
   });
   watchdog.unref();

@@ -245,8 +245,9 @@ export class ActorHandle implements AsyncDisposable {
   readonly #stderr: StartupOutput | undefined;
   #running = true;
   #stdinClosed = false;
-  /** The handoff line is in the pipe: a byte written now cannot wait behind it. */
-  #handoffWritten = false;
+  /** The handoff line is written, or queued on the writer: a byte written now comes after it
+   * (the actor reads the two apart, see readHandoff), never before it. */
+  #handoffQueued = false;
 
   /** @internal Made by `spawnActor`. */
   constructor(child: Deno.ChildProcess, piped: { stdout: boolean; stderr: boolean }) {
@@ -285,7 +286,8 @@ export class ActorHandle implements AsyncDisposable {
           OUTPUT_TAIL_BYTES,
         ) ?? Promise.resolve(""),
       writeHandoff: (bytes) => {
-        this.#stdin.write(bytes).then(() => this.#handoffWritten = true, () => {
+        this.#handoffQueued = true;
+        this.#stdin.write(bytes).catch(() => {
           // The actor exited without reading it: its status says why.
         });
       },
@@ -404,7 +406,7 @@ export class ActorHandle implements AsyncDisposable {
   #closeStdin(ask = false): void {
     if (this.#stdinClosed) return;
     this.#stdinClosed = true;
-    if (ask && this.#handoffWritten) {
+    if (ask && this.#handoffQueued) {
       this.#stdin.write(STOP_BYTE).catch(() => {});
       this.#stdin.close().catch(() => {});
     } else this.#stdin.abort().catch(() => {});

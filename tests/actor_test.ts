@@ -20,6 +20,7 @@ import {
 import { native } from "../ffi/loader.ts";
 import { pidAlive } from "../ffi/native.ts";
 import { type ActorPermissions, permissionFlags } from "../actor/spawn.ts";
+import { HANDOFF_VERSION } from "../actor/protocol.ts";
 import {
   type Echo,
   FIXTURE,
@@ -249,6 +250,36 @@ Deno.test("actorContext() in a process spawnActor did not start fails at once, t
     } finally {
       await child.stdin.close().catch(() => {});
     }
+  }
+});
+
+Deno.test("a stop request read with the handoff is seen as one (stop() right after spawnActor)", async () => {
+  // Before: the stop byte came in the handoff's read and was taken for trailing space; the
+  // watchdog then saw stdin end with nothing read, took its parent for gone, and waited up to
+  // 0.5 s for a parent that lived on.
+  const context = JSON.stringify(new URL("../actor/context.ts", import.meta.url).href);
+  const line = JSON.stringify({ shmqActor: HANDOFF_VERSION, queues: {} }) + "\n";
+  for (const [input, asked] of [[line, false], [line + "\n", true]] as const) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { readHandoff } from ${context};
+        const { handoff, stopAsked } = await readHandoff("t");
+        console.log(JSON.stringify({ version: handoff.shmqActor, stopAsked }));`,
+      ],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(input)); // one write: one read
+    await writer.close();
+    const { code, stdout } = await child.output();
+    assert.equal(code, 0);
+    assert.deepEqual(JSON.parse(new TextDecoder().decode(stdout)), {
+      version: HANDOFF_VERSION,
+      stopAsked: asked,
+    });
   }
 });
 
