@@ -874,8 +874,15 @@ function envOption(env: unknown, caller: string): Record<string, string> {
   }
   const copy: Record<string, string> = {};
   for (const [name, value] of Object.entries(env)) {
+    // What the environment cannot carry, refused by name rather than by the spawn.
+    if (name === "" || /[=\0]/.test(name)) {
+      throw new TypeError(`${caller}: env has a name the environment cannot hold: ${shown(name)}`);
+    }
     if (typeof value !== "string") {
       throw new TypeError(`${caller}: env.${name} must be a string, got ${shown(value)}`);
+    }
+    if (value.includes("\0")) {
+      throw new TypeError(`${caller}: env.${name} holds a NUL character, which no process gets`);
     }
     copy[name] = value;
   }
@@ -894,6 +901,10 @@ function stringList(list: readonly string[] | undefined, what: string, caller: s
   if (list === undefined) return [];
   if (!Array.isArray(list) || list.some((s) => typeof s !== "string")) {
     throw new TypeError(`${caller}: ${what} must be a list of strings`);
+  }
+  const nul = list.findIndex((s) => s.includes("\0"));
+  if (nul >= 0) {
+    throw new TypeError(`${caller}: ${what}[${nul}] holds a NUL character, which no process gets`);
   }
   return [...list];
 }

@@ -86,6 +86,11 @@ Deno.test("actor and Worker options of the wrong type are refused by name before
       [{ env: { X: 1 } }, /env\.X must be a string, got 1/],
       [{ env: ["X=1"] }, /env must be an object of names to strings, got an array/],
       [{ cwd: 5 }, /cwd must be a path or a file: URL, got 5/],
+      // Before: Deno's "nul byte found in provided data", naming neither call nor option.
+      [{ env: { X: "a\0b" } }, /env\.X holds a NUL character/],
+      [{ env: { "A=B": "1" } }, /env has a name the environment cannot hold: the string "A=B"/],
+      [{ argv: ["ok", "a\0"] }, /argv\[1\] holds a NUL character/],
+      [{ denoArgs: ["--v8-flags=\0"] }, /denoArgs\[0\] holds a NUL character/],
       // Before: a TypeError from deep inside, after the process had started.
       [{ signal: { throwIfAborted() {} } }, /signal must be an AbortSignal/],
       [{ signal: Object.create(AbortSignal.prototype) }, /signal must be an AbortSignal/],
