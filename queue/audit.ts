@@ -79,7 +79,7 @@ export class Audit {
     const arenaHead = f64[L.C_ARENA_HEAD >> 3];
     let inFlight = 0;
     // Extensions that messages in flight are in (bit i: extension i).
-    let used = 0;
+    const used = new Uint8Array(L.MAX_EXTENSIONS); // 1: carries a message in flight
     for (let k = 0; k < span; k++) {
       const slot = (tail + k) & this.#mask;
       const s = L.slotOffset(slot);
@@ -125,7 +125,7 @@ export class Audit {
           ) {
             return `slot ${slot} has a message in extension ${segment - 1}, not its own`;
           }
-          used |= 1 << (segment - 1);
+          used[segment - 1] = 1;
         }
         continue;
       }
@@ -142,7 +142,7 @@ export class Audit {
     // An extension goes idle with its message (see SharedQueue's #creditLocked): one busy with
     // none would hold its share of the byte budget for good.
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      if (extensions.state(i) === L.ExtensionState.Busy && (used & (1 << i)) === 0) {
+      if (extensions.state(i) === L.ExtensionState.Busy && used[i] === 0) {
         return `extension ${i} is busy with no message in it`;
       }
     }

@@ -111,7 +111,12 @@ export class ExtensionTable {
 
   /** Marks extension `index` busy: a message is placed in it. */
   busyLocked(index: number): void {
-    this.#u32[(L.extensionOffset(index) + L.E_STATE) >> 2] = L.ExtensionState.Busy;
+    this.#setStateLocked(index, L.ExtensionState.Busy);
+  }
+
+  /** Whether any extension carries a message (by the count, see L.C_EXTENSIONS_BUSY). */
+  get anyBusy(): boolean {
+    return this.#u32[L.C_EXTENSIONS_BUSY >> 2] !== 0;
   }
 
   /** Gives the empty extension `index` a new segment of `size` bytes, at a new generation,
@@ -123,18 +128,34 @@ export class ExtensionTable {
 
   /** Marks extension `index` idle: no message uses it from now on. */
   idleLocked(index: number): void {
-    const e = L.extensionOffset(index);
-    this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Idle;
-    this.#f64[(e + L.E_IDLE_SINCE) >> 3] = Date.now();
+    this.#setStateLocked(index, L.ExtensionState.Idle);
+    this.#f64[(L.extensionOffset(index) + L.E_IDLE_SINCE) >> 3] = Date.now();
   }
 
   /** Marks idle every busy extension not in `used` (the extensions of the messages in
-   * flight): a holder killed mid-section may have left one busy for no slot. */
+   * flight): a holder killed mid-section may have left one busy for no slot. Then counts the
+   * busy ones afresh. */
   idleUnusedLocked(used: ReadonlySet<number>): void {
+    let busy = 0;
     for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
       const at = (L.extensionOffset(i) + L.E_STATE) >> 2;
-      if (this.#u32[at] === L.ExtensionState.Busy && !used.has(i)) this.idleLocked(i);
+      if (this.#u32[at] !== L.ExtensionState.Busy) continue;
+      if (used.has(i)) busy++;
+      else this.idleLocked(i);
     }
+    this.#u32[L.C_EXTENSIONS_BUSY >> 2] = busy;
+  }
+
+  /** Sets extension `index`'s state, and the count of busy ones with it. */
+  #setStateLocked(index: number, state: number): void {
+    const at = (L.extensionOffset(index) + L.E_STATE) >> 2;
+    const was = this.#u32[at];
+    this.#u32[at] = state;
+    if ((was === L.ExtensionState.Busy) === (state === L.ExtensionState.Busy)) return;
+    const count = L.C_EXTENSIONS_BUSY >> 2;
+    if (state === L.ExtensionState.Busy) {
+      this.#u32[count] = Math.min(this.#u32[count] + 1, L.MAX_EXTENSIONS);
+    } else if (this.#u32[count] > 0) this.#u32[count]--;
   }
 
   /**
@@ -243,7 +264,7 @@ export class ExtensionTable {
       f64[L.C_SHM_DROPPED_AT >> 3] = now;
     }
     this.#renewLocked(index);
-    this.#u32[(e + L.E_STATE) >> 2] = L.ExtensionState.Empty;
+    this.#setStateLocked(index, L.ExtensionState.Empty);
     this.#f64[(e + L.E_SIZE) >> 3] = 0;
   }
 

@@ -23,11 +23,12 @@
  *              │ many of each died, the extensions' name salt (set once),     │
  *              │ segments dropped lately (bytes, when), how long idle         │
  *              │ extensions are kept (set once), the claim of a put waiting   │
- *              │ for budget (bytes, by, gen, when), the settle under way      │
+ *              │ for budget (bytes, by, gen, when), the settle under way,     │
+ *              │ how many extensions carry a message                          │
  *  byte 448    ├──────────────────────────────────────────────────────────────┤
  *              │ extension table: MAX_EXTENSIONS × 32 B                       │
  *              │   {state, gen, size, idle since, slot}                       │
- *  byte 960    ├──────────────────────────────────────────────────────────────┤
+ *  byte 2496   ├──────────────────────────────────────────────────────────────┤
  *              │ participant table: MAX_PARTICIPANTS × 64 B                   │
  *              │   {kind, gen, pid, acked, fd, tid, process, thread start,    │
  *              │    pid namespace, time namespace, waiting, ack waiting}      │
@@ -155,11 +156,18 @@ export const C_CLAIM_AT = 392; // f64: `Date.now()` of the claim's last renewal
  * one short for good, and the end that takes the lock over can finish the count. */
 export const C_CREDITING_SLOT = 400;
 export const C_CREDIT_BASE = 408; // f64
+/** u32: extension entries that are Busy, kept with their states (see ExtensionTable), so that
+ * a put into the arena learns whether any message is in an extension without a scan of the
+ * table. A count gone wrong (a forged word) costs settles, never a message; a recount after a
+ * lock takeover sets it from the table. */
+export const C_EXTENSIONS_BUSY = 416;
 
 // Extension table.
 export const EXTENSIONS_OFFSET = 448;
 export const EXTENSION_STRIDE = 32;
-export const MAX_EXTENSIONS = 16;
+/** Extension messages in flight at once, at most: a receiver holding more leases of them
+ * than this (a replay buffer) would hold back every sender of one (16 did, at capacity 32). */
+export const MAX_EXTENSIONS = 64;
 export const E_STATE = 0; // u32: ExtensionState
 export const E_GEN = 4; // u32: bumped whenever the segment behind the entry is replaced
 export const E_SIZE = 8; // f64: byte size of the segment

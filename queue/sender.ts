@@ -7,7 +7,7 @@
 import { encodeInto, type EncodePlan, planEncode } from "../codec/mod.ts";
 import { decodeBytes } from "../codec/decode.ts";
 import { ClosedError, FullError, namingCall } from "./errors.ts";
-import { MAX_MESSAGE_SIZE } from "./layout.ts";
+import { MAX_EXTENSIONS, MAX_MESSAGE_SIZE } from "./layout.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { cancelOnClose, Draft } from "./lease.ts";
 import { type Reservation, SharedQueue } from "./shared_queue.ts";
@@ -809,8 +809,15 @@ export class Sender implements Disposable {
       );
     }
     const queue = this.#queue;
-    const { inFlight, extensionBytes, byteBudget, arenaHeld, claimedByOthers, waitingForShm } =
-      queue.usage();
+    const {
+      inFlight,
+      extensionBytes,
+      byteBudget,
+      arenaHeld,
+      claimedByOthers,
+      waitingForShm,
+      waitingForExtension,
+    } = queue.usage();
     const capacity = queue.capacity;
     const why = waitingForShm !== undefined && !queue.fitsArena(byteLength)
       ? `/dev/shm has ${waitingForShm.free} bytes free for a ${waitingForShm.size}-byte ` +
@@ -823,6 +830,10 @@ export class Sender implements Disposable {
       ? `the oldest unreleased message (a lease not yet released, or a draft not yet sent) ` +
         `holds back the queue's ${queue.ringSize} slots, which are reused in order: release ` +
         `it, or send or cancel the draft`
+      : waitingForExtension && !queue.fitsArena(byteLength)
+      ? `all ${MAX_EXTENSIONS} extension segments carry messages in flight (each message of ` +
+        `over ${queue.largestArenaMessage} bytes, a quarter of the arena, holds one until it ` +
+        `is released)`
       : queue.fitsArena(byteLength)
       ? `the arena has no room for this ${byteLength}-byte message: unreleased messages ` +
         `hold ${arenaHeld} of its ${queue.arenaSize} bytes`

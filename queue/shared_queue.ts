@@ -176,6 +176,8 @@ export class SharedQueue {
   /** The last reservation waits for /dev/shm to have room for a new extension of `size`
    * bytes, with `free` free then (see #chooseExtensionLocked). */
   #waitingForShm: { size: number; free: number } | undefined;
+  /** The last reservation found every extension entry carrying a message in flight. */
+  #waitingForExtension = false;
   /** This end dropped idle extension segments for a new one of `size` bytes, whose memory
    * comes back once every end has unmapped them: until `until`, the segment waits for that
    * (see #roomInShmLocked). */
@@ -499,6 +501,7 @@ export class SharedQueue {
     arenaHeld: number;
     claimedByOthers: number;
     waitingForShm: { size: number; free: number } | undefined;
+    waitingForExtension: boolean;
   } {
     const extensionBytes = this.#extensionTable.bytes(true);
     // Read without the lock: a figure for messages, not for decisions.
@@ -511,6 +514,7 @@ export class SharedQueue {
       arenaHeld,
       claimedByOthers,
       waitingForShm: this.#waitingForShm,
+      waitingForExtension: this.#waitingForExtension,
     };
   }
 
@@ -580,7 +584,12 @@ export class SharedQueue {
 
   /** Whether a message of `length` encoded bytes goes to the arena (else an extension). */
   fitsArena(length: number): boolean {
-    return length <= this.arenaSize / ARENA_SHARE;
+    return length <= this.largestArenaMessage;
+  }
+
+  /** Messages (encoded) up to this size go in the arena, larger ones in extensions. */
+  get largestArenaMessage(): number {
+    return this.arenaSize / ARENA_SHARE;
   }
 
   // ---------------------------------------------------------------- sender side
@@ -1274,23 +1283,12 @@ export class SharedQueue {
     // getSync 1.05 -> 1.16M).
     this.#reservations++;
     const lazy = this.fitsArena(length) && this.#u32[L.C_IN_FLIGHT >> 2] * 2 < this.capacity &&
-      !this.#anyExtensionBusy();
+      !this.#extensionTable.anyBusy;
     if (!lazy) this.#settleLocked();
     const reservation = this.#reserveNowLocked(length, deadline, holdsDrafts);
     if (reservation !== undefined || !lazy) return reservation;
     this.#settleLocked();
     return this.#reserveNowLocked(length, deadline, holdsDrafts);
-  }
-
-  /** Whether any extension segment holds a message (or is settling one). Read here rather
-   * than through the ExtensionTable: every arena put that finds the queue less than half full
-   * asks (see #reserveLocked), and the put path takes no extra hop for extensions. */
-  #anyExtensionBusy(): boolean {
-    const u32 = this.#u32;
-    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
-      if (u32[(L.extensionOffset(i) + L.E_STATE) >> 2] === L.ExtensionState.Busy) return true;
-    }
-    return false;
   }
 
   /** {@linkcode #reserveLocked} with the releases settled as far as the caller wanted. */
@@ -1300,6 +1298,7 @@ export class SharedQueue {
     holdsDrafts: boolean,
   ): Reservation | undefined {
     this.#waitingForShm = undefined; // set again below when this attempt waits for /dev/shm
+    this.#waitingForExtension = false;
     const u32 = this.#u32;
     const f64 = this.#f64;
     const inFlight = u32[L.C_IN_FLIGHT >> 2];
@@ -1457,7 +1456,10 @@ export class SharedQueue {
         table.dropLocked(i);
         if (empty < 0 || i < empty) empty = i;
       }
-      if (empty < 0) return undefined; // Every entry carries a message in flight.
+      if (empty < 0) {
+        this.#waitingForExtension = true; // Every entry carries a message in flight.
+        return undefined;
+      }
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
       const writing = this.#extensionsBeingWrittenLocked();
       const shmFree = shmFreeBytes();

@@ -790,6 +790,45 @@ Deno.test("large messages are bounded by capacity and the byte budget only, not 
     for (let i = 8; i < 12; i++) assert.equal(r.getSync<Uint8Array>()[0], i);
   }));
 
+Deno.test("as many extension messages as there are extension segments may be in flight, and the put after them says why it waits", () =>
+  withoutLeaks(() => {
+    // 20 KiB messages travel in extension segments (over a quarter of the 64 KiB arena). Before,
+    // 16 could be in flight, and the 17th put waited though capacity and budget had room,
+    // with a FullError that blamed the byte budget.
+    const [s, r] = createSharedMemoryPair({
+      capacity: L.MAX_EXTENSIONS + 16,
+      arenaBytes: 64 << 10,
+    });
+    using _s = s;
+    using _r = r;
+    const big = (i: number) => new Uint8Array(20 << 10).fill(i);
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) s.putSync(big(i), { timeout: 0 });
+    assert.ok(L.MAX_EXTENSIONS >= 64);
+    assert.equal(s.hasSpace(), true, "capacity is not the limit");
+    assert.throws(
+      () => s.putSync(big(99), { timeout: 20 }),
+      (e: Error) =>
+        e instanceof FullError &&
+        e.message.includes(
+          `all ${L.MAX_EXTENSIONS} extension segments carry messages in flight (each message ` +
+            `of over 16384 bytes, a quarter of the arena, holds one until it is released)`,
+        ),
+    );
+    // Messages for the arena still go.
+    s.putSync(new Uint8Array(100).fill(7), { timeout: 0 });
+    // One released, one more goes.
+    assert.equal(r.getSync<Uint8Array>()[0], 0);
+    s.putSync(big(L.MAX_EXTENSIONS), { timeout: 1000 });
+    for (let i = 1; i < L.MAX_EXTENSIONS; i++) assert.equal(r.getSync<Uint8Array>()[0], i);
+    assert.equal(r.getSync<Uint8Array>()[0], 7);
+    const last = r.getSync<Uint8Array>();
+    assert.deepEqual([last.length, last[0], last[last.length - 1]], [
+      20 << 10,
+      L.MAX_EXTENSIONS,
+      L.MAX_EXTENSIONS,
+    ]);
+  }));
+
 Deno.test("a put waiting for the byte budget is not overtaken by smaller extension messages", () =>
   withoutLeaks(async () => {
     using q = budgetQueue();
