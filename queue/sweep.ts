@@ -87,10 +87,13 @@ export function sweepWithGrace(unfinishedGraceMs: number): SweepResult {
   return { removed };
 }
 
-/** Unlinks `/name`; false when it was gone already or cannot be removed (another user's
- * entry, a directory): what the sweep cannot remove, it leaves. */
+/** Unlinks `/name` if it is one of this user's segments; false when it was gone already or
+ * is not (another user's entry, a directory, a file others may open): what the sweep cannot
+ * open as its own, it leaves. Even as root: root may unlink any user's entry, and the sticky
+ * bit of /dev/shm, which stops everyone else, does not stop it. */
 function unlinked(name: string): boolean {
   try {
+    native.closeFd(native.shmOpen(`/${name}`)); // refuses what is not this user's (EPERM)
     return native.shmUnlink(`/${name}`, { missingOk: true });
   } catch {
     return false;

@@ -342,6 +342,26 @@ Deno.test("the sweep passes over a queue's name it may not open, and leaves it",
   }
 });
 
+Deno.test("the sweep leaves an extension without its queue that is not this user's to open", () => {
+  // Another user's orphan, or one open to others (as here): shm_open refuses it. Before, the
+  // sweep unlinked orphans unchecked, which root may do to any user's entry.
+  const id = crypto.randomUUID().replaceAll("-", "");
+  const name = `/shmq-${id}-x3-1-0123456789abcdef`;
+  native.closeFd(native.shmCreate(name, 4096));
+  try {
+    const chmod = new Deno.Command("chmod", { args: ["644", `/dev/shm${name}`] }).outputSync();
+    assert.ok(chmod.success, "chmod 644");
+    const { removed } = sweepStaleQueues();
+    assert.ok(!removed.includes(name.slice(1)), "swept");
+    assert.deepEqual(native.shmList(name), [name.slice(1)], "left where it is");
+    // This user's own orphan goes.
+    Deno.chmodSync(`/dev/shm${name}`, 0o600);
+    assert.ok(sweepStaleQueues().removed.includes(name.slice(1)), "its own orphan swept");
+  } finally {
+    native.shmUnlink(name, { missingOk: true });
+  }
+});
+
 /** Mode bits of /dev/shm entries, through stat(1): Deno wants --allow-all to stat /dev. */
 async function modes(names: string[]): Promise<string[]> {
   const out = await new Deno.Command("stat", {
