@@ -294,6 +294,7 @@ async function makeDir(path: string): Promise<void> {
  * This process's uid, when it can be told without asking for a permission: `Deno.uid()`
  * needs `--allow-sys=uid`, else the owner of a file made in `dir`, else in the temporary
  * directory (where the fallback copy goes anyway). Undefined when none of these works.
+ * (Not the owner of /proc/self: Deno lets only --allow-all stat it.)
  */
 async function ownUid(dir: string): Promise<number | undefined> {
   try {
@@ -323,7 +324,8 @@ async function ownUid(dir: string): Promise<number | undefined> {
  * this user (`uid`) or root, or one others may write to, unless root owns it with the sticky
  * bit (as /tmp), where they cannot rename what is ours. One of this user's own that others may
  * write to (as older versions, or a umask of 002, made them) is given `mode`. When `uid` is
- * unknown, only the mode is checked.
+ * unknown, only root's levels are used: another user's 0755 cache would pass every check of
+ * the modes, and its owner could swap the file between its check and its opening.
  */
 async function makePrivate(path: string, uid: number | undefined, mode: number): Promise<void> {
   const st = await Deno.lstat(path);
@@ -336,6 +338,12 @@ async function makePrivate(path: string, uid: number | undefined, mode: number):
   if (st.isSymlink) refuse("is a symlink");
   if (uid !== undefined && owner !== uid && owner !== 0) {
     refuse(`belongs to another user (uid ${owner})`);
+  }
+  if (uid === undefined && owner !== 0) {
+    refuse(
+      `belongs to uid ${owner}, and this process cannot tell its own uid (grant ` +
+        "--allow-sys=uid, or --allow-write for it)",
+    );
   }
   if (!loose) return;
   if (uid === undefined || owner !== uid) refuse("is writable by other users");

@@ -215,6 +215,31 @@ Deno.test("a loose cache of this user is made private; one of another user is no
     assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
     assert.deepEqual([...Deno.readDirSync(`${foreign}/shmq`)], [], "something made in it");
+
+    // Another user's filled cache (0755, the file 0644), read by a process that may write
+    // nowhere and has no --allow-sys=uid. Before, no probe file could tell its uid, only the
+    // modes were checked, and the other user's file was opened (which its owner could swap
+    // between the check and the opening).
+    const filled = `${dir}/filled`;
+    const level = `${filled}/shmq/${DIGESTS[KEY]}`;
+    await Deno.mkdir(level, { recursive: true });
+    await Deno.copyFile(`${shared}/${DIGESTS[KEY]}/libshmq.so`, `${level}/libshmq.so`);
+    for (const path of [`${filled}/shmq`, level]) {
+      await Deno.chmod(path, 0o755);
+      await Deno.chown(path, 65534, 65534);
+    }
+    await Deno.chmod(`${level}/libshmq.so`, 0o644);
+    await Deno.chown(`${level}/libshmq.so`, 65534, 65534);
+    const readOnly = await runChild(dir, `${base}/good/`, port, {
+      DENO_DIR: filled,
+      TMPDIR: tmp,
+    }, { write: `${dir}/nowhere` });
+    assert.notEqual(readOnly.code, 0, readOnly.stdout);
+    assert.match(
+      readOnly.stderr,
+      /belongs to uid 65534, and this process cannot tell its own uid \(grant --allow-sys=uid/,
+    );
+    assert.match(readOnly.stderr, /grant --allow-write/);
   }));
 
 Deno.test("a filled cache that cannot be written, or under a shared sticky directory, is used", () =>
