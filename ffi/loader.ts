@@ -477,16 +477,41 @@ async function prepareRemote(): Promise<void> {
   const shared = `${tmp.slice(0, tmp.lastIndexOf("/") + 1)}shmq-native-${
     digest.slice(0, 16)
   }-${Deno.pid}.so`;
+  let linked = false;
   try {
     await Deno.writeFile(tmp, bytes);
-    await Deno.rename(tmp, shared);
-    loaded ??= open(shared, "remote");
+    linked = await linkShared(tmp, shared);
+    loaded ??= open(linked ? shared : tmp, "remote");
     transientBytes = bytes;
   } catch (e) {
     throw storeError(e);
   } finally {
     await Deno.remove(tmp).catch(() => {});
-    await Deno.remove(shared).catch(() => {});
+    if (linked) await Deno.remove(shared).catch(() => {});
+  }
+}
+
+/**
+ * Gives the private copy `tmp` the process-wide name `shared`, never over a file of that name:
+ * the temporary directory is everyone's, and the name can be foretold (a rename replaced what
+ * another user had put there, and, as root, then removed it). A Worker of this process that
+ * loads at the same moment holds the name for a few milliseconds: waited for. False when the
+ * name stays taken (someone else's file): `tmp` is opened under its own name then, and Workers
+ * that load later each get a copy of their own.
+ */
+async function linkShared(tmp: string, shared: string): Promise<boolean> {
+  for (let attempt = 0;; attempt++) {
+    try {
+      await Deno.link(tmp, shared);
+      return true;
+    } catch (e) {
+      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      if (attempt === 20) {
+        console.warn(`shmq: ${shared} exists and is not this process's: not used`);
+        return false;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 }
 

@@ -430,6 +430,35 @@ Deno.test("without env permission, Workers share the parent's library, not a cop
     assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
   }));
 
+Deno.test("without env permission, a file already at the process's temporary library name is left alone", () =>
+  withServer(async ({ dir, port, base }) => {
+    // The name in the shared temporary directory can be foretold (it holds the pid). Before,
+    // the copy was renamed over what was there, and what was there removed afterwards.
+    const tmp = `${dir}/tmp`;
+    await Deno.mkdir(tmp);
+    const program = `
+      const [base, tmp, digest] = Deno.args;
+      const planted = tmp + "/shmq-native-" + digest + "-" + Deno.pid + ".so";
+      Deno.writeTextFileSync(planted, "planted");
+      const loader = await import(base + "ffi/loader.ts");
+      await import(base + "ffi/native.ts");
+      const core = loader.native();
+      console.log(JSON.stringify({ path: core.path, planted: Deno.readTextFileSync(planted) }));
+      Deno.removeSync(planted);
+    `;
+    const run = await runChild(dir, `${base}/good/`, port, { TMPDIR: tmp }, {
+      allowEnv: false,
+      program,
+      args: [tmp, DIGESTS[KEY].slice(0, 16)],
+    });
+    assert.equal(run.code, 0, run.stderr);
+    const got = JSON.parse(run.stdout);
+    assert.equal(got.planted, "planted");
+    assert.ok(got.path.startsWith(`${tmp}/shmq-native-`), got.path);
+    assert.match(run.stderr, /exists and is not this process's: not used/);
+    assert.deepEqual([...Deno.readDirSync(tmp)], [], "temp copy left behind");
+  }));
+
 Deno.test("without write permission for a cache or a temporary file, the error names both", () =>
   withServer(async ({ dir, port, base }) => {
     const run = await runChild(dir, `${base}/good/`, port, {}, { write: `${dir}/elsewhere` });
