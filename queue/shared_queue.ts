@@ -86,6 +86,11 @@ export interface TakenMessage {
 }
 
 const INT_MAX = 0x7fffffff;
+/** Thrown inside SharedQueue.create when a sweep removed the new queue's name before its maker
+ * held it: the process stood still (stopped, frozen) for the sweep's grace between the two,
+ * and the sweep rightly took the queue for a dead maker's. No peer could open it: the queue is
+ * made afresh under a new name. */
+const SWEPT_WHILE_MADE = Symbol("swept while made");
 /** Messages above this share of the arena go to an extension segment. */
 const ARENA_SHARE = 4;
 /** Extensions of one size class whose messages wait in line before a sender waits for one to
@@ -284,6 +289,7 @@ export class SharedQueue {
     try {
       // Holding the "alive" byte before the header is complete keeps sweepers away.
       holdAliveByte(fd, name);
+      if (native.fdLinks(fd) === 0) throw SWEPT_WHILE_MADE;
       main = mapFd(fd, size);
       prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
       const header: Header = {
@@ -299,6 +305,7 @@ export class SharedQueue {
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
+      if (error === SWEPT_WHILE_MADE) return SharedQueue.create(geometry, kind);
       native.shmUnlink(name, { missingOk: true });
       throw error;
     }
