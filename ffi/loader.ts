@@ -171,6 +171,16 @@ export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string>
   return hex;
 }
 
+/** Whether `path` is known to name nothing (false when this process may not look). */
+function missing(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return false;
+  } catch (e) {
+    return e instanceof Deno.errors.NotFound;
+  }
+}
+
 function filePath(url: URL): string {
   return decodeURIComponent(url.pathname);
 }
@@ -196,6 +206,11 @@ function open(path: string, source: NativeSource): NativeCore {
     const why = /failed to map segment from shared object/.test((e as Error).message)
       ? "its filesystem may be mounted noexec: set TMPDIR to a directory code may run from, " +
         "or grant --allow-env so the per-user cache directory is used"
+      : source === "env" && !path.includes("/")
+      ? `a name without a slash is looked up in the system's library path, not in the ` +
+        `working directory: give ${NATIVE_LIB_ENV} a path (./${path})`
+      : source === "env" && missing(path)
+      ? `no such file: set ${NATIVE_LIB_ENV} to the path of a libshmq.so`
       : hint;
     throw new Error(
       `shmq: cannot open the native library ${path} (from ${source}): ${(e as Error).message}; ` +

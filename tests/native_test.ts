@@ -664,6 +664,17 @@ Deno.test("SHMQ_NATIVE_LIB overrides the library; a wrong ABI version is refused
   const missing = await runLoader({ SHMQ_NATIVE_LIB: "/nonexistent/libshmq.so" });
   assert.notEqual(missing.code, 0);
   assert.match(new TextDecoder().decode(missing.stderr), /cannot open the native library/);
+  // Before, both were told to rebuild the library, which was not the matter.
+  assert.match(
+    new TextDecoder().decode(missing.stderr),
+    /no such file: set SHMQ_NATIVE_LIB to the path of a libshmq\.so/,
+  );
+  const bare = await runLoader({ SHMQ_NATIVE_LIB: "libshmq.so" });
+  assert.notEqual(bare.code, 0);
+  assert.match(
+    new TextDecoder().decode(bare.stderr),
+    /a name without a slash is looked up in the system's library path, not in the working directory: give SHMQ_NATIVE_LIB a path \(\.\/libshmq\.so\)/,
+  );
 });
 
 const zig = (() => {
