@@ -8,8 +8,9 @@
 
 /**
  * A copy of `source` into `target` of the same length, correct when the two overlap (as
- * `TypedArray.prototype.set`, which it stands in for: an array may lie in the region it is
- * encoded into).
+ * `TypedArray.prototype.set`, which it stands in for: an array may lie where it is encoded to,
+ * as a draft's arrays do. Not elsewhere in the region: what is written before the array's turn
+ * may write over it).
  */
 export type StreamingCopy = (target: Uint8Array, source: Uint8Array) => void;
 

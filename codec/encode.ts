@@ -131,6 +131,10 @@ function builtinGetter(proto: object, key: PropertyKey): (this: unknown) => unkn
   return Object.getOwnPropertyDescriptor(proto, key)!.get!;
 }
 const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
+// A Map's or Set's own Symbol.iterator (or entries) must not decide what is sent, any more
+// than an array's own length: read through the built-ins, as structuredClone does.
+const mapEntries = Map.prototype.entries;
+const setValues = Set.prototype.values;
 const typedArrayName = builtinGetter(TypedArrayPrototype, Symbol.toStringTag);
 const typedArrayBuffer = builtinGetter(TypedArrayPrototype, "buffer");
 const typedArrayByteOffset = builtinGetter(TypedArrayPrototype, "byteOffset");
@@ -373,7 +377,7 @@ function planValue(value: unknown): EncodePlan {
               const m = cur as Map<unknown, unknown>;
               items = new Array(m.size * 2);
               let i = 0;
-              for (const [k, v] of m) {
+              for (const [k, v] of mapEntries.call(m)) {
                 items[i++] = k;
                 items[i++] = v;
               }
@@ -381,7 +385,7 @@ function planValue(value: unknown): EncodePlan {
               tag = T_MAP;
             } else if (proto === Set.prototype) {
               kind = K_LIST;
-              items = Array.from(cur as Set<unknown>);
+              items = Array.from(setValues.call(cur as Set<unknown>));
               tag = T_SET;
             } else if (proto === Date.prototype) {
               ops.push(OP_F64, T_DATE, Date.prototype.getTime.call(cur));

@@ -184,7 +184,14 @@ export function reserve(
     if (!Array.isArray(size)) throw new TypeError("reserve(dtype, shape): shape must be an array");
     const shape = Object.freeze((size as readonly number[]).slice());
     const n = shapeSize(shape);
-    return makeReservation(dt, shape, null, n, n * dt.itemSize);
+    const byteLength = n * dt.itemSize;
+    if (!Number.isSafeInteger(byteLength)) {
+      throw new RangeError(
+        `reserve(dtype, shape): shape [${shape.join(", ")}] is too large (${n} × ` +
+          `${dt.itemSize} bytes is past 2^53)`,
+      );
+    }
+    return makeReservation(dt, shape, null, n, byteLength);
   }
   const code = binaryClassCode(kind);
   if (code < 0) {

@@ -178,6 +178,32 @@ Deno.test("a UTF-16 string beyond the runtime's limit is a DecodeError", async (
   assert.match(await runDeno(["eval", code]), /string too long for this runtime/);
 });
 
+Deno.test("a Map's or Set's own iterator does not decide what is encoded", () => {
+  // Before: the own Symbol.iterator was followed: Map {"real" => 1} went as {"fake" => 2}.
+  const map = new Map([["real", 1]]);
+  Object.defineProperty(map, Symbol.iterator, { value: () => [["fake", 2]][Symbol.iterator]() });
+  Object.defineProperty(map, "entries", { value: () => [["fake", 2]][Symbol.iterator]() });
+  const set = new Set([1, 2, 3]);
+  Object.defineProperty(set, Symbol.iterator, { value: () => [][Symbol.iterator]() });
+  Object.defineProperty(set, "values", { value: () => [][Symbol.iterator]() });
+  assert.deepEqual(decode(encode({ map, set })), {
+    map: new Map([["real", 1]]),
+    set: new Set([1, 2, 3]),
+  });
+});
+
+Deno.test("reserve(dtype, shape) refuses a shape whose byte length is past 2^53", () => {
+  // Before: complex128 [2^50, 3] gave a byteLength of 54043195528445950, no exact integer.
+  assert.throws(
+    () => reserve("complex128", [2 ** 50, 3]),
+    (e: Error) =>
+      e instanceof RangeError &&
+      e.message === "reserve(dtype, shape): shape [1125899906842624, 3] is too large " +
+          "(3377699720527872 × 16 bytes is past 2^53)",
+  );
+  assert.equal(reserve("complex128", [4, 3]).byteLength, 192);
+});
+
 Deno.test("encode ignores an index set on Array.prototype when the value has no placeholder", async () => {
   // Run apart: this process's Array.prototype must stay as it is.
   const codec = JSON.stringify(new URL("../codec/mod.ts", import.meta.url).href);
