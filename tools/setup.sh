@@ -9,7 +9,8 @@ source "$root/tools/versions.env"
 tools="$root/.tools"
 mkdir -p "$tools/bin"
 
-have_version() { [ -x "$1" ] && "$1" $2 2>/dev/null | grep -qF "$3"; }
+# The version must be the pinned one exactly: "deno 2.9.6" is no match for "deno 2.9.60".
+have_version() { [ -x "$1" ] && "$1" $2 2>/dev/null | head -n 1 | grep -qE "^${3//./\\.}( |$)"; }
 
 if ! have_version "$tools/bin/deno" --version "deno $DENO_VERSION"; then
   echo "setup: installing deno $DENO_VERSION from npm" >&2
