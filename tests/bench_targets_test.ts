@@ -43,6 +43,82 @@ function run(throughput: ThroughputResult[]): Results {
 const pipeTarget = (r: Results) =>
   checkTargets(r).find((t) => t.target.includes("10× the stdio pipe"))!;
 
+/** A passing or failing run, by the verdict of the target whose text contains `target`. */
+function verdict(r: Results, target: string): string {
+  const found = checkTargets(r).filter((t) => t.target.includes(target));
+  assert.equal(found.length, 1, `one target "${target}"`);
+  return found[0].verdict;
+}
+
+function at(
+  transport: ThroughputResult["transport"],
+  size: number,
+  gbps: number,
+  kind = "bytes",
+): ThroughputResult {
+  return { ...result(transport, gbps), size, kind } as ThroughputResult;
+}
+
+Deno.test("bench targets: each threshold of the issue, just met and just missed", () => {
+  // memcpy bandwidth is the best memcpy at 64 MiB and more: 10 here, not the mean of 8 and 10.
+  const memcpy = [at("memcpy", 100 * MiB, 8), at("memcpy", 1024 * MiB, 10), at("memcpy", MiB, 30)];
+  const get = (gbps: number) => run([...memcpy, at("shmq-get-sync", 10 * MiB, gbps)]);
+  assert.equal(verdict(get(4), "get (copy out) at least 0.4×"), "PASS");
+  assert.equal(verdict(get(3.99), "get (copy out) at least 0.4×"), "FAIL");
+  assert.match(
+    checkTargets(get(4)).find((t) => t.target.includes("get (copy out)"))!.target,
+    /10\.0 GB\/s: best memcpy at ≥ 64 MiB/,
+  );
+  // Below 1 MiB, the copy-out targets do not apply.
+  const small = run([...memcpy, at("shmq-get-sync", 512 * 1024, 0.1)]);
+  assert.equal(verdict(small, "get (copy out) at least 0.4×"), "n/a");
+  const borrow = (gbps: number) => run([...memcpy, at("shmq-borrow", MiB, gbps)]);
+  assert.equal(verdict(borrow(8), "borrow at least 0.8× single-thread"), "PASS");
+  assert.equal(verdict(borrow(7.99), "borrow at least 0.8× single-thread"), "FAIL");
+  // 10× the pipe from 1 MiB up.
+  const vsPipe = (gbps: number) =>
+    run([at("pipe", MiB, 0.5), at("shmq-get-async", MiB, gbps), at("pipe", 1000, 0.5)]);
+  assert.equal(verdict(vsPipe(5), "10× the stdio pipe"), "PASS");
+  assert.equal(verdict(vsPipe(4.99), "10× the stdio pipe"), "FAIL");
+  // Faster than the pipe at every size from 10 B to 1 GiB, the 64 B cases included.
+  const every = (lib: number, size: number, small64 = 1.1e6) => {
+    const r = run([at("pipe", size, 0.5), at("shmq-get-sync", size, lib)]);
+    r.small = [
+      { ...at("pipe", 64, 0.0704), msgps: 1.1e6 },
+      { ...at("shmq-get-sync", 64, small64 * 64 / 1e9), msgps: small64 },
+    ];
+    return verdict(r, "faster than the stdio pipe at every size");
+  };
+  assert.equal(every(0.5, 10), "PASS");
+  assert.equal(every(0.49, 10), "FAIL");
+  assert.equal(every(0.49, 1024 ** 3), "FAIL");
+  assert.equal(every(0.5, 1024 ** 3, 1.0e6), "FAIL", "the pipe ahead at 64 B");
+  // 64 B rates and the round trip.
+  const rates = (sync: number, async: number) => {
+    const r = run([]);
+    r.small = [
+      { ...at("shmq-get-sync", 64, sync * 64 / 1e9), msgps: sync },
+      { ...at("shmq-get-async", 64, async * 64 / 1e9), msgps: async },
+    ];
+    return [
+      verdict(r, "≥ 500k msg/s with the sync API"),
+      verdict(r, "≥ 100k msg/s with the async"),
+    ];
+  };
+  assert.deepEqual(rates(500_000, 100_000), ["PASS", "PASS"]);
+  assert.deepEqual(rates(499_999, 99_999), ["FAIL", "FAIL"]);
+  const latency = (p50: number) => {
+    const r = run([]);
+    r.latency = [
+      { mode: "pipe", status: "ok", p50Us: 100, p99Us: 200 },
+      { mode: "shmq-sync", status: "ok", p50Us: p50, p99Us: 50 },
+    ] as Results["latency"];
+    return verdict(r, "round trip (shmq-sync)");
+  };
+  assert.equal(latency(20), "PASS");
+  assert.equal(latency(20.1), "FAIL");
+});
+
 Deno.test("bench targets: a library case that failed is a FAIL, not left out", () => {
   const pipe = result("pipe", 0.5);
   const passing = run([pipe, result("shmq-get-sync", 6), result("shmq-borrow", 15)]);
