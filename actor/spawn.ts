@@ -402,7 +402,7 @@ export class ActorHandle implements AsyncDisposable {
 
   /** `ask`: a stop request (a byte, then the end of the stream), which the actor's watchdog
    * tells from its parent going away: it need not wait for this process to be gone before it
-   * closes its ends. Without the byte (the handoff still pending) it waits briefly. */
+   * closes its ends. Without the byte (no handoff queued yet) it waits briefly. */
   #closeStdin(ask = false): void {
     if (this.#stdinClosed) return;
     this.#stdinClosed = true;

@@ -15,6 +15,7 @@
  * found the holder dead and was then preempted must not take the lock over from a new end
  * that has since claimed the dead one's index and the lock, whose word would otherwise be
  * the same.
+ *
  * Critical sections are short and never await, so a waiter spins, then futex-waits in
  * slices; after each slice it asks whether the owner still lives and, if not, takes the lock
  * over and lets the queue repair what the dead owner may have left half done.

@@ -17,7 +17,8 @@ function lockWord(): {
   recovered: number[];
   mutex: (index: number, isAlive?: (index: number) => boolean) => ShmMutex;
 } {
-  const words = new Int32Array(16);
+  // Over an ArrayBuffer of its own: its memory never moves, and the futex calls use its address.
+  const words = new Int32Array(new ArrayBuffer(64));
   const pointer = Deno.UnsafePointer.of(words)!;
   const alive: boolean[] = [];
   const recovered: number[] = [];
