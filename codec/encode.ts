@@ -134,6 +134,7 @@ const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
 // A Map's or Set's own Symbol.iterator (or entries) must not decide what is sent, any more
 // than an array's own length: read through the built-ins, as structuredClone does.
 const mapEntries = Map.prototype.entries;
+const mapSize = builtinGetter(Map.prototype, "size") as (this: Map<unknown, unknown>) => number;
 const setValues = Set.prototype.values;
 const typedArrayName = builtinGetter(TypedArrayPrototype, Symbol.toStringTag);
 const typedArrayBuffer = builtinGetter(TypedArrayPrototype, "buffer");
@@ -375,7 +376,7 @@ function planValue(value: unknown): EncodePlan {
             } else if (proto === Map.prototype) {
               kind = K_MAP;
               const m = cur as Map<unknown, unknown>;
-              items = new Array(m.size * 2);
+              items = new Array(mapSize.call(m) * 2);
               let i = 0;
               for (const [k, v] of mapEntries.call(m)) {
                 items[i++] = k;

@@ -511,8 +511,8 @@ async function prepareRemote(): Promise<void> {
  * the temporary directory is everyone's, and the name can be foretold (a rename replaced what
  * another user had put there, and, as root, then removed it). A Worker of this process that
  * loads at the same moment holds the name for a few milliseconds: waited for. False when the
- * name stays taken (someone else's file): `tmp` is opened under its own name then, and Workers
- * that load later each get a copy of their own.
+ * name stays taken (someone else's file), or the file system has no hard links: `tmp` is
+ * opened under its own name then, and Workers that load later each get a copy of their own.
  */
 async function linkShared(tmp: string, shared: string): Promise<boolean> {
   for (let attempt = 0;; attempt++) {
@@ -520,7 +520,9 @@ async function linkShared(tmp: string, shared: string): Promise<boolean> {
       await Deno.link(tmp, shared);
       return true;
     } catch (e) {
-      if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      if (e instanceof Deno.errors.NotCapable) throw e;
+      // A file system without hard links: the copy goes under its own name.
+      if (!(e instanceof Deno.errors.AlreadyExists)) return false;
       if (attempt === 20) {
         console.warn(`shmq: ${shared} exists and is not this process's: not used`);
         return false;

@@ -444,6 +444,7 @@ export class SharedQueue {
    */
   settleAcks(published: number): boolean {
     this.#lock();
+    let booked = false;
     try {
       this.#checkUsable();
       this.#settleLocked(true);
@@ -462,7 +463,7 @@ export class SharedQueue {
         const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
         // Released since the settle above (receivers release without the lock): its ack is
         // still to come, and would count once more after the store below. Booked now.
-        if (state === L.SlotState.Released) this.#doneLocked(slot, state);
+        if (state === L.SlotState.Released) booked = this.#doneLocked(slot, state) || booked;
         else if (
           state === L.SlotState.Ready || state === L.SlotState.Taken ||
           state === L.SlotState.Prefetched || state === L.SlotState.Claimed
@@ -473,6 +474,8 @@ export class SharedQueue {
       Atomics.store(u32, (L.participantOffset(this.#self) + L.P_ACKED) >> 2, published >>> 0);
       return true;
     } finally {
+      // What was booked here gives its slot and space back now, not at the next settle.
+      if (booked) this.#reclaimLocked();
       this.#unlock();
     }
   }

@@ -1923,7 +1923,8 @@ Deno.test("getMany and getManySync: waiting for the first only, up to max, in or
             .test(e.message),
       );
     }
-    // Infinity: every message waiting, and no waiting for more. So does any larger number.
+    // Infinity: every message waiting (up to the capacity), and no waiting for more. Any whole
+    // max is taken, however large: every message waiting, up to it.
     sender.putManySync(["i1", "i2", "i3"]);
     assert.deepEqual(receiver.getManySync(Infinity), ["i1", "i2", "i3"]);
     sender.putManySync(["j1", "j2"]);
