@@ -868,6 +868,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         `slots, reused in order, are all taken behind the oldest unreleased message (one of ` +
         `these, or another end's lease or unsent draft), so senders wait for room: release ` +
         `leases you are done with`
+      : queue.usage().arenaHeld > queue.arenaSize / 2
+      ? `: this receiver holds ${held} unreleased lease(s), and the arena's space, reclaimed in ` +
+        `order, is held behind the oldest unreleased message (one of these, or another end's ` +
+        `lease or unsent draft), so senders may wait for room: release leases you are done with`
       : "";
     return new EmptyError(`Receiver.${method}: no message arrived within ${timeout} ms${why}`);
   }

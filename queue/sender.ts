@@ -835,8 +835,9 @@ export class Sender implements Disposable {
         `over ${queue.largestArenaMessage} bytes, a quarter of the arena, holds one until it ` +
         `is released)`
       : queue.fitsArena(byteLength)
-      ? `the arena has no room for this ${byteLength}-byte message: unreleased messages ` +
-        `hold ${arenaHeld} of its ${queue.arenaSize} bytes`
+      ? `the arena has no room for this ${byteLength}-byte message: ${arenaHeld} of its ` +
+        `${queue.arenaSize} bytes are held, reclaimed in order behind the oldest unreleased ` +
+        `message (a lease not yet released, or a draft not yet sent, holds back what follows it)`
       : `the byte budget of ${byteBudget} bytes has no room for this ${byteLength}-byte ` +
         `message: the arena takes ${queue.arenaSize} bytes of it and messages in flight hold ` +
         `${extensionBytes} bytes of extension segments` +

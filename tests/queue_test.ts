@@ -264,7 +264,7 @@ Deno.test("a full arena: FullError says the arena has no room, and the queue goe
       } catch (error) {
         assert.ok(error instanceof FullError);
         assert.match(error.message, /the arena has no room for this \d+-byte message/);
-        assert.match(error.message, /hold \d+ of its 65536 bytes/);
+        assert.match(error.message, /: \d+ of its 65536 bytes are held, reclaimed in order/);
         break;
       }
     }
@@ -1652,6 +1652,38 @@ Deno.test("a receiver whose own leases take the capacity is told so when its wai
     kept.release();
     s.putSync("after");
     assert.equal(r.getSync({ timeout: 1000 }), "after");
+  }));
+
+Deno.test("a lease that holds the arena back is named by the sender's FullError and the receiver's EmptyError", () =>
+  withoutLeaks(() => {
+    // Before: the sender's error said unreleased messages held the arena (one small message
+    // was unreleased), and the receiver's said nothing of its lease.
+    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 * 1024 });
+    using _s = s;
+    using _r = r;
+    s.putSync("kept");
+    const kept = r.borrowSync();
+    let full: Error | undefined;
+    for (let i = 0; i < 64 && full === undefined; i++) {
+      try {
+        s.putSync(new Uint8Array(8000), { timeout: 0 });
+        r.getSync();
+      } catch (error) {
+        full = error as Error;
+      }
+    }
+    assert.ok(full instanceof FullError, String(full));
+    assert.match(full.message, /are held, reclaimed in order behind the oldest unreleased message/);
+    assert.throws(
+      () => r.getSync({ timeout: 0 }),
+      (e: Error) =>
+        e instanceof EmptyError &&
+        /this receiver holds 1 unreleased lease\(s\), and the arena's space, reclaimed in order/
+          .test(e.message),
+    );
+    kept.release();
+    s.putSync(new Uint8Array(8000), { timeout: 1000 });
+    assert.equal(r.getSync<Uint8Array>().length, 8000);
   }));
 
 Deno.test("a drained queue whose senders all closed says so, not that one died", () =>
