@@ -125,6 +125,19 @@ export function futexWaitShared(
   seen: number,
   timeoutMs: number,
 ): Promise<FutexWaitResult> {
+  asleep++;
+  return sleep(word, seen, timeoutMs).finally(() => asleep--);
+}
+
+/** Async waits of this process (this thread) asleep right now. */
+let asleep = 0;
+
+/** How many async waits of this thread are asleep in {@linkcode futexWaitShared} now. */
+export function asyncWaitsAsleep(): number {
+  return asleep;
+}
+
+function sleep(word: FutexWord, seen: number, timeoutMs: number): Promise<FutexWaitResult> {
   let hub = supported ? hubs.find((h) => !h.full) : undefined;
   if (supported && hub === undefined && hubs.length < MAX_HUBS) hubs.push(hub = new Hub());
   if (hub === undefined) return futexWaitAsync(word.pointer, seen, timeoutMs);
