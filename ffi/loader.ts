@@ -351,13 +351,12 @@ async function makePrivate(path: string, uid: number | undefined, mode: number):
     throw new Error(`the native library cache ${path} ${why}`);
   };
   if (st.isSymlink) refuse("is a symlink");
-  if (uid !== undefined && owner !== uid && owner !== 0) {
-    refuse(`belongs to another user (uid ${owner})`);
-  }
-  if (uid === undefined && owner !== 0) {
+  if (owner !== 0 && owner !== uid) {
     refuse(
-      `belongs to uid ${owner}, and this process cannot tell its own uid (grant ` +
-        "--allow-sys=uid, or --allow-write for it)",
+      uid === undefined
+        ? `belongs to uid ${owner}, and this process cannot tell its own uid (grant ` +
+          "--allow-sys=uid, or --allow-write for it)"
+        : `belongs to another user (uid ${owner})`,
     );
   }
   if (!loose) return;

@@ -328,15 +328,12 @@ Deno.test("the sweep passes over a queue's name it may not open, and leaves it",
   const name = `/shmq-${id}`;
   native.closeFd(native.shmCreate(name, 4096));
   try {
-    const chmod = new Deno.Command("chmod", { args: ["644", `/dev/shm${name}`] }).outputSync();
-    assert.ok(chmod.success, "chmod 644");
+    chmodShm(name, "644");
     assert.throws(
       () => native.shmOpen(name),
       (e: unknown) => (e as { code?: string }).code === "EPERM",
     );
-    const { removed } = sweepStaleQueues();
-    assert.ok(!removed.includes(name.slice(1)), "swept");
-    assert.deepEqual(native.shmList(name), [name.slice(1)], "left where it is");
+    assertSweepLeaves(name);
   } finally {
     native.shmUnlink(name, { missingOk: true });
   }
@@ -349,19 +346,28 @@ Deno.test("the sweep leaves an extension without its queue that is not this user
   const name = `/shmq-${id}-x3-1-0123456789abcdef`;
   native.closeFd(native.shmCreate(name, 4096));
   try {
-    const chmod = new Deno.Command("chmod", { args: ["644", `/dev/shm${name}`] }).outputSync();
-    assert.ok(chmod.success, "chmod 644");
-    const { removed } = sweepStaleQueues();
-    assert.ok(!removed.includes(name.slice(1)), "swept");
-    assert.deepEqual(native.shmList(name), [name.slice(1)], "left where it is");
+    chmodShm(name, "644");
+    assertSweepLeaves(name);
     // This user's own orphan goes.
-    const own = new Deno.Command("chmod", { args: ["600", `/dev/shm${name}`] }).outputSync();
-    assert.ok(own.success, "chmod 600"); // (Deno wants --allow-all to chmod in /dev)
+    chmodShm(name, "600");
     assert.ok(sweepStaleQueues().removed.includes(name.slice(1)), "its own orphan swept");
   } finally {
     native.shmUnlink(name, { missingOk: true });
   }
 });
+
+/** Sets the mode of /dev/shm entry `name` with chmod(1): Deno wants --allow-all to chmod in
+ * /dev, which the suite's permissions do not give. */
+function chmodShm(name: string, mode: string): void {
+  const chmod = new Deno.Command("chmod", { args: [mode, `/dev/shm${name}`] }).outputSync();
+  assert.ok(chmod.success, `chmod ${mode}`);
+}
+
+/** A sweep leaves entry `name` where it is. */
+function assertSweepLeaves(name: string): void {
+  assert.ok(!sweepStaleQueues().removed.includes(name.slice(1)), "swept");
+  assert.deepEqual(native.shmList(name), [name.slice(1)], "left where it is");
+}
 
 /** Mode bits of /dev/shm entries, through stat(1): Deno wants --allow-all to stat /dev. */
 async function modes(names: string[]): Promise<string[]> {
