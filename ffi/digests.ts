@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "73c41758587b2bec3506e24604768c4d457918032f115f99f2ff1b63d5345f52",
-  "x86_64-linux": "f08abd29e0486dfcc89401a93a5205b531bb266c34bf78861d027e9a466f3bd0",
+  "aarch64-linux": "61f6310e5717683aedcb2daa7f848bd01ebc6ddd652e8b73408452070e43d553",
+  "x86_64-linux": "b243857702fb0d01eb7293aa75c83b11a6df141e8b28146d746187f161a390b0",
 };

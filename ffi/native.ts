@@ -263,6 +263,35 @@ export function shmTotalBytes(): number {
   return check64(s().shmq_shm_total_bytes(), "statvfs", "/dev/shm");
 }
 
+/** Memory a new segment may still take, in bytes (see {@linkcode memoryRoom}). */
+export interface MemoryRoom {
+  /** The machine's: MemAvailable plus free swap; Infinity when unknown. */
+  machine: number;
+  /** This process's memory cgroup's (and its ancestors'): what is left below the least
+   * limit, inactive file pages counted as free; Infinity when none sets a limit. */
+  cgroup: number;
+}
+
+/**
+ * Memory a new shared-memory segment may still take before pre-faulting it would wake the
+ * OOM killer rather than fail: the machine's (/proc/meminfo) and this process's memory
+ * cgroup's (v2, or v1's memory controller), each Infinity when unknown or unlimited.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { memoryRoom } from "./native.ts";
+ * const room = memoryRoom();
+ * assert.ok(room.machine > 0 && room.cgroup >= 0);
+ * ```
+ */
+export function memoryRoom(): MemoryRoom {
+  const out = new BigInt64Array(2);
+  check(s().shmq_memory_room(out), "memory_room", "/proc/meminfo");
+  const bytes = (v: bigint) => v < 0n ? Infinity : Number(v);
+  return { machine: bytes(out[0]), cgroup: bytes(out[1]) };
+}
+
 /**
  * Gives the CPU to another runnable thread, if any (sched_yield): for waiters that spin.
  *

@@ -139,6 +139,159 @@ int64_t shmq_shm_total_bytes(void) {
   return shm_bytes(1);
 }
 
+/* Reads the small text file at `path` (procfs, cgroupfs) into buf, NUL-terminated. Returns
+ * its length, or -1 when it cannot be read or fills buf. */
+static ssize_t read_text(const char *path, char *buf, size_t cap) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  size_t len = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + len, cap - 1 - len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      close(fd);
+      if (n < 0 || len == cap - 1) return -1;
+      buf[len] = '\0';
+      return (ssize_t)len;
+    }
+    len += (size_t)n;
+    if (len == cap - 1) {
+      close(fd);
+      return -1; /* cut short: its figures cannot be trusted */
+    }
+  }
+}
+
+/* The number after `key` at the start of a line of `text` (a "key value" file), times
+ * `unit`, or -1 when no line has it. */
+static int64_t field_of(const char *text, const char *key, int64_t unit) {
+  size_t key_len = strlen(key);
+  for (const char *line = text; *line != '\0';) {
+    if (strncmp(line, key, key_len) == 0) {
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(line + key_len, &end, 10);
+      if (errno != 0 || end == line + key_len || v > (unsigned long long)(INT64_MAX / unit)) {
+        return -1;
+      }
+      return (int64_t)v * unit;
+    }
+    const char *next = strchr(line, '\n');
+    if (next == NULL) break;
+    line = next + 1;
+  }
+  return -1;
+}
+
+/* The single number in the file at dir/name, or -1 ("max", unreadable, not a number). */
+static int64_t number_in(const char *dir, const char *name) {
+  char path[PATH_MAX];
+  char text[64];
+  if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return -1;
+  if (read_text(path, text, sizeof text) <= 0) return -1;
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(text, &end, 10);
+  if (errno != 0 || end == text || (*end != '\n' && *end != '\0')) return -1;
+  return v > (unsigned long long)INT64_MAX ? INT64_MAX : (int64_t)v;
+}
+
+/* Memory the cgroup at `dir` has left below its limit, or -1 when it sets none. v1 reports
+ * no limit as a number near 2^63. */
+static int64_t cgroup_room(const char *dir, bool v2) {
+  int64_t limit = number_in(dir, v2 ? "memory.max" : "memory.limit_in_bytes");
+  if (limit < 0 || limit >= ((int64_t)1 << 62)) return -1;
+  int64_t used = number_in(dir, v2 ? "memory.current" : "memory.usage_in_bytes");
+  if (used < 0) return -1;
+  char path[PATH_MAX];
+  char stat[8192];
+  int64_t inactive = -1;
+  if (snprintf(path, sizeof path, "%s/memory.stat", dir) < (int)sizeof path &&
+      read_text(path, stat, sizeof stat) > 0) {
+    inactive = field_of(stat, v2 ? "inactive_file " : "total_inactive_file ", 1);
+  }
+  if (inactive > 0 && inactive < used) used -= inactive;
+  return limit > used ? limit - used : 0;
+}
+
+/* This process's memory cgroup path (from /proc/self/cgroup) into path: v1's memory
+ * controller when it has one (a hybrid system keeps memory there), else v2's unified one. */
+static bool memory_cgroup(char *path, size_t cap, bool *v2) {
+  char text[4096];
+  if (read_text("/proc/self/cgroup", text, sizeof text) < 0) return false;
+  bool found = false;
+  for (char *line = text; *line != '\0';) {
+    char *next = strchr(line, '\n');
+    if (next != NULL) *next = '\0';
+    /* hierarchy-ID:controller-list:path */
+    char *controllers = strchr(line, ':');
+    char *where = controllers == NULL ? NULL : strchr(controllers + 1, ':');
+    if (where != NULL && strlen(where + 1) < cap) {
+      *controllers = '\0';
+      *where = '\0';
+      bool memory = false;
+      for (char *c = controllers + 1; *c != '\0';) {
+        size_t n = strcspn(c, ",");
+        if (n == 6 && strncmp(c, "memory", 6) == 0) memory = true;
+        c += n + (c[n] == ',');
+      }
+      if (memory) {
+        strcpy(path, where + 1);
+        *v2 = false;
+        return true;
+      }
+      if (strcmp(line, "0") == 0 && controllers[1] == '\0' && !found) {
+        strcpy(path, where + 1);
+        *v2 = true;
+        found = true;
+      }
+    }
+    if (next == NULL) break;
+    line = next + 1;
+  }
+  return found;
+}
+
+/* The least room of the memory cgroup and its ancestors, -1 when none sets a limit. A level
+ * missing under the mount is skipped: without a cgroup namespace, a container sees its own
+ * cgroup's path but has that cgroup mounted as the root. */
+static int64_t memory_cgroup_room(void) {
+  char rel[PATH_MAX];
+  bool v2;
+  if (!memory_cgroup(rel, sizeof rel, &v2)) return -1;
+  const char *mount = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
+  int64_t least = -1;
+  for (;;) {
+    char dir[PATH_MAX];
+    if (snprintf(dir, sizeof dir, "%s%s", mount, strcmp(rel, "/") == 0 ? "" : rel) <
+        (int)sizeof dir) {
+      int64_t room = cgroup_room(dir, v2);
+      if (room >= 0 && (least < 0 || room < least)) least = room;
+    }
+    char *slash = strrchr(rel, '/');
+    if (slash == NULL || strcmp(rel, "/") == 0) break;
+    if (slash == rel) {
+      rel[1] = '\0';
+    } else {
+      *slash = '\0';
+    }
+  }
+  return least;
+}
+
+int32_t shmq_memory_room(int64_t *out) {
+  if (out == NULL) return -EINVAL;
+  char text[8192];
+  out[0] = -1;
+  if (read_text("/proc/meminfo", text, sizeof text) > 0) {
+    int64_t available = field_of(text, "MemAvailable:", 1024);
+    int64_t swap = field_of(text, "SwapFree:", 1024);
+    if (available >= 0) out[0] = available + (swap > 0 ? swap : 0);
+  }
+  out[1] = memory_cgroup_room();
+  return 0;
+}
+
 int64_t shmq_shm_list(const uint8_t *prefix, uint8_t *buf, uint64_t cap) {
   const char *pre = prefix == NULL ? "" : (const char *)prefix;
   if (pre[0] == '/') pre++;

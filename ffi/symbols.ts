@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 18;
+export const ABI_VERSION = 19;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -44,6 +44,7 @@ export const symbols = {
   shmq_shm_list: { parameters: ["buffer", "buffer", "u64"], result: "i64" },
   shmq_shm_free_bytes: { parameters: [], result: "i64" },
   shmq_shm_total_bytes: { parameters: [], result: "i64" },
+  shmq_memory_room: { parameters: ["buffer"], result: "i32" },
   shmq_yield: { parameters: [], result: "i32" },
   shmq_close: { parameters: ["i32"], result: "i32" },
   shmq_fd_size: { parameters: ["i32"], result: "i64" },

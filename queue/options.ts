@@ -34,7 +34,8 @@ export interface QueueOptions {
    * queue is created. Messages above a quarter of it travel in extension segments that are
    * made on demand and reused, so any size goes through. Default 64 MiB, or a quarter of
    * /dev/shm's size when that is less (a container's is often 64 MiB in all), or `byteBudget`
-   * when that is less, at least 64 KiB; from 64 KiB to 1 TiB.
+   * when that is less, at least 64 KiB; from 64 KiB to 1 TiB. An arena that /dev/shm, or the
+   * memory left (the machine's, or the memory cgroup's), cannot hold is a `RangeError`.
    */
   arenaBytes?: number;
   /**

@@ -1,6 +1,7 @@
 /**
- * Mapping POSIX shared-memory segments, and refusing or explaining the ones /dev/shm has no
- * room for, before they turn into SIGBUS on some later write.
+ * Mapping POSIX shared-memory segments, and refusing or explaining the ones /dev/shm, or the
+ * memory behind it, has no room for, before they turn into SIGBUS on some later write or into
+ * the OOM killer's work.
  *
  * @module
  */
@@ -82,20 +83,69 @@ export function shmFreeBytes(): number {
   }
 }
 
+/** Memory a new segment leaves to everything else (MemAvailable already leaves out the
+ * kernel's own reserves): the next allocations of the processes at hand, a receiver's copy
+ * of a message among them. */
+export const MEMORY_MARGIN = 64 * 1024 * 1024;
+
+/** What a new segment may take, and what sets that. */
+export interface SegmentRoom {
+  /** Bytes: the least of /dev/shm's free space and the memory left, less MEMORY_MARGIN. */
+  readonly bytes: number;
+  /** What sets `bytes`: /dev/shm's size, the machine's memory, or a memory cgroup's limit
+   * (a container's, most often, whose /dev/shm may be larger than its memory). */
+  readonly setBy: "shm" | "machine" | "cgroup";
+}
+
 /**
- * Refuses a segment /dev/shm cannot hold before making it: pre-faulting it would fill
- * /dev/shm first, starving every other user of shared memory until it fails.
+ * Room for a new segment. /dev/shm's free space alone is not enough: a tmpfs may be larger
+ * than the memory there is (a container's limit, other processes' use), and pre-faulting a
+ * segment past that memory does not fail but wakes the OOM killer, which ends this process
+ * or another one. Measured on a 23.5 GiB VM whose /dev/shm holds 24 GiB: making 1000 queues
+ * of the default 64 MiB arena was killed at the 370th, leaving them all in /dev/shm.
+ */
+export function segmentRoom(): SegmentRoom {
+  const shm = shmFreeBytes();
+  let memory: native.MemoryRoom;
+  try {
+    memory = native.memoryRoom();
+  } catch {
+    memory = { machine: Infinity, cgroup: Infinity };
+  }
+  const machine = Math.max(0, memory.machine - MEMORY_MARGIN);
+  const cgroup = Math.max(0, memory.cgroup - MEMORY_MARGIN);
+  if (shm <= machine && shm <= cgroup) return { bytes: shm, setBy: "shm" };
+  return cgroup <= machine
+    ? { bytes: cgroup, setBy: "cgroup" }
+    : { bytes: machine, setBy: "machine" };
+}
+
+/** What has `bytes` of room for a new segment, as the subject of an error message. */
+export function roomHolder(setBy: SegmentRoom["setBy"], bytes: number): string {
+  const margin = `less ${MEMORY_MARGIN >> 20} MiB kept for other allocations`;
+  return setBy === "shm"
+    ? `/dev/shm has ${bytes} bytes free`
+    : setBy === "machine"
+    ? `the machine has ${bytes} bytes of memory left for shared memory (MemAvailable plus ` +
+      `free swap, ${margin})`
+    : `this process's memory cgroup has ${bytes} bytes left below its limit for shared ` +
+      `memory (${margin})`;
+}
+
+/**
+ * Refuses a segment there is no room for before making it: pre-faulting it would fill
+ * /dev/shm first, starving every other user of shared memory until it fails, or, past the
+ * memory there is, have the OOM killer end a process.
  */
 export function ensureRoom(size: number, what: string, remedy: string): void {
-  const free = shmFreeBytes();
-  if (size > free) {
-    throw ours(
-      new RangeError(
-        `/dev/shm has no room for ${what} of ${size} bytes (${free} bytes free): free space in ` +
-          `/dev/shm (df -h /dev/shm) or ${remedy}`,
-      ),
-    );
-  }
+  const room = segmentRoom();
+  if (size <= room.bytes) return;
+  const message = room.setBy === "shm"
+    ? `/dev/shm has no room for ${what} of ${size} bytes (${room.bytes} bytes free): free ` +
+      `space in /dev/shm (df -h /dev/shm) or ${remedy}`
+    : `not enough memory for ${what} of ${size} bytes: ${roomHolder(room.setBy, room.bytes)}: ` +
+      `${room.setBy === "cgroup" ? "raise the cgroup's memory limit" : "free memory"} or ${remedy}`;
+  throw ours(new RangeError(message));
 }
 
 /**

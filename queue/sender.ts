@@ -11,6 +11,7 @@ import { MAX_EXTENSIONS, MAX_MESSAGE_SIZE } from "./layout.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { cancelOnClose, Draft } from "./lease.ts";
 import { type Reservation, SharedQueue } from "./shared_queue.ts";
+import { roomHolder } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
@@ -820,10 +821,12 @@ export class Sender implements Disposable {
     } = queue.usage();
     const capacity = queue.capacity;
     const why = waitingForShm !== undefined && !queue.fitsArena(byteLength)
-      ? `/dev/shm has ${waitingForShm.free} bytes free for a ${waitingForShm.size}-byte ` +
-        `segment; this queue's messages in flight hold ${extensionBytes} bytes of segments ` +
-        `there, and those it dropped for room come back once every end has unmapped them ` +
-        `(df -h /dev/shm)`
+      ? `${roomHolder(waitingForShm.setBy, waitingForShm.free)} for a ` +
+        `${waitingForShm.size}-byte segment; this queue's messages in flight hold ` +
+        `${extensionBytes} bytes of segments there, and those it dropped for room come back ` +
+        `once every end has unmapped them${
+          waitingForShm.setBy === "shm" ? " (df -h /dev/shm)" : ""
+        }`
       : inFlight >= capacity
       ? `${inFlight} of capacity ${capacity} messages are unreleased`
       : queue.ringFull

@@ -48,7 +48,8 @@ import {
   mapFd,
   type Mapping,
   prefaultOrExplain,
-  shmFreeBytes,
+  type SegmentRoom,
+  segmentRoom,
   unmapAll,
 } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
@@ -65,6 +66,16 @@ export interface Geometry {
   arenaBytes: number;
   byteBudget: number;
   keepIdleSegmentsMs: number;
+}
+
+/** A reservation waiting for room for a new extension segment (see SharedQueue.usage). */
+export interface ShmWait {
+  /** Bytes of the segment. */
+  size: number;
+  /** The room there was for it, in /dev/shm or in memory. */
+  free: number;
+  /** What set that room (see segmentRoom). */
+  setBy: SegmentRoom["setBy"];
 }
 
 /** A slot reserved by a sender: where to write the message. */
@@ -178,9 +189,8 @@ export class SharedQueue {
   /** Until when a reservation waits for a busy extension rather than make one (0: it does
    * not wait): see #waitForBusyLocked. */
   #waitForBusyUntil = 0;
-  /** The last reservation waits for /dev/shm to have room for a new extension of `size`
-   * bytes, with `free` free then (see #chooseExtensionLocked). */
-  #waitingForShm: { size: number; free: number } | undefined;
+  /** The last reservation waits for room for a new extension (see #chooseExtensionLocked). */
+  #waitingForShm: ShmWait | undefined;
   /** The last reservation found every extension entry carrying a message in flight. */
   #waitingForExtension = false;
   /** This end dropped idle extension segments for a new one of `size` bytes, whose memory
@@ -510,7 +520,7 @@ export class SharedQueue {
     byteBudget: number;
     arenaHeld: number;
     claimedByOthers: number;
-    waitingForShm: { size: number; free: number } | undefined;
+    waitingForShm: ShmWait | undefined;
     waitingForExtension: boolean;
   } {
     const extensionBytes = this.#extensionTable.bytes(true);
@@ -1472,10 +1482,11 @@ export class SharedQueue {
       }
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
       const writing = this.#extensionsBeingWrittenLocked();
-      const shmFree = shmFreeBytes();
-      const free = Math.max(0, shmFree - table.unbackedBytesLocked(writing));
+      const newRoom = segmentRoom();
+      const free = Math.max(0, newRoom.bytes - table.unbackedBytesLocked(writing));
       if (size > free && this.#roomInShmLocked(size, free, dropped, writing) === "wait") {
-        this.#waitingForShm = { size, free: shmFree }; // for the error: what df shows
+        // For the error: what df (or the memory left) shows.
+        this.#waitingForShm = { size, free: newRoom.bytes, setBy: newRoom.setBy };
         return undefined;
       }
       index = empty;

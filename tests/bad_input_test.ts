@@ -21,10 +21,18 @@ import {
   WorkerHandle,
 } from "../mod.ts";
 import { shmFreeBytes } from "../ffi/native.ts";
+import { segmentRoom } from "../queue/segment.ts";
 import * as L from "../queue/layout.ts";
 import { DEFAULT_CAPACITY } from "../queue/options.ts";
 import { closeEndsOfThisThread } from "../queue/open_ends.ts";
-import { canIsolate, isolated, leakedSince, shmEntries, withoutLeaks } from "./helpers.ts";
+import {
+  canIsolate,
+  canLimitMemory,
+  isolated,
+  leakedSince,
+  shmEntries,
+  withoutLeaks,
+} from "./helpers.ts";
 
 Deno.test("invalid options get a TypeError or RangeError naming the option", () =>
   withoutLeaks(() => {
@@ -408,18 +416,18 @@ Deno.test("a draft sent or a lease released after its end closed: no crash, no e
     lease.release();
   }));
 
-Deno.test("an arena /dev/shm cannot hold is refused before anything is made", () =>
+Deno.test("an arena /dev/shm (or the memory behind it) cannot hold is refused before anything is made", () =>
   withoutLeaks(() => {
     const free = shmFreeBytes();
     const arenaBytes = Math.min(2 ** 40, Math.ceil((free + (1 << 30)) / 4096) * 4096);
+    // Where /dev/shm is larger than the memory left (this VM: 24 GiB of tmpfs, 23.5 GiB of
+    // memory), the memory is what is short.
+    const short = segmentRoom().setBy === "shm"
+      ? /^createSharedMemoryPair: \/dev\/shm has no room for a queue of \d+ bytes \(\d+ bytes free\).*arenaBytes$/
+      : /^createSharedMemoryPair: not enough memory for a queue of \d+ bytes: (the machine has \d+ bytes of memory left|this process's memory cgroup has \d+ bytes left below its limit) .*: (free memory|raise the cgroup's memory limit) or lower the queue's arenaBytes$/;
     assert.throws(
       () => createSharedMemoryPair({ arenaBytes }),
-      (e: Error) =>
-        e instanceof RangeError &&
-        /^createSharedMemoryPair: \/dev\/shm has no room for a queue of \d+ bytes \(\d+ bytes free\).*arenaBytes/
-          .test(
-            e.message,
-          ),
+      (e: Error) => e instanceof RangeError && short.test(e.message),
     );
   }));
 
@@ -492,6 +500,50 @@ Deno.test({
     assert.equal(report.smallGot, "no error");
     assert.equal(report.fits, "no error");
     assert.equal(report.fitsGot, "no error");
+    assert.deepEqual(report.left, []);
+  },
+});
+
+Deno.test({
+  name: "in a memory cgroup smaller than /dev/shm, segments past its memory are refused, not " +
+    "left to the OOM killer",
+  ignore: !(await canLimitMemory()),
+  async fn() {
+    // Before: making the queues pre-faulted past the cgroup's limit, and the kernel killed the
+    // process (exit 137), leaving its segments; on a machine whose /dev/shm is as large as its
+    // memory, 1000 default queues were killed at the 370th.
+    const out = await isolated(
+      "fault_child.ts",
+      ["memory-limit"],
+      2 * 1024 ** 3,
+      undefined,
+      256 << 20,
+    );
+    const report = JSON.parse(out.trim().split("\n").pop()!);
+    const cgroupShort = "this process's memory cgroup has \\d+ bytes left below its limit";
+    assert.match(
+      report.create,
+      new RegExp(
+        `^RangeError: createSharedMemoryPair: not enough memory for a queue of \\d+ bytes: ` +
+          `${cgroupShort} .*: raise the cgroup's memory limit or lower the queue's arenaBytes$`,
+      ),
+    );
+    assert.deepEqual(report.leftAfterCreate, []);
+    assert.match(
+      report.many,
+      new RegExp(`^RangeError: .*not enough memory for a queue .*${cgroupShort}`),
+    );
+    assert.ok(report.made >= 1 && report.made < 4, `${report.made} queues of 64 MiB made`);
+    assert.match(
+      report.put,
+      new RegExp(
+        `^RangeError: Sender\\.putSync: not enough memory for an extension segment of \\d+ bytes: ${cgroupShort}`,
+      ),
+    );
+    assert.equal(report.small, "no error");
+    assert.equal(report.smallGot, "still works");
+    assert.equal(report.fits, "no error");
+    assert.equal(report.fitsGot, 8 << 20);
     assert.deepEqual(report.left, []);
   },
 });

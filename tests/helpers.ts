@@ -282,20 +282,68 @@ export function canIsolate(): Promise<boolean> {
   return isolation;
 }
 
+/** Shell words naming this process's memory cgroup directory of cgroup v1 (whose children
+ * take a memory limit without further setup). In shell: Deno reads /proc/self and writes
+ * /sys only with --allow-all. */
+const MEMORY_CGROUP_SH = `"/sys/fs/cgroup/memory$(grep -E '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' ` +
+  `/proc/self/cgroup | cut -d: -f3)"`;
+
+let cgroups = 0;
+
+/** Runs `script` with sh, true when it succeeds. */
+async function sh(script: string): Promise<boolean> {
+  const out = await new Deno.Command("sh", { args: ["-c", script], stdout: "null", stderr: "null" })
+    .output().catch(() => undefined);
+  return out?.success ?? false;
+}
+
+/** Whether {@linkcode isolated} can run a fixture in a memory cgroup of its own here: it
+ * needs root, `unshare` and cgroup v1's memory controller. */
+export async function canLimitMemory(): Promise<boolean> {
+  if (!(await canIsolate())) return false;
+  const probe = `${MEMORY_CGROUP_SH}/shmq-probe-${Deno.pid}`;
+  return await sh(
+    `mkdir ${probe} || exit 1; echo ${64 << 20} > ${probe}/memory.limit_in_bytes; s=$?; ` +
+      `rmdir ${probe}; exit $s`,
+  );
+}
+
 /**
  * Runs a fixture in a private mount namespace with its own /dev/shm: a tmpfs of `shmBytes`
  * that no other process sees, so what is left in it, or running out of it, concerns this
  * run alone. Returns its stdout; fails when it exits non-zero. Check
  * {@linkcode canIsolate} first. `fdLimit`: run it under `ulimit -n` of that many files.
+ * `memoryBytes`: run it in a memory cgroup of its own with that limit (check
+ * {@linkcode canLimitMemory} first), as a container is.
  */
 export async function isolated(
   name: string,
   args: string[],
   shmBytes: number,
   fdLimit?: number,
+  memoryBytes?: number,
+): Promise<string> {
+  const cgroup = `${MEMORY_CGROUP_SH}/shmq-test-${Deno.pid}-${cgroups++}`;
+  try {
+    return await isolatedIn(name, args, shmBytes, fdLimit, memoryBytes, cgroup);
+  } finally {
+    if (memoryBytes !== undefined) await sh(`rmdir ${cgroup}`);
+  }
+}
+
+async function isolatedIn(
+  name: string,
+  args: string[],
+  shmBytes: number,
+  fdLimit: number | undefined,
+  memoryBytes: number | undefined,
+  cgroup: string,
 ): Promise<string> {
   const limit = fdLimit === undefined ? "" : `ulimit -n ${fdLimit} && `;
-  const script = `${limit}mount -t tmpfs -o size=${shmBytes} shmq-test /dev/shm && exec "$0" "$@"`;
+  const join = memoryBytes === undefined ? "" : `mkdir ${cgroup} && ` +
+    `echo ${memoryBytes} > ${cgroup}/memory.limit_in_bytes && echo $$ > ${cgroup}/cgroup.procs && `;
+  const script =
+    `${join}${limit}mount -t tmpfs -o size=${shmBytes} shmq-test /dev/shm && exec "$0" "$@"`;
   const out = await new Deno.Command("unshare", {
     args: [
       ...["--mount", "--propagation", "private", "sh", "-c", script, Deno.execPath(), "run"],

@@ -25,6 +25,7 @@ import {
   lockByte,
   lockProbe,
   map,
+  memoryRoom,
   NativeError,
   openProcess,
   pidAlive,
@@ -88,6 +89,20 @@ async function childJson(proc: Deno.ChildProcess): Promise<Record<string, unknow
   assert.equal(code, 0, `child failed: ${err}`);
   return JSON.parse(new TextDecoder().decode(stdout));
 }
+
+Deno.test("memoryRoom tells the machine's free memory, and no cgroup limit where none is set", () => {
+  const room = memoryRoom();
+  const info = Deno.systemMemoryInfo();
+  // MemAvailable plus free swap, read a moment apart from Deno's own reading of them.
+  const expected = info.available + info.swapFree;
+  assert.ok(
+    Math.abs(room.machine - expected) < 256 << 20,
+    `machine ${room.machine}, /proc/meminfo says ${expected}`,
+  );
+  assert.ok(room.machine <= info.total + info.swapTotal);
+  // A cgroup's room is a byte count, or Infinity when no level of it sets a limit.
+  assert.ok(room.cgroup === Infinity || (Number.isSafeInteger(room.cgroup) && room.cgroup >= 0));
+});
 
 Deno.test("a child opens a segment by name and sees the bytes written here", async () => {
   using seg = segment(8192);

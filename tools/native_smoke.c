@@ -30,6 +30,9 @@ int main(void) {
   CHECK(shmq_fd_size(fd) == 8192);
   CHECK(shmq_fd_allocated(fd) == 0); /* tmpfs: backed only once touched */
   CHECK(shmq_fd_links(fd) == 1);
+  int64_t room[2];
+  CHECK(shmq_memory_room(room) == 0 && room[0] > 0 && room[1] >= -1);
+  CHECK(shmq_memory_room(NULL) == -EINVAL);
   int64_t addr = shmq_map(fd, 8192);
   CHECK(addr > 0);
   uint8_t *p = (uint8_t *)(intptr_t)addr;
