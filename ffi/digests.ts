@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "61f6310e5717683aedcb2daa7f848bd01ebc6ddd652e8b73408452070e43d553",
-  "x86_64-linux": "b243857702fb0d01eb7293aa75c83b11a6df141e8b28146d746187f161a390b0",
+  "aarch64-linux": "2706104b1a23664aa2d1ca3fc227ac9456d9efa8389276ca4411115b00938850",
+  "x86_64-linux": "2d739d9d3f0d9004827ec2ab77e65ca58d1b2d2f074c3e69e6c7296f8ce58fbc",
 };

@@ -268,7 +268,7 @@ export interface MemoryRoom {
   /** The machine's: MemAvailable plus free swap; Infinity when unknown. */
   machine: number;
   /** This process's memory cgroup's (and its ancestors'): what is left below the least
-   * limit, inactive file pages counted as free; Infinity when none sets a limit. */
+   * limit, clean page cache counted as free; Infinity when none sets a limit. */
   cgroup: number;
 }
 

@@ -196,6 +196,31 @@ static int64_t number_in(const char *dir, const char *name) {
   return v > (unsigned long long)INT64_MAX ? INT64_MAX : (int64_t)v;
 }
 
+/* Page cache the cgroup at `dir` could give back at its limit, from its memory.stat: clean,
+ * unmapped file pages, active ones too (a file read twice is active, and the kernel reclaims
+ * those before it calls the OOM killer). Dirty, under writeback or mapped (running code) ones
+ * count as used, as does shmem, the queues' own segments among it. 0 when unknown. */
+static int64_t reclaimable_cache(const char *dir, bool v2) {
+  char path[PATH_MAX];
+  char stat[8192];
+  if (snprintf(path, sizeof path, "%s/memory.stat", dir) >= (int)sizeof path ||
+      read_text(path, stat, sizeof stat) <= 0) {
+    return 0;
+  }
+  static const char *const keys[2][5] = {
+      {"total_active_file ", "total_inactive_file ", "total_dirty ", "total_writeback ",
+       "total_mapped_file "},
+      {"active_file ", "inactive_file ", "file_dirty ", "file_writeback ", "file_mapped "},
+  };
+  int64_t v[5];
+  for (int i = 0; i < 5; i++) {
+    v[i] = field_of(stat, keys[v2][i], 1);
+    if (v[i] < 0) return 0;
+  }
+  int64_t clean = v[0] + v[1] - v[2] - v[3] - v[4];
+  return clean > 0 ? clean : 0;
+}
+
 /* Memory the cgroup at `dir` has left below its limit, or -1 when it sets none. v1 reports
  * no limit as a number near 2^63. */
 static int64_t cgroup_room(const char *dir, bool v2) {
@@ -203,14 +228,8 @@ static int64_t cgroup_room(const char *dir, bool v2) {
   if (limit < 0 || limit >= ((int64_t)1 << 62)) return -1;
   int64_t used = number_in(dir, v2 ? "memory.current" : "memory.usage_in_bytes");
   if (used < 0) return -1;
-  char path[PATH_MAX];
-  char stat[8192];
-  int64_t inactive = -1;
-  if (snprintf(path, sizeof path, "%s/memory.stat", dir) < (int)sizeof path &&
-      read_text(path, stat, sizeof stat) > 0) {
-    inactive = field_of(stat, v2 ? "inactive_file " : "total_inactive_file ", 1);
-  }
-  if (inactive > 0 && inactive < used) used -= inactive;
+  int64_t cache = reclaimable_cache(dir, v2);
+  used = cache < used ? used - cache : 0;
   return limit > used ? limit - used : 0;
 }
 

@@ -308,53 +308,52 @@ export async function canLimitMemory(): Promise<boolean> {
   );
 }
 
+/** What else {@linkcode isolated} sets up for its fixture. */
+export interface Isolation {
+  /** Run it under `ulimit -n` of that many files. */
+  fdLimit?: number;
+  /** Run it in a memory cgroup of its own with that limit, as a container is (check
+   * {@linkcode canLimitMemory} first). */
+  memoryBytes?: number;
+  /** A directory it may write in (fixtures get no write permission otherwise). */
+  writable?: string;
+}
+
 /**
  * Runs a fixture in a private mount namespace with its own /dev/shm: a tmpfs of `shmBytes`
  * that no other process sees, so what is left in it, or running out of it, concerns this
  * run alone. Returns its stdout; fails when it exits non-zero. Check
- * {@linkcode canIsolate} first. `fdLimit`: run it under `ulimit -n` of that many files.
- * `memoryBytes`: run it in a memory cgroup of its own with that limit (check
- * {@linkcode canLimitMemory} first), as a container is.
+ * {@linkcode canIsolate} first.
  */
 export async function isolated(
   name: string,
   args: string[],
   shmBytes: number,
-  fdLimit?: number,
-  memoryBytes?: number,
+  { fdLimit, memoryBytes, writable }: Isolation = {},
 ): Promise<string> {
   const cgroup = `${MEMORY_CGROUP_SH}/shmq-test-${Deno.pid}-${cgroups++}`;
-  try {
-    return await isolatedIn(name, args, shmBytes, fdLimit, memoryBytes, cgroup);
-  } finally {
-    if (memoryBytes !== undefined) await sh(`rmdir ${cgroup}`);
-  }
-}
-
-async function isolatedIn(
-  name: string,
-  args: string[],
-  shmBytes: number,
-  fdLimit: number | undefined,
-  memoryBytes: number | undefined,
-  cgroup: string,
-): Promise<string> {
   const limit = fdLimit === undefined ? "" : `ulimit -n ${fdLimit} && `;
   const join = memoryBytes === undefined ? "" : `mkdir ${cgroup} && ` +
     `echo ${memoryBytes} > ${cgroup}/memory.limit_in_bytes && echo $$ > ${cgroup}/cgroup.procs && `;
   const script =
     `${join}${limit}mount -t tmpfs -o size=${shmBytes} shmq-test /dev/shm && exec "$0" "$@"`;
-  const out = await new Deno.Command("unshare", {
-    args: [
-      ...["--mount", "--propagation", "private", "sh", "-c", script, Deno.execPath(), "run"],
-      ...CHILD_PERMISSIONS,
-      "--allow-run",
-      fixture(name),
-      ...args,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
+  let out: Deno.CommandOutput;
+  try {
+    out = await new Deno.Command("unshare", {
+      args: [
+        ...["--mount", "--propagation", "private", "sh", "-c", script, Deno.execPath(), "run"],
+        ...CHILD_PERMISSIONS,
+        "--allow-run",
+        ...(writable === undefined ? [] : [`--allow-write=${writable}`]),
+        fixture(name),
+        ...args,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } finally {
+    if (memoryBytes !== undefined) await sh(`rmdir ${cgroup}`);
+  }
   const stderr = new TextDecoder().decode(out.stderr);
   assert.ok(out.success, `isolated ${name} ${args.join(" ")} failed: ${stderr}`);
   return new TextDecoder().decode(out.stdout);
