@@ -97,6 +97,22 @@ export interface SegmentRoom {
   readonly setBy: "shm" | "machine" | "cgroup";
 }
 
+/** Memory left for new memory of this process, less MEMORY_MARGIN, and what sets that: the
+ * machine's or this process's memory cgroup's (Infinity bytes, "machine", when unknown). */
+export function memoryLeft(): { bytes: number; setBy: "machine" | "cgroup" } {
+  let memory: native.MemoryRoom;
+  try {
+    memory = native.memoryRoom();
+  } catch {
+    return { bytes: Infinity, setBy: "machine" };
+  }
+  const machine = Math.max(0, memory.machine - MEMORY_MARGIN);
+  const cgroup = Math.max(0, memory.cgroup - MEMORY_MARGIN);
+  return cgroup <= machine
+    ? { bytes: cgroup, setBy: "cgroup" }
+    : { bytes: machine, setBy: "machine" };
+}
+
 /**
  * Room for a new segment. /dev/shm's free space alone is not enough: a tmpfs may be larger
  * than the memory there is (a container's limit, other processes' use), and pre-faulting a
@@ -106,30 +122,18 @@ export interface SegmentRoom {
  */
 export function segmentRoom(): SegmentRoom {
   const shm = shmFreeBytes();
-  let memory: native.MemoryRoom;
-  try {
-    memory = native.memoryRoom();
-  } catch {
-    memory = { machine: Infinity, cgroup: Infinity };
-  }
-  const machine = Math.max(0, memory.machine - MEMORY_MARGIN);
-  const cgroup = Math.max(0, memory.cgroup - MEMORY_MARGIN);
-  if (shm <= machine && shm <= cgroup) return { bytes: shm, setBy: "shm" };
-  return cgroup <= machine
-    ? { bytes: cgroup, setBy: "cgroup" }
-    : { bytes: machine, setBy: "machine" };
+  const memory = memoryLeft();
+  return shm <= memory.bytes ? { bytes: shm, setBy: "shm" } : memory;
 }
 
-/** What has `bytes` of room for a new segment, as the subject of an error message. */
+/** What has `bytes` of room for new memory, as the subject of an error message. */
 export function roomHolder(setBy: SegmentRoom["setBy"], bytes: number): string {
   const margin = `less ${MEMORY_MARGIN >> 20} MiB kept for other allocations`;
   return setBy === "shm"
     ? `/dev/shm has ${bytes} bytes free`
     : setBy === "machine"
-    ? `the machine has ${bytes} bytes of memory left for shared memory (MemAvailable plus ` +
-      `free swap, ${margin})`
-    : `this process's memory cgroup has ${bytes} bytes left below its limit for shared ` +
-      `memory (${margin})`;
+    ? `the machine has ${bytes} bytes of memory left (MemAvailable plus free swap, ${margin})`
+    : `this process's memory cgroup has ${bytes} bytes left below its limit (${margin})`;
 }
 
 /**

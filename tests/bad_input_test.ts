@@ -550,6 +550,17 @@ Deno.test({
     assert.equal(report.smallGot, "still works");
     assert.equal(report.fits, "no error");
     assert.equal(report.fitsGot, 8 << 20);
+    // Its copy out would not fit beside it: refused, before: the copy had the process killed.
+    assert.match(
+      report.copy,
+      new RegExp(
+        `^RangeError: Receiver\\.getSync: not enough memory to copy this \\d+-byte message ` +
+          `out: ${cgroupShort} .*; the message stays first in line: borrow\\(\\) views it`,
+      ),
+    );
+    assert.equal(report.borrowed, 112 << 20);
+    assert.equal(report.afterCopy, "no error");
+    assert.equal(report.afterCopyGot, "still works");
     assert.deepEqual(report.left, []);
   },
 });
