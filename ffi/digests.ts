@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "2706104b1a23664aa2d1ca3fc227ac9456d9efa8389276ca4411115b00938850",
-  "x86_64-linux": "2d739d9d3f0d9004827ec2ab77e65ca58d1b2d2f074c3e69e6c7296f8ce58fbc",
+  "aarch64-linux": "936838b6530408f5394901dd62edbab1d1d38a52333edf0a55623aecb0db0e3b",
+  "x86_64-linux": "d18e0935030043e1d01098f3617f50613c08e3c7d11573e4fd3cda7b0f044d27",
 };

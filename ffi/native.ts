@@ -270,6 +270,9 @@ export interface MemoryRoom {
   /** This process's memory cgroup's (and its ancestors'): what is left below the least
    * limit, clean page cache counted as free; Infinity when none sets a limit. */
   cgroup: number;
+  /** The least memory limit of that cgroup and its ancestors, whatever is used of it;
+   * Infinity when none sets one. */
+  cgroupLimit: number;
 }
 
 /**
@@ -282,14 +285,14 @@ export interface MemoryRoom {
  * import assert from "node:assert/strict";
  * import { memoryRoom } from "./native.ts";
  * const room = memoryRoom();
- * assert.ok(room.machine > 0 && room.cgroup >= 0);
+ * assert.ok(room.machine > 0 && room.cgroup >= 0 && room.cgroupLimit >= room.cgroup);
  * ```
  */
 export function memoryRoom(): MemoryRoom {
-  const out = new BigInt64Array(2);
+  const out = new BigInt64Array(3);
   check(s().shmq_memory_room(out), "memory_room", "/proc/meminfo");
   const bytes = (v: bigint) => v < 0n ? Infinity : Number(v);
-  return { machine: bytes(out[0]), cgroup: bytes(out[1]) };
+  return { machine: bytes(out[0]), cgroup: bytes(out[1]), cgroupLimit: bytes(out[2]) };
 }
 
 /**

@@ -221,11 +221,15 @@ static int64_t reclaimable_cache(const char *dir, bool v2) {
   return clean > 0 ? clean : 0;
 }
 
-/* Memory the cgroup at `dir` has left below its limit, or -1 when it sets none. v1 reports
- * no limit as a number near 2^63. */
-static int64_t cgroup_room(const char *dir, bool v2) {
+/* The memory limit of the cgroup at `dir`, or -1 when it sets none. v1 reports no limit as
+ * a number near 2^63. */
+static int64_t cgroup_limit(const char *dir, bool v2) {
   int64_t limit = number_in(dir, v2 ? "memory.max" : "memory.limit_in_bytes");
-  if (limit < 0 || limit >= ((int64_t)1 << 62)) return -1;
+  return limit < 0 || limit >= ((int64_t)1 << 62) ? -1 : limit;
+}
+
+/* Memory the cgroup at `dir` has left below its limit `limit`, or -1 when unknown. */
+static int64_t cgroup_room(const char *dir, bool v2, int64_t limit) {
   int64_t used = number_in(dir, v2 ? "memory.current" : "memory.usage_in_bytes");
   if (used < 0) return -1;
   int64_t cache = reclaimable_cache(dir, v2);
@@ -271,21 +275,30 @@ static bool memory_cgroup(char *path, size_t cap, bool *v2) {
   return found;
 }
 
-/* The least room of the memory cgroup and its ancestors, -1 when none sets a limit. A level
- * missing under the mount is skipped: without a cgroup namespace, a container sees its own
- * cgroup's path but has that cgroup mounted as the root. */
-static int64_t memory_cgroup_room(void) {
+/* Keeps the least of `*least` (-1: none yet) and `v` (-1: none). */
+static void keep_least(int64_t *least, int64_t v) {
+  if (v >= 0 && (*least < 0 || v < *least)) *least = v;
+}
+
+/* The least room and the least limit (out[0], out[1]) of the memory cgroup and its
+ * ancestors, -1 when none sets a limit. A level missing under the mount is skipped: without
+ * a cgroup namespace, a container sees its own cgroup's path but has that cgroup mounted as
+ * the root. */
+static void memory_cgroup_room(int64_t *out) {
+  out[0] = out[1] = -1;
   char rel[PATH_MAX];
   bool v2;
-  if (!memory_cgroup(rel, sizeof rel, &v2)) return -1;
+  if (!memory_cgroup(rel, sizeof rel, &v2)) return;
   const char *mount = v2 ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory";
-  int64_t least = -1;
   for (;;) {
     char dir[PATH_MAX];
     if (snprintf(dir, sizeof dir, "%s%s", mount, strcmp(rel, "/") == 0 ? "" : rel) <
         (int)sizeof dir) {
-      int64_t room = cgroup_room(dir, v2);
-      if (room >= 0 && (least < 0 || room < least)) least = room;
+      int64_t limit = cgroup_limit(dir, v2);
+      if (limit >= 0) {
+        keep_least(&out[0], cgroup_room(dir, v2, limit));
+        keep_least(&out[1], limit);
+      }
     }
     char *slash = strrchr(rel, '/');
     if (slash == NULL || strcmp(rel, "/") == 0) break;
@@ -295,7 +308,6 @@ static int64_t memory_cgroup_room(void) {
       *slash = '\0';
     }
   }
-  return least;
 }
 
 int32_t shmq_memory_room(int64_t *out) {
@@ -307,7 +319,7 @@ int32_t shmq_memory_room(int64_t *out) {
     int64_t swap = field_of(text, "SwapFree:", 1024);
     if (available >= 0) out[0] = available + (swap > 0 ? swap : 0);
   }
-  out[1] = memory_cgroup_room();
+  memory_cgroup_room(out + 1);
   return 0;
 }
 

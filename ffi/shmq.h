@@ -94,8 +94,8 @@ SHMQ_API int64_t shmq_shm_total_bytes(void);
  * Memory a new segment may still take, in bytes: out[0] for the machine (MemAvailable plus
  * SwapFree, /proc/meminfo), out[1] for this process's memory cgroup (v2, or v1's memory
  * controller: the least, over it and its ancestors that set a limit, of the limit less what
- * the cgroup uses but for clean page cache, which the kernel would reclaim), each -1 when
- * unknown or unlimited. A tmpfs page is charged to whoever faults it in and can only go to
+ * the cgroup uses but for clean page cache, which the kernel would reclaim), and out[2] the
+ * least of those limits themselves, each -1 when unknown or unlimited. A tmpfs page is charged to whoever faults it in and can only go to
  * swap, so pre-faulting a segment past either figure does not fail: the OOM killer ends a
  * process, most often the one faulting, or another. Returns 0, or -EINVAL for a NULL out.
  */

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { shmTotalBytes } from "../ffi/native.ts";
+import { memoryRoom, shmTotalBytes } from "../ffi/native.ts";
 import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
@@ -33,8 +33,9 @@ export interface QueueOptions {
    * Bytes of shared memory for messages (the arena), made and pre-faulted once when the
    * queue is created. Messages above a quarter of it travel in extension segments that are
    * made on demand and reused, so any size goes through. Default 64 MiB, or a quarter of
-   * /dev/shm's size when that is less (a container's is often 64 MiB in all), or `byteBudget`
-   * when that is less, at least 64 KiB; from 64 KiB to 1 TiB. An arena that /dev/shm, or the
+   * /dev/shm's size when that is less (a container's is often 64 MiB in all), or an eighth of
+   * the memory limit of the process's cgroup (a container's) when that is less, or
+   * `byteBudget` when that is less, at least 64 KiB; from 64 KiB to 1 TiB. An arena that /dev/shm, or the
    * memory left (the machine's, or the memory cgroup's), cannot hold is a `RangeError`.
    */
   arenaBytes?: number;
@@ -81,12 +82,16 @@ export const DEFAULT_KEEP_IDLE_SEGMENTS_MS = 10_000;
 
 /**
  * The arena a queue gets by default: DEFAULT_ARENA_BYTES, or a quarter of /dev/shm's size
- * when that is less, in whole 64 KiB, at least 64 KiB; and no more than a `byteBudget` given
- * (which bounds the arena too). A container's /dev/shm of 64 MiB could not hold the full
- * default at all; a quarter leaves room for the extension segments of larger messages and
- * for other queues. By the size, not what is free: a queue made while /dev/shm is nearly
- * full gets the arena it would get otherwise, or the clear error that there is no room,
- * rather than a small arena for good.
+ * when that is less, or an eighth of the memory limit of this process's cgroup when that is
+ * less, in whole 64 KiB, at least 64 KiB; and no more than a `byteBudget` given (which
+ * bounds the arena too). A container's /dev/shm of 64 MiB could not hold the full default
+ * at all; a quarter leaves room for the extension segments of larger messages and for
+ * other queues. A container's /dev/shm may also be larger than its memory (a Kubernetes
+ * memory-backed volume is sized by the node's): there a few default queues would take most
+ * of a small limit before any message, so a queue takes an eighth of it at most. By the
+ * sizes, not what is free: a queue made while /dev/shm or the memory is nearly full gets
+ * the arena it would get otherwise, or the clear error that there is no room, rather than a
+ * small arena for good.
  */
 export function defaultArenaBytes(byteBudget?: number): number {
   let total: number;
@@ -95,7 +100,13 @@ export function defaultArenaBytes(byteBudget?: number): number {
   } catch {
     total = Infinity; // Making the queue reports what is wrong with /dev/shm.
   }
-  const bound = Math.min(DEFAULT_ARENA_BYTES, total / 4, byteBudget ?? Infinity);
+  let limit: number;
+  try {
+    limit = memoryRoom().cgroupLimit;
+  } catch {
+    limit = Infinity;
+  }
+  const bound = Math.min(DEFAULT_ARENA_BYTES, total / 4, limit / 8, byteBudget ?? Infinity);
   return Math.max(MIN_ARENA_SIZE, Math.floor(bound / MIN_ARENA_SIZE) * MIN_ARENA_SIZE);
 }
 
