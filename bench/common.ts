@@ -84,9 +84,12 @@ export function minRoundFor(size: number): number {
   return size <= 256 * 2 ** 20 ? 5 : 2;
 }
 
-/** Messages in flight allowed by every windowed transport: at most ~1 GiB, 1..64 messages. */
-export function windowFor(size: number): number {
-  return Math.max(1, Math.min(64, Math.floor(2 ** 30 / size)));
+/** Messages in flight a windowed transport allows by default (shmq's default capacity). */
+export const DEFAULT_WINDOW = 64;
+
+/** Messages in flight allowed by every windowed transport: at most ~1 GiB, 1..`most`. */
+export function windowFor(size: number, most: number = DEFAULT_WINDOW): number {
+  return Math.max(1, Math.min(most, Math.floor(2 ** 30 / size)));
 }
 
 /**

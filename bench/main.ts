@@ -21,6 +21,9 @@
  *   --passes=N           cases up to 10 MiB run in N passes interleaved with the other
  *                        transports of their size, each pass in fresh processes with its own
  *                        warm-up and an Nth of the budget (default 3; 1 with --quick)
+ *   --window=N           messages in flight at most in every windowed transport: shmq's
+ *                        capacity, the segment and postMessage cases' window (default 64;
+ *                        fewer where that would pass ~1 GiB in flight)
  *   --kinds=bytes,struct payload kinds
  *   --transports=a,b     subset of: shmq-get-async shmq-get-sync shmq-get-reuse shmq-borrow
  *                        shmq-get-pooled-sync shmq-get-pooled-async
@@ -43,6 +46,7 @@
  */
 
 import {
+  DEFAULT_WINDOW,
   formatSize,
   type Kind,
   memAvailableBytes,
@@ -79,6 +83,8 @@ export interface Options {
   budgetMs: number;
   repeats: number;
   passes: number;
+  /** Messages in flight at most (see windowFor). */
+  window: number;
   kinds: Kind[];
   transports: TransportId[];
   latency: boolean;
@@ -94,7 +100,16 @@ export class OptionError extends Error {
 }
 
 /** Options that take a value, and those that take none. */
-const VALUE_OPTIONS = ["sizes", "budget-ms", "repeats", "passes", "kinds", "transports", "out"];
+const VALUE_OPTIONS = [
+  "sizes",
+  "budget-ms",
+  "repeats",
+  "passes",
+  "window",
+  "kinds",
+  "transports",
+  "out",
+];
 const SWITCHES = ["quick", "no-latency", "no-fanin", "no-small", "no-codec", "help"];
 
 function parseOptions(args: string[]): Options {
@@ -148,6 +163,7 @@ function parseOptions(args: string[]): Options {
     budgetMs: positiveNumber(flags.get("budget-ms") ?? (quick ? "150" : "500"), "budget-ms"),
     repeats: positiveInteger(flags.get("repeats") ?? (quick ? "3" : "5"), "repeats"),
     passes: positiveInteger(flags.get("passes") ?? (quick ? "1" : "3"), "passes"),
+    window: positiveInteger(flags.get("window") ?? `${DEFAULT_WINDOW}`, "window"),
     kinds: [...new Set(kinds)],
     transports: [...new Set(transports)],
     latency: !flags.has("no-latency"),
@@ -255,7 +271,7 @@ async function runThroughput(
   share: PassShare = passShare(opts, 1),
 ): Promise<ThroughputResult> {
   const t = transport(id);
-  const window = windowFor(size);
+  const window = windowFor(size, opts.window);
   const base: ThroughputResult = { transport: id, kind, size, window, status: "ok" };
   const label = `${tag} ${t.label} · ${kind} · ${formatSize(size)}`;
   const needBytes = t.memoryFactor(kind, window) * size + 400 * 1024 ** 2;
@@ -475,7 +491,7 @@ async function runFanIn(
     } else {
       await launchShmq(
         procs,
-        { kind: "bytes", size, window: windowFor(size) },
+        { kind: "bytes", size, window: windowFor(size, opts.window) },
         "get-sync",
         "sync",
         senders,
@@ -483,7 +499,7 @@ async function runFanIn(
     }
     const rounds = await measureRounds(procs, {
       warmMs: warmMsFor(size, opts.budgetMs / 4, opts.quick),
-      minWarm: windowFor(size) + 1,
+      minWarm: windowFor(size, opts.window) + 1,
       measureMs: opts.budgetMs,
       repeats: opts.repeats,
     });

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatSize, type Kind } from "./common.ts";
+import { DEFAULT_WINDOW, formatSize, type Kind } from "./common.ts";
 import type { FanInResult, Results, ThroughputResult } from "./results_types.ts";
 import { JIT_PACED_SIZE, JIT_WARM_MS } from "./measure.ts";
 import { find, memcpyBandwidth } from "./targets.ts";
@@ -191,6 +191,12 @@ function codecSection(codec: unknown): string {
 }
 
 /** The whole report. */
+/** The run's `--window` (older results have none: the default then). */
+function windowOf(results: Results): number {
+  const window = results.options.window;
+  return typeof window === "number" ? window : DEFAULT_WINDOW;
+}
+
 export function renderMarkdown(results: Results): string {
   const m = results.machine as Record<string, unknown>;
   const o = results.options as Record<string, unknown>;
@@ -243,7 +249,8 @@ export function renderMarkdown(results: Results): string {
     "transport is charged for filling its pipeline; the median of the rounds is shown. " +
     "Sizes are payload bytes; the structured message holds a " +
     "Float32Array of size/4 elements plus `idx` and `source`. Messages in flight are bounded " +
-    "the same way for every windowed transport: 64, or fewer so that at most ~1 GiB is in " +
+    `the same way for every windowed transport: ${windowOf(results)}, or fewer so that at ` +
+    "most ~1 GiB is in " +
     "flight (1 at 1 GiB). memcpy is kind-independent and repeated in both tables.\n\n";
   md += summary(results);
   md += "## Targets (issues 3 and 4)\n\n";

@@ -252,6 +252,7 @@ Deno.test("bench: a bad option is refused before anything runs, with status 2 an
     const cases: [string[], RegExp][] = [
       [["--budget-ms=abc"], /^bench: --budget-ms must be a number > 0, got "abc"/],
       [["--repeats=0"], /^bench: --repeats must be a whole number >= 1, got "0"/],
+      [["--window=1.5"], /^bench: --window must be a whole number >= 1, got "1.5"/],
       [["--sizes"], /^bench: --sizes needs a value/],
       [["--quick=yes"], /^bench: --quick takes no value/],
       [["--kinds=bytez"], /^bench: --kinds: bad kind "bytez"/],
@@ -278,6 +279,7 @@ Deno.test("bench: a bad option is refused before anything runs, with status 2 an
     }).output();
     assert.equal(help.code, 0);
     assert.match(new TextDecoder().decode(help.stdout), /--budget-ms=N/);
+    assert.match(new TextDecoder().decode(help.stdout), /--window=N/);
   } finally {
     await Deno.remove(file);
   }
