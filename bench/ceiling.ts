@@ -101,14 +101,20 @@ function recordBytes(length: number): number {
 /** A length word that says the rest of the ring is skipped: a record never wraps. */
 const SKIP = 0xffffffff;
 
-/** The producer: MESSAGES records of `size` bytes, as fast as the ring has room. */
+/** Messages per run for `size`: MESSAGES, fewer where they would pass 4 GiB. */
+function messagesFor(size: number): number {
+  return Math.min(MESSAGES, Math.floor(2 ** 32 / recordBytes(size)));
+}
+
+/** The producer: messagesFor(size) records of `size` bytes, as fast as the ring has room. */
 function produce(ring: Ring, size: number): void {
   const { cursors, data, lengths } = ring;
   const payload = new Uint8Array(size).fill(7);
   const record = recordBytes(size);
   let write = 0;
   let read = 0; // the consumer's cursor as last seen: read again only when the ring looks full
-  for (let i = 0; i < MESSAGES; i++) {
+  const messages = messagesFor(size);
+  for (let i = 0; i < messages; i++) {
     let at = write & (RING_BYTES - 1);
     const skip = RING_BYTES - at < record ? RING_BYTES - at : 0;
     for (let spins = 0; ((write - read) | 0) + skip + record > RING_BYTES; spins++) {
@@ -129,14 +135,14 @@ function produce(ring: Ring, size: number): void {
 }
 
 /** The consumer: takes every record, copied or viewed; returns messages per second. */
-function consume(ring: Ring, mode: Mode): number {
+function consume(ring: Ring, mode: Mode, messages: number): number {
   const { cursors, data, lengths } = ring;
   let read = 0;
   let taken = 0;
   let checksum = 0;
   let started = 0;
   let spins = 0;
-  while (taken < MESSAGES) {
+  while (taken < messages) {
     const write = Atomics.load(cursors, WRITE_CURSOR);
     if (write === read) {
       if (spins++ === 0) stalled.start();
@@ -161,8 +167,8 @@ function consume(ring: Ring, mode: Mode): number {
     }
     Atomics.store(cursors, READ_CURSOR, read);
   }
-  const rate = MESSAGES / ((performance.now() - started) / 1000);
-  if (checksum !== 7 * MESSAGES) throw new Error(`bad checksum ${checksum}`);
+  const rate = messages / ((performance.now() - started) / 1000);
+  if (checksum !== 7 * messages) throw new Error(`bad checksum ${checksum}`);
   return rate;
 }
 
@@ -184,24 +190,25 @@ if (role === "--produce") {
     const rates: string[] = [];
     for (const mode of ["copy", "view"] as const) {
       const ringName = `/shmq-ceiling-${crypto.randomUUID()}`;
-      const ring = mapRing(ringName, true);
-      const producer = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--quiet",
-          "--allow-ffi",
-          import.meta.filename!,
-          "--produce",
-          ringName,
-          `${size}`,
-        ],
-        stdin: "null",
-      }).spawn();
+      let producer: Deno.ChildProcess | undefined;
       let rate: number;
       try {
-        rate = consume(ring, mode);
+        const ring = mapRing(ringName, true);
+        producer = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--quiet",
+            "--allow-ffi",
+            import.meta.filename!,
+            "--produce",
+            ringName,
+            `${size}`,
+          ],
+          stdin: "null",
+        }).spawn();
+        rate = consume(ring, mode, messagesFor(size));
       } catch (error) {
-        producer.kill("SIGKILL");
+        producer?.kill("SIGKILL");
         throw error;
       } finally {
         libc.symbols.shm_unlink(cString(ringName));

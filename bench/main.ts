@@ -60,6 +60,7 @@ import { CaseProcs, RUN_TOKEN, seenQueues, shmEntries, strayProcesses } from "./
 import { launchShmq, transport, type TransportId, TRANSPORTS } from "./transports.ts";
 import type { FanInResult, LatencyResult, Results, ThroughputResult } from "./results_types.ts";
 import { checkTargets } from "./targets.ts";
+import { MAX_CAPACITY } from "../queue/layout.ts";
 import { renderMarkdown } from "./report.ts";
 import { renderChart } from "./chart.ts";
 
@@ -163,7 +164,7 @@ function parseOptions(args: string[]): Options {
     budgetMs: positiveNumber(flags.get("budget-ms") ?? (quick ? "150" : "500"), "budget-ms"),
     repeats: positiveInteger(flags.get("repeats") ?? (quick ? "3" : "5"), "repeats"),
     passes: positiveInteger(flags.get("passes") ?? (quick ? "1" : "3"), "passes"),
-    window: positiveInteger(flags.get("window") ?? `${DEFAULT_WINDOW}`, "window"),
+    window: windowOption(flags.get("window")),
     kinds: [...new Set(kinds)],
     transports: [...new Set(transports)],
     latency: !flags.has("no-latency"),
@@ -174,6 +175,15 @@ function parseOptions(args: string[]): Options {
     out: flags.get("out") ??
       new URL(flags.size === 0 ? "./results" : "./results-partial", import.meta.url).pathname,
   };
+}
+
+/** `--window`: at most a queue's largest capacity, so that no case fails part way. */
+function windowOption(text: string | undefined): number {
+  const window = positiveInteger(text ?? `${DEFAULT_WINDOW}`, "window");
+  if (window > MAX_CAPACITY) {
+    throw new OptionError(`--window must be at most ${MAX_CAPACITY} (a queue's largest capacity)`);
+  }
+  return window;
 }
 
 function positiveInteger(text: string, name: string): number {

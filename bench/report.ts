@@ -190,13 +190,13 @@ function codecSection(codec: unknown): string {
   return md + "```json\n" + JSON.stringify(c.result, null, 1) + "\n```\n\n";
 }
 
-/** The whole report. */
 /** The run's `--window` (older results have none: the default then). */
 function windowOf(results: Results): number {
   const window = results.options.window;
   return typeof window === "number" ? window : DEFAULT_WINDOW;
 }
 
+/** The whole report. */
 export function renderMarkdown(results: Results): string {
   const m = results.machine as Record<string, unknown>;
   const o = results.options as Record<string, unknown>;

@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "936838b6530408f5394901dd62edbab1d1d38a52333edf0a55623aecb0db0e3b",
-  "x86_64-linux": "d18e0935030043e1d01098f3617f50613c08e3c7d11573e4fd3cda7b0f044d27",
+  "aarch64-linux": "b65dfc82180c99617310474cb9d640ab9fa2423e06d38ac71dbd9f19e64800ef",
+  "x86_64-linux": "0f8106c47f4a2edaae35a4c8c3c5789048e9ac3ecd307fffc8792a92ba9d41f8",
 };

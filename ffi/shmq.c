@@ -199,7 +199,9 @@ static int64_t number_in(const char *dir, const char *name) {
 /* Page cache the cgroup at `dir` could give back at its limit, from its memory.stat: clean,
  * unmapped file pages, active ones too (a file read twice is active, and the kernel reclaims
  * those before it calls the OOM killer). Dirty, under writeback or mapped (running code) ones
- * count as used, as does shmem, the queues' own segments among it. 0 when unknown. */
+ * count as used, as does shmem, the queues' own segments among it. The mapped figure counts
+ * mapped shmem too, which is no file page: only what it has beyond the shmem is taken off,
+ * or every segment a process maps would hide as much cache. 0 when unknown. */
 static int64_t reclaimable_cache(const char *dir, bool v2) {
   char path[PATH_MAX];
   char stat[8192];
@@ -207,17 +209,19 @@ static int64_t reclaimable_cache(const char *dir, bool v2) {
       read_text(path, stat, sizeof stat) <= 0) {
     return 0;
   }
-  static const char *const keys[2][5] = {
+  static const char *const keys[2][6] = {
       {"total_active_file ", "total_inactive_file ", "total_dirty ", "total_writeback ",
-       "total_mapped_file "},
-      {"active_file ", "inactive_file ", "file_dirty ", "file_writeback ", "file_mapped "},
+       "total_mapped_file ", "total_shmem "},
+      {"active_file ", "inactive_file ", "file_dirty ", "file_writeback ", "file_mapped ",
+       "shmem "},
   };
-  int64_t v[5];
-  for (int i = 0; i < 5; i++) {
+  int64_t v[6];
+  for (int i = 0; i < 6; i++) {
     v[i] = field_of(stat, keys[v2][i], 1);
     if (v[i] < 0) return 0;
   }
-  int64_t clean = v[0] + v[1] - v[2] - v[3] - v[4];
+  int64_t mapped_files = v[4] > v[5] ? v[4] - v[5] : 0;
+  int64_t clean = v[0] + v[1] - v[2] - v[3] - mapped_files;
   return clean > 0 ? clean : 0;
 }
 

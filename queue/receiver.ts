@@ -276,7 +276,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * buffer, that error propagates and the message stays first in line for this end; so it
    * does when its extension segment cannot be mapped now (a `NativeError` such as `EMFILE`),
    * and, with a `RangeError`, when the memory left (the machine's, or the memory cgroup's)
-   * cannot take the copy of a message of 64 MiB or more: `borrow` views it in place.
+   * cannot take the copy of a message of 64 MiB or more, counted as its encoded size (without
+   * `allocate`, whose buffers are yours): `borrow` views its arrays in place. A large string
+   * takes more than its size once decoded, and a borrow decodes it too.
    *
    * Calls that overlap (not awaited one by one) get messages in the order they were made
    * (`getSync`, `getManySync`, `getNowait` and `borrowSync`, which cannot wait for them, go
@@ -731,7 +733,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           new RangeError(
             `not enough memory to copy this ${got.length}-byte message out: ` +
               `${roomHolder(memory.setBy, memory.bytes)}; the message stays first in line: ` +
-              "borrow() views it in place, without a copy, or free memory",
+              "borrow() views its arrays in place, without a copy, or free memory",
           ),
         );
       }
@@ -914,7 +916,9 @@ const LARGE_COPY = 256 * 1024;
  * Messages this large are copied out only when the memory left can take the copy: past it,
  * the copy does not fail but has the OOM killer end a process, most often this one, mid-copy.
  * Smaller copies are left unchecked: reading the figures (/proc, the memory cgroup) takes
- * about 35 µs, half a percent of a 64 MiB copy.
+ * about 35 µs, half a percent of a 64 MiB copy. The copy is counted as the message's encoded
+ * size, right for arrays, the data this queue is for; a string takes two or three times that
+ * once decoded, and is not covered.
  */
 const MEMORY_CHECKED_COPY = 64 << 20;
 

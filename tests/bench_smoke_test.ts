@@ -253,6 +253,7 @@ Deno.test("bench: a bad option is refused before anything runs, with status 2 an
       [["--budget-ms=abc"], /^bench: --budget-ms must be a number > 0, got "abc"/],
       [["--repeats=0"], /^bench: --repeats must be a whole number >= 1, got "0"/],
       [["--window=1.5"], /^bench: --window must be a whole number >= 1, got "1.5"/],
+      [["--window=2000000"], /^bench: --window must be at most 1048576/],
       [["--sizes"], /^bench: --sizes needs a value/],
       [["--quick=yes"], /^bench: --quick takes no value/],
       [["--kinds=bytez"], /^bench: --kinds: bad kind "bytez"/],

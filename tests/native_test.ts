@@ -90,7 +90,7 @@ async function childJson(proc: Deno.ChildProcess): Promise<Record<string, unknow
   return JSON.parse(new TextDecoder().decode(stdout));
 }
 
-Deno.test("memoryRoom tells the machine's free memory, and no cgroup limit where none is set", () => {
+Deno.test("memoryRoom tells the machine's free memory, and the cgroup's room within its limit", () => {
   const room = memoryRoom();
   const info = Deno.systemMemoryInfo();
   // MemAvailable plus free swap, read a moment apart from Deno's own reading of them.
@@ -100,8 +100,13 @@ Deno.test("memoryRoom tells the machine's free memory, and no cgroup limit where
     `machine ${room.machine}, /proc/meminfo says ${expected}`,
   );
   assert.ok(room.machine <= info.total + info.swapTotal);
-  // A cgroup's room is a byte count, or Infinity when no level of it sets a limit.
-  assert.ok(room.cgroup === Infinity || (Number.isSafeInteger(room.cgroup) && room.cgroup >= 0));
+  // A cgroup's room is a byte count within its limit, or both are Infinity when no level of
+  // it sets a limit.
+  if (room.cgroupLimit === Infinity) assert.equal(room.cgroup, Infinity);
+  else {
+    assert.ok(Number.isSafeInteger(room.cgroupLimit) && Number.isSafeInteger(room.cgroup));
+    assert.ok(room.cgroup >= 0 && room.cgroup <= room.cgroupLimit);
+  }
 });
 
 Deno.test("a child opens a segment by name and sees the bytes written here", async () => {
