@@ -52,14 +52,20 @@ resultsOut.close();
 const start = performance.now();
 const expected = new Float64Array(jobs);
 const putting = (async () => {
-  const image = NdArray.zeros("float32", [size, size, 3]);
-  for (let id = 0; id < jobs; id++) {
-    image.data.fill(id % 251); // every pixel of job `id` holds id % 251
-    expected[id] = id % 251;
-    await jobsOut.put({ id, image }); // copied into shared memory
+  try {
+    const image = NdArray.zeros("float32", [size, size, 3]);
+    for (let id = 0; id < jobs; id++) {
+      image.data.fill(id % 251); // every pixel of job `id` holds id % 251
+      expected[id] = id % 251;
+      await jobsOut.put({ id, image }); // copied into shared memory
+    }
+  } finally {
+    jobsOut.close(); // the Workers' loops end once the queue is drained, a failed put's too
   }
-  jobsOut.close(); // the Workers' loops end once the queue is drained
 })();
+// Awaited after the results: a put's error left unhandled until then would end the process
+// at once, before `using` closes the queues.
+putting.catch(() => {});
 
 const perWorker = new Map<string, number>();
 const seen = new Set<number>();

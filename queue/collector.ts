@@ -117,6 +117,14 @@ function setFlagsFromStringQuietly(
   }
 }
 
+/** This isolate's `gc()`, looked for at the first need; null when it has none. */
+let isolateGc: (() => void) | null | undefined;
+
+function isolateCollection(): (() => void) | null {
+  if (isolateGc === undefined) isolateGc = exposedCollection();
+  return isolateGc;
+}
+
 /** This isolate's policy, made at its first huge copy; null when it has no `gc()`. */
 let isolatePolicy: CollectionBeforeCopy | null | undefined;
 
@@ -125,8 +133,18 @@ let isolatePolicy: CollectionBeforeCopy | null | undefined;
 export function collectBeforeCopy(byteLength: number): void {
   if (byteLength < COLLECT_BEFORE_BYTES) return;
   if (isolatePolicy === undefined) {
-    const gc = exposedCollection();
+    const gc = isolateCollection();
     isolatePolicy = gc === null ? null : new CollectionBeforeCopy(gc);
   }
   isolatePolicy?.before(byteLength);
+}
+
+/** Makes a full collection now, if this isolate can: for a copy the memory left seems too
+ * short for, where copies dropped but not yet collected may hold what it needs. True if it
+ * collected. */
+export function collectNow(): boolean {
+  const gc = isolateCollection();
+  if (gc === null) return false;
+  gc();
+  return true;
 }

@@ -5,7 +5,14 @@
  */
 
 import { memoryRoom, shmTotalBytes } from "../ffi/native.ts";
-import { MAX_ARENA_SIZE, MAX_CAPACITY, MAX_MESSAGE_SIZE, MIN_ARENA_SIZE } from "./layout.ts";
+import {
+  arenaOffsetFor,
+  MAX_ARENA_SIZE,
+  MAX_CAPACITY,
+  MAX_MESSAGE_SIZE,
+  MIN_ARENA_SIZE,
+  ringSizeFor,
+} from "./layout.ts";
 import type { Geometry } from "./shared_queue.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
@@ -82,7 +89,7 @@ export const DEFAULT_KEEP_IDLE_SEGMENTS_MS = 10_000;
 
 /**
  * The arena a queue gets by default: DEFAULT_ARENA_BYTES, or a quarter of /dev/shm's size
- * when that is less, or an eighth of the memory limit of this process's cgroup when that is
+ * (less the queue's slots, so that four whole queues fit) when that is less, or an eighth of the memory limit of this process's cgroup when that is
  * less, in whole 64 KiB, at least 64 KiB; and no more than a `byteBudget` given (which
  * bounds the arena too). A container's /dev/shm of 64 MiB could not hold the full default
  * at all; a quarter leaves room for the extension segments of larger messages and for
@@ -93,7 +100,7 @@ export const DEFAULT_KEEP_IDLE_SEGMENTS_MS = 10_000;
  * the arena it would get otherwise, or the clear error that there is no room, rather than a
  * small arena for good.
  */
-export function defaultArenaBytes(byteBudget?: number): number {
+export function defaultArenaBytes(byteBudget?: number, capacity = DEFAULT_CAPACITY): number {
   let total: number;
   try {
     total = shmTotalBytes();
@@ -106,7 +113,16 @@ export function defaultArenaBytes(byteBudget?: number): number {
   } catch {
     limit = Infinity;
   }
-  const bound = Math.min(DEFAULT_ARENA_BYTES, total / 4, limit / 8, byteBudget ?? Infinity);
+  // The quarter holds the whole main segment, its slots too: four such queues fit.
+  const slots = Number.isInteger(capacity) && capacity >= 1 && capacity <= MAX_CAPACITY
+    ? arenaOffsetFor(ringSizeFor(capacity))
+    : 0;
+  const bound = Math.min(
+    DEFAULT_ARENA_BYTES,
+    total / 4 - slots,
+    limit / 8,
+    byteBudget ?? Infinity,
+  );
   return Math.max(MIN_ARENA_SIZE, Math.floor(bound / MIN_ARENA_SIZE) * MIN_ARENA_SIZE);
 }
 
@@ -123,7 +139,7 @@ export function resolveOptions(options: QueueOptions | undefined): Geometry {
     ? budget
     : undefined; // (a wrong one is refused below, as a byteBudget)
   const arenaBytes = options?.arenaBytes === undefined
-    ? defaultArenaBytes(givenBudget)
+    ? defaultArenaBytes(givenBudget, capacity)
     : options.arenaBytes;
   checkInteger("capacity", capacity, 1, MAX_CAPACITY);
   checkInteger("arenaBytes", arenaBytes, MIN_ARENA_SIZE, MAX_ARENA_SIZE);

@@ -6,6 +6,7 @@
 
 import { decodeBytes, type DecodeBytesOptions, wrongAllocation } from "../codec/decode.ts";
 import {
+  memoryRoom,
   prefaultJoin,
   prefaultStart,
   prepareCopyTarget,
@@ -37,7 +38,7 @@ import {
   waitSync,
 } from "./wait.ts";
 import { BEHIND, Lane } from "./lane.ts";
-import { collectBeforeCopy } from "./collector.ts";
+import { collectBeforeCopy, collectNow } from "./collector.ts";
 import { stopIfRequested } from "./stop.ts";
 import { shown } from "./shown.ts";
 
@@ -276,7 +277,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * buffer, that error propagates and the message stays first in line for this end; so it
    * does when its extension segment cannot be mapped now (a `NativeError` such as `EMFILE`),
    * and, with a `RangeError`, when the memory left (the machine's, or the memory cgroup's)
-   * cannot take the copy of a message of 64 MiB or more, counted as its encoded size (without
+   * cannot take the copy of a message of 64 MiB or more (or of a sixteenth of the cgroup's
+   * limit, if less), counted as its encoded size, even after a garbage collection (without
    * `allocate`, whose buffers are yours): `borrow` views its arrays in place. A large string
    * takes more than its size once decoded, and a borrow decodes it too.
    *
@@ -722,10 +724,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const got = this.#takeNext();
     if (got === undefined) return undefined;
     if (
-      got.length >= MEMORY_CHECKED_COPY &&
+      got.length >= checkedCopyBytes(got.length) &&
       (options === COPY_OPTIONS || options === POOLED_COPY_OPTIONS)
     ) {
-      const memory = memoryLeft();
+      let memory = memoryLeft();
+      // Copies dropped but not collected yet may hold what this one needs.
+      if (got.length > memory.bytes && collectNow()) memory = memoryLeft();
       if (got.length > memory.bytes) {
         // Kept, as after a failed allocate: a borrow can still view it without a copy.
         if (!queue.closed) this.#pending = got;
@@ -916,11 +920,34 @@ const LARGE_COPY = 256 * 1024;
  * Messages this large are copied out only when the memory left can take the copy: past it,
  * the copy does not fail but has the OOM killer end a process, most often this one, mid-copy.
  * Smaller copies are left unchecked: reading the figures (/proc, the memory cgroup) takes
- * about 35 µs, half a percent of a 64 MiB copy. The copy is counted as the message's encoded
- * size, right for arrays, the data this queue is for; a string takes two or three times that
- * once decoded, and is not covered.
+ * about 35 µs, half a percent of a 64 MiB copy. In a cgroup with a small limit, from a
+ * sixteenth of it (16 MiB in 256 MiB: a few dropped copies of 40 MiB, not collected yet, had
+ * such a container's receiver killed). The copy is counted as the message's encoded size,
+ * right for arrays, the data this queue is for; a string takes two or three times that once
+ * decoded, and is not covered.
  */
 const MEMORY_CHECKED_COPY = 64 << 20;
+/** Copies this small are never checked: they could not matter to any limit. */
+const UNCHECKED_COPY = 1 << 20;
+
+/** This isolate's threshold for checking copies, found at its first copy of 1 MiB or more
+ * (a cgroup's limit stays as it is, near enough). */
+let checkedCopyFrom: number | undefined;
+
+/** From how many bytes a copy of `byteLength` is checked (see MEMORY_CHECKED_COPY). */
+function checkedCopyBytes(byteLength: number): number {
+  if (byteLength < UNCHECKED_COPY) return Infinity;
+  if (checkedCopyFrom === undefined) {
+    let limit = Infinity;
+    try {
+      limit = memoryRoom().cgroupLimit;
+    } catch {
+      // No figures: the default threshold.
+    }
+    checkedCopyFrom = Math.max(UNCHECKED_COPY, Math.min(MEMORY_CHECKED_COPY, limit / 16));
+  }
+  return checkedCopyFrom;
+}
 
 /** Messages up to this size are lent from a copy (see Receiver.#smallView): a copy and a
  * detach cost ~250 ns at 100 B against ~430 ns for an external buffer made and detached. */

@@ -7,6 +7,7 @@
  */
 
 import * as native from "../ffi/native.ts";
+import { collectNow } from "./collector.ts";
 import { ClosedError, ours } from "./errors.ts";
 
 /** A mapped segment (internal). */
@@ -88,6 +89,12 @@ export function shmFreeBytes(): number {
  * of a message among them. */
 export const MEMORY_MARGIN = 64 * 1024 * 1024;
 
+/** MEMORY_MARGIN, or an eighth of a small cgroup limit when that is less: 64 MiB would be a
+ * quarter of a 256 MiB container. */
+export function cgroupMargin(limit: number): number {
+  return Math.min(MEMORY_MARGIN, limit / 8);
+}
+
 /** What a new segment may take, and what sets that. */
 export interface SegmentRoom {
   /** Bytes: the least of /dev/shm's free space and the memory left, less MEMORY_MARGIN. */
@@ -107,33 +114,37 @@ export function memoryLeft(): { bytes: number; setBy: "machine" | "cgroup" } {
     return { bytes: Infinity, setBy: "machine" };
   }
   const machine = Math.max(0, memory.machine - MEMORY_MARGIN);
-  const cgroup = Math.max(0, memory.cgroup - MEMORY_MARGIN);
+  const cgroup = Math.max(0, memory.cgroup - cgroupMargin(memory.cgroupLimit));
   return cgroup <= machine
     ? { bytes: cgroup, setBy: "cgroup" }
     : { bytes: machine, setBy: "machine" };
 }
 
 /**
- * Room for a new segment. /dev/shm's free space alone is not enough: a tmpfs may be larger
+ * Room for a new segment of `needed` bytes (0: whatever it is, nothing is collected for it).
+ * /dev/shm's free space alone is not enough: a tmpfs may be larger
  * than the memory there is (a container's limit, other processes' use), and pre-faulting a
  * segment past that memory does not fail but wakes the OOM killer, which ends this process
  * or another one. Measured on a 23.5 GiB VM whose /dev/shm holds 24 GiB: making 1000 queues
  * of the default 64 MiB arena was killed at the 370th, leaving them all in /dev/shm.
  */
-export function segmentRoom(): SegmentRoom {
+export function segmentRoom(needed = 0): SegmentRoom {
   const shm = shmFreeBytes();
-  const memory = memoryLeft();
+  let memory = memoryLeft();
+  // This process's buffers dropped but not collected yet may hold what the segment needs.
+  if (needed > memory.bytes && memory.bytes < shm && collectNow()) memory = memoryLeft();
   return shm <= memory.bytes ? { bytes: shm, setBy: "shm" } : memory;
 }
 
 /** What has `bytes` of room for new memory, as the subject of an error message. */
 export function roomHolder(setBy: SegmentRoom["setBy"], bytes: number): string {
-  const margin = `less ${MEMORY_MARGIN >> 20} MiB kept for other allocations`;
   return setBy === "shm"
     ? `/dev/shm has ${bytes} bytes free`
     : setBy === "machine"
-    ? `the machine has ${bytes} bytes of memory left (MemAvailable plus free swap, ${margin})`
-    : `this process's memory cgroup has ${bytes} bytes left below its limit (${margin})`;
+    ? `the machine has ${bytes} bytes of memory left (MemAvailable plus free swap, less ` +
+      `${MEMORY_MARGIN >> 20} MiB kept for other allocations)`
+    : `this process's memory cgroup (or one it is in) has ${bytes} bytes left below its limit ` +
+      "(less a margin kept for other allocations: an eighth of the limit, 64 MiB at most)";
 }
 
 /**
@@ -142,7 +153,7 @@ export function roomHolder(setBy: SegmentRoom["setBy"], bytes: number): string {
  * memory there is, have the OOM killer end a process.
  */
 export function ensureRoom(size: number, what: string, remedy: string): void {
-  const room = segmentRoom();
+  const room = segmentRoom(size);
   if (size <= room.bytes) return;
   const message = room.setBy === "shm"
     ? `/dev/shm has no room for ${what} of ${size} bytes (${room.bytes} bytes free): free ` +

@@ -1482,7 +1482,7 @@ export class SharedQueue {
       }
       // /dev/shm must hold the new segment too, and may be smaller than the budget.
       const writing = this.#extensionsBeingWrittenLocked();
-      const newRoom = segmentRoom();
+      const newRoom = segmentRoom(size);
       const free = Math.max(0, newRoom.bytes - table.unbackedBytesLocked(writing));
       if (size > free && this.#roomInShmLocked(size, free, dropped, writing) === "wait") {
         // For the error: what df (or the memory left) shows.
