@@ -42,8 +42,9 @@ export interface QueueOptions {
    * made on demand and reused, so any size goes through. Default 64 MiB, or a quarter of
    * /dev/shm's size when that is less (a container's is often 64 MiB in all), or an eighth of
    * the memory limit of the process's cgroup (a container's) when that is less, or
-   * `byteBudget` when that is less, at least 64 KiB; from 64 KiB to 1 TiB. An arena that /dev/shm, or the
-   * memory left (the machine's, or the memory cgroup's), cannot hold is a `RangeError`.
+   * `byteBudget` when that is less, at least 64 KiB; from 64 KiB to 1 TiB. An arena that
+   * /dev/shm, or the memory left (the machine's, or the memory cgroup's), cannot hold is a
+   * `RangeError`.
    */
   arenaBytes?: number;
   /**
@@ -89,9 +90,9 @@ export const DEFAULT_KEEP_IDLE_SEGMENTS_MS = 10_000;
 
 /**
  * The arena a queue gets by default: DEFAULT_ARENA_BYTES, or a quarter of /dev/shm's size
- * (less the queue's slots, so that four whole queues fit) when that is less, or an eighth of the memory limit of this process's cgroup when that is
- * less, in whole 64 KiB, at least 64 KiB; and no more than a `byteBudget` given (which
- * bounds the arena too). A container's /dev/shm of 64 MiB could not hold the full default
+ * (less the queue's slots, so that four whole queues fit) when that is less, or an eighth of
+ * the memory limit of this process's cgroup when that is less, in whole 64 KiB, at least
+ * 64 KiB; and no more than a `byteBudget` given (which bounds the arena too). A container's /dev/shm of 64 MiB could not hold the full default
  * at all; a quarter leaves room for the extension segments of larger messages and for
  * other queues. A container's /dev/shm may also be larger than its memory (a Kubernetes
  * memory-backed volume is sized by the node's): there a few default queues would take most

@@ -97,15 +97,16 @@ export function cgroupMargin(limit: number): number {
 
 /** What a new segment may take, and what sets that. */
 export interface SegmentRoom {
-  /** Bytes: the least of /dev/shm's free space and the memory left, less MEMORY_MARGIN. */
+  /** Bytes: the least of /dev/shm's free space and the memory left (see memoryLeft). */
   readonly bytes: number;
   /** What sets `bytes`: /dev/shm's size, the machine's memory, or a memory cgroup's limit
    * (a container's, most often, whose /dev/shm may be larger than its memory). */
   readonly setBy: "shm" | "machine" | "cgroup";
 }
 
-/** Memory left for new memory of this process, less MEMORY_MARGIN, and what sets that: the
- * machine's or this process's memory cgroup's (Infinity bytes, "machine", when unknown). */
+/** Memory left for new memory of this process, and what sets that: the machine's, less
+ * MEMORY_MARGIN, or this process's memory cgroup's, less cgroupMargin (Infinity bytes,
+ * "machine", when unknown). */
 export function memoryLeft(): { bytes: number; setBy: "machine" | "cgroup" } {
   let memory: native.MemoryRoom;
   try {
@@ -122,11 +123,13 @@ export function memoryLeft(): { bytes: number; setBy: "machine" | "cgroup" } {
 
 /**
  * Room for a new segment of `needed` bytes (0: whatever it is, nothing is collected for it).
- * /dev/shm's free space alone is not enough: a tmpfs may be larger
- * than the memory there is (a container's limit, other processes' use), and pre-faulting a
- * segment past that memory does not fail but wakes the OOM killer, which ends this process
- * or another one. Measured on a 23.5 GiB VM whose /dev/shm holds 24 GiB: making 1000 queues
- * of the default 64 MiB arena was killed at the 370th, leaving them all in /dev/shm.
+ * /dev/shm's free space alone is not enough: a tmpfs may be larger than the memory there is
+ * (a container's limit, other processes' use), and pre-faulting a segment past that memory
+ * does not fail but wakes the OOM killer, which ends this process or another one. Measured
+ * on a 23.5 GiB VM whose /dev/shm holds 24 GiB: making 1000 queues of the default 64 MiB
+ * arena was killed at the 370th, leaving them all in /dev/shm. When the memory is short, a
+ * full collection comes first (8-16 ms for dropped copies, more for a large heap): only
+ * then, and a caller may hold the queue's lock.
  */
 export function segmentRoom(needed = 0): SegmentRoom {
   const shm = shmFreeBytes();

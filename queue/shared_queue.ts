@@ -1480,7 +1480,9 @@ export class SharedQueue {
         this.#waitingForExtension = true; // Every entry carries a message in flight.
         return undefined;
       }
-      // /dev/shm must hold the new segment too, and may be smaller than the budget.
+      // /dev/shm, and the memory behind it, must hold the new segment too, and may be smaller
+      // than the budget. (Memory short, segmentRoom collects first: under the lock, but only
+      // then.)
       const writing = this.#extensionsBeingWrittenLocked();
       const newRoom = segmentRoom(size);
       const free = Math.max(0, newRoom.bytes - table.unbackedBytesLocked(writing));
