@@ -250,8 +250,8 @@ export function renderMarkdown(results: Results): string {
     "Sizes are payload bytes; the structured message holds a " +
     "Float32Array of size/4 elements plus `idx` and `source`. Messages in flight are bounded " +
     `the same way for every windowed transport: ${windowOf(results)}, or fewer so that at ` +
-    "most ~1 GiB is in " +
-    "flight (1 at 1 GiB). memcpy is kind-independent and repeated in both tables.\n\n";
+    "most ~1 GiB is in flight (1 at 1 GiB). memcpy is kind-independent and repeated in both " +
+    "tables.\n\n";
   md += summary(results);
   md += "## Targets (issues 3 and 4)\n\n";
   md += table(
