@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "b65dfc82180c99617310474cb9d640ab9fa2423e06d38ac71dbd9f19e64800ef",
-  "x86_64-linux": "0f8106c47f4a2edaae35a4c8c3c5789048e9ac3ecd307fffc8792a92ba9d41f8",
+  "aarch64-linux": "51d47f7d6184f03577ffd303bb5848695a3e7a6c540a4b1b38398000c126b172",
+  "x86_64-linux": "b9af6fa85c3a56cfd28ea8be4b9c402edc947ee41b1402667493cc607aa2bdba",
 };

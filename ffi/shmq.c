@@ -150,7 +150,7 @@ static ssize_t read_text(const char *path, char *buf, size_t cap) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       close(fd);
-      if (n < 0 || len == cap - 1) return -1;
+      if (n < 0) return -1;
       buf[len] = '\0';
       return (ssize_t)len;
     }
