@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "51d47f7d6184f03577ffd303bb5848695a3e7a6c540a4b1b38398000c126b172",
-  "x86_64-linux": "b9af6fa85c3a56cfd28ea8be4b9c402edc947ee41b1402667493cc607aa2bdba",
+  "aarch64-linux": "34d3efe307f3a70b988071c6eae6fe9e4b4549ddaccb40c337941d920509be35",
+  "x86_64-linux": "066aa6f41c2e730baa8bab24537d7baa70f4dc7550a44a1e38b1c505a2a90729",
 };

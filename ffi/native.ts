@@ -584,6 +584,21 @@ export function tuneMallocForCopies(): number | undefined {
 }
 
 /**
+ * Gives the free memory of malloc's heaps back to the kernel (malloc_trim): after a garbage
+ * collection, so that the buffers it freed in the heap count as memory left. True if any
+ * went back.
+ *
+ * @example
+ * ```ts
+ * import { mallocTrim } from "./native.ts";
+ * console.log(mallocTrim() ? "memory given back" : "nothing to give back");
+ * ```
+ */
+export function mallocTrim(): boolean {
+  return s().shmq_malloc_trim() === 1;
+}
+
+/**
  * Copies `source` into `target` (the same length) with stores that bypass the caches (see
  * `shmq_copy_streaming`): for copies of tens of MiB and more, where glibc's memcpy, and so
  * `TypedArray.prototype.set`, may copy at half the speed. The codec uses it for large arrays

@@ -569,6 +569,10 @@ int64_t shmq_tune_malloc(void) {
   return TUNED_MMAP_THRESHOLD;
 }
 
+int32_t shmq_malloc_trim(void) {
+  return malloc_trim(0) == 1 ? 1 : 0;
+}
+
 #if defined(__x86_64__)
 /* One 64-byte line from s to d, d 64-aligned, the store bypassing the caches. */
 static inline void stream_line(char *d, const char *s) {

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 19
+#define SHMQ_ABI_VERSION 20
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -203,6 +203,14 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
  * alone (also when glibc refused the threshold). Never fails.
  */
 SHMQ_API int64_t shmq_tune_malloc(void);
+
+/*
+ * malloc_trim(0): gives the free memory of malloc's heaps back to the kernel. After a garbage
+ * collection freed buffers that came from the heap (below its mmap threshold), this makes
+ * them count as memory left again; the trim threshold otherwise keeps up to 128 MiB of it in
+ * the heap (see shmq_tune_malloc). Returns 1 if memory was given back, else 0. Never fails.
+ */
+SHMQ_API int32_t shmq_malloc_trim(void);
 
 /*
  * Copies len bytes from src to dst, for a copy too large to stay in the caches: the stores

@@ -20,7 +20,7 @@ import {
   ours,
   thrownByCaller,
 } from "./errors.ts";
-import { memoryLeft, roomHolder } from "./segment.ts";
+import { freeDroppedMemory, memoryLeft, roomHolder } from "./segment.ts";
 import { DESCRIPTOR_VERSION, type QueueDescriptor } from "./descriptor.ts";
 import { Lease } from "./lease.ts";
 import type { MessageView } from "./extension_mappings.ts";
@@ -38,7 +38,7 @@ import {
   waitSync,
 } from "./wait.ts";
 import { BEHIND, Lane } from "./lane.ts";
-import { collectBeforeCopy, collectNow } from "./collector.ts";
+import { collectBeforeCopy } from "./collector.ts";
 import { stopIfRequested } from "./stop.ts";
 import { shown } from "./shown.ts";
 
@@ -729,7 +729,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     ) {
       let memory = memoryLeft();
       // Copies dropped but not collected yet may hold what this one needs.
-      if (got.length > memory.bytes && collectNow()) memory = memoryLeft();
+      if (got.length > memory.bytes && freeDroppedMemory()) memory = memoryLeft();
       if (got.length > memory.bytes) {
         // Kept, as after a failed allocate: a borrow can still view it without a copy.
         if (!queue.closed) this.#pending = got;
@@ -938,11 +938,11 @@ let checkedCopyFrom: number | undefined;
 function checkedCopyBytes(byteLength: number): number {
   if (byteLength < UNCHECKED_COPY) return Infinity;
   if (checkedCopyFrom === undefined) {
-    let limit = Infinity;
+    let limit: number;
     try {
       limit = memoryRoom().cgroupLimit;
     } catch {
-      // No figures: the default threshold.
+      return MEMORY_CHECKED_COPY; // No figures now (out of fds?): asked again next time.
     }
     checkedCopyFrom = Math.max(UNCHECKED_COPY, Math.min(MEMORY_CHECKED_COPY, limit / 16));
   }

@@ -129,14 +129,38 @@ export function memoryLeft(): { bytes: number; setBy: "machine" | "cgroup" } {
  * on a 23.5 GiB VM whose /dev/shm holds 24 GiB: making 1000 queues of the default 64 MiB
  * arena was killed at the 370th, leaving them all in /dev/shm. When the memory is short, a
  * full collection comes first (8-16 ms for dropped copies, more for a large heap): only
- * then, and a caller may hold the queue's lock.
+ * then, once a second at most, and a caller may hold the queue's lock.
  */
 export function segmentRoom(needed = 0): SegmentRoom {
   const shm = shmFreeBytes();
   let memory = memoryLeft();
-  // This process's buffers dropped but not collected yet may hold what the segment needs.
-  if (needed > memory.bytes && memory.bytes < shm && collectNow()) memory = memoryLeft();
+  // This process's buffers dropped but not collected yet may hold what the segment needs. A
+  // put waiting for room asks again every few milliseconds, maybe under the queue's lock:
+  // one collection a second at most.
+  if (needed > memory.bytes && needed <= shm) {
+    const now = performance.now();
+    if (now >= nextSegmentCollection) {
+      nextSegmentCollection = now + SEGMENT_COLLECTION_EVERY_MS;
+      if (freeDroppedMemory()) memory = memoryLeft();
+    }
+  }
   return shm <= memory.bytes ? { bytes: shm, setBy: "shm" } : memory;
+}
+
+/** How often segmentRoom may collect for a segment. */
+const SEGMENT_COLLECTION_EVERY_MS = 1000;
+let nextSegmentCollection = 0;
+
+/**
+ * Frees what this process's dropped buffers hold, so that it counts as memory left: a full
+ * collection, then malloc_trim for the buffers that came from malloc's heap (below its mmap
+ * threshold, 32 MiB once tuned), which the heap keeps otherwise (up to its 128 MiB trim
+ * threshold). False when no collection can be made here.
+ */
+export function freeDroppedMemory(): boolean {
+  if (!collectNow()) return false;
+  native.mallocTrim();
+  return true;
 }
 
 /** What has `bytes` of room for new memory, as the subject of an error message. */
