@@ -102,6 +102,8 @@ export interface SegmentRoom {
   /** What sets `bytes`: /dev/shm's size, the machine's memory, or a memory cgroup's limit
    * (a container's, most often, whose /dev/shm may be larger than its memory). */
   readonly setBy: "shm" | "machine" | "cgroup";
+  /** Whether a collection was made to find it (see segmentRoom). */
+  readonly collected?: boolean;
 }
 
 /** Memory left for new memory of this process, and what sets that: the machine's, less
@@ -122,34 +124,25 @@ export function memoryLeft(): { bytes: number; setBy: "machine" | "cgroup" } {
 }
 
 /**
- * Room for a new segment of `needed` bytes (0: whatever it is, nothing is collected for it).
+ * Room for a new segment of `needed` bytes (0: whatever it is, nothing is collected for it;
+ * nor when `mayCollect` is false: a put waiting for room collects once, not at every retry).
  * /dev/shm's free space alone is not enough: a tmpfs may be larger than the memory there is
  * (a container's limit, other processes' use), and pre-faulting a segment past that memory
  * does not fail but wakes the OOM killer, which ends this process or another one. Measured
  * on a 23.5 GiB VM whose /dev/shm holds 24 GiB: making 1000 queues of the default 64 MiB
  * arena was killed at the 370th, leaving them all in /dev/shm. When the memory is short, a
  * full collection comes first (8-16 ms for dropped copies, more for a large heap): only
- * then, once a second at most, and a caller may hold the queue's lock.
+ * then, and a caller may hold the queue's lock.
  */
-export function segmentRoom(needed = 0): SegmentRoom {
+export function segmentRoom(needed = 0, mayCollect = true): SegmentRoom {
   const shm = shmFreeBytes();
-  let memory = memoryLeft();
-  // This process's buffers dropped but not collected yet may hold what the segment needs. A
-  // put waiting for room asks again every few milliseconds, maybe under the queue's lock:
-  // one collection a second at most.
-  if (needed > memory.bytes && needed <= shm) {
-    const now = performance.now();
-    if (now >= nextSegmentCollection) {
-      nextSegmentCollection = now + SEGMENT_COLLECTION_EVERY_MS;
-      if (freeDroppedMemory()) memory = memoryLeft();
-    }
+  let memory: SegmentRoom = memoryLeft();
+  // This process's buffers dropped but not collected yet may hold what the segment needs.
+  if (needed > memory.bytes && needed <= shm && mayCollect && freeDroppedMemory()) {
+    memory = { ...memoryLeft(), collected: true };
   }
-  return shm <= memory.bytes ? { bytes: shm, setBy: "shm" } : memory;
+  return shm <= memory.bytes ? { bytes: shm, setBy: "shm", collected: memory.collected } : memory;
 }
-
-/** How often segmentRoom may collect for a segment. */
-const SEGMENT_COLLECTION_EVERY_MS = 1000;
-let nextSegmentCollection = 0;
 
 /**
  * Frees what this process's dropped buffers hold, so that it counts as memory left: a full
