@@ -191,9 +191,10 @@ export class SharedQueue {
   #waitForBusyUntil = 0;
   /** The last reservation waits for room for a new extension (see #chooseExtensionLocked). */
   #waitingForShm: ShmWait | undefined;
-  /** A collection was made for the room of the extension the reservations of this end wait
-   * for: made once, not at every retry (each a full collection, maybe under the lock). */
-  #collectedForRoom = false;
+  /** The size of the extension whose room a collection was made for, while the reservations
+   * of this end wait for it (0: none): made once, not at every retry (each a full collection,
+   * maybe under the lock); a wait for another size collects anew. */
+  #collectedForRoom = 0;
   /** The last reservation found every extension entry carrying a message in flight. */
   #waitingForExtension = false;
   /** This end dropped idle extension segments for a new one of `size` bytes, whose memory
@@ -1487,8 +1488,8 @@ export class SharedQueue {
       // than the budget. (Memory short, segmentRoom collects first: under the lock, but only
       // then.)
       const writing = this.#extensionsBeingWrittenLocked();
-      const newRoom = segmentRoom(size, !this.#collectedForRoom);
-      if (newRoom.collected) this.#collectedForRoom = true;
+      const newRoom = segmentRoom(size, this.#collectedForRoom !== size);
+      if (newRoom.collected) this.#collectedForRoom = size;
       const free = Math.max(0, newRoom.bytes - table.unbackedBytesLocked(writing));
       if (size > free && this.#roomInShmLocked(size, free, dropped, writing) === "wait") {
         // For the error: what df (or the memory left) shows.
@@ -1504,7 +1505,7 @@ export class SharedQueue {
     this.#waitForBusyUntil = 0;
     this.#shmWait = undefined;
     this.#shmWaitedForOthers = 0;
-    this.#collectedForRoom = false;
+    this.#collectedForRoom = 0;
     return { index, create };
   }
 
