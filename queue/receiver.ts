@@ -723,10 +723,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const queue = this.#queue;
     const got = this.#takeNext();
     if (got === undefined) return undefined;
-    if (
-      got.length >= checkedCopyBytes(got.length) &&
-      (options === COPY_OPTIONS || options === POOLED_COPY_OPTIONS)
-    ) {
+    // Copies into buffers of the library's own making (not the caller's `allocate`).
+    const ownCopies = options === COPY_OPTIONS || options === POOLED_COPY_OPTIONS;
+    if (ownCopies && got.length >= checkedCopyBytes(got.length)) {
       let memory = memoryLeft();
       // Copies dropped but not collected yet may hold what this one needs.
       if (got.length > memory.bytes && freeDroppedMemory()) memory = memoryLeft();
@@ -750,9 +749,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     try {
       // Messages too small to hold a large array need no readied copy targets.
       const small = got.length < LARGE_COPY;
-      const ours = options === COPY_OPTIONS || options === POOLED_COPY_OPTIONS;
-      const used = !small || !ours ? options : options.pooled ? POOLED_OPTIONS : undefined;
-      if (ours && !small) beforeLargeCopies();
+      const used = !small || !ownCopies ? options : options.pooled ? POOLED_OPTIONS : undefined;
+      if (ownCopies && !small) beforeLargeCopies();
       this.#inAllocate = allocateFailed !== undefined;
       try {
         const bytes = queue.messageBytes(got);
