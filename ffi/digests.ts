@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "34d3efe307f3a70b988071c6eae6fe9e4b4549ddaccb40c337941d920509be35",
-  "x86_64-linux": "066aa6f41c2e730baa8bab24537d7baa70f4dc7550a44a1e38b1c505a2a90729",
+  "aarch64-linux": "e423a8f8350db355788d2cffe2c72965daa3d79adc5e3af4808ffbd6882737c8",
+  "x86_64-linux": "c68a985f7ad71eec2625dfd44d65318d6e3b7a4abad3ef847ab47a81416ac5c0",
 };

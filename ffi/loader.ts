@@ -117,8 +117,16 @@ export function libraryUrl(key: string, base: string = import.meta.url): URL {
   return new URL(`./lib/${key}/libshmq.so`, base);
 }
 
-/** Reads an env var only if permission is already granted: never prompts, never throws. */
-function envGet(name: string): string | undefined {
+/**
+ * Reads an env var only if permission is already granted: never prompts, never throws.
+ *
+ * @example
+ * ```ts
+ * import { envGet } from "./loader.ts";
+ * console.log(envGet("HOME") ?? "(not granted, or unset)");
+ * ```
+ */
+export function envGet(name: string): string | undefined {
   try {
     if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
       return undefined;

@@ -859,6 +859,58 @@ export function lockProbe(fd: number, offset: number): boolean {
 }
 
 /**
+ * Starts this process's exit sweeper, once (see `shmq_sweeper_start` in `ffi/shmq.h`): a
+ * process, sharing this one's memory, that removes the queues counted with
+ * {@linkcode sweeperTrack} from /dev/shm once this process is gone, if no live end holds them,
+ * whatever killed it. Returns its pid, the same one at later calls (a new one if it was
+ * killed). Throws `ENOSYS` before Linux 5.3 (no pidfds), as at every later call.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sweeperStart } from "./native.ts";
+ * assert.ok(sweeperStart() === sweeperStart());
+ * ```
+ */
+export function sweeperStart(): number {
+  return check(s().shmq_sweeper_start(), "sweeper_start");
+}
+
+/**
+ * Counts an end of queue `name` opened (`delta` 1) or closed (-1) in this process, for the
+ * exit sweeper, with the byte of the main segment every live end holds a shared lock on.
+ * Returns false when the table is full (1024 queues): that queue is left to later sweeps.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sweeperTrack } from "./native.ts";
+ * assert.ok(sweeperTrack("/shmq-doc-track", 0, 1));
+ * assert.ok(sweeperTrack("/shmq-doc-track", 0, -1));
+ * ```
+ */
+export function sweeperTrack(name: string, aliveByte: number, delta: 1 | -1): boolean {
+  const rc = s().shmq_sweeper_track(cName(name), BigInt(aliveByte), delta);
+  if (rc === -28) return false; // ENOSPC
+  return check(rc, "sweeper_track", name) === 0;
+}
+
+/**
+ * The exit sweeper's pid, or undefined when none was started (or it could not start).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { sweeperPid, sweeperStart } from "./native.ts";
+ * assert.equal(sweeperPid(), sweeperStart());
+ * ```
+ */
+export function sweeperPid(): number | undefined {
+  const pid = s().shmq_sweeper_pid();
+  return pid > 0 ? pid : undefined;
+}
+
+/**
  * Whether a process with this pid exists (`kill(pid, 0)`; a process owned by another user
  * counts as alive). Pids are reused, so pair it with another check where that matters.
  *

@@ -26,9 +26,11 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__)
@@ -463,8 +465,17 @@ int64_t shmq_fd_age_ms(int32_t fd) {
 
 int64_t shmq_map(int32_t fd, uint64_t size) {
   if (size == 0 || size > (uint64_t)INT64_MAX) return -EINVAL;
-  void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED) return -errno;
+  /* A mapping holds its open file description, and with it the description's locks: mapped
+   * through `fd` itself, a process's liveness locks would last as long as its mappings, and
+   * the exit sweeper shares (so keeps) this process's mappings after it dies. A second
+   * description of the same file carries none. Without /proc, `fd` itself. */
+  char path[32];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  int own = open(path, O_RDWR | O_CLOEXEC);
+  void *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, own >= 0 ? own : fd, 0);
+  int err = errno;
+  if (own >= 0) close(own);
+  if (p == MAP_FAILED) return -err;
   return (int64_t)(intptr_t)p;
 }
 
@@ -1248,6 +1259,243 @@ int32_t shmq_close_orphans(int32_t same_as) {
   unlock_adopted();
   return closed;
 }
+
+/*
+ * The exit sweeper. Queues whose last end dies with its process (SIGKILL, a crash, an
+ * uncaught error, which skips every exit handler) would stay in /dev/shm until some later
+ * sweep. So a process that opens queues starts one small process of its own, cloned with
+ * CLONE_VM: it shares this process's memory, so it costs no copy and reads the table of
+ * queues below directly. It waits on a pidfd of this process; once every thread is gone
+ * (all fds closed, so every lock released), it sweeps the queues in the table that no live
+ * end holds, as shmq's own sweep would, and exits, which frees the memory it shared.
+ *
+ * Until then it runs beside this process's threads in one address space, with their
+ * thread pointer and so their errno: it makes raw syscalls only, touches only its own stack,
+ * and has every signal blocked, so none of this process's handlers ever runs on it. After,
+ * it is alone in that memory, so libc is safe again, except malloc, whose lock a killed
+ * thread may have held.
+ */
+#define SWEPT_MAX 1024
+#define SWEPT_NAME 64
+#define SWEEPER_STACK (64 * 1024)
+
+struct swept_queue {
+  _Atomic uint32_t uses; /* ends of this process open in the queue; 0: a free entry */
+  uint32_t alive_byte;   /* the byte every live end holds a shared lock on */
+  char name[SWEPT_NAME]; /* "/shmq-…", complete before uses turns nonzero */
+};
+static struct swept_queue swept[SWEPT_MAX];
+static pthread_mutex_t swept_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int32_t sweeper; /* 0: not started; > 0: its pid; < 0: -errno of the start */
+
+static long raw_syscall(long nr, long a, long b, long c, long d, long e) {
+#if defined(__x86_64__)
+  register long r10 __asm__("r10") = d;
+  register long r8 __asm__("r8") = e;
+  long ret;
+  __asm__ volatile("syscall"
+                   : "=a"(ret)
+                   : "a"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8)
+                   : "rcx", "r11", "memory");
+  return ret;
+#elif defined(__aarch64__)
+  register long x8 __asm__("x8") = nr;
+  register long x0 __asm__("x0") = a;
+  register long x1 __asm__("x1") = b;
+  register long x2 __asm__("x2") = c;
+  register long x3 __asm__("x3") = d;
+  register long x4 __asm__("x4") = e;
+  __asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4) : "memory");
+  return x0;
+#else
+#error "shmq supports x86_64 and aarch64 only"
+#endif
+}
+
+/* Unlinks every entry of SHM_DIR named "<queue>-…" (the queue's extensions) that is this
+ * user's, as the sweep's `unlinked` does. Reads the directory with getdents64 into the stack:
+ * opendir would malloc. */
+static void unlink_extensions(const char *queue) {
+  int dir = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0) return;
+  size_t len = strlen(queue);
+  _Alignas(8) char buf[4096];
+  long n;
+  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+    for (long at = 0; at < n;) {
+      /* struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name */
+      unsigned short reclen;
+      memcpy(&reclen, buf + at + 16, sizeof reclen);
+      const char *entry = buf + at + 19;
+      struct stat st;
+      if (strncmp(entry, queue, len) == 0 && entry[len] == '-' &&
+          fstatat(dir, entry, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+          st.st_uid == geteuid() && (st.st_mode & 077) == 0) {
+        unlinkat(dir, entry, 0);
+      }
+      at += reclen;
+    }
+  }
+  close(dir);
+}
+
+/* Unmaps every mapping of a /dev/shm entry of shmq in this (shared) memory, so their memory
+ * goes back before the sweep rather than when the sweeper exits; and so the locks of the dead
+ * process are gone, should a mapping hold them (shmq_map without /proc). Ranges are gathered
+ * first and unmapped after: the maps file shifts under a reader as mappings go. */
+static void unmap_segments(void) {
+  const char *shm = SHM_DIR "shmq-";
+  size_t shm_len = strlen(shm);
+  for (int round = 0; round < 64; round++) {
+    uintptr_t ranges[256][2];
+    int found = 0;
+    bool more = false;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    char buf[8192];
+    size_t have = 0;
+    for (;;) {
+      ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+      if (n <= 0) break;
+      have += (size_t)n;
+      buf[have] = '\0';
+      char *line = buf;
+      char *end;
+      while ((end = strchr(line, '\n')) != NULL) {
+        *end = '\0';
+        /* "start-end perms offset dev inode   path" */
+        char *path = strchr(line, '/');
+        if (path != NULL && strncmp(path, shm, shm_len) == 0) {
+          if (found < 256) {
+            ranges[found][0] = (uintptr_t)strtoull(line, &line, 16);
+            ranges[found][1] = (uintptr_t)strtoull(line + 1, NULL, 16);
+            found++;
+          } else {
+            more = true;
+          }
+        }
+        line = end + 1;
+      }
+      have = (size_t)(buf + have - line);
+      memmove(buf, line, have);
+      if (have == sizeof buf - 1) have = 0; /* a line longer than the buffer: no path of ours */
+    }
+    close(fd);
+    for (int i = 0; i < found; i++) munmap((void *)ranges[i][0], ranges[i][1] - ranges[i][0]);
+    if (!more) return;
+  }
+}
+
+/* What the sweeper does once this process is gone: every queue in the table that no live end
+ * holds (its "alive" byte can be locked exclusively) loses its extensions, then its name. */
+static void sweep_left_queues(void) {
+  unmap_segments();
+  for (int i = 0; i < SWEPT_MAX; i++) {
+    struct swept_queue *q = &swept[i];
+    if (atomic_load_explicit(&q->uses, memory_order_acquire) == 0) continue;
+    char name[SWEPT_NAME];
+    memcpy(name, q->name, SWEPT_NAME);
+    name[SWEPT_NAME - 1] = '\0';
+    int fd = shmq_shm_open((const uint8_t *)name); /* refuses what is not this user's */
+    if (fd < 0) continue;
+    if (shmq_lock_byte(fd, q->alive_byte, 2) == 0) {
+      unlink_extensions(name + 1);
+      shmq_shm_unlink((const uint8_t *)name);
+    }
+    close(fd);
+  }
+}
+
+static int sweeper_main(void *arg) {
+  int pidfd = (int)(intptr_t)arg;
+  /* Fds of this process copied at the clone: holding them would keep its pipes open, and its
+   * open file descriptions, with their locks, alive after it. */
+  if (raw_syscall(SYS_close_range, 0, pidfd - 1, 0, 0, 0) != 0 && pidfd > 0) {
+    for (int fd = 0; fd < pidfd; fd++) raw_syscall(SYS_close, fd, 0, 0, 0, 0);
+  }
+  if (raw_syscall(SYS_close_range, pidfd + 1, ~0U, 0, 0, 0) != 0) {
+    for (int fd = pidfd + 1; fd < 65536; fd++) raw_syscall(SYS_close, fd, 0, 0, 0, 0);
+  }
+  raw_syscall(SYS_prctl, PR_SET_NAME, (long)"shmq-sweeper", 0, 0, 0);
+  struct pollfd p = {.fd = pidfd, .events = POLLIN};
+  long rc;
+  while ((rc = raw_syscall(SYS_ppoll, (long)&p, 1, 0, 0, 8)) == -EINTR) {
+  }
+  /* Anything but "the process has exited" (an error, POLLNVAL): it may live on, and the
+   * sweep begins by unmapping its segments. Better to leave the queues to a later sweep. */
+  if (rc == 1 && (p.revents & POLLIN) != 0) sweep_left_queues();
+  return 0;
+}
+
+/* Whether the sweeper `pid` ended while this process lives (killed by hand): then it is
+ * reaped here, so it leaves no zombie and a new one can start. */
+static bool sweeper_ended(int32_t pid) {
+  int status;
+  return waitpid(pid, &status, WNOHANG | __WALL) == pid;
+}
+
+int32_t shmq_sweeper_start(void) {
+  int32_t known = atomic_load(&sweeper);
+  if (known < 0 || (known > 0 && !sweeper_ended(known))) return known;
+  pthread_mutex_lock(&swept_lock);
+  if (atomic_load(&sweeper) == known) atomic_store(&sweeper, 0);
+  known = atomic_load(&sweeper);
+  if (known == 0) {
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    void *stack = mmap(NULL, SWEEPER_STACK, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (pidfd < 0 || stack == MAP_FAILED) {
+      known = -errno;
+    } else {
+      sigset_t all, old;
+      sigfillset(&all);
+      pthread_sigmask(SIG_SETMASK, &all, &old);
+      /* No exit signal: this process is never told; once it is gone, init reaps the
+       * sweeper (a reparented child is given SIGCHLD). */
+      int pid = clone(sweeper_main, (char *)stack + SWEEPER_STACK, CLONE_VM,
+                      (void *)(intptr_t)pidfd);
+      known = pid > 0 ? pid : -errno;
+      pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    if (known < 0 && stack != MAP_FAILED) munmap(stack, SWEEPER_STACK);
+    if (pidfd >= 0) close(pidfd);
+    atomic_store(&sweeper, known);
+  }
+  pthread_mutex_unlock(&swept_lock);
+  return known;
+}
+
+int32_t shmq_sweeper_track(const uint8_t *name, uint64_t alive_byte, int32_t delta) {
+  char path[PATH_MAX];
+  int rc = shm_path(name, path);
+  if (rc < 0) return rc;
+  if (strlen((const char *)name) >= SWEPT_NAME || alive_byte > UINT32_MAX) return -EINVAL;
+  if (delta != 1 && delta != -1) return -EINVAL;
+  pthread_mutex_lock(&swept_lock);
+  struct swept_queue *free_entry = NULL;
+  rc = delta > 0 ? -ENOSPC : -ENOENT;
+  for (int i = 0; i < SWEPT_MAX; i++) {
+    struct swept_queue *q = &swept[i];
+    uint32_t uses = atomic_load_explicit(&q->uses, memory_order_relaxed);
+    if (uses == 0) {
+      if (free_entry == NULL) free_entry = q;
+    } else if (strcmp(q->name, (const char *)name) == 0) {
+      atomic_store_explicit(&q->uses, uses + (uint32_t)delta, memory_order_release);
+      rc = 0;
+      break;
+    }
+  }
+  if (rc == -ENOSPC && free_entry != NULL) {
+    strcpy(free_entry->name, (const char *)name);
+    free_entry->alive_byte = (uint32_t)alive_byte;
+    atomic_store_explicit(&free_entry->uses, 1, memory_order_release);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&swept_lock);
+  return rc;
+}
+
+int32_t shmq_sweeper_pid(void) { return atomic_load(&sweeper); }
 
 #define E(x) \
   case x:    \

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 20
+#define SHMQ_ABI_VERSION 21
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -129,8 +129,9 @@ SHMQ_API int32_t shmq_fd_links(int32_t fd);
 SHMQ_API int64_t shmq_fd_age_ms(int32_t fd);
 
 /*
- * Maps `size` bytes of fd from offset 0, PROT_READ|PROT_WRITE, MAP_SHARED. Returns the
- * address as an int64, or -errno.
+ * Maps `size` bytes of fd's file from offset 0, PROT_READ|PROT_WRITE, MAP_SHARED, through a
+ * fresh open file description of it (reopened by /proc/self/fd, else fd itself), so the
+ * mapping never keeps fd's record locks alive. Returns the address as an int64, or -errno.
  */
 SHMQ_API int64_t shmq_map(int32_t fd, uint64_t size);
 
@@ -382,6 +383,28 @@ SHMQ_API int32_t shmq_pidfd_wait_exit(int32_t pidfd, uint32_t timeout_ms);
  * when the thread cannot be started.
  */
 SHMQ_API int32_t shmq_watch_parent(int32_t parent, uint32_t grace_ms);
+
+/*
+ * Starts this process's exit sweeper, once: a process cloned with CLONE_VM (so it copies no
+ * memory) that waits for every thread of this one to be gone, however it ends, and then
+ * removes the queues recorded with shmq_sweeper_track that no live end holds any more, as
+ * shmq's own sweep would. Returns its pid; the same pid at later calls while it runs; a new
+ * one if it was killed (it is reaped here); or -errno when it cannot start (-ENOSYS without
+ * pidfds, before Linux 5.3), which is kept and returned again.
+ */
+SHMQ_API int32_t shmq_sweeper_start(void);
+
+/*
+ * Counts an end of queue `name` ("/shmq-…", under 64 bytes) opened (`delta` 1) or closed
+ * (-1) in this process, with the byte of its main segment every live end holds a shared lock
+ * on (`alive_byte`): the exit sweeper looks at the queues counted above zero. Returns 0;
+ * -ENOSPC when 1024 queues are counted already (that one is then left to later sweeps);
+ * -ENOENT when closing one not counted; -EINVAL for a bad name or delta.
+ */
+SHMQ_API int32_t shmq_sweeper_track(const uint8_t *name, uint64_t alive_byte, int32_t delta);
+
+/* The exit sweeper's pid, 0 before shmq_sweeper_start, or the -errno that start returned. */
+SHMQ_API int32_t shmq_sweeper_pid(void);
 
 /* Symbolic name ("EEXIST") of a positive errno value, or "EUNKNOWN". Static storage. */
 SHMQ_API const char *shmq_errno_name(int32_t err);

@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 20;
+export const ABI_VERSION = 21;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -93,6 +93,9 @@ export const symbols = {
   shmq_map_forget: { parameters: ["pointer"], result: "i32" },
   shmq_map_views: { parameters: ["pointer"], result: "pointer" },
   shmq_close_orphans: { parameters: ["i32"], result: "i32" },
+  shmq_sweeper_start: { parameters: [], result: "i32" },
+  shmq_sweeper_track: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  shmq_sweeper_pid: { parameters: [], result: "i32" },
   shmq_errno_name: { parameters: ["i32"], result: "pointer" },
   shmq_strerror: { parameters: ["i32"], result: "pointer" },
 } as const satisfies Deno.ForeignLibraryInterface;

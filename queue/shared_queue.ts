@@ -11,6 +11,7 @@
  * @module
  */
 
+import { noSweepOnExit, sweepOnExit } from "./exit_sweeper.ts";
 import { isDetached } from "../codec/array_buffer.ts";
 import { useStreamingCopy } from "../codec/bulk_copy.ts";
 import * as native from "../ffi/native.ts";
@@ -397,6 +398,7 @@ export class SharedQueue {
     const queue = new SharedQueue(name, kind, fd, main, header);
     queue.#register();
     track(queue, SharedQueue.removeAtExit);
+    sweepOnExit(name);
     return queue;
   }
 
@@ -1025,6 +1027,7 @@ export class SharedQueue {
     this.#idleTimer = undefined;
     this.#mappings.close();
     this.#participants.unclaim();
+    noSweepOnExit(this.name);
     // Whatever a terminated Worker of this process left, of this queue or another, whether
     // or not shared memory still hints at it: this end may be the last here to notice.
     native.closeOrphans();

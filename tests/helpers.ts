@@ -102,6 +102,10 @@ export async function runDeno(args: string[]): Promise<string> {
   return new TextDecoder().decode(out.stdout);
 }
 
+/** The environment of a child whose queues a kill leaves for a sweep to find: no exit
+ * sweeper (queue/exit_sweeper.ts) removes them first. */
+export const NO_EXIT_SWEEPER = { SHMQ_EXIT_SWEEPER: "0" };
+
 /** Permissions every child of the tests needs. */
 export const CHILD_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-env"];
 
@@ -135,13 +139,19 @@ export function killedWhenDisposed(child: Deno.ChildProcess): Deno.ChildProcess 
 }
 
 /**
- * A child Deno process running a fixture, with piped stdout and inherited stderr. Disposing it
- * ({@linkcode killedWhenDisposed}) kills it with SIGKILL.
+ * A child Deno process running a fixture, with piped stdout and inherited stderr, and `env`
+ * added to this process's environment. Disposing it ({@linkcode killedWhenDisposed}) kills it
+ * with SIGKILL.
  */
-export function spawnFixture(name: string, args: string[]): Deno.ChildProcess {
+export function spawnFixture(
+  name: string,
+  args: string[],
+  env?: Record<string, string>,
+): Deno.ChildProcess {
   return killedWhenDisposed(
     new Deno.Command(Deno.execPath(), {
       args: ["run", ...CHILD_PERMISSIONS, fixture(name), ...args],
+      env,
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",

@@ -37,6 +37,9 @@ import {
   shmList,
   shmOpen,
   shmUnlink,
+  sweeperPid,
+  sweeperStart,
+  sweeperTrack,
   threadAlive,
   type ThreadIdentity,
   threadIdentity,
@@ -405,6 +408,37 @@ Deno.test("an OFD lock held by a child is seen by probe and dropped when it is k
     closeFd(other);
   }
   assert.equal(lockByte(seg.fd, 3, "unlock"), true);
+});
+
+Deno.test("a mapping does not keep its fd's locks: they go when the fd closes", () => {
+  using seg = segment();
+  const fd = shmOpen(seg.name);
+  assert.equal(lockByte(fd, 5, "exclusive"), true);
+  const pointer = map(fd, 4096);
+  try {
+    assert.equal(lockProbe(seg.fd, 5), true);
+    closeFd(fd);
+    // The mapping stays, and so would the fd's open file description, with its lock, were the
+    // mapping made through it: the exit sweeper keeps a dead process's mappings a while.
+    assert.equal(lockProbe(seg.fd, 5), false, "the lock went with the fd");
+    new Deno.UnsafePointerView(pointer).getUint8(0); // still mapped
+  } finally {
+    unmap(pointer, 4096);
+  }
+});
+
+Deno.test("the exit sweeper starts once per process and its queue table counts ends", () => {
+  const pid = sweeperStart();
+  assert.ok(pid > 0 && pid !== Deno.pid);
+  assert.equal(sweeperStart(), pid, "the same one");
+  assert.equal(sweeperPid(), pid);
+  assert.equal(sweeperTrack("/shmq-test-track", 0, 1), true);
+  assert.equal(sweeperTrack("/shmq-test-track", 0, 1), true);
+  assert.equal(sweeperTrack("/shmq-test-track", 0, -1), true);
+  assert.equal(sweeperTrack("/shmq-test-track", 0, -1), true);
+  assert.throws(() => sweeperTrack("/shmq-test-track", 0, -1), { code: "ENOENT" });
+  assert.throws(() => sweeperTrack("no-slash", 0, 1), { code: "EINVAL" });
+  assert.throws(() => sweeperTrack(`/shmq-${"x".repeat(64)}`, 0, 1), { code: "EINVAL" });
 });
 
 Deno.test("a copy target pre-faulted by a helper keeps every byte written meanwhile", () => {

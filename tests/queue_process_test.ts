@@ -17,6 +17,7 @@ import {
   fixture,
   lines,
   mappedFiles,
+  NO_EXIT_SWEEPER,
   runDeno,
   segmentQueue,
   segmentWord,
@@ -298,8 +299,9 @@ Deno.test("a sender killed mid-write: the half-written message is never delivere
     for await (const _ of out) { /* drain */ }
   }));
 
-Deno.test("a queue whose ends were all killed opens from its descriptor, its message still in it", async () => {
-  await using child = spawnFixture("queue_child.ts", ["create"]);
+Deno.test("without an exit sweeper, a queue whose ends were all killed opens from its descriptor, its message still in it", async () => {
+  // (With one, the default, the queue goes with its last end: exit_sweeper_test.ts.)
+  await using child = spawnFixture("queue_child.ts", ["create"], NO_EXIT_SWEEPER);
   const out = lines(child);
   const name = (await expectLine(out, "created")).split(" ")[1];
   child.kill("SIGKILL");
@@ -326,7 +328,7 @@ Deno.test("a queue whose ends were all killed opens from its descriptor, its mes
 
 Deno.test("sweepStaleQueues removes the entries of killed processes and spares live queues", async () => {
   const [liveSender, liveReceiver] = createSharedMemoryPair();
-  await using child = spawnFixture("queue_child.ts", ["create"]);
+  await using child = spawnFixture("queue_child.ts", ["create"], NO_EXIT_SWEEPER);
   const out = lines(child);
   const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
   assert.equal(shmEntries().filter((n) => n.startsWith(name)).length, 2, "queue + extension");
@@ -372,7 +374,7 @@ Deno.test("a long-running process sweeps again: a killed child's own queue goes 
   // An end made first, as a long-running parent has: whatever this process swept, it did so by
   // now.
   const [first, firstReceiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
-  await using child = spawnFixture("queue_child.ts", ["create"]);
+  await using child = spawnFixture("queue_child.ts", ["create"], NO_EXIT_SWEEPER);
   const out = lines(child);
   const name = (await expectLine(out, "created")).split(" ")[1].slice(1);
   child.kill("SIGKILL");
