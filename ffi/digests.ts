@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "e423a8f8350db355788d2cffe2c72965daa3d79adc5e3af4808ffbd6882737c8",
-  "x86_64-linux": "c68a985f7ad71eec2625dfd44d65318d6e3b7a4abad3ef847ab47a81416ac5c0",
+  "aarch64-linux": "575e083f089b508433ea931eea3ae2bb803896ede56237f93b0c39f33d7d4710",
+  "x86_64-linux": "6738fbadb8a79c053eb8689601c9855c23369eae9b8af5ef51c1ac11e641adb4",
 };

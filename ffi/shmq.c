@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
@@ -1269,15 +1270,17 @@ int32_t shmq_close_orphans(int32_t same_as) {
  * (all fds closed, so every lock released), it sweeps the queues in the table that no live
  * end holds, as shmq's own sweep would, and exits, which frees the memory it shared.
  *
- * Until then it runs beside this process's threads in one address space, with their
- * thread pointer and so their errno: it makes raw syscalls only, touches only its own stack,
- * and has every signal blocked, so none of this process's handlers ever runs on it. After,
- * it is alone in that memory, so libc is safe again, except malloc, whose lock a killed
- * thread may have held.
+ * It runs on the thread pointer of the thread that started it: beside this process's
+ * threads, with their errno, and, once that thread has ended (a Worker's), over TLS that may
+ * be unmapped. So it makes raw syscalls only, never libc calls that may touch TLS (errno,
+ * cancellation, the locale), touches only its own stack and the table, and blocks every
+ * signal, so none of this process's handlers ever runs on it.
  */
 #define SWEPT_MAX 1024
 #define SWEPT_NAME 64
 #define SWEEPER_STACK (64 * 1024)
+#define SHM_QUEUE_PREFIX "shmq-"
+#define QUEUE_ID_HEX 32
 
 struct swept_queue {
   _Atomic uint32_t uses; /* ends of this process open in the queue; 0: a free entry */
@@ -1285,8 +1288,14 @@ struct swept_queue {
   char name[SWEPT_NAME]; /* "/shmq-…", complete before uses turns nonzero */
 };
 static struct swept_queue swept[SWEPT_MAX];
+/* Guards the table's writers and the sweeper's start; the sweeper itself takes no lock. */
 static pthread_mutex_t swept_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic int32_t sweeper; /* 0: not started; > 0: its pid; < 0: -errno of the start */
+static _Atomic int32_t sweeper; /* 0: none; > 0: its pid; < 0: why it can never start */
+static void *sweeper_stack;     /* the running sweeper's, unmapped once it is reaped */
+static struct {
+  int pidfd;  /* of this process, the sweeper's copy of which it waits on */
+  int max_fd; /* fds to close where close_range is missing (Linux before 5.9) */
+} sweeper_args;
 
 static long raw_syscall(long nr, long a, long b, long c, long d, long e) {
 #if defined(__x86_64__)
@@ -1312,50 +1321,58 @@ static long raw_syscall(long nr, long a, long b, long c, long d, long e) {
 #endif
 }
 
-/* Unlinks every entry of SHM_DIR named "<queue>-…" (the queue's extensions) that is this
- * user's, as the sweep's `unlinked` does. Reads the directory with getdents64 into the stack:
- * opendir would malloc. */
-static void unlink_extensions(const char *queue) {
-  int dir = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return;
-  size_t len = strlen(queue);
-  _Alignas(8) char buf[4096];
-  long n;
-  while ((n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
-    for (long at = 0; at < n;) {
-      /* struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name */
-      unsigned short reclen;
-      memcpy(&reclen, buf + at + 16, sizeof reclen);
-      const char *entry = buf + at + 19;
-      struct stat st;
-      if (strncmp(entry, queue, len) == 0 && entry[len] == '-' &&
-          fstatat(dir, entry, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-          st.st_uid == geteuid() && (st.st_mode & 077) == 0) {
-        unlinkat(dir, entry, 0);
-      }
-      at += reclen;
-    }
-  }
-  close(dir);
+static int raw_open(int dir, const char *path, int flags) {
+  return (int)raw_syscall(SYS_openat, dir, (long)path, flags | O_CLOEXEC, 0, 0);
 }
 
-/* Unmaps every mapping of a /dev/shm entry of shmq in this (shared) memory, so their memory
- * goes back before the sweep rather than when the sweeper exits; and so the locks of the dead
- * process are gone, should a mapping hold them (shmq_map without /proc). Ranges are gathered
- * first and unmapped after: the maps file shifts under a reader as mappings go. */
+static void raw_close(int fd) { raw_syscall(SYS_close, fd, 0, 0, 0, 0); }
+
+/* Reads hex digits at *p, moving *p past them (strtoull reads the locale, from TLS). */
+static uintptr_t parse_hex(const char **p) {
+  uintptr_t v = 0;
+  for (;; (*p)++) {
+    char c = **p;
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (digit < 0) return v;
+    v = v * 16 + (uintptr_t)digit;
+  }
+}
+
+/* Whether `s` starts with a queue's name, "shmq-" and 32 lowercase hex digits, followed by
+ * `end` or, if `end` is '\0', by nothing, a space or an extension's '-'. */
+static bool queue_named(const char *s, char end) {
+  size_t pre = sizeof SHM_QUEUE_PREFIX - 1;
+  if (strncmp(s, SHM_QUEUE_PREFIX, pre) != 0) return false;
+  for (size_t i = pre; i < pre + QUEUE_ID_HEX; i++) {
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+  }
+  char next = s[pre + QUEUE_ID_HEX];
+  return end != '\0' ? next == end : next == '\0' || next == ' ' || next == '-';
+}
+
+/* Whether a line of /proc/self/maps is a shared mapping of a queue's segment. */
+static bool maps_queue_segment(const char *line) {
+  const char *perms = strchr(line, ' ');
+  const char *path = strchr(line, '/');
+  return perms != NULL && perms[4] == 's' && path != NULL &&
+         strncmp(path, SHM_DIR, SHM_DIR_LEN) == 0 && queue_named(path + SHM_DIR_LEN, '\0');
+}
+
+/* Unmaps every mapping of a queue's segment in this (shared) memory, so their memory goes
+ * back before the sweep rather than when the sweeper exits, and locks a mapping might hold
+ * (shmq_map without /proc) go. Ranges are gathered first and unmapped after: the maps file
+ * shifts under a reader as mappings go. */
 static void unmap_segments(void) {
-  const char *shm = SHM_DIR "shmq-";
-  size_t shm_len = strlen(shm);
   for (int round = 0; round < 64; round++) {
     uintptr_t ranges[256][2];
     int found = 0;
     bool more = false;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    int fd = raw_open(AT_FDCWD, "/proc/self/maps", O_RDONLY);
     if (fd < 0) return;
     char buf[8192];
     size_t have = 0;
     for (;;) {
-      ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+      long n = raw_syscall(SYS_read, fd, (long)(buf + have), (long)(sizeof buf - 1 - have), 0, 0);
       if (n <= 0) break;
       have += (size_t)n;
       buf[have] = '\0';
@@ -1363,12 +1380,12 @@ static void unmap_segments(void) {
       char *end;
       while ((end = strchr(line, '\n')) != NULL) {
         *end = '\0';
-        /* "start-end perms offset dev inode   path" */
-        char *path = strchr(line, '/');
-        if (path != NULL && strncmp(path, shm, shm_len) == 0) {
+        if (maps_queue_segment(line)) { /* "start-end perms offset dev inode path" */
           if (found < 256) {
-            ranges[found][0] = (uintptr_t)strtoull(line, &line, 16);
-            ranges[found][1] = (uintptr_t)strtoull(line + 1, NULL, 16);
+            const char *at = line;
+            ranges[found][0] = parse_hex(&at);
+            at++;
+            ranges[found][1] = parse_hex(&at);
             found++;
           } else {
             more = true;
@@ -1380,41 +1397,88 @@ static void unmap_segments(void) {
       memmove(buf, line, have);
       if (have == sizeof buf - 1) have = 0; /* a line longer than the buffer: no path of ours */
     }
-    close(fd);
-    for (int i = 0; i < found; i++) munmap((void *)ranges[i][0], ranges[i][1] - ranges[i][0]);
+    raw_close(fd);
+    for (int i = 0; i < found; i++) {
+      raw_syscall(SYS_munmap, (long)ranges[i][0], (long)(ranges[i][1] - ranges[i][0]), 0, 0, 0);
+    }
     if (!more) return;
   }
 }
 
-/* What the sweeper does once this process is gone: every queue in the table that no live end
- * holds (its "alive" byte can be locked exclusively) loses its extensions, then its name. */
+/* Whether `name` in directory `dir` is this user's segment as shmq makes them: a regular file
+ * of this user with no group or other permission (what shmq_shm_open also demands). */
+static bool own_segment(int dir, const char *name) {
+  struct stat st;
+  if (raw_syscall(SYS_newfstatat, dir, (long)name, (long)&st, AT_SYMLINK_NOFOLLOW, 0) != 0) {
+    return false;
+  }
+  return S_ISREG(st.st_mode) && st.st_uid == (uid_t)raw_syscall(SYS_geteuid, 0, 0, 0, 0, 0) &&
+         (st.st_mode & 077) == 0;
+}
+
+/* Removes queue `queue` ("shmq-…", no slash) from the shm directory `dir` if no live end
+ * holds it: its extensions ("<queue>-…"), then its name, as the sweep does. */
+static void sweep_queue(int dir, const char *queue, uint32_t alive_byte) {
+  if (!own_segment(dir, queue)) return;
+  int fd = raw_open(dir, queue, O_RDWR | O_NOFOLLOW);
+  if (fd < 0) return;
+  struct flock fl;
+  byte_lock(&fl, F_WRLCK, alive_byte);
+  /* Every live end holds a shared lock on this byte: winning it exclusively proves none is
+   * left, and keeps late openers out until the names are gone. */
+  if (raw_syscall(SYS_fcntl, fd, F_OFD_SETLK, (long)&fl, 0, 0) == 0) {
+    size_t len = strlen(queue);
+    _Alignas(8) char buf[4096];
+    long n;
+    while ((n = raw_syscall(SYS_getdents64, dir, (long)buf, sizeof buf, 0, 0)) > 0) {
+      for (long at = 0; at < n;) {
+        /* struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name */
+        unsigned short reclen;
+        memcpy(&reclen, buf + at + 16, sizeof reclen);
+        const char *entry = buf + at + 19;
+        if (strncmp(entry, queue, len) == 0 && entry[len] == '-' && own_segment(dir, entry)) {
+          raw_syscall(SYS_unlinkat, dir, (long)entry, 0, 0, 0);
+        }
+        at += reclen;
+      }
+    }
+    raw_syscall(SYS_lseek, dir, 0, SEEK_SET, 0, 0); /* for the next queue's listing */
+    raw_syscall(SYS_unlinkat, dir, (long)queue, 0, 0, 0);
+  }
+  raw_close(fd);
+}
+
+/* What the sweeper does once this process is gone. */
 static void sweep_left_queues(void) {
   unmap_segments();
+  int dir = raw_open(AT_FDCWD, SHM_DIR, O_RDONLY | O_DIRECTORY);
+  if (dir < 0) return;
   for (int i = 0; i < SWEPT_MAX; i++) {
     struct swept_queue *q = &swept[i];
     if (atomic_load_explicit(&q->uses, memory_order_acquire) == 0) continue;
     char name[SWEPT_NAME];
     memcpy(name, q->name, SWEPT_NAME);
     name[SWEPT_NAME - 1] = '\0';
-    int fd = shmq_shm_open((const uint8_t *)name); /* refuses what is not this user's */
-    if (fd < 0) continue;
-    if (shmq_lock_byte(fd, q->alive_byte, 2) == 0) {
-      unlink_extensions(name + 1);
-      shmq_shm_unlink((const uint8_t *)name);
+    if (queue_named(name + 1, '\0') && name[1 + sizeof SHM_QUEUE_PREFIX - 1 + QUEUE_ID_HEX] == '\0') {
+      sweep_queue(dir, name + 1, q->alive_byte);
     }
-    close(fd);
   }
+  raw_close(dir);
 }
 
 static int sweeper_main(void *arg) {
-  int pidfd = (int)(intptr_t)arg;
+  (void)arg;
+  uint64_t all = ~(uint64_t)0;
+  /* pthread_sigmask, around the clone, leaves glibc's own two signals open. */
+  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, 0, sizeof all, 0);
+  int pidfd = sweeper_args.pidfd;
   /* Fds of this process copied at the clone: holding them would keep its pipes open, and its
    * open file descriptions, with their locks, alive after it. */
-  if (raw_syscall(SYS_close_range, 0, pidfd - 1, 0, 0, 0) != 0 && pidfd > 0) {
-    for (int fd = 0; fd < pidfd; fd++) raw_syscall(SYS_close, fd, 0, 0, 0, 0);
+  if (pidfd > 0 && raw_syscall(SYS_close_range, 0, pidfd - 1, 0, 0, 0) != 0) {
+    for (int fd = 0; fd < pidfd; fd++) raw_close(fd);
   }
   if (raw_syscall(SYS_close_range, pidfd + 1, ~0U, 0, 0, 0) != 0) {
-    for (int fd = pidfd + 1; fd < 65536; fd++) raw_syscall(SYS_close, fd, 0, 0, 0, 0);
+    for (int fd = pidfd + 1; fd < sweeper_args.max_fd; fd++) raw_close(fd);
   }
   raw_syscall(SYS_prctl, PR_SET_NAME, (long)"shmq-sweeper", 0, 0, 0);
   struct pollfd p = {.fd = pidfd, .events = POLLIN};
@@ -1427,42 +1491,55 @@ static int sweeper_main(void *arg) {
   return 0;
 }
 
-/* Whether the sweeper `pid` ended while this process lives (killed by hand): then it is
- * reaped here, so it leaves no zombie and a new one can start. */
-static bool sweeper_ended(int32_t pid) {
-  int status;
-  return waitpid(pid, &status, WNOHANG | __WALL) == pid;
+/* Starts a sweeper (swept_lock held). Returns its pid or -errno. */
+static int32_t sweeper_spawn(void) {
+  int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  if (pidfd < 0) return -errno;
+  struct rlimit files;
+  sweeper_args.pidfd = pidfd;
+  sweeper_args.max_fd = getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < INT_MAX
+                            ? (int)files.rlim_cur
+                            : 1 << 20;
+  void *stack = mmap(NULL, SWEEPER_STACK, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) {
+    int err = errno;
+    close(pidfd);
+    return -err;
+  }
+  uint64_t all = ~(uint64_t)0, old;
+  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&all, (long)&old, sizeof all, 0);
+  /* No exit signal: this process is never told; once it is gone, init reaps the sweeper (a
+   * reparented child is given SIGCHLD). */
+  int pid = clone(sweeper_main, (char *)stack + SWEEPER_STACK, CLONE_VM, NULL);
+  int err = errno;
+  raw_syscall(SYS_rt_sigprocmask, SIG_SETMASK, (long)&old, 0, sizeof old, 0);
+  close(pidfd);
+  if (pid < 0) {
+    munmap(stack, SWEEPER_STACK);
+    return -err;
+  }
+  sweeper_stack = stack;
+  return pid;
 }
 
 int32_t shmq_sweeper_start(void) {
-  int32_t known = atomic_load(&sweeper);
-  if (known < 0 || (known > 0 && !sweeper_ended(known))) return known;
   pthread_mutex_lock(&swept_lock);
-  if (atomic_load(&sweeper) == known) atomic_store(&sweeper, 0);
-  known = atomic_load(&sweeper);
-  if (known == 0) {
-    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
-    void *stack = mmap(NULL, SWEEPER_STACK, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (pidfd < 0 || stack == MAP_FAILED) {
-      known = -errno;
-    } else {
-      sigset_t all, old;
-      sigfillset(&all);
-      pthread_sigmask(SIG_SETMASK, &all, &old);
-      /* No exit signal: this process is never told; once it is gone, init reaps the
-       * sweeper (a reparented child is given SIGCHLD). */
-      int pid = clone(sweeper_main, (char *)stack + SWEEPER_STACK, CLONE_VM,
-                      (void *)(intptr_t)pidfd);
-      known = pid > 0 ? pid : -errno;
-      pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
-    if (known < 0 && stack != MAP_FAILED) munmap(stack, SWEEPER_STACK);
-    if (pidfd >= 0) close(pidfd);
-    atomic_store(&sweeper, known);
+  int32_t pid = atomic_load(&sweeper);
+  int status;
+  /* Ended while this process lives (killed by hand): reaped here, so it leaves no zombie. */
+  if (pid > 0 && waitpid(pid, &status, WNOHANG | __WALL) == pid) {
+    munmap(sweeper_stack, SWEEPER_STACK);
+    sweeper_stack = NULL;
+    pid = 0;
+  }
+  if (pid == 0) {
+    pid = sweeper_spawn();
+    /* Only what will not change is kept; a lack of fds or memory may pass. */
+    atomic_store(&sweeper, pid > 0 || pid == -ENOSYS || pid == -EPERM ? pid : 0);
   }
   pthread_mutex_unlock(&swept_lock);
-  return known;
+  return pid;
 }
 
 int32_t shmq_sweeper_track(const uint8_t *name, uint64_t alive_byte, int32_t delta) {

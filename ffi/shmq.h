@@ -389,8 +389,9 @@ SHMQ_API int32_t shmq_watch_parent(int32_t parent, uint32_t grace_ms);
  * memory) that waits for every thread of this one to be gone, however it ends, and then
  * removes the queues recorded with shmq_sweeper_track that no live end holds any more, as
  * shmq's own sweep would. Returns its pid; the same pid at later calls while it runs; a new
- * one if it was killed (it is reaped here); or -errno when it cannot start (-ENOSYS without
- * pidfds, before Linux 5.3), which is kept and returned again.
+ * one if it was killed (it is reaped here); or -errno when it cannot start: -ENOSYS without
+ * pidfds (before Linux 5.3) and -EPERM (a seccomp filter) are kept and returned again, while
+ * a lack of fds or memory is tried again at the next call.
  */
 SHMQ_API int32_t shmq_sweeper_start(void);
 

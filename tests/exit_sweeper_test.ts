@@ -70,6 +70,17 @@ Deno.test("an uncaught error, which skips every exit handler, leaves nothing in 
   assert.ok(await eventually(() => exited(sweeper!)));
 });
 
+Deno.test("a sweeper started by a Worker that has ended since still sweeps", async () => {
+  // It runs on the thread pointer of the thread that started it, whose TLS may be gone.
+  await using child = new Watched("sweeper_child.ts", ["worker"]);
+  const { name, sweeper } = await made(child);
+  assert.ok(typeof sweeper === "number" && sweeper > 0);
+  assert.equal(entriesOf(name).length, 2);
+  await child.stop("SIGKILL");
+  assert.ok(await eventually(() => entriesOf(name).length === 0), `left: ${entriesOf(name)}`);
+  assert.ok(await eventually(() => exited(sweeper)));
+});
+
 Deno.test("a queue another live process holds stays when one of its processes is killed", async () => {
   await using maker = new Watched("sweeper_child.ts", ["hold"]);
   const { name, sweeper } = await made(maker);
