@@ -68,8 +68,8 @@ export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
    * as dead within about a second. The watchdog is a small Worker (about 18 MB of memory); it never
    * keeps the process alive. The actor also outlives a `SIGINT` (Ctrl-C in a terminal signals the
    * parent and its actors together) to leave with its parent instead, closing its ends as it goes:
-   * killed beside the parent, neither could tell it was the last, and the queues would stay in
-   * /dev/shm until a sweep. Your own `SIGINT` listener still runs.
+   * killed beside the parent, neither could tell it was the last, and only the exit sweepers (or,
+   * without them, a later sweep) would remove the queues. Your own `SIGINT` listener still runs.
    */
   exitWithParent?: boolean;
 }

@@ -19,7 +19,8 @@ export interface OpenEnd {
 }
 
 /** Ends open in this process (or Worker), closed on a normal exit so that the last one out
- * unlinks the queue's names; a killed process leaves that to the next sweep. */
+ * unlinks the queue's names; a killed process leaves that to its exit sweeper (see
+ * exit_sweeper.ts), or to the next sweep. */
 const openEnds = new Set<OpenEnd>();
 let closeOnUnload = false;
 /** This thread is unloading (the process exiting, on the main thread): a lock held by a live

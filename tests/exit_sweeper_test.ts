@@ -81,6 +81,16 @@ Deno.test("a sweeper started by a Worker that has ended since still sweeps", asy
   assert.ok(await eventually(() => exited(sweeper)));
 });
 
+Deno.test("queues only a Worker had ends in go when the process exits normally", async () => {
+  // Deno runs no unload in Workers as the process exits, and this main thread had no end whose
+  // exit check could look: before the sweeper, the queue stayed until a later sweep.
+  await using child = new Watched("sweeper_child.ts", ["worker-exit"]);
+  const { name, sweeper } = await made(child);
+  assert.equal((await child.exit()).code, 0);
+  assert.ok(await eventually(() => entriesOf(name).length === 0), `left: ${entriesOf(name)}`);
+  assert.ok(await eventually(() => exited(sweeper!)));
+});
+
 Deno.test("a queue another live process holds stays when one of its processes is killed", async () => {
   await using maker = new Watched("sweeper_child.ts", ["hold"]);
   const { name, sweeper } = await made(maker);
