@@ -61,6 +61,17 @@ Deno.test("a killed process's queue, extensions included, leaves /dev/shm withou
   assert.ok(await eventually(() => exited(sweeper)), "the sweeper exits once done");
 });
 
+Deno.test("every queue of a killed process goes, 40 of them", async () => {
+  await using child = new Watched("sweeper_child.ts", ["many"]);
+  const queues: Made[] = [];
+  for (let i = 0; i < 40; i++) queues.push(await made(child, i));
+  assert.equal(new Set(queues.map((q) => q.sweeper)).size, 1, "one sweeper for them all");
+  const entries = () => queues.flatMap(({ name }) => entriesOf(name));
+  assert.equal(entries().length, 80, "each queue and its extension");
+  await child.stop("SIGKILL");
+  assert.ok(await eventually(() => entries().length === 0), `left: ${entries()}`);
+});
+
 Deno.test("an uncaught error, which skips every exit handler, leaves nothing in /dev/shm", async () => {
   await using child = new Watched("sweeper_child.ts", ["throw"]);
   const { name, sweeper } = await made(child);

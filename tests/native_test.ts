@@ -437,6 +437,20 @@ Deno.test("the exit sweeper starts once per process and its queue table counts e
   assert.equal(sweeperTrack("/shmq-test-track", 0, -1), true);
   assert.equal(sweeperTrack("/shmq-test-track", 0, -1), true);
   assert.throws(() => sweeperTrack("/shmq-test-track", 0, -1), { code: "ENOENT" });
+  // A full table (1024 queues counted) leaves the next queue to sweeps, and frees as ends close.
+  const names = Array.from({ length: 2000 }, (_, i) => `/shmq-test-full-${i}`);
+  let counted = 0;
+  while (counted < names.length && sweeperTrack(names[counted], 0, 1)) counted++;
+  try {
+    assert.ok(counted >= 1000 && counted < names.length, `${counted} counted`);
+    assert.equal(sweeperTrack(names[counted], 0, 1), false, "full");
+    assert.equal(sweeperTrack(names[0], 0, 1), true, "a queue counted already counts again");
+    assert.equal(sweeperTrack(names[0], 0, -1), true);
+  } finally {
+    for (let i = 0; i < counted; i++) sweeperTrack(names[i], 0, -1);
+  }
+  assert.equal(sweeperTrack(names[counted], 0, 1), true, "room again");
+  assert.equal(sweeperTrack(names[counted], 0, -1), true);
   assert.throws(() => sweeperTrack("no-slash", 0, 1), { code: "EINVAL" });
   assert.throws(() => sweeperTrack(`/shmq-${"x".repeat(64)}`, 0, 1), { code: "EINVAL" });
 });
