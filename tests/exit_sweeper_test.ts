@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { openReceiver, sweepStaleQueues } from "../mod.ts";
 import { sweeperPid } from "../ffi/native.ts";
-import { CHILD_PERMISSIONS, eventually, fixture, shmEntries, Watched } from "./helpers.ts";
+import { eventually, NO_EXIT_SWEEPER, shmEntries, Watched } from "./helpers.ts";
 
 /** What a sweeper_child fixture printed for one queue. */
 interface Made {
@@ -137,24 +137,9 @@ Deno.test("a sweeper killed by hand is reaped, no zombie, and the next queue sta
 });
 
 Deno.test("SHMQ_EXIT_SWEEPER=0 starts no sweeper: a killed process's queue waits for a sweep", async () => {
-  const proc = new Deno.Command(Deno.execPath(), {
-    args: ["run", ...CHILD_PERMISSIONS, fixture("sweeper_child.ts"), "hold"],
-    env: { SHMQ_EXIT_SWEEPER: "0" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = proc.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  while (!text.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += value;
-  }
-  proc.kill("SIGKILL");
-  await proc.status;
-  await reader.cancel();
-  const { name, sweeper } = JSON.parse(text) as Made;
+  await using child = new Watched("sweeper_child.ts", ["hold"], NO_EXIT_SWEEPER);
+  const { name, sweeper } = await made(child);
+  await child.stop("SIGKILL");
   assert.equal(sweeper, null);
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(entriesOf(name).length, 2, "nothing removed it");

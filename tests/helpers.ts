@@ -378,8 +378,8 @@ export class Watched implements AsyncDisposable {
   readonly #drained: Promise<void>;
   #wake: (() => void) | undefined;
 
-  constructor(fixtureName: string, args: string[]) {
-    const proc = this.proc = spawnFixture(fixtureName, args);
+  constructor(fixtureName: string, args: string[], env?: Record<string, string>) {
+    const proc = this.proc = spawnFixture(fixtureName, args, env);
     this.#drained = (async () => {
       for await (const line of lines(proc)) {
         this.out.push(line);
