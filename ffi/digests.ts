@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "575e083f089b508433ea931eea3ae2bb803896ede56237f93b0c39f33d7d4710",
-  "x86_64-linux": "6738fbadb8a79c053eb8689601c9855c23369eae9b8af5ef51c1ac11e641adb4",
+  "aarch64-linux": "436f4f57988ca5717329d6f7f21adbbd6085c754f9878d4104a3c6f24c0368e4",
+  "x86_64-linux": "a08034cae72ede040a59f9af0ee5d8dcdc7ca52a19b701fe23ef14e1c00f2265",
 };

@@ -863,7 +863,8 @@ export function lockProbe(fd: number, offset: number): boolean {
  * process, sharing this one's memory, that removes the queues counted with
  * {@linkcode sweeperTrack} from /dev/shm once this process is gone, if no live end holds them,
  * whatever killed it. Returns its pid, the same one at later calls (a new one if it was
- * killed). Throws `ENOSYS` before Linux 5.3 (no pidfds), as at every later call.
+ * killed). Throws when it cannot start: `ENOSYS` (no pidfds, before Linux 5.3) and `EPERM`
+ * (a seccomp filter) at every later call too, a lack of fds or memory only this once.
  *
  * @example
  * ```ts

@@ -1338,24 +1338,25 @@ static uintptr_t parse_hex(const char **p) {
   }
 }
 
-/* Whether `s` starts with a queue's name, "shmq-" and 32 lowercase hex digits, followed by
- * `end` or, if `end` is '\0', by nothing, a space or an extension's '-'. */
-static bool queue_named(const char *s, char end) {
+/* Past a queue's name ("shmq-" and 32 lowercase hex digits) at the start of `s`, or NULL. */
+static const char *past_queue_name(const char *s) {
   size_t pre = sizeof SHM_QUEUE_PREFIX - 1;
-  if (strncmp(s, SHM_QUEUE_PREFIX, pre) != 0) return false;
+  if (strncmp(s, SHM_QUEUE_PREFIX, pre) != 0) return NULL;
   for (size_t i = pre; i < pre + QUEUE_ID_HEX; i++) {
-    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return NULL;
   }
-  char next = s[pre + QUEUE_ID_HEX];
-  return end != '\0' ? next == end : next == '\0' || next == ' ' || next == '-';
+  return s + pre + QUEUE_ID_HEX;
 }
 
-/* Whether a line of /proc/self/maps is a shared mapping of a queue's segment. */
+/* Whether a line of /proc/self/maps is a shared mapping of a queue's segment: its main one
+ * (maybe " (deleted)") or an extension ("-x…"). */
 static bool maps_queue_segment(const char *line) {
   const char *perms = strchr(line, ' ');
   const char *path = strchr(line, '/');
-  return perms != NULL && perms[4] == 's' && path != NULL &&
-         strncmp(path, SHM_DIR, SHM_DIR_LEN) == 0 && queue_named(path + SHM_DIR_LEN, '\0');
+  if (perms == NULL || perms[4] != 's' || path == NULL) return false;
+  if (strncmp(path, SHM_DIR, SHM_DIR_LEN) != 0) return false;
+  const char *rest = past_queue_name(path + SHM_DIR_LEN);
+  return rest != NULL && (*rest == '\0' || *rest == ' ' || *rest == '-');
 }
 
 /* Unmaps every mapping of a queue's segment in this (shared) memory, so their memory goes
@@ -1459,9 +1460,8 @@ static void sweep_left_queues(void) {
     char name[SWEPT_NAME];
     memcpy(name, q->name, SWEPT_NAME);
     name[SWEPT_NAME - 1] = '\0';
-    if (queue_named(name + 1, '\0') && name[1 + sizeof SHM_QUEUE_PREFIX - 1 + QUEUE_ID_HEX] == '\0') {
-      sweep_queue(dir, name + 1, q->alive_byte);
-    }
+    const char *rest = past_queue_name(name + 1);
+    if (rest != NULL && *rest == '\0') sweep_queue(dir, name + 1, q->alive_byte);
   }
   raw_close(dir);
 }
