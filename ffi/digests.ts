@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "436f4f57988ca5717329d6f7f21adbbd6085c754f9878d4104a3c6f24c0368e4",
-  "x86_64-linux": "a08034cae72ede040a59f9af0ee5d8dcdc7ca52a19b701fe23ef14e1c00f2265",
+  "aarch64-linux": "dc9018e46025dc3f4a889dd91d681088b5058c67df7edb06cbf7f5a3febd7bac",
+  "x86_64-linux": "3e098b78e11bdc45fcbac01dfddc9c4fe5b54870daa1ee1925b0bc4fe8ae11e6",
 };

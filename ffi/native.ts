@@ -880,7 +880,7 @@ export function sweeperStart(): number {
 /**
  * Counts an end of queue `name` opened (`delta` 1) or closed (-1) in this process, for the
  * exit sweeper, with the byte of the main segment every live end holds a shared lock on.
- * Returns false when the table is full (1024 queues): that queue is left to later sweeps.
+ * Returns false when the table is full (4096 queues): that queue is left to later sweeps.
  *
  * @example
  * ```ts

@@ -1276,7 +1276,7 @@ int32_t shmq_close_orphans(int32_t same_as) {
  * cancellation, the locale), touches only its own stack and the table, and blocks every
  * signal, so none of this process's handlers ever runs on it.
  */
-#define SWEPT_MAX 1024
+#define SWEPT_MAX 4096
 #define SWEPT_NAME 64
 #define SWEEPER_STACK (64 * 1024)
 #define SHM_QUEUE_PREFIX "shmq-"
@@ -1481,6 +1481,9 @@ static int sweeper_main(void *arg) {
     for (int fd = pidfd + 1; fd < sweeper_args.max_fd; fd++) raw_close(fd);
   }
   raw_syscall(SYS_prctl, PR_SET_NAME, (long)"shmq-sweeper", 0, 0, 0);
+  /* A session of its own: a signal to the process group (`timeout -s KILL`, `kill -9 -PGID`,
+   * a shell killing a job) would otherwise SIGKILL it with the process it is there for. */
+  raw_syscall(SYS_setsid, 0, 0, 0, 0, 0);
   struct pollfd p = {.fd = pidfd, .events = POLLIN};
   long rc;
   while ((rc = raw_syscall(SYS_ppoll, (long)&p, 1, 0, 0, 8)) == -EINTR) {

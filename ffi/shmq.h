@@ -386,7 +386,8 @@ SHMQ_API int32_t shmq_watch_parent(int32_t parent, uint32_t grace_ms);
 
 /*
  * Starts this process's exit sweeper, once: a process cloned with CLONE_VM (so it copies no
- * memory) that waits for every thread of this one to be gone, however it ends, and then
+ * memory), in a session of its own, that waits for every thread of this one to be gone,
+ * however it ends (a SIGKILL to the whole process group included), and then
  * removes the queues recorded with shmq_sweeper_track that no live end holds any more, as
  * shmq's own sweep would. Returns its pid; the same pid at later calls while it runs; a new
  * one if it was killed (it is reaped here); or -errno when it cannot start: -ENOSYS without
@@ -399,7 +400,7 @@ SHMQ_API int32_t shmq_sweeper_start(void);
  * Counts an end of queue `name` ("/shmq-…", under 64 bytes) opened (`delta` 1) or closed
  * (-1) in this process, with the byte of its main segment every live end holds a shared lock
  * on (`alive_byte`): the exit sweeper looks at the queues counted above zero. Returns 0;
- * -ENOSPC when 1024 queues are counted already (that one is then left to later sweeps);
+ * -ENOSPC when 4096 queues are counted already (that one is then left to later sweeps);
  * -ENOENT when closing one not counted; -EINVAL for a bad name or delta.
  */
 SHMQ_API int32_t shmq_sweeper_track(const uint8_t *name, uint64_t alive_byte, int32_t delta);

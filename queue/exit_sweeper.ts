@@ -23,8 +23,9 @@ export const EXIT_SWEEPER_ENV = "SHMQ_EXIT_SWEEPER";
 let wanted: boolean | undefined;
 
 /** Counts an end of queue `name` opened in this process, starting the sweeper first if none
- * runs (again, if it was killed). One that cannot start (no pidfds) leaves it to sweeps. */
-export function sweepOnExit(name: string): void {
+ * runs (again, if it was killed). One that cannot start (no pidfds) leaves it to sweeps. False
+ * when the table is full: that end is not counted, and must not be uncounted. */
+export function sweepOnExit(name: string): boolean {
   wanted ??= envGet(EXIT_SWEEPER_ENV) !== "0";
   if (wanted) {
     try {
@@ -33,14 +34,11 @@ export function sweepOnExit(name: string): void {
       // No pidfds (Linux before 5.3) or no process to spare: sweeps still remove leftovers.
     }
   }
-  native.sweeperTrack(name, ANY_ALIVE_LOCK_BYTE, 1);
+  return native.sweeperTrack(name, ANY_ALIVE_LOCK_BYTE, 1);
 }
 
-/** Counts an end of queue `name` closed in this process. */
+/** Counts an end of queue `name` closed in this process (one {@linkcode sweepOnExit}
+ * counted). */
 export function noSweepOnExit(name: string): void {
-  try {
-    native.sweeperTrack(name, ANY_ALIVE_LOCK_BYTE, -1);
-  } catch {
-    // Never counted: the table was full when it opened.
-  }
+  native.sweeperTrack(name, ANY_ALIVE_LOCK_BYTE, -1);
 }

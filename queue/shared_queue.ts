@@ -181,6 +181,8 @@ export class SharedQueue {
   /** Closed by this thread's unload (see open_ends.ts track), not by the program: its calls say
    * so. */
   #closedAtExit = false;
+  /** Whether this end counts in the exit sweeper's table (see exit_sweeper.ts). */
+  #sweepCounted = false;
   /** peersDied when this end closed: its memory is unmapped then. */
   #peersDiedAtClose = 0;
   /** How this end's leaving is recorded when it closes (see leaveAsDead). */
@@ -299,7 +301,16 @@ export class SharedQueue {
     const size = arenaOffset + arenaSize;
     const name = randomQueueName();
     ensureRoom(size, "a queue", ARENA_REMEDY);
-    const fd = native.shmCreate(name, size);
+    // Counted for the exit sweeper before the segment exists: a process killed while making it
+    // (most of that goes into pre-faulting the arena) has its sweeper remove what it made.
+    const counted = sweepOnExit(name);
+    let fd: number;
+    try {
+      fd = native.shmCreate(name, size);
+    } catch (error) {
+      if (counted) noSweepOnExit(name);
+      throw error;
+    }
     let main: Mapping | undefined;
     try {
       // Holding the "alive" byte before the header is complete keeps sweepers away.
@@ -316,10 +327,11 @@ export class SharedQueue {
         keepIdleMs: geometry.keepIdleSegmentsMs,
       };
       writeHeader(main, header);
-      return SharedQueue.#join(name, kind, fd, main, header);
+      return SharedQueue.#join(name, kind, fd, main, header, counted);
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
+      if (counted) noSweepOnExit(name);
       if (error === SWEPT_WHILE_MADE) return SharedQueue.create(geometry, kind);
       native.shmUnlink(name, { missingOk: true });
       throw error;
@@ -365,6 +377,7 @@ export class SharedQueue {
       }
       throw error;
     }
+    const counted = sweepOnExit(name);
     let main: Mapping | undefined;
     try {
       holdAliveByte(fd, name);
@@ -379,26 +392,29 @@ export class SharedQueue {
       main = mapFd(fd, size);
       const header = validateHeader(name, main, size);
       prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
-      return SharedQueue.#join(name, kind, fd, main, header);
+      return SharedQueue.#join(name, kind, fd, main, header, counted);
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
+      if (counted) noSweepOnExit(name);
       throw error;
     }
   }
 
-  /** Takes a participant entry in a mapped, valid queue, and tracks the end for exit. */
+  /** Takes a participant entry in a mapped, valid queue, and tracks the end for exit (its
+   * maker or opener counted it for the exit sweeper already). */
   static #join(
     name: string,
     kind: EndKind,
     fd: number,
     main: Mapping,
     header: Header,
+    sweepCounted: boolean,
   ): SharedQueue {
     const queue = new SharedQueue(name, kind, fd, main, header);
+    queue.#sweepCounted = sweepCounted;
     queue.#register();
     track(queue, SharedQueue.removeAtExit);
-    sweepOnExit(name);
     return queue;
   }
 
@@ -1027,7 +1043,7 @@ export class SharedQueue {
     this.#idleTimer = undefined;
     this.#mappings.close();
     this.#participants.unclaim();
-    noSweepOnExit(this.name);
+    if (this.#sweepCounted) noSweepOnExit(this.name);
     // Whatever a terminated Worker of this process left, of this queue or another, whether
     // or not shared memory still hints at it: this end may be the last here to notice.
     native.closeOrphans();

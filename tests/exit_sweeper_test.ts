@@ -72,6 +72,32 @@ Deno.test("every queue of a killed process goes, 40 of them", async () => {
   assert.ok(await eventually(() => entries().length === 0), `left: ${entries()}`);
 });
 
+Deno.test("a queue its process was killed while making goes too", async () => {
+  const before = new Set(shmEntries());
+  await using child = new Watched("sweeper_child.ts", ["making"]);
+  const first = await made(child);
+  await child.expect("making");
+  // The 1 GiB arena's segment exists from the start of its making, which takes a while.
+  const fresh = () =>
+    shmEntries().filter((entry) => !before.has(entry) && !entry.startsWith(first.name.slice(1)));
+  assert.ok(await eventually(() => fresh().length > 0), "the segment being made");
+  await child.stop("SIGKILL");
+  assert.equal(child.out.filter((l) => l.startsWith("{")).length, 1, "killed while making it");
+  assert.ok(await eventually(() => fresh().length === 0), `left: ${fresh()}`);
+  assert.ok(await eventually(() => entriesOf(first.name).length === 0));
+});
+
+Deno.test("a SIGKILL to its whole process group does not take the sweeper with it", async () => {
+  // What `timeout -s KILL`, `kill -9 -PGID` or a shell killing a job does. The fixture leads
+  // a session of its own (setsid), so its pid is its group's id.
+  await using child = new Watched("sweeper_child.ts", ["hold"], { launcher: ["setsid"] });
+  const { name, sweeper } = await made(child);
+  Deno.kill(-child.proc.pid, "SIGKILL");
+  await child.exit();
+  assert.ok(await eventually(() => entriesOf(name).length === 0), `left: ${entriesOf(name)}`);
+  assert.ok(await eventually(() => exited(sweeper!)));
+});
+
 Deno.test("an uncaught error, which skips every exit handler, leaves nothing in /dev/shm", async () => {
   await using child = new Watched("sweeper_child.ts", ["throw"]);
   const { name, sweeper } = await made(child);

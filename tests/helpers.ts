@@ -104,7 +104,7 @@ export async function runDeno(args: string[]): Promise<string> {
 
 /** The environment of a child whose queues a kill leaves for a sweep to find: no exit
  * sweeper (queue/exit_sweeper.ts) removes them first. */
-export const NO_EXIT_SWEEPER = { SHMQ_EXIT_SWEEPER: "0" };
+export const NO_EXIT_SWEEPER: FixtureOptions = { env: { SHMQ_EXIT_SWEEPER: "0" } };
 
 /** Permissions every child of the tests needs. */
 export const CHILD_PERMISSIONS = ["--allow-ffi", "--allow-read", "--allow-env"];
@@ -138,20 +138,29 @@ export function killedWhenDisposed(child: Deno.ChildProcess): Deno.ChildProcess 
   return child;
 }
 
+/** How {@linkcode spawnFixture} runs a fixture. */
+export interface FixtureOptions {
+  /** Added to this process's environment. */
+  env?: Record<string, string>;
+  /** A command that runs Deno (given as its last arguments), such as `["setsid"]`. */
+  launcher?: string[];
+}
+
 /**
- * A child Deno process running a fixture, with piped stdout and inherited stderr, and `env`
- * added to this process's environment. Disposing it ({@linkcode killedWhenDisposed}) kills it
- * with SIGKILL.
+ * A child Deno process running a fixture, with piped stdout and inherited stderr. Disposing it
+ * ({@linkcode killedWhenDisposed}) kills it with SIGKILL.
  */
 export function spawnFixture(
   name: string,
   args: string[],
-  env?: Record<string, string>,
+  options: FixtureOptions = {},
 ): Deno.ChildProcess {
+  const deno = [Deno.execPath(), "run", ...CHILD_PERMISSIONS, fixture(name), ...args];
+  const [command, ...rest] = [...(options.launcher ?? []), ...deno];
   return killedWhenDisposed(
-    new Deno.Command(Deno.execPath(), {
-      args: ["run", ...CHILD_PERMISSIONS, fixture(name), ...args],
-      env,
+    new Deno.Command(command, {
+      args: rest,
+      env: options.env,
       stdin: "null",
       stdout: "piped",
       stderr: "inherit",
@@ -378,8 +387,8 @@ export class Watched implements AsyncDisposable {
   readonly #drained: Promise<void>;
   #wake: (() => void) | undefined;
 
-  constructor(fixtureName: string, args: string[], env?: Record<string, string>) {
-    const proc = this.proc = spawnFixture(fixtureName, args, env);
+  constructor(fixtureName: string, args: string[], options?: FixtureOptions) {
+    const proc = this.proc = spawnFixture(fixtureName, args, options);
     this.#drained = (async () => {
       for await (const line of lines(proc)) {
         this.out.push(line);

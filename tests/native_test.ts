@@ -437,12 +437,12 @@ Deno.test("the exit sweeper starts once per process and its queue table counts e
   assert.equal(sweeperTrack("/shmq-test-track", 0, -1), true);
   assert.equal(sweeperTrack("/shmq-test-track", 0, -1), true);
   assert.throws(() => sweeperTrack("/shmq-test-track", 0, -1), { code: "ENOENT" });
-  // A full table (1024 queues counted) leaves the next queue to sweeps, and frees as ends close.
-  const names = Array.from({ length: 2000 }, (_, i) => `/shmq-test-full-${i}`);
+  // A full table (4096 queues counted) leaves the next queue to sweeps, and frees as ends close.
+  const names = Array.from({ length: 5000 }, (_, i) => `/shmq-test-full-${i}`);
   let counted = 0;
   while (counted < names.length && sweeperTrack(names[counted], 0, 1)) counted++;
   try {
-    assert.ok(counted >= 1000 && counted < names.length, `${counted} counted`);
+    assert.ok(counted >= 4000 && counted < names.length, `${counted} counted`);
     assert.equal(sweeperTrack(names[counted], 0, 1), false, "full");
     assert.equal(sweeperTrack(names[0], 0, 1), true, "a queue counted already counts again");
     assert.equal(sweeperTrack(names[0], 0, -1), true);
