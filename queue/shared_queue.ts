@@ -11,13 +11,13 @@
  * @module
  */
 
-import { noSweepOnExit, sweepOnExit } from "./exit_sweeper.ts";
 import { isDetached } from "../codec/array_buffer.ts";
 import { useStreamingCopy } from "../codec/bulk_copy.ts";
 import * as native from "../ffi/native.ts";
 import { ARENA_CURSOR_LIMIT, Audit } from "./audit.ts";
 import * as L from "./layout.ts";
 import { ClosedError } from "./errors.ts";
+import { noSweepOnExit, sweepOnExit } from "./exit_sweeper.ts";
 import {
   type ExtensionMapping,
   ExtensionMappings,
@@ -331,9 +331,10 @@ export class SharedQueue {
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
+      // Unlinked first: a kill in between leaves nothing behind.
+      if (error !== SWEPT_WHILE_MADE) native.shmUnlink(name, { missingOk: true });
       if (counted) noSweepOnExit(name);
       if (error === SWEPT_WHILE_MADE) return SharedQueue.create(geometry, kind);
-      native.shmUnlink(name, { missingOk: true });
       throw error;
     }
   }
