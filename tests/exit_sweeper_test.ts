@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { openReceiver, sweepStaleQueues } from "../mod.ts";
-import { sweeperPid } from "../ffi/native.ts";
+import { sweeperStart } from "../ffi/native.ts";
 import { eventually, NO_EXIT_SWEEPER, shmEntries, Watched } from "./helpers.ts";
 
 /** What a sweeper_child fixture printed for one queue. */
@@ -55,7 +55,7 @@ Deno.test("a killed process's queue, extensions included, leaves /dev/shm withou
   assert.equal(entriesOf(name).length, 2, "the main segment and one extension");
   assert.ok(typeof sweeper === "number" && sweeper > 0, "a sweeper started");
   assert.equal(exited(sweeper), false);
-  assert.notEqual(sweeper, sweeperPid(), "one per process");
+  assert.notEqual(sweeper, sweeperStart(), "one per process: this one's is another");
   await child.stop("SIGKILL");
   assert.ok(await eventually(() => entriesOf(name).length === 0), `left: ${entriesOf(name)}`);
   assert.ok(await eventually(() => exited(sweeper)), "the sweeper exits once done");
