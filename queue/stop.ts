@@ -39,6 +39,12 @@ export function stopIfRequested(): void {
   r.stop(how);
 }
 
+/** Whether this thread was asked to stop, without running the stop (see stopIfRequested). */
+export function stopRequested(): boolean {
+  const r = request;
+  return r !== undefined && Atomics.load(r.word, 0) !== 0;
+}
+
 /** Throws ClosedError naming `caller` once this thread was asked to stop: a Worker that a
  * `WorkerHandle.close()` or `terminate()` stopped opens no queue end again. */
 export function refuseIfStopped(caller: string): void {
