@@ -822,9 +822,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const taken = this.#queue.take();
     // A stop raised between this call's check and its take (WorkerHandle.terminate(), then a
     // put the Worker woke for): the message goes back in line, for another receiver, rather
-    // than out with this Worker; the call's next check stops it. Seen once in a loaded suite.
+    // than out with this Worker, and the stop runs now, so that an async call, which never
+    // checks, does not take and give back in a loop. Seen once in a loaded suite.
     if (taken !== undefined && stopRequested()) {
       this.#queue.giveBack(taken.slot);
+      stopIfRequested(); // closes this thread's ends: the call throws ClosedError next
       return undefined;
     }
     return taken;
