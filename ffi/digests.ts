@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "dc9018e46025dc3f4a889dd91d681088b5058c67df7edb06cbf7f5a3febd7bac",
-  "x86_64-linux": "3e098b78e11bdc45fcbac01dfddc9c4fe5b54870daa1ee1925b0bc4fe8ae11e6",
+  "aarch64-linux": "a721b30040209cf6f0da8263e30dedf1cd4ef3b4e53ce11e2c01c6e5b78e4bd1",
+  "x86_64-linux": "b0427da3f0d1a1915ba6c6a5570f5ddef3d49a8993a471e6638e5924abbb4177",
 };

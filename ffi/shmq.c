@@ -88,6 +88,13 @@ int32_t shmq_shm_create(const uint8_t *name, uint64_t size) {
   return fd;
 }
 
+/* Whether `st` is a segment as shmq makes them: a regular file of user `euid` with no group or
+ * other permission. Another user's file, even one left writable, could be truncated under a
+ * mapping (SIGBUS) or read by others, and is no segment to map or unlink. */
+static bool made_as_segment(const struct stat *st, uid_t euid) {
+  return S_ISREG(st->st_mode) && st->st_uid == euid && (st->st_mode & 077) == 0;
+}
+
 int32_t shmq_shm_open(const uint8_t *name) {
   char path[PATH_MAX];
   int rc = shm_path(name, path);
@@ -99,15 +106,13 @@ int32_t shmq_shm_open(const uint8_t *name) {
     int err = errno;
     return err == ELOOP || err == EISDIR || err == EACCES ? -EPERM : -err;
   }
-  /* Only a segment this user made, as made: another user's file, even one left writable,
-   * could be truncated under our mapping (SIGBUS) or read by others. */
   struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
     return -err;
   }
-  if (!S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+  if (!made_as_segment(&st, geteuid())) {
     close(fd);
     return -EPERM;
   }
@@ -1406,15 +1411,14 @@ static void unmap_segments(void) {
   }
 }
 
-/* Whether `name` in directory `dir` is this user's segment as shmq makes them: a regular file
- * of this user with no group or other permission (what shmq_shm_open also demands). */
+/* Whether `name` in directory `dir` is this user's segment (made_as_segment, by raw
+ * syscalls). */
 static bool own_segment(int dir, const char *name) {
   struct stat st;
   if (raw_syscall(SYS_newfstatat, dir, (long)name, (long)&st, AT_SYMLINK_NOFOLLOW, 0) != 0) {
     return false;
   }
-  return S_ISREG(st.st_mode) && st.st_uid == (uid_t)raw_syscall(SYS_geteuid, 0, 0, 0, 0, 0) &&
-         (st.st_mode & 077) == 0;
+  return made_as_segment(&st, (uid_t)raw_syscall(SYS_geteuid, 0, 0, 0, 0, 0));
 }
 
 /* Removes queue `queue` ("shmq-…", no slash) from the shm directory `dir` if no live end
