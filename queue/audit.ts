@@ -94,7 +94,7 @@ export class Audit {
         return `slot ${slot}, not yet taken (state ${state}), lies behind the read cursor`;
       }
       if (state !== L.SlotState.Done) inFlight++;
-      if (state === L.SlotState.Writing) {
+      if (state === L.SlotState.Writing || state === L.SlotState.Spare) {
         const at = L.participantOffset(u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS);
         if (
           u32[(at + L.P_KIND) >> 2] !== L.ParticipantKind.Sender ||
@@ -131,7 +131,7 @@ export class Audit {
       }
       // Every arena message lies between the cursors, so none is handed out for writing twice.
       const end = f64[(s + L.S_ARENA_END) >> 3];
-      const start = end - L.alignUp(Math.max(f64[(s + L.S_LENGTH) >> 3], 1), L.MESSAGE_ALIGN);
+      const start = L.arenaStart(u32, f64, s);
       if (!(start >= arenaTail && end <= arenaHead)) {
         return `slot ${slot} spans ${start}..${end}, outside the arena's ${arenaTail}..`;
       }

@@ -34,7 +34,7 @@
  *              │    pid namespace, time namespace, waiting, ack waiting}      │
  *  SLOTS       ├──────────────────────────────────────────────────────────────┤
  *              │ slot ring: ringSize × 64 B                                   │
- *              │   {state, sender, senderGen, takenBy, segment, _,            │
+ *              │   {state, sender, senderGen, takenBy, segment, run,          │
  *              │    offset, length, arenaEnd, _}                              │
  *  arenaOffset ├──────────────────────────────────────────────────────────────┤  page aligned
  *              │ arena: message bytes, allocated as a ring of 64-byte aligned │
@@ -57,7 +57,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 14;
+export const LAYOUT_VERSION = 15;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -231,9 +231,17 @@ export const S_SENDER = 4; // u32 participant index
 export const S_SENDER_GEN = 8; // u32
 export const S_TAKEN_BY = 12; // u32 participant index of the receiver holding it
 export const S_SEGMENT = 16; // u32: 0 = arena, 1 + i = extension i
+/**
+ * u32: nonzero when the slot belongs to a sender's run (see SlotState.Spare). Its arena end
+ * then says how far the arena is freed when the slot is reclaimed, not where its own message
+ * ends: the run's chunk start for every slot of the run but the last, the chunk end for the
+ * last. Reclaimed in ring order, a run frees its chunk once its last slot is done with.
+ */
+export const S_RUN = 20;
 export const S_OFFSET = 24; // f64: byte offset inside the segment (arena-relative for the arena)
 export const S_LENGTH = 32; // f64: encoded message length
-export const S_ARENA_END = 40; // f64: logical arena head after this allocation (arena only)
+/** f64: logical arena head after this allocation (arena only; in a run, see S_RUN) */
+export const S_ARENA_END = 40;
 
 /** Lifecycle of one slot. */
 export const SlotState = {
@@ -266,6 +274,15 @@ export const SlotState = {
    * fail on it. Only a lock holder killed in between leaves one; recovery makes it `Ready`.
    */
   Claimed: 7,
+  /**
+   * Reserved ahead by the queue's only sender, with room in its run's arena chunk, and not
+   * written yet: the sender's next small put takes it with a CAS to `Writing`, without the
+   * lock. Counted in flight. Any lock holder may cancel it with a CAS to `Done` (the sender's
+   * own next locked reservation, its close or reap, a second sender joining); the sender's
+   * CAS then fails and it reserves under the lock. Later messages of its sender wait behind
+   * it, as behind a `Writing` slot.
+   */
+  Spare: 8,
 } as const;
 
 /** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */
@@ -295,6 +312,17 @@ export function arenaOffsetFor(ringSize: number): number {
 }
 
 /** Byte offset of slot `index` (already masked to the ring). */
+/**
+ * The logical arena offset from which the arena message of the slot at byte `s` of the main
+ * segment holds memory, read from its arena end: for a slot of a run (see S_RUN), its arena
+ * end itself, which its message lies past.
+ */
+export function arenaStart(u32: Uint32Array, f64: Float64Array, s: number): number {
+  const end = f64[(s + S_ARENA_END) >> 3];
+  if (u32[(s + S_RUN) >> 2] !== 0) return end;
+  return end - alignUp(Math.max(f64[(s + S_LENGTH) >> 3], 1), MESSAGE_ALIGN);
+}
+
 export function slotOffset(index: number): number {
   return SLOTS_OFFSET + index * SLOT_STRIDE;
 }

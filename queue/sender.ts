@@ -629,7 +629,7 @@ export class Sender implements Disposable {
     // receivers, and publishing is one atomic store.
     return () => {
       this.#noticeDeadPeers();
-      const r = queue.reserve(length, deadline, this.#holdsExtensionDrafts());
+      const r = queue.reserve(length, deadline, this.#holdsExtensionDrafts(), true);
       if (r === undefined) return undefined;
       try {
         encodeInto(plan, queue.reservedBytes(r));

@@ -99,6 +99,9 @@ async function producersIntoConsumers(
 Deno.test("4 sender processes x 2 receiver processes: nothing lost or duplicated, order per sender", () =>
   withoutLeaks(() => producersIntoConsumers(4, 300, (i) => [`${i + 1}`, "65536"])));
 
+Deno.test("1 sender process, alone and so putting in runs, x 2 receiver processes: nothing lost or duplicated, in order", () =>
+  withoutLeaks(() => producersIntoConsumers(1, 3000, () => ["5", "2048"])));
+
 Deno.test("2 batched (putMany) and 1 plain sender process x 1 batched (getMany) and 1 plain receiver process: nothing lost or duplicated, order per sender", () =>
   withoutLeaks(() =>
     producersIntoConsumers(

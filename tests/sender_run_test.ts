@@ -1,0 +1,203 @@
+// A lone sender's runs: slots it reserves ahead, with their arena space, and fills without the
+// queue's lock (see SlotState.Spare). What a user relies on must not change with them: the
+// capacity, stats(), hasSpace(), order, acks, the end of a stream, and cleanup after a kill.
+import assert from "node:assert/strict";
+import {
+  ClosedError,
+  createSharedMemoryPair,
+  FullError,
+  openSender,
+  type Receiver,
+  type Sender,
+} from "../mod.ts";
+import { lines, payload, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
+import * as L from "../queue/layout.ts";
+import { RUN_SLOTS } from "../queue/shared_queue.ts";
+
+const spares = (end: Sender | Receiver) => slotsInState(end.descriptor.name, L.SlotState.Spare);
+
+async function expectLine(it: AsyncGenerator<string>, prefix: string): Promise<string> {
+  for await (const line of it) if (line.startsWith(prefix)) return line;
+  throw new Error(`the child ended before "${prefix}"`);
+}
+
+Deno.test("a lone sender's small put reserves a run; stats(), hasSpace() and the receiver see only the message", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64 });
+    try {
+      s.putSync(new Uint8Array(100).fill(1));
+      assert.equal(spares(s), RUN_SLOTS - 1, "the put reserved spares for the next ones");
+      for (const end of [s, r]) {
+        const stats = end.stats();
+        assert.equal(stats.inFlight, 1);
+        assert.equal(stats.put, 1);
+        assert.equal(stats.waiting, 1);
+      }
+      assert.ok(s.hasSpace());
+      for (let i = 2; i <= RUN_SLOTS; i++) s.putSync(new Uint8Array(100).fill(i));
+      assert.equal(spares(s), 0, "the next puts took the spares");
+      assert.equal(r.stats().waiting, RUN_SLOTS);
+      for (let i = 1; i <= RUN_SLOTS; i++) {
+        const got = r.getSync<Uint8Array>();
+        assert.ok(got.length === 100 && got.every((b) => b === i), `message ${i} in order`);
+      }
+      assert.equal(r.getNowait(), undefined);
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("with runs the capacity still bounds the messages put and not released", () =>
+  withoutLeaks(() => {
+    const capacity = 8;
+    const [s, r] = createSharedMemoryPair({ capacity });
+    try {
+      for (let i = 0; i < capacity; i++) {
+        assert.ok(s.hasSpace(), `room for message ${i}`);
+        s.putSync(i);
+      }
+      assert.equal(s.hasSpace(), false);
+      assert.throws(() => s.putSync(capacity, { timeout: 0 }), FullError);
+      assert.equal(r.getSync(), 0);
+      s.putSync(capacity, { timeout: 0 });
+      for (let i = 1; i <= capacity; i++) assert.equal(r.getSync(), i);
+      assert.equal(r.stats().inFlight, 0);
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("a second sender joining cancels the first one's spares; each sender's order holds", () =>
+  withoutLeaks(() => {
+    const [a, r] = createSharedMemoryPair({ capacity: 64 });
+    let b: Sender | undefined;
+    try {
+      a.putSync({ from: "a", seq: 0 });
+      assert.ok(spares(a) > 0);
+      b = openSender(a.descriptor);
+      assert.equal(spares(a), 0, "runs are for a lone sender");
+      a.putSync({ from: "a", seq: 1 });
+      b.putSync({ from: "b", seq: 0 });
+      a.putSync({ from: "a", seq: 2 });
+      b.putSync({ from: "b", seq: 1 });
+      assert.equal(spares(a), 0, "two senders make no runs");
+      const seen: Record<string, number[]> = { a: [], b: [] };
+      for (let i = 0; i < 5; i++) {
+        const m = r.getSync<{ from: string; seq: number }>();
+        seen[m.from].push(m.seq);
+      }
+      assert.deepEqual(seen, { a: [0, 1, 2], b: [0, 1] });
+      assert.equal(r.getNowait(), undefined);
+      b.close();
+      a.putSync({ from: "a", seq: 3 });
+      assert.ok(spares(a) > 0, "alone again, it makes runs again");
+      assert.deepEqual(r.getSync(), { from: "a", seq: 3 });
+    } finally {
+      a.close();
+      b?.close();
+      r.close();
+    }
+  }));
+
+Deno.test("spares hold back neither acks nor the end of a stream", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64 });
+    try {
+      for (let i = 0; i < 3; i++) s.putSync(i);
+      assert.ok(spares(s) > 0);
+      for (let i = 0; i < 3; i++) assert.equal(r.getSync(), i);
+      await s.waitForAllAck({ timeout: 5_000 });
+      s.waitForAllAckSync({ timeout: 5_000 });
+      s.close();
+      assert.equal(spares(r), 0, "the close gave the spares back");
+      assert.throws(() => r.getSync({ timeout: 5_000 }), ClosedError);
+      assert.equal(r.stats().inFlight, 0);
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("messages that outgrow the run's chunk go through the lock, in order, whatever their size", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 1 << 20 });
+    try {
+      const sizes = [100, 100, 3000, 10, 100, 300_000, 64, 100, 4096, 100, 100];
+      for (let i = 0; i < sizes.length; i++) s.putSync(payload(0, i, sizes[i]));
+      for (let i = 0; i < sizes.length; i++) {
+        assert.deepEqual(r.getSync<Uint8Array>(), payload(0, i, sizes[i]), `message ${i}`);
+      }
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("a long stream of mixed small sizes through a small arena: runs wrap, reclaim and reuse it intact", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 48, arenaBytes: 64 << 10 });
+    try {
+      let seed = 7;
+      const next = () => (seed = (seed * 1103515245 + 12345) >>> 0);
+      const sizes = Array.from({ length: 20_000 }, () => next() % 1500);
+      let got = 0;
+      // Takes up to n of the messages put so far.
+      const take = (n: number, put: number) => {
+        for (; n > 0 && got < put; n--, got++) {
+          assert.deepEqual(r.getSync<Uint8Array>(), payload(1, got, sizes[got]), `message ${got}`);
+        }
+      };
+      for (let i = 0; i < sizes.length; i++) {
+        // A put that finds no room (messages or arena bytes) lets the receiver catch up by a
+        // random amount, then tries again.
+        for (;;) {
+          try {
+            if (i % 2 === 0) s.putSync(payload(1, i, sizes[i]), { timeout: 0 });
+            else await s.put(payload(1, i, sizes[i]), { timeout: 0 });
+            break;
+          } catch (error) {
+            if (!(error instanceof FullError)) throw error;
+            take(1 + (next() % 40), i);
+          }
+        }
+      }
+      take(sizes.length, sizes.length);
+      assert.equal(r.getNowait(), undefined);
+      const stats = r.stats();
+      assert.equal(stats.put, sizes.length);
+      assert.equal(stats.received, sizes.length);
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("a sender process killed with spares: the receiver gets its message, then the end of the stream, and no spare is left", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64 });
+    const descriptor = JSON.stringify(s.descriptor);
+    s.close(); // the child's sender is the only one: its put makes a run
+    const child = spawnFixture("queue_child.ts", ["putone", descriptor, "100"]);
+    try {
+      await expectLine(lines(child), "sent");
+      assert.equal(spares(r), RUN_SLOTS - 1);
+      child.kill("SIGKILL");
+      await child.status;
+      assert.deepEqual(r.getSync<Uint8Array>({ timeout: 5_000 }), new Uint8Array(100).fill(7));
+      assert.throws(
+        () => r.getSync({ timeout: 5_000 }),
+        (e) => e instanceof ClosedError && e.reason === "drained",
+      );
+      assert.equal(spares(r), 0, "the reap cancelled them");
+      assert.equal(r.stats().inFlight, 0);
+      assert.equal(r.stats().sendersDied, 1);
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* killed already */ }
+      await child.status;
+      r.close();
+    }
+  }));
