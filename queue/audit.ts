@@ -132,7 +132,7 @@ export class Audit {
       // Every arena message lies between the cursors, so none is handed out for writing twice.
       const end = f64[(s + L.S_ARENA_END) >> 3];
       const start = L.arenaStart(u32, f64, s);
-      if (!(start >= arenaTail && end <= arenaHead)) {
+      if (!(start >= arenaTail && start <= end && end <= arenaHead)) {
         return `slot ${slot} spans ${start}..${end}, outside the arena's ${arenaTail}..`;
       }
     }

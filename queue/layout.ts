@@ -35,7 +35,7 @@
  *  SLOTS       ├──────────────────────────────────────────────────────────────┤
  *              │ slot ring: ringSize × 64 B                                   │
  *              │   {state, sender, senderGen, takenBy, segment, run,          │
- *              │    offset, length, arenaEnd, _}                              │
+ *              │    offset, length, arenaEnd, runStart}                       │
  *  arenaOffset ├──────────────────────────────────────────────────────────────┤  page aligned
  *              │ arena: message bytes, allocated as a ring of 64-byte aligned │
  *              │ blocks, reclaimed in slot order                              │
@@ -232,16 +232,21 @@ export const S_SENDER_GEN = 8; // u32
 export const S_TAKEN_BY = 12; // u32 participant index of the receiver holding it
 export const S_SEGMENT = 16; // u32: 0 = arena, 1 + i = extension i
 /**
- * u32: nonzero when the slot belongs to a sender's run (see SlotState.Spare). Its arena end
- * then says how far the arena is freed when the slot is reclaimed, not where its own message
- * ends: the run's chunk start for every slot of the run but the last, the chunk end for the
- * last. Reclaimed in ring order, a run frees its chunk once its last slot is done with.
+ * u32: nonzero when the slot belongs to a sender's run (see SlotState.Spare): the run's first
+ * message and the spares reserved with it, whose messages share an arena chunk (from
+ * S_RUN_START, never wrapping). A spare's arena end, written under the lock, cannot be its
+ * message's, which its sender places without the lock: it is the run's first message's end
+ * for every spare but the last, and the chunk's end for the last. Reclaimed in ring order, a
+ * run so frees its first message's bytes with that message, and the rest with its last slot.
  */
 export const S_RUN = 20;
 export const S_OFFSET = 24; // f64: byte offset inside the segment (arena-relative for the arena)
 export const S_LENGTH = 32; // f64: encoded message length
 /** f64: logical arena head after this allocation (arena only; in a run, see S_RUN) */
 export const S_ARENA_END = 40;
+/** f64: for a slot of a run (see S_RUN), the logical arena offset its message lies past: the
+ * chunk's start for the run's first message, the first message's end for a spare. */
+export const S_RUN_START = 48;
 
 /** Lifecycle of one slot. */
 export const SlotState = {
@@ -314,13 +319,13 @@ export function arenaOffsetFor(ringSize: number): number {
 /** Byte offset of slot `index` (already masked to the ring). */
 /**
  * The logical arena offset from which the arena message of the slot at byte `s` of the main
- * segment holds memory, read from its arena end: for a slot of a run (see S_RUN), its arena
- * end itself, which its message lies past.
+ * segment may hold memory: its arena end less its length, or for a slot of a run (see S_RUN),
+ * whose message may lie anywhere in the run's chunk past it, its S_RUN_START.
  */
 export function arenaStart(u32: Uint32Array, f64: Float64Array, s: number): number {
-  const end = f64[(s + S_ARENA_END) >> 3];
-  if (u32[(s + S_RUN) >> 2] !== 0) return end;
-  return end - alignUp(Math.max(f64[(s + S_LENGTH) >> 3], 1), MESSAGE_ALIGN);
+  if (u32[(s + S_RUN) >> 2] !== 0) return f64[(s + S_RUN_START) >> 3];
+  return f64[(s + S_ARENA_END) >> 3] -
+    alignUp(Math.max(f64[(s + S_LENGTH) >> 3], 1), MESSAGE_ALIGN);
 }
 
 export function slotOffset(index: number): number {

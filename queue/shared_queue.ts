@@ -533,7 +533,7 @@ export class SharedQueue {
   /** Messages put and not yet released, as last recorded (no lock), less this sender's
    * spares (see L.SlotState.Spare), which count in flight until used. */
   get inFlight(): number {
-    return Math.max(this.#u32[L.C_IN_FLIGHT >> 2] - this.#runLeft, 0);
+    return Math.max(this.#u32[L.C_IN_FLIGHT >> 2] - this.#sparesHeld(), 0);
   }
 
   /**
@@ -546,8 +546,8 @@ export class SharedQueue {
     // The tail first: read after the write cursor, a tail that moved on meanwhile could pass
     // it, and the difference wrap around to "full".
     const tail = u32[L.C_TAIL >> 2];
-    // This sender's spares are slots it has at hand.
-    return ((u32[L.C_WRITE >> 2] - tail) >>> 0) - this.#runLeft >= this.#ringSize;
+    // Spares are slots a sender has at hand (see #sparesHeld).
+    return ((u32[L.C_WRITE >> 2] - tail) >>> 0) - this.#sparesHeld() >= this.#ringSize;
   }
 
   /** Slots in the ring: twice the capacity, at least 16 (see layout.ringSizeFor). */
@@ -749,31 +749,99 @@ export class SharedQueue {
     return { slot, segment: 0, offset, length, createExtension: false };
   }
 
-  /** Cancels what is left of this sender's run: its spares go Done, and their capacity (and,
-   * with the run's last slot, its chunk) comes back. */
+  /** Gives back what is left of this sender's run: its spares' slots, capacity and arena
+   * room (see #rewindSparesLocked). */
   #dropRunLocked(): void {
-    let dropped = false;
-    for (let k = 0; k < this.#runLeft; k++) {
-      const slot = (this.#runNext + k) & this.#mask;
-      const s = L.slotOffset(slot);
-      if (
-        this.#u32[(s + L.S_SENDER) >> 2] === this.#self &&
-        this.#u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen
-      ) dropped = this.#doneLocked(slot, L.SlotState.Spare) || dropped;
-    }
+    const left = this.#sparesHeld();
     this.#runLeft = 0;
-    if (dropped) this.#reclaimLocked();
+    if (left === 0) return;
+    const rewound = this.#rewindSparesLocked(left, this.#runEnd - this.#runPos);
+    if (rewound < left) this.#cancelSparesLocked(); // not at the ring's end: a forged cursor
+    this.#reclaimLocked();
   }
 
-  /** Cancels every sender's spares: a second sender joined, and runs are for a lone one. */
+  /** Gives back every sender's spares: a second sender joined, and runs are for a lone one. */
   #dropAllSparesLocked(): void {
+    this.#rewindSparesLocked();
+    this.#cancelSparesLocked();
+    this.#reclaimLocked();
+  }
+
+  /**
+   * Takes back the Spare slots at the end of the ring, where a lone sender's run always ends:
+   * they leave the ring (Done, then past the write cursor, then Free, so that a holder killed
+   * in between leaves what recovery repairs), and their ring slots and capacity serve the next
+   * messages at once, not once the run's messages before them are released. The chunk's end
+   * moves onto the slot now last. Given `count`, the spares the run's owner holds, and
+   * `unused`, the bytes of the chunk it had left for them, the arena head comes back too when
+   * all of them went (a lock holder that is not the owner cannot know how far the owner,
+   * writing without the lock, got). Returns how many it took back.
+   */
+  #rewindSparesLocked(count = -1, unused = 0): number {
+    const u32 = this.#u32;
+    const f64 = this.#f64;
+    const tail = u32[L.C_TAIL >> 2];
+    let write = u32[L.C_WRITE >> 2];
+    let chunkEnd = -1;
+    let n = 0;
+    while (write !== tail && (write - tail) >>> 0 <= this.#ringSize) {
+      const slot = (write - 1) & this.#mask;
+      const s = L.slotOffset(slot);
+      if (!this.#doneLocked(slot, L.SlotState.Spare)) break;
+      if (n++ === 0) chunkEnd = f64[(s + L.S_ARENA_END) >> 3];
+      write = (write - 1) >>> 0;
+      u32[L.C_WRITE >> 2] = write;
+      Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Free);
+    }
+    if (n === 0) return 0;
+    let end = chunkEnd;
+    if (n === count && chunkEnd === f64[L.C_ARENA_HEAD >> 3] && unused > 0) {
+      end = chunkEnd - unused;
+      f64[L.C_ARENA_HEAD >> 3] = end;
+    }
+    if (write !== tail) {
+      const s = L.slotOffset((write - 1) & this.#mask);
+      if (
+        u32[(s + L.S_RUN) >> 2] !== 0 && u32[(s + L.S_SEGMENT) >> 2] === 0 &&
+        Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Free
+      ) f64[(s + L.S_ARENA_END) >> 3] = end;
+    }
+    return n;
+  }
+
+  /** Cancels Spare slots wherever they are in the ring (Done: they go when reclaimed). None
+   * is left once #rewindSparesLocked has run, unless the cursors were forged. */
+  #cancelSparesLocked(): void {
     const tail = this.#u32[L.C_TAIL >> 2];
     const span = this.#slotsFrom(tail);
-    let dropped = false;
-    for (let k = 0; k < span; k++) {
-      dropped = this.#doneLocked((tail + k) & this.#mask, L.SlotState.Spare) || dropped;
+    for (let k = 0; k < span; k++) this.#doneLocked((tail + k) & this.#mask, L.SlotState.Spare);
+  }
+
+  /**
+   * The spares counted in flight that are not messages: for a sender, those of its run it
+   * still holds (none once a lock holder took them back: then the one it would take next is
+   * no longer its Spare); for a receiver, every Spare slot, counted without the lock (for
+   * error messages).
+   */
+  #sparesHeld(): number {
+    const i32 = this.#i32;
+    const u32 = this.#u32;
+    if (this.kind === "sender") {
+      if (this.#runLeft === 0) return 0;
+      const s = L.slotOffset(this.#runNext & this.#mask);
+      const held = Atomics.load(i32, (s + L.S_STATE) >> 2) === L.SlotState.Spare &&
+        u32[(s + L.S_SENDER) >> 2] === this.#self &&
+        u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen;
+      return held ? this.#runLeft : 0;
     }
-    if (dropped) this.#reclaimLocked();
+    const tail = u32[L.C_TAIL >> 2];
+    const span = this.#slotsFrom(tail);
+    let n = 0;
+    for (let k = 0; k < span; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      if (Atomics.load(i32, (s + L.S_STATE) >> 2) === L.SlotState.Spare) n++;
+    }
+    return n;
   }
 
   /**
@@ -810,7 +878,7 @@ export class SharedQueue {
   /**
    * Makes the `spares` slots after ring position `write` this sender's run: Spare, sharing the
    * arena chunk that starts at logical `runStart` (physical `offset`) with the message at
-   * `write`, which takes its first `need` bytes.
+   * `write`, which takes its first `need` bytes (see L.S_RUN).
    */
   #makeRunLocked(
     write: number,
@@ -835,7 +903,8 @@ export class SharedQueue {
       u32[(s + L.S_RUN) >> 2] = 1;
       f64[(s + L.S_OFFSET) >> 3] = 0;
       f64[(s + L.S_LENGTH) >> 3] = 0;
-      f64[(s + L.S_ARENA_END) >> 3] = i === spares ? chunkEnd : runStart;
+      f64[(s + L.S_ARENA_END) >> 3] = i === spares ? chunkEnd : runStart + need;
+      f64[(s + L.S_RUN_START) >> 3] = runStart + need;
       Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Spare);
     }
     this.#runNext = (write + 1) >>> 0;
@@ -1595,8 +1664,8 @@ export class SharedQueue {
     u32[(s + L.S_RUN) >> 2] = spares === 0 ? 0 : 1;
     f64[(s + L.S_OFFSET) >> 3] = offset;
     f64[(s + L.S_LENGTH) >> 3] = length;
-    // The first slot of a run frees none of its chunk: the run's last does (see L.S_RUN).
-    f64[(s + L.S_ARENA_END) >> 3] = spares === 0 ? arenaEnd : arenaEnd - need;
+    f64[(s + L.S_ARENA_END) >> 3] = arenaEnd;
+    f64[(s + L.S_RUN_START) >> 3] = arenaEnd - need;
     Atomics.store(this.#i32, (s + L.S_STATE) >> 2, L.SlotState.Writing);
     if (spares !== 0) this.#makeRunLocked(write, spares, offset, arenaEnd - need, need);
     u32[L.C_WRITE >> 2] = (write + 1 + spares) >>> 0;
@@ -2344,6 +2413,9 @@ export class SharedQueue {
     for (let k = 0; k < span; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
       f64[(s + L.S_ARENA_END) >> 3] = Math.max(0, f64[(s + L.S_ARENA_END) >> 3] - shift);
+      if (this.#u32[(s + L.S_RUN) >> 2] !== 0) {
+        f64[(s + L.S_RUN_START) >> 3] = Math.max(0, f64[(s + L.S_RUN_START) >> 3] - shift);
+      }
     }
   }
 
@@ -2401,6 +2473,13 @@ export class SharedQueue {
       if (u32[(s + L.S_SEGMENT) >> 2] === 0 && end > arenaHead) {
         this.#f64[(s + L.S_ARENA_END) >> 3] = end -
           Math.ceil((end - arenaHead) / this.arenaSize) * this.arenaSize;
+      }
+      // So with a run's chunk start, which only checks use: one that was exactly a lap below
+      // the head stays a lap high, and the checks are the weaker for that slot.
+      const runStart = this.#f64[(s + L.S_RUN_START) >> 3];
+      if (u32[(s + L.S_RUN) >> 2] !== 0 && runStart > arenaHead) {
+        this.#f64[(s + L.S_RUN_START) >> 3] = runStart -
+          Math.ceil((runStart - arenaHead) / this.arenaSize) * this.arenaSize;
       }
     }
     u32[L.C_IN_FLIGHT >> 2] = inFlight;

@@ -10,7 +10,7 @@ import {
   type Receiver,
   type Sender,
 } from "../mod.ts";
-import { lines, payload, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
+import { lines, mapSegment, payload, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 import { RUN_SLOTS } from "../queue/shared_queue.ts";
 
@@ -198,6 +198,110 @@ Deno.test("a sender process killed with spares: the receiver gets its message, t
         child.kill("SIGKILL");
       } catch { /* killed already */ }
       await child.status;
+      r.close();
+    }
+  }));
+
+Deno.test("a sender whose spares a second sender's arrival took back does not count them as room", () =>
+  withoutLeaks(() => {
+    const [a, r] = createSharedMemoryPair({ capacity: 64 });
+    const c = openSender(a.descriptor);
+    try {
+      c.close(); // a is alone again
+      a.putSync(0); // a run
+      assert.ok(spares(a) > 0);
+      const b = openSender(a.descriptor); // takes a's spares back
+      let n = 1;
+      while (b.hasSpace()) b.putSync(n++);
+      assert.equal(n, 64, "the spares' room came back for b");
+      assert.equal(a.hasSpace(), false, "the queue is full for a too");
+      assert.throws(() => a.putSync(64, { timeout: 0 }), FullError);
+      b.close();
+    } finally {
+      a.close();
+      r.close();
+    }
+  }));
+
+Deno.test("a receiver's EmptyError counts spares as room, not as messages", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    try {
+      s.putSync(1); // one message and 7 spares: the capacity's 8
+      using _lease = r.borrowSync();
+      assert.throws(
+        () => r.getSync({ timeout: 20 }),
+        (e) => e instanceof Error && e.name === "EmptyError" && !/capacity/.test(e.message),
+      );
+      assert.ok(s.hasSpace());
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("spares given back leave the ring and the arena: a lease on a run's message holds no more than before", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64 });
+    try {
+      s.putSync(new Uint8Array(100));
+      const lease = r.borrowSync();
+      // Each 5000 B message goes through the lock and gives the run of the 100 B one before it
+      // back. The ring's slots are reused in order behind the held message: all but it serve.
+      let put = 1;
+      for (let i = 0; i < 1000; i++) {
+        try {
+          s.putSync(new Uint8Array(i % 2 === 0 ? 5000 : 100), { timeout: 0 });
+        } catch (error) {
+          if (!(error instanceof FullError)) throw error;
+          break;
+        }
+        put++;
+        r.getSync();
+      }
+      assert.equal(put, s.stats().capacity * 2, "every slot of the ring took a message");
+      lease.release();
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("in a small arena, a borrowed run message leaves room for putMany and prepare", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 << 10 });
+    try {
+      s.putSync(new Uint8Array(4000)); // its run's chunk would take the whole arena
+      using _lease = r.borrowSync();
+      s.putManySync([new Uint8Array(100)], { timeout: 0 });
+      assert.equal(r.getSync<Uint8Array>().length, 100);
+      s.prepareSync(new Uint8Array(100), { timeout: 0 }).send();
+      assert.equal(r.getSync<Uint8Array>().length, 100);
+    } finally {
+      s.close();
+      r.close();
+    }
+  }));
+
+Deno.test("an arena tail forged past a run's messages is found: the queue is poisoned, not overwritten", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 << 10 });
+    try {
+      for (let i = 0; i < RUN_SLOTS; i++) s.putSync(payload(0, i, 1000));
+      for (let i = 0; i < RUN_SLOTS - 1; i++) r.getSync();
+      r.stats(); // settles: the run's last message is the oldest
+      const m = mapSegment(s.descriptor.name)!;
+      try {
+        m.f64[L.C_ARENA_TAIL >> 3] = m.f64[L.C_ARENA_HEAD >> 3];
+      } finally {
+        m.unmap();
+      }
+      assert.throws(
+        () => s.putSync(payload(0, RUN_SLOTS, 1000), { timeout: 0 }),
+        (e) => e instanceof ClosedError && /arena tail .* past a message/.test(e.message),
+      );
+    } finally {
+      s.close();
       r.close();
     }
   }));
