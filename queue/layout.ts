@@ -283,9 +283,10 @@ export const SlotState = {
    * Reserved ahead by the queue's only sender, with room in its run's arena chunk, and not
    * written yet: the sender's next small put takes it with a CAS to `Writing`, without the
    * lock. Counted in flight. Any lock holder may cancel it with a CAS to `Done` (the sender's
-   * own next locked reservation, its close or reap, a second sender joining); the sender's
-   * CAS then fails and it reserves under the lock. Later messages of its sender wait behind
-   * it, as behind a `Writing` slot.
+   * own next locked reservation, its close or reap, a second sender joining), and then, as the
+   * spares end the ring, takes them out of it (the write cursor back over them, Free); the
+   * sender's CAS then fails and it reserves under the lock. Later messages of its sender wait
+   * behind it, as behind a `Writing` slot.
    */
   Spare: 8,
 } as const;
@@ -316,7 +317,6 @@ export function arenaOffsetFor(ringSize: number): number {
   return alignUp(SLOTS_OFFSET + ringSize * SLOT_STRIDE, PAGE_SIZE);
 }
 
-/** Byte offset of slot `index` (already masked to the ring). */
 /**
  * The logical arena offset from which the arena message of the slot at byte `s` of the main
  * segment may hold memory: its arena end less its length, or for a slot of a run (see S_RUN),
@@ -328,6 +328,7 @@ export function arenaStart(u32: Uint32Array, f64: Float64Array, s: number): numb
     alignUp(Math.max(f64[(s + S_LENGTH) >> 3], 1), MESSAGE_ALIGN);
 }
 
+/** Byte offset of slot `index` (already masked to the ring). */
 export function slotOffset(index: number): number {
   return SLOTS_OFFSET + index * SLOT_STRIDE;
 }

@@ -133,9 +133,10 @@ const PREFETCH_MESSAGES = 16;
 const PREFETCH_MAX_BYTES = 64 * 1024;
 /**
  * A lone sender reserves up to this many slots at once (see L.SlotState.Spare), its put's
- * slot and spares for the next: it then takes the lock once per run, not per put. On the
- * 2-vCPU VM, a 100 B putSync in one thread 540 -> 450 ns; across two processes, a receiver
- * polling with getNowait 0.86 -> 1.08M msg/s (medians of six runs each, taken in turn).
+ * slot and spares for the next: it then takes the lock once per run, not per put. On a
+ * 2-vCPU AMD EPYC VM, a 100 B putSync in one thread 540 -> 450 ns; across two processes, a
+ * receiver polling with getNowait 0.86 -> 1.08M msg/s, one blocking in getSync (which then
+ * sets the pace) unchanged (medians of six runs each, taken in turn).
  */
 export const RUN_SLOTS = 16;
 /** ...for messages up to this long (encoded, aligned), whose lock costs much of their put... */
