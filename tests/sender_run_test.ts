@@ -305,3 +305,46 @@ Deno.test("an arena tail forged past a run's messages is found: the queue is poi
       r.close();
     }
   }));
+
+Deno.test("a lone sender process killed mid-stream, five times: the receiver gets an unbroken prefix of its messages, then the end, and no spare is left", () =>
+  withoutLeaks(async () => {
+    for (const killAfterMs of [5, 20, 40, 70, 110]) {
+      const [s, r] = createSharedMemoryPair({ capacity: 64 });
+      const descriptor = JSON.stringify(s.descriptor);
+      const child = spawnFixture("queue_child.ts", ["flood", descriptor, "20000"]);
+      try {
+        await expectLine(lines(child), "ready");
+        s.close(); // the child's sender is alone: it puts in runs
+        let next = 0;
+        const until = performance.now() + killAfterMs;
+        while (performance.now() < until) {
+          const got = r.getSync<number>({ timeout: 5_000 });
+          assert.equal(got, next++, "in order, none lost");
+        }
+        child.kill("SIGKILL");
+        await child.status;
+        for (;;) {
+          let got: number;
+          try {
+            got = r.getSync<number>({ timeout: 5_000 });
+          } catch (error) {
+            assert.ok(error instanceof ClosedError && error.reason === "drained", String(error));
+            break;
+          }
+          assert.equal(got, next++, "in order, none lost, after the kill too");
+        }
+        assert.ok(next > 0, "the stream ran");
+        assert.equal(spares(r), 0, `killed after ${killAfterMs} ms: no spare left`);
+        const stats = r.stats();
+        assert.equal(stats.inFlight, 0);
+        assert.equal(stats.received, next);
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* killed already */ }
+        await child.status;
+        s.close();
+        r.close();
+      }
+    }
+  }));
