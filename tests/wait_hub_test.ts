@@ -68,9 +68,11 @@ Deno.test("a peer moving a queue's words in a loop never holds an async wait's e
       moving = next();
       Atomics.store(new Int32Array(stop), 0, 1);
       messages.push(await moving);
-      // The signal fires on time, and the interval ran all along (about 30 times).
+      // The signal fires on time, and the interval ran all along (about 30 times; a held loop
+      // runs it 0-2 times in that span). On a loaded 2-vCPU machine it once ran 9 times in
+      // 489 ms, so the bar is a sixth of the ticks, not a third.
       assert.ok(took < 1000, `${kind}: its 300 ms signal took ${took.toFixed(0)} ms`);
-      assert.ok(seen >= 10, `${kind}: a 10 ms interval ran ${seen} times in ${took.toFixed(0)} ms`);
+      assert.ok(seen >= 5, `${kind}: a 10 ms interval ran ${seen} times in ${took.toFixed(0)} ms`);
     } finally {
       Atomics.store(new Int32Array(stop), 0, 1);
       worker.terminate();
