@@ -317,6 +317,12 @@ export function arenaOffsetFor(ringSize: number): number {
   return alignUp(SLOTS_OFFSET + ringSize * SLOT_STRIDE, PAGE_SIZE);
 }
 
+/** Arena bytes a message of `length` encoded bytes takes: whole MESSAGE_ALIGN blocks, at least
+ * one. */
+export function arenaBytes(length: number): number {
+  return alignUp(Math.max(length, 1), MESSAGE_ALIGN);
+}
+
 /**
  * The logical arena offset from which the arena message of the slot at byte `s` of the main
  * segment may hold memory: its arena end less its length, or for a slot of a run (see S_RUN),
@@ -324,8 +330,7 @@ export function arenaOffsetFor(ringSize: number): number {
  */
 export function arenaStart(u32: Uint32Array, f64: Float64Array, s: number): number {
   if (u32[(s + S_RUN) >> 2] !== 0) return f64[(s + S_RUN_START) >> 3];
-  return f64[(s + S_ARENA_END) >> 3] -
-    alignUp(Math.max(f64[(s + S_LENGTH) >> 3], 1), MESSAGE_ALIGN);
+  return f64[(s + S_ARENA_END) >> 3] - arenaBytes(f64[(s + S_LENGTH) >> 3]);
 }
 
 /** Byte offset of slot `index` (already masked to the ring). */

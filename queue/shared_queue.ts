@@ -720,7 +720,7 @@ export class SharedQueue {
    */
   #reserveSpare(length: number): Reservation | undefined {
     const u32 = this.#u32;
-    const need = L.alignUp(Math.max(length, 1), L.MESSAGE_ALIGN);
+    const need = L.arenaBytes(length);
     if (
       this.#closed || this.#runPos + need > this.#runEnd ||
       u32[L.H_STATE >> 2] !== L.QueueState.Ready || u32[L.C_LIVE_RECEIVERS >> 2] === 0
@@ -1631,7 +1631,7 @@ export class SharedQueue {
           this.#poison(`arena tail ${arenaTail} past a message`);
         }
       }
-      need = L.alignUp(Math.max(length, 1), L.MESSAGE_ALIGN);
+      need = L.arenaBytes(length);
       const position = head % arenaSize;
       const start = position + need > arenaSize ? head + (arenaSize - position) : head;
       arenaEnd = start + need;
