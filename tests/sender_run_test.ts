@@ -10,16 +10,11 @@ import {
   type Receiver,
   type Sender,
 } from "../mod.ts";
-import { lines, mapSegment, payload, slotsInState, spawnFixture, withoutLeaks } from "./helpers.ts";
+import { mapSegment, payload, slotsInState, Watched, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 import { RUN_SLOTS } from "../queue/shared_queue.ts";
 
 const spares = (end: Sender | Receiver) => slotsInState(end.descriptor.name, L.SlotState.Spare);
-
-async function expectLine(it: AsyncGenerator<string>, prefix: string): Promise<string> {
-  for await (const line of it) if (line.startsWith(prefix)) return line;
-  throw new Error(`the child ended before "${prefix}"`);
-}
 
 Deno.test("a lone sender's small put reserves a run; stats(), hasSpace() and the receiver see only the message", () =>
   withoutLeaks(() => {
@@ -179,12 +174,11 @@ Deno.test("a sender process killed with spares: the receiver gets its message, t
     const [s, r] = createSharedMemoryPair({ capacity: 64 });
     const descriptor = JSON.stringify(s.descriptor);
     s.close(); // the child's sender is the only one: its put makes a run
-    const child = spawnFixture("queue_child.ts", ["putone", descriptor, "100"]);
+    await using child = new Watched("queue_child.ts", ["putone", descriptor, "100"]);
     try {
-      await expectLine(lines(child), "sent");
+      await child.expect("sent");
       assert.equal(spares(r), RUN_SLOTS - 1);
-      child.kill("SIGKILL");
-      await child.status;
+      await child.stop("SIGKILL");
       assert.deepEqual(r.getSync<Uint8Array>({ timeout: 5_000 }), new Uint8Array(100).fill(7));
       assert.throws(
         () => r.getSync({ timeout: 5_000 }),
@@ -194,10 +188,6 @@ Deno.test("a sender process killed with spares: the receiver gets its message, t
       assert.equal(r.stats().inFlight, 0);
       assert.equal(r.stats().sendersDied, 1);
     } finally {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* killed already */ }
-      await child.status;
       r.close();
     }
   }));
@@ -311,9 +301,9 @@ Deno.test("a lone sender process killed mid-stream, five times: the receiver get
     for (const killAfterMs of [5, 20, 40, 70, 110]) {
       const [s, r] = createSharedMemoryPair({ capacity: 64 });
       const descriptor = JSON.stringify(s.descriptor);
-      const child = spawnFixture("queue_child.ts", ["flood", descriptor, "20000"]);
+      await using child = new Watched("queue_child.ts", ["flood", descriptor, "20000"]);
       try {
-        await expectLine(lines(child), "ready");
+        await child.expect("ready");
         s.close(); // the child's sender is alone: it puts in runs
         let next = 0;
         const until = performance.now() + killAfterMs;
@@ -321,8 +311,7 @@ Deno.test("a lone sender process killed mid-stream, five times: the receiver get
           const got = r.getSync<number>({ timeout: 5_000 });
           assert.equal(got, next++, "in order, none lost");
         }
-        child.kill("SIGKILL");
-        await child.status;
+        await child.stop("SIGKILL");
         for (;;) {
           let got: number;
           try {
@@ -339,10 +328,6 @@ Deno.test("a lone sender process killed mid-stream, five times: the receiver get
         assert.equal(stats.inFlight, 0);
         assert.equal(stats.received, next);
       } finally {
-        try {
-          child.kill("SIGKILL");
-        } catch { /* killed already */ }
-        await child.status;
         s.close();
         r.close();
       }
