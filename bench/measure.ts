@@ -42,21 +42,27 @@ export interface Rounds {
 const MAX_ROUND_MESSAGES = 20_000_000;
 
 /**
- * The shortest warm-up of a case whose messages are at most {@linkcode JIT_PACED_SIZE}: their
- * rate is set by JavaScript, which V8 compiles in tiers, and a shmq stream of them runs at
- * about half its steady speed for its first 0.3-0.4 s. Measured on a 2-vCPU VM, two
- * processes, 100 B messages, rate per 25k messages: getSync 277k msg/s over the first 90 ms,
- * 550-650k to 260 ms, 750-920k after 300 ms; async get 285k, then 470-700k, then 1.0-1.15M
- * after 410 ms. With the default quarter of the budget (125 ms) the bench measured the
- * ramp, not the stream. Every transport gets the same warm-up.
+ * The shortest warm-up of a case whose messages are at most {@linkcode WARMED_SIZE} (the
+ * sizes run in passes, each in fresh processes). Small messages: their rate is set by
+ * JavaScript, which V8 compiles in tiers, and a shmq stream of them runs at about half its
+ * steady speed for its first 0.3-0.4 s. Measured on a 2-vCPU VM, two processes, 100 B
+ * messages, rate per 25k messages: getSync 277k msg/s over the first 90 ms, 550-650k to 260
+ * ms, 750-920k after 300 ms; async get 285k, then 470-700k, then 1.0-1.15M after 410 ms.
+ * Large ones: a receiver's first copies grow its malloc heap until it holds the copies in
+ * flight, and each page of that growth faults (on this VM, a fault of the host too). Measured
+ * on the 2-vCPU AMD VM, two processes, getSync in a loop, per 100 ms: 1 MiB 2.6-5.7 GB/s
+ * while the receiver took 35k page faults over the first 0.3 s, then 5.6-8.3 GB/s with next to
+ * none; 10 MiB 4.9-8.2 with 46k faults, then 6.7-9.1. With the default quarter of the budget
+ * (125 ms, a third of it per pass) the bench measured the ramp, not the stream. Every
+ * transport gets the same warm-up (the pipe's reader makes a fresh buffer per large frame too).
  */
-export const JIT_WARM_MS = 600;
-/** Messages up to this size get at least {@linkcode JIT_WARM_MS} of warm-up. */
-export const JIT_PACED_SIZE = 64 * 1024;
+export const WARM_MS = 600;
+/** Messages up to this size get at least {@linkcode WARM_MS} of warm-up. */
+export const WARMED_SIZE = 10 * 1024 ** 2;
 
 /** The warm-up of a case of `size`-byte messages, given the budget's share for it. */
 export function warmMsFor(size: number, shareMs: number, quick: boolean): number {
-  return quick || size > JIT_PACED_SIZE ? shareMs : Math.max(shareMs, JIT_WARM_MS);
+  return quick || size > WARMED_SIZE ? shareMs : Math.max(shareMs, WARM_MS);
 }
 
 /** One round: `go n`, then the timer's answer. */

@@ -6,7 +6,7 @@
 
 import { DEFAULT_WINDOW, formatSize, type Kind } from "./common.ts";
 import type { FanInResult, Results, ThroughputResult } from "./results_types.ts";
-import { JIT_PACED_SIZE, JIT_WARM_MS } from "./measure.ts";
+import { WARM_MS, WARMED_SIZE } from "./measure.ts";
 import { find, memcpyBandwidth } from "./targets.ts";
 import { type TransportId, TRANSPORTS } from "./transports.ts";
 
@@ -228,9 +228,10 @@ export function renderMarkdown(results: Results): string {
       ? " (--quick: a smoke test of the harness. Its rounds are short and its small messages " +
         "get no JIT warm-up, so its figures, and the target verdicts drawn from them, are no " +
         "measurements)"
-      : ` (at least ${JIT_WARM_MS / 1000} s for messages up to ` +
-        `${formatSize(JIT_PACED_SIZE)}, whose rate V8's optimizing compiler sets: a stream of ` +
-        `them runs at about half speed for its first 0.3-0.4 s)`) +
+      : ` (at least ${WARM_MS / 1000} s for messages up to ` +
+        `${formatSize(WARMED_SIZE)}: a stream of small ones runs at about half speed for its ` +
+        "first 0.3-0.4 s, while V8 compiles it, and one of large ones at half to two thirds " +
+        "for about as long, while the receiver's heap grows to hold its copies)") +
     `; every case runs in fresh processes.` +
     (passes > 1 && passed
       ? ` Cases up to 10 MiB${
