@@ -93,7 +93,9 @@ export const W_RECEIVERS_WAITING = 132; // i32
 export const W_RELEASE_SEQ = 192; // i32, bumped after every release; senders wait on it
 export const W_SENDERS_WAITING = 196; // i32: senders waiting for room
 /** i32: slots released without the lock and not yet settled (see SlotState.Released). Only a
- * hint of how far to scan: a count lost to a crash delays settling, never loses a slot. */
+ * hint of how far to scan, never below zero: a count too high costs a settle one scan of the
+ * ring, one too low (a releaser killed between its release and its count) delays a settle
+ * until a full scan or the ring's tail reaches the slot; no slot is ever lost. */
 export const W_UNSETTLED = 200;
 /** i32: senders in waitForAllAck (they wait on the release sequence too, but are always woken:
  * wake-ups for room may be batched). */

@@ -232,8 +232,9 @@ export class SharedQueue {
   #runEnd = 0;
   /** Room (in messages) worth waking senders for, when a receiver releases as it goes. */
   readonly #wakeBatch: number;
-  /** Released slots this lock holder settled and has not yet taken off the unsettled count
-   * (see #uncountSettledLocked). */
+  /** Released slots this end settled in its current hold of the lock, not yet taken off the
+   * unsettled count (see #uncountSettledLocked). Zero whenever this end does not hold the
+   * lock: every release of the lock goes through #unlock, which takes them off. */
   #settledUncounted = 0;
   /** Messages this end took ahead (SlotState.Prefetched), handed out from #prefetchHead on. */
   readonly #prefetched: TakenMessage[] = [];
@@ -1467,7 +1468,7 @@ export class SharedQueue {
       this.#participants.unclaim();
       throw error;
     } finally {
-      this.#mutex.unlock();
+      this.#unlock();
     }
   }
 
@@ -1555,6 +1556,30 @@ export class SharedQueue {
     if (index === this.#self) this.#forgetPrefetched();
     this.#participants.freeLocked(index, kind, left);
     this.#reclaimLocked();
+    // It may have died between a release and its count: the slot's settle would then take
+    // another release's unit, and that one would wait for a scan of the whole ring.
+    if (kind === L.ParticipantKind.Receiver && left !== "closed") this.#recountUnsettledLocked();
+  }
+
+  /**
+   * Counts the ring's unsettled releases afresh. Receivers release without the lock, and count
+   * a release after it: one counted while this scan runs, its slot passed already, must not be
+   * lost to the result, so the result is added to the count as a difference (releases landing
+   * meanwhile may count twice: a count ahead only costs a settle one scan of the ring).
+   */
+  #recountUnsettledLocked(): void {
+    // Settles of this hold are in the ring already: they must not come off the result too.
+    this.#uncountSettledLocked();
+    const i32 = this.#i32;
+    const before = Atomics.load(i32, L.W_UNSETTLED >> 2);
+    const tail = this.#u32[L.C_TAIL >> 2];
+    const span = this.#slotsFrom(tail);
+    let unsettled = 0;
+    for (let k = 0; k < span; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      if (Atomics.load(i32, (s + L.S_STATE) >> 2) === L.SlotState.Released) unsettled++;
+    }
+    Atomics.add(i32, L.W_UNSETTLED >> 2, unsettled - before);
   }
 
   #reserveLocked(
@@ -2360,10 +2385,12 @@ export class SharedQueue {
       for (; k < span && (all || settled < pending); k++) {
         if (this.#doneLocked((tail + k) & this.#mask, L.SlotState.Released)) settled++;
       }
-      // A full scan short of `pending` means the count ran ahead (a releaser counted after a
-      // settle took its slot, or the word was forged): drop the excess rather than rescan the
-      // ring on every call. A count left low is made good by the next full scan.
-      if (k === span && settled < pending) this.#settledUncounted += pending - settled;
+      // A full scan settled every release counted when it began, and maybe some the count
+      // never covered (a releaser killed between its two steps): exactly `pending` comes off.
+      // Short of it, the count had run ahead (a release counted after a settle took its slot,
+      // or a forged word): the excess goes rather than costing every call a scan of the ring.
+      // More than it, the count stays as the releases since make it, rather than lose theirs.
+      if (k === span) this.#settledUncounted = pending;
       this.#reclaimLocked();
       this.#uncountSettledLocked();
     }
@@ -2377,9 +2404,11 @@ export class SharedQueue {
    * ring. Releases land between a settle's reading of the count and its reclaim all the time
    * in a busy stream (a sender waiting for room locks at every release), and so scans of the
    * ring were most of a full queue's lock holds: in a 64 B stream between two processes,
-   * half of all settles, 460 slots on average at capacity 1024. A slot whose release is
-   * counted only after its settle (the releaser's two steps straddle it) finds the count at
-   * zero at worst: then it stays one ahead, until a scan drops it, as before.
+   * half of all settles, 460 slots on average at capacity 1024. A slot settled between its
+   * releaser's two steps takes a unit of another release until its own lands (or none, at
+   * zero: the count then stays one ahead until a scan drops it). One whose releaser died
+   * between them takes one for good, so the reap of a dead receiver counts the ring afresh
+   * (#recountUnsettledLocked).
    */
   #uncountSettledLocked(): void {
     const n = this.#settledUncounted;
@@ -2479,12 +2508,6 @@ export class SharedQueue {
     const span = (write - tail) >>> 0;
     const arenaHead = this.#f64[L.C_ARENA_HEAD >> 3];
     let inFlight = 0;
-    let unsettled = 0;
-    // Receivers release without the lock, and count a release after it: one counted while
-    // this scan runs, its slot passed already, must not be lost to the store of the result.
-    // Settles of this hold are in the ring already: they must not come off the result too.
-    this.#uncountSettledLocked();
-    const unsettledBefore = Atomics.load(i32, L.W_UNSETTLED >> 2);
     const used = new Set<number>();
     for (let k = 0; k < this.#ringSize; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
@@ -2499,7 +2522,6 @@ export class SharedQueue {
         Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Ready);
       }
       if (state !== L.SlotState.Done && state !== L.SlotState.Free) inFlight++;
-      if (state === L.SlotState.Released) unsettled++;
       // A Done message's extension went idle with it (see #creditLocked).
       if (state !== L.SlotState.Free && state !== L.SlotState.Done) {
         used.add(u32[(s + L.S_SEGMENT) >> 2] - 1);
@@ -2520,9 +2542,7 @@ export class SharedQueue {
       }
     }
     u32[L.C_IN_FLIGHT >> 2] = inFlight;
-    // Releases counted since the scan began come on top (some the scan saw too: a count
-    // ahead only costs a settle one scan of the ring, see #settleLocked).
-    Atomics.add(i32, L.W_UNSETTLED >> 2, unsettled - unsettledBefore);
+    this.#recountUnsettledLocked();
     this.#extensionTable.idleUnusedLocked(used);
     u32[L.C_LIVE_SENDERS >> 2] = this.#participants.count(L.ParticipantKind.Sender);
     u32[L.C_LIVE_RECEIVERS >> 2] = this.#participants.count(L.ParticipantKind.Receiver);

@@ -20,6 +20,7 @@ import {
   mappedFiles,
   mapSegment,
   segmentQueue,
+  segmentWord,
   shmEntries,
   slotsInState,
   withoutLeaks,
@@ -1400,6 +1401,27 @@ Deno.test("a release settled by whatever holds the lock next leaves no count beh
     } finally {
       m.unmap();
     }
+  }));
+
+Deno.test("a sender opened while a release waits to be settled leaves the count true", () =>
+  withoutLeaks(() => {
+    // Opening a sender settles what it meets at the ring's tail, under the lock. Those settles
+    // must come off the count as that hold ends: taken off later, in another hold, they would
+    // take the unit of a release made since, whose room then stays hidden from every put.
+    const [s, r] = createSharedMemoryPair({ capacity: 1 });
+    using _s = s;
+    using _r = r;
+    s.putSync("a");
+    assert.equal(r.getNowait(), "a"); // released, not settled yet
+    using s2 = openSender(s.descriptor);
+    assert.equal(segmentWord(s.descriptor.name, L.W_UNSETTLED), 0);
+    assert.equal(r.getNowait(), undefined);
+    s.putSync("b");
+    assert.equal(r.getNowait(), "b");
+    assert.equal(s2.hasSpace(), true);
+    s2.putSync("c", { timeout: 0 }); // the room "b" left, found at once
+    assert.equal(r.getNowait(), "c");
+    assert.deepEqual(s.stats(), r.stats());
   }));
 
 Deno.test("releases the unsettled count missed are still settled: acks exact, room found", () =>
