@@ -150,6 +150,10 @@ async function retire(a: Actor, how: "killed" | "stopped"): Promise<void> {
   actors.splice(actors.indexOf(a), 1);
   a.fate = how;
   stats[how]++;
+  // An actor hears SIGTERM only once its listener is in, which it says with "ready": one
+  // started just before the wind-down was otherwise ended by the signal itself (exit 143).
+  // One that dies before saying it is an abnormal exit all the same.
+  if (how === "stopped") await a.child.expect("ready").catch(() => {});
   const status = await a.child.stop(how === "killed" ? "SIGKILL" : "SIGTERM");
   account(a, status);
   retired.push(a);
