@@ -1376,9 +1376,9 @@ Deno.test("a put blocked on a full queue goes on after a get, with no further ge
 Deno.test("a release settled by whatever holds the lock next leaves no count behind", () =>
   withoutLeaks(() => {
     // Receivers release without the lock and count each release; any lock holder may settle
-    // it. A settle the count does not hear of leaves it ahead, and every settle after that
-    // scans the whole ring for a release that is not there (a full queue's lock holds were
-    // mostly such scans). A cancel settles the release at the tail here, as it reclaims.
+    // it. A settle the count does not hear of leaves it ahead, and the next settle then scans
+    // the whole ring for a release that is not there (a full queue's lock holds were mostly
+    // such scans). A cancel settles the release at the tail here, as it reclaims.
     const [s, r] = createSharedMemoryPair({ capacity: 4 });
     using _s = s;
     using _r = r;
