@@ -20,7 +20,7 @@ import { median, percentile } from "../bench/measure.ts";
 import { mergePasses } from "../bench/main.ts";
 import { shmList } from "../ffi/native.ts";
 import { SHM_ENTRY_PATTERN } from "../queue/layout.ts";
-import { leakedSince } from "./helpers.ts";
+import { leakedSince, shmEntries } from "./helpers.ts";
 import type { Results, ThroughputResult } from "../bench/results_types.ts";
 import { TRANSPORTS } from "../bench/transports.ts";
 
@@ -357,5 +357,33 @@ Deno.test({
     } finally {
       await Deno.remove(out, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name: "bench/stream.ts: sender processes stream into one receiver, which reports its rate",
+  // It spawns its senders and maps a queue on purpose; the test checks they are gone after.
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const before = new Set(shmEntries());
+    const stream = new URL("../bench/stream.ts", import.meta.url).pathname;
+    const run = (args: string[]) =>
+      new Deno.Command(Deno.execPath(), {
+        args: [...CHILD_FLAGS, stream, ...args],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+    const { code, stdout, stderr } = await run(["--seconds=0.5", "--senders=2", "--size=100"]);
+    assert.equal(code, 0, new TextDecoder().decode(stderr));
+    const line = new TextDecoder().decode(stdout);
+    const rate = /^100 B, capacity 64, 2 sender\(s\), sync: median (\d+)k msg\/s/.exec(line);
+    assert.ok(rate !== null && Number(rate[1]) > 0, line);
+    assert.deepEqual(leakedSince(before), []);
+    const senders = await new Deno.Command("pgrep", { args: ["-f", `${stream} --send`] }).output();
+    assert.equal(new TextDecoder().decode(senders.stdout), "", "a sender process is left");
+    const bad = await run(["--mode=fast"]);
+    assert.notEqual(bad.code, 0);
+    assert.match(new TextDecoder().decode(bad.stderr), /--mode must be one of sync, async/);
   },
 });
