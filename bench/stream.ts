@@ -29,15 +29,21 @@ interface StreamOptions {
 }
 
 const MODES = ["sync", "async", "pooled", "borrow"] as const;
+const FLAGS = ["size", "capacity", "senders", "mode", "seconds", "window-ms"];
 
 function parseOptions(args: string[]): StreamOptions {
   const flags = new Map(args.map((a) => {
     const [name, value = ""] = a.replace(/^--/, "").split("=");
+    if (!FLAGS.includes(name)) {
+      throw new TypeError(`unknown option ${a}: takes --${FLAGS.join(", --")}`);
+    }
     return [name, value];
   }));
-  const number = (name: string, fallback: number): number => {
+  const number = (name: string, fallback: number, integer = true): number => {
     const value = flags.has(name) ? Number(flags.get(name)) : fallback;
-    if (!(Number.isFinite(value) && value > 0)) throw new RangeError(`--${name} must be > 0`);
+    if (!(value > 0 && (integer ? Number.isSafeInteger(value) : Number.isFinite(value)))) {
+      throw new RangeError(`--${name} must be a ${integer ? "whole " : ""}number > 0`);
+    }
     return value;
   };
   const mode = (flags.get("mode") ?? "sync") as StreamOptions["mode"];
@@ -47,8 +53,8 @@ function parseOptions(args: string[]): StreamOptions {
     capacity: number("capacity", 64),
     senders: number("senders", 1),
     mode,
-    seconds: number("seconds", 2),
-    windowMs: number("window-ms", 250),
+    seconds: number("seconds", 2, false),
+    windowMs: number("window-ms", 250, false),
   };
 }
 

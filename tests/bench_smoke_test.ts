@@ -382,8 +382,16 @@ Deno.test({
     assert.deepEqual(leakedSince(before), []);
     const senders = await new Deno.Command("pgrep", { args: ["-f", `${stream} --send`] }).output();
     assert.equal(new TextDecoder().decode(senders.stdout), "", "a sender process is left");
-    const bad = await run(["--mode=fast"]);
-    assert.notEqual(bad.code, 0);
-    assert.match(new TextDecoder().decode(bad.stderr), /--mode must be one of sync, async/);
+    for (
+      const [args, message] of [
+        [["--mode=fast"], /--mode must be one of sync, async/],
+        [["--capcity=8"], /unknown option --capcity=8/],
+        [["--senders=1.5"], /--senders must be a whole number > 0/],
+      ] as const
+    ) {
+      const bad = await run([...args]);
+      assert.notEqual(bad.code, 0);
+      assert.match(new TextDecoder().decode(bad.stderr), message);
+    }
   },
 });
