@@ -839,12 +839,19 @@ export class SharedQueue {
         u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen;
       return held ? this.#runLeft : 0;
     }
-    const tail = u32[L.C_TAIL >> 2];
+    return this.#slotsIn(L.SlotState.Spare);
+  }
+
+  /** How many slots from the tail up to the write cursor are in `state`; read without the
+   * lock, a snapshot the holder's moves may already have changed. */
+  #slotsIn(state: number): number {
+    const i32 = this.#i32;
+    const tail = this.#u32[L.C_TAIL >> 2];
     const span = this.#slotsFrom(tail);
     let n = 0;
     for (let k = 0; k < span; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
-      if (Atomics.load(i32, (s + L.S_STATE) >> 2) === L.SlotState.Spare) n++;
+      if (Atomics.load(i32, (s + L.S_STATE) >> 2) === state) n++;
     }
     return n;
   }
@@ -1570,16 +1577,9 @@ export class SharedQueue {
   #recountUnsettledLocked(): void {
     // Settles of this hold are in the ring already: they must not come off the result too.
     this.#uncountSettledLocked();
-    const i32 = this.#i32;
-    const before = Atomics.load(i32, L.W_UNSETTLED >> 2);
-    const tail = this.#u32[L.C_TAIL >> 2];
-    const span = this.#slotsFrom(tail);
-    let unsettled = 0;
-    for (let k = 0; k < span; k++) {
-      const s = L.slotOffset((tail + k) & this.#mask);
-      if (Atomics.load(i32, (s + L.S_STATE) >> 2) === L.SlotState.Released) unsettled++;
-    }
-    Atomics.add(i32, L.W_UNSETTLED >> 2, unsettled - before);
+    const before = Atomics.load(this.#i32, L.W_UNSETTLED >> 2);
+    const unsettled = this.#slotsIn(L.SlotState.Released);
+    Atomics.add(this.#i32, L.W_UNSETTLED >> 2, unsettled - before);
   }
 
   #reserveLocked(
