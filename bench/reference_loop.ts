@@ -19,7 +19,7 @@
  */
 
 import { createSharedMemoryPair, NdArray, openReceiver, type QueueDescriptor } from "../mod.ts";
-import { peakRssBytes } from "./common.ts";
+import { CHILD_FLAGS, peakRssBytes } from "./common.ts";
 
 /** The reference's `data_batch`: float32 [64, 80, 4, 84, 84, 3], 1,734,082,560 bytes. */
 const SHAPE = [64, 80, 4, 84, 84, 3];
@@ -90,11 +90,7 @@ async function send(loop: Loop, capacity: number): Promise<void> {
   }
   await using child = new Deno.Command(Deno.execPath(), {
     args: [
-      "run",
-      "--allow-ffi",
-      "--allow-read",
-      "--allow-write",
-      "--allow-env",
+      ...CHILD_FLAGS,
       ...(loop.collect ? ["--v8-flags=--expose-gc"] : []),
       import.meta.filename!,
       "--receive",

@@ -17,6 +17,7 @@
  */
 
 import { createSharedMemoryPair, openSender, type Receiver } from "../mod.ts";
+import { CHILD_FLAGS } from "./common.ts";
 
 /** The flags of a run, from `--name=value` arguments. */
 interface StreamOptions {
@@ -89,11 +90,7 @@ async function measure(options: StreamOptions): Promise<number[]> {
       children.push(
         new Deno.Command(Deno.execPath(), {
           args: [
-            "run",
-            "--allow-ffi",
-            "--allow-read",
-            "--allow-write",
-            "--allow-env",
+            ...CHILD_FLAGS,
             import.meta.filename!,
             "--send",
             descriptor,
