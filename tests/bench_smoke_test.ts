@@ -377,8 +377,10 @@ Deno.test({
     const { code, stdout, stderr } = await run(["--seconds=0.5", "--senders=2", "--size=100"]);
     assert.equal(code, 0, new TextDecoder().decode(stderr));
     const line = new TextDecoder().decode(stdout);
-    const rate = /^100 B, capacity 64, 2 sender\(s\), sync: median (\d+)k msg\/s/.exec(line);
-    assert.ok(rate !== null && Number(rate[1]) > 0, line);
+    const rate =
+      /^100 B, capacity 64, 2 sender\(s\), sync: median ([\d.]+)(k?) msg\/s, ([\d.]+) GB\/s/
+        .exec(line);
+    assert.ok(rate !== null && Number(rate[1]) > 0 && Number(rate[3]) > 0, line);
     assert.deepEqual(leakedSince(before), []);
     const senders = await new Deno.Command("pgrep", { args: ["-f", `${stream} --send`] }).output();
     assert.equal(new TextDecoder().decode(senders.stdout), "", "a sender process is left");
