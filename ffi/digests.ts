@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "a721b30040209cf6f0da8263e30dedf1cd4ef3b4e53ce11e2c01c6e5b78e4bd1",
-  "x86_64-linux": "b0427da3f0d1a1915ba6c6a5570f5ddef3d49a8993a471e6638e5924abbb4177",
+  "aarch64-linux": "82417599174594d9ea02eaa10811c42ebad3d647c03a06c5333408a940b66e3d",
+  "x86_64-linux": "659f7c196e700bbaa211d0e38b0e3b577bb0c11e196a373a7c5957f9c8b3d6f7",
 };

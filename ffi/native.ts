@@ -563,9 +563,10 @@ export function prefaultJoin(id: number): number {
 
 /**
  * Tunes glibc malloc, for the whole process, for copying large messages out into fresh buffers:
- * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB the
- * collector frees there stays for the next copies instead of going back to the kernel, to be
- * faulted in and zeroed again a page at a time. Returns the mmap threshold now in effect, or
+ * buffers of every size come from the heap (none mapped on its own, wherever glibc can grow
+ * the heap), and up to 128 MiB the collector frees there stays for the next copies instead of
+ * going back to the kernel, to be faulted in and zeroed again a page at a time (raise that
+ * with {@linkcode keepFreedHeap}). Returns the mmap threshold glibc was given (32 MiB), or
  * `undefined` when malloc was left alone: the environment the process started with has
  * `SHMQ_TUNE_MALLOC=0`, a `glibc.malloc.*` tunable in `GLIBC_TUNABLES`, a `MALLOC_*` variable
  * or a non-empty `LD_PRELOAD`, or cannot be read, or glibc refused. Never throws once the
@@ -580,6 +581,26 @@ export function prefaultJoin(id: number): number {
  */
 export function tuneMallocForCopies(): number | undefined {
   const threshold = Number(s().shmq_tune_malloc());
+  return threshold > 0 ? threshold : undefined;
+}
+
+/**
+ * Lets malloc's heap keep up to `bytes` of freed memory at its top, not give it back to the
+ * kernel at once (glibc's trim threshold): a receiver of huge messages frees one copy while it
+ * makes the next, which then reuses its pages. Clamped to 128 MiB at least and an eighth of
+ * the machine's memory at most, and never lowered (another isolate's copies may need it).
+ * Returns the threshold now in effect, or `undefined` when malloc was left alone (see
+ * {@linkcode tuneMallocForCopies}, which must come first).
+ *
+ * @example
+ * ```ts
+ * import { keepFreedHeap, tuneMallocForCopies } from "./native.ts";
+ * tuneMallocForCopies();
+ * console.log(keepFreedHeap(2 ** 31) ?? "malloc left alone");
+ * ```
+ */
+export function keepFreedHeap(bytes: number): number | undefined {
+  const threshold = Number(s().shmq_malloc_keep(BigInt(Math.max(0, Math.floor(bytes)))));
   return threshold > 0 ? threshold : undefined;
 }
 

@@ -526,6 +526,15 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 
 #define TUNED_MMAP_THRESHOLD (32 << 20)
 #define TUNED_TRIM_THRESHOLD (128 << 20)
+/* The most shmq_malloc_keep lets the heap keep, as a share of the machine's memory. */
+#define KEPT_SHARE_OF_MEMORY 8
+
+/* Whether shmq_tune_malloc tuned malloc: shmq_malloc_keep leaves it alone otherwise. */
+static atomic_bool malloc_tuned;
+/* The trim threshold shmq_malloc_keep set last, under its lock: each isolate asks for what its
+ * own copies need, and one with small copies must not undo what another's large ones need. */
+static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t kept_threshold = TUNED_TRIM_THRESHOLD;
 
 /* Whether s begins with prefix. */
 static int starts_with(const char *s, const char *prefix) {
@@ -583,7 +592,29 @@ int64_t shmq_tune_malloc(void) {
   /* Either call stops glibc sliding both thresholds, so the mmap one goes first: the other way
    * round, 1 MiB buffers would come from mmap meanwhile. */
   (void)mallopt(M_TRIM_THRESHOLD, TUNED_TRIM_THRESHOLD);
+  /* Above the threshold glibc would map each buffer on its own and unmap it when freed, so
+   * every large copy would land on pages fresh from the kernel: zeroed, faulted in, and on a
+   * VM that hands freed memory back to its host, faulted in there too. Off, a freed buffer is
+   * reused where it lies. glibc still maps where the heap cannot grow (brk refused, or a
+   * thread's arena, whose heaps hold 64 MiB at most), so no allocation fails for it. */
+  (void)mallopt(M_MMAP_MAX, 0);
+  atomic_store(&malloc_tuned, true);
   return TUNED_MMAP_THRESHOLD;
+}
+
+int64_t shmq_malloc_keep(uint64_t bytes) {
+  if (!atomic_load(&malloc_tuned)) return 0;
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  uint64_t most = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / KEPT_SHARE_OF_MEMORY
+                                        : TUNED_TRIM_THRESHOLD;
+  uint64_t keep = bytes < TUNED_TRIM_THRESHOLD ? TUNED_TRIM_THRESHOLD : bytes;
+  if (keep > most) keep = most > TUNED_TRIM_THRESHOLD ? most : TUNED_TRIM_THRESHOLD;
+  if (keep > INT_MAX) keep = INT_MAX; /* mallopt takes an int */
+  pthread_mutex_lock(&kept_lock);
+  if (keep > kept_threshold && mallopt(M_TRIM_THRESHOLD, (int)keep) == 1) kept_threshold = keep;
+  keep = kept_threshold;
+  pthread_mutex_unlock(&kept_lock);
+  return (int64_t)keep;
 }
 
 int32_t shmq_malloc_trim(void) {

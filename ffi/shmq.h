@@ -194,16 +194,28 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
 
 /*
  * Tunes glibc malloc for a process that copies large messages out into fresh buffers: a fixed
- * mmap threshold of 32 MiB (glibc's own ceiling for its sliding one) and a trim threshold of
- * 128 MiB. Buffers a garbage collection frees in a batch then stay in the heap for the next
- * copies, instead of going back to the kernel and faulting in again, zeroed, a page at a
- * time. Leaves malloc alone when the environment the process started with has
+ * mmap threshold of 32 MiB (glibc's own ceiling for its sliding one), no buffer mapped on its
+ * own above it (M_MMAP_MAX 0: larger ones come from the heap too, where glibc can grow it)
+ * and a trim threshold of 128 MiB. Buffers a garbage collection frees in a batch then stay in
+ * the heap for the next copies, instead of going back to the kernel and faulting in again,
+ * zeroed, a page at a time. Leaves malloc alone when the environment the process started with has
  * SHMQ_TUNE_MALLOC=0, a glibc.malloc tunable in GLIBC_TUNABLES, a MALLOC_* variable, or a
  * non-empty LD_PRELOAD (which may replace malloc), or cannot be read. Returns the mmap
  * threshold now in effect (buffers below it come from the heap), or 0 when malloc was left
  * alone (also when glibc refused the threshold). Never fails.
  */
 SHMQ_API int64_t shmq_tune_malloc(void);
+
+/*
+ * Lets the heap keep up to `bytes` of free memory at its top (M_TRIM_THRESHOLD) instead of
+ * giving it back to the kernel as soon as it is freed: a receiver of huge messages frees one
+ * copy (at the top) while making the next, which then takes the same pages. At least 128 MiB,
+ * at most an eighth of the machine's memory (INT_MAX bytes on any machine). It never lowers
+ * what an earlier call set (another isolate's copies may need it). Only once shmq_tune_malloc
+ * has tuned malloc. Returns the threshold now in effect, or 0 when malloc is left alone. Never
+ * fails.
+ */
+SHMQ_API int64_t shmq_malloc_keep(uint64_t bytes);
 
 /*
  * malloc_trim(0): gives the free memory of malloc's heaps back to the kernel. After a garbage

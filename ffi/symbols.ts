@@ -60,6 +60,7 @@ export const symbols = {
   shmq_prefault_join: { parameters: ["i32"], result: "i64" },
   shmq_tune_malloc: { parameters: [], result: "i64" },
   shmq_malloc_trim: { parameters: [], result: "i32" },
+  shmq_malloc_keep: { parameters: ["u64"], result: "i64" },
   shmq_copy_streaming: { parameters: ["buffer", "buffer", "u64"], result: "void" },
   shmq_futex_wait: { parameters: ["pointer", "u32", "i64"], result: "i32" },
   shmq_futex_wait_nb: {

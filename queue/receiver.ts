@@ -39,6 +39,7 @@ import {
 } from "./wait.ts";
 import { BEHIND, Lane } from "./lane.ts";
 import { collectBeforeCopy } from "./collector.ts";
+import { keepHeapFor, releaseKeptHeap } from "./kept_heap.ts";
 import { stopIfRequested, stopRequested } from "./stop.ts";
 import { shown } from "./shown.ts";
 
@@ -571,6 +572,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       }
     }
     this.#queue.close();
+    releaseKeptHeap();
   }
 
   /** Same as {@linkcode close}, for `using`. */
@@ -919,7 +921,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 }
 
 /** Copies this large tune malloc first (see heapCopyLimit), and go into buffers readied for
- * them (huge pages, pre-faulted) when malloc maps those afresh: a fresh buffer otherwise takes
+ * them (huge pages, pre-faulted) from heapCopyLimit, or all when malloc was left alone (then
+ * it maps them afresh): a fresh buffer otherwise takes
  * a page fault every 4 KiB during the copy. Measured on a 2-vCPU VM, getSync in a loop, before
  * malloc was tuned: 256 KiB 2.4-2.8 -> 5.6 GB/s, 1 MiB 1.4-2.0 -> 3.3-5.1 GB/s. */
 const LARGE_COPY = 256 * 1024;
@@ -976,49 +979,57 @@ const PIPELINED_COPY = 4 << 20;
 /** The helper readying the target of this isolate's current copy, if any: one at a time. */
 let copyHelper: number | undefined;
 
-/** Whether a copy into a buffer of its own mapping was made since the last nudge. */
-let mappedCopyDone = false;
+/** Whether a readied copy was made since the last nudge. */
+let readiedCopyDone = false;
 
 /** Ends the current copy: waits for its helper, before the copy's result leaves the decode
- * that made it, then, after a copy into a freshly mapped buffer, nudges the collector (see
- * nudgeAfterMappedCopy). */
+ * that made it, then, after a readied copy, nudges the collector (see
+ * nudgeAfterReadiedCopy). */
 function finishCopy(): void {
   if (copyHelper !== undefined) {
     const id = copyHelper;
     copyHelper = undefined;
     prefaultJoin(id);
   }
-  if (mappedCopyDone) {
-    mappedCopyDone = false;
-    nudgeAfterMappedCopy();
+  if (readiedCopyDone) {
+    readiedCopyDone = false;
+    nudgeAfterReadiedCopy();
   }
 }
 
 /**
- * Buffers below this size come from malloc's heap once it is tuned (tuneMallocForCopies),
- * and the heap keeps what the collector frees for the next copies: their pages are in place,
- * and readying them would cost more than it saves. Without the tuning, glibc gave a batch of
+ * Copies below this size are left to the codec once malloc is tuned (tuneMallocForCopies):
+ * the heap keeps what the collector frees for the next copies, their pages are in place, and
+ * readying them would cost more than it saves. Without the tuning, glibc gave a batch of
  * freed buffers back to the kernel once it passed twice the largest buffer glibc had mapped,
  * and the next copies faulted it in again, zeroed. Measured on a 2-vCPU VM, two processes,
  * getSync, runs taken in turn: 256 KiB 3.0-3.4 -> 4.7-5.0 GB/s, 1 MiB 4.3-5.3 -> 6.5-7.1
- * (async 4.0-4.2 -> 5.6-6.7), 4 MiB 5.1-6.4 -> 6.9-7.2, 10 MiB 4.5-5.7 -> 5.6-6.5, 100 MiB
- * unchanged; 1 MiB tuned but still readied 5.2-5.6. `undefined` until this isolate's first
- * large copy, 0 when malloc was left alone.
+ * (async 4.0-4.2 -> 5.6-6.7), 4 MiB 5.1-6.4 -> 6.9-7.2, 10 MiB 4.5-5.7 -> 5.6-6.5; 1 MiB tuned
+ * but still readied 5.2-5.6.
+ *
+ * Copies from this size come from the heap too (the tuning maps no buffer on its own), and
+ * are readied: the ones the heap grows for get huge pages and their pre-faulting on the other
+ * core. Left to the codec instead, 1 GiB copies at capacity 1 took fresh pages a fault at a
+ * time, and ran at 0.3 GB/s in some runs. Before the tuning mapped nothing, these all came
+ * from fresh mappings. Measured as above, 100 MiB at capacity 10: 3.9-5.4 GB/s mapped, 6.4-8.2
+ * from the heap. `undefined` until this isolate's first large copy, 0 when malloc was left
+ * alone.
  */
 let heapCopyLimit: number | undefined;
 /** What malloc adds to a request before it compares it with its mmap threshold (a chunk
- * header, rounding), with room to spare: a buffer just below the limit is mapped afresh too. */
+ * header, rounding), with room to spare: a buffer just below the limit is readied too. */
 const MALLOC_CHUNK_OVERHEAD = 64;
 
-/** A buffer for a copy that malloc maps afresh, readied for it. */
+/** A buffer for a large copy, readied for it (and the heap let keep it once freed). */
 function readiedBuffer(byteLength: number): ArrayBuffer {
+  if (heapCopyLimit! > 0) keepHeapFor(byteLength);
   collectBeforeCopy(byteLength);
   const buffer = new ArrayBuffer(byteLength);
   // The array before this one in the message is copied by now: its helper is done.
   finishCopy();
   if (byteLength >= PIPELINED_COPY) copyHelper = prefaultStart(buffer);
   if (copyHelper === undefined) prepareCopyTarget(buffer);
-  mappedCopyDone = true;
+  readiedCopyDone = true;
   return buffer;
 }
 
@@ -1028,7 +1039,7 @@ function heapCopied(byteLength: number): void {
   if (byteLength >= LARGE_COPY) nudgeCollector();
 }
 
-/** A get's decode options for a large message: the copies malloc maps afresh get readied
+/** A get's decode options for a large message: the largest copies get readied
  * buffers, and smaller ones are left to the codec, which skips the zero-fill (see
  * beforeLargeCopies). */
 const COPY_OPTIONS: DecodeBytesOptions = {
@@ -1041,7 +1052,7 @@ const POOLED_COPY_OPTIONS: DecodeBytesOptions = { ...COPY_OPTIONS, pooled: true 
 const POOLED_OPTIONS = { pooled: true };
 
 /** Tunes malloc before this isolate's first large message (LARGE_COPY bytes or more, whatever
- * its arrays), and from then on readies only the copies it maps afresh (all from LARGE_COPY
+ * its arrays), and from then on readies only the copies from heapCopyLimit (all from LARGE_COPY
  * when it was left alone). */
 function beforeLargeCopies(): void {
   if (heapCopyLimit !== undefined) return;
@@ -1068,11 +1079,11 @@ function nudgeCollector(): void {
   nudgeSink.last = new Array(NUDGE_BYTES / 8); // stored, so not optimized away
 }
 
-/** Heap garbage made after each copy into a freshly mapped buffer, in NUDGE_BYTES pieces. */
-const MAPPED_COPY_NUDGES = 4;
+/** Heap garbage made after each readied copy, in NUDGE_BYTES pieces. */
+const READIED_COPY_NUDGES = 4;
 
 /**
- * The nudge for copies into buffers of their own mapping (heapCopyLimit and up), whose dead
+ * The nudge for readied copies (heapCopyLimit and up), whose dead
  * copies each hold their size of RSS: made after the copy, not before it. Every ArrayBuffer
  * made while V8's incremental marking runs survives that marking's collection, dead or not,
  * and the new buffer is what starts the marking (external memory passes the limit). Marking
@@ -1089,9 +1100,9 @@ const MAPPED_COPY_NUDGES = 4;
  * MiB getSync and get at most 2. Copies no slower: 100 MiB 3.0-3.4 -> 3.5-4.2 GB/s, 600 MiB
  * 1.1-2.3 -> 1.4-4.7. A single 64 KiB piece did it only now and then.
  */
-function nudgeAfterMappedCopy(): void {
+function nudgeAfterReadiedCopy(): void {
   const pieces: unknown[] = [];
   // A loop: its back edges let a completion the allocations requested run right here.
-  for (let i = 0; i < MAPPED_COPY_NUDGES; i++) pieces.push(new Array(NUDGE_BYTES / 8));
+  for (let i = 0; i < READIED_COPY_NUDGES; i++) pieces.push(new Array(NUDGE_BYTES / 8));
   nudgeSink.last = pieces;
 }

@@ -146,9 +146,9 @@ export function segmentRoom(needed = 0, mayCollect = true): SegmentRoom {
 
 /**
  * Frees what this process's dropped buffers hold, so that it counts as memory left: a full
- * collection, then malloc_trim for the buffers that came from malloc's heap (below its mmap
- * threshold, 32 MiB once tuned), which the heap keeps otherwise (up to its 128 MiB trim
- * threshold). False when no collection can be made here.
+ * collection, then malloc_trim for the buffers that came from malloc's heap (all of them once
+ * tuned), which the heap keeps otherwise (at its top, up to its trim threshold: 128 MiB, or
+ * twice the largest copy, see kept_heap.ts). False when no collection can be made here.
  */
 export function freeDroppedMemory(): boolean {
   if (!collectNow()) return false;

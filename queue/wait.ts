@@ -11,6 +11,7 @@ import { futexWait, yieldCpu } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
 import { turned, turnIfDue } from "./fairness.ts";
 import { asyncWaitsAsleep, futexWaitShared } from "./wait_hub.ts";
+import { releaseIdleHeap } from "./kept_heap.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
 import { stopIfRequested } from "./stop.ts";
@@ -223,7 +224,10 @@ export function waitSync<T>(
     } finally {
       queue.announceWaiter(word, -1);
     }
-    if (outcome === "timeout") queue.reapIfDue();
+    if (outcome === "timeout") {
+      queue.reapIfDue();
+      releaseIdleHeap();
+    }
   }
 }
 
@@ -300,7 +304,10 @@ export async function waitAsync<T>(
       }
       signal?.throwIfAborted();
       queue.assertOpen();
-      if (outcome === "timeout") queue.reapIfDue();
+      if (outcome === "timeout") {
+        queue.reapIfDue();
+        releaseIdleHeap();
+      }
     }
   } finally {
     if (onAbort) signal!.removeEventListener("abort", onAbort);

@@ -498,21 +498,33 @@ function inherited(...names: string[]): Record<string, string> {
   );
 }
 
+/** What {@linkcode tunedIn} found. */
+interface Tuning {
+  /** What tuneMallocForCopies returned. */
+  threshold: number | null;
+  /** Whether ArrayBuffers of 1 MiB and 64 MiB lie in the brk heap. */
+  inHeap: [boolean, boolean];
+  /** What keepFreedHeap returned for 1 byte, 512 MiB, 1 TiB, then 1 byte again. */
+  kept: [number | null, number | null, number | null, number | null];
+}
+
 /**
- * In a fresh process started with `env` added: what tuneMallocForCopies returns, and whether a
- * 1 MiB ArrayBuffer allocated afterwards lies in the brk heap (glibc maps one afresh, by
- * itself, at its default thresholds).
+ * In a fresh process started with `env` added: what tuneMallocForCopies returns, whether
+ * ArrayBuffers allocated afterwards lie in the brk heap (at its default thresholds glibc maps
+ * those of 128 KiB and more afresh, by themselves), and what keepFreedHeap then sets.
  */
-async function tunedIn(
-  env: Record<string, string>,
-): Promise<{ threshold: number | null; inHeap: boolean }> {
-  const script = `import { tuneMallocForCopies } from "${ROOT}ffi/native.ts";
+async function tunedIn(env: Record<string, string>): Promise<Tuning> {
+  const script = `import { keepFreedHeap, tuneMallocForCopies } from "${ROOT}ffi/native.ts";
     const threshold = tuneMallocForCopies() ?? null;
-    const buffer = new ArrayBuffer(1 << 20);
-    const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+    const buffers = [new ArrayBuffer(1 << 20), new ArrayBuffer(64 << 20)];
     const heap = Deno.readTextFileSync("/proc/self/maps").split("\\n").find((l) => l.endsWith("[heap]"));
     const [lo, hi] = (heap ?? "0-0").split(" ")[0].split("-").map((x) => BigInt("0x" + x));
-    console.log(JSON.stringify({ threshold, inHeap: address >= lo && address < hi }));`;
+    const inHeap = buffers.map((buffer) => {
+      const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+      return address >= lo && address < hi;
+    });
+    const kept = [1, 512 << 20, 2 ** 40, 1].map((n) => keepFreedHeap(n) ?? null);
+    console.log(JSON.stringify({ threshold, inHeap, kept }));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", script],
     // Whatever the environment of the test run (a MALLOC_ARENA_MAX, say), each case starts
@@ -574,12 +586,23 @@ Deno.test("the streaming copy copies overlapping ranges as memmove does", () => 
 
 Deno.test("malloc is tuned for large copies unless the user opted out or tuned it", async () => {
   const tuned = await tunedIn({});
-  assert.deepEqual(tuned, { threshold: 32 << 20, inHeap: true }, "1 MiB comes from the heap");
+  // At most an eighth of the machine's memory, and what mallopt takes (an int).
+  const most = Math.max(128 << 20, Math.min(2 ** 31 - 1, Deno.systemMemoryInfo().total / 8));
+  assert.deepEqual(tuned, {
+    threshold: 32 << 20,
+    inHeap: [true, true], // 1 MiB below the mmap threshold, 64 MiB with no buffer mapped alone
+    kept: [128 << 20, Math.min(512 << 20, most), most, most], // never lowered
+  });
   // A 100 KiB variable sorts first in the child's environment: the scan reads past 64 KiB.
   const big = { AAAA_SHMQ_TEST_FILLER: "x".repeat(100_000) };
   const threshold = async (env: Record<string, string>) => (await tunedIn(env)).threshold;
   assert.equal(await threshold({ ...big, GLIBC_TUNABLES: "glibc.rtld.nns=4" }), 32 << 20);
-  assert.equal(await threshold({ ...big, SHMQ_TUNE_MALLOC: "0" }), null, "opted out");
+  const optedOut = await tunedIn({ ...big, SHMQ_TUNE_MALLOC: "0" });
+  assert.deepEqual(optedOut, {
+    threshold: null,
+    inHeap: [false, false],
+    kept: [null, null, null, null],
+  });
   for (
     const tunables of ["glibc.malloc.trim_threshold=0", "glibc.rtld.nns=4:glibc.malloc.check=0"]
   ) {

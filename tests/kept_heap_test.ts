@@ -1,0 +1,84 @@
+import assert from "node:assert/strict";
+import { CHILD_PERMISSIONS, runDeno } from "./helpers.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+
+/** What the child of the test below saw of its anonymous memory, in MiB. */
+interface HeapReport {
+  /** After the put, before any copy. */
+  before: number;
+  /** After a copy was made, dropped and freed. */
+  freed: number;
+  /** After a wait that found nothing for 1.5 s. */
+  idle: number;
+  /** After a second copy was made, dropped and freed. */
+  freedAgain: number;
+  /** After the receiver closed. */
+  closed: number;
+}
+
+// Malloc's settings belong to the whole process: a fresh one, whose first large copy tunes it.
+const CHILD = `
+  import { createSharedMemoryPair, EmptyError } from "${ROOT}mod.ts";
+  const libc = Deno.dlopen("libc.so.6", {
+    mallinfo2: { parameters: [], result: { struct: Array(10).fill("usize") } },
+  });
+  /** Free bytes in malloc's heaps (fordblks, the ninth field of struct mallinfo2). */
+  const heapFree = () => Number(new BigUint64Array(libc.symbols.mallinfo2().buffer)[8]);
+  const anonMiB = () =>
+    Number(/RssAnon:\\s+(\\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"))[1]) / 1024;
+  const SIZE = 96 << 20;
+  /** Copies one message out, drops the copy, and waits until malloc has it back. */
+  const copyAndFree = async () => {
+    sender.putSync(source);
+    let copy = receiver.getSync({ timeout: 10_000 });
+    if (copy.length !== SIZE || copy[SIZE - 1] !== 7) throw new Error("a wrong copy");
+    // A chunk the heap gave back in its middle stays free there, its pages discarded: what is
+    // free while the copy lives is what to compare with.
+    const free = heapFree();
+    copy = undefined;
+    // V8 frees a collected buffer's memory on a sweeper thread.
+    for (let i = 0; i < 500 && heapFree() < free + SIZE * 0.9; i++) {
+      globalThis.gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    if (heapFree() < free + SIZE * 0.9) throw new Error("the copy was never freed into the heap");
+  };
+  const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+  const source = new Uint8Array(SIZE).fill(7);
+  const report = { before: anonMiB() };
+  await copyAndFree();
+  report.freed = anonMiB();
+  try {
+    receiver.getSync({ timeout: 1500 });
+    throw new Error("a message out of nowhere");
+  } catch (e) {
+    if (!(e instanceof EmptyError)) throw e;
+  }
+  report.idle = anonMiB();
+  await copyAndFree();
+  report.freedAgain = anonMiB();
+  receiver.close();
+  sender.close();
+  report.closed = anonMiB();
+  console.log(JSON.stringify(report));
+`;
+
+Deno.test("a receiver's heap keeps a huge copy it freed, and gives it back when idle or closed", async () => {
+  const out = await runDeno([
+    "eval",
+    ...CHILD_PERMISSIONS,
+    "--v8-flags=--expose-gc",
+    CHILD,
+  ]);
+  const r: HeapReport = JSON.parse(out);
+  const shown = JSON.stringify(r);
+  // Kept: the next copy of its size takes the same pages, with no fault or zeroing.
+  assert.ok(r.freed - r.before > 64, `the freed 96 MiB copy was kept: ${shown}`);
+  assert.ok(
+    r.freed - r.idle > 64,
+    `a second and a half with nothing to copy gave it back: ${shown}`,
+  );
+  assert.ok(r.freedAgain - r.idle > 64, `the next copy's was kept again: ${shown}`);
+  assert.ok(r.freedAgain - r.closed > 64, `closing the receiver gave it back: ${shown}`);
+});
