@@ -87,7 +87,7 @@ export interface DecodeOptions {
 export interface DecodeBytesOptions extends DecodeOptions {
   /**
    * Payloads smaller than this are copied as without `allocate`: the receiver readies only
-   * the targets malloc maps afresh, and the others are made faster by the codec (see
+   * the largest targets, and the others are made faster by the codec (see
    * {@linkcode copied}). Default 0: `allocate` makes every copy's buffer.
    */
   allocateFrom?: number;

@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "82417599174594d9ea02eaa10811c42ebad3d647c03a06c5333408a940b66e3d",
-  "x86_64-linux": "659f7c196e700bbaa211d0e38b0e3b577bb0c11e196a373a7c5957f9c8b3d6f7",
+  "aarch64-linux": "09d250d78ad8ff89fd09a340ad57ee196f8fb6e1f0367f956d1302be8575ccf1",
+  "x86_64-linux": "c438d29cf2595d029b943aeab128b19da03d01666402a62c5a081fcaa59d7d71",
 };

@@ -620,6 +620,21 @@ export function mallocTrim(): boolean {
 }
 
 /**
+ * {@linkcode mallocTrim} on a thread of Deno's blocking pool, so the event loop runs on while
+ * the kernel takes the pages back (tens of milliseconds for gigabytes). Resolves true if any
+ * went back.
+ *
+ * @example
+ * ```ts
+ * import { mallocTrimAsync } from "./native.ts";
+ * console.log(await mallocTrimAsync() ? "memory given back" : "nothing to give back");
+ * ```
+ */
+export async function mallocTrimAsync(): Promise<boolean> {
+  return await s().shmq_malloc_trim_nb() === 1;
+}
+
+/**
  * Copies `source` into `target` (the same length) with stores that bypass the caches (see
  * `shmq_copy_streaming`): for copies of tens of MiB and more, where glibc's memcpy, and so
  * `TypedArray.prototype.set`, may copy at half the speed. The codec uses it for large arrays

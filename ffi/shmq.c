@@ -529,11 +529,13 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 /* The most shmq_malloc_keep lets the heap keep, as a share of the machine's memory. */
 #define KEPT_SHARE_OF_MEMORY 8
 
+/* Guards the two below. Each isolate (the main one, every Worker's) tunes malloc before its
+ * first large copy and asks for what its own copies need kept: one that comes later, or has
+ * smaller copies, must not undo what another's large ones need. */
+static pthread_mutex_t tuning_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Whether shmq_tune_malloc tuned malloc: shmq_malloc_keep leaves it alone otherwise. */
-static atomic_bool malloc_tuned;
-/* The trim threshold shmq_malloc_keep set last, under its lock: each isolate asks for what its
- * own copies need, and one with small copies must not undo what another's large ones need. */
-static pthread_mutex_t kept_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool malloc_tuned;
+/* The trim threshold in effect once tuned. */
 static uint64_t kept_threshold = TUNED_TRIM_THRESHOLD;
 
 /* Whether s begins with prefix. */
@@ -585,10 +587,12 @@ static int malloc_left_alone(void) {
   return found;
 }
 
-int64_t shmq_tune_malloc(void) {
-  if (malloc_left_alone()) return 0;
+/* shmq_tune_malloc's work, under tuning_lock: tunes malloc unless it is tuned already. */
+static bool tune_malloc_once(void) {
+  if (malloc_tuned) return true;
+  if (malloc_left_alone()) return false;
   /* Refused (a glibc.malloc.hugetlb tunable lowers the ceiling): nothing was changed. */
-  if (mallopt(M_MMAP_THRESHOLD, TUNED_MMAP_THRESHOLD) != 1) return 0;
+  if (mallopt(M_MMAP_THRESHOLD, TUNED_MMAP_THRESHOLD) != 1) return false;
   /* Either call stops glibc sliding both thresholds, so the mmap one goes first: the other way
    * round, 1 MiB buffers would come from mmap meanwhile. */
   (void)mallopt(M_TRIM_THRESHOLD, TUNED_TRIM_THRESHOLD);
@@ -598,22 +602,32 @@ int64_t shmq_tune_malloc(void) {
    * reused where it lies. glibc still maps where the heap cannot grow (brk refused, or a
    * thread's arena, whose heaps hold 64 MiB at most), so no allocation fails for it. */
   (void)mallopt(M_MMAP_MAX, 0);
-  atomic_store(&malloc_tuned, true);
-  return TUNED_MMAP_THRESHOLD;
+  malloc_tuned = true;
+  return true;
+}
+
+int64_t shmq_tune_malloc(void) {
+  pthread_mutex_lock(&tuning_lock);
+  bool tuned = tune_malloc_once();
+  pthread_mutex_unlock(&tuning_lock);
+  return tuned ? TUNED_MMAP_THRESHOLD : 0;
 }
 
 int64_t shmq_malloc_keep(uint64_t bytes) {
-  if (!atomic_load(&malloc_tuned)) return 0;
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   uint64_t most = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / KEPT_SHARE_OF_MEMORY
                                         : TUNED_TRIM_THRESHOLD;
   uint64_t keep = bytes < TUNED_TRIM_THRESHOLD ? TUNED_TRIM_THRESHOLD : bytes;
   if (keep > most) keep = most > TUNED_TRIM_THRESHOLD ? most : TUNED_TRIM_THRESHOLD;
   if (keep > INT_MAX) keep = INT_MAX; /* mallopt takes an int */
-  pthread_mutex_lock(&kept_lock);
-  if (keep > kept_threshold && mallopt(M_TRIM_THRESHOLD, (int)keep) == 1) kept_threshold = keep;
-  keep = kept_threshold;
-  pthread_mutex_unlock(&kept_lock);
+  pthread_mutex_lock(&tuning_lock);
+  if (!malloc_tuned) {
+    keep = 0;
+  } else {
+    if (keep > kept_threshold && mallopt(M_TRIM_THRESHOLD, (int)keep) == 1) kept_threshold = keep;
+    keep = kept_threshold;
+  }
+  pthread_mutex_unlock(&tuning_lock);
   return (int64_t)keep;
 }
 

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 21
+#define SHMQ_ABI_VERSION 22
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -200,9 +200,10 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
  * the heap for the next copies, instead of going back to the kernel and faulting in again,
  * zeroed, a page at a time. Leaves malloc alone when the environment the process started with has
  * SHMQ_TUNE_MALLOC=0, a glibc.malloc tunable in GLIBC_TUNABLES, a MALLOC_* variable, or a
- * non-empty LD_PRELOAD (which may replace malloc), or cannot be read. Returns the mmap
- * threshold now in effect (buffers below it come from the heap), or 0 when malloc was left
- * alone (also when glibc refused the threshold). Never fails.
+ * non-empty LD_PRELOAD (which may replace malloc), or cannot be read. Tunes once: a later
+ * call (another isolate's) changes nothing, so it keeps what shmq_malloc_keep set. Returns the
+ * mmap threshold glibc was given (32 MiB), or 0 when malloc was left alone (also when glibc
+ * refused the threshold). Never fails.
  */
 SHMQ_API int64_t shmq_tune_malloc(void);
 
@@ -218,10 +219,12 @@ SHMQ_API int64_t shmq_tune_malloc(void);
 SHMQ_API int64_t shmq_malloc_keep(uint64_t bytes);
 
 /*
- * malloc_trim(0): gives the free memory of malloc's heaps back to the kernel. After a garbage
- * collection freed buffers that came from the heap (below its mmap threshold), this makes
- * them count as memory left again; the trim threshold otherwise keeps up to 128 MiB of it in
- * the heap (see shmq_tune_malloc). Returns 1 if memory was given back, else 0. Never fails.
+ * malloc_trim(0): gives the free memory of malloc's heaps back to the kernel: free chunks in
+ * their middle (their pages discarded) and the free top of the main thread's heap. After a
+ * garbage collection freed buffers that came from the heap (all of them once tuned), this
+ * makes them count as memory left again; otherwise the heap keeps them (those at its top up to
+ * the trim threshold: see shmq_tune_malloc and shmq_malloc_keep). Returns 1 if memory was given
+ * back, else 0. Never fails.
  */
 SHMQ_API int32_t shmq_malloc_trim(void);
 

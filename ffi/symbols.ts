@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 21;
+export const ABI_VERSION = 22;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -60,6 +60,12 @@ export const symbols = {
   shmq_prefault_join: { parameters: ["i32"], result: "i64" },
   shmq_tune_malloc: { parameters: [], result: "i64" },
   shmq_malloc_trim: { parameters: [], result: "i32" },
+  shmq_malloc_trim_nb: {
+    name: "shmq_malloc_trim",
+    parameters: [],
+    result: "i32",
+    nonblocking: true,
+  },
   shmq_malloc_keep: { parameters: ["u64"], result: "i64" },
   shmq_copy_streaming: { parameters: ["buffer", "buffer", "u64"], result: "void" },
   shmq_futex_wait: { parameters: ["pointer", "u32", "i64"], result: "i32" },

@@ -2,14 +2,15 @@
  * A full garbage collection before a receiver copies a huge message out, so that the copies
  * it dropped are freed first and the new one lands on their pages.
  *
- * A copy of a gigabyte goes into a buffer mapped afresh. V8 frees a dropped copy only once a
+ * A copy of a gigabyte needs a gigabyte of pages. V8 frees a dropped copy only once a
  * marking that started after it was dropped completes, and such a marking starts when the
  * next buffer is allocated (external memory passes its limit): too late for that copy, which
  * must find another gigabyte of pages. On a VM whose free pages go back to the host (free page
  * reporting), those cost a host fault each. Measured on a 2-vCPU VM, two processes, 1 GiB
  * Uint8Arrays at capacity 1, ms per get after the first: `get` 309-1641 (every second one over
  * a second), `getSync` 296-1583, peak RSS 5.12 and 4.12 GiB; collecting first, 288-567 for
- * both, 2.12 GiB. The collection took 8-16 ms, most of it unmapping the dropped copies. Below
+ * both, 2.12 GiB. The collection took 8-16 ms, most of it unmapping the dropped copies (each
+ * had a mapping of its own then; they now come from malloc's heap, see kept_heap.ts). Below
  * {@linkcode COLLECT_BEFORE_BYTES} it cost more than it saved: at 100 MiB gets ran 2.7-3.3
  * GB/s with it against 3.4-4.5 without, and 512 MiB was a wash.
  *
@@ -128,7 +129,7 @@ function isolateCollection(): (() => void) | null {
 /** This isolate's policy, made at its first huge copy; null when it has no `gc()`. */
 let isolatePolicy: CollectionBeforeCopy | null | undefined;
 
-/** Before this isolate copies `byteLength` bytes into a buffer mapped afresh: collects first
+/** Before this isolate copies `byteLength` bytes into a new buffer: collects first
  * when the copy is huge (see the module documentation). */
 export function collectBeforeCopy(byteLength: number): void {
   if (byteLength < COLLECT_BEFORE_BYTES) return;

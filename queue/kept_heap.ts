@@ -11,22 +11,29 @@
  * Measured on a 2-vCPU VM, two processes, 1 GiB Uint8Arrays at capacity 1, `getSync`, runs
  * taken in turn: 4.30-4.62 GB/s keeping 128 MiB, 5.32-5.59 keeping 2 GiB.
  *
- * What is kept goes back once the isolate has made no huge copy for {@linkcode IDLE_MS} and
- * one of its waits finds nothing for a whole slice, when a receiver that made one closes, and
- * when memory runs short for a new segment (segment.ts, freeDroppedMemory).
+ * What is kept goes back (malloc_trim, for the whole process) once this isolate has made no
+ * huge copy for {@linkcode IDLE_MS} and one of its waits finds nothing for a slice, when any
+ * receiver of this isolate closes, and when memory runs short for a new segment or a copy
+ * (segment.ts, freeDroppedMemory). The state here is this isolate's; malloc's is the
+ * process's: another isolate's trim takes back what this one keeps, which then costs its next
+ * copy fresh pages, nothing more.
  *
  * @module
  */
 
-import { keepFreedHeap, mallocTrim } from "../ffi/native.ts";
+import { keepFreedHeap, mallocTrim, mallocTrimAsync, memoryRoom } from "../ffi/native.ts";
 
 /** A heap that made no huge copy for this long gives back what it keeps, at the next wait that
  * finds nothing for a slice. Long enough that a stream's gaps keep it (a gigabyte takes a
  * fifth of a second), short enough that memory comes back soon after the stream stops. */
 export const IDLE_MS = 1000;
 
-/** The trim threshold asked for so far (0: none yet, or malloc left alone). */
-let keptBytes = 0;
+/** The most the heap keeps, as a share of the memory cgroup's limit (the native side caps it
+ * at the same share of the machine's memory). */
+const KEPT_SHARE_OF_LIMIT = 8;
+
+/** The most this isolate asked the heap to keep (0: nothing yet). */
+let askedBytes = 0;
 /** False once malloc was found left alone: then nothing is kept, and asking costs a call. */
 let keepable = true;
 /** When this isolate last made a copy the heap may keep (performance.now), or undefined when
@@ -37,22 +44,46 @@ let lastCopyAt: number | undefined;
  * once it is freed, so the next copy reuses it. */
 export function keepHeapFor(byteLength: number): void {
   lastCopyAt = performance.now();
-  if (!keepable || 2 * byteLength <= keptBytes) return;
-  const kept = keepFreedHeap(2 * byteLength);
-  if (kept === undefined) keepable = false;
-  else keptBytes = kept;
+  if (!keepable || 2 * byteLength <= askedBytes) return;
+  askedBytes = 2 * byteLength;
+  const cap = cgroupLimit() / KEPT_SHARE_OF_LIMIT;
+  if (keepFreedHeap(Math.min(askedBytes, cap)) === undefined) keepable = false;
 }
 
-/** At a wait slice that found nothing: gives back what the heap keeps when this isolate made
- * no huge copy for {@linkcode IDLE_MS} before `now` (performance.now). True if it gave memory
- * back. */
-export function releaseIdleHeap(now: number = performance.now()): boolean {
+/** The least memory limit of this process's cgroups, Infinity when none or unknown. */
+function cgroupLimit(): number {
+  try {
+    return memoryRoom().cgroupLimit;
+  } catch {
+    return Infinity;
+  }
+}
+
+/** Whether the heap is due to give back what it keeps at a wait slice that found nothing at
+ * `now`; if so, it is counted as given back. */
+function idleDue(now: number): boolean {
   if (lastCopyAt === undefined || now - lastCopyAt < IDLE_MS) return false;
-  return releaseKeptHeap();
+  lastCopyAt = undefined;
+  return true;
+}
+
+/** At a blocking wait's slice that found nothing: gives back what the heap keeps when this
+ * isolate made no huge copy for {@linkcode IDLE_MS} before `now` (performance.now). True if
+ * it gave memory back. */
+export function releaseIdleHeap(now: number = performance.now()): boolean {
+  return idleDue(now) && mallocTrim();
+}
+
+/** {@linkcode releaseIdleHeap} for an async wait: the trim runs off the event loop's thread.
+ * Undefined when nothing is due. */
+export function releaseIdleHeapAsync(
+  now: number = performance.now(),
+): Promise<boolean> | undefined {
+  return idleDue(now) ? mallocTrimAsync() : undefined;
 }
 
 /** Gives back what the heap keeps now, if this isolate made a copy it may keep since it last
- * gave back (as a receiver that made one closes). True if it gave memory back. */
+ * gave back (as a receiver of this isolate closes). True if it gave memory back. */
 export function releaseKeptHeap(): boolean {
   if (lastCopyAt === undefined) return false;
   lastCopyAt = undefined;

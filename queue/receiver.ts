@@ -1016,8 +1016,8 @@ function finishCopy(): void {
  * alone.
  */
 let heapCopyLimit: number | undefined;
-/** What malloc adds to a request before it compares it with its mmap threshold (a chunk
- * header, rounding), with room to spare: a buffer just below the limit is readied too. */
+/** What malloc adds to a request (a chunk header, rounding), with room to spare: a buffer
+ * whose chunk reaches the limit is readied too. */
 const MALLOC_CHUNK_OVERHEAD = 64;
 
 /** A buffer for a large copy, readied for it (and the heap let keep it once freed). */

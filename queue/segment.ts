@@ -148,12 +148,14 @@ export function segmentRoom(needed = 0, mayCollect = true): SegmentRoom {
  * Frees what this process's dropped buffers hold, so that it counts as memory left: a full
  * collection, then malloc_trim for the buffers that came from malloc's heap (all of them once
  * tuned), which the heap keeps otherwise (at its top, up to its trim threshold: 128 MiB, or
- * twice the largest copy, see kept_heap.ts). False when no collection can be made here.
+ * twice the largest copy, see kept_heap.ts). False when neither freed anything: no collection
+ * can be made here, and the trim gave nothing back.
  */
 export function freeDroppedMemory(): boolean {
-  if (!collectNow()) return false;
-  native.mallocTrim();
-  return true;
+  const collected = collectNow();
+  // Even with no collection to make, the heap may keep freed memory (see kept_heap.ts).
+  const trimmed = native.mallocTrim();
+  return collected || trimmed;
 }
 
 /** What has `bytes` of room for new memory, as the subject of an error message. */

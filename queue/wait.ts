@@ -11,7 +11,7 @@ import { futexWait, yieldCpu } from "../ffi/native.ts";
 import type { FutexWord, SharedQueue } from "./shared_queue.ts";
 import { turned, turnIfDue } from "./fairness.ts";
 import { asyncWaitsAsleep, futexWaitShared } from "./wait_hub.ts";
-import { releaseIdleHeap } from "./kept_heap.ts";
+import { releaseIdleHeap, releaseIdleHeapAsync } from "./kept_heap.ts";
 import { refuseUnknownOptions } from "./option_names.ts";
 import { shown } from "./shown.ts";
 import { stopIfRequested } from "./stop.ts";
@@ -306,7 +306,12 @@ export async function waitAsync<T>(
       queue.assertOpen();
       if (outcome === "timeout") {
         queue.reapIfDue();
-        releaseIdleHeap();
+        const release = releaseIdleHeapAsync();
+        if (release !== undefined) {
+          await release;
+          signal?.throwIfAborted();
+          queue.assertOpen();
+        }
       }
     }
   } finally {

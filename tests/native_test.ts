@@ -506,12 +506,16 @@ interface Tuning {
   inHeap: [boolean, boolean];
   /** What keepFreedHeap returned for 1 byte, 512 MiB, 1 TiB, then 1 byte again. */
   kept: [number | null, number | null, number | null, number | null];
+  /** Whether, after tuneMallocForCopies ran again (as in another isolate), 200 MiB malloc'd
+   * and freed stayed free at the heap's top: the threshold kept is still in effect. */
+  topKept: boolean;
 }
 
 /**
  * In a fresh process started with `env` added: what tuneMallocForCopies returns, whether
  * ArrayBuffers allocated afterwards lie in the brk heap (at its default thresholds glibc maps
- * those of 128 KiB and more afresh, by themselves), and what keepFreedHeap then sets.
+ * those of 128 KiB and more afresh, by themselves), what keepFreedHeap then sets, and whether
+ * glibc keeps to it.
  */
 async function tunedIn(env: Record<string, string>): Promise<Tuning> {
   const script = `import { keepFreedHeap, tuneMallocForCopies } from "${ROOT}ffi/native.ts";
@@ -524,7 +528,16 @@ async function tunedIn(env: Record<string, string>): Promise<Tuning> {
       return address >= lo && address < hi;
     });
     const kept = [1, 512 << 20, 2 ** 40, 1].map((n) => keepFreedHeap(n) ?? null);
-    console.log(JSON.stringify({ threshold, inHeap, kept }));`;
+    tuneMallocForCopies();
+    const libc = Deno.dlopen("libc.so.6", {
+      malloc: { parameters: ["usize"], result: "pointer" },
+      free: { parameters: ["pointer"], result: "void" },
+      mallinfo2: { parameters: [], result: { struct: Array(10).fill("usize") } },
+    });
+    libc.symbols.free(libc.symbols.malloc(200 << 20));
+    // keepcost, the last field of struct mallinfo2: the free top of the main heap.
+    const top = Number(new BigUint64Array(libc.symbols.mallinfo2().buffer)[9]);
+    console.log(JSON.stringify({ threshold, inHeap, kept, topKept: top >= 200 << 20 }));`;
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["eval", script],
     // Whatever the environment of the test run (a MALLOC_ARENA_MAX, say), each case starts
@@ -592,6 +605,7 @@ Deno.test("malloc is tuned for large copies unless the user opted out or tuned i
     threshold: 32 << 20,
     inHeap: [true, true], // 1 MiB below the mmap threshold, 64 MiB with no buffer mapped alone
     kept: [128 << 20, Math.min(512 << 20, most), most, most], // never lowered
+    topKept: most > 200 << 20,
   });
   // A 100 KiB variable sorts first in the child's environment: the scan reads past 64 KiB.
   const big = { AAAA_SHMQ_TEST_FILLER: "x".repeat(100_000) };
@@ -602,6 +616,7 @@ Deno.test("malloc is tuned for large copies unless the user opted out or tuned i
     threshold: null,
     inHeap: [false, false],
     kept: [null, null, null, null],
+    topKept: false,
   });
   for (
     const tunables of ["glibc.malloc.trim_threshold=0", "glibc.rtld.nns=4:glibc.malloc.check=0"]

@@ -1638,7 +1638,7 @@ Deno.test("large arrays copied out while a helper pre-faults their targets arriv
     const [sender, receiver] = createSharedMemoryPair({ capacity: 2, arenaBytes: 1 << 20 });
     try {
       // Several large arrays in one message: each copy's helper is joined before the next.
-      // Targets from 32 MiB come from mmap, fresh, and get a helper; smaller ones the heap.
+      // Targets from 32 MiB are readied and get a helper; smaller ones the codec copies.
       const filled = <T extends Uint8Array | Float64Array>(array: T, f: (i: number) => number) => {
         for (let i = 0; i < array.length; i++) array[i] = f(i);
         return array;
