@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "09d250d78ad8ff89fd09a340ad57ee196f8fb6e1f0367f956d1302be8575ccf1",
-  "x86_64-linux": "c438d29cf2595d029b943aeab128b19da03d01666402a62c5a081fcaa59d7d71",
+  "aarch64-linux": "016cafee481a9f2b59e1c1732c0472219da24d4bbf45ab87c376b577de98fd7e",
+  "x86_64-linux": "65b5e8decd282708fa9792f3168b814aa97734b413bb85c51e9bc443a37a0d83",
 };

@@ -563,10 +563,11 @@ export function prefaultJoin(id: number): number {
 
 /**
  * Tunes glibc malloc, for the whole process, for copying large messages out into fresh buffers:
- * buffers of every size come from the heap (none mapped on its own, wherever glibc can grow
- * the heap), and up to 128 MiB the collector frees there stays for the next copies instead of
- * going back to the kernel, to be faulted in and zeroed again a page at a time (raise that
- * with {@linkcode keepFreedHeap}). Returns the mmap threshold glibc was given (32 MiB), or
+ * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB the
+ * collector frees there stays for the next copies instead of going back to the kernel, to be
+ * faulted in and zeroed again a page at a time (raise that with {@linkcode keepFreedHeap};
+ * larger buffers come from the heap within {@linkcode mallocFromHeap}). Returns the mmap
+ * threshold glibc was given (32 MiB), or
  * `undefined` when malloc was left alone: the environment the process started with has
  * `SHMQ_TUNE_MALLOC=0`, a `glibc.malloc.*` tunable in `GLIBC_TUNABLES`, a `MALLOC_*` variable
  * or a non-empty `LD_PRELOAD`, or cannot be read, or glibc refused. Never throws once the
@@ -582,6 +583,32 @@ export function prefaultJoin(id: number): number {
 export function tuneMallocForCopies(): number | undefined {
   const threshold = Number(s().shmq_tune_malloc());
   return threshold > 0 ? threshold : undefined;
+}
+
+/**
+ * Switches malloc's mapping of large buffers off (`true`: M_MMAP_MAX 0, so buffers of 32 MiB
+ * and more come from the heap too, where glibc can grow it) or back on (`false`), for the whole
+ * process: for one allocation at a time, between the two calls. A buffer from the heap reuses
+ * the pages of one freed before, where one mapped afresh takes pages the kernel must zero and
+ * fault in. Only once {@linkcode tuneMallocForCopies} has tuned malloc: false (nothing
+ * changed) otherwise.
+ *
+ * @example
+ * ```ts
+ * import { mallocFromHeap, tuneMallocForCopies } from "./native.ts";
+ * tuneMallocForCopies();
+ * mallocFromHeap(true);
+ * let buffer: ArrayBuffer;
+ * try {
+ *   buffer = new ArrayBuffer(64 << 20);
+ * } finally {
+ *   mallocFromHeap(false);
+ * }
+ * console.log(buffer.byteLength);
+ * ```
+ */
+export function mallocFromHeap(on: boolean): boolean {
+  return s().shmq_malloc_from_heap(on ? 1 : 0) === 1;
 }
 
 /**

@@ -528,6 +528,8 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 #define TUNED_TRIM_THRESHOLD (128 << 20)
 /* The most shmq_malloc_keep lets the heap keep, as a share of the machine's memory. */
 #define KEPT_SHARE_OF_MEMORY 8
+/* glibc's own M_MMAP_MAX, which shmq_malloc_from_heap(0) puts back. */
+#define GLIBC_MMAP_MAX 65536
 
 /* Guards the two below. Each isolate (the main one, every Worker's) tunes malloc before its
  * first large copy and asks for what its own copies need kept: one that comes later, or has
@@ -596,12 +598,6 @@ static bool tune_malloc_once(void) {
   /* Either call stops glibc sliding both thresholds, so the mmap one goes first: the other way
    * round, 1 MiB buffers would come from mmap meanwhile. */
   (void)mallopt(M_TRIM_THRESHOLD, TUNED_TRIM_THRESHOLD);
-  /* Above the threshold glibc would map each buffer on its own and unmap it when freed, so
-   * every large copy would land on pages fresh from the kernel: zeroed, faulted in, and on a
-   * VM that hands freed memory back to its host, faulted in there too. Off, a freed buffer is
-   * reused where it lies. glibc still maps where the heap cannot grow (brk refused, or a
-   * thread's arena, whose heaps hold 64 MiB at most), so no allocation fails for it. */
-  (void)mallopt(M_MMAP_MAX, 0);
   malloc_tuned = true;
   return true;
 }
@@ -611,6 +607,16 @@ int64_t shmq_tune_malloc(void) {
   bool tuned = tune_malloc_once();
   pthread_mutex_unlock(&tuning_lock);
   return tuned ? TUNED_MMAP_THRESHOLD : 0;
+}
+
+int32_t shmq_malloc_from_heap(int32_t on) {
+  pthread_mutex_lock(&tuning_lock);
+  bool tuned = malloc_tuned;
+  /* glibc reads the count at each allocation, without a lock: another thread's allocation
+   * meanwhile sees either value, and both serve it. */
+  if (tuned) (void)mallopt(M_MMAP_MAX, on ? 0 : GLIBC_MMAP_MAX);
+  pthread_mutex_unlock(&tuning_lock);
+  return tuned ? 1 : 0;
 }
 
 int64_t shmq_malloc_keep(uint64_t bytes) {

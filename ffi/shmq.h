@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 22
+#define SHMQ_ABI_VERSION 23
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -194,9 +194,8 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
 
 /*
  * Tunes glibc malloc for a process that copies large messages out into fresh buffers: a fixed
- * mmap threshold of 32 MiB (glibc's own ceiling for its sliding one), no buffer mapped on its
- * own above it (M_MMAP_MAX 0: larger ones come from the heap too, where glibc can grow it)
- * and a trim threshold of 128 MiB. Buffers a garbage collection frees in a batch then stay in
+ * mmap threshold of 32 MiB (glibc's own ceiling for its sliding one) and a trim threshold of
+ * 128 MiB. Buffers a garbage collection frees in a batch then stay in
  * the heap for the next copies, instead of going back to the kernel and faulting in again,
  * zeroed, a page at a time. Leaves malloc alone when the environment the process started with has
  * SHMQ_TUNE_MALLOC=0, a glibc.malloc tunable in GLIBC_TUNABLES, a MALLOC_* variable, or a
@@ -206,6 +205,19 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
  * refused the threshold). Never fails.
  */
 SHMQ_API int64_t shmq_tune_malloc(void);
+
+/*
+ * With `on` nonzero, malloc maps no buffer on its own (M_MMAP_MAX 0), so buffers above the
+ * mmap threshold come from the heap too, wherever glibc can grow it (it still maps when brk
+ * is refused, or in a thread's arena, whose heaps hold 64 MiB at most); with `on` 0, glibc's
+ * own count again. For one allocation at a time: glibc's mmap threshold cannot be set above
+ * 32 MiB, and above it each buffer was mapped afresh and unmapped when freed, so every large
+ * copy landed on pages fresh from the kernel (zeroed, faulted in, and on a VM that hands freed
+ * memory back to its host, faulted in there too), where one from the heap reuses a freed
+ * buffer's pages. Only once shmq_tune_malloc has tuned malloc. Returns 1 if it was, else 0
+ * (nothing changed). Never fails.
+ */
+SHMQ_API int32_t shmq_malloc_from_heap(int32_t on);
 
 /*
  * Lets the heap keep up to `bytes` of free memory at its top (M_TRIM_THRESHOLD) instead of

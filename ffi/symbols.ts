@@ -17,7 +17,7 @@
  * assert.ok(ABI_VERSION >= 1);
  * ```
  */
-export const ABI_VERSION = 22;
+export const ABI_VERSION = 23;
 
 /**
  * The native symbols. Names are `"buffer"` parameters (NUL-terminated UTF-8), addresses
@@ -67,6 +67,7 @@ export const symbols = {
     nonblocking: true,
   },
   shmq_malloc_keep: { parameters: ["u64"], result: "i64" },
+  shmq_malloc_from_heap: { parameters: ["i32"], result: "i32" },
   shmq_copy_streaming: { parameters: ["buffer", "buffer", "u64"], result: "void" },
   shmq_futex_wait: { parameters: ["pointer", "u32", "i64"], result: "i32" },
   shmq_futex_wait_nb: {

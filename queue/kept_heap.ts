@@ -2,9 +2,9 @@
  * How much freed memory malloc's heap keeps for a receiver's huge copies, and when it gives it
  * back.
  *
- * Once malloc is tuned (ffi/native.ts, tuneMallocForCopies), copies of every size come from
- * its heap, which glibc trims back to the kernel whenever more than its trim threshold lies
- * free at the top. A receiver of huge messages frees one copy (the collector does) while it
+ * Once malloc is tuned (ffi/native.ts, tuneMallocForCopies), a receiver's copies of every size
+ * come from its heap on the main thread (receiver.ts, heapBuffer), which glibc trims back to
+ * the kernel whenever more than its trim threshold lies free at the top. A receiver of huge messages frees one copy (the collector does) while it
  * makes the next: with 128 MiB kept, a freed gigabyte went back each time and the next copy
  * took fresh pages, zeroed and faulted in one by one (on a VM with free page reporting, a host
  * fault each too). Keeping twice the largest copy lets the next one reuse those pages.
@@ -40,7 +40,7 @@ let keepable = true;
  * it has given back everything since. */
 let lastCopyAt: number | undefined;
 
-/** Before a huge copy of `byteLength` bytes into the tuned heap: lets the heap keep twice that
+/** Before a huge copy of `byteLength` bytes into the main thread's heap: lets it keep twice that
  * once it is freed, so the next copy reuses it. */
 export function keepHeapFor(byteLength: number): void {
   lastCopyAt = performance.now();

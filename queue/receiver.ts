@@ -6,6 +6,7 @@
 
 import { decodeBytes, type DecodeBytesOptions, wrongAllocation } from "../codec/decode.ts";
 import {
+  mallocFromHeap,
   memoryRoom,
   prefaultJoin,
   prefaultStart,
@@ -42,6 +43,7 @@ import { collectBeforeCopy } from "./collector.ts";
 import { keepHeapFor, releaseKeptHeap } from "./kept_heap.ts";
 import { stopIfRequested, stopRequested } from "./stop.ts";
 import { shown } from "./shown.ts";
+import { isMainThread } from "./this_thread.ts";
 
 /**
  * Options of `get`: where its arrays are copied to.
@@ -1007,30 +1009,51 @@ function finishCopy(): void {
  * (async 4.0-4.2 -> 5.6-6.7), 4 MiB 5.1-6.4 -> 6.9-7.2, 10 MiB 4.5-5.7 -> 5.6-6.5; 1 MiB tuned
  * but still readied 5.2-5.6.
  *
- * Copies from this size come from the heap too (the tuning maps no buffer on its own), and
- * are readied: the ones the heap grows for get huge pages and their pre-faulting on the other
- * core. Left to the codec instead, 1 GiB copies at capacity 1 took fresh pages a fault at a
- * time, and ran at 0.3 GB/s in some runs. Before the tuning mapped nothing, these all came
- * from fresh mappings. Measured as above, 100 MiB at capacity 10: 3.9-5.4 GB/s mapped, 6.4-8.2
- * from the heap. `undefined` until this isolate's first large copy, 0 when malloc was left
- * alone.
+ * Copies from this size are readied. On the main thread they come from the heap too (see
+ * heapBuffer), and the ones the heap grows for get huge pages and their pre-faulting on the
+ * other core: left to the codec instead, 1 GiB copies at capacity 1 took fresh pages a fault
+ * at a time, and ran at 0.3 GB/s in some runs. `undefined` until this isolate's first large
+ * copy, 0 when malloc was left alone.
  */
 let heapCopyLimit: number | undefined;
-/** What malloc adds to a request (a chunk header, rounding), with room to spare: a buffer
- * whose chunk reaches the limit is readied too. */
+/** What malloc adds to a request before it compares it with its mmap threshold (a chunk
+ * header, rounding), with room to spare: a buffer just below the limit is mapped afresh too. */
 const MALLOC_CHUNK_OVERHEAD = 64;
 
-/** A buffer for a large copy, readied for it (and the heap let keep it once freed). */
+/** A buffer for a large copy, readied for it. */
 function readiedBuffer(byteLength: number): ArrayBuffer {
-  if (heapCopyLimit! > 0) keepHeapFor(byteLength);
+  const fromHeap = heapCopyLimit! > 0 && isMainThread();
+  if (fromHeap) keepHeapFor(byteLength);
   collectBeforeCopy(byteLength);
-  const buffer = new ArrayBuffer(byteLength);
+  const buffer = fromHeap ? heapBuffer(byteLength) : new ArrayBuffer(byteLength);
   // The array before this one in the message is copied by now: its helper is done.
   finishCopy();
   if (byteLength >= PIPELINED_COPY) copyHelper = prefaultStart(buffer);
   if (copyHelper === undefined) prepareCopyTarget(buffer);
   readiedCopyDone = true;
   return buffer;
+}
+
+/**
+ * A buffer from malloc's heap, for a copy too large for the tuned mmap threshold (glibc's
+ * ceiling, 32 MiB), which glibc would map afresh and unmap when the collector frees it: each
+ * copy then took pages fresh from the kernel, zeroed and faulted in. From the heap, it takes
+ * the pages of a copy freed before (kept_heap.ts lets the heap keep them). Malloc's mapping is
+ * switched off for this allocation only, so the program's own large buffers stay mapped alone
+ * (lazily zeroed, grown by mremap). Only on the main thread, whose heap can grow: a Worker's
+ * arena holds heaps of 64 MiB, one for each copy up to that size, and copies of 40 MiB ran
+ * 2.8-3.1 GB/s there against 3.5-4.2 mapped alone. Measured on a 2-vCPU VM with bench/stream.ts,
+ * two processes, getSync, runs taken in turn, mapped -> from the heap: 50 MiB at capacity 20
+ * 3.7-4.2 -> 5.8-6.0 GB/s (async 4.3-4.8 -> 6.2-6.6), 100 MiB at capacity 10 3.9-5.4 ->
+ * 7.9-8.2, 1 GiB at capacity 1 3.9-4.6 -> 5.3-5.8; 10 MiB unchanged.
+ */
+function heapBuffer(byteLength: number): ArrayBuffer {
+  mallocFromHeap(true);
+  try {
+    return new ArrayBuffer(byteLength);
+  } finally {
+    mallocFromHeap(false);
+  }
 }
 
 /** A large copy into malloc's heap, made by the codec: nudges the collector (see

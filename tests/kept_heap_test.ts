@@ -23,6 +23,7 @@ interface HeapReport {
 // Malloc's settings belong to the whole process: a fresh one, whose first large copy tunes it.
 const CHILD = `
   import { createSharedMemoryPair, EmptyError } from "${ROOT}mod.ts";
+  import { mallocFromHeap } from "${ROOT}ffi/native.ts";
   const libc = Deno.dlopen("libc.so.6", {
     mallinfo2: { parameters: [], result: { struct: Array(10).fill("usize") } },
     malloc: { parameters: ["usize"], result: "pointer" },
@@ -55,7 +56,10 @@ const CHILD = `
   const report = { before: anonMiB() };
   await copyAndFree();
   report.freed = anonMiB();
-  libc.symbols.free(libc.symbols.malloc(300 << 20)); // never touched: no resident memory
+  mallocFromHeap(true); // as the receiver's own copies are made
+  const untouched = libc.symbols.malloc(300 << 20); // never touched: no resident memory
+  mallocFromHeap(false);
+  libc.symbols.free(untouched);
   report.topKept = Number(new BigUint64Array(libc.symbols.mallinfo2().buffer)[9]) >= 300 << 20;
   try {
     receiver.getSync({ timeout: 1500 });

@@ -502,8 +502,9 @@ function inherited(...names: string[]): Record<string, string> {
 interface Tuning {
   /** What tuneMallocForCopies returned. */
   threshold: number | null;
-  /** Whether ArrayBuffers of 1 MiB and 64 MiB lie in the brk heap. */
-  inHeap: [boolean, boolean];
+  /** Whether ArrayBuffers of 1 MiB, 64 MiB, 64 MiB within mallocFromHeap and 64 MiB after it lie
+   * in the brk heap. */
+  inHeap: [boolean, boolean, boolean, boolean];
   /** What keepFreedHeap returned for 1 byte, 512 MiB, 1 TiB, then 1 byte again. */
   kept: [number | null, number | null, number | null, number | null];
   /** Whether, after tuneMallocForCopies ran again (as in another isolate), 200 MiB malloc'd
@@ -514,13 +515,18 @@ interface Tuning {
 /**
  * In a fresh process started with `env` added: what tuneMallocForCopies returns, whether
  * ArrayBuffers allocated afterwards lie in the brk heap (at its default thresholds glibc maps
- * those of 128 KiB and more afresh, by themselves), what keepFreedHeap then sets, and whether
- * glibc keeps to it.
+ * those of 128 KiB and more afresh, by themselves; once tuned, those of 32 MiB and more but
+ * within mallocFromHeap), what keepFreedHeap then sets, and whether glibc keeps to it.
  */
 async function tunedIn(env: Record<string, string>): Promise<Tuning> {
-  const script = `import { keepFreedHeap, tuneMallocForCopies } from "${ROOT}ffi/native.ts";
+  const script =
+    `import { keepFreedHeap, mallocFromHeap, tuneMallocForCopies } from "${ROOT}ffi/native.ts";
     const threshold = tuneMallocForCopies() ?? null;
     const buffers = [new ArrayBuffer(1 << 20), new ArrayBuffer(64 << 20)];
+    mallocFromHeap(true);
+    buffers.push(new ArrayBuffer(64 << 20));
+    mallocFromHeap(false);
+    buffers.push(new ArrayBuffer(64 << 20));
     const heap = Deno.readTextFileSync("/proc/self/maps").split("\\n").find((l) => l.endsWith("[heap]"));
     const [lo, hi] = (heap ?? "0-0").split(" ")[0].split("-").map((x) => BigInt("0x" + x));
     const inHeap = buffers.map((buffer) => {
@@ -534,7 +540,10 @@ async function tunedIn(env: Record<string, string>): Promise<Tuning> {
       free: { parameters: ["pointer"], result: "void" },
       mallinfo2: { parameters: [], result: { struct: Array(10).fill("usize") } },
     });
-    libc.symbols.free(libc.symbols.malloc(200 << 20));
+    mallocFromHeap(true);
+    const p = libc.symbols.malloc(200 << 20);
+    mallocFromHeap(false);
+    libc.symbols.free(p);
     // keepcost, the last field of struct mallinfo2: the free top of the main heap.
     const top = Number(new BigUint64Array(libc.symbols.mallinfo2().buffer)[9]);
     console.log(JSON.stringify({ threshold, inHeap, kept, topKept: top >= 200 << 20 }));`;
@@ -603,7 +612,9 @@ Deno.test("malloc is tuned for large copies unless the user opted out or tuned i
   const most = Math.max(128 << 20, Math.min(2 ** 31 - 1, Deno.systemMemoryInfo().total / 8));
   assert.deepEqual(tuned, {
     threshold: 32 << 20,
-    inHeap: [true, true], // 1 MiB below the mmap threshold, 64 MiB with no buffer mapped alone
+    // 1 MiB below the mmap threshold; 64 MiB from the heap only within mallocFromHeap, so the
+    // program's own large buffers stay mapped alone.
+    inHeap: [true, false, true, false],
     kept: [128 << 20, Math.min(512 << 20, most), most, most], // never lowered
     topKept: most > 200 << 20,
   });
@@ -614,7 +625,7 @@ Deno.test("malloc is tuned for large copies unless the user opted out or tuned i
   const optedOut = await tunedIn({ ...big, SHMQ_TUNE_MALLOC: "0" });
   assert.deepEqual(optedOut, {
     threshold: null,
-    inHeap: [false, false],
+    inHeap: [false, false, false, false],
     kept: [null, null, null, null],
     topKept: false,
   });
