@@ -563,15 +563,14 @@ export function prefaultJoin(id: number): number {
 
 /**
  * Tunes glibc malloc, for the whole process, for copying large messages out into fresh buffers:
- * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB the
- * collector frees there stays for the next copies instead of going back to the kernel, to be
- * faulted in and zeroed again a page at a time (raise that with {@linkcode keepFreedHeap};
- * larger buffers come from the heap within {@linkcode mallocFromHeap}). Returns the mmap
- * threshold glibc was given (32 MiB), or
- * `undefined` when malloc was left alone: the environment the process started with has
- * `SHMQ_TUNE_MALLOC=0`, a `glibc.malloc.*` tunable in `GLIBC_TUNABLES`, a `MALLOC_*` variable
- * or a non-empty `LD_PRELOAD`, or cannot be read, or glibc refused. Never throws once the
- * library is loaded. The receiver calls it before its first copy of 256 KiB or more.
+ * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB the collector
+ * frees there stays for the next copies instead of going back to the kernel, to be faulted in and
+ * zeroed again a page at a time (raise that with {@linkcode keepFreedHeap}; larger buffers come
+ * from the heap within {@linkcode mallocFromHeap}). Returns the mmap threshold glibc was given (32
+ * MiB), or `undefined` when malloc was left alone: the environment the process started with has
+ * `SHMQ_TUNE_MALLOC=0`, a `glibc.malloc.*` tunable in `GLIBC_TUNABLES`, a `MALLOC_*` variable or a
+ * non-empty `LD_PRELOAD`, or cannot be read, or glibc refused. Never throws once the library is
+ * loaded. The receiver calls it before its first copy of 256 KiB or more.
  *
  * @example
  * ```ts
