@@ -1042,7 +1042,7 @@ function readiedBuffer(byteLength: number): ArrayBuffer {
  * switched off for this allocation only, so the program's own large buffers stay mapped alone
  * (lazily zeroed, grown by mremap). Only on the main thread, whose heap can grow: a Worker's
  * arena holds heaps of 64 MiB, one for each copy up to that size, and copies of 40 MiB ran
- * 2.8-3.1 GB/s there against 3.5-4.2 mapped alone. Measured on a 2-vCPU VM with bench/stream.ts,
+ * 2.4-3.5 GB/s there against 3.1-4.2 mapped alone. Measured on a 2-vCPU VM with bench/stream.ts,
  * two processes, getSync, runs taken in turn, mapped -> from the heap: 50 MiB at capacity 20
  * 3.7-4.2 -> 5.8-6.0 GB/s (async 4.3-4.8 -> 6.2-6.6), 100 MiB at capacity 10 3.9-5.4 ->
  * 7.9-8.2, 1 GiB at capacity 1 3.9-4.6 -> 5.3-5.8; 10 MiB unchanged.
