@@ -47,6 +47,8 @@
 
 import {
   DEFAULT_WINDOW,
+  fmtCount,
+  fmtRate,
   formatSize,
   type Kind,
   memAvailableBytes,
@@ -228,25 +230,6 @@ function clock(): string {
 
 function progress(line: string): void {
   Deno.stderr.writeSync(encoder.encode(`[${clock()}] ${line}\n`));
-}
-
-/** `1.23 GB/s` with sensible precision. */
-export function fmtRate(gbps: number | undefined): string {
-  if (gbps === undefined || !Number.isFinite(gbps)) return "—";
-  if (gbps >= 100) return gbps.toFixed(0);
-  if (gbps >= 10) return gbps.toFixed(1);
-  if (gbps >= 1) return gbps.toFixed(2);
-  if (gbps >= 0.01) return gbps.toFixed(3);
-  return gbps.toPrecision(2);
-}
-
-/** `1.2M`, `35k`, `812`. */
-export function fmtCount(n: number | undefined): string {
-  if (n === undefined || !Number.isFinite(n)) return "—";
-  if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 1)}M`;
-  if (n >= 1e3) return `${(n / 1e3).toFixed(n >= 1e4 ? 0 : 1)}k`;
-  if (n >= 10) return n.toFixed(0);
-  return n.toFixed(2);
 }
 
 // ---- cases -----------------------------------------------------------------------------

@@ -17,7 +17,8 @@
  */
 
 import { createSharedMemoryPair, openSender, type Receiver } from "../mod.ts";
-import { CHILD_FLAGS, peakRssBytes } from "./common.ts";
+import { CHILD_FLAGS, fmtCount, fmtRate, peakRssBytes } from "./common.ts";
+import { median } from "./measure.ts";
 
 /** The flags of a run, from `--name=value` arguments. */
 interface StreamOptions {
@@ -136,16 +137,11 @@ if (import.meta.main) {
   else {
     const options = parseOptions(Deno.args);
     const rates = await measure(options);
-    const sorted = [...rates].sort((a, b) => a - b);
-    const shown = (x: number) =>
-      `${
-        x >= 10_000 ? `${Math.round(x / 1000)}k` : x >= 100 ? Math.round(x) : x.toPrecision(3)
-      } msg/s, ` +
-      `${(x * options.size / 1e9).toPrecision(3)} GB/s`;
+    const shown = (x: number) => `${fmtCount(x)} msg/s, ${fmtRate(x * options.size / 1e9)} GB/s`;
     console.log(
       `${options.size} B, capacity ${options.capacity}, ${options.senders} sender(s), ` +
-        `${options.mode}: median ${shown(sorted[sorted.length >> 1])} ` +
-        `(min ${shown(sorted[0])}, max ${shown(sorted[sorted.length - 1])}, ` +
+        `${options.mode}: median ${shown(median(rates))} ` +
+        `(min ${shown(Math.min(...rates))}, max ${shown(Math.max(...rates))}, ` +
         `${rates.length} windows of ${options.windowMs} ms; receiver's peak RSS ` +
         `${Math.round((peakRssBytes() ?? NaN) / 2 ** 20)} MiB)`,
     );

@@ -378,7 +378,7 @@ Deno.test({
     assert.equal(code, 0, new TextDecoder().decode(stderr));
     const line = new TextDecoder().decode(stdout);
     const rate =
-      /^100 B, capacity 64, 2 sender\(s\), sync: median ([\d.]+)(k?) msg\/s, ([\d.]+) GB\/s/
+      /^100 B, capacity 64, 2 sender\(s\), sync: median ([\d.]+)([kM]?) msg\/s, ([\d.]+) GB\/s/
         .exec(line);
     assert.ok(rate !== null && Number(rate[1]) > 0 && Number(rate[3]) > 0, line);
     assert.deepEqual(leakedSince(before), []);
