@@ -22,7 +22,8 @@
  * @module
  */
 
-import { keepFreedHeap, mallocTrim, mallocTrimAsync, memoryRoom } from "../ffi/native.ts";
+import { keepFreedHeap, mallocTrim, mallocTrimAsync } from "../ffi/native.ts";
+import { cgroupLimit } from "./segment.ts";
 
 /** A heap that made no huge copy for this long gives back what it keeps, at the next wait that
  * finds nothing for a slice. Long enough that a stream's gaps keep it (a gigabyte takes a
@@ -35,29 +36,17 @@ const KEPT_SHARE_OF_LIMIT = 8;
 
 /** The most this isolate asked the heap to keep (0: nothing yet). */
 let askedBytes = 0;
-/** False once malloc was found left alone: then nothing is kept, and asking costs a call. */
-let keepable = true;
 /** When this isolate last made a copy the heap may keep (performance.now), or undefined when
  * it has given back everything since. */
 let lastCopyAt: number | undefined;
 
-/** Before a huge copy of `byteLength` bytes into the main thread's heap: lets it keep twice that
- * once it is freed, so the next copy reuses it. */
+/** Before a huge copy of `byteLength` bytes into the main thread's heap, once malloc is tuned:
+ * lets the heap keep twice that once it is freed, so the next copy reuses it. */
 export function keepHeapFor(byteLength: number): void {
   lastCopyAt = performance.now();
-  if (!keepable || 2 * byteLength <= askedBytes) return;
+  if (2 * byteLength <= askedBytes) return;
   askedBytes = 2 * byteLength;
-  const cap = cgroupLimit() / KEPT_SHARE_OF_LIMIT;
-  if (keepFreedHeap(Math.min(askedBytes, cap)) === undefined) keepable = false;
-}
-
-/** The least memory limit of this process's cgroups, Infinity when none or unknown. */
-function cgroupLimit(): number {
-  try {
-    return memoryRoom().cgroupLimit;
-  } catch {
-    return Infinity;
-  }
+  keepFreedHeap(Math.min(askedBytes, cgroupLimit() / KEPT_SHARE_OF_LIMIT));
 }
 
 /** Whether the heap is due to give back what it keeps at a wait slice that found nothing at
@@ -86,7 +75,5 @@ export function releaseIdleHeapAsync(
 /** Gives back what the heap keeps now, if this isolate made a copy it may keep since it last
  * gave back (as a receiver of this isolate closes). True if it gave memory back. */
 export function releaseKeptHeap(): boolean {
-  if (lastCopyAt === undefined) return false;
-  lastCopyAt = undefined;
-  return mallocTrim();
+  return releaseIdleHeap(Infinity); // idle for as long as can be: due whenever it keeps any
 }

@@ -4,7 +4,8 @@
  * @module
  */
 
-import { memoryRoom, shmTotalBytes } from "../ffi/native.ts";
+import { shmTotalBytes } from "../ffi/native.ts";
+import { cgroupLimit } from "./segment.ts";
 import {
   arenaOffsetFor,
   MAX_ARENA_SIZE,
@@ -108,12 +109,7 @@ export function defaultArenaBytes(byteBudget?: number, capacity = DEFAULT_CAPACI
   } catch {
     total = Infinity; // Making the queue reports what is wrong with /dev/shm.
   }
-  let limit: number;
-  try {
-    limit = memoryRoom().cgroupLimit;
-  } catch {
-    limit = Infinity;
-  }
+  const limit = cgroupLimit();
   // The quarter holds the whole main segment, its slots too: four such queues fit.
   const slots = Number.isInteger(capacity) && capacity >= 1 && capacity <= MAX_CAPACITY
     ? arenaOffsetFor(ringSizeFor(capacity))

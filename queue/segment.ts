@@ -106,6 +106,16 @@ export interface SegmentRoom {
   readonly collected?: boolean;
 }
 
+/** The least memory limit of this process's memory cgroup and its ancestors; Infinity when
+ * none sets one, or when the figures cannot be read now. */
+export function cgroupLimit(): number {
+  try {
+    return native.memoryRoom().cgroupLimit;
+  } catch {
+    return Infinity;
+  }
+}
+
 /** Memory left for new memory of this process, and what sets that: the machine's, less
  * MEMORY_MARGIN, or this process's memory cgroup's, less cgroupMargin (Infinity bytes,
  * "machine", when unknown). */
