@@ -924,9 +924,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
 /** Copies this large tune malloc first (see heapCopyLimit), and go into buffers readied for
  * them (huge pages, pre-faulted) from heapCopyLimit, or all when malloc was left alone (then
- * it maps them afresh): a fresh buffer otherwise takes
- * a page fault every 4 KiB during the copy. Measured on a 2-vCPU VM, getSync in a loop, before
- * malloc was tuned: 256 KiB 2.4-2.8 -> 5.6 GB/s, 1 MiB 1.4-2.0 -> 3.3-5.1 GB/s. */
+ * it maps them afresh): a fresh buffer otherwise takes a page fault every 4 KiB during the
+ * copy. Measured on a 2-vCPU VM, getSync in a loop, before malloc was tuned: 256 KiB 2.4-2.8
+ * -> 5.6 GB/s, 1 MiB 1.4-2.0 -> 3.3-5.1 GB/s. */
 const LARGE_COPY = 256 * 1024;
 
 /**
@@ -985,8 +985,7 @@ let copyHelper: number | undefined;
 let readiedCopyDone = false;
 
 /** Ends the current copy: waits for its helper, before the copy's result leaves the decode
- * that made it, then, after a readied copy, nudges the collector (see
- * nudgeAfterReadiedCopy). */
+ * that made it, then, after a readied copy, nudges the collector (see nudgeAfterReadiedCopy). */
 function finishCopy(): void {
   if (copyHelper !== undefined) {
     const id = copyHelper;
@@ -1062,9 +1061,8 @@ function heapCopied(byteLength: number): void {
   if (byteLength >= LARGE_COPY) nudgeCollector();
 }
 
-/** A get's decode options for a large message: the largest copies get readied
- * buffers, and smaller ones are left to the codec, which skips the zero-fill (see
- * beforeLargeCopies). */
+/** A get's decode options for a large message: the largest copies get readied buffers, and
+ * smaller ones are left to the codec, which skips the zero-fill (see beforeLargeCopies). */
 const COPY_OPTIONS: DecodeBytesOptions = {
   allocate: readiedBuffer,
   allocateFrom: LARGE_COPY,
@@ -1106,8 +1104,8 @@ function nudgeCollector(): void {
 const READIED_COPY_NUDGES = 4;
 
 /**
- * The nudge for readied copies (heapCopyLimit and up), whose dead
- * copies each hold their size of RSS: made after the copy, not before it. Every ArrayBuffer
+ * The nudge for readied copies (heapCopyLimit and up), whose dead copies each hold their size
+ * of RSS: made after the copy, not before it. Every ArrayBuffer
  * made while V8's incremental marking runs survives that marking's collection, dead or not,
  * and the new buffer is what starts the marking (external memory passes the limit). Marking
  * completes only in a step taken once the concurrent marker has caught up, and the steps of
