@@ -4,23 +4,13 @@
  * @module
  */
 
-import { DEFAULT_WINDOW, formatSize, type Kind } from "./common.ts";
+import { DEFAULT_WINDOW, fmtRate, formatSize, type Kind } from "./common.ts";
 import type { FanInResult, Results, ThroughputResult } from "./results_types.ts";
 import { WARM_MS, WARMED_SIZE } from "./measure.ts";
 import { find, memcpyBandwidth } from "./targets.ts";
 import { type TransportId, TRANSPORTS } from "./transports.ts";
 
-/** GB/s with sensible precision. */
-function gb(x: number | undefined): string {
-  if (x === undefined || !Number.isFinite(x)) return "—";
-  if (x >= 100) return x.toFixed(0);
-  if (x >= 10) return x.toFixed(1);
-  if (x >= 1) return x.toFixed(2);
-  if (x >= 0.01) return x.toFixed(3);
-  return x.toPrecision(2);
-}
-
-/** Messages per second, short. */
+/** Messages per second, short: finer than fmtCount (1.37M, 812.5k), for the report's tables. */
 function count(n: number | undefined): string {
   if (n === undefined || !Number.isFinite(n)) return "—";
   if (n >= 1e6) return `${(n / 1e6).toFixed(n >= 1e7 ? 0 : 2)}M`;
@@ -47,7 +37,7 @@ function cell(r: ThroughputResult | undefined, key: "gbps" | "msgps"): string {
   if (!r) return "";
   if (r.status === "skipped") return "skip";
   if (r.status === "error") return "error";
-  return key === "gbps" ? gb(r.gbps) : count(r.msgps);
+  return key === "gbps" ? fmtRate(r.gbps) : count(r.msgps);
 }
 
 function table(header: string[], rows: string[][]): string {
@@ -161,7 +151,7 @@ function summary(results: Results): string {
   );
   md += bw === undefined
     ? "\n(No memcpy of 64 MiB or more in this run: no memcpy bandwidth figure.)\n"
-    : `\nmemcpy bw = single-thread memcpy bandwidth out of the caches, ${gb(bw)} GB/s (best ` +
+    : `\nmemcpy bw = single-thread memcpy bandwidth out of the caches, ${fmtRate(bw)} GB/s (best ` +
       "of the memcpy results at 64 MiB and more); smaller memcpy sizes run in the CPU caches.\n";
   return md + "\n";
 }
@@ -173,7 +163,7 @@ function fanInTable(rows: FanInResult[]): string {
       r.label,
       formatSize(r.size),
       String(r.senders),
-      r.status === "ok" ? gb(r.gbps) : r.status,
+      r.status === "ok" ? fmtRate(r.gbps) : r.status,
       r.status === "ok" ? count(r.msgps) : "",
       mib(r.receiverPeak),
       r.status === "ok" ? "checked, no loss" : r.reason ?? "",
@@ -269,7 +259,7 @@ export function renderMarkdown(results: Results): string {
       results.small.map((r) => [
         TRANSPORTS.find((t) => t.id === r.transport)!.label,
         r.status === "ok" ? count(r.msgps) : r.status,
-        r.status === "ok" ? gb(r.gbps) : "",
+        r.status === "ok" ? fmtRate(r.gbps) : "",
         String(r.n ?? ""),
       ]),
     );
