@@ -311,9 +311,18 @@ let cgroups = 0;
 
 /** Runs `script` with sh, true when it succeeds. */
 async function sh(script: string): Promise<boolean> {
-  const out = await new Deno.Command("sh", { args: ["-c", script], stdout: "null", stderr: "null" })
+  return (await shOutput(script)) !== undefined;
+}
+
+/** Runs `script` with sh: its stdout when it succeeds, else undefined. */
+async function shOutput(script: string): Promise<string | undefined> {
+  const out = await new Deno.Command("sh", {
+    args: ["-c", script],
+    stdout: "piped",
+    stderr: "null",
+  })
     .output().catch(() => undefined);
-  return out?.success ?? false;
+  return out?.success ? new TextDecoder().decode(out.stdout) : undefined;
 }
 
 /** Whether {@linkcode isolated} can run a fixture in a memory cgroup of its own here: it
@@ -357,6 +366,7 @@ export async function isolated(
   const script =
     `${join}${limit}mount -t tmpfs -o size=${shmBytes} shmq-test /dev/shm && exec "$0" "$@"`;
   let out: Deno.CommandOutput;
+  let memory = "";
   try {
     out = await new Deno.Command("unshare", {
       args: [
@@ -371,10 +381,22 @@ export async function isolated(
       stderr: "piped",
     }).output();
   } finally {
-    if (memoryBytes !== undefined) await sh(`rmdir ${cgroup}`);
+    if (memoryBytes !== undefined) {
+      // What the cgroup went through, for a failure to show whether the kernel killed it.
+      memory = await shOutput(
+        `cd ${cgroup} && echo "peak $(cat memory.max_usage_in_bytes) of $(cat ` +
+          `memory.limit_in_bytes), limit hit $(cat memory.failcnt) times, ` +
+          `$(grep oom_kill memory.oom_control || echo no oom_kill count)"`,
+      ) ?? "cgroup counters unreadable";
+      await sh(`rmdir ${cgroup}`);
+    }
   }
   const stderr = new TextDecoder().decode(out.stderr);
-  assert.ok(out.success, `isolated ${name} ${args.join(" ")} failed: ${stderr}`);
+  assert.ok(
+    out.success,
+    `isolated ${name} ${args.join(" ")} failed: exit code ${out.code}, signal ${out.signal}; ` +
+      `${memory.trim()}\nstdout: ${new TextDecoder().decode(out.stdout)}\nstderr: ${stderr}`,
+  );
   return new TextDecoder().decode(out.stdout);
 }
 
