@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "016cafee481a9f2b59e1c1732c0472219da24d4bbf45ab87c376b577de98fd7e",
-  "x86_64-linux": "65b5e8decd282708fa9792f3168b814aa97734b413bb85c51e9bc443a37a0d83",
+  "aarch64-linux": "ad0bcf6304c4edc979c547165432d896c52aaf2176ce5ba6ada0b72e44501f92",
+  "x86_64-linux": "85cdcfd0dccf9f96ea746900ce280ede746ffe0621bd2cd8b66b89d29aed6333",
 };

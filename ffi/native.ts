@@ -563,7 +563,8 @@ export function prefaultJoin(id: number): number {
 
 /**
  * Tunes glibc malloc, for the whole process, for copying large messages out into fresh buffers:
- * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB the collector
+ * buffers below a fixed 32 MiB mmap threshold come from the heap, and up to 128 MiB (an eighth
+ * of the memory there is, when less: the machine's, or a memory cgroup's limit) the collector
  * frees there stays for the next copies instead of going back to the kernel, to be faulted in and
  * zeroed again a page at a time (raise that with {@linkcode keepFreedHeap}; larger buffers come
  * from the heap within {@linkcode mallocFromHeap}). Returns the mmap threshold glibc was given (32
@@ -613,8 +614,9 @@ export function mallocFromHeap(on: boolean): boolean {
 /**
  * Lets malloc's heap keep up to `bytes` of freed memory at its top, not give it back to the
  * kernel at once (glibc's trim threshold): a receiver of huge messages frees one copy while it
- * makes the next, which then reuses its pages. Clamped to 128 MiB at least and an eighth of
- * the machine's memory at most, and never lowered (another isolate's copies may need it).
+ * makes the next, which then reuses its pages. Clamped to what {@linkcode tuneMallocForCopies}
+ * set at least and an eighth of the memory there is at most (the machine's, or the least memory
+ * cgroup limit over this process), and never lowered (another isolate's copies may need it).
  * Returns the threshold now in effect, or `undefined` when malloc was left alone (see
  * {@linkcode tuneMallocForCopies}, which must come first).
  *

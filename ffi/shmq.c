@@ -526,7 +526,9 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 
 #define TUNED_MMAP_THRESHOLD (32 << 20)
 #define TUNED_TRIM_THRESHOLD (128 << 20)
-/* The most shmq_malloc_keep lets the heap keep, as a share of the machine's memory. */
+/* The most the heap keeps free, as a share of the memory there is: the machine's, or a memory
+ * cgroup's limit when that is less. In a cgroup of 256 MiB, keeping 128 MiB of freed copies
+ * left the program's own buffers too little, and the cgroup killed the process. */
 #define KEPT_SHARE_OF_MEMORY 8
 /* glibc's own M_MMAP_MAX, which shmq_malloc_from_heap(0) puts back. */
 #define GLIBC_MMAP_MAX 65536
@@ -537,8 +539,23 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 static pthread_mutex_t tuning_lock = PTHREAD_MUTEX_INITIALIZER;
 /* Whether shmq_tune_malloc tuned malloc: shmq_malloc_keep leaves it alone otherwise. */
 static bool malloc_tuned;
+/* The trim threshold the tuning set, which shmq_malloc_keep never goes below. */
+static uint64_t tuned_threshold;
 /* The trim threshold in effect once tuned. */
-static uint64_t kept_threshold = TUNED_TRIM_THRESHOLD;
+static uint64_t kept_threshold;
+
+/* The most the heap may keep free: KEPT_SHARE_OF_MEMORY of the machine's memory or of the
+ * least memory cgroup limit over this process, within what mallopt takes (an int). */
+static uint64_t kept_most(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  uint64_t memory = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page
+                                          : (uint64_t)TUNED_TRIM_THRESHOLD * KEPT_SHARE_OF_MEMORY;
+  int64_t cgroup[2];
+  memory_cgroup_room(cgroup);
+  if (cgroup[1] >= 0 && (uint64_t)cgroup[1] < memory) memory = (uint64_t)cgroup[1];
+  uint64_t most = memory / KEPT_SHARE_OF_MEMORY;
+  return most > INT_MAX ? INT_MAX : most;
+}
 
 /* Whether s begins with prefix. */
 static int starts_with(const char *s, const char *prefix) {
@@ -597,7 +614,10 @@ static bool tune_malloc_once(void) {
   if (mallopt(M_MMAP_THRESHOLD, TUNED_MMAP_THRESHOLD) != 1) return false;
   /* Either call stops glibc sliding both thresholds, so the mmap one goes first: the other way
    * round, 1 MiB buffers would come from mmap meanwhile. */
-  (void)mallopt(M_TRIM_THRESHOLD, TUNED_TRIM_THRESHOLD);
+  uint64_t most = kept_most();
+  tuned_threshold = most < TUNED_TRIM_THRESHOLD ? most : TUNED_TRIM_THRESHOLD;
+  (void)mallopt(M_TRIM_THRESHOLD, (int)tuned_threshold);
+  kept_threshold = tuned_threshold;
   malloc_tuned = true;
   return true;
 }
@@ -620,16 +640,13 @@ int32_t shmq_malloc_from_heap(int32_t on) {
 }
 
 int64_t shmq_malloc_keep(uint64_t bytes) {
-  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
-  uint64_t most = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / KEPT_SHARE_OF_MEMORY
-                                        : TUNED_TRIM_THRESHOLD;
-  uint64_t keep = bytes < TUNED_TRIM_THRESHOLD ? TUNED_TRIM_THRESHOLD : bytes;
-  if (keep > most) keep = most > TUNED_TRIM_THRESHOLD ? most : TUNED_TRIM_THRESHOLD;
-  if (keep > INT_MAX) keep = INT_MAX; /* mallopt takes an int */
+  uint64_t most = kept_most();
+  uint64_t keep = bytes < most ? bytes : most;
   pthread_mutex_lock(&tuning_lock);
   if (!malloc_tuned) {
     keep = 0;
   } else {
+    if (keep < tuned_threshold) keep = tuned_threshold;
     if (keep > kept_threshold && mallopt(M_TRIM_THRESHOLD, (int)keep) == 1) kept_threshold = keep;
     keep = kept_threshold;
   }

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 23
+#define SHMQ_ABI_VERSION 24
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -95,9 +95,10 @@ SHMQ_API int64_t shmq_shm_total_bytes(void);
  * SwapFree, /proc/meminfo), out[1] for this process's memory cgroup (v2, or v1's memory
  * controller: the least, over it and its ancestors that set a limit, of the limit less what
  * the cgroup uses but for clean page cache, which the kernel would reclaim), and out[2] the
- * least of those limits themselves, each -1 when unknown or unlimited. A tmpfs page is charged to whoever faults it in and can only go to
- * swap, so pre-faulting a segment past either figure does not fail: the OOM killer ends a
- * process, most often the one faulting, or another. Returns 0, or -EINVAL for a NULL out.
+ * least of those limits themselves, each -1 when unknown or unlimited. A tmpfs page is charged
+ * to whoever faults it in and can only go to swap, so pre-faulting a segment past either
+ * figure does not fail: the OOM killer ends a process, most often the one faulting, or
+ * another. Returns 0, or -EINVAL for a NULL out.
  */
 SHMQ_API int32_t shmq_memory_room(int64_t *out);
 
@@ -195,14 +196,15 @@ SHMQ_API int64_t shmq_prefault_join(int32_t id);
 /*
  * Tunes glibc malloc for a process that copies large messages out into fresh buffers: a fixed
  * mmap threshold of 32 MiB (glibc's own ceiling for its sliding one) and a trim threshold of
- * 128 MiB. Buffers a garbage collection frees in a batch then stay in
- * the heap for the next copies, instead of going back to the kernel and faulting in again,
- * zeroed, a page at a time. Leaves malloc alone when the environment the process started with has
- * SHMQ_TUNE_MALLOC=0, a glibc.malloc tunable in GLIBC_TUNABLES, a MALLOC_* variable, or a
- * non-empty LD_PRELOAD (which may replace malloc), or cannot be read. Tunes once: a later
- * call (another isolate's) changes nothing, so it keeps what shmq_malloc_keep set. Returns the
- * mmap threshold glibc was given (32 MiB), or 0 when malloc was left alone (also when glibc
- * refused the threshold). Never fails.
+ * 128 MiB, or an eighth of the memory there is when that is less (the machine's, or the least
+ * memory cgroup limit over the process). Buffers a garbage collection frees in a batch then
+ * stay in the heap for the next copies, instead of going back to the kernel and faulting in
+ * again, zeroed, a page at a time. Leaves malloc alone when the environment the process
+ * started with has SHMQ_TUNE_MALLOC=0, a glibc.malloc tunable in GLIBC_TUNABLES, a MALLOC_*
+ * variable, or a non-empty LD_PRELOAD (which may replace malloc), or cannot be read. Tunes
+ * once: a later call (another isolate's) changes nothing, so it keeps what shmq_malloc_keep
+ * set. Returns the mmap threshold glibc was given (32 MiB), or 0 when malloc was left alone
+ * (also when glibc refused the threshold). Never fails.
  */
 SHMQ_API int64_t shmq_tune_malloc(void);
 
@@ -222,8 +224,9 @@ SHMQ_API int32_t shmq_malloc_from_heap(int32_t on);
 /*
  * Lets the heap keep up to `bytes` of free memory at its top (M_TRIM_THRESHOLD) instead of
  * giving it back to the kernel as soon as it is freed: a receiver of huge messages frees one
- * copy (at the top) while making the next, which then takes the same pages. At least 128 MiB,
- * at most an eighth of the machine's memory (INT_MAX bytes on any machine). It never lowers
+ * copy (at the top) while making the next, which then takes the same pages. At least what
+ * shmq_tune_malloc set, at most an eighth of the memory there is (the machine's, or the least
+ * memory cgroup limit over the process; INT_MAX bytes on any machine). It never lowers
  * what an earlier call set (another isolate's copies may need it). Only once shmq_tune_malloc
  * has tuned malloc. Returns the threshold now in effect, or 0 when malloc is left alone. Never
  * fails.

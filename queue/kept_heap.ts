@@ -2,9 +2,10 @@
  * How much freed memory malloc's heap keeps for a receiver's huge copies, and when it gives it
  * back.
  *
- * Once malloc is tuned (ffi/native.ts, tuneMallocForCopies), a receiver's copies on the main thread
- * come from its heap whatever their size (receiver.ts, heapBuffer), and glibc trims the heap back
- * to the kernel whenever more than its trim threshold lies free at the top. A receiver of huge
+ * Once malloc is tuned (ffi/native.ts, tuneMallocForCopies), a receiver's copies on the main
+ * thread come from its heap, the huge ones when the heap can keep them (receiver.ts, heapBuffer),
+ * and glibc trims the heap back to the kernel whenever more than its trim threshold lies free at
+ * the top. A receiver of huge
  * messages frees one copy (the collector does) while it makes the next: with 128 MiB kept, a freed
  * gigabyte went back each time and the next copy took fresh pages, zeroed and faulted in one by one
  * (on a VM with free page reporting, a host fault each too). Keeping twice the largest copy lets
@@ -23,30 +24,37 @@
  */
 
 import { keepFreedHeap, mallocTrim, mallocTrimAsync } from "../ffi/native.ts";
-import { cgroupLimit } from "./segment.ts";
 
 /** A heap that made no huge copy for this long gives back what it keeps, at the next wait that
  * finds nothing for a slice. Long enough that a stream's gaps keep it (a gigabyte takes a
  * fifth of a second), short enough that memory comes back soon after the stream stops. */
 export const IDLE_MS = 1000;
 
-/** The most the heap keeps, as a share of the memory cgroup's limit (the native side caps it
- * at the same share of the machine's memory). */
-const KEPT_SHARE_OF_LIMIT = 8;
-
 /** The most this isolate asked the heap to keep (0: nothing yet). */
 let askedBytes = 0;
+/** What the heap keeps, as it answered that ask (another isolate's may have raised it since). */
+let keptBytes = 0;
 /** When this isolate last made a copy the heap may keep (performance.now), or undefined when
  * it has given back everything since. */
 let lastCopyAt: number | undefined;
 
-/** Before a huge copy of `byteLength` bytes into the main thread's heap, once malloc is tuned:
- * lets the heap keep twice that once it is freed, so the next copy reuses it. */
-export function keepHeapFor(byteLength: number): void {
+/**
+ * Before a huge copy of `byteLength` bytes, once malloc is tuned: lets the heap keep twice that
+ * once it is freed, so the next copy reuses it. True when the heap keeps at least one such copy,
+ * and the copy is to come from it. The native side keeps an eighth of the memory there is at
+ * most (the machine's, or a memory cgroup's limit): a copy larger than the heap keeps would
+ * gain nothing there, and stay resident once freed until a trim, where a copy mapped alone goes
+ * back to the kernel as soon as the collector frees it. In a cgroup of 256 MiB, three freed
+ * copies of 40 MiB kept in the heap, then the program's own 120 MiB, had the process killed.
+ */
+export function keepHeapFor(byteLength: number): boolean {
+  if (2 * byteLength > askedBytes) {
+    askedBytes = 2 * byteLength;
+    keptBytes = keepFreedHeap(askedBytes) ?? 0;
+  }
+  if (byteLength > keptBytes) return false;
   lastCopyAt = performance.now();
-  if (2 * byteLength <= askedBytes) return;
-  askedBytes = 2 * byteLength;
-  keepFreedHeap(Math.min(askedBytes, cgroupLimit() / KEPT_SHARE_OF_LIMIT));
+  return true;
 }
 
 /** Whether the heap is due to give back what it keeps at a wait slice that found nothing at

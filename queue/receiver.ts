@@ -1021,8 +1021,7 @@ const MALLOC_CHUNK_OVERHEAD = 64;
 
 /** A buffer for a large copy, readied for it. */
 function readiedBuffer(byteLength: number): ArrayBuffer {
-  const fromHeap = heapCopyLimit! > 0 && isMainThread();
-  if (fromHeap) keepHeapFor(byteLength);
+  const fromHeap = heapCopyLimit! > 0 && isMainThread() && keepHeapFor(byteLength);
   collectBeforeCopy(byteLength);
   const buffer = fromHeap ? heapBuffer(byteLength) : new ArrayBuffer(byteLength);
   // The array before this one in the message is copied by now: its helper is done.

@@ -554,6 +554,8 @@ Deno.test({
     assert.equal(report.smallGot, "still works");
     assert.equal(report.fits, "no error");
     assert.equal(report.fitsGot, 8 << 20);
+    assert.deepEqual(report.heapKeeps, [32 << 20, 32 << 20]);
+    assert.equal(report.copyInHeap, false, "a 40 MiB copy the heap could not keep is mapped");
     // Copies dropped but not collected yet do not have the next one refused.
     assert.equal(report.dropped, "no error");
     assert.equal(report.pastGarbage, "no error");

@@ -608,14 +608,17 @@ Deno.test("the streaming copy copies overlapping ranges as memmove does", () => 
 
 Deno.test("malloc is tuned for large copies unless the user opted out or tuned it", async () => {
   const tuned = await tunedIn({});
-  // At most an eighth of the machine's memory, and what mallopt takes (an int).
-  const most = Math.max(128 << 20, Math.min(2 ** 31 - 1, Deno.systemMemoryInfo().total / 8));
+  // At most an eighth of the memory there is (the machine's, or the cgroup's limit), and what
+  // mallopt takes (an int); tuned to 128 MiB, or that eighth when less.
+  const memory = Math.min(Deno.systemMemoryInfo().total, memoryRoom().cgroupLimit);
+  const most = Math.min(2 ** 31 - 1, Math.floor(memory / 8));
+  const least = Math.min(128 << 20, most);
   assert.deepEqual(tuned, {
     threshold: 32 << 20,
     // 1 MiB below the mmap threshold; 64 MiB from the heap only within mallocFromHeap, so the
     // program's own large buffers stay mapped alone.
     inHeap: [true, false, true, false],
-    kept: [128 << 20, Math.min(512 << 20, most), most, most], // never lowered
+    kept: [least, Math.max(least, Math.min(512 << 20, most)), most, most], // never lowered
     topKept: most > 200 << 20,
   });
   // A 100 KiB variable sorts first in the child's environment: the scan reads past 64 KiB.
