@@ -5,13 +5,12 @@
  * Once malloc is tuned (ffi/native.ts, tuneMallocForCopies), a receiver's copies on the main
  * thread come from its heap, the huge ones when the heap can keep them (receiver.ts, heapBuffer),
  * and glibc trims the heap back to the kernel whenever more than its trim threshold lies free at
- * the top. A receiver of huge
- * messages frees one copy (the collector does) while it makes the next: with 128 MiB kept, a freed
- * gigabyte went back each time and the next copy took fresh pages, zeroed and faulted in one by one
- * (on a VM with free page reporting, a host fault each too). Keeping twice the largest copy lets
- * the next one reuse those pages. Measured on a 2-vCPU VM, two processes, 1 GiB Uint8Arrays at
- * capacity 1, `getSync`, runs taken in turn: 4.30-4.62 GB/s keeping 128 MiB, 5.32-5.59 keeping 2
- * GiB.
+ * the top. A receiver of huge messages frees one copy (the collector does) while it makes the
+ * next: with 128 MiB kept, a freed gigabyte went back each time and the next copy took fresh
+ * pages, zeroed and faulted in one by one (on a VM with free page reporting, a host fault each
+ * too). Keeping twice the largest copy lets the next one reuse those pages. Measured on a 2-vCPU
+ * VM, two processes, 1 GiB Uint8Arrays at capacity 1, `getSync`, runs taken in turn: 4.30-4.62
+ * GB/s keeping 128 MiB, 5.32-5.59 keeping 2 GiB.
  *
  * What is kept goes back (malloc_trim, for the whole process) once this isolate has made no
  * huge copy for {@linkcode IDLE_MS} and one of its waits finds nothing for a slice, when any

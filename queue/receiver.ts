@@ -1008,11 +1008,11 @@ function finishCopy(): void {
  * (async 4.0-4.2 -> 5.6-6.7), 4 MiB 5.1-6.4 -> 6.9-7.2, 10 MiB 4.5-5.7 -> 5.6-6.5; 1 MiB tuned
  * but still readied 5.2-5.6.
  *
- * Copies from this size are readied. On the main thread they come from the heap too (see
- * heapBuffer), and the ones the heap grows for get huge pages and their pre-faulting on the
- * other core: left to the codec instead, 1 GiB copies at capacity 1 took fresh pages a fault
- * at a time, and ran at 0.3 GB/s in some runs. `undefined` until this isolate's first large
- * copy, 0 when malloc was left alone.
+ * Copies from this size are readied. On the main thread they come from the heap too when it
+ * can keep them (see heapBuffer, kept_heap.ts), and the ones the heap grows for get huge pages
+ * and their pre-faulting on the other core: left to the codec instead, 1 GiB copies at
+ * capacity 1 took fresh pages a fault at a time, and ran at 0.3 GB/s in some runs. `undefined`
+ * until this isolate's first large copy, 0 when malloc was left alone.
  */
 let heapCopyLimit: number | undefined;
 /** What malloc adds to a request before it compares it with its mmap threshold (a chunk
