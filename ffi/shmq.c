@@ -533,7 +533,7 @@ int32_t shmq_prefault(void *addr, uint64_t len) {
 /* glibc's own M_MMAP_MAX, which shmq_malloc_from_heap(0) puts back. */
 #define GLIBC_MMAP_MAX 65536
 
-/* Guards the two below. Each isolate (the main one, every Worker's) tunes malloc before its
+/* Guards the three below. Each isolate (the main one, every Worker's) tunes malloc before its
  * first large copy and asks for what its own copies need kept: one that comes later, or has
  * smaller copies, must not undo what another's large ones need. */
 static pthread_mutex_t tuning_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -554,7 +554,7 @@ static uint64_t kept_most(void) {
   memory_cgroup_room(cgroup);
   if (cgroup[1] >= 0 && (uint64_t)cgroup[1] < memory) memory = (uint64_t)cgroup[1];
   uint64_t most = memory / KEPT_SHARE_OF_MEMORY;
-  return most > INT_MAX ? INT_MAX : most;
+  return most > INT_MAX ? INT_MAX : most; /* mallopt takes an int: 2 GiB less a byte at most */
 }
 
 /* Whether s begins with prefix. */

@@ -29,31 +29,37 @@ import { keepFreedHeap, mallocTrim, mallocTrimAsync } from "../ffi/native.ts";
  * fifth of a second), short enough that memory comes back soon after the stream stops. */
 export const IDLE_MS = 1000;
 
+/** Room a freed copy needs at the heap's top beyond its own size to stay below the trim
+ * threshold: its chunk header, and the free space already there (glibc leaves 128 KiB). */
+const TOP_SLACK = 1 << 20;
+
 /** The most this isolate asked the heap to keep (0: nothing yet). */
 let askedBytes = 0;
-/** What the heap keeps, as it answered that ask (another isolate's may have raised it since). */
+/** What the heap keeps, as it answered that ask (a user's own call may have raised it since). */
 let keptBytes = 0;
-/** When this isolate last made a copy the heap may keep (performance.now), or undefined when
- * it has given back everything since. */
+/** When this isolate last made a huge copy, which raised what the heap keeps (performance.now),
+ * or undefined when it has given back everything since. */
 let lastCopyAt: number | undefined;
 
 /**
  * Before a huge copy of `byteLength` bytes, once malloc is tuned: lets the heap keep twice that
  * once it is freed, so the next copy reuses it. True when the heap keeps at least one such copy,
  * and the copy is to come from it. The native side keeps an eighth of the memory there is at
- * most (the machine's, or a memory cgroup's limit): a copy larger than the heap keeps would
- * gain nothing there, and stay resident once freed until a trim, where a copy mapped alone goes
- * back to the kernel as soon as the collector frees it. In a cgroup of 256 MiB, three freed
- * copies of 40 MiB kept in the heap, then the program's own 120 MiB, had the process killed.
+ * most (the machine's, or a memory cgroup's limit; 2 GiB on any machine): a copy larger than the
+ * heap keeps would gain nothing there, and stay resident once freed until a trim, where a copy
+ * mapped alone goes back to the kernel as soon as the collector frees it. In a cgroup of 256
+ * MiB, three freed copies of 40 MiB kept in the heap, then the program's own 120 MiB, had the
+ * process killed.
  */
 export function keepHeapFor(byteLength: number): boolean {
   if (2 * byteLength > askedBytes) {
     askedBytes = 2 * byteLength;
     keptBytes = keepFreedHeap(askedBytes) ?? 0;
   }
-  if (byteLength > keptBytes) return false;
+  // Even a copy mapped alone raised the threshold: what the heap keeps meanwhile (the codec's
+  // smaller copies) goes back at the next idle wait all the same.
   lastCopyAt = performance.now();
-  return true;
+  return byteLength + TOP_SLACK <= keptBytes;
 }
 
 /** Whether the heap is due to give back what it keeps at a wait slice that found nothing at

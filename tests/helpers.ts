@@ -386,7 +386,7 @@ export async function isolated(
       memory = await shOutput(
         `cd ${cgroup} && echo "peak $(cat memory.max_usage_in_bytes) of $(cat ` +
           `memory.limit_in_bytes), limit hit $(cat memory.failcnt) times, ` +
-          `$(grep oom_kill memory.oom_control || echo no oom_kill count)"`,
+          `$(grep '^oom_kill ' memory.oom_control || echo no oom_kill count)"`,
       ) ?? "cgroup counters unreadable";
       await sh(`rmdir ${cgroup}`);
     }
