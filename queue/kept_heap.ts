@@ -85,8 +85,8 @@ export function releaseIdleHeapAsync(
   return idleDue(now) ? mallocTrimAsync() : undefined;
 }
 
-/** Gives back what the heap keeps now, if this isolate made a copy it may keep since it last
- * gave back (as a receiver of this isolate closes). True if it gave memory back. */
+/** Gives back what the heap keeps now, if this isolate made a huge copy since it last gave
+ * back (as a receiver of this isolate closes). True if it gave memory back. */
 export function releaseKeptHeap(): boolean {
   return releaseIdleHeap(Infinity); // idle for as long as can be: due whenever it keeps any
 }

@@ -1104,21 +1104,21 @@ const READIED_COPY_NUDGES = 4;
 
 /**
  * The nudge for readied copies (heapCopyLimit and up), whose dead copies each hold their size
- * of RSS: made after the copy, not before it. Every ArrayBuffer
- * made while V8's incremental marking runs survives that marking's collection, dead or not,
- * and the new buffer is what starts the marking (external memory passes the limit). Marking
- * completes only in a step taken once the concurrent marker has caught up, and the steps of
- * a getSync loop are the nudges: one made right after the new buffer came too early, the
- * next came with the next message's buffer, which was kept then too, and the next marking
- * started later still (the limit grows with what survives), so each marking kept more dead
- * copies. Made after the copy, in pieces, the steps find the marking done (the concurrent
- * marker had the copy's time), and it completes at the next function call, before the next
- * buffer: the dead copy before this one goes. Measured on a 2-vCPU VM, one process, peak
- * RSS over the shared memory and the live copy (dead copies kept): drafted 600 MiB messages,
- * getSync 1.8-4.2 GB (3-7) -> 0.6-1.2 GB (1-2), get 1.8 (3) -> 1.2-1.8 (2-3), and with
- * --no-incremental-marking 0.6 (1); putSync + get of 300 MiB 0.6-2.1 (2-7) -> 0.6 (2); 1200
- * MiB getSync and get at most 2. Copies no slower: 100 MiB 3.0-3.4 -> 3.5-4.2 GB/s, 600 MiB
- * 1.1-2.3 -> 1.4-4.7. A single 64 KiB piece did it only now and then.
+ * of RSS: made after the copy, not before it. Every ArrayBuffer made while V8's incremental
+ * marking runs survives that marking's collection, dead or not, and the new buffer is what
+ * starts the marking (external memory passes the limit). Marking completes only in a step
+ * taken once the concurrent marker has caught up, and the steps of a getSync loop are the
+ * nudges: one made right after the new buffer came too early, the next came with the next
+ * message's buffer, which was kept then too, and the next marking started later still (the
+ * limit grows with what survives), so each marking kept more dead copies. Made after the copy,
+ * in pieces, the steps find the marking done (the concurrent marker had the copy's time), and
+ * it completes at the next function call, before the next buffer: the dead copy before this
+ * one goes. Measured on a 2-vCPU VM, one process, peak RSS over the shared memory and the live
+ * copy (dead copies kept): drafted 600 MiB messages, getSync 1.8-4.2 GB (3-7) -> 0.6-1.2 GB
+ * (1-2), get 1.8 (3) -> 1.2-1.8 (2-3), and with --no-incremental-marking 0.6 (1); putSync +
+ * get of 300 MiB 0.6-2.1 (2-7) -> 0.6 (2); 1200 MiB getSync and get at most 2. Copies no
+ * slower: 100 MiB 3.0-3.4 -> 3.5-4.2 GB/s, 600 MiB 1.1-2.3 -> 1.4-4.7. A single 64 KiB piece
+ * did it only now and then.
  */
 function nudgeAfterReadiedCopy(): void {
   const pieces: unknown[] = [];

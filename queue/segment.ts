@@ -158,8 +158,8 @@ export function segmentRoom(needed = 0, mayCollect = true): SegmentRoom {
  * Frees what this process's dropped buffers hold, so that it counts as memory left: a full
  * collection, then malloc_trim for the buffers that came from malloc's heap (all of them once
  * tuned), which the heap keeps otherwise (at its top, up to its trim threshold: 128 MiB or an
- * eighth of the memory there is, or twice the largest copy, see kept_heap.ts). False when neither freed anything: no collection
- * can be made here, and the trim gave nothing back.
+ * eighth of the memory there is, or twice the largest copy, see kept_heap.ts). False when
+ * neither freed anything: no collection can be made here, and the trim gave nothing back.
  */
 export function freeDroppedMemory(): boolean {
   const collected = collectNow();
