@@ -309,6 +309,16 @@ const MEMORY_CGROUP_SH = `"/sys/fs/cgroup/memory$(grep -E '^[0-9]+:([^:]*,)?memo
 
 let cgroups = 0;
 
+/**
+ * The most malloc's heap keeps free once the library has tuned it (ffi/shmq.c, kept_most): an
+ * eighth of the machine's memory, or of the least memory cgroup limit over this process when
+ * that is less, and no more than mallopt takes (an int).
+ */
+export function heapKeepsAtMost(): number {
+  const memory = Math.min(Deno.systemMemoryInfo().total, native.memoryRoom().cgroupLimit);
+  return Math.min(2 ** 31 - 1, Math.floor(memory / 8));
+}
+
 /** Runs `script` with sh, true when it succeeds. */
 async function sh(script: string): Promise<boolean> {
   return (await shOutput(script)) !== undefined;

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { memoryRoom } from "../ffi/native.ts";
-import { CHILD_PERMISSIONS, runDeno } from "./helpers.ts";
+import { CHILD_PERMISSIONS, heapKeepsAtMost, runDeno } from "./helpers.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 
@@ -79,8 +78,7 @@ const CHILD = `
 
 /** Whether the heap may keep two of the copies below: it keeps an eighth of the memory there is
  * at most (a small cgroup's case is in bad_input_test.ts, where such copies are mapped alone). */
-const roomToKeep =
-  Math.min(Deno.systemMemoryInfo().total, memoryRoom().cgroupLimit) / 8 >= 2 * (160 << 20);
+const roomToKeep = heapKeepsAtMost() >= 2 * (160 << 20);
 
 Deno.test({
   name: "a receiver's heap keeps a huge copy it freed, and gives it back when idle or closed",

@@ -46,7 +46,14 @@ import {
   unmap,
 } from "../ffi/native.ts";
 import { ABI_VERSION, native, platformKey } from "../ffi/loader.ts";
-import { CHILD_PERMISSIONS, fixture, leakedSince, runDeno, shmEntries } from "./helpers.ts";
+import {
+  CHILD_PERMISSIONS,
+  fixture,
+  heapKeepsAtMost,
+  leakedSince,
+  runDeno,
+  shmEntries,
+} from "./helpers.ts";
 
 const CHILD = new URL("./native_child.ts", import.meta.url).pathname;
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -610,8 +617,7 @@ Deno.test("malloc is tuned for large copies unless the user opted out or tuned i
   const tuned = await tunedIn({});
   // At most an eighth of the memory there is (the machine's, or the cgroup's limit), and what
   // mallopt takes (an int); tuned to 128 MiB, or that eighth when less.
-  const memory = Math.min(Deno.systemMemoryInfo().total, memoryRoom().cgroupLimit);
-  const most = Math.min(2 ** 31 - 1, Math.floor(memory / 8));
+  const most = heapKeepsAtMost();
   const least = Math.min(128 << 20, most);
   assert.deepEqual(tuned, {
     threshold: 32 << 20,
