@@ -960,6 +960,15 @@ export class SharedQueue {
     this.#lock();
     try {
       this.#finishLocked(reservation.slot, L.SlotState.Writing);
+      // A segment that could not be made (no room, no memory) leaves an idle entry that holds
+      // nothing: empty it now, or `stats().sharedBytes` and the budget count its size until a
+      // later put happens to look at it.
+      const index = reservation.segment - 1;
+      if (
+        reservation.createExtension &&
+        this.#extensionTable.state(index) === L.ExtensionState.Idle &&
+        !this.#mappings.exists(index)
+      ) this.#extensionTable.dropLocked(index);
     } finally {
       this.#unlock();
     }

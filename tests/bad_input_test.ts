@@ -431,6 +431,31 @@ Deno.test("an arena /dev/shm (or the memory behind it) cannot hold is refused be
     );
   }));
 
+Deno.test("a message whose segment cannot be made leaves the queue's shared bytes as they were", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2, arenaBytes: 1 << 20 });
+    try {
+      const held = sender.stats().sharedBytes;
+      // References to one untouched array: a message of more than /dev/shm and the memory hold,
+      // measured without a byte of it being written.
+      const chunk = new Uint8Array(256 << 20);
+      const tooLarge = new Array(Math.ceil((shmFreeBytes() + (4 << 30)) / chunk.length))
+        .fill(chunk);
+      for (const attempt of [() => sender.putSync(tooLarge), () => sender.prepareSync(tooLarge)]) {
+        assert.throws(attempt, RangeError);
+        // Before: both ends counted the segment never made, until a later put chose its entry.
+        assert.equal(sender.stats().sharedBytes, held);
+        assert.equal(receiver.stats().sharedBytes, held);
+      }
+      sender.putSync(new Uint8Array(3 << 20).fill(7));
+      const got = receiver.getSync() as Uint8Array;
+      assert.deepEqual([got.length, got[got.length - 1]], [3 << 20, 7]);
+    } finally {
+      sender.close();
+      receiver.close();
+    }
+  }));
+
 Deno.test({
   name: "a large message that fits once the queue's own segments are freed waits for them",
   ignore: !(await canIsolate()),
