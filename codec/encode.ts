@@ -109,6 +109,8 @@ class WalkStack {
   readonly items: (unknown[] | null)[] = [];
   readonly idx: number[] = [];
   readonly len: number[] = [];
+  /** Where in the plan's ops the container's count is: a key deleted mid-walk lowers it. */
+  readonly countAt: number[] = [];
 }
 
 let freeStack: WalkStack | null = new WalkStack();
@@ -265,6 +267,7 @@ function planValue(value: unknown): EncodePlan {
   const fItems = st.items;
   const fIdx = st.idx;
   const fLen = st.len;
+  const fCountAt = st.countAt;
   let sp = 0;
   let maxSp = 0;
   let deep: Set<object> | null = null;
@@ -480,6 +483,7 @@ function planValue(value: unknown): EncodePlan {
             fItems[sp] = items;
             fIdx[sp] = 0;
             fLen[sp] = length;
+            fCountAt[sp] = ops.length - 1;
             if (++sp > maxSp) maxSp = sp;
           }
           break;
@@ -510,8 +514,15 @@ function planValue(value: unknown): EncodePlan {
             }
           } else if (kind === K_OBJECT) {
             const key = items[i] as string;
+            const obj = fObj[f] as Record<string, unknown>;
+            cur = obj[key];
+            // Deleted since the keys were listed (by a getter met earlier in the walk): left
+            // out, as structuredClone does, not sent as undefined.
+            if (cur === undefined && !Object.hasOwn(obj, key)) {
+              ops[fCountAt[f]]--;
+              continue;
+            }
             size += planString(key, ops, refs);
-            cur = (fObj[f] as Record<string, unknown>)[key];
           } else {
             cur = items[i];
           }

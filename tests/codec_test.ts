@@ -918,3 +918,35 @@ Deno.test("codec: an error from a nested encode inside a getter is placed at the
     },
   );
 });
+
+Deno.test("codec: keys a getter deletes or adds while the object is encoded go as structuredClone's", () => {
+  const deleting = (): Record<string, unknown> => {
+    const o: Record<string, unknown> = {
+      get a() {
+        delete o.b;
+        delete o.c;
+        o.added = 4; // listed after the keys were: not sent
+        return 1;
+      },
+      b: 2,
+      c: undefined,
+      d: undefined,
+    };
+    return o;
+  };
+  const cloned = structuredClone(deleting());
+  assert.deepEqual(Object.keys(cloned), ["a", "d"]);
+  const back = decode(encode(deleting())) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(back), ["a", "d"], "b and c were deleted, not sent as undefined");
+  assert.deepEqual(back, cloned);
+  // Deep inside a larger value, the count written still matches what follows it.
+  const nested: Record<string, unknown> = {
+    get x() {
+      delete nested.y;
+      return [1, 2];
+    },
+    y: { z: 1 },
+    w: "after",
+  };
+  assert.deepEqual(decode(encode([nested, "tail"])), [{ x: [1, 2], w: "after" }, "tail"]);
+});
