@@ -884,8 +884,9 @@ interface Batch {
 
 /**
  * The codec's refusal of a value whose array changed while the call waited for room, named by
- * its path: measured again, a detached array is refused where it is (`value.data: …`). An
- * array that shrank measures again without complaint: the error stays as it was.
+ * its path: measured again, an array detached, or of fixed length over a resizable buffer
+ * that shrank below it, is refused where it is (`value.data: …`). A length-tracking one that
+ * shrank measures again without complaint: the error stays as it was.
  */
 function replanned(error: unknown, value: unknown): unknown {
   if (!(error instanceof TypeError)) return error;
@@ -894,7 +895,10 @@ function replanned(error: unknown, value: unknown): unknown {
   } catch (again) {
     // Only what this error is about: the value may have changed elsewhere meanwhile, and a
     // getter may throw its own TypeError the second time round.
-    if (again instanceof TypeError && /: (its|the) ArrayBuffer is detached/.test(again.message)) {
+    if (
+      again instanceof TypeError &&
+      /: (its|the) ArrayBuffer (is detached|shrank below it)/.test(again.message)
+    ) {
       return new TypeError(
         `${again.message} (since the value was measured: while the call waited for room, or ` +
           "by a getter of the value)",

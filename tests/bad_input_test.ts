@@ -704,6 +704,19 @@ Deno.test("an array that shrinks while put or prepare waits for room: TypeError 
       assert.equal(r.getNowait(), undefined, `${method}: nothing was sent`);
       assert.equal(s.hasSpace(), true, `${method}: its room is back`);
     }
+    // A view of fixed length measures again as refused where it is: named by its path.
+    s.putSync("first");
+    const buffer = new ArrayBuffer(64, { maxByteLength: 128 });
+    const waiting = s.put({ meta: 1, frames: [new Uint8Array(buffer, 0, 48)] }, { timeout: 5000 });
+    buffer.resize(32);
+    assert.equal(await r.get(), "first");
+    await assert.rejects(waiting, {
+      name: "TypeError",
+      message:
+        "Sender.put: value.frames[0]: its ArrayBuffer shrank below it (since the value was " +
+        "measured: while the call waited for room, or by a getter of the value); nothing was sent",
+    });
+    assert.equal(r.getNowait(), undefined, "nothing was sent");
     await s.put("after");
     assert.equal(await r.get(), "after");
     await s.waitForAllAck({ timeout: 1000 });
