@@ -138,6 +138,9 @@ const TypedArrayPrototype = Object.getPrototypeOf(Uint8Array.prototype);
 const mapEntries = Map.prototype.entries;
 const mapSize = builtinGetter(Map.prototype, "size") as (this: Map<unknown, unknown>) => number;
 const setValues = Set.prototype.values;
+const dateTime = Date.prototype.getTime;
+/** Prototypes of the binary classes, for naming an object made from one that is not one. */
+const BINARY_PROTOS = new Map<object, string>(BINARY_CTORS.map((c) => [c.prototype, c.name]));
 const typedArrayName = builtinGetter(TypedArrayPrototype, Symbol.toStringTag);
 const typedArrayBuffer = builtinGetter(TypedArrayPrototype, "buffer");
 const typedArrayByteOffset = builtinGetter(TypedArrayPrototype, "byteOffset");
@@ -379,7 +382,7 @@ function planValue(value: unknown): EncodePlan {
             } else if (proto === Map.prototype) {
               kind = K_MAP;
               const m = cur as Map<unknown, unknown>;
-              items = new Array(mapSize.call(m) * 2);
+              items = new Array(builtIn(() => mapSize.call(m), "Map", st, sp) * 2);
               let i = 0;
               for (const [k, v] of mapEntries.call(m)) {
                 items[i++] = k;
@@ -389,10 +392,11 @@ function planValue(value: unknown): EncodePlan {
               tag = T_MAP;
             } else if (proto === Set.prototype) {
               kind = K_LIST;
-              items = Array.from(setValues.call(cur as Set<unknown>));
+              const values = builtIn(() => setValues.call(cur as Set<unknown>), "Set", st, sp);
+              items = Array.from(values);
               tag = T_SET;
             } else if (proto === Date.prototype) {
-              ops.push(OP_F64, T_DATE, Date.prototype.getTime.call(cur));
+              ops.push(OP_F64, T_DATE, builtIn(() => dateTime.call(cur), "Date", st, sp));
               size += 9;
               break;
             } else if (proto === ArrayBuffer.prototype) {
@@ -609,6 +613,9 @@ function describeKey(k: unknown, e: number): string {
 }
 
 function unsupported(x: object): string {
+  // Not a view (that was asked first), yet made from a view class's prototype.
+  const binary = BINARY_PROTOS.get(Object.getPrototypeOf(x));
+  if (binary !== undefined) return notBuiltIn(binary);
   const tag = Object.prototype.toString.call(x).slice(8, -1);
   switch (tag) {
     case "WeakMap":
@@ -634,6 +641,24 @@ function unsupported(x: object): string {
     return "objects with a prototype other than Object.prototype or null are not supported";
   }
   return `class instances (${name}) are not supported`;
+}
+
+/** What refuses an object with a built-in class's prototype that is not of that class. */
+function notBuiltIn(name: string): string {
+  return `not a real ${name} (a Proxy, or an object made from ${name}.prototype): not supported`;
+}
+
+/**
+ * `read`, a built-in method called on the value being planned: its brand check failing means
+ * the value only has the class's prototype (a Proxy of one, `Object.create(Map.prototype)`),
+ * which is said as such, not in V8's words about an incompatible receiver.
+ */
+function builtIn<T>(read: () => T, name: string, st: WalkStack, sp: number): T {
+  try {
+    return read();
+  } catch {
+    throw placed(st, pathOf(st, sp), notBuiltIn(name));
+  }
 }
 
 const EMPTY = new Uint8Array(0);

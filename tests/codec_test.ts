@@ -449,6 +449,31 @@ Deno.test("codec: unsupported values are rejected with their path, before anythi
       { r: Object.create(Reservation.prototype) },
       "value.r: class instances (Reservation) are not supported",
     ],
+    // Only the prototype of a class the codec takes. Before: "class instances (Uint8Array) are
+    // not supported" of a Proxy of a Uint8Array, and "reading it threw TypeError: Method get
+    // Map.prototype.size called on incompatible receiver" of one of a Map.
+    [
+      { p: new Proxy(new Uint8Array(2), {}) },
+      "value.p: not a real Uint8Array (a Proxy, or an object made from Uint8Array.prototype): " +
+      "not supported",
+    ],
+    [
+      [Object.create(DataView.prototype)],
+      "value[0]: not a real DataView (a Proxy, or an object made from DataView.prototype): " +
+      "not supported",
+    ],
+    [
+      new Proxy(new Map([[1, 2]]), {}),
+      "value: not a real Map (a Proxy, or an object made from Map.prototype): not supported",
+    ],
+    [
+      { s: Object.create(Set.prototype) },
+      "value.s: not a real Set (a Proxy, or an object made from Set.prototype): not supported",
+    ],
+    [
+      { d: new Proxy(new Date(0), {}) },
+      "value.d: not a real Date (a Proxy, or an object made from Date.prototype): not supported",
+    ],
     // Before: "NdArray a.shape is not iterable", V8's words about the codec's own variable.
     [
       { nd: Object.create(NdArray.prototype) },
