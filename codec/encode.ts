@@ -1011,7 +1011,17 @@ export function encode(value: unknown): Uint8Array {
         "place; encode the array itself",
     );
   }
-  const out = new Uint8Array(plan.byteLength);
+  let out: Uint8Array;
+  try {
+    out = new Uint8Array(plan.byteLength);
+  } catch (error) {
+    // V8 says only "Array buffer allocation failed", or "Invalid typed array length: …".
+    throw new RangeError(
+      `encode: the value encodes to ${plan.byteLength} bytes, which could not be allocated ` +
+        `(${(error as Error).message})`,
+      { cause: error },
+    );
+  }
   encodeInto(plan, out);
   return out;
 }

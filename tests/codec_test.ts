@@ -975,3 +975,18 @@ Deno.test("codec: keys a getter deletes or adds while the object is encoded go a
   };
   assert.deepEqual(decode(encode([nested, "tail"])), [{ x: [1, 2], w: "after" }, "tail"]);
 });
+
+Deno.test("codec: encode of a value too large to allocate says how large it is", () => {
+  // References to one untouched array: 512 TiB encoded, planned without a byte written, and
+  // more than a process's address space, so that no overcommit setting lets it be allocated.
+  const value = new Array(2 ** 19).fill(new Uint8Array(2 ** 30));
+  assert.throws(() => encode(value), (e: Error) => {
+    assert.ok(e instanceof RangeError);
+    // Before: V8's "Array buffer allocation failed", alone.
+    assert.match(
+      e.message,
+      /^encode: the value encodes to \d{15} bytes, which could not be allocated \(.+\)$/,
+    );
+    return true;
+  });
+});
