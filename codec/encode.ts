@@ -40,7 +40,7 @@ import {
   T_UNDEFINED,
   VERSION,
 } from "./format.ts";
-import { NdArray, shapeSize } from "./ndarray.ts";
+import { describe, NdArray, shapeSize } from "./ndarray.ts";
 import { BINARY_CTORS, binaryClassCode, isReservation, type Reservation } from "./reserve.ts";
 
 /**
@@ -367,15 +367,26 @@ function planValue(value: unknown): EncodePlan {
               } catch (error) {
                 throw placed(st, pathOf(st, sp), `NdArray ${(error as Error).message}`);
               }
-              const view = isDType(dt) && ArrayBuffer.isView(data) &&
-                  Object.getPrototypeOf(data) === dt.arrayType.prototype
-                ? viewBytes(data, (m) => placed(st, pathOf(st, sp), m))
-                : undefined;
+              // The constructor's checks, again: `data` and `dtype` are writable at run time.
+              const nd = (m: string) => placed(st, pathOf(st, sp), `NdArray ${m}`);
+              if (!isDType(dt)) throw nd(`dtype must be a DType, not ${describe(dt)}`);
               if (
-                view === undefined ||
-                view.bytes.byteLength !== elements * dt.lanes * dt.arrayType.BYTES_PER_ELEMENT
+                !ArrayBuffer.isView(data) || Object.getPrototypeOf(data) !== dt.arrayType.prototype
               ) {
-                throw placed(st, pathOf(st, sp), "NdArray data does not match its dtype and shape");
+                throw nd(
+                  `data of a ${dt.name} array must be a ${dt.arrayType.name}, not ${
+                    describe(data)
+                  }`,
+                );
+              }
+              const view = viewBytes(data, (m) => placed(st, pathOf(st, sp), m));
+              if (view === undefined) throw nd(`data ${describe(data)} is not supported`);
+              const itemBytes = dt.arrayType.BYTES_PER_ELEMENT;
+              if (view.bytes.byteLength !== elements * dt.lanes * itemBytes) {
+                throw nd(
+                  `data has ${view.bytes.byteLength / itemBytes} elements; shape [${shape}] of ` +
+                    `${dt.name} needs ${elements * dt.lanes}`,
+                );
               }
               size = planNd(dt, shape, view.bytes.byteLength, view.bytes, size, ops, refs);
               break;

@@ -141,9 +141,11 @@ function dtypeOf(name: DTypeName): DType {
   return dtype(name);
 }
 
-function describe(x: unknown): string {
+/** What `x` is, for an error message: "null", its type, or "a ClassName". */
+export function describe(x: unknown): string {
   if (x === null) return "null";
   if (typeof x !== "object") return typeof x;
   const c = (x as { constructor?: { name?: unknown } }).constructor;
-  return typeof c?.name === "string" ? `a ${c.name}` : "an object";
+  if (typeof c?.name !== "string") return "an object";
+  return `${/^[AEIOU]/.test(c.name) ? "an" : "a"} ${c.name}`;
 }

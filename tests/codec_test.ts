@@ -223,6 +223,33 @@ Deno.test("codec: NdArray and dtype validation", () => {
   assert.equal(String(dtype("bool")), "bool");
   assert.equal(JSON.stringify({ d: dtype("int8") }), '{"d":"int8"}');
   assert.throws(() => new (DType as unknown as new () => DType)(), TypeError);
+  // `data` and `dtype` are readonly to TypeScript only: changed after the constructor checked
+  // them, they are refused by encode as the constructor would. Before: "NdArray data does not
+  // match its dtype and shape", whatever was wrong.
+  const changed = (field: "data" | "dtype", to: unknown) => {
+    const a = new NdArray("float32", [2, 2]);
+    (a as unknown as Record<string, unknown>)[field] = to;
+    return { a };
+  };
+  for (
+    const [value, message] of [
+      [changed("data", new Float32Array(3)), "data has 3 elements; shape [2,2] of float32 needs 4"],
+      [
+        changed("data", new Int32Array(4)),
+        "data of a float32 array must be a Float32Array, not an Int32Array",
+      ],
+      [
+        changed("data", [1, 2, 3, 4]),
+        "data of a float32 array must be a Float32Array, not an Array",
+      ],
+      [changed("dtype", "float32"), "dtype must be a DType, not string"],
+    ] as const
+  ) {
+    assert.throws(() => encode(value), {
+      name: "TypeError",
+      message: `value.a: NdArray ${message}`,
+    });
+  }
 });
 
 Deno.test("codec: arrays (with holes), tuples, objects, records, Maps, Sets, Dates", () => {
