@@ -283,8 +283,8 @@ export class ExtensionMappings {
         if (code !== "ENOENT" && code !== "EPERM") throw error;
         const what = code === "ENOENT"
           ? "is missing"
-          : "is not this user's own segment (a symlink, a directory, a file open to others): " +
-            "refused";
+          : "is not this user's own segment (a symlink, a directory, another user's file, or " +
+            "one open to other users): refused";
         throw new ClosedError(`queue ${this.#queueName}: extension segment ${name} ${what}`, {
           cause: error,
           reason: "corrupt",

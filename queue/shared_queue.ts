@@ -384,8 +384,8 @@ export class SharedQueue {
     } catch (error) {
       if ((error as { code?: string }).code === "EPERM") {
         throw new ClosedError(
-          `queue ${name} is not this user's own (another user's file, or one open to other ` +
-            `users): refused`,
+          `queue ${name} is not this user's own segment (a symlink, a directory, another ` +
+            `user's file, or one open to other users): refused`,
           { cause: error, reason: "corrupt" },
         );
       }

@@ -675,12 +675,26 @@ Deno.test("invalid options and descriptors get errors naming what was wrong", ()
         () => openSender({ shmq: 1, end: "sender", name: `/shmq-${id}` }),
         (e: unknown) =>
           e instanceof ClosedError && e.reason === "corrupt" &&
-          /is not this user's own \(another user's file, or one open to other users\)/.test(
-            e.message,
-          ),
+          /is not this user's own segment \(a symlink, a directory, another user's file, or one open to other users\): refused$/
+            .test(e.message),
       );
     } finally {
       shmUnlink(`/shmq-${id}`);
+    }
+    // Nor a directory of this user's by that name. Before, it was said to be another user's.
+    // (A command: Deno asks for --allow-all to make or remove anything under /dev.)
+    const dir = (command: string, ...args: string[]) =>
+      new Deno.Command(command, { args: [...args, `/dev/shm/shmq-${id}`] }).output();
+    assert.ok((await dir("mkdir", "-m", "0700")).success);
+    try {
+      assert.throws(
+        () => openSender({ shmq: 1, end: "sender", name: `/shmq-${id}` }),
+        (e: unknown) =>
+          e instanceof ClosedError && e.reason === "corrupt" &&
+          /is not this user's own segment \(a symlink, a directory, /.test(e.message),
+      );
+    } finally {
+      assert.ok((await dir("rmdir")).success);
     }
     assert.ok(new EmptyError("x") instanceof QueueError);
   }));
