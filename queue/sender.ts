@@ -393,8 +393,10 @@ export class Sender implements Disposable {
 
   /**
    * Waits until every message this sender put has been received and released, including
-   * those of `put` calls still waiting for room. Rejects with `FullError` on timeout, and
-   * `ClosedError` when every receiver closed first.
+   * those of `put` calls still waiting for room. A draft from {@linkcode prepare} counts once
+   * sent: one still unsent is not waited for, though messages put after it are (they are
+   * delivered after it, so a timeout names the unsent drafts). Rejects with `FullError` on
+   * timeout, and `ClosedError` when every receiver closed first.
    */
   async waitForAllAck(options?: WaitOptions): Promise<void> {
     try {
@@ -788,7 +790,7 @@ export class Sender implements Disposable {
     if (queue.livePeers === 0) {
       const missing = (this.#published - queue.acked) >>> 0;
       throw new ClosedError(
-        queue.goneMessage("receiver", `with ${missing} message(s) of this sender not received`),
+        queue.goneMessage("receiver", `and ${missing} message(s) of this sender were not received`),
         { reason: "no-receivers" },
       );
     }

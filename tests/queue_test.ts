@@ -336,6 +336,27 @@ Deno.test("a held lease or unsent draft stops puts once the slot ring fills: has
     s.waitForAllAckSync({ timeout: 1000 });
   }));
 
+Deno.test("waitForAllAck: an unsent draft is not waited for; receivers gone, it says how many were lost", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4 });
+    using _s = s;
+    const draft = s.prepareSync({ a: reserve(Uint8Array, 4) });
+    await s.waitForAllAck({ timeout: 1000 }); // not put until sent
+    draft.send();
+    await assert.rejects(s.waitForAllAck({ timeout: 10 }), FullError);
+    assert.deepEqual((r.getSync() as { a: Uint8Array }).a, new Uint8Array(4));
+    await s.waitForAllAck({ timeout: 1000 });
+    s.putSync(1);
+    s.putSync(2);
+    r.close();
+    await assert.rejects(s.waitForAllAck({ timeout: 1000 }), {
+      name: "ClosedError",
+      // Before: "… has closed with 2 message(s) …", which read as if the receivers held them.
+      message: "Sender.waitForAllAck: every receiver of the queue has closed and 2 message(s) " +
+        "of this sender were not received",
+    });
+  }));
+
 Deno.test("get timeouts and getNowait on an empty queue", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair();
