@@ -51,8 +51,9 @@ import {
 export interface ActorContextOptions<S extends QueueSpec = QueueSpec> {
   /**
    * The queues this actor expects, by name and end: `{ obs: "sender", cmds: "receiver" }`.
-   * Types `queues` and is checked against what the parent handed over; a mismatch makes both
-   * `actorContext()` and the parent's `spawnActor()` fail with a message saying so.
+   * Types `queues` and is checked against what the parent handed over (every name there, as
+   * that end, and no other); a mismatch makes both `actorContext()` and the parent's
+   * `spawnActor()` fail with a message saying so. Without it, every end handed over is opened.
    */
   queues?: S;
   /**
@@ -181,7 +182,7 @@ async function handOver(
   let args: unknown;
   try {
     const wire = parseWireQueues(handoff.queues, caller);
-    checkSpec(wire, options?.queues, caller);
+    checkSpec(wire, options?.queues, caller, true);
     args = typeof handoff.args === "string"
       ? decode(Uint8Array.fromBase64(handoff.args))
       : undefined;

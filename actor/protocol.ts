@@ -232,9 +232,16 @@ export function parseWireQueues(input: unknown, caller: string): WireQueues {
 
 /**
  * Checks the handed-over queues against the spec the actor expects, before anything is opened:
- * every named queue must be there, as the named end.
+ * every named queue must be there, as the named end. With `exact` (the first call, which opens
+ * them), none may be there that the spec does not name: it would be opened and held unused (a
+ * receiver nobody reads, which keeps the parent's puts waiting for room instead of refused).
  */
-export function checkSpec(wire: WireQueues, spec: QueueSpec | undefined, caller: string): void {
+export function checkSpec(
+  wire: WireQueues,
+  spec: QueueSpec | undefined,
+  caller: string,
+  exact = false,
+): void {
   if (spec === undefined) return;
   if (typeof spec !== "object" || spec === null) {
     throw new TypeError(`${caller}: options.queues must be an object like { obs: "sender" }`);
@@ -260,6 +267,15 @@ export function checkSpec(wire: WireQueues, spec: QueueSpec | undefined, caller:
         `${caller}: expected "${name}" to be a ${kind}, but the parent handed a ${got.open}`,
       );
     }
+  }
+  if (!exact) return;
+  const unnamed = Object.keys(wire).filter((name) => !Object.hasOwn(spec, name));
+  if (unnamed.length > 0) {
+    throw new TypeError(
+      `${caller}: the parent handed ${
+        unnamed.map((name) => `"${name}" (a ${wire[name].open})`).join(", ")
+      }, which options.queues does not name: name it there, or do not hand it over`,
+    );
   }
 }
 

@@ -404,7 +404,8 @@ export async function spawnWorker<A = unknown>(
  */
 export interface WorkerContextOptions<S extends QueueSpec = QueueSpec> {
   /** The queues this Worker expects, by name and end: `{ jobs: "receiver" }`. Types `queues`
-   * and is checked against what the parent handed over. */
+   * and is checked against what the parent handed over (every name there, as that end, and no
+   * other). Without it, every end handed over is opened. */
   queues?: S;
 }
 
@@ -500,7 +501,7 @@ function startWorker(
           throw new ActorError(`${caller}: handoff version ${message.version} is not supported`);
         }
         const wire = parseWireQueues(message.queues, caller);
-        checkSpec(wire, options?.queues, caller);
+        checkSpec(wire, options?.queues, caller, true);
         const args = message.args === undefined ? undefined : decode(message.args);
         const ends = opened = openAll(wire, caller);
         if (message.stop instanceof Int32Array) {

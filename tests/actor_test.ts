@@ -329,6 +329,18 @@ Deno.test(
       /expected "inbox" to be a sender, but the parent handed a receiver/,
     );
     assert.ok(!receiver.closed, "a failed transfer closes nothing");
+    // One its spec does not name. Before, it was opened and held unused: a receiver nobody
+    // read, which kept the parent's puts waiting for room instead of refused.
+    const extra = await spawnActor(FIXTURE, {
+      argv: ["mismatch"],
+      queues: { inbox: sender, results: receiver },
+      stderr: "null",
+    }).then(() => undefined, (e) => e);
+    assert.ok(extra instanceof ActorError, String(extra));
+    assert.match(
+      extra.message,
+      /the parent handed "results" \(a receiver\), which options\.queues does not name/,
+    );
     sender.close();
     receiver.close();
   }),

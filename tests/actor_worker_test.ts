@@ -111,6 +111,14 @@ Deno.test(
         e instanceof ActorError &&
         /expected "inbox" to be a sender, but the parent handed a receiver/.test(e.message),
     );
+    await assert.rejects(
+      () => spawnWorker(FIXTURE, { name: "mismatch", queues: { inbox: sender, more: receiver } }),
+      (e) =>
+        e instanceof ActorError &&
+        /the parent handed "more" \(a receiver\), which options\.queues does not name/.test(
+          e.message,
+        ),
+    );
     // Aborted while it starts (this role never calls workerContext()): the reason is kept.
     const stop = new AbortController();
     const starting = spawnWorker(FIXTURE, {
