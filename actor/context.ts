@@ -27,6 +27,7 @@ import {
   onUncaughtError,
   openAll,
   type OpenedQueues,
+  PARENT_EXIT_REASONS,
   parseWireQueues,
   type QueueEnd,
   type QueueSpec,
@@ -391,18 +392,6 @@ async function startWatchdog(
     ) exitAsParentGone();
   });
 }
-
-/**
- * Reasons of the errors a parent's exit causes in its actor. A parent closes its queue ends
- * as it exits, a moment before its exit closes the actor's stdin: an actor's call can fail for
- * want of the parent's end ("every receiver of the queue has closed") before its watchdog
- * finds the parent gone. Left uncaught, that error ended the actor with code 1, no `unload`,
- * and its queues left in /dev/shm. Such an error, uncaught, makes the actor wait (up to
- * PARENT_EXIT_WAIT_MS, blocking) for the watchdog: if the parent is gone, the actor exits with
- * code 0 as documented; else the error goes on to any other listener, and ends the process
- * as it would have.
- */
-const PARENT_EXIT_REASONS: readonly string[] = ["no-receivers", "drained", "gone"];
 
 /** How long such an error waits for the parent's stdin to close. Measured on a 2-vCPU VM: 0-4
  * ms after the error, for a parent whose script ends or that calls Deno.exit(); this leaves

@@ -328,6 +328,22 @@ export function onUncaughtError(handle: (event: Event, error: unknown) => void):
   globalThis.addEventListener("error", (event) => handle(event, event.error));
 }
 
+/**
+ * Reasons of the errors a parent's exit causes in its actor or Worker. A parent closes its
+ * queue ends as it exits: a call of the child's can fail for want of them ("every receiver of
+ * the queue has closed") before the child learns that the parent exits.
+ *
+ * An actor learns it from its stdin, closed a moment later. Left uncaught, that error ended
+ * the actor with code 1, no `unload`, and its queues left in /dev/shm; such an error, uncaught,
+ * now makes the actor wait (up to PARENT_EXIT_WAIT_MS, blocking) for its watchdog: if the
+ * parent is gone, the actor exits with code 0 as documented; else the error goes on to any
+ * other listener, and ends the process as it would have.
+ *
+ * A Worker learns it from its stop word, raised (STOP_EXITING) before the parent's ends close;
+ * such an error, uncaught, is then not printed (it was, in a process exiting with code 0).
+ */
+export const PARENT_EXIT_REASONS: readonly string[] = ["no-receivers", "drained", "gone"];
+
 /** The cause of a failed start of an actor or Worker: the caller's reason when its signal
  * aborted the start (as `fetch()` rejects with it), else what failed. */
 export function startFailureCause(error: unknown, signal: AbortSignal | undefined): unknown {

@@ -13,11 +13,12 @@ import { pathToFileURL } from "node:url";
 import { decode } from "../codec/mod.ts";
 import { threadAlive, type ThreadIdentity, threadIdentity } from "../ffi/native.ts";
 import {
+  beforeClosingAtExit,
   closedEndsUnmapped,
   closeEndsOfThisThread,
   recordEndsOfThisThreadAsDead,
 } from "../queue/open_ends.ts";
-import { onStopRequest, STOP_CLOSE, STOP_TERMINATED } from "../queue/stop.ts";
+import { onStopRequest, STOP_CLOSE, STOP_EXITING, STOP_TERMINATED } from "../queue/stop.ts";
 import { refuseUnknownOptions } from "../queue/option_names.ts";
 import { timeoutOption, timerFor } from "../queue/timer.ts";
 import { signalOption } from "../queue/wait.ts";
@@ -36,6 +37,7 @@ import {
   onUncaughtError,
   openAll,
   type OpenedQueues,
+  PARENT_EXIT_REASONS,
   parseWireQueues,
   type QueueEnd,
   type QueueHandoff,
@@ -115,6 +117,11 @@ const SPAWN_WORKER_OPTIONS = [
 /** The stop word of each handle, which `spawnWorker` hands its Worker: kept out of the
  * handle's public face. */
 const stopWords = new WeakMap<WorkerHandle, Int32Array>();
+/** The stop words of the Workers not terminated yet, raised (STOP_EXITING) as this thread
+ * exits, before it closes its ends: a Worker's call that then fails for want of them (its
+ * receivers gone) is the exit's doing, not an error to print as uncaught. */
+const liveStopWords = new Set<Int32Array>();
+let tellsWorkersAtExit = false;
 /** The thread of each Worker that said hello, where /proc can name it. */
 const workerThreads = new WeakMap<WorkerHandle, ThreadIdentity>();
 
@@ -163,6 +170,13 @@ export class WorkerHandle implements AsyncDisposable {
     }
     this.#worker = worker;
     stopWords.set(this, this.#stop);
+    liveStopWords.add(this.#stop);
+    if (!tellsWorkersAtExit) {
+      tellsWorkersAtExit = true;
+      beforeClosingAtExit(() => {
+        for (const word of liveStopWords) Atomics.compareExchange(word, 0, 0, STOP_EXITING);
+      });
+    }
     worker.addEventListener("message", (event) => {
       const message = ours<ToParent>(event.data);
       if (message?.type === "hello") {
@@ -219,6 +233,7 @@ export class WorkerHandle implements AsyncDisposable {
       this.#worker.addEventListener("error", (event) => event.preventDefault());
     }
     this.#terminated = true;
+    liveStopWords.delete(this.#stop);
     // Unless a close() asked for a clean close first (it ends with this terminate).
     Atomics.compareExchange(this.#stop, 0, 0, STOP_TERMINATED);
     this.#worker.terminate();
@@ -470,12 +485,18 @@ function startWorker(
   // Once the parent closes this Worker, the calls its ends were in throw ClosedError: the
   // expected way a Worker's loops end, not an error to report (Deno printed it as uncaught).
   let closing = false;
+  // Raised to STOP_EXITING when the parent's thread exits: then a call that fails because the
+  // parent's ends closed is as expected (Deno printed it, though the process exited with 0).
+  let stopWord: Int32Array | undefined;
   // A start that failed is the parent's to report (spawnWorker rejects naming it), and the
   // parent ends this Worker: not printed here as well, as if the Worker had crashed.
   let failedStart: unknown;
   onUncaughtError((event, error) => {
+    const parentExits = stopWord !== undefined && Atomics.load(stopWord, 0) === STOP_EXITING;
     if (
-      (closing && error instanceof ClosedError && error.reason === "closed") ||
+      (error instanceof ClosedError &&
+        ((closing && error.reason === "closed") ||
+          (parentExits && PARENT_EXIT_REASONS.includes(error.reason)))) ||
       (failedStart !== undefined && error === failedStart)
     ) {
       event.preventDefault();
@@ -505,6 +526,7 @@ function startWorker(
         const args = message.args === undefined ? undefined : decode(message.args);
         const ends = opened = openAll(wire, caller);
         if (message.stop instanceof Int32Array) {
+          stopWord = message.stop;
           // Every end of this Worker, not only these: one that catches the ClosedError and
           // loops on queues it opened itself must stop as well.
           onStopRequest(message.stop, (how) => {

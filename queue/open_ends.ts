@@ -109,15 +109,31 @@ export function noLongerLeftToThisProcess(name: string): void {
  */
 export function track(end: OpenEnd, removeAtExit: (name: string) => void): void {
   openEnds.add(end);
+  removeQueueAtExit = removeAtExit;
+  listenForUnload();
+}
+
+/** Runs `hook` on this thread's way out, before it closes its ends: what must be known before
+ * peers see them close (the Workers it started are told that it exits). */
+export function beforeClosingAtExit(hook: () => void): void {
+  exitHooks.push(hook);
+  listenForUnload();
+}
+
+const exitHooks: (() => void)[] = [];
+let removeQueueAtExit: ((name: string) => void) | undefined;
+
+function listenForUnload(): void {
   if (closeOnUnload) return;
   closeOnUnload = true;
   globalThis.addEventListener("unload", () => {
     unloading = true;
+    for (const hook of exitHooks) hook();
     for (const end of [...openEnds]) end.closeAtExit();
-    if (!isMainThread()) return;
+    if (!isMainThread() || removeQueueAtExit === undefined) return;
     // Also the queues whose ends were only ever in Workers, which run no unload at exit.
     const left = new Set([...leftToThisProcess, ...queuesWithEndsOfThisProcess()]);
-    for (const name of left) removeAtExit(name);
+    for (const name of left) removeQueueAtExit(name);
     leftToThisProcess.clear();
   });
 }

@@ -20,6 +20,9 @@ export const STOP_CLOSE = 1;
 /** `WorkerHandle.terminate()`: the ends leave as dead ones do, so peers can tell that what
  * the Worker was doing was cut short (see Receiver.sendersDied). */
 export const STOP_TERMINATED = 2;
+/** The thread that started the Worker is exiting (its `unload`): its ends are closing, so the
+ * Worker's calls that fail for want of them are expected, not errors to print. */
+export const STOP_EXITING = 3;
 
 let request: { word: Int32Array; stop: (how: number) => void } | undefined;
 

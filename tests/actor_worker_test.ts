@@ -20,7 +20,7 @@ import {
   type WorkerHandle,
 } from "../mod.ts";
 import { type Echo, FIXTURE, leaksSince, shmSnapshot } from "./actor_fixture_test.ts";
-import { mappedFiles } from "./helpers.ts";
+import { CHILD_PERMISSIONS, fixture, leakedSince, mappedFiles, shmEntries } from "./helpers.ts";
 
 function clean(fn: () => Promise<void>): () => Promise<void> {
   return async () => {
@@ -464,4 +464,21 @@ Deno.test("the ClosedError a Worker's close() causes in its calls is not reporte
 
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
+});
+
+Deno.test("a process exiting with Workers waiting on its ends prints no error of theirs", async () => {
+  const before = new Set(shmEntries());
+  for (const mode of ["put-sync", "put-async", "get-sync"]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", ...CHILD_PERMISSIONS, fixture("worker_parent_exit.ts"), mode],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, `${mode}: ${stderr}`);
+    // Before: 'error: Uncaught (in worker "waits:put-sync") (in promise) ClosedError:
+    // Sender.putSync: every receiver of the queue has closed', in a process exiting with 0.
+    assert.equal(stderr, "", mode);
+  }
+  assert.deepEqual(leakedSince(before), []);
 });
