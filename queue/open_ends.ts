@@ -109,34 +109,29 @@ export function noLongerLeftToThisProcess(name: string): void {
  */
 export function track(end: OpenEnd, removeAtExit: (name: string) => void): void {
   openEnds.add(end);
-  removeQueueAtExit = removeAtExit;
-  listenForUnload();
-}
-
-/** Runs `hook` on this thread's way out, before it closes its ends: what must be known before
- * peers see them close (the Workers it started are told that it exits). */
-export function beforeClosingAtExit(hook: () => void): void {
-  exitHooks.push(hook);
-  listenForUnload();
-}
-
-const exitHooks: (() => void)[] = [];
-let removeQueueAtExit: ((name: string) => void) | undefined;
-
-function listenForUnload(): void {
   if (closeOnUnload) return;
   closeOnUnload = true;
   globalThis.addEventListener("unload", () => {
     unloading = true;
     for (const hook of exitHooks) hook();
     for (const end of [...openEnds]) end.closeAtExit();
-    if (!isMainThread() || removeQueueAtExit === undefined) return;
+    if (!isMainThread()) return;
     // Also the queues whose ends were only ever in Workers, which run no unload at exit.
     const left = new Set([...leftToThisProcess, ...queuesWithEndsOfThisProcess()]);
-    for (const name of left) removeQueueAtExit(name);
+    for (const name of left) removeAtExit(name);
     leftToThisProcess.clear();
   });
 }
+
+/** Runs `hook` on this thread's way out, before it closes its ends: what must be known before
+ * peers see them close (the Workers it started are told that it exits). It runs in the listener
+ * the first end tracked adds, not one of its own added sooner: the program's unload listeners
+ * added before the first end must still run before the library's (as the README says). */
+export function beforeClosingAtExit(hook: () => void): void {
+  exitHooks.push(hook);
+}
+
+const exitHooks: (() => void)[] = [];
 
 /** Counts `end` closed. */
 export function untrack(end: OpenEnd): void {
