@@ -89,7 +89,7 @@ export class Audit {
       // would never be taken, nor reported, once a forged cursor skipped it.
       if (
         k < behindRead && state !== L.SlotState.Taken && state !== L.SlotState.Released &&
-        state !== L.SlotState.Done
+        state !== L.SlotState.Done && state !== L.SlotState.Held
       ) {
         return `slot ${slot}, not yet taken (state ${state}), lies behind the read cursor`;
       }
@@ -105,7 +105,7 @@ export class Audit {
       }
       // Only its taker releases a Taken message, and the reap of its taker: one naming no
       // receiver would hold its capacity, and the ring behind it, for good.
-      if (state === L.SlotState.Taken) {
+      if (state === L.SlotState.Taken || state === L.SlotState.Held) {
         const taker = u32[(s + L.S_TAKEN_BY) >> 2];
         if (
           taker >= L.MAX_PARTICIPANTS ||

@@ -57,7 +57,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 15;
+export const LAYOUT_VERSION = 16;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -291,6 +291,14 @@ export const SlotState = {
    * behind it, as behind a `Writing` slot.
    */
   Spare: 8,
+  /**
+   * Taken and copied out by a receiver's `getMany` whose batch has not returned yet: released
+   * with the rest of the batch as it returns. Only its holder moves it, like a `Taken` one;
+   * but should the holder close or die first, its caller never saw it, so it goes back to
+   * `Ready` (and the read cursor back to it), as a `Prefetched` one does: a receiver killed
+   * inside a batch of large copies lost every message of it.
+   */
+  Held: 9,
 } as const;
 
 /** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */

@@ -192,6 +192,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** The error of a message #takeDecoded consumed after others of a getMany batch, for
    * #manyAttempt to tell it from errors no message went with (and then to drop). */
   #consumedError: unknown;
+  /** While a getMany batch is copied: its messages so far, held rather than released (see
+   * L.SlotState.Held), with whether the hold took (else a reap counted it received). */
+  #batch: { slot: number; held: boolean }[] | undefined;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
@@ -370,7 +373,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * names this call (unless this end closes first); should its `allocate` fail, it stays first
    * in line and the next call tries it again. So it does when `allocate` hands out a buffer it
    * gave for an earlier message of the batch, which would overwrite that message's array: the
-   * batch ends there.
+   * batch ends there. The batch's messages are released together as it returns (their room
+   * comes back to senders then): should this end be killed while it copies them, those it had
+   * copied go back to the queue, and only the one it was copying counts as received.
    *
    * @example
    * ```ts
@@ -689,34 +694,73 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           shown(max),
       );
     }
-    // Messages released as the batch goes make room for more: "every one waiting" must not
-    // grow without end behind a sender that keeps up.
+    // "Every one waiting": at most the capacity, which the batch's messages fill, as they are
+    // held until it returns (see #releaseBatch).
     const most = max === Infinity ? this.#queue.capacity : max;
     const one = this.#getAttemptFor(options, method);
     return () => {
-      const first = one();
-      if (first === undefined) return undefined;
-      const values = [first.value];
-      while (values.length < most) {
-        let next: { value: unknown } | undefined;
-        try {
-          next = one(true);
-        } catch (error) {
-          // The error of a message consumed (one that could not be read or decoded, such as
-          // one whose extension segment is missing) must not go unreported: the next call
-          // throws it. Anything else, the next call meets again: a message kept after a
-          // failed allocate, a drained, closed or corrupt queue.
-          if (error === this.#consumedError && !this.#queue.closed) {
-            this.#deferred = { error: consumedEarlier(error, `Receiver.${method}`, values.length) };
+      const batch: { slot: number; held: boolean }[] = [];
+      const values: unknown[] = [];
+      this.#batch = batch;
+      try {
+        const first = one();
+        if (first === undefined) return undefined;
+        values.push(first.value);
+        while (values.length < most) {
+          let next: { value: unknown } | undefined;
+          try {
+            next = one(true);
+          } catch (error) {
+            // The error of a message consumed (one that could not be read or decoded, such as
+            // one whose extension segment is missing) must not go unreported: the next call
+            // throws it. Anything else, the next call meets again: a message kept after a
+            // failed allocate, a drained, closed or corrupt queue.
+            if (error === this.#consumedError && !this.#queue.closed) {
+              this.#deferred = {
+                error: consumedEarlier(error, `Receiver.${method}`, values.length),
+              };
+            }
+            this.#consumedError = undefined;
+            break;
           }
-          this.#consumedError = undefined;
-          break;
+          if (next === undefined) break;
+          values.push(next.value);
         }
-        if (next === undefined) break;
-        values.push(next.value);
+      } finally {
+        this.#batch = undefined;
       }
-      return { value: values };
+      return this.#releaseBatch(values, batch);
     };
+  }
+
+  /**
+   * Releases the messages of a getMany batch as it returns them: until now they were held,
+   * so that a receiver closed or killed while it copied the batch gives them back to the
+   * queue rather than count them received unseen. One that went back meanwhile (this end
+   * closed from inside the batch, or wrongly reaped) may be another receiver's now: its copy
+   * is dropped from the batch.
+   */
+  #releaseBatch(
+    values: unknown[],
+    batch: readonly { slot: number; held: boolean }[],
+  ): { value: unknown[] } | undefined {
+    const queue = this.#queue;
+    const kept: unknown[] = [];
+    for (let i = 0; i < values.length; i++) {
+      const { slot, held } = batch[i];
+      // The last wakes waiting senders: the batch is over.
+      if (held && !queue.releaseHeld(slot, i < values.length - 1)) continue;
+      kept.push(values[i]);
+    }
+    if (kept.length === values.length) return { value: values };
+    if (kept.length > 0) return { value: kept };
+    if (queue.closed) {
+      throw new ClosedError(
+        "the receiver was closed while it copied a batch: its messages went back to the queue",
+        { reason: "closed" },
+      );
+    }
+    return undefined;
   }
 
   #takeDecoded(
@@ -789,7 +833,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         ...failed,
       });
     }
-    queue.release(got.slot, true);
+    if (this.#batch !== undefined) this.#batch.push({ slot: got.slot, held: queue.hold(got.slot) });
+    else queue.release(got.slot, true);
     return { value };
   }
 

@@ -521,7 +521,8 @@ export class SharedQueue {
         if (state === L.SlotState.Released) booked = this.#doneLocked(slot, state) || booked;
         else if (
           state === L.SlotState.Ready || state === L.SlotState.Taken ||
-          state === L.SlotState.Prefetched || state === L.SlotState.Claimed
+          state === L.SlotState.Prefetched || state === L.SlotState.Claimed ||
+          state === L.SlotState.Held
         ) {
           return false;
         }
@@ -614,7 +615,10 @@ export class SharedQueue {
           spares++;
           continue;
         } else if (state === L.SlotState.Ready || state === L.SlotState.Prefetched) waiting++;
-        else if (state !== L.SlotState.Taken && state !== L.SlotState.Claimed) continue;
+        else if (
+          state !== L.SlotState.Taken && state !== L.SlotState.Claimed &&
+          state !== L.SlotState.Held
+        ) continue;
         const segment = u32[(s + L.S_SEGMENT) >> 2];
         if (segment === 0) bytesInUse += L.alignUp(f64[(s + L.S_LENGTH) >> 3], L.MESSAGE_ALIGN);
         else if (segment <= L.MAX_EXTENSIONS) {
@@ -1068,31 +1072,56 @@ export class SharedQueue {
    * cost a wake-up syscall per message, and wake every sender for one free slot.
    */
   release(slot: number, andTakeNext = false): void {
-    if (this.#closed) return;
+    this.#releaseFrom(slot, L.SlotState.Taken, andTakeNext);
+  }
+
+  /**
+   * Marks a message this end took, and copied out for a `getMany` batch not yet returned, as
+   * held (L.SlotState.Held): should this end close or die before {@linkcode releaseHeld}, it
+   * goes back to the queue. False when it is no longer this end's (a reap that wrongly took
+   * this end for dead counted it received): it is then the caller's, as a released one.
+   */
+  hold(slot: number): boolean {
+    if (this.#closed) return false;
+    const s = L.slotOffset(slot);
+    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return false;
+    return Atomics.compareExchange(
+      this.#i32,
+      (s + L.S_STATE) >> 2,
+      L.SlotState.Taken,
+      L.SlotState.Held,
+    ) === L.SlotState.Taken;
+  }
+
+  /** Releases a message {@linkcode hold} held, as {@linkcode release} does; false when it went
+   * back to the queue meanwhile (a reap that wrongly took this end for dead): another receiver
+   * may have it now, so the caller must drop its copy. */
+  releaseHeld(slot: number, andTakeNext = false): boolean {
+    return this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
+  }
+
+  #releaseFrom(slot: number, from: number, andTakeNext: boolean): boolean {
+    if (this.#closed) return false;
     const s = L.slotOffset(slot);
     // A slot no longer taken by this end was released already, by a reap that wrongly took
     // this end for dead: nothing to do.
-    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return;
+    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return false;
     const at = (s + L.S_STATE) >> 2;
-    if (
-      Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Released) !==
-        L.SlotState.Taken
-    ) {
-      return;
-    }
+    if (Atomics.compareExchange(this.#i32, at, from, L.SlotState.Released) !== from) return false;
     const i32 = this.#i32;
     const unsettled = Atomics.add(i32, L.W_UNSETTLED >> 2, 1) + 1;
     Atomics.add(i32, L.W_RELEASE_SEQ >> 2, 1);
     if (Atomics.load(i32, L.W_ACK_WAITING >> 2) === 0) {
-      if (Atomics.load(i32, L.W_SENDERS_WAITING >> 2) === 0) return;
+      if (Atomics.load(i32, L.W_SENDERS_WAITING >> 2) === 0) return true;
       const room = this.capacity - (this.#u32[L.C_IN_FLIGHT >> 2] - Math.max(unsettled, 0));
       if (andTakeNext && room < this.#wakeBatch) {
         this.#wakeDeferred = true;
-        return;
+        return true;
       }
     }
     this.#wakeDeferred = false;
     this.#wakeAnnounced(this.#releaseSeqPointer);
+    return true;
   }
 
   /**
@@ -1541,11 +1570,18 @@ export class SharedQueue {
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];
     const span = Math.min((write - tail) >>> 0, this.#ringSize);
+    // Ring positions (from the tail) of the messages it held for a getMany batch.
+    const held: number[] = [];
     for (let k = 0; k < span; k++) {
       const slot = (tail + k) & mask;
       const s = L.slotOffset(slot);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
       if (
+        kind === L.ParticipantKind.Receiver && state === L.SlotState.Held &&
+        u32[(s + L.S_TAKEN_BY) >> 2] === index
+      ) {
+        held.push(k);
+      } else if (
         kind === L.ParticipantKind.Sender &&
         (state === L.SlotState.Writing || state === L.SlotState.Spare) &&
         u32[(s + L.S_SENDER) >> 2] === index && u32[(s + L.S_SENDER_GEN) >> 2] === gen
@@ -1567,6 +1603,18 @@ export class SharedQueue {
           L.SlotState.Prefetched,
           L.SlotState.Ready,
         );
+      }
+    }
+    if (held.length > 0) {
+      // Never handed to its caller either, but the read cursor may have passed them: it moves
+      // back first (killed in between, the slots are still Held, and the next reap redoes
+      // this); a Ready slot behind it would never be taken.
+      if (((u32[L.C_READ >> 2] - tail) >>> 0) > held[0]) {
+        u32[L.C_READ >> 2] = (tail + held[0]) >>> 0;
+      }
+      for (const k of held) {
+        const at = (L.slotOffset((tail + k) & mask) + L.S_STATE) >> 2;
+        Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready);
       }
     }
     if (index === this.#self) this.#forgetPrefetched();
@@ -2127,7 +2175,7 @@ export class SharedQueue {
       while (read !== write) {
         const state = Atomics.load(i32, (L.slotOffset(read & mask) + L.S_STATE) >> 2);
         if (state !== L.SlotState.Done && state !== L.SlotState.Taken) {
-          if (state !== L.SlotState.Released) break;
+          if (state !== L.SlotState.Released && state !== L.SlotState.Held) break;
         }
         read = (read + 1) >>> 0;
       }
@@ -2182,7 +2230,7 @@ export class SharedQueue {
       if (state !== L.SlotState.Ready && !prefetched) {
         if (
           state !== L.SlotState.Taken && state !== L.SlotState.Released &&
-          state !== L.SlotState.Done
+          state !== L.SlotState.Done && state !== L.SlotState.Held
         ) {
           this.#poison(`slot ${slot} in state ${state} between the read and write cursors`);
         }

@@ -282,6 +282,40 @@ Deno.test("a killed receiver's prefetched messages go to the next receiver, in o
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("a receiver killed inside a getMany batch gives back what it copied: only the message it was copying is lost", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    const descriptor = receiver.descriptor;
+    for (let n = 0; n < 10; n++) await sender.put({ n, data: new Uint8Array(4096).fill(n) });
+    receiver.close();
+    // Copies 0 to 3 into the batch, then hangs copying 4.
+    await using child = spawnFixture("queue_child.ts", [
+      "batchstall",
+      JSON.stringify(descriptor),
+      "5",
+    ]);
+    const out = lines(child);
+    assert.equal(await expectLine(out, "copying"), "copying 5");
+    child.kill("SIGKILL");
+    await child.status;
+    using next = openReceiver(descriptor);
+    const got: number[] = [];
+    for (
+      const m of next.getManySync(Infinity, { timeout: 2000 }) as { n: number; data: Uint8Array }[]
+    ) {
+      assert.ok(m.data.every((b) => b === m.n), `message ${m.n} intact`);
+      got.push(m.n);
+    }
+    // Before: [5, ..., 9]: the four copied into the batch, never returned, counted received.
+    assert.deepEqual(got, [0, 1, 2, 3, 5, 6, 7, 8, 9], "4 was being copied: it counts as received");
+    assert.equal(next.getNowait(), undefined);
+    await sender.waitForAllAck({ timeout: 1000 });
+    const stats = sender.stats();
+    assert.deepEqual([stats.put, stats.received, stats.receiversDied], [10, 10, 1]);
+    sender.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
 Deno.test("a sender killed mid-write: the half-written message is never delivered", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
