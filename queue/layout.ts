@@ -296,7 +296,9 @@ export const SlotState = {
    * with the rest of the batch as it returns. Only its holder moves it, like a `Taken` one;
    * but should the holder close or die first, its caller never saw it, so it goes back to
    * `Ready` (and the read cursor back to it), as a `Prefetched` one does: a receiver killed
-   * inside a batch of large copies lost every message of it.
+   * inside a batch of large copies lost every message of it. Only while the holder is the
+   * only receiver; one that joins meanwhile takes none of their senders' later messages, which
+   * a message given back must still precede.
    */
   Held: 9,
 } as const;

@@ -373,9 +373,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * names this call (unless this end closes first); should its `allocate` fail, it stays first
    * in line and the next call tries it again. So it does when `allocate` hands out a buffer it
    * gave for an earlier message of the batch, which would overwrite that message's array: the
-   * batch ends there. The batch's messages are released together as it returns (their room
-   * comes back to senders then): should this end be killed while it copies them, those it had
-   * copied go back to the queue, and only the one it was copying counts as received.
+   * batch ends there. While this end is the queue's only receiver, the batch's messages are
+   * released together as it returns (their room comes back to senders then): should this end
+   * be killed while it copies them, those it had copied go back to the queue, and only the
+   * one it was copying counts as received. With other receivers open, each is released as it
+   * is copied (holding them would hold back their senders' later messages from the others),
+   * and a receiver killed inside a batch loses what it had copied, as a get loses its message.
    *
    * @example
    * ```ts
@@ -694,8 +697,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           shown(max),
       );
     }
-    // "Every one waiting": at most the capacity, which the batch's messages fill, as they are
-    // held until it returns (see #releaseBatch).
+    // "Every one waiting": at most the capacity. Released as the batch goes (other receivers
+    // open), its messages make room for more, behind a sender that keeps up.
     const most = max === Infinity ? this.#queue.capacity : max;
     const one = this.#getAttemptFor(options, method);
     return () => {
@@ -734,11 +737,11 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /**
-   * Releases the messages of a getMany batch as it returns them: until now they were held,
-   * so that a receiver closed or killed while it copied the batch gives them back to the
-   * queue rather than count them received unseen. One that went back meanwhile (this end
-   * closed from inside the batch, or wrongly reaped) may be another receiver's now: its copy
-   * is dropped from the batch.
+   * Releases the messages of a getMany batch as it returns them: until now they were held
+   * (while this end is the only receiver, see SharedQueue.hold), so that a receiver closed or
+   * killed while it copied the batch gives them back to the queue rather than count them
+   * received unseen. One that went back meanwhile (this end closed from inside the batch, or
+   * wrongly reaped) may be another receiver's now: its copy is dropped from the batch.
    */
   #releaseBatch(
     values: unknown[],
@@ -746,12 +749,15 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   ): { value: unknown[] } | undefined {
     const queue = this.#queue;
     const kept: unknown[] = [];
+    let anyHeld = false;
     for (let i = 0; i < values.length; i++) {
       const { slot, held } = batch[i];
+      anyHeld ||= held;
       // The last wakes waiting senders: the batch is over.
       if (held && !queue.releaseHeld(slot, i < values.length - 1)) continue;
       kept.push(values[i]);
     }
+    if (anyHeld) queue.heldReleased();
     if (kept.length === values.length) return { value: values };
     if (kept.length > 0) return { value: kept };
     if (queue.closed) {

@@ -1078,11 +1078,18 @@ export class SharedQueue {
   /**
    * Marks a message this end took, and copied out for a `getMany` batch not yet returned, as
    * held (L.SlotState.Held): should this end close or die before {@linkcode releaseHeld}, it
-   * goes back to the queue. False when it is no longer this end's (a reap that wrongly took
-   * this end for dead counted it received): it is then the caller's, as a released one.
+   * goes back to the queue. Only while this end is the queue's only receiver: a held message
+   * holds back its sender's later ones from other receivers (see #takeReadyLocked), which
+   * would take turns on a sender's stream; with others open it is released at once, as a
+   * get's. False when it is not held: released so, or no longer this end's (a reap that
+   * wrongly took this end for dead counted it received); either way it is the caller's.
    */
   hold(slot: number): boolean {
     if (this.#closed) return false;
+    if (this.#u32[L.C_LIVE_RECEIVERS >> 2] !== 1) {
+      this.release(slot, true);
+      return false;
+    }
     const s = L.slotOffset(slot);
     if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return false;
     return Atomics.compareExchange(
@@ -1095,9 +1102,17 @@ export class SharedQueue {
 
   /** Releases a message {@linkcode hold} held, as {@linkcode release} does; false when it went
    * back to the queue meanwhile (a reap that wrongly took this end for dead): another receiver
-   * may have it now, so the caller must drop its copy. */
-  releaseHeld(slot: number, andTakeNext = false): boolean {
+   * may have it now, so the caller must drop its copy. Call {@linkcode heldReleased} after the
+   * batch's last. */
+  releaseHeld(slot: number, andTakeNext: boolean): boolean {
     return this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
+  }
+
+  /** After a batch's held messages were released: receivers that joined meanwhile skipped
+   * their senders' later messages (see #markHeldBehindLocked), and may wait for a put that is
+   * not coming; they can take those now. */
+  heldReleased(): void {
+    if (this.#u32[L.C_LIVE_RECEIVERS >> 2] > 1) this.#signal(this.putSignal);
   }
 
   #releaseFrom(slot: number, from: number, andTakeNext: boolean): boolean {
@@ -1556,7 +1571,8 @@ export class SharedQueue {
   }
 
   /** Frees participant `index`'s entry: its unpublished messages are dropped, the messages
-   * it held as a receiver are released, those it had prefetched go back to the queue. */
+   * it held as a receiver are released, those it had prefetched, or copied into a getMany
+   * batch not yet returned, go back to the queue. */
   #removeParticipantLocked(index: number, left: Leaving): void {
     const u32 = this.#u32;
     const at = L.participantOffset(index);
@@ -2196,12 +2212,39 @@ export class SharedQueue {
       return undefined;
     }
     try {
+      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) this.#markHeldBehindLocked(read);
       return this.#takeReadyLocked(read, write);
     } finally {
       if (this.#writingMarked) {
         this.#writing.fill(0);
         this.#writingMarked = false;
       }
+    }
+  }
+
+  /**
+   * Marks, as #takeReadyLocked does for messages still being written, the senders of messages
+   * another receiver holds in a getMany batch behind the read cursor (its holder moved the
+   * cursor past them): should it die, they come back, and must come before their senders'
+   * later messages. Held only while their holder was the only receiver, so another one is
+   * there only since (or the holder is this end): the scan costs the span behind the cursor,
+   * and runs only while several receivers are open.
+   */
+  #markHeldBehindLocked(read: number): void {
+    const u32 = this.#u32;
+    const tail = u32[L.C_TAIL >> 2];
+    const span = Math.min((read - tail) >>> 0, this.#ringSize);
+    for (let k = 0; k < span; k++) {
+      const slot = (tail + k) & this.#mask;
+      const s = L.slotOffset(slot);
+      if (
+        Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Held ||
+        u32[(s + L.S_TAKEN_BY) >> 2] === this.#self
+      ) continue;
+      const sender = u32[(s + L.S_SENDER) >> 2];
+      if (sender >= L.MAX_PARTICIPANTS) this.#poison(`slot ${slot} names sender ${sender}`);
+      this.#writing[sender] = 1;
+      this.#writingMarked = true;
     }
   }
 
@@ -2216,7 +2259,13 @@ export class SharedQueue {
       const slot = k & mask;
       const s = L.slotOffset(slot);
       const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
-      if (state === L.SlotState.Writing || state === L.SlotState.Spare) {
+      // Held in another receiver's getMany batch, a message may yet come back (should that
+      // receiver die), and must then still come before its sender's later ones: they wait, as
+      // behind a message still being written.
+      if (
+        state === L.SlotState.Writing || state === L.SlotState.Spare ||
+        (state === L.SlotState.Held && u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self)
+      ) {
         const sender = u32[(s + L.S_SENDER) >> 2];
         if (sender >= L.MAX_PARTICIPANTS) this.#poison(`slot ${slot} names sender ${sender}`);
         writing[sender] = 1;

@@ -2069,7 +2069,7 @@ Deno.test("getMany and getManySync: waiting for the first only, up to max, in or
     receiver.close();
   }));
 
-Deno.test("getMany(Infinity) takes at most the capacity, and frees it as it returns", () =>
+Deno.test("getMany(Infinity) takes at most the capacity; a lone receiver frees it as the batch returns", () =>
   withoutLeaks(() => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
     for (let i = 0; i < 4; i++) sender.putSync(new Uint8Array([i]));
@@ -2088,6 +2088,22 @@ Deno.test("getMany(Infinity) takes at most the capacity, and frees it as it retu
     assert.equal(sender.hasSpace(), true);
     sender.putSync(new Uint8Array([4]));
     assert.deepEqual(receiver.getManySync<Uint8Array>(Infinity).map((a) => a[0]), [4]);
+    // With another receiver open, each is released as it is copied (held, it would hold back
+    // its sender's later messages from the other): a sender that keeps up fills the room, and
+    // the batch stops at the capacity.
+    const other = openReceiver(receiver.descriptor);
+    for (let i = 0; i < 4; i++) sender.putSync(new Uint8Array([i]));
+    let extra = 4;
+    const more = receiver.getManySync<Uint8Array>(Infinity, {
+      allocate: (n) => {
+        if (extra < 100 && sender.hasSpace()) sender.putSync(new Uint8Array([extra++]));
+        return new ArrayBuffer(n);
+      },
+    });
+    assert.deepEqual(more.map((a) => a[0]), [0, 1, 2, 3]);
+    assert.ok(extra > 4, "room came back during the batch");
+    assert.equal(other.getManySync(Infinity).length, extra - 4);
+    other.close();
     sender.close();
     receiver.close();
   }));
