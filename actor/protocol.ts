@@ -335,7 +335,7 @@ export function onUncaughtError(handle: (event: Event, error: unknown) => void):
  *
  * An actor learns it from its stdin, closed a moment later. Left uncaught, that error ended
  * the actor with code 1, no `unload`, and its queues left in /dev/shm; such an error, uncaught,
- * now makes the actor wait (up to PARENT_EXIT_WAIT_MS, blocking) for its watchdog: if the
+ * makes the actor wait (up to PARENT_EXIT_WAIT_MS, blocking) for its watchdog: if the
  * parent is gone, the actor exits with code 0 as documented; else the error goes on to any
  * other listener, and ends the process as it would have.
  *

@@ -188,6 +188,7 @@ export class WorkerHandle implements AsyncDisposable {
     // Only noted, never prevented: whether the error ends this process stays the caller's call.
     worker.addEventListener("error", () => {
       this.#failed = true;
+      liveStopWords.delete(this.#stop);
       this.#closed?.();
     });
   }
