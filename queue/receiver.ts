@@ -429,6 +429,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     try {
       stopIfRequested();
       this.#queue.assertOpen("Receiver.getManySync");
+      this.#refuseInsideAllocate();
       const deadline = deadlineOf(options, "Receiver.getManySync", SYNC_GET_OPTIONS);
       const attempt = this.#manyAttempt(max, options, "getManySync");
       const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
@@ -704,6 +705,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     return () => {
       const batch: { slot: number; held: boolean }[] = [];
       const values: unknown[] = [];
+      // A call refused from inside this end's allocate must not end the batch it interrupts.
+      const outer = this.#batch;
       this.#batch = batch;
       try {
         const first = one();
@@ -730,7 +733,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           values.push(next.value);
         }
       } finally {
-        this.#batch = undefined;
+        this.#batch = outer;
       }
       return this.#releaseBatch(values, batch);
     };
@@ -738,10 +741,10 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /**
    * Releases the messages of a getMany batch as it returns them: until now they were held
-   * (while this end is the only receiver, see SharedQueue.hold), so that a receiver closed or
-   * killed while it copied the batch gives them back to the queue rather than count them
-   * received unseen. One that went back meanwhile (this end closed from inside the batch, or
-   * wrongly reaped) may be another receiver's now: its copy is dropped from the batch.
+   * (while this end is the only receiver, see SharedQueue.hold), so that a receiver killed
+   * while it copied the batch gives them back to the queue rather than count them received
+   * unseen. One that went back meanwhile (a reap wrongly took this end for dead) may be
+   * another receiver's now: its copy is dropped from the batch.
    */
   #releaseBatch(
     values: unknown[],
@@ -753,20 +756,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     for (let i = 0; i < values.length; i++) {
       const { slot, held } = batch[i];
       anyHeld ||= held;
-      // The last wakes waiting senders: the batch is over.
-      if (held && !queue.releaseHeld(slot, i < values.length - 1)) continue;
+      // The last wakes waiting senders: the batch is over. A close from inside the batch
+      // counted its held messages received: they are still its caller's. A reap (this end
+      // taken for dead, or ended as dead by a Worker's terminate) gave them back.
+      if (
+        held && !queue.releaseHeld(slot, i < values.length - 1) && !queue.heldReceivedAtClose
+      ) continue;
       kept.push(values[i]);
     }
     if (anyHeld) queue.heldReleased();
     if (kept.length === values.length) return { value: values };
-    if (kept.length > 0) return { value: kept };
-    if (queue.closed) {
-      throw new ClosedError(
-        "the receiver was closed while it copied a batch: its messages went back to the queue",
-        { reason: "closed" },
-      );
-    }
-    return undefined;
+    return kept.length > 0 ? { value: kept } : undefined;
   }
 
   #takeDecoded(

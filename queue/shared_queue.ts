@@ -199,6 +199,9 @@ export class SharedQueue {
   #peersDiedAtClose = 0;
   /** How this end's leaving is recorded when it closes (see leaveAsDead). */
   #leaveAs: "closed" | "died" = "closed";
+  /** This end's close counted messages it held for a getMany batch received: the batch
+   * returns them (see Receiver.#releaseBatch). */
+  #heldReceivedAtClose = false;
   /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
   #extensionEpoch = 0;
   /** Until when a reservation waits for a busy extension rather than make one (0: it does
@@ -1086,18 +1089,28 @@ export class SharedQueue {
    */
   hold(slot: number): boolean {
     if (this.#closed) return false;
-    if (this.#u32[L.C_LIVE_RECEIVERS >> 2] !== 1) {
-      this.release(slot, true);
-      return false;
-    }
+    const i32 = this.#i32;
     const s = L.slotOffset(slot);
+    const at = (s + L.S_STATE) >> 2;
     if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return false;
-    return Atomics.compareExchange(
-      this.#i32,
-      (s + L.S_STATE) >> 2,
-      L.SlotState.Taken,
-      L.SlotState.Held,
-    ) === L.SlotState.Taken;
+    if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) {
+      if (
+        Atomics.compareExchange(i32, at, L.SlotState.Taken, L.SlotState.Held) !== L.SlotState.Taken
+      ) {
+        return false;
+      }
+      // Read again once Held: a receiver that joined before the CAS may have taken its
+      // sender's later messages (Taken does not hold them back), so it must not come back
+      // after them. (A kill between the CAS and this read is the one window left.)
+      if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) return true;
+      if (
+        Atomics.compareExchange(i32, at, L.SlotState.Held, L.SlotState.Taken) !== L.SlotState.Held
+      ) {
+        return false;
+      }
+    }
+    this.release(slot, true);
+    return false;
   }
 
   /** Releases a message {@linkcode hold} held, as {@linkcode release} does; false when it went
@@ -1106,6 +1119,12 @@ export class SharedQueue {
    * batch's last. */
   releaseHeld(slot: number, andTakeNext: boolean): boolean {
     return this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
+  }
+
+  /** Whether this end's close counted messages it held for a getMany batch received (a close
+   * from inside the batch's own call): the batch then returns them. */
+  get heldReceivedAtClose(): boolean {
+    return this.#heldReceivedAtClose;
   }
 
   /** After a batch's held messages were released: receivers that joined meanwhile skipped
@@ -1596,7 +1615,12 @@ export class SharedQueue {
         kind === L.ParticipantKind.Receiver && state === L.SlotState.Held &&
         u32[(s + L.S_TAKEN_BY) >> 2] === index
       ) {
-        held.push(k);
+        // A close comes from the batch's own call (its allocate, a Worker's stop): the batch
+        // still returns them, as received. A dead end's caller never saw them.
+        if (left === "closed") {
+          this.#finishLocked(slot, L.SlotState.Held, false);
+          if (index === this.#self) this.#heldReceivedAtClose = true;
+        } else held.push(k);
       } else if (
         kind === L.ParticipantKind.Sender &&
         (state === L.SlotState.Writing || state === L.SlotState.Spare) &&

@@ -2108,6 +2108,57 @@ Deno.test("getMany(Infinity) takes at most the capacity; a lone receiver frees i
     receiver.close();
   }));
 
+Deno.test("getMany: closed from inside its allocate after another receiver joined, it returns what it copied; the other gets the rest", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    for (let i = 0; i < 5; i++) sender.putSync({ i, data: new Float64Array(4) });
+    let calls = 0;
+    let other: Receiver | undefined;
+    const got = receiver.getManySync<{ i: number }>(5, {
+      allocate: (n) => {
+        calls++;
+        if (calls === 2) other = openReceiver(receiver.descriptor); // 0 held, 1 released as copied
+        if (calls === 3) receiver.close(); // while 2 is copied: it counts as received
+        return new ArrayBuffer(n);
+      },
+    });
+    // Before (a review of 9b89bf6): [1], the held 0 given back by the close and taken by the
+    // other receiver after it.
+    assert.deepEqual(got.map((m) => m.i), [0, 1]);
+    assert.deepEqual(other!.getManySync<{ i: number }>(5).map((m) => m.i), [3, 4]);
+    other!.close();
+    sender.close();
+  }));
+
+Deno.test("getManySync from inside its own allocate is refused, and the batch it interrupts goes on", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    for (let i = 0; i < 5; i++) sender.putSync({ i, data: new Float64Array(4) });
+    let refusal: unknown;
+    let calls = 0;
+    const got = receiver.getManySync<{ i: number }>(5, {
+      allocate: (n) => {
+        if (++calls === 2) {
+          try {
+            receiver.getManySync(1, { timeout: 0 });
+          } catch (error) {
+            refusal = error;
+          }
+        }
+        return new ArrayBuffer(n);
+      },
+    });
+    assert.ok(
+      refusal instanceof TypeError && /inside this receiver's own allocate/.test(refusal.message),
+    );
+    // Before (a review of 9b89bf6): the refused call ended the batch's record, and the outer
+    // call threw, all five messages counted received and lost.
+    assert.deepEqual(got.map((m) => m.i), [0, 1, 2, 3, 4]);
+    assert.equal(receiver.stats().inFlight, 0);
+    sender.close();
+    receiver.close();
+  }));
+
 Deno.test("getMany returns the messages before one that cannot be decoded; the next call reports it", () =>
   withoutLeaks(() => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
