@@ -193,8 +193,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * #manyAttempt to tell it from errors no message went with (and then to drop). */
   #consumedError: unknown;
   /** While a getMany batch is copied: its messages so far, held rather than released (see
-   * L.SlotState.Held), with whether the hold took (else a reap counted it received). */
-  #batch: { slot: number; held: boolean }[] | undefined;
+   * L.SlotState.Held), with what became of each (SharedQueue.hold). */
+  #batch: BatchEntry[] | undefined;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
@@ -703,7 +703,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const most = max === Infinity ? this.#queue.capacity : max;
     const one = this.#getAttemptFor(options, method);
     return () => {
-      const batch: { slot: number; held: boolean }[] = [];
+      const batch: BatchEntry[] = [];
       const values: unknown[] = [];
       // A call refused from inside this end's allocate must not end the batch it interrupts.
       const outer = this.#batch;
@@ -748,19 +748,21 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    */
   #releaseBatch(
     values: unknown[],
-    batch: readonly { slot: number; held: boolean }[],
+    batch: readonly BatchEntry[],
   ): { value: unknown[] } | undefined {
     const queue = this.#queue;
     const kept: unknown[] = [];
     let anyHeld = false;
     for (let i = 0; i < values.length; i++) {
       const { slot, held } = batch[i];
-      anyHeld ||= held;
+      if (held === "gone") continue;
+      anyHeld ||= held === "held";
       // The last wakes waiting senders: the batch is over. A close from inside the batch
       // counted its held messages received: they are still its caller's. A reap (this end
       // taken for dead, or ended as dead by a Worker's terminate) gave them back.
       if (
-        held && !queue.releaseHeld(slot, i < values.length - 1) && !queue.heldReceivedAtClose
+        held === "held" && !queue.releaseHeld(slot, i < values.length - 1) &&
+        !queue.heldReceivedAtClose
       ) continue;
       kept.push(values[i]);
     }
@@ -1109,6 +1111,12 @@ function heapBuffer(byteLength: number): ArrayBuffer {
  * nudgeCollector), once for each such copy. */
 function heapCopied(byteLength: number): void {
   if (byteLength >= LARGE_COPY) nudgeCollector();
+}
+
+/** A message of a getMany batch: its slot, and what became of it (SharedQueue.hold). */
+interface BatchEntry {
+  readonly slot: number;
+  readonly held: "held" | "mine" | "gone";
 }
 
 /** A get's decode options for a large message: the largest copies get readied buffers, and

@@ -1080,37 +1080,38 @@ export class SharedQueue {
 
   /**
    * Marks a message this end took, and copied out for a `getMany` batch not yet returned, as
-   * held (L.SlotState.Held): should this end close or die before {@linkcode releaseHeld}, it
-   * goes back to the queue. Only while this end is the queue's only receiver: a held message
-   * holds back its sender's later ones from other receivers (see #takeReadyLocked), which
-   * would take turns on a sender's stream; with others open it is released at once, as a
-   * get's. False when it is not held: released so, or no longer this end's (a reap that
-   * wrongly took this end for dead counted it received); either way it is the caller's.
+   * held (L.SlotState.Held): should this end die before {@linkcode releaseHeld}, it goes back
+   * to the queue. Only while this end is the queue's only receiver: a held message holds back
+   * its sender's later ones from other receivers (see #takeReadyLocked), which would take
+   * turns on a sender's stream; with others open it is released at once, as a get's. Says
+   * what became of it: `"held"`; `"mine"`, released so, or counted received by a reap that
+   * wrongly took this end for dead (either way the caller's); or `"gone"`, given back by such
+   * a reap while held, and maybe another receiver's now: the caller drops its copy.
    */
-  hold(slot: number): boolean {
-    if (this.#closed) return false;
+  hold(slot: number): "held" | "mine" | "gone" {
+    if (this.#closed) return "mine";
     const i32 = this.#i32;
     const s = L.slotOffset(slot);
     const at = (s + L.S_STATE) >> 2;
-    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return false;
+    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return "mine";
     if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) {
       if (
         Atomics.compareExchange(i32, at, L.SlotState.Taken, L.SlotState.Held) !== L.SlotState.Taken
       ) {
-        return false;
+        return "mine";
       }
       // Read again once Held: a receiver that joined before the CAS may have taken its
       // sender's later messages (Taken does not hold them back), so it must not come back
       // after them. (A kill between the CAS and this read is the one window left.)
-      if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) return true;
+      if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) return "held";
       if (
         Atomics.compareExchange(i32, at, L.SlotState.Held, L.SlotState.Taken) !== L.SlotState.Held
       ) {
-        return false;
+        return "gone";
       }
     }
     this.release(slot, true);
-    return false;
+    return "mine";
   }
 
   /** Releases a message {@linkcode hold} held, as {@linkcode release} does; false when it went
@@ -1616,8 +1617,9 @@ export class SharedQueue {
         u32[(s + L.S_TAKEN_BY) >> 2] === index
       ) {
         // A close comes from the batch's own call (its allocate, a Worker's stop): the batch
-        // still returns them, as received. A dead end's caller never saw them.
-        if (left === "closed") {
+        // still returns them, as received. A dead end's caller never saw them, nor does that
+        // of one closed as its thread exits (Deno.exit() from inside the batch).
+        if (left === "closed" && !(index === this.#self && this.#closedAtExit)) {
           this.#finishLocked(slot, L.SlotState.Held, false);
           if (index === this.#self) this.#heldReceivedAtClose = true;
         } else held.push(k);

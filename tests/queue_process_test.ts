@@ -322,6 +322,28 @@ Deno.test("a receiver killed inside a getMany batch gives back what it copied: o
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("a receiver that calls Deno.exit() inside a getMany batch gives back what it copied", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    const descriptor = receiver.descriptor;
+    for (let n = 0; n < 10; n++) await sender.put({ n, data: new Uint8Array(64).fill(n) });
+    receiver.close();
+    await using child = spawnFixture("queue_child.ts", [
+      "batchstall",
+      JSON.stringify(descriptor),
+      "5",
+      "exit",
+    ]);
+    assert.equal((await finish(child)).code, 0);
+    using next = openReceiver(descriptor);
+    const got = (next.getManySync(Infinity, { timeout: 2000 }) as { n: number }[]).map((m) => m.n);
+    // Closed as its process exits, the batch's caller never saw 0 to 3 (a review of dbabd18:
+    // they were counted received there, and lost). 4 was being copied.
+    assert.deepEqual(got, [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    await sender.waitForAllAck({ timeout: 1000 });
+    sender.close();
+  }));
+
 Deno.test("lone receivers killed at random points of getMany batches: nothing twice, each sender in order, only the copying message lost", () =>
   withoutLeaks(async () => {
     const [first, receiver] = createSharedMemoryPair({ capacity: 1024, arenaBytes: 32 << 20 });
