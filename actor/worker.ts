@@ -16,6 +16,7 @@ import {
   beforeClosingAtExit,
   closedEndsUnmapped,
   closeEndsOfThisThread,
+  closeEndsOfThisThreadAtExit,
   recordEndsOfThisThreadAsDead,
 } from "../queue/open_ends.ts";
 import { onStopRequest, STOP_CLOSE, STOP_EXITING, STOP_TERMINATED } from "../queue/stop.ts";
@@ -533,6 +534,7 @@ function startWorker(
           onStopRequest(message.stop, (how) => {
             closing = true;
             if (how === STOP_TERMINATED) recordEndsOfThisThreadAsDead();
+            if (how === STOP_EXITING) closeEndsOfThisThreadAtExit();
             for (const end of Object.values(ends)) end.close();
             closeEndsOfThisThread();
           });

@@ -39,6 +39,13 @@ export function closeEndsOfThisThread(): void {
   for (const end of [...openEnds]) end.close();
 }
 
+/** Closes every end this thread has open as its exit does: the thread that started this
+ * Worker exits, and what the Worker was doing is never finished (a getMany batch's held
+ * messages go back to the queue). */
+export function closeEndsOfThisThreadAtExit(): void {
+  for (const end of [...openEnds]) end.closeAtExit();
+}
+
 /** Has every end this thread has open leave as a dead one does when it closes: its Worker
  * was terminated, and what it was doing is cut short (see WorkerHandle.terminate). */
 export function recordEndsOfThisThreadAsDead(): void {

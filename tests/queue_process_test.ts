@@ -344,6 +344,39 @@ Deno.test("a receiver that calls Deno.exit() inside a getMany batch gives back w
     sender.close();
   }));
 
+Deno.test("a Worker inside a getMany batch when its process exits gives back what it copied", () =>
+  withoutLeaks(async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", ...CHILD_PERMISSIONS, fixture("worker_batch_exit.ts")],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    try {
+      const out = lines(child);
+      const line = await expectLine(out, "copying");
+      // Joins while the Worker holds 0 to 3: it gets nothing of theirs until they come back.
+      using next = openReceiver(JSON.parse(line.slice("copying ".length)));
+      assert.equal(next.getNowait(), undefined);
+      const writer = child.stdin.getWriter();
+      await writer.write(new TextEncoder().encode("exit\n"));
+      await writer.close();
+      assert.equal((await child.status).code, 0);
+      for await (const _ of out) { /* drain */ }
+      const got = (next.getManySync(Infinity, { timeout: 2000 }) as { n: number }[]).map((m) =>
+        m.n
+      );
+      // Before: [5, ..., 9]. The stop the exiting thread sent closed the Worker's end as a
+      // close from inside its batch, which counts held messages received. 4 was being copied.
+      assert.deepEqual(got, [0, 1, 2, 3, 5, 6, 7, 8, 9]);
+    } finally {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+    }
+  }));
+
 Deno.test("lone receivers killed at random points of getMany batches: nothing twice, each sender in order, only the copying message lost", () =>
   withoutLeaks(async () => {
     const [first, receiver] = createSharedMemoryPair({ capacity: 1024, arenaBytes: 32 << 20 });
