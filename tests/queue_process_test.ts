@@ -5,6 +5,7 @@ import {
   FullError,
   openReceiver,
   openSender,
+  type QueueDescriptor,
   type Sender,
   sweepStaleQueues,
 } from "../mod.ts";
@@ -286,18 +287,28 @@ Deno.test("a killed receiver's prefetched messages go to the next receiver, in o
     for await (const _ of out) { /* drain */ }
   }));
 
+/**
+ * A queue holding messages `{ n, data }` (n = 0 to 9, `data` of `bytes` bytes filled with n),
+ * its own receiver closed, and a child, the only receiver, taking them in one getManySync that
+ * stops at the 5th copy: it hangs there (to be killed), or calls Deno.exit(0).
+ */
+function tenInOneBatch(
+  bytes: number,
+  how: "hang" | "exit",
+): { sender: Sender; descriptor: QueueDescriptor; started: Deno.ChildProcess } {
+  const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+  const descriptor = receiver.descriptor;
+  for (let n = 0; n < 10; n++) sender.putSync({ n, data: new Uint8Array(bytes).fill(n) });
+  receiver.close();
+  const args = ["batchstall", JSON.stringify(descriptor), "5", ...(how === "exit" ? ["exit"] : [])];
+  return { sender, descriptor, started: spawnFixture("queue_child.ts", args) };
+}
+
 Deno.test("a receiver killed inside a getMany batch gives back what it copied: only the message it was copying is lost", () =>
   withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
-    const descriptor = receiver.descriptor;
-    for (let n = 0; n < 10; n++) await sender.put({ n, data: new Uint8Array(4096).fill(n) });
-    receiver.close();
     // Copies 0 to 3 into the batch, then hangs copying 4.
-    await using child = spawnFixture("queue_child.ts", [
-      "batchstall",
-      JSON.stringify(descriptor),
-      "5",
-    ]);
+    const { sender, descriptor, started } = tenInOneBatch(4096, "hang");
+    await using child = started;
     const out = lines(child);
     assert.equal(await expectLine(out, "copying"), "copying 5");
     using next = openReceiver(descriptor);
@@ -324,16 +335,8 @@ Deno.test("a receiver killed inside a getMany batch gives back what it copied: o
 
 Deno.test("a receiver that calls Deno.exit() inside a getMany batch gives back what it copied", () =>
   withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
-    const descriptor = receiver.descriptor;
-    for (let n = 0; n < 10; n++) await sender.put({ n, data: new Uint8Array(64).fill(n) });
-    receiver.close();
-    await using child = spawnFixture("queue_child.ts", [
-      "batchstall",
-      JSON.stringify(descriptor),
-      "5",
-      "exit",
-    ]);
+    const { sender, descriptor, started } = tenInOneBatch(64, "exit");
+    await using child = started;
     assert.equal((await finish(child)).code, 0);
     using next = openReceiver(descriptor);
     const got = (next.getManySync(Infinity, { timeout: 2000 }) as { n: number }[]).map((m) => m.n);
