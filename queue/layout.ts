@@ -100,6 +100,11 @@ export const W_UNSETTLED = 200;
 /** i32: senders in waitForAllAck (they wait on the release sequence too, but are always woken:
  * wake-ups for room may be batched). */
 export const W_ACK_WAITING = 204;
+/** i32: messages Held in getMany batches (see SlotState.Held). Counted up before a slot goes
+ * Held and down once it has left Held, so never below the true count: a count too high (a
+ * holder killed between the two) only costs takes a scan behind the read cursor while several
+ * receivers are open; at 0 they skip it. */
+export const W_HELD = 208;
 
 // Cursors, read and written only under the lock.
 export const C_TAIL = 256; // u32 slot index: oldest slot not yet reclaimed

@@ -1095,9 +1095,11 @@ export class SharedQueue {
     const at = (s + L.S_STATE) >> 2;
     if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return "mine";
     if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) {
+      Atomics.add(i32, L.W_HELD >> 2, 1); // before: never below the Held slots
       if (
         Atomics.compareExchange(i32, at, L.SlotState.Taken, L.SlotState.Held) !== L.SlotState.Taken
       ) {
+        Atomics.sub(i32, L.W_HELD >> 2, 1);
         return "mine";
       }
       // Read again once Held: a receiver that joined before the CAS may have taken its
@@ -1107,8 +1109,9 @@ export class SharedQueue {
       if (
         Atomics.compareExchange(i32, at, L.SlotState.Held, L.SlotState.Taken) !== L.SlotState.Held
       ) {
-        return "gone";
+        return "gone"; // and counted down by the reap that gave it back
       }
+      Atomics.sub(i32, L.W_HELD >> 2, 1);
     }
     this.release(slot, true);
     return "mine";
@@ -1119,7 +1122,10 @@ export class SharedQueue {
    * may have it now, so the caller must drop its copy. Call {@linkcode heldReleased} after the
    * batch's last. */
   releaseHeld(slot: number, andTakeNext: boolean): boolean {
-    return this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
+    const released = this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
+    // Else a close or reap moved it out of Held, and counted it down.
+    if (released) Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
+    return released;
   }
 
   /** Whether this end's close counted messages it held for a getMany batch received (a close
@@ -1620,7 +1626,9 @@ export class SharedQueue {
         // still returns them, as received. A dead end's caller never saw them, nor does that
         // of one closed as its thread exits (Deno.exit() from inside the batch).
         if (left === "closed" && !(index === this.#self && this.#closedAtExit)) {
-          this.#finishLocked(slot, L.SlotState.Held, false);
+          if (this.#doneLocked(slot, L.SlotState.Held)) {
+            Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
+          }
           if (index === this.#self) this.#heldReceivedAtClose = true;
         } else held.push(k);
       } else if (
@@ -1656,7 +1664,10 @@ export class SharedQueue {
       }
       for (const k of held) {
         const at = (L.slotOffset((tail + k) & mask) + L.S_STATE) >> 2;
-        Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready);
+        if (
+          Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready) ===
+            L.SlotState.Held
+        ) Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
       }
     }
     if (index === this.#self) this.#forgetPrefetched();
@@ -2238,7 +2249,9 @@ export class SharedQueue {
       return undefined;
     }
     try {
-      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) this.#markHeldBehindLocked(read);
+      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1 && Atomics.load(this.#i32, L.W_HELD >> 2) > 0) {
+        this.#markHeldBehindLocked(read);
+      }
       return this.#takeReadyLocked(read, write);
     } finally {
       if (this.#writingMarked) {
@@ -2254,7 +2267,7 @@ export class SharedQueue {
    * cursor past them): should it die, they come back, and must come before their senders'
    * later messages. Held only while their holder was the only receiver, so another one is
    * there only since (or the holder is this end): the scan costs the span behind the cursor,
-   * and runs only while several receivers are open.
+   * and runs only while several receivers are open and some message may be held (L.W_HELD).
    */
   #markHeldBehindLocked(read: number): void {
     const u32 = this.#u32;

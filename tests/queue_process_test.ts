@@ -329,6 +329,8 @@ Deno.test("a receiver killed inside a getMany batch gives back what it copied: o
     await sender.waitForAllAck({ timeout: 1000 });
     const stats = sender.stats();
     assert.deepEqual([stats.put, stats.received, stats.receiversDied], [10, 10, 1]);
+    // The reap counted down the held messages it gave back.
+    assert.equal(segmentWord(sender.descriptor.name, L.W_HELD), 0);
     sender.close();
     for await (const _ of out) { /* drain */ }
   }));
@@ -423,6 +425,7 @@ Deno.test("lone receivers killed at random points of getMany batches: nothing tw
     // the batch had copied too: 26 in all here.)
     assert.equal(2 * count - seen.length, kills);
     assert.equal(first.stats().inFlight, 0);
+    assert.equal(segmentWord(first.descriptor.name, L.W_HELD), 0);
     first.close();
   }));
 

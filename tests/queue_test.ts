@@ -2077,15 +2077,21 @@ Deno.test("getMany(Infinity) takes at most the capacity; a lone receiver frees i
     // back), so a sender that keeps up finds no room meanwhile, and the batch cannot grow
     // past the capacity. (Before, each one released as it went made room.)
     let roomDuringBatch = false;
+    const heldCounts: number[] = [];
+    const name = sender.descriptor.name;
     const got = receiver.getManySync<Uint8Array>(Infinity, {
       allocate: (n) => {
         roomDuringBatch ||= sender.hasSpace();
+        heldCounts.push(segmentWord(name, L.W_HELD));
         return new ArrayBuffer(n);
       },
     });
     assert.deepEqual(got.map((a) => a[0]), [0, 1, 2, 3]);
     assert.equal(roomDuringBatch, false);
     assert.equal(sender.hasSpace(), true);
+    // The count of held messages, which lets takes skip a scan while it is 0.
+    assert.deepEqual(heldCounts, [0, 1, 2, 3]);
+    assert.equal(segmentWord(name, L.W_HELD), 0);
     sender.putSync(new Uint8Array([4]));
     assert.deepEqual(receiver.getManySync<Uint8Array>(Infinity).map((a) => a[0]), [4]);
     // With another receiver open, each is released as it is copied (held, it would hold back
