@@ -40,7 +40,7 @@ import {
   T_UNDEFINED,
   VERSION,
 } from "./format.ts";
-import { describe, NdArray, shapeSize } from "./ndarray.ts";
+import { describe, NdArray, shapeSize, wrongDataClass, wrongDataLength } from "./ndarray.ts";
 import { BINARY_CTORS, binaryClassCode, isReservation, type Reservation } from "./reserve.ts";
 
 /**
@@ -373,20 +373,13 @@ function planValue(value: unknown): EncodePlan {
               if (
                 !ArrayBuffer.isView(data) || Object.getPrototypeOf(data) !== dt.arrayType.prototype
               ) {
-                throw nd(
-                  `data of a ${dt.name} array must be a ${dt.arrayType.name}, not ${
-                    describe(data)
-                  }`,
-                );
+                throw nd(wrongDataClass(dt, data));
               }
               const view = viewBytes(data, (m) => placed(st, pathOf(st, sp), m));
               if (view === undefined) throw nd(`data ${describe(data)} is not supported`);
               const itemBytes = dt.arrayType.BYTES_PER_ELEMENT;
               if (view.bytes.byteLength !== elements * dt.lanes * itemBytes) {
-                throw nd(
-                  `data has ${view.bytes.byteLength / itemBytes} elements; shape [${shape}] of ` +
-                    `${dt.name} needs ${elements * dt.lanes}`,
-                );
+                throw nd(wrongDataLength(view.bytes.byteLength / itemBytes, shape, dt));
               }
               size = planNd(dt, shape, view.bytes.byteLength, view.bytes, size, ops, refs);
               break;

@@ -89,16 +89,10 @@ export class NdArray<T extends TypedArray = TypedArray> {
       d = new dt.arrayType(length);
     } else {
       if (Object.getPrototypeOf(data) !== dt.arrayType.prototype) {
-        throw new TypeError(
-          `data of a ${dt.name} array must be a ${dt.arrayType.name}, not ${describe(data)}`,
-        );
+        throw new TypeError(wrongDataClass(dt, data));
       }
       d = data;
-      if (d.length !== length) {
-        throw new RangeError(
-          `data has ${d.length} elements; shape [${shape}] of ${dt.name} needs ${length}`,
-        );
-      }
+      if (d.length !== length) throw new RangeError(wrongDataLength(d.length, shape, dt));
     }
     this.dtype = dt;
     this.shape = Object.freeze(shape.slice());
@@ -139,6 +133,19 @@ export class NdArray<T extends TypedArray = TypedArray> {
 
 function dtypeOf(name: DTypeName): DType {
   return dtype(name);
+}
+
+/** Why `data` cannot be the elements of a `dt` array: not of its class. (Also encode's words
+ * for an NdArray whose `data` was changed since.) */
+export function wrongDataClass(dt: DType, data: unknown): string {
+  return `data of a ${dt.name} array must be a ${dt.arrayType.name}, not ${describe(data)}`;
+}
+
+/** Why data of `elements` elements cannot be those of a `dt` array of `shape`. */
+export function wrongDataLength(elements: number, shape: readonly number[], dt: DType): string {
+  return `data has ${elements} elements; shape [${shape}] of ${dt.name} needs ${
+    shapeSize(shape) * dt.lanes
+  }`;
 }
 
 /** What `x` is, for an error message: "null", its type, or "a ClassName". */
