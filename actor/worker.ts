@@ -122,7 +122,9 @@ const stopWords = new WeakMap<WorkerHandle, Int32Array>();
  * exits, before it closes its ends: a Worker's call that then fails for want of them (its
  * receivers gone) is the exit's doing, not an error to print as uncaught. */
 const liveStopWords = new Set<Int32Array>();
-let tellsWorkersAtExit = false;
+beforeClosingAtExit(() => {
+  for (const word of liveStopWords) Atomics.compareExchange(word, 0, 0, STOP_EXITING);
+});
 /** The thread of each Worker that said hello, where /proc can name it. */
 const workerThreads = new WeakMap<WorkerHandle, ThreadIdentity>();
 
@@ -172,12 +174,6 @@ export class WorkerHandle implements AsyncDisposable {
     this.#worker = worker;
     stopWords.set(this, this.#stop);
     liveStopWords.add(this.#stop);
-    if (!tellsWorkersAtExit) {
-      tellsWorkersAtExit = true;
-      beforeClosingAtExit(() => {
-        for (const word of liveStopWords) Atomics.compareExchange(word, 0, 0, STOP_EXITING);
-      });
-    }
     worker.addEventListener("message", (event) => {
       const message = ours<ToParent>(event.data);
       if (message?.type === "hello") {
