@@ -17,6 +17,7 @@ import {
   ensureRoom,
   mapFd,
   type Mapping,
+  NOT_OWN_SEGMENT,
   prefaultOrExplain,
   unlinkSegment,
   unmapAll,
@@ -281,10 +282,7 @@ export class ExtensionMappings {
       } catch (error) {
         const code = (error as { code?: string }).code;
         if (code !== "ENOENT" && code !== "EPERM") throw error;
-        const what = code === "ENOENT"
-          ? "is missing"
-          : "is not this user's own segment (a symlink, a directory, another user's file, or " +
-            "one open to other users): refused";
+        const what = code === "ENOENT" ? "is missing" : NOT_OWN_SEGMENT;
         throw new ClosedError(`queue ${this.#queueName}: extension segment ${name} ${what}`, {
           cause: error,
           reason: "corrupt",

@@ -84,6 +84,11 @@ export function shmFreeBytes(): number {
   }
 }
 
+/** Why an end refuses a segment whose open failed with EPERM (ffi/shmq.c, shmq_shm_open: not
+ * a regular file of this user's, open to this user alone), after the segment's name. */
+export const NOT_OWN_SEGMENT = "is not this user's own segment (a symlink, a directory, " +
+  "another user's file, or one open to other users): refused";
+
 /** Memory a new segment leaves to everything else (MemAvailable already leaves out the
  * kernel's own reserves): the next allocations of the processes at hand, a receiver's copy
  * of a message among them. */

@@ -48,6 +48,7 @@ import {
   ensureRoom,
   mapFd,
   type Mapping,
+  NOT_OWN_SEGMENT,
   prefaultOrExplain,
   type SegmentRoom,
   segmentRoom,
@@ -387,8 +388,7 @@ export class SharedQueue {
     } catch (error) {
       if ((error as { code?: string }).code === "EPERM") {
         throw new ClosedError(
-          `queue ${name} is not this user's own segment (a symlink, a directory, another ` +
-            `user's file, or one open to other users): refused`,
+          `queue ${name} ${NOT_OWN_SEGMENT}`,
           { cause: error, reason: "corrupt" },
         );
       }
@@ -1099,7 +1099,7 @@ export class SharedQueue {
       if (
         Atomics.compareExchange(i32, at, L.SlotState.Taken, L.SlotState.Held) !== L.SlotState.Taken
       ) {
-        Atomics.sub(i32, L.W_HELD >> 2, 1);
+        this.#heldLeft();
         return "mine";
       }
       // Read again once Held: a receiver that joined before the CAS may have taken its
@@ -1111,7 +1111,7 @@ export class SharedQueue {
       ) {
         return "gone"; // and counted down by the reap that gave it back
       }
-      Atomics.sub(i32, L.W_HELD >> 2, 1);
+      this.#heldLeft();
     }
     this.release(slot, true);
     return "mine";
@@ -1124,8 +1124,13 @@ export class SharedQueue {
   releaseHeld(slot: number, andTakeNext: boolean): boolean {
     const released = this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
     // Else a close or reap moved it out of Held, and counted it down.
-    if (released) Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
+    if (released) this.#heldLeft();
     return released;
+  }
+
+  /** Counts down L.W_HELD for a slot that has just left Held (whoever moved it out). */
+  #heldLeft(): void {
+    Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
   }
 
   /** Whether this end's close counted messages it held for a getMany batch received (a close
@@ -1627,7 +1632,7 @@ export class SharedQueue {
         // of one closed as its thread exits (Deno.exit() from inside the batch).
         if (left === "closed" && !(index === this.#self && this.#closedAtExit)) {
           if (this.#doneLocked(slot, L.SlotState.Held)) {
-            Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
+            this.#heldLeft();
           }
           if (index === this.#self) this.#heldReceivedAtClose = true;
         } else held.push(k);
@@ -1667,7 +1672,7 @@ export class SharedQueue {
         if (
           Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready) ===
             L.SlotState.Held
-        ) Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
+        ) this.#heldLeft();
       }
     }
     if (index === this.#self) this.#forgetPrefetched();
@@ -2280,11 +2285,17 @@ export class SharedQueue {
         Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Held ||
         u32[(s + L.S_TAKEN_BY) >> 2] === this.#self
       ) continue;
-      const sender = u32[(s + L.S_SENDER) >> 2];
-      if (sender >= L.MAX_PARTICIPANTS) this.#poison(`slot ${slot} names sender ${sender}`);
-      this.#writing[sender] = 1;
-      this.#writingMarked = true;
+      this.#holdBackSenderLocked(slot, s);
     }
+  }
+
+  /** Marks slot `slot`'s sender (its slot offset `s`) so that #takeReadyLocked takes none of
+   * its later messages in this take: that slot's message must come before them. */
+  #holdBackSenderLocked(slot: number, s: number): void {
+    const sender = this.#u32[(s + L.S_SENDER) >> 2];
+    if (sender >= L.MAX_PARTICIPANTS) this.#poison(`slot ${slot} names sender ${sender}`);
+    this.#writing[sender] = 1;
+    this.#writingMarked = true;
   }
 
   /** The first Ready slot from `read` on whose sender has no earlier slot still Writing. */
@@ -2305,10 +2316,7 @@ export class SharedQueue {
         state === L.SlotState.Writing || state === L.SlotState.Spare ||
         (state === L.SlotState.Held && u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self)
       ) {
-        const sender = u32[(s + L.S_SENDER) >> 2];
-        if (sender >= L.MAX_PARTICIPANTS) this.#poison(`slot ${slot} names sender ${sender}`);
-        writing[sender] = 1;
-        this.#writingMarked = true;
+        this.#holdBackSenderLocked(slot, s);
         continue;
       }
       // A message prefetched and not yet handed out (by another receiver, or by this one
