@@ -4,27 +4,43 @@
 // message arrives twice and reports what moved, what failed, and what is left in /dev/shm.
 // Not part of `deno task test`.
 //
-//   SOAK_SECONDS (default 180), SOAK_SENDERS (4), SOAK_RECEIVERS (2), SOAK_SEED (1)
-import { createSharedMemoryPair, sweepStaleQueues } from "../mod.ts";
+// The run takes turns, about every SOAK_PHASE_SECONDS, between two phases. Shared: the parent's
+// anchor receiver and SOAK_RECEIVERS actors are open. Lone: one receiving actor, the queue's only
+// receiver, so that its getMany batches hold what they copied (SlotState.Held) and a kill must
+// give them back. Before a lone receiver is killed or stopped the parent opens its anchor again
+// (senders would otherwise find no receiver and fail), so the kill also meets a receiver that
+// joined while a batch was held.
+//
+//   SOAK_SECONDS (default 180), SOAK_SENDERS (4), SOAK_RECEIVERS (2), SOAK_SEED (1),
+//   SOAK_PHASE_SECONDS (20; 0: shared all along)
+import { createSharedMemoryPair, openReceiver, type Receiver, sweepStaleQueues } from "../mod.ts";
 import { prng, shmEntries, Watched } from "./helpers.ts";
 
 const SECONDS = Number(Deno.env.get("SOAK_SECONDS") ?? 180);
 const SENDERS = Number(Deno.env.get("SOAK_SENDERS") ?? 4);
 const RECEIVERS = Number(Deno.env.get("SOAK_RECEIVERS") ?? 2);
+const PHASE_SECONDS = Number(Deno.env.get("SOAK_PHASE_SECONDS") ?? 20);
 const random = prng(Number(Deno.env.get("SOAK_SEED") ?? 1));
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms));
 const log = (line: string) => console.log(`[${(performance.now() / 1000).toFixed(1)} s] ${line}`);
 
 const entriesBefore = shmEntries().length;
-// The parent keeps one end of each kind open all along, so that the queue outlives any set of
-// actors; it never puts or gets.
-const [anchorSender, anchorReceiver] = createSharedMemoryPair({
+// The parent keeps a sender open all along, and a receiver open but in lone phases, so that the
+// queue outlives any set of actors; it never puts or gets.
+const [anchorSender, firstAnchorReceiver] = createSharedMemoryPair({
   capacity: 32,
   arenaBytes: 32 << 20,
   byteBudget: 256 << 20,
 });
 const name = anchorSender.descriptor.name;
 const descriptor = JSON.stringify(anchorSender.descriptor);
+let anchorReceiver: Receiver | undefined = firstAnchorReceiver;
+let lone = false;
+const openAnchor = () => anchorReceiver ??= openReceiver(descriptor);
+const closeAnchor = () => {
+  anchorReceiver?.close();
+  anchorReceiver = undefined;
+};
 
 const sizeClasses: [string, number, number][] = [
   ["small", 0, 1024],
@@ -45,6 +61,8 @@ type Actor = {
 const stats = {
   started: 0,
   killed: 0,
+  loneKilled: 0,
+  lonePhases: 0,
   stopped: 0,
   abnormalExits: 0,
   errors: {} as Record<string, number>,
@@ -150,6 +168,10 @@ async function retire(a: Actor, how: "killed" | "stopped"): Promise<void> {
   actors.splice(actors.indexOf(a), 1);
   a.fate = how;
   stats[how]++;
+  if (a.kind === "receiver" && anchorReceiver === undefined) {
+    if (how === "killed") stats.loneKilled++;
+    openAnchor();
+  }
   // An actor hears SIGTERM only once its listener is in, which it says with "ready": one
   // started just before the wind-down was otherwise ended by the signal itself (exit 143).
   // One that dies before saying it is an abnormal exit all the same.
@@ -167,12 +189,12 @@ const watch = {
   outOfBounds: 0,
   errors: 0,
   samples: [] as string[],
-  last: anchorReceiver.stats(),
+  last: anchorSender.stats(),
 };
 const watcher = setInterval(() => {
   let now;
   try {
-    now = anchorReceiver.stats();
+    now = anchorSender.stats();
   } catch (error) {
     watch.errors++;
     if (watch.samples.length < 6) watch.samples.push(`threw ${error}`.slice(0, 200));
@@ -200,19 +222,37 @@ for (let i = 0; i < SENDERS; i++) start("sender");
 await Promise.all(actors.map((a) => a.child.expect("ready")));
 log(`queue ${name}: ${SENDERS} senders, ${RECEIVERS} receivers, ${SECONDS} s`);
 
+const receivers = () => actors.filter((a) => a.kind === "receiver");
 const until = performance.now() + SECONDS * 1000;
 let lastReport = performance.now();
+let phaseEnds = performance.now() + PHASE_SECONDS * 1000;
 while (performance.now() < until) {
   await sleep(500 + random() * 2500);
-  const victim = actors[Math.floor(random() * actors.length)];
+  if (PHASE_SECONDS > 0 && performance.now() > phaseEnds) {
+    phaseEnds = performance.now() + PHASE_SECONDS * 1000;
+    lone = !lone;
+    if (lone) stats.lonePhases++;
+    log(`${lone ? "lone" : "shared"} phase`);
+    if (!lone) openAnchor();
+    while (lone && receivers().length > 1) await retire(receivers()[0], "stopped");
+  }
+  // In a lone phase the receiver is the victim half the time: its kills are what the phase tests.
+  const victim = lone && random() < 0.5
+    ? receivers()[0]
+    : actors[Math.floor(random() * actors.length)];
   const how = random() < 0.7 ? "killed" : "stopped";
   await retire(victim, how);
   // Now and then every receiver at once: senders must wait, then go on.
   if (random() < 0.05) {
-    for (const r of actors.filter((a) => a.kind === "receiver")) await retire(r, "killed");
+    for (const r of receivers()) await retire(r, "killed");
   }
-  while (actors.filter((a) => a.kind === "receiver").length < RECEIVERS) start("receiver");
+  while (receivers().length < (lone ? 1 : RECEIVERS)) start("receiver");
   while (actors.filter((a) => a.kind === "sender").length < SENDERS) start("sender");
+  if (lone && anchorReceiver) {
+    // The replacement must be open before the anchor closes: else no receiver, for a moment.
+    await Promise.all(receivers().map((r) => r.child.expect("ready")));
+    closeAnchor();
+  }
   if (performance.now() - lastReport > 15_000) {
     lastReport = performance.now();
     log(
@@ -224,14 +264,15 @@ while (performance.now() < until) {
 
 // Wind down: stop everything gracefully, then close the parent's ends. Senders first: a
 // stopped sender waits for its acks, which receivers stopped before it would never give.
+openAnchor();
 const bySendersFirst = [...actors].sort((a, b) =>
   Number(b.kind === "sender") - Number(a.kind === "sender")
 );
 for (const a of bySendersFirst) await retire(a, "stopped");
 clearInterval(watcher);
-const end = anchorReceiver.stats();
+const end = anchorSender.stats();
 anchorSender.close();
-anchorReceiver.close();
+closeAnchor();
 const left = shmEntries().filter((n) => n.startsWith(name.slice(1)));
 const { removed } = sweepStaleQueues();
 
@@ -245,8 +286,9 @@ for (const [id, count] of completed) {
 const seconds = SECONDS;
 console.log(
   [
-    `soak: ${seconds} s, ${stats.started} actors started, ${stats.killed} SIGKILLed, ` +
-    `${stats.stopped} stopped with SIGTERM, ${stats.abnormalExits} abnormal exits`,
+    `soak: ${seconds} s, ${stats.started} actors started, ${stats.killed} SIGKILLed ` +
+    `(${stats.loneKilled} of them the queue's only receiver, in ${stats.lonePhases} lone ` +
+    `phases), ${stats.stopped} stopped with SIGTERM, ${stats.abnormalExits} abnormal exits`,
     `  moved ${stats.messages} messages, ${(stats.bytes / 2 ** 30).toFixed(2)} GiB ` +
     `(${Math.round(stats.messages / seconds)} msg/s, ` +
     `${(stats.bytes / 2 ** 20 / seconds).toFixed(0)} MiB/s) as reported by receivers`,
