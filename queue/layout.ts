@@ -15,7 +15,7 @@
  *              │ put sequence (futex word) │ receivers waiting                │  own cache line
  *  byte 192    ├──────────────────────────────────────────────────────────────┤
  *              │ release sequence (futex) │ senders waiting for room │        │  own cache line
- *              │ unsettled │ waiting for acks                                 │
+ *              │ unsettled │ waiting for acks │ getMany holder                │
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, extension epoch, trim due, arena     │
@@ -57,7 +57,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 16;
+export const LAYOUT_VERSION = 17;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -100,11 +100,12 @@ export const W_UNSETTLED = 200;
 /** i32: senders in waitForAllAck (they wait on the release sequence too, but are always woken:
  * wake-ups for room may be batched). */
 export const W_ACK_WAITING = 204;
-/** i32: messages Held in getMany batches (see SlotState.Held). Counted up before a slot goes
- * Held and down once it has left Held, so never below the true count: a count too high (a
- * holder killed between the two) only costs takes a scan behind the read cursor while several
- * receivers are open; at 0 they skip it. */
-export const W_HELD = 208;
+/** i32: the receiver whose getMany batch may hold messages (see SlotState.Held), as its
+ * participant index + 1, or 0. Set before its first hold, with a CAS, by a receiver that is
+ * the only one; cleared as its batch returns, or by its close or reap. While it is set, other
+ * receivers take none of the later messages of a sender whose message it has Taken or Held.
+ * One word, set and cleared whole, so a holder killed anywhere leaves nothing to recount. */
+export const W_HOLDER = 208;
 
 // Cursors, read and written only under the lock.
 export const C_TAIL = 256; // u32 slot index: oldest slot not yet reclaimed
@@ -302,8 +303,8 @@ export const SlotState = {
    * but should the holder close or die first, its caller never saw it, so it goes back to
    * `Ready` (and the read cursor back to it), as a `Prefetched` one does: a receiver killed
    * inside a batch of large copies lost every message of it. Only while the holder is the
-   * only receiver; one that joins meanwhile takes none of their senders' later messages, which
-   * a message given back must still precede.
+   * only receiver, and marked as such (W_HOLDER); one that joins meanwhile takes none of their
+   * senders' later messages, which a message given back must still precede.
    */
   Held: 9,
 } as const;

@@ -80,7 +80,13 @@ export class Participants {
     Atomics.store(u32, (at + L.P_WAITING) >> 2, 0);
     Atomics.store(u32, (at + L.P_ACK_WAITING) >> 2, 0);
     u32[(at + L.P_KIND) >> 2] = kind;
-    u32[(kind === L.ParticipantKind.Sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS) >> 2]++;
+    // Atomic: a lone receiver about to hold a getMany message reads the count without the lock,
+    // after its mark (L.W_HOLDER), which a receiver joining reads after this.
+    Atomics.add(
+      u32,
+      (kind === L.ParticipantKind.Sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS) >> 2,
+      1,
+    );
     return gen;
   }
 

@@ -193,7 +193,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * #manyAttempt to tell it from errors no message went with (and then to drop). */
   #consumedError: unknown;
   /** While a getMany batch is copied: its messages so far, held rather than released (see
-   * L.SlotState.Held), with what became of each (SharedQueue.hold). */
+   * L.SlotState.Held), each with whether it is (SharedQueue.hold). */
   #batch: BatchEntry[] | undefined;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
@@ -752,21 +752,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   ): { value: unknown[] } | undefined {
     const queue = this.#queue;
     const kept: unknown[] = [];
-    let anyHeld = false;
     for (let i = 0; i < values.length; i++) {
       const { slot, held } = batch[i];
-      if (held === "gone") continue;
-      anyHeld ||= held === "held";
       // The last wakes waiting senders: the batch is over. A close from inside the batch
       // counted its held messages received: they are still its caller's. A reap (this end
       // taken for dead, or ended as dead by a Worker's terminate) gave them back.
       if (
-        held === "held" && !queue.releaseHeld(slot, i < values.length - 1) &&
-        !queue.heldReceivedAtClose
+        held && !queue.releaseHeld(slot, i < values.length - 1) && !queue.heldReceivedAtClose
       ) continue;
       kept.push(values[i]);
     }
-    if (anyHeld) queue.heldReleased();
+    queue.batchEnded();
     if (kept.length === values.length) return { value: values };
     return kept.length > 0 ? { value: kept } : undefined;
   }
@@ -1113,10 +1109,10 @@ function heapCopied(byteLength: number): void {
   if (byteLength >= LARGE_COPY) nudgeCollector();
 }
 
-/** A message of a getMany batch: its slot, and what became of it (SharedQueue.hold). */
+/** A message of a getMany batch: its slot, and whether it is held (SharedQueue.hold). */
 interface BatchEntry {
   readonly slot: number;
-  readonly held: "held" | "mine" | "gone";
+  readonly held: boolean;
 }
 
 /** A get's decode options for a large message: the largest copies get readied buffers, and

@@ -203,6 +203,11 @@ export class SharedQueue {
   /** This end's close counted messages it held for a getMany batch received: the batch
    * returns them (see Receiver.#releaseBatch). */
   #heldReceivedAtClose = false;
+  /** This end has marked itself the getMany holder (L.W_HOLDER) in a batch not yet ended. */
+  #holding = false;
+  /** In a take, the participant index of another receiver marked as the getMany holder, or
+   * -1: its Taken messages hold back their senders' later ones, as its Held ones do. */
+  #otherHolder = -1;
   /** C_EXTENSION_EPOCH when this end last unmapped its stale extensions. */
   #extensionEpoch = 0;
   /** Until when a reservation waits for a busy extension rather than make one (0: it does
@@ -1083,54 +1088,45 @@ export class SharedQueue {
    * held (L.SlotState.Held): should this end die before {@linkcode releaseHeld}, it goes back
    * to the queue. Only while this end is the queue's only receiver: a held message holds back
    * its sender's later ones from other receivers (see #takeReadyLocked), which would take
-   * turns on a sender's stream; with others open it is released at once, as a get's. Says
-   * what became of it: `"held"`; `"mine"`, released so, or counted received by a reap that
-   * wrongly took this end for dead (either way the caller's); or `"gone"`, given back by such
-   * a reap while held, and maybe another receiver's now: the caller drops its copy.
+   * turns on a sender's stream; with others open it is released at once, as a get's. True
+   * when held; false when released so, or counted received by a reap that wrongly took this
+   * end for dead: either way the caller's.
    */
-  hold(slot: number): "held" | "mine" | "gone" {
-    if (this.#closed) return "mine";
+  hold(slot: number): boolean {
+    if (this.#closed) return false;
     const i32 = this.#i32;
     const s = L.slotOffset(slot);
-    const at = (s + L.S_STATE) >> 2;
-    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return "mine";
-    if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) {
-      Atomics.add(i32, L.W_HELD >> 2, 1); // before: never below the Held slots
-      if (
-        Atomics.compareExchange(i32, at, L.SlotState.Taken, L.SlotState.Held) !== L.SlotState.Taken
-      ) {
-        this.#heldLeft();
-        return "mine";
-      }
-      // Read again once Held: a receiver that joined before the CAS may have taken its
-      // sender's later messages (Taken does not hold them back), so it must not come back
-      // after them. (A kill between the CAS and this read is the one window left.)
-      if (Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1) return "held";
-      if (
-        Atomics.compareExchange(i32, at, L.SlotState.Held, L.SlotState.Taken) !== L.SlotState.Held
-      ) {
-        return "gone"; // and counted down by the reap that gave it back
-      }
-      this.#heldLeft();
+    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return false;
+    // Marked first, then alone: a receiver that joins after this read of the count sees the
+    // mark in its takes, and takes none of this sender's later messages while this one is
+    // Taken or Held here; one that joined before it is seen here, and nothing is held.
+    if (
+      Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1 && this.#markHolder() &&
+      Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1
+    ) {
+      const at = (s + L.S_STATE) >> 2;
+      return Atomics.compareExchange(i32, at, L.SlotState.Taken, L.SlotState.Held) ===
+        L.SlotState.Taken;
     }
     this.release(slot, true);
-    return "mine";
+    return false;
+  }
+
+  /** Marks this end as the getMany holder (L.W_HOLDER); false when another end is marked. */
+  #markHolder(): boolean {
+    const mark = this.#self + 1;
+    const was = Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, 0, mark);
+    if (was !== 0 && was !== mark) return false;
+    this.#holding = true;
+    return true;
   }
 
   /** Releases a message {@linkcode hold} held, as {@linkcode release} does; false when it went
    * back to the queue meanwhile (a reap that wrongly took this end for dead): another receiver
-   * may have it now, so the caller must drop its copy. Call {@linkcode heldReleased} after the
+   * may have it now, so the caller must drop its copy. Call {@linkcode batchEnded} after the
    * batch's last. */
   releaseHeld(slot: number, andTakeNext: boolean): boolean {
-    const released = this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
-    // Else a close or reap moved it out of Held, and counted it down.
-    if (released) this.#heldLeft();
-    return released;
-  }
-
-  /** Counts down L.W_HELD for a slot that has just left Held (whoever moved it out). */
-  #heldLeft(): void {
-    Atomics.sub(this.#i32, L.W_HELD >> 2, 1);
+    return this.#releaseFrom(slot, L.SlotState.Held, andTakeNext);
   }
 
   /** Whether this end's close counted messages it held for a getMany batch received (a close
@@ -1139,10 +1135,13 @@ export class SharedQueue {
     return this.#heldReceivedAtClose;
   }
 
-  /** After a batch's held messages were released: receivers that joined meanwhile skipped
-   * their senders' later messages (see #markHeldBehindLocked), and may wait for a put that is
-   * not coming; they can take those now. */
-  heldReleased(): void {
+  /** After a getMany batch's held messages were released: the holder's mark goes, and
+   * receivers that joined meanwhile, which skipped their senders' later messages (see
+   * #takeReadyLocked) and may wait for a put that is not coming, can take those now. */
+  batchEnded(): void {
+    if (!this.#holding) return;
+    this.#holding = false;
+    Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, this.#self + 1, 0);
     if (this.#u32[L.C_LIVE_RECEIVERS >> 2] > 1) this.#signal(this.putSignal);
   }
 
@@ -1631,9 +1630,7 @@ export class SharedQueue {
         // still returns them, as received. A dead end's caller never saw them, nor does that
         // of one closed as its thread exits (Deno.exit() from inside the batch).
         if (left === "closed" && !(index === this.#self && this.#closedAtExit)) {
-          if (this.#doneLocked(slot, L.SlotState.Held)) {
-            this.#heldLeft();
-          }
+          this.#doneLocked(slot, L.SlotState.Held);
           if (index === this.#self) this.#heldReceivedAtClose = true;
         } else held.push(k);
       } else if (
@@ -1669,11 +1666,14 @@ export class SharedQueue {
       }
       for (const k of held) {
         const at = (L.slotOffset((tail + k) & mask) + L.S_STATE) >> 2;
-        if (
-          Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready) ===
-            L.SlotState.Held
-        ) this.#heldLeft();
+        Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready);
       }
+    }
+    // Its mark goes once nothing of it is Held or Taken any more (killed before this, the next
+    // reap redoes it all).
+    if (kind === L.ParticipantKind.Receiver) {
+      Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, index + 1, 0);
+      if (index === this.#self) this.#holding = false;
     }
     if (index === this.#self) this.#forgetPrefetched();
     this.#participants.freeLocked(index, kind, left);
@@ -2254,11 +2254,13 @@ export class SharedQueue {
       return undefined;
     }
     try {
-      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1 && Atomics.load(this.#i32, L.W_HELD >> 2) > 0) {
-        this.#markHeldBehindLocked(read);
+      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) {
+        this.#otherHolder = this.#otherHolderLocked();
+        if (this.#otherHolder >= 0) this.#markHeldBehindLocked(read);
       }
       return this.#takeReadyLocked(read, write);
     } finally {
+      this.#otherHolder = -1;
       if (this.#writingMarked) {
         this.#writing.fill(0);
         this.#writingMarked = false;
@@ -2266,27 +2268,39 @@ export class SharedQueue {
     }
   }
 
+  /** The participant index of another receiver marked as the getMany holder, or -1. */
+  #otherHolderLocked(): number {
+    const holder = Atomics.load(this.#i32, L.W_HOLDER >> 2) - 1;
+    return holder === this.#self ? -1 : holder;
+  }
+
   /**
    * Marks, as #takeReadyLocked does for messages still being written, the senders of messages
-   * another receiver holds in a getMany batch behind the read cursor (its holder moved the
-   * cursor past them): should it die, they come back, and must come before their senders'
-   * later messages. Held only while their holder was the only receiver, so another one is
-   * there only since (or the holder is this end): the scan costs the span behind the cursor,
-   * and runs only while several receivers are open and some message may be held (L.W_HELD).
+   * the receiver marked as the getMany holder has in its batch behind the read cursor (it
+   * moved the cursor past them): should it die, they come back, and must come before their
+   * senders' later messages. It holds only while it is the only receiver, so another one is
+   * there only since: the scan costs the span behind the cursor, and runs only while another
+   * receiver is marked (L.W_HOLDER).
    */
   #markHeldBehindLocked(read: number): void {
-    const u32 = this.#u32;
-    const tail = u32[L.C_TAIL >> 2];
+    const tail = this.#u32[L.C_TAIL >> 2];
     const span = Math.min((read - tail) >>> 0, this.#ringSize);
     for (let k = 0; k < span; k++) {
       const slot = (tail + k) & this.#mask;
       const s = L.slotOffset(slot);
-      if (
-        Atomics.load(this.#i32, (s + L.S_STATE) >> 2) !== L.SlotState.Held ||
-        u32[(s + L.S_TAKEN_BY) >> 2] === this.#self
-      ) continue;
-      this.#holdBackSenderLocked(slot, s);
+      if (this.#inOthersBatch(Atomics.load(this.#i32, (s + L.S_STATE) >> 2), s)) {
+        this.#holdBackSenderLocked(slot, s);
+      }
     }
+  }
+
+  /** Whether the slot at offset `s`, in `state`, is in another receiver's getMany batch:
+   * Held, or Taken by the marked holder (about to hold it; killed first, the message counts
+   * received, as a get's being copied, and its sender's later ones may follow). */
+  #inOthersBatch(state: number, s: number): boolean {
+    if (state === L.SlotState.Held) return this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self;
+    return state === L.SlotState.Taken && this.#otherHolder >= 0 &&
+      this.#u32[(s + L.S_TAKEN_BY) >> 2] === this.#otherHolder;
   }
 
   /** Marks slot `slot`'s sender (its slot offset `s`) so that #takeReadyLocked takes none of
@@ -2309,12 +2323,12 @@ export class SharedQueue {
       const slot = k & mask;
       const s = L.slotOffset(slot);
       const state = Atomics.load(i32, (s + L.S_STATE) >> 2);
-      // Held in another receiver's getMany batch, a message may yet come back (should that
-      // receiver die), and must then still come before its sender's later ones: they wait, as
-      // behind a message still being written.
+      // In another receiver's getMany batch, a message may yet come back (should that receiver
+      // die), and must then still come before its sender's later ones: they wait, as behind a
+      // message still being written.
       if (
         state === L.SlotState.Writing || state === L.SlotState.Spare ||
-        (state === L.SlotState.Held && u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self)
+        this.#inOthersBatch(state, s)
       ) {
         this.#holdBackSenderLocked(slot, s);
         continue;

@@ -2077,21 +2077,23 @@ Deno.test("getMany(Infinity) takes at most the capacity; a lone receiver frees i
     // back), so a sender that keeps up finds no room meanwhile, and the batch cannot grow
     // past the capacity. (Before, each one released as it went made room.)
     let roomDuringBatch = false;
-    const heldCounts: number[] = [];
+    const marks: number[] = [];
     const name = sender.descriptor.name;
     const got = receiver.getManySync<Uint8Array>(Infinity, {
       allocate: (n) => {
         roomDuringBatch ||= sender.hasSpace();
-        heldCounts.push(segmentWord(name, L.W_HELD));
+        marks.push(segmentWord(name, L.W_HOLDER));
         return new ArrayBuffer(n);
       },
     });
     assert.deepEqual(got.map((a) => a[0]), [0, 1, 2, 3]);
     assert.equal(roomDuringBatch, false);
     assert.equal(sender.hasSpace(), true);
-    // The count of held messages, which lets takes skip a scan while it is 0.
-    assert.deepEqual(heldCounts, [0, 1, 2, 3]);
-    assert.equal(segmentWord(name, L.W_HELD), 0);
+    // The holder's mark, which lets other receivers' takes skip a scan while it is 0: set at
+    // the first hold, kept through the batch, cleared as it returns.
+    assert.equal(marks[0], 0);
+    assert.ok(marks[1] > 0 && marks.slice(1).every((m) => m === marks[1]), `${marks}`);
+    assert.equal(segmentWord(name, L.W_HOLDER), 0);
     sender.putSync(new Uint8Array([4]));
     assert.deepEqual(receiver.getManySync<Uint8Array>(Infinity).map((a) => a[0]), [4]);
     // With another receiver open, each is released as it is copied (held, it would hold back
@@ -2109,6 +2111,34 @@ Deno.test("getMany(Infinity) takes at most the capacity; a lone receiver frees i
     assert.deepEqual(more.map((a) => a[0]), [0, 1, 2, 3]);
     assert.ok(extra > 4, "room came back during the batch");
     assert.equal(other.getManySync(Infinity).length, extra - 4);
+    other.close();
+    sender.close();
+    receiver.close();
+  }));
+
+Deno.test("a receiver takes none of a sender's later messages while the receiver marked as getMany holder has that sender's message taken", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    const other = openReceiver(receiver.descriptor);
+    sender.putManySync(["x0", "x1"]);
+    const lease = receiver.borrowSync();
+    assert.equal(lease.value, "x0");
+    // As a lone receiver leaves it between its mark and its hold of x0, when `other` joined
+    // just after its second read of the count: killed there, x0 would count received, but
+    // held and then given back, it would come after x1. (Before, `other` took x1 at once.)
+    const m = mapSegment(sender.descriptor.name)!;
+    try {
+      const ring = m.u32[L.H_RING_SIZE >> 2];
+      const taken = Array.from({ length: ring }, (_, i) => L.slotOffset(i))
+        .find((at) => m.u32[(at + L.S_STATE) >> 2] === L.SlotState.Taken)!;
+      Atomics.store(m.i32, L.W_HOLDER >> 2, m.u32[(taken + L.S_TAKEN_BY) >> 2] + 1);
+      assert.equal(other.getNowait(), undefined);
+      lease.release();
+      assert.equal(other.getNowait(), "x1");
+      Atomics.store(m.i32, L.W_HOLDER >> 2, 0);
+    } finally {
+      m.unmap();
+    }
     other.close();
     sender.close();
     receiver.close();
