@@ -379,6 +379,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * one it was copying counts as received. With other receivers open, each is released as it
    * is copied (holding them would hold back their senders' later messages from the others),
    * and a receiver killed inside a batch loses what it had copied, as a get loses its message.
+   * A receiver that joins while a lone one copies a batch takes none of its senders' later
+   * messages until the batch returns, and is not told the queue is drained before then.
    *
    * @example
    * ```ts

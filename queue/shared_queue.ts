@@ -2246,6 +2246,12 @@ export class SharedQueue {
     }
     if (read === write) {
       if (u32[L.C_LIVE_SENDERS >> 2] === 0) {
+        // Not drained while another receiver's getMany batch may give messages back: it is
+        // waited for, unless it has died (then its batch is back in line, behind the cursor).
+        if (this.#otherHolderLocked() >= 0) {
+          this.#reapDeadLocked();
+          return this.#otherHolderLocked() >= 0 ? undefined : this.#takeLocked();
+        }
         this.#confirmNoneLeftLocked(L.ParticipantKind.Sender);
         throw new ClosedError(this.goneMessage("sender", "and the queue is drained"), {
           reason: "drained",

@@ -341,6 +341,26 @@ Deno.test("a receiver killed inside a getMany batch gives back what it copied: o
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("a receiver killed inside a getMany batch after every sender closed: the next one gets what it copied, not 'drained'", () =>
+  withoutLeaks(async () => {
+    // Copies 0 to 8 into the batch, then hangs copying 9, the last: the read cursor is at the
+    // write cursor, and the messages given back will be behind it.
+    const { sender, descriptor, started } = tenInOneBatch(64, "hang", 10);
+    await using child = started;
+    const out = lines(child);
+    assert.equal(await expectLine(out, "copying"), "copying 10");
+    sender.close(); // the child is alive: this close reaps nobody
+    child.kill("SIGKILL");
+    await child.status;
+    // It takes the sender's freed entry: its open reaps nobody either.
+    using next = openReceiver(descriptor);
+    const got: number[] = [];
+    for await (const m of next as AsyncIterable<{ n: number }>) got.push(m.n);
+    // Before: [], at once: "every sender of the queue has closed and the queue is drained".
+    assert.deepEqual(got, [0, 1, 2, 3, 4, 5, 6, 7, 8], "9 was being copied: it counts as received");
+    for await (const _ of out) { /* drain */ }
+  }));
+
 Deno.test("a receiver that calls Deno.exit() inside a getMany batch gives back what it copied", () =>
   withoutLeaks(async () => {
     const { sender, descriptor, started } = tenInOneBatch(64, "exit");

@@ -2144,6 +2144,39 @@ Deno.test("a receiver takes none of a sender's later messages while the receiver
     receiver.close();
   }));
 
+Deno.test("a receiver that asks after every sender closed, while a lone one copies a getMany batch, is told 'drained' only once the batch returned", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    for (let i = 0; i < 3; i++) sender.putSync(new Uint8Array([i]));
+    let other: Receiver | undefined;
+    let duringBatch: unknown = "not asked";
+    let copies = 0;
+    const got = receiver.getManySync<Uint8Array>(Infinity, {
+      allocate: (n) => {
+        if (++copies === 3) {
+          // Copying the last: 0 and 1 are held, and would come back should this end die.
+          sender.close();
+          other = openReceiver(receiver.descriptor);
+          try {
+            duringBatch = other.getNowait();
+          } catch (error) {
+            duringBatch = error;
+          }
+        }
+        return new ArrayBuffer(n);
+      },
+    });
+    // Before: ClosedError "every sender of the queue has closed and the queue is drained".
+    assert.equal(duringBatch, undefined);
+    assert.deepEqual(got.map((a) => a[0]), [0, 1, 2]);
+    assert.throws(
+      () => other!.getNowait(),
+      (e) => e instanceof ClosedError && e.reason === "drained",
+    );
+    other!.close();
+    receiver.close();
+  }));
+
 Deno.test("getMany: closed from inside its allocate after another receiver joined, it returns what it copied; the other gets the rest", () =>
   withoutLeaks(() => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
