@@ -15,7 +15,7 @@
  *              │ put sequence (futex word) │ receivers waiting                │  own cache line
  *  byte 192    ├──────────────────────────────────────────────────────────────┤
  *              │ release sequence (futex) │ senders waiting for room │        │  own cache line
- *              │ unsettled │ waiting for acks │ getMany holder                │
+ *              │ unsettled │ waiting for acks │ getMany holder │ receiver epoch│
  *  byte 256    ├──────────────────────────────────────────────────────────────┤
  *              │ cursors (under the lock): slot tail/read/write, in flight,   │
  *              │ live senders/receivers, extension epoch, trim due, arena     │
@@ -106,6 +106,11 @@ export const W_ACK_WAITING = 204;
  * receivers take none of the later messages of a sender whose message it has Taken or Held.
  * One word, set and cleared whole, so a holder killed anywhere leaves nothing to recount. */
 export const W_HOLDER = 208;
+/** u32: bumped whenever a receiver joins or leaves. A message taken while its taker was the
+ * only receiver may be held only if this is still what it was at the take once the taker is
+ * marked holder: no receiver came, took its sender's later messages, and went meanwhile. One
+ * that joins later sees the mark. */
+export const W_RECEIVER_EPOCH = 212;
 
 // Cursors, read and written only under the lock.
 export const C_TAIL = 256; // u32 slot index: oldest slot not yet reclaimed

@@ -80,13 +80,10 @@ export class Participants {
     Atomics.store(u32, (at + L.P_WAITING) >> 2, 0);
     Atomics.store(u32, (at + L.P_ACK_WAITING) >> 2, 0);
     u32[(at + L.P_KIND) >> 2] = kind;
-    // Atomic: a lone receiver about to hold a getMany message reads the count without the lock,
+    u32[(kind === L.ParticipantKind.Sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS) >> 2]++;
+    // Atomic: a lone receiver about to hold a getMany message reads the epoch without the lock,
     // after its mark (L.W_HOLDER), which a receiver joining reads after this.
-    Atomics.add(
-      u32,
-      (kind === L.ParticipantKind.Sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS) >> 2,
-      1,
-    );
+    if (kind === L.ParticipantKind.Receiver) Atomics.add(u32, L.W_RECEIVER_EPOCH >> 2, 1);
     return gen;
   }
 
@@ -104,6 +101,7 @@ export class Participants {
       u32[L.C_LAST_LEFT_DEAD >> 2] = left === "died" ? how | bit : how & ~bit;
     }
     u32[(at + L.P_KIND) >> 2] = L.ParticipantKind.Free;
+    if (kind === L.ParticipantKind.Receiver) Atomics.add(u32, L.W_RECEIVER_EPOCH >> 2, 1);
     // After the entry is freed: a lock holder killed in between leaves one death uncounted,
     // where before it the recovery would reap the entry, and count it, again.
     if (left === "died" && end) {

@@ -839,7 +839,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         ...failed,
       });
     }
-    if (this.#batch !== undefined) this.#batch.push({ slot: got.slot, held: queue.hold(got.slot) });
+    if (this.#batch !== undefined) this.#batch.push({ slot: got.slot, held: queue.hold(got) });
     else queue.release(got.slot, true);
     return { value };
   }

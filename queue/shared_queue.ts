@@ -96,6 +96,8 @@ export interface TakenMessage {
   readonly segment: number;
   readonly offset: number;
   readonly length: number;
+  /** L.W_RECEIVER_EPOCH at the take, when its taker was then the only receiver; else -1. */
+  readonly aloneAt: number;
 }
 
 const INT_MAX = 0x7fffffff;
@@ -1092,20 +1094,21 @@ export class SharedQueue {
    * when held; false when released so, or counted received by a reap that wrongly took this
    * end for dead: either way the caller's.
    */
-  hold(slot: number): boolean {
+  hold(message: TakenMessage): boolean {
     if (this.#closed) return false;
-    const i32 = this.#i32;
+    const { slot } = message;
     const s = L.slotOffset(slot);
     if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return false;
-    // Marked first, then alone: a receiver that joins after this read of the count sees the
-    // mark in its takes, and takes none of this sender's later messages while this one is
-    // Taken or Held here; one that joined before it is seen here, and nothing is held.
+    // Alone from the take on, as seen once marked: a receiver that joins after this read of
+    // the epoch sees the mark in its takes, and takes none of this sender's later messages
+    // while this one is Taken or Held here; one that came (and maybe went) since the take
+    // moved the epoch, and nothing is held.
     if (
-      Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1 && this.#markHolder() &&
-      Atomics.load(i32, L.C_LIVE_RECEIVERS >> 2) === 1
+      message.aloneAt >= 0 && this.#markHolder() &&
+      Atomics.load(this.#u32, L.W_RECEIVER_EPOCH >> 2) === message.aloneAt
     ) {
       const at = (s + L.S_STATE) >> 2;
-      return Atomics.compareExchange(i32, at, L.SlotState.Taken, L.SlotState.Held) ===
+      return Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Held) ===
         L.SlotState.Taken;
     }
     this.release(slot, true);
@@ -1141,6 +1144,9 @@ export class SharedQueue {
   batchEnded(): void {
     if (!this.#holding) return;
     this.#holding = false;
+    // Closed without its removal (the lock out of reach): its memory is gone, and its mark
+    // goes with its reap.
+    if (this.#closed) return;
     Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, this.#self + 1, 0);
     if (this.#u32[L.C_LIVE_RECEIVERS >> 2] > 1) this.#signal(this.putSignal);
   }
@@ -1550,6 +1556,8 @@ export class SharedQueue {
       // last by the participant table: an end opened but not in the table yet was not seen.
       if (native.fdLinks(this.#fd) === 0) throw goneError(this.name);
       if (this.#participants.taken(index)) this.#removeParticipantLocked(index, "died");
+      // A mark left on this entry (by an end a wrongful reap had freed) is not this end's.
+      Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, index + 1, 0);
       this.#selfGen = this.#participants.enterLocked(
         this.kind === "sender" ? L.ParticipantKind.Sender : L.ParticipantKind.Receiver,
       );
@@ -2274,10 +2282,21 @@ export class SharedQueue {
     }
   }
 
-  /** The participant index of another receiver marked as the getMany holder, or -1. */
+  /** The participant index of another receiver marked as the getMany holder, or -1. A mark
+   * naming no receiver (forged, or left by a wrongful reap's end) is cleared: it would hold
+   * back senders, and keep a drained queue from saying so, for good. */
   #otherHolderLocked(): number {
-    const holder = Atomics.load(this.#i32, L.W_HOLDER >> 2) - 1;
-    return holder === this.#self ? -1 : holder;
+    const mark = Atomics.load(this.#i32, L.W_HOLDER >> 2);
+    const holder = mark - 1;
+    if (holder === -1 || holder === this.#self) return -1;
+    if (
+      holder < 0 || holder >= L.MAX_PARTICIPANTS ||
+      this.#u32[(L.participantOffset(holder) + L.P_KIND) >> 2] !== L.ParticipantKind.Receiver
+    ) {
+      Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, mark, 0);
+      return -1;
+    }
+    return holder;
   }
 
   /**
@@ -2321,6 +2340,9 @@ export class SharedQueue {
   /** The first Ready slot from `read` on whose sender has no earlier slot still Writing. */
   #takeReadyLocked(read: number, write: number): TakenMessage | undefined {
     const u32 = this.#u32;
+    const aloneAt = u32[L.C_LIVE_RECEIVERS >> 2] === 1
+      ? Atomics.load(u32, L.W_RECEIVER_EPOCH >> 2)
+      : -1;
     const i32 = this.#i32;
     const f64 = this.#f64;
     const mask = this.#mask;
@@ -2375,7 +2397,7 @@ export class SharedQueue {
       this.#takenAt = k;
       this.#takenInOrder = k === read;
       if (k === read) u32[L.C_READ >> 2] = (read + 1) >>> 0;
-      return { slot, segment, offset, length };
+      return { slot, segment, offset, length, aloneAt };
     }
     return undefined;
   }
@@ -2396,6 +2418,7 @@ export class SharedQueue {
     const i32 = this.#i32;
     const f64 = this.#f64;
     const write = u32[L.C_WRITE >> 2];
+    const aloneAt = Atomics.load(u32, L.W_RECEIVER_EPOCH >> 2);
     let k = (this.#takenAt + 1) >>> 0;
     for (let n = 0; n < PREFETCH_MESSAGES && k !== write; n++, k = (k + 1) >>> 0) {
       const slot = k & this.#mask;
@@ -2408,7 +2431,7 @@ export class SharedQueue {
       this.#checkPlacement(slot, segment, offset, length);
       u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
       Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Prefetched);
-      this.#prefetched.push({ slot, segment, offset, length });
+      this.#prefetched.push({ slot, segment, offset, length, aloneAt });
     }
   }
 
@@ -2719,6 +2742,8 @@ export class SharedQueue {
     this.#extensionTable.idleUnusedLocked(used);
     u32[L.C_LIVE_SENDERS >> 2] = this.#participants.count(L.ParticipantKind.Sender);
     u32[L.C_LIVE_RECEIVERS >> 2] = this.#participants.count(L.ParticipantKind.Receiver);
+    // A receiver may have joined or left half recorded: no message taken before is held.
+    Atomics.add(u32, L.W_RECEIVER_EPOCH >> 2, 1);
   }
 
   /** Poisons the queue when the audit finds a problem (see Audit.problem). */

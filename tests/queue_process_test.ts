@@ -361,6 +361,44 @@ Deno.test("a receiver killed inside a getMany batch after every sender closed: t
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("a receiver that joins, takes and leaves while a lone one copies its first message: that one is not held, and a kill keeps the order", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    const descriptor = receiver.descriptor;
+    for (let n = 0; n < 4; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
+    receiver.close();
+    const go = await Deno.makeTempFile();
+    await Deno.remove(go);
+    await using child = spawnFixture("queue_child.ts", [
+      "batchgate",
+      JSON.stringify(descriptor),
+      go,
+    ]);
+    const out = lines(child);
+    // The child took 0 (and took 1 to 3 ahead) while alone, and copies 0.
+    await expectLine(out, "copying 1");
+    const delivered: number[] = [];
+    {
+      using passing = openReceiver(descriptor);
+      delivered.push((passing.getNowait() as { n: number }).n);
+    }
+    assert.deepEqual(delivered, [1]);
+    await Deno.writeTextFile(go, "");
+    await expectLine(out, "copying 2");
+    child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(go);
+    using next = openReceiver(descriptor);
+    for (let m; (m = next.getNowait() as { n: number } | undefined) !== undefined;) {
+      delivered.push(m.n);
+    }
+    // Before: [1, 0, 3]: alone again by the count, the child held 0, and its kill gave it back
+    // after 1. 2 was being copied: it counts as received.
+    assert.deepEqual(delivered, [1, 3]);
+    sender.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
 Deno.test("a receiver that calls Deno.exit() inside a getMany batch gives back what it copied", () =>
   withoutLeaks(async () => {
     const { sender, descriptor, started } = tenInOneBatch(64, "exit");

@@ -2177,6 +2177,58 @@ Deno.test("a receiver that asks after every sender closed, while a lone one copi
     receiver.close();
   }));
 
+Deno.test("a getMany holder mark naming no receiver (forged, or left by a wrongfully reaped end) is cleared: the drained queue says so", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    sender.putSync("last");
+    sender.close();
+    const m = mapSegment(receiver.descriptor.name)!;
+    try {
+      Atomics.store(m.i32, L.W_HOLDER >> 2, 41); // participant 40: a free entry
+      assert.equal(receiver.getSync({ timeout: 100 }), "last");
+      // Before: EmptyError after the whole wait, and a for await waited for good.
+      assert.throws(
+        () => receiver.getSync({ timeout: 600 }),
+        (e) => e instanceof ClosedError && e.reason === "drained",
+      );
+      assert.equal(Atomics.load(m.i32, L.W_HOLDER >> 2), 0);
+    } finally {
+      m.unmap();
+    }
+    receiver.close();
+  }));
+
+Deno.test("getMany: closed from inside its allocate while a live end holds the lock, it throws ClosedError", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    for (let i = 0; i < 3; i++) sender.putSync(new Uint8Array([i]));
+    const m = mapSegment(receiver.descriptor.name)!;
+    const senderIndex = Array.from({ length: L.MAX_PARTICIPANTS }, (_, i) => i)
+      .find((i) => m.u32[(L.participantOffset(i) + L.P_KIND) >> 2] === L.ParticipantKind.Sender)!;
+    let copies = 0;
+    try {
+      assert.throws(
+        () =>
+          receiver.getManySync(Infinity, {
+            allocate: (n) => {
+              if (++copies === 2) {
+                // The close gives up on the lock after 10 s, and leaves the queue as it was.
+                Atomics.store(m.i32, L.W_LOCK >> 2, senderIndex + 1);
+                receiver.close();
+                Atomics.store(m.i32, L.W_LOCK >> 2, 0);
+              }
+              return new ArrayBuffer(n);
+            },
+          }),
+        // Before: a TypeError, from Atomics on the unmapped queue as the batch ended.
+        (e) => e instanceof ClosedError,
+      );
+    } finally {
+      m.unmap();
+    }
+    sender.close();
+  }));
+
 Deno.test("getMany: closed from inside its allocate after another receiver joined, it returns what it copied; the other gets the rest", () =>
   withoutLeaks(() => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
