@@ -244,7 +244,8 @@ export class Sender implements Disposable {
    * use a timeout, where the count matters. While it finds room, an async batch runs on without
    * yielding to the event loop, as a `put` that finds room does. An array detached while it waits
    * for room stops it there, with a `TypeError` naming the array (found by reading that value
-   * again, getters included).
+   * again, getters included). Any other error once the values were checked (a `RangeError` when
+   * `/dev/shm` has no room for a large value, say) has a `sent` too, and says how many were put.
    *
    * @example
    * ```ts
@@ -911,25 +912,39 @@ function replanned(error: unknown, value: unknown): unknown {
   return error;
 }
 
-/** A ClosedError that cut a putMany short, telling how many of its values went before it
- * (`sent`, 0 when none had). One from before the batch was planned (an end already closed, or
- * a getter of the values) is left alone. */
+/**
+ * An error that cut a putMany short once its values were planned, telling how many went before
+ * it (`sent`, 0 when none had): a ClosedError, or any other the queue or the codec made for
+ * this call alone (a RangeError for want of shared memory, a native error, an array detached
+ * while the call waited). A FullError counts them already; one from before the batch was
+ * planned (an end already closed, or a getter of the values) is left alone.
+ */
 function countingSent(error: unknown, batch: Batch | undefined): unknown {
-  if (!(error instanceof ClosedError) || batch === undefined) return error;
-  // Made by the queue for this call alone: no other caller holds it.
-  (error as { sent: number | undefined }).sent = batch.sent;
-  if (batch.sent > 0) {
-    error.message += `; ${batch.sent} of the ${batch.plans.length} values were put before it, ` +
-      "in order";
+  if (!(error instanceof Error) || error instanceof FullError || batch === undefined) return error;
+  const { sent } = batch;
+  Object.defineProperty(error, "sent", {
+    value: sent,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
+  if (sent === 0) return error;
+  if (error instanceof ClosedError) {
+    error.message += `; ${sent} of the ${batch.plans.length} values were put before it, in order`;
+  } else if (!error.message.endsWith(REST_NOT_PUT)) {
+    // A codec refusal's names the value, and says it already.
+    error.message += `; ${putSoFar(sent, batch.plans.length)}`;
   }
   return error;
 }
+
+const REST_NOT_PUT = "and the rest were not";
 
 /** How much of a putMany of `n` values (unknown: not planned yet) went before it stopped. */
 function putSoFar(sent: number, n: number | undefined): string {
   return sent === 0
     ? `none of the ${n === undefined ? "" : `${n} `}values was put`
-    : `${sent} of the ${n} values were put, in order, and the rest were not`;
+    : `${sent} of the ${n} values were put, in order, ${REST_NOT_PUT}`;
 }
 
 /**
@@ -970,10 +985,7 @@ function indexed(error: unknown, method: string, index: number, sent = 0): unkno
     : `values[${index}]: ${message}`;
   if (sent > 0) {
     const before = sent === 1 ? "the value before it was put" : `the ${sent} before it were put`;
-    message = message.replace(
-      /; nothing was sent$/,
-      `; ${before}, in order, and the rest were not`,
-    );
+    message = message.replace(/; nothing was sent$/, `; ${before}, in order, ${REST_NOT_PUT}`);
   }
   const Ctor = kind === TypeError ? TypeError : RangeError;
   return new Ctor(prefix + message, { cause: (error as Error).cause ?? error });

@@ -525,6 +525,16 @@ Deno.test({
     assert.equal(report.smallGot, "no error");
     assert.equal(report.fits, "no error");
     assert.equal(report.fitsGot, "no error");
+    // A batch cut short there says how many of it went (before: nothing, and no `sent`: a
+    // caller who sent it again sent those twice).
+    for (const name of ["batchSync", "batchAsync"]) {
+      assert.equal(report[name].sent, 2, name);
+      assert.match(
+        report[name].error,
+        /^RangeError: Sender\.putMany(Sync)?: .*\/dev\/shm has no room .*; 2 of the 4 values were put, in order, and the rest were not$/,
+      );
+      assert.deepEqual(report[`${name}Got`], ["a", "b"]);
+    }
     assert.deepEqual(report.left, []);
   },
 });

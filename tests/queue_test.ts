@@ -1991,8 +1991,8 @@ Deno.test("putMany: an array detached while the batch waits stops it there; the 
     assert.equal(await receiver.get({ timeout: 1000 }), "second");
     await assert.rejects(
       waiting,
-      (e: Error) =>
-        e instanceof TypeError &&
+      (e: Error & { sent?: number }) =>
+        e instanceof TypeError && e.sent === 1 &&
         /^Sender\.putMany: values\[1\]: .*detached.*; the value before it was put, in order, and the rest were not$/
           .test(e.message),
     );
