@@ -164,7 +164,8 @@ export class Draft<T = unknown> implements Disposable {
     return this.#settled;
   }
 
-  /** Publishes the message. Its views are detached: the receiver owns the bytes now. */
+  /** Publishes the message. Its views are detached: the receiver owns the bytes now. Throws
+   * `ClosedError` (and cancels the draft) when every receiver has closed, as `put` does. */
   send(): void {
     // Closed under it without a cancel: a Worker's stop closes the ends it opened itself.
     if (!this.#settled && this.#queue.closed) cancelOnClose(this);
@@ -174,6 +175,14 @@ export class Draft<T = unknown> implements Disposable {
         : cancelledOnClose.has(this)
         ? new ClosedError("Draft.send: its sender was closed, which cancelled this draft")
         : new TypeError("Draft.send: this draft was cancelled");
+    }
+    // As a put finds it: a message no receiver is left to take is not sent.
+    if (this.#queue.livePeers === 0) {
+      this.cancel();
+      throw new ClosedError(
+        `Draft.send: ${this.#queue.goneMessage("receiver")}; the draft was cancelled`,
+        { reason: "no-receivers" },
+      );
     }
     this.#settled = true;
     this.#sent = true;

@@ -441,6 +441,31 @@ Deno.test("borrow lends arrays in place and detaches them on release", () =>
     await s.waitForAllAck({ timeout: 1000 });
   }));
 
+Deno.test("a draft sent after every receiver closed throws ClosedError, as a put does, and is cancelled", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 2 });
+    const draft = s.prepareSync({ data: reserve(Uint8Array, 1 << 20) });
+    r.close();
+    // Before: sent, into a queue no receiver was left to take it from.
+    assert.throws(
+      () => draft.send(),
+      (e) =>
+        e instanceof ClosedError && e.reason === "no-receivers" &&
+        /^Draft\.send: every receiver of the queue has closed.*; the draft was cancelled$/.test(
+          e.message,
+        ),
+    );
+    assert.equal(draft.settled, true);
+    assert.equal(s.stats().inFlight, 0);
+    assert.throws(() => s.putSync("x"), ClosedError);
+    // A receiver that opens again gets what is put from then on, and nothing of the draft.
+    using again = openReceiver(s.descriptor);
+    s.putSync("after");
+    assert.equal(again.getNowait(), "after");
+    assert.equal(again.getNowait(), undefined);
+    s.close();
+  }));
+
 Deno.test("zero-copy write: prepare, fill in place, send", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 2 });
