@@ -955,7 +955,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     // Senders may be waiting for room this very receiver holds: say so, or the wait looks
     // like a silent producer.
     const why = held === 0
-      ? ""
+      ? this.#heldBack()
       : queue.inFlight >= queue.capacity
       ? `: this receiver holds ${held} unreleased lease(s), and the queue's capacity of ` +
         `${queue.capacity} messages is taken, so senders wait for room: release leases`
@@ -968,8 +968,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       ? `: this receiver holds ${held} unreleased lease(s), and the arena's space, reclaimed in ` +
         `order, is held behind the oldest unreleased message (one of these, or another end's ` +
         `lease or unsent draft), so senders may wait for room: release leases you are done with`
-      : "";
+      : this.#heldBack();
     return new EmptyError(`Receiver.${method}: no message arrived within ${timeout} ms${why}`);
+  }
+
+  /** Why messages in the queue did not come, if some are there: each waits behind an earlier
+   * message of its sender, or the timeout looks like a silent producer. */
+  #heldBack(): string {
+    const held = this.#queue.heldBackMessages();
+    return held === 0 ? "" : `: ${held} message(s) in the queue wait behind an earlier ` +
+      "message of their sender that is not ready: one still being written (an unsent draft, a " +
+      "large put under way), or in another receiver's getMany batch";
   }
 }
 

@@ -2282,6 +2282,52 @@ export class SharedQueue {
     }
   }
 
+  /**
+   * How many messages are ready but held back, each behind an earlier message of its sender
+   * that is not (still being written, or in another receiver's getMany batch): what a take now
+   * would pass over. For the words of a get that timed out; 0 on a queue closed or unusable.
+   */
+  heldBackMessages(): number {
+    if (this.#closed || this.#u32[L.C_IN_FLIGHT >> 2] === 0) return 0;
+    let held = 0;
+    try {
+      this.#lock();
+      try {
+        this.#checkUsable();
+        const u32 = this.#u32;
+        const read = u32[L.C_READ >> 2];
+        const write = u32[L.C_WRITE >> 2];
+        if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) {
+          this.#otherHolder = this.#otherHolderLocked();
+          if (this.#otherHolder >= 0) this.#markHeldBehindLocked(read);
+        }
+        const span = Math.min((write - read) >>> 0, this.#ringSize);
+        for (let k = 0; k < span; k++) {
+          const slot = (read + k) & this.#mask;
+          const s = L.slotOffset(slot);
+          const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+          if (
+            state === L.SlotState.Writing || state === L.SlotState.Spare ||
+            this.#inOthersBatch(state, s)
+          ) {
+            this.#holdBackSenderLocked(slot, s);
+          } else if (
+            (state === L.SlotState.Ready || state === L.SlotState.Prefetched) &&
+            this.#writing[u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS] !== 0
+          ) held++;
+        }
+      } finally {
+        this.#otherHolder = -1;
+        this.#writing.fill(0);
+        this.#writingMarked = false;
+        this.#unlock();
+      }
+    } catch {
+      return 0; // closed, corrupt or stuck meanwhile: the next call says so
+    }
+    return held;
+  }
+
   /** The participant index of another receiver marked as the getMany holder, or -1. A mark
    * naming no receiver (forged, or left by a wrongful reap's end) is cleared: it would hold
    * back senders, and keep a drained queue from saying so, for good. */

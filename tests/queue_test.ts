@@ -441,6 +441,35 @@ Deno.test("borrow lends arrays in place and detaches them on release", () =>
     await s.waitForAllAck({ timeout: 1000 });
   }));
 
+Deno.test("a get that times out behind an unsent draft says what holds the waiting messages back", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 4 });
+    const draft = s.prepareSync<{ data: Uint8Array }>({ data: reserve(Uint8Array, 4) });
+    s.putSync("behind");
+    // Before: only "no message arrived within 50 ms", though stats() counted one waiting.
+    assert.throws(
+      () => r.getSync({ timeout: 50 }),
+      (e) =>
+        e instanceof EmptyError &&
+        /within 50 ms: 1 message\(s\) in the queue wait behind an earlier message of their sender that is not ready: one still being written \(an unsent draft/
+          .test(e.message),
+    );
+    draft.value.data.fill(1);
+    draft.send();
+    assert.deepEqual(
+      r.getSync<{ data: Uint8Array }>({ timeout: 100 }).data,
+      new Uint8Array(4).fill(1),
+    );
+    assert.equal(r.getSync({ timeout: 100 }), "behind");
+    // Nothing waiting: nothing said.
+    assert.throws(
+      () => r.getSync({ timeout: 10 }),
+      (e) => e instanceof EmptyError && /within 10 ms$/.test(e.message),
+    );
+    s.close();
+    r.close();
+  }));
+
 Deno.test("a draft sent after every receiver closed throws ClosedError, as a put does, and is cancelled", () =>
   withoutLeaks(() => {
     const [s, r] = createSharedMemoryPair({ capacity: 2 });
