@@ -850,8 +850,18 @@ export class Sender implements Disposable {
         (claimedByOthers > 0
           ? `, and another sender's waiting put has claimed ` +
             `${claimedByOthers} bytes`
-          : "");
+          : "") +
+        this.#ownExtensionDrafts();
     return new FullError(`Sender.${method}: no room for ${timeout} ms: ${why}`);
+  }
+
+  /** Words on this sender's unsent drafts in extension segments, for a put that found no
+   * budget: room that only this sender can give back. */
+  #ownExtensionDrafts(): string {
+    let drafts = 0;
+    for (const r of this.#drafts.values()) if (r.segment > 0) drafts++;
+    return drafts === 0 ? "" : `, ${drafts} of them this sender's own unsent draft(s): send ` +
+      "or cancel them, as no other end can free their room";
   }
 
   #ackTimeout(method: string, timeout: number | undefined): FullError {

@@ -975,6 +975,18 @@ Deno.test("a FullError for the byte budget counts the arena and another put's cl
     r.getSync();
     await big;
     r.getSync();
+    // This sender's own unsent draft holds the room: the error says whose it is.
+    const draft = b.prepareSync({ data: reserve(Uint8Array, 24 << 20) });
+    assert.throws(
+      () => b.putSync(new Uint8Array(16 << 20), { timeout: 0 }),
+      (e) =>
+        e instanceof FullError &&
+        /bytes of extension segments, 1 of them this sender's own unsent draft\(s\): send or cancel them, as no other end can free their room$/
+          .test(e.message),
+    );
+    draft.cancel();
+    b.putSync(new Uint8Array(16 << 20), { timeout: 0 });
+    r.getSync();
   }));
 
 Deno.test("a put that stops waiting for the byte budget holds nobody back", () =>
