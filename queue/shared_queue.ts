@@ -1115,13 +1115,27 @@ export class SharedQueue {
     return false;
   }
 
-  /** Marks this end as the getMany holder (L.W_HOLDER); false when another end is marked. */
+  /** Marks this end as the getMany holder (L.W_HOLDER); false when another receiver is
+   * marked. A stale mark, naming no receiver, gives way. */
   #markHolder(): boolean {
+    const i32 = this.#i32;
     const mark = this.#self + 1;
-    const was = Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, 0, mark);
+    let was = Atomics.compareExchange(i32, L.W_HOLDER >> 2, 0, mark);
+    if (was !== 0 && was !== mark && !this.#namesReceiver(was)) {
+      if (Atomics.compareExchange(i32, L.W_HOLDER >> 2, was, mark) === was) was = mark;
+    }
     if (was !== 0 && was !== mark) return false;
     this.#holding = true;
     return true;
+  }
+
+  /** Whether holder mark `mark` (participant index + 1) names a receiver's entry, live or not
+   * yet reaped. One that does not is stale (forged, or left by an end a wrongful reap had
+   * freed): a holder's entry stays a receiver's until its removal, which clears its mark. */
+  #namesReceiver(mark: number): boolean {
+    const index = mark - 1;
+    return index >= 0 && index < L.MAX_PARTICIPANTS &&
+      this.#u32[(L.participantOffset(index) + L.P_KIND) >> 2] === L.ParticipantKind.Receiver;
   }
 
   /** Releases a message {@linkcode hold} held, as {@linkcode release} does; false when it went
@@ -2333,16 +2347,12 @@ export class SharedQueue {
    * back senders, and keep a drained queue from saying so, for good. */
   #otherHolderLocked(): number {
     const mark = Atomics.load(this.#i32, L.W_HOLDER >> 2);
-    const holder = mark - 1;
-    if (holder === -1 || holder === this.#self) return -1;
-    if (
-      holder < 0 || holder >= L.MAX_PARTICIPANTS ||
-      this.#u32[(L.participantOffset(holder) + L.P_KIND) >> 2] !== L.ParticipantKind.Receiver
-    ) {
+    if (mark === 0 || mark === this.#self + 1) return -1;
+    if (!this.#namesReceiver(mark)) {
       Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, mark, 0);
       return -1;
     }
-    return holder;
+    return mark - 1;
   }
 
   /**

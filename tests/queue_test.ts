@@ -2264,6 +2264,32 @@ Deno.test("a getMany holder mark naming no receiver (forged, or left by a wrongf
     receiver.close();
   }));
 
+Deno.test("a lone receiver's getMany holds what it copied, past a stale holder mark", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    for (let n = 0; n < 6; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
+    const name = receiver.descriptor.name;
+    const m = mapSegment(name)!;
+    try {
+      Atomics.store(m.i32, L.W_HOLDER >> 2, 41); // participant 40: a free entry
+      let copies = 0;
+      let held = -1;
+      receiver.getManySync(Infinity, {
+        allocate(n) {
+          if (++copies === 4) held = slotsInState(name, L.SlotState.Held);
+          return new ArrayBuffer(n);
+        },
+      });
+      // Before: 0, so a kill there lost the 3 copied; and the mark stayed.
+      assert.equal(held, 3);
+      assert.equal(Atomics.load(m.i32, L.W_HOLDER >> 2), 0);
+    } finally {
+      m.unmap();
+    }
+    sender.close();
+    receiver.close();
+  }));
+
 Deno.test("getMany: closed from inside its allocate while a live end holds the lock, it throws ClosedError", () =>
   withoutLeaks(() => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
