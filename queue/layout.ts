@@ -57,7 +57,7 @@
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning. */
-export const LAYOUT_VERSION = 17;
+export const LAYOUT_VERSION = 18;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
