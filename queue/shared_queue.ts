@@ -101,6 +101,8 @@ export interface TakenMessage {
 }
 
 const INT_MAX = 0x7fffffff;
+/** How long a timed-out get tries for the lock to say why messages were held back. */
+const HELD_BACK_LOCK_MS = 2;
 /** Thrown inside SharedQueue.create when a sweep removed the new queue's name before its maker
  * held it: the process stood still (stopped, frozen) for the sweep's grace between the two,
  * and the sweep rightly took the queue for a dead maker's. No peer could open it: the queue is
@@ -2299,45 +2301,50 @@ export class SharedQueue {
   /**
    * How many messages are ready but held back, each behind an earlier message of its sender
    * that is not (still being written, or in another receiver's getMany batch): what a take now
-   * would pass over. For the words of a get that timed out; 0 on a queue closed or unusable.
+   * would pass over. For the words of a get that timed out; 0 on a queue closed or unusable,
+   * or whose lock did not come free within HELD_BACK_LOCK_MS.
    */
   heldBackMessages(): number {
     if (this.#closed || this.#u32[L.C_IN_FLIGHT >> 2] === 0) return 0;
+    // Briefly: the call's timeout is up, and a lock held long (a stopped end) must not make it
+    // later. Without the lock, nothing is said.
+    const until = performance.now() + HELD_BACK_LOCK_MS;
+    while (!this.#mutex.tryLock()) {
+      if (performance.now() > until) return 0;
+      Atomics.pause();
+    }
     let held = 0;
     try {
-      this.#lock();
-      try {
-        this.#checkUsable();
-        const u32 = this.#u32;
-        const read = u32[L.C_READ >> 2];
-        const write = u32[L.C_WRITE >> 2];
-        if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) {
-          this.#otherHolder = this.#otherHolderLocked();
-          if (this.#otherHolder >= 0) this.#markHeldBehindLocked(read);
-        }
-        const span = Math.min((write - read) >>> 0, this.#ringSize);
-        for (let k = 0; k < span; k++) {
-          const slot = (read + k) & this.#mask;
-          const s = L.slotOffset(slot);
-          const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-          if (
-            state === L.SlotState.Writing || state === L.SlotState.Spare ||
-            this.#inOthersBatch(state, s)
-          ) {
-            this.#holdBackSenderLocked(slot, s);
-          } else if (
-            (state === L.SlotState.Ready || state === L.SlotState.Prefetched) &&
-            this.#writing[u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS] !== 0
-          ) held++;
-        }
-      } finally {
-        this.#otherHolder = -1;
-        this.#writing.fill(0);
-        this.#writingMarked = false;
-        this.#unlock();
+      this.#checkUsable();
+      const u32 = this.#u32;
+      const read = u32[L.C_READ >> 2];
+      const write = u32[L.C_WRITE >> 2];
+      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) {
+        this.#otherHolder = this.#otherHolderLocked();
+        if (this.#otherHolder >= 0) this.#markHeldBehindLocked(read);
+      }
+      const span = Math.min((write - read) >>> 0, this.#ringSize);
+      for (let k = 0; k < span; k++) {
+        const slot = (read + k) & this.#mask;
+        const s = L.slotOffset(slot);
+        const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
+        if (
+          state === L.SlotState.Writing || state === L.SlotState.Spare ||
+          this.#inOthersBatch(state, s)
+        ) {
+          this.#holdBackSenderLocked(slot, s);
+        } else if (
+          (state === L.SlotState.Ready || state === L.SlotState.Prefetched) &&
+          this.#writing[u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS] !== 0
+        ) held++;
       }
     } catch {
-      return 0; // closed, corrupt or stuck meanwhile: the next call says so
+      held = 0; // corrupt: the next call says so
+    } finally {
+      this.#otherHolder = -1;
+      this.#writing.fill(0);
+      this.#writingMarked = false;
+      this.#unlock();
     }
     return held;
   }
