@@ -56,7 +56,8 @@
 
 /** "SHMQ" in little-endian. */
 export const MAGIC = 0x514d4853;
-/** Bumped whenever anything in this file changes meaning. */
+/** Bumped whenever anything in this file changes meaning (tests/layout_version_test.ts
+ * fingerprints what it exports, and fails on a change recorded under the same version). */
 export const LAYOUT_VERSION = 18;
 
 export const PAGE_SIZE = 4096;
