@@ -942,12 +942,13 @@ function countingSent(error: unknown, batch: Batch | undefined): unknown {
   if (error instanceof ClosedError) {
     error.message += `; ${sent} of the ${batch.plans.length} values were put before it, in order`;
   } else if (!error.message.endsWith(REST_NOT_PUT)) {
-    // A codec refusal's names the value, and says it already.
+    // A codec refusal (see indexed) names the value, and says so already.
     error.message += `; ${putSoFar(sent, batch.plans.length)}`;
   }
   return error;
 }
 
+/** How the words on a putMany cut short end: what was not put. */
 const REST_NOT_PUT = "and the rest were not";
 
 /** How much of a putMany of `n` values (unknown: not planned yet) went before it stopped. */

@@ -2328,10 +2328,7 @@ export class SharedQueue {
         const slot = (read + k) & this.#mask;
         const s = L.slotOffset(slot);
         const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-        if (
-          state === L.SlotState.Writing || state === L.SlotState.Spare ||
-          this.#inOthersBatch(state, s)
-        ) {
+        if (this.#holdsBackItsSender(state, s)) {
           this.#holdBackSenderLocked(slot, s);
         } else if (
           (state === L.SlotState.Ready || state === L.SlotState.Prefetched) &&
@@ -2391,6 +2388,14 @@ export class SharedQueue {
       this.#u32[(s + L.S_TAKEN_BY) >> 2] === this.#otherHolder;
   }
 
+  /** Whether the slot at offset `s`, in `state` and ahead of the read cursor, keeps its
+   * sender's later messages from being taken: still being written (a Spare becomes so), or in
+   * another receiver's getMany batch. */
+  #holdsBackItsSender(state: number, s: number): boolean {
+    return state === L.SlotState.Writing || state === L.SlotState.Spare ||
+      this.#inOthersBatch(state, s);
+  }
+
   /** Marks slot `slot`'s sender (its slot offset `s`) so that #takeReadyLocked takes none of
    * its later messages in this take: that slot's message must come before them. */
   #holdBackSenderLocked(slot: number, s: number): void {
@@ -2417,10 +2422,7 @@ export class SharedQueue {
       // In another receiver's getMany batch, a message may yet come back (should that receiver
       // die), and must then still come before its sender's later ones: they wait, as behind a
       // message still being written.
-      if (
-        state === L.SlotState.Writing || state === L.SlotState.Spare ||
-        this.#inOthersBatch(state, s)
-      ) {
+      if (this.#holdsBackItsSender(state, s)) {
         this.#holdBackSenderLocked(slot, s);
         continue;
       }
