@@ -195,6 +195,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /** While a getMany batch is copied: its messages so far, held rather than released (see
    * L.SlotState.Held), each with whether it is (SharedQueue.hold). */
   #batch: BatchEntry[] | undefined;
+  /** The stream `readable` hands out, made at its first use. */
+  #readable: ReadableStream<unknown> | undefined;
 
   /** @internal Use `createSharedMemoryPair` or `openReceiver`. */
   constructor(queue: SharedQueue) {
@@ -497,6 +499,60 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * yourself, or declare it with `using`. */
   [Symbol.asyncIterator](): AsyncGenerator<unknown, void, undefined> {
     return this.#messages(this.#getAttempt, "Receiver (for await)");
+  }
+
+  /**
+   * The messages as a `ReadableStream`, for `pipeTo` and `pipeThrough`, as Deno's own
+   * resources have one (`Deno.FsFile.readable`): each read takes one message as {@linkcode get}
+   * takes it, and only when the reader asks (none is taken ahead, to be lost if the reader
+   * stops). The stream ends once every sender has closed and the queue is drained, or this
+   * receiver closes. It owns this receiver: its end, its cancel (a read still waiting takes
+   * nothing) and an error of a take close the receiver. The same stream on every access.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * sender.putManySync([1, 2, 3]);
+   * sender.close();
+   * const doubled = receiver.readable.pipeThrough(
+   *   new TransformStream<unknown, number>({ transform: (n, out) => out.enqueue(2 * Number(n)) }),
+   * );
+   * assert.deepEqual(await Array.fromAsync(doubled), [2, 4, 6]);
+   * assert.equal(receiver.closed, true);
+   * ```
+   */
+  get readable(): ReadableStream<unknown> {
+    return this.#readable ??= this.#makeReadable();
+  }
+
+  #makeReadable(): ReadableStream<unknown> {
+    // A cancel stops the read waiting, which takes nothing then.
+    const cancelled = new AbortController();
+    const options = { signal: cancelled.signal };
+    return new ReadableStream<unknown>({
+      pull: async (controller) => {
+        let value: unknown;
+        try {
+          value = await this.#get(options, "Receiver.readable");
+        } catch (error) {
+          if (cancelled.signal.aborted) return;
+          // As a for await ends: drained, or this receiver closed; anything else is an error.
+          const ended = error instanceof ClosedError &&
+            (error.reason === "drained" || (error.reason === "closed" && this.closed));
+          this.close();
+          if (ended) controller.close();
+          else controller.error(error);
+          return;
+        }
+        controller.enqueue(value);
+      },
+      cancel: () => {
+        cancelled.abort();
+        this.close();
+      },
+    }, { highWaterMark: 0 });
   }
 
   /**

@@ -58,6 +58,8 @@ export class Sender implements Disposable {
   /** This end's async puts and prepares, served in call order. */
   readonly #lane = new Lane();
   #published = 0;
+  /** The stream `writable` hands out, made at its first use. */
+  #writable: WritableStream<unknown> | undefined;
   #nextAckCheck = 0;
   #nextPeerCheck = performance.now() + PEER_CHECK_MS;
   #putsUntilPeerCheck = PUTS_PER_PEER_CHECK;
@@ -189,22 +191,28 @@ export class Sender implements Disposable {
    * getters included); a signal already aborted rejects at once, and an abort
    * later cancels the put only while it waits.
    */
-  async put(value: unknown, options?: WaitOptions): Promise<void> {
+  put(value: unknown, options?: WaitOptions): Promise<void> {
+    return this.#put(value, options, "put");
+  }
+
+  /** {@linkcode put}, its errors named after `method` ("put", "writable"). */
+  async #put(value: unknown, options: WaitOptions | undefined, method: string): Promise<void> {
+    const call = `Sender.${method}`;
     try {
-      this.#queue.assertOpen("Sender.put");
-      const deadline = deadlineOf(options, "Sender.put", WAIT_OPTIONS);
+      this.#queue.assertOpen(call);
+      const deadline = deadlineOf(options, call, WAIT_OPTIONS);
       options?.signal?.throwIfAborted();
-      const plan = this.#plan(value, "put");
-      const attempt = this.#putAttempt(value, plan, "put", deadline);
+      const plan = this.#plan(value, method);
+      const attempt = this.#putAttempt(value, plan, method, deadline);
       const put = this.#putInLane(attempt, deadline, options?.signal);
       if (put !== true) {
         const done = await put;
         if (done !== true) {
-          throw this.#full("put", options?.timeout, plan.byteLength, done === BEHIND);
+          throw this.#full(method, options?.timeout, plan.byteLength, done === BEHIND);
         }
       }
     } catch (error) {
-      throw namingCall(error, "Sender.put", options?.signal);
+      throw namingCall(error, call, options?.signal);
     }
   }
 
@@ -433,6 +441,40 @@ export class Sender implements Disposable {
     } catch (error) {
       throw namingCall(error, "Sender.waitForAllAckSync");
     }
+  }
+
+  /**
+   * This sender as a `WritableStream`, for `pipeTo` and `pipeThrough`, as Deno's own resources
+   * have one (`Deno.FsFile.writable`): each chunk is put as {@linkcode put} puts it, waiting for
+   * room (so a faster source waits too). The stream owns this sender: closing or aborting it
+   * closes the sender, whose messages are still delivered, and so does a chunk it refuses (the
+   * stream errors with that chunk's error, named `Sender.writable`, and the chunks before it
+   * went). The same stream on every access.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { createSharedMemoryPair } from "../mod.ts";
+   * const [sender, receiver] = createSharedMemoryPair();
+   * await ReadableStream.from([1, 2, 3]).pipeTo(sender.writable);
+   * assert.equal(sender.closed, true);
+   * assert.deepEqual(await Array.fromAsync(receiver), [1, 2, 3]);
+   * receiver.close();
+   * ```
+   */
+  get writable(): WritableStream<unknown> {
+    return this.#writable ??= new WritableStream<unknown>({
+      write: async (chunk) => {
+        try {
+          await this.#put(chunk, undefined, "writable");
+        } catch (error) {
+          this.close();
+          throw error;
+        }
+      },
+      close: () => this.close(),
+      abort: () => this.close(),
+    });
   }
 
   /**

@@ -399,6 +399,30 @@ Deno.test("a receiver that joins, takes and leaves while a lone one copies its f
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("streams across processes: a child pipes into sender.writable, the parent reads receiver.readable through a TransformStream", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
+    await using child = spawnFixture("queue_child.ts", [
+      "pipe",
+      JSON.stringify(sender.descriptor),
+      "200",
+    ]);
+    await expectLine(lines(child), "ready");
+    sender.close(); // the child's sender is open: the stream ends once it closes
+    const checked = receiver.readable.pipeThrough(
+      new TransformStream<unknown, number>({
+        transform(m, out) {
+          const { i, data } = m as { i: number; data: Float64Array };
+          assert.ok(data.length === 256 && data.every((x) => x === i), `message ${i} intact`);
+          out.enqueue(i);
+        },
+      }),
+    );
+    assert.deepEqual(await Array.fromAsync(checked), Array.from({ length: 200 }, (_, i) => i));
+    assert.equal(receiver.closed, true);
+    assert.equal((await child.status).code, 0);
+  }));
+
 Deno.test("a receiver that calls Deno.exit() inside a getMany batch gives back what it copied", () =>
   withoutLeaks(async () => {
     const { sender, descriptor, started } = tenInOneBatch(64, "exit");

@@ -2534,3 +2534,89 @@ Deno.test("stats: messages waiting and in flight, totals, shared memory held, en
       return [s.waiting, s.inFlight, s.put, s.received];
     }
   }));
+
+Deno.test("streams: receiver.readable takes a message per read, ends when drained, and closes the receiver", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    assert.equal(receiver.readable, receiver.readable, "one stream per receiver");
+    const reader = receiver.readable.getReader();
+    // Nothing is taken ahead of the reader: a message waits in the queue until it reads.
+    sender.putManySync(["a", "b"]);
+    await delay(20);
+    assert.equal(sender.stats().waiting, 2);
+    assert.deepEqual(await reader.read(), { value: "a", done: false });
+    assert.equal(sender.stats().waiting, 1);
+    assert.deepEqual(await reader.read(), { value: "b", done: false });
+    sender.close();
+    assert.deepEqual(await reader.read(), { value: undefined, done: true });
+    assert.equal(receiver.closed, true);
+  }));
+
+Deno.test("streams: cancelling receiver.readable while a read waits takes nothing, and closes the receiver", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 4 });
+    const other = openReceiver(receiver.descriptor);
+    const reader = receiver.readable.getReader();
+    const waiting = reader.read();
+    await delay(20);
+    await reader.cancel();
+    assert.deepEqual(await waiting, { value: undefined, done: true });
+    assert.equal(receiver.closed, true);
+    sender.putSync("x");
+    assert.equal(other.getSync({ timeout: 1000 }), "x", "not taken by the cancelled read");
+    // A receiver closed from elsewhere ends its stream, as it ends a for await.
+    const pending = other.readable.getReader().read();
+    await delay(20);
+    other.close();
+    assert.deepEqual(await pending, { value: undefined, done: true });
+    sender.close();
+  }));
+
+Deno.test("streams: sender.writable puts each chunk, and closing or aborting it closes the sender", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    assert.equal(sender.writable, sender.writable, "one stream per sender");
+    // More chunks than the capacity: the pipe waits for room as a put does.
+    const piped = ReadableStream.from([0, 1, 2, 3, 4]).pipeTo(sender.writable);
+    const got: unknown[] = [];
+    for await (const m of receiver) got.push(m);
+    await piped;
+    assert.deepEqual(got, [0, 1, 2, 3, 4]);
+    assert.equal(sender.closed, true);
+    receiver.close();
+
+    const [s2, r2] = createSharedMemoryPair();
+    const writer = s2.writable.getWriter();
+    await writer.write(new Float32Array([1.5]));
+    await writer.abort(new Error("upstream failed"));
+    assert.equal(s2.closed, true);
+    assert.deepEqual(r2.getSync({ timeout: 1000 }), new Float32Array([1.5]));
+    assert.throws(() => r2.getSync({ timeout: 1000 }), ClosedError);
+    r2.close();
+  }));
+
+Deno.test("streams: a chunk sender.writable refuses errors the stream, names it, and closes the sender; the chunks before it went", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    await assert.rejects(
+      ReadableStream.from<unknown>(["a", () => 1, "c"]).pipeTo(sender.writable),
+      (e: unknown) => e instanceof TypeError && /^Sender\.writable: .*function/.test(e.message),
+    );
+    assert.equal(sender.closed, true);
+    assert.deepEqual(await Array.fromAsync(receiver), ["a"]);
+    receiver.close();
+  }));
+
+Deno.test("streams: receiver.readable errors on a corrupt queue, and closes the receiver", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    const m = mapSegment(sender.descriptor.name)!;
+    m.u32[L.H_STATE >> 2] = L.QueueState.Poisoned;
+    m.unmap();
+    await assert.rejects(
+      receiver.readable.getReader().read(),
+      (e: unknown) => e instanceof ClosedError && e.reason === "corrupt",
+    );
+    assert.equal(receiver.closed, true);
+    sender.close();
+  }));
