@@ -505,9 +505,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * The messages as a `ReadableStream`, for `pipeTo` and `pipeThrough`, as Deno's own
    * resources have one (`Deno.FsFile.readable`): each read takes one message as {@linkcode get}
    * takes it, and only when the reader asks (none is taken ahead, to be lost if the reader
-   * stops). The stream ends once every sender has closed and the queue is drained, or this
-   * receiver closes. It owns this receiver: its end, its cancel (a read still waiting takes
-   * nothing) and an error of a take close the receiver. The same stream on every access.
+   * stops; but `tee()` reads ahead for the branch that lags). The stream ends once every sender
+   * has closed and the queue is drained, or this receiver closes. It owns this receiver: its
+   * end, its cancel (a read still waiting takes nothing) and an error of a take close the
+   * receiver; so `break` out of `for await (const m of receiver.readable)` closes it, where a
+   * `for await` over the receiver itself leaves it open (or iterate
+   * `readable.values({ preventCancel: true })`). A read still waiting when its reader lets go
+   * (`releaseLock()`, a `pipeTo` stopped with `preventCancel`) takes the next message all the
+   * same, for the stream's next reader: take messages through one of the two, the stream or
+   * the receiver. Its chunks are `unknown`: cast it (`as ReadableStream<T>`) as you would name
+   * `get<T>()`'s type. The same stream on every access; on a receiver closed already, it errors
+   * at once.
    *
    * @example
    * ```ts
@@ -532,6 +540,14 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     const cancelled = new AbortController();
     const options = { signal: cancelled.signal };
     return new ReadableStream<unknown>({
+      start: (controller) => {
+        // As an error of the stream: one thrown here would come out of the getter.
+        try {
+          this.#queue.assertOpen("Receiver.readable");
+        } catch (error) {
+          controller.error(error);
+        }
+      },
       pull: async (controller) => {
         let value: unknown;
         try {

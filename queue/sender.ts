@@ -447,9 +447,14 @@ export class Sender implements Disposable {
    * This sender as a `WritableStream`, for `pipeTo` and `pipeThrough`, as Deno's own resources
    * have one (`Deno.FsFile.writable`): each chunk is put as {@linkcode put} puts it, waiting for
    * room (so a faster source waits too). The stream owns this sender: closing or aborting it
-   * closes the sender, whose messages are still delivered, and so does a chunk it refuses (the
-   * stream errors with that chunk's error, named `Sender.writable`, and the chunks before it
-   * went). The same stream on every access.
+   * closes the sender, whose messages are still delivered (its writer's `abort()` stops a
+   * chunk still waiting for room, which is not sent; a `pipeTo` stopped by its signal waits for
+   * that chunk first, as streams finish a write before they abort: with nobody reading, close
+   * the sender to end the wait), and so does a chunk it refuses (the stream errors
+   * with that chunk's error, named `Sender.writable`, and the chunks before it went). A second
+   * `pipeTo` into it needs the first to pass `preventClose: true`. The stream hands its chunks
+   * to the sender one at a time: a `put` called meanwhile may go before chunks written earlier.
+   * The same stream on every access; on a sender closed already, it errors at once.
    *
    * @example
    * ```ts
@@ -463,10 +468,26 @@ export class Sender implements Disposable {
    * ```
    */
   get writable(): WritableStream<unknown> {
-    return this.#writable ??= new WritableStream<unknown>({
+    return this.#writable ??= this.#makeWritable();
+  }
+
+  #makeWritable(): WritableStream<unknown> {
+    // The stream's abort signal stops a write waiting for room: its sink's abort runs only
+    // once the write under way has settled.
+    let aborted: AbortSignal | undefined;
+    return new WritableStream<unknown>({
+      start: (controller) => {
+        aborted = controller.signal;
+        // As an error of the stream: one thrown here would come out of the getter.
+        try {
+          this.#queue.assertOpen("Sender.writable");
+        } catch (error) {
+          controller.error(error);
+        }
+      },
       write: async (chunk) => {
         try {
-          await this.#put(chunk, undefined, "writable");
+          await this.#put(chunk, { signal: aborted }, "writable");
         } catch (error) {
           this.close();
           throw error;

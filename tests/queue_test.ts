@@ -2620,3 +2620,45 @@ Deno.test("streams: receiver.readable errors on a corrupt queue, and closes the 
     assert.equal(receiver.closed, true);
     sender.close();
   }));
+
+Deno.test("streams: aborting sender.writable while a chunk waits for room stops it, unsent, and closes the sender", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
+    const writer = sender.writable.getWriter();
+    await writer.write(1); // the queue is full now, and nobody reads
+    const blocked = writer.write(2);
+    await delay(20);
+    // Before: the abort waited for the blocked write, for good.
+    await writer.abort(new Error("upstream failed"));
+    await assert.rejects(blocked);
+    assert.equal(sender.closed, true);
+    assert.deepEqual(await Array.fromAsync(receiver), [1], "the chunk that waited was not sent");
+    receiver.close();
+
+    // A pipe stopped by its signal first waits for the chunk being written (streams finish a
+    // write before they abort): closing the sender ends that wait.
+    const [s2, r2] = createSharedMemoryPair({ capacity: 1 });
+    const stop = new AbortController();
+    const endless = new ReadableStream({ pull: (c) => c.enqueue("x") });
+    const piped = endless.pipeTo(s2.writable, { signal: stop.signal });
+    await delay(20);
+    stop.abort(new Error("enough"));
+    s2.close();
+    await assert.rejects(piped);
+    r2.close();
+  }));
+
+Deno.test("streams: the stream of an end closed already errors at once", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair();
+    sender.close();
+    receiver.close();
+    await assert.rejects(
+      receiver.readable.getReader().read(),
+      (e: unknown) => e instanceof ClosedError && /^Receiver\.readable: /.test(e.message),
+    );
+    await assert.rejects(
+      sender.writable.getWriter().write(1),
+      (e: unknown) => e instanceof ClosedError && /^Sender\.writable: /.test(e.message),
+    );
+  }));
