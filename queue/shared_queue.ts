@@ -2284,17 +2284,28 @@ export class SharedQueue {
       return undefined;
     }
     try {
-      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) {
-        this.#otherHolder = this.#otherHolderLocked();
-        if (this.#otherHolder >= 0) this.#markHeldBehindLocked(read);
-      }
+      this.#markBatchBehindLocked(read);
       return this.#takeReadyLocked(read, write);
     } finally {
-      this.#otherHolder = -1;
-      if (this.#writingMarked) {
-        this.#writing.fill(0);
-        this.#writingMarked = false;
-      }
+      this.#clearHoldBacks();
+    }
+  }
+
+  /** Before a scan from the read cursor (a take, or a count of what it would pass over): notes
+   * another receiver marked as the getMany holder, and holds back the senders of its batch
+   * behind the cursor. {@linkcode #clearHoldBacks} undoes it. */
+  #markBatchBehindLocked(read: number): void {
+    if (this.#u32[L.C_LIVE_RECEIVERS >> 2] <= 1) return;
+    this.#otherHolder = this.#otherHolderLocked();
+    if (this.#otherHolder >= 0) this.#markHeldBehindLocked(read);
+  }
+
+  /** Forgets the holder and the held-back senders of a scan, for the next one. */
+  #clearHoldBacks(): void {
+    this.#otherHolder = -1;
+    if (this.#writingMarked) {
+      this.#writing.fill(0);
+      this.#writingMarked = false;
     }
   }
 
@@ -2319,10 +2330,7 @@ export class SharedQueue {
       const u32 = this.#u32;
       const read = u32[L.C_READ >> 2];
       const write = u32[L.C_WRITE >> 2];
-      if (u32[L.C_LIVE_RECEIVERS >> 2] > 1) {
-        this.#otherHolder = this.#otherHolderLocked();
-        if (this.#otherHolder >= 0) this.#markHeldBehindLocked(read);
-      }
+      this.#markBatchBehindLocked(read);
       const span = Math.min((write - read) >>> 0, this.#ringSize);
       for (let k = 0; k < span; k++) {
         const slot = (read + k) & this.#mask;
@@ -2338,9 +2346,7 @@ export class SharedQueue {
     } catch {
       held = 0; // corrupt: the next call says so
     } finally {
-      this.#otherHolder = -1;
-      this.#writing.fill(0);
-      this.#writingMarked = false;
+      this.#clearHoldBacks();
       this.#unlock();
     }
     return held;
