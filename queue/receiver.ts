@@ -554,9 +554,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
           value = await this.#get(options, "Receiver.readable");
         } catch (error) {
           if (cancelled.signal.aborted) return;
-          // As a for await ends: drained, or this receiver closed; anything else is an error.
-          const ended = error instanceof ClosedError &&
-            (error.reason === "drained" || (error.reason === "closed" && this.closed));
+          const ended = this.#endsTheMessages(error); // before the close below
           this.close();
           if (ended) controller.close();
           else controller.error(error);
@@ -621,12 +619,18 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       try {
         value = await this.#get<T>(options, call, attempt, "messages");
       } catch (error) {
-        if (error instanceof ClosedError && error.reason === "drained") return;
-        if (error instanceof ClosedError && error.reason === "closed" && this.closed) return;
+        if (this.#endsTheMessages(error)) return;
         throw error;
       }
       yield value;
     }
+  }
+
+  /** Whether a take's `error` ends the messages (a for await, the stream) rather than fails
+   * them: every sender closed and the queue drained, or this receiver closed. */
+  #endsTheMessages(error: unknown): boolean {
+    return error instanceof ClosedError &&
+      (error.reason === "drained" || (error.reason === "closed" && this.closed));
   }
 
   /** Leaves the queue. Outstanding leases are released and their views detached; a message
