@@ -39,9 +39,9 @@ export function closeEndsOfThisThread(): void {
   for (const end of [...openEnds]) end.close();
 }
 
-/** Closes every end this thread has open as its exit does: the thread that started this
- * Worker exits, and what the Worker was doing is never finished (a getMany batch's held
- * messages go back to the queue). */
+/** Closes every end this thread has open as its exit does: on its way out, or when the thread
+ * that started this Worker exits, and what the Worker was doing is never finished (a getMany
+ * batch's held messages go back to the queue). */
 export function closeEndsOfThisThreadAtExit(): void {
   for (const end of [...openEnds]) end.closeAtExit();
 }
@@ -121,7 +121,7 @@ export function track(end: OpenEnd, removeAtExit: (name: string) => void): void 
   globalThis.addEventListener("unload", () => {
     unloading = true;
     for (const hook of exitHooks) hook();
-    for (const end of [...openEnds]) end.closeAtExit();
+    closeEndsOfThisThreadAtExit();
     if (!isMainThread()) return;
     // Also the queues whose ends were only ever in Workers, which run no unload at exit.
     const left = new Set([...leftToThisProcess, ...queuesWithEndsOfThisProcess()]);
