@@ -149,7 +149,7 @@ export function untrack(end: OpenEnd): void {
  * The queues in /dev/shm that still record an end of this process and no live end of another:
  * on the main thread's way out, after it closed its own, those ends are Workers', and the
  * queue ends with this process. Reads each queue's participant table without joining it (the
- * exit check then joins only these); an entry it cannot open (another user's) is skipped.
+ * exit check then opens only these); an entry it cannot open (another user's) is skipped.
  */
 function queuesWithEndsOfThisProcess(): string[] {
   const token = processToken();

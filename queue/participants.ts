@@ -11,9 +11,8 @@ import { QueueError } from "./errors.ts";
 import * as L from "./layout.ts";
 import { processToken, thisThread } from "./this_thread.ts";
 
-/** How an end left the table: `"unrecorded"` is the exit check's own end (see
- * SharedQueue.removeAtExit), which leaves the record of how the last real one left alone. */
-export type Leaving = "closed" | "died" | "unrecorded";
+/** How an end left the table. */
+export type Leaving = "closed" | "died";
 
 /** The participant table of one end's mapping of a queue. */
 export class Participants {
@@ -95,7 +94,7 @@ export class Participants {
     const sender = kind === L.ParticipantKind.Sender;
     const end = sender || kind === L.ParticipantKind.Receiver;
     const live = sender ? L.C_LIVE_SENDERS : L.C_LIVE_RECEIVERS;
-    if (end && u32[live >> 2] > 0 && --u32[live >> 2] === 0 && left !== "unrecorded") {
+    if (end && u32[live >> 2] > 0 && --u32[live >> 2] === 0) {
       const bit = sender ? L.LAST_SENDER_DIED : L.LAST_RECEIVER_DIED;
       const how = u32[L.C_LAST_LEFT_DEAD >> 2];
       u32[L.C_LAST_LEFT_DEAD >> 2] = left === "died" ? how | bit : how & ~bit;

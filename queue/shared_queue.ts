@@ -193,7 +193,7 @@ export class SharedQueue {
   #closed = false;
   /** A release left senders waiting for room asleep: wake them before this end waits. */
   #wakeDeferred = false;
-  /** Closing on the process's way out (see removeAtExit). */
+  /** The exit check's probe, in the table as no end (see removeAtExit). */
   #exiting = false;
   /** Closed by this thread's unload (see open_ends.ts track), not by the program: its calls say
    * so. */
@@ -376,21 +376,28 @@ export class SharedQueue {
 
   /**
    * On the main thread's way out: removes queue `name` if every end still in it belongs to
-   * this process (they all end with it). It joins the queue for that, as a receiver.
+   * this process (they all end with it). It claims a participant entry for that, to take the
+   * lock and be known alive while it holds it, but enters it as no end: a receiver joining
+   * for a moment would move the receiver epoch (L.W_RECEIVER_EPOCH), and another process's
+   * lone receiver would then hold nothing its getMany batch had taken before.
    */
   static removeAtExit(name: string): void {
     let queue: SharedQueue;
     try {
-      queue = SharedQueue.open(name, "receiver");
+      queue = SharedQueue.#open(name, "receiver", true);
     } catch {
       return; // Gone already, full of ends, or unusable: nothing this exit can do.
     }
-    queue.#exiting = true;
     queue.close();
   }
 
   /** Attaches to an existing queue by name as `kind`. */
   static open(name: string, kind: EndKind): SharedQueue {
+    return SharedQueue.#open(name, kind, false);
+  }
+
+  /** {@linkcode open}, or, when `exitCheck`, the probe of {@linkcode removeAtExit}. */
+  static #open(name: string, kind: EndKind, exitCheck: boolean): SharedQueue {
     let fd: number;
     try {
       fd = native.shmOpen(name);
@@ -427,7 +434,7 @@ export class SharedQueue {
       main = mapFd(fd, size);
       const header = validateHeader(name, main, size);
       prefaultOrExplain(main.pointer, size, `queue ${name}`, ARENA_REMEDY);
-      return SharedQueue.#join(name, kind, fd, main, header, counted);
+      return SharedQueue.#join(name, kind, fd, main, header, counted, exitCheck);
     } catch (error) {
       native.closeFd(fd); // first: it forgets the mapping adopted with it
       if (main) unmapAll(main);
@@ -445,9 +452,11 @@ export class SharedQueue {
     main: Mapping,
     header: Header,
     sweepCounted: boolean,
+    exitCheck = false,
   ): SharedQueue {
     const queue = new SharedQueue(name, kind, fd, main, header);
     queue.#sweepCounted = sweepCounted;
+    queue.#exiting = exitCheck;
     queue.#register();
     track(queue, SharedQueue.removeAtExit);
     return queue;
@@ -1370,9 +1379,7 @@ export class SharedQueue {
         if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
         // No orphan to look for here: this end closes its fd itself.
         this.#participants.leavesNoOrphan();
-        // The exit check's own end is no sender or receiver of the program's: how the last real
-        // one left stays on record.
-        this.#removeParticipantLocked(this.#self, this.#exiting ? "unrecorded" : this.#leaveAs);
+        if (!this.#exiting) this.#removeParticipantLocked(this.#self, this.#leaveAs);
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
         last = this.#participants.count(L.ParticipantKind.Sender) === 0 &&
@@ -1574,6 +1581,7 @@ export class SharedQueue {
       if (this.#participants.taken(index)) this.#removeParticipantLocked(index, "died");
       // A mark left on this entry (by an end a wrongful reap had freed) is not this end's.
       Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, index + 1, 0);
+      if (this.#exiting) return; // the exit check's entry stays free (see removeAtExit)
       this.#selfGen = this.#participants.enterLocked(
         this.kind === "sender" ? L.ParticipantKind.Sender : L.ParticipantKind.Receiver,
       );

@@ -962,8 +962,8 @@ Deno.test("a receiver killed as the last one: senders are told it ended without 
     }
     assert.ok(error instanceof ClosedError && error.reason === "no-receivers", String(error));
     assert.match(error.message, gone);
-    // The exit check joins as a receiver and leaves again: no receiver of the program's, and
-    // not a clean close of the last one.
+    // The exit check looks at the queue, as no end of it: neither a receiver of the program's
+    // nor a clean close of the last one.
     SharedQueue.removeAtExit(s.descriptor.name);
     assert.throws(() => s.putSync(2, { timeout: 0 }), (e: Error) => gone.test(e.message));
     await assert.rejects(s.waitForAllAck({ timeout: 5000 }), (e: Error) => gone.test(e.message));

@@ -2290,6 +2290,40 @@ Deno.test("a lone receiver's getMany holds what it copied, past a stale holder m
     receiver.close();
   }));
 
+Deno.test("a lone receiver's getMany still holds what it copied when a process's exit check looks at the queue meanwhile", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    for (let n = 0; n < 6; n++) sender.putSync(new Uint8Array(64).fill(n));
+    const name = receiver.descriptor.name;
+    // Mapped first: the check finds every end of the queue in this process, and unlinks it.
+    const m = mapSegment(name)!;
+    try {
+      const held = () =>
+        Array.from({ length: m.u32[L.H_RING_SIZE >> 2] }, (_, i) => L.slotOffset(i))
+          .filter((at) => m.u32[(at + L.S_STATE) >> 2] === L.SlotState.Held).length;
+      const receiversBefore = m.u32[L.C_LIVE_RECEIVERS >> 2];
+      let copies = 0;
+      let heldAfterCheck = -1;
+      receiver.getManySync(Infinity, {
+        allocate(n) {
+          // As another process's main thread exits: its check opens every queue it may be the
+          // last in, this one included while it holds ends of it only in Workers.
+          if (++copies === 1) SharedQueue.removeAtExit(name);
+          if (copies === 4) heldAfterCheck = held();
+          return new ArrayBuffer(n);
+        },
+      });
+      // Before: 0. The check joined as a receiver, which moved the receiver epoch, so the lone
+      // receiver held nothing taken before it: killed there, it lost the 3 it had copied.
+      assert.equal(heldAfterCheck, 3);
+      assert.equal(m.u32[L.C_LIVE_RECEIVERS >> 2], receiversBefore);
+    } finally {
+      m.unmap();
+    }
+    sender.close();
+    receiver.close();
+  }));
+
 Deno.test("getMany: closed from inside its allocate while a live end holds the lock, it throws ClosedError", () =>
   withoutLeaks(() => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
