@@ -96,8 +96,9 @@ export interface TakenMessage {
   readonly segment: number;
   readonly offset: number;
   readonly length: number;
-  /** L.W_RECEIVER_EPOCH at the take, when its taker was then the only receiver; else -1. */
-  readonly aloneAt: number;
+  /** L.W_RECEIVER_EPOCH at the take, when its taker was then the only receiver; else -1. For
+   * a message taken ahead, the take is its hand-out (see #handOutPrefetched). */
+  aloneAt: number;
 }
 
 const INT_MAX = 0x7fffffff;
@@ -2422,9 +2423,7 @@ export class SharedQueue {
   /** The first Ready slot from `read` on whose sender has no earlier slot still Writing. */
   #takeReadyLocked(read: number, write: number): TakenMessage | undefined {
     const u32 = this.#u32;
-    const aloneAt = u32[L.C_LIVE_RECEIVERS >> 2] === 1
-      ? Atomics.load(u32, L.W_RECEIVER_EPOCH >> 2)
-      : -1;
+    const aloneAt = this.#aloneAt();
     const i32 = this.#i32;
     const f64 = this.#f64;
     const mask = this.#mask;
@@ -2497,7 +2496,6 @@ export class SharedQueue {
     const i32 = this.#i32;
     const f64 = this.#f64;
     const write = u32[L.C_WRITE >> 2];
-    const aloneAt = Atomics.load(u32, L.W_RECEIVER_EPOCH >> 2);
     let k = (this.#takenAt + 1) >>> 0;
     for (let n = 0; n < PREFETCH_MESSAGES && k !== write; n++, k = (k + 1) >>> 0) {
       const slot = k & this.#mask;
@@ -2510,7 +2508,7 @@ export class SharedQueue {
       this.#checkPlacement(slot, segment, offset, length);
       u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
       Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Prefetched);
-      this.#prefetched.push({ slot, segment, offset, length, aloneAt });
+      this.#prefetched.push({ slot, segment, offset, length, aloneAt: -1 }); // see hand-out
     }
   }
 
@@ -2530,11 +2528,24 @@ export class SharedQueue {
           L.SlotState.Taken,
         ) === L.SlotState.Prefetched
     ) {
+      // Stamped now, not as it was taken ahead: a receiver that came and went meanwhile moved
+      // the epoch, yet took none of this sender's later messages, as it would have taken this
+      // one over first, in ring order. Stamped then, a batch held none of what it had taken
+      // ahead, and a kill lost them all.
+      m.aloneAt = this.#aloneAt();
       return m;
     }
     // Reaped by an end that took this one for dead, or a forged word: the rest is doubtful.
     this.#forgetPrefetched();
     return undefined;
+  }
+
+  /** L.W_RECEIVER_EPOCH if this end is the only receiver, else -1: a message's stamp as it is
+   * taken (TakenMessage.aloneAt). The epoch first: a receiver joining counts itself before it
+   * moves the epoch, so a stamp that sees the epoch it moved also sees it counted. */
+  #aloneAt(): number {
+    const epoch = Atomics.load(this.#u32, L.W_RECEIVER_EPOCH >> 2);
+    return this.#u32[L.C_LIVE_RECEIVERS >> 2] === 1 ? epoch : -1;
   }
 
   #forgetPrefetched(): void {

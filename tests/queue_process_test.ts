@@ -399,6 +399,40 @@ Deno.test("a receiver that joins, takes and leaves while a lone one copies its f
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("a receiver that comes and goes, taking nothing, while a lone one copies its first message: a kill later gives back what the lone one copied since", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    const descriptor = receiver.descriptor;
+    for (let n = 0; n < 10; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
+    receiver.close();
+    const go = await Deno.makeTempFile();
+    await Deno.remove(go);
+    await using child = spawnFixture("queue_child.ts", [
+      "batchgate",
+      JSON.stringify(descriptor),
+      go,
+      "4",
+    ]);
+    const out = lines(child);
+    // The child took 0, and 1 to 9 ahead, and copies 0.
+    await expectLine(out, "copying 1");
+    openReceiver(descriptor).close();
+    await Deno.writeTextFile(go, "");
+    await expectLine(out, "copying 4");
+    child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(go);
+    using next = openReceiver(descriptor);
+    const got = next.getManySync<{ n: number }>(Infinity, { timeout: 5000 }).map((m) => m.n);
+    // 0 was copied while another receiver was open, so released as copied, and 3 was being
+    // copied: both count as received. 1 and 2 were copied with the child alone again: held,
+    // they come back. (Before: [4, …]: each of them kept the epoch of when it was taken
+    // ahead, so none was held.)
+    assert.deepEqual(got, [1, 2, 4, 5, 6, 7, 8, 9]);
+    sender.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
 Deno.test("streams across processes: a child pipes into sender.writable, the parent reads receiver.readable through a TransformStream", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });

@@ -2324,6 +2324,30 @@ Deno.test("a lone receiver's getMany still holds what it copied when a process's
     receiver.close();
   }));
 
+Deno.test("a lone receiver's getMany holds the messages it took ahead, after a receiver came and went", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    for (let n = 0; n < 6; n++) sender.putSync(new Uint8Array(64).fill(n));
+    const name = receiver.descriptor.name;
+    // Takes 0, and 1 to 5 ahead.
+    assert.deepEqual(receiver.getManySync<Uint8Array>(1).map((a) => a[0]), [0]);
+    openReceiver(receiver.descriptor).close(); // takes nothing, and moves the receiver epoch
+    let copies = 0;
+    let held = -1;
+    const got = receiver.getManySync<Uint8Array>(Infinity, {
+      allocate(n) {
+        if (++copies === 4) held = slotsInState(name, L.SlotState.Held);
+        return new ArrayBuffer(n);
+      },
+    });
+    assert.deepEqual(got.map((a) => a[0]), [1, 2, 3, 4, 5]);
+    // Before: 0. Each kept the epoch of when it was taken ahead, so none was held, and a kill
+    // inside the batch lost every message copied.
+    assert.equal(held, 3);
+    sender.close();
+    receiver.close();
+  }));
+
 Deno.test("getMany: closed from inside its allocate while a live end holds the lock, it throws ClosedError", () =>
   withoutLeaks(() => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
