@@ -1343,10 +1343,16 @@ export class SharedQueue {
    * dead peer too, and no single call of it may last long enough to. Returns whether it ran.
    */
   reapIfDue(): boolean {
+    if (!this.#reapDue()) return false;
+    this.reapDead();
+    return true;
+  }
+
+  /** Whether this end's next reap is due (see {@linkcode reapIfDue}); if so, it counts as done. */
+  #reapDue(): boolean {
     const now = performance.now();
     if (now < this.#nextReap) return false;
     this.#nextReap = now + REAP_EVERY_MS;
-    this.reapDead();
     return true;
   }
 
@@ -2255,6 +2261,14 @@ export class SharedQueue {
    */
   #takeLocked(): TakenMessage | undefined {
     this.#settleLocked();
+    // A holder killed inside its batch holds back its senders' later messages until a reap
+    // gives the batch back. A wait reaps when its slice runs out, but a receiver that finds
+    // other senders' messages before that never does.
+    if (
+      this.#u32[L.C_LIVE_RECEIVERS >> 2] > 1 && this.#otherHolderLocked() >= 0 && this.#reapDue()
+    ) {
+      this.#upkeepLocked(true);
+    }
     const u32 = this.#u32;
     const i32 = this.#i32;
     const mask = this.#mask;

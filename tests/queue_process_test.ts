@@ -310,6 +310,48 @@ function tenInOneBatch(
   return { sender, descriptor, started: spawnFixture("queue_child.ts", args) };
 }
 
+Deno.test("a receiver killed inside a getMany batch: another receiver taking a second sender's messages gets the batch back within about a second", () =>
+  withoutLeaks(async () => {
+    const { sender, descriptor, started } = tenInOneBatch(64, "hang");
+    await using child = started;
+    const out = lines(child);
+    await expectLine(out, "copying");
+    using next = openReceiver(descriptor);
+    using other = openSender(descriptor);
+    assert.equal(next.getNowait(), undefined);
+    child.kill("SIGKILL");
+    await child.status;
+    const killedAt = performance.now();
+    // Every get finds another message before its wait's slice runs out, which is when a wait
+    // looks for dead peers.
+    let trickling = true;
+    const trickle = (async () => {
+      for (let i = 0; trickling; i++) {
+        await other.put({ i });
+        await delay(150);
+      }
+    })();
+    let tookMs = Infinity;
+    try {
+      while (performance.now() - killedAt < 10_000) {
+        const m = await next.get<{ n?: number }>({ timeout: 10_000 });
+        if (m.n === undefined) continue;
+        tookMs = performance.now() - killedAt;
+        assert.equal(m.n, 0);
+        break;
+      }
+    } finally {
+      trickling = false;
+      await trickle;
+    }
+    // Before: 2.3 s, when the second sender's own look for dead peers came (every 16 puts).
+    assert.ok(tookMs < 1200, `the batch came back after ${Math.round(tookMs)} ms`);
+    while (next.getNowait() !== undefined) { /* drain */ }
+    sender.close();
+    other.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
 Deno.test("a receiver killed inside a getMany batch gives back what it copied: only the message it was copying is lost", () =>
   withoutLeaks(async () => {
     // Copies 0 to 3 into the batch, then hangs copying 4.
