@@ -141,6 +141,13 @@ async function start(
   caller: string,
   leaves: boolean,
 ): Promise<{ queues: Record<string, QueueEnd>; args: unknown }> {
+  // Not isMainThread(): that asks the native library, which may not tell.
+  if (typeof (globalThis as { WorkerGlobalScope?: unknown }).WorkerGlobalScope === "function") {
+    throw new ActorError(
+      `${caller}: this is a Worker, not a process started by spawnActor: in a Worker started ` +
+        "by spawnWorker, call workerContext()",
+    );
+  }
   if (Deno.stdin.isTerminal()) {
     throw new ActorError(
       `${caller}: this process was not started by spawnActor (its stdin is a terminal)`,

@@ -435,6 +435,7 @@ let workerCtx: ActorContext<Readonly<Record<string, QueueEnd>>, unknown> | undef
  * and returns them with the `args` value. The first call asks the parent for the handoff;
  * later calls return the same ends, checked against their own spec. Messages of the library
  * carry the key `"shmq:worker"` and are not passed to your listeners registered after it.
+ * In a Worker made with `new Worker()` it gets no handoff: it warns after 5 s, and waits on.
  *
  * Close the ends (or the context, or `using`) when the Worker is done; the parent's
  * {@linkcode WorkerHandle.close} closes them too.
@@ -467,6 +468,15 @@ export async function workerContext<S extends QueueSpec = QueueSpec, A = unknown
   checkSpec(wire, options?.queues, caller);
   workerCtx ??= makeContext(queues, args);
   return workerCtx as ActorContext<OpenedQueues<S>, A>;
+}
+
+/** How long {@linkcode workerContext} waits for the parent's handoff before it warns. */
+const HANDOFF_WARN_MS = 5000;
+
+function noHandoffWarning(caller: string): string {
+  return `${caller}: no queues from spawnWorker() after ${HANDOFF_WARN_MS / 1000} s: a Worker ` +
+    "made with new Worker() gets none (hand it descriptors, and open its ends with " +
+    "openSender() / openReceiver()); still waiting";
 }
 
 function startWorker(
@@ -502,10 +512,15 @@ function startWorker(
   });
   return new Promise((resolve, reject) => {
     let opened: Record<string, QueueEnd> | undefined;
+    // A Worker made with new Worker() has no spawnWorker to answer: said rather than waited
+    // out in silence. Unref'd: it keeps no Worker that is done otherwise from ending.
+    const silence = setTimeout(() => console.warn(noHandoffWarning(caller)), HANDOFF_WARN_MS);
+    Deno.unrefTimer(silence);
     scope.addEventListener!("message", (event: MessageEvent) => {
       const message = ours<ToWorker>(event.data);
       if (message === undefined) return;
       event.stopImmediatePropagation();
+      clearTimeout(silence);
       if (message.type === "close") {
         closing = true;
         if (opened) { for (const end of Object.values(opened)) end.close(); }

@@ -191,6 +191,13 @@ function blockForever(): never {
 }
 
 const roles: Record<string, () => Promise<void> | void> = {
+  /** Starts a Worker of the "echo" role with new Worker(), not spawnWorker: its workerContext()
+   * gets no handoff. Ends it once the warning had time to come. */
+  async plainWorkerContext() {
+    const worker = new Worker(FIXTURE, { type: "module", name: "echo" });
+    await sleep(6000);
+    worker.terminate();
+  },
   async echo() {
     const { queues, args } = await actorContext({ queues: { in: "receiver", out: "sender" } });
     await echo(queues, args, "actor");
@@ -515,6 +522,11 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
       scope.postMessage("closing myself");
       scope.close();
     });
+  },
+
+  /** Calls actorContext(), the subprocess actor's call, by mistake. */
+  async actorContextInWorker() {
+    await actorContext();
   },
 
   /** Never calls workerContext(): a plain Worker that idles until terminated. */

@@ -98,6 +98,38 @@ Deno.test(
 );
 
 Deno.test(
+  "actorContext() in a Worker says to call workerContext(), and spawnWorker rejects at once",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const started = performance.now();
+    // Before: "not started by spawnActor (it may not read SHMQ_ACTOR_PARENT, …)", nothing on
+    // workerContext().
+    await assert.rejects(
+      () => spawnWorker(FIXTURE, { name: "actorContextInWorker", queues: { inbox: receiver } }),
+      (e) =>
+        e instanceof ActorError &&
+        /actorContext: this is a Worker, .* call workerContext\(\)/.test(e.message),
+    );
+    assert.ok(performance.now() - started < 30_000, "not its readyTimeout");
+    sender.close();
+    receiver.close();
+  }),
+);
+
+Deno.test("workerContext() in a Worker made with new Worker() warns that no queues came", async () => {
+  const { stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", ...CHILD_PERMISSIONS, FIXTURE.pathname, "plainWorkerContext"],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  // Before: nothing, while the Worker waited for good.
+  assert.match(
+    new TextDecoder().decode(stderr),
+    /workerContext: no queues from spawnWorker\(\) after 5 s: a Worker made with new Worker\(\) gets none/,
+  );
+});
+
+Deno.test(
   "spawnWorker rejects and terminates a Worker that fails to load or expects other queues",
   clean(async () => {
     const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
