@@ -34,7 +34,9 @@ import { timeoutOption } from "./timer.ts";
 export interface QueueOptions {
   /**
    * How many messages may be put and not yet released by a receiver; `put` waits while
-   * that many are outstanding. Default 64; from 1 to 1,048,576.
+   * that many are outstanding. Default 64; from 1 to 1,048,576. Each unit also takes 128
+   * bytes of shared memory beside the arena, for the slot ring (twice `capacity` slots of 64
+   * bytes, rounded up to a power of two, at least 16): 8 KiB at 64, 128 MiB at the largest.
    */
   capacity?: number;
   /**

@@ -241,6 +241,9 @@ export class Sender implements Disposable {
    * the queue's lock once for as many of them as there is room for: for a stream of small
    * messages that is most of a put's cost. Every value is checked before any is written: one
    * the codec rejects throws `TypeError` naming it (`values[3].pos: …`) and nothing is sent.
+   * So the whole iterable is read, and held, before the first put: a generator that never ends
+   * never sends, and one of millions holds them all in memory first. Stream such a source in
+   * batches of an array each, through {@linkcode writable}, or with `put` in a loop.
    * Waits for room as `put` does, as often as it takes; when the timeout passes first, the messages
    * put so far stay put and the `FullError`'s `sent` says how many. A `ClosedError` part way leaves
    * them too, and its `sent` says how many. So does an abort: with a reason that is a
