@@ -622,10 +622,12 @@ function unsupported(x: object): string {
   if (binary !== undefined) return notBuiltIn(binary);
   const tag = Object.prototype.toString.call(x).slice(8, -1);
   switch (tag) {
+    case "Promise":
+      // Most often an async call's result, handed over without its await.
+      return "Promise is not supported (a missing await?)";
     case "WeakMap":
     case "WeakSet":
     case "WeakRef":
-    case "Promise":
     case "SharedArrayBuffer":
     case "RegExp":
     case "Error":

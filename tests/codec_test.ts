@@ -452,7 +452,7 @@ Deno.test("codec: unsupported values are rejected with their path, before anythi
     [{ a: [1, new Foo()] }, "value.a[1]: class instances (Foo) are not supported"],
     [{ w: new WeakMap() }, "value.w: WeakMap is not supported"],
     [[new WeakSet()], "value[0]: WeakSet is not supported"],
-    [{ p: Promise.resolve(1) }, "value.p: Promise is not supported"],
+    [{ p: Promise.resolve(1) }, "value.p: Promise is not supported (a missing await?)"],
     [{ "odd key": /x/ }, 'value["odd key"]: RegExp is not supported'],
     [new MyMap(), "value: class instances (MyMap) are not supported"],
     [new MyArray(), "value: Array subclass instances (MyArray) are not supported"],
