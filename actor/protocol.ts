@@ -185,7 +185,11 @@ export function toWire(
     if (typeof value === "object" && value !== null && "descriptor" in end) {
       // A Sender or Receiver (duck-typed, so ends made by another copy of the library work).
       if (end.closed === true) {
-        throw new TypeError(`${caller}: queue "${name}" is a closed ${kindName(end)}`);
+        const why = transferred.has(end)
+          ? `a ${kindName(end)} an earlier spawnActor() or spawnWorker() with transfer: true ` +
+            "handed over, and closed: transfer an end once, or hand each its descriptor"
+          : `a closed ${kindName(end)}`;
+        throw new TypeError(`${caller}: queue "${name}" is ${why}`);
       }
       const descriptor = parseDescriptor(end.descriptor, `${caller}: queue "${name}"`);
       wire[name] = { open: descriptor.end, descriptor };
@@ -202,12 +206,18 @@ function kindName(end: { descriptor?: unknown }): string {
   return d?.end === "receiver" ? "receiver" : "sender";
 }
 
+/** The ends {@linkcode closeHanded} closed: a later handoff of one says why it is closed. */
+const transferred = new WeakSet<object>();
+
 /** Closes the Sender/Receiver objects among the handed-over ends (for `transfer: true`). */
 export function closeHanded(queues: Readonly<Record<string, QueueHandoff>> | undefined): void {
   if (queues === undefined) return;
   for (const value of Object.values(queues)) {
     const end = value as { close?: unknown } | undefined;
-    if (end && typeof end.close === "function") (end as QueueEnd).close();
+    if (end && typeof end.close === "function") {
+      (end as QueueEnd).close();
+      transferred.add(end);
+    }
   }
 }
 

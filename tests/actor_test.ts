@@ -94,6 +94,15 @@ Deno.test(
     });
     // transfer: our copies are closed, the actor holds its own.
     assert.ok(actorIn.closed && actorOut.closed);
+    // A second handoff of a transferred end says why it is closed (before: "is a closed
+    // receiver"), before any process starts.
+    await assert.rejects(
+      () => spawnActor(FIXTURE, { argv: ["echo"], queues: { in: actorIn } }),
+      (e) =>
+        e instanceof TypeError &&
+        /queue "in" is a receiver an earlier spawnActor\(\) or spawnWorker\(\) with transfer: true handed over, and closed/
+          .test(e.message),
+    );
     assert.ok(actor.pid > 0 && actor.running);
 
     const echoes: Echo[] = [];
