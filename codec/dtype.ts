@@ -182,6 +182,11 @@ export class DType {
     Object.freeze(this);
   }
 
+  /** How `console.log` shows a dtype: by its name (`DType(float32)`), not its fields. */
+  [Symbol.for("Deno.customInspect")](): string {
+    return `DType(${this.name})`;
+  }
+
   static {
     const add = (
       name: DTypeName,

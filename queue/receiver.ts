@@ -669,6 +669,14 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     this.close();
   }
 
+  /** How `console.log` shows this end: its queue's name and whether it is closed. */
+  [Symbol.for("Deno.customInspect")](
+    inspect: (value: unknown, options?: unknown) => string,
+    options?: unknown,
+  ): string {
+    return `Receiver ${inspect({ queue: this.descriptor.name, closed: this.closed }, options)}`;
+  }
+
   readonly #getAttempt = (laterInBatch = false): ReturnType<Attempt<unknown>> =>
     this.#takeDecoded(COPY_OPTIONS, undefined, laterInBatch);
   readonly #pooledGetAttempt = (laterInBatch = false): ReturnType<Attempt<unknown>> =>

@@ -523,6 +523,14 @@ export class Sender implements Disposable {
     this.close();
   }
 
+  /** How `console.log` shows this end: its queue's name and whether it is closed. */
+  [Symbol.for("Deno.customInspect")](
+    inspect: (value: unknown, options?: unknown) => string,
+    options?: unknown,
+  ): string {
+    return `Sender ${inspect({ queue: this.descriptor.name, closed: this.closed }, options)}`;
+  }
+
   /**
    * Runs an async put's attempt in this end's lane: at once when no call of this end is ahead
    * and there is room, else once the calls ahead are done, waiting for room. True, or a

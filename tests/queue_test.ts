@@ -2720,3 +2720,16 @@ Deno.test("streams: the stream of an end closed already errors at once", () =>
       (e: unknown) => e instanceof ClosedError && /^Sender\.writable: /.test(e.message),
     );
   }));
+
+Deno.test("console.log shows an end's queue and whether it is closed, and a dtype by its name", () =>
+  withoutLeaks(() => {
+    const [sender, receiver] = createSharedMemoryPair({ arenaBytes: 64 * 1024 });
+    const name = sender.descriptor.name;
+    // Before: `Sender {}`, and a DType's six fields inside every NdArray shown.
+    assert.equal(Deno.inspect(sender), `Sender { queue: "${name}", closed: false }`);
+    sender.close();
+    assert.equal(Deno.inspect(sender), `Sender { queue: "${name}", closed: true }`);
+    assert.equal(Deno.inspect(receiver), `Receiver { queue: "${name}", closed: false }`);
+    receiver.close();
+    assert.match(Deno.inspect(new NdArray("float32", [2])), /dtype: DType\(float32\),\s+shape/);
+  }));
