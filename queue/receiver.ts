@@ -225,7 +225,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
 
   /**
    * How many senders of this queue ended without closing (their process killed or crashed,
-   * or their Worker ended) since the queue was made: nonzero tells a stream cut short from
+   * their Worker ended, or their `writable` stream aborted or refusing a chunk) since the queue
+   * was made: nonzero tells a stream cut short from
    * one whose senders all finished, which `for await` and a `"drained"` `ClosedError` do not.
    * A death counts once an end has noticed it: within about a second, and always by the time
    * `for await` ends. After `close()`, the figure this end last saw.

@@ -455,7 +455,9 @@ export class Sender implements Disposable {
    * that chunk first, as streams finish a write before they abort: with nobody reading, close
    * the sender to end the wait), and so does a chunk it refuses (the stream errors
    * with that chunk's error, named `Sender.writable`, and the chunks before it went). A second
-   * `pipeTo` into it needs the first to pass `preventClose: true`. The stream hands its chunks
+   * `pipeTo` into it needs the first to pass `preventClose: true`. Aborted, or refusing a chunk,
+   * it closes the sender as one that died, so that receivers tell the stream cut short from one
+   * that finished (`receiver.sendersDied` counts it). The stream hands its chunks
    * to the sender one at a time: a `put` called meanwhile may go before chunks written earlier.
    * The same stream on every access; on a sender closed already, it errors at once.
    *
@@ -492,13 +494,20 @@ export class Sender implements Disposable {
         try {
           await this.#put(chunk, { signal: aborted }, "writable");
         } catch (error) {
-          this.close();
+          this.#closeCutShort();
           throw error;
         }
       },
       close: () => this.close(),
-      abort: () => this.close(),
+      abort: () => this.#closeCutShort(),
     });
+  }
+
+  /** Closes this end as one that died: its stream was cut short (aborted, or a chunk refused),
+   * and receivers must be able to tell that from a stream that finished (`sendersDied`). */
+  #closeCutShort(): void {
+    if (!this.#queue.closed) this.#queue.leaveAsDead();
+    this.close();
   }
 
   /**

@@ -1504,15 +1504,19 @@ export class SharedQueue {
 
   /**
    * Says that every end of `kind` left (`and` what else holds), and whether the last one
-   * ended without closing: its process killed or crashed, or a Worker that ended with it open.
+   * ended without closing: its process killed or crashed, a Worker that ended with it open, or
+   * (a sender) its writable stream aborted or refused a chunk.
    */
   goneMessage(kind: EndKind, and = ""): string {
     const bit = kind === "sender" ? L.LAST_SENDER_DIED : L.LAST_RECEIVER_DIED;
     if ((this.#u32[L.C_LAST_LEFT_DEAD >> 2] & bit) === 0) {
       return `every ${kind} of the queue has closed${and === "" ? "" : ` ${and}`}`;
     }
-    return `every ${kind} of the queue is gone, the last one ended without closing (its ` +
-      `process killed or crashed, or its Worker ended)${and === "" ? "" : `, ${and}`}`;
+    const how = kind === "sender"
+      ? "its process killed or crashed, its Worker ended, or its writable stream cut short"
+      : "its process killed or crashed, or its Worker ended";
+    return `every ${kind} of the queue is gone, the last one ended without closing (${how})` +
+      `${and === "" ? "" : `, ${and}`}`;
   }
 
   #checkUsable(): void {

@@ -164,7 +164,7 @@ for (const v of putVariants) {
         assert.ok(error?.reason === "drained", `ClosedError "drained", got ${error}`);
         assert.match(
           error.message,
-          /^Receiver\.get: every sender of the queue is gone, the last one ended without closing \(its process killed or crashed, or its Worker ended\), and the queue is drained$/,
+          /^Receiver\.get: every sender of the queue is gone, the last one ended without closing \(its process killed or crashed, its Worker ended, or its writable stream cut short\), and the queue is drained$/,
         );
       }
       noticed(at - Math.max(diedAt, lastAt), `${v.name}, receiver after the sender's death`);

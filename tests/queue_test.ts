@@ -2641,6 +2641,7 @@ Deno.test("streams: sender.writable puts each chunk, and closing or aborting it 
     await piped;
     assert.deepEqual(got, [0, 1, 2, 3, 4]);
     assert.equal(sender.closed, true);
+    assert.equal(receiver.sendersDied, 0, "a stream that finished");
     receiver.close();
 
     const [s2, r2] = createSharedMemoryPair();
@@ -2649,7 +2650,12 @@ Deno.test("streams: sender.writable puts each chunk, and closing or aborting it 
     await writer.abort(new Error("upstream failed"));
     assert.equal(s2.closed, true);
     assert.deepEqual(r2.getSync({ timeout: 1000 }), new Float32Array([1.5]));
-    assert.throws(() => r2.getSync({ timeout: 1000 }), ClosedError);
+    // Cut short, told from a stream that finished (before: 0, and "has closed").
+    assert.throws(
+      () => r2.getSync({ timeout: 1000 }),
+      (e) => e instanceof ClosedError && /its writable stream cut short/.test(e.message),
+    );
+    assert.equal(r2.sendersDied, 1);
     r2.close();
   }));
 
@@ -2662,6 +2668,7 @@ Deno.test("streams: a chunk sender.writable refuses errors the stream, names it,
     );
     assert.equal(sender.closed, true);
     assert.deepEqual(await Array.fromAsync(receiver), ["a"]);
+    assert.equal(receiver.sendersDied, 1, "cut short, told from a stream that finished");
     receiver.close();
   }));
 
