@@ -2298,11 +2298,10 @@ export class SharedQueue {
     if (read === write) {
       if (u32[L.C_LIVE_SENDERS >> 2] === 0) {
         // Not drained while another receiver's getMany batch may give messages back: it is
-        // waited for, unless it has died (then its batch is back in line, behind the cursor).
-        if (this.#otherHolderLocked() >= 0) {
-          this.#reapDeadLocked();
-          return this.#otherHolderLocked() >= 0 ? undefined : this.#takeLocked();
-        }
+        // waited for. A dead holder's batch is back in line, behind the cursor, once a reap
+        // finds it: a take's above, or a wait's, at most REAP_EVERY_MS apart (a reap at every
+        // take cost a liveness check of every end at every look while a live holder copied).
+        if (this.#otherHolderLocked() >= 0) return undefined;
         this.#confirmNoneLeftLocked(L.ParticipantKind.Sender);
         throw new ClosedError(this.goneMessage("sender", "and the queue is drained"), {
           reason: "drained",
