@@ -2536,6 +2536,12 @@ export class SharedQueue {
     const m = this.#prefetched[this.#prefetchHead++];
     if (this.#prefetchHead === this.#prefetched.length) this.#forgetPrefetched();
     const s = L.slotOffset(m.slot);
+    // Stamped at its hand-out, not as it was taken ahead: a receiver that came and went before
+    // took none of this sender's later messages, as it would have taken this one over first,
+    // in ring order (stamped then, a batch held none of what it had taken ahead, and a kill
+    // lost them all). Before the CAS: once it is Taken, a receiver that comes may pass it and
+    // take this sender's next one, and leave again before a stamp read after the CAS.
+    const aloneAt = this.#aloneAt();
     if (
       this.#u32[(s + L.S_TAKEN_BY) >> 2] === this.#self &&
       Atomics.compareExchange(
@@ -2545,11 +2551,7 @@ export class SharedQueue {
           L.SlotState.Taken,
         ) === L.SlotState.Prefetched
     ) {
-      // Stamped now, not as it was taken ahead: a receiver that came and went meanwhile moved
-      // the epoch, yet took none of this sender's later messages, as it would have taken this
-      // one over first, in ring order. Stamped then, a batch held none of what it had taken
-      // ahead, and a kill lost them all.
-      m.aloneAt = this.#aloneAt();
+      m.aloneAt = aloneAt;
       return m;
     }
     // Reaped by an end that took this one for dead, or a forged word: the rest is doubtful.
@@ -2559,7 +2561,8 @@ export class SharedQueue {
 
   /** L.W_RECEIVER_EPOCH if this end is the only receiver, else -1: a message's stamp as it is
    * taken (TakenMessage.aloneAt). The epoch first: a receiver joining counts itself before it
-   * moves the epoch, so a stamp that sees the epoch it moved also sees it counted. */
+   * moves the epoch, so a stamp that sees the epoch it moved also sees it counted; one leaving
+   * uncounts itself first, so a stamp may see it gone with the epoch it left, which moves on. */
   #aloneAt(): number {
     const epoch = Atomics.load(this.#u32, L.W_RECEIVER_EPOCH >> 2);
     return this.#u32[L.C_LIVE_RECEIVERS >> 2] === 1 ? epoch : -1;

@@ -475,6 +475,45 @@ Deno.test("a receiver that comes and goes, taking nothing, while a lone one copi
     for await (const _ of out) { /* drain */ }
   }));
 
+Deno.test("a receiver that joins, takes and leaves while a lone one hands out a message it took ahead: a kill later keeps the order", () =>
+  withoutLeaks(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+    const descriptor = receiver.descriptor;
+    for (let n = 0; n < 10; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
+    receiver.close();
+    const go = await Deno.makeTempFile();
+    await Deno.remove(go);
+    await using child = spawnFixture("queue_child.ts", [
+      "handoutpause",
+      JSON.stringify(descriptor),
+      go,
+    ]);
+    const out = lines(child);
+    assert.equal(await expectLine(out, "first"), "first [0]");
+    // The child hands out 1, taken ahead, and stands still at its stamp.
+    await expectLine(out, "paused");
+    const delivered: number[] = [];
+    {
+      using passing = openReceiver(descriptor);
+      const m = passing.getNowait<{ n: number }>();
+      if (m !== undefined) delivered.push(m.n);
+    }
+    await Deno.writeTextFile(go, "");
+    await expectLine(out, "copying 2");
+    child.kill("SIGKILL");
+    await child.status;
+    await Deno.remove(go);
+    using next = openReceiver(descriptor);
+    delivered.push(...next.getManySync<{ n: number }>(Infinity, { timeout: 5000 }).map((m) => m.n));
+    // Before: [2, 1, 4, …]. Stamped after its hand-out's CAS, 1 was stamped alone once the
+    // passing receiver had taken 2 and left, so the child held it, and its kill gave it back
+    // after 2. Stamped before, the passing receiver takes 1 over, or the stamp predates it.
+    assert.deepEqual(delivered, [...delivered].sort((a, b) => a - b), `${delivered}`);
+    assert.equal(new Set(delivered).size, delivered.length);
+    sender.close();
+    for await (const _ of out) { /* drain */ }
+  }));
+
 Deno.test("streams across processes: a child pipes into sender.writable, the parent reads receiver.readable through a TransformStream", () =>
   withoutLeaks(async () => {
     const [sender, receiver] = createSharedMemoryPair({ capacity: 8 });
