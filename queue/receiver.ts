@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type Inspect, inspectEnd } from "./inspect.ts";
 import { decodeBytes, type DecodeBytesOptions, wrongAllocation } from "../codec/decode.ts";
 import {
   mallocFromHeap,
@@ -226,8 +227,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /**
    * How many senders of this queue ended without closing (their process killed or crashed,
    * their Worker ended, or their `writable` stream aborted or refusing a chunk) since the queue
-   * was made: nonzero tells a stream cut short from
-   * one whose senders all finished, which `for await` and a `"drained"` `ClosedError` do not.
+   * was made: nonzero tells a stream cut short from one whose senders all finished, which
+   * `for await` and a `"drained"` `ClosedError` do not.
    * A death counts once an end has noticed it: within about a second, and always by the time
    * `for await` ends. After `close()`, the figure this end last saw.
    *
@@ -671,11 +672,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   }
 
   /** How `console.log` shows this end: its queue's name and whether it is closed. */
-  [Symbol.for("Deno.customInspect")](
-    inspect: (value: unknown, options?: unknown) => string,
-    options?: unknown,
-  ): string {
-    return `Receiver ${inspect({ queue: this.descriptor.name, closed: this.closed }, options)}`;
+  [Symbol.for("Deno.customInspect")](inspect: Inspect, options?: unknown): string {
+    return inspectEnd("Receiver", this, inspect, options);
   }
 
   readonly #getAttempt = (laterInBatch = false): ReturnType<Attempt<unknown>> =>

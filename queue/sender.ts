@@ -4,6 +4,7 @@
  * @module
  */
 
+import { type Inspect, inspectEnd } from "./inspect.ts";
 import { encodeInto, type EncodePlan, planEncode } from "../codec/mod.ts";
 import { decodeBytes } from "../codec/decode.ts";
 import { ClosedError, FullError, namingCall } from "./errors.ts";
@@ -533,11 +534,8 @@ export class Sender implements Disposable {
   }
 
   /** How `console.log` shows this end: its queue's name and whether it is closed. */
-  [Symbol.for("Deno.customInspect")](
-    inspect: (value: unknown, options?: unknown) => string,
-    options?: unknown,
-  ): string {
-    return `Sender ${inspect({ queue: this.descriptor.name, closed: this.closed }, options)}`;
+  [Symbol.for("Deno.customInspect")](inspect: Inspect, options?: unknown): string {
+    return inspectEnd("Sender", this, inspect, options);
   }
 
   /**

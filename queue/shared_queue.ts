@@ -195,7 +195,7 @@ export class SharedQueue {
   /** A release left senders waiting for room asleep: wake them before this end waits. */
   #wakeDeferred = false;
   /** The exit check's probe, in the table as no end (see removeAtExit). */
-  #exiting = false;
+  #exitCheck = false;
   /** Closed by this thread's unload (see open_ends.ts track), not by the program: its calls say
    * so. */
   #closedAtExit = false;
@@ -457,7 +457,7 @@ export class SharedQueue {
   ): SharedQueue {
     const queue = new SharedQueue(name, kind, fd, main, header);
     queue.#sweepCounted = sweepCounted;
-    queue.#exiting = exitCheck;
+    queue.#exitCheck = exitCheck;
     queue.#register();
     track(queue, SharedQueue.removeAtExit);
     return queue;
@@ -1386,15 +1386,15 @@ export class SharedQueue {
         if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
         // No orphan to look for here: this end closes its fd itself.
         this.#participants.leavesNoOrphan();
-        if (!this.#exiting) this.#removeParticipantLocked(this.#self, this.#leaveAs);
+        if (!this.#exitCheck) this.#removeParticipantLocked(this.#self, this.#leaveAs);
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
         last = this.#participants.count(L.ParticipantKind.Sender) === 0 &&
           this.#participants.count(L.ParticipantKind.Receiver) === 0;
-        const left = last || !(this.#exiting || isMainThread())
+        const left = last || !(this.#exitCheck || isMainThread())
           ? "none"
           : this.#participants.remainingEndsLocked();
-        if (last || (this.#exiting && left !== "elsewhere")) this.#unlinkAllLocked();
+        if (last || (this.#exitCheck && left !== "elsewhere")) this.#unlinkAllLocked();
         else if (left === "workers") leaveToThisProcess(this.name);
         if (last) noLongerLeftToThisProcess(this.name);
       } finally {
@@ -1592,7 +1592,7 @@ export class SharedQueue {
       if (this.#participants.taken(index)) this.#removeParticipantLocked(index, "died");
       // A mark left on this entry (by an end a wrongful reap had freed) is not this end's.
       Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, index + 1, 0);
-      if (this.#exiting) return; // the exit check's entry stays free (see removeAtExit)
+      if (this.#exitCheck) return; // the exit check's entry stays free (see removeAtExit)
       this.#selfGen = this.#participants.enterLocked(
         this.kind === "sender" ? L.ParticipantKind.Sender : L.ParticipantKind.Receiver,
       );
