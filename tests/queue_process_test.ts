@@ -403,20 +403,43 @@ Deno.test("a receiver killed inside a getMany batch after every sender closed: t
     for await (const _ of out) { /* drain */ }
   }));
 
+/** A queue of `count` messages ({ n, data }) whose only receiver is a child of queue_child.ts
+ * in `mode`, which waits at the point its mode names until the test creates file `go`. */
+async function gatedChild(count: number, mode: string, ...args: string[]): Promise<{
+  sender: Sender;
+  descriptor: QueueDescriptor;
+  go: string;
+  started: Deno.ChildProcess;
+  out: AsyncGenerator<string>;
+}> {
+  const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
+  const descriptor = receiver.descriptor;
+  for (let n = 0; n < count; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
+  receiver.close();
+  const go = await Deno.makeTempFile();
+  await Deno.remove(go);
+  const started = spawnFixture("queue_child.ts", [mode, JSON.stringify(descriptor), go, ...args]);
+  return { sender, descriptor, go, started, out: lines(started) };
+}
+
+/** Lets a child of {@linkcode gatedChild} go on, and kills it once it says `line`. */
+async function goThenKillAt(
+  child: Deno.ChildProcess,
+  out: AsyncGenerator<string>,
+  go: string,
+  line: string,
+): Promise<void> {
+  await Deno.writeTextFile(go, "");
+  await expectLine(out, line);
+  child.kill("SIGKILL");
+  await child.status;
+  await Deno.remove(go);
+}
+
 Deno.test("a receiver that joins, takes and leaves while a lone one copies its first message: that one is not held, and a kill keeps the order", () =>
   withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
-    const descriptor = receiver.descriptor;
-    for (let n = 0; n < 4; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
-    receiver.close();
-    const go = await Deno.makeTempFile();
-    await Deno.remove(go);
-    await using child = spawnFixture("queue_child.ts", [
-      "batchgate",
-      JSON.stringify(descriptor),
-      go,
-    ]);
-    const out = lines(child);
+    const { sender, descriptor, go, started, out } = await gatedChild(4, "batchgate");
+    await using child = started;
     // The child took 0 (and took 1 to 3 ahead) while alone, and copies 0.
     await expectLine(out, "copying 1");
     const delivered: number[] = [];
@@ -425,11 +448,7 @@ Deno.test("a receiver that joins, takes and leaves while a lone one copies its f
       delivered.push((passing.getNowait() as { n: number }).n);
     }
     assert.deepEqual(delivered, [1]);
-    await Deno.writeTextFile(go, "");
-    await expectLine(out, "copying 2");
-    child.kill("SIGKILL");
-    await child.status;
-    await Deno.remove(go);
+    await goThenKillAt(child, out, go, "copying 2");
     using next = openReceiver(descriptor);
     for (let m; (m = next.getNowait() as { n: number } | undefined) !== undefined;) {
       delivered.push(m.n);
@@ -443,27 +462,12 @@ Deno.test("a receiver that joins, takes and leaves while a lone one copies its f
 
 Deno.test("a receiver that comes and goes, taking nothing, while a lone one copies its first message: a kill later gives back what the lone one copied since", () =>
   withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
-    const descriptor = receiver.descriptor;
-    for (let n = 0; n < 10; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
-    receiver.close();
-    const go = await Deno.makeTempFile();
-    await Deno.remove(go);
-    await using child = spawnFixture("queue_child.ts", [
-      "batchgate",
-      JSON.stringify(descriptor),
-      go,
-      "4",
-    ]);
-    const out = lines(child);
+    const { sender, descriptor, go, started, out } = await gatedChild(10, "batchgate", "4");
+    await using child = started;
     // The child took 0, and 1 to 9 ahead, and copies 0.
     await expectLine(out, "copying 1");
     openReceiver(descriptor).close();
-    await Deno.writeTextFile(go, "");
-    await expectLine(out, "copying 4");
-    child.kill("SIGKILL");
-    await child.status;
-    await Deno.remove(go);
+    await goThenKillAt(child, out, go, "copying 4");
     using next = openReceiver(descriptor);
     const got = next.getManySync<{ n: number }>(Infinity, { timeout: 5000 }).map((m) => m.n);
     // 0 was copied while another receiver was open, so released as copied, and 3 was being
@@ -477,18 +481,8 @@ Deno.test("a receiver that comes and goes, taking nothing, while a lone one copi
 
 Deno.test("a receiver that joins, takes and leaves while a lone one hands out a message it took ahead: a kill later keeps the order", () =>
   withoutLeaks(async () => {
-    const [sender, receiver] = createSharedMemoryPair({ capacity: 16 });
-    const descriptor = receiver.descriptor;
-    for (let n = 0; n < 10; n++) sender.putSync({ n, data: new Uint8Array(64).fill(n) });
-    receiver.close();
-    const go = await Deno.makeTempFile();
-    await Deno.remove(go);
-    await using child = spawnFixture("queue_child.ts", [
-      "handoutpause",
-      JSON.stringify(descriptor),
-      go,
-    ]);
-    const out = lines(child);
+    const { sender, descriptor, go, started, out } = await gatedChild(10, "handoutpause");
+    await using child = started;
     assert.equal(await expectLine(out, "first"), "first [0]");
     // The child hands out 1, taken ahead, and stands still at its stamp.
     await expectLine(out, "paused");
@@ -498,11 +492,7 @@ Deno.test("a receiver that joins, takes and leaves while a lone one hands out a 
       const m = passing.getNowait<{ n: number }>();
       if (m !== undefined) delivered.push(m.n);
     }
-    await Deno.writeTextFile(go, "");
-    await expectLine(out, "copying 2");
-    child.kill("SIGKILL");
-    await child.status;
-    await Deno.remove(go);
+    await goThenKillAt(child, out, go, "copying 2");
     using next = openReceiver(descriptor);
     delivered.push(...next.getManySync<{ n: number }>(Infinity, { timeout: 5000 }).map((m) => m.n));
     // Before: [2, 1, 4, …]. Stamped after its hand-out's CAS, 1 was stamped alone once the
