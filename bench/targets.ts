@@ -52,7 +52,7 @@ function sameSize(
 
 /**
  * Single-thread memcpy bandwidth out of the caches: the best of the memcpy results at 64 MiB
- * and more (DESIGN.md: 11-14 GB/s here), or undefined when the run has none. The best, not
+ * and more (11-14 GB/s on the 2-vCPU VMs of the README), or undefined when the run has none. The best, not
  * the median: noise on the machine only ever makes a copy slower, and a slow memcpy round
  * would lower the bar the library's copies are held to (a run with 7.83 and 10.35 GB/s at
  * 100 MiB and 1 GiB had passed its gets against their mean, 9.09).
@@ -230,15 +230,17 @@ function codecChecks(results: Results): TargetCheck[] {
 export function checkTargets(results: Results): TargetCheck[] {
   const big = (size: number) => size >= MiB;
   const bandwidth = memcpyBandwidth(results);
-  // "memcpy bandwidth" as DESIGN.md measures it: copies of 64 MiB and more, out of the caches.
-  // Without such sizes in the run, fall back to memcpy of the same size.
+  // "memcpy bandwidth": copies of 64 MiB and more, out of the caches. Without such sizes in the
+  // run, these targets are not checked: memcpy of the same size runs in the caches below ~32
+  // MiB, 3-4 times as fast, and a partial run held borrow to it failed where a full one passed
+  // (the "stricter reading" targets below hold the library to that on purpose).
   const dram: Reference = bandwidth === undefined
-    ? sameSize(results, "memcpy", "memcpy")
+    ? () => undefined
     : () => ({ gbps: bandwidth, name: "memcpy bandwidth" });
   const sameMemcpy = sameSize(results, "memcpy", "same-size memcpy");
   const pipe = sameSize(results, "pipe", "pipe");
   const bwNote = bandwidth === undefined
-    ? "same-size memcpy (no ≥ 64 MiB memcpy in this run)"
+    ? "memcpy bandwidth (not measured: no memcpy of 64 MiB or more in this run)"
     : `memcpy bandwidth (${fmt(bandwidth)} GB/s: best memcpy at ≥ 64 MiB)`;
   // The 64 B one-way cases count as sizes too: the pipe carries them faster than any other.
   const everySize = [...results.throughput, ...results.small];
