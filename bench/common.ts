@@ -40,6 +40,12 @@ export function childArgs(module: string, ...args: string[]): string[] {
   ];
 }
 
+/** The start of the names of the segments a segment peer of run `token` makes (undefined: a
+ * peer started by hand): the run's own, so that its leak check counts no other run's. */
+export function segmentPrefix(token: string | undefined): string {
+  return `shmq-bench-${token ?? "solo"}-`;
+}
+
 /** The payload kinds: raw bytes, and the reference's structured message. */
 export type Kind = "bytes" | "struct";
 
@@ -134,14 +140,16 @@ export function writeAllSync(w: { writeSync(p: Uint8Array): number }, bytes: Uin
 }
 
 /**
- * Has a peer process outlive Ctrl-C. The terminal sends SIGINT to the whole process group,
- * and a peer it killed would leave its queue or segments in /dev/shm; a peer exits on EOF
- * of its stdin instead, which the orchestrator's exit (on Ctrl-C too) brings at once. A
- * write into a pipe whose reader is gone then ends the peer quietly, its exit closing what
- * it holds: the orchestrator learns of a real failure from its own end.
+ * Has a peer process outlive Ctrl-C, and SIGTERM sent to the run's process group. The
+ * terminal sends SIGINT to the whole group, and a peer it killed would leave its queue or
+ * segments in /dev/shm; a peer exits on EOF of its stdin instead, which the orchestrator's
+ * exit (on either signal too) brings at once. A write into a pipe whose reader is gone then
+ * ends the peer quietly, its exit closing what it holds: the orchestrator learns of a real
+ * failure from its own end.
  */
 function outliveInterrupt(): void {
-  Deno.addSignalListener("SIGINT", () => {});
+  // SIGTERM too: `kill -TERM -<group>` left the segment peers' segments in /dev/shm.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, () => {});
   const quietly = (event: Event) => {
     const error = (event as PromiseRejectionEvent).reason ?? (event as ErrorEvent).error;
     if (!(error instanceof Deno.errors.BrokenPipe)) return;

@@ -16,8 +16,9 @@
  *                        runs (the CI smoke test); its figures are no measurements
  *   --sizes=10,1KiB,...  message sizes (default 10 B .. 1 GiB; 10GiB on request)
  *   --budget-ms=N        measured time per case (default 500; warm-up adds a quarter, and
- *                        at least 0.6 s for messages up to 64 KiB)
- *   --repeats=N          measured rounds per case (default 5)
+ *                        at least 0.6 s for messages up to 10 MiB)
+ *   --repeats=N          measured rounds per case (default 5); a case run in passes
+ *                        measures ceil(N / passes) rounds a pass, and at least 3
  *   --passes=N           cases up to 10 MiB run in N passes interleaved with the other
  *                        transports of their size, each pass in fresh processes with its own
  *                        warm-up and an Nth of the budget (default 3; 1 with --quick)
@@ -58,7 +59,7 @@ import {
   windowFor,
 } from "./common.ts";
 import { measureRounds, median, percentile, warmMsFor } from "./measure.ts";
-import { CaseProcs, RUN_TOKEN, seenQueues, shmEntries, strayProcesses } from "./procs.ts";
+import { CaseProcs, leftByThisRun, RUN_TOKEN, shmEntries, strayProcesses } from "./procs.ts";
 import { launchShmq, transport, type TransportId, TRANSPORTS } from "./transports.ts";
 import type { FanInResult, LatencyResult, Results, ThroughputResult } from "./results_types.ts";
 import { checkTargets } from "./targets.ts";
@@ -95,6 +96,8 @@ export interface Options {
   small: boolean;
   codec: boolean;
   out: string;
+  /** A full default run: its results replace the published ones (`bench/results/`). */
+  publishes: boolean;
 }
 
 /** A bad command line: reported without a stack trace, with exit status 2. */
@@ -115,7 +118,7 @@ const VALUE_OPTIONS = [
 ];
 const SWITCHES = ["quick", "no-latency", "no-fanin", "no-small", "no-codec", "help"];
 
-function parseOptions(args: string[]): Options {
+export function parseOptions(args: string[]): Options {
   let flags: Map<string, string>;
   try {
     flags = parseFlags(
@@ -174,9 +177,18 @@ function parseOptions(args: string[]): Options {
     small: !flags.has("no-small"),
     codec: !flags.has("no-codec"),
     // Only a full default run replaces the published results; a partial one goes aside.
-    out: flags.get("out") ??
-      new URL(flags.size === 0 ? "./results" : "./results-partial", import.meta.url).pathname,
+    out: flags.get("out") ?? (flags.size === 0 ? PUBLISHED_DIR : PARTIAL_DIR),
+    publishes: flags.size === 0,
   };
+}
+
+const PUBLISHED_DIR = new URL("./results", import.meta.url).pathname;
+const PARTIAL_DIR = new URL("./results-partial", import.meta.url).pathname;
+
+/** Where a run stopped by a signal writes what it measured: a default run, which would have
+ * replaced the published results, writes beside them, as a partial run does. */
+export function interruptedOut(opts: Options): string {
+  return opts.publishes ? PARTIAL_DIR : opts.out;
 }
 
 /** `--window`: at most a queue's largest capacity, so that no case fails part way. */
@@ -562,8 +574,8 @@ async function runCodec(opts: Options): Promise<unknown> {
 /**
  * KiB this VM's guest has reported to its host as free so far, or null where the kernel does
  * not count them. Memory reported back is faulted in by the host again on its next first
- * touch, which is what makes the 1 GiB `get` cells swing (README, "How much the machine
- * varies"); the run records how much was reported while it ran.
+ * touch, which is what makes the 1 GiB `get` cells swing (README, "How runs vary"); the run
+ * records how much was reported while it ran.
  */
 function reportedFreeKiB(): number | null {
   try {
@@ -687,11 +699,7 @@ export async function run(args: string[]): Promise<Results> {
     } catch { /* gone */ }
   }
   results.cleanup.strayProcesses = strays.map((p) => `${p.pid} ${p.args}`);
-  const shmAfter = shmEntries();
-  results.cleanup.leakedShm = [...shmAfter].filter((name) =>
-    !shmBefore.has(name) &&
-    (name.startsWith("shmq-bench-") || [...seenQueues].some((q) => name.startsWith(q)))
-  );
+  results.cleanup.leakedShm = leftByThisRun(shmBefore, shmEntries());
 
   stopOnSignals(undefined);
   await writeResults(opts, results);
@@ -735,7 +743,8 @@ function stopOnSignals(stop: { opts: Options; results: Results } | undefined): v
     const listener = async () => {
       if (stoppedBy !== undefined) Deno.exit(signal === "SIGINT" ? 130 : 143);
       stoppedBy = signal;
-      progress(`${signal}: stopping; writing what was measured so far to ${stop.opts.out}`);
+      const opts = { ...stop.opts, out: interruptedOut(stop.opts) };
+      progress(`${signal}: stopping; writing what was measured so far to ${opts.out}`);
       const snapshot = structuredClone(stop.results);
       snapshot.interrupted = signal;
       // The size under way: the cases with a pass done, over the passes they had, in the
@@ -749,7 +758,7 @@ function stopOnSignals(stop: { opts: Options; results: Results } | undefined): v
         }
       }
       try {
-        await writeResults(stop.opts, snapshot);
+        await writeResults(opts, snapshot);
       } finally {
         Deno.exit(signal === "SIGINT" ? 130 : 143);
       }

@@ -5,7 +5,7 @@
  */
 
 import { shmList } from "../ffi/native.ts";
-import { childArgs, lines, RUN_ENV } from "./common.ts";
+import { childArgs, lines, RUN_ENV, segmentPrefix } from "./common.ts";
 
 /** This run's token: every process the benchmark spawns carries `--bench-run=<token>`. */
 export const RUN_TOKEN = `${Deno.pid}-${Date.now().toString(36)}`;
@@ -13,6 +13,16 @@ Deno.env.set(RUN_ENV, RUN_TOKEN);
 
 /** Names of every queue a case reported (its descriptor), for the /dev/shm leak check. */
 export const seenQueues: Set<string> = new Set();
+
+/** The entries of /dev/shm (`after`, names without the slash) this run left: not there
+ * `before`, and its own segments or queues. Another run's, made meanwhile, are not. */
+export function leftByThisRun(before: ReadonlySet<string>, after: Iterable<string>): string[] {
+  const segments = segmentPrefix(RUN_TOKEN);
+  return [...after].filter((name) =>
+    !before.has(name) &&
+    (name.startsWith(segments) || [...seenQueues].some((q) => name.startsWith(q)))
+  );
+}
 
 /** A JSON line from a case's timer. */
 export interface TimerMessage {

@@ -1,6 +1,6 @@
 /**
  * The reference's 1.7 GB message in a loop between two processes: how long each get takes
- * and how much memory the receiver keeps (README, "How much the machine..."). The bench's
+ * and how much memory the receiver keeps (README, "Performance": "`get` copies"). The bench's
  * rounds carry two messages each; a loop of several shows what a long-running receiver
  * keeps of the copies it dropped.
  *

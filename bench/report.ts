@@ -213,7 +213,8 @@ export function renderMarkdown(results: Results): string {
   const passed = results.throughput.some((r) => (r.passes ?? 1) > 1) ||
     results.small.some((r) => (r.passes ?? 1) > 1);
   md += `Command: \`${results.command}\` — ${o.budgetMs} ms measured per case in ${o.repeats} ` +
-    `rounds after a warm-up` + (passed ? ` (in passes: see below)` : "") +
+    `rounds after a warm-up` +
+    (passed ? ` (a case in passes: at least 3 rounds a pass, see below)` : "") +
     (o.quick
       ? " (--quick: a smoke test of the harness. Its rounds are short and its small messages " +
         "get no JIT warm-up, so its figures, and the target verdicts drawn from them, are no " +

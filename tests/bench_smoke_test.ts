@@ -15,14 +15,16 @@ import {
   FrameType,
   FrameWriter,
   parseSize,
+  segmentPrefix,
 } from "../bench/common.ts";
 import { median, percentile } from "../bench/measure.ts";
-import { mergePasses } from "../bench/main.ts";
+import { interruptedOut, mergePasses, parseOptions } from "../bench/main.ts";
 import { shmList } from "../ffi/native.ts";
 import { SHM_ENTRY_PATTERN } from "../queue/layout.ts";
 import { leakedSince, shmEntries } from "./helpers.ts";
 import type { Results, ThroughputResult } from "../bench/results_types.ts";
 import { TRANSPORTS } from "../bench/transports.ts";
+import { leftByThisRun, RUN_TOKEN } from "../bench/procs.ts";
 
 Deno.test("bench: sizes parse and print", () => {
   assert.equal(parseSize("10"), 10);
@@ -35,6 +37,24 @@ Deno.test("bench: sizes parse and print", () => {
   assert.equal(formatSize(10), "10 B");
   assert.equal(formatSize(100 * 1024), "100 KiB");
   assert.equal(formatSize(1024 ** 3), "1 GiB");
+});
+
+Deno.test("bench: a default run stopped by a signal writes beside the published results, not over them", () => {
+  const published = parseOptions([]);
+  assert.match(published.out, /\/bench\/results$/);
+  // Before: over them, though only a full run may replace them.
+  assert.match(interruptedOut(published), /\/bench\/results-partial$/);
+  const own = parseOptions(["--out=/tmp/mine", "--quick"]);
+  assert.equal(interruptedOut(own), "/tmp/mine");
+  assert.match(interruptedOut(parseOptions(["--quick"])), /\/bench\/results-partial$/);
+});
+
+Deno.test("bench: the leak check counts this run's segments and queues, not another run's", () => {
+  const mine = `${segmentPrefix(RUN_TOKEN)}123-4`;
+  const theirs = `${segmentPrefix("999-other")}123-4`;
+  // Before: any shmq-bench- entry, so a second run on the machine failed the first's check.
+  assert.deepEqual(leftByThisRun(new Set(), [mine, theirs, "unrelated"]), [mine]);
+  assert.deepEqual(leftByThisRun(new Set([mine]), [mine]), [], "there before the run");
 });
 
 Deno.test("bench: median and percentile", () => {
@@ -286,79 +306,101 @@ Deno.test("bench: a bad option is refused before anything runs, with status 2 an
   }
 });
 
-Deno.test({
-  name: "bench: Ctrl-C writes what was measured, and leaves no process or /dev/shm entry",
-  sanitizeResources: false,
-  sanitizeOps: false,
-  async fn() {
-    const out = await Deno.makeTempDir({ prefix: "shmq-bench-interrupt-" });
-    const shmBefore = new Set(shmList("/"));
-    try {
-      const main = new URL("../bench/main.ts", import.meta.url).pathname;
-      // A process group of its own, as a terminal gives a command: Ctrl-C signals all of it.
-      const child = new Deno.Command("setsid", {
-        args: [
-          Deno.execPath(),
-          ...CHILD_FLAGS,
-          main,
-          ...["--sizes=100,1MiB,10MiB", "--kinds=bytes", "--transports=shmq-get-sync,pipe"],
-          ...["--no-latency", "--no-fanin", "--no-small", "--no-codec", `--out=${out}`],
-        ],
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-      let err = "";
-      // Once the first pass of the first case is done, and the next under way: mid-size.
-      while (!/\(2\/\d+\)/.test(err)) {
-        const { value, done } = await lines.read();
-        if (done) break;
-        err += value;
-      }
-      Deno.kill(-child.pid, "SIGINT");
-      const timer = setTimeout(() => Deno.kill(-child.pid, "SIGKILL"), 30_000);
-      for (;;) {
-        const { value, done } = await lines.read();
-        if (done) break;
-        err += value;
-      }
-      const { code } = await child.status;
-      clearTimeout(timer);
-      assert.equal(code, 130, err);
-      assert.match(err, /SIGINT: stopping; writing what was measured so far/);
-      assert.doesNotMatch(err, /\n\s+at /, `no peer's stack trace:\n${err}`);
-      const md = await Deno.readTextFile(`${out}/results.md`);
-      assert.match(md, /\*\*Interrupted\*\* \(SIGINT\)/);
-      const results: Results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
-      const kept = results.throughput.find((r) => r.status === "ok" && r.size === 100);
-      assert.ok(kept, "the case with a pass done is kept");
-      assert.ok(kept.passes === undefined || kept.passes < 3, "over the passes it had");
-      // The peers exit on the EOF the orchestrator's exit gives them, closing their queues.
-      // A queue some other process on this machine holds (another test run) is not the run's:
-      // only unheld ones count, as in withoutLeaks; one a stray of the run holds shows as a
-      // stray. Before, any queue made meanwhile elsewhere failed this test.
-      let left: string[] = [];
-      let strays = "";
-      for (const until = performance.now() + 5_000; performance.now() < until;) {
-        left = [
-          ...shmList("/").filter((n) => !shmBefore.has(n) && !SHM_ENTRY_PATTERN.test(n)),
-          ...leakedSince(shmBefore),
-        ];
-        const ps = await new Deno.Command("pgrep", {
-          args: ["-s", String(child.pid)], // its session: every process of the run
-          stdout: "piped",
-        }).output();
-        strays = new TextDecoder().decode(ps.stdout).trim();
-        if (left.length === 0 && strays === "") break;
-        await new Promise((ok) => setTimeout(ok, 100));
-      }
-      assert.deepEqual(left, [], "nothing left in /dev/shm");
-      assert.equal(strays, "", "no process of the run left");
-    } finally {
-      await Deno.remove(out, { recursive: true });
+// Ctrl-C mid-size, as the next case starts; SIGTERM 0.4 s into the segment case's last pass,
+// its 1 MiB segments in flight (before, the peers it killed left some in /dev/shm).
+const INTERRUPTED_RUNS = [
+  ["SIGINT", 130, 100, 0, ["--sizes=100,1MiB,10MiB", "--transports=shmq-get-sync,pipe"]],
+  ["SIGTERM", 143, 1024 ** 2, 400, ["--sizes=1MiB", "--transports=segment"]],
+] as const;
+
+for (const [signal, code, keptSize, afterMs, args] of INTERRUPTED_RUNS) {
+  Deno.test({
+    name: `bench: ${signal} to the run's process group writes what was measured, and leaves no ` +
+      "process or /dev/shm entry",
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: () => interruptedRun(signal, code, keptSize, afterMs, args),
+  });
+}
+
+/** A run with `args` stopped by `signal` sent to its whole process group, as a terminal (Ctrl-C)
+ * or job control sends it, `afterMs` after its first case's second pass is done. */
+async function interruptedRun(
+  signal: "SIGINT" | "SIGTERM",
+  expectedCode: number,
+  keptSize: number,
+  afterMs: number,
+  args: readonly string[],
+): Promise<void> {
+  const out = await Deno.makeTempDir({ prefix: "shmq-bench-interrupt-" });
+  const shmBefore = new Set(shmList("/"));
+  try {
+    const main = new URL("../bench/main.ts", import.meta.url).pathname;
+    // A process group of its own, as a terminal gives a command: Ctrl-C signals all of it.
+    const child = new Deno.Command("setsid", {
+      args: [
+        Deno.execPath(),
+        ...CHILD_FLAGS,
+        main,
+        ...args,
+        "--kinds=bytes",
+        ...["--no-latency", "--no-fanin", "--no-small", "--no-codec", `--out=${out}`],
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    const lines = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+    let err = "";
+    // Once the first pass of the first case is done, and the next under way: mid-size.
+    while (!/\(2\/\d+\)/.test(err)) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      err += value;
     }
-  },
-});
+    await new Promise((ok) => setTimeout(ok, afterMs));
+    Deno.kill(-child.pid, signal);
+    const timer = setTimeout(() => Deno.kill(-child.pid, "SIGKILL"), 30_000);
+    for (;;) {
+      const { value, done } = await lines.read();
+      if (done) break;
+      err += value;
+    }
+    const { code } = await child.status;
+    clearTimeout(timer);
+    assert.equal(code, expectedCode, err);
+    assert.match(err, new RegExp(`${signal}: stopping; writing what was measured so far`));
+    assert.doesNotMatch(err, /\n\s+at /, `no peer's stack trace:\n${err}`);
+    const md = await Deno.readTextFile(`${out}/results.md`);
+    assert.ok(md.includes(`**Interrupted** (${signal})`), md.slice(0, 2000));
+    const results: Results = JSON.parse(await Deno.readTextFile(`${out}/results.json`));
+    const kept = results.throughput.find((r) => r.status === "ok" && r.size === keptSize);
+    assert.ok(kept, "the case with a pass done is kept");
+    assert.ok(kept.passes === undefined || kept.passes < 3, "over the passes it had");
+    // The peers exit on the EOF the orchestrator's exit gives them, closing their queues.
+    // A queue some other process on this machine holds (another test run) is not the run's:
+    // only unheld ones count, as in withoutLeaks; one a stray of the run holds shows as a
+    // stray. Before, any queue made meanwhile elsewhere failed this test.
+    let left: string[] = [];
+    let strays = "";
+    for (const until = performance.now() + 5_000; performance.now() < until;) {
+      left = [
+        ...shmList("/").filter((n) => !shmBefore.has(n) && !SHM_ENTRY_PATTERN.test(n)),
+        ...leakedSince(shmBefore),
+      ];
+      const ps = await new Deno.Command("pgrep", {
+        args: ["-s", String(child.pid)], // its session: every process of the run
+        stdout: "piped",
+      }).output();
+      strays = new TextDecoder().decode(ps.stdout).trim();
+      if (left.length === 0 && strays === "") break;
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+    assert.deepEqual(left, [], "nothing left in /dev/shm");
+    assert.equal(strays, "", "no process of the run left");
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+}
 
 Deno.test({
   name: "bench/stream.ts: sender processes stream into one receiver, which reports its rate",

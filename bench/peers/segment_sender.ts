@@ -3,8 +3,8 @@
  * fresh shared-memory segment (create, size, map, pre-fault, copy in, unmap), and its
  * metadata goes to the receiver through a pipe (stdout) as a length-prefixed JSON frame. At
  * most `window` messages may be unacknowledged; acks come back on stdin. Segments are named
- * `/shmq-bench-<pid>-<n>` (outside the library's sweep pattern); any left unreceived at exit
- * are unlinked.
+ * `/shmq-bench-<run>-<pid>-<n>` (outside the library's sweep pattern; see segmentPrefix);
+ * any left unreceived at exit are unlinked.
  *
  * stdin (from the receiver): `a` = one ack, `g` + f64 = go n, `q` = quit.
  *
@@ -22,6 +22,7 @@ import {
   need,
   peakRssBytes,
   peerFlags,
+  segmentPrefix,
   type StructMessage,
 } from "../common.ts";
 
@@ -35,7 +36,7 @@ const bytes = kind === "bytes"
   ? payload as Uint8Array
   : new Uint8Array((payload as StructMessage).data.buffer);
 const segBytes = bytes.length;
-const prefix = `/shmq-bench-${Deno.pid}-`;
+const prefix = `/${segmentPrefix(flags.get("bench-run"))}${Deno.pid}-`;
 const outstanding = new Set<string>();
 const encoder = new TextEncoder();
 
