@@ -149,6 +149,12 @@ export const RUN_SLOTS = 16;
 export const RUN_MAX_BYTES = 4096;
 /** ...in queues of at least this capacity: a small one is a tight bound the user chose. */
 export const RUN_MIN_CAPACITY = 8;
+/** ...and a run's chunk takes at most this share of the arena. A second sender's arrival, or
+ * the owner's death, gives its spares' slots back at once, but their arena room only as the
+ * run's messages before them are released: it cannot know how far the owner, writing without
+ * the lock, got. In a 64 KiB arena a run of 4000 B messages had taken it all, and a lease on
+ * its first message left a second sender no room for 100 B. */
+const RUN_ARENA_SHARE = 1 / 4;
 /** What to do when /dev/shm has no room for the main segment. */
 const ARENA_REMEDY = "lower the queue's arenaBytes";
 
@@ -791,6 +797,15 @@ export class SharedQueue {
     this.#reclaimLocked();
   }
 
+  /** Whether the ring ends in a Spare slot of sender `index` (generation `gen`). */
+  #endsInSparesOf(index: number, gen: number): boolean {
+    const u32 = this.#u32;
+    if (u32[L.C_WRITE >> 2] === u32[L.C_TAIL >> 2]) return false;
+    const s = L.slotOffset((u32[L.C_WRITE >> 2] - 1) & this.#mask);
+    return Atomics.load(this.#i32, (s + L.S_STATE) >> 2) === L.SlotState.Spare &&
+      u32[(s + L.S_SENDER) >> 2] === index && u32[(s + L.S_SENDER_GEN) >> 2] === gen;
+  }
+
   /** Gives back every sender's spares: a second sender joined, and runs are for a lone one. */
   #dropAllSparesLocked(): void {
     this.#rewindSparesLocked();
@@ -901,7 +916,11 @@ export class SharedQueue {
       need > RUN_MAX_BYTES || this.capacity < RUN_MIN_CAPACITY ||
       this.#u32[L.C_LIVE_SENDERS >> 2] !== 1
     ) return 0;
-    const bytes = Math.min(this.arenaSize - offset, this.arenaSize - (start - arenaTail)) - need;
+    const bytes = Math.min(
+      this.arenaSize - offset,
+      this.arenaSize - (start - arenaTail),
+      Math.floor(this.arenaSize * RUN_ARENA_SHARE),
+    ) - need;
     return Math.max(
       0,
       Math.min(
@@ -1386,6 +1405,10 @@ export class SharedQueue {
         if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
         // No orphan to look for here: this end closes its fd itself.
         this.#participants.leavesNoOrphan();
+        // Its own run's slots and arena room, all of it: it knows how far it got.
+        if (this.#runLeft !== 0 && this.#u32[L.H_STATE >> 2] === L.QueueState.Ready) {
+          this.#dropRunLocked();
+        }
         if (!this.#exitCheck) this.#removeParticipantLocked(this.#self, this.#leaveAs);
         // By the table, not the counts: on a queue poisoned by a forged count, the last end
         // still removes it.
@@ -1655,6 +1678,11 @@ export class SharedQueue {
     // closed, and a dead one's never resume.
     this.#takeBackWaitersLocked(at, kind);
     this.#dropClaimLocked(index);
+    // A lone sender's spares leave the ring, as at a second sender's arrival: their slots serve
+    // at once, not once the run's messages before them are released.
+    if (kind === L.ParticipantKind.Sender && this.#endsInSparesOf(index, gen)) {
+      this.#rewindSparesLocked();
+    }
     const mask = this.#mask;
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];

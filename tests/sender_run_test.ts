@@ -273,11 +273,69 @@ Deno.test("in a small arena, a borrowed run message leaves room for putMany and 
     }
   }));
 
+for (const how of ["stays", "closes", "is killed"] as const) {
+  Deno.test(`in a small arena, a borrowed run message leaves room for a second sender, the first one ${how}`, () =>
+    withoutLeaks(async () => {
+      const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 << 10 });
+      let first: Sender | undefined = s;
+      if (how === "is killed") {
+        const descriptor = JSON.stringify(s.descriptor);
+        s.close(); // the child's sender is the only one: its put makes a run
+        await using child = new Watched("queue_child.ts", ["putone", descriptor, "4000"]);
+        await child.expect("sent");
+        await child.stop("SIGKILL");
+        first = undefined;
+      } else s.putSync(new Uint8Array(4000));
+      const second = openSender(r.descriptor);
+      try {
+        using _lease = r.borrowSync({ timeout: 5_000 });
+        if (how === "closes") first!.close();
+        // Before: FullError, "65536 of its 65536 bytes are held": the run's chunk had taken the
+        // whole arena, and only the release of its first message gave it back.
+        second.putSync(new Uint8Array(100), { timeout: 1_000 });
+        assert.equal(r.getSync<Uint8Array>({ timeout: 1_000 }).length, 100);
+      } finally {
+        first?.close();
+        second.close();
+        r.close();
+      }
+    }));
+}
+
+Deno.test("a lone sender that closes with spares gives their ring slots back at once: a lease on its message holds no more than before", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    s.putSync(new Uint8Array(100));
+    const lease = r.borrowSync();
+    s.close();
+    const next = openSender(r.descriptor);
+    try {
+      let put = 1;
+      for (let i = 0; i < 100; i++) {
+        try {
+          next.putSync(new Uint8Array(100), { timeout: 0 });
+        } catch (error) {
+          if (!(error instanceof FullError)) throw error;
+          break;
+        }
+        put++;
+        r.getSync();
+      }
+      // Before: 9, the spares of the closed sender's run Done in place behind the lease.
+      assert.equal(put, next.stats().capacity * 2, "every slot of the ring took a message");
+      lease.release();
+    } finally {
+      next.close();
+      r.close();
+    }
+  }));
+
 Deno.test("an arena tail forged past a run's messages is found: the queue is poisoned, not overwritten", () =>
   withoutLeaks(() => {
     const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 << 10 });
     try {
-      for (let i = 0; i < RUN_SLOTS; i++) s.putSync(payload(0, i, 1000));
+      // Small enough that one run (a quarter of the arena at most) holds all of them.
+      for (let i = 0; i < RUN_SLOTS; i++) s.putSync(payload(0, i, 200));
       for (let i = 0; i < RUN_SLOTS - 1; i++) r.getSync();
       r.stats(); // settles: the run's last message is the oldest
       const m = mapSegment(s.descriptor.name)!;
@@ -287,7 +345,7 @@ Deno.test("an arena tail forged past a run's messages is found: the queue is poi
         m.unmap();
       }
       assert.throws(
-        () => s.putSync(payload(0, RUN_SLOTS, 1000), { timeout: 0 }),
+        () => s.putSync(payload(0, RUN_SLOTS, 200), { timeout: 0 }),
         (e) => e instanceof ClosedError && /arena tail .* past a message/.test(e.message),
       );
     } finally {
