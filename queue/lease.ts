@@ -191,13 +191,17 @@ export class Draft<T = unknown> implements Disposable {
     this.#onSettle(this, true);
   }
 
-  /** Drops the message unsent and frees its space. Idempotent. */
+  /** Drops the message unsent and frees its space. Idempotent. Should it throw (the queue's
+   * lock out of reach: `ClosedError`, reason `"stuck"`), the draft is still unsent, and still
+   * yours to cancel again, or to send. */
   cancel(): void {
     if (this.#settled) return;
+    // First: settled before a cancel that threw, its slot stayed reserved for good, holding
+    // back its sender's later messages, and no retry could free it.
+    this.#queue.cancel(this.#reservation);
     this.#settled = true;
     this.#queue.dropView(this.#view);
     this.#onSettle(this, false);
-    this.#queue.cancel(this.#reservation);
   }
 
   /** Cancels the draft unless it was sent, for `using`. */

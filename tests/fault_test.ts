@@ -419,6 +419,27 @@ for (const kind of ["sender", "receiver"] as const) {
   }
 }
 
+Deno.test("a draft whose cancel met a stuck lock can be cancelled again, and holds back nothing after", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 8 });
+  const draft = s.prepareSync({ n: 1 });
+  {
+    await using holder = new Child("lock", [JSON.stringify(s.descriptor), "sender"]);
+    await holder.expect("locked"); // alive, and never letting go: the cancel gives up in 10 s
+    assert.throws(() => draft.cancel(), (e) => e instanceof ClosedError && e.reason === "stuck");
+    assert.equal(draft.settled, false, "still unsent, and still to cancel");
+    await holder.stop();
+  }
+  draft.cancel(); // the dead holder's lock is taken over
+  assert.equal(draft.settled, true);
+  s.putSync("after");
+  // Before: EmptyError, "wait behind an earlier message of their sender that is not ready": the
+  // first cancel had settled the draft, and its slot stayed reserved for good.
+  assert.equal(r.getSync({ timeout: 2_000 }), "after");
+  assert.equal(s.stats().inFlight, 0);
+  s.close();
+  r.close();
+});
+
 Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
