@@ -440,7 +440,11 @@ export function parseSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
   const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
   if (!m || unit === undefined) throw new RangeError(`bad size "${text}"`);
-  const value = Math.round(Number(m[1]) * unit);
+  const value = Number(m[1]) * unit;
+  // "1.5" is no size: rounded, it ran as 2 B and said nothing.
+  if (!Number.isInteger(value)) {
+    throw new RangeError(`bad size "${text}": not a whole number of bytes`);
+  }
   if (!(value >= 1)) throw new RangeError(`bad size "${text}"`);
   return value;
 }
@@ -489,6 +493,8 @@ export function parseFlags(args: readonly string[]): Map<string, string> {
   for (const arg of args) {
     const m = /^--([^=]+)(?:=(.*))?$/s.exec(arg);
     if (!m) throw new TypeError(`unexpected argument "${arg}" (expected --name or --name=value)`);
+    // Given twice, the first would be dropped in silence.
+    if (out.has(m[1])) throw new TypeError(`--${m[1]} is given twice`);
     out.set(m[1], m[2] ?? "true");
   }
   return out;

@@ -202,16 +202,18 @@ function windowOption(text: string | undefined): number {
 
 function positiveInteger(text: string, name: string): number {
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 1) {
+  // Digits only: Number() reads "0x10" as 16 and "1e3" as 1000.
+  if (!/^\s*\d+\s*$/.test(text) || n < 1) {
     throw new OptionError(`--${name} must be a whole number >= 1, got "${text}"`);
   }
   return n;
 }
 
+/** A number of milliseconds, at least 1: less measures rounds of a handful of messages. */
 function positiveNumber(text: string, name: string): number {
   const n = Number(text);
-  if (text.trim() === "" || !Number.isFinite(n) || n <= 0) {
-    throw new OptionError(`--${name} must be a number > 0, got "${text}"`);
+  if (text.trim() === "" || !Number.isFinite(n) || n < 1) {
+    throw new OptionError(`--${name} must be a number >= 1, got "${text}"`);
   }
   return n;
 }
@@ -671,6 +673,12 @@ export async function run(args: string[]): Promise<Results> {
   const runs = blocks.reduce((sum, b) => sum + b.cases.length * b.passes, 0) +
     smallCases.length * opts.passes;
   const total = runs + latencyModes.length + fanInCases.length;
+  if (total === 0 && !opts.codec) {
+    throw new OptionError(
+      `no case to run: none of --transports=${opts.transports.join(",")} carries ` +
+        `${opts.sizes.map(formatSize).join(", ")} (each transport's largest size: --help)`,
+    );
+  }
   let index = 0;
   const tag = () => `(${++index}/${total})`;
   progress(
@@ -717,8 +725,11 @@ async function writeResults(opts: Options, results: Results): Promise<void> {
   const md = renderMarkdown(results);
   await Deno.writeTextFile(`${opts.out}/results.json`, JSON.stringify(results, null, 1) + "\n");
   await Deno.writeTextFile(`${opts.out}/results.md`, md);
-  for (const kind of opts.kinds) {
-    await Deno.writeTextFile(`${opts.out}/throughput-${kind}.svg`, renderChart(results, kind));
+  for (const kind of ["bytes", "struct"] as const) {
+    const chart = `${opts.out}/throughput-${kind}.svg`;
+    if (opts.kinds.includes(kind)) await Deno.writeTextFile(chart, renderChart(results, kind));
+    // An earlier run's chart of a kind this run did not measure would pass for this run's.
+    else await Deno.remove(chart).catch(() => {});
   }
   console.log(md);
 }

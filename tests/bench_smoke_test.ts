@@ -265,13 +265,46 @@ Deno.test({
   },
 });
 
+Deno.test("bench: a run of one kind leaves no chart of the other kind from an earlier run", async () => {
+  const out = await Deno.makeTempDir({ prefix: "shmq-bench-kinds-" });
+  try {
+    await Deno.writeTextFile(`${out}/throughput-struct.svg`, "<svg>an earlier run's</svg>\n");
+    const main = new URL("../bench/main.ts", import.meta.url).pathname;
+    const run = await new Deno.Command(Deno.execPath(), {
+      args: [
+        ...CHILD_FLAGS,
+        main,
+        ...["--sizes=100", "--kinds=bytes", "--transports=memcpy", "--passes=1", "--budget-ms=20"],
+        ...["--no-latency", "--no-fanin", "--no-small", "--no-codec", `--out=${out}`],
+      ],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    assert.equal(run.code, 0, new TextDecoder().decode(run.stderr));
+    // Before: kept, beside this run's results, as if this run had drawn it.
+    const charts = [...Deno.readDirSync(out)].map((e) => e.name).filter((n) => n.endsWith(".svg"));
+    assert.deepEqual(charts, ["throughput-bytes.svg"]);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
 Deno.test("bench: a bad option is refused before anything runs, with status 2 and no stack trace", async () => {
   const main = new URL("../bench/main.ts", import.meta.url).pathname;
   const file = await Deno.makeTempFile({ prefix: "shmq-bench-out-" });
   try {
     const cases: [string[], RegExp][] = [
-      [["--budget-ms=abc"], /^bench: --budget-ms must be a number > 0, got "abc"/],
+      [["--budget-ms=abc"], /^bench: --budget-ms must be a number >= 1, got "abc"/],
+      [["--budget-ms=1e-9"], /^bench: --budget-ms must be a number >= 1, got "1e-9"/],
       [["--repeats=0"], /^bench: --repeats must be a whole number >= 1, got "0"/],
+      [["--repeats=0x10"], /^bench: --repeats must be a whole number >= 1, got "0x10"/],
+      [["--sizes=1.5"], /^bench: .*bad size "1.5": not a whole number of bytes/],
+      [["--transports=foo", "--transports=memcpy"], /^bench: --transports is given twice/],
+      [
+        ["--sizes=1MiB", "--transports=pipe-batched", "--no-latency", "--no-fanin", "--no-small"]
+          .concat("--no-codec"),
+        /^bench: no case to run: none of --transports=pipe-batched carries 1 MiB/,
+      ],
       [["--window=1.5"], /^bench: --window must be a whole number >= 1, got "1.5"/],
       [["--window=2000000"], /^bench: --window must be at most 1048576/],
       [["--sizes"], /^bench: --sizes needs a value/],
