@@ -16,6 +16,29 @@ import { RUN_SLOTS } from "../queue/shared_queue.ts";
 
 const spares = (end: Sender | Receiver) => slotsInState(end.descriptor.name, L.SlotState.Spare);
 
+/** With one message held by a lease: puts messages of `sizeAt(i)` bytes without waiting, each
+ * taken at once, until one finds no room (or `most` went); how many the ring then carried, the
+ * leased one included. */
+function messagesBehindLease(
+  s: Sender,
+  r: Receiver,
+  sizeAt: (i: number) => number,
+  most: number,
+): number {
+  let put = 1;
+  for (let i = 0; i < most; i++) {
+    try {
+      s.putSync(new Uint8Array(sizeAt(i)), { timeout: 0 });
+    } catch (error) {
+      if (!(error instanceof FullError)) throw error;
+      break;
+    }
+    put++;
+    r.getSync();
+  }
+  return put;
+}
+
 Deno.test("a lone sender's small put reserves a run; stats(), hasSpace() and the receiver see only the message", () =>
   withoutLeaks(() => {
     const [s, r] = createSharedMemoryPair({ capacity: 64 });
@@ -238,17 +261,7 @@ Deno.test("spares given back leave the ring and the arena: a lease on a run's me
       const lease = r.borrowSync();
       // Each 5000 B message goes through the lock and gives the run of the 100 B one before it
       // back. The ring's slots are reused in order behind the held message: all but it serve.
-      let put = 1;
-      for (let i = 0; i < 1000; i++) {
-        try {
-          s.putSync(new Uint8Array(i % 2 === 0 ? 5000 : 100), { timeout: 0 });
-        } catch (error) {
-          if (!(error instanceof FullError)) throw error;
-          break;
-        }
-        put++;
-        r.getSync();
-      }
+      const put = messagesBehindLease(s, r, (i) => i % 2 === 0 ? 5000 : 100, 1000);
       assert.equal(put, s.stats().capacity * 2, "every slot of the ring took a message");
       lease.release();
     } finally {
@@ -310,17 +323,7 @@ Deno.test("a lone sender that closes with spares gives their ring slots back at 
     s.close();
     const next = openSender(r.descriptor);
     try {
-      let put = 1;
-      for (let i = 0; i < 100; i++) {
-        try {
-          next.putSync(new Uint8Array(100), { timeout: 0 });
-        } catch (error) {
-          if (!(error instanceof FullError)) throw error;
-          break;
-        }
-        put++;
-        r.getSync();
-      }
+      const put = messagesBehindLease(next, r, () => 100, 100);
       // Before: 9, the spares of the closed sender's run Done in place behind the lease.
       assert.equal(put, next.stats().capacity * 2, "every slot of the ring took a message");
       lease.release();
