@@ -127,6 +127,8 @@ try {
 } catch (error) {
   report({ t: "error", message: String((error as Error)?.stack ?? error) });
   try {
-    child.kill();
+    // SIGKILL: peers outlive SIGTERM (see outliveInterrupt), and this one would then wait with
+    // its stdin open until the orchestrator's timeout.
+    child.kill("SIGKILL");
   } catch { /* already gone */ }
 }
