@@ -10,7 +10,7 @@ import {
   type Receiver,
   type Sender,
 } from "../mod.ts";
-import { mapSegment, payload, slotsInState, Watched, withoutLeaks } from "./helpers.ts";
+import { delay, mapSegment, payload, slotsInState, Watched, withoutLeaks } from "./helpers.ts";
 import * as L from "../queue/layout.ts";
 import { RUN_SLOTS } from "../queue/shared_queue.ts";
 
@@ -314,6 +314,49 @@ for (const how of ["stays", "closes", "is killed"] as const) {
       }
     }));
 }
+
+Deno.test("a lone sender killed with spares: its reap takes them out of the ring, before any sender joins", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    const descriptor = JSON.stringify(s.descriptor);
+    s.close(); // the child's sender is the only one: its put makes a run
+    await using child = new Watched("queue_child.ts", ["putone", descriptor, "100"]);
+    await child.expect("sent");
+    const lease = r.borrowSync({ timeout: 5_000 });
+    await child.stop("SIGKILL");
+    await delay(300); // past this end's last look for the dead: its next one is due
+    r.stats(); // reaps the dead sender (a join would take the spares back itself)
+    const next = openSender(r.descriptor);
+    try {
+      // Before: 9, the dead sender's spares cancelled in place behind the lease.
+      const put = messagesBehindLease(next, r, () => 100, 100);
+      assert.equal(put, next.stats().capacity * 2, "every slot of the ring took a message");
+    } finally {
+      lease.release();
+      next.close();
+      r.close();
+    }
+  }));
+
+Deno.test("a lone sender that closes with spares gives its run's arena room back at once", () =>
+  withoutLeaks(() => {
+    const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 << 10 });
+    s.putSync(new Uint8Array(100));
+    const lease = r.borrowSync();
+    const m = mapSegment(r.descriptor.name)!;
+    const head = () => m.f64[L.C_ARENA_HEAD >> 3];
+    const before = head();
+    s.close();
+    try {
+      // Before: the same head, the chunk's room held until the leased message's release.
+      assert.ok(head() < before, `arena head ${head()}, before the close ${before}`);
+      assert.equal(r.stats().inFlight, 1);
+    } finally {
+      m.unmap();
+      lease.release();
+      r.close();
+    }
+  }));
 
 Deno.test("a lone sender that closes with spares gives their ring slots back at once: a lease on its message holds no more than before", () =>
   withoutLeaks(() => {
