@@ -52,7 +52,8 @@ function sameSize(
 
 /**
  * Single-thread memcpy bandwidth out of the caches: the best of the memcpy results at 64 MiB
- * and more (11-14 GB/s on the 2-vCPU VMs of the README), or undefined when the run has none. The best, not
+ * and more (11-13 GB/s on the README's 2-vCPU AMD VM, 8-10 on its Intel one), or undefined when
+ * the run has none. The best, not
  * the median: noise on the machine only ever makes a copy slower, and a slow memcpy round
  * would lower the bar the library's copies are held to (a run with 7.83 and 10.35 GB/s at
  * 100 MiB and 1 GiB had passed its gets against their mean, 9.09).

@@ -339,8 +339,8 @@ Deno.test("bench: a bad option is refused before anything runs, with status 2 an
   }
 });
 
-// Ctrl-C mid-size, as the next case starts; SIGTERM 0.4 s into the segment case's last pass,
-// its 1 MiB segments in flight (before, the peers it killed left some in /dev/shm).
+// Ctrl-C mid-size, as the next case starts; SIGTERM 0.4 s after the segment case's second pass
+// is reported, its 1 MiB segments in flight (before, the peers it killed left some in /dev/shm).
 const INTERRUPTED_RUNS = [
   ["SIGINT", 130, 100, 0, ["--sizes=100,1MiB,10MiB", "--transports=shmq-get-sync,pipe"]],
   ["SIGTERM", 143, 1024 ** 2, 400, ["--sizes=1MiB", "--transports=segment"]],
