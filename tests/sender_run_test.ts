@@ -16,6 +16,21 @@ import { RUN_SLOTS } from "../queue/shared_queue.ts";
 
 const spares = (end: Sender | Receiver) => slotsInState(end.descriptor.name, L.SlotState.Spare);
 
+/** Closes `s` and hands its queue to a child process, whose sender is then the only one: returns
+ * the child once its put of `bytes` made a run (to kill, for a lone sender dead with spares). */
+async function childSenderWithRun(s: Sender, bytes: number): Promise<Watched> {
+  const descriptor = JSON.stringify(s.descriptor);
+  s.close();
+  const child = new Watched("queue_child.ts", ["putone", descriptor, String(bytes)]);
+  try {
+    await child.expect("sent");
+  } catch (error) {
+    await child[Symbol.asyncDispose]();
+    throw error;
+  }
+  return child;
+}
+
 /** With one message held by a lease: puts messages of `sizeAt(i)` bytes without waiting, each
  * taken at once, until one finds no room (or `most` went); how many the ring then carried, the
  * leased one included. */
@@ -195,11 +210,8 @@ Deno.test("a long stream of mixed small sizes through a small arena: runs wrap, 
 Deno.test("a sender process killed with spares: the receiver gets its message, then the end of the stream, and no spare is left", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 64 });
-    const descriptor = JSON.stringify(s.descriptor);
-    s.close(); // the child's sender is the only one: its put makes a run
-    await using child = new Watched("queue_child.ts", ["putone", descriptor, "100"]);
+    await using child = await childSenderWithRun(s, 100);
     try {
-      await child.expect("sent");
       assert.equal(spares(r), RUN_SLOTS - 1);
       await child.stop("SIGKILL");
       assert.deepEqual(r.getSync<Uint8Array>({ timeout: 5_000 }), new Uint8Array(100).fill(7));
@@ -292,10 +304,7 @@ for (const how of ["stays", "closes", "is killed"] as const) {
       const [s, r] = createSharedMemoryPair({ capacity: 64, arenaBytes: 64 << 10 });
       let first: Sender | undefined = s;
       if (how === "is killed") {
-        const descriptor = JSON.stringify(s.descriptor);
-        s.close(); // the child's sender is the only one: its put makes a run
-        await using child = new Watched("queue_child.ts", ["putone", descriptor, "4000"]);
-        await child.expect("sent");
+        await using child = await childSenderWithRun(s, 4000);
         await child.stop("SIGKILL");
         first = undefined;
       } else s.putSync(new Uint8Array(4000));
@@ -318,10 +327,7 @@ for (const how of ["stays", "closes", "is killed"] as const) {
 Deno.test("a lone sender killed with spares: its reap takes them out of the ring, before any sender joins", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair({ capacity: 8 });
-    const descriptor = JSON.stringify(s.descriptor);
-    s.close(); // the child's sender is the only one: its put makes a run
-    await using child = new Watched("queue_child.ts", ["putone", descriptor, "100"]);
-    await child.expect("sent");
+    await using child = await childSenderWithRun(s, 100);
     const lease = r.borrowSync({ timeout: 5_000 });
     await child.stop("SIGKILL");
     await delay(300); // past this end's last look for the dead: its next one is due
