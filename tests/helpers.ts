@@ -278,15 +278,20 @@ export function slotsInState(name: string, state: number): number {
   const m = mapSegment(name);
   if (m === undefined) throw new Error(`no queue named ${name}`);
   try {
-    const ring = m.u32[L.H_RING_SIZE >> 2];
-    let n = 0;
-    for (let i = 0; i < ring; i++) {
-      if (Atomics.load(m.i32, (L.slotOffset(i) + L.S_STATE) >> 2) === state) n++;
-    }
-    return n;
+    return slotsInStateOf(m, state);
   } finally {
     m.unmap();
   }
+}
+
+/** {@linkcode slotsInState} in a main segment mapped already (one that may be unlinked since). */
+export function slotsInStateOf(m: SegmentMapping, state: number): number {
+  const ring = m.u32[L.H_RING_SIZE >> 2];
+  let n = 0;
+  for (let i = 0; i < ring; i++) {
+    if (Atomics.load(m.i32, (L.slotOffset(i) + L.S_STATE) >> 2) === state) n++;
+  }
+  return n;
 }
 
 let isolation: Promise<boolean> | undefined;

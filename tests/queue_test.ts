@@ -23,6 +23,7 @@ import {
   segmentWord,
   shmEntries,
   slotsInState,
+  slotsInStateOf,
   withoutLeaks,
 } from "./helpers.ts";
 import {
@@ -2298,9 +2299,6 @@ Deno.test("a lone receiver's getMany still holds what it copied when a process's
     // Mapped first: the check finds every end of the queue in this process, and unlinks it.
     const m = mapSegment(name)!;
     try {
-      const held = () =>
-        Array.from({ length: m.u32[L.H_RING_SIZE >> 2] }, (_, i) => L.slotOffset(i))
-          .filter((at) => m.u32[(at + L.S_STATE) >> 2] === L.SlotState.Held).length;
       const receiversBefore = m.u32[L.C_LIVE_RECEIVERS >> 2];
       let copies = 0;
       let heldAfterCheck = -1;
@@ -2309,7 +2307,7 @@ Deno.test("a lone receiver's getMany still holds what it copied when a process's
           // As another process's main thread exits: its check opens every queue it may be the
           // last in, this one included while it holds ends of it only in Workers.
           if (++copies === 1) SharedQueue.removeAtExit(name);
-          if (copies === 4) heldAfterCheck = held();
+          if (copies === 4) heldAfterCheck = slotsInStateOf(m, L.SlotState.Held);
           return new ArrayBuffer(n);
         },
       });
