@@ -99,11 +99,24 @@ export class ShmMutex {
 
   /** Takes the lock, blocking the thread (briefly: holders never wait while holding it). */
   lock(): void {
+    this.#acquire(Infinity);
+  }
+
+  /**
+   * Takes the lock unless a live holder keeps it for more than about `patienceMs`; returns
+   * whether it did. A dead holder's lock is taken over as {@linkcode lock} does: for calls that
+   * promise not to wait, which a stopped holder must not hold for the STUCK_MS others give it.
+   */
+  lockWithin(patienceMs: number): boolean {
+    return this.#acquire(patienceMs);
+  }
+
+  #acquire(patienceMs: number): boolean {
     const words = this.#words;
     const i = this.#index;
     if (Atomics.compareExchange(words, i, 0, this.#ownWord) === 0) {
       this.#stuckWord = 0;
-      return;
+      return true;
     }
     const spinUntil = performance.now() + SPIN_MS;
     for (let round = 0;; round++) {
@@ -112,7 +125,7 @@ export class ShmMutex {
           Atomics.load(words, i) === 0 && Atomics.compareExchange(words, i, 0, this.#ownWord) === 0
         ) {
           this.#stuckWord = 0;
-          return;
+          return true;
         }
         Atomics.pause();
       }
@@ -138,7 +151,7 @@ export class ShmMutex {
       if (seen === 0) {
         if (Atomics.compareExchange(words, i, 0, mine) === 0) {
           this.#stuckWord = 0;
-          return;
+          return true;
         }
         moved = true;
         sawFree = true;
@@ -161,6 +174,7 @@ export class ShmMutex {
       // A word naming this participant's index is garbage, or a dead end's that held the
       // index before: this end never waits on a lock it holds.
       if (owner !== (this.#ownWord & OWNER_MASK) - 1 && this.#hooks.isAlive(owner)) {
+        if (performance.now() - started >= patienceMs) return false;
         const again = !moved && seen === this.#stuckWord;
         const now = performance.now();
         const neverFree = !sawFree && now - started > stuckMs;
@@ -189,7 +203,7 @@ export class ShmMutex {
           this.unlock();
           throw error;
         }
-        return;
+        return true;
       }
     }
   }

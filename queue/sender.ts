@@ -112,7 +112,8 @@ export class Sender implements Disposable {
   }
 
   /** Whether a `put` would find room right now: fewer than `capacity` messages outstanding,
-   * and a free slot behind any message held for long (a lease, an unsent draft). Never waits.
+   * and a free slot behind any message held for long (a lease, an unsent draft). Never waits:
+   * a lock that a peer keeps (a stopped process) makes it false after a few milliseconds.
    * It counts messages, not bytes: a large message may still wait for room in the arena or
    * byte budget (or, no longer than making a new segment would take, for one a receiver is
    * about to give back). True while every receiver is gone too (a `put` then throws
@@ -128,14 +129,15 @@ export class Sender implements Disposable {
     }
     const room = () => queue.inFlight < queue.capacity && !queue.ringFull;
     if (room()) return true;
+    // Locks only briefly: a holder that keeps the lock (stopped) would hold a put up as long,
+    // so there is no room to promise, but the poll must not wait the 10 s a put gives it.
     if (queue.unsettled) {
       // Receivers released messages without the lock: count them.
       try {
-        queue.settle();
+        if (queue.settle(true) && room()) return true;
       } catch {
         return false;
       }
-      if (room()) return true;
     }
     // Full with no receiver left: a put would throw ClosedError at once, which a loop polling
     // for room must get to learn.
@@ -143,9 +145,9 @@ export class Sender implements Disposable {
     // Full, maybe only because a dead receiver holds messages. Waiting calls notice dead
     // peers on their own; a caller that only polls must, too.
     try {
-      if (!queue.reapIfDue()) return false;
+      if (!queue.reapIfDue(true)) return false;
     } catch {
-      return false; // Corrupt or stuck: no room either way.
+      return false; // Corrupt: no room either way.
     }
     return room() || queue.livePeers === 0;
   }

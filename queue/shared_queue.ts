@@ -102,8 +102,10 @@ export interface TakenMessage {
 }
 
 const INT_MAX = 0x7fffffff;
-/** How long a timed-out get tries for the lock to say why messages were held back. */
-const HELD_BACK_LOCK_MS = 2;
+/** How long a call that must not wait waits for a live holder's lock: `hasSpace()`, and a get
+ * whose timeout is up saying why messages were held back. A critical section takes
+ * microseconds; a holder that keeps the lock longer is preempted or stopped. */
+const BRIEF_LOCK_MS = 2;
 /** Thrown inside SharedQueue.create when a sweep removed the new queue's name before its maker
  * held it: the process stood still (stopped, frozen) for the sweep's grace between the two,
  * and the sweep rightly took the queue for a dead maker's. No peer could open it: the queue is
@@ -1322,16 +1324,17 @@ export class SharedQueue {
     }
   }
 
-  /** Settles released messages now, so `inFlight` and `acked` are current. */
-  settle(): void {
-    if (this.#closed) return;
-    this.#lock();
+  /** Settles released messages now, so `inFlight` and `acked` are current. `brief`: unless a
+   * live holder keeps the lock past BRIEF_LOCK_MS; returns whether it settled. */
+  settle(brief = false): boolean {
+    if (this.#closed || !this.#lockUnless(brief)) return false;
     try {
       this.#checkUsable();
       this.#settleLocked();
     } finally {
       this.#unlock();
     }
+    return true;
   }
 
   /** Whether messages were released since the last settle (no lock). */
@@ -1345,26 +1348,25 @@ export class SharedQueue {
    * Frees the entries of participants that died, returning their messages and capacity.
    * Called when a wait times out, so a dead peer is noticed within a wait slice.
    */
-  reapDead(): void {
-    if (this.#closed) return;
-    this.#lock();
+  reapDead(brief = false): boolean {
+    if (this.#closed || !this.#lockUnless(brief)) return false;
     try {
       this.#checkUsable();
       this.#upkeepLocked(true);
     } finally {
       this.#unlock();
     }
+    return true;
   }
 
   /**
    * {@linkcode reapDead}, at most once per REAP_EVERY_MS for this end, whichever of its calls
    * asks: a caller that only polls, or waits with timeouts shorter than that, must notice a
-   * dead peer too, and no single call of it may last long enough to. Returns whether it ran.
+   * dead peer too, and no single call of it may last long enough to. Returns whether it ran
+   * (`brief`: see {@linkcode settle}).
    */
-  reapIfDue(): boolean {
-    if (!this.#reapDue()) return false;
-    this.reapDead();
-    return true;
+  reapIfDue(brief = false): boolean {
+    return this.#reapDue() && this.reapDead(brief);
   }
 
   /** Whether this end's next reap is due (see {@linkcode reapIfDue}); if so, it counts as done. */
@@ -1518,6 +1520,17 @@ export class SharedQueue {
   #lock(): void {
     this.assertOpen();
     this.#mutex.lock();
+  }
+
+  /** Takes the lock; if `brief`, only unless a live holder keeps it past BRIEF_LOCK_MS, and
+   * returns whether it did. */
+  #lockUnless(brief: boolean): boolean {
+    if (!brief) {
+      this.#lock();
+      return true;
+    }
+    this.assertOpen();
+    return this.#mutex.lockWithin(BRIEF_LOCK_MS);
   }
 
   #unlock(): void {
@@ -2367,16 +2380,16 @@ export class SharedQueue {
    * How many messages are ready but held back, each behind an earlier message of its sender
    * that is not (still being written, or in another receiver's getMany batch): what a take now
    * would pass over. For the words of a get that timed out; 0 on a queue closed or unusable,
-   * or whose lock did not come free within HELD_BACK_LOCK_MS.
+   * or whose lock a live holder kept past BRIEF_LOCK_MS.
    */
   heldBackMessages(): number {
     if (this.#closed || this.#u32[L.C_IN_FLIGHT >> 2] === 0) return 0;
     // Briefly: the call's timeout is up, and a lock held long (a stopped end) must not make it
     // later. Without the lock, nothing is said.
-    const until = performance.now() + HELD_BACK_LOCK_MS;
-    while (!this.#mutex.tryLock()) {
-      if (performance.now() > until) return 0;
-      Atomics.pause();
+    try {
+      if (!this.#mutex.lockWithin(BRIEF_LOCK_MS)) return 0;
+    } catch {
+      return 0; // a dead holder's lock taken over found the queue beyond repair: said next call
     }
     let held = 0;
     try {

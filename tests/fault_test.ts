@@ -440,6 +440,34 @@ Deno.test("a draft whose cancel met a stuck lock can be cancelled again, and hol
   r.close();
 });
 
+Deno.test("hasSpace() answers at once while a live peer keeps the lock, and takes a dead one's over", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 3 });
+  for (const n of [1, 2, 3]) s.putSync(n);
+  const leases = [r.borrowSync(), r.borrowSync()];
+  {
+    // It takes message 3 and keeps the lock.
+    await using holder = new Child("lock", [JSON.stringify(s.descriptor), "receiver"]);
+    await holder.expect("locked");
+    // Released without the lock: room, once settled under it.
+    for (const lease of leases) lease.release();
+    const started = performance.now();
+    assert.equal(s.hasSpace(), false, "a put would wait for the lock: no room to promise");
+    const ms = performance.now() - started;
+    // Before: 10 s, the time a put gives a live holder. Generous for a loaded machine; the
+    // call takes about 3 ms.
+    assert.ok(ms < 1_000, `hasSpace() took ${ms.toFixed(1)} ms`);
+    assert.equal(s.hasSpace(), false, "and again");
+    await holder.stop();
+  }
+  assert.equal(s.hasSpace(), true, "the dead holder's lock taken over, the releases settled");
+  assert.equal(mutexHeld(s.descriptor.name), false);
+  s.putSync("after");
+  // Message 3 went with the receiver that took it, as a killed receiver's message does.
+  assert.equal(r.getSync({ timeout: 1_000 }), "after");
+  s.close();
+  r.close();
+});
+
 Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;

@@ -89,3 +89,21 @@ Deno.test("a waiter that found the holder dead does not take the lock from the e
   late.lock(); // free now
   late.unlock();
 });
+
+Deno.test("lockWithin gives a live holder its patience, not the stuck limit, and takes a dead one's lock over", () => {
+  const { words, alive, recovered, mutex } = lockWord();
+  alive[0] = alive[1] = true;
+  const holder = mutex(0);
+  holder.lock();
+  const polling = mutex(1);
+  // Not the ClosedError a waiter's lock() throws after stuckMs (50 ms here).
+  assert.equal(polling.lockWithin(2), false, "a live holder keeps it");
+  assert.equal(words[0] & 0xfff, 1, "still the holder's");
+  alive[0] = false; // killed holding it
+  assert.equal(polling.lockWithin(2), true);
+  assert.deepEqual(recovered, [0]);
+  polling.unlock();
+  assert.equal(polling.lockWithin(2), true, "a free lock is taken at once");
+  polling.unlock();
+  assert.equal(words[0], 0);
+});
