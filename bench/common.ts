@@ -449,17 +449,22 @@ export function parseSize(text: string): number {
   return value;
 }
 
-/** `10 B`, `1 KiB`, `100 MiB`, `1.5 GiB`... (binary units when exact to 0.1, else decimal). */
+/** `10 B`, `1 KiB`, `100 MiB`, `1.5 GiB`, `2.5 MB`: binary units when exact to 0.1 (below 1024 of
+ * them but in GiB), else decimal ones when exact as shown, else bytes (`65535 B`): two sizes
+ * never share a label. */
 export function formatSize(bytes: number): string {
   for (const [unit, div] of [["GiB", 1024 ** 3], ["MiB", 1024 ** 2], ["KiB", 1024]] as const) {
-    if (bytes >= div && (bytes * 10) % div === 0) {
+    if (bytes >= div && (bytes * 10) % div === 0 && (unit === "GiB" || bytes < 1024 * div)) {
       const v = bytes / div;
       return `${Number.isInteger(v) ? v : v.toFixed(1)} ${unit}`;
     }
   }
-  if (bytes >= 1e9) return `${(bytes / 1e9).toFixed(2)} GB`;
-  if (bytes >= 1e6) return `${(bytes / 1e6).toFixed(2)} MB`;
-  if (bytes >= 1e4) return `${(bytes / 1e3).toFixed(1)} kB`;
+  for (const [unit, div, digits] of [["GB", 1e9, 2], ["MB", 1e6, 2], ["kB", 1e3, 1]] as const) {
+    if (bytes >= div && (bytes * 10 ** digits) % div === 0) {
+      const v = bytes / div;
+      return `${Number.isInteger(v) ? v : v.toFixed(digits).replace(/0$/, "")} ${unit}`;
+    }
+  }
   return `${bytes} B`;
 }
 

@@ -37,6 +37,12 @@ Deno.test("bench: sizes parse and print", () => {
   assert.equal(formatSize(10), "10 B");
   assert.equal(formatSize(100 * 1024), "100 KiB");
   assert.equal(formatSize(1024 ** 3), "1 GiB");
+  assert.equal(formatSize(1536), "1.5 KiB");
+  assert.equal(formatSize(2_500_000), "2.5 MB");
+  assert.equal(formatSize(1e9), "1 GB");
+  // Before: both "65.5 kB", so a table of sizes around 64 KiB had two rows of one label.
+  assert.equal(formatSize(65535), "65535 B");
+  assert.equal(formatSize(65537), "65537 B");
 });
 
 Deno.test("bench: a default run stopped by a signal writes beside the published results, not over them", () => {
