@@ -1325,9 +1325,10 @@ export class SharedQueue {
   }
 
   /** Settles released messages now, so `inFlight` and `acked` are current. `brief`: unless a
-   * live holder keeps the lock past BRIEF_LOCK_MS; returns whether it settled. */
+   * live holder keeps the lock past BRIEF_LOCK_MS; then it returns false, else true. */
   settle(brief = false): boolean {
-    if (this.#closed || !this.#lockUnless(brief)) return false;
+    if (this.#closed) return true;
+    if (!this.#lockUnless(brief)) return false;
     try {
       this.#checkUsable();
       this.#settleLocked();
@@ -1346,10 +1347,12 @@ export class SharedQueue {
 
   /**
    * Frees the entries of participants that died, returning their messages and capacity.
-   * Called when a wait times out, so a dead peer is noticed within a wait slice.
+   * Called when a wait times out, so a dead peer is noticed within a wait slice. `brief`: see
+   * {@linkcode settle}.
    */
   reapDead(brief = false): boolean {
-    if (this.#closed || !this.#lockUnless(brief)) return false;
+    if (this.#closed) return true;
+    if (!this.#lockUnless(brief)) return false;
     try {
       this.#checkUsable();
       this.#upkeepLocked(true);
