@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "ad0bcf6304c4edc979c547165432d896c52aaf2176ce5ba6ada0b72e44501f92",
-  "x86_64-linux": "85cdcfd0dccf9f96ea746900ce280ede746ffe0621bd2cd8b66b89d29aed6333",
+  "aarch64-linux": "ad045c75dfb58e660cd508733cef1d379f6acfd57aa9dcef375167add997e744",
+  "x86_64-linux": "45b663283a8663aaab1f3cdc9e65f6f26f6cdbadaf945d82f77fcf227ba376a4",
 };

@@ -99,14 +99,21 @@ int32_t shmq_shm_open(const uint8_t *name) {
   char path[PATH_MAX];
   int rc = shm_path(name, path);
   if (rc < 0) return rc;
-  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  /* What is no segment of ours is refused before it is opened: opening another user's file
+   * can block (a lease its owner holds makes open(2) wait /proc/sys/fs/lease-break-time, 45 s
+   * by default), and every sweep opens every "shmq-" entry. Checked again on the fd below. */
+  struct stat st;
+  if (lstat(path, &st) != 0) return -errno;
+  if (!made_as_segment(&st, geteuid())) return -EPERM;
+  /* O_NONBLOCK: a lease put on the file since fails the open (EWOULDBLOCK) instead of
+   * blocking it; regular files ignore the flag otherwise. */
+  int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     /* A symlink, a directory, or another user's file closed to us: not a segment of ours
      * either, which the caller tells apart from a missing one. */
     int err = errno;
-    return err == ELOOP || err == EISDIR || err == EACCES ? -EPERM : -err;
+    return err == ELOOP || err == EISDIR || err == EACCES || err == EWOULDBLOCK ? -EPERM : -err;
   }
-  struct stat st;
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);

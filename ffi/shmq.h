@@ -55,11 +55,13 @@ SHMQ_API int32_t shmq_pin_self(void);
 SHMQ_API int32_t shmq_shm_create(const uint8_t *name, uint64_t size);
 
 /*
- * Opens an existing shared-memory object read-write (O_RDWR|O_CLOEXEC|O_NOFOLLOW). Returns
- * the fd, or -errno: -EPERM for anything but a regular file of this effective user with no
- * group or other permission (what shmq_shm_create makes), which another user could truncate
- * under a mapping of it, including a symlink, a directory, or another user's file this one
- * may not open at all; -ENOENT when the name does not exist.
+ * Opens an existing shared-memory object read-write (O_RDWR|O_CLOEXEC|O_NOFOLLOW|O_NONBLOCK).
+ * Returns the fd, or -errno: -EPERM for anything but a regular file of this effective user
+ * with no group or other permission (what shmq_shm_create makes), which another user could
+ * truncate under a mapping of it, including a symlink, a directory, or another user's file
+ * this one may not open at all; -ENOENT when the name does not exist. Such a file is refused
+ * before it is opened, and the open does not block: a lease on it would make it wait out the
+ * lease break time (45 s by default).
  */
 SHMQ_API int32_t shmq_shm_open(const uint8_t *name);
 

@@ -356,6 +356,51 @@ Deno.test("the sweep leaves an extension without its queue that is not this user
   }
 });
 
+/** Takes a read lease on the file argv[1], says "leased", and keeps it until stdin ends. A
+ * lease break sends SIGIO, which would end the holder (and its lease) at once: ignored, the
+ * opener waits out /proc/sys/fs/lease-break-time. */
+const LEASE_HOLDER = `
+import fcntl, os, signal, sys
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+print("leased", flush=True)
+sys.stdin.read()
+`;
+
+Deno.test("an entry not this user's to open, leased by its owner, is refused at once, not after the lease break time", async () => {
+  // Another user's file named like a queue, with a read lease on it, made open(2) for writing
+  // wait /proc/sys/fs/lease-break-time (45 s): every sweep, so the first createSharedMemoryPair
+  // of a process, opened it. Here the file is open to others, which makes it as much not ours,
+  // and the lease holder is this user (a lease is its file's owner's, or root's, to take).
+  const id = crypto.randomUUID().replaceAll("-", "");
+  const name = `/shmq-${id}`;
+  native.closeFd(native.shmCreate(name, 4096));
+  chmodShm(name, "666");
+  const holder = new Deno.Command("python3", {
+    args: ["-c", LEASE_HOLDER, `/dev/shm${name}`],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const lines = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  try {
+    assert.equal((await lines.read()).value?.trim(), "leased");
+    const started = performance.now();
+    assert.throws(
+      () => native.shmOpen(name),
+      (e: unknown) => (e as { code?: string }).code === "EPERM",
+    );
+    assertSweepLeaves(name);
+    const ms = performance.now() - started;
+    assert.ok(ms < 5_000, `refused after ${ms.toFixed(0)} ms`);
+  } finally {
+    await holder.stdin.close();
+    await holder.status;
+    await lines.cancel();
+    native.shmUnlink(name, { missingOk: true });
+  }
+});
+
 /** Sets the mode of /dev/shm entry `name` with chmod(1): Deno wants --allow-all to chmod in
  * /dev, which the suite's permissions do not give. */
 function chmodShm(name: string, mode: string): void {
