@@ -768,7 +768,8 @@ export async function futexWaitAsync(
  * pass. Resolves with the index of the word woken, or a negative errno: `-EAGAIN` (a word did
  * not hold its value at the start), `-ETIMEDOUT`, `-EINTR`, `-ENOSYS` (Linux before 5.16).
  * Both arrays must stay untouched until it resolves. The words are read by the kernel only,
- * so an address unmapped meanwhile gives `-EFAULT`, never a crash.
+ * so an address unmapped meanwhile gives `-EFAULT`, never a crash. Rejects with a `RangeError`
+ * when `count` is more than either array holds.
  *
  * @example
  * ```ts
@@ -787,6 +788,16 @@ export function futexWaitManyAsync(
   count: number,
   timeoutMs?: number,
 ): Promise<number> {
+  // The native side reads `count` elements of each array (a count it refuses, 0 or over
+  // SHMQ_WAITV_MAX, gives -EINVAL): never past their ends.
+  if (count > addresses.length || count > expected.length) {
+    return Promise.reject(
+      new RangeError(
+        `futexWaitManyAsync: count ${count} is more than the ${addresses.length} addresses ` +
+          `or ${expected.length} expected values given`,
+      ),
+    );
+  }
   return s().shmq_futex_waitv_nb(addresses, expected, count, timeoutNs(timeoutMs));
 }
 

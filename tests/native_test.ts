@@ -893,6 +893,9 @@ Deno.test("futexWaitManyAsync: the index of the word woken, EAGAIN for one that 
   }
   assert.equal(await waiting, 2);
   assert.equal(await futexWaitManyAsync(addresses, expected, 0, 5), -22, "EINVAL for no words");
+  // Before: the native side read past the arrays' ends (a SIGSEGV at a page's end).
+  await assert.rejects(futexWaitManyAsync(addresses, expected.subarray(0, 2), 3, 5), RangeError);
+  await assert.rejects(futexWaitManyAsync(addresses.subarray(1), expected, 3, 5), RangeError);
 });
 
 Deno.test("--allow-ffi scoped to the library's path: the first queue says to pass it unscoped", async () => {
