@@ -189,6 +189,46 @@ function missing(path: string): boolean {
   }
 }
 
+/** ELF e_machine values of the architectures Deno names. */
+const ELF_MACHINES: Record<number, string> = { 62: "x86_64", 183: "aarch64" };
+
+/**
+ * What makes the local file `path` no library to dlopen here, as far as its ELF header tells,
+ * or undefined (also when this process may not read it: dlopen then says what it finds).
+ * dlopen would say no better: a library of another architecture is "No such file", and one
+ * cut short kills the process with SIGBUS as it maps what is not there.
+ */
+function elfProblem(path: string): string | undefined {
+  if (Deno.permissions.querySync({ name: "read", path }).state !== "granted") return undefined;
+  let head: Uint8Array;
+  let size: number;
+  try {
+    using file = Deno.openSync(path);
+    size = file.statSync().size;
+    head = new Uint8Array(64);
+    head = head.subarray(0, file.readSync(head) ?? 0);
+  } catch {
+    return undefined;
+  }
+  const elf = head.length === 64 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c &&
+    head[3] === 0x46;
+  // 64-bit (EI_CLASS 2), little-endian (EI_DATA 1): what both supported platforms run.
+  if (!elf || head[4] !== 2 || head[5] !== 1) {
+    return `it is no 64-bit little-endian ELF shared library (${size} bytes)`;
+  }
+  const header = new DataView(head.buffer, head.byteOffset, 64);
+  const machine = header.getUint16(18, true);
+  const arch = ELF_MACHINES[machine] ?? `ELF machine ${machine}`;
+  if (arch !== Deno.build.arch) return `it is built for ${arch}, and this is ${Deno.build.arch}`;
+  // The program and section header tables: a build ends with the latter.
+  const end = Math.max(
+    Number(header.getBigUint64(32, true)) + header.getUint16(54, true) * header.getUint16(56, true),
+    Number(header.getBigUint64(40, true)) + header.getUint16(58, true) * header.getUint16(60, true),
+  );
+  if (size < end) return `it is cut short: ${size} bytes, where its header needs ${end}`;
+  return undefined;
+}
+
 function filePath(url: URL): string {
   return decodeURIComponent(url.pathname);
 }
@@ -200,6 +240,12 @@ function open(path: string, source: NativeSource): NativeCore {
       "(`deno task build`, output in zig-out/lib/libshmq.so)"
     : "rebuild it with `deno task build`, or set " +
       `${NATIVE_LIB_ENV} to a libshmq.so built from this version's sources`;
+  const problem = source === "remote" ? undefined : elfProblem(path);
+  if (problem !== undefined) {
+    throw new Error(
+      `shmq: cannot open the native library ${path} (from ${source}): ${problem}; ${hint}`,
+    );
+  }
   let probe: Deno.DynamicLibrary<{ shmq_abi_version: { parameters: []; result: "u32" } }>;
   try {
     probe = Deno.dlopen(path, { shmq_abi_version: { parameters: [], result: "u32" } });

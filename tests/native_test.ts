@@ -803,6 +803,40 @@ Deno.test("SHMQ_NATIVE_LIB overrides the library; a wrong ABI version is refused
   );
 });
 
+Deno.test("SHMQ_NATIVE_LIB naming a library of another architecture, one cut short, or no library at all: each said so", async () => {
+  const shipped = `${ROOT}ffi/lib/${platformKey()}/libshmq.so`;
+  const [other, otherArch] = Deno.build.arch === "x86_64"
+    ? ["aarch64-linux", "aarch64"]
+    : ["x86_64-linux", "x86_64"];
+  const stderrOf = async (path: string) => {
+    const out = await runLoader({ SHMQ_NATIVE_LIB: path });
+    assert.equal(out.code, 1, `an error, not a signal (exit ${out.code})`);
+    return new TextDecoder().decode(out.stderr);
+  };
+  // Before: glibc's "No such file or directory", about a file that is there.
+  assert.match(
+    await stderrOf(`${ROOT}ffi/lib/${other}/libshmq.so`),
+    new RegExp(`it is built for ${otherArch}, and this is ${Deno.build.arch}`),
+  );
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-elf-" });
+  try {
+    const bytes = await Deno.readFile(shipped);
+    // Before: killed by SIGBUS in dlopen (exit 135).
+    await Deno.writeFile(`${dir}/cut.so`, bytes.subarray(0, 20_000));
+    assert.match(
+      await stderrOf(`${dir}/cut.so`),
+      /it is cut short: 20000 bytes, where its header needs \d+/,
+    );
+    await Deno.writeTextFile(`${dir}/text.so`, "not a library\n");
+    assert.match(
+      await stderrOf(`${dir}/text.so`),
+      /it is no 64-bit little-endian ELF shared library \(14 bytes\)/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 const zig = (() => {
   try {
     return new Deno.Command("zig", { args: ["version"], stdout: "null", stderr: "null" })
