@@ -342,6 +342,9 @@ export async function spawnWorker<A = unknown>(
   const handle = new WorkerHandle(worker);
   let settle: { resolve(): void; reject(error: Error): void } | undefined;
   const ready = new Promise<void>((resolve, reject) => settle = { resolve, reject });
+  // Not awaited when the Worker is handed nothing: a failed workerContext() there is the
+  // Worker's to handle, not an unhandled rejection that ends this process.
+  ready.catch(() => {});
   const onMessage = (event: MessageEvent) => {
     const message = ours<ToParent>(event.data);
     if (message === undefined) return;

@@ -507,6 +507,16 @@ const workerRoles: Record<string, () => Promise<void> | void> = {
     await workerContext({ queues: { inbox: "sender" } });
   },
 
+  /** Asks for a queue its parent did not hand, and handles the error itself. */
+  async caughtMismatch() {
+    try {
+      await workerContext({ queues: { inbox: "receiver" } });
+    } catch (error) {
+      const scope = globalThis as unknown as { postMessage(m: unknown): void };
+      scope.postMessage(`caught: ${(error as Error).message}`);
+    }
+  },
+
   /** Opens its receiver and, when the parent asks, says so and ends itself: nothing answers a
    * close request after. (Not at once: posted right behind "ready", the message could reach
    * the parent before its listener, which it can attach only once spawnWorker returned.) */

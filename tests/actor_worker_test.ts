@@ -494,6 +494,18 @@ Deno.test("the ClosedError a Worker's close() causes in its calls is not reporte
   assert.deepEqual([new TextDecoder().decode(stdout), status], ["closed\n", 0]);
 });
 
+Deno.test("a Worker handed nothing that handles its own workerContext() error does not fail its parent", async () => {
+  // spawnWorker returns at once: there is nothing to wait for the Worker to open.
+  await using worker = await spawnWorker(FIXTURE, { name: "caughtMismatch" });
+  const said = await new Promise<string>((resolve) =>
+    worker.worker.addEventListener("message", (e) => resolve(String(e.data)), { once: true })
+  );
+  assert.match(said, /^caught: .*inbox/);
+  // Before: the Worker's report of that error rejected a promise nobody awaited, an uncaught
+  // error that ends the parent's process (here, fails this test).
+  await new Promise((resolve) => setTimeout(resolve, 50));
+});
+
 Deno.test("workerContext outside a Worker says so", async () => {
   await assert.rejects(() => workerContext(), /not in a Worker/);
 });
