@@ -176,7 +176,10 @@ export function toWire(
 ): WireQueues {
   const wire: WireQueues = {};
   if (queues === undefined) return wire;
-  if (typeof queues !== "object" || queues === null || Array.isArray(queues)) {
+  if (
+    typeof queues !== "object" || queues === null || Array.isArray(queues) ||
+    queues instanceof Map
+  ) {
     throw new TypeError(`${caller}: queues must be an object of queue ends by name`);
   }
   for (const [name, value] of Object.entries(queues)) {

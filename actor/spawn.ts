@@ -619,7 +619,10 @@ async function awaitReady(
   const onSignal = () => abort("aborted");
   signal?.addEventListener("abort", onSignal, { once: true });
   startup.exited.then((s) =>
-    abort(`the actor exited (${describe(s)}) before it called actorContext()`)
+    abort(
+      `the actor exited (${describe(s)}) before it called actorContext(), or before that call ` +
+        "reported back",
+    )
   );
   const timer = timerFor(
     timeout,
@@ -697,7 +700,8 @@ function moduleSpecifier(moduleUrl: string | URL, caller: string): string {
   if (typeof moduleUrl !== "string" || moduleUrl === "") {
     throw new TypeError(`${caller}: moduleUrl must be a URL or a path`);
   }
-  return moduleUrl;
+  // `deno run` would take "-W" or "-hello.ts" for a flag: a path it stays.
+  return moduleUrl.startsWith("-") ? `./${moduleUrl}` : moduleUrl;
 }
 
 /**
@@ -839,6 +843,11 @@ export function permissionFlags(
 }
 
 function permissionValue(value: unknown, name: string, caller: string): string {
+  if (value instanceof URL && value.protocol !== "file:") {
+    throw new TypeError(
+      `${caller}: permissions.${name} entries may be file: URLs only, got ${value.href}`,
+    );
+  }
   const text = value instanceof URL ? decodeURIComponent(value.pathname) : value;
   if (typeof text !== "string" || text === "" || text.includes(",")) {
     throw new TypeError(
@@ -852,7 +861,8 @@ function permissionValue(value: unknown, name: string, caller: string): string {
 
 /** `deno run` flags that grant permissions: the long ones, and short ones alone or in a group
  * (`-A`, `-R`, `-W`, `-N`, `-E`, `-S`, `-I`, `-P`, `-RW`, `-N=host`). */
-const PERMISSION_FLAG = /^(--allow-|--permission-set|--unsafely-ignore|-[A-Za-z]*[ARWNESIP])/;
+const PERMISSION_FLAG =
+  /^(--allow-(?!scripts(=|$))|--permission-set|--unsafely-ignore|-[A-Za-z]*[ARWNESIP])/;
 
 function checkDenoArgs(denoArgs: readonly string[] | undefined, caller: string): string[] {
   const list = stringList(denoArgs, "denoArgs", caller);
@@ -891,7 +901,10 @@ function envOption(env: unknown, caller: string): Record<string, string> {
 
 /** The actor's working directory: a path or a file: URL. */
 function cwdOption(cwd: unknown, caller: string): string | URL | undefined {
-  if (cwd !== undefined && typeof cwd !== "string" && !(cwd instanceof URL)) {
+  if (
+    cwd !== undefined && typeof cwd !== "string" &&
+    !(cwd instanceof URL && cwd.protocol === "file:")
+  ) {
     throw new TypeError(`${caller}: cwd must be a path or a file: URL, got ${shown(cwd)}`);
   }
   return cwd;

@@ -619,6 +619,20 @@ function keepActorCopy(path: string): void {
   }
 }
 
+/** A relative `path` made absolute, since it is handed on to actors, which may run in another
+ * working directory (as it is when this process may not know its own). A name without a slash
+ * stays one: dlopen looks it up in the system's library path. */
+function fromCwd(path: string | undefined): string | undefined {
+  if (path === undefined || path.startsWith("/") || !path.includes("/")) return path;
+  // Deno.cwd() wants read access to it, and would prompt for it.
+  if (Deno.permissions.querySync({ name: "read", path: "." }).state !== "granted") return path;
+  try {
+    return `${Deno.cwd()}/${path}`;
+  } catch {
+    return path;
+  }
+}
+
 function isRemote(): boolean {
   return import.meta.url.startsWith("https:") || import.meta.url.startsWith("http:");
 }
@@ -638,7 +652,7 @@ function isRemote(): boolean {
  */
 export function native(): NativeCore {
   if (loaded) return loaded;
-  const env = envGet(NATIVE_LIB_ENV);
+  const env = fromCwd(envGet(NATIVE_LIB_ENV));
   if (env !== undefined) {
     loaded = open(env, "env");
     keepActorCopy(env);

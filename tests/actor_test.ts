@@ -428,6 +428,21 @@ Deno.test("bad options are refused before any process starts", async () => {
     () => spawnWorker(FIXTURE, { args: [Symbol("s")] }),
     { name: "TypeError", message: /^spawnWorker: args\[0\]/ },
   );
+  // Before, each was taken: a Map as no queues at all (the actor failed later, for a queue
+  // "the parent handed no queues"), a URL of another scheme by its path (`--allow-read=/`
+  // for https://example.com/), and an http: cwd failed in Deno's words, naming no option.
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { queues: new Map([["out", receiver]]) as never }),
+    { name: "TypeError", message: /^spawnActor: queues must be an object of queue ends by name/ },
+  );
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { permissions: { read: [new URL("https://example.com/")] } }),
+    { name: "TypeError", message: /permissions\.read entries may be file: URLs only/ },
+  );
+  await assert.rejects(
+    () => spawnActor(FIXTURE, { cwd: new URL("http://example.com/") }),
+    { name: "TypeError", message: /^spawnActor: cwd must be a path or a file: URL/ },
+  );
   // Short permission flags, alone, grouped or with values, grant as much as the long ones.
   for (
     const flag of ["-A", "-R", "-W", "-N", "-E", "-S", "-I", "-P", "-RW", "-qN", "-N=x.org"]
@@ -456,13 +471,74 @@ Deno.test("closing a Worker that never called workerContext() terminates it at o
 Deno.test("denoArgs that grant nothing are passed to the actor", async () => {
   await using actor = await spawnActor(FIXTURE, {
     argv: ["print"],
-    denoArgs: ["-q", "-L=info", "--v8-flags=--stack-size=2000"],
+    // --allow-scripts is about npm lifecycle scripts, not permissions: it used to be refused.
+    denoArgs: ["-q", "-L=info", "--v8-flags=--stack-size=2000", "--allow-scripts"],
     stdout: "piped",
     stderr: "null",
   });
   const { status, stdout } = await actor.output();
   assert.equal(status.code, 0);
   assert.equal(stdout, "stdout: undefined\n");
+});
+
+Deno.test('a module path that starts with "-" is run as a path, never taken for a flag of deno run', async () => {
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-dash-" });
+  try {
+    await Deno.writeTextFile(`${dir}/-actor.ts`, `console.log("ran");\n`);
+    await Deno.writeTextFile(
+      `${dir}/writes.ts`,
+      `Deno.writeTextFileSync(${JSON.stringify(`${dir}/written`)}, "x");\n`,
+    );
+    // Before: "deno run -actor.ts", which printed deno's help and exited 0.
+    const named = await spawnActor("-actor.ts", { cwd: dir, stdout: "piped", stderr: "null" });
+    const out = await named.output();
+    assert.deepEqual([out.status.code, out.stdout], [0, "ran\n"]);
+    // Before: "deno run -W writes.ts", write access that denoArgs: ["-W"] is refused.
+    const flag = await spawnActor("-W", {
+      cwd: dir,
+      argv: [`${dir}/writes.ts`],
+      stdout: "null",
+      stderr: "null",
+    });
+    assert.notEqual((await flag.status).code, 0, "no module ./-W");
+    assert.equal(await Deno.stat(`${dir}/written`).then(() => true, () => false), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SHMQ_NATIVE_LIB given relative to the parent's directory is found by an actor working in another", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "shmq-test-cwd-" });
+  try {
+    const lib = `ffi/lib/${Deno.build.arch}-linux/libshmq.so`;
+    const parent = `import { createSharedMemoryPair, spawnActor } from ${
+      JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+    };
+      const [sender, receiver] = createSharedMemoryPair();
+      await using actor = await spawnActor(${JSON.stringify(FIXTURE.href)}, {
+        argv: ["greeter"], queues: { inbox: receiver }, transfer: true,
+        cwd: ${JSON.stringify(dir)}, stdout: "null",
+      });
+      await sender.put("x");
+      sender.close();
+      console.log("status", (await actor.status).code);`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", parent],
+      cwd: new URL("..", import.meta.url),
+      env: { SHMQ_NATIVE_LIB: `./${lib}` },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    // Before: the actor got "./ffi/lib/...", looked for it in its own directory, and exited
+    // before it called actorContext().
+    assert.equal(
+      new TextDecoder().decode(out.stdout),
+      "status 0\n",
+      new TextDecoder().decode(out.stderr),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test(
@@ -567,7 +643,7 @@ Deno.test(
     const quiet = await failedStart("quietExit", "piped");
     assert.match(
       quiet.message,
-      /exited \(code 7\) before it called actorContext\(\); it wrote nothing to stderr$/,
+      /exited \(code 7\) before it called actorContext\(\), or before that call reported back; it wrote nothing to stderr$/,
     );
     // What it said on a piped stdout is quoted too.
     const told = await failedStart("saysOnStdout", "piped", "piped");
