@@ -166,6 +166,15 @@ async function start(
   if (parent === undefined) {
     throw new ActorError(`${caller}: this process was not started by spawnActor (${why})`);
   }
+  // Inherited by a process an actor started (Deno.Command passes env and stdin on): that one
+  // would read the actor's handoff from their stdin, and open the actor's queues in its stead.
+  if (Number(parent) !== Deno.ppid) {
+    throw new ActorError(
+      `${caller}: this process was not started by spawnActor (${ACTOR_PARENT_ENV} names ` +
+        `process ${parent}, not its parent ${Deno.ppid}: it was inherited from an actor that ` +
+        `started this one)`,
+    );
+  }
   // From before the ends are open: a Ctrl-C between the report (the parent's spawnActor
   // resolves) and the watchdog's start would otherwise kill the actor with its ends open.
   if (leaves) Deno.addSignalListener("SIGINT", leaveWithParent);

@@ -257,6 +257,29 @@ const roles: Record<string, () => Promise<void> | void> = {
     queues.inbox.close();
   },
 
+  /** Starts a Deno process that calls actorContext() with this actor's env and stdin, prints
+   * what it said, then opens its own queues and puts "ok". */
+  async grandchild() {
+    const code = `import { actorContext } from ${
+      JSON.stringify(new URL("../mod.ts", import.meta.url).href)
+    };
+      try {
+        await actorContext();
+        console.log("opened the actor's queues");
+      } catch (error) {
+        console.log(error.message);
+      }`;
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["eval", code],
+      stdin: "inherit",
+      stderr: "inherit",
+    }).output();
+    await Deno.stdout.write(out.stdout);
+    const { queues } = await actorContext({ queues: { out: "sender" } });
+    await queues.out.put("ok");
+    queues.out.close();
+  },
+
   /** Says why on stderr, then fails before opening its queues. */
   crash() {
     console.error("config file /nonexistent/actor.toml is missing");

@@ -481,6 +481,31 @@ Deno.test("denoArgs that grant nothing are passed to the actor", async () => {
   assert.equal(stdout, "stdout: undefined\n");
 });
 
+Deno.test(
+  "a process an actor starts, with its env and stdin, is told it is no actor: the actor's handoff stays the actor's",
+  clean(async () => {
+    const [sender, receiver] = createSharedMemoryPair({ capacity: 2 });
+    await using actor = await spawnActor(FIXTURE, {
+      argv: ["grandchild"],
+      queues: { out: sender },
+      transfer: true,
+      permissions: { run: [Deno.execPath()] },
+      stdout: "piped",
+      readyTimeout: 20_000,
+    });
+    // Before: the grandchild read the handoff, opened the queues and reported in the actor's
+    // stead, and the actor's own actorContext() waited on a stdin with nothing left for it.
+    assert.equal(await receiver.get({ timeout: 10_000 }), "ok");
+    const { status, stdout } = await actor.output();
+    assert.equal(status.code, 0);
+    assert.match(
+      stdout,
+      /not started by spawnActor \(SHMQ_ACTOR_PARENT names process \d+, not its parent \d+/,
+    );
+    receiver.close();
+  }),
+);
+
 Deno.test('a module path that starts with "-" is run as a path, never taken for a flag of deno run', async () => {
   const dir = await Deno.makeTempDir({ prefix: "shmq-test-dash-" });
   try {
