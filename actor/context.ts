@@ -171,8 +171,8 @@ async function start(
   if (Number(parent) !== Deno.ppid) {
     throw new ActorError(
       `${caller}: this process was not started by spawnActor (${ACTOR_PARENT_ENV} names ` +
-        `process ${parent}, not its parent ${Deno.ppid}: it was inherited from an actor that ` +
-        `started this one)`,
+        `process ${parent}, not its parent ${Deno.ppid}: inherited from an actor that started ` +
+        `this one, or the parent that set it is gone)`,
     );
   }
   // From before the ends are open: a Ctrl-C between the report (the parent's spawnActor
