@@ -97,7 +97,9 @@ export interface SpawnWorkerOptions<A = unknown> {
   /** The Worker's name (for debugging). */
   name?: string;
   /** Milliseconds to wait for the Worker to call `workerContext()` (default 60000), when it is
-   * handed `queues` or `args`. */
+   * handed `queues` or `args`. A Worker that ends itself (`self.close()`) before that call is
+   * noticed only then: until its first message, Deno tells its parent nothing of its end. (A
+   * Worker that fails with an uncaught error is noticed at once.) */
   readyTimeout?: number;
   /** Aborting while the Worker starts terminates it and rejects `spawnWorker` with an
    * `ActorError` whose `cause` is the signal's reason (an already aborted signal rejects with
