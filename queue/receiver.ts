@@ -374,8 +374,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * stream of small messages. Never waits for more than the first.
    * Takes the options of `get`. Should a message after the first fail to decode, the
    * messages before it are returned and the next call of this end throws its error, which
-   * names this call (unless this end closes first); should its `allocate` fail, it stays first
-   * in line and the next call tries it again. So it does when `allocate` hands out a buffer it
+   * names this call (unless this end closes first); should its `allocate` fail, the batch ends
+   * there with no error, and the message stays first in line: the next call tries it again
+   * (and throws, should `allocate` fail for it again). So it does when `allocate` hands out a buffer it
    * gave for an earlier message of the batch, which would overwrite that message's array: the
    * batch ends there. While this end is the queue's only receiver, the batch's messages are
    * released together as it returns (their room comes back to senders then): should this end
