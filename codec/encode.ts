@@ -570,6 +570,11 @@ function fromValueCode(error: unknown, st: WalkStack, path: string): unknown {
   return wrapped;
 }
 
+/** Levels of a deep path shown at each end, and characters of a key shown: a path names the
+ * value the error is about, and must not outweigh it (100,000 levels made a 300 kB message). */
+const PATH_ENDS = 16;
+const KEY_SHOWN = 64;
+
 /** The path of the value being planned, for error messages. */
 function pathOf(st: WalkStack, sp: number): string {
   const fKind = st.kind;
@@ -577,6 +582,11 @@ function pathOf(st: WalkStack, sp: number): string {
   const fIdx = st.idx;
   let p = "value";
   for (let f = 0; f < sp; f++) {
+    if (f === PATH_ENDS && sp > 3 * PATH_ENDS) {
+      p += `…(${sp - 2 * PATH_ENDS} levels)…`;
+      f = sp - PATH_ENDS - 1;
+      continue;
+    }
     const i = fIdx[f] - 1;
     const items = fItems[f]!;
     switch (fKind[f]) {
@@ -585,7 +595,9 @@ function pathOf(st: WalkStack, sp: number): string {
         break;
       case K_OBJECT: {
         const key = items[i] as string;
-        p += /^[A-Za-z_$][\w$]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+        p += /^[A-Za-z_$][\w$]*$/.test(key) && key.length <= KEY_SHOWN
+          ? `.${key}`
+          : `[${shownKey(key)}]`;
         break;
       }
       case K_MAP: {
@@ -601,10 +613,18 @@ function pathOf(st: WalkStack, sp: number): string {
   return p;
 }
 
+/** A string key as JSON, its middle left out when long. */
+function shownKey(key: string): string {
+  if (key.length <= KEY_SHOWN) return JSON.stringify(key);
+  const half = KEY_SHOWN >> 1;
+  return `${JSON.stringify(key.slice(0, half)).slice(0, -1)}…(${key.length} chars)…` +
+    JSON.stringify(key.slice(-half)).slice(1);
+}
+
 function describeKey(k: unknown, e: number): string {
   switch (typeof k) {
     case "string":
-      return JSON.stringify(k);
+      return shownKey(k);
     case "number":
     case "boolean":
     case "undefined":
@@ -615,6 +635,9 @@ function describeKey(k: unknown, e: number): string {
       return k === null ? "null" : `<key #${e}>`;
   }
 }
+
+/** The classes whose instances wrap a primitive value. */
+const BOXED = new Set(["Number", "String", "Boolean", "BigInt", "Symbol"]);
 
 function unsupported(x: object): string {
   // Not a view (that was asked first), yet made from a view class's prototype.
@@ -645,6 +668,9 @@ function unsupported(x: object): string {
   }
   if (name === "" || name === "Object") {
     return "objects with a prototype other than Object.prototype or null are not supported";
+  }
+  if (BOXED.has(tag) && name === tag) {
+    return `boxed primitives (new ${name}(…)) are not supported: pass the primitive value`;
   }
   return `class instances (${name}) are not supported`;
 }

@@ -440,6 +440,34 @@ Deno.test("codec: wide values", () => {
   roundTrip(Array.from({ length: 1000 }, (_, i) => new Float32Array(i % 17)));
 });
 
+Deno.test("codec: the path of a value deep down, or under a long key, is shortened in the middle", () => {
+  let deep: unknown = () => 0;
+  for (let i = 0; i < 100_000; i++) deep = [deep];
+  // Before: the whole path, a message of 300,068 characters.
+  const levels = "[0]".repeat(16);
+  assert.throws(() => encode(deep), {
+    name: "TypeError",
+    message: `value${levels}…(99968 levels)…${levels}: functions are not supported`,
+  });
+  const key = "k".repeat(1000);
+  assert.throws(() => encode({ [key]: Symbol() }), {
+    name: "TypeError",
+    message: `value["${"k".repeat(32)}…(1000 chars)…${"k".repeat(32)}"]: symbols are not supported`,
+  });
+  assert.throws(() => encode(new Map([[key, () => 0]])), {
+    name: "TypeError",
+    message: `value.get("${"k".repeat(32)}…(1000 chars)…${
+      "k".repeat(32)
+    }"): functions are not supported`,
+  });
+  // 48 levels and fewer are shown whole.
+  let shallow: unknown = () => 0;
+  for (let i = 0; i < 48; i++) shallow = [shallow];
+  assert.throws(() => encode(shallow), {
+    message: `value${"[0]".repeat(48)}: functions are not supported`,
+  });
+});
+
 Deno.test("codec: unsupported values are rejected with their path, before anything is written", () => {
   class Foo {
     x = 1;
@@ -456,7 +484,14 @@ Deno.test("codec: unsupported values are rejected with their path, before anythi
     [{ "odd key": /x/ }, 'value["odd key"]: RegExp is not supported'],
     [new MyMap(), "value: class instances (MyMap) are not supported"],
     [new MyArray(), "value: Array subclass instances (MyArray) are not supported"],
-    [{ n: new Number(1) }, "value.n: class instances (Number) are not supported"],
+    [
+      { n: new Number(1) },
+      "value.n: boxed primitives (new Number(…)) are not supported: pass the primitive value",
+    ],
+    [
+      [Object(1n)],
+      "value[0]: boxed primitives (new BigInt(…)) are not supported: pass the primitive value",
+    ],
     [new SharedArrayBuffer(8), "value: SharedArrayBuffer is not supported"],
     [new Map([["k", { f: Math.max }]]), 'value.get("k").f: functions are not supported'],
     [new Map([[Symbol.iterator, 1]]), "value[key #0]: symbols are not supported"],
@@ -582,7 +617,9 @@ Deno.test("codec: cycles are rejected with their path", () => {
     node = n;
   }
   node.next = root;
-  assert.throws(() => encode(root), { message: /^value(\.next){201}: cyclic reference$/ });
+  assert.throws(() => encode(root), {
+    message: /^value(\.next){16}…\(169 levels\)…(\.next){16}: cyclic reference$/,
+  });
   let deep: { next?: unknown } = {};
   const start = deep;
   for (let i = 0; i < 100; i++) {
