@@ -186,6 +186,11 @@ Deno.test("options that are not an object, or a signal that is not an AbortSigna
         e instanceof TypeError &&
         /timeout must be a number of milliseconds, got the string "10"/.test(e.message),
     );
+    // Before: "got boolean", where a string is shown with its value.
+    assert.throws(
+      () => r.getSync({ timeout: true as unknown as number }),
+      /^TypeError: Receiver\.getSync: timeout must be a number of milliseconds, got true$/,
+    );
     assert.throws(() => r.getSync({ timeout: -1 }), RangeError);
     // Misspelled options used to be ignored: `timout` waited forever.
     const misspelled = { timout: 10 } as unknown as { timeout: number };
