@@ -48,13 +48,16 @@ export function renderChart(results: Results, kind: Kind): string {
     `<rect width="${W}" height="${H}" fill="white"/>`,
   );
   const title = kind === "bytes"
-    ? "Throughput, Uint8Array messages (one way, 2 processes)"
+    ? "Throughput, Uint8Array messages"
     : "Throughput, structured messages {idx, source, data: Float32Array}";
   out.push(`<text x="${left}" y="28" font-size="16" font-weight="bold">${esc(title)}</text>`);
   const m = results.machine as Record<string, unknown>;
   out.push(
     `<text x="${left}" y="46" fill="#555">${
-      esc(`${m.cpu}, ${m.cores} cores, Deno ${m.deno}, ${results.startedAt.slice(0, 10)}`)
+      esc(
+        "one way, 2 processes (postMessage: 2 threads; memcpy: 1); " +
+          `${m.cpu}, ${m.cores} cores, Deno ${m.deno}, ${results.startedAt.slice(0, 10)}`,
+      )
     }</text>`,
   );
   if (rows.length === 0 || sizes.length === 0) {
