@@ -205,18 +205,18 @@ function elfProblem(path: string): string | undefined {
   try {
     using file = Deno.openSync(path);
     size = file.statSync().size;
-    head = new Uint8Array(64);
+    head = new Uint8Array(4096); // the ELF header and, in a build, its program headers
     head = head.subarray(0, file.readSync(head) ?? 0);
   } catch {
     return undefined;
   }
-  const elf = head.length === 64 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c &&
+  const elf = head.length >= 64 && head[0] === 0x7f && head[1] === 0x45 && head[2] === 0x4c &&
     head[3] === 0x46;
   // 64-bit (EI_CLASS 2), little-endian (EI_DATA 1): what both supported platforms run.
   if (!elf || head[4] !== 2 || head[5] !== 1) {
     return `it is no 64-bit little-endian ELF shared library (${size} bytes)`;
   }
-  const header = new DataView(head.buffer, head.byteOffset, 64);
+  const header = new DataView(head.buffer, head.byteOffset, head.byteLength);
   const machine = header.getUint16(18, true);
   const arch = ELF_MACHINES[machine] ?? `ELF machine ${machine}`;
   if (arch !== Deno.build.arch) return `it is built for ${arch}, and this is ${Deno.build.arch}`;
@@ -225,7 +225,19 @@ function elfProblem(path: string): string | undefined {
     Number(header.getBigUint64(32, true)) + header.getUint16(54, true) * header.getUint16(56, true),
     Number(header.getBigUint64(40, true)) + header.getUint16(58, true) * header.getUint16(60, true),
   );
-  if (size < end) return `it is cut short: ${size} bytes, where its header needs ${end}`;
+  let loaded = 0; // what its PT_LOAD segments map: without section headers, the end
+  const phoff = Number(header.getBigUint64(32, true));
+  const phentsize = header.getUint16(54, true);
+  for (let k = 0; k < header.getUint16(56, true); k++) {
+    const at = phoff + k * phentsize;
+    if (at + 56 > head.byteLength) break; // beyond what was read: dlopen reads it
+    if (header.getUint32(at, true) !== 1) continue; // PT_LOAD
+    const filesz = header.getBigUint64(at + 32, true);
+    if (filesz === 0n) continue; // maps nothing of the file
+    loaded = Math.max(loaded, Number(header.getBigUint64(at + 8, true) + filesz));
+  }
+  const need = Math.max(end, loaded);
+  if (size < need) return `it is cut short: ${size} bytes, where its header needs ${need}`;
   return undefined;
 }
 
@@ -240,7 +252,8 @@ function open(path: string, source: NativeSource): NativeCore {
       "(`deno task build`, output in zig-out/lib/libshmq.so)"
     : "rebuild it with `deno task build`, or set " +
       `${NATIVE_LIB_ENV} to a libshmq.so built from this version's sources`;
-  const problem = source === "remote" ? undefined : elfProblem(path);
+  // A name without a slash is dlopen's to look up in the library path, not a file here.
+  const problem = source === "remote" || !path.includes("/") ? undefined : elfProblem(path);
   if (problem !== undefined) {
     throw new Error(
       `shmq: cannot open the native library ${path} (from ${source}): ${problem}; ${hint}`,

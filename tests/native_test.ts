@@ -764,13 +764,17 @@ Deno.test("the loader opens the shipped binary beside the module", () => {
   }
 });
 
-async function runLoader(env: Record<string, string>): Promise<Deno.CommandOutput> {
+async function runLoader(
+  env: Record<string, string>,
+  cwd?: string,
+): Promise<Deno.CommandOutput> {
   const code = `import { native } from ${JSON.stringify(`${ROOT}ffi/loader.ts`)};
     const c = native();
     console.log(JSON.stringify({ path: c.path, source: c.source, abi: c.symbols.shmq_abi_version() }));`;
   return await new Deno.Command(Deno.execPath(), {
     args: ["eval", code],
     env,
+    cwd,
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -827,11 +831,29 @@ Deno.test("SHMQ_NATIVE_LIB naming a library of another architecture, one cut sho
       await stderrOf(`${dir}/cut.so`),
       /it is cut short: 20000 bytes, where its header needs \d+/,
     );
+    // Without section headers (as sstrip leaves it), its loaded segments tell how long it is.
+    const stripped = bytes.slice(0, 20_000);
+    const header = new DataView(stripped.buffer);
+    header.setBigUint64(40, 0n, true); // e_shoff
+    header.setUint16(60, 0, true); // e_shnum
+    await Deno.writeFile(`${dir}/stripped.so`, stripped);
+    assert.match(
+      await stderrOf(`${dir}/stripped.so`),
+      /it is cut short: 20000 bytes, where its header needs \d+/,
+    );
     await Deno.writeTextFile(`${dir}/text.so`, "not a library\n");
     assert.match(
       await stderrOf(`${dir}/text.so`),
       /it is no 64-bit little-endian ELF shared library \(14 bytes\)/,
     );
+    // A name without a slash is dlopen's to look up in the library path: a file of that name
+    // in the working directory is not the one loaded, and not checked.
+    await Deno.copyFile(`${dir}/text.so`, `${dir}/libshmq.so`);
+    const bare = await runLoader(
+      { SHMQ_NATIVE_LIB: "libshmq.so", LD_LIBRARY_PATH: `${ROOT}ffi/lib/${platformKey()}` },
+      dir,
+    );
+    assert.equal(bare.code, 0, new TextDecoder().decode(bare.stderr));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
