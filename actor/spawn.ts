@@ -861,16 +861,18 @@ function permissionValue(value: unknown, name: string, caller: string): string {
 
 /** `deno run` flags that grant permissions: the long ones, and short ones alone or in a group
  * (`-A`, `-R`, `-W`, `-N`, `-E`, `-S`, `-I`, `-P`, `-RW`, `-N=host`). */
-const PERMISSION_FLAG =
-  /^(--allow-(?!scripts(=|$))|--permission-set|--unsafely-ignore|-[A-Za-z]*[ARWNESIP])/;
+const PERMISSION_FLAG = /^(--allow-|--permission-set|--unsafely-ignore|-[A-Za-z]*[ARWNESIP])/;
 
 function checkDenoArgs(denoArgs: readonly string[] | undefined, caller: string): string[] {
   const list = stringList(denoArgs, "denoArgs", caller);
   for (const arg of list) {
     if (PERMISSION_FLAG.test(arg)) {
-      throw new TypeError(
-        `${caller}: denoArgs may not grant permissions (${arg}); use options.permissions`,
-      );
+      // Not a permission, but npm's lifecycle scripts run outside the actor's sandbox.
+      const why = /^--allow-scripts(=|$)/.test(arg)
+        ? "; npm lifecycle scripts run outside the permission sandbox: run them in the parent " +
+          "(deno install --allow-scripts) before it starts the actor"
+        : "; use options.permissions";
+      throw new TypeError(`${caller}: denoArgs may not grant permissions (${arg})${why}`);
     }
   }
   return list;

@@ -451,6 +451,7 @@ Deno.test("bad options are refused before any process starts", async () => {
         "--permission-set=all",
         "--allow-read=/",
         "--unsafely-ignore-certificate-errors",
+        "--allow-scripts", // npm lifecycle scripts, which run unsandboxed
       ])
   ) {
     await assert.rejects(
@@ -471,8 +472,7 @@ Deno.test("closing a Worker that never called workerContext() terminates it at o
 Deno.test("denoArgs that grant nothing are passed to the actor", async () => {
   await using actor = await spawnActor(FIXTURE, {
     argv: ["print"],
-    // --allow-scripts is about npm lifecycle scripts, not permissions: it used to be refused.
-    denoArgs: ["-q", "-L=info", "--v8-flags=--stack-size=2000", "--allow-scripts"],
+    denoArgs: ["-q", "-L=info", "--v8-flags=--stack-size=2000"],
     stdout: "piped",
     stderr: "null",
   });
