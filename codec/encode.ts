@@ -670,7 +670,7 @@ function unsupported(x: object): string {
     return "objects with a prototype other than Object.prototype or null are not supported";
   }
   if (BOXED.has(tag) && name === tag) {
-    return `boxed primitives (new ${name}(…)) are not supported: pass the primitive value`;
+    return `boxed primitives (a ${name} object) are not supported: pass the primitive value`;
   }
   return `class instances (${name}) are not supported`;
 }

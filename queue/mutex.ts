@@ -106,6 +106,7 @@ export class ShmMutex {
    * Takes the lock unless a live holder keeps it for more than about `patienceMs`; returns
    * whether it did. A dead holder's lock is taken over as {@linkcode lock} does: for calls that
    * promise not to wait, which a stopped holder must not hold for the STUCK_MS others give it.
+   * Throws as {@linkcode lock} does when the queue is found beyond repair after a takeover.
    */
   lockWithin(patienceMs: number): boolean {
     return this.#acquire(patienceMs);

@@ -486,11 +486,11 @@ Deno.test("codec: unsupported values are rejected with their path, before anythi
     [new MyArray(), "value: Array subclass instances (MyArray) are not supported"],
     [
       { n: new Number(1) },
-      "value.n: boxed primitives (new Number(…)) are not supported: pass the primitive value",
+      "value.n: boxed primitives (a Number object) are not supported: pass the primitive value",
     ],
     [
       [Object(1n)],
-      "value[0]: boxed primitives (new BigInt(…)) are not supported: pass the primitive value",
+      "value[0]: boxed primitives (a BigInt object) are not supported: pass the primitive value",
     ],
     [new SharedArrayBuffer(8), "value: SharedArrayBuffer is not supported"],
     [new Map([["k", { f: Math.max }]]), 'value.get("k").f: functions are not supported'],
