@@ -61,7 +61,6 @@ export class Sender implements Disposable {
   #published = 0;
   /** The stream `writable` hands out, made at its first use. */
   #writable: WritableStream<unknown> | undefined;
-  #nextAckCheck = 0;
   #nextPeerCheck = performance.now() + PEER_CHECK_MS;
   #putsUntilPeerCheck = PUTS_PER_PEER_CHECK;
   /** Set while a call of this sender reads a value it puts (see #startMeasuring). */
@@ -408,7 +407,8 @@ export class Sender implements Disposable {
 
   /**
    * Waits until every message this sender put has been received and released, including
-   * those of `put` calls still waiting for room. A draft from {@linkcode prepare} counts once
+   * those of `put` calls still waiting for room, but none put after this call (a producer
+   * that keeps the queue busy does not keep it waiting). A draft from {@linkcode prepare} counts once
    * sent: one still unsent is not waited for, though messages put after it are (they are
    * delivered after it, so a timeout names the unsent drafts). Rejects with `FullError` on
    * timeout, and `ClosedError` when every receiver closed first.
@@ -419,16 +419,20 @@ export class Sender implements Disposable {
       const deadline = deadlineOf(options, "Sender.waitForAllAck", WAIT_OPTIONS);
       options?.signal?.throwIfAborted();
       if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
-        throw this.#ackTimeout("waitForAllAck", options?.timeout);
+        throw this.#ackTimeout("waitForAllAck", options?.timeout, this.#ackWait().stillOut());
       }
+      // The messages of puts that waited count: they were put before this call.
+      const wait = this.#ackWait();
       const done = await waitAsync(
         this.#queue,
         this.#queue.ackSignal,
-        this.#ackAttempt,
+        wait.attempt,
         deadline,
         options?.signal,
       );
-      if (done === undefined) throw this.#ackTimeout("waitForAllAck", options?.timeout);
+      if (done === undefined) {
+        throw this.#ackTimeout("waitForAllAck", options?.timeout, wait.stillOut());
+      }
     } catch (error) {
       throw namingCall(error, "Sender.waitForAllAck", options?.signal);
     }
@@ -442,8 +446,11 @@ export class Sender implements Disposable {
       this.#queue.assertOpen("Sender.waitForAllAckSync");
       const deadline = deadlineOf(options, "Sender.waitForAllAckSync", SYNC_WAIT_OPTIONS);
       this.#assertNoneWaiting("waitForAllAckSync");
-      const done = waitSync(this.#queue, this.#queue.ackSignal, this.#ackAttempt, deadline);
-      if (done === undefined) throw this.#ackTimeout("waitForAllAckSync", options?.timeout);
+      const wait = this.#ackWait();
+      const done = waitSync(this.#queue, this.#queue.ackSignal, wait.attempt, deadline);
+      if (done === undefined) {
+        throw this.#ackTimeout("waitForAllAckSync", options?.timeout, wait.stillOut());
+      }
     } catch (error) {
       throw namingCall(error, "Sender.waitForAllAckSync");
     }
@@ -856,30 +863,37 @@ export class Sender implements Disposable {
     return draft;
   }
 
-  readonly #ackAttempt: Attempt<true> = () => {
+  /**
+   * A `waitForAllAck` from now: its attempt, done once every message this sender has put is
+   * released (puts made later are not waited for: a producer that keeps the queue busy would
+   * hold the goal out of reach), and what is still out of those, for its errors.
+   */
+  #ackWait(): { attempt: Attempt<true>; stillOut(): number } {
     const queue = this.#queue;
-    queue.assertOpen();
-    if (queue.acked === (this.#published >>> 0)) return DONE;
-    if (queue.unsettled) {
-      queue.settle(); // acks are credited when releases are settled
-      if (queue.acked === (this.#published >>> 0)) return DONE;
-    }
-    // An ack can be lost to a receiver killed mid-release: now and then, and before giving
-    // up, ask the slot ring itself whether anything of this sender is still out.
-    const now = performance.now();
-    if (now >= this.#nextAckCheck || queue.livePeers === 0) {
-      this.#nextAckCheck = now + ACK_CHECK_MS;
-      if (queue.settleAcks(this.#published)) return DONE;
-    }
-    if (queue.livePeers === 0) {
-      const missing = (this.#published - queue.acked) >>> 0;
-      throw new ClosedError(
-        queue.goneMessage("receiver", `and ${missing} message(s) of this sender were not received`),
-        { reason: "no-receivers" },
-      );
-    }
-    return undefined;
-  };
+    const published = this.#published;
+    // Caught up: no look at the ring. Else the ring says which messages are out, in order.
+    const out = queue.acked === (published >>> 0) ? [] : queue.outOfSelf();
+    let first = 0;
+    const stillOut = () => out.slice(first).filter((at) => queue.isOut(at)).length;
+    const attempt = () => {
+      queue.assertOpen();
+      // Credits the acks, and lets a released message's room (its extension segment) go.
+      if (queue.unsettled) queue.settle();
+      while (first < out.length && !queue.isOut(out[first])) first++;
+      if (first === out.length || queue.acked === (this.#published >>> 0)) return DONE;
+      if (queue.livePeers === 0) {
+        throw new ClosedError(
+          queue.goneMessage(
+            "receiver",
+            `and ${stillOut()} message(s) of this sender were not received`,
+          ),
+          { reason: "no-receivers" },
+        );
+      }
+      return undefined;
+    };
+    return { attempt, stillOut };
+  }
 
   /** `behind`: the call waited out its timeout behind an earlier one of this sender. */
   #full(
@@ -947,8 +961,7 @@ export class Sender implements Disposable {
       "or cancel them, as no other end can free their room";
   }
 
-  #ackTimeout(method: string, timeout: number | undefined): FullError {
-    const missing = (this.#published - this.#queue.acked) >>> 0;
+  #ackTimeout(method: string, timeout: number | undefined, missing: number): FullError {
     // An unsent draft holds back this sender's later messages (their order is kept).
     const drafts = this.#drafts.size > 0
       ? `; this sender has ${this.#drafts.size} unsent draft(s), which the messages put after ` +
@@ -1100,6 +1113,3 @@ function named(error: unknown, method: string, planning = false): unknown {
   const cause = "cause" in (error as Error) ? (error as Error).cause : error;
   return new Ctor(`Sender.${method}: ${what}; nothing was sent`, { cause });
 }
-/** How often waitForAllAck checks the slot ring for lost acks: per sender, not per call, so
- * one polling with short timeouts checks too. */
-const ACK_CHECK_MS = 250;

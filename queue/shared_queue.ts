@@ -102,6 +102,13 @@ export interface TakenMessage {
 }
 
 const INT_MAX = 0x7fffffff;
+
+/** Whether a slot in `state` holds a message that is out: published, and not yet released. */
+function isOut(state: number): boolean {
+  return state === L.SlotState.Ready || state === L.SlotState.Taken ||
+    state === L.SlotState.Prefetched || state === L.SlotState.Claimed ||
+    state === L.SlotState.Held;
+}
 /** How long a call that must not wait waits for a live holder's lock: `hasSpace()`, and a get
  * whose timeout is up saying why messages were held back. A critical section takes
  * microseconds; a holder that keeps the lock longer is preempted or stopped. */
@@ -523,47 +530,42 @@ export class SharedQueue {
   }
 
   /**
-   * Checks the slot ring for messages this sender published that are still waiting or held;
-   * when there are none, sets its ack count to `published` and returns true. Restores an ack
-   * lost by a receiver killed between releasing a message and crediting its sender.
+   * The ring positions of this sender's messages out now (published, not yet released): what
+   * a `waitForAllAck` begun now waits for, and nothing put later. Read from the slots, not the
+   * ack count, which a receiver killed between its release and its count leaves short.
    */
-  settleAcks(published: number): boolean {
+  outOfSelf(): number[] {
     this.#lock();
-    let booked = false;
     try {
       this.#checkUsable();
-      this.#settleLocked(true);
       const u32 = this.#u32;
       const tail = u32[L.C_TAIL >> 2];
       const span = this.#slotsFrom(tail);
+      const out: number[] = [];
       for (let k = 0; k < span; k++) {
-        const slot = (tail + k) & this.#mask;
-        const s = L.slotOffset(slot);
+        const at = (tail + k) >>> 0;
+        const s = L.slotOffset(at & this.#mask);
         if (
-          u32[(s + L.S_SENDER) >> 2] !== this.#self ||
-          u32[(s + L.S_SENDER_GEN) >> 2] !== this.#selfGen
-        ) {
-          continue;
-        }
-        const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-        // Released since the settle above (receivers release without the lock): its ack is
-        // still to come, and would count once more after the store below. Booked now.
-        if (state === L.SlotState.Released) booked = this.#doneLocked(slot, state) || booked;
-        else if (
-          state === L.SlotState.Ready || state === L.SlotState.Taken ||
-          state === L.SlotState.Prefetched || state === L.SlotState.Claimed ||
-          state === L.SlotState.Held
-        ) {
-          return false;
-        }
+          u32[(s + L.S_SENDER) >> 2] === this.#self &&
+          u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen &&
+          isOut(Atomics.load(this.#i32, (s + L.S_STATE) >> 2))
+        ) out.push(at);
       }
-      Atomics.store(u32, (L.participantOffset(this.#self) + L.P_ACKED) >> 2, published >>> 0);
-      return true;
+      return out;
     } finally {
-      // What was booked here gives its slot and space back now, not at the next settle.
-      if (booked) this.#reclaimLocked();
       this.#unlock();
     }
+  }
+
+  /**
+   * Whether the message at ring position `at` (from {@linkcode outOfSelf}) is still out. No
+   * lock: until the tail passes `at` its slot is that message's, whose state, once released,
+   * never goes back; a slot reused since the read of the tail says "out" at worst, and is
+   * looked at again.
+   */
+  isOut(at: number): boolean {
+    if (((at - this.#u32[L.C_TAIL >> 2]) | 0) < 0) return false;
+    return isOut(Atomics.load(this.#i32, (L.slotOffset(at & this.#mask) + L.S_STATE) >> 2));
   }
 
   /** Messages put and not yet released, as last recorded (no lock), less this sender's
@@ -2716,7 +2718,7 @@ export class SharedQueue {
    * bounds the scan: releases come mostly in order, so the first slots scanned are the ones.
    * With `all`, the whole span is scanned whatever the count says: for the few, slow places
    * that must not miss a release the count does not cover (a releaser killed between its CAS
-   * and its count): settleAcks, and reapDead, which waits that time out run.
+   * and its count): reapDead, which waits that time out run.
    */
   #settleLocked(all = false): void {
     const i32 = this.#i32;

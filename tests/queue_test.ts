@@ -358,6 +358,35 @@ Deno.test("waitForAllAck: an unsent draft is not waited for; receivers gone, it 
     });
   }));
 
+Deno.test("waitForAllAck waits for the messages put before it, not those put since, whatever order they are released in", () =>
+  withoutLeaks(async () => {
+    const [s, r] = createSharedMemoryPair({ capacity: 8 });
+    using _s = s;
+    using _r = r;
+    s.putSync(1);
+    s.putSync(2);
+    const acked = s.waitForAllAck({ timeout: 5_000 });
+    s.putSync(3); // put after the call: not waited for
+    const [one, two, three] = [r.borrowSync(), r.borrowSync(), r.borrowSync()];
+    three.release();
+    one.release();
+    // As many released as were put before the call, but not those: 2 is still out.
+    assert.throws(() => s.waitForAllAckSync({ timeout: 20 }), {
+      name: "FullError",
+      message:
+        /^Sender\.waitForAllAckSync: 1 message\(s\) still not received and released after 20 ms$/,
+    });
+    two.release();
+    // Before: it waited for 3 too, so a producer that kept the queue busy kept it waiting.
+    s.putSync(4);
+    const held = r.borrowSync();
+    await acked;
+    // A call made now waits for 4.
+    assert.throws(() => s.waitForAllAckSync({ timeout: 20 }), FullError);
+    held.release();
+    s.waitForAllAckSync({ timeout: 1_000 });
+  }));
+
 Deno.test("get timeouts and getNowait on an empty queue", () =>
   withoutLeaks(async () => {
     const [s, r] = createSharedMemoryPair();
