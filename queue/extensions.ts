@@ -114,6 +114,16 @@ export class ExtensionTable {
     this.#setStateLocked(index, L.ExtensionState.Busy);
   }
 
+  /** Whether any extension has a segment (busy or idle). */
+  anyHeld(): boolean {
+    for (let i = 0; i < L.MAX_EXTENSIONS; i++) {
+      if (this.#u32[(L.extensionOffset(i) + L.E_STATE) >> 2] !== L.ExtensionState.Empty) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** Whether any extension carries a message (by the count, see L.C_EXTENSIONS_BUSY). */
   get anyBusy(): boolean {
     return this.#u32[L.C_EXTENSIONS_BUSY >> 2] !== 0;

@@ -51,7 +51,8 @@ export interface QueueOptions {
    */
   arenaBytes?: number;
   /**
-   * Bound on all the shared memory the queue holds: the arena plus extension segments.
+   * Bound on the shared memory the queue's messages take: the arena plus extension segments
+   * (the slot ring, 128 bytes per unit of `capacity`, comes beside it).
    * Senders wait while more would be needed, the first to wait served first (later large
    * messages leave it room); idle extensions are dropped to make room. One
    * message larger than the budget still goes through, alone, as long as /dev/shm has

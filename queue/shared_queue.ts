@@ -475,6 +475,7 @@ export class SharedQueue {
     queue.#exitCheck = exitCheck;
     queue.#register();
     track(queue, SharedQueue.removeAtExit);
+    queue.#watchIdleExtensions();
     return queue;
   }
 
@@ -1841,7 +1842,10 @@ export class SharedQueue {
     // is oversized too and can reuse one: at any extension message (whoever left them), and at
     // an arena message once any end saw an extension go idle.
     const fitsArena = this.fitsArena(length);
-    if ((u32[L.C_TRIM_DUE >> 2] !== 0 || !fitsArena) && length <= this.#byteBudget - arenaSize) {
+    // An arena message takes no extension room: it fits the budget whatever its length (with
+    // byteBudget equal to the arena, the room is 0 and no length is below it).
+    const oversized = !fitsArena && length > this.#byteBudget - arenaSize;
+    if ((u32[L.C_TRIM_DUE >> 2] !== 0 || !fitsArena) && !oversized) {
       u32[L.C_TRIM_DUE >> 2] = 0;
       this.#extensionTable.trimLocked();
     }
@@ -2221,16 +2225,20 @@ export class SharedQueue {
   }
 
   /**
-   * Runs every IDLE_TICK_MS (at most) while this end has extensions mapped: an end that
-   * makes no call and does not wait would otherwise keep a dropped segment mapped, and its
-   * memory taken, for good. Never blocks: a lock held elsewhere is tried again next time.
+   * Runs every IDLE_TICK_MS (at most) while this end is open: an end that makes no call and
+   * does not wait would otherwise keep a dropped segment mapped, and its memory taken, for
+   * good. Never blocks: a lock held elsewhere is tried again next time.
    */
   #tickIdleExtensions(): void {
-    if (this.#closed || !this.#mappings.anyMapped()) {
+    if (this.#closed) {
       clearInterval(this.#idleTimer);
       this.#idleTimer = undefined;
       return;
     }
+    // A segment no end has mapped (its writer and reader closed, or its writer died before
+    // publishing, unnoticed until a reap) is reaped and dropped by whichever end ticks: every
+    // end ticks while it is open, and takes the lock only while the table holds a segment.
+    if (!this.#mappings.anyMapped() && !this.#extensionTable.anyHeld()) return;
     if (!this.#mutex.tryLock()) return;
     try {
       if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) return;
@@ -2244,8 +2252,8 @@ export class SharedQueue {
     }
   }
 
-  /** Starts #tickIdleExtensions once this end has an extension mapped: with idle ones kept
-   * forever too, as others are still dropped for the budget, and this end must unmap them. */
+  /** Starts #tickIdleExtensions, from this end's join on: with idle segments kept forever too,
+   * as others are still dropped for the budget, and this end must unmap them. */
   #watchIdleExtensions(): void {
     if (this.#idleTimer !== undefined) return;
     const every = Math.min(Math.max(this.#keepIdleMs / 2, MIN_IDLE_TICK_MS), IDLE_TICK_MS);

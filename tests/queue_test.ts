@@ -131,6 +131,49 @@ Deno.test("idle extension segments are dropped after keepIdleSegmentsMs, by ends
     assert.equal(again[big.length - 1], big[big.length - 1]);
   }));
 
+Deno.test("an idle segment that no open end has mapped is dropped while the ends make no call", () =>
+  withoutLeaks(async () => {
+    using q = segmentQueue(200);
+    // Two more ends carry a large message and close: the queue's first two never mapped it.
+    const sender = openSender(q.s.descriptor);
+    const receiver = openReceiver(q.s.descriptor);
+    sender.putSync(new Uint8Array(1 << 20));
+    receiver.getSync();
+    sender.waitForAllAckSync(); // settles the release: the segment is idle now
+    sender.close();
+    receiver.close();
+    assert.equal(q.segments().length, 1, "kept for reuse at first");
+    // Before: only an end that had the segment mapped watched it, so it stayed until a call.
+    assert.ok(
+      await eventually(() => q.segments().length === 0),
+      `still there: ${q.segments()}`,
+    );
+  }));
+
+Deno.test("a message over the budget leaves no segment behind once puts that fit come, with the arena taking the whole budget", () =>
+  withoutLeaks(() => {
+    // arenaBytes is the budget here: no room beside it for extensions.
+    const [s, r] = createSharedMemoryPair({
+      arenaBytes: 1 << 20,
+      byteBudget: 1 << 20,
+      keepIdleSegmentsMs: Infinity,
+    });
+    using _s = s;
+    using _r = r;
+    const prefix = s.descriptor.name.slice(1) + "-x";
+    const segments = () => shmEntries().filter((n) => n.startsWith(prefix));
+    s.putSync(new Uint8Array(4 << 20)); // goes alone, in a segment of its own
+    r.getSync();
+    s.waitForAllAckSync();
+    assert.equal(segments().length, 1);
+    s.putSync(new Uint8Array(100)); // fits the budget (in the arena)
+    r.getSync();
+    // Before: an arena message never counted as one that fits, when the room beside the arena
+    // was 0, so the segment stayed for good.
+    assert.deepEqual(segments(), []);
+    assert.ok(s.stats().sharedBytes < 2 << 20, "back within the budget, and the ring");
+  }));
+
 Deno.test("each idle segment is timed on its own: smaller large messages do not keep a huge one", () =>
   withoutLeaks(async () => {
     using q = segmentQueue(200, { capacity: 8 });
