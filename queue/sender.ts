@@ -930,9 +930,9 @@ export class Sender implements Disposable {
       : inFlight >= capacity
       ? `${inFlight} of capacity ${capacity} messages are unreleased`
       : queue.ringFull
-      ? `the oldest unreleased message (a lease not yet released, or a draft not yet sent) ` +
-        `holds back the queue's ${queue.ringSize} slots, which are reused in order: release ` +
-        `it, or send or cancel the draft`
+      ? `the oldest unreleased message (a lease not yet released, a draft not yet sent, or a ` +
+        `large put still being written) holds back the queue's ${queue.ringSize} slots, which ` +
+        `are reused in order: release it, or send or cancel the draft`
       : waitingForExtension && !queue.fitsArena(byteLength)
       ? `all ${MAX_EXTENSIONS} extension segments carry messages in flight (each message of ` +
         `over ${queue.largestArenaMessage} bytes, a quarter of the arena, holds one until it ` +
@@ -940,7 +940,8 @@ export class Sender implements Disposable {
       : queue.fitsArena(byteLength)
       ? `the arena has no room for this ${byteLength}-byte message: ${arenaHeld} of its ` +
         `${queue.arenaSize} bytes are held, reclaimed in order behind the oldest unreleased ` +
-        `message (a lease not yet released, or a draft not yet sent, holds back what follows it)`
+        `message (a lease not yet released, a draft not yet sent, or a large put still being ` +
+        `written, holds back what follows it)`
       : `the byte budget of ${byteBudget} bytes has no room for this ${byteLength}-byte ` +
         `message: the arena takes ${queue.arenaSize} bytes of it and messages in flight hold ` +
         `${extensionBytes} bytes of extension segments` +
