@@ -870,6 +870,8 @@ export class Sender implements Disposable {
    */
   #ackWait(): { attempt: Attempt<true>; stillOut(): number } {
     const queue = this.#queue;
+    // Closed while the call waited behind a put of this sender: its memory is gone.
+    queue.assertOpen();
     const published = this.#published;
     // Caught up: no look at the ring. Else the ring says which messages are out, in order.
     const out = queue.acked === (published >>> 0) ? [] : queue.outOfSelf();

@@ -26,9 +26,9 @@ Deno.test("close() during a waiting get, put or waitForAllAck always rejects wit
       const key = error instanceof ClosedError ? "ClosedError" : String(error);
       outcomes.set(key, (outcomes.get(key) ?? 0) + 1);
     };
-    for (let i = 0; i < 60; i++) {
+    for (let i = 0; i < 80; i++) {
       const [sender, receiver] = createSharedMemoryPair({ capacity: 1 });
-      const which = i % 3;
+      const which = i % 4;
       if (which === 0) {
         sender.putSync(1);
         await receiver.get(); // takes a turn if due, so the next get goes straight to its wait
@@ -40,16 +40,25 @@ Deno.test("close() during a waiting get, put or waitForAllAck always rejects wit
         const put = sender.put(1);
         sender.close();
         note(await put.then(() => "resolved", (e) => e));
-      } else {
+      } else if (which === 2) {
         await sender.put(0);
         const ack = sender.waitForAllAck();
         sender.close();
         note(await ack.then(() => "resolved", (e) => e));
+      } else {
+        // Waiting behind a put of its sender: before, a TypeError about a detached buffer,
+        // as it read the unmapped queue once the put was done.
+        await sender.put(0);
+        const put = sender.put(1).catch(() => {});
+        const ack = sender.waitForAllAck();
+        sender.close();
+        note(await ack.then(() => "resolved", (e) => e));
+        await put;
       }
       sender.close();
       receiver.close();
     }
-    assert.deepEqual([...outcomes], [["ClosedError", 60]]);
+    assert.deepEqual([...outcomes], [["ClosedError", 80]]);
   });
 });
 
