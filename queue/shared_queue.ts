@@ -179,6 +179,7 @@ export class SharedQueue {
   /** While this end has extensions mapped: the unref'd timer that drops idle ones when they
    * are due and unmaps what other ends dropped (see #tickIdleExtensions). */
   #idleTimer: Timer | undefined;
+  #idleFast = false;
   /** Reservations made, counted for the checks for idle extensions from puts. */
   #reservations = 0;
   readonly #fd: number;
@@ -2238,7 +2239,13 @@ export class SharedQueue {
     // A segment no end has mapped (its writer and reader closed, or its writer died before
     // publishing, unnoticed until a reap) is reaped and dropped by whichever end ticks: every
     // end ticks while it is open, and takes the lock only while the table holds a segment.
-    if (!this.#mappings.anyMapped() && !this.#extensionTable.anyHeld()) return;
+    const mapped = this.#mappings.anyMapped();
+    // Nothing mapped here: only a table segment this tick could drop is worth the lock (none
+    // ever is with idle segments kept for good).
+    if (!mapped && (this.#keepIdleMs === Infinity || !this.#extensionTable.anyHeld())) {
+      if (this.#idleFast) this.#rearmIdleTimer(false);
+      return;
+    }
     if (!this.#mutex.tryLock()) return;
     try {
       if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) return;
@@ -2254,9 +2261,19 @@ export class SharedQueue {
 
   /** Starts #tickIdleExtensions, from this end's join on: with idle segments kept forever too,
    * as others are still dropped for the budget, and this end must unmap them. */
-  #watchIdleExtensions(): void {
-    if (this.#idleTimer !== undefined) return;
-    const every = Math.min(Math.max(this.#keepIdleMs / 2, MIN_IDLE_TICK_MS), IDLE_TICK_MS);
+  #watchIdleExtensions(fast = false): void {
+    if (this.#idleTimer !== undefined && (this.#idleFast || !fast)) return;
+    this.#rearmIdleTimer(fast);
+  }
+
+  /** (Re)starts the tick: at the keep's pace while this end has a segment mapped, else at
+   * IDLE_TICK_MS (an end that never carries a large message wakes once a second, not 20). */
+  #rearmIdleTimer(fast: boolean): void {
+    clearInterval(this.#idleTimer);
+    this.#idleFast = fast;
+    const every = fast
+      ? Math.min(Math.max(this.#keepIdleMs / 2, MIN_IDLE_TICK_MS), IDLE_TICK_MS)
+      : IDLE_TICK_MS;
     this.#idleTimer = setInterval(() => this.#tickIdleExtensions(), every);
     Deno.unrefTimer(this.#idleTimer);
   }
@@ -2265,7 +2282,7 @@ export class SharedQueue {
    * ExtensionMappings.map), and watches it for idleness. */
   #extension(index: number, use: ExtensionUse, needed: number): ExtensionMapping {
     const extension = this.#mappings.map(index, use, needed);
-    this.#watchIdleExtensions();
+    this.#watchIdleExtensions(true);
     return extension;
   }
 
