@@ -240,8 +240,9 @@ export function renderMarkdown(results: Results): string {
     "to the last, so no " +
     "transport is charged for filling its pipeline; the median of the rounds is shown. " +
     "Sizes are payload bytes; the structured message holds a " +
-    "Float32Array of ⌊size/4⌋ elements plus `idx` and `source`, and counts as size bytes (its " +
-    "10 B carries 8 B of floats, and a number and a string beside them). Messages in flight are bounded " +
+    "Float32Array of ⌊size/4⌋ elements plus `idx` and `source`, and counts as size bytes " +
+    "(its 10 B carries 8 B of floats, and a number and a string beside them). " +
+    "Messages in flight are bounded " +
     `the same way for every windowed transport: ${windowOf(results)}, or fewer so that at ` +
     "most ~1 GiB is in flight (1 at 1 GiB). memcpy is kind-independent and repeated in both " +
     "tables.\n\n";

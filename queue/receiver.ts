@@ -376,9 +376,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * messages before it are returned and the next call of this end throws its error, which
    * names this call (unless this end closes first); should its `allocate` fail, the batch ends
    * there with no error, and the message stays first in line: the next call tries it again
-   * (and throws, should `allocate` fail for it again). So it does when `allocate` hands out a buffer it
-   * gave for an earlier message of the batch, which would overwrite that message's array: the
-   * batch ends there. While this end is the queue's only receiver, the batch's messages are
+   * (and throws, should `allocate` fail for it again). So it does when `allocate` hands out a
+   * buffer it gave for an earlier message of the batch, which would overwrite that message's
+   * array: the batch ends there. While this end is the queue's only receiver, the batch's messages are
    * released together as it returns (their room comes back to senders then): should this end
    * be killed while it copies them, those it had copied go back to the queue, and only the
    * one it was copying counts as received. With other receivers open, each is released as it

@@ -408,9 +408,9 @@ export class Sender implements Disposable {
   /**
    * Waits until every message this sender put has been received and released, including
    * those of `put` calls still waiting for room, but none put after this call (a producer
-   * that keeps the queue busy does not keep it waiting). A draft from {@linkcode prepare} counts once
-   * sent: one still unsent is not waited for, though messages put after it are (they are
-   * delivered after it, so a timeout names the unsent drafts). Rejects with `FullError` on
+   * that keeps the queue busy does not keep it waiting). A draft from {@linkcode prepare}
+   * counts once sent: one still unsent is not waited for, though messages put after it are
+   * (they are delivered after it, so a timeout names the unsent drafts). Rejects with `FullError` on
    * timeout, and `ClosedError` when every receiver closed first.
    */
   async waitForAllAck(options?: WaitOptions): Promise<void> {

@@ -109,6 +109,7 @@ function isOut(state: number): boolean {
     state === L.SlotState.Prefetched || state === L.SlotState.Claimed ||
     state === L.SlotState.Held;
 }
+
 /** How long a call that must not wait waits for a live holder's lock: `hasSpace()`, and a get
  * whose timeout is up saying why messages were held back. A critical section takes
  * microseconds; a holder that keeps the lock longer is preempted or stopped. */
@@ -176,9 +177,10 @@ export class SharedQueue {
   readonly #byteBudget: number;
   /** See layout.C_KEEP_IDLE_MS. */
   readonly #keepIdleMs: number;
-  /** While this end has extensions mapped: the unref'd timer that drops idle ones when they
-   * are due and unmaps what other ends dropped (see #tickIdleExtensions). */
+  /** While this end is open: the unref'd timer that drops idle extensions when they are due
+   * and unmaps what other ends dropped (see #tickIdleExtensions). */
   #idleTimer: Timer | undefined;
+  /** Whether that timer runs at the keep's pace (this end has a segment mapped), not 1 s. */
   #idleFast = false;
   /** Reservations made, counted for the checks for idle extensions from puts. */
   #reservations = 0;
