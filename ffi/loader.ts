@@ -220,15 +220,16 @@ function elfProblem(path: string): string | undefined {
   const machine = header.getUint16(18, true);
   const arch = ELF_MACHINES[machine] ?? `ELF machine ${machine}`;
   if (arch !== Deno.build.arch) return `it is built for ${arch}, and this is ${Deno.build.arch}`;
+  const phoff = Number(header.getBigUint64(32, true));
+  const phentsize = header.getUint16(54, true);
+  const phnum = header.getUint16(56, true);
   // The program and section header tables: a build ends with the latter.
   const end = Math.max(
-    Number(header.getBigUint64(32, true)) + header.getUint16(54, true) * header.getUint16(56, true),
+    phoff + phentsize * phnum,
     Number(header.getBigUint64(40, true)) + header.getUint16(58, true) * header.getUint16(60, true),
   );
   let loaded = 0; // what its PT_LOAD segments map: without section headers, the end
-  const phoff = Number(header.getBigUint64(32, true));
-  const phentsize = header.getUint16(54, true);
-  for (let k = 0; k < header.getUint16(56, true); k++) {
+  for (let k = 0; k < phnum; k++) {
     const at = phoff + k * phentsize;
     if (at + 56 > head.byteLength) break; // beyond what was read: dlopen reads it
     if (header.getUint32(at, true) !== 1) continue; // PT_LOAD

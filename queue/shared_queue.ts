@@ -130,7 +130,8 @@ const EXTENSION_MAKE_BYTES_PER_MS = 1e6;
 /** How often, at most, wakes that find no waiter reap the dead (see #wakeAnnounced). */
 const IDLE_WAKE_REAP_MS = 250;
 /** How often an end with extensions mapped looks for idle ones to drop or unmap, at most
- * (see #tickIdleExtensions), and at least: half the time they are kept, within these. */
+ * (see #tickIdleExtensions), and at least: half the time they are kept, within these. An end
+ * with none mapped looks every IDLE_TICK_MS. */
 const IDLE_TICK_MS = 1_000;
 const MIN_IDLE_TICK_MS = 50;
 /** A budget claim not renewed for this long is void (see L.C_CLAIM_BYTES): its put renews it
@@ -2240,11 +2241,12 @@ export class SharedQueue {
     }
     // A segment no end has mapped (its writer and reader closed, or its writer died before
     // publishing, unnoticed until a reap) is reaped and dropped by whichever end ticks: every
-    // end ticks while it is open, and takes the lock only while the table holds a segment.
-    const mapped = this.#mappings.anyMapped();
-    // Nothing mapped here: only a table segment this tick could drop is worth the lock (none
-    // ever is with idle segments kept for good).
-    if (!mapped && (this.#keepIdleMs === Infinity || !this.#extensionTable.anyHeld())) {
+    // end ticks while it is open. With nothing mapped here, only a segment in the table that
+    // this tick could drop is worth the lock (none ever is with idle segments kept for good).
+    if (
+      !this.#mappings.anyMapped() &&
+      (this.#keepIdleMs === Infinity || !this.#extensionTable.anyHeld())
+    ) {
       if (this.#idleFast) this.#rearmIdleTimer(false);
       return;
     }
