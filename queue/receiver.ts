@@ -187,6 +187,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #inTransit = new Set<TakenMessage>();
   /** A caller's `allocate` runs: this end takes nothing meanwhile (see #takeNext). */
   #inAllocate = false;
+  /** A getNowait runs: its takes wait for the lock only briefly (see SharedQueue.take). */
+  #takeBriefly = false;
   /** The error of a message a getMany consumed after others it returned: the next call of
    * this end throws it (see #manyAttempt). */
   #deferred: { error: unknown } | undefined;
@@ -251,8 +253,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   /**
    * A snapshot of the queue for monitoring, the same as the senders see (see
    * {@linkcode QueueStats}): for instance, how many messages wait for this end and its peers.
-   * Takes the queue's lock for a moment, as a put does. Throws `ClosedError` once this end is
-   * closed, or when the queue is found corrupt.
+   * Takes the queue's lock for a moment, as a put does, but never waits for it for more than
+   * a few milliseconds (a stopped peer may keep it): past that, it reads without it. Throws
+   * `ClosedError` once this end is closed, or when the queue is found corrupt.
    *
    * @example
    * ```ts
@@ -347,6 +350,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * once every sender has closed and the queue is drained. A message whose value is
    * `undefined` looks the same as none: on a queue that carries such values, use
    * `getSync({ timeout: 0 })`, which throws `EmptyError` when none is waiting.
+   * Never waits: while a peer keeps the queue's lock for more than a few milliseconds (a
+   * stopped or hung process), it returns `undefined` too, as Python's `get_nowait` raises
+   * `Empty` when its lock is busy.
    */
   getNowait<T = unknown>(options?: NowaitGetOptions): T | undefined {
     try {
@@ -356,12 +362,17 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         checkOptionsObject(options, "Receiver.getNowait", COPY_TARGET_OPTIONS);
       }
       const attempt = this.#getAttemptFor(options, "getNowait");
-      const got = attempt();
-      if (got !== undefined) return got.value as T;
-      // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
-      // Waiting calls notice dead peers on their own; a caller that only polls must, too.
-      if (!this.#queue.reapIfDue()) return undefined;
-      return attempt()?.value as T | undefined;
+      this.#takeBriefly = true;
+      try {
+        const got = attempt();
+        if (got !== undefined) return got.value as T;
+        // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
+        // Waiting calls notice dead peers on their own; a caller that only polls must, too.
+        if (!this.#queue.reapIfDue(true)) return undefined;
+        return attempt()?.value as T | undefined;
+      } finally {
+        this.#takeBriefly = false;
+      }
     } catch (error) {
       throw namingCall(error, "Receiver.getNowait");
     }
@@ -958,7 +969,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       this.#deferred = undefined;
       throw deferred.error;
     }
-    const taken = this.#queue.take();
+    const taken = this.#queue.take(this.#takeBriefly);
     // A stop raised between this call's check and its take (WorkerHandle.terminate(), then a
     // put the Worker woke for): the message goes back in line, for another receiver, rather
     // than out with this Worker, and the stop runs now, so that an async call, which never

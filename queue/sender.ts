@@ -154,8 +154,9 @@ export class Sender implements Disposable {
   /**
    * A snapshot of the queue for monitoring: messages waiting and in flight, totals put and
    * received, shared memory in use, the ends open and dead (see {@linkcode QueueStats}).
-   * Takes the queue's lock for a moment, as a put does. Throws `ClosedError` once this end is
-   * closed, or when the queue is found corrupt.
+   * Takes the queue's lock for a moment, as a put does, but never waits for it for more than
+   * a few milliseconds (a stopped peer may keep it): past that, it reads without it. Throws
+   * `ClosedError` once this end is closed, or when the queue is found corrupt.
    *
    * @example
    * ```ts

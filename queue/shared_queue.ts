@@ -625,15 +625,18 @@ export class SharedQueue {
 
   /**
    * A snapshot of the queue for {@linkcode QueueStats}, under the lock: releases are settled
-   * first, so the totals only grow from one snapshot to the next.
+   * first, so the totals only grow from one snapshot to the next. A monitor must not hang on
+   * a stopped peer, so the lock is waited for briefly only: past that, the figures are read
+   * without it (their counters move only under the lock, so they still agree, but for one
+   * that a slow holder changes meanwhile).
    */
   stats(): QueueStats {
     // The dead are counted once noticed: a queue only watched must be looked at too.
-    this.reapIfDue();
-    this.#lock();
+    this.reapIfDue(true);
+    const locked = this.#lockUnless(true);
     try {
       this.#checkUsable();
-      this.#settleLocked(true);
+      if (locked) this.#settleLocked(true);
       const u32 = this.#u32;
       const i32 = this.#i32;
       const f64 = this.#f64;
@@ -685,7 +688,7 @@ export class SharedQueue {
         receiversDied: sender ? died : ownDied,
       };
     } finally {
-      this.#unlock();
+      if (locked) this.#unlock();
     }
   }
 
@@ -1044,16 +1047,17 @@ export class SharedQueue {
   // ---------------------------------------------------------------- receiver side
 
   /**
-   * Takes the next message, or returns undefined when none is ready. Throws ClosedError when
-   * the queue is drained and no sender is left.
+   * Takes the next message, or returns undefined when none is ready (`brief`: or when a live
+   * holder keeps the lock past BRIEF_LOCK_MS). Throws ClosedError when the queue is drained
+   * and no sender is left.
    */
-  take(): TakenMessage | undefined {
+  take(brief = false): TakenMessage | undefined {
     if (this.#prefetchHead < this.#prefetched.length) {
       const ahead = this.#handOutPrefetched();
       if (ahead !== undefined) return ahead;
     }
     let taken: TakenMessage | undefined;
-    this.#lock();
+    if (!this.#lockUnless(brief)) return undefined;
     try {
       this.#checkUsable();
       taken = this.#takeLocked();

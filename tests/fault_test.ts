@@ -468,6 +468,41 @@ Deno.test("hasSpace() answers at once while a live peer keeps the lock, and take
   r.close();
 });
 
+Deno.test("getNowait() and stats() answer at once while a live peer keeps the lock, and take a dead one's over", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  for (const n of [1, 2, 3]) s.putSync(n);
+  {
+    // It takes message 1 and keeps the lock.
+    await using holder = new Child("lock", [JSON.stringify(s.descriptor), "receiver"]);
+    await holder.expect("locked");
+    const timed = <T>(what: string, call: () => T): T => {
+      const started = performance.now();
+      const result = call();
+      const ms = performance.now() - started;
+      // Before: 10 s, the time a blocking call gives a live holder, then ClosedError "stuck".
+      // Generous for a loaded machine; each call takes about 3 ms.
+      assert.ok(ms < 1_000, `${what} took ${ms.toFixed(1)} ms`);
+      return result;
+    };
+    assert.equal(timed("getNowait()", () => r.getNowait()), undefined, "the lock is busy");
+    for (const [what, end] of [["receiver", r], ["sender", s]] as const) {
+      const stats = timed(`${what} stats()`, () => end.stats());
+      assert.deepEqual(
+        [stats.waiting, stats.inFlight, stats.put, stats.received, stats.receivers],
+        [2, 3, 3, 0, 2],
+        `${what} stats() read without the lock`,
+      );
+    }
+    await holder.stop();
+  }
+  // Message 1 went with the receiver that took it, as a killed receiver's message does.
+  assert.deepEqual([r.getNowait(), r.getNowait(), r.getNowait()], [2, 3, undefined]);
+  assert.equal(s.stats().receiversDied, 1);
+  assert.equal(mutexHeld(s.descriptor.name), false);
+  s.close();
+  r.close();
+});
+
 Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
