@@ -13,7 +13,7 @@
 
 import { turnIfDue } from "./fairness.ts";
 import { timerFor } from "./timer.ts";
-import type { Attempt } from "./wait.ts";
+import { type Attempt, attemptBy } from "./wait.ts";
 
 /** The async calls of one queue end, in call order. */
 export class Lane {
@@ -48,15 +48,16 @@ export class Lane {
    * {@linkcode later}: a message taken now would sit in a promise while a sync get of the
    * same end took the next one. A sender (`turnAfter` true) puts at once and takes the turn
    * afterwards: its message is out, so its sync calls need not wait for the yield. Either
-   * way, call {@linkcode takeDueTurn} right after, in the same synchronous step.
+   * way, call {@linkcode takeDueTurn} right after, in the same synchronous step. `deadline`:
+   * the call's (see attemptBy).
    */
-  now<T>(attempt: Attempt<T>, turnAfter = false): { value: T } | undefined {
+  now<T>(attempt: Attempt<T>, deadline: number, turnAfter = false): { value: T } | undefined {
     this.#dueTurn = undefined;
     if (this.#queued !== 0) return undefined;
     const turn = turnIfDue();
     this.#dueTurn = turn;
     if (turn !== undefined && !turnAfter) return undefined;
-    return attempt();
+    return attemptBy(deadline, attempt);
   }
 
   /** The fairness turn the last {@linkcode now} found due, handed over: await it after a
@@ -117,7 +118,7 @@ export class Lane {
       if (!(await settledBy(ahead, deadline, signal))) return BEHIND;
       if (turn) await turn;
       signal?.throwIfAborted();
-      return attempt() ?? await wait(attempt, deadline, signal);
+      return attemptBy(deadline, attempt) ?? await wait(attempt, deadline, signal);
     } finally {
       try {
         leaving?.();

@@ -75,6 +75,8 @@ export class ShmMutex {
   readonly #hooks: MutexHooks;
   /** The lock word a previous call gave up on, or 0. */
   #stuckWord = 0;
+  /** The live holder that kept the lock past the patience of the last lockWithin refused. */
+  #keptBy = -1;
 
   /**
    * @param words Int32 view of the mapping that holds the lock word.
@@ -168,14 +170,19 @@ export class ShmMutex {
         heldSince = performance.now();
         slice = FIRST_LIVENESS_SLICE_MS;
       }
-      const woke = futexWait(this.#pointer, seen, slice) !== "timeout";
+      // A call that gives up at its deadline wakes for it, not a slice after.
+      const left = patienceMs - (performance.now() - started);
+      const woke = futexWait(this.#pointer, seen, Math.max(Math.min(slice, left), 0)) !== "timeout";
       if (woke && Atomics.load(words, i) !== seen) continue;
       if (!woke) slice = Math.min(slice * 2, LIVENESS_SLICE_MS);
       const owner = (seen & OWNER_MASK) - 1;
       // A word naming this participant's index is garbage, or a dead end's that held the
       // index before: this end never waits on a lock it holds.
       if (owner !== (this.#ownWord & OWNER_MASK) - 1 && this.#hooks.isAlive(owner)) {
-        if (performance.now() - started >= patienceMs) return false;
+        if (performance.now() - started >= patienceMs) {
+          this.#keptBy = owner;
+          return false;
+        }
         const again = !moved && seen === this.#stuckWord;
         const now = performance.now();
         const neverFree = !sawFree && now - started > stuckMs;
@@ -207,6 +214,12 @@ export class ShmMutex {
         return true;
       }
     }
+  }
+
+  /** The participant index of the live holder that kept the lock past the patience of the
+   * last {@linkcode lockWithin} that returned false (-1 before any did). */
+  get keptBy(): number {
+    return this.#keptBy;
   }
 
   /** Takes the lock if it is free, without waiting; returns whether it did. */

@@ -30,6 +30,8 @@ import { SharedQueue, type TakenMessage } from "./shared_queue.ts";
 import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
+  attemptBy,
+  briefDeadline,
   checkOptionsObject,
   deadlineOf,
   SYNC_WAIT_OPTIONS,
@@ -187,8 +189,6 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
   readonly #inTransit = new Set<TakenMessage>();
   /** A caller's `allocate` runs: this end takes nothing meanwhile (see #takeNext). */
   #inAllocate = false;
-  /** A getNowait runs: its takes wait for the lock only briefly (see SharedQueue.take). */
-  #takeBriefly = false;
   /** The error of a message a getMany consumed after others it returned: the next call of
    * this end throws it (see #manyAttempt). */
   #deferred: { error: unknown } | undefined;
@@ -319,7 +319,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const deadline = deadlineOf(options, "Receiver.get", GET_OPTIONS);
       options?.signal?.throwIfAborted();
       const attempt = loopAttempt ?? this.#getAttemptFor(options, "get");
-      const got = this.#lane.now(attempt) ??
+      const got = this.#lane.now(attempt, deadline) ??
         await this.#waitInLane(attempt, deadline, options?.signal);
       if (got === undefined || got === BEHIND) {
         throw this.#empty(method, options?.timeout, got === BEHIND);
@@ -337,7 +337,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       this.#queue.assertOpen("Receiver.getSync");
       const deadline = deadlineOf(options, "Receiver.getSync", SYNC_GET_OPTIONS);
       const attempt = this.#getAttemptFor(options, "getSync");
-      const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
+      const got = attemptBy(deadline, attempt) ??
+        waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
       if (got === undefined) throw this.#empty("getSync", options?.timeout);
       return got.value as T;
     } catch (error) {
@@ -362,17 +363,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         checkOptionsObject(options, "Receiver.getNowait", COPY_TARGET_OPTIONS);
       }
       const attempt = this.#getAttemptFor(options, "getNowait");
-      this.#takeBriefly = true;
-      try {
-        const got = attempt();
-        if (got !== undefined) return got.value as T;
-        // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
-        // Waiting calls notice dead peers on their own; a caller that only polls must, too.
-        if (!this.#queue.reapIfDue(true)) return undefined;
-        return attempt()?.value as T | undefined;
-      } finally {
-        this.#takeBriefly = false;
-      }
+      const got = attemptBy(briefDeadline(), attempt);
+      if (got !== undefined) return got.value as T;
+      // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
+      // Waiting calls notice dead peers on their own; a caller that only polls must, too.
+      if (!this.#queue.reapIfDue(briefDeadline())) return undefined;
+      return attemptBy(briefDeadline(), attempt)?.value as T | undefined;
     } catch (error) {
       throw namingCall(error, "Receiver.getNowait");
     }
@@ -417,7 +413,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const deadline = deadlineOf(options, "Receiver.getMany", GET_OPTIONS);
       const attempt = this.#manyAttempt(max, options, "getMany");
       options?.signal?.throwIfAborted();
-      const got = this.#lane.now(attempt) ??
+      const got = this.#lane.now(attempt, deadline) ??
         await this.#waitInLane(attempt, deadline, options?.signal);
       if (got === undefined || got === BEHIND) {
         throw this.#empty("getMany", options?.timeout, got === BEHIND);
@@ -450,7 +446,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       this.#refuseInsideAllocate();
       const deadline = deadlineOf(options, "Receiver.getManySync", SYNC_GET_OPTIONS);
       const attempt = this.#manyAttempt(max, options, "getManySync");
-      const got = attempt() ?? waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
+      const got = attemptBy(deadline, attempt) ??
+        waitSync(this.#queue, this.#queue.putSignal, attempt, deadline);
       if (got === undefined) throw this.#empty("getManySync", options?.timeout);
       return got.value as T[];
     } catch (error) {
@@ -471,7 +468,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       const deadline = deadlineOf(options, "Receiver.borrow", WAIT_OPTIONS);
       options?.signal?.throwIfAborted();
       const lane = this.#lane;
-      const now = lane.now(this.#takeAttempt);
+      const now = lane.now(this.#takeAttempt, deadline);
       if (now !== undefined) return this.#lease<T>(now.value);
       const taken = await this.#waitInLane(this.#borrowAttempt, deadline, options?.signal);
       if (taken === undefined || taken === BEHIND) {
@@ -497,7 +494,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       stopIfRequested();
       this.#queue.assertOpen("Receiver.borrowSync");
       const deadline = deadlineOf(options, "Receiver.borrowSync", SYNC_WAIT_OPTIONS);
-      const taken = this.#takeAttempt() ??
+      const taken = attemptBy(deadline, this.#takeAttempt) ??
         waitSync(this.#queue, this.#queue.putSignal, this.#takeAttempt, deadline);
       if (taken === undefined) throw this.#empty("borrowSync", options?.timeout);
       return this.#lease<T>(taken.value);
@@ -969,7 +966,7 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       this.#deferred = undefined;
       throw deferred.error;
     }
-    const taken = this.#queue.take(this.#takeBriefly);
+    const taken = this.#queue.take();
     // A stop raised between this call's check and its take (WorkerHandle.terminate(), then a
     // put the Worker woke for): the message goes back in line, for another receiver, rather
     // than out with this Worker, and the stop runs now, so that an async call, which never
@@ -1047,9 +1044,12 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
     }
     const queue = this.#queue;
     const held = this.#leases.size;
+    const lockKept = queue.lockKeptWords();
     // Senders may be waiting for room this very receiver holds: say so, or the wait looks
     // like a silent producer.
-    const why = held === 0
+    const why = lockKept !== undefined
+      ? `: ${lockKept}`
+      : held === 0
       ? this.#heldBack()
       : queue.inFlight >= queue.capacity
       ? `: this receiver holds ${held} unreleased lease(s), and the queue's capacity of ` +

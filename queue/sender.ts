@@ -16,6 +16,7 @@ import { roomHolder } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
+  briefDeadline,
   deadlineOf,
   ROOM_SLICE_MS,
   SYNC_WAIT_OPTIONS,
@@ -133,7 +134,7 @@ export class Sender implements Disposable {
     if (queue.unsettled) {
       // Receivers released messages without the lock: count them.
       try {
-        if (queue.settle(true) && room()) return true;
+        if (queue.settle(briefDeadline()) && room()) return true;
       } catch {
         return false;
       }
@@ -144,7 +145,7 @@ export class Sender implements Disposable {
     // Full, maybe only because a dead receiver holds messages. Waiting calls notice dead
     // peers on their own; a caller that only polls must, too.
     try {
-      if (!queue.reapIfDue(true)) return false;
+      if (!queue.reapIfDue(briefDeadline())) return false;
     } catch {
       return false; // Corrupt: no room either way.
     }
@@ -369,7 +370,7 @@ export class Sender implements Disposable {
       const attempt = this.#reserveAttempt(plan.byteLength, deadline);
       const lane = this.#lane;
       const first = !lane.busy;
-      const reserved = lane.now(attempt) ??
+      const reserved = lane.now(attempt, deadline) ??
         await lane.later(
           attempt,
           deadline,
@@ -420,10 +421,11 @@ export class Sender implements Disposable {
       const deadline = deadlineOf(options, "Sender.waitForAllAck", WAIT_OPTIONS);
       options?.signal?.throwIfAborted();
       if (this.#lane.busy && !(await settledBy(this.#lane.drained, deadline, options?.signal))) {
-        throw this.#ackTimeout("waitForAllAck", options?.timeout, this.#ackWait().stillOut());
+        const stillOut = this.#ackWait(deadline).stillOut();
+        throw this.#ackTimeout("waitForAllAck", options?.timeout, stillOut);
       }
       // The messages of puts that waited count: they were put before this call.
-      const wait = this.#ackWait();
+      const wait = this.#ackWait(deadline);
       const done = await waitAsync(
         this.#queue,
         this.#queue.ackSignal,
@@ -447,7 +449,7 @@ export class Sender implements Disposable {
       this.#queue.assertOpen("Sender.waitForAllAckSync");
       const deadline = deadlineOf(options, "Sender.waitForAllAckSync", SYNC_WAIT_OPTIONS);
       this.#assertNoneWaiting("waitForAllAckSync");
-      const wait = this.#ackWait();
+      const wait = this.#ackWait(deadline);
       const done = waitSync(this.#queue, this.#queue.ackSignal, wait.attempt, deadline);
       if (done === undefined) {
         throw this.#ackTimeout("waitForAllAckSync", options?.timeout, wait.stillOut());
@@ -564,7 +566,7 @@ export class Sender implements Disposable {
     const lane = this.#lane;
     // Only a call that finds none of this end's ahead of it tries in Lane.now (and may claim).
     const first = !lane.busy;
-    const put = lane.now(attempt, true);
+    const put = lane.now(attempt, deadline, true);
     const turn = lane.takeDueTurn();
     if (put === undefined) return this.#putLater(attempt, deadline, signal, turn, first);
     const settles = lane.settleAfterTurns(turn);
@@ -697,7 +699,7 @@ export class Sender implements Disposable {
    * it would go on filling a queue whose receivers all died. So a put also looks, once per
    * PEER_CHECK_MS, and throws `ClosedError` (the reserve does) once none is left.
    */
-  #noticeDeadPeers(): void {
+  #noticeDeadPeers(deadline: number): void {
     // Reading the clock on every put cost 10-15% of a 64 B stream: only every few puts.
     if (--this.#putsUntilPeerCheck > 0) return;
     this.#putsUntilPeerCheck = PUTS_PER_PEER_CHECK;
@@ -705,7 +707,7 @@ export class Sender implements Disposable {
     if (now < this.#nextPeerCheck) return;
     this.#nextPeerCheck = now + PEER_CHECK_MS;
     try {
-      this.#queue.reapDead();
+      this.#queue.reapDead(deadline);
     } catch {
       // Corrupt or stuck: the reservation reports it.
     }
@@ -722,7 +724,7 @@ export class Sender implements Disposable {
     // Only the reservation takes the lock: encoding runs outside it, in parallel with the
     // receivers, and publishing is one atomic store.
     return () => {
-      this.#noticeDeadPeers();
+      this.#noticeDeadPeers(deadline);
       const r = queue.reserve(length, deadline, this.#holdsExtensionDrafts(), true);
       if (r === undefined) return undefined;
       try {
@@ -785,9 +787,9 @@ export class Sender implements Disposable {
     };
     return () => {
       while (batch.sent < plans.length) {
-        this.#noticeDeadPeers();
+        this.#noticeDeadPeers(deadline);
         reserved.length = 0;
-        queue.reserveMany(lengths, batch.sent, reserved);
+        queue.reserveMany(lengths, batch.sent, reserved, deadline);
         if (reserved.length === 0) {
           const r = queue.reserve(lengths[batch.sent], deadline, this.#holdsExtensionDrafts());
           if (r === undefined) return undefined;
@@ -828,7 +830,7 @@ export class Sender implements Disposable {
 
   #reserveAttempt(length: number, deadline: number): Attempt<Reservation> {
     return () => {
-      this.#noticeDeadPeers();
+      this.#noticeDeadPeers(deadline);
       const r = this.#queue.reserve(length, deadline, this.#holdsExtensionDrafts());
       return r === undefined ? undefined : { value: r };
     };
@@ -869,19 +871,24 @@ export class Sender implements Disposable {
    * released (puts made later are not waited for: a producer that keeps the queue busy would
    * hold the goal out of reach), and what is still out of those, for its errors.
    */
-  #ackWait(): { attempt: Attempt<true>; stillOut(): number } {
+  #ackWait(deadline: number): { attempt: Attempt<true>; stillOut(): number } {
     const queue = this.#queue;
     // Closed while the call waited behind a put of this sender: its memory is gone.
     queue.assertOpen();
     const published = this.#published;
     // Caught up: no look at the ring. Else the ring says which messages are out, in order.
-    const out = queue.acked === (published >>> 0) ? [] : queue.outOfSelf();
+    const out = queue.acked === (published >>> 0) ? [] : queue.outOfSelf(deadline);
+    if (out === undefined) {
+      // A live holder kept the lock past the deadline: the call times out, and its words give
+      // the count (which a receiver killed between its release and its count leaves high).
+      return { attempt: () => undefined, stillOut: () => (published - queue.acked) >>> 0 };
+    }
     let first = 0;
     const stillOut = () => out.slice(first).filter((at) => queue.isOut(at)).length;
     const attempt = () => {
       queue.assertOpen();
       // Credits the acks, and lets a released message's room (its extension segment) go.
-      if (queue.unsettled) queue.settle();
+      if (queue.unsettled) queue.settle(deadline);
       while (first < out.length && !queue.isOut(out[first])) first++;
       if (first === out.length || queue.acked === (this.#published >>> 0)) return DONE;
       if (queue.livePeers === 0) {
@@ -913,6 +920,11 @@ export class Sender implements Disposable {
       );
     }
     const queue = this.#queue;
+    // The room may have been there all the while: the other words would mislead.
+    const lockKept = queue.lockKeptWords();
+    if (lockKept !== undefined) {
+      return new FullError(`Sender.${method}: no room for ${timeout} ms: ${lockKept}`);
+    }
     const {
       inFlight,
       extensionBytes,
@@ -977,10 +989,11 @@ export class Sender implements Disposable {
       ? `; ${waiting} call(s) of this sender (put, putMany, prepare) still wait to send ` +
         "their messages"
       : "";
+    const lockKept = this.#queue.lockKeptWords();
     return new FullError(
       `Sender.${method}: ${missing} message(s) still not received and released after ` +
         `${timeout} ms` +
-        `${unsent}${drafts}`,
+        `${unsent}${drafts}${lockKept === undefined ? "" : `; ${lockKept}`}`,
     );
   }
 }

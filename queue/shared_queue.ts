@@ -57,7 +57,14 @@ import {
 import type { QueueStats } from "./stats.ts";
 import { isMainThread } from "./this_thread.ts";
 import type { Timer } from "./timer.ts";
-import { MIN_SPIN_MS, REAP_EVERY_MS, ROOM_SLICE_MS } from "./wait.ts";
+import {
+  attemptDeadline,
+  BRIEF_LOCK_MS,
+  briefDeadline,
+  MIN_SPIN_MS,
+  REAP_EVERY_MS,
+  ROOM_SLICE_MS,
+} from "./wait.ts";
 
 /** Which end of a queue a participant is. */
 export type EndKind = "sender" | "receiver";
@@ -110,10 +117,6 @@ function isOut(state: number): boolean {
     state === L.SlotState.Held;
 }
 
-/** How long a call that must not wait waits for a live holder's lock: `hasSpace()`, and a get
- * whose timeout is up saying why messages were held back. A critical section takes
- * microseconds; a holder that keeps the lock longer is preempted or stopped. */
-const BRIEF_LOCK_MS = 2;
 /** Thrown inside SharedQueue.create when a sweep removed the new queue's name before its maker
  * held it: the process stood still (stopped, frozen) for the sweep's grace between the two,
  * and the sweep rightly took the queue for a dead maker's. No peer could open it: the queue is
@@ -139,6 +142,10 @@ const MIN_IDLE_TICK_MS = 50;
 const CLAIM_STALE_MS = 500;
 /** A mask: every this + 1 reservations, a put checks for idle extensions to drop. */
 const IDLE_CHECK_EVERY_PUTS = 63;
+/** A call's timeout error blames the lock (see lockKeptWords) when a live holder kept it past
+ * a deadline of this end this recently: a call gives up on the lock and times out within
+ * a few ms. */
+const LOCK_KEPT_WORDS_MS = 50;
 /** Slots #queuedInExtensionsLocked looks at, at most. */
 const QUEUED_SCAN_LIMIT = 4096;
 /** Logical arena offsets are rebased before they get anywhere near 2^53. */
@@ -278,6 +285,8 @@ export class SharedQueue {
   #takenInOrder = false;
   /** When {@linkcode reapIfDue} next looks for dead ends. */
   #nextReap = 0;
+  /** When a live holder last kept the lock past a deadline of this end (see #lockBy). */
+  #lockKeptAt = -Infinity;
   /** Async futex waits of this end in flight: their worker threads hold a pointer into the
    * main mapping, which close must not unmap under them. */
   #asyncWaits = 0;
@@ -538,9 +547,10 @@ export class SharedQueue {
    * The ring positions of this sender's messages out now (published, not yet released): what
    * a `waitForAllAck` begun now waits for, and nothing put later. Read from the slots, not the
    * ack count, which a receiver killed between its release and its count leaves short.
+   * Undefined when a live holder keeps the lock past the call's `deadline`.
    */
-  outOfSelf(): number[] {
-    this.#lock();
+  outOfSelf(deadline = Infinity): number[] | undefined {
+    if (!this.#lockBy(deadline)) return undefined;
     try {
       this.#checkUsable();
       const u32 = this.#u32;
@@ -632,8 +642,8 @@ export class SharedQueue {
    */
   stats(): QueueStats {
     // The dead are counted once noticed: a queue only watched must be looked at too.
-    this.reapIfDue(true);
-    const locked = this.#lockUnless(true);
+    this.reapIfDue(briefDeadline());
+    const locked = this.#lockBy(briefDeadline());
     try {
       this.#checkUsable();
       if (locked) this.#settleLocked(true);
@@ -712,7 +722,8 @@ export class SharedQueue {
 
   /**
    * Reserves a slot and `length` bytes for a message, or returns undefined when the queue is
-   * full. Throws ClosedError when no receiver is left.
+   * full, or when a live holder keeps the lock past the call's `deadline`. Throws ClosedError
+   * when no receiver is left.
    */
   reserve(
     length: number,
@@ -724,7 +735,7 @@ export class SharedQueue {
       const spare = this.#reserveSpare(length);
       if (spare !== undefined) return spare;
     }
-    this.#lock();
+    if (!this.#lockBy(deadline)) return undefined;
     try {
       this.#checkUsable();
       this.#assertReceiversLocked();
@@ -740,11 +751,17 @@ export class SharedQueue {
   /**
    * Reserves consecutive arena messages in one critical section: for `lengths[from]` on, in
    * order, as many as there is room for, pushed onto `into`. Stops at the first that finds no
-   * room or does not fit the arena (those go one at a time, through {@linkcode reserve}).
-   * Throws ClosedError when no receiver is left.
+   * room or does not fit the arena (those go one at a time, through {@linkcode reserve}), and
+   * reserves none when a live holder keeps the lock past `deadline`. Throws ClosedError when
+   * no receiver is left.
    */
-  reserveMany(lengths: readonly number[], from: number, into: Reservation[]): void {
-    this.#lock();
+  reserveMany(
+    lengths: readonly number[],
+    from: number,
+    into: Reservation[],
+    deadline = Infinity,
+  ): void {
+    if (!this.#lockBy(deadline)) return;
     try {
       this.#checkUsable();
       this.#assertReceiversLocked();
@@ -1047,17 +1064,17 @@ export class SharedQueue {
   // ---------------------------------------------------------------- receiver side
 
   /**
-   * Takes the next message, or returns undefined when none is ready (`brief`: or when a live
-   * holder keeps the lock past BRIEF_LOCK_MS). Throws ClosedError when the queue is drained
-   * and no sender is left.
+   * Takes the next message, or returns undefined when none is ready, or when a live holder
+   * keeps the lock past the deadline of the attempt running now ({@linkcode attemptDeadline}).
+   * Throws ClosedError when the queue is drained and no sender is left.
    */
-  take(brief = false): TakenMessage | undefined {
+  take(): TakenMessage | undefined {
     if (this.#prefetchHead < this.#prefetched.length) {
       const ahead = this.#handOutPrefetched();
       if (ahead !== undefined) return ahead;
     }
     let taken: TakenMessage | undefined;
-    if (!this.#lockUnless(brief)) return undefined;
+    if (!this.#lockBy(attemptDeadline())) return undefined;
     try {
       this.#checkUsable();
       taken = this.#takeLocked();
@@ -1335,11 +1352,11 @@ export class SharedQueue {
     }
   }
 
-  /** Settles released messages now, so `inFlight` and `acked` are current. `brief`: unless a
-   * live holder keeps the lock past BRIEF_LOCK_MS; then it returns false, else true. */
-  settle(brief = false): boolean {
+  /** Settles released messages now, so `inFlight` and `acked` are current. Returns false when
+   * a live holder keeps the lock past `deadline` (see {@linkcode #lockBy}), else true. */
+  settle(deadline = Infinity): boolean {
     if (this.#closed) return true;
-    if (!this.#lockUnless(brief)) return false;
+    if (!this.#lockBy(deadline)) return false;
     try {
       this.#checkUsable();
       this.#settleLocked();
@@ -1358,12 +1375,12 @@ export class SharedQueue {
 
   /**
    * Frees the entries of participants that died, returning their messages and capacity.
-   * Called when a wait times out, so a dead peer is noticed within a wait slice. `brief`: see
-   * {@linkcode settle}.
+   * Called when a wait times out, so a dead peer is noticed within a wait slice. `deadline`:
+   * see {@linkcode settle}.
    */
-  reapDead(brief = false): boolean {
+  reapDead(deadline = Infinity): boolean {
     if (this.#closed) return true;
-    if (!this.#lockUnless(brief)) return false;
+    if (!this.#lockBy(deadline)) return false;
     try {
       this.#checkUsable();
       this.#upkeepLocked(true);
@@ -1377,10 +1394,10 @@ export class SharedQueue {
    * {@linkcode reapDead}, at most once per REAP_EVERY_MS for this end, whichever of its calls
    * asks: a caller that only polls, or waits with timeouts shorter than that, must notice a
    * dead peer too, and no single call of it may last long enough to. Returns whether it ran
-   * (`brief`: see {@linkcode settle}).
+   * (`deadline`: see {@linkcode settle}).
    */
-  reapIfDue(brief = false): boolean {
-    return this.#reapDue() && this.reapDead(brief);
+  reapIfDue(deadline = Infinity): boolean {
+    return this.#reapDue() && this.reapDead(deadline);
   }
 
   /** Whether this end's next reap is due (see {@linkcode reapIfDue}); if so, it counts as done. */
@@ -1536,15 +1553,33 @@ export class SharedQueue {
     this.#mutex.lock();
   }
 
-  /** Takes the lock; if `brief`, only unless a live holder keeps it past BRIEF_LOCK_MS, and
-   * returns whether it did. */
-  #lockUnless(brief: boolean): boolean {
-    if (!brief) {
+  /**
+   * Takes the lock for a call that gives up at `deadline` (Infinity: as {@linkcode #lock}), and
+   * returns whether it did: not when a live holder keeps it past the deadline, or past
+   * BRIEF_LOCK_MS from now when that is later. The margin spares a call whose deadline is up
+   * (a timeout of 0) a holder that was only preempted inside its critical section of
+   * microseconds; a stopped one would otherwise hold the call the 10 s of STUCK_MS.
+   */
+  #lockBy(deadline: number): boolean {
+    if (deadline === Infinity) {
       this.#lock();
       return true;
     }
     this.assertOpen();
-    return this.#mutex.lockWithin(BRIEF_LOCK_MS);
+    if (this.#mutex.lockWithin(Math.max(deadline - performance.now(), BRIEF_LOCK_MS))) return true;
+    this.#lockKeptAt = performance.now();
+    return false;
+  }
+
+  /**
+   * Words for the error of a call that timed out just after a live holder kept the lock past
+   * its deadline (a stopped or hung process): what it waited for may have been there all the
+   * while, and its other words (no room, no message) would mislead. Undefined otherwise.
+   */
+  lockKeptWords(): string | undefined {
+    if (performance.now() - this.#lockKeptAt > LOCK_KEPT_WORDS_MS) return undefined;
+    return `the queue's lock was kept past this call's deadline by live participant ` +
+      `${this.#mutex.keptBy} (a stopped or hung process?), so it could not look`;
   }
 
   #unlock(): void {
@@ -2418,7 +2453,7 @@ export class SharedQueue {
    * How many messages are ready but held back, each behind an earlier message of its sender
    * that is not (still being written, or in another receiver's getMany batch): what a take now
    * would pass over. For the words of a get that timed out; 0 on a queue closed or unusable,
-   * or whose lock a live holder kept past BRIEF_LOCK_MS.
+   * or whose lock a live holder kept past BRIEF_LOCK_MS (wait.ts).
    */
   heldBackMessages(): number {
     if (this.#closed || this.#u32[L.C_IN_FLIGHT >> 2] === 0) return 0;

@@ -59,6 +59,45 @@ export interface SyncWaitOptions {
 /** A condition check: a boxed result, or undefined to keep waiting. */
 export type Attempt<T> = () => { value: T } | undefined;
 
+/** How long a call that must not wait gives a live holder the queue's lock (`hasSpace()`,
+ * `getNowait()`, `stats()`). A critical section takes microseconds; a holder that keeps the
+ * lock longer is preempted or stopped. */
+export const BRIEF_LOCK_MS = 2;
+
+/** The deadline of a call that must not wait: see {@linkcode BRIEF_LOCK_MS}. */
+export function briefDeadline(): number {
+  return performance.now() + BRIEF_LOCK_MS;
+}
+
+/** The deadline of the attempt running now (see {@linkcode attemptBy}), else Infinity. */
+let runningDeadline = Infinity;
+
+/**
+ * The deadline of the attempt running now, which a receiver's take waits for the queue's
+ * lock until at most. A peer stopped while it holds the lock (SIGSTOP, a debugger) would
+ * otherwise hold a `get({ timeout: 100 })` for the 10 s a call without a timeout gives it.
+ * A receiver's attempts take no arguments (every call of an end shares them), so the
+ * deadline travels here, for the synchronous run of one attempt; a sender's reserve is
+ * handed its call's deadline.
+ */
+export function attemptDeadline(): number {
+  return runningDeadline;
+}
+
+/** Runs `attempt` for a call whose deadline is `deadline`: a lock its take cannot have by
+ * then counts as nothing found yet (see {@linkcode attemptDeadline}). */
+export function attemptBy<T>(deadline: number, attempt: Attempt<T>): { value: T } | undefined {
+  // The common case, a call without a timeout outside any other attempt: nothing to set.
+  if (deadline === runningDeadline) return attempt();
+  const outer = runningDeadline;
+  runningDeadline = deadline;
+  try {
+    return attempt();
+  } finally {
+    runningDeadline = outer;
+  }
+}
+
 /**
  * How long a waiter spins on the sequence word before it sleeps: between these, adapted per
  * word by {@linkcode adaptSpin}. A sleeping waiter on this VM takes 50-200 µs to run again
@@ -208,10 +247,10 @@ export function waitSync<T>(
     stopIfRequested();
     queue.assertOpen(); // closed by the stop: its words are unmapped
     const seen = Atomics.load(words, word.seq);
-    const result = attempt();
+    const result = attemptBy(deadline, attempt);
     if (result !== undefined) return result;
     const left = deadline - performance.now();
-    if (left <= 0) return timedOut(queue, attempt);
+    if (left <= 0) return timedOut(queue, attempt, deadline);
     if (spin(word, seen)) continue;
     queue.announceWaiter(word, 1);
     let outcome = "changed";
@@ -225,7 +264,7 @@ export function waitSync<T>(
       queue.announceWaiter(word, -1);
     }
     if (outcome === "timeout") {
-      queue.reapIfDue();
+      queue.reapIfDue(deadline);
       releaseIdleHeap();
     }
   }
@@ -236,8 +275,12 @@ export function waitSync<T>(
  * changed the outcome (a drained queue's ClosedError, room a dead receiver held). A caller
  * polling with timeouts shorter than a wait slice learns of the death this way.
  */
-function timedOut<T>(queue: SharedQueue, attempt: Attempt<T>): { value: T } | undefined {
-  return queue.reapIfDue() ? attempt() : undefined;
+function timedOut<T>(
+  queue: SharedQueue,
+  attempt: Attempt<T>,
+  deadline: number,
+): { value: T } | undefined {
+  return queue.reapIfDue(deadline) ? attemptBy(deadline, attempt) : undefined;
 }
 
 /** Like {@linkcode waitSync}, but sleeps off the main thread, one slice at a time, so the event
@@ -258,10 +301,10 @@ export async function waitAsync<T>(
   try {
     for (;;) {
       const seen = Atomics.load(words, word.seq);
-      const result = attempt();
+      const result = attemptBy(deadline, attempt);
       if (result !== undefined) return result;
       const left = deadline - performance.now();
-      if (left <= 0) return timedOut(queue, attempt);
+      if (left <= 0) return timedOut(queue, attempt, deadline);
       // A spin holds the event loop: only before this call's first sleep, and only while no
       // other async wait of this thread sleeps. Spinning after every wake-up, 150 receivers of
       // one queue woken by one put held the loop ~8 ms (each spins ~50 µs, and all but one
@@ -305,7 +348,7 @@ export async function waitAsync<T>(
       signal?.throwIfAborted();
       queue.assertOpen();
       if (outcome === "timeout") {
-        queue.reapIfDue();
+        queue.reapIfDue(deadline);
         const release = releaseIdleHeapAsync();
         if (release !== undefined) {
           await release;

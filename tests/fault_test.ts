@@ -503,6 +503,54 @@ Deno.test("getNowait() and stats() answer at once while a live peer keeps the lo
   r.close();
 });
 
+Deno.test("calls with a timeout keep it while a live peer keeps the lock, and blame the lock", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  for (const n of [1, 2, 3]) s.putSync(n);
+  {
+    // It takes message 1 and keeps the lock: messages 2 and 3 wait, and there is room.
+    await using holder = new Child("lock", [JSON.stringify(s.descriptor), "receiver"]);
+    await holder.expect("locked");
+    const timeout = { timeout: 100 };
+    const calls: [string, () => unknown, typeof EmptyError | typeof FullError][] = [
+      ["getSync", () => r.getSync(timeout), EmptyError],
+      ["getSync, timeout 0", () => r.getSync({ timeout: 0 }), EmptyError],
+      ["get", () => r.get(timeout), EmptyError],
+      ["getManySync", () => r.getManySync(2, timeout), EmptyError],
+      ["getMany", () => r.getMany(2, timeout), EmptyError],
+      ["borrowSync", () => r.borrowSync(timeout), EmptyError],
+      ["borrow", () => r.borrow(timeout), EmptyError],
+      ["putSync", () => s.putSync("lost", timeout), FullError],
+      ["put", () => s.put("lost", timeout), FullError],
+      ["putManySync", () => s.putManySync(["lost"], timeout), FullError],
+      ["putMany", () => s.putMany(["lost"], timeout), FullError],
+      ["prepareSync", () => s.prepareSync("lost", timeout), FullError],
+      ["prepare", () => s.prepare("lost", timeout), FullError],
+      ["waitForAllAckSync", () => s.waitForAllAckSync(timeout), FullError],
+      ["waitForAllAck", () => s.waitForAllAck(timeout), FullError],
+    ];
+    for (const [what, call, type] of calls) {
+      const started = performance.now();
+      const error = await (async () => await call())().then(() => undefined, (e) => e);
+      const ms = performance.now() - started;
+      // Before: 10 s, the time a call gives a live holder, then ClosedError "stuck" (and about
+      // 0.2 s for each call after). Generous for a loaded machine: each takes about 105 ms.
+      assert.ok(ms < 1_000, `${what} took ${ms.toFixed(1)} ms`);
+      assert.ok(error instanceof type, `${what}: ${type.name}, got ${error}`);
+      assert.match(error.message, /lock was kept past this call's deadline by live participant/);
+    }
+    await holder.stop();
+  }
+  // The dead holder's lock is taken over; nothing the timed-out puts tried went in.
+  assert.deepEqual(r.getManySync(4, { timeout: 1_000 }), [2, 3]);
+  assert.equal(r.getNowait(), undefined);
+  s.putSync("after", { timeout: 1_000 });
+  assert.equal(r.getSync({ timeout: 1_000 }), "after");
+  s.waitForAllAckSync({ timeout: 1_000 });
+  assert.equal(mutexHeld(s.descriptor.name), false);
+  s.close();
+  r.close();
+});
+
 Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
