@@ -2197,7 +2197,9 @@ export class SharedQueue {
   /**
    * Gives up this sender's budget claim, if it holds one: its put stopped waiting (got room,
    * timed out, aborted), and a claim left behind would hold other puts back until it went
-   * stale. Never throws: on a queue it cannot lock, the claim goes stale instead.
+   * stale. Never throws, and never waits long: on a queue it cannot lock within
+   * BRIEF_LOCK_MS (a stopped peer keeps the lock, and a timed-out put must not wait for it),
+   * the claim goes stale instead, within CLAIM_STALE_MS.
    */
   dropBudgetClaim(): void {
     if (
@@ -2205,7 +2207,7 @@ export class SharedQueue {
       this.#u32[L.C_CLAIM_BY >> 2] !== this.#self
     ) return;
     try {
-      this.#lock();
+      if (!this.#lockBy(briefDeadline())) return;
     } catch {
       return;
     }

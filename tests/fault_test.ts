@@ -551,6 +551,30 @@ Deno.test("calls with a timeout keep it while a live peer keeps the lock, and bl
   r.close();
 });
 
+Deno.test("a put that claimed byte budget keeps its timeout while a live peer keeps the lock", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 1 << 20, byteBudget: 8 << 20 });
+  s.putSync(new Uint8Array(6 << 20));
+  // No budget left for a second 6 MiB segment: the put claims it and waits for room.
+  const started = performance.now();
+  const put = s.put(new Uint8Array(6 << 20), { timeout: 3_000 }).then(() => undefined, (e) => e);
+  {
+    // It takes the first message and keeps the lock, and with it the budget.
+    await using holder = new Child("lock", [JSON.stringify(s.descriptor), "receiver"]);
+    await holder.expect("locked");
+    const error = await put;
+    const ms = performance.now() - started;
+    assert.ok(error instanceof FullError, `FullError, got ${error}`);
+    assert.match(error.message, /lock was kept past this call's deadline/);
+    // Before: dropping the claim as the put gave up waited the 10 s a call gives a live holder.
+    assert.ok(ms < 4_500, `the put took ${ms.toFixed(0)} ms`);
+    await holder.stop();
+  }
+  s.putSync("after", { timeout: 1_000 });
+  assert.equal(r.getSync({ timeout: 1_000 }), "after");
+  s.close();
+  r.close();
+});
+
 Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
