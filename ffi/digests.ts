@@ -14,6 +14,6 @@
  * ```
  */
 export const DIGESTS: Readonly<Record<string, string>> = {
-  "aarch64-linux": "ad045c75dfb58e660cd508733cef1d379f6acfd57aa9dcef375167add997e744",
-  "x86_64-linux": "45b663283a8663aaab1f3cdc9e65f6f26f6cdbadaf945d82f77fcf227ba376a4",
+  "aarch64-linux": "7321612a3554c033efba31192bc7f59a3324ebef9c63586e7d9b3c312879e830",
+  "x86_64-linux": "912adc635eff90fa38cf0aa8c21399c18761da8a07de5376c466968522dab84a",
 };

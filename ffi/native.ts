@@ -1108,13 +1108,34 @@ export function threadIdentity(): ThreadIdentity | undefined {
  * ```
  */
 export function threadAlive(pid: number, identity: ThreadIdentity): boolean {
+  return threadStatus(pid, identity) !== 0;
+}
+
+/**
+ * Whether the thread `identity` names, in process `pid`, is stopped: by a signal (SIGSTOP,
+ * Ctrl-Z) or at a debugger's stop. Such a thread keeps what it holds until resumed. False
+ * when it runs, has ended, or that cannot be told from here (as {@linkcode threadAlive}).
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { threadIdentity, threadStopped } from "./native.ts";
+ * assert.equal(threadStopped(Deno.pid, threadIdentity()!), false); // it runs this very code
+ * ```
+ */
+export function threadStopped(pid: number, identity: ThreadIdentity): boolean {
+  return threadStatus(pid, identity) === 2;
+}
+
+/** shmq_thread_alive: 0 ended, 1 runs (or cannot be told), 2 stopped. */
+function threadStatus(pid: number, identity: ThreadIdentity): number {
   return s().shmq_thread_alive(
     pid,
     identity.tid,
     identity.start,
     identity.pidNamespace,
     identity.timeNamespace,
-  ) !== 0;
+  );
 }
 
 /**

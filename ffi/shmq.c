@@ -785,7 +785,7 @@ static int populate_supported(void) {
   return k == 1;
 }
 
-static int thread_start(pid_t pid, pid_t tid, unsigned long long *start);
+static int thread_start(pid_t pid, pid_t tid, unsigned long long *start, char *state);
 static int thread_ended(pid_t pid, pid_t tid, unsigned long long start);
 static int proc_is_ours(void);
 
@@ -838,7 +838,7 @@ int32_t shmq_prefault_start(void *addr, uint64_t len) {
   /* Without a /proc of its own the starter cannot be judged later: record none, so the
    * slot is never reclaimed under a live starter. */
   prefaulters[slot].starter =
-    proc_is_ours() && thread_start(getpid(), self, &started) == 1 ? self : 0;
+    proc_is_ours() && thread_start(getpid(), self, &started, NULL) == 1 ? self : 0;
   prefaulters[slot].starter_start = started;
   (void)madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
   prefaulters[slot].lo = lo;
@@ -1091,11 +1091,12 @@ int32_t shmq_watch_parent(int32_t parent, uint32_t grace_ms) {
 }
 
 /*
- * Start time (field 22, clock ticks since boot) of thread tid of process pid: 1 found,
- * 0 when the thread is gone, -errno when /proc cannot tell. Fields are counted from the
- * last ')', since the command name (field 2) may hold spaces and parentheses.
+ * Start time (field 22, clock ticks since boot) of thread tid of process pid, and its state
+ * (field 3) into `state` unless NULL: 1 found, 0 when the thread is gone, -errno when /proc
+ * cannot tell. Fields are counted from the last ')', since the command name (field 2) may
+ * hold spaces and parentheses.
  */
-static int thread_start(pid_t pid, pid_t tid, unsigned long long *start) {
+static int thread_start(pid_t pid, pid_t tid, unsigned long long *start, char *state) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)pid, (int)tid);
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -1107,7 +1108,8 @@ static int thread_start(pid_t pid, pid_t tid, unsigned long long *start) {
   if (n < 0) return err == ESRCH ? 0 : -err;
   buf[n] = 0;
   char *p = strrchr(buf, ')');
-  if (p == NULL) return -EINVAL;
+  if (p == NULL || p[1] != ' ' || p[2] == '\0') return -EINVAL;
+  if (state != NULL) *state = p[2];
   /* After ')' come field 3 (state) ... field 22 (starttime): 20 spaces to skip. */
   for (int field = 3; field <= 22; field++) {
     p = strchr(p + 1, ' ');
@@ -1162,20 +1164,30 @@ static int proc_is_ours(void) {
  * 1 when thread tid of process pid, started at start, has ended (no such thread, or a later
  * one under its tid), 0 while it runs, -errno when that cannot be told.
  */
-static int thread_ended(pid_t pid, pid_t tid, unsigned long long start) {
+/* 0 when thread tid of process pid, started at `start`, has ended (no such thread, or a
+ * later one reusing its tid); 2 when it is stopped, by a signal or at a tracer's stop (state
+ * T or t); 1 when it runs otherwise; -errno when /proc cannot tell. */
+static int thread_status(pid_t pid, pid_t tid, unsigned long long start) {
   /* Cheap first, and needs no fd: no such thread in that process at all. */
-  if (syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH) return 1;
+  if (syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH) return 0;
   unsigned long long now = 0;
-  int rc = thread_start(pid, tid, &now);
-  if (rc < 0) return rc;
-  return rc == 0 || now != start;
+  char state = 0;
+  int rc = thread_start(pid, tid, &now, &state);
+  if (rc <= 0) return rc;
+  if (now != start) return 0;
+  return state == 'T' || state == 't' ? 2 : 1;
+}
+
+static int thread_ended(pid_t pid, pid_t tid, unsigned long long start) {
+  int status = thread_status(pid, tid, start);
+  return status < 0 ? status : status == 0;
 }
 
 int32_t shmq_thread_identity(double *out) {
   pid_t tid = (pid_t)syscall(SYS_gettid);
   unsigned long long start = 0, pid_ns, time_ns;
   namespaces(&pid_ns, &time_ns);
-  int rc = thread_start(getpid(), tid, &start);
+  int rc = thread_start(getpid(), tid, &start, NULL);
   if (rc <= 0) return rc == 0 ? -ENOENT : rc;
   if (pid_ns == 0) return -ENOENT;
   out[0] = (double)tid;
@@ -1192,7 +1204,8 @@ int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double pid_ns,
   if (pid <= 0 || tid <= 0 || my_pid_ns == 0) return 1;
   if (pid_ns != (double)my_pid_ns || time_ns != (double)my_time_ns) return 1;
   if (!(start >= 0 && start < 0x1p64)) return 1; /* read from shared memory: cannot tell */
-  return thread_ended(pid, tid, (unsigned long long)start) == 1 ? 0 : 1;
+  int status = thread_status(pid, tid, (unsigned long long)start);
+  return status < 0 ? 1 : status;
 }
 
 double shmq_process_token(void) {
@@ -1223,7 +1236,7 @@ int32_t shmq_fd_adopt(int32_t fd, void *addr, uint64_t size) {
   if (!proc_is_ours()) return -ENOENT;
   pid_t tid = (pid_t)syscall(SYS_gettid);
   unsigned long long start = 0;
-  int rc = thread_start(getpid(), tid, &start);
+  int rc = thread_start(getpid(), tid, &start, NULL);
   if (rc <= 0) return rc == 0 ? -ESRCH : rc;
   lock_adopted();
   int i = find_adopted(fd);

@@ -22,7 +22,7 @@
 
 #include <stdint.h>
 
-#define SHMQ_ABI_VERSION 24
+#define SHMQ_ABI_VERSION 25
 
 #if defined(__GNUC__) || defined(__clang__)
 #define SHMQ_API __attribute__((visibility("default")))
@@ -323,9 +323,11 @@ SHMQ_API int32_t shmq_thread_identity(double *out);
 
 /*
  * 0 when thread `tid` of process `pid`, started at `start` (as shmq_thread_identity gave
- * it), has ended: no such thread, or a later one reusing its tid. 1 when it runs, or when
- * that cannot be told from here: other pid or time namespaces than `pid_ns` and `time_ns`,
- * a `start` that is no start time (it comes from shared memory), or no /proc. Never -errno.
+ * it), has ended: no such thread, or a later one reusing its tid. 2 when it is stopped, by
+ * a signal (SIGSTOP, SIGTSTP) or at a tracer's stop (state T or t): alive, but holding what
+ * it holds until resumed. 1 when it runs otherwise, or when that cannot be told from here:
+ * other pid or time namespaces than `pid_ns` and `time_ns`, a `start` that is no start time
+ * (it comes from shared memory), or no /proc. Never -errno.
  */
 SHMQ_API int32_t shmq_thread_alive(int32_t pid, int32_t tid, double start, double pid_ns,
                                    double time_ns);

@@ -84,9 +84,9 @@ export class ClosedError extends QueueError {
    * Why: `"closed"` this end was closed; `"drained"` every sender closed and nothing is left;
    * `"no-receivers"` every receiver closed; `"gone"` the queue no longer exists; `"corrupt"`
    * its shared state (or the segment by its name) was found corrupt; `"stuck"` a live end has
-   * held the queue's lock too long (a process stopped with SIGSTOP, or hung inside a call),
-   * for a call with no timeout or one over 10 s (a shorter one throws its `EmptyError` or
-   * `FullError` when it expires).
+   * held the queue's lock too long (a process stopped with SIGSTOP, or hung inside a call).
+   * A call with a timeout under 10 s that a stopped holder keeps out throws its `EmptyError` or
+   * `FullError` when it expires instead.
    */
   readonly reason: ClosedReason;
 

@@ -60,6 +60,9 @@ export interface MutexHooks {
   isAlive(index: number): boolean;
   /** Called with the lock held after it was taken over from a dead holder. */
   recover(deadOwner: number): void;
+  /** Whether participant `index` is stopped (SIGSTOP, a debugger): alive, but keeping the
+   * lock until resumed. */
+  isStopped?(index: number): boolean;
   /** How long a live holder may keep the lock before a waiter gives up (default STUCK_MS):
    * shorter while the process exits, which should not wait 10 s per queue for a stopped one. */
   stuckMs?(): number | undefined;
@@ -75,7 +78,7 @@ export class ShmMutex {
   readonly #hooks: MutexHooks;
   /** The lock word a previous call gave up on, or 0. */
   #stuckWord = 0;
-  /** The live holder that kept the lock past the patience of the last lockWithin refused. */
+  /** The live holder that kept the lock past the patience of the last call that gave up. */
   #keptBy = -1;
 
   /**
@@ -101,7 +104,7 @@ export class ShmMutex {
 
   /** Takes the lock, blocking the thread (briefly: holders never wait while holding it). */
   lock(): void {
-    this.#acquire(Infinity);
+    this.#acquire(Infinity, false);
   }
 
   /**
@@ -111,10 +114,23 @@ export class ShmMutex {
    * Throws as {@linkcode lock} does when the queue is found beyond repair after a takeover.
    */
   lockWithin(patienceMs: number): boolean {
-    return this.#acquire(patienceMs);
+    return this.#acquire(patienceMs, true);
   }
 
-  #acquire(patienceMs: number): boolean {
+  /**
+   * Takes the lock as {@linkcode lock} does, but gives up, returning false, once `patienceMs`
+   * passed while a stopped holder (SIGSTOP, a debugger) keeps it: for calls with a deadline,
+   * which such a holder would otherwise hold for the STUCK_MS it is given. A holder that runs
+   * is waited for, however long its deadline is past: on a loaded machine a peer descheduled
+   * inside its critical section keeps the lock for tens of milliseconds, and a call that gave
+   * up on it would report an empty or full queue that is neither.
+   */
+  lockUnlessStopped(patienceMs: number): boolean {
+    return this.#acquire(patienceMs, false);
+  }
+
+  /** `anyHolder`: patience runs out on a live holder of any kind, else only on a stopped one. */
+  #acquire(patienceMs: number, anyHolder: boolean): boolean {
     const words = this.#words;
     const i = this.#index;
     if (Atomics.compareExchange(words, i, 0, this.#ownWord) === 0) {
@@ -170,19 +186,26 @@ export class ShmMutex {
         heldSince = performance.now();
         slice = FIRST_LIVENESS_SLICE_MS;
       }
-      // A call that gives up at its deadline wakes for it, not a slice after.
+      // A call that may give up at its deadline wakes for it, not a slice after.
       const left = patienceMs - (performance.now() - started);
-      const woke = futexWait(this.#pointer, seen, Math.max(Math.min(slice, left), 0)) !== "timeout";
+      const woke = futexWait(this.#pointer, seen, left > 0 ? Math.min(slice, left) : slice) !==
+        "timeout";
       if (woke && Atomics.load(words, i) !== seen) continue;
       if (!woke) slice = Math.min(slice * 2, LIVENESS_SLICE_MS);
       const owner = (seen & OWNER_MASK) - 1;
       // A word naming this participant's index is garbage, or a dead end's that held the
       // index before: this end never waits on a lock it holds.
       if (owner !== (this.#ownWord & OWNER_MASK) - 1 && this.#hooks.isAlive(owner)) {
-        if (performance.now() - started >= patienceMs) {
+        // Looked up only for a call that may give up before the stuck limit: it reads /proc.
+        const stopped = !anyHolder && patienceMs < stuckMs &&
+          this.#hooks.isStopped?.(owner) === true;
+        if ((anyHolder || stopped) && performance.now() - started >= patienceMs) {
           this.#keptBy = owner;
           return false;
         }
+        // Held until it is resumed, which the call's deadline comes before: waited for, not
+        // taken for stuck after the STILL_STUCK_MS a call gives a holder known to be stuck.
+        if (stopped) continue;
         const again = !moved && seen === this.#stuckWord;
         const now = performance.now();
         const neverFree = !sawFree && now - started > stuckMs;
@@ -217,7 +240,8 @@ export class ShmMutex {
   }
 
   /** The participant index of the live holder that kept the lock past the patience of the
-   * last {@linkcode lockWithin} that returned false (-1 before any did). */
+   * last {@linkcode lockWithin} or {@linkcode lockUnlessStopped} that returned false (-1
+   * before any did). */
   get keptBy(): number {
     return this.#keptBy;
   }

@@ -154,6 +154,25 @@ export class Participants {
     return workers ? "workers" : "here";
   }
 
+  /**
+   * Whether participant `index`'s end is of a thread that is stopped now (SIGSTOP, Ctrl-Z, a
+   * debugger): alive, but holding what it holds until resumed. False when that cannot be told
+   * (its thread unrecorded, other namespaces, no /proc).
+   */
+  isStopped(index: number): boolean {
+    if (!(index >= 0 && index < L.MAX_PARTICIPANTS) || index === this.#self) return false;
+    const at = L.participantOffset(index);
+    const pid = this.#i32[(at + L.P_PID) >> 2];
+    const tid = this.#i32[(at + L.P_TID) >> 2];
+    if (pid <= 0 || tid <= 0) return false;
+    return native.threadStopped(pid, {
+      tid,
+      start: this.#f64[(at + L.P_THREAD_START) >> 3],
+      pidNamespace: this.#f64[(at + L.P_PID_NAMESPACE) >> 3],
+      timeNamespace: this.#f64[(at + L.P_TIME_NAMESPACE) >> 3],
+    });
+  }
+
   /** False once the thread that opened participant `index`'s end has ended (a Worker
    * terminated) while its process lives on; true when that cannot be told. */
   #threadRuns(index: number): boolean {

@@ -351,9 +351,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * once every sender has closed and the queue is drained. A message whose value is
    * `undefined` looks the same as none: on a queue that carries such values, use
    * `getSync({ timeout: 0 })`, which throws `EmptyError` when none is waiting.
-   * Never waits: while a peer keeps the queue's lock for more than a few milliseconds (a
-   * stopped or hung process), it returns `undefined` too, as Python's `get_nowait` raises
-   * `Empty` when its lock is busy.
+   * Waits for nothing but the queue's lock, held for microseconds: while a stopped peer
+   * (SIGSTOP, a debugger) keeps it, this returns `undefined` after 2 ms too, as Python's
+   * `get_nowait` raises `Empty` when its lock is busy.
    */
   getNowait<T = unknown>(options?: NowaitGetOptions): T | undefined {
     try {

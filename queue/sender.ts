@@ -16,8 +16,8 @@ import { roomHolder } from "./segment.ts";
 import type { QueueStats } from "./stats.ts";
 import {
   type Attempt,
-  briefDeadline,
   deadlineOf,
+  NO_WAIT,
   ROOM_SLICE_MS,
   SYNC_WAIT_OPTIONS,
   type SyncWaitOptions,
@@ -134,7 +134,7 @@ export class Sender implements Disposable {
     if (queue.unsettled) {
       // Receivers released messages without the lock: count them.
       try {
-        if (queue.settle(briefDeadline()) && room()) return true;
+        if (queue.settle(NO_WAIT) && room()) return true;
       } catch {
         return false;
       }
@@ -145,7 +145,7 @@ export class Sender implements Disposable {
     // Full, maybe only because a dead receiver holds messages. Waiting calls notice dead
     // peers on their own; a caller that only polls must, too.
     try {
-      if (!queue.reapIfDue(briefDeadline())) return false;
+      if (!queue.reapIfDue(NO_WAIT)) return false;
     } catch {
       return false; // Corrupt: no room either way.
     }
@@ -879,7 +879,7 @@ export class Sender implements Disposable {
     // Caught up: no look at the ring. Else the ring says which messages are out, in order.
     const out = queue.acked === (published >>> 0) ? [] : queue.outOfSelf(deadline);
     if (out === undefined) {
-      // A live holder kept the lock past the deadline: the call times out, and its words give
+      // A stopped holder kept the lock past the deadline: the call times out, and its words give
       // the count (which a receiver killed between its release and its count leaves high).
       return { attempt: () => undefined, stillOut: () => (published - queue.acked) >>> 0 };
     }

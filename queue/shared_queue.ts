@@ -60,8 +60,8 @@ import type { Timer } from "./timer.ts";
 import {
   attemptDeadline,
   BRIEF_LOCK_MS,
-  briefDeadline,
   MIN_SPIN_MS,
+  NO_WAIT,
   REAP_EVERY_MS,
   ROOM_SLICE_MS,
 } from "./wait.ts";
@@ -142,8 +142,8 @@ const MIN_IDLE_TICK_MS = 50;
 const CLAIM_STALE_MS = 500;
 /** A mask: every this + 1 reservations, a put checks for idle extensions to drop. */
 const IDLE_CHECK_EVERY_PUTS = 63;
-/** A call's timeout error blames the lock (see lockKeptWords) when a live holder kept it past
- * a deadline of this end this recently: a call gives up on the lock and times out within
+/** A call's timeout error blames the lock (see lockKeptWords) when a stopped holder kept it
+ * past a deadline of this end this recently: a call gives up on the lock and times out within
  * a few ms. */
 const LOCK_KEPT_WORDS_MS = 50;
 /** Slots #queuedInExtensionsLocked looks at, at most. */
@@ -285,7 +285,7 @@ export class SharedQueue {
   #takenInOrder = false;
   /** When {@linkcode reapIfDue} next looks for dead ends. */
   #nextReap = 0;
-  /** When a live holder last kept the lock past a deadline of this end (see #lockBy). */
+  /** When a stopped holder last kept the lock past a deadline of this end (see #lockBy). */
   #lockKeptAt = -Infinity;
   /** Async futex waits of this end in flight: their worker threads hold a pointer into the
    * main mapping, which close must not unmap under them. */
@@ -547,7 +547,7 @@ export class SharedQueue {
    * The ring positions of this sender's messages out now (published, not yet released): what
    * a `waitForAllAck` begun now waits for, and nothing put later. Read from the slots, not the
    * ack count, which a receiver killed between its release and its count leaves short.
-   * Undefined when a live holder keeps the lock past the call's `deadline`.
+   * Undefined when a stopped holder keeps the lock past the call's `deadline` (see #lockBy).
    */
   outOfSelf(deadline = Infinity): number[] | undefined {
     if (!this.#lockBy(deadline)) return undefined;
@@ -642,8 +642,8 @@ export class SharedQueue {
    */
   stats(): QueueStats {
     // The dead are counted once noticed: a queue only watched must be looked at too.
-    this.reapIfDue(briefDeadline());
-    const locked = this.#lockBy(briefDeadline());
+    this.reapIfDue(NO_WAIT);
+    const locked = this.#lockBy(NO_WAIT);
     try {
       this.#checkUsable();
       if (locked) this.#settleLocked(true);
@@ -722,7 +722,7 @@ export class SharedQueue {
 
   /**
    * Reserves a slot and `length` bytes for a message, or returns undefined when the queue is
-   * full, or when a live holder keeps the lock past the call's `deadline`. Throws ClosedError
+   * full, or when a stopped holder keeps the lock past the call's `deadline`. Throws ClosedError
    * when no receiver is left.
    */
   reserve(
@@ -752,7 +752,7 @@ export class SharedQueue {
    * Reserves consecutive arena messages in one critical section: for `lengths[from]` on, in
    * order, as many as there is room for, pushed onto `into`. Stops at the first that finds no
    * room or does not fit the arena (those go one at a time, through {@linkcode reserve}), and
-   * reserves none when a live holder keeps the lock past `deadline`. Throws ClosedError when
+   * reserves none when a stopped holder keeps the lock past `deadline`. Throws ClosedError when
    * no receiver is left.
    */
   reserveMany(
@@ -1064,7 +1064,7 @@ export class SharedQueue {
   // ---------------------------------------------------------------- receiver side
 
   /**
-   * Takes the next message, or returns undefined when none is ready, or when a live holder
+   * Takes the next message, or returns undefined when none is ready, or when a stopped holder
    * keeps the lock past the deadline of the attempt running now ({@linkcode attemptDeadline}).
    * Throws ClosedError when the queue is drained and no sender is left.
    */
@@ -1353,7 +1353,7 @@ export class SharedQueue {
   }
 
   /** Settles released messages now, so `inFlight` and `acked` are current. Returns false when
-   * a live holder keeps the lock past `deadline` (see {@linkcode #lockBy}), else true. */
+   * a stopped holder keeps the lock past `deadline` (see {@linkcode #lockBy}), else true. */
   settle(deadline = Infinity): boolean {
     if (this.#closed) return true;
     if (!this.#lockBy(deadline)) return false;
@@ -1554,11 +1554,11 @@ export class SharedQueue {
   }
 
   /**
-   * Takes the lock for a call that gives up at `deadline` (Infinity: as {@linkcode #lock}), and
-   * returns whether it did: not when a live holder keeps it past the deadline, or past
-   * BRIEF_LOCK_MS from now when that is later. The margin spares a call whose deadline is up
-   * (a timeout of 0) a holder that was only preempted inside its critical section of
-   * microseconds; a stopped one would otherwise hold the call the 10 s of STUCK_MS.
+   * Takes the lock for a call that gives up at `deadline`, and returns whether it did: not
+   * when a stopped holder (SIGSTOP, a debugger) keeps it past the deadline, which would
+   * otherwise hold the call for the 10 s of STUCK_MS; a holder that runs is waited for, as
+   * by {@linkcode #lock} (Infinity). NO_WAIT: not when any live holder keeps it past
+   * BRIEF_LOCK_MS.
    */
   #lockBy(deadline: number): boolean {
     if (deadline === Infinity) {
@@ -1566,20 +1566,22 @@ export class SharedQueue {
       return true;
     }
     this.assertOpen();
-    if (this.#mutex.lockWithin(Math.max(deadline - performance.now(), BRIEF_LOCK_MS))) return true;
+    if (deadline === NO_WAIT) return this.#mutex.lockWithin(BRIEF_LOCK_MS);
+    if (this.#mutex.lockUnlessStopped(Math.max(deadline - performance.now(), 0))) return true;
     this.#lockKeptAt = performance.now();
     return false;
   }
 
   /**
-   * Words for the error of a call that timed out just after a live holder kept the lock past
-   * its deadline (a stopped or hung process): what it waited for may have been there all the
-   * while, and its other words (no room, no message) would mislead. Undefined otherwise.
+   * Words for the error of a call that timed out just after a stopped holder kept the lock
+   * past its deadline: what it waited for may have been there all the while, and its other
+   * words (no room, no message) would mislead. Undefined otherwise.
    */
   lockKeptWords(): string | undefined {
     if (performance.now() - this.#lockKeptAt > LOCK_KEPT_WORDS_MS) return undefined;
-    return `the queue's lock was kept past this call's deadline by live participant ` +
-      `${this.#mutex.keptBy} (a stopped or hung process?), so it could not look`;
+    return `the queue's lock was kept past this call's deadline by participant ` +
+      `${this.#mutex.keptBy}, which is stopped (SIGSTOP, Ctrl-Z or a debugger), so it could ` +
+      "not look";
   }
 
   #unlock(): void {
@@ -1664,6 +1666,7 @@ export class SharedQueue {
       index,
       {
         isAlive: (i) => this.#participants.isAlive(i),
+        isStopped: (i) => this.#participants.isStopped(i),
         recover: (dead) => this.#recover(dead),
         stuckMs: stuckMsAtExit,
       },
@@ -2207,7 +2210,7 @@ export class SharedQueue {
       this.#u32[L.C_CLAIM_BY >> 2] !== this.#self
     ) return;
     try {
-      if (!this.#lockBy(briefDeadline())) return;
+      if (!this.#lockBy(NO_WAIT)) return;
     } catch {
       return;
     }

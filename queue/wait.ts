@@ -59,15 +59,19 @@ export interface SyncWaitOptions {
 /** A condition check: a boxed result, or undefined to keep waiting. */
 export type Attempt<T> = () => { value: T } | undefined;
 
-/** How long a call that must not wait gives a live holder the queue's lock (`hasSpace()`,
- * `getNowait()`, `stats()`). A critical section takes microseconds; a holder that keeps the
- * lock longer is preempted or stopped. */
+/** How long a call that must not wait gives a live holder the queue's lock. A critical
+ * section takes microseconds; a holder that keeps the lock longer is preempted or stopped. */
 export const BRIEF_LOCK_MS = 2;
 
-/** The deadline of a call that must not wait: see {@linkcode BRIEF_LOCK_MS}. */
+/** The deadline of `getNowait()`: it gives up on a stopped lock holder after
+ * {@linkcode BRIEF_LOCK_MS}, and waits for a running one (see SharedQueue.#lockBy). */
 export function briefDeadline(): number {
   return performance.now() + BRIEF_LOCK_MS;
 }
+
+/** The deadline of a call that never waits (`hasSpace()`, `stats()`): it gives up on any
+ * live holder, stopped or not, after {@linkcode BRIEF_LOCK_MS}. */
+export const NO_WAIT = -Infinity;
 
 /** The deadline of the attempt running now (see {@linkcode attemptBy}), else Infinity. */
 let runningDeadline = Infinity;
