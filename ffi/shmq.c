@@ -1161,12 +1161,10 @@ static int proc_is_ours(void) {
 }
 
 /*
- * 1 when thread tid of process pid, started at start, has ended (no such thread, or a later
- * one under its tid), 0 while it runs, -errno when that cannot be told.
- */
-/* 0 when thread tid of process pid, started at `start`, has ended (no such thread, or a
+ * 0 when thread tid of process pid, started at `start`, has ended (no such thread, or a
  * later one reusing its tid); 2 when it is stopped, by a signal or at a tracer's stop (state
- * T or t); 1 when it runs otherwise; -errno when /proc cannot tell. */
+ * T or t); 1 when it runs otherwise; -errno when /proc cannot tell.
+ */
 static int thread_status(pid_t pid, pid_t tid, unsigned long long start) {
   /* Cheap first, and needs no fd: no such thread in that process at all. */
   if (syscall(SYS_tgkill, pid, tid, 0) != 0 && errno == ESRCH) return 0;
@@ -1178,6 +1176,8 @@ static int thread_status(pid_t pid, pid_t tid, unsigned long long start) {
   return state == 'T' || state == 't' ? 2 : 1;
 }
 
+/* 1 when thread tid of process pid, started at `start`, has ended, 0 while it runs (stopped
+ * or not), -errno when that cannot be told. */
 static int thread_ended(pid_t pid, pid_t tid, unsigned long long start) {
   int status = thread_status(pid, tid, start);
   return status < 0 ? status : status == 0;

@@ -190,7 +190,9 @@ export class ShmMutex {
       const left = patienceMs - (performance.now() - started);
       const woke = futexWait(this.#pointer, seen, left > 0 ? Math.min(slice, left) : slice) !==
         "timeout";
-      if (woke && Atomics.load(words, i) !== seen) continue;
+      // Moved on while this waiter slept (an unlock wakes one waiter only, maybe another):
+      // the holder to judge is the word's now, not the one read before the sleep.
+      if (Atomics.load(words, i) !== seen) continue;
       if (!woke) slice = Math.min(slice * 2, LIVENESS_SLICE_MS);
       const owner = (seen & OWNER_MASK) - 1;
       // A word naming this participant's index is garbage, or a dead end's that held the

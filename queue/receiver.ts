@@ -353,7 +353,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * `getSync({ timeout: 0 })`, which throws `EmptyError` when none is waiting.
    * Waits for nothing but the queue's lock, held for microseconds: while a stopped peer
    * (SIGSTOP, a debugger) keeps it, this returns `undefined` after 2 ms too, as Python's
-   * `get_nowait` raises `Empty` when its lock is busy.
+   * `get_nowait` raises `Empty` when its lock is busy; a hung peer that keeps it running is
+   * given the 10 s of any call, then `ClosedError` "stuck".
    */
   getNowait<T = unknown>(options?: NowaitGetOptions): T | undefined {
     try {

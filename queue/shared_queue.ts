@@ -1567,7 +1567,11 @@ export class SharedQueue {
     }
     this.assertOpen();
     if (deadline === NO_WAIT) return this.#mutex.lockWithin(BRIEF_LOCK_MS);
-    if (this.#mutex.lockUnlessStopped(Math.max(deadline - performance.now(), 0))) return true;
+    if (this.#mutex.lockUnlessStopped(Math.max(deadline - performance.now(), 0))) {
+      // Free again: a timeout from now on is no longer the stopped holder's doing.
+      this.#lockKeptAt = -Infinity;
+      return true;
+    }
     this.#lockKeptAt = performance.now();
     return false;
   }
