@@ -205,8 +205,8 @@ export class ShmMutex {
           this.#keptBy = owner;
           return false;
         }
-        // Held until it is resumed, which the call's deadline comes before: waited for, not
-        // taken for stuck after the STILL_STUCK_MS a call gives a holder known to be stuck.
+        // A stopped holder keeps the lock until resumed: the call waits for its own deadline,
+        // not only the STILL_STUCK_MS a holder already known to be stuck is given.
         if (stopped) continue;
         const again = !moved && seen === this.#stuckWord;
         const now = performance.now();

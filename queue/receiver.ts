@@ -364,12 +364,13 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
         checkOptionsObject(options, "Receiver.getNowait", COPY_TARGET_OPTIONS);
       }
       const attempt = this.#getAttemptFor(options, "getNowait");
-      const got = attemptBy(briefDeadline(), attempt);
+      const deadline = briefDeadline();
+      const got = attemptBy(deadline, attempt);
       if (got !== undefined) return got.value as T;
       // Nothing ready, maybe only because a dead sender's unfinished message is in the way.
       // Waiting calls notice dead peers on their own; a caller that only polls must, too.
-      if (!this.#queue.reapIfDue(briefDeadline())) return undefined;
-      return attemptBy(briefDeadline(), attempt)?.value as T | undefined;
+      if (!this.#queue.reapIfDue(deadline)) return undefined;
+      return attemptBy(deadline, attempt)?.value as T | undefined;
     } catch (error) {
       throw namingCall(error, "Receiver.getNowait");
     }

@@ -9,9 +9,10 @@
  * receivers are, how much shared memory messages hold, who is still there. Taken under the
  * queue's lock, so its figures agree with each other, and the totals (`put`, `received`) never
  * go down from one snapshot to the next, whichever end takes them. A participant killed
- * inside the lock may leave them one short. While a stopped or hung peer keeps the lock, the
- * snapshot is read without it rather than wait: releases not yet settled still count in
- * flight, and a holder that is only slow may move a figure while it is read.
+ * inside the lock may leave them one short. While a peer keeps the lock for more than 2 ms
+ * (stopped, hung, or descheduled on a loaded machine), the snapshot is read without it rather
+ * than wait: releases not yet settled still count in flight, and a holder that is only slow
+ * may move a figure while it is read.
  *
  * @example
  * ```ts

@@ -59,8 +59,8 @@ export interface SyncWaitOptions {
 /** A condition check: a boxed result, or undefined to keep waiting. */
 export type Attempt<T> = () => { value: T } | undefined;
 
-/** How long a call that must not wait gives a live holder the queue's lock. A critical
- * section takes microseconds; a holder that keeps the lock longer is preempted or stopped. */
+/** How long the calls that must not wait give a holder of the queue's lock (see
+ * {@linkcode briefDeadline}, {@linkcode NO_WAIT}). A critical section takes microseconds. */
 export const BRIEF_LOCK_MS = 2;
 
 /** The deadline of `getNowait()`: it gives up on a stopped lock holder after
@@ -77,9 +77,9 @@ export const NO_WAIT = -Infinity;
 let runningDeadline = Infinity;
 
 /**
- * The deadline of the attempt running now, which a receiver's take waits for the queue's
- * lock until at most. A peer stopped while it holds the lock (SIGSTOP, a debugger) would
- * otherwise hold a `get({ timeout: 100 })` for the 10 s a call without a timeout gives it.
+ * The deadline of the attempt running now: a receiver's take waits for the queue's lock until
+ * then at most if its holder is stopped (SIGSTOP, a debugger), which would otherwise hold a
+ * `get({ timeout: 100 })` for the 10 s a call without a timeout gives it.
  * A receiver's attempts take no arguments (every call of an end shares them), so the
  * deadline travels here, for the synchronous run of one attempt; a sender's reserve is
  * handed its call's deadline.
@@ -88,7 +88,7 @@ export function attemptDeadline(): number {
   return runningDeadline;
 }
 
-/** Runs `attempt` for a call whose deadline is `deadline`: a lock its take cannot have by
+/** Runs `attempt` for a call whose deadline is `deadline`: a lock a stopped holder keeps past
  * then counts as nothing found yet (see {@linkcode attemptDeadline}). */
 export function attemptBy<T>(deadline: number, attempt: Attempt<T>): { value: T } | undefined {
   // The common case, a call without a timeout outside any other attempt: nothing to set.
