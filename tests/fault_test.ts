@@ -623,6 +623,30 @@ Deno.test("a put that claimed byte budget keeps its timeout while a stopped peer
   r.close();
 });
 
+Deno.test("a send whose wake-up finds only a killed waiter does not wait on a stopped lock holder", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  const name = s.descriptor.name;
+  const announced = () => segmentWord(name, L.W_RECEIVERS_WAITING);
+  await using waiter = new Child("blocked", [JSON.stringify(s.descriptor), "get"]);
+  await waiter.expect("blocked");
+  assert.ok(await eventually(() => announced() > 0), "the waiter announced itself");
+  const draft = s.prepareSync("sent");
+  {
+    await using _holder = await stoppedHolder(s.descriptor, "sender");
+    // Killed in its wait: its announcement stays until its entry is reaped (no end can while
+    // the holder keeps the lock), and a wake-up that finds nobody to wake reaps.
+    await waiter.stop();
+    assert.ok(announced() > 0, "the killed waiter's announcement is still there");
+    // Before: that reap waited the 10 s a call gives a live holder, inside send().
+    const { error } = await within1s("send()", () => draft.send());
+    assert.equal(error, undefined);
+  }
+  assert.equal(r.getSync({ timeout: 1_000 }), "sent");
+  assert.equal(announced(), 0, "the dead waiter's announcement went with its reap");
+  s.close();
+  r.close();
+});
+
 Deno.test("a lock holder that died holds up a call with a short timeout by a few ms, not a liveness slice", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 2 });
   const name = s.descriptor.name;
