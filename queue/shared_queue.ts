@@ -1640,8 +1640,8 @@ export class SharedQueue {
    * Wakes the waiters announced on a word. A wake that finds none, now and then, reaps the
    * dead: a waiter killed in its wait leaves its announcement behind until its entry is
    * reaped, and meanwhile every message pays this syscall; on a queue too busy for anyone to
-   * wait out a slice, nobody else would reap it. Only if the lock comes at once (NO_WAIT):
-   * the put or release this runs in must not wait on a stopped holder for a chore.
+   * wait out a slice, nobody else would reap it. Only if the lock comes within 2 ms
+   * (NO_WAIT): the put or release this runs in must not wait on a stopped holder for a chore.
    */
   #wakeAnnounced(pointer: Deno.PointerObject): void {
     if (native.futexWake(pointer, INT_MAX) !== 0) return;
