@@ -2463,14 +2463,14 @@ export class SharedQueue {
    * How many messages are ready but held back, each behind an earlier message of its sender
    * that is not (still being written, or in another receiver's getMany batch): what a take now
    * would pass over. For the words of a get that timed out; 0 on a queue closed or unusable,
-   * or whose lock a live holder kept past BRIEF_LOCK_MS (wait.ts).
+   * or whose lock a live holder kept past BRIEF_LOCK_MS (NO_WAIT).
    */
   heldBackMessages(): number {
     if (this.#closed || this.#u32[L.C_IN_FLIGHT >> 2] === 0) return 0;
     // Briefly: the call's timeout is up, and a lock held long (a stopped end) must not make it
     // later. Without the lock, nothing is said.
     try {
-      if (!this.#mutex.lockWithin(BRIEF_LOCK_MS)) return 0;
+      if (!this.#lockBy(NO_WAIT)) return 0;
     } catch {
       return 0; // a dead holder's lock taken over found the queue beyond repair: said next call
     }
