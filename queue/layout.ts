@@ -58,7 +58,7 @@
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning (tests/layout_version_test.ts
  * fingerprints what it exports, and fails on a change recorded under the same version). */
-export const LAYOUT_VERSION = 18;
+export const LAYOUT_VERSION = 19;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -213,7 +213,10 @@ export const P_PID = 8; // i32: the holder's process (with P_TID, names its thre
 export const P_ACKED = 12; // u32: messages of this sender released by receivers
 /** i32: the holder's fd of the main segment plus one (0 = none), for the process whose token
  * is at `P_PROCESS`: a hint that an ended Worker there may have left it open. What is closed
- * is decided by that process's own records (native closeOrphans), never by this field. */
+ * is decided by that process's own records (native closeOrphans), never by this field. A
+ * closing end clears it, having closed its fd itself: so an entry still taken whose end is
+ * gone with 0 here was left by `close()` (one that could not have the lock), not by a death,
+ * and its reap counts it closed. */
 export const P_FD = 16;
 export const P_TID = 20; // i32: the holder's thread, 0 = unknown (no /proc: locks only)
 export const P_PROCESS = 24; // f64: the holder's process token (native processToken)

@@ -22,6 +22,7 @@ export class Participants {
   readonly #f64: Float64Array;
   /** This end's entry, once claimed. */
   #self = -1;
+  #claimedFrom: Leaving | undefined;
 
   /**
    * @param fd This end's descriptor of the main segment: the lock bytes are its own.
@@ -53,6 +54,12 @@ export class Participants {
       );
     }
     this.#self = index;
+    // Read before this end's record overwrites it; its removal under the lock goes by it.
+    this.#claimedFrom = !this.taken(index)
+      ? undefined
+      : this.leftByClose(index)
+      ? "closed"
+      : "died";
     // Before the lock: whoever checks on this end as the lock's holder reads these.
     this.#recordThread(index);
     return index;
@@ -118,9 +125,22 @@ export class Participants {
   }
 
   /** Clears this end's hint that it may leave an orphan (see L.P_FD): a closing end closes its
-   * fd itself. */
+   * fd itself. Which also says, to the reap of an entry whose end is gone, that it left by
+   * `close()` (see {@linkcode leftByClose}). */
   leavesNoOrphan(): void {
-    this.#i32[(L.participantOffset(this.#self) + L.P_FD) >> 2] = 0;
+    Atomics.store(this.#i32, (L.participantOffset(this.#self) + L.P_FD) >> 2, 0);
+  }
+
+  /** Whether the end of taken entry `index`, gone now, left by `close()` (see L.P_FD), not
+   * by dying: one that closed while a stopped peer kept the lock left its entry for a reap. */
+  leftByClose(index: number): boolean {
+    return Atomics.load(this.#i32, (L.participantOffset(index) + L.P_FD) >> 2) === 0;
+  }
+
+  /** How the end before this one left the entry {@linkcode claim} took: "closed" or "died",
+   * read before this end recorded itself there; undefined when the entry was free. */
+  get claimedFrom(): Leaving | undefined {
+    return this.#claimedFrom;
   }
 
   /** Alive while its process holds its lock byte and the thread that opened it runs. */

@@ -528,16 +528,17 @@ export class Sender implements Disposable {
    * cancelled. Calls of this end still waiting (`put`, `putMany`, `prepare`, `waitForAllAck`)
    * reject with `ClosedError` (reason `"closed"`), and the value of a `put` still waiting for
    * room is not delivered (of a `putMany`, the values it had not put yet). When this was the
-   * last sender, receivers get `ClosedError` once drained.
+   * last sender, receivers get `ClosedError` once drained. Waits only briefly for a peer
+   * stopped while it keeps the queue's lock (SIGSTOP, a debugger): this end then leaves
+   * without it, for the first end to have the lock again to remove, as a close.
    */
   close(): void {
     if (this.#queue.closed) return;
-    try {
-      for (const draft of [...this.#drafts.keys()]) cancelOnClose(draft);
-    } finally {
-      // Even when a cancel failed (a corrupt queue): this end must still leave.
-      this.#queue.close();
-    }
+    // The end leaves first, and drops its drafts' slots with its own: under one lock, or by
+    // the reap of its entry when a stopped peer keeps the lock (a cancel each would wait for
+    // the lock, 10 s behind such a peer). The drafts then settle as cancelled.
+    this.#queue.close();
+    for (const draft of [...this.#drafts.keys()]) cancelOnClose(draft);
   }
 
   /** Same as {@linkcode close}, for `using`. */

@@ -1426,38 +1426,22 @@ export class SharedQueue {
   }
 
   /**
-   * Leaves the queue. The last end to leave unlinks every name of the queue.
+   * Leaves the queue. The last end to leave unlinks every name of the queue. Behind a stopped
+   * lock holder, or one that kept the lock past the stuck limit, it leaves without the lock:
+   * its entry, marked as closed, waits for a reap.
    */
   close(): void {
     if (this.#closed) return;
     untrack(this);
-    let last = false;
     try {
-      this.#lock();
-      try {
-        if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
-        // No orphan to look for here: this end closes its fd itself.
-        this.#participants.leavesNoOrphan();
-        // Its own run's slots and arena room, all of it: it knows how far it got.
-        if (this.#runLeft !== 0 && this.#u32[L.H_STATE >> 2] === L.QueueState.Ready) {
-          this.#dropRunLocked();
-        }
-        if (!this.#exitCheck) this.#removeParticipantLocked(this.#self, this.#leaveAs);
-        // By the table, not the counts: on a queue poisoned by a forged count, the last end
-        // still removes it.
-        last = this.#participants.count(L.ParticipantKind.Sender) === 0 &&
-          this.#participants.count(L.ParticipantKind.Receiver) === 0;
-        const left = last || !(this.#exitCheck || isMainThread())
-          ? "none"
-          : this.#participants.remainingEndsLocked();
-        if (last || (this.#exitCheck && left !== "elsewhere")) this.#unlinkAllLocked();
-        else if (left === "workers") leaveToThisProcess(this.name);
-        if (last) noLongerLeftToThisProcess(this.name);
-      } finally {
-        this.#unlock();
-      }
+      // A holder stopped (SIGSTOP, Ctrl-Z, a debugger) keeps the lock until resumed: this
+      // end leaves without it, for a reap to remove, rather than wait the 10 s a live holder
+      // is given. A holder that runs is waited for.
+      if (this.#mutex.lockUnlessStopped(BRIEF_LOCK_MS)) this.#leaveLocked();
+      else this.#leaveUnlocked();
     } catch {
       // A poisoned or stuck queue still lets this end go; the sweep removes leftovers.
+      this.#leaveUnlocked();
     }
     this.#forgetPrefetched();
     this.#signal(this.putSignal, true);
@@ -1484,6 +1468,49 @@ export class SharedQueue {
       this.#unmapDeferred = true;
       deferUnmap();
     }
+  }
+
+  /** Leaves with the lock taken, and lets it go. The last end to leave unlinks every name of
+   * the queue. */
+  #leaveLocked(): void {
+    try {
+      if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
+      // No orphan to look for here: this end closes its fd itself.
+      this.#participants.leavesNoOrphan();
+      // Its own run's slots and arena room, all of it: it knows how far it got.
+      if (this.#runLeft !== 0 && this.#u32[L.H_STATE >> 2] === L.QueueState.Ready) {
+        this.#dropRunLocked();
+      }
+      if (!this.#exitCheck) this.#removeParticipantLocked(this.#self, this.#leaveAs);
+      // By the table, not the counts: on a queue poisoned by a forged count, the last end
+      // still removes it.
+      const last = this.#participants.count(L.ParticipantKind.Sender) === 0 &&
+        this.#participants.count(L.ParticipantKind.Receiver) === 0;
+      const left = last || !(this.#exitCheck || isMainThread())
+        ? "none"
+        : this.#participants.remainingEndsLocked();
+      if (last || (this.#exitCheck && left !== "elsewhere")) this.#unlinkAllLocked();
+      else if (left === "workers") leaveToThisProcess(this.name);
+      if (last) noLongerLeftToThisProcess(this.name);
+    } finally {
+      this.#unlock();
+    }
+  }
+
+  /**
+   * Marks this end's entry as left by a close, for its reap (see Participants.leftByClose):
+   * without it a closed sender would count as one that died (`sendersDied`: the stream cut
+   * short). Not for an end that leaves as dead (its thread cut short, see leaveAsDead), nor
+   * for one closed as its thread exits while it holds getMany messages: those go back to the
+   * queue, as the reap of a dead end has them do. A close from inside a getMany batch
+   * returns the messages it held: the reap counts them received.
+   */
+  #leaveUnlocked(): void {
+    if (this.#leaveAs !== "closed" || this.#exitCheck || (this.#closedAtExit && this.#holding)) {
+      return;
+    }
+    this.#participants.leavesNoOrphan();
+    if (this.#holding) this.#heldReceivedAtClose = true;
   }
 
   /** Closes the fd, then unmaps the main mapping: closing the fd first forgets the mapping
@@ -1682,7 +1709,9 @@ export class SharedQueue {
       // The last end closes, and removes the queue's names, under this lock, finding itself
       // last by the participant table: an end opened but not in the table yet was not seen.
       if (native.fdLinks(this.#fd) === 0) throw goneError(this.name);
-      if (this.#participants.taken(index)) this.#removeParticipantLocked(index, "died");
+      if (this.#participants.taken(index)) {
+        this.#removeParticipantLocked(index, this.#participants.claimedFrom ?? "died");
+      }
       // A mark left on this entry (by an end a wrongful reap had freed) is not this end's.
       Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, index + 1, 0);
       if (this.#exitCheck) return; // the exit check's entry stays free (see removeAtExit)
@@ -1720,7 +1749,7 @@ export class SharedQueue {
       if (i === this.#self) continue;
       if (this.#participants.taken(i)) {
         if (this.#participants.isAlive(i)) continue;
-        this.#removeParticipantLocked(i, "died");
+        this.#removeParticipantLocked(i, this.#participants.leftByClose(i) ? "closed" : "died");
         reaped = true;
       }
       // Reaped now, or earlier by another process, which cannot close our fds.

@@ -469,9 +469,14 @@ Deno.test("hasSpace() answers at once while a live peer keeps the lock, and take
 });
 
 /** A child keeping the queue's lock (fault_child.ts "lock"), then stopped with SIGSTOP: as
- * a process stopped by Ctrl-Z or a debugger inside a call. */
-async function stoppedHolder(descriptor: unknown, kind: "sender" | "receiver"): Promise<Child> {
-  const holder = new Child("lock", [JSON.stringify(descriptor), kind]);
+ * a process stopped by Ctrl-Z or a debugger inside a call. Given `ms`, it lets go of the lock
+ * once resumed (SIGCONT) that long after it took it, and exits. */
+async function stoppedHolder(
+  descriptor: unknown,
+  kind: "sender" | "receiver",
+  ms?: number,
+): Promise<Child> {
+  const holder = new Child("lock", [JSON.stringify(descriptor), kind, ...ms ? [String(ms)] : []]);
   await holder.expect("locked");
   holder.proc.kill("SIGSTOP");
   // Read by a child: Deno asks for --allow-all to read /proc/<pid>.
@@ -519,6 +524,73 @@ Deno.test("getNowait() and stats() answer at once while a stopped peer keeps the
   assert.equal(mutexHeld(s.descriptor.name), false);
   s.close();
   r.close();
+});
+
+Deno.test("close() does not wait for a stopped peer that keeps the lock, and counts as a close", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  const s2 = openSender(s.descriptor);
+  const r2 = openReceiver(s.descriptor);
+  s2.putSync("from s2");
+  s.putSync(1);
+  // A draft s2 never sends: its slot must come back once s2 is gone.
+  s2.prepareSync("never sent");
+  {
+    // It takes "from s2", keeps the lock, and is stopped; once resumed it lets go and exits.
+    await using holder = await stoppedHolder(s.descriptor, "receiver", 500);
+    // Before: 10 s each, the time a call gives a live holder (then the end was left for a
+    // reap, which counted it dead). Each takes about 5 ms.
+    await within1s("a sender's close()", () => s2.close());
+    await within1s("a receiver's close()", () => r2.close());
+    assert.equal(s2.closed, true);
+    holder.proc.kill("SIGCONT");
+    assert.equal((await holder.exit()).code, 0);
+  }
+  // The reap of s2 and r2, once the lock is free, counts them closed, not dead: the stream is
+  // whole. s2's draft went with it.
+  const stats = s.stats();
+  assert.deepEqual(
+    [stats.senders, stats.receivers, stats.sendersDied, stats.receiversDied, stats.inFlight],
+    [1, 1, 0, 0, 1],
+  );
+  for (const n of [2, 3, 4]) s.putSync(n, { timeout: 1_000 });
+  s.close();
+  assert.deepEqual(r.getManySync(5, { timeout: 1_000 }), [1, 2, 3, 4]);
+  assert.throws(
+    () => r.getSync({ timeout: 1_000 }),
+    (e) =>
+      e instanceof ClosedError && e.reason === "drained" &&
+      /every sender of the queue has closed/.test(e.message),
+  );
+  assert.equal(r.sendersDied, 0);
+  const { name } = r.descriptor;
+  r.close();
+  assert.deepEqual(entriesOf(name), [], "the last close removed the queue");
+});
+
+Deno.test("an end opened on the entry of one that closed behind a stopped peer counts that one closed", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  const s2 = openSender(s.descriptor);
+  s2.putSync("taken by the holder");
+  {
+    await using holder = await stoppedHolder(s.descriptor, "receiver");
+    await within1s("close()", () => s2.close());
+    // Killed with the lock: it reaps nothing.
+    await holder.stop("SIGKILL");
+  }
+  // The lowest entry free to claim is s2's, left for a reap: the new end removes it first.
+  const s3 = openSender(s.descriptor);
+  const stats = s3.stats();
+  assert.deepEqual([stats.senders, stats.sendersDied, stats.receiversDied], [2, 0, 1]);
+  s3.close();
+  s.close();
+  assert.throws(
+    () => r.getSync({ timeout: 1_000 }),
+    (e) => e instanceof ClosedError && /every sender of the queue has closed/.test(e.message),
+  );
+  assert.equal(r.sendersDied, 0);
+  const { name } = r.descriptor;
+  r.close();
+  assert.deepEqual(entriesOf(name), []);
 });
 
 Deno.test("calls with a timeout keep it while a stopped peer keeps the lock, and blame the lock", async () => {
