@@ -82,6 +82,10 @@ export class Participants {
     const at = L.participantOffset(this.#self);
     const gen = (u32[(at + L.P_GEN) >> 2] + 1) >>> 0;
     u32[(at + L.P_GEN) >> 2] = gen;
+    // Again, under the lock: a reap's orphan check of this entry, still free when this end
+    // recorded itself (without the lock), may have cleared it since, and a 0 here would have
+    // this end's death counted as a close (see leftByClose).
+    Atomics.store(this.#i32, (at + L.P_FD) >> 2, this.#fd + 1);
     Atomics.store(u32, (at + L.P_ACKED) >> 2, 0);
     Atomics.store(u32, (at + L.P_WAITING) >> 2, 0);
     Atomics.store(u32, (at + L.P_ACK_WAITING) >> 2, 0);

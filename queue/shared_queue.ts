@@ -1475,13 +1475,15 @@ export class SharedQueue {
   #leaveLocked(): void {
     try {
       if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Poisoned) this.#reapDeadLocked();
-      // No orphan to look for here: this end closes its fd itself.
-      this.#participants.leavesNoOrphan();
       // Its own run's slots and arena room, all of it: it knows how far it got.
       if (this.#runLeft !== 0 && this.#u32[L.H_STATE >> 2] === L.QueueState.Ready) {
         this.#dropRunLocked();
       }
       if (!this.#exitCheck) this.#removeParticipantLocked(this.#self, this.#leaveAs);
+      // No orphan to look for here: this end closes its fd itself. Once the entry is free: an
+      // end killed before its removal is a dead one, which the mark would have the reap count
+      // as closed (its getMany messages counted received, not back in the queue).
+      this.#participants.leavesNoOrphan();
       // By the table, not the counts: on a queue poisoned by a forged count, the last end
       // still removes it.
       const last = this.#participants.count(L.ParticipantKind.Sender) === 0 &&
@@ -1711,6 +1713,8 @@ export class SharedQueue {
       if (native.fdLinks(this.#fd) === 0) throw goneError(this.name);
       if (this.#participants.taken(index)) {
         this.#removeParticipantLocked(index, this.#participants.claimedFrom ?? "died");
+        // Set by that removal for "this end", but of the end before it.
+        this.#heldReceivedAtClose = false;
       }
       // A mark left on this entry (by an end a wrongful reap had freed) is not this end's.
       Atomics.compareExchange(this.#i32, L.W_HOLDER >> 2, index + 1, 0);

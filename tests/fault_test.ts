@@ -593,6 +593,37 @@ Deno.test("an end opened on the entry of one that closed behind a stopped peer c
   assert.deepEqual(entriesOf(name), []);
 });
 
+Deno.test("an end whose entry's mark was cleared before it took the lock counts as died when killed", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  {
+    // As a reap's orphan check, under the lock, may clear it on an entry still free while a
+    // new end records itself there without the lock.
+    await using child = new Child("claim-cleared", [JSON.stringify(s.descriptor)]);
+    await child.expect("open");
+  }
+  // Before: 0. The entry said "left by a close", and the reap of the killed end went by it.
+  assert.equal(r.stats().sendersDied, 1);
+  s.close();
+  r.close();
+});
+
+Deno.test("a sender whose stream was aborted, killed as its close marks its entry, counts as died", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  {
+    await using child = new Child("abort-killed", [JSON.stringify(s.descriptor)]);
+    const status = await child.exit();
+    assert.equal(status.signal, "SIGKILL", `killed as it marked its entry; said ${child.out}`);
+  }
+  assert.equal(r.getSync({ timeout: 1_000 }), "a");
+  // Before: 0. Its close marked the entry as left by a close before removing it (as dead), and
+  // the reap of the killed end went by the mark.
+  assert.equal(s.stats().sendersDied, 1);
+  s.close();
+  assert.throws(() => r.getSync({ timeout: 1_000 }), ClosedError);
+  assert.equal(r.sendersDied, 1, "the stream was cut short");
+  r.close();
+});
+
 Deno.test("calls with a timeout keep it while a stopped peer keeps the lock, and blame the lock", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
   for (const n of [1, 2, 3]) s.putSync(n);

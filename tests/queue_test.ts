@@ -2472,7 +2472,12 @@ Deno.test("getMany: closed from inside its allocate while a live end holds the l
     // As a close with the lock does: the batch returns the message copied before it, the one
     // being copied is dropped with the end, and the one after goes to the next receiver.
     assert.deepEqual(got.map((a) => a[0]), [0]);
-    // It takes the closed receiver's entry, and removes that first, as a close.
+    // An end that takes the closed receiver's entry removes that first, as a close. Before, it
+    // kept that end's "held messages counted received at close" as its own, for good: a batch
+    // of its own would keep a copy a wrongful reap had given back to the queue.
+    const fresh = SharedQueue.open(sender.descriptor.name, "receiver");
+    assert.equal(fresh.heldReceivedAtClose, false);
+    fresh.close();
     const other = openReceiver(sender.descriptor);
     const stats = sender.stats();
     assert.deepEqual([stats.received, stats.receiversDied, stats.receivers], [2, 0, 1]);
