@@ -238,6 +238,9 @@ export class Participants {
     this.#f64[(at + L.P_PID_NAMESPACE) >> 3] = thread?.pidNamespace ?? 0;
     this.#f64[(at + L.P_TIME_NAMESPACE) >> 3] = thread?.timeNamespace ?? 0;
     this.#f64[(at + L.P_PROCESS) >> 3] = processToken();
-    this.#i32[(at + L.P_FD) >> 2] = this.#fd + 1;
+    // Not over the mark of an end gone before its entry was removed (see leftByClose): should
+    // this end die before it removes that entry (its lock given up on, its process killed),
+    // the reap must still tell how that end left. enterLocked writes it then.
+    if (this.#claimedFrom === undefined) this.#i32[(at + L.P_FD) >> 2] = this.#fd + 1;
   }
 }

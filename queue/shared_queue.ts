@@ -1512,7 +1512,22 @@ export class SharedQueue {
       return;
     }
     this.#participants.leavesNoOrphan();
-    if (this.#holding) this.#heldReceivedAtClose = true;
+    // Only if it still holds any: a reap that took this end for dead may have given them back
+    // to the queue already, and a batch that returned those too would deliver them twice.
+    if (this.#holding) this.#heldReceivedAtClose = this.#holdsHeldMessages();
+  }
+
+  /** Whether a message of the ring is Held by this end (see hold), looked for without the
+   * lock: only this end, or the reap of its entry, moves one out of Held. */
+  #holdsHeldMessages(): boolean {
+    for (let slot = 0; slot < this.#ringSize; slot++) {
+      const s = L.slotOffset(slot);
+      if (
+        Atomics.load(this.#i32, (s + L.S_STATE) >> 2) === L.SlotState.Held &&
+        this.#u32[(s + L.S_TAKEN_BY) >> 2] === this.#self
+      ) return true;
+    }
+    return false;
   }
 
   /** Closes the fd, then unmaps the main mapping: closing the fd first forgets the mapping

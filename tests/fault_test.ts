@@ -593,6 +593,91 @@ Deno.test("an end opened on the entry of one that closed behind a stopped peer c
   assert.deepEqual(entriesOf(name), []);
 });
 
+/** The participant index of process `pid`'s end in queue `name`, once it has claimed one. */
+async function entryOf(name: string, pid: number): Promise<number> {
+  const m = mapSegment(name)!;
+  try {
+    let index = -1;
+    const find = () =>
+      (index = Array.from({ length: L.MAX_PARTICIPANTS }, (_, i) => i)
+        .findIndex((i) => m.i32[(L.participantOffset(i) + L.P_PID) >> 2] === pid)) >= 0;
+    assert.ok(await eventually(find), `process ${pid} claimed an entry`);
+    return index;
+  } finally {
+    m.unmap();
+  }
+}
+
+Deno.test("an end killed before it removed the entry of one closed behind a stopped peer leaves that one counted closed", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  const s2 = openSender(s.descriptor);
+  s.putSync("taken by the holder");
+  {
+    await using holder = await stoppedHolder(s.descriptor, "receiver");
+    await within1s("close()", () => s2.close());
+    // Another process's end claims the lowest entry free, s2's, then waits for the lock, and
+    // is killed there: it never removed s2's entry.
+    await using opener = new Child("join", [JSON.stringify(s.descriptor), "sender"]);
+    await entryOf(s.descriptor.name, opener.proc.pid);
+    await opener.stop("SIGKILL");
+    await holder.stop("SIGKILL");
+  }
+  const stats = s.stats();
+  // Before: 1. The claim wrote over s2's mark, and the reap took s2 for dead.
+  assert.deepEqual([stats.senders, stats.sendersDied, stats.receiversDied], [1, 0, 1]);
+  s.close();
+  r.close();
+});
+
+Deno.test("a getMany closed without the lock returns no message a reap gave back to the queue", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 8 });
+  for (let i = 0; i < 3; i++) s.putSync(new Uint8Array([i]));
+  const name = s.descriptor.name;
+  // A stopped peer, named as the lock's holder below: the close leaves without the lock.
+  await using peer = new Child("join", [JSON.stringify(s.descriptor), "sender"]);
+  await peer.expect("ready");
+  const peerIndex = await entryOf(name, peer.proc.pid);
+  peer.proc.kill("SIGSTOP");
+  const cat = new Deno.Command("cat", { args: [`/proc/${peer.proc.pid}/stat`] });
+  assert.ok(
+    await eventually(() => /\) [Tt] /.test(new TextDecoder().decode(cat.outputSync().stdout))),
+  );
+  const m = mapSegment(name)!;
+  let copies = 0;
+  let outcome: unknown;
+  try {
+    outcome = r.getManySync<Uint8Array>(Infinity, {
+      allocate: (n) => {
+        if (++copies === 2) {
+          // Message 0 is Held for the batch; a reap that took this end for dead gives it back,
+          // as #removeParticipantLocked does: Ready again, the read cursor back to it.
+          const slot = Array.from({ length: 8 }, (_, k) => k).find((k) =>
+            m.u32[(L.slotOffset(k) + L.S_STATE) >> 2] === L.SlotState.Held
+          )!;
+          Atomics.store(m.i32, (L.slotOffset(slot) + L.S_STATE) >> 2, L.SlotState.Ready);
+          m.u32[L.C_READ >> 2] = m.u32[L.C_TAIL >> 2];
+          Atomics.store(m.i32, L.W_LOCK >> 2, peerIndex + 1);
+          r.close();
+          Atomics.store(m.i32, L.W_LOCK >> 2, 0);
+        }
+        return new ArrayBuffer(n);
+      },
+    }).map((a) => a[0]);
+  } catch (error) {
+    outcome = error;
+  } finally {
+    m.unmap();
+  }
+  // Before: [0], while message 0 was in the queue again: delivered twice.
+  assert.ok(outcome instanceof ClosedError, `the batch returned ${outcome}`);
+  await peer.stop("SIGKILL");
+  const r2 = openReceiver(s.descriptor);
+  // Message 1, being copied at the close, went with it.
+  assert.deepEqual(r2.getManySync<Uint8Array>(8, { timeout: 1_000 }).map((a) => a[0]), [0, 2]);
+  s.close();
+  r2.close();
+});
+
 Deno.test("an end whose entry's mark was cleared before it took the lock counts as died when killed", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
   {
