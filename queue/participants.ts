@@ -54,7 +54,8 @@ export class Participants {
       );
     }
     this.#self = index;
-    // Read before this end's record overwrites it; its removal under the lock goes by it.
+    // How the end before this one left it, if it is still taken: the removal of that end
+    // under the lock goes by it.
     this.#claimedFrom = !this.taken(index)
       ? undefined
       : this.leftByClose(index)

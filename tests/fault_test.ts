@@ -478,12 +478,17 @@ async function stoppedHolder(
 ): Promise<Child> {
   const holder = new Child("lock", [JSON.stringify(descriptor), kind, ...ms ? [String(ms)] : []]);
   await holder.expect("locked");
-  holder.proc.kill("SIGSTOP");
-  // Read by a child: Deno asks for --allow-all to read /proc/<pid>.
-  const cat = new Deno.Command("cat", { args: [`/proc/${holder.proc.pid}/stat`] });
-  const state = () => new TextDecoder().decode(cat.outputSync().stdout);
-  assert.ok(await eventually(() => /\) [Tt] /.test(state())), "the holder stopped");
+  await stopped(holder);
   return holder;
+}
+
+/** Stops `child` with SIGSTOP, once /proc says it is. */
+async function stopped(child: Child): Promise<void> {
+  child.proc.kill("SIGSTOP");
+  // Read by a child: Deno asks for --allow-all to read /proc/<pid>.
+  const cat = new Deno.Command("cat", { args: [`/proc/${child.proc.pid}/stat`] });
+  const state = () => new TextDecoder().decode(cat.outputSync().stdout);
+  assert.ok(await eventually(() => /\) [Tt] /.test(state())), "the child stopped");
 }
 
 /** Runs `call`, checking that it took under 1 s; returns its outcome. */
@@ -637,11 +642,7 @@ Deno.test("a getMany closed without the lock returns no message a reap gave back
   await using peer = new Child("join", [JSON.stringify(s.descriptor), "sender"]);
   await peer.expect("ready");
   const peerIndex = await entryOf(name, peer.proc.pid);
-  peer.proc.kill("SIGSTOP");
-  const cat = new Deno.Command("cat", { args: [`/proc/${peer.proc.pid}/stat`] });
-  assert.ok(
-    await eventually(() => /\) [Tt] /.test(new TextDecoder().decode(cat.outputSync().stdout))),
-  );
+  await stopped(peer);
   const m = mapSegment(name)!;
   let copies = 0;
   let outcome: unknown;
