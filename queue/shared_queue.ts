@@ -263,8 +263,6 @@ export class SharedQueue {
   #nextIdleWakeReap = 0;
   /** Scratch of #takeLocked: which senders have a message still being written. */
   readonly #writing = new Uint8Array(L.MAX_PARTICIPANTS);
-  /** Reservations cancelled while a stopped peer kept the lock (see cancel). */
-  readonly #owedCancels: Reservation[] = [];
   #writingMarked = false;
   /** This sender's run: its Spare slots from ring position #runNext on, #runLeft of them,
    * and the part of the run's arena chunk still free (physical offsets, #runPos..#runEnd). */
@@ -1030,61 +1028,26 @@ export class SharedQueue {
     this.#signal(this.putSignal);
   }
 
-  /**
-   * Gives up a reservation: the message is never delivered and its space is freed. Behind a
-   * holder of the lock that is stopped (SIGSTOP, a debugger), rather than wait the 10 s a live
-   * holder is given, the cancel is owed: made at this end's next critical section, or its idle
-   * tick, once the holder lets go. Its slot stays reserved till then, which holds back nothing
-   * but the reclaim of the ring behind it (and this end's later messages, which its next call
-   * makes the cancel before).
-   */
+  /** Gives up a reservation: the message is never delivered and its space is freed. */
   cancel(reservation: Reservation): void {
     if (this.#closed) return;
-    if (!this.#mutex.lockUnlessStopped(BRIEF_LOCK_MS)) {
-      this.#owedCancels.push(reservation);
-      return;
-    }
+    this.#lock();
     try {
-      this.#cancelLocked(reservation);
+      this.#finishLocked(reservation.slot, L.SlotState.Writing);
+      // A segment that could not be made (no room, no memory) leaves an idle entry that holds
+      // nothing: empty it now, or `stats().sharedBytes` and the budget count its size until a
+      // later put happens to look at it.
+      const index = reservation.segment - 1;
+      if (
+        reservation.createExtension &&
+        this.#extensionTable.state(index) === L.ExtensionState.Idle &&
+        !this.#mappings.exists(index)
+      ) this.#extensionTable.dropLocked(index);
     } finally {
       this.#unlock();
     }
     this.#signal(this.putSignal);
     this.#signal(this.releaseSignal);
-  }
-
-  #cancelLocked(reservation: Reservation): void {
-    const s = L.slotOffset(reservation.slot);
-    // Still this end's: an owed cancel's slot may have been freed meanwhile, by a reap that
-    // took this end for dead, and be another sender's message now.
-    if (
-      this.#u32[(s + L.S_SENDER) >> 2] !== this.#self ||
-      this.#u32[(s + L.S_SENDER_GEN) >> 2] !== this.#selfGen
-    ) return;
-    this.#finishLocked(reservation.slot, L.SlotState.Writing);
-    // A segment that could not be made (no room, no memory) leaves an idle entry that holds
-    // nothing: empty it now, or `stats().sharedBytes` and the budget count its size until a
-    // later put happens to look at it.
-    const index = reservation.segment - 1;
-    if (
-      reservation.createExtension &&
-      this.#extensionTable.state(index) === L.ExtensionState.Idle &&
-      !this.#mappings.exists(index)
-    ) this.#extensionTable.dropLocked(index);
-  }
-
-  /** Makes the cancels a stopped lock holder kept this end from making; true if it made any. A
-   * queue found unusable drops them: this end's close, or the reap of its entry, frees what
-   * they reserved. */
-  #cancelOwedLocked(): boolean {
-    const owed = this.#owedCancels.splice(0);
-    if (this.#u32[L.H_STATE >> 2] !== L.QueueState.Ready) return false;
-    try {
-      for (const reservation of owed) this.#cancelLocked(reservation);
-    } catch {
-      // Inside an unlock, which must not throw: the next call of this end meets the fault.
-    }
-    return true;
   }
 
   /** The bytes of a reservation, in the shared view (valid until this end closes). */
@@ -1470,8 +1433,6 @@ export class SharedQueue {
   close(): void {
     if (this.#closed) return;
     untrack(this);
-    // The leave frees what they reserved, with the lock or by the reap of its entry.
-    this.#owedCancels.length = 0;
     try {
       // A holder stopped (SIGSTOP, Ctrl-Z, a debugger) keeps the lock until resumed: this
       // end leaves without it, for a reap to remove, rather than wait the 10 s a live holder
@@ -1673,12 +1634,7 @@ export class SharedQueue {
 
   #unlock(): void {
     if (this.#settledUncounted !== 0) this.#uncountSettledLocked();
-    const cancelled = this.#owedCancels.length !== 0 && this.#cancelOwedLocked();
     this.#mutex.unlock();
-    if (cancelled) {
-      this.#signal(this.putSignal);
-      this.#signal(this.releaseSignal);
-    }
   }
 
   /**
@@ -2385,7 +2341,7 @@ export class SharedQueue {
     // end ticks while it is open. With nothing mapped here, only a segment in the table that
     // this tick could drop is worth the lock (none ever is with idle segments kept for good).
     if (
-      !this.#mappings.anyMapped() && this.#owedCancels.length === 0 &&
+      !this.#mappings.anyMapped() &&
       (this.#keepIdleMs === Infinity || !this.#extensionTable.anyHeld())
     ) {
       if (this.#idleFast) this.#rearmIdleTimer(false);

@@ -572,49 +572,6 @@ Deno.test("close() does not wait for a stopped peer that keeps the lock, and cou
   assert.deepEqual(entriesOf(name), [], "the last close removed the queue");
 });
 
-Deno.test("a draft cancelled while a stopped peer keeps the lock returns at once, and its room comes back once the peer lets go", async () => {
-  const [s, r] = createSharedMemoryPair({ capacity: 3 });
-  s.putSync("taken by the holder");
-  const drafts = [s.prepareSync("cancelled"), s.prepareSync("disposed")];
-  {
-    // It takes the first message, keeps the lock, and is stopped; resumed, it lets go and exits.
-    await using holder = await stoppedHolder(s.descriptor, "receiver", 500);
-    // Before: 10 s, then ClosedError "stuck", the draft still reserved.
-    await within1s("cancel()", () => drafts[0].cancel());
-    await within1s("[Symbol.dispose]()", () => drafts[1][Symbol.dispose]());
-    assert.deepEqual(drafts.map((d) => d.settled), [true, true]);
-    assert.throws(() => drafts[0].send(), /this draft was cancelled/);
-    holder.proc.kill("SIGCONT");
-    assert.equal((await holder.exit()).code, 0);
-  }
-  // Made by the sender's idle tick (it makes no call here), within about a second: the
-  // receiver's own looks at the queue do not make them.
-  assert.ok(await eventually(() => r.stats().inFlight === 0, 5_000), "the drafts' room is back");
-  for (const n of [1, 2, 3]) s.putSync(n, { timeout: 100 });
-  assert.deepEqual(r.getManySync(4, { timeout: 1_000 }), [1, 2, 3]);
-  s.close();
-  r.close();
-});
-
-Deno.test("a cancel owed to a stopped peer is made at the sender's next call, before its message", async () => {
-  const [s, r] = createSharedMemoryPair({ capacity: 2 });
-  s.putSync("taken by the holder");
-  const draft = s.prepareSync("cancelled");
-  {
-    await using holder = await stoppedHolder(s.descriptor, "receiver", 500);
-    await within1s("cancel()", () => draft.cancel());
-    holder.proc.kill("SIGCONT");
-    assert.equal((await holder.exit()).code, 0);
-  }
-  // Capacity 2, the first message gone with the holder: the draft's slot is the one this put
-  // needs, and the receiver would skip the put's message behind a slot still reserved.
-  s.putSync("after", { timeout: 100 });
-  s.putSync("and after", { timeout: 100 });
-  assert.deepEqual(r.getManySync(3, { timeout: 1_000 }), ["after", "and after"]);
-  s.close();
-  r.close();
-});
-
 Deno.test("an end opened on the entry of one that closed behind a stopped peer counts that one closed", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
   const s2 = openSender(s.descriptor);
