@@ -120,6 +120,16 @@ export class Participants {
     }
   }
 
+  /** Entries of `kind` whose end is alive: not those gone before a reap removed them (dead,
+   * or closed without the lock). */
+  countAlive(kind: number): number {
+    let n = 0;
+    for (let i = 0; i < L.MAX_PARTICIPANTS; i++) {
+      if (this.#u32[(L.participantOffset(i) + L.P_KIND) >> 2] === kind && this.isAlive(i)) n++;
+    }
+    return n;
+  }
+
   /** Entries of `kind` in the participant table. */
   count(kind: number): number {
     let n = 0;

@@ -530,7 +530,7 @@ export class Sender implements Disposable {
    * room is not delivered (of a `putMany`, the values it had not put yet). When this was the
    * last sender, receivers get `ClosedError` once drained. Waits only briefly for a peer
    * stopped while it keeps the queue's lock (SIGSTOP, a debugger): this end then leaves
-   * without it, for the first end to have the lock again to remove, as a close.
+   * without it, for the next reap of any end, once the lock is free, to remove as a close.
    */
   close(): void {
     if (this.#queue.closed) return;

@@ -1485,9 +1485,11 @@ export class SharedQueue {
       // as closed (its getMany messages counted received, not back in the queue).
       this.#participants.leavesNoOrphan();
       // By the table, not the counts: on a queue poisoned by a forged count, the last end
-      // still removes it.
-      const last = this.#participants.count(L.ParticipantKind.Sender) === 0 &&
-        this.#participants.count(L.ParticipantKind.Receiver) === 0;
+      // still removes it. Live ends only: one that left without the lock since this end's
+      // reap (this end stopped in here meanwhile, a debugger's breakpoint) is gone all the same,
+      // and no live end would be left to reap it and remove the queue.
+      const last = this.#participants.countAlive(L.ParticipantKind.Sender) === 0 &&
+        this.#participants.countAlive(L.ParticipantKind.Receiver) === 0;
       const left = last || !(this.#exitCheck || isMainThread())
         ? "none"
         : this.#participants.remainingEndsLocked();

@@ -485,6 +485,11 @@ async function stoppedHolder(
 /** Stops `child` with SIGSTOP, once /proc says it is. */
 async function stopped(child: Child): Promise<void> {
   child.proc.kill("SIGSTOP");
+  await untilStopped(child);
+}
+
+/** Waits until /proc says `child` is stopped. */
+async function untilStopped(child: Child): Promise<void> {
   // Read by a child: Deno asks for --allow-all to read /proc/<pid>.
   const cat = new Deno.Command("cat", { args: [`/proc/${child.proc.pid}/stat`] });
   const state = () => new TextDecoder().decode(cat.outputSync().stdout);
@@ -677,6 +682,25 @@ Deno.test("a getMany closed without the lock returns no message a reap gave back
   assert.deepEqual(r2.getManySync<Uint8Array>(8, { timeout: 1_000 }).map((a) => a[0]), [0, 2]);
   s.close();
   r2.close();
+});
+
+Deno.test("ends that close while the last but them is stopped inside its own close still leave no queue behind", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  const { name } = s.descriptor;
+  {
+    // It reaps, removes its entry and stops itself, the lock still its own.
+    await using child = new Child("close-stops", [JSON.stringify(s.descriptor)]);
+    await child.expect("stopping");
+    await untilStopped(child);
+    await within1s("the sender's close()", () => s.close());
+    await within1s("the receiver's close()", () => r.close());
+    child.proc.kill("SIGCONT");
+    assert.equal((await child.exit()).code, 0);
+    assert.ok(child.out.includes("closed"));
+  }
+  // Before: the queue stayed. Resumed, the child found the two entries still taken, took
+  // itself for not the last, and no live end was left to reap them.
+  assert.deepEqual(entriesOf(name), []);
 });
 
 Deno.test("an end whose entry's mark was cleared before it took the lock counts as died when killed", async () => {
