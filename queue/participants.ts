@@ -200,12 +200,7 @@ export class Participants {
     const pid = this.#i32[(at + L.P_PID) >> 2];
     const tid = this.#i32[(at + L.P_TID) >> 2];
     if (pid <= 0 || tid <= 0) return false;
-    return native.threadStopped(pid, {
-      tid,
-      start: this.#f64[(at + L.P_THREAD_START) >> 3],
-      pidNamespace: this.#f64[(at + L.P_PID_NAMESPACE) >> 3],
-      timeNamespace: this.#f64[(at + L.P_TIME_NAMESPACE) >> 3],
-    });
+    return native.threadStopped(pid, this.#threadOf(at, tid));
   }
 
   /** False once the thread that opened participant `index`'s end has ended (a Worker
@@ -216,12 +211,18 @@ export class Participants {
     const tid = this.#i32[(at + L.P_TID) >> 2];
     // A main thread (tid = pid) ends with its process, which the lock byte already tells.
     if (tid <= 0 || tid === pid) return true;
-    return native.threadAlive(pid, {
+    return native.threadAlive(pid, this.#threadOf(at, tid));
+  }
+
+  /** The thread that opened the end of the entry at byte `at`, whose tid is `tid`, as it
+   * recorded itself (see #recordThread). */
+  #threadOf(at: number, tid: number): native.ThreadIdentity {
+    return {
       tid,
       start: this.#f64[(at + L.P_THREAD_START) >> 3],
       pidNamespace: this.#f64[(at + L.P_PID_NAMESPACE) >> 3],
       timeNamespace: this.#f64[(at + L.P_TIME_NAMESPACE) >> 3],
-    });
+    };
   }
 
   /**

@@ -60,6 +60,7 @@ import type { Timer } from "./timer.ts";
 import {
   attemptDeadline,
   BRIEF_LOCK_MS,
+  briefDeadline,
   MIN_SPIN_MS,
   NO_WAIT,
   REAP_EVERY_MS,
@@ -1437,7 +1438,7 @@ export class SharedQueue {
       // A holder stopped (SIGSTOP, Ctrl-Z, a debugger) keeps the lock until resumed: this
       // end leaves without it, for a reap to remove, rather than wait the 10 s a live holder
       // is given. A holder that runs is waited for.
-      if (this.#mutex.lockUnlessStopped(BRIEF_LOCK_MS)) this.#leaveLocked();
+      if (this.#lockBy(briefDeadline())) this.#leaveLocked();
       else this.#leaveUnlocked();
     } catch {
       // A poisoned or stuck queue still lets this end go; the sweep removes leftovers.
