@@ -86,10 +86,13 @@ export class Audit {
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
       if (state === L.SlotState.Free) return `free slot ${slot} among the queued ones`;
       // The read cursor moves only over messages handed out: one still waiting behind it
-      // would never be taken, nor reported, once a forged cursor skipped it.
+      // would never be taken, nor reported, once a forged cursor skipped it. But for one that
+      // a receiver gave back without the lock, Prefetched, for its removal to put back in line
+      // (SharedQueue.giveBack): its taker must be a receiver then, as below.
       if (
         k < behindRead && state !== L.SlotState.Taken && state !== L.SlotState.Released &&
-        state !== L.SlotState.Done && state !== L.SlotState.Held
+        state !== L.SlotState.Done && state !== L.SlotState.Held &&
+        state !== L.SlotState.Prefetched
       ) {
         return `slot ${slot}, not yet taken (state ${state}), lies behind the read cursor`;
       }
@@ -104,8 +107,12 @@ export class Audit {
         }
       }
       // Only its taker releases a Taken message, and the reap of its taker: one naming no
-      // receiver would hold its capacity, and the ring behind it, for good.
-      if (state === L.SlotState.Taken || state === L.SlotState.Held) {
+      // receiver would hold its capacity, and the ring behind it, for good. So with a
+      // Prefetched one behind the read cursor, which only its taker's removal puts back.
+      if (
+        state === L.SlotState.Taken || state === L.SlotState.Held ||
+        (state === L.SlotState.Prefetched && k < behindRead)
+      ) {
         const taker = u32[(s + L.S_TAKEN_BY) >> 2];
         if (
           taker >= L.MAX_PARTICIPANTS ||

@@ -58,7 +58,7 @@
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning (tests/layout_version_test.ts
  * fingerprints what it exports, and fails on a change recorded under the same version). */
-export const LAYOUT_VERSION = 19;
+export const LAYOUT_VERSION = 20;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -287,7 +287,9 @@ export const SlotState = {
    * ring order come out with the one it asked for, under one lock, and are handed out later
    * without the lock (a CAS to `Taken`). Any other receiver (one that joined since) takes it
    * over like a `Ready` one, with a CAS, so prefetching never holds work back. Back to
-   * `Ready` when its holder closes or dies before handing it out.
+   * `Ready` when its holder closes or dies before handing it out. A receiver whose close finds
+   * the lock kept by a stopped peer gives back a `Taken` message so, without the lock, maybe
+   * behind the read cursor: its entry's removal moves the cursor back to it.
    */
   Prefetched: 6,
   /**

@@ -656,8 +656,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * and no message is taken for them. An error a `getMany` held for the next call is
    * dropped with its message. Waits only briefly for a peer stopped while it keeps the
    * queue's lock (SIGSTOP, a debugger): this end then leaves without it, for the next reap of
-   * any end, once the lock is free, to remove as a close. A message to give back still waits
-   * for the lock, up to 10 s; given up on, it is lost, counted received. */
+   * any end, once the lock is free, to remove as a close; that removal puts the messages it
+   * had to give back in line again. */
   close(): void {
     if (this.#queue.closed) return;
     // Its message is gone, like every message a close drops; calls still waiting get the

@@ -1254,13 +1254,23 @@ export class SharedQueue {
   /**
    * Puts a message this end took, and never handed to its caller, back in line for any
    * receiver: the read cursor moves back to it. Later messages of its sender may have gone to
-   * other receivers meanwhile; without this, the message would be lost.
+   * other receivers meanwhile; without this, the message would be lost. For an end about to
+   * close: behind a stopped lock holder it marks the message for the removal of this end's
+   * entry to put back instead (see #leaveForRemoval), and returns at once.
    */
   giveBack(slot: number): void {
     if (this.#closed) return;
     const u32 = this.#u32;
     const s = L.slotOffset(slot);
-    this.#lock();
+    // Behind a stopped holder (or one past the stuck limit), a receiver's close would wait
+    // 10 s here and then lose the message: it is left for this end's removal instead.
+    let locked = false;
+    try {
+      locked = this.#lockBy(briefDeadline());
+    } finally {
+      if (!locked) this.#leaveForRemoval(slot);
+    }
+    if (!locked) return;
     try {
       // Best effort: an unusable queue has nothing to give back to.
       if (u32[L.H_STATE >> 2] !== L.QueueState.Ready) return;
@@ -1282,6 +1292,19 @@ export class SharedQueue {
     }
     Atomics.add(this.#i32, L.W_PUT_SEQ >> 2, 1);
     native.futexWake(this.#putSeqPointer, INT_MAX);
+  }
+
+  /**
+   * Without the lock, marks a message this end took, and never handed to its caller, to go
+   * back in line at the removal of this end's entry (see #removeParticipantLocked): Prefetched
+   * again, its own. Only for an end about to close: it never hands the message out itself, and
+   * until its removal, no receiver takes it should the read cursor have passed it.
+   */
+  #leaveForRemoval(slot: number): void {
+    const s = L.slotOffset(slot);
+    if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return;
+    const at = (s + L.S_STATE) >> 2;
+    Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Prefetched);
   }
 
   /**
@@ -1808,8 +1831,9 @@ export class SharedQueue {
     const tail = u32[L.C_TAIL >> 2];
     const write = u32[L.C_WRITE >> 2];
     const span = Math.min((write - tail) >>> 0, this.#ringSize);
-    // Ring positions (from the tail) of the messages it held for a getMany batch.
-    const held: number[] = [];
+    // Ring positions (from the tail) of the messages to put back in line: those it held for a
+    // getMany batch, or had taken ahead.
+    const back: number[] = [];
     for (let k = 0; k < span; k++) {
       const slot = (tail + k) & mask;
       const s = L.slotOffset(slot);
@@ -1824,7 +1848,7 @@ export class SharedQueue {
         if (left === "closed" && !(index === this.#self && this.#closedAtExit)) {
           this.#doneLocked(slot, L.SlotState.Held);
           if (index === this.#self) this.#heldReceivedAtClose = true;
-        } else held.push(k);
+        } else back.push(k);
       } else if (
         kind === L.ParticipantKind.Sender &&
         (state === L.SlotState.Writing || state === L.SlotState.Spare) &&
@@ -1841,24 +1865,24 @@ export class SharedQueue {
         u32[(s + L.S_TAKEN_BY) >> 2] === index
       ) {
         // Never handed to its caller: another receiver gets it, in its sender's order.
-        Atomics.compareExchange(
-          this.#i32,
-          (s + L.S_STATE) >> 2,
-          L.SlotState.Prefetched,
-          L.SlotState.Ready,
-        );
+        back.push(k);
       }
     }
-    if (held.length > 0) {
-      // Never handed to its caller either, but the read cursor may have passed them: it moves
-      // back first (killed in between, the slots are still Held, and the next reap redoes
-      // this); a Ready slot behind it would never be taken.
-      if (((u32[L.C_READ >> 2] - tail) >>> 0) > held[0]) {
-        u32[L.C_READ >> 2] = (tail + held[0]) >>> 0;
+    if (back.length > 0) {
+      // The read cursor may have passed them (a getMany's messages, one given back without the
+      // lock): it moves back first (killed in between, the slots are still Held or
+      // Prefetched, and the next reap redoes this); a Ready slot behind it would never be taken.
+      if (((u32[L.C_READ >> 2] - tail) >>> 0) > back[0]) {
+        u32[L.C_READ >> 2] = (tail + back[0]) >>> 0;
       }
-      for (const k of held) {
+      for (const k of back) {
         const at = (L.slotOffset((tail + k) & mask) + L.S_STATE) >> 2;
-        Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready);
+        if (
+          Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready) !==
+            L.SlotState.Held
+        ) {
+          Atomics.compareExchange(this.#i32, at, L.SlotState.Prefetched, L.SlotState.Ready);
+        }
       }
     }
     // Its mark goes once nothing of it is Held or Taken any more (killed before this, the next

@@ -577,6 +577,76 @@ Deno.test("close() does not wait for a stopped peer that keeps the lock, and cou
   assert.deepEqual(entriesOf(name), [], "the last close removed the queue");
 });
 
+Deno.test("a receiver's close gives back a message its caller never got without waiting for a stopped peer", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  const r2 = openReceiver(s.descriptor);
+  s.putSync(new Uint8Array(100).fill(7));
+  // Kept for r2's next call, as a failed allocate leaves it: taken, never handed out.
+  assert.throws(
+    () =>
+      r2.getSync({
+        allocate: () => {
+          throw new Error("out of buffers");
+        },
+      }),
+    /out of buffers/,
+  );
+  s.putSync("taken by the holder");
+  {
+    await using holder = await stoppedHolder(s.descriptor, "receiver", 500);
+    // Before: 10 s, the time a call gives a live holder, and then the message was lost,
+    // counted received.
+    await within1s("the receiver's close()", () => r2.close());
+    holder.proc.kill("SIGCONT");
+    assert.equal((await holder.exit()).code, 0);
+  }
+  // The reap of r2's entry, once the lock is free, puts its message back in line, though the
+  // read cursor had passed it.
+  assert.deepEqual(r.getSync({ timeout: 2_000 }), new Uint8Array(100).fill(7));
+  const stats = s.stats();
+  assert.deepEqual(
+    [stats.receivers, stats.receiversDied, stats.inFlight, stats.received],
+    [1, 0, 0, 2],
+  );
+  s.close();
+  r.close();
+  assert.deepEqual(entriesOf(s.descriptor.name), [], "nothing left in /dev/shm");
+});
+
+Deno.test("a message given back without the lock waits behind the read cursor for its taker's removal, and poisons nothing", () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4 });
+  const r2 = openReceiver(s.descriptor);
+  s.putSync(new Uint8Array(100).fill(7));
+  assert.throws(
+    () =>
+      r2.getSync({
+        allocate: () => {
+          throw new Error("out of buffers");
+        },
+      }),
+    /out of buffers/,
+  );
+  // What a close that found the lock kept from it leaves until it has left: the message it
+  // kept, Prefetched again and still its own, behind the read cursor (slot 0, the first).
+  const m = mapSegment(s.descriptor.name)!;
+  try {
+    const at = (L.slotOffset(0) + L.S_STATE) >> 2;
+    assert.equal(m.i32[at], L.SlotState.Taken);
+    assert.equal(m.u32[L.C_READ >> 2], 1);
+    m.i32[at] = L.SlotState.Prefetched;
+  } finally {
+    m.unmap();
+  }
+  // A wait that finds nothing audits the queue: before, it poisoned the queue ("not yet taken
+  // (state 6), lies behind the read cursor").
+  assert.throws(() => r.getSync({ timeout: 450 }), EmptyError);
+  r2.close();
+  assert.deepEqual(r.getSync({ timeout: 1_000 }), new Uint8Array(100).fill(7));
+  assert.equal(s.stats().inFlight, 0);
+  s.close();
+  r.close();
+});
+
 Deno.test("an end opened on the entry of one that closed behind a stopped peer counts that one closed", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
   const s2 = openSender(s.descriptor);
