@@ -92,7 +92,7 @@ export class Audit {
       if (
         k < behindRead && state !== L.SlotState.Taken && state !== L.SlotState.Released &&
         state !== L.SlotState.Done && state !== L.SlotState.Held &&
-        state !== L.SlotState.Prefetched
+        state !== L.SlotState.Prefetched && state !== L.SlotState.Withdrawn
       ) {
         return `slot ${slot}, not yet taken (state ${state}), lies behind the read cursor`;
       }

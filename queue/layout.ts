@@ -58,7 +58,7 @@
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning (tests/layout_version_test.ts
  * fingerprints what it exports, and fails on a change recorded under the same version). */
-export const LAYOUT_VERSION = 20;
+export const LAYOUT_VERSION = 21;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -93,7 +93,8 @@ export const W_PUT_SEQ = 128; // i32, bumped after every publish; receivers fute
 export const W_RECEIVERS_WAITING = 132; // i32
 export const W_RELEASE_SEQ = 192; // i32, bumped after every release; senders wait on it
 export const W_SENDERS_WAITING = 196; // i32: senders waiting for room
-/** i32: slots released without the lock and not yet settled (see SlotState.Released). Only a
+/** i32: slots released or withdrawn without the lock and not yet settled (see
+ * SlotState.Released, SlotState.Withdrawn). Only a
  * hint of how far to scan, never below zero: a count too high costs a settle one scan of the
  * ring, one too low (a releaser killed between its release and its count) delays a settle
  * until a full scan or the ring's tail reaches the slot; no slot is ever lost. */
@@ -318,6 +319,14 @@ export const SlotState = {
    * senders' later messages, which a message given back must still precede.
    */
   Held: 9,
+  /**
+   * Cancelled by its sender without the lock, never published: a draft cancelled while a
+   * stopped peer (SIGSTOP, a debugger) keeps the lock. Settled as `Released` is, by the next
+   * critical section of any end (counted in W_UNSETTLED meanwhile), but as a message never
+   * delivered: no ack, nothing received. Unlike `Writing`, it holds back none of its
+   * sender's later messages.
+   */
+  Withdrawn: 10,
 } as const;
 
 /** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */

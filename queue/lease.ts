@@ -191,9 +191,11 @@ export class Draft<T = unknown> implements Disposable {
     this.#onSettle(this, true);
   }
 
-  /** Drops the message unsent and frees its space. Idempotent. Should it throw (the queue's
-   * lock out of reach: `ClosedError`, reason `"stuck"`), the draft is still unsent, and still
-   * yours to cancel again, or to send. */
+  /** Drops the message unsent and frees its space. Idempotent. Behind a peer stopped while it
+   * keeps the queue's lock (SIGSTOP, a debugger) it returns at once, and the space comes back
+   * once the lock is free. Should it throw (a running peer keeps the lock past 10 s:
+   * `ClosedError`, reason `"stuck"`), the draft is still unsent, and still yours to cancel
+   * again, or to send. */
   cancel(): void {
     if (this.#settled) return;
     // First: settled before a cancel that threw, its slot stayed reserved for good, holding

@@ -656,6 +656,7 @@ export class SharedQueue {
       let waiting = 0;
       let writing = 0;
       let spares = 0;
+      let withdrawn = 0;
       let bytesInUse = 0;
       for (let k = 0; k < span; k++) {
         const s = L.slotOffset((tail + k) & this.#mask);
@@ -664,6 +665,9 @@ export class SharedQueue {
         if (state === L.SlotState.Writing) writing++;
         else if (state === L.SlotState.Spare) {
           spares++;
+          continue;
+        } else if (state === L.SlotState.Withdrawn) {
+          withdrawn++;
           continue;
         } else if (state === L.SlotState.Ready || state === L.SlotState.Prefetched) waiting++;
         else if (
@@ -676,8 +680,9 @@ export class SharedQueue {
           bytesInUse += this.#extensionTable.size(segment - 1);
         }
       }
-      // Spares are room the lone sender keeps at hand, not messages.
-      const inFlight = Math.max(u32[L.C_IN_FLIGHT >> 2] - spares, 0);
+      // Spares are room the lone sender keeps at hand, not messages; nor is a withdrawn draft,
+      // which only a settle (not possible without the lock) takes off the count.
+      const inFlight = Math.max(u32[L.C_IN_FLIGHT >> 2] - spares - withdrawn, 0);
       const received = f64[L.C_TOTAL_RELEASED >> 3];
       const sender = this.kind === "sender";
       const died = this.peersDied;
@@ -1029,10 +1034,19 @@ export class SharedQueue {
     this.#signal(this.putSignal);
   }
 
-  /** Gives up a reservation: the message is never delivered and its space is freed. */
+  /**
+   * Gives up a reservation: the message is never delivered and its space is freed. Behind a
+   * stopped lock holder (SIGSTOP, a debugger), which would keep the call 10 s, the slot is
+   * withdrawn without the lock instead (see L.SlotState.Withdrawn), for the next critical
+   * section of any end to free. Throws as the lock does when a running holder keeps it past
+   * the stuck limit: then the reservation is still the caller's, to cancel again or publish.
+   */
   cancel(reservation: Reservation): void {
     if (this.#closed) return;
-    this.#lock();
+    if (!this.#lockBy(briefDeadline())) {
+      this.#withdraw(reservation.slot);
+      return;
+    }
     try {
       this.#finishLocked(reservation.slot, L.SlotState.Writing);
       // A segment that could not be made (no room, no memory) leaves an idle entry that holds
@@ -1047,6 +1061,29 @@ export class SharedQueue {
     } finally {
       this.#unlock();
     }
+    this.#signal(this.putSignal);
+    this.#signal(this.releaseSignal);
+  }
+
+  /** Cancels this sender's reservation in slot `slot` without the lock (see {@linkcode cancel}).
+   * A segment that could not be made then keeps its idle entry until a put trims it. */
+  #withdraw(slot: number): void {
+    const s = L.slotOffset(slot);
+    const u32 = this.#u32;
+    // A reap that wrongly took this end for dead may have freed the slot, and another sender
+    // reserved it since: then it is not this reservation's to withdraw.
+    if (
+      u32[(s + L.S_SENDER) >> 2] !== this.#self || u32[(s + L.S_SENDER_GEN) >> 2] !== this.#selfGen
+    ) {
+      return;
+    }
+    const at = (s + L.S_STATE) >> 2;
+    if (
+      Atomics.compareExchange(this.#i32, at, L.SlotState.Writing, L.SlotState.Withdrawn) !==
+        L.SlotState.Writing
+    ) return;
+    Atomics.add(this.#i32, L.W_UNSETTLED >> 2, 1);
+    // Receivers held back behind it may take this sender's later messages; senders, its room.
     this.#signal(this.putSignal);
     this.#signal(this.releaseSignal);
   }
@@ -1909,7 +1946,7 @@ export class SharedQueue {
     // Settles of this hold are in the ring already: they must not come off the result too.
     this.#uncountSettledLocked();
     const before = Atomics.load(this.#i32, L.W_UNSETTLED >> 2);
-    const unsettled = this.#slotsIn(L.SlotState.Released);
+    const unsettled = this.#slotsIn(L.SlotState.Released) + this.#slotsIn(L.SlotState.Withdrawn);
     Atomics.add(this.#i32, L.W_UNSETTLED >> 2, unsettled - before);
   }
 
@@ -2483,7 +2520,10 @@ export class SharedQueue {
       while (read !== write) {
         const state = Atomics.load(i32, (L.slotOffset(read & mask) + L.S_STATE) >> 2);
         if (state !== L.SlotState.Done && state !== L.SlotState.Taken) {
-          if (state !== L.SlotState.Released && state !== L.SlotState.Held) break;
+          if (
+            state !== L.SlotState.Released && state !== L.SlotState.Held &&
+            state !== L.SlotState.Withdrawn
+          ) break;
         }
         read = (read + 1) >>> 0;
       }
@@ -2662,7 +2702,8 @@ export class SharedQueue {
       if (state !== L.SlotState.Ready && !prefetched) {
         if (
           state !== L.SlotState.Taken && state !== L.SlotState.Released &&
-          state !== L.SlotState.Done && state !== L.SlotState.Held
+          state !== L.SlotState.Done && state !== L.SlotState.Held &&
+          state !== L.SlotState.Withdrawn
         ) {
           this.#poison(`slot ${slot} in state ${state} between the read and write cursors`);
         }
@@ -2806,7 +2847,8 @@ export class SharedQueue {
     const at = (s + L.S_STATE) >> 2;
     // Load first: a CAS would take every slot's cache line from its owner.
     if (Atomics.load(this.#i32, at) !== from) return false;
-    const delivered = from !== L.SlotState.Writing && from !== L.SlotState.Spare;
+    const delivered = from !== L.SlotState.Writing && from !== L.SlotState.Spare &&
+      from !== L.SlotState.Withdrawn;
     if (delivered) {
       this.#f64[L.C_CREDIT_BASE >> 3] = this.#f64[L.C_TOTAL_RELEASED >> 3];
       this.#u32[L.C_CREDITING_SLOT >> 2] = slot + 1;
@@ -2814,7 +2856,9 @@ export class SharedQueue {
     const moved = Atomics.compareExchange(this.#i32, at, from, L.SlotState.Done) === from;
     if (moved) {
       this.#creditLocked(s, delivered);
-      if (from === L.SlotState.Released) this.#settledUncounted++;
+      if (from === L.SlotState.Released || from === L.SlotState.Withdrawn) {
+        this.#settledUncounted++;
+      }
     }
     if (delivered) this.#u32[L.C_CREDITING_SLOT >> 2] = 0;
     return moved;
@@ -2888,7 +2932,11 @@ export class SharedQueue {
       let settled = 0;
       let k = 0;
       for (; k < span && (all || settled < pending); k++) {
-        if (this.#doneLocked((tail + k) & this.#mask, L.SlotState.Released)) settled++;
+        const slot = (tail + k) & this.#mask;
+        if (
+          this.#doneLocked(slot, L.SlotState.Released) ||
+          this.#doneLocked(slot, L.SlotState.Withdrawn)
+        ) settled++;
       }
       // A full scan settled every release counted when it began, and maybe some the count
       // never covered (a releaser killed between its two steps): exactly `pending` comes off.
@@ -2941,7 +2989,7 @@ export class SharedQueue {
     for (let guard = 0; tail !== write && guard < this.#ringSize; guard++) {
       const s = L.slotOffset(tail & this.#mask);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-      if (state === L.SlotState.Released) {
+      if (state === L.SlotState.Released || state === L.SlotState.Withdrawn) {
         // Not settled yet (a cancel or a reap reclaims without settling first): settle it.
         if (!this.#doneLocked(tail & this.#mask, state)) break;
       } else if (state !== L.SlotState.Done) break;

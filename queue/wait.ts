@@ -63,8 +63,9 @@ export type Attempt<T> = () => { value: T } | undefined;
  * {@linkcode briefDeadline}, {@linkcode NO_WAIT}). A critical section takes microseconds. */
 export const BRIEF_LOCK_MS = 2;
 
-/** The deadline of `getNowait()` and `close()`: they give up on a stopped lock holder after
- * {@linkcode BRIEF_LOCK_MS}, and wait for a running one (see SharedQueue.#lockBy). */
+/** The deadline of `getNowait()`, `close()`, a draft's cancel and a receiver's give-back: they
+ * give up on a stopped lock holder after {@linkcode BRIEF_LOCK_MS}, and wait for a running one
+ * (see SharedQueue.#lockBy). */
 export function briefDeadline(): number {
   return performance.now() + BRIEF_LOCK_MS;
 }

@@ -647,6 +647,43 @@ Deno.test("a message given back without the lock waits behind the read cursor fo
   r.close();
 });
 
+Deno.test("a draft's cancel does not wait for a stopped peer that keeps the lock, and holds back nothing after", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 4, arenaBytes: 64 * 1024 });
+  // One in the arena, one in an extension segment of its own.
+  const small = s.prepareSync({ n: new Float64Array(4) });
+  const large = s.prepareSync({ n: new Float64Array(64 * 1024) });
+  const sharedBefore = s.stats().sharedBytes;
+  {
+    await using holder = await stoppedHolder(s.descriptor, "sender", 500);
+    // Before: 10 s each, the time a call gives a live holder, then ClosedError "stuck".
+    await within1s("an arena draft's cancel()", () => small.cancel());
+    await within1s("an extension draft's cancel()", () => large.cancel());
+    assert.deepEqual([small.settled, large.settled], [true, true]);
+    // Read without the lock: the holder's own reservation is in flight, and nothing was put.
+    const { value: during } = await within1s("stats()", () => s.stats());
+    assert.deepEqual([during!.inFlight, during!.put, during!.waiting], [1, 0, 0]);
+    holder.proc.kill("SIGCONT");
+    assert.equal((await holder.exit()).code, 0);
+  }
+  // Any end's next critical section settles the cancels: their room comes back, and this
+  // sender's later messages are not held back behind them.
+  s.putSync("after");
+  assert.equal(r.getSync({ timeout: 2_000 }), "after");
+  s.waitForAllAckSync({ timeout: 2_000 });
+  const stats = s.stats();
+  assert.deepEqual(
+    [stats.inFlight, stats.put, stats.received, stats.waiting],
+    [0, 1, 1, 0],
+  );
+  assert.ok(stats.sharedBytes <= sharedBefore, "the extension went idle, to be reused or dropped");
+  const again = s.prepareSync({ n: new Float64Array(64 * 1024) }, { timeout: 2_000 });
+  again.send();
+  assert.equal((r.getSync({ timeout: 2_000 }) as { n: Float64Array }).n.length, 64 * 1024);
+  s.close();
+  r.close();
+  assert.deepEqual(entriesOf(s.descriptor.name), [], "nothing left in /dev/shm");
+});
+
 Deno.test("an end opened on the entry of one that closed behind a stopped peer counts that one closed", async () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
   const s2 = openSender(s.descriptor);
