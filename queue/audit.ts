@@ -87,12 +87,12 @@ export class Audit {
       if (state === L.SlotState.Free) return `free slot ${slot} among the queued ones`;
       // The read cursor moves only over messages handed out: one still waiting behind it
       // would never be taken, nor reported, once a forged cursor skipped it. But for one that
-      // a receiver gave back without the lock, Prefetched, for its removal to put back in line
-      // (SharedQueue.giveBack): its taker must be a receiver then, as below.
+      // a receiver gave back without the lock, for its removal to put back in line
+      // (SlotState.Returned): its taker must be a receiver then, as below.
       if (
         k < behindRead && state !== L.SlotState.Taken && state !== L.SlotState.Released &&
         state !== L.SlotState.Done && state !== L.SlotState.Held &&
-        state !== L.SlotState.Prefetched && state !== L.SlotState.Withdrawn
+        state !== L.SlotState.Returned && state !== L.SlotState.Withdrawn
       ) {
         return `slot ${slot}, not yet taken (state ${state}), lies behind the read cursor`;
       }
@@ -107,11 +107,11 @@ export class Audit {
         }
       }
       // Only its taker releases a Taken message, and the reap of its taker: one naming no
-      // receiver would hold its capacity, and the ring behind it, for good. So with a
-      // Prefetched one behind the read cursor, which only its taker's removal puts back.
+      // receiver would hold its capacity, and the ring behind it, for good. So with a Returned
+      // one, which only its taker's removal puts back in line (behind the read cursor).
       if (
         state === L.SlotState.Taken || state === L.SlotState.Held ||
-        (state === L.SlotState.Prefetched && k < behindRead)
+        state === L.SlotState.Returned
       ) {
         const taker = u32[(s + L.S_TAKEN_BY) >> 2];
         if (

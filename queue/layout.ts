@@ -58,7 +58,7 @@
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning (tests/layout_version_test.ts
  * fingerprints what it exports, and fails on a change recorded under the same version). */
-export const LAYOUT_VERSION = 21;
+export const LAYOUT_VERSION = 22;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -288,9 +288,7 @@ export const SlotState = {
    * ring order come out with the one it asked for, under one lock, and are handed out later
    * without the lock (a CAS to `Taken`). Any other receiver (one that joined since) takes it
    * over like a `Ready` one, with a CAS, so prefetching never holds work back. Back to
-   * `Ready` when its holder closes or dies before handing it out. A receiver whose close finds
-   * the lock kept by a stopped peer gives back a `Taken` message so, without the lock, maybe
-   * behind the read cursor: its entry's removal moves the cursor back to it.
+   * `Ready` when its holder closes or dies before handing it out.
    */
   Prefetched: 6,
   /**
@@ -327,6 +325,15 @@ export const SlotState = {
    * sender's later messages.
    */
   Withdrawn: 10,
+  /**
+   * Taken by a closing receiver that never handed it to its caller, and given back without
+   * the lock (a stopped peer kept it, or a running one past the stuck limit). As `Prefetched`,
+   * another receiver takes it over, and the removal of its taker's entry makes it `Ready`; but
+   * it may lie behind the read cursor, which that removal moves back to it, and until then the
+   * queue is not drained. A state of its own: as `Prefetched`, a hand-out of its former holder
+   * begun before another receiver took it over could take it back without the lock.
+   */
+  Returned: 11,
 } as const;
 
 /** Largest capacity accepted: slot memory stays small and u32 cursor arithmetic exact. */

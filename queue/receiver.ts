@@ -656,8 +656,9 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * and no message is taken for them. An error a `getMany` held for the next call is
    * dropped with its message. Waits only briefly for a peer stopped while it keeps the
    * queue's lock (SIGSTOP, a debugger): this end then leaves without it, for the next reap of
-   * any end, once the lock is free, to remove as a close; that removal puts the messages it
-   * had to give back in line again. */
+   * any end, once the lock is free, to remove as a close. Messages it took for calls that
+   * never got them are not lost then: that removal puts them back in line (till then the
+   * queue does not report itself drained). */
   close(): void {
     if (this.#queue.closed) return;
     // Its message is gone, like every message a close drops; calls still waiting get the
@@ -672,8 +673,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       try {
         this.#queue.giveBack(m.slot);
       } catch {
-        // A lock given up on, a queue found corrupt: the close below leaves all the same, and
-        // counts the message as received.
+        // A lock given up on (the message then goes back at this end's removal, as behind a
+        // stopped holder), a queue found corrupt: the close below leaves all the same.
       }
     }
     this.#queue.close();

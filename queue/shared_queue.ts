@@ -115,7 +115,7 @@ const INT_MAX = 0x7fffffff;
 function isOut(state: number): boolean {
   return state === L.SlotState.Ready || state === L.SlotState.Taken ||
     state === L.SlotState.Prefetched || state === L.SlotState.Claimed ||
-    state === L.SlotState.Held;
+    state === L.SlotState.Held || state === L.SlotState.Returned;
 }
 
 /** Thrown inside SharedQueue.create when a sweep removed the new queue's name before its maker
@@ -669,7 +669,10 @@ export class SharedQueue {
         } else if (state === L.SlotState.Withdrawn) {
           withdrawn++;
           continue;
-        } else if (state === L.SlotState.Ready || state === L.SlotState.Prefetched) waiting++;
+        } else if (
+          state === L.SlotState.Ready || state === L.SlotState.Prefetched ||
+          state === L.SlotState.Returned
+        ) waiting++;
         else if (
           state !== L.SlotState.Taken && state !== L.SlotState.Claimed &&
           state !== L.SlotState.Held
@@ -1333,15 +1336,14 @@ export class SharedQueue {
 
   /**
    * Without the lock, marks a message this end took, and never handed to its caller, to go
-   * back in line at the removal of this end's entry (see #removeParticipantLocked): Prefetched
-   * again, its own. Only for an end about to close: it never hands the message out itself, and
-   * until its removal, no receiver takes it should the read cursor have passed it.
+   * back in line at the removal of this end's entry (see L.SlotState.Returned). Only for an end
+   * about to close: it never hands the message out itself.
    */
   #leaveForRemoval(slot: number): void {
     const s = L.slotOffset(slot);
     if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return;
     const at = (s + L.S_STATE) >> 2;
-    Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Prefetched);
+    Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Returned);
   }
 
   /**
@@ -1871,6 +1873,7 @@ export class SharedQueue {
     // Ring positions (from the tail) of the messages to put back in line: those it held for a
     // getMany batch, or had taken ahead.
     const back: number[] = [];
+    const backFrom: number[] = [];
     for (let k = 0; k < span; k++) {
       const slot = (tail + k) & mask;
       const s = L.slotOffset(slot);
@@ -1885,7 +1888,10 @@ export class SharedQueue {
         if (left === "closed" && !(index === this.#self && this.#closedAtExit)) {
           this.#doneLocked(slot, L.SlotState.Held);
           if (index === this.#self) this.#heldReceivedAtClose = true;
-        } else back.push(k);
+        } else {
+          back.push(k);
+          backFrom.push(state);
+        }
       } else if (
         kind === L.ParticipantKind.Sender &&
         (state === L.SlotState.Writing || state === L.SlotState.Spare) &&
@@ -1898,28 +1904,25 @@ export class SharedQueue {
       ) {
         this.#finishLocked(slot, L.SlotState.Taken, false);
       } else if (
-        kind === L.ParticipantKind.Receiver && state === L.SlotState.Prefetched &&
+        kind === L.ParticipantKind.Receiver &&
+        (state === L.SlotState.Prefetched || state === L.SlotState.Returned) &&
         u32[(s + L.S_TAKEN_BY) >> 2] === index
       ) {
         // Never handed to its caller: another receiver gets it, in its sender's order.
         back.push(k);
+        backFrom.push(state);
       }
     }
     if (back.length > 0) {
       // The read cursor may have passed them (a getMany's messages, one given back without the
-      // lock): it moves back first (killed in between, the slots are still Held or
-      // Prefetched, and the next reap redoes this); a Ready slot behind it would never be taken.
+      // lock): it moves back first (killed in between, the slots are still as they were, and
+      // the next reap redoes this); a Ready slot behind it would never be taken.
       if (((u32[L.C_READ >> 2] - tail) >>> 0) > back[0]) {
         u32[L.C_READ >> 2] = (tail + back[0]) >>> 0;
       }
-      for (const k of back) {
-        const at = (L.slotOffset((tail + k) & mask) + L.S_STATE) >> 2;
-        if (
-          Atomics.compareExchange(this.#i32, at, L.SlotState.Held, L.SlotState.Ready) !==
-            L.SlotState.Held
-        ) {
-          Atomics.compareExchange(this.#i32, at, L.SlotState.Prefetched, L.SlotState.Ready);
-        }
+      for (let i = 0; i < back.length; i++) {
+        const at = (L.slotOffset((tail + back[i]) & mask) + L.S_STATE) >> 2;
+        Atomics.compareExchange(this.#i32, at, backFrom[i], L.SlotState.Ready);
       }
     }
     // Its mark goes once nothing of it is Held or Taken any more (killed before this, the next
@@ -2380,7 +2383,10 @@ export class SharedQueue {
     for (let n = 0; i !== write && n < limit; i = (i + 1) >>> 0, n++) {
       const s = L.slotOffset(i & this.#mask);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-      if (state !== L.SlotState.Ready && state !== L.SlotState.Prefetched) continue;
+      if (
+        state !== L.SlotState.Ready && state !== L.SlotState.Prefetched &&
+        state !== L.SlotState.Returned
+      ) continue;
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       if (segment === 0 || segment > L.MAX_EXTENSIONS) continue;
       if (this.#extensionTable.size(segment - 1) < length) continue;
@@ -2541,6 +2547,12 @@ export class SharedQueue {
         // finds it: a take's above, or a wait's, at most REAP_EVERY_MS apart (a reap at every
         // take cost a liveness check of every end at every look while a live holder copied).
         if (this.#otherHolderLocked() >= 0) return undefined;
+        // Nor while a message given back without the lock waits behind the cursor for its
+        // taker's removal: a reap does it now if that end is gone, else once it has closed.
+        if (this.#returnedBehindLocked(read)) {
+          this.#reapDeadLocked();
+          return u32[L.C_READ >> 2] === read ? undefined : this.#takeLocked();
+        }
         this.#confirmNoneLeftLocked(L.ParticipantKind.Sender);
         throw new ClosedError(this.goneMessage("sender", "and the queue is drained"), {
           reason: "drained",
@@ -2554,6 +2566,17 @@ export class SharedQueue {
     } finally {
       this.#clearHoldBacks();
     }
+  }
+
+  /** Whether a slot between the tail and `read` is Returned (see L.SlotState.Returned). */
+  #returnedBehindLocked(read: number): boolean {
+    const tail = this.#u32[L.C_TAIL >> 2];
+    const behind = Math.min((read - tail) >>> 0, this.#ringSize);
+    for (let k = 0; k < behind; k++) {
+      const s = L.slotOffset((tail + k) & this.#mask);
+      if (Atomics.load(this.#i32, (s + L.S_STATE) >> 2) === L.SlotState.Returned) return true;
+    }
+    return false;
   }
 
   /** Before a scan from the read cursor (a take, or a count of what it would pass over): notes
@@ -2604,7 +2627,8 @@ export class SharedQueue {
         if (this.#holdsBackItsSender(state, s)) {
           this.#holdBackSenderLocked(slot, s);
         } else if (
-          (state === L.SlotState.Ready || state === L.SlotState.Prefetched) &&
+          (state === L.SlotState.Ready || state === L.SlotState.Prefetched ||
+            state === L.SlotState.Returned) &&
           this.#writing[u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS] !== 0
         ) held++;
       }
@@ -2697,8 +2721,9 @@ export class SharedQueue {
       }
       // A message prefetched and not yet handed out (by another receiver, or by this one
       // before a failed hand-out) is taken over like a Ready one, in ring order: a receiver
-      // that prefetched while alone never holds work back from one that came later.
-      const prefetched = state === L.SlotState.Prefetched;
+      // that prefetched while alone never holds work back from one that came later. So is one
+      // a closing receiver gave back without the lock.
+      const prefetched = state === L.SlotState.Prefetched || state === L.SlotState.Returned;
       if (state !== L.SlotState.Ready && !prefetched) {
         if (
           state !== L.SlotState.Taken && state !== L.SlotState.Released &&
@@ -2720,12 +2745,7 @@ export class SharedQueue {
       // slot whose taker is half recorded.
       if (
         prefetched &&
-        Atomics.compareExchange(
-            i32,
-            (s + L.S_STATE) >> 2,
-            L.SlotState.Prefetched,
-            L.SlotState.Claimed,
-          ) !== L.SlotState.Prefetched
+        Atomics.compareExchange(i32, (s + L.S_STATE) >> 2, state, L.SlotState.Claimed) !== state
       ) continue;
       u32[(s + L.S_TAKEN_BY) >> 2] = this.#self;
       Atomics.store(i32, (s + L.S_STATE) >> 2, L.SlotState.Taken);

@@ -613,7 +613,7 @@ Deno.test("a receiver's close gives back a message its caller never got without 
   assert.deepEqual(entriesOf(s.descriptor.name), [], "nothing left in /dev/shm");
 });
 
-Deno.test("a message given back without the lock waits behind the read cursor for its taker's removal, and poisons nothing", () => {
+Deno.test("a message given back without the lock waits behind the read cursor for its taker's removal: not drained, nothing poisoned", () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
   const r2 = openReceiver(s.descriptor);
   s.putSync(new Uint8Array(100).fill(7));
@@ -627,23 +627,28 @@ Deno.test("a message given back without the lock waits behind the read cursor fo
     /out of buffers/,
   );
   // What a close that found the lock kept from it leaves until it has left: the message it
-  // kept, Prefetched again and still its own, behind the read cursor (slot 0, the first).
+  // kept, Returned and still its own, behind the read cursor (slot 0, the first).
   const m = mapSegment(s.descriptor.name)!;
   try {
     const at = (L.slotOffset(0) + L.S_STATE) >> 2;
     assert.equal(m.i32[at], L.SlotState.Taken);
     assert.equal(m.u32[L.C_READ >> 2], 1);
-    m.i32[at] = L.SlotState.Prefetched;
+    m.i32[at] = L.SlotState.Returned;
   } finally {
     m.unmap();
   }
-  // A wait that finds nothing audits the queue: before, it poisoned the queue ("not yet taken
-  // (state 6), lies behind the read cursor").
+  s.close();
+  // A wait that finds nothing audits the queue, which must take the slot for no corruption;
+  // and every sender is gone, but the queue is not drained while the message may come back.
   assert.throws(() => r.getSync({ timeout: 450 }), EmptyError);
+  assert.equal(r.getNowait(), undefined);
   r2.close();
   assert.deepEqual(r.getSync({ timeout: 1_000 }), new Uint8Array(100).fill(7));
-  assert.equal(s.stats().inFlight, 0);
-  s.close();
+  assert.throws(
+    () => r.getSync({ timeout: 1_000 }),
+    (e) => e instanceof ClosedError && e.reason === "drained",
+  );
+  assert.equal(r.stats().inFlight, 0);
   r.close();
 });
 
