@@ -1,5 +1,7 @@
 // `deno task soak`: minutes of load on one queue while random actors are killed (SIGKILL) or
-// stopped (SIGTERM) and replaced. Senders put small, arena-sized or extension-sized
+// stopped (SIGTERM) and replaced, and others paused (SIGSTOP, then SIGCONT within a second, as
+// Ctrl-Z or a debugger would: one paused inside the queue's lock keeps it from every other end
+// meanwhile, an ending one's close included). Senders put small, arena-sized or extension-sized
 // messages; receivers check every checksum and each sender's order; the run checks that no
 // message arrives twice and reports what moved, what failed, and what is left in /dev/shm.
 // Not part of `deno task test`.
@@ -56,6 +58,8 @@ type Actor = {
   child: Watched;
   sizes: string;
   fate?: "killed" | "stopped";
+  /** Set while the actor is paused: resumes it at once. */
+  resume?: () => void;
 };
 
 const stats = {
@@ -64,6 +68,7 @@ const stats = {
   loneKilled: 0,
   lonePhases: 0,
   stopped: 0,
+  paused: 0,
   abnormalExits: 0,
   errors: {} as Record<string, number>,
   errorSamples: [] as string[],
@@ -164,7 +169,22 @@ function account(a: Actor, status: Deno.CommandStatus): void {
   }
 }
 
+/** Pauses `a` (SIGSTOP) for 20 ms to 0.8 s. */
+function pause(a: Actor): void {
+  a.child.proc.kill("SIGSTOP");
+  stats.paused++;
+  const resume = () => {
+    clearTimeout(timer);
+    a.resume = undefined;
+    a.child.proc.kill("SIGCONT");
+  };
+  const timer = setTimeout(resume, 20 + random() * 780);
+  a.resume = resume;
+}
+
 async function retire(a: Actor, how: "killed" | "stopped"): Promise<void> {
+  // A stopped process hears SIGTERM only once resumed.
+  a.resume?.();
   actors.splice(actors.indexOf(a), 1);
   a.fate = how;
   stats[how]++;
@@ -241,6 +261,10 @@ while (performance.now() < until) {
     ? receivers()[0]
     : actors[Math.floor(random() * actors.length)];
   const how = random() < 0.7 ? "killed" : "stopped";
+  // Half the time another actor is paused as the victim goes: a close that meets the lock kept
+  // by a paused peer leaves without it, for a reap to remove.
+  const others = actors.filter((a) => a !== victim && a.resume === undefined);
+  if (random() < 0.5 && others.length > 0) pause(others[Math.floor(random() * others.length)]);
   await retire(victim, how);
   // Now and then every receiver at once: senders must wait, then go on.
   if (random() < 0.05) {
@@ -262,6 +286,7 @@ while (performance.now() < until) {
   }
 }
 
+for (const a of actors) a.resume?.();
 // Wind down: stop everything gracefully, then close the parent's ends. Senders first: a
 // stopped sender waits for its acks, which receivers stopped before it would never give.
 openAnchor();
@@ -288,7 +313,8 @@ console.log(
   [
     `soak: ${seconds} s, ${stats.started} actors started, ${stats.killed} SIGKILLed ` +
     `(${stats.loneKilled} of them the queue's only receiver, in ${stats.lonePhases} lone ` +
-    `phases), ${stats.stopped} stopped with SIGTERM, ${stats.abnormalExits} abnormal exits`,
+    `phases), ${stats.stopped} stopped with SIGTERM, ${stats.paused} paused with SIGSTOP, ` +
+    `${stats.abnormalExits} abnormal exits`,
     `  moved ${stats.messages} messages, ${(stats.bytes / 2 ** 30).toFixed(2)} GiB ` +
     `(${Math.round(stats.messages / seconds)} msg/s, ` +
     `${(stats.bytes / 2 ** 20 / seconds).toFixed(0)} MiB/s) as reported by receivers`,
