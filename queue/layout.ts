@@ -327,11 +327,12 @@ export const SlotState = {
   Withdrawn: 10,
   /**
    * Taken by a closing receiver that never handed it to its caller, and given back without
-   * the lock (a stopped peer kept it, or a running one past the stuck limit). As `Prefetched`,
-   * another receiver takes it over, and the removal of its taker's entry makes it `Ready`; but
-   * it may lie behind the read cursor, which that removal moves back to it, and until then the
-   * queue is not drained. A state of its own: as `Prefetched`, a hand-out of its former holder
-   * begun before another receiver took it over could take it back without the lock.
+   * the lock (a stopped peer kept it, or a running one past the stuck limit). Its taker never
+   * touches it again. Ahead of the read cursor, another receiver takes it over as it does a
+   * `Prefetched` one; behind it, the next lock holder to look (the removal of its taker's
+   * entry, a reap, a take that finds the queue drained) moves the cursor back to it and makes
+   * it `Ready`. A state of its own: as `Prefetched`, a hand-out of its former holder begun
+   * before another receiver took it over could take it back without the lock.
    */
   Returned: 11,
 } as const;

@@ -1479,6 +1479,7 @@ export class SharedQueue {
    */
   #upkeepLocked(thorough: boolean): void {
     this.#reapDeadLocked();
+    this.#restoreReturnedLocked();
     // Releases the count missed (a receiver killed between its CAS and its count) would
     // otherwise hold their room until the tail reaches them. Otherwise: a message released
     // without the lock leaves its extension busy until a settle.
@@ -2547,12 +2548,8 @@ export class SharedQueue {
         // finds it: a take's above, or a wait's, at most REAP_EVERY_MS apart (a reap at every
         // take cost a liveness check of every end at every look while a live holder copied).
         if (this.#otherHolderLocked() >= 0) return undefined;
-        // Nor while a message given back without the lock waits behind the cursor for its
-        // taker's removal: a reap does it now if that end is gone, else once it has closed.
-        if (this.#returnedBehindLocked(read)) {
-          this.#reapDeadLocked();
-          return u32[L.C_READ >> 2] === read ? undefined : this.#takeLocked();
-        }
+        // Nor while a message given back without the lock waits behind the cursor.
+        if (this.#restoreReturnedLocked()) return this.#takeLocked();
         this.#confirmNoneLeftLocked(L.ParticipantKind.Sender);
         throw new ClosedError(this.goneMessage("sender", "and the queue is drained"), {
           reason: "drained",
@@ -2568,15 +2565,27 @@ export class SharedQueue {
     }
   }
 
-  /** Whether a slot between the tail and `read` is Returned (see L.SlotState.Returned). */
-  #returnedBehindLocked(read: number): boolean {
-    const tail = this.#u32[L.C_TAIL >> 2];
-    const behind = Math.min((read - tail) >>> 0, this.#ringSize);
+  /**
+   * Puts the messages given back without the lock behind the read cursor (see
+   * L.SlotState.Returned) in line again, as their takers would have with the lock: the
+   * cursor back to the first, each Ready. Their takers never touch them again, so any lock
+   * holder may, without waiting for their removal: a drained queue's take must (a taker that
+   * stays open would otherwise keep the queue from ever saying it is drained), and a reap
+   * does. Returns whether there was any.
+   */
+  #restoreReturnedLocked(): boolean {
+    const u32 = this.#u32;
+    const tail = u32[L.C_TAIL >> 2];
+    const behind = Math.min((u32[L.C_READ >> 2] - tail) >>> 0, this.#ringSize);
+    let first = -1;
     for (let k = 0; k < behind; k++) {
-      const s = L.slotOffset((tail + k) & this.#mask);
-      if (Atomics.load(this.#i32, (s + L.S_STATE) >> 2) === L.SlotState.Returned) return true;
+      const at = (L.slotOffset((tail + k) & this.#mask) + L.S_STATE) >> 2;
+      if (Atomics.load(this.#i32, at) !== L.SlotState.Returned) continue;
+      // The cursor first: killed in between, the holder leaves the slot Returned, for the next.
+      if (first < 0) u32[L.C_READ >> 2] = (tail + (first = k)) >>> 0;
+      Atomics.store(this.#i32, at, L.SlotState.Ready);
     }
-    return false;
+    return first >= 0;
   }
 
   /** Before a scan from the read cursor (a take, or a count of what it would pass over): notes

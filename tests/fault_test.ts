@@ -613,42 +613,49 @@ Deno.test("a receiver's close gives back a message its caller never got without 
   assert.deepEqual(entriesOf(s.descriptor.name), [], "nothing left in /dev/shm");
 });
 
-Deno.test("a message given back without the lock waits behind the read cursor for its taker's removal: not drained, nothing poisoned", () => {
+Deno.test("a message given back without the lock behind the read cursor comes back at the next look, and poisons nothing", () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
-  const r2 = openReceiver(s.descriptor);
-  s.putSync(new Uint8Array(100).fill(7));
-  assert.throws(
-    () =>
-      r2.getSync({
-        allocate: () => {
-          throw new Error("out of buffers");
-        },
-      }),
-    /out of buffers/,
-  );
-  // What a close that found the lock kept from it leaves until it has left: the message it
-  // kept, Returned and still its own, behind the read cursor (slot 0, the first).
-  const m = mapSegment(s.descriptor.name)!;
-  try {
-    const at = (L.slotOffset(0) + L.S_STATE) >> 2;
-    assert.equal(m.i32[at], L.SlotState.Taken);
-    assert.equal(m.u32[L.C_READ >> 2], 1);
-    m.i32[at] = L.SlotState.Returned;
-  } finally {
-    m.unmap();
-  }
+  const refuse = {
+    allocate: (): ArrayBuffer => {
+      throw new Error("out of buffers");
+    },
+  };
+  /** What a close that found the lock kept from it leaves: the message it kept for its next
+   * call (a failed allocate), Returned and still its own, behind the read cursor. */
+  const givenBack = (slot: number) => {
+    const taker = openReceiver(s.descriptor);
+    assert.throws(() => taker.getSync(refuse), /out of buffers/);
+    const m = mapSegment(s.descriptor.name)!;
+    try {
+      const at = (L.slotOffset(slot) + L.S_STATE) >> 2;
+      assert.equal(m.i32[at], L.SlotState.Taken);
+      assert.equal(m.u32[L.C_READ >> 2], slot + 1);
+      m.i32[at] = L.SlotState.Returned;
+    } finally {
+      m.unmap();
+    }
+    return taker; // open: a close with the lock would put the message back itself
+  };
+  s.putSync(new Uint8Array(100).fill(1));
+  const r2 = givenBack(0);
+  // A wait that finds nothing reaps and audits: it puts the message back, and takes the slot
+  // for no corruption. Before: poisoned ("not yet taken (state 6), lies behind the read
+  // cursor"), then EmptyError until r2 closed.
+  assert.deepEqual(r.getSync({ timeout: 1_000 }), new Uint8Array(100).fill(1));
+  s.putSync(new Uint8Array(100).fill(2));
+  const r3 = givenBack(1);
   s.close();
-  // A wait that finds nothing audits the queue, which must take the slot for no corruption;
-  // and every sender is gone, but the queue is not drained while the message may come back.
-  assert.throws(() => r.getSync({ timeout: 450 }), EmptyError);
-  assert.equal(r.getNowait(), undefined);
-  r2.close();
-  assert.deepEqual(r.getSync({ timeout: 1_000 }), new Uint8Array(100).fill(7));
+  // Every sender is gone: a take that finds nothing ahead puts it back at once. Before: the
+  // queue was drained (undefined, then ClosedError) or, once that was fixed, waited for r3 to
+  // close, and a for-await in r3 itself never ended.
+  assert.deepEqual(r.getNowait(), new Uint8Array(100).fill(2));
   assert.throws(
     () => r.getSync({ timeout: 1_000 }),
     (e) => e instanceof ClosedError && e.reason === "drained",
   );
-  assert.equal(r.stats().inFlight, 0);
+  assert.deepEqual([r.stats().inFlight, r.stats().received], [0, 2]);
+  r2.close();
+  r3.close();
   r.close();
 });
 
