@@ -318,8 +318,9 @@ export const SlotState = {
    */
   Held: 9,
   /**
-   * Cancelled by its sender without the lock, never published: a draft cancelled while a
-   * stopped peer (SIGSTOP, a debugger) keeps the lock. Settled as `Released` is, by the next
+   * Given up by its sender without the lock, never published: a reservation cancelled (a
+   * draft's cancel, a put whose encoding failed) while a stopped peer (SIGSTOP, a debugger)
+   * keeps the lock. Settled as `Released` is, by the next
    * critical section of any end (counted in W_UNSETTLED meanwhile), but as a message never
    * delivered: no ack, nothing received. Unlike `Writing`, it holds back none of its
    * sender's later messages.

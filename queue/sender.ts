@@ -535,8 +535,8 @@ export class Sender implements Disposable {
   close(): void {
     if (this.#queue.closed) return;
     // The end leaves first, and drops its drafts' slots with its own: under one lock, or by
-    // the reap of its entry when a stopped peer keeps the lock (a cancel each would wait for
-    // the lock, 10 s behind such a peer). The drafts then settle as cancelled.
+    // the reap of its entry when a stopped peer keeps the lock (each cancel would take the
+    // lock, or give that peer 2 ms). The drafts then settle as cancelled.
     this.#queue.close();
     for (const draft of [...this.#drafts.keys()]) cancelOnClose(draft);
   }

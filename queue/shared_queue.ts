@@ -1935,9 +1935,10 @@ export class SharedQueue {
     if (index === this.#self) this.#forgetPrefetched();
     this.#participants.freeLocked(index, kind, left);
     this.#reclaimLocked();
-    // It may have died between a release and its count: the slot's settle would then take
-    // another release's unit, and that one would wait for a scan of the whole ring.
-    if (kind === L.ParticipantKind.Receiver && left !== "closed") this.#recountUnsettledLocked();
+    // It may have died between a release (a receiver's) or a withdrawal (a sender's) and its
+    // count: the slot's settle would then take another's unit, and that one would wait for a
+    // scan of the whole ring.
+    if (left !== "closed") this.#recountUnsettledLocked();
   }
 
   /**
