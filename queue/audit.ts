@@ -87,8 +87,9 @@ export class Audit {
       if (state === L.SlotState.Free) return `free slot ${slot} among the queued ones`;
       // The read cursor moves only over messages handed out: one still waiting behind it
       // would never be taken, nor reported, once a forged cursor skipped it. But for one that
-      // a receiver gave back without the lock, for its removal to put back in line
-      // (SlotState.Returned): its taker must be a receiver then, as below.
+      // a receiver gave back without the lock, which the next take or reap puts back in line
+      // (SlotState.Returned; its taker must be a receiver then, as below), and a reservation
+      // withdrawn (SlotState.Withdrawn), which is no message.
       if (
         k < behindRead && state !== L.SlotState.Taken && state !== L.SlotState.Released &&
         state !== L.SlotState.Done && state !== L.SlotState.Held &&
@@ -107,8 +108,8 @@ export class Audit {
         }
       }
       // Only its taker releases a Taken message, and the reap of its taker: one naming no
-      // receiver would hold its capacity, and the ring behind it, for good. So with a Returned
-      // one, which only its taker's removal puts back in line (behind the read cursor).
+      // receiver would hold its capacity, and the ring behind it, for good. A Returned one's
+      // taker is a receiver too: its removal puts such messages back before its entry goes.
       if (
         state === L.SlotState.Taken || state === L.SlotState.Held ||
         state === L.SlotState.Returned

@@ -58,7 +58,7 @@
 export const MAGIC = 0x514d4853;
 /** Bumped whenever anything in this file changes meaning (tests/layout_version_test.ts
  * fingerprints what it exports, and fails on a change recorded under the same version). */
-export const LAYOUT_VERSION = 22;
+export const LAYOUT_VERSION = 23;
 
 export const PAGE_SIZE = 4096;
 export const CACHE_LINE = 64;
@@ -113,6 +113,12 @@ export const W_HOLDER = 208;
  * marked holder: no receiver came, took its sender's later messages, and went meanwhile. One
  * that joins later sees the mark. */
 export const W_RECEIVER_EPOCH = 212;
+/** i32: messages given back without the lock and not yet put back in line (see
+ * SlotState.Returned), counted after their CAS: a take that sees it nonzero puts them back
+ * first, so that none of its sender's later messages passes them. Only a hint, never below
+ * zero: one too low (a receiver killed between its CAS and its count) leaves the message for
+ * the next reap, or for a take that finds the queue drained; one too high costs a scan. */
+export const W_RETURNED = 216;
 
 // Cursors, read and written only under the lock.
 export const C_TAIL = 256; // u32 slot index: oldest slot not yet reclaimed
@@ -328,12 +334,13 @@ export const SlotState = {
   Withdrawn: 10,
   /**
    * Taken by a closing receiver that never handed it to its caller, and given back without
-   * the lock (a stopped peer kept it, or a running one past the stuck limit). Its taker never
-   * touches it again. Ahead of the read cursor, another receiver takes it over as it does a
-   * `Prefetched` one; behind it, the next lock holder to look (the removal of its taker's
-   * entry, a reap, a take that finds the queue drained) moves the cursor back to it and makes
-   * it `Ready`. A state of its own: as `Prefetched`, a hand-out of its former holder begun
-   * before another receiver took it over could take it back without the lock.
+   * the lock (a stopped peer kept it, or a running one past the stuck limit), and counted in
+   * W_RETURNED. Its taker never touches it again. Ahead of the read cursor, another receiver
+   * takes it over as it does a `Prefetched` one; behind it, the next take (or reap, or the
+   * removal of its taker's entry) moves the cursor back to it and makes it `Ready`. A state
+   * of its own, so that the audit lets it lie behind the cursor, and so that a lock-free
+   * hand-out of the receiver that first took it ahead (as `Prefetched`), begun before another
+   * took it over, cannot take it back.
    */
   Returned: 11,
 } as const;

@@ -657,8 +657,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
    * dropped with its message. Waits only briefly for a peer stopped while it keeps the
    * queue's lock (SIGSTOP, a debugger): this end then leaves without it, for the next reap of
    * any end, once the lock is free, to remove as a close. Messages it took for calls that
-   * never got them are not lost then: that removal puts them back in line (till then the
-   * queue does not report itself drained). */
+   * never got them are not lost then: the next take or reap puts them back in line, before
+   * their senders' later messages. */
   close(): void {
     if (this.#queue.closed) return;
     // Its message is gone, like every message a close drops; calls still waiting get the
@@ -673,8 +673,8 @@ export class Receiver implements Disposable, AsyncIterable<unknown> {
       try {
         this.#queue.giveBack(m.slot);
       } catch {
-        // A lock given up on (the message then goes back at this end's removal, as behind a
-        // stopped holder), a queue found corrupt: the close below leaves all the same.
+        // A lock given up on (the message then goes back at the next lock holder's look, as
+        // behind a stopped holder), a queue found corrupt: the close below leaves all the same.
       }
     }
     this.#queue.close();

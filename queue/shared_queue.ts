@@ -1069,7 +1069,8 @@ export class SharedQueue {
   }
 
   /** Cancels this sender's reservation in slot `slot` without the lock (see {@linkcode cancel}).
-   * A segment that could not be made then keeps its idle entry until a put trims it. */
+   * A segment that could not be made then keeps its idle entry until a put reuses or trims it,
+   * or it is dropped as idle. */
   #withdraw(slot: number): void {
     const s = L.slotOffset(slot);
     const u32 = this.#u32;
@@ -1295,8 +1296,8 @@ export class SharedQueue {
    * Puts a message this end took, and never handed to its caller, back in line for any
    * receiver: the read cursor moves back to it. Later messages of its sender may have gone to
    * other receivers meanwhile; without this, the message would be lost. For an end about to
-   * close: behind a stopped lock holder it marks the message for the removal of this end's
-   * entry to put back instead (see #leaveForRemoval), and returns at once.
+   * close: behind a stopped lock holder it marks the message for the next lock holder to put
+   * back instead (see #leaveForRemoval), and returns.
    */
   giveBack(slot: number): void {
     if (this.#closed) return;
@@ -1335,15 +1336,18 @@ export class SharedQueue {
   }
 
   /**
-   * Without the lock, marks a message this end took, and never handed to its caller, to go
-   * back in line at the removal of this end's entry (see L.SlotState.Returned). Only for an end
-   * about to close: it never hands the message out itself.
+   * Without the lock, marks a message this end took, and never handed to its caller, for the
+   * next lock holder to put back in line (see L.SlotState.Returned). Only for an end about to
+   * close: it never hands the message out itself.
    */
   #leaveForRemoval(slot: number): void {
     const s = L.slotOffset(slot);
     if (this.#u32[(s + L.S_TAKEN_BY) >> 2] !== this.#self) return;
     const at = (s + L.S_STATE) >> 2;
-    Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Returned);
+    if (
+      Atomics.compareExchange(this.#i32, at, L.SlotState.Taken, L.SlotState.Returned) ===
+        L.SlotState.Taken
+    ) Atomics.add(this.#i32, L.W_RETURNED >> 2, 1);
   }
 
   /**
@@ -2509,6 +2513,8 @@ export class SharedQueue {
    */
   #takeLocked(): TakenMessage | undefined {
     this.#settleLocked();
+    // A message given back without the lock goes before every later one of its sender.
+    if (Atomics.load(this.#i32, L.W_RETURNED >> 2) !== 0) this.#restoreReturnedLocked();
     // A holder killed inside its batch holds back its senders' later messages until a reap
     // gives the batch back. A wait reaps when its slice runs out, but a receiver that finds
     // other senders' messages before that never does.
@@ -2570,21 +2576,31 @@ export class SharedQueue {
    * Puts the messages given back without the lock behind the read cursor (see
    * L.SlotState.Returned) in line again, as their takers would have with the lock: the
    * cursor back to the first, each Ready. Their takers never touch them again, so any lock
-   * holder may, without waiting for their removal: a drained queue's take must (a taker that
-   * stays open would otherwise keep the queue from ever saying it is drained), and a reap
-   * does. Returns whether there was any.
+   * holder may, without waiting for their removal: a take when L.W_RETURNED counts any, and,
+   * whatever it counts, a reap and a take that finds the queue drained (a count one short must
+   * not keep the queue from ever saying so). Returns whether there was any.
    */
   #restoreReturnedLocked(): boolean {
     const u32 = this.#u32;
+    const i32 = this.#i32;
+    // What was counted before the scan began was given back before: the scan finds it.
+    const counted = Math.max(Atomics.load(i32, L.W_RETURNED >> 2), 0);
     const tail = u32[L.C_TAIL >> 2];
     const behind = Math.min((u32[L.C_READ >> 2] - tail) >>> 0, this.#ringSize);
     let first = -1;
     for (let k = 0; k < behind; k++) {
       const at = (L.slotOffset((tail + k) & this.#mask) + L.S_STATE) >> 2;
-      if (Atomics.load(this.#i32, at) !== L.SlotState.Returned) continue;
+      if (Atomics.load(i32, at) !== L.SlotState.Returned) continue;
       // The cursor first: killed in between, the holder leaves the slot Returned, for the next.
       if (first < 0) u32[L.C_READ >> 2] = (tail + (first = k)) >>> 0;
-      Atomics.store(this.#i32, at, L.SlotState.Ready);
+      Atomics.store(i32, at, L.SlotState.Ready);
+    }
+    // Counts that land meanwhile stay (their slots may lie where the scan had passed); a count
+    // below zero (forged) goes.
+    for (let n = Atomics.load(i32, L.W_RETURNED >> 2); n !== 0;) {
+      const seen = Atomics.compareExchange(i32, L.W_RETURNED >> 2, n, Math.max(n - counted, 0));
+      if (seen === n) break;
+      n = seen;
     }
     return first >= 0;
   }

@@ -496,6 +496,14 @@ async function untilStopped(child: Child): Promise<void> {
   assert.ok(await eventually(() => /\) [Tt] /.test(state())), "the child stopped");
 }
 
+/** Options whose `allocate` fails: the receiver keeps the message for its next call, taken and
+ * never handed out, as its close then finds it. */
+const refuseBuffers = {
+  allocate: (): ArrayBuffer => {
+    throw new Error("out of buffers");
+  },
+};
+
 /** Runs `call`, checking that it took under 1 s; returns its outcome. */
 async function within1s<T>(
   what: string,
@@ -582,15 +590,7 @@ Deno.test("a receiver's close gives back a message its caller never got without 
   const r2 = openReceiver(s.descriptor);
   s.putSync(new Uint8Array(100).fill(7));
   // Kept for r2's next call, as a failed allocate leaves it: taken, never handed out.
-  assert.throws(
-    () =>
-      r2.getSync({
-        allocate: () => {
-          throw new Error("out of buffers");
-        },
-      }),
-    /out of buffers/,
-  );
+  assert.throws(() => r2.getSync(refuseBuffers), /out of buffers/);
   s.putSync("taken by the holder");
   {
     await using holder = await stoppedHolder(s.descriptor, "receiver", 500);
@@ -613,18 +613,42 @@ Deno.test("a receiver's close gives back a message its caller never got without 
   assert.deepEqual(entriesOf(s.descriptor.name), [], "nothing left in /dev/shm");
 });
 
+Deno.test("a message given back without the lock goes before the later messages of its sender", async () => {
+  const [s, r] = createSharedMemoryPair({ capacity: 64 });
+  const r2 = openReceiver(s.descriptor);
+  const message = (n: number) => new Uint8Array(100).fill(n);
+  s.putSync(message(1));
+  assert.throws(() => r2.getSync(refuseBuffers), /out of buffers/);
+  {
+    // It lets go after 300 ms once resumed, and stays, its end open: no close of its reaps.
+    await using holder = new Child("lock", [JSON.stringify(s.descriptor), "sender", "300", "stay"]);
+    await holder.expect("locked");
+    await stopped(holder);
+    await within1s("the receiver's close()", () => r2.close());
+    holder.proc.kill("SIGCONT");
+    await holder.expect("released");
+    const got: number[] = [];
+    const next = () => (r.getSync({ timeout: 2_000 }) as Uint8Array)[0];
+    for (let n = 2; n <= 20; n++) {
+      s.putSync(message(n));
+      got.push(next());
+    }
+    got.push(next());
+    // Before: 2, 3, ..., 20, 1: a take with senders open looked behind the cursor only at a
+    // reap, and a receiver that keeps finding messages never reaps.
+    assert.deepEqual(got, Array.from({ length: 20 }, (_, i) => i + 1));
+  }
+  s.close();
+  r.close();
+});
+
 Deno.test("a message given back without the lock behind the read cursor comes back at the next look, and poisons nothing", () => {
   const [s, r] = createSharedMemoryPair({ capacity: 4 });
-  const refuse = {
-    allocate: (): ArrayBuffer => {
-      throw new Error("out of buffers");
-    },
-  };
   /** What a close that found the lock kept from it leaves: the message it kept for its next
    * call (a failed allocate), Returned and still its own, behind the read cursor. */
   const givenBack = (slot: number) => {
     const taker = openReceiver(s.descriptor);
-    assert.throws(() => taker.getSync(refuse), /out of buffers/);
+    assert.throws(() => taker.getSync(refuseBuffers), /out of buffers/);
     const m = mapSegment(s.descriptor.name)!;
     try {
       const at = (L.slotOffset(slot) + L.S_STATE) >> 2;
