@@ -94,10 +94,10 @@ export const W_RECEIVERS_WAITING = 132; // i32
 export const W_RELEASE_SEQ = 192; // i32, bumped after every release; senders wait on it
 export const W_SENDERS_WAITING = 196; // i32: senders waiting for room
 /** i32: slots released or withdrawn without the lock and not yet settled (see
- * SlotState.Released, SlotState.Withdrawn). Only a
- * hint of how far to scan, never below zero: a count too high costs a settle one scan of the
- * ring, one too low (a releaser killed between its release and its count) delays a settle
- * until a full scan or the ring's tail reaches the slot; no slot is ever lost. */
+ * SlotState.Released, SlotState.Withdrawn). Only a hint of how far to scan, never below
+ * zero: a count too high costs a settle one scan of the ring, one too low (a releaser killed
+ * between its release and its count) delays a settle until a full scan or the ring's tail
+ * reaches the slot; no slot is ever lost. */
 export const W_UNSETTLED = 200;
 /** i32: senders in waitForAllAck (they wait on the release sequence too, but are always woken:
  * wake-ups for room may be batched). */
@@ -326,10 +326,9 @@ export const SlotState = {
   /**
    * Given up by its sender without the lock, never published: a reservation cancelled (a
    * draft's cancel, a put whose encoding failed) while a stopped peer (SIGSTOP, a debugger)
-   * keeps the lock. Settled as `Released` is, by the next
-   * critical section of any end (counted in W_UNSETTLED meanwhile), but as a message never
-   * delivered: no ack, nothing received. Unlike `Writing`, it holds back none of its
-   * sender's later messages.
+   * keeps the lock. Settled as `Released` is, by the next critical section of any end
+   * (counted in W_UNSETTLED meanwhile), but as a message never delivered: no ack, nothing
+   * received. Unlike `Writing`, it holds back none of its sender's later messages.
    */
   Withdrawn: 10,
   /**

@@ -193,9 +193,9 @@ export class Draft<T = unknown> implements Disposable {
 
   /** Drops the message unsent and frees its space. Idempotent. Behind a peer stopped while it
    * keeps the queue's lock (SIGSTOP, a debugger) it returns within about 2 ms, and the space
-   * comes back at the next take, put or `stats()` once the lock is free. Should it throw (a running peer keeps the lock past 10 s:
-   * `ClosedError`, reason `"stuck"`), the draft is still unsent, and still yours to cancel
-   * again, or to send. */
+   * comes back at the next take, put or `stats()` once the lock is free. Should it throw (a
+   * running peer keeps the lock past 10 s: `ClosedError`, reason `"stuck"`), the draft is
+   * still unsent, and still yours to cancel again, or to send. */
   cancel(): void {
     if (this.#settled) return;
     // First: settled before a cancel that threw, its slot stayed reserved for good, holding

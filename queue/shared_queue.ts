@@ -1304,7 +1304,7 @@ export class SharedQueue {
     const u32 = this.#u32;
     const s = L.slotOffset(slot);
     // Behind a stopped holder (or one past the stuck limit), a receiver's close would wait
-    // 10 s here and then lose the message: it is left for this end's removal instead.
+    // 10 s here and then lose the message: it is left for the next lock holder instead.
     let locked = false;
     try {
       locked = this.#lockBy(briefDeadline());
@@ -1876,7 +1876,7 @@ export class SharedQueue {
     const write = u32[L.C_WRITE >> 2];
     const span = Math.min((write - tail) >>> 0, this.#ringSize);
     // Ring positions (from the tail) of the messages to put back in line: those it held for a
-    // getMany batch, or had taken ahead.
+    // getMany batch, had taken ahead, or gave back without the lock.
     const back: number[] = [];
     const backFrom: number[] = [];
     for (let k = 0; k < span; k++) {
