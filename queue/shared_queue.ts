@@ -118,6 +118,19 @@ function isOut(state: number): boolean {
     state === L.SlotState.Held || state === L.SlotState.Returned;
 }
 
+/** Whether a slot in `state` holds a published message that no receiver has taken for a caller
+ * yet: ready, taken ahead (`Prefetched`), or given back without the lock (`Returned`). */
+function isWaiting(state: number): boolean {
+  return state === L.SlotState.Ready || state === L.SlotState.Prefetched ||
+    state === L.SlotState.Returned;
+}
+
+/** Whether a slot in `state` was let go of without the lock, released or withdrawn, and waits
+ * for a settle (counted in L.W_UNSETTLED). */
+function isUnsettled(state: number): boolean {
+  return state === L.SlotState.Released || state === L.SlotState.Withdrawn;
+}
+
 /** Thrown inside SharedQueue.create when a sweep removed the new queue's name before its maker
  * held it: the process stood still (stopped, frozen) for the sweep's grace between the two,
  * and the sweep rightly took the queue for a dead maker's. No peer could open it: the queue is
@@ -669,10 +682,7 @@ export class SharedQueue {
         } else if (state === L.SlotState.Withdrawn) {
           withdrawn++;
           continue;
-        } else if (
-          state === L.SlotState.Ready || state === L.SlotState.Prefetched ||
-          state === L.SlotState.Returned
-        ) waiting++;
+        } else if (isWaiting(state)) waiting++;
         else if (
           state !== L.SlotState.Taken && state !== L.SlotState.Claimed &&
           state !== L.SlotState.Held
@@ -918,19 +928,19 @@ export class SharedQueue {
         u32[(s + L.S_SENDER_GEN) >> 2] === this.#selfGen;
       return held ? this.#runLeft : 0;
     }
-    return this.#slotsIn(L.SlotState.Spare);
+    return this.#slotsIn((state) => state === L.SlotState.Spare);
   }
 
-  /** How many slots from the tail up to the write cursor are in `state`; read without the
-   * lock, a snapshot the holder's moves may already have changed. */
-  #slotsIn(state: number): number {
+  /** How many slots from the tail up to the write cursor are in a state that `matches`; read
+   * without the lock, a snapshot the holder's moves may already have changed. */
+  #slotsIn(matches: (state: number) => boolean): number {
     const i32 = this.#i32;
     const tail = this.#u32[L.C_TAIL >> 2];
     const span = this.#slotsFrom(tail);
     let n = 0;
     for (let k = 0; k < span; k++) {
       const s = L.slotOffset((tail + k) & this.#mask);
-      if (Atomics.load(i32, (s + L.S_STATE) >> 2) === state) n++;
+      if (matches(Atomics.load(i32, (s + L.S_STATE) >> 2))) n++;
     }
     return n;
   }
@@ -1955,7 +1965,7 @@ export class SharedQueue {
     // Settles of this hold are in the ring already: they must not come off the result too.
     this.#uncountSettledLocked();
     const before = Atomics.load(this.#i32, L.W_UNSETTLED >> 2);
-    const unsettled = this.#slotsIn(L.SlotState.Released) + this.#slotsIn(L.SlotState.Withdrawn);
+    const unsettled = this.#slotsIn(isUnsettled);
     Atomics.add(this.#i32, L.W_UNSETTLED >> 2, unsettled - before);
   }
 
@@ -2389,10 +2399,7 @@ export class SharedQueue {
     for (let n = 0; i !== write && n < limit; i = (i + 1) >>> 0, n++) {
       const s = L.slotOffset(i & this.#mask);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-      if (
-        state !== L.SlotState.Ready && state !== L.SlotState.Prefetched &&
-        state !== L.SlotState.Returned
-      ) continue;
+      if (!isWaiting(state)) continue;
       const segment = u32[(s + L.S_SEGMENT) >> 2];
       if (segment === 0 || segment > L.MAX_EXTENSIONS) continue;
       if (this.#extensionTable.size(segment - 1) < length) continue;
@@ -2653,8 +2660,7 @@ export class SharedQueue {
         if (this.#holdsBackItsSender(state, s)) {
           this.#holdBackSenderLocked(slot, s);
         } else if (
-          (state === L.SlotState.Ready || state === L.SlotState.Prefetched ||
-            state === L.SlotState.Returned) &&
+          isWaiting(state) &&
           this.#writing[u32[(s + L.S_SENDER) >> 2] % L.MAX_PARTICIPANTS] !== 0
         ) held++;
       }
@@ -2902,9 +2908,7 @@ export class SharedQueue {
     const moved = Atomics.compareExchange(this.#i32, at, from, L.SlotState.Done) === from;
     if (moved) {
       this.#creditLocked(s, delivered);
-      if (from === L.SlotState.Released || from === L.SlotState.Withdrawn) {
-        this.#settledUncounted++;
-      }
+      if (isUnsettled(from)) this.#settledUncounted++;
     }
     if (delivered) this.#u32[L.C_CREDITING_SLOT >> 2] = 0;
     return moved;
@@ -2979,10 +2983,8 @@ export class SharedQueue {
       let k = 0;
       for (; k < span && (all || settled < pending); k++) {
         const slot = (tail + k) & this.#mask;
-        if (
-          this.#doneLocked(slot, L.SlotState.Released) ||
-          this.#doneLocked(slot, L.SlotState.Withdrawn)
-        ) settled++;
+        const state = Atomics.load(i32, (L.slotOffset(slot) + L.S_STATE) >> 2);
+        if (isUnsettled(state) && this.#doneLocked(slot, state)) settled++;
       }
       // A full scan settled every release counted when it began, and maybe some the count
       // never covered (a releaser killed between its two steps): exactly `pending` comes off.
@@ -3035,7 +3037,7 @@ export class SharedQueue {
     for (let guard = 0; tail !== write && guard < this.#ringSize; guard++) {
       const s = L.slotOffset(tail & this.#mask);
       const state = Atomics.load(this.#i32, (s + L.S_STATE) >> 2);
-      if (state === L.SlotState.Released || state === L.SlotState.Withdrawn) {
+      if (isUnsettled(state)) {
         // Not settled yet (a cancel or a reap reclaims without settling first): settle it.
         if (!this.#doneLocked(tail & this.#mask, state)) break;
       } else if (state !== L.SlotState.Done) break;
